@@ -1,0 +1,11 @@
+"""The ``projcache`` command line: a Typer app that only talks to :class:`projcache.ProjectCache`.
+
+The app is mountable in a host CLI: ``host_app.add_typer(projcache_cli.app, name="cache")``.
+"""
+
+from __future__ import annotations
+
+from .app import app as app
+from .app import main as main
+
+__all__ = ["app", "main"]

@@ -1,0 +1,5 @@
+"""``python -m projcache_cli``."""
+
+from .app import main
+
+main()

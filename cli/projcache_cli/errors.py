@@ -1,0 +1,37 @@
+"""Turn exceptions into one-line messages and documented exit codes."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import sys
+from collections.abc import Iterator
+
+import typer
+
+from projcache.errors import ProjcacheError
+
+__all__ = ["EXIT_FINDINGS", "EXIT_OK", "EXIT_USAGE", "cli_errors"]
+
+EXIT_OK = 0
+EXIT_FINDINGS = 1
+EXIT_USAGE = 2
+
+logger = logging.getLogger(__name__)
+
+
+@contextlib.contextmanager
+def cli_errors(debug: bool) -> Iterator[None]:
+    """Print ``error: <message>`` (and the hint) on stderr and exit with the error's code.
+
+    With ``debug`` the traceback is printed too.
+    """
+    try:
+        yield
+    except ProjcacheError as exc:
+        if debug:
+            logger.exception("command failed")
+        print(f"error: {exc}", file=sys.stderr)
+        if exc.hint:
+            print(f"hint: {exc.hint}", file=sys.stderr)
+        raise typer.Exit(code=exc.exit_code) from None

@@ -1,0 +1,127 @@
+"""projcache: a persistent, memory-mapped LMDB cache of project metadata.
+
+``import projcache`` is cheap: names are imported on first access (PEP 562),
+so a caller that only needs :class:`ProjectCache`'s raw JSON path never pays
+for pydantic, and nothing here imports typer, rich or yaml.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .cache import CacheDisabledError as CacheDisabledError
+    from .cache import ProjectCache as ProjectCache
+    from .cache import SearchResults as SearchResults
+    from .config import Settings as Settings
+    from .config import load_settings as load_settings
+    from .errors import ArtifactNotFound as ArtifactNotFound
+    from .errors import CacheAlreadyOpenError as CacheAlreadyOpenError
+    from .errors import CacheBusyError as CacheBusyError
+    from .errors import CacheClosedError as CacheClosedError
+    from .errors import CacheCorruptError as CacheCorruptError
+    from .errors import CacheFullError as CacheFullError
+    from .errors import CacheNotFoundError as CacheNotFoundError
+    from .errors import CachePermissionError as CachePermissionError
+    from .errors import ConfigError as ConfigError
+    from .errors import CorruptRecordError as CorruptRecordError
+    from .errors import DiskFullError as DiskFullError
+    from .errors import InvalidRecordError as InvalidRecordError
+    from .errors import KeyTooLongError as KeyTooLongError
+    from .errors import NotFoundError as NotFoundError
+    from .errors import ProjcacheError as ProjcacheError
+    from .errors import ProjectNotFound as ProjectNotFound
+    from .errors import ReadOnlyCacheError as ReadOnlyCacheError
+    from .errors import SchemaVersionError as SchemaVersionError
+    from .errors import StorageError as StorageError
+    from .models import Artifact as Artifact
+    from .models import CacheStats as CacheStats
+    from .models import Deployment as Deployment
+    from .models import Finding as Finding
+    from .models import Fingerprint as Fingerprint
+    from .models import Project as Project
+    from .models import RefreshReport as RefreshReport
+    from .models import SearchHit as SearchHit
+    from .models import SourceError as SourceError
+    from .models import VerifyReport as VerifyReport
+
+__all__ = [
+    "Artifact",
+    "ArtifactNotFound",
+    "CacheAlreadyOpenError",
+    "CacheBusyError",
+    "CacheClosedError",
+    "CacheCorruptError",
+    "CacheDisabledError",
+    "CacheFullError",
+    "CacheNotFoundError",
+    "CachePermissionError",
+    "CacheStats",
+    "ConfigError",
+    "CorruptRecordError",
+    "Deployment",
+    "DiskFullError",
+    "Finding",
+    "Fingerprint",
+    "InvalidRecordError",
+    "KeyTooLongError",
+    "NotFoundError",
+    "ProjcacheError",
+    "Project",
+    "ProjectCache",
+    "ProjectNotFound",
+    "ReadOnlyCacheError",
+    "RefreshReport",
+    "SchemaVersionError",
+    "SearchHit",
+    "SearchResults",
+    "Settings",
+    "SourceError",
+    "StorageError",
+    "VerifyReport",
+    "__version__",
+    "load_settings",
+]
+
+_HOMES = {
+    **dict.fromkeys(("CacheDisabledError", "ProjectCache", "SearchResults"), "cache"),
+    **dict.fromkeys(("Settings", "load_settings"), "config"),
+    **dict.fromkeys(
+        (
+            "Artifact",
+            "CacheStats",
+            "Deployment",
+            "Finding",
+            "Fingerprint",
+            "Project",
+            "RefreshReport",
+            "SearchHit",
+            "SourceError",
+            "VerifyReport",
+        ),
+        "models",
+    ),
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name == "__version__":
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            value: Any = version("projcache")
+        except PackageNotFoundError:  # pragma: no cover - running from a bare checkout
+            value = "0+unknown"
+    elif name in _HOMES:
+        value = getattr(importlib.import_module(f".{_HOMES[name]}", __name__), name)
+    elif name in __all__:
+        value = getattr(importlib.import_module(".errors", __name__), name)
+    else:
+        raise AttributeError(f"module 'projcache' has no attribute {name!r}")
+    globals()[name] = value  # later lookups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

@@ -1,0 +1,493 @@
+"""``ProjectCache``: the facade that users hold.
+
+Every public mutation is exactly one LMDB write transaction covering the
+records and all their index entries, so readers in any process see all of a
+change or none of it.  Reads never block (LMDB MVCC) and never hold a
+transaction across calls: listings read in pages of short transactions, so a
+slow consumer does not pin old pages and make the file grow.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, List, Optional, TypeVar, Union
+
+from . import codec, mutations
+from .config import Settings, load_settings
+from .errors import ArtifactNotFound, InvalidRecordError, ProjcacheError, ProjectNotFound
+from .repository import Repositories
+from .schema import SCHEMA_VERSION, ensure_schema, read_schema
+from .search import QueryFilters, run_query
+from .storage import Storage, Txn
+
+if TYPE_CHECKING:
+    from types import TracebackType
+
+    from .models import (
+        Artifact,
+        CacheStats,
+        Deployment,
+        DeploymentState,
+        Project,
+        SearchHit,
+        VerifyReport,
+    )
+
+__all__ = ["CacheDisabledError", "ProjectCache", "SearchResults"]
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+_PAGE = 256
+_STATES = ("current", "outdated", "modified", "missing")
+
+
+class CacheDisabledError(ProjcacheError):
+    """The cache is switched off by ``PROJCACHE_ENABLED=false`` (or ``SKILLMEAT_ENABLE_CACHE``)."""
+
+    default_hint = "Unset PROJCACHE_ENABLED (or set it to true) to use the cache."
+
+
+class SearchResults(List["SearchHit"]):
+    """The hits of one page of a search (a list), plus ``total``: all matches."""
+
+    def __init__(self, hits: Iterable[SearchHit] = (), total: int = 0):
+        super().__init__(hits)
+        self.total = total
+
+
+class ProjectCache:
+    """A persistent, memory-mapped cache of projects, artifacts and deployments.
+
+    Open it with :meth:`open` (preferably as a context manager).  One instance
+    may be shared by threads; opening the same directory again in the process
+    shares the same LMDB environment.
+    """
+
+    def __init__(self, storage: Storage, settings: Settings):
+        self._storage = storage
+        self.settings = settings
+        self._repos = Repositories(storage.dbs)
+        self._hits = 0
+        self._misses = 0
+        self._closed = False
+
+    # -- lifecycle -------------------------------------------------------------
+
+    @classmethod
+    def open(
+        cls,
+        path: Union[str, Path, None] = None,
+        readonly: bool = False,
+        *,
+        settings: Optional[Settings] = None,
+    ) -> ProjectCache:
+        """Open (creating if needed) the cache in ``path``, else the configured directory.
+
+        Checks the schema version: a cache written by a newer projcache raises
+        :class:`~projcache.errors.SchemaVersionError`; an older one is migrated
+        in place (or emptied, to be rebuilt from source, when no migration exists).
+
+        Raises:
+            CacheDisabledError: the feature flag switched the cache off.
+            CacheNotFoundError: ``readonly`` and no cache exists in the directory.
+            ConfigError: a setting is invalid.
+        """
+        if settings is None:
+            settings = load_settings(dir=str(path) if path is not None else None)
+        elif path is not None:
+            settings = Settings(**{**settings.__dict__, "cache_dir": Path(path)})
+        if not settings.enabled:
+            raise CacheDisabledError("the cache is disabled by configuration")
+        storage = Storage.acquire(settings.cache_dir, settings, readonly)
+        try:
+            cache = cls(storage, settings)
+            meta = cache._repos.meta
+            version = storage.read(lambda txn: meta.get(txn, "schema_version"))
+            if readonly:
+                storage.read(lambda txn: read_schema(txn, meta, storage.path))
+            elif version != SCHEMA_VERSION:
+                storage.write(lambda txn: ensure_schema(txn, meta, storage))
+        except BaseException:
+            storage.release()
+            raise
+        return cache
+
+    def close(self) -> None:
+        """Flush the hit/miss counters and release the environment; idempotent."""
+        if self._closed:
+            return
+        try:
+            if not self._storage.readonly and (self._hits or self._misses):
+                self._write(lambda txn: None)
+        except ProjcacheError as exc:
+            logger.warning("could not save cache counters on close: %s", exc)
+        finally:
+            self._closed = True
+            self._storage.release()
+
+    def __enter__(self) -> ProjectCache:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: Optional[type[BaseException]],
+        exc: Optional[BaseException],
+        tb: Optional[TracebackType],
+    ) -> None:
+        self.close()
+
+    @property
+    def path(self) -> Path:
+        """The cache directory."""
+        return self._storage.path
+
+    @property
+    def closed(self) -> bool:
+        """True after :meth:`close`."""
+        return self._closed
+
+    @property
+    def readonly(self) -> bool:
+        """True when opened read-only."""
+        return self._storage.readonly
+
+    def _read(self, fn: Callable[[Txn], T]) -> T:
+        if self._closed:
+            from .errors import CacheClosedError
+
+            raise CacheClosedError(f"the cache in {self.path} is closed")
+        return self._storage.read(fn)
+
+    def _write(self, fn: Callable[[Txn], T]) -> T:
+        if self._closed:
+            from .errors import CacheClosedError
+
+            raise CacheClosedError(f"the cache in {self.path} is closed")
+        hits, misses = self._hits, self._misses
+
+        def body(txn: Txn) -> T:
+            result = fn(txn)
+            # Counters ride along with the next write instead of costing one of their own.
+            if hits:
+                self._repos.meta.add(txn, "hits", hits)
+            if misses:
+                self._repos.meta.add(txn, "misses", misses)
+            return result
+
+        result = self._storage.write(body)
+        self._hits -= hits
+        self._misses -= misses
+        return result
+
+    # -- artifacts -------------------------------------------------------------
+
+    def get_artifact_json(self, key: str) -> Optional[bytes]:
+        """Return the stored JSON bytes of one artifact, or ``None`` (no model is built).
+
+        The frame's CRC is checked; this is the hot path of ``projcache get --json``.
+        """
+        codec.parse_artifact_key(key)
+        payload = self._read(lambda txn: self._repos.artifacts.get_payload(txn, key))
+        if payload is None:
+            self._misses += 1
+        else:
+            self._hits += 1
+        return payload
+
+    def get_artifact(self, key: str) -> Optional[Artifact]:
+        """Return the artifact with ``key`` (``<collection>/<type>/<name>``), or ``None``."""
+        payload = self.get_artifact_json(key)
+        return None if payload is None else self._repos.artifacts.model.model_validate_json(payload)
+
+    def list_artifacts(
+        self,
+        type: Optional[str] = None,
+        collection: Optional[str] = None,
+        tag: Optional[str] = None,
+    ) -> Iterator[Artifact]:
+        """Yield artifacts in key order, filtered by type, collection and tag.
+
+        Filters use indexes (tag and type facets, the collection key prefix);
+        records are read in pages of short read transactions.
+        """
+        if type is not None and type not in codec.ARTIFACT_TYPES:
+            raise InvalidRecordError(
+                f"type must be one of {', '.join(codec.ARTIFACT_TYPES)}; got {type!r}"
+            )
+        model = self._repos.artifacts.model
+        if tag is not None or type is not None:
+            facet, value = ("tag", tag) if tag is not None else ("type", type)
+            assert value is not None
+            keys = self._read(lambda txn: list(self._repos.facets.artifact_keys(txn, facet, value)))
+            keys = [k for k in keys if _key_matches(k, type, collection)]
+            for start in range(0, len(keys), _PAGE):
+                batch = keys[start : start + _PAGE]
+                payloads = self._read(
+                    lambda txn, b=batch: [self._repos.artifacts.get_payload(txn, k) for k in b]  # type: ignore[misc]
+                )
+                for payload in payloads:
+                    if payload is not None:
+                        yield model.model_validate_json(payload)
+            return
+        prefix = f"{collection}/" if collection is not None else ""
+        start_key = ""
+        while True:
+            page = self._read(
+                lambda txn, s=start_key: list(  # type: ignore[misc]
+                    self._repos.artifacts.scan_payloads(txn, prefix, s, _PAGE + 1)
+                )
+            )
+            for key, payload in page[:_PAGE]:
+                yield model.model_validate_json(payload)
+            if len(page) <= _PAGE:
+                return
+            start_key = page[_PAGE][0]
+
+    def put_artifacts(self, artifacts: Iterable[Union[Artifact, dict[str, Any]]]) -> int:
+        """Insert or replace artifacts in one transaction; return how many were written.
+
+        Every record is validated before anything is written; the search index,
+        facets and the states of their deployments are updated in the same transaction.
+
+        Raises:
+            InvalidRecordError: a record is invalid (nothing is written).
+        """
+        from .models import Artifact, validate
+
+        records = [validate(Artifact, a) for a in artifacts]
+
+        def body(txn: Txn) -> int:
+            for record in records:
+                mutations.put_artifact(txn, self._repos, record)
+            return len(records)
+
+        return self._write(body) if records else 0
+
+    def delete_artifact(self, key: str) -> None:
+        """Remove an artifact and its index entries; its deployments become ``missing``.
+
+        Raises:
+            ArtifactNotFound: no such artifact.
+        """
+        codec.parse_artifact_key(key)
+        if not self._write(lambda txn: mutations.delete_artifact(txn, self._repos, key)):
+            raise ArtifactNotFound(f"no artifact {key!r} in the cache")
+
+    # -- projects ----------------------------------------------------------------
+
+    def list_projects(self) -> list[Project]:
+        """Return every project, in id order."""
+        model = self._repos.projects.model
+        payloads = self._read(lambda txn: list(self._repos.projects.scan_payloads(txn)))
+        return [model.model_validate_json(p) for _k, p in payloads]
+
+    def get_project(self, project_id: str) -> Optional[Project]:
+        """Return the project with ``project_id``, or ``None``."""
+        return self._read(lambda txn: self._repos.projects.get(txn, project_id))
+
+    def find_project(self, ref: str) -> Project:
+        """Return the project whose id, name or path is ``ref``.
+
+        Raises:
+            ProjectNotFound: nothing matches, or a name matches several projects.
+        """
+        direct = self.get_project(ref) if ref and "\x00" not in ref else None
+        if direct is not None:
+            return direct
+        resolved = str(Path(ref).expanduser().resolve()) if ref else ""
+        by_name = []
+        for project in self.list_projects():
+            if project.path in (ref, resolved):
+                return project
+            if project.name == ref:
+                by_name.append(project)
+        if len(by_name) == 1:
+            return by_name[0]
+        if by_name:
+            raise ProjectNotFound(
+                f"{len(by_name)} projects are named {ref!r}", hint="Use the project's id or path."
+            )
+        raise ProjectNotFound(f"no project {ref!r} in the cache")
+
+    def put_projects(self, projects: Iterable[Union[Project, dict[str, Any]]]) -> int:
+        """Insert or replace projects in one transaction; return how many were written."""
+        from .models import Project, validate
+
+        records = [validate(Project, p) for p in projects]
+
+        def body(txn: Txn) -> int:
+            for record in records:
+                mutations.put_project(txn, self._repos, record)
+            return len(records)
+
+        return self._write(body) if records else 0
+
+    def delete_project(self, project_id: str) -> None:
+        """Remove a project and all its deployments in one transaction.
+
+        Raises:
+            ProjectNotFound: no such project.
+        """
+        if not self._write(lambda txn: mutations.delete_project(txn, self._repos, project_id)):
+            raise ProjectNotFound(f"no project {project_id!r} in the cache")
+
+    # -- deployments ---------------------------------------------------------------
+
+    def put_deployments(self, deployments: Iterable[Union[Deployment, dict[str, Any]]]) -> int:
+        """Insert or replace deployments in one transaction, computing each one's state.
+
+        Raises:
+            InvalidRecordError: a record is invalid or names a project not in the cache.
+        """
+        from .models import Deployment, validate
+
+        records = [validate(Deployment, d) for d in deployments]
+
+        def body(txn: Txn) -> int:
+            for record in records:
+                mutations.put_deployment(txn, self._repos, record)
+            return len(records)
+
+        return self._write(body) if records else 0
+
+    def delete_deployment(self, project_id: str, artifact_key: str) -> bool:
+        """Remove one deployment; return whether it existed."""
+        return self._write(
+            lambda txn: mutations.delete_deployment(txn, self._repos, project_id, artifact_key)
+        )
+
+    def list_deployments(
+        self, project: Optional[str] = None, state: Optional[DeploymentState] = None
+    ) -> list[Deployment]:
+        """Return deployments, optionally of one project (id, name or path) and in one state.
+
+        A state filter reads the ``deployments-by-state`` index; a project filter
+        is a key-prefix scan.  Neither scans everything.
+        """
+        if state is not None and state not in _STATES:
+            raise InvalidRecordError(f"state must be one of {', '.join(_STATES)}; got {state!r}")
+        project_id = self.find_project(project).id if project is not None else None
+        model = self._repos.deployments.model
+        repos = self._repos
+
+        def body(txn: Txn) -> list[bytes]:
+            if state is None:
+                return [p for _k, p in repos.deployments.scan_project(txn, project_id)]
+            prefix = codec.deployment_prefix(project_id) if project_id else b""
+            out = []
+            for key in repos.deployment_index.keys_in_state(txn, state):
+                if key.startswith(prefix):
+                    raw = txn.get(key, db=repos.deployments.db)
+                    if raw is not None:
+                        out.append(codec.unframe(raw, what="deployment"))
+            return out
+
+        return [model.model_validate_json(p) for p in self._read(body)]
+
+    # -- search ------------------------------------------------------------------------
+
+    def search(
+        self,
+        query: str,
+        type: Optional[str] = None,
+        project: Optional[str] = None,
+        limit: int = 20,
+        offset: int = 0,
+        *,
+        collection: Optional[str] = None,
+        tag: Optional[str] = None,
+    ) -> SearchResults:
+        """Find artifacts by words; every word must match, the last also as a prefix.
+
+        Returns the page ``[offset, offset + limit)`` ranked by field (name >
+        tags > title > description) then name; ``.total`` counts all matches.
+        ``project`` (id, name or path) keeps artifacts deployed there.
+        """
+        from .models import SearchHit
+
+        if limit < 0 or offset < 0:
+            raise InvalidRecordError("limit and offset must not be negative")
+        project_id = self.find_project(project).id if project is not None else None
+        filters = QueryFilters(type=type, collection=collection, tag=tag, project=project_id)
+        repos = self._repos
+
+        def body(txn: Txn) -> tuple[list[tuple[str, float, Optional[bytes]]], int]:
+            page, total = run_query(txn, repos, query, filters, limit, offset)
+            return [(k, s, repos.artifacts.get_payload(txn, k)) for k, s in page], total
+
+        page, total = self._read(body)
+        artifact_model = repos.artifacts.model
+        hits = []
+        for key, score, payload in page:
+            if payload is None:
+                continue  # index entry without record: verify reports it
+            artifact = artifact_model.model_validate_json(payload)
+            hits.append(
+                SearchHit(
+                    key=key, name=artifact.name, type=artifact.type, score=score, artifact=artifact
+                )
+            )
+        return SearchResults(hits, total)
+
+    # -- maintenance ----------------------------------------------------------------------
+
+    def invalidate(self, project: Optional[str] = None) -> int:
+        """Mark one project (id, name or path) or all as stale; return how many were marked.
+
+        Data stays readable until the next refresh replaces it.
+        """
+        targets = [self.find_project(project)] if project is not None else self.list_projects()
+
+        def body(txn: Txn) -> int:
+            for target in targets:
+                mutations.put_project(txn, self._repos, target.model_copy(update={"stale": True}))
+            return len(targets)
+
+        return self._write(body) if targets else 0
+
+    def clear(self) -> None:
+        """Remove every record and index entry in one transaction (schema and counters stay)."""
+        self._write(lambda txn: mutations.clear_all(txn, self._storage.dbs))
+
+    def stats(self) -> CacheStats:
+        """Counts, bytes, map size, hit/miss counters and freshness (cost: one pass over projects)."""
+        from .stats import collect_stats
+
+        return collect_stats(self._storage, self._repos, self._hits, self._misses)
+
+    def verify(self, repair: bool = False) -> VerifyReport:
+        """Check every frame, record and index; with ``repair``, rebuild what can be rebuilt.
+
+        Cost: reads the whole cache (and copies it once to check the file structure).
+        """
+        from .verify import run_verify
+
+        return run_verify(self._storage, self._repos, repair=repair)
+
+    def backup(self, dest: Union[str, Path], compact: bool = True) -> Path:
+        """Write a consistent copy of the cache into directory ``dest``; return its path.
+
+        ``dest`` is created if needed and must not already hold a cache.  With
+        ``compact`` free pages are omitted (smaller, slower).  Readers and
+        writers go on meanwhile (the copy reads one snapshot).
+        """
+        target = Path(dest).expanduser().resolve()
+        if (target / "data.mdb").exists():
+            raise InvalidRecordError(f"{target} already holds a cache; choose an empty directory")
+        target.mkdir(mode=0o700, parents=True, exist_ok=True)
+        if self._closed:
+            from .errors import CacheClosedError
+
+            raise CacheClosedError(f"the cache in {self.path} is closed")
+        self._storage.copy(target, compact=compact)
+        return target
+
+
+def _key_matches(key: str, type_: Optional[str], collection: Optional[str]) -> bool:
+    collection_part, type_part, _name = key.split("/")
+    return (type_ is None or type_part == type_) and (
+        collection is None or collection_part == collection
+    )

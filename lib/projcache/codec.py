@@ -1,0 +1,178 @@
+"""Value framing and key encoding: the only bytes format projcache writes.
+
+A stored value is a *frame*::
+
+    +--------+------------------+----------------------+
+    | 0x01   | CRC32 (4 bytes,  | orjson payload       |
+    | format | big-endian) of   | (UTF-8 JSON)         |
+    |        | the payload      |                      |
+    +--------+------------------+----------------------+
+
+Every read checks the format byte and the CRC before the payload is used, so a
+flipped bit surfaces as :class:`~projcache.errors.CorruptRecordError`, never as
+garbage.  Values are never pickled.
+
+Keys are UTF-8 strings.  LMDB refuses keys longer than 511 bytes (and
+dupsort values of the same size); the encoders enforce that with
+:class:`~projcache.errors.KeyTooLongError` instead of letting LMDB fail.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import zlib
+from typing import Any
+
+import orjson
+
+from .errors import CorruptRecordError, InvalidRecordError, KeyTooLongError
+
+__all__ = [
+    "ARTIFACT_TYPES",
+    "FORMAT_VERSION",
+    "MAX_KEY_BYTES",
+    "SEPARATOR",
+    "artifact_key",
+    "decode",
+    "deployment_key",
+    "deployment_prefix",
+    "encode",
+    "encode_key",
+    "frame",
+    "parse_artifact_key",
+    "parse_deployment_key",
+    "project_id_for_path",
+    "unframe",
+]
+
+FORMAT_VERSION = 1
+MAX_KEY_BYTES = 511
+SEPARATOR = b"\x00"
+ARTIFACT_TYPES = ("skill", "command", "agent", "hook", "mcp")
+
+_HEADER = 5
+_VERSION_BYTE = bytes([FORMAT_VERSION])
+_ORJSON_OPTS = orjson.OPT_NON_STR_KEYS
+
+
+def frame(payload: bytes) -> bytes:
+    """Wrap JSON ``payload`` bytes in a frame (format byte + CRC32)."""
+    return _VERSION_BYTE + zlib.crc32(payload).to_bytes(4, "big") + payload
+
+
+def encode(value: Any) -> bytes:
+    """Serialise ``value`` with orjson and frame it."""
+    return frame(orjson.dumps(value, option=_ORJSON_OPTS))
+
+
+def unframe(data: bytes, *, what: str = "value") -> bytes:
+    """Check a frame and return its JSON payload bytes (no decoding).
+
+    Raises:
+        CorruptRecordError: the frame is short, has an unknown format byte or
+            its CRC32 does not match; ``what`` names the record in the message.
+    """
+    if len(data) < _HEADER:
+        raise CorruptRecordError(f"{what}: frame too short ({len(data)} bytes)")
+    if data[0] != FORMAT_VERSION:
+        raise CorruptRecordError(f"{what}: unknown frame format byte {data[0]:#04x}")
+    payload = data[_HEADER:]
+    if zlib.crc32(payload) != int.from_bytes(data[1:_HEADER], "big"):
+        raise CorruptRecordError(f"{what}: CRC32 mismatch")
+    return bytes(payload)
+
+
+def decode(data: bytes, *, what: str = "value") -> Any:
+    """Check a frame and return its decoded JSON value.
+
+    Raises:
+        CorruptRecordError: the frame fails its check or the payload is not JSON.
+    """
+    payload = unframe(data, what=what)
+    try:
+        return orjson.loads(payload)
+    except orjson.JSONDecodeError as exc:
+        raise CorruptRecordError(f"{what}: payload is not valid JSON ({exc})") from exc
+
+
+def encode_key(text: str, *, what: str = "key") -> bytes:
+    """Encode ``text`` as a UTF-8 key, enforcing LMDB's key-size limit and no NUL bytes."""
+    if not text:
+        raise InvalidRecordError(f"{what} must not be empty")
+    if "\x00" in text:
+        raise InvalidRecordError(f"{what} must not contain NUL characters: {text!r}")
+    try:
+        raw = text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise InvalidRecordError(f"{what} is not valid Unicode text: {text!r}") from exc
+    if len(raw) > MAX_KEY_BYTES:
+        raise KeyTooLongError(
+            f"{what} is {len(raw)} bytes encoded; LMDB allows at most {MAX_KEY_BYTES}"
+        )
+    return raw
+
+
+def _check_part(part: str, field: str) -> None:
+    if not part:
+        raise InvalidRecordError(f"field '{field}' must not be empty")
+    if "/" in part or "\x00" in part:
+        raise InvalidRecordError(f"field '{field}' must not contain '/' or NUL: {part!r}")
+
+
+def artifact_key(collection: str, type_: str, name: str) -> str:
+    """Build the artifact key ``<collection>/<type>/<name>`` after validating its parts."""
+    _check_part(collection, "collection")
+    if type_ not in ARTIFACT_TYPES:
+        raise InvalidRecordError(
+            f"field 'type' must be one of {', '.join(ARTIFACT_TYPES)}; got {type_!r}"
+        )
+    _check_part(name, "name")
+    return f"{collection}/{type_}/{name}"
+
+
+def parse_artifact_key(key: str) -> tuple[str, str, str]:
+    """Split an artifact key into ``(collection, type, name)``.
+
+    Raises:
+        InvalidRecordError: the key does not have the three valid parts.
+    """
+    parts = key.split("/")
+    if len(parts) != 3:
+        raise InvalidRecordError(
+            f"artifact key must look like '<collection>/<type>/<name>'; got {key!r}"
+        )
+    collection, type_, name = parts
+    artifact_key(collection, type_, name)  # validates each part
+    return collection, type_, name
+
+
+def project_id_for_path(path: str) -> str:
+    """Derive a project's stable id from its resolved absolute path (16 hex digits).
+
+    A hash rather than the path itself keeps ids short, fixed-width and free of
+    the separator byte, so deployment keys stay well under the key limit.
+    """
+    return hashlib.sha256(path.encode("utf-8", "surrogateescape")).hexdigest()[:16]
+
+
+def deployment_prefix(project_id: str) -> bytes:
+    """Return the key prefix shared by every deployment of one project."""
+    return encode_key(project_id, what="project id") + SEPARATOR
+
+
+def deployment_key(project_id: str, artifact: str) -> bytes:
+    """Encode a deployment key: ``<project id> NUL <artifact key>``."""
+    key = deployment_prefix(project_id) + encode_key(artifact, what="artifact key")
+    if len(key) > MAX_KEY_BYTES:
+        raise KeyTooLongError(
+            f"deployment key is {len(key)} bytes encoded; LMDB allows at most {MAX_KEY_BYTES}"
+        )
+    return key
+
+
+def parse_deployment_key(key: bytes) -> tuple[str, str]:
+    """Split an encoded deployment key into ``(project id, artifact key)``."""
+    project, sep, artifact = bytes(key).partition(SEPARATOR)
+    if not sep or not project or not artifact:
+        raise CorruptRecordError(f"malformed deployment key {bytes(key)!r}")
+    return project.decode("utf-8"), artifact.decode("utf-8")

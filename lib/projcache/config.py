@@ -1,0 +1,215 @@
+"""Settings: one frozen object, read from defaults, an optional TOML file and the environment.
+
+Precedence, lowest first: built-in defaults, the TOML file, environment
+variables, then keyword overrides given to :func:`load_settings`.
+
+================  ========================  ==================  =====================================
+TOML key          environment variable      default             allowed values
+================  ========================  ==================  =====================================
+``dir``           ``PROJCACHE_DIR``         user cache dir      a directory path
+``map_size``      ``PROJCACHE_MAP_SIZE``    ``8MiB``            size >= 64KiB (bytes, or KiB/MiB/GiB)
+``max_map_size``  ``PROJCACHE_MAX_MAP_SIZE`` ``16GiB``          size >= map_size
+``durability``    ``PROJCACHE_DURABILITY``  ``full``            ``full``, ``no-metasync``, ``none``
+``ttl``           ``PROJCACHE_TTL``         ``6h``              duration > 0 (seconds, or s/m/h/d)
+``enabled``       ``PROJCACHE_ENABLED``     ``true``            true/false, 1/0, yes/no, on/off
+================  ========================  ==================  =====================================
+
+The file is ``$PROJCACHE_CONFIG`` if set (it must then exist), else
+``$XDG_CONFIG_HOME/projcache/config.toml`` (``~/.config/projcache/config.toml``)
+when present.  Keys may sit at the top level or in a ``[cache]`` table.
+``SKILLMEAT_ENABLE_CACHE=false`` also disables the cache, for hosts that set it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Optional
+
+from .errors import ConfigError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised on Python < 3.11 only
+    import tomli as tomllib
+
+__all__ = ["DURABILITY_MODES", "Settings", "default_cache_dir", "load_settings"]
+
+DURABILITY_MODES = ("full", "no-metasync", "none")
+_MIN_MAP = 64 * 1024
+_SIZE_UNITS = {"": 1, "b": 1, "kib": 1024, "mib": 1024**2, "gib": 1024**3, "tib": 1024**4}
+_SIZE_UNITS.update({"k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4})
+_SIZE_UNITS.update({"kb": 1000, "mb": 1000**2, "gb": 1000**3, "tb": 1000**4})
+_TIME_UNITS = {"": 1.0, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off"}
+
+# key -> environment variable, in documentation order.
+ENV_VARS = {
+    "dir": "PROJCACHE_DIR",
+    "map_size": "PROJCACHE_MAP_SIZE",
+    "max_map_size": "PROJCACHE_MAX_MAP_SIZE",
+    "durability": "PROJCACHE_DURABILITY",
+    "ttl": "PROJCACHE_TTL",
+    "enabled": "PROJCACHE_ENABLED",
+}
+
+
+def default_cache_dir(env: Mapping[str, str]) -> Path:
+    """Return the platform's user cache directory for projcache (XDG rules)."""
+    xdg = env.get("XDG_CACHE_HOME")
+    base = Path(xdg) if xdg else Path(env.get("HOME", str(Path.home()))) / ".cache"
+    return base / "projcache"
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    """All knobs of a cache, validated; build it with :func:`load_settings`.
+
+    Attributes:
+        cache_dir: directory holding ``data.mdb`` and ``lock.mdb``.
+        map_size: initial LMDB map size in bytes; the map grows on demand.
+        max_map_size: the map never grows past this; a write that would needs
+            more raises :class:`~projcache.errors.CacheFullError`.
+        durability: ``full`` fsyncs data and meta page on every commit (a
+            power cut loses nothing committed); ``no-metasync`` skips the meta
+            fsync (a power cut may undo the last commit, never corrupt);
+            ``none`` leaves flushing to the OS (fastest; a power cut may lose
+            recent commits).  A process crash loses nothing in any mode.
+        ttl_seconds: age after which a project or collection counts as stale.
+        enabled: ``False`` switches the cache off (feature flag).
+    """
+
+    cache_dir: Path
+    map_size: int = 8 * 1024**2
+    max_map_size: int = 16 * 1024**3
+    durability: str = "full"
+    ttl_seconds: float = 6 * 3600.0
+    enabled: bool = True
+
+    def __post_init__(self) -> None:
+        if self.map_size < _MIN_MAP:
+            raise ConfigError(f"map_size must be at least {_MIN_MAP} bytes; got {self.map_size}")
+        if self.max_map_size < self.map_size:
+            raise ConfigError(
+                f"max_map_size ({self.max_map_size}) must be >= map_size ({self.map_size})"
+            )
+        if self.durability not in DURABILITY_MODES:
+            raise ConfigError(
+                f"durability must be one of {', '.join(DURABILITY_MODES)}; "
+                f"got {self.durability!r}"
+            )
+        if not self.ttl_seconds > 0:
+            raise ConfigError(f"ttl must be a positive duration; got {self.ttl_seconds!r}")
+
+
+def parse_size(key: str, value: Any) -> int:
+    """Parse a byte size such as ``8388608``, ``"64MiB"`` or ``"1 GiB"``."""
+    if isinstance(value, bool):
+        raise ConfigError(f"{key} must be a size like 64MiB; got {value!r}")
+    if isinstance(value, int):
+        return value
+    match = re.fullmatch(r"\s*(\d+)\s*([A-Za-z]*)\s*", str(value))
+    if not match or match.group(2).lower() not in _SIZE_UNITS:
+        raise ConfigError(
+            f"{key} must be a size in bytes or with a unit (KiB, MiB, GiB, TiB); got {value!r}"
+        )
+    return int(match.group(1)) * _SIZE_UNITS[match.group(2).lower()]
+
+
+def parse_duration(key: str, value: Any) -> float:
+    """Parse a duration such as ``3600``, ``"90s"``, ``"30m"`` or ``"6h"`` into seconds."""
+    if isinstance(value, bool):
+        raise ConfigError(f"{key} must be a duration like 6h; got {value!r}")
+    if isinstance(value, (int, float)):
+        return float(value)
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([A-Za-z]*)\s*", str(value))
+    if not match or match.group(2).lower() not in _TIME_UNITS:
+        raise ConfigError(
+            f"{key} must be a duration in seconds or with a unit (s, m, h, d); got {value!r}"
+        )
+    return float(match.group(1)) * _TIME_UNITS[match.group(2).lower()]
+
+
+def parse_bool(key: str, value: Any) -> bool:
+    """Parse a boolean from TOML or from an environment string."""
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in _TRUE:
+        return True
+    if text in _FALSE:
+        return False
+    raise ConfigError(f"{key} must be one of true/false, 1/0, yes/no, on/off; got {value!r}")
+
+
+def _config_file(env: Mapping[str, str]) -> Optional[Path]:
+    explicit = env.get("PROJCACHE_CONFIG")
+    if explicit:
+        path = Path(explicit).expanduser()
+        if not path.is_file():
+            raise ConfigError(f"PROJCACHE_CONFIG names {path}, which is not a file")
+        return path
+    xdg = env.get("XDG_CONFIG_HOME")
+    base = Path(xdg) if xdg else Path(env.get("HOME", str(Path.home()))) / ".config"
+    path = base / "projcache" / "config.toml"
+    return path if path.is_file() else None
+
+
+def _read_file(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as handle:
+            data = tomllib.load(handle)
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc}") from exc
+    table = data.get("cache", data)
+    if not isinstance(table, dict):
+        raise ConfigError(f"config file {path}: [cache] must be a table")
+    unknown = sorted(set(table) - set(ENV_VARS) - {"cache"})
+    if unknown:
+        raise ConfigError(
+            f"config file {path}: unknown key(s) {', '.join(unknown)}; "
+            f"allowed keys are {', '.join(ENV_VARS)}"
+        )
+    return {k: v for k, v in table.items() if k in ENV_VARS}
+
+
+def load_settings(env: Optional[Mapping[str, str]] = None, **overrides: Any) -> Settings:
+    """Build :class:`Settings` from defaults, config file, environment and ``overrides``.
+
+    ``overrides`` use the TOML key names (``dir``, ``map_size``, ...); a value
+    of ``None`` means "not given".
+
+    Raises:
+        ConfigError: a value is invalid; the message names the key and what is allowed.
+    """
+    env = os.environ if env is None else env
+    raw: dict[str, Any] = {}
+    path = _config_file(env)
+    if path is not None:
+        raw.update(_read_file(path))
+    for key, var in ENV_VARS.items():
+        if env.get(var, "") != "":
+            raw[key] = env[var]
+    for key, value in overrides.items():
+        if key not in ENV_VARS:
+            raise ConfigError(f"unknown setting {key!r}; allowed are {', '.join(ENV_VARS)}")
+        if value is not None:
+            raw[key] = value
+    enabled = parse_bool("enabled", raw.get("enabled", True))
+    skillmeat = env.get("SKILLMEAT_ENABLE_CACHE", "")
+    if skillmeat and not parse_bool("SKILLMEAT_ENABLE_CACHE", skillmeat):
+        enabled = False
+    cache_dir = Path(raw["dir"]).expanduser() if "dir" in raw else default_cache_dir(env)
+    return Settings(
+        cache_dir=cache_dir,
+        map_size=parse_size("map_size", raw.get("map_size", Settings.map_size)),
+        max_map_size=parse_size("max_map_size", raw.get("max_map_size", Settings.max_map_size)),
+        durability=str(raw.get("durability", Settings.durability)).strip().lower(),
+        ttl_seconds=parse_duration("ttl", raw.get("ttl", Settings.ttl_seconds)),
+        enabled=enabled,
+    )

@@ -1,0 +1,245 @@
+"""The exception tree of projcache.
+
+Every error the library raises on purpose derives from :class:`ProjcacheError`.
+Each class carries the exit code the CLI uses for it and a *hint*: one sentence
+telling the user what to do about it::
+
+    ProjcacheError                      exit 3  (any other failure)
+    ├── ConfigError (ValueError)        exit 10 invalid setting, names key and allowed values
+    ├── InvalidRecordError (ValueError) exit 2  a caller's record or key is invalid
+    │   └── KeyTooLongError             exit 2  key exceeds LMDB's 511-byte key limit
+    ├── NotFoundError (KeyError)        exit 4
+    │   ├── ArtifactNotFound            exit 4
+    │   └── ProjectNotFound             exit 4
+    ├── CacheClosedError                exit 3  the cache was used after close()
+    └── StorageError                    exit 5  an LMDB failure without a better class
+        ├── CacheNotFoundError          exit 5  read-only open of a directory without a cache
+        ├── CacheAlreadyOpenError       exit 5  same directory opened twice incompatibly
+        ├── CacheBusyError              exit 11 reader slots exhausted, lock unavailable
+        ├── CacheFullError              exit 6  map reached the configured maximum
+        ├── DiskFullError               exit 6  the filesystem is out of space (ENOSPC)
+        ├── CachePermissionError        exit 8  (PermissionError) cannot write the directory
+        ├── ReadOnlyCacheError          exit 8  write on a cache opened read-only
+        ├── SchemaVersionError          exit 9  written by a newer projcache
+        └── CacheCorruptError           exit 7  the environment or a record is damaged
+            └── CorruptRecordError      exit 7  one value's frame failed its check
+
+Low-level ``lmdb.Error`` instances are translated in exactly one place,
+:func:`translate_lmdb_error`, through the table ``_LMDB_TABLE``.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+from typing import TYPE_CHECKING, ClassVar, Optional
+
+if TYPE_CHECKING:
+    import lmdb
+
+__all__ = [
+    "ArtifactNotFound",
+    "CacheAlreadyOpenError",
+    "CacheBusyError",
+    "CacheClosedError",
+    "CacheCorruptError",
+    "CacheFullError",
+    "CacheNotFoundError",
+    "CachePermissionError",
+    "ConfigError",
+    "CorruptRecordError",
+    "DiskFullError",
+    "InvalidRecordError",
+    "KeyTooLongError",
+    "NotFoundError",
+    "ProjcacheError",
+    "ProjectNotFound",
+    "ReadOnlyCacheError",
+    "SchemaVersionError",
+    "StorageError",
+    "translate_lmdb_error",
+]
+
+logger = logging.getLogger(__name__)
+
+
+class ProjcacheError(Exception):
+    """Root of every error projcache raises on purpose.
+
+    Attributes:
+        exit_code: the CLI's exit status for this class of error.
+        hint: what the user can do about it (may be empty).
+    """
+
+    exit_code: ClassVar[int] = 3
+    default_hint: ClassVar[str] = ""
+
+    def __init__(self, message: str, *, hint: Optional[str] = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = self.default_hint if hint is None else hint
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class ConfigError(ProjcacheError, ValueError):
+    """A setting has an invalid value; the message names the key and allowed values."""
+
+    exit_code = 10
+    default_hint = "Fix the environment variable or the config file entry named above."
+
+
+class InvalidRecordError(ProjcacheError, ValueError):
+    """A record, key or argument given by the caller is invalid; the message names the field."""
+
+    exit_code = 2
+
+
+class KeyTooLongError(InvalidRecordError):
+    """An encoded key is longer than LMDB's key limit (511 bytes)."""
+
+    default_hint = "Use shorter collection, artifact or project names."
+
+
+class NotFoundError(ProjcacheError, KeyError):
+    """A record that the caller asked for by key does not exist."""
+
+    exit_code = 4
+
+    def __str__(self) -> str:
+        # KeyError.__str__ would repr() the message; keep it readable.
+        return self.message
+
+
+class ArtifactNotFound(NotFoundError):
+    """No artifact with the given key is in the cache."""
+
+    default_hint = "Run `projcache list artifacts` to see the keys, or refresh the cache."
+
+
+class ProjectNotFound(NotFoundError):
+    """No project with the given id, name or path is in the cache."""
+
+    default_hint = "Run `projcache list projects` to see the known projects."
+
+
+class CacheClosedError(ProjcacheError):
+    """The cache was used after :meth:`ProjectCache.close`."""
+
+    default_hint = "Open the cache again with ProjectCache.open()."
+
+
+class StorageError(ProjcacheError):
+    """An LMDB failure that no more specific class describes."""
+
+    exit_code = 5
+
+
+class CacheNotFoundError(StorageError):
+    """A read-only open found no cache in the directory."""
+
+    default_hint = "Run `projcache refresh` to create the cache, or check --cache-dir."
+
+
+class CacheAlreadyOpenError(StorageError):
+    """The directory is already open in this process in an incompatible mode."""
+
+    default_hint = "Reuse the ProjectCache that is already open, or close it first."
+
+
+class CacheBusyError(StorageError):
+    """The cache cannot serve another reader or writer right now."""
+
+    exit_code = 11
+    default_hint = "Too many processes use the cache at once; retry, or close idle readers."
+
+
+class CacheFullError(StorageError):
+    """The map reached the configured maximum size."""
+
+    exit_code = 6
+    default_hint = (
+        "Raise PROJCACHE_MAX_MAP_SIZE (or max_map_size in the config file), "
+        "or run `projcache clear` and refresh."
+    )
+
+
+class DiskFullError(StorageError):
+    """The filesystem holding the cache has no space left; nothing partial was committed."""
+
+    exit_code = 6
+    default_hint = "Free disk space on the cache's filesystem, or move it with PROJCACHE_DIR."
+
+
+class CachePermissionError(StorageError, PermissionError):
+    """The cache directory or its files cannot be written (or read)."""
+
+    exit_code = 8
+    default_hint = "Check the permissions of the cache directory, or choose another one."
+
+
+class ReadOnlyCacheError(StorageError):
+    """A write was attempted on a cache opened read-only."""
+
+    exit_code = 8
+    default_hint = "Open the cache with readonly=False to change it."
+
+
+class SchemaVersionError(StorageError):
+    """The cache was written by a newer projcache with an unknown schema."""
+
+    exit_code = 9
+    default_hint = "Upgrade projcache, or point PROJCACHE_DIR at another directory."
+
+
+class CacheCorruptError(StorageError):
+    """The LMDB environment or its contents are damaged."""
+
+    exit_code = 7
+    default_hint = "Run `projcache verify --repair`."
+
+
+class CorruptRecordError(CacheCorruptError):
+    """A stored value failed its frame check (format byte or CRC32); it is never returned."""
+
+
+# One table from py-lmdb's exception class names to ours.  Names rather than
+# classes so this module does not import lmdb (it is imported by config-only
+# callers), and so LMDB 1.0-only classes that may be absent are tolerated.
+_LMDB_TABLE: dict[str, tuple[type[ProjcacheError], str]] = {
+    "MapFullError": (CacheFullError, "the cache map is full"),
+    "DiskError": (DiskFullError, "a disk write failed"),
+    "ReadersFullError": (CacheBusyError, "all reader slots are in use"),
+    "TlsFullError": (CacheBusyError, "too many threads use the cache"),
+    "LockError": (CacheBusyError, "the cache lock could not be taken"),
+    "ReadonlyError": (ReadOnlyCacheError, "the cache is read-only"),
+    "CorruptedError": (CacheCorruptError, "the LMDB environment is corrupted"),
+    "PageNotFoundError": (CacheCorruptError, "an LMDB page is missing"),
+    "PanicError": (CacheCorruptError, "LMDB reported a fatal error"),
+    "InvalidError": (CacheCorruptError, "the files are not a valid LMDB environment"),
+    "VersionMismatchError": (CacheCorruptError, "the LMDB file format version is unknown"),
+    "BadChecksumError": (CacheCorruptError, "an LMDB page checksum failed"),
+    "BadValsizeError": (InvalidRecordError, "a key or value has an invalid size"),
+}
+
+
+def translate_lmdb_error(exc: lmdb.Error, *, path: str = "") -> ProjcacheError:
+    """Return the projcache exception that stands for ``exc`` (to be raised ``from`` it).
+
+    The mapping lives in ``_LMDB_TABLE``; an unknown class becomes a plain
+    :class:`StorageError` carrying LMDB's own text.
+    """
+    where = f" ({path})" if path else ""
+    code = getattr(exc, "code", 0)
+    if code == errno.ENOSPC:
+        return DiskFullError(f"no space left on the device holding the cache{where}")
+    if code in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return CachePermissionError(f"permission denied on the cache{where}: {exc}")
+    for klass in type(exc).__mro__:
+        entry = _LMDB_TABLE.get(klass.__name__)
+        if entry is not None:
+            cls, text = entry
+            return cls(f"{text}{where}: {exc}")
+    logger.debug("untranslated LMDB error %s: %s", type(exc).__name__, exc)
+    return StorageError(f"LMDB error{where}: {exc}")

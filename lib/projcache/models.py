@@ -1,0 +1,294 @@
+"""The records projcache stores and returns, as frozen pydantic v2 models (no I/O here).
+
+Records are validated when they are written.  :func:`validate` turns pydantic's
+``ValidationError`` into :class:`~projcache.errors.InvalidRecordError` naming the
+first bad field, so callers deal with one exception hierarchy.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+from typing import Annotated, Any, Dict, List, Literal, Optional, TypeVar
+
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+    model_validator,
+)
+
+from . import codec
+from .errors import InvalidRecordError
+
+__all__ = [
+    "Artifact",
+    "ArtifactType",
+    "CacheStats",
+    "Deployment",
+    "DeploymentState",
+    "Finding",
+    "FindingKind",
+    "Fingerprint",
+    "Project",
+    "RefreshReport",
+    "SearchHit",
+    "SourceError",
+    "VerifyReport",
+    "utcnow",
+    "validate",
+]
+
+ArtifactType = Literal["skill", "command", "agent", "hook", "mcp"]
+DeploymentState = Literal["current", "outdated", "modified", "missing"]
+FindingKind = Literal["file", "frame", "model", "index", "source"]
+# Tags are index keys (see repository.FacetIndex), so they are bounded well under 511 bytes.
+Tag = Annotated[str, StringConstraints(min_length=1, max_length=100)]
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def utcnow() -> datetime:
+    """Return the current time as an aware UTC datetime."""
+    return datetime.now(timezone.utc)
+
+
+class _Record(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid", str_strip_whitespace=False)
+
+
+def validate(model: type[M], data: Any) -> M:
+    """Validate ``data`` (a mapping or a model) as ``model``.
+
+    Raises:
+        InvalidRecordError: naming the first invalid field and why.
+    """
+    try:
+        if isinstance(data, model):
+            return data
+        if isinstance(data, BaseModel):
+            data = data.model_dump()
+        return model.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        field = ".".join(str(p) for p in first["loc"]) or model.__name__
+        raise InvalidRecordError(
+            f"invalid {model.__name__}: field '{field}': {first['msg']}"
+        ) from exc
+
+
+class Artifact(_Record):
+    """An artifact of a collection: a skill, command, agent, hook or MCP server.
+
+    ``key`` is ``<collection>/<type>/<name>``; it is derived from those three
+    fields when omitted and must agree with them when given.
+    """
+
+    key: str = ""
+    name: str
+    type: ArtifactType
+    collection: str
+    path: str = ""
+    title: Optional[str] = None
+    description: str = ""
+    tags: List[Tag] = Field(default_factory=list)
+    version: Optional[str] = None
+    origin: Optional[str] = None
+    upstream: Optional[str] = None
+    resolved_sha: Optional[str] = None
+    resolved_version: Optional[str] = None
+    content_hash: Optional[str] = None
+    front_matter: Dict[str, Any] = Field(default_factory=dict)
+    managed: bool = True
+    updated_at: Optional[datetime] = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _fill_key(cls, data: Any) -> Any:
+        if isinstance(data, dict) and not data.get("key"):
+            try:
+                data = {**data, "key": f"{data['collection']}/{data['type']}/{data['name']}"}
+            except KeyError:
+                pass  # the missing field is reported by normal validation
+        return data
+
+    @model_validator(mode="after")
+    def _check_key(self) -> Artifact:
+        expected = codec.artifact_key(self.collection, self.type, self.name)
+        if self.key != expected:
+            raise ValueError(f"key {self.key!r} does not match {expected!r}")
+        codec.encode_key(self.key, what="artifact key")
+        return self
+
+
+class Project(_Record):
+    """A project folder holding a ``.claude/`` directory.
+
+    ``id`` is derived from ``path`` (see :func:`projcache.codec.project_id_for_path`)
+    when omitted; callers should pass the resolved absolute path.
+    """
+
+    id: str = ""
+    name: str
+    path: str
+    description: str = ""
+    refreshed_at: Optional[datetime] = None
+    stale: bool = False
+    error: Optional[str] = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _fill_id(cls, data: Any) -> Any:
+        if isinstance(data, dict) and not data.get("id") and isinstance(data.get("path"), str):
+            data = {**data, "id": codec.project_id_for_path(data["path"])}
+        return data
+
+    @model_validator(mode="after")
+    def _check_id(self) -> Project:
+        codec.deployment_prefix(self.id)  # non-empty, no NUL, within the key limit
+        if not self.name:
+            raise ValueError("name must not be empty")
+        return self
+
+    def is_stale(self, ttl_seconds: float, now: Optional[datetime] = None) -> bool:
+        """Tell whether the project needs a refresh: invalidated, never refreshed or past the TTL."""
+        if self.stale or self.refreshed_at is None:
+            return True
+        now = now or utcnow()
+        return now - self.refreshed_at > timedelta(seconds=ttl_seconds)
+
+
+class Deployment(_Record):
+    """An artifact deployed into a project, with its derived state.
+
+    ``content_hash`` is what was deployed; ``local_hash`` is the hash of the
+    files in the project as last seen (``None`` when unknown); ``files_present``
+    is ``False`` when the deployed files are gone.  ``state`` is computed by
+    :func:`projcache.status.deployment_state` whenever the deployment or its
+    artifact is written; a value passed in is replaced.
+    """
+
+    project_id: str
+    artifact_key: str
+    deployed_at: Optional[datetime] = None
+    artifact_path: str = ""
+    content_hash: Optional[str] = None
+    local_hash: Optional[str] = None
+    files_present: bool = True
+    version: Optional[str] = None
+    state: DeploymentState = "current"
+
+    @model_validator(mode="after")
+    def _check_keys(self) -> Deployment:
+        codec.parse_artifact_key(self.artifact_key)
+        codec.deployment_key(self.project_id, self.artifact_key)
+        return self
+
+    @property
+    def name(self) -> str:
+        """The deployed artifact's name (last part of its key)."""
+        return self.artifact_key.rsplit("/", 1)[-1]
+
+    @property
+    def type(self) -> str:
+        """The deployed artifact's type (middle part of its key)."""
+        return self.artifact_key.split("/")[1]
+
+
+class Fingerprint(_Record):
+    """What a source file or directory looked like when it was last read."""
+
+    path: str
+    mtime_ns: int
+    size: int
+    inode: int
+    content_hash: Optional[str] = None
+    read_at: Optional[datetime] = None
+
+
+class SearchHit(_Record):
+    """One search result: the artifact and how well it matched (higher is better)."""
+
+    key: str
+    name: str
+    type: ArtifactType
+    score: float
+    artifact: Artifact
+
+
+class SourceError(_Record):
+    """A source that could not be read during a refresh; its last good data was kept."""
+
+    path: str
+    message: str
+
+
+class RefreshReport(_Record):
+    """What a refresh did."""
+
+    started_at: datetime
+    duration_seconds: float = 0.0
+    sources_checked: int = 0
+    sources_changed: int = 0
+    artifacts_written: int = 0
+    artifacts_removed: int = 0
+    projects_written: int = 0
+    projects_removed: int = 0
+    deployments_written: int = 0
+    deployments_removed: int = 0
+    errors: List[SourceError] = Field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        """True when no source was in error."""
+        return not self.errors
+
+
+class Finding(_Record):
+    """One problem found by :meth:`ProjectCache.verify`."""
+
+    kind: FindingKind
+    db: str
+    key: Optional[str] = None
+    message: str
+    repairable: bool = True
+
+
+class VerifyReport(_Record):
+    """The result of a verify run: what was checked, what was found, what was repaired."""
+
+    checked: Dict[str, int] = Field(default_factory=dict)
+    findings: List[Finding] = Field(default_factory=list)
+    repaired: int = 0
+
+    @property
+    def ok(self) -> bool:
+        """True when verify found nothing wrong (or repair fixed every finding)."""
+        return not self.findings or self.repaired >= len(self.findings)
+
+
+class CacheStats(_Record):
+    """Counts, sizes, freshness and hit rate of a cache."""
+
+    path: str
+    schema_version: int
+    counts: Dict[str, int]
+    file_bytes: int
+    used_bytes: int
+    map_size: int
+    max_map_size: int
+    hits: int
+    misses: int
+    last_txn_id: int
+    stale_projects: int
+    oldest_refresh: Optional[datetime] = None
+    newest_refresh: Optional[datetime] = None
+    created_at: Optional[datetime] = None
+
+    @property
+    def hit_rate(self) -> Optional[float]:
+        """Hits over lookups, or ``None`` before the first lookup."""
+        total = self.hits + self.misses
+        return self.hits / total if total else None

@@ -1,0 +1,154 @@
+"""Consistent writes: each function changes a record *and* every index that depends on it.
+
+All functions run inside a write transaction they are given, so a caller that
+puts several of them in one transaction publishes all of it or none of it.
+This is the only module that writes records, which keeps the invariants that
+``verify`` checks in one place:
+
+* ``artifact-terms`` and ``search-tokens`` hold exactly the terms of each artifact;
+* ``artifact-facets`` holds ``type`` and ``tag`` entries of each artifact;
+* every deployment's project exists, its ``state`` follows
+  :func:`projcache.status.deployment_state`, and the two deployment indexes
+  mirror the deployment records.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from .errors import InvalidRecordError
+from .repository import Repositories
+from .search import artifact_terms
+from .status import deployment_state
+from .storage import DATABASES, Txn
+
+if TYPE_CHECKING:
+    from .models import Artifact, Deployment, Project
+
+__all__ = [
+    "clear_all",
+    "delete_artifact",
+    "delete_deployment",
+    "delete_project",
+    "index_artifact",
+    "put_artifact",
+    "put_deployment",
+    "put_project",
+    "unindex_artifact",
+]
+
+
+def index_artifact(txn: Txn, repos: Repositories, artifact: Artifact) -> None:
+    """Add the artifact's search postings and facet entries (it must not be indexed yet)."""
+    repos.tokens.add(txn, artifact.key, artifact_terms(artifact.model_dump()))
+    repos.facets.add_key(txn, "type", artifact.type, artifact.key)
+    for tag in set(artifact.tags):
+        repos.facets.add_key(txn, "tag", tag, artifact.key)
+
+
+def unindex_artifact(txn: Txn, repos: Repositories, artifact: Artifact) -> None:
+    """Remove the artifact's search postings and facet entries."""
+    repos.tokens.remove(txn, artifact.key)
+    repos.facets.remove_key(txn, "type", artifact.type, artifact.key)
+    for tag in set(artifact.tags):
+        repos.facets.remove_key(txn, "tag", tag, artifact.key)
+
+
+def put_artifact(txn: Txn, repos: Repositories, artifact: Artifact) -> None:
+    """Insert or replace an artifact, re-index it and re-state its deployments."""
+    old = repos.artifacts.get(txn, artifact.key)
+    if old is not None:
+        unindex_artifact(txn, repos, old)
+    repos.artifacts.put(txn, artifact)
+    index_artifact(txn, repos, artifact)
+    _restate_deployments_of(txn, repos, artifact.key, artifact)
+
+
+def delete_artifact(txn: Txn, repos: Repositories, key: str) -> bool:
+    """Remove an artifact and its index entries; its deployments become ``missing``."""
+    old = repos.artifacts.get(txn, key)
+    if old is None:
+        return False
+    unindex_artifact(txn, repos, old)
+    repos.artifacts.delete(txn, key)
+    _restate_deployments_of(txn, repos, key, None)
+    return True
+
+
+def _restate_deployments_of(
+    txn: Txn, repos: Repositories, key: str, artifact: Artifact | None
+) -> None:
+    for project_id in repos.deployment_index.projects_of(txn, key):
+        deployment = repos.deployments.get_for(txn, project_id, key)
+        if deployment is None:
+            continue  # index entry without a record: verify reports it
+        state = deployment_state(deployment, artifact)
+        if state != deployment.state:
+            _store_deployment(txn, repos, deployment.model_copy(update={"state": state}))
+
+
+def put_project(txn: Txn, repos: Repositories, project: Project) -> None:
+    """Insert or replace a project record (its deployments are untouched)."""
+    repos.projects.put(txn, project)
+
+
+def delete_project(txn: Txn, repos: Repositories, project_id: str) -> bool:
+    """Remove a project together with all its deployments and their index entries."""
+    if repos.projects.get_payload(txn, project_id) is None:
+        return False
+    for deployment in list(_deployments_of(txn, repos, project_id)):
+        delete_deployment(txn, repos, deployment.project_id, deployment.artifact_key)
+    repos.projects.delete(txn, project_id)
+    return True
+
+
+def _deployments_of(txn: Txn, repos: Repositories, project_id: str) -> list[Deployment]:
+    model = repos.deployments.model
+    return [
+        model.model_validate_json(payload)
+        for _key, payload in repos.deployments.scan_project(txn, project_id)
+    ]
+
+
+def put_deployment(txn: Txn, repos: Repositories, deployment: Deployment) -> Deployment:
+    """Insert or replace a deployment, computing its state; return the stored record.
+
+    Raises:
+        InvalidRecordError: the deployment's project is not in the cache.
+    """
+    if repos.projects.get_payload(txn, deployment.project_id) is None:
+        raise InvalidRecordError(
+            f"invalid Deployment: field 'project_id': project {deployment.project_id!r} "
+            "is not in the cache"
+        )
+    artifact = repos.artifacts.get(txn, deployment.artifact_key)
+    stored = deployment.model_copy(update={"state": deployment_state(deployment, artifact)})
+    _store_deployment(txn, repos, stored)
+    return stored
+
+
+def _store_deployment(txn: Txn, repos: Repositories, deployment: Deployment) -> None:
+    old = repos.deployments.get_for(txn, deployment.project_id, deployment.artifact_key)
+    if old is not None:
+        repos.deployment_index.remove(txn, old.project_id, old.artifact_key, old.state)
+    repos.deployments.put(txn, deployment)
+    repos.deployment_index.add(
+        txn, deployment.project_id, deployment.artifact_key, deployment.state
+    )
+
+
+def delete_deployment(txn: Txn, repos: Repositories, project_id: str, artifact: str) -> bool:
+    """Remove one deployment and its index entries; return whether it existed."""
+    old = repos.deployments.get_for(txn, project_id, artifact)
+    if old is None:
+        return False
+    repos.deployment_index.remove(txn, project_id, artifact, old.state)
+    repos.deployments.delete_for(txn, project_id, artifact)
+    return True
+
+
+def clear_all(txn: Txn, dbs: dict[str, Any]) -> None:
+    """Empty every sub-database except ``meta`` (schema version and creation time stay)."""
+    for name in DATABASES:
+        if name != "meta":
+            txn.drop(dbs[name], delete=False)

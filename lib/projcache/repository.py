@@ -1,0 +1,355 @@
+"""Thin typed repositories, one per sub-database; each works inside a transaction it is given.
+
+Repositories know key encodings and value frames, nothing about consistency
+between sub-databases: that is :mod:`projcache.mutations`' job.  Every read
+checks the frame (:func:`projcache.codec.unframe`) before decoding.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any, Generic, Optional, TypeVar
+
+from . import codec
+from .storage import Txn
+
+if TYPE_CHECKING:
+    from pydantic import BaseModel
+
+    from .models import Artifact, Deployment, Fingerprint, Project
+
+__all__ = [
+    "ArtifactRepository",
+    "DeploymentIndex",
+    "DeploymentRepository",
+    "FacetIndex",
+    "MetaRepository",
+    "ProjectRepository",
+    "Repositories",
+    "SourceRepository",
+    "TokenIndex",
+]
+
+M = TypeVar("M", bound="BaseModel")
+
+
+def _scan(txn: Txn, db: Any, prefix: bytes = b"", start: bytes = b"") -> Iterator[tuple[bytes, bytes]]:
+    """Yield ``(key, value)`` for keys starting with ``prefix``, from ``start`` on."""
+    cursor = txn.cursor(db)
+    first = max(prefix, start)
+    if not (cursor.set_range(first) if first else cursor.first()):
+        return
+    for key, value in cursor.iternext():
+        if prefix and not key.startswith(prefix):
+            return
+        yield key, value
+
+
+class _RecordRepository(Generic[M]):
+    """Records of one model in one sub-database, keyed by a UTF-8 string."""
+
+    db_name = ""
+    model_name = ""
+
+    def __init__(self, db: Any):
+        self.db = db
+        self._model: Optional[type[M]] = None
+
+    @property
+    def model(self) -> type[M]:
+        """The pydantic model of the records (imported on first use: pydantic is heavy)."""
+        if self._model is None:
+            from . import models
+
+            self._model = getattr(models, self.model_name)
+        assert self._model is not None
+        return self._model
+
+    def _key(self, key: str) -> bytes:
+        return codec.encode_key(key, what=f"{self.db_name} key")
+
+    def get_payload(self, txn: Txn, key: str) -> Optional[bytes]:
+        """Return the record's JSON bytes (frame checked), or ``None``."""
+        raw = txn.get(self._key(key), db=self.db)
+        if raw is None:
+            return None
+        return codec.unframe(raw, what=f"{self.db_name}[{key!r}]")
+
+    def get(self, txn: Txn, key: str) -> Optional[M]:
+        """Return the record as a model, or ``None``."""
+        payload = self.get_payload(txn, key)
+        return None if payload is None else self.model.model_validate_json(payload)
+
+    def put_model(self, txn: Txn, key: str, record: M) -> None:
+        """Store ``record`` under ``key`` (overwrites)."""
+        txn.put(self._key(key), codec.frame(record.model_dump_json().encode()), db=self.db)
+
+    def delete(self, txn: Txn, key: str) -> bool:
+        """Remove the record; return whether it existed."""
+        return bool(txn.delete(self._key(key), db=self.db))
+
+    def scan_payloads(
+        self, txn: Txn, prefix: str = "", start: str = "", limit: Optional[int] = None
+    ) -> Iterator[tuple[str, bytes]]:
+        """Yield ``(key, JSON bytes)`` in key order, optionally by prefix, from ``start``."""
+        count = 0
+        for key, raw in _scan(txn, self.db, prefix.encode(), start.encode()):
+            if limit is not None and count >= limit:
+                return
+            text = key.decode("utf-8")
+            yield text, codec.unframe(raw, what=f"{self.db_name}[{text!r}]")
+            count += 1
+
+    def count(self, txn: Txn) -> int:
+        """Number of records (O(1): from LMDB's page statistics)."""
+        return int(txn.stat(self.db)["entries"])
+
+
+class ArtifactRepository(_RecordRepository["Artifact"]):
+    """``artifacts``: artifact key -> Artifact."""
+
+    db_name = "artifacts"
+    model_name = "Artifact"
+
+    def put(self, txn: Txn, artifact: Artifact) -> None:
+        """Store the artifact record only (indexes are the caller's job)."""
+        self.put_model(txn, artifact.key, artifact)
+
+
+class ProjectRepository(_RecordRepository["Project"]):
+    """``projects``: project id -> Project."""
+
+    db_name = "projects"
+    model_name = "Project"
+
+    def put(self, txn: Txn, project: Project) -> None:
+        """Store the project record."""
+        self.put_model(txn, project.id, project)
+
+
+class SourceRepository(_RecordRepository["Fingerprint"]):
+    """``sources``: absolute source path -> Fingerprint."""
+
+    db_name = "sources"
+    model_name = "Fingerprint"
+
+    def put(self, txn: Txn, fingerprint: Fingerprint) -> None:
+        """Store the fingerprint of one source path."""
+        self.put_model(txn, fingerprint.path, fingerprint)
+
+
+class DeploymentRepository(_RecordRepository["Deployment"]):
+    """``deployments``: ``<project id> NUL <artifact key>`` -> Deployment."""
+
+    db_name = "deployments"
+    model_name = "Deployment"
+
+    def get_for(self, txn: Txn, project_id: str, artifact: str) -> Optional[Deployment]:
+        """Return the deployment of ``artifact`` in ``project_id``, or ``None``."""
+        raw = txn.get(codec.deployment_key(project_id, artifact), db=self.db)
+        if raw is None:
+            return None
+        return self.model.model_validate_json(codec.unframe(raw, what="deployment"))
+
+    def put(self, txn: Txn, deployment: Deployment) -> None:
+        """Store the deployment record."""
+        key = codec.deployment_key(deployment.project_id, deployment.artifact_key)
+        txn.put(key, codec.frame(deployment.model_dump_json().encode()), db=self.db)
+
+    def delete_for(self, txn: Txn, project_id: str, artifact: str) -> bool:
+        """Remove one deployment record; return whether it existed."""
+        return bool(txn.delete(codec.deployment_key(project_id, artifact), db=self.db))
+
+    def exists(self, txn: Txn, project_id: str, artifact: str) -> bool:
+        """Tell whether ``artifact`` is deployed in ``project_id`` (one lookup)."""
+        return txn.get(codec.deployment_key(project_id, artifact), db=self.db) is not None
+
+    def scan_project(self, txn: Txn, project_id: Optional[str]) -> Iterator[tuple[bytes, bytes]]:
+        """Yield ``(raw key, JSON bytes)`` of one project's deployments (a prefix scan), or all."""
+        prefix = codec.deployment_prefix(project_id) if project_id else b""
+        for key, raw in _scan(txn, self.db, prefix):
+            yield key, codec.unframe(raw, what=f"deployments[{key!r}]")
+
+
+class MetaRepository:
+    """``meta``: small JSON values (schema version, creation time, counters)."""
+
+    def __init__(self, db: Any):
+        self.db = db
+
+    def get(self, txn: Txn, key: str, default: Any = None) -> Any:
+        """Return the decoded value of ``key`` or ``default``."""
+        raw = txn.get(key.encode(), db=self.db)
+        return default if raw is None else codec.decode(raw, what=f"meta[{key!r}]")
+
+    def put(self, txn: Txn, key: str, value: Any) -> None:
+        """Store ``value`` (any JSON value) under ``key``."""
+        txn.put(key.encode(), codec.encode(value), db=self.db)
+
+    def add(self, txn: Txn, key: str, delta: int) -> int:
+        """Add ``delta`` to an integer counter and return the new value."""
+        value = int(self.get(txn, key, 0)) + delta
+        self.put(txn, key, value)
+        return value
+
+
+class _DupIndex:
+    """A dupsort sub-database: key -> many sorted values."""
+
+    def __init__(self, db: Any):
+        self.db = db
+
+    def add(self, txn: Txn, key: bytes, value: bytes) -> None:
+        """Add one ``(key, value)`` pair (idempotent)."""
+        txn.put(key, value, dupdata=True, db=self.db)
+
+    def remove(self, txn: Txn, key: bytes, value: bytes) -> bool:
+        """Remove one ``(key, value)`` pair; return whether it existed."""
+        return bool(txn.delete(key, value, db=self.db))
+
+    def values(self, txn: Txn, key: bytes) -> Iterator[bytes]:
+        """Yield the values of ``key`` in sorted order."""
+        cursor = txn.cursor(self.db)
+        if cursor.set_key(key):
+            yield from cursor.iternext_dup()
+
+    def count(self, txn: Txn, key: bytes) -> int:
+        """Number of values of ``key`` (O(1) in LMDB)."""
+        cursor = txn.cursor(self.db)
+        return int(cursor.count()) if cursor.set_key(key) else 0
+
+    def contains(self, txn: Txn, key: bytes, value: bytes) -> bool:
+        """Tell whether the pair exists (one B-tree lookup)."""
+        return bool(txn.cursor(self.db).set_key_dup(key, value))
+
+    def items(self, txn: Txn) -> Iterator[tuple[bytes, bytes]]:
+        """Yield every pair (used by verify)."""
+        cursor = txn.cursor(self.db)
+        if cursor.first():
+            yield from cursor.iternext(keys=True, values=True)
+
+    def keys_with_prefix(self, txn: Txn, prefix: bytes) -> Iterator[tuple[bytes, int]]:
+        """Yield ``(key, number of values)`` for distinct keys starting with ``prefix``."""
+        cursor = txn.cursor(self.db)
+        if not cursor.set_range(prefix):
+            return
+        while True:
+            key = cursor.key()
+            if not key.startswith(prefix):
+                return
+            yield key, int(cursor.count())
+            if not cursor.next_nodup():
+                return
+
+
+class FacetIndex(_DupIndex):
+    """``artifact-facets``: ``<facet> NUL <value>`` -> artifact keys (facets: type, tag)."""
+
+    def artifact_keys(self, txn: Txn, facet: str, value: str) -> Iterator[str]:
+        """Yield the keys of artifacts having ``facet == value``."""
+        for raw in self.values(txn, self._key(facet, value)):
+            yield raw.decode("utf-8")
+
+    @staticmethod
+    def _key(facet: str, value: str) -> bytes:
+        return facet.encode() + codec.SEPARATOR + value.encode("utf-8")
+
+    def add_key(self, txn: Txn, facet: str, value: str, artifact: str) -> None:
+        """Record that ``artifact`` has ``facet == value``."""
+        self.add(txn, self._key(facet, value), artifact.encode())
+
+    def remove_key(self, txn: Txn, facet: str, value: str, artifact: str) -> None:
+        """Forget that ``artifact`` has ``facet == value``."""
+        self.remove(txn, self._key(facet, value), artifact.encode())
+
+    def has(self, txn: Txn, facet: str, value: str, artifact: str) -> bool:
+        """Tell whether ``artifact`` has ``facet == value`` (one lookup)."""
+        return self.contains(txn, self._key(facet, value), artifact.encode())
+
+    def size(self, txn: Txn, facet: str, value: str) -> int:
+        """Number of artifacts having ``facet == value``."""
+        return self.count(txn, self._key(facet, value))
+
+
+class TokenIndex:
+    """``search-tokens`` (token -> artifact keys) plus ``artifact-terms`` (key -> its terms).
+
+    Keeping each artifact's terms lets its postings be removed without a scan.
+    """
+
+    def __init__(self, postings: Any, terms: Any):
+        self.postings = _DupIndex(postings)
+        self.terms_db = terms
+
+    def terms(self, txn: Txn, key: str) -> Optional[dict[str, int]]:
+        """Return ``{token: field mask}`` of an indexed artifact, or ``None``."""
+        raw = txn.get(key.encode(), db=self.terms_db)
+        if raw is None:
+            return None
+        value: dict[str, int] = codec.decode(raw, what=f"artifact-terms[{key!r}]")
+        return value
+
+    def add(self, txn: Txn, key: str, terms: dict[str, int]) -> None:
+        """Index ``key`` under each token of ``terms`` (the artifact must not be indexed yet)."""
+        encoded = key.encode()
+        for token in terms:
+            self.postings.add(txn, token.encode(), encoded)
+        txn.put(encoded, codec.encode(terms), db=self.terms_db)
+
+    def remove(self, txn: Txn, key: str) -> None:
+        """Remove every posting of ``key`` and its terms record."""
+        terms = self.terms(txn, key)
+        if terms is None:
+            return
+        encoded = key.encode()
+        for token in terms:
+            self.postings.remove(txn, token.encode(), encoded)
+        txn.delete(encoded, db=self.terms_db)
+
+    def scan_terms(self, txn: Txn) -> Iterator[tuple[str, bytes]]:
+        """Yield ``(artifact key, framed terms)`` for every indexed artifact (verify)."""
+        for key, raw in _scan(txn, self.terms_db):
+            yield key.decode("utf-8"), raw
+
+
+class DeploymentIndex:
+    """``deployments-by-artifact`` (artifact key -> project ids) and
+    ``deployments-by-state`` (state -> deployment keys)."""
+
+    def __init__(self, by_artifact: Any, by_state: Any):
+        self.by_artifact = _DupIndex(by_artifact)
+        self.by_state = _DupIndex(by_state)
+
+    def add(self, txn: Txn, project_id: str, artifact: str, state: str) -> None:
+        """Index one deployment."""
+        self.by_artifact.add(txn, artifact.encode(), project_id.encode())
+        self.by_state.add(txn, state.encode(), codec.deployment_key(project_id, artifact))
+
+    def remove(self, txn: Txn, project_id: str, artifact: str, state: str) -> None:
+        """Remove one deployment from both indexes."""
+        self.by_artifact.remove(txn, artifact.encode(), project_id.encode())
+        self.by_state.remove(txn, state.encode(), codec.deployment_key(project_id, artifact))
+
+    def projects_of(self, txn: Txn, artifact: str) -> list[str]:
+        """Ids of the projects where ``artifact`` is deployed."""
+        return [raw.decode() for raw in self.by_artifact.values(txn, artifact.encode())]
+
+    def keys_in_state(self, txn: Txn, state: str) -> Iterator[bytes]:
+        """Yield the deployment keys currently in ``state``."""
+        yield from self.by_state.values(txn, state.encode())
+
+
+class Repositories:
+    """All repositories of one open environment, built once per :class:`Storage`."""
+
+    def __init__(self, dbs: dict[str, Any]):
+        self.meta = MetaRepository(dbs["meta"])
+        self.projects = ProjectRepository(dbs["projects"])
+        self.artifacts = ArtifactRepository(dbs["artifacts"])
+        self.deployments = DeploymentRepository(dbs["deployments"])
+        self.sources = SourceRepository(dbs["sources"])
+        self.tokens = TokenIndex(dbs["search-tokens"], dbs["artifact-terms"])
+        self.facets = FacetIndex(dbs["artifact-facets"])
+        self.deployment_index = DeploymentIndex(
+            dbs["deployments-by-artifact"], dbs["deployments-by-state"]
+        )

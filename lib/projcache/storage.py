@@ -1,0 +1,422 @@
+"""The LMDB environment: opening, sub-databases, transactions, growth, fork and reader hygiene.
+
+Hazards this module exists to contain (each learned from py-lmdb's users):
+
+* Opening one environment twice in a process corrupts LMDB's locks (POSIX
+  fcntl locks belong to the process, so closing either copy drops both).  A
+  process-wide registry hands out one :class:`Storage` per directory.
+* An environment must not be used across ``fork()``.  A child detects the fork
+  and reopens before its first use.
+* ``MapFullError`` can come from ``put`` *or* from ``commit``.  The whole
+  transaction is aborted, the map grown under an inter-process ``flock`` and
+  the transaction replayed, which is why writes are callables, not blocks.
+* Another process growing the map makes our next ``begin`` fail with
+  ``MapResizedError``; ``set_mapsize(0)`` adopts the new size.
+* Slots of killed readers stay taken until ``reader_check()`` clears them; it
+  runs on open and whenever ``ReadersFullError`` is seen.
+* ``writemap`` is off: with it, a full disk kills the process with SIGBUS.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import logging
+import os
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, Callable, ClassVar, Optional, TypeVar
+
+import lmdb
+
+from .config import Settings
+from .errors import (
+    CacheAlreadyOpenError,
+    CacheBusyError,
+    CacheClosedError,
+    CacheFullError,
+    CacheNotFoundError,
+    CachePermissionError,
+    ReadOnlyCacheError,
+    StorageError,
+    translate_lmdb_error,
+)
+
+try:  # POSIX only; on other platforms growth is not coordinated across processes.
+    import fcntl
+except ImportError:  # pragma: no cover
+    fcntl = None  # type: ignore[assignment]
+
+__all__ = ["DATABASES", "Storage", "Txn"]
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+Txn = lmdb.Transaction
+
+# name -> dupsort.  The first six are the contract in DESIGN.md; the rest are
+# derived indexes (rebuildable from the records, see verify.py).
+DATABASES: dict[str, bool] = {
+    "meta": False,
+    "projects": False,
+    "artifacts": False,
+    "deployments": False,
+    "search-tokens": True,
+    "sources": False,
+    "artifact-terms": False,
+    "artifact-facets": True,
+    "deployments-by-artifact": True,
+    "deployments-by-state": True,
+}
+MAX_READERS = 1024
+_MAX_DBS = len(DATABASES) + 6  # headroom for future indexes without a format change
+_NETWORK_FS = {"nfs", "nfs4", "cifs", "smb3", "smbfs", "afs", "9p", "fuse.sshfs", "ceph"}
+_RETRIES = 64
+
+_registry_lock = threading.Lock()
+_registry: dict[tuple[int, int], Storage] = {}
+_fork_generation = 0
+
+
+def _after_fork_in_child() -> None:
+    global _fork_generation, _registry_lock
+    _fork_generation += 1
+    _registry_lock = threading.Lock()  # a lock held by another thread at fork stays held
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+def _filesystem_type(path: Path) -> Optional[str]:
+    """Return the filesystem type holding ``path`` from /proc/self/mountinfo, if known."""
+    try:
+        lines = Path("/proc/self/mountinfo").read_text().splitlines()
+    except OSError:
+        return None
+    best, fstype = "", None
+    target = str(path)
+    for line in lines:
+        left, _, right = line.partition(" - ")
+        fields = left.split()
+        if len(fields) < 5 or not right:
+            continue
+        mount = fields[4].replace("\\040", " ")
+        inside = target == mount or target.startswith(mount.rstrip("/") + "/")
+        if inside and len(mount) > len(best):
+            best, fstype = mount, right.split()[0]
+    return fstype
+
+
+class Storage:
+    """One open LMDB environment for a cache directory, shared by everyone in the process.
+
+    Obtain it with :meth:`acquire` and give it back with :meth:`release`; the
+    environment closes when the last user releases it.  Reads and writes are
+    callables run inside a transaction (:meth:`read`, :meth:`write`) so they
+    can be replayed after a map growth.
+    """
+
+    _durability_flags: ClassVar[dict[str, tuple[bool, bool]]] = {
+        # mode -> (sync, metasync)
+        "full": (True, True),
+        "no-metasync": (True, False),
+        "none": (False, False),
+    }
+
+    def __init__(self, path: Path, settings: Settings, readonly: bool, key: tuple[int, int]):
+        self.path = path
+        self.settings = settings
+        self.readonly = readonly
+        self._key = key
+        self._refs = 1
+        self._closed = False
+        self._write_lock = threading.RLock()
+        self._map_generation = 0
+        self._fork_generation = _fork_generation
+        self.env, self.dbs = self._open_env()
+
+    # -- lifecycle ---------------------------------------------------------
+
+    @classmethod
+    def acquire(cls, path: Path, settings: Settings, readonly: bool) -> Storage:
+        """Open (or share) the environment in ``path``.
+
+        Creates the directory (mode 0700) and the environment when writable and
+        missing.  Refuses network filesystems, where LMDB's locking is unsafe.
+
+        Raises:
+            CacheNotFoundError: ``readonly`` and no cache exists there.
+            CacheAlreadyOpenError: already open read-only here, and a writer is asked for.
+            CachePermissionError: the directory cannot be created or opened.
+        """
+        path = Path(os.path.abspath(os.fspath(path)))
+        if not (path / "data.mdb").exists():
+            if readonly:
+                raise CacheNotFoundError(f"no cache in {path}")
+            try:
+                path.mkdir(mode=0o700, parents=True, exist_ok=True)
+            except PermissionError as exc:
+                raise CachePermissionError(f"cannot create cache directory {path}") from exc
+            except OSError as exc:
+                raise StorageError(f"cannot create cache directory {path}: {exc}") from exc
+        fstype = _filesystem_type(path.resolve())
+        if fstype in _NETWORK_FS:
+            raise StorageError(
+                f"{path} is on a network filesystem ({fstype}); LMDB's locks do not work there",
+                hint="Point PROJCACHE_DIR at a local disk.",
+            )
+        st = path.stat()
+        key = (st.st_dev, st.st_ino)
+        with _registry_lock:
+            shared = _registry.get(key)
+            if shared is not None and shared._fork_generation != _fork_generation:
+                shared = None  # inherited from the parent: this process opens its own
+            if shared is not None:
+                if shared.readonly and not readonly:
+                    raise CacheAlreadyOpenError(
+                        f"{path} is already open read-only in this process"
+                    )
+                shared._refs += 1
+                return shared
+            storage = cls(path, settings, readonly, key)
+            _registry[key] = storage
+            return storage
+
+    def release(self) -> None:
+        """Give back one reference; the environment closes with the last one."""
+        with _registry_lock:
+            if self._closed:
+                return
+            self._refs -= 1
+            if self._refs > 0:
+                return
+            self._closed = True
+            if _registry.get(self._key) is self:
+                del _registry[self._key]
+        if self._fork_generation == _fork_generation:
+            self.env.close()
+
+    @property
+    def closed(self) -> bool:
+        """True once the last reference was released."""
+        return self._closed
+
+    def _open_env(self) -> tuple[lmdb.Environment, dict[str, Any]]:
+        sync, metasync = self._durability_flags[self.settings.durability]
+        try:
+            env = lmdb.open(
+                str(self.path),
+                map_size=self.settings.map_size,
+                subdir=True,
+                readonly=self.readonly,
+                create=not self.readonly,
+                sync=sync,
+                metasync=metasync,
+                writemap=False,
+                max_readers=MAX_READERS,
+                max_dbs=_MAX_DBS,
+                max_spare_txns=0,
+                mode=0o600,
+            )
+        except lmdb.Error as exc:
+            raise translate_lmdb_error(exc, path=str(self.path)) from exc
+        try:
+            cleared = env.reader_check()
+            if cleared:
+                logger.info("cleared %d stale reader slot(s) in %s", cleared, self.path)
+            dbs = self._open_dbs(env)
+        except lmdb.Error as exc:
+            env.close()
+            raise translate_lmdb_error(exc, path=str(self.path)) from exc
+        except BaseException:
+            env.close()
+            raise
+        return env, dbs
+
+    def _open_dbs(self, env: lmdb.Environment) -> dict[str, Any]:
+        if self.readonly:
+            # Without a transaction py-lmdb opens each handle in its own read
+            # transaction; a handle opened in a read transaction we pass in is
+            # discarded when that transaction ends (seen with py-lmdb 3.0).
+            try:
+                return {
+                    name: env.open_db(name.encode(), dupsort=dupsort, create=False)
+                    for name, dupsort in DATABASES.items()
+                }
+            except lmdb.NotFoundError as exc:
+                raise CacheNotFoundError(
+                    f"{self.path} holds no projcache cache (a sub-database is missing)"
+                ) from exc
+        with env.begin(write=True) as txn:
+            return {
+                name: env.open_db(name.encode(), txn=txn, dupsort=dupsort)
+                for name, dupsort in DATABASES.items()
+            }
+
+    def _live_env(self) -> lmdb.Environment:
+        if self._closed:
+            raise CacheClosedError(f"the cache in {self.path} is closed")
+        if self._fork_generation != _fork_generation:
+            self._reopen_after_fork()
+        return self.env
+
+    def _reopen_after_fork(self) -> None:
+        # The child must not use the parent's environment.  Closing our copy
+        # drops only this process's mappings and locks; py-lmdb refuses a
+        # second open until it is closed.  Hazard: a read transaction that
+        # another thread of the parent held at fork time loses its slot here.
+        logger.debug("fork detected; reopening %s in pid %d", self.path, os.getpid())
+        self._write_lock = threading.RLock()
+        with contextlib.suppress(lmdb.Error):
+            self.env.close()
+        self.env, self.dbs = self._open_env()
+        self._fork_generation = _fork_generation
+        with _registry_lock:
+            _registry[self._key] = self
+
+    # -- transactions --------------------------------------------------------
+
+    def read(self, fn: Callable[[Txn], T]) -> T:
+        """Run ``fn`` in a read transaction and return its result.
+
+        Never blocks on writers (LMDB MVCC).  ``fn`` may be run again if the
+        map was replaced while it ran, so it must not have side effects.
+
+        Raises:
+            CacheBusyError: every reader slot is taken, even after clearing stale ones.
+        """
+        for attempt in range(_RETRIES):
+            env = self._live_env()
+            generation = self._map_generation
+            try:
+                with env.begin() as txn:
+                    return fn(txn)
+            except lmdb.MapResizedError:
+                self._adopt_map_size()
+            except lmdb.ReadersFullError as exc:
+                if env.reader_check() == 0 and attempt >= 2:
+                    raise CacheBusyError(
+                        f"all {MAX_READERS} reader slots of {self.path} are in use"
+                    ) from exc
+            except lmdb.Error as exc:
+                if self._map_generation == generation:
+                    raise translate_lmdb_error(exc, path=str(self.path)) from exc
+                # set_mapsize() in another thread invalidated our transaction.
+        raise CacheBusyError(f"could not get a stable read transaction on {self.path}")
+
+    def write(self, fn: Callable[[Txn], T]) -> T:
+        """Run ``fn`` in one write transaction, commit it, and return ``fn``'s result.
+
+        Writers queue on LMDB's writer lock (one at a time across processes).
+        On ``MapFullError`` (from a put or from the commit) the transaction is
+        aborted, the map grown and ``fn`` replayed from the start, so ``fn``
+        must only touch the transaction.  Nothing partial is ever committed.
+
+        Raises:
+            ReadOnlyCacheError: the cache was opened read-only.
+            CacheFullError: the map would exceed ``max_map_size``.
+            DiskFullError: the filesystem is full.
+        """
+        if self.readonly:
+            raise ReadOnlyCacheError(f"the cache in {self.path} is open read-only")
+        with self._write_lock:
+            for _attempt in range(_RETRIES):
+                env = self._live_env()
+                size_before = env.info()["map_size"]
+                try:
+                    txn = env.begin(write=True)
+                except lmdb.MapResizedError:
+                    self._adopt_map_size()
+                    continue
+                except lmdb.Error as exc:
+                    raise translate_lmdb_error(exc, path=str(self.path)) from exc
+                try:
+                    result = fn(txn)
+                    txn.commit()
+                    return result
+                except lmdb.MapFullError:
+                    txn.abort()
+                    self._grow(size_before)
+                except lmdb.MapResizedError:
+                    txn.abort()
+                    self._adopt_map_size()
+                except lmdb.Error as exc:
+                    txn.abort()
+                    raise translate_lmdb_error(exc, path=str(self.path)) from exc
+                except OSError as exc:
+                    txn.abort()
+                    if exc.errno == errno.ENOSPC:
+                        raise translate_lmdb_error(
+                            lmdb.DiskError(str(exc), errno.ENOSPC), path=str(self.path)
+                        ) from exc
+                    raise
+                except BaseException:
+                    txn.abort()
+                    raise
+        raise CacheBusyError(f"the write to {self.path} kept losing the race to grow the map")
+
+    def _adopt_map_size(self) -> None:
+        with self._write_lock:
+            self.env.set_mapsize(0)
+            self._map_generation += 1
+
+    @contextlib.contextmanager
+    def _growth_lock(self) -> Iterator[None]:
+        if fcntl is None:  # pragma: no cover
+            yield
+            return
+        fd = os.open(self.path / "grow.lock", os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)  # closing releases the flock
+
+    def _grow(self, size_before: int) -> None:
+        """Grow the map (doubling) unless another process already did; called with no txn open."""
+        with self._growth_lock():
+            self.env.set_mapsize(0)  # adopt a size another process committed
+            self._map_generation += 1
+            # set_mapsize(0) adopts the size recorded by the last *commit*, which
+            # can be smaller than a size we set for a transaction that then failed.
+            current = self.env.info()["map_size"]
+            if current > size_before:
+                return  # another process grew it meanwhile: just retry
+            limit = self.settings.max_map_size
+            if size_before >= limit:
+                raise CacheFullError(
+                    f"the cache in {self.path} reached its maximum map size of {limit} bytes"
+                )
+            new_size = min(limit, size_before * 2)
+            logger.info(
+                "growing the map of %s from %d to %d bytes", self.path, size_before, new_size
+            )
+            self.env.set_mapsize(new_size)
+            self._map_generation += 1
+
+    # -- information ---------------------------------------------------------
+
+    def info(self) -> dict[str, int]:
+        """LMDB's ``env.info()``: map size, last page, last committed txn id, readers."""
+        return dict(self._live_env().info())
+
+    def page_size(self) -> int:
+        """The environment's page size in bytes."""
+        return int(self._live_env().stat()["psize"])
+
+    def file_bytes(self) -> int:
+        """Bytes the data file occupies on disk (blocks actually allocated)."""
+        try:
+            st = (self.path / "data.mdb").stat()
+        except OSError:
+            return 0
+        return min(st.st_size, st.st_blocks * 512) if st.st_blocks else st.st_size
+
+    def copy(self, dest: Path, compact: bool) -> None:
+        """Copy the environment into the existing empty directory ``dest`` (consistent snapshot)."""
+        try:
+            self._live_env().copy(str(dest), compact=compact)
+        except lmdb.Error as exc:
+            raise translate_lmdb_error(exc, path=str(dest)) from exc

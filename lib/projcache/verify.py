@@ -1,0 +1,218 @@
+"""Integrity checks in layers, and repair of what is derived.
+
+(a) **file**: ``lmdb.verify.verify()`` walks every page of a private copy of
+    the environment (a consistent snapshot taken with ``env.copy``), as its
+    documentation requires: it proves nothing about a file writers still touch.
+(b) **frame**: every value's format byte and CRC32.
+(c) **model**: every record validates against its model and agrees with its key.
+(d) **index**: postings, terms, facets and both deployment indexes match what
+    the records imply exactly; deployments reference existing projects and
+    carry the state the status rule gives.
+
+``repair`` deletes records failing (b) or (c) (the next refresh re-reads their
+sources) and rebuilds every derived index from the surviving records, in one
+write transaction.  File-level damage is reported, not repaired here.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import lmdb.verify
+from pydantic import BaseModel, ValidationError
+
+from . import codec, mutations
+from .errors import CorruptRecordError
+from .repository import Repositories
+from .search import artifact_terms
+from .status import deployment_state
+from .storage import Storage, Txn
+
+if TYPE_CHECKING:
+    from .models import Artifact, Deployment, Finding, VerifyReport
+
+__all__ = ["DERIVED", "run_verify"]
+
+logger = logging.getLogger(__name__)
+
+DERIVED = (
+    "search-tokens",
+    "artifact-terms",
+    "artifact-facets",
+    "deployments-by-artifact",
+    "deployments-by-state",
+)
+_RECORDS = {"projects": "Project", "artifacts": "Artifact", "deployments": "Deployment",
+            "sources": "Fingerprint"}  # fmt: skip
+
+
+def _check_file(storage: Storage) -> list[str]:
+    with tempfile.TemporaryDirectory(prefix="projcache-verify-") as tmp:
+        storage.copy(Path(tmp), compact=False)
+        try:
+            return list(lmdb.verify.verify(tmp))
+        except lmdb.verify.VerifyError as exc:
+            return [f"cannot verify: {exc}"]
+
+
+def _key_of(db: str, record: BaseModel) -> str:
+    if db == "projects":
+        return str(record.id)  # type: ignore[attr-defined]
+    if db == "artifacts":
+        return str(record.key)  # type: ignore[attr-defined]
+    if db == "sources":
+        return str(record.path)  # type: ignore[attr-defined]
+    return codec.deployment_key(record.project_id, record.artifact_key).decode()  # type: ignore[attr-defined]
+
+
+class _Checker:
+    def __init__(self, storage: Storage, repos: Repositories):
+        from . import models
+
+        self.storage = storage
+        self.repos = repos
+        self.models = models
+        self.findings: list[Finding] = []
+        self.checked: dict[str, int] = {}
+        self.bad: dict[str, list[bytes]] = {}
+        self.good: dict[str, dict[str, Any]] = {name: {} for name in _RECORDS}
+
+    def add(self, kind: str, db: str, key: Any, message: str, repairable: bool = True) -> None:
+        text = key.decode("utf-8", "replace") if isinstance(key, bytes) else key
+        self.findings.append(
+            self.models.Finding(kind=kind, db=db, key=text, message=message, repairable=repairable)  # type: ignore[arg-type]
+        )
+
+    def records(self, txn: Txn) -> None:
+        dbs = self.storage.dbs
+        for db, model_name in _RECORDS.items():
+            model = getattr(self.models, model_name)
+            cursor = txn.cursor(dbs[db])
+            count = 0
+            for raw_key, raw in cursor.iternext():
+                count += 1
+                try:
+                    payload = codec.unframe(raw, what=f"{db}[{raw_key!r}]")
+                except CorruptRecordError as exc:
+                    self.add("frame", db, raw_key, str(exc))
+                    self.bad.setdefault(db, []).append(raw_key)
+                    continue
+                try:
+                    record = model.model_validate_json(payload)
+                    if _key_of(db, record).encode() != raw_key:
+                        raise ValueError(f"record key {_key_of(db, record)!r} differs from its key")
+                except (ValidationError, ValueError) as exc:
+                    self.add("model", db, raw_key, f"invalid {model_name}: {exc}".splitlines()[0])
+                    self.bad.setdefault(db, []).append(raw_key)
+                    continue
+                self.good[db][raw_key.decode()] = record
+            self.checked[db] = count
+        for raw_key, raw in txn.cursor(dbs["meta"]).iternext():
+            try:
+                codec.decode(raw, what=f"meta[{raw_key!r}]")
+            except CorruptRecordError as exc:
+                self.add("frame", "meta", raw_key, str(exc))
+                self.bad.setdefault("meta", []).append(raw_key)
+
+    def expected_indexes(self) -> dict[str, set[tuple[bytes, bytes]]]:
+        artifacts: dict[str, Artifact] = self.good["artifacts"]
+        deployments: dict[str, Deployment] = self.good["deployments"]
+        postings, facets, by_artifact, by_state = set(), set(), set(), set()
+        for key, artifact in artifacts.items():
+            for token in artifact_terms(artifact.model_dump()):
+                postings.add((token.encode(), key.encode()))
+            facets.add((b"type\x00" + artifact.type.encode(), key.encode()))
+            for tag in artifact.tags:
+                facets.add((b"tag\x00" + tag.encode(), key.encode()))
+        for dkey, dep in deployments.items():
+            by_artifact.add((dep.artifact_key.encode(), dep.project_id.encode()))
+            by_state.add((dep.state.encode(), dkey.encode()))
+        return {
+            "search-tokens": postings,
+            "artifact-facets": facets,
+            "deployments-by-artifact": by_artifact,
+            "deployments-by-state": by_state,
+        }
+
+    def indexes(self, txn: Txn) -> None:
+        dbs = self.storage.dbs
+        for db, expected in self.expected_indexes().items():
+            actual = {(bytes(k), bytes(v)) for k, v in txn.cursor(dbs[db]).iternext()}
+            self.checked[db] = len(actual)
+            for key, value in sorted(actual - expected):
+                self.add("index", db, key, f"dangling entry -> {value.decode('utf-8', 'replace')}")
+            for key, value in sorted(expected - actual):
+                self.add("index", db, key, f"missing entry -> {value.decode('utf-8', 'replace')}")
+        artifacts = self.good["artifacts"]
+        seen = 0
+        for key, raw in self.repos.tokens.scan_terms(txn):
+            seen += 1
+            artifact = artifacts.get(key)
+            try:
+                terms = codec.decode(raw, what=f"artifact-terms[{key!r}]")
+            except CorruptRecordError as exc:
+                self.add("frame", "artifact-terms", key, str(exc))
+                continue
+            if artifact is None:
+                self.add("index", "artifact-terms", key, "terms of an artifact that is not stored")
+            elif terms != artifact_terms(artifact.model_dump()):
+                self.add("index", "artifact-terms", key, "terms differ from the artifact's fields")
+        self.checked["artifact-terms"] = seen
+        for key in artifacts.keys() - {k for k, _ in self.repos.tokens.scan_terms(txn)}:
+            self.add("index", "artifact-terms", key, "artifact has no terms record")
+        projects = self.good["projects"]
+        for dkey, dep in self.good["deployments"].items():
+            if dep.project_id not in projects:
+                self.add("index", "deployments", dkey, f"project {dep.project_id} does not exist")
+            state = deployment_state(dep, artifacts.get(dep.artifact_key))
+            if state != dep.state:
+                self.add("index", "deployments", dkey, f"state is {dep.state}, rule says {state}")
+
+
+def _repair(txn: Txn, storage: Storage, repos: Repositories, checker: _Checker) -> None:
+    for db, keys in checker.bad.items():
+        for key in keys:
+            txn.delete(key, db=storage.dbs[db])
+    for name in DERIVED:
+        txn.drop(storage.dbs[name], delete=False)
+    projects = checker.good["projects"]
+    for artifact in checker.good["artifacts"].values():
+        mutations.index_artifact(txn, repos, artifact)
+    for dkey, dep in checker.good["deployments"].items():
+        repos.deployments.delete_for(txn, dep.project_id, dep.artifact_key)
+        if dep.project_id in projects:
+            mutations.put_deployment(txn, repos, dep)
+        else:
+            logger.warning("repair dropped deployment %s of a missing project", dkey)
+
+
+def _iter_findings(report: VerifyReport) -> Iterator[str]:
+    for finding in report.findings:
+        yield f"{finding.kind} {finding.db} {finding.key}: {finding.message}"
+
+
+def run_verify(storage: Storage, repos: Repositories, repair: bool = False) -> VerifyReport:
+    """Run every layer of checks; with ``repair``, fix what is repairable in one transaction."""
+    from .models import VerifyReport
+
+    checker = _Checker(storage, repos)
+    for problem in _check_file(storage):
+        checker.add("file", "data.mdb", None, problem, repairable=False)
+
+    def scan(txn: Txn) -> None:
+        checker.records(txn)
+        checker.indexes(txn)
+
+    storage.read(scan)
+    repaired = 0
+    if repair and any(f.repairable for f in checker.findings):
+        storage.write(lambda txn: _repair(txn, storage, repos, checker))
+        repaired = sum(1 for f in checker.findings if f.repairable)
+    report = VerifyReport(checked=checker.checked, findings=checker.findings, repaired=repaired)
+    for line in _iter_findings(report):
+        logger.warning("verify: %s", line)
+    return report
