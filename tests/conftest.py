@@ -1,4 +1,4 @@
-"""Shared fixtures: settings and caches in ``tmp_path``, record factories, the open-environment guard."""
+"""Shared fixtures: caches in ``tmp_path``, record factories, the open-environment guard."""
 
 from __future__ import annotations
 
@@ -35,7 +35,9 @@ def _no_environment_left_open() -> Iterator[None]:
         while not storage.closed:
             storage.release()
     if leaked:
-        pytest.fail(f"test left {len(leaked)} LMDB environment(s) open: {[str(s.path) for s in leaked]}")
+        pytest.fail(
+            f"test left {len(leaked)} LMDB environment(s) open: {[str(s.path) for s in leaked]}"
+        )
 
 
 @pytest.fixture

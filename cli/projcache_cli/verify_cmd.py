@@ -13,7 +13,9 @@ __all__ = ["register"]
 
 def verify(
     ctx: typer.Context,
-    repair: bool = typer.Option(False, "--repair", help="Rebuild derived indexes, drop bad records."),
+    repair: bool = typer.Option(
+        False, "--repair", help="Rebuild derived indexes, drop bad records."
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
 ) -> None:
     """Check every record and index; exit 0 when clean, 1 when problems were found."""

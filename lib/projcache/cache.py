@@ -240,7 +240,7 @@ class ProjectCache:
                     self._repos.artifacts.scan_payloads(txn, prefix, s, _PAGE + 1)
                 )
             )
-            for key, payload in page[:_PAGE]:
+            for _key, payload in page[:_PAGE]:
                 yield model.model_validate_json(payload)
             if len(page) <= _PAGE:
                 return
@@ -453,7 +453,7 @@ class ProjectCache:
         self._write(lambda txn: mutations.clear_all(txn, self._storage.dbs))
 
     def stats(self) -> CacheStats:
-        """Counts, bytes, map size, hit/miss counters and freshness (cost: one pass over projects)."""
+        """Counts, bytes, map size, hit/miss counters and freshness (one pass over projects)."""
         from .stats import collect_stats
 
         return collect_stats(self._storage, self._repos, self._hits, self._misses)

@@ -3,16 +3,16 @@
 Precedence, lowest first: built-in defaults, the TOML file, environment
 variables, then keyword overrides given to :func:`load_settings`.
 
-================  ========================  ==================  =====================================
-TOML key          environment variable      default             allowed values
-================  ========================  ==================  =====================================
-``dir``           ``PROJCACHE_DIR``         user cache dir      a directory path
-``map_size``      ``PROJCACHE_MAP_SIZE``    ``8MiB``            size >= 64KiB (bytes, or KiB/MiB/GiB)
-``max_map_size``  ``PROJCACHE_MAX_MAP_SIZE`` ``16GiB``          size >= map_size
-``durability``    ``PROJCACHE_DURABILITY``  ``full``            ``full``, ``no-metasync``, ``none``
-``ttl``           ``PROJCACHE_TTL``         ``6h``              duration > 0 (seconds, or s/m/h/d)
-``enabled``       ``PROJCACHE_ENABLED``     ``true``            true/false, 1/0, yes/no, on/off
-================  ========================  ==================  =====================================
+==============  =========================  ========  ===================================
+TOML key        environment variable       default   allowed values
+==============  =========================  ========  ===================================
+dir             PROJCACHE_DIR              user dir  a directory path
+map_size        PROJCACHE_MAP_SIZE         8MiB      size >= 64KiB (bytes, KiB, MiB, GiB)
+max_map_size    PROJCACHE_MAX_MAP_SIZE     16GiB     size >= map_size
+durability      PROJCACHE_DURABILITY       full      full, no-metasync, none
+ttl             PROJCACHE_TTL              6h        duration > 0 (seconds, s, m, h, d)
+enabled         PROJCACHE_ENABLED          true      true/false, 1/0, yes/no, on/off
+==============  =========================  ========  ===================================
 
 The file is ``$PROJCACHE_CONFIG`` if set (it must then exist), else
 ``$XDG_CONFIG_HOME/projcache/config.toml`` (``~/.config/projcache/config.toml``)
@@ -100,8 +100,7 @@ class Settings:
             )
         if self.durability not in DURABILITY_MODES:
             raise ConfigError(
-                f"durability must be one of {', '.join(DURABILITY_MODES)}; "
-                f"got {self.durability!r}"
+                f"durability must be one of {', '.join(DURABILITY_MODES)}; got {self.durability!r}"
             )
         if not self.ttl_seconds > 0:
             raise ConfigError(f"ttl must be a positive duration; got {self.ttl_seconds!r}")

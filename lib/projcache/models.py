@@ -10,7 +10,6 @@ from __future__ import annotations
 from datetime import datetime, timedelta, timezone
 from typing import Annotated, Any, Dict, List, Literal, Optional, TypeVar
 
-
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -108,10 +107,9 @@ class Artifact(_Record):
     @classmethod
     def _fill_key(cls, data: Any) -> Any:
         if isinstance(data, dict) and not data.get("key"):
-            try:
-                data = {**data, "key": f"{data['collection']}/{data['type']}/{data['name']}"}
-            except KeyError:
-                pass  # the missing field is reported by normal validation
+            parts = [data.get(field) for field in ("collection", "type", "name")]
+            if all(isinstance(part, str) for part in parts):
+                data = {**data, "key": "/".join(parts)}  # type: ignore[arg-type]
         return data
 
     @model_validator(mode="after")
@@ -153,7 +151,7 @@ class Project(_Record):
         return self
 
     def is_stale(self, ttl_seconds: float, now: Optional[datetime] = None) -> bool:
-        """Tell whether the project needs a refresh: invalidated, never refreshed or past the TTL."""
+        """Tell whether the project needs a refresh: invalidated, never refreshed or past TTL."""
         if self.stale or self.refreshed_at is None:
             return True
         now = now or utcnow()

@@ -33,7 +33,9 @@ __all__ = [
 M = TypeVar("M", bound="BaseModel")
 
 
-def _scan(txn: Txn, db: Any, prefix: bytes = b"", start: bytes = b"") -> Iterator[tuple[bytes, bytes]]:
+def _scan(
+    txn: Txn, db: Any, prefix: bytes = b"", start: bytes = b""
+) -> Iterator[tuple[bytes, bytes]]:
     """Yield ``(key, value)`` for keys starting with ``prefix``, from ``start`` on."""
     cursor = txn.cursor(db)
     first = max(prefix, start)
@@ -92,13 +94,11 @@ class _RecordRepository(Generic[M]):
         self, txn: Txn, prefix: str = "", start: str = "", limit: Optional[int] = None
     ) -> Iterator[tuple[str, bytes]]:
         """Yield ``(key, JSON bytes)`` in key order, optionally by prefix, from ``start``."""
-        count = 0
-        for key, raw in _scan(txn, self.db, prefix.encode(), start.encode()):
+        for count, (key, raw) in enumerate(_scan(txn, self.db, prefix.encode(), start.encode())):
             if limit is not None and count >= limit:
                 return
             text = key.decode("utf-8")
             yield text, codec.unframe(raw, what=f"{self.db_name}[{text!r}]")
-            count += 1
 
     def count(self, txn: Txn) -> int:
         """Number of records (O(1): from LMDB's page statistics)."""

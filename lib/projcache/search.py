@@ -44,8 +44,42 @@ _MASK_WEIGHTS = sorted(FIELD_WEIGHTS.values(), reverse=True)
 MAX_TOKEN_CHARS = 64
 
 STOP_WORDS = frozenset(
-    "a an and are as at be but by for from has have if in into is it its of on or "
-    "that the their then there these this to was were will with".split()
+    [
+        "a",
+        "an",
+        "and",
+        "are",
+        "as",
+        "at",
+        "be",
+        "but",
+        "by",
+        "for",
+        "from",
+        "has",
+        "have",
+        "if",
+        "in",
+        "into",
+        "is",
+        "it",
+        "its",
+        "of",
+        "on",
+        "or",
+        "that",
+        "the",
+        "their",
+        "then",
+        "there",
+        "these",
+        "this",
+        "to",
+        "was",
+        "were",
+        "will",
+        "with",
+    ]
 )
 
 _RUN = re.compile(r"[^\W_]+")
@@ -71,7 +105,7 @@ def _words(text: str, *, compounds: bool) -> list[str]:
     words: list[str] = []
     for run in _RUN.findall(unicodedata.normalize("NFKC", text)):
         parts = _camel_parts(run)
-        pieces = parts + [run] if compounds and len(parts) > 1 else parts
+        pieces = [*parts, run] if compounds and len(parts) > 1 else parts
         for piece in pieces:
             # lower() can yield non-alphanumerics (e.g. a combining dot), so split again.
             for word in _RUN.findall(piece.lower()):
@@ -188,9 +222,7 @@ def run_query(
             continue
         if filters.tag is not None and not repos.facets.has(txn, "tag", filters.tag, key):
             continue
-        if filters.project is not None and not repos.deployments.exists(
-            txn, filters.project, key
-        ):
+        if filters.project is not None and not repos.deployments.exists(txn, filters.project, key):
             continue
         terms = repos.tokens.terms(txn, key)
         score = _score(terms or {}, exact, prefix)

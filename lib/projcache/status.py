@@ -29,10 +29,10 @@ def deployment_state(deployment: Deployment, artifact: Optional[Artifact]) -> De
     if artifact is None or not deployment.files_present:
         return "missing"
     deployed = deployment.content_hash
-    if deployment.local_hash is not None and deployed is not None:
-        if deployment.local_hash != deployed:
-            return "modified"
-    if artifact.content_hash is not None and deployed is not None:
-        if artifact.content_hash != deployed:
-            return "outdated"
+    if deployed is None:
+        return "current"  # nothing recorded to compare against
+    if deployment.local_hash is not None and deployment.local_hash != deployed:
+        return "modified"
+    if artifact.content_hash is not None and artifact.content_hash != deployed:
+        return "outdated"
     return "current"

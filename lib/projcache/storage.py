@@ -26,7 +26,7 @@ import os
 import threading
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Callable, ClassVar, Optional, TypeVar
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, Optional, TypeVar
 
 import lmdb
 
@@ -53,7 +53,11 @@ __all__ = ["DATABASES", "Storage", "Txn"]
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
-Txn = lmdb.Transaction
+if TYPE_CHECKING:
+    # Transactions are opened with buffers=False, so they hand out bytes.
+    Txn = lmdb.Transaction[bytes]
+else:
+    Txn = lmdb.Transaction
 
 # name -> dupsort.  The first six are the contract in DESIGN.md; the rest are
 # derived indexes (rebuildable from the records, see verify.py).
@@ -175,9 +179,7 @@ class Storage:
                 shared = None  # inherited from the parent: this process opens its own
             if shared is not None:
                 if shared.readonly and not readonly:
-                    raise CacheAlreadyOpenError(
-                        f"{path} is already open read-only in this process"
-                    )
+                    raise CacheAlreadyOpenError(f"{path} is already open read-only in this process")
                 shared._refs += 1
                 return shared
             storage = cls(path, settings, readonly, key)
@@ -400,7 +402,8 @@ class Storage:
 
     def info(self) -> dict[str, int]:
         """LMDB's ``env.info()``: map size, last page, last committed txn id, readers."""
-        return dict(self._live_env().info())
+        info = self._live_env().info()
+        return {key: int(value) for key, value in info.items()}  # type: ignore[call-overload]
 
     def page_size(self) -> int:
         """The environment's page size in bytes."""

@@ -54,7 +54,7 @@ def _check_file(storage: Storage) -> list[str]:
     with tempfile.TemporaryDirectory(prefix="projcache-verify-") as tmp:
         storage.copy(Path(tmp), compact=False)
         try:
-            return list(lmdb.verify.verify(tmp))
+            return list(lmdb.verify.verify(tmp))  # type: ignore[no-untyped-call]
         except lmdb.verify.VerifyError as exc:
             return [f"cannot verify: {exc}"]
 
@@ -149,21 +149,21 @@ class _Checker:
                 self.add("index", db, key, f"missing entry -> {value.decode('utf-8', 'replace')}")
         artifacts = self.good["artifacts"]
         seen = 0
-        for key, raw in self.repos.tokens.scan_terms(txn):
+        for term_key, raw in self.repos.tokens.scan_terms(txn):
             seen += 1
-            artifact = artifacts.get(key)
+            artifact = artifacts.get(term_key)
             try:
                 terms = codec.decode(raw, what=f"artifact-terms[{key!r}]")
             except CorruptRecordError as exc:
-                self.add("frame", "artifact-terms", key, str(exc))
+                self.add("frame", "artifact-terms", term_key, str(exc))
                 continue
             if artifact is None:
-                self.add("index", "artifact-terms", key, "terms of an artifact that is not stored")
+                self.add("index", "artifact-terms", term_key, "terms of an unknown artifact")
             elif terms != artifact_terms(artifact.model_dump()):
-                self.add("index", "artifact-terms", key, "terms differ from the artifact's fields")
+                self.add("index", "artifact-terms", term_key, "terms differ from the fields")
         self.checked["artifact-terms"] = seen
-        for key in artifacts.keys() - {k for k, _ in self.repos.tokens.scan_terms(txn)}:
-            self.add("index", "artifact-terms", key, "artifact has no terms record")
+        for unindexed in artifacts.keys() - {k for k, _ in self.repos.tokens.scan_terms(txn)}:
+            self.add("index", "artifact-terms", unindexed, "artifact has no terms record")
         projects = self.good["projects"]
         for dkey, dep in self.good["deployments"].items():
             if dep.project_id not in projects:

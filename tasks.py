@@ -1,0 +1,94 @@
+#!/usr/bin/env python3
+"""Developer tasks that work from a fresh clone with nothing but ``python3`` (3.9+).
+
+    python3 tasks.py demo     build a cache from the bundled examples and query it
+    python3 tasks.py test     run the whole test suite in parallel (pytest-xdist)
+    python3 tasks.py lint     ruff check + ruff format --check
+    python3 tasks.py typing   mypy --strict over lib/ and cli/
+    python3 tasks.py tox      the tox matrix (every Python 3.9-3.13 found)
+
+Each task first makes ``.venv`` (once, and again when pyproject.toml changes)
+and installs the project with its ``dev`` extra into it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+import venv
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent
+VENV = ROOT / ".venv"
+BIN = VENV / ("Scripts" if os.name == "nt" else "bin")
+STAMP = VENV / ".projcache-installed"
+
+
+def _run(*args: str) -> None:
+    print("+", " ".join(args), flush=True)
+    result = subprocess.run(args, cwd=ROOT)
+    if result.returncode != 0:
+        sys.exit(result.returncode)
+
+
+def ensure_venv() -> None:
+    """Create .venv and install the project (editable, with dev extras) if out of date."""
+    if sys.version_info < (3, 9):  # noqa: UP036 - tasks.py may be run by any python3
+        sys.exit(f"projcache needs Python 3.9 or newer; this is {sys.version.split()[0]}")
+    digest = hashlib.sha256((ROOT / "pyproject.toml").read_bytes()).hexdigest()
+    if STAMP.exists() and STAMP.read_text() == digest:
+        return
+    if not (BIN / "python").exists():
+        print(f"+ creating {VENV}", flush=True)
+        venv.EnvBuilder(with_pip=True, clear=True).create(VENV)
+    _run(str(BIN / "python"), "-m", "pip", "install", "-q", "--upgrade", "pip")
+    _run(str(BIN / "python"), "-m", "pip", "install", "-q", "-e", ".[dev]")
+    STAMP.write_text(digest)
+
+
+def task_demo() -> None:
+    """Build a cache from the bundled example data and show what it answers."""
+    _run(str(BIN / "python"), str(ROOT / "examples" / "demo.py"))
+
+
+def task_test(extra: list[str]) -> None:
+    """The whole suite, in parallel, with branch coverage of lib/ enforced at 90%."""
+    _run(
+        str(BIN / "python"),
+        "-m",
+        "pytest",
+        "-n",
+        "auto",
+        "--cov=projcache",
+        "--cov-branch",
+        "--cov-report=term",
+        "--cov-fail-under=90",
+        *extra,
+    )
+
+
+def main(argv: list[str]) -> None:
+    """Dispatch ``argv[0]`` to a task."""
+    tasks = ("demo", "test", "lint", "typing", "tox")
+    if not argv or argv[0] not in tasks:
+        print(__doc__)
+        sys.exit(2)
+    ensure_venv()
+    name, extra = argv[0], argv[1:]
+    if name == "demo":
+        task_demo()
+    elif name == "test":
+        task_test(extra)
+    elif name == "lint":
+        _run(str(BIN / "ruff"), "check", ".")
+        _run(str(BIN / "ruff"), "format", "--check", ".")
+    elif name == "typing":
+        _run(str(BIN / "mypy"))
+    else:
+        _run(str(BIN / "tox"), *extra)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
