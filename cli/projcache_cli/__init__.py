@@ -5,7 +5,7 @@ The app is mountable in a host CLI: ``host_app.add_typer(projcache_cli.app, name
 
 from __future__ import annotations
 
-from .app import app as app
-from .app import main as main
+from .root import app as app
+from .root import main as main
 
 __all__ = ["app", "main"]

@@ -1,5 +1,5 @@
 """``python -m projcache_cli``."""
 
-from .app import main
+from .root import main
 
 main()

@@ -72,6 +72,10 @@ def validate(model: type[M], data: Any) -> M:
         return model.model_validate(data)
     except ValidationError as exc:
         first = exc.errors()[0]
+        cause = first.get("ctx", {}).get("error")
+        if isinstance(cause, InvalidRecordError):
+            # Our own check inside a validator (its message names the field); keep its class.
+            raise type(cause)(f"invalid {model.__name__}: {cause}") from exc
         field = ".".join(str(p) for p in first["loc"]) or model.__name__
         raise InvalidRecordError(
             f"invalid {model.__name__}: field '{field}': {first['msg']}"

@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import logging
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
@@ -56,12 +57,11 @@ def read_schema(txn: Txn, meta: MetaRepository, path: Path) -> int:
 def ensure_schema(txn: Txn, meta: MetaRepository, storage: Storage) -> int:
     """Initialise, accept or migrate the schema inside a write transaction; return the version."""
     from . import mutations
-    from .models import utcnow
 
     version = meta.get(txn, "schema_version")
     if version is None:
         meta.put(txn, "schema_version", SCHEMA_VERSION)
-        meta.put(txn, "created_at", utcnow().isoformat())
+        meta.put(txn, "created_at", datetime.now(timezone.utc).isoformat())
         return SCHEMA_VERSION
     if version > SCHEMA_VERSION:
         raise SchemaVersionError(

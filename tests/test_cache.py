@@ -1,0 +1,340 @@
+"""The ProjectCache facade: records, listings, deployment states, maintenance."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Callable
+
+import orjson
+import pytest
+
+from projcache import (
+    ArtifactNotFound,
+    CacheDisabledError,
+    InvalidRecordError,
+    KeyTooLongError,
+    ProjectCache,
+    ProjectNotFound,
+)
+from projcache.config import Settings
+from projcache.errors import CacheClosedError
+
+Factory = Callable[..., dict[str, Any]]
+
+
+class TestArtifacts:
+    def test_put_then_get_round_trips_every_field(
+        self, cache: ProjectCache, make_artifact: Factory
+    ) -> None:
+        """An artifact written with every field reads back equal."""
+        record = make_artifact(
+            "pdf",
+            title="PDF",
+            tags=["pdf", "docs"],
+            version="1.0.0",
+            origin="github",
+            upstream="https://example.invalid/pdf",
+            resolved_sha="abc",
+            resolved_version="v1.0.0",
+            front_matter={"model": "opus", "allowed-tools": ["Read"]},
+            managed=False,
+            updated_at="2026-01-02T03:04:05+00:00",
+        )
+        assert cache.put_artifacts([record]) == 1
+        artifact = cache.get_artifact("default/skill/pdf")
+        assert artifact is not None
+        assert artifact.key == "default/skill/pdf"
+        assert artifact.front_matter == {"model": "opus", "allowed-tools": ["Read"]}
+        assert artifact.managed is False
+        assert artifact.updated_at is not None and artifact.updated_at.year == 2026
+
+    def test_get_artifact_json_returns_the_stored_json(
+        self, cache: ProjectCache, make_artifact: Factory
+    ) -> None:
+        """The raw path returns JSON bytes that decode to the record, without building a model."""
+        cache.put_artifacts([make_artifact("pdf", tags=["a"])])
+        payload = cache.get_artifact_json("default/skill/pdf")
+        assert payload is not None
+        assert orjson.loads(payload)["tags"] == ["a"]
+        assert cache.get_artifact_json("default/skill/nope") is None
+
+    def test_missing_artifact_is_none_and_counts_a_miss(self, cache: ProjectCache) -> None:
+        """A lookup of an absent key returns None and is counted as a miss."""
+        assert cache.get_artifact("default/skill/absent") is None
+        stats = cache.stats()
+        assert (stats.hits, stats.misses) == (0, 1)
+
+    def test_hit_and_miss_counters_persist_across_opens(
+        self, cache_settings: Settings, make_artifact: Factory
+    ) -> None:
+        """Counters are saved on close and added to on the next open."""
+        with ProjectCache.open(settings=cache_settings) as cache:
+            cache.put_artifacts([make_artifact("pdf")])
+            cache.get_artifact("default/skill/pdf")
+            cache.get_artifact("default/skill/none")
+        with ProjectCache.open(settings=cache_settings) as cache:
+            cache.get_artifact("default/skill/pdf")
+            stats = cache.stats()
+        assert (stats.hits, stats.misses) == (2, 1)
+        assert stats.hit_rate == pytest.approx(2 / 3)
+
+    def test_malformed_key_is_rejected(self, cache: ProjectCache) -> None:
+        """A key without three parts or with an unknown type raises InvalidRecordError."""
+        with pytest.raises(InvalidRecordError, match="<collection>/<type>/<name>"):
+            cache.get_artifact("pdf")
+        with pytest.raises(InvalidRecordError, match="type"):
+            cache.get_artifact("default/widget/pdf")
+
+    def test_invalid_record_names_the_field_and_writes_nothing(
+        self, cache: ProjectCache, make_artifact: Factory
+    ) -> None:
+        """One invalid record in a batch aborts the whole batch, naming the field."""
+        with pytest.raises(InvalidRecordError, match="field 'type'"):
+            cache.put_artifacts([make_artifact("ok"), make_artifact("bad", type="widget")])
+        assert cache.get_artifact("default/skill/ok") is None
+
+    def test_overlong_name_raises_key_too_long(
+        self, cache: ProjectCache, make_artifact: Factory
+    ) -> None:
+        """A name that would exceed the 511-byte key limit is refused with a clear error."""
+        with pytest.raises(KeyTooLongError, match="511"):
+            cache.put_artifacts([make_artifact("x" * 600)])
+
+    def test_delete_artifact_removes_record_and_search_entries(
+        self, cache: ProjectCache, make_artifact: Factory
+    ) -> None:
+        """After delete the artifact is neither readable nor found by search or listing."""
+        cache.put_artifacts([make_artifact("pdf", tags=["docs"])])
+        cache.delete_artifact("default/skill/pdf")
+        assert cache.get_artifact("default/skill/pdf") is None
+        assert cache.search("pdf").total == 0
+        assert list(cache.list_artifacts(tag="docs")) == []
+        with pytest.raises(ArtifactNotFound):
+            cache.delete_artifact("default/skill/pdf")
+
+    def test_replacing_an_artifact_updates_its_facets(
+        self, cache: ProjectCache, make_artifact: Factory
+    ) -> None:
+        """Re-putting an artifact with other tags moves it between tag listings."""
+        cache.put_artifacts([make_artifact("pdf", tags=["old"])])
+        cache.put_artifacts([make_artifact("pdf", tags=["new"])])
+        assert [a.key for a in cache.list_artifacts(tag="new")] == ["default/skill/pdf"]
+        assert list(cache.list_artifacts(tag="old")) == []
+        assert cache.verify().ok
+
+
+class TestListing:
+    @pytest.fixture
+    def filled(self, cache: ProjectCache, make_artifact: Factory) -> ProjectCache:
+        """A cache with artifacts across two collections, three types and some tags."""
+        records = [
+            make_artifact(f"s{i}", tags=["even"] if i % 2 == 0 else ["odd"]) for i in range(600)
+        ]
+        records += [make_artifact("c1", type="command", tags=["even"])]
+        records += [make_artifact("a1", type="agent", collection="team")]
+        cache.put_artifacts(records)
+        return cache
+
+    def test_list_all_pages_through_everything_in_key_order(self, filled: ProjectCache) -> None:
+        """Listing without filters yields every artifact once, sorted by key (several pages)."""
+        keys = [a.key for a in filled.list_artifacts()]
+        assert len(keys) == 602
+        assert keys == sorted(keys)
+
+    def test_filters_use_type_collection_and_tag(self, filled: ProjectCache) -> None:
+        """Each filter, and combinations, return exactly the matching artifacts."""
+        assert [a.key for a in filled.list_artifacts(type="command")] == ["default/command/c1"]
+        assert [a.key for a in filled.list_artifacts(collection="team")] == ["team/agent/a1"]
+        assert len(list(filled.list_artifacts(tag="even"))) == 301
+        assert len(list(filled.list_artifacts(tag="even", type="skill"))) == 300
+        assert list(filled.list_artifacts(tag="even", collection="team")) == []
+
+    def test_unknown_type_filter_is_an_error(self, filled: ProjectCache) -> None:
+        """A type outside the five artifact types is a usage error, not an empty list."""
+        with pytest.raises(InvalidRecordError, match="type must be one of"):
+            list(filled.list_artifacts(type="widget"))
+
+
+class TestProjectsAndDeployments:
+    def test_find_project_by_id_name_or_path(
+        self, cache: ProjectCache, make_project: Factory
+    ) -> None:
+        """A project is found by its id, its name and its path; unknown refs raise."""
+        record = make_project("shop")
+        cache.put_projects([record])
+        project = cache.find_project("shop")
+        assert cache.find_project(project.id) == project
+        assert cache.find_project(record["path"]) == project
+        assert cache.get_project(project.id) == project
+        with pytest.raises(ProjectNotFound):
+            cache.find_project("nope")
+
+    def test_ambiguous_project_name_raises(
+        self, cache: ProjectCache, make_project: Factory, tmp_path: Path
+    ) -> None:
+        """Two projects with one name cannot be found by that name."""
+        cache.put_projects([make_project("app"), {"name": "app", "path": str(tmp_path / "b")}])
+        with pytest.raises(ProjectNotFound, match="2 projects"):
+            cache.find_project("app")
+
+    def test_deployment_states_follow_the_artifact(
+        self, cache: ProjectCache, make_artifact: Factory, make_project: Factory
+    ) -> None:
+        """States move current -> outdated -> missing as the collection changes."""
+        cache.put_artifacts([make_artifact("pdf", content_hash="h1")])
+        cache.put_projects([make_project("shop")])
+        pid = cache.find_project("shop").id
+        cache.put_deployments(
+            [{"project_id": pid, "artifact_key": "default/skill/pdf", "content_hash": "h1"}]
+        )
+        assert [d.state for d in cache.list_deployments()] == ["current"]
+        cache.put_artifacts([make_artifact("pdf", content_hash="h2")])
+        assert [d.artifact_key for d in cache.list_deployments(state="outdated")] == [
+            "default/skill/pdf"
+        ]
+        cache.delete_artifact("default/skill/pdf")
+        assert [d.state for d in cache.list_deployments(project="shop")] == ["missing"]
+        assert cache.list_deployments(state="outdated") == []
+        assert cache.verify().ok
+
+    def test_modified_and_missing_files(
+        self, cache: ProjectCache, make_artifact: Factory, make_project: Factory
+    ) -> None:
+        """Local edits make a deployment modified; deleted files make it missing."""
+        cache.put_artifacts([make_artifact("a", content_hash="h"), make_artifact("b")])
+        cache.put_projects([make_project("shop")])
+        pid = cache.find_project("shop").id
+        cache.put_deployments(
+            [
+                {
+                    "project_id": pid,
+                    "artifact_key": "default/skill/a",
+                    "content_hash": "h",
+                    "local_hash": "edited",
+                },
+                {
+                    "project_id": pid,
+                    "artifact_key": "default/skill/b",
+                    "content_hash": "h",
+                    "files_present": False,
+                },
+            ]
+        )
+        states = {d.name: d.state for d in cache.list_deployments(project=pid)}
+        assert states == {"a": "modified", "b": "missing"}
+
+    def test_deployment_of_unknown_project_is_refused(self, cache: ProjectCache) -> None:
+        """A deployment must reference a project already in the cache."""
+        with pytest.raises(InvalidRecordError, match="project_id"):
+            cache.put_deployments([{"project_id": "0" * 16, "artifact_key": "default/skill/a"}])
+
+    def test_delete_project_removes_its_deployments(
+        self, cache: ProjectCache, make_artifact: Factory, make_project: Factory
+    ) -> None:
+        """Deleting a project deletes its deployments and their index entries."""
+        cache.put_artifacts([make_artifact("a")])
+        cache.put_projects([make_project("shop"), make_project("blog")])
+        ids = [cache.find_project(n).id for n in ("shop", "blog")]
+        cache.put_deployments([{"project_id": i, "artifact_key": "default/skill/a"} for i in ids])
+        cache.delete_project(ids[0])
+        assert [d.project_id for d in cache.list_deployments()] == [ids[1]]
+        assert cache.verify().ok
+        with pytest.raises(ProjectNotFound):
+            cache.delete_project(ids[0])
+        assert cache.delete_deployment(ids[1], "default/skill/a") is True
+        assert cache.delete_deployment(ids[1], "default/skill/a") is False
+
+    def test_unknown_state_filter_is_an_error(self, cache: ProjectCache) -> None:
+        """Only the four documented states are accepted as filters."""
+        with pytest.raises(InvalidRecordError, match="state must be one of"):
+            cache.list_deployments(state="stale")  # type: ignore[arg-type]
+
+
+class TestMaintenance:
+    def test_invalidate_marks_projects_stale_and_keeps_data(
+        self, cache: ProjectCache, make_project: Factory
+    ) -> None:
+        """Invalidate flags projects stale without removing them; one or all."""
+        cache.put_projects(
+            [make_project("a", refreshed_at="2026-01-01T00:00:00+00:00"), make_project("b")]
+        )
+        assert cache.invalidate("a") == 1
+        assert cache.find_project("a").stale is True
+        assert cache.find_project("b").stale is False
+        assert cache.invalidate() == 2
+        assert all(p.stale for p in cache.list_projects())
+        assert cache.stats().stale_projects == 2
+
+    def test_clear_empties_everything_but_keeps_schema(
+        self, cache: ProjectCache, make_artifact: Factory, make_project: Factory
+    ) -> None:
+        """Clear removes records and indexes in one go; the cache stays usable."""
+        cache.put_artifacts([make_artifact("a")])
+        cache.put_projects([make_project("p")])
+        cache.clear()
+        stats = cache.stats()
+        assert stats.counts == {
+            "projects": 0,
+            "artifacts": 0,
+            "deployments": 0,
+            "sources": 0,
+            "postings": 0,
+        }
+        assert stats.schema_version == 1
+        assert cache.search("a").total == 0
+        cache.put_artifacts([make_artifact("b")])
+        assert cache.get_artifact("default/skill/b") is not None
+
+    def test_stats_reports_sizes_and_freshness(
+        self, cache: ProjectCache, make_artifact: Factory, make_project: Factory
+    ) -> None:
+        """Stats carries counts, byte sizes, the last transaction id and refresh times."""
+        cache.put_artifacts([make_artifact("a")])
+        cache.put_projects([make_project("p", refreshed_at="2026-03-01T00:00:00+00:00")])
+        stats = cache.stats()
+        assert stats.counts["artifacts"] == 1
+        assert stats.used_bytes > 0 and stats.file_bytes > 0
+        assert stats.map_size >= 256 * 1024
+        assert stats.last_txn_id >= 2
+        assert stats.oldest_refresh == stats.newest_refresh
+        assert stats.created_at is not None
+
+    def test_backup_is_an_openable_copy(
+        self, cache: ProjectCache, make_artifact: Factory, tmp_path: Path
+    ) -> None:
+        """A backup opens as a cache with the same records; a second backup there is refused."""
+        cache.put_artifacts([make_artifact("a")])
+        dest = cache.backup(tmp_path / "backup")
+        with ProjectCache.open(dest, readonly=True) as copy:
+            assert copy.get_artifact("default/skill/a") is not None
+        with pytest.raises(InvalidRecordError, match="already holds a cache"):
+            cache.backup(dest)
+
+    def test_use_after_close_raises(self, cache_settings: Settings) -> None:
+        """A closed cache refuses reads and writes; close() twice is fine."""
+        cache = ProjectCache.open(settings=cache_settings)
+        cache.close()
+        cache.close()
+        assert cache.closed
+        with pytest.raises(CacheClosedError):
+            cache.get_artifact("default/skill/a")
+        with pytest.raises(CacheClosedError):
+            cache.clear()
+
+    def test_disabled_cache_refuses_to_open(self, tmp_path: Path) -> None:
+        """With the feature flag off, opening raises CacheDisabledError with a hint."""
+        settings = Settings(cache_dir=tmp_path / "c", enabled=False)
+        with pytest.raises(CacheDisabledError) as info:
+            ProjectCache.open(settings=settings)
+        assert "PROJCACHE_ENABLED" in info.value.hint
+
+    def test_open_with_path_and_env(self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        """open(path) uses that directory; open() uses PROJCACHE_DIR."""
+        monkeypatch.setenv("PROJCACHE_DIR", str(tmp_path / "env"))
+        monkeypatch.delenv("PROJCACHE_CONFIG", raising=False)
+        monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "noconfig"))
+        with ProjectCache.open() as cache:
+            assert cache.path == tmp_path / "env"
+        with ProjectCache.open(tmp_path / "explicit") as cache:
+            assert cache.path == tmp_path / "explicit"
+            assert not cache.readonly
