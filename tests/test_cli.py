@@ -34,7 +34,7 @@ def _break_index(cache_dir: Path) -> None:
     env = lmdb.open(str(cache_dir), max_dbs=32)
     db = env.open_db(b"search-tokens", dupsort=True)
     with env.begin(write=True) as txn:
-        txn.put(b"ghost", b"default/skill/nothing", db=db)
+        txn.put(b"ghost", b"default/skill/nothing\x00\x01", db=db)
     env.close()
 
 
@@ -75,7 +75,7 @@ def test_verify_with_findings_exits_one_and_repair_fixes(seeded: Path) -> None:
             "kind": "index",
             "db": "search-tokens",
             "key": "ghost",
-            "message": "dangling entry -> default/skill/nothing",
+            "message": "dangling entry -> default/skill/nothing (fields 0x1)",
             "repairable": True,
         }
     ]

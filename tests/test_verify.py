@@ -116,16 +116,16 @@ def test_missing_and_dangling_postings_are_index_findings(
     """A removed posting and an invented one are both reported; repair rebuilds the index."""
 
     def damage(txn: lmdb.Transaction, db: Any) -> None:
-        assert txn.delete(b"pdf", b"default/skill/pdf", db=db)
-        txn.put(b"ghost", b"default/skill/nothing", db=db)
+        assert txn.delete(b"pdf", b"default/skill/pdf\x00\x09", db=db)  # name + description
+        txn.put(b"ghost", b"default/skill/nothing\x00\x01", db=db)
 
     _tamper(raw_env, "search-tokens", damage)
     with ProjectCache.open(settings=seeded) as cache:
         assert cache.search("pdf").total == 0  # the damage is visible to search
         messages = sorted(f.message for f in cache.verify().findings)
         assert messages == [
-            "dangling entry -> default/skill/nothing",
-            "missing entry -> default/skill/pdf",
+            "dangling entry -> default/skill/nothing (fields 0x1)",
+            "missing entry -> default/skill/pdf (fields 0x9)",
         ]
         assert cache.verify(repair=True).repaired == 2
         assert cache.search("pdf").total == 1

@@ -23,6 +23,7 @@ when present.  Keys may sit at the top level or in a ``[cache]`` table.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import re
 import sys
@@ -93,29 +94,50 @@ class Settings:
 
     def __post_init__(self) -> None:
         if self.map_size < _MIN_MAP:
-            raise ConfigError(f"map_size must be at least {_MIN_MAP} bytes; got {self.map_size}")
+            raise ConfigError(
+                f"map_size (PROJCACHE_MAP_SIZE) must be at least {_MIN_MAP} bytes; "
+                f"got {self.map_size}"
+            )
         if self.max_map_size < self.map_size:
             raise ConfigError(
-                f"max_map_size ({self.max_map_size}) must be >= map_size ({self.map_size})"
+                f"max_map_size (PROJCACHE_MAX_MAP_SIZE) is {self.max_map_size}; "
+                f"it must be >= map_size ({self.map_size})"
             )
         if self.durability not in DURABILITY_MODES:
             raise ConfigError(
-                f"durability must be one of {', '.join(DURABILITY_MODES)}; got {self.durability!r}"
+                f"durability (PROJCACHE_DURABILITY) must be one of "
+                f"{', '.join(DURABILITY_MODES)}; got {self.durability!r}"
             )
-        if not self.ttl_seconds > 0:
-            raise ConfigError(f"ttl must be a positive duration; got {self.ttl_seconds!r}")
+        if not (self.ttl_seconds > 0 and math.isfinite(self.ttl_seconds)):
+            raise ConfigError(
+                f"ttl (PROJCACHE_TTL) must be a positive, finite duration; got {self.ttl_seconds!r}"
+            )
+
+
+def _label(key: str) -> str:
+    var = ENV_VARS.get(key)
+    return f"{key} ({var})" if var else key
+
+
+def _expand_home(text: str, env: Mapping[str, str]) -> Path:
+    """Expand a leading ``~`` with ``env['HOME']`` (the mapping given, not the process's)."""
+    home = env.get("HOME")
+    if home and (text == "~" or text.startswith("~/")):
+        return Path(home) / text[2:]
+    return Path(text).expanduser()
 
 
 def parse_size(key: str, value: Any) -> int:
     """Parse a byte size such as ``8388608``, ``"64MiB"`` or ``"1 GiB"``."""
     if isinstance(value, bool):
-        raise ConfigError(f"{key} must be a size like 64MiB; got {value!r}")
+        raise ConfigError(f"{_label(key)} must be a size like 64MiB; got {value!r}")
     if isinstance(value, int):
         return value
     match = re.fullmatch(r"\s*(\d+)\s*([A-Za-z]*)\s*", str(value))
     if not match or match.group(2).lower() not in _SIZE_UNITS:
         raise ConfigError(
-            f"{key} must be a size in bytes or with a unit (KiB, MiB, GiB, TiB); got {value!r}"
+            f"{_label(key)} must be a size in bytes or with a unit (KiB, MiB, GiB, TiB); "
+            f"got {value!r}"
         )
     return int(match.group(1)) * _SIZE_UNITS[match.group(2).lower()]
 
@@ -123,13 +145,14 @@ def parse_size(key: str, value: Any) -> int:
 def parse_duration(key: str, value: Any) -> float:
     """Parse a duration such as ``3600``, ``"90s"``, ``"30m"`` or ``"6h"`` into seconds."""
     if isinstance(value, bool):
-        raise ConfigError(f"{key} must be a duration like 6h; got {value!r}")
+        raise ConfigError(f"{_label(key)} must be a duration like 6h; got {value!r}")
     if isinstance(value, (int, float)):
         return float(value)
     match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([A-Za-z]*)\s*", str(value))
     if not match or match.group(2).lower() not in _TIME_UNITS:
         raise ConfigError(
-            f"{key} must be a duration in seconds or with a unit (s, m, h, d); got {value!r}"
+            f"{_label(key)} must be a duration in seconds or with a unit (s, m, h, d); "
+            f"got {value!r}"
         )
     return float(match.group(1)) * _TIME_UNITS[match.group(2).lower()]
 
@@ -143,13 +166,15 @@ def parse_bool(key: str, value: Any) -> bool:
         return True
     if text in _FALSE:
         return False
-    raise ConfigError(f"{key} must be one of true/false, 1/0, yes/no, on/off; got {value!r}")
+    raise ConfigError(
+        f"{_label(key)} must be one of true/false, 1/0, yes/no, on/off; got {value!r}"
+    )
 
 
 def _config_file(env: Mapping[str, str]) -> Optional[Path]:
     explicit = env.get("PROJCACHE_CONFIG")
     if explicit:
-        path = Path(explicit).expanduser()
+        path = _expand_home(explicit, env)
         if not path.is_file():
             raise ConfigError(f"PROJCACHE_CONFIG names {path}, which is not a file")
         return path
@@ -165,16 +190,32 @@ def _read_file(path: Path) -> dict[str, Any]:
             data = tomllib.load(handle)
     except (OSError, tomllib.TOMLDecodeError) as exc:
         raise ConfigError(f"cannot read config file {path}: {exc}") from exc
-    table = data.get("cache", data)
+    table = data.get("cache", {})
     if not isinstance(table, dict):
         raise ConfigError(f"config file {path}: [cache] must be a table")
-    unknown = sorted(set(table) - set(ENV_VARS) - {"cache"})
+    top = {k: v for k, v in data.items() if k != "cache"}
+    unknown = sorted((set(top) | set(table)) - set(ENV_VARS))
     if unknown:
         raise ConfigError(
             f"config file {path}: unknown key(s) {', '.join(unknown)}; "
             f"allowed keys are {', '.join(ENV_VARS)}"
         )
-    return {k: v for k, v in table.items() if k in ENV_VARS}
+    both = sorted(set(top) & set(table))
+    if both:
+        raise ConfigError(
+            f"config file {path}: {', '.join(both)} set both at the top level and in [cache]"
+        )
+    return {**top, **table}
+
+
+def _cache_dir(value: Any, env: Mapping[str, str]) -> Path:
+    if value is None:
+        return default_cache_dir(env)
+    if isinstance(value, os.PathLike):
+        value = os.fspath(value)
+    if not isinstance(value, str) or not value.strip():
+        raise ConfigError(f"{_label('dir')} must be a directory path; got {value!r}")
+    return _expand_home(value, env)
 
 
 def load_settings(env: Optional[Mapping[str, str]] = None, **overrides: Any) -> Settings:
@@ -203,7 +244,7 @@ def load_settings(env: Optional[Mapping[str, str]] = None, **overrides: Any) -> 
     skillmeat = env.get("SKILLMEAT_ENABLE_CACHE", "")
     if skillmeat and not parse_bool("SKILLMEAT_ENABLE_CACHE", skillmeat):
         enabled = False
-    cache_dir = Path(raw["dir"]).expanduser() if "dir" in raw else default_cache_dir(env)
+    cache_dir = _cache_dir(raw.get("dir"), env)
     return Settings(
         cache_dir=cache_dir,
         map_size=parse_size("map_size", raw.get("map_size", Settings.map_size)),

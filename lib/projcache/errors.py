@@ -134,6 +134,9 @@ class StorageError(ProjcacheError):
     """An LMDB failure that no more specific class describes."""
 
     exit_code = 5
+    default_hint = (
+        "Run `projcache verify`; if the error persists, report it with the LMDB message above."
+    )
 
 
 class CacheNotFoundError(StorageError):
@@ -220,7 +223,7 @@ _LMDB_TABLE: dict[str, tuple[type[ProjcacheError], str]] = {
     "InvalidError": (CacheCorruptError, "the files are not a valid LMDB environment"),
     "VersionMismatchError": (CacheCorruptError, "the LMDB file format version is unknown"),
     "BadChecksumError": (CacheCorruptError, "an LMDB page checksum failed"),
-    "BadValsizeError": (InvalidRecordError, "a key or value has an invalid size"),
+    "BadValsizeError": (KeyTooLongError, "a key or value has an invalid size"),
 }
 
 

@@ -7,10 +7,11 @@ first bad field, so callers deal with one exception hierarchy.
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from typing import Annotated, Any, Dict, List, Literal, Optional, TypeVar
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -43,6 +44,15 @@ __all__ = [
 ArtifactType = Literal["skill", "command", "agent", "hook", "mcp"]
 DeploymentState = Literal["current", "outdated", "modified", "missing"]
 FindingKind = Literal["file", "frame", "model", "index", "source"]
+
+
+def _as_utc(value: datetime) -> datetime:
+    """Read a naive datetime as UTC (SkillMeat's TOML often omits the offset)."""
+    return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value
+
+
+# Aware datetimes only, so freshness arithmetic never mixes naive and aware values.
+UtcDatetime = Annotated[datetime, AfterValidator(_as_utc)]
 # Tags are index keys (see repository.FacetIndex), so they are bounded well under 511 bytes.
 Tag = Annotated[str, StringConstraints(min_length=1, max_length=100)]
 
@@ -105,7 +115,7 @@ class Artifact(_Record):
     content_hash: Optional[str] = None
     front_matter: Dict[str, Any] = Field(default_factory=dict)
     managed: bool = True
-    updated_at: Optional[datetime] = None
+    updated_at: Optional[UtcDatetime] = None
 
     @model_validator(mode="before")
     @classmethod
@@ -136,7 +146,7 @@ class Project(_Record):
     name: str
     path: str
     description: str = ""
-    refreshed_at: Optional[datetime] = None
+    refreshed_at: Optional[UtcDatetime] = None
     stale: bool = False
     error: Optional[str] = None
 
@@ -154,12 +164,13 @@ class Project(_Record):
             raise ValueError("name must not be empty")
         return self
 
-    def is_stale(self, ttl_seconds: float, now: Optional[datetime] = None) -> bool:
+    def is_stale(self, ttl_seconds: float, now: Optional[UtcDatetime] = None) -> bool:
         """Tell whether the project needs a refresh: invalidated, never refreshed or past TTL."""
         if self.stale or self.refreshed_at is None:
             return True
         now = now or utcnow()
-        return now - self.refreshed_at > timedelta(seconds=ttl_seconds)
+        # Compare seconds, not timedeltas: timedelta overflows for TTLs past ~2.7 million years.
+        return (now - self.refreshed_at).total_seconds() > ttl_seconds
 
 
 class Deployment(_Record):
@@ -174,7 +185,7 @@ class Deployment(_Record):
 
     project_id: str
     artifact_key: str
-    deployed_at: Optional[datetime] = None
+    deployed_at: Optional[UtcDatetime] = None
     artifact_path: str = ""
     content_hash: Optional[str] = None
     local_hash: Optional[str] = None
@@ -207,7 +218,7 @@ class Fingerprint(_Record):
     size: int
     inode: int
     content_hash: Optional[str] = None
-    read_at: Optional[datetime] = None
+    read_at: Optional[UtcDatetime] = None
 
 
 class SearchHit(_Record):
@@ -230,7 +241,7 @@ class SourceError(_Record):
 class RefreshReport(_Record):
     """What a refresh did."""
 
-    started_at: datetime
+    started_at: UtcDatetime
     duration_seconds: float = 0.0
     sources_checked: int = 0
     sources_changed: int = 0
@@ -285,9 +296,9 @@ class CacheStats(_Record):
     misses: int
     last_txn_id: int
     stale_projects: int
-    oldest_refresh: Optional[datetime] = None
-    newest_refresh: Optional[datetime] = None
-    created_at: Optional[datetime] = None
+    oldest_refresh: Optional[UtcDatetime] = None
+    newest_refresh: Optional[UtcDatetime] = None
+    created_at: Optional[UtcDatetime] = None
 
     @property
     def hit_rate(self) -> Optional[float]:

@@ -272,14 +272,21 @@ class FacetIndex(_DupIndex):
 
 
 class TokenIndex:
-    """``search-tokens`` (token -> artifact keys) plus ``artifact-terms`` (key -> its terms).
+    """``search-tokens`` (token -> postings) plus ``artifact-terms`` (key -> its terms).
 
+    A posting is ``<artifact key> NUL <field mask byte>``: duplicates sort by
+    artifact key, and the mask ranks a match without reading the artifact.
     Keeping each artifact's terms lets its postings be removed without a scan.
     """
 
     def __init__(self, postings: Any, terms: Any):
         self.postings = _DupIndex(postings)
         self.terms_db = terms
+
+    @staticmethod
+    def posting(key: bytes, mask: int) -> bytes:
+        """Encode the posting of artifact ``key`` with field ``mask``."""
+        return key + codec.SEPARATOR + bytes((mask,))
 
     def terms(self, txn: Txn, key: str) -> Optional[dict[str, int]]:
         """Return ``{token: field mask}`` of an indexed artifact, or ``None``."""
@@ -292,8 +299,8 @@ class TokenIndex:
     def add(self, txn: Txn, key: str, terms: dict[str, int]) -> None:
         """Index ``key`` under each token of ``terms`` (the artifact must not be indexed yet)."""
         encoded = key.encode()
-        for token in terms:
-            self.postings.add(txn, token.encode(), encoded)
+        for token, mask in terms.items():
+            self.postings.add(txn, token.encode(), self.posting(encoded, mask))
         txn.put(encoded, codec.encode(terms), db=self.terms_db)
 
     def remove(self, txn: Txn, key: str) -> None:
@@ -302,9 +309,18 @@ class TokenIndex:
         if terms is None:
             return
         encoded = key.encode()
-        for token in terms:
-            self.postings.remove(txn, token.encode(), encoded)
+        for token, mask in terms.items():
+            self.postings.remove(txn, token.encode(), self.posting(encoded, mask))
         txn.delete(encoded, db=self.terms_db)
+
+    def mask_of(self, cursor: Any, token: bytes, key: bytes) -> int:
+        """Field mask of ``key`` under ``token`` (0 if absent): one B-tree lookup."""
+        lead = key + codec.SEPARATOR
+        if cursor.set_range_dup(token, lead):
+            value: bytes = cursor.value()
+            if len(value) == len(lead) + 1 and value.startswith(lead):
+                return value[-1]
+        return 0
 
     def scan_terms(self, txn: Txn) -> Iterator[tuple[str, bytes]]:
         """Yield ``(artifact key, framed terms)`` for every indexed artifact (verify)."""

@@ -20,12 +20,14 @@ posting list is O(1)) and checks each candidate against its terms record.
 
 from __future__ import annotations
 
+import heapq
 import re
 import unicodedata
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Optional
 
+from . import codec
 from .repository import Repositories
 from .storage import Txn
 
@@ -151,6 +153,9 @@ def _best(mask: int) -> int:
     return 0
 
 
+_BEST = [_best(mask) for mask in range(256)]  # mask byte -> weight of its best field
+
+
 @dataclass(frozen=True)
 class QueryFilters:
     """Optional filters of a search; ``project`` is a project id."""
@@ -161,41 +166,114 @@ class QueryFilters:
     project: Optional[str] = None
 
 
-def _score(terms: Mapping[str, int], exact: Iterable[str], prefix: str) -> int:
-    """Score one artifact's terms against the query; 0 means no match."""
-    score = 0
-    for word in exact:
-        mask = terms.get(word)
-        if not mask:
-            return 0
-        score += _best(mask)
-    best = 0
-    for token, mask in terms.items():
-        if token.startswith(prefix):
-            best = max(best, _best(mask))
-    return score + best if best else 0
+# A posting lookup (B-tree descent) costs about as much as reading this many
+# postings sequentially; it decides between probing candidates and reading a list.
+_PROBE_COST = 8
 
 
-def _candidates(txn: Txn, repos: Repositories, exact: list[str], prefix: str) -> set[bytes]:
-    """Keys holding the rarest query word: the smallest set every match must be in."""
+class _Word:
+    """One query word: its index tokens and how many postings they hold."""
+
+    def __init__(self, text: str, tokens: list[bytes], size: int, complete: bool, prefix: bool):
+        self.text = text
+        self.prefix = prefix
+        self.tokens = tokens
+        self.size = size
+        self.complete = complete  # False when sizing stopped early (prefix words only)
+
+    def read(self, txn: Txn, repos: Repositories) -> dict[bytes, int]:
+        """Map artifact key -> best field weight over all of the word's postings."""
+        best: dict[bytes, int] = {}
+        postings = repos.tokens.postings
+        for token in self.tokens:
+            for value in postings.values(txn, token):
+                key, weight = value[:-2], _BEST[value[-1]]
+                if weight > best.get(key, 0):
+                    best[key] = weight
+        return best
+
+
+def _size_words(
+    txn: Txn, repos: Repositories, exact: list[str], prefix: str
+) -> Optional[list[_Word]]:
+    """Size every word (O(1) per token); ``None`` when some exact word has no posting."""
     postings = repos.tokens.postings
-    sizes = sorted((postings.count(txn, w.encode()), w) for w in exact)
-    if sizes and sizes[0][0] == 0:
-        return set()
-    smallest = sizes[0][0] if sizes else None
-    prefix_tokens: list[bytes] = []
-    prefix_size = 0
+    words = []
+    for text in exact:
+        size = postings.count(txn, text.encode())
+        if size == 0:
+            return None
+        words.append(_Word(text, [text.encode()], size, True, prefix=False))
+    cap = min((w.size for w in words), default=None)
+    tokens: list[bytes] = []
+    size = 0
+    complete = True
     for token, count in postings.keys_with_prefix(txn, prefix.encode()):
-        prefix_tokens.append(token)
-        prefix_size += count
-        if smallest is not None and prefix_size > smallest:
-            break  # the prefix is not the rarest word; stop sizing it
-    if smallest is None or prefix_size <= smallest:
-        found: set[bytes] = set()
-        for token in prefix_tokens:
-            found.update(postings.values(txn, token))
-        return found
-    return set(postings.values(txn, sizes[0][1].encode()))
+        tokens.append(token)
+        size += count
+        if cap is not None and size > cap * _PROBE_COST:
+            complete = False  # far from the rarest: it will be probed, not read
+            break
+    if size == 0:
+        return None
+    words.append(_Word(prefix, tokens, size, complete, prefix=True))
+    return sorted(words, key=lambda w: w.size)
+
+
+def _narrow(
+    txn: Txn, repos: Repositories, found: dict[bytes, int], word: _Word
+) -> dict[bytes, int]:
+    """Keep the keys of ``found`` that also hold ``word``, adding its weight to their score."""
+    if word.complete and word.size <= len(found) * _PROBE_COST * len(word.tokens):
+        other = word.read(txn, repos)
+        return {k: s + other[k] for k, s in found.items() if k in other}
+    narrowed: dict[bytes, int] = {}
+    if word.prefix and (not word.complete or len(word.tokens) > _PROBE_COST):
+        # Many tokens share the prefix: read each candidate's terms record instead.
+        for key, score in found.items():
+            terms = repos.tokens.terms(txn, key.decode("utf-8")) or {}
+            weight = max((_BEST[m] for t, m in terms.items() if t.startswith(word.text)), default=0)
+            if weight:
+                narrowed[key] = score + weight
+        return narrowed
+    cursor = txn.cursor(repos.tokens.postings.db)
+    for key, score in found.items():
+        weight = max(_BEST[repos.tokens.mask_of(cursor, t, key)] for t in word.tokens)
+        if weight:
+            narrowed[key] = score + weight
+    return narrowed
+
+
+def _apply_filters(
+    txn: Txn, repos: Repositories, found: dict[bytes, int], filters: QueryFilters
+) -> dict[bytes, int]:
+    if filters.type is not None or filters.collection is not None:
+        wanted_type = filters.type.encode() if filters.type is not None else None
+        wanted_collection = filters.collection.encode() if filters.collection is not None else None
+        kept = {}
+        for key, score in found.items():
+            collection, type_, _name = key.split(b"/")
+            if (wanted_type is None or type_ == wanted_type) and (
+                wanted_collection is None or collection == wanted_collection
+            ):
+                kept[key] = score
+        found = kept
+    if filters.project is not None:
+        deployed = {
+            codec.parse_deployment_key(k)[1].encode()
+            for k, _v in repos.deployments.scan_project(txn, filters.project)
+        }
+        found = {k: s for k, s in found.items() if k in deployed}
+    if filters.tag is not None:
+        tag = filters.tag
+        if repos.facets.size(txn, "tag", tag) <= len(found) * _PROBE_COST:
+            tagged = {k.encode() for k in repos.facets.artifact_keys(txn, "tag", tag)}
+            found = {k: s for k, s in found.items() if k in tagged}
+        else:
+            found = {
+                k: s for k, s in found.items() if repos.facets.has(txn, "tag", tag, k.decode())
+            }
+    return found
 
 
 def run_query(
@@ -206,28 +284,31 @@ def run_query(
     limit: int,
     offset: int,
 ) -> tuple[list[tuple[str, float]], int]:
-    """Run ``query`` and return ``([(artifact key, score), ...] for the page, total matches)``."""
+    """Run ``query`` and return ``([(artifact key, score), ...] for the page, total matches)``.
+
+    Reads the postings of the rarest word, then narrows by each other word in
+    order of size, probing single postings when that is cheaper than reading a
+    whole list; only the page's keys are sorted fully (a heap selects them).
+    """
     words = query_words(query)
     if not words:
         return [], 0
     prefix = words[-1]
     exact = sorted({w for w in words[:-1] if w not in STOP_WORDS})
-    matches: list[tuple[int, str, str]] = []
-    for raw in _candidates(txn, repos, exact, prefix):
-        key = raw.decode("utf-8")
-        collection, type_, name = key.split("/")
-        if filters.type is not None and type_ != filters.type:
-            continue
-        if filters.collection is not None and collection != filters.collection:
-            continue
-        if filters.tag is not None and not repos.facets.has(txn, "tag", filters.tag, key):
-            continue
-        if filters.project is not None and not repos.deployments.exists(txn, filters.project, key):
-            continue
-        terms = repos.tokens.terms(txn, key)
-        score = _score(terms or {}, exact, prefix)
-        if score:
-            matches.append((-score, name, key))
-    matches.sort()
-    page = matches[offset : offset + limit] if limit > 0 else []
-    return [(key, float(-neg)) for neg, _name, key in page], len(matches)
+    sized = _size_words(txn, repos, exact, prefix)
+    if sized is None:
+        return [], 0
+    driver, rest = sized[0], sized[1:]
+    found = driver.read(txn, repos)
+    found = _apply_filters(txn, repos, found, filters)
+    for word in rest:
+        if not found:
+            break
+        found = _narrow(txn, repos, found, word)
+    total = len(found)
+    if limit <= 0 or offset >= total:
+        return [], total
+    ranked = heapq.nsmallest(
+        offset + limit, ((-score, key.rsplit(b"/", 1)[1], key) for key, score in found.items())
+    )
+    return [(key.decode("utf-8"), float(-neg)) for neg, _name, key in ranked[offset:]], total

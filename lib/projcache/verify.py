@@ -27,7 +27,7 @@ from pydantic import BaseModel, ValidationError
 
 from . import codec, mutations
 from .errors import CorruptRecordError
-from .repository import Repositories
+from .repository import Repositories, TokenIndex
 from .search import artifact_terms
 from .status import deployment_state
 from .storage import Storage, Txn
@@ -57,6 +57,13 @@ def _check_file(storage: Storage) -> list[str]:
             return list(lmdb.verify.verify(tmp))  # type: ignore[no-untyped-call]
         except lmdb.verify.VerifyError as exc:
             return [f"cannot verify: {exc}"]
+
+
+def _describe(db: str, value: bytes) -> str:
+    """Readable form of an index value (a posting shows its key and field mask)."""
+    if db == "search-tokens" and len(value) > 2 and value[-2:-1] == codec.SEPARATOR:
+        return f"{value[:-2].decode('utf-8', 'replace')} (fields {value[-1]:#x})"
+    return value.decode("utf-8", "replace").replace("\x00", " ")
 
 
 def _key_of(db: str, record: BaseModel) -> str:
@@ -124,6 +131,8 @@ class _Checker:
                 self.bad.setdefault("meta", set()).add(raw_key)
 
     def _points_at_bad_record(self, db: str, key: bytes, value: bytes) -> bool:
+        if db == "search-tokens":
+            value = value[:-2]  # the posting's artifact key, without NUL and mask
         if db in ("search-tokens", "artifact-facets"):
             return value in self.bad.get("artifacts", ())
         if db == "deployments-by-artifact":
@@ -135,8 +144,8 @@ class _Checker:
         deployments: dict[str, Deployment] = self.good["deployments"]
         postings, facets, by_artifact, by_state = set(), set(), set(), set()
         for key, artifact in artifacts.items():
-            for token in artifact_terms(artifact.model_dump()):
-                postings.add((token.encode(), key.encode()))
+            for token, mask in artifact_terms(artifact.model_dump()).items():
+                postings.add((token.encode(), TokenIndex.posting(key.encode(), mask)))
             facets.add((b"type\x00" + artifact.type.encode(), key.encode()))
             for tag in artifact.tags:
                 facets.add((b"tag\x00" + tag.encode(), key.encode()))
@@ -158,9 +167,9 @@ class _Checker:
             for key, value in sorted(actual - expected):
                 if self._points_at_bad_record(db, key, value):
                     continue  # a consequence of a frame/model finding, not news
-                self.add("index", db, key, f"dangling entry -> {value.decode('utf-8', 'replace')}")
+                self.add("index", db, key, f"dangling entry -> {_describe(db, value)}")
             for key, value in sorted(expected - actual):
-                self.add("index", db, key, f"missing entry -> {value.decode('utf-8', 'replace')}")
+                self.add("index", db, key, f"missing entry -> {_describe(db, value)}")
         artifacts = self.good["artifacts"]
         seen = 0
         for term_key, raw in self.repos.tokens.scan_terms(txn):
