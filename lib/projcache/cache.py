@@ -16,7 +16,14 @@ from typing import TYPE_CHECKING, Any, Callable, List, Optional, TypeVar, Union
 
 from . import codec, mutations
 from .config import Settings, load_settings
-from .errors import ArtifactNotFound, InvalidRecordError, ProjcacheError, ProjectNotFound
+from .errors import (
+    ArtifactNotFound,
+    CacheClosedError,
+    InvalidRecordError,
+    ProjcacheError,
+    ProjectNotFound,
+    ReadOnlyCacheError,
+)
 from .repository import Repositories
 from .schema import SCHEMA_VERSION, ensure_schema, read_schema
 from .search import QueryFilters, run_query
@@ -66,13 +73,28 @@ class ProjectCache:
     shares the same LMDB environment.
     """
 
-    def __init__(self, storage: Storage, settings: Settings):
+    def __init__(self, storage: Storage, settings: Settings, readonly: bool = False):
         self._storage = storage
         self.settings = settings
-        self._repos = Repositories(storage.dbs)
+        # A read-only handle may share a writer's environment: it enforces its own mode.
+        self._readonly = readonly or storage.readonly
+        self._repos_for: Optional[dict[str, Any]] = None
+        self._repos_cache: Optional[Repositories] = None
         self._hits = 0
         self._misses = 0
         self._closed = False
+
+    @property
+    def _repos(self) -> Repositories:
+        dbs = self._storage.live_dbs()  # reopens after fork(): handles change then
+        if dbs is not self._repos_for or self._repos_cache is None:
+            self._repos_cache = Repositories(dbs)
+            self._repos_for = dbs
+        return self._repos_cache
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise CacheClosedError(f"the cache in {self.path} is closed")
 
     # -- lifecycle -------------------------------------------------------------
 
@@ -103,7 +125,7 @@ class ProjectCache:
             raise CacheDisabledError("the cache is disabled by configuration")
         storage = Storage.acquire(settings.cache_dir, settings, readonly)
         try:
-            cache = cls(storage, settings)
+            cache = cls(storage, settings, readonly=readonly)
             meta = cache._repos.meta
             version = storage.read(lambda txn: meta.get(txn, "schema_version"))
             if readonly:
@@ -120,7 +142,7 @@ class ProjectCache:
         if self._closed:
             return
         try:
-            if not self._storage.readonly and (self._hits or self._misses):
+            if not self._readonly and (self._hits or self._misses):
                 self._write(lambda txn: None)
         except ProjcacheError as exc:
             logger.warning("could not save cache counters on close: %s", exc)
@@ -152,20 +174,16 @@ class ProjectCache:
     @property
     def readonly(self) -> bool:
         """True when opened read-only."""
-        return self._storage.readonly
+        return self._readonly
 
     def _read(self, fn: Callable[[Txn], T]) -> T:
-        if self._closed:
-            from .errors import CacheClosedError
-
-            raise CacheClosedError(f"the cache in {self.path} is closed")
+        self._check_open()
         return self._storage.read(fn)
 
     def _write(self, fn: Callable[[Txn], T]) -> T:
-        if self._closed:
-            from .errors import CacheClosedError
-
-            raise CacheClosedError(f"the cache in {self.path} is closed")
+        self._check_open()
+        if self._readonly:
+            raise ReadOnlyCacheError(f"the cache in {self.path} is open read-only")
         hits, misses = self._hits, self._misses
 
         def body(txn: Txn) -> T:
@@ -456,6 +474,7 @@ class ProjectCache:
         """Counts, bytes, map size, hit/miss counters and freshness (one pass over projects)."""
         from .stats import collect_stats
 
+        self._check_open()
         return collect_stats(self._storage, self._repos, self._hits, self._misses)
 
     def verify(self, repair: bool = False) -> VerifyReport:
@@ -465,6 +484,9 @@ class ProjectCache:
         """
         from .verify import run_verify
 
+        self._check_open()
+        if repair and self._readonly:
+            raise ReadOnlyCacheError(f"the cache in {self.path} is open read-only")
         return run_verify(self._storage, self._repos, repair=repair)
 
     def backup(self, dest: Union[str, Path], compact: bool = True) -> Path:
@@ -477,11 +499,8 @@ class ProjectCache:
         target = Path(dest).expanduser().resolve()
         if (target / "data.mdb").exists():
             raise InvalidRecordError(f"{target} already holds a cache; choose an empty directory")
+        self._check_open()
         target.mkdir(mode=0o700, parents=True, exist_ok=True)
-        if self._closed:
-            from .errors import CacheClosedError
-
-            raise CacheClosedError(f"the cache in {self.path} is closed")
         self._storage.copy(target, compact=compact)
         return target
 

@@ -176,7 +176,9 @@ class Storage:
         with _registry_lock:
             shared = _registry.get(key)
             if shared is not None and shared._fork_generation != _fork_generation:
-                shared = None  # inherited from the parent: this process opens its own
+                # Inherited from the parent: py-lmdb refuses a second open of the
+                # same files until the inherited copy is closed, so reopen it here.
+                shared._reopen_env()
             if shared is not None:
                 if shared.readonly and not readonly:
                     raise CacheAlreadyOpenError(f"{path} is already open read-only in this process")
@@ -261,22 +263,33 @@ class Storage:
         if self._closed:
             raise CacheClosedError(f"the cache in {self.path} is closed")
         if self._fork_generation != _fork_generation:
-            self._reopen_after_fork()
+            with _registry_lock:
+                if self._fork_generation != _fork_generation:
+                    self._reopen_env()
+                _registry[self._key] = self
         return self.env
 
-    def _reopen_after_fork(self) -> None:
+    def live_dbs(self) -> dict[str, Any]:
+        """The sub-database handles, after reopening if this process was forked.
+
+        Handles belong to one environment: callers that cache objects built on
+        them (repositories) must rebuild those when this returns a new dict.
+        """
+        self._live_env()
+        return self.dbs
+
+    def _reopen_env(self) -> None:
         # The child must not use the parent's environment.  Closing our copy
         # drops only this process's mappings and locks; py-lmdb refuses a
         # second open until it is closed.  Hazard: a read transaction that
         # another thread of the parent held at fork time loses its slot here.
+        # Called with _registry_lock held.
         logger.debug("fork detected; reopening %s in pid %d", self.path, os.getpid())
         self._write_lock = threading.RLock()
         with contextlib.suppress(lmdb.Error):
             self.env.close()
         self.env, self.dbs = self._open_env()
         self._fork_generation = _fork_generation
-        with _registry_lock:
-            _registry[self._key] = self
 
     # -- transactions --------------------------------------------------------
 
