@@ -14,7 +14,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, List, Optional, TypeVar, Union
 
-from . import codec, mutations
+from . import codec, listing, mutations
 from .config import Settings, load_settings
 from .errors import (
     ArtifactNotFound,
@@ -47,7 +47,6 @@ __all__ = ["CacheDisabledError", "ProjectCache", "SearchResults"]
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
-_PAGE = 256
 _STATES = ("current", "outdated", "modified", "missing")
 
 
@@ -200,6 +199,22 @@ class ProjectCache:
         self._misses -= misses
         return result
 
+    def _put_many(
+        self, model_name: str, items: Iterable[Any], put: Callable[[Txn, Repositories, Any], Any]
+    ) -> int:
+        """Validate every item as ``model_name``, then ``put`` them all in one transaction."""
+        from . import models
+
+        model = getattr(models, model_name)
+        records = [models.validate(model, item) for item in items]
+
+        def body(txn: Txn) -> int:
+            for record in records:
+                put(txn, self._repos, record)
+            return len(records)
+
+        return self._write(body) if records else 0
+
     # -- artifacts -------------------------------------------------------------
 
     def get_artifact_json(self, key: str) -> Optional[bytes]:
@@ -236,33 +251,10 @@ class ProjectCache:
                 f"type must be one of {', '.join(codec.ARTIFACT_TYPES)}; got {type!r}"
             )
         model = self._repos.artifacts.model
-        if tag is not None or type is not None:
-            facet, value = ("tag", tag) if tag is not None else ("type", type)
-            assert value is not None
-            keys = self._read(lambda txn: list(self._repos.facets.artifact_keys(txn, facet, value)))
-            keys = [k for k in keys if _key_matches(k, type, collection)]
-            for start in range(0, len(keys), _PAGE):
-                batch = keys[start : start + _PAGE]
-                payloads = self._read(
-                    lambda txn, b=batch: [self._repos.artifacts.get_payload(txn, k) for k in b]  # type: ignore[misc]
-                )
-                for payload in payloads:
-                    if payload is not None:
-                        yield model.model_validate_json(payload)
-            return
-        prefix = f"{collection}/" if collection is not None else ""
-        start_key = ""
-        while True:
-            page = self._read(
-                lambda txn, s=start_key: list(  # type: ignore[misc]
-                    self._repos.artifacts.scan_payloads(txn, prefix, s, _PAGE + 1)
-                )
-            )
-            for _key, payload in page[:_PAGE]:
-                yield model.model_validate_json(payload)
-            if len(page) <= _PAGE:
-                return
-            start_key = page[_PAGE][0]
+        for payload in listing.artifact_payloads(
+            self._read, lambda: self._repos, type, collection, tag
+        ):
+            yield model.model_validate_json(payload)
 
     def put_artifacts(self, artifacts: Iterable[Union[Artifact, dict[str, Any]]]) -> int:
         """Insert or replace artifacts in one transaction; return how many were written.
@@ -273,16 +265,7 @@ class ProjectCache:
         Raises:
             InvalidRecordError: a record is invalid (nothing is written).
         """
-        from .models import Artifact, validate
-
-        records = [validate(Artifact, a) for a in artifacts]
-
-        def body(txn: Txn) -> int:
-            for record in records:
-                mutations.put_artifact(txn, self._repos, record)
-            return len(records)
-
-        return self._write(body) if records else 0
+        return self._put_many("Artifact", artifacts, mutations.put_artifact)
 
     def delete_artifact(self, key: str) -> None:
         """Remove an artifact and its index entries; its deployments become ``missing``.
@@ -332,16 +315,7 @@ class ProjectCache:
 
     def put_projects(self, projects: Iterable[Union[Project, dict[str, Any]]]) -> int:
         """Insert or replace projects in one transaction; return how many were written."""
-        from .models import Project, validate
-
-        records = [validate(Project, p) for p in projects]
-
-        def body(txn: Txn) -> int:
-            for record in records:
-                mutations.put_project(txn, self._repos, record)
-            return len(records)
-
-        return self._write(body) if records else 0
+        return self._put_many("Project", projects, mutations.put_project)
 
     def delete_project(self, project_id: str) -> None:
         """Remove a project and all its deployments in one transaction.
@@ -360,16 +334,7 @@ class ProjectCache:
         Raises:
             InvalidRecordError: a record is invalid or names a project not in the cache.
         """
-        from .models import Deployment, validate
-
-        records = [validate(Deployment, d) for d in deployments]
-
-        def body(txn: Txn) -> int:
-            for record in records:
-                mutations.put_deployment(txn, self._repos, record)
-            return len(records)
-
-        return self._write(body) if records else 0
+        return self._put_many("Deployment", deployments, mutations.put_deployment)
 
     def delete_deployment(self, project_id: str, artifact_key: str) -> bool:
         """Remove one deployment; return whether it existed."""
@@ -389,21 +354,10 @@ class ProjectCache:
             raise InvalidRecordError(f"state must be one of {', '.join(_STATES)}; got {state!r}")
         project_id = self.find_project(project).id if project is not None else None
         model = self._repos.deployments.model
-        repos = self._repos
-
-        def body(txn: Txn) -> list[bytes]:
-            if state is None:
-                return [p for _k, p in repos.deployments.scan_project(txn, project_id)]
-            prefix = codec.deployment_prefix(project_id) if project_id else b""
-            out = []
-            for key in repos.deployment_index.keys_in_state(txn, state):
-                if key.startswith(prefix):
-                    raw = txn.get(key, db=repos.deployments.db)
-                    if raw is not None:
-                        out.append(codec.unframe(raw, what="deployment"))
-            return out
-
-        return [model.model_validate_json(p) for p in self._read(body)]
+        payloads = self._read(
+            lambda txn: listing.deployment_payloads(txn, self._repos, project_id, state)
+        )
+        return [model.model_validate_json(p) for p in payloads]
 
     # -- search ------------------------------------------------------------------------
 
@@ -428,6 +382,10 @@ class ProjectCache:
 
         if limit < 0 or offset < 0:
             raise InvalidRecordError("limit and offset must not be negative")
+        if type is not None and type not in codec.ARTIFACT_TYPES:
+            raise InvalidRecordError(
+                f"type must be one of {', '.join(codec.ARTIFACT_TYPES)}; got {type!r}"
+            )
         project_id = self.find_project(project).id if project is not None else None
         filters = QueryFilters(type=type, collection=collection, tag=tag, project=project_id)
         repos = self._repos
@@ -503,10 +461,3 @@ class ProjectCache:
         target.mkdir(mode=0o700, parents=True, exist_ok=True)
         self._storage.copy(target, compact=compact)
         return target
-
-
-def _key_matches(key: str, type_: Optional[str], collection: Optional[str]) -> bool:
-    collection_part, type_part, _name = key.split("/")
-    return (type_ is None or type_part == type_) and (
-        collection is None or collection_part == collection
-    )

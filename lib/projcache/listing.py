@@ -1,0 +1,82 @@
+"""Listings that read through the narrowest index, in pages of short read transactions.
+
+A page is one read transaction; a listing is not one snapshot.  Holding a
+single transaction across a slow consumer would pin old pages (the file grows)
+and keep a reader slot across ``fork()``; see ADR 0003.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Callable, Optional, TypeVar
+
+from . import codec
+from .repository import Repositories
+from .storage import Txn
+
+__all__ = ["PAGE", "artifact_payloads", "deployment_payloads"]
+
+T = TypeVar("T")
+PAGE = 256
+Reader = Callable[[Callable[[Txn], T]], T]
+
+
+def _key_matches(key: str, type_: Optional[str], collection: Optional[str]) -> bool:
+    collection_part, type_part, _name = key.split("/")
+    return (type_ is None or type_part == type_) and (
+        collection is None or collection_part == collection
+    )
+
+
+def artifact_payloads(
+    read: Reader[object],
+    repos: Callable[[], Repositories],
+    type_: Optional[str],
+    collection: Optional[str],
+    tag: Optional[str],
+) -> Iterator[bytes]:
+    """Yield the JSON of matching artifacts in key order.
+
+    A tag or type filter reads its facet list; a collection filter alone is a
+    prefix scan of the artifact keys; no filter is a full scan, page by page.
+    """
+    if tag is not None or type_ is not None:
+        facet, value = ("tag", tag) if tag is not None else ("type", type_)
+        assert value is not None
+        keys: list[str] = read(lambda txn: list(repos().facets.artifact_keys(txn, facet, value)))  # type: ignore[assignment]
+        keys = [k for k in keys if _key_matches(k, type_, collection)]
+        for start in range(0, len(keys), PAGE):
+            batch = keys[start : start + PAGE]
+            payloads: list[Optional[bytes]] = read(  # type: ignore[assignment]
+                lambda txn, b=batch: [repos().artifacts.get_payload(txn, k) for k in b]  # type: ignore[misc]
+            )
+            yield from (p for p in payloads if p is not None)
+        return
+    prefix = f"{collection}/" if collection is not None else ""
+    start_key = ""
+    while True:
+        page: list[tuple[str, bytes]] = read(  # type: ignore[assignment]
+            lambda txn, s=start_key: list(  # type: ignore[misc]
+                repos().artifacts.scan_payloads(txn, prefix, s, PAGE + 1)
+            )
+        )
+        yield from (payload for _key, payload in page[:PAGE])
+        if len(page) <= PAGE:
+            return
+        start_key = page[PAGE][0]
+
+
+def deployment_payloads(
+    txn: Txn, repos: Repositories, project_id: Optional[str], state: Optional[str]
+) -> list[bytes]:
+    """JSON of the deployments of one project (prefix scan) and/or in one state (index)."""
+    if state is None:
+        return [payload for _key, payload in repos.deployments.scan_project(txn, project_id)]
+    prefix = codec.deployment_prefix(project_id) if project_id else b""
+    out = []
+    for key in repos.deployment_index.keys_in_state(txn, state):
+        if key.startswith(prefix):
+            raw = txn.get(key, db=repos.deployments.db)
+            if raw is not None:
+                out.append(codec.unframe(raw, what="deployment"))
+    return out
