@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import json
 import subprocess
 import sys
@@ -19,7 +20,9 @@ from projcache.config import Settings
 from projcache_cli import app
 
 Factory = Callable[..., dict[str, Any]]
-runner = CliRunner()
+# Click < 8.2 (the newest on Python 3.9) mixes stderr into stdout unless told not to.
+_SEPARATE = "mix_stderr" in inspect.signature(CliRunner.__init__).parameters
+runner = CliRunner(**({"mix_stderr": False} if _SEPARATE else {}))
 
 
 @pytest.fixture

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import sys
 from collections.abc import Iterator
 
 import typer
@@ -31,7 +30,8 @@ def cli_errors(debug: bool) -> Iterator[None]:
     except ProjcacheError as exc:
         if debug:
             logger.exception("command failed")
-        print(f"error: {exc}", file=sys.stderr)
+        # typer.echo flushes; a bare print() to a captured stderr may never show.
+        typer.echo(f"error: {exc}", err=True)
         if exc.hint:
-            print(f"hint: {exc.hint}", file=sys.stderr)
+            typer.echo(f"hint: {exc.hint}", err=True)
         raise typer.Exit(code=exc.exit_code) from None
