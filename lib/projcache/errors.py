@@ -212,7 +212,7 @@ class CorruptRecordError(CacheCorruptError):
 # callers), and so LMDB 1.0-only classes that may be absent are tolerated.
 _LMDB_TABLE: dict[str, tuple[type[ProjcacheError], str]] = {
     "MapFullError": (CacheFullError, "the cache map is full"),
-    "DiskError": (DiskFullError, "a disk write failed"),
+    "DiskError": (DiskFullError, "no space left on the device holding the cache"),
     "ReadersFullError": (CacheBusyError, "all reader slots are in use"),
     "TlsFullError": (CacheBusyError, "too many threads use the cache"),
     "LockError": (CacheBusyError, "the cache lock could not be taken"),
