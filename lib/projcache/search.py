@@ -103,14 +103,55 @@ def _camel_parts(run: str) -> list[str]:
     return parts
 
 
+def _runs(text: str) -> list[str]:
+    """Maximal runs of letters and digits; combining marks stay with the letter before them.
+
+    Python's ``\\w`` does not count combining marks (Devanagari vowel signs, Hebrew
+    points), so a regex alone would cut such words apart.
+    """
+    if text.isascii():
+        return _RUN.findall(text)
+    runs: list[str] = []
+    current: list[str] = []
+    for char in text:
+        kind = unicodedata.category(char)[0]
+        if kind in "LN" or (kind == "M" and current):
+            current.append(char)
+        elif current:
+            runs.append("".join(current))
+            current = []
+    if current:
+        runs.append("".join(current))
+    return runs
+
+
+def _fold(word: str) -> str:
+    """Drop diacritics from Latin letters (``é`` -> ``e``), as SQLite FTS5's unicode61 does.
+
+    Marks on other scripts are kept: there they are vowels, not decoration.
+    """
+    if word.isascii():
+        return word
+    kept: list[str] = []
+    latin_base = False
+    for char in unicodedata.normalize("NFKD", word):
+        if unicodedata.combining(char):
+            if latin_base:
+                continue
+        else:
+            latin_base = char < "\u0250"  # Basic Latin up to Latin Extended-B
+        kept.append(char)
+    return unicodedata.normalize("NFC", "".join(kept))
+
+
 def _words(text: str, *, compounds: bool) -> list[str]:
     words: list[str] = []
-    for run in _RUN.findall(unicodedata.normalize("NFKC", text)):
+    for run in _runs(unicodedata.normalize("NFKC", text)):
         parts = _camel_parts(run)
         pieces = [*parts, run] if compounds and len(parts) > 1 else parts
         for piece in pieces:
-            # lower() can yield non-alphanumerics (e.g. a combining dot), so split again.
-            for word in _RUN.findall(piece.lower()):
+            # lower() can yield non-letters, so split again after folding.
+            for word in _runs(_fold(piece.lower())):
                 words.append(word[:MAX_TOKEN_CHARS])
     return words
 
@@ -120,7 +161,9 @@ def tokenize(text: str) -> list[str]:
 
     Splits on anything not a letter or digit (so kebab-case and snake_case
     split) and at camelCase boundaries; a camelCase word is also kept whole
-    (``FastAPI`` gives ``fast``, ``api`` and ``fastapi``).  Unicode-aware (NFKC).
+    (``FastAPI`` gives ``fast``, ``api`` and ``fastapi``).  Unicode-aware: NFKC
+    normalised, combining marks kept inside words, diacritics of Latin letters
+    dropped (``café`` and ``cafe`` are the same token).
     """
     return [w for w in _words(text, compounds=True) if w not in STOP_WORDS]
 

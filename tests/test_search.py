@@ -1,0 +1,840 @@
+"""Search through a real cache: hand-written cases, then "the index finds what a scan finds"."""
+
+from __future__ import annotations
+
+import contextlib
+import tempfile
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import (
+    RuleBasedStateMachine,
+    initialize,
+    precondition,
+    rule,
+)
+
+from projcache import ProjectCache
+from projcache.config import Settings
+from projcache.errors import InvalidRecordError, ProjectNotFound
+from projcache.search import STOP_WORDS, query_words, tokenize
+
+MakeArtifact = Callable[..., dict[str, Any]]
+MakeProject = Callable[..., dict[str, Any]]
+
+
+def keys(results: Iterable[Any]) -> list[str]:
+    """Keys of search hits, in order."""
+    return [hit.key for hit in results]
+
+
+def key_of(record: Mapping[str, Any]) -> str:
+    """The artifact key of a record dict."""
+    return f"{record['collection']}/{record['type']}/{record['name']}"
+
+
+class TestMatching:
+    """Which artifacts a query matches."""
+
+    def test_every_word_must_match(self, cache: ProjectCache, make_artifact: MakeArtifact) -> None:
+        """Words are AND-ed: an artifact must hold all of them."""
+        cache.put_artifacts(
+            [
+                make_artifact("pdf-reader", description="Reads files"),
+                make_artifact("pdf-writer", description="Writes files"),
+                make_artifact("csv-reader", description="Reads tables"),
+            ]
+        )
+        assert keys(cache.search("pdf reader")) == ["default/skill/pdf-reader"]
+        assert keys(cache.search("reads files")) == ["default/skill/pdf-reader"]
+        assert keys(cache.search("reader")) == [
+            "default/skill/csv-reader",
+            "default/skill/pdf-reader",
+        ]
+
+    def test_last_word_is_a_prefix(self, cache: ProjectCache, make_artifact: MakeArtifact) -> None:
+        """The last word matches any token it starts ("pdf ext" finds "extract")."""
+        cache.put_artifacts([make_artifact("pdf-tools", description="Extract text from PDF files")])
+        assert keys(cache.search("pdf ext")) == ["default/skill/pdf-tools"]
+        assert keys(cache.search("extr")) == ["default/skill/pdf-tools"]
+
+    def test_only_the_last_word_is_a_prefix(
+        self, cache: ProjectCache, make_artifact: MakeArtifact
+    ) -> None:
+        """A word before the last must match a whole token."""
+        cache.put_artifacts([make_artifact("pdf-tools", description="Extract text from PDF files")])
+        assert keys(cache.search("ext pdf")) == []
+        assert keys(cache.search("extract pdf")) == ["default/skill/pdf-tools"]
+
+    def test_matches_camel_case_parts_and_compound(
+        self, cache: ProjectCache, make_artifact: MakeArtifact
+    ) -> None:
+        """A camelCase name is found by its parts and by the whole word."""
+        cache.put_artifacts([make_artifact("extractPDFText", description="x")])
+        expected = ["default/skill/extractPDFText"]
+        assert keys(cache.search("pdf")) == expected
+        assert keys(cache.search("text extract")) == expected
+        assert keys(cache.search("extractpdftext")) == expected
+        assert keys(cache.search("extractPDFText")) == expected
+
+    def test_query_is_case_and_accent_form_insensitive(
+        self, cache: ProjectCache, make_artifact: MakeArtifact
+    ) -> None:
+        """Queries are lower-cased and normalized like the indexed text."""
+        cache.put_artifacts([make_artifact("uebersicht", title="Übersicht café")])
+        assert keys(cache.search("ÜBERSICHT")) == ["default/skill/uebersicht"]
+        assert keys(cache.search("Cafe\u0301")) == ["default/skill/uebersicht"]
+
+    @pytest.mark.parametrize("query", ["", "   ", "--- !!"])
+    def test_empty_query_finds_nothing(
+        self, cache: ProjectCache, make_artifact: MakeArtifact, query: str
+    ) -> None:
+        """A query without words has no hits and a total of 0."""
+        cache.put_artifacts([make_artifact("pdf")])
+        results = cache.search(query)
+        assert results == []
+        assert results.total == 0
+
+    def test_query_of_only_stop_words(
+        self, cache: ProjectCache, make_artifact: MakeArtifact
+    ) -> None:
+        """Stop words are never tokens, so only the last one's prefix use can match."""
+        cache.put_artifacts(
+            [
+                make_artifact("the-pdf", description="of the and"),
+                make_artifact("theme-editor", description="Edits a theme"),
+            ]
+        )
+        assert keys(cache.search("of and")) == []
+        assert cache.search("of and").total == 0
+        assert keys(cache.search("of the")) == ["default/skill/theme-editor"]
+
+    def test_stop_words_before_the_last_word_are_ignored(
+        self, cache: ProjectCache, make_artifact: MakeArtifact
+    ) -> None:
+        """Stop words in the query do not have to occur in the artifact."""
+        cache.put_artifacts([make_artifact("pdf", description="Reads files")])
+        assert keys(cache.search("the reads of pdf")) == ["default/skill/pdf"]
+
+    @pytest.mark.parametrize("query", ["zzz", "pdf zzz", "zzz pdf", "pdfx"])
+    def test_unknown_word_finds_nothing(
+        self, cache: ProjectCache, make_artifact: MakeArtifact, query: str
+    ) -> None:
+        """A word no artifact holds (anywhere in the query) gives no hits."""
+        cache.put_artifacts([make_artifact("pdf")])
+        results = cache.search(query)
+        assert results == []
+        assert results.total == 0
+
+    def test_empty_cache(self, cache: ProjectCache) -> None:
+        """Searching an empty cache finds nothing."""
+        results = cache.search("pdf")
+        assert results == []
+        assert results.total == 0
+
+    def test_hit_carries_the_artifact(
+        self, cache: ProjectCache, make_artifact: MakeArtifact
+    ) -> None:
+        """A hit names the artifact, its type and score, and holds the stored record."""
+        cache.put_artifacts([make_artifact("pdf", type="command", tags=["docs"])])
+        [hit] = cache.search("pdf")
+        assert (hit.key, hit.name, hit.type, hit.score) == (
+            "default/command/pdf",
+            "pdf",
+            "command",
+            8.0,
+        )
+        assert hit.artifact == cache.get_artifact("default/command/pdf")
+
+
+class TestRanking:
+    """The order of hits and their scores."""
+
+    def test_field_order(self, cache: ProjectCache, make_artifact: MakeArtifact) -> None:
+        """A match in the name outranks tags, which outrank title, which outranks description."""
+        cache.put_artifacts(
+            [
+                make_artifact("a-desc", description="Reads pdf"),
+                make_artifact("b-title", title="PDF helper", description="x"),
+                make_artifact("c-tags", tags=["pdf"], description="x"),
+                make_artifact("d-pdf", description="x"),
+            ]
+        )
+        results = cache.search("pdf")
+        assert [(h.name, h.score) for h in results] == [
+            ("d-pdf", 8.0),
+            ("c-tags", 4.0),
+            ("b-title", 2.0),
+            ("a-desc", 1.0),
+        ]
+
+    def test_best_field_counts_once_per_word(
+        self, cache: ProjectCache, make_artifact: MakeArtifact
+    ) -> None:
+        """A word found in several fields scores its best field only."""
+        cache.put_artifacts(
+            [make_artifact("pdf", tags=["pdf"], title="PDF", description="pdf pdf")]
+        )
+        assert [h.score for h in cache.search("pdf")] == [8.0]
+
+    def test_scores_add_up_over_words(
+        self, cache: ProjectCache, make_artifact: MakeArtifact
+    ) -> None:
+        """The score is the sum over the words of each one's best field."""
+        cache.put_artifacts(
+            [
+                make_artifact("pdf-extract", description="x"),
+                make_artifact("pdf", tags=["extract"], description="x"),
+                make_artifact("reader", title="pdf", description="extract"),
+            ]
+        )
+        results = cache.search("pdf ext")
+        assert [(h.name, h.score) for h in results] == [
+            ("pdf-extract", 16.0),
+            ("pdf", 12.0),
+            ("reader", 3.0),
+        ]
+
+    def test_ties_ordered_by_name_then_key(
+        self, cache: ProjectCache, make_artifact: MakeArtifact
+    ) -> None:
+        """Equal scores are ordered by name, then by key."""
+        cache.put_artifacts(
+            [
+                make_artifact("zeta", tags=["pdf"]),
+                make_artifact("alpha", tags=["pdf"], collection="team"),
+                make_artifact("alpha", tags=["pdf"], type="agent"),
+                make_artifact("alpha", tags=["pdf"]),
+            ]
+        )
+        assert keys(cache.search("pdf")) == [
+            "default/agent/alpha",
+            "default/skill/alpha",
+            "team/skill/alpha",
+            "default/skill/zeta",
+        ]
+
+
+class TestFilters:
+    """Filters narrow the matches (and the total)."""
+
+    @pytest.fixture
+    def filled(self, cache: ProjectCache, make_artifact: MakeArtifact) -> ProjectCache:
+        """A cache holding four "pdf" artifacts of different types, collections and tags."""
+        cache.put_artifacts(
+            [
+                make_artifact("pdf-a", tags=["docs"]),
+                make_artifact("pdf-b", type="command", tags=["docs", "cli"]),
+                make_artifact("pdf-c", collection="team", tags=["cli"]),
+                make_artifact("pdf-d", collection="team", type="agent"),
+            ]
+        )
+        return cache
+
+    def test_type(self, filled: ProjectCache) -> None:
+        """``type`` keeps artifacts of that type."""
+        results = filled.search("pdf", type="skill")
+        assert keys(results) == ["default/skill/pdf-a", "team/skill/pdf-c"]
+        assert results.total == 2
+
+    def test_collection(self, filled: ProjectCache) -> None:
+        """``collection`` keeps artifacts of that collection."""
+        assert keys(filled.search("pdf", collection="team")) == [
+            "team/skill/pdf-c",
+            "team/agent/pdf-d",
+        ]
+
+    def test_tag(self, filled: ProjectCache) -> None:
+        """``tag`` keeps artifacts carrying exactly that tag."""
+        assert keys(filled.search("pdf", tag="cli")) == [
+            "default/command/pdf-b",
+            "team/skill/pdf-c",
+        ]
+        assert keys(filled.search("pdf", tag="cl")) == []
+
+    def test_combined(self, filled: ProjectCache) -> None:
+        """Several filters must all hold."""
+        assert keys(filled.search("pdf", type="skill", tag="docs")) == ["default/skill/pdf-a"]
+        assert keys(filled.search("pdf", collection="default", tag="cli")) == [
+            "default/command/pdf-b"
+        ]
+        assert filled.search("pdf", collection="team", type="command").total == 0
+
+    def test_unknown_values_match_nothing(self, filled: ProjectCache) -> None:
+        """A filter value no artifact has gives no hits."""
+        assert filled.search("pdf", type="hook") == []
+        assert filled.search("pdf", collection="nope") == []
+        assert filled.search("pdf", tag="nope") == []
+
+    def test_invalid_type_rejected(self, filled: ProjectCache) -> None:
+        """A ``type`` that is not an artifact type is an error, not an empty result."""
+        with pytest.raises(InvalidRecordError):
+            filled.search("pdf", type="skills")
+
+    def test_project(self, filled: ProjectCache, make_project: MakeProject) -> None:
+        """``project`` keeps artifacts deployed in that project (by id, name or path)."""
+        filled.put_projects([make_project("web"), make_project("api")])
+        by_name = {p.name: p for p in filled.list_projects()}
+        web, api = by_name["web"], by_name["api"]
+        filled.put_deployments(
+            [
+                {"project_id": web.id, "artifact_key": "default/skill/pdf-a"},
+                {"project_id": web.id, "artifact_key": "team/agent/pdf-d"},
+                {"project_id": api.id, "artifact_key": "default/command/pdf-b"},
+            ]
+        )
+        expected = ["default/skill/pdf-a", "team/agent/pdf-d"]
+        assert keys(filled.search("pdf", project=web.id)) == expected
+        assert keys(filled.search("pdf", project="web")) == expected
+        assert keys(filled.search("pdf", project=web.path)) == expected
+        assert keys(filled.search("pdf", project=api.id)) == ["default/command/pdf-b"]
+        assert keys(filled.search("pdf", project=web.id, type="agent")) == ["team/agent/pdf-d"]
+        assert filled.search("pdf", project=web.id).total == 2
+
+    def test_project_without_deployments(
+        self, filled: ProjectCache, make_project: MakeProject
+    ) -> None:
+        """A project with no deployments filters everything out."""
+        filled.put_projects([make_project("empty")])
+        assert filled.search("pdf", project="empty") == []
+
+    def test_unknown_project_raises(self, filled: ProjectCache) -> None:
+        """An unknown project reference is an error, not an empty result."""
+        with pytest.raises(ProjectNotFound):
+            filled.search("pdf", project="nope")
+
+
+class TestPaging:
+    """``limit``/``offset`` select a page; ``total`` counts every match."""
+
+    @pytest.fixture
+    def five(self, cache: ProjectCache, make_artifact: MakeArtifact) -> ProjectCache:
+        """A cache holding five artifacts matching "pdf", plus one that does not."""
+        cache.put_artifacts([make_artifact(f"pdf-{i}") for i in range(5)])
+        cache.put_artifacts([make_artifact("other", description="nothing")])
+        return cache
+
+    def test_pages_concatenate_to_all(self, five: ProjectCache) -> None:
+        """Consecutive pages give every match once, in rank order."""
+        everything = keys(five.search("pdf", limit=100))
+        assert len(everything) == 5
+        pages = [five.search("pdf", limit=2, offset=o) for o in (0, 2, 4)]
+        assert [len(p) for p in pages] == [2, 2, 1]
+        assert [k for page in pages for k in keys(page)] == everything
+        assert {page.total for page in pages} == {5}
+
+    def test_default_limit(self, cache: ProjectCache, make_artifact: MakeArtifact) -> None:
+        """Without ``limit`` a page holds at most 20 hits."""
+        cache.put_artifacts([make_artifact(f"pdf-{i:02}") for i in range(25)])
+        results = cache.search("pdf")
+        assert len(results) == 20
+        assert results.total == 25
+
+    def test_zero_limit_and_offset_past_end(self, five: ProjectCache) -> None:
+        """An empty page still reports the total."""
+        for results in (five.search("pdf", limit=0), five.search("pdf", offset=5)):
+            assert results == []
+            assert results.total == 5
+
+    def test_negative_limit_or_offset_rejected(self, five: ProjectCache) -> None:
+        """Negative ``limit`` or ``offset`` is invalid."""
+        with pytest.raises(InvalidRecordError):
+            five.search("pdf", limit=-1)
+        with pytest.raises(InvalidRecordError):
+            five.search("pdf", offset=-1)
+
+
+class TestIndexMaintenance:
+    """The index follows replacements and deletions."""
+
+    def test_replacement_forgets_old_words(
+        self, cache: ProjectCache, make_artifact: MakeArtifact
+    ) -> None:
+        """After an artifact is replaced, its old words and tags no longer match."""
+        cache.put_artifacts([make_artifact("pdf", description="Reads invoices", tags=["old"])])
+        assert keys(cache.search("invoices")) == ["default/skill/pdf"]
+        cache.put_artifacts([make_artifact("pdf", description="Reads receipts", tags=["new"])])
+        results = cache.search("invoices")
+        assert results == []
+        assert results.total == 0
+        assert keys(cache.search("receipts")) == ["default/skill/pdf"]
+        assert cache.search("pdf", tag="old") == []
+        assert keys(cache.search("pdf", tag="new")) == ["default/skill/pdf"]
+        assert keys(cache.search("new")) == ["default/skill/pdf"]
+
+    def test_replacement_within_one_batch(
+        self, cache: ProjectCache, make_artifact: MakeArtifact
+    ) -> None:
+        """When one batch writes a key twice, the last record is what the index holds."""
+        cache.put_artifacts(
+            [
+                make_artifact("pdf", description="first version"),
+                make_artifact("pdf", description="second version"),
+            ]
+        )
+        assert cache.search("first") == []
+        assert [h.score for h in cache.search("second")] == [1.0]
+
+    def test_replacement_updates_score(
+        self, cache: ProjectCache, make_artifact: MakeArtifact
+    ) -> None:
+        """A word moving to a better field raises the score."""
+        cache.put_artifacts([make_artifact("reader", description="pdf")])
+        assert [h.score for h in cache.search("pdf")] == [1.0]
+        cache.put_artifacts([make_artifact("reader", title="pdf")])
+        assert [h.score for h in cache.search("pdf")] == [2.0]
+
+    def test_delete(self, cache: ProjectCache, make_artifact: MakeArtifact) -> None:
+        """A deleted artifact is no longer found; others still are."""
+        cache.put_artifacts(
+            [make_artifact("pdf-alpha", tags=["x"]), make_artifact("pdf-beta", tags=["x"])]
+        )
+        cache.delete_artifact("default/skill/pdf-alpha")
+        results = cache.search("pdf")
+        assert keys(results) == ["default/skill/pdf-beta"]
+        assert results.total == 1
+        assert keys(cache.search("pdf", tag="x")) == ["default/skill/pdf-beta"]
+        assert cache.search("alpha") == []
+
+    def test_delete_then_put_again(self, cache: ProjectCache, make_artifact: MakeArtifact) -> None:
+        """An artifact deleted and written again is found by its new words only."""
+        cache.put_artifacts([make_artifact("pdf", description="alpha")])
+        cache.delete_artifact("default/skill/pdf")
+        cache.put_artifacts([make_artifact("pdf", description="beta")])
+        assert cache.search("alpha") == []
+        assert keys(cache.search("beta")) == ["default/skill/pdf"]
+
+    def test_deployed_artifact_deleted(
+        self, cache: ProjectCache, make_artifact: MakeArtifact, make_project: MakeProject
+    ) -> None:
+        """A deleted artifact is not found through a project that still lists its deployment."""
+        cache.put_artifacts([make_artifact("pdf")])
+        cache.put_projects([make_project("web")])
+        [web] = cache.list_projects()
+        cache.put_deployments([{"project_id": web.id, "artifact_key": "default/skill/pdf"}])
+        cache.delete_artifact("default/skill/pdf")
+        assert cache.search("pdf", project=web.id) == []
+        cache.put_artifacts([make_artifact("pdf")])
+        assert keys(cache.search("pdf", project=web.id)) == ["default/skill/pdf"]
+
+
+class TestQueryPlans:
+    """Results do not depend on how the query is executed (read lists, probe, read terms)."""
+
+    def test_prefix_takes_best_field_over_its_tokens(
+        self, cache: ProjectCache, make_artifact: MakeArtifact
+    ) -> None:
+        """A prefix matching several tokens of an artifact scores the best field among them."""
+        cache.put_artifacts([make_artifact("x", title="tests", description="test")])
+        assert [h.score for h in cache.search("tes")] == [2.0]
+        assert [h.score for h in cache.search("test")] == [2.0]
+
+    def test_few_candidates_probe_every_prefix_token(
+        self, cache: ProjectCache, make_artifact: MakeArtifact
+    ) -> None:
+        """When few candidates remain, each is checked against every token of the prefix."""
+        cache.put_artifacts(
+            [make_artifact(f"bulk{i}", description="pdf pdfs") for i in range(10)]
+            + [
+                make_artifact("rare-a", type="agent", description="café pdfs"),
+                make_artifact("rare-b", description="café pdf"),
+                make_artifact("rare-c", description="café"),
+            ]
+        )
+        results = cache.search("café pdf", type="agent")
+        assert [(h.key, h.score) for h in results] == [("default/agent/rare-a", 2.0)]
+        assert keys(cache.search("café pdf")) == [
+            "default/agent/rare-a",
+            "default/skill/rare-b",
+        ]
+
+    def test_rare_word_with_long_prefix_lists(
+        self, cache: ProjectCache, make_artifact: MakeArtifact
+    ) -> None:
+        """A rare word followed by a prefix of very common tokens still checks all of them."""
+        cache.put_artifacts(
+            [make_artifact(f"bulk{i}", description="pdf") for i in range(30)]
+            + [make_artifact("rare", title="pdfs", description="café")]
+        )
+        assert [(h.key, h.score) for h in cache.search("café pdf")] == [("default/skill/rare", 3.0)]
+        assert [(h.key, h.score) for h in cache.search("café p")] == [("default/skill/rare", 3.0)]
+
+    def test_many_tokens_share_the_prefix(
+        self, cache: ProjectCache, make_artifact: MakeArtifact
+    ) -> None:
+        """A prefix shared by many distinct tokens matches each of them."""
+        cache.put_artifacts(
+            [make_artifact(f"tool{i}", description="x") for i in range(20)]
+            + [make_artifact("rare", description="café tool7")]
+        )
+        results = cache.search("café tool", limit=100)
+        assert [(h.key, h.score) for h in results] == [("default/skill/rare", 2.0)]
+        assert cache.search("tool1", limit=100).total == 11  # tool1, tool10..tool19
+
+
+# -- "the index finds exactly what a brute-force scan finds" ---------------------------------
+
+WEIGHTS = {"name": 8, "tags": 4, "title": 2, "description": 1}
+
+# Families of words sharing prefixes (test/tests/testing, pdf/pdfs, file/files/filename),
+# camelCase, kebab-case and snake_case words, accents, and stop words.
+VOCABULARY = [
+    "pdf",
+    "pdfs",
+    "extract",
+    "extractor",
+    "text",
+    "extractPDFText",
+    "fastAPI",
+    "API",
+    "readFile",
+    "pdf-tools",
+    "web-search",
+    "git_hooks",
+    "web",
+    "search",
+    "file",
+    "files",
+    "filename",
+    "test",
+    "tests",
+    "testing",
+    "format",
+    "formatter",
+    "theme",
+    "Übersicht",
+    "café",
+    "the",
+    "of",
+    "and",
+    "with",
+    "a",
+]
+NAMES = ["pdf", "pdfs", "pdf-tools", "extractPDFText", "web-search", "git_hooks", "test", "tests"]
+TYPES = ["skill", "command", "agent"]
+COLLECTIONS = ["default", "team"]
+TAGS = ["pdf", "pdfs", "extractPDFText", "web-search", "test", "testing", "the", "Übersicht"]
+
+phrases = st.lists(st.sampled_from(VOCABULARY), max_size=4).map(" ".join)
+
+records = st.fixed_dictionaries(
+    {
+        "name": st.sampled_from(NAMES),
+        "type": st.sampled_from(TYPES),
+        "collection": st.sampled_from(COLLECTIONS),
+        "tags": st.lists(st.sampled_from(TAGS), max_size=3),
+        "title": st.one_of(st.none(), phrases),
+        "description": phrases,
+    }
+)
+
+
+# Words of prefix families, used to build long posting lists.
+COMMON = ["pdf", "pdfs", "test", "tests", "testing", "file", "files", "filename", "format"]
+
+common_records = st.fixed_dictionaries(
+    {
+        "name": st.sampled_from(["bulk", "item"]),
+        "type": st.sampled_from(TYPES),
+        "collection": st.sampled_from(COLLECTIONS),
+        "tags": st.lists(st.sampled_from(["pdf", "pdfs", "test", "testing"]), max_size=2),
+        "title": st.one_of(st.none(), st.lists(st.sampled_from(COMMON), max_size=3).map(" ".join)),
+        "description": st.lists(st.sampled_from(COMMON), max_size=4).map(" ".join),
+    }
+)
+
+
+def words_of(stored: Iterable[Mapping[str, Any]]) -> list[str]:
+    """The vocabulary words the stored records use (queries mostly pick from these)."""
+    used = set()
+    for record in stored:
+        text = [record["name"], *record["tags"], record["title"] or "", record["description"]]
+        used.update(word for phrase in text for word in phrase.split())
+    return sorted(used)
+
+
+@st.composite
+def query_texts(draw: st.DrawFn, used: list[str], last: Optional[list[str]] = None) -> str:
+    """One to three words, mostly ones the records use, the last often cut to a prefix.
+
+    With ``last``, one or two words the records use, then a word of ``last``.
+    """
+    word = st.sampled_from(VOCABULARY)
+    if used:
+        word = st.one_of(st.sampled_from(used), word)
+    if last is None:
+        words = draw(st.lists(word, min_size=1, max_size=3))
+    else:
+        words = [*draw(st.lists(word, min_size=1, max_size=2)), draw(st.sampled_from(last))]
+    if draw(st.booleans()):
+        last = words[-1]
+        words[-1] = last[: draw(st.integers(1, len(last)))]
+    return " ".join(words)
+
+
+def queries(
+    stored: Iterable[Mapping[str, Any]], words: Optional[list[str]] = None
+) -> st.SearchStrategy[dict[str, Any]]:
+    """Random searches (query, filters, page) over records like ``stored``.
+
+    With ``words``, the query is one or two of them followed by a (prefix of a) common word.
+    """
+    stored = list(stored)
+    tags = sorted({tag for record in stored for tag in record["tags"]}.union(TAGS))
+    query = query_texts(words_of(stored)) if words is None else query_texts(words, last=COMMON)
+    return st.fixed_dictionaries(
+        {
+            "query": query,
+            "type": st.one_of(st.none(), st.none(), st.sampled_from(TYPES)),
+            "collection": st.one_of(st.none(), st.none(), st.sampled_from(COLLECTIONS)),
+            "tag": st.one_of(st.none(), st.none(), st.sampled_from(tags)),
+            "limit": st.one_of(st.integers(1, 10), st.just(0), st.just(100)),
+            "offset": st.one_of(st.just(0), st.integers(0, 4)),
+        }
+    )
+
+
+def numbered(base: dict[str, Any], count: int) -> list[dict[str, Any]]:
+    """``count`` copies of ``base`` named ``<name>0``, ``<name>1``, ..."""
+    return [{**base, "name": f"{base['name']}{i}"} for i in range(count)]
+
+
+def brute_force(
+    stored: Iterable[Mapping[str, Any]],
+    query: str,
+    *,
+    type: Optional[str] = None,
+    collection: Optional[str] = None,
+    tag: Optional[str] = None,
+    deployed: Optional[set[str]] = None,
+    limit: int = 20,
+    offset: int = 0,
+) -> tuple[list[tuple[str, float]], int]:
+    """Search ``stored`` by scanning every record, following the documented semantics."""
+    words = query_words(query)
+    if not words:
+        return [], 0
+    prefix = words[-1]
+    exact = {w for w in words[:-1] if w not in STOP_WORDS}
+    matches = []
+    for record in stored:
+        key = key_of(record)
+        if type is not None and record["type"] != type:
+            continue
+        if collection is not None and record["collection"] != collection:
+            continue
+        if tag is not None and tag not in record["tags"]:
+            continue
+        if deployed is not None and key not in deployed:
+            continue
+        fields = {
+            "name": set(tokenize(record["name"])),
+            "tags": {t for each in record["tags"] for t in tokenize(each)},
+            "title": set(tokenize(record["title"] or "")),
+            "description": set(tokenize(record["description"])),
+        }
+
+        def best(matches_token: Callable[[str], bool], fields: dict[str, set[str]] = fields) -> int:
+            return max(
+                (WEIGHTS[f] for f, toks in fields.items() if any(map(matches_token, toks))),
+                default=0,
+            )
+
+        scores = [best(lambda t, w=w: t == w) for w in exact]
+        scores.append(best(lambda t: t.startswith(prefix)))
+        if all(scores):
+            matches.append((-sum(scores), record["name"], key))
+    matches.sort()
+    page = matches[offset : offset + limit]
+    return [(key, float(-neg)) for neg, _name, key in page], len(matches)
+
+
+def open_cache(directory: str) -> ProjectCache:
+    """Open a fresh cache in ``directory`` (no fsync: these caches are thrown away)."""
+    return ProjectCache.open(settings=Settings(cache_dir=Path(directory), durability="none"))
+
+
+def check_search(
+    cache: ProjectCache,
+    stored: Iterable[Mapping[str, Any]],
+    spec: Mapping[str, Any],
+    deployed: Optional[set[str]] = None,
+    project: Optional[str] = None,
+) -> None:
+    """Assert that ``cache.search`` returns the brute-force page, scores and total."""
+    expected, total = brute_force(stored, **spec, deployed=deployed)
+    results = cache.search(**spec, project=project)
+    assert [(h.key, h.score) for h in results] == expected
+    assert results.total == total
+
+
+class TestSearchMatchesBruteForce:
+    """The index returns exactly what a scan over the records returns."""
+
+    @settings(max_examples=100)
+    @given(
+        st.lists(records, max_size=12),
+        st.one_of(st.none(), st.tuples(records, st.integers(10, 30))),
+        st.data(),
+    )
+    def test_put_then_query(
+        self,
+        batch: list[dict[str, Any]],
+        bulk: Optional[tuple[dict[str, Any], int]],
+        data: st.DataObject,
+    ) -> None:
+        """Same ordered keys, scores and total for random records and queries."""
+        if bulk is not None:  # long posting lists next to rare words: other query plans
+            batch = [*numbered(*bulk), *batch]
+        model = {key_of(r): r for r in batch}  # a later record replaces an earlier one
+        specs = data.draw(st.lists(queries(batch), min_size=1, max_size=6))
+        with tempfile.TemporaryDirectory() as directory, open_cache(directory) as cache:
+            cache.put_artifacts(batch)
+            for spec in specs:
+                check_search(cache, model.values(), spec)
+
+    @settings(max_examples=100)
+    @given(
+        st.lists(st.tuples(common_records, st.integers(2, 30)), min_size=1, max_size=3),
+        st.lists(records, min_size=1, max_size=8),
+        st.data(),
+    )
+    def test_rare_and_common_words(
+        self,
+        bulk: list[tuple[dict[str, Any], int]],
+        rare: list[dict[str, Any]],
+        data: st.DataObject,
+    ) -> None:
+        """Same results when rare words meet long posting lists of a common prefix."""
+        batch = [record for base, count in bulk for record in numbered(base, count)] + rare
+        model = {key_of(r): r for r in batch}
+        specs = data.draw(st.lists(queries(batch, words=words_of(rare)), min_size=1, max_size=6))
+        with tempfile.TemporaryDirectory() as directory, open_cache(directory) as cache:
+            cache.put_artifacts(batch)
+            for spec in specs:
+                check_search(cache, model.values(), spec)
+
+
+class SearchMachine(RuleBasedStateMachine):
+    """Random puts, replacements, deletes and deployments, checking queries against a scan."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stack = contextlib.ExitStack()
+        directory = self.stack.enter_context(tempfile.TemporaryDirectory())
+        self.cache = self.stack.enter_context(open_cache(directory))
+        self.model: dict[str, dict[str, Any]] = {}
+        self.history: list[dict[str, Any]] = []  # every record written, for query words
+        self.deployed: set[str] = set()
+        self.project_id = ""
+
+    @initialize()
+    def add_project(self) -> None:
+        """Create the one project that deployments go to."""
+        self.cache.put_projects([{"name": "proj", "path": "/nonexistent/proj"}])
+        [project] = self.cache.list_projects()
+        self.project_id = project.id
+
+    @rule(batch=st.lists(records, min_size=1, max_size=4))
+    def put(self, batch: list[dict[str, Any]]) -> None:
+        """Insert or replace a batch of artifacts in one call."""
+        assert self.cache.put_artifacts(batch) == len(batch)
+        for record in batch:
+            self.model[key_of(record)] = record
+        self.history.extend(batch)
+
+    @precondition(lambda self: bool(self.model))
+    @rule(data=st.data(), new=records)
+    def replace(self, data: st.DataObject, new: dict[str, Any]) -> None:
+        """Replace a stored artifact by another record with the same key; old words and tags go."""
+        old = self.model[data.draw(st.sampled_from(sorted(self.model)))]
+        same_key = {field: old[field] for field in ("name", "type", "collection")}
+        self.put([{**new, **same_key}])
+        page = {"limit": 100, "offset": 0}
+        for word in words_of([old]):
+            check_search(self.cache, self.model.values(), {"query": word, **page})
+        for tag in old["tags"]:
+            spec = {"query": old["name"], "tag": tag, **page}
+            check_search(self.cache, self.model.values(), spec)
+
+    @rule(base=records, count=st.integers(10, 30))
+    def put_many(self, base: dict[str, Any], count: int) -> None:
+        """Write many artifacts alike but for a numbered name, making long posting lists."""
+        self.put(numbered(base, count))
+
+    @precondition(lambda self: bool(self.model))
+    @rule(data=st.data())
+    def delete(self, data: st.DataObject) -> None:
+        """Delete a stored artifact."""
+        key = data.draw(st.sampled_from(sorted(self.model)))
+        self.cache.delete_artifact(key)
+        del self.model[key]
+
+    @rule(
+        name=st.sampled_from(NAMES),
+        type=st.sampled_from(TYPES),
+        collection=st.sampled_from(COLLECTIONS),
+    )
+    def deploy(self, name: str, type: str, collection: str) -> None:
+        """Deploy a key (stored or not) into the project."""
+        key = f"{collection}/{type}/{name}"
+        self.cache.put_deployments([{"project_id": self.project_id, "artifact_key": key}])
+        self.deployed.add(key)
+
+    @precondition(lambda self: bool(self.deployed))
+    @rule(data=st.data())
+    def undeploy(self, data: st.DataObject) -> None:
+        """Remove a deployment from the project."""
+        key = data.draw(st.sampled_from(sorted(self.deployed)))
+        assert self.cache.delete_deployment(self.project_id, key)
+        self.deployed.discard(key)
+
+    @rule(data=st.data(), in_project=st.booleans())
+    def query(self, data: st.DataObject, in_project: bool) -> None:
+        """A random query returns the brute-force page, scores and total."""
+        spec = data.draw(queries(self.history))  # old words and tags too
+        if in_project:
+            check_search(
+                self.cache, self.model.values(), spec, self.deployed, project=self.project_id
+            )
+        else:
+            check_search(self.cache, self.model.values(), spec)
+
+    @precondition(lambda self: bool(self.model))
+    @rule(data=st.data())
+    def find_by_name(self, data: st.DataObject) -> None:
+        """A stored artifact is found by its own name within its collection and type."""
+        key = data.draw(st.sampled_from(sorted(self.model)))
+        record = self.model[key]
+        results = self.cache.search(
+            record["name"], type=record["type"], collection=record["collection"], limit=1000
+        )
+        assert key in keys(results)
+
+    def teardown(self) -> None:
+        """Close the cache and remove its directory."""
+        self.stack.close()
+
+
+TestSearchMachine = SearchMachine.TestCase
+TestSearchMachine.settings = settings(max_examples=80, stateful_step_count=30)
+
+
+def test_latin_diacritics_fold_but_other_scripts_keep_their_marks(
+    cache: ProjectCache, make_artifact: Callable[..., dict[str, Any]]
+) -> None:
+    """'cafe' finds 'Café' and vice versa; a Devanagari word matches only itself."""
+    cache.put_artifacts(
+        [
+            make_artifact("menu", description="Café résumé"),
+            make_artifact("hindi", description="हिन्दी पाठ"),
+            make_artifact("letters", description="ह न द"),
+        ]
+    )
+    assert [h.key for h in cache.search("cafe")] == ["default/skill/menu"]
+    assert [h.key for h in cache.search("RÉSUMÉ")] == ["default/skill/menu"]
+    assert [h.key for h in cache.search("हिन्दी")] == ["default/skill/hindi"]

@@ -1,0 +1,250 @@
+"""The tokenizer: index tokens, query words and the field masks of an artifact."""
+
+from __future__ import annotations
+
+import unicodedata
+from typing import Any
+
+import pytest
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
+
+from projcache.search import STOP_WORDS, artifact_terms, query_words, tokenize
+
+
+def is_word(token: str) -> bool:
+    """A letter or digit, then letters, digits and combining marks only."""
+    kinds = [unicodedata.category(c)[0] for c in token]
+    return bool(kinds) and kinds[0] in "LN" and all(k in "LNM" for k in kinds)
+
+
+# Text biased towards what the tokenizer has to handle: camelCase, acronyms,
+# separators, digits, stop words, accents, CJK and long runs.
+_PIECES = st.sampled_from(
+    [
+        "extractPDFText",
+        "FastAPI",
+        "HTTPServer",
+        "utf8Decoder",
+        "pdf-tools",
+        "git_hooks",
+        "the",
+        "of",
+        "IT",
+        "Übersicht",
+        "café",
+        "Cafe\u0301",
+        "日本語",
+        "ΟΔΟΣ",
+        "İstanbul",
+        "ﬁle",
+        "\uff30\uff24\uff26",  # full-width PDF
+        "x" * 70,
+        "aB" * 40,
+        " ",
+        "-",
+        "_",
+        ".",
+        "/",
+    ]
+)
+TEXT = st.one_of(st.text(), st.lists(st.one_of(_PIECES, st.text(max_size=5))).map("".join))
+
+
+class TestTokenize:
+    """Hand-written cases of :func:`tokenize`."""
+
+    def test_lower_cases(self) -> None:
+        """Tokens are lower-cased."""
+        assert tokenize("PDF Tools") == ["pdf", "tools"]
+
+    @pytest.mark.parametrize(
+        ("text", "expected"),
+        [
+            ("pdf-extract", ["pdf", "extract"]),
+            ("git_hooks", ["git", "hooks"]),
+            ("foo.bar/baz, qux!", ["foo", "bar", "baz", "qux"]),
+            ("  tabs\tand\nnewlines  ", ["tabs", "newlines"]),
+            ("v1.2-rc3", ["v1", "2", "rc3"]),
+        ],
+    )
+    def test_splits_on_non_alphanumerics(self, text: str, expected: list[str]) -> None:
+        """Anything not a letter or digit separates tokens (kebab-case, snake_case, punctuation)."""
+        assert tokenize(text) == expected
+
+    @pytest.mark.parametrize(
+        ("text", "expected"),
+        [
+            ("extractPDFText", ["extract", "pdf", "text", "extractpdftext"]),
+            ("FastAPI", ["fast", "api", "fastapi"]),
+            ("HTTPServer", ["http", "server", "httpserver"]),
+            ("readFile", ["read", "file", "readfile"]),
+            ("utf8Decoder", ["utf8", "decoder", "utf8decoder"]),
+        ],
+    )
+    def test_camel_case_splits_and_keeps_compound(self, text: str, expected: list[str]) -> None:
+        """CamelCase and acronyms split at their boundaries, and the whole word is kept too."""
+        assert tokenize(text) == expected
+
+    def test_single_case_words_are_not_split(self) -> None:
+        """All-lower, all-upper and Capitalised words give one token each."""
+        assert tokenize("pdf PDF Pdf") == ["pdf", "pdf", "pdf"]
+
+    @pytest.mark.parametrize(
+        ("text", "expected"),
+        [
+            ("Übersicht", ["ubersicht"]),
+            ("日本語", ["日本語"]),
+            ("café résumé naïve", ["cafe", "resume", "naive"]),
+            ("ΟΔΟΣ", ["οδος"]),
+        ],
+    )
+    def test_keeps_unicode_letters(self, text: str, expected: list[str]) -> None:
+        """Non-ASCII letters are word characters, lower-cased, Latin diacritics folded."""
+        assert tokenize(text) == expected
+
+    @pytest.mark.parametrize(
+        "word", ["हिन्दी", "สวัสดี", "தமிழ்", "שָׁלוֹם"], ids=["devanagari", "thai", "tamil", "hebrew"]
+    )
+    def test_keeps_combining_marks_inside_words(self, word: str) -> None:
+        """A word written with combining vowel signs or diacritics stays one token."""
+        assert tokenize(word) == [word]
+        assert query_words(word) == [word]
+
+    def test_normalizes_nfkc(self) -> None:
+        """Decomposed accents, ligatures and full-width letters tokenize like plain text."""
+        assert tokenize("Cafe\u0301") == tokenize("café") == ["cafe"]
+        assert tokenize("\ufb01le \uff30\uff24\uff26") == ["file", "pdf"]
+
+    def test_drops_stop_words(self) -> None:
+        """Stop words are not index tokens, in any case."""
+        assert tokenize("The Art of War") == ["art", "war"]
+        assert tokenize("IT is") == []
+
+    def test_caps_token_length(self) -> None:
+        """A token keeps at most its first 64 characters."""
+        assert tokenize("x" * 100) == ["x" * 64]
+        assert tokenize("é" * 65 + " ok") == ["e" * 64, "ok"]
+        assert tokenize("न" * 70) == ["न" * 64]
+
+    @pytest.mark.parametrize("text", ["", "   ", "--- ___ ...", "!?"])
+    def test_no_tokens_without_letters_or_digits(self, text: str) -> None:
+        """Text with no letter or digit has no tokens."""
+        assert tokenize(text) == []
+
+
+class TestQueryWords:
+    """Hand-written cases of :func:`query_words`."""
+
+    def test_splits_like_tokenize_without_compound(self) -> None:
+        """A query splits like indexed text, but camelCase gives only its parts."""
+        assert query_words("extractPDFText") == ["extract", "pdf", "text"]
+        assert query_words("pdf-tools web_search") == ["pdf", "tools", "web", "search"]
+
+    def test_keeps_stop_words(self) -> None:
+        """Stop words stay in the query (the search decides what to ignore)."""
+        assert query_words("The Art of War") == ["the", "art", "of", "war"]
+
+    def test_unicode_and_cap(self) -> None:
+        """Query words are lower-cased Unicode words of at most 64 characters."""
+        assert query_words("Übersicht 日本語") == ["ubersicht", "日本語"]
+        assert query_words("y" * 80) == ["y" * 64]
+
+
+class TestArtifactTerms:
+    """The ``{token: field mask}`` map of an artifact."""
+
+    def test_masks_per_field(self) -> None:
+        """Each field has its bit (name 8, tags 4, title 2, description 1), OR-ed across fields."""
+        terms = artifact_terms(
+            {
+                "name": "pdf-tools",
+                "tags": ["pdf", "convert"],
+                "title": "PDF Tools",
+                "description": "Convert the documents",
+            }
+        )
+        assert terms == {"pdf": 14, "tools": 10, "convert": 5, "documents": 1}
+
+    def test_single_field_masks(self) -> None:
+        """A token in one field only carries exactly that field's weight."""
+        terms = artifact_terms(
+            {"name": "alpha", "tags": ["beta"], "title": "gamma", "description": "delta"}
+        )
+        assert terms == {"alpha": 8, "beta": 4, "gamma": 2, "delta": 1}
+
+    def test_missing_fields_are_empty(self) -> None:
+        """Absent or ``None`` title, tags and description contribute nothing."""
+        assert artifact_terms({"name": "fastAPI", "title": None, "tags": None}) == {
+            "fast": 8,
+            "api": 8,
+            "fastapi": 8,
+        }
+
+    def test_tags_split_and_stop_words_dropped(self) -> None:
+        """Tags are tokenized like other text and stop words are never terms."""
+        terms = artifact_terms({"name": "x", "tags": ["web-search", "of"], "description": "the"})
+        assert terms == {"x": 8, "web": 4, "search": 4}
+
+
+class TestTokenizerProperties:
+    """Properties of the tokenizer over arbitrary text."""
+
+    @given(TEXT)
+    @example("İstanbul")
+    @example("ǅungla ǈj")
+    def test_tokens_are_well_formed(self, text: str) -> None:
+        """Every token is a non-empty lower-case letter/digit run, <= 64 chars, not a stop word."""
+        for token in tokenize(text):
+            assert token
+            assert token == token.lower()
+            assert is_word(token), token
+            assert token not in STOP_WORDS
+            assert len(token) <= 64
+
+    @given(TEXT)
+    def test_query_words_are_well_formed(self, text: str) -> None:
+        """Every query word is a non-empty, lower-case run of letters/digits of <= 64 chars."""
+        for word in query_words(text):
+            assert word == word.lower()
+            assert is_word(word), word
+            assert len(word) <= 64
+
+    @given(TEXT)
+    @example("İstanbul")
+    @example("ΟΔΟΣ ΑΣ")
+    def test_tokenize_is_idempotent(self, text: str) -> None:
+        """Tokenizing the tokens again gives back the same tokens."""
+        tokens = tokenize(text)
+        assert set(tokenize(" ".join(tokens))) == set(tokens)
+
+    @given(TEXT)
+    def test_query_words_are_indexed(self, text: str) -> None:
+        """Every non-stop query word of a text is one of that text's index tokens."""
+        words = {w for w in query_words(text) if w not in STOP_WORDS}
+        assert words <= set(tokenize(text))
+
+    @settings(max_examples=60)
+    @given(
+        st.fixed_dictionaries(
+            {
+                "name": TEXT,
+                "tags": st.lists(TEXT, max_size=3),
+                "title": st.one_of(st.none(), TEXT),
+                "description": TEXT,
+            }
+        )
+    )
+    def test_artifact_terms_masks(self, artifact: dict[str, Any]) -> None:
+        """A term's mask has exactly the bits of the fields whose tokens include it."""
+        fields = {
+            8: set(tokenize(artifact["name"])),
+            4: {t for tag in artifact["tags"] for t in tokenize(tag)},
+            2: set(tokenize(artifact["title"] or "")),
+            1: set(tokenize(artifact["description"])),
+        }
+        expected = {
+            token: sum(bit for bit, tokens in fields.items() if token in tokens)
+            for token in set().union(*fields.values())
+        }
+        assert artifact_terms(artifact) == expected
