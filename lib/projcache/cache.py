@@ -9,6 +9,7 @@ slow consumer does not pin old pages and make the file grow.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -119,17 +120,17 @@ class ProjectCache:
         if settings is None:
             settings = load_settings(dir=str(path) if path is not None else None)
         elif path is not None:
-            settings = Settings(**{**settings.__dict__, "cache_dir": Path(path)})
+            settings = dataclasses.replace(settings, cache_dir=Path(path))
         if not settings.enabled:
             raise CacheDisabledError("the cache is disabled by configuration")
         storage = Storage.acquire(settings.cache_dir, settings, readonly)
         try:
             cache = cls(storage, settings, readonly=readonly)
             meta = cache._repos.meta
-            version = storage.read(lambda txn: meta.get(txn, "schema_version"))
             if readonly:
                 storage.read(lambda txn: read_schema(txn, meta, storage.path))
-            elif version != SCHEMA_VERSION:
+            elif storage.read(lambda txn: meta.get(txn, "schema_version")) != SCHEMA_VERSION:
+                # Only then take the writer lock: opening must not wait for a long refresh.
                 storage.write(lambda txn: ensure_schema(txn, meta, storage))
         except BaseException:
             storage.release()
