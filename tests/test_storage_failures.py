@@ -103,42 +103,35 @@ def test_full_reader_table_runs_reader_check_then_reports_busy(
     assert info.value.exit_code == 11
 
 
-def test_reader_slot_freed_by_reader_check_lets_the_read_succeed(
-    cache: ProjectCache, make_artifact: Factory, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize(
+    ("error", "recovery"),
+    [
+        (lmdb.ReadersFullError("mdb_txn_begin: MDB_READERS_FULL"), "reader_checks"),
+        (lmdb.MapResizedError("mdb_txn_begin: MDB_MAP_RESIZED"), "adoptions"),
+    ],
+    ids=["readers-full-then-reader-check", "map-resized-then-adopt"],
+)
+def test_transient_begin_error_is_recovered_and_the_read_retried(
+    cache: ProjectCache,
+    make_artifact: Factory,
+    monkeypatch: pytest.MonkeyPatch,
+    error: lmdb.Error,
+    recovery: str,
 ) -> None:
-    """A read that finds the table full once succeeds after reader_check frees a slot."""
+    """A read whose begin fails once (reader table full, map grown elsewhere) still succeeds."""
     cache.put_artifacts([make_artifact("pdf")])
     storage = cache._storage
 
     def on_begin(kwargs: dict[str, Any], begin: Callable[[], Any]) -> Any:
         if proxy.begins == 1:
-            raise lmdb.ReadersFullError("mdb_txn_begin: MDB_READERS_FULL")
+            raise error
         return begin()
 
     proxy = _EnvProxy(storage.env, on_begin)
     with monkeypatch.context() as patch:
         patch.setattr(storage, "env", proxy)
         assert cache.get_artifact("default/skill/pdf") is not None
-    assert proxy.reader_checks == 1
-
-
-def test_map_resized_elsewhere_is_adopted_and_the_read_retried(
-    cache: ProjectCache, make_artifact: Factory, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """MapResizedError at begin makes the storage adopt the new size and run the read again."""
-    cache.put_artifacts([make_artifact("pdf")])
-    storage = cache._storage
-
-    def on_begin(kwargs: dict[str, Any], begin: Callable[[], Any]) -> Any:
-        if proxy.begins == 1:
-            raise lmdb.MapResizedError("mdb_txn_begin: MDB_MAP_RESIZED")
-        return begin()
-
-    proxy = _EnvProxy(storage.env, on_begin)
-    with monkeypatch.context() as patch:
-        patch.setattr(storage, "env", proxy)
-        assert cache.get_artifact("default/skill/pdf") is not None
-    assert proxy.adoptions == 1
+    assert getattr(proxy, recovery) == 1
 
 
 def test_map_resized_elsewhere_before_a_write_is_adopted(
