@@ -223,9 +223,11 @@ class ProjectCache:
 
         The frame's CRC is checked; this is the hot path of ``projcache get --json``.
         """
-        codec.parse_artifact_key(key)
         payload = self._read(lambda txn: self._repos.artifacts.get_payload(txn, key))
         if payload is None:
+            # Stored keys were validated on write, so only a miss can be malformed;
+            # checking here keeps the validation off the hit path.
+            codec.parse_artifact_key(key)
             self._misses += 1
         else:
             self._hits += 1
