@@ -223,7 +223,9 @@ class ProjectCache:
 
         The frame's CRC is checked; this is the hot path of ``projcache get --json``.
         """
-        payload = self._read(lambda txn: self._repos.artifacts.get_payload(txn, key))
+        self._check_open()
+        raw = self._storage.get("artifacts", codec.encode_key(key, what="artifact key"))
+        payload = None if raw is None else codec.unframe(raw, what=f"artifacts[{key!r}]")
         if payload is None:
             # Stored keys were validated on write, so only a miss can be malformed;
             # checking here keeps the validation off the hit path.

@@ -321,6 +321,24 @@ class Storage:
                 # set_mapsize() in another thread invalidated our transaction.
         raise CacheBusyError(f"could not get a stable read transaction on {self.path}")
 
+    def get(self, db_name: str, key: bytes) -> Optional[bytes]:
+        """Return the raw value of ``key`` in one sub-database (the point-read fast path).
+
+        Same guarantees as :meth:`read` (it falls back to it on any LMDB error),
+        without the cost of a callable per lookup.
+        """
+        env = self._live_env()
+        try:
+            with env.begin(db=self.dbs[db_name]) as txn:
+                return txn.get(key)
+        except lmdb.MapResizedError:
+            self._adopt_map_size()
+        except lmdb.ReadersFullError:
+            env.reader_check()
+        except lmdb.Error:
+            pass  # read() retries what can be retried and translates the rest
+        return self.read(lambda txn: txn.get(key, db=self.dbs[db_name]))
+
     def write(self, fn: Callable[[Txn], T]) -> T:
         """Run ``fn`` in one write transaction, commit it, and return ``fn``'s result.
 
