@@ -15,6 +15,11 @@ Hazards this module exists to contain (each learned from py-lmdb's users):
 * Slots of killed readers stay taken until ``reader_check()`` clears them; it
   runs on open and whenever ``ReadersFullError`` is seen.
 * ``writemap`` is off: with it, a full disk kills the process with SIGBUS.
+* Threads: ``set_mapsize`` must not race other threads' transactions (a read
+  begun meanwhile fails with EINVAL), and py-lmdb 3.0's write-transaction
+  ``abort`` waits for every in-flight operation of the environment, so busy
+  reader threads can starve it.  :class:`~projcache.mapguard.MapGuard` holds
+  reads back during both.
 """
 
 from __future__ import annotations
@@ -42,6 +47,7 @@ from .errors import (
     StorageError,
     translate_lmdb_error,
 )
+from .mapguard import MapGuard
 
 try:  # POSIX only; on other platforms growth is not coordinated across processes.
     import fcntl
@@ -137,7 +143,7 @@ class Storage:
         self._refs = 1
         self._closed = False
         self._write_lock = threading.RLock()
-        self._map_generation = 0
+        self._guard = MapGuard()
         self._fork_generation = _fork_generation
         self.env, self.dbs = self._open_env()
 
@@ -286,6 +292,7 @@ class Storage:
         # Called with _registry_lock held.
         logger.debug("fork detected; reopening %s in pid %d", self.path, os.getpid())
         self._write_lock = threading.RLock()
+        self._guard = MapGuard()  # its lock may have been held by a parent thread at fork
         with contextlib.suppress(lmdb.Error):
             self.env.close()
         self.env, self.dbs = self._open_env()
@@ -296,47 +303,50 @@ class Storage:
     def read(self, fn: Callable[[Txn], T]) -> T:
         """Run ``fn`` in a read transaction and return its result.
 
-        Never blocks on writers (LMDB MVCC).  ``fn`` may be run again if the
-        map was replaced while it ran, so it must not have side effects.
+        Never blocks on writers (LMDB MVCC); waits only while this process
+        resizes the map.  ``fn`` may be run again after a ``MapResizedError``,
+        so it must not have side effects.
 
         Raises:
             CacheBusyError: every reader slot is taken, even after clearing stale ones.
         """
         for attempt in range(_RETRIES):
             env = self._live_env()
-            generation = self._map_generation
+            resized = False
+            self._guard.enter_read()
             try:
                 with env.begin() as txn:
                     return fn(txn)
             except lmdb.MapResizedError:
-                self._adopt_map_size()
+                resized = True  # adopted below, once our read share is given back
             except lmdb.ReadersFullError as exc:
                 if env.reader_check() == 0 and attempt >= 2:
                     raise CacheBusyError(
                         f"all {MAX_READERS} reader slots of {self.path} are in use"
                     ) from exc
             except lmdb.Error as exc:
-                if self._map_generation == generation:
-                    raise translate_lmdb_error(exc, path=str(self.path)) from exc
-                # set_mapsize() in another thread invalidated our transaction.
+                raise translate_lmdb_error(exc, path=str(self.path)) from exc
+            finally:
+                self._guard.exit_read()
+            if resized:
+                self._adopt_map_size()
         raise CacheBusyError(f"could not get a stable read transaction on {self.path}")
 
     def get(self, db_name: str, key: bytes) -> Optional[bytes]:
         """Return the raw value of ``key`` in one sub-database (the point-read fast path).
 
-        Same guarantees as :meth:`read` (it falls back to it on any LMDB error),
-        without the cost of a callable per lookup.
+        One lookup without the cost of a callable; on any LMDB error it falls
+        back to :meth:`read`, which recovers or translates.
         """
         env = self._live_env()
+        self._guard.enter_read()
         try:
             with env.begin(db=self.dbs[db_name]) as txn:
                 return txn.get(key)
-        except lmdb.MapResizedError:
-            self._adopt_map_size()
-        except lmdb.ReadersFullError:
-            env.reader_check()
         except lmdb.Error:
-            pass  # read() retries what can be retried and translates the rest
+            pass
+        finally:
+            self._guard.exit_read()
         return self.read(lambda txn: txn.get(key, db=self.dbs[db_name]))
 
     def write(self, fn: Callable[[Txn], T]) -> T:
@@ -370,30 +380,38 @@ class Storage:
                     txn.commit()
                     return result
                 except lmdb.MapFullError:
-                    txn.abort()
+                    self._abort(txn)
                     self._grow(size_before)
                 except lmdb.MapResizedError:
-                    txn.abort()
+                    self._abort(txn)
                     self._adopt_map_size()
                 except lmdb.Error as exc:
-                    txn.abort()
+                    self._abort(txn)
                     raise translate_lmdb_error(exc, path=str(self.path)) from exc
                 except OSError as exc:
-                    txn.abort()
+                    self._abort(txn)
                     if exc.errno == errno.ENOSPC:
                         raise translate_lmdb_error(
                             lmdb.DiskError(str(exc), errno.ENOSPC), path=str(self.path)
                         ) from exc
                     raise
                 except BaseException:
-                    txn.abort()
+                    self._abort(txn)
                     raise
         raise CacheBusyError(f"the write to {self.path} kept losing the race to grow the map")
 
+    def _abort(self, txn: Txn) -> None:
+        # py-lmdb 3.0 makes a write transaction's abort wait until no operation
+        # of any thread is in flight on the environment; readers that never
+        # pause starve it forever (seen with 4 reader threads on 2 cores).
+        # Holding new reads back for the abort lets it through.
+        self._guard.exclusive(txn.abort)
+
     def _adopt_map_size(self) -> None:
+        # No write transaction (write lock) and no read transaction (guard) may
+        # be active in this process while the map is replaced.
         with self._write_lock:
-            self.env.set_mapsize(0)
-            self._map_generation += 1
+            self._guard.exclusive(lambda: self.env.set_mapsize(0))
 
     @contextlib.contextmanager
     def _growth_lock(self) -> Iterator[None]:
@@ -410,24 +428,23 @@ class Storage:
     def _grow(self, size_before: int) -> None:
         """Grow the map (doubling) unless another process already did; called with no txn open."""
         with self._growth_lock():
-            self.env.set_mapsize(0)  # adopt a size another process committed
-            self._map_generation += 1
-            # set_mapsize(0) adopts the size recorded by the last *commit*, which
-            # can be smaller than a size we set for a transaction that then failed.
-            current = self.env.info()["map_size"]
-            if current > size_before:
-                return  # another process grew it meanwhile: just retry
-            limit = self.settings.max_map_size
-            if size_before >= limit:
-                raise CacheFullError(
-                    f"the cache in {self.path} reached its maximum map size of {limit} bytes"
-                )
-            new_size = min(limit, size_before * 2)
-            logger.info(
-                "growing the map of %s from %d to %d bytes", self.path, size_before, new_size
+            self._guard.exclusive(lambda: self._resize(size_before))
+
+    def _resize(self, size_before: int) -> None:
+        self.env.set_mapsize(0)  # adopt a size another process committed
+        # set_mapsize(0) adopts the size recorded by the last *commit*, which
+        # can be smaller than a size we set for a transaction that then failed.
+        current = self.env.info()["map_size"]
+        if current > size_before:
+            return  # another process grew it meanwhile: just retry
+        limit = self.settings.max_map_size
+        if size_before >= limit:
+            raise CacheFullError(
+                f"the cache in {self.path} reached its maximum map size of {limit} bytes"
             )
-            self.env.set_mapsize(new_size)
-            self._map_generation += 1
+        new_size = min(limit, size_before * 2)
+        logger.info("growing the map of %s from %d to %d bytes", self.path, size_before, new_size)
+        self.env.set_mapsize(new_size)
 
     # -- information ---------------------------------------------------------
 
@@ -450,7 +467,11 @@ class Storage:
 
     def copy(self, dest: Path, compact: bool) -> None:
         """Copy the environment into the existing empty directory ``dest`` (consistent snapshot)."""
+        env = self._live_env()
+        self._guard.enter_read()  # the copy reads through its own read transaction
         try:
-            self._live_env().copy(str(dest), compact=compact)
+            env.copy(str(dest), compact=compact)
         except lmdb.Error as exc:
             raise translate_lmdb_error(exc, path=str(dest)) from exc
+        finally:
+            self._guard.exit_read()
