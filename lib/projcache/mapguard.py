@@ -6,11 +6,14 @@ called, but a transaction begun in another thread *during* the resize fails
 with ``EINVAL`` (seen in tests) and, worse, could read the old mapping while it
 is being unmapped.  Readers therefore share the guard and a resize takes it
 exclusively, waiting for in-flight reads to finish and holding new ones back.
+py-lmdb 3.0's write-transaction ``abort`` also waits for every in-flight
+operation on the environment, so aborts go through the guard as well.
 """
 
 from __future__ import annotations
 
 import threading
+import time
 from typing import Callable, TypeVar
 
 __all__ = ["MapGuard"]
@@ -21,29 +24,37 @@ T = TypeVar("T")
 class MapGuard:
     """Many readers or one resizer; resizers are preferred so growth is never starved.
 
-    Costs two uncontended lock round trips per read.  A thread must not resize
-    while it holds a read share (it would wait for itself); projcache never
-    does, because reads are short callables that never write.
+    Readers announce themselves by appending to a list and check the resize
+    flag afterwards; the resizer sets the flag, then waits for the list to
+    empty.  Under the GIL list appends and pops are atomic and ordered, so
+    one of the two always sees the other (Dekker-style), and the read path
+    costs two list operations instead of two lock round trips.  A thread must
+    not resize while it holds a read share (it would wait for itself);
+    projcache never does, because reads are short callables that never write.
     """
 
+    _POLL_SECONDS = 0.0002
+
     def __init__(self) -> None:
-        self._cond = threading.Condition(threading.Lock())
-        self._readers = 0
+        self._active: list[None] = []
         self._resizing = False
+        self._cond = threading.Condition(threading.Lock())
 
     def enter_read(self) -> None:
         """Take a read share, waiting while a resize is pending or running."""
-        with self._cond:
-            while self._resizing:
-                self._cond.wait()
-            self._readers += 1
+        active = self._active
+        while True:
+            active.append(None)
+            if not self._resizing:
+                return
+            active.pop()  # step back so the resize can start, then wait for its end
+            with self._cond:
+                while self._resizing:
+                    self._cond.wait()
 
     def exit_read(self) -> None:
         """Give back a read share."""
-        with self._cond:
-            self._readers -= 1
-            if self._resizing and self._readers == 0:
-                self._cond.notify_all()
+        self._active.pop()
 
     def exclusive(self, fn: Callable[[], T]) -> T:
         """Run ``fn`` with no read share held by any thread of this process."""
@@ -51,10 +62,11 @@ class MapGuard:
             while self._resizing:  # one resize at a time
                 self._cond.wait()
             self._resizing = True
-            try:
-                while self._readers:
-                    self._cond.wait()
-                return fn()
-            finally:
+        try:
+            while self._active:  # in-flight reads are short: poll rather than signal
+                time.sleep(self._POLL_SECONDS)
+            return fn()
+        finally:
+            with self._cond:
                 self._resizing = False
                 self._cond.notify_all()
