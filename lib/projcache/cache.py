@@ -224,6 +224,8 @@ class ProjectCache:
         The frame's CRC is checked; this is the hot path of ``projcache get --json``.
         """
         self._check_open()
+        # The same lookup as ArtifactRepository.get_payload, minus the per-call
+        # closure and read() retry loop: this is the hottest path of the CLI.
         raw = self._storage.get("artifacts", codec.encode_key(key, what="artifact key"))
         payload = None if raw is None else codec.unframe(raw, what=f"artifacts[{key!r}]")
         if payload is None:

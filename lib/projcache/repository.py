@@ -84,7 +84,17 @@ class _RecordRepository(Generic[M]):
 
     def put_model(self, txn: Txn, key: str, record: M) -> None:
         """Store ``record`` under ``key`` (overwrites)."""
-        txn.put(self._key(key), codec.frame(record.model_dump_json().encode()), db=self.db)
+        self._store(txn, self._key(key), record)
+
+    def _store(self, txn: Txn, raw_key: bytes, record: M) -> None:
+        txn.put(raw_key, codec.frame(record.model_dump_json().encode()), db=self.db)
+
+    def _load(self, txn: Txn, raw_key: bytes) -> Optional[M]:
+        raw = txn.get(raw_key, db=self.db)
+        if raw is None:
+            return None
+        payload = codec.unframe(raw, what=f"{self.db_name}[{raw_key!r}]")
+        return self.model.model_validate_json(payload)
 
     def delete(self, txn: Txn, key: str) -> bool:
         """Remove the record; return whether it existed."""
@@ -146,15 +156,13 @@ class DeploymentRepository(_RecordRepository["Deployment"]):
 
     def get_for(self, txn: Txn, project_id: str, artifact: str) -> Optional[Deployment]:
         """Return the deployment of ``artifact`` in ``project_id``, or ``None``."""
-        raw = txn.get(codec.deployment_key(project_id, artifact), db=self.db)
-        if raw is None:
-            return None
-        return self.model.model_validate_json(codec.unframe(raw, what="deployment"))
+        return self._load(txn, codec.deployment_key(project_id, artifact))
 
     def put(self, txn: Txn, deployment: Deployment) -> None:
         """Store the deployment record."""
-        key = codec.deployment_key(deployment.project_id, deployment.artifact_key)
-        txn.put(key, codec.frame(deployment.model_dump_json().encode()), db=self.db)
+        self._store(
+            txn, codec.deployment_key(deployment.project_id, deployment.artifact_key), deployment
+        )
 
     def delete_for(self, txn: Txn, project_id: str, artifact: str) -> bool:
         """Remove one deployment record; return whether it existed."""

@@ -171,12 +171,6 @@ class Storage:
                 raise CachePermissionError(f"cannot create cache directory {path}") from exc
             except OSError as exc:
                 raise StorageError(f"cannot create cache directory {path}: {exc}") from exc
-        fstype = _filesystem_type(path.resolve())
-        if fstype in _NETWORK_FS:
-            raise StorageError(
-                f"{path} is on a network filesystem ({fstype}); LMDB's locks do not work there",
-                hint="Point PROJCACHE_DIR at a local disk.",
-            )
         st = path.stat()
         key = (st.st_dev, st.st_ino)
         with _registry_lock:
@@ -214,6 +208,14 @@ class Storage:
         return self._closed
 
     def _open_env(self) -> tuple[lmdb.Environment, dict[str, Any]]:
+        # Checked only when an environment is really opened, not on every shared acquire.
+        fstype = _filesystem_type(self.path.resolve())
+        if fstype in _NETWORK_FS:
+            raise StorageError(
+                f"{self.path} is on a network filesystem ({fstype}); "
+                "LMDB's locks do not work there",
+                hint="Point PROJCACHE_DIR at a local disk.",
+            )
         sync, metasync = self._durability_flags[self.settings.durability]
         try:
             env = lmdb.open(
