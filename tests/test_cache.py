@@ -18,6 +18,7 @@ from projcache import (
 )
 from projcache.config import Settings
 from projcache.errors import CacheClosedError
+from projcache.schema import SCHEMA_VERSION
 
 Factory = Callable[..., dict[str, Any]]
 
@@ -280,7 +281,7 @@ class TestMaintenance:
             "sources": 0,
             "postings": 0,
         }
-        assert stats.schema_version == 1
+        assert stats.schema_version == SCHEMA_VERSION
         assert cache.search("a").total == 0
         cache.put_artifacts([make_artifact("b")])
         assert cache.get_artifact("default/skill/b") is not None

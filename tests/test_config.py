@@ -58,6 +58,7 @@ class TestDefaults:
             max_map_size=16 * GiB,
             durability="full",
             ttl_seconds=6 * 3600.0,
+            collection_roots=(str(home / ".skillmeat" / "collections"),),
             enabled=True,
         )
 
@@ -103,6 +104,10 @@ class TestEnvironment:
             "durability": "PROJCACHE_DURABILITY",
             "ttl": "PROJCACHE_TTL",
             "enabled": "PROJCACHE_ENABLED",
+            "collections": "PROJCACHE_COLLECTIONS",
+            "project_roots": "PROJCACHE_PROJECT_ROOTS",
+            "scan_depth": "PROJCACHE_SCAN_DEPTH",
+            "max_file_size": "PROJCACHE_MAX_FILE_SIZE",
         }
 
     @pytest.mark.parametrize(
@@ -214,7 +219,9 @@ class TestConfigFile:
         path = write_config(
             tmp_path / "conf.toml",
             f'dir = "{tmp_path / "c"}"\nmap_size = "1MiB"\nmax_map_size = 2097152\n'
-            'durability = "none"\nttl = 90\nenabled = false\n',
+            'durability = "none"\nttl = 90\nenabled = false\n'
+            f'collections = ["{tmp_path / "coll"}"]\nproject_roots = ["~/code"]\n'
+            'scan_depth = 2\nmax_file_size = "1MiB"\n',
         )
         settings = load(home, {"PROJCACHE_CONFIG": str(path)})
         assert settings == Settings(
@@ -224,6 +231,10 @@ class TestConfigFile:
             durability="none",
             ttl_seconds=90.0,
             enabled=False,
+            collection_roots=(str(tmp_path / "coll"),),
+            project_roots=(str(home / "code"),),
+            scan_depth=2,
+            max_file_size=MiB,
         )
 
     def test_cache_table(self, home: Path, tmp_path: Path) -> None:

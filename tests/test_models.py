@@ -78,7 +78,7 @@ projects = st.builds(
     description=texts,
     refreshed_at=optional_datetimes,
     stale=st.booleans(),
-    error=optional_texts,
+    errors=st.lists(st.builds(SourceError, path=texts, message=texts), max_size=2),
 )
 
 

@@ -21,6 +21,7 @@ from .errors import (
     ArtifactNotFound,
     CacheClosedError,
     InvalidRecordError,
+    NotFoundError,
     ProjcacheError,
     ProjectNotFound,
     ReadOnlyCacheError,
@@ -36,12 +37,15 @@ if TYPE_CHECKING:
     from .models import (
         Artifact,
         CacheStats,
+        Collection,
         Deployment,
         DeploymentState,
         Project,
+        RefreshReport,
         SearchHit,
         VerifyReport,
     )
+    from .refresh import PathLike, Progress
 
 __all__ = ["CacheDisabledError", "ProjectCache", "SearchResults"]
 
@@ -415,21 +419,90 @@ class ProjectCache:
             )
         return SearchResults(hits, total)
 
-    # -- maintenance ----------------------------------------------------------------------
+    # -- collections ---------------------------------------------------------------------
 
-    def invalidate(self, project: Optional[str] = None) -> int:
-        """Mark one project (id, name or path) or all as stale; return how many were marked.
+    def list_collections(self) -> list[Collection]:
+        """Return every collection read by a refresh, in name order."""
+        model = self._repos.collections.model
+        payloads = self._read(lambda txn: list(self._repos.collections.scan_payloads(txn)))
+        return [model.model_validate_json(p) for _k, p in payloads]
 
-        Data stays readable until the next refresh replaces it.
+    def get_collection(self, name: str) -> Optional[Collection]:
+        """Return the collection named ``name``, or ``None``."""
+        return self._read(lambda txn: self._repos.collections.get(txn, name))
+
+    # -- refresh and maintenance -------------------------------------------------------------
+
+    def refresh(
+        self,
+        collections: Optional[Iterable[PathLike]] = None,
+        projects: Optional[Iterable[PathLike]] = None,
+        full: bool = False,
+        stale_only: bool = False,
+        *,
+        progress: Optional[Progress] = None,
+    ) -> RefreshReport:
+        """Bring the cache up to date with the files on disk; return what was done.
+
+        Without ``collections`` and ``projects``, refreshes the configured
+        collection and project roots plus everything already cached (a cached
+        folder that is gone is removed).  Given either, refreshes just those
+        folders.  Only sources whose stat changed are re-read, unless ``full``;
+        ``stale_only`` skips collections and projects that are still fresh.
+        A bad file never aborts: it is reported in the result and on its
+        project or collection, whose last good data is kept.
+
+        Raises:
+            SourceFileError: a folder given is not a collection or project.
+            ReadOnlyCacheError: the cache is open read-only.
         """
-        targets = [self.find_project(project)] if project is not None else self.list_projects()
+        from .refresh import RefreshContext, run_refresh
+
+        self._check_open()
+        if self._readonly:
+            raise ReadOnlyCacheError(f"the cache in {self.path} is open read-only")
+        ctx = RefreshContext(
+            read=self._read, write=self._write, repos=lambda: self._repos, settings=self.settings
+        )
+        return run_refresh(
+            ctx,
+            collections=None if collections is None else list(collections),
+            projects=None if projects is None else list(projects),
+            full=full,
+            stale_only=stale_only,
+            progress=progress,
+        )
+
+    def invalidate(self, project: Optional[str] = None, collection: Optional[str] = None) -> int:
+        """Mark a project (id, name or path), a collection (name), or everything as stale.
+
+        Returns how many were marked.  Data stays readable until the next
+        refresh replaces it; ``refresh(stale_only=True)`` re-reads just these.
+        """
+        repos = self._repos
+        if project is None and collection is None:
+            projects: list[Project] = self.list_projects()
+            collections: list[Collection] = self.list_collections()
+        else:
+            projects = [self.find_project(project)] if project is not None else []
+            collections = []
+            if collection is not None:
+                found = self.get_collection(collection)
+                if found is None:
+                    raise NotFoundError(
+                        f"no collection {collection!r} in the cache",
+                        hint="Run `projcache show` to see the cached collections.",
+                    )
+                collections = [found]
 
         def body(txn: Txn) -> int:
-            for target in targets:
-                mutations.put_project(txn, self._repos, target.model_copy(update={"stale": True}))
-            return len(targets)
+            for target in projects:
+                mutations.put_project(txn, repos, target.model_copy(update={"stale": True}))
+            for record in collections:
+                repos.collections.put(txn, record.model_copy(update={"stale": True}))
+            return len(projects) + len(collections)
 
-        return self._write(body) if targets else 0
+        return self._write(body) if projects or collections else 0
 
     def clear(self) -> None:
         """Remove every record and index entry in one transaction (schema and counters stay)."""

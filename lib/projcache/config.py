@@ -12,7 +12,15 @@ max_map_size    PROJCACHE_MAX_MAP_SIZE     16GiB     size >= map_size
 durability      PROJCACHE_DURABILITY       full      full, no-metasync, none
 ttl             PROJCACHE_TTL              6h        duration > 0 (seconds, s, m, h, d)
 enabled         PROJCACHE_ENABLED          true      true/false, 1/0, yes/no, on/off
+collections     PROJCACHE_COLLECTIONS      see below folders holding collections
+project_roots   PROJCACHE_PROJECT_ROOTS    none      folders searched for projects
+scan_depth      PROJCACHE_SCAN_DEPTH       4         integer 0..32
+max_file_size   PROJCACHE_MAX_FILE_SIZE    16MiB     size >= 1KiB
 ==============  =========================  ========  ===================================
+
+``collections`` defaults to ``~/.skillmeat/collections``.  Folder lists are a
+TOML array of strings, or in the environment separated by ``os.pathsep``
+(``:``).
 
 The file is ``$PROJCACHE_CONFIG`` if set (it must then exist), else
 ``$XDG_CONFIG_HOME/projcache/config.toml`` (``~/.config/projcache/config.toml``)
@@ -57,7 +65,12 @@ ENV_VARS = {
     "durability": "PROJCACHE_DURABILITY",
     "ttl": "PROJCACHE_TTL",
     "enabled": "PROJCACHE_ENABLED",
+    "collections": "PROJCACHE_COLLECTIONS",
+    "project_roots": "PROJCACHE_PROJECT_ROOTS",
+    "scan_depth": "PROJCACHE_SCAN_DEPTH",
+    "max_file_size": "PROJCACHE_MAX_FILE_SIZE",
 }
+DEFAULT_COLLECTIONS = "~/.skillmeat/collections"
 
 
 def default_cache_dir(env: Mapping[str, str]) -> Path:
@@ -83,6 +96,11 @@ class Settings:
             recent commits).  A process crash loses nothing in any mode.
         ttl_seconds: age after which a project or collection counts as stale.
         enabled: ``False`` switches the cache off (feature flag).
+        collection_roots: folders whose sub-folders are collections (a root
+            may itself be a collection).
+        project_roots: folders searched for projects (folders with ``.claude/``).
+        scan_depth: how many folder levels below a project root are searched.
+        max_file_size: source files larger than this are not read (an error is recorded).
     """
 
     cache_dir: Path
@@ -91,6 +109,10 @@ class Settings:
     durability: str = "full"
     ttl_seconds: float = 6 * 3600.0
     enabled: bool = True
+    collection_roots: tuple[str, ...] = ()
+    project_roots: tuple[str, ...] = ()
+    scan_depth: int = 4
+    max_file_size: int = 16 * 1024**2
 
     def __post_init__(self) -> None:
         if self.map_size < _MIN_MAP:
@@ -111,6 +133,16 @@ class Settings:
         if not (self.ttl_seconds > 0 and math.isfinite(self.ttl_seconds)):
             raise ConfigError(
                 f"ttl (PROJCACHE_TTL) must be a positive, finite duration; got {self.ttl_seconds!r}"
+            )
+        if not 0 <= self.scan_depth <= 32:
+            raise ConfigError(
+                f"scan_depth (PROJCACHE_SCAN_DEPTH) must be an integer from 0 to 32; "
+                f"got {self.scan_depth!r}"
+            )
+        if self.max_file_size < 1024:
+            raise ConfigError(
+                f"max_file_size (PROJCACHE_MAX_FILE_SIZE) must be at least 1KiB; "
+                f"got {self.max_file_size}"
             )
 
 
@@ -169,6 +201,36 @@ def parse_bool(key: str, value: Any) -> bool:
     raise ConfigError(
         f"{_label(key)} must be one of true/false, 1/0, yes/no, on/off; got {value!r}"
     )
+
+
+def parse_int(key: str, value: Any) -> int:
+    """Parse an integer from TOML or from an environment string."""
+    if isinstance(value, bool):
+        raise ConfigError(f"{_label(key)} must be an integer; got {value!r}")
+    if isinstance(value, int):
+        return value
+    text = str(value).strip()
+    if not re.fullmatch(r"[+-]?\d+", text):
+        raise ConfigError(f"{_label(key)} must be an integer; got {value!r}")
+    return int(text)
+
+
+def parse_paths(key: str, value: Any, env: Mapping[str, str]) -> tuple[str, ...]:
+    """Parse a list of folders: a TOML array of strings, or text split on ``os.pathsep``."""
+    if isinstance(value, str):
+        items: list[Any] = [part for part in value.split(os.pathsep) if part.strip()]
+    elif isinstance(value, (list, tuple)):
+        items = list(value)
+    else:
+        raise ConfigError(f"{_label(key)} must be a list of folders; got {value!r}")
+    paths = []
+    for item in items:
+        if isinstance(item, os.PathLike):
+            item = os.fspath(item)
+        if not isinstance(item, str) or not item.strip():
+            raise ConfigError(f"{_label(key)} must hold folder paths; got {item!r}")
+        paths.append(str(_expand_home(item.strip(), env)))
+    return tuple(paths)
 
 
 def _config_file(env: Mapping[str, str]) -> Optional[Path]:
@@ -252,4 +314,10 @@ def load_settings(env: Optional[Mapping[str, str]] = None, **overrides: Any) -> 
         durability=str(raw.get("durability", Settings.durability)).strip().lower(),
         ttl_seconds=parse_duration("ttl", raw.get("ttl", Settings.ttl_seconds)),
         enabled=enabled,
+        collection_roots=parse_paths(
+            "collections", raw.get("collections", DEFAULT_COLLECTIONS), env
+        ),
+        project_roots=parse_paths("project_roots", raw.get("project_roots", ()), env),
+        scan_depth=parse_int("scan_depth", raw.get("scan_depth", Settings.scan_depth)),
+        max_file_size=parse_size("max_file_size", raw.get("max_file_size", Settings.max_file_size)),
     )

@@ -12,6 +12,7 @@ telling the user what to do about it::
     │   ├── ArtifactNotFound            exit 4
     │   └── ProjectNotFound             exit 4
     ├── CacheClosedError                exit 3  the cache was used after close()
+    ├── SourceFileError (ValueError)    exit 12 a source file or folder is unreadable or malformed
     └── StorageError                    exit 5  an LMDB failure without a better class
         ├── CacheNotFoundError          exit 5  read-only open of a directory without a cache
         ├── CacheAlreadyOpenError       exit 5  same directory opened twice incompatibly
@@ -56,6 +57,7 @@ __all__ = [
     "ProjectNotFound",
     "ReadOnlyCacheError",
     "SchemaVersionError",
+    "SourceFileError",
     "StorageError",
     "translate_lmdb_error",
 ]
@@ -100,6 +102,22 @@ class KeyTooLongError(InvalidRecordError):
     """An encoded key is longer than LMDB's key limit (511 bytes)."""
 
     default_hint = "Use shorter collection, artifact or project names."
+
+
+class SourceFileError(ProjcacheError, ValueError):
+    """A source file or folder cannot be read or is malformed.
+
+    A refresh records these on the collection or project (keeping its last
+    good data) instead of raising; they are raised only for a path the caller
+    named directly that is not a collection or project at all.
+    """
+
+    exit_code = 12
+    default_hint = "Fix or remove the file named above, then run `projcache refresh` again."
+
+    def __init__(self, message: str, *, path: str = "", hint: Optional[str] = None) -> None:
+        super().__init__(message, hint=hint)
+        self.path = path
 
 
 class NotFoundError(ProjcacheError, KeyError):

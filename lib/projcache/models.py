@@ -27,6 +27,7 @@ __all__ = [
     "Artifact",
     "ArtifactType",
     "CacheStats",
+    "Collection",
     "Deployment",
     "DeploymentState",
     "Finding",
@@ -135,20 +136,48 @@ class Artifact(_Record):
         return self
 
 
-class Project(_Record):
+class SourceError(_Record):
+    """A source file that could not be read during a refresh; its last good data was kept."""
+
+    path: str
+    message: str
+
+
+class _Refreshed(_Record):
+    """Freshness shared by projects and collections: one staleness rule for both."""
+
+    refreshed_at: Optional[UtcDatetime] = None
+    stale: bool = False
+    errors: List[SourceError] = Field(default_factory=list)
+
+    def is_stale(self, ttl_seconds: float, now: Optional[UtcDatetime] = None) -> bool:
+        """Tell whether this needs a refresh: invalidated, never refreshed or past the TTL."""
+        if self.stale or self.refreshed_at is None:
+            return True
+        now = now or utcnow()
+        # Compare seconds, not timedeltas: timedelta overflows for TTLs past ~2.7 million years.
+        return (now - self.refreshed_at).total_seconds() > ttl_seconds
+
+    def age_seconds(self, now: Optional[UtcDatetime] = None) -> Optional[float]:
+        """Seconds since the last refresh, or ``None`` when never refreshed."""
+        if self.refreshed_at is None:
+            return None
+        return max(0.0, ((now or utcnow()) - self.refreshed_at).total_seconds())
+
+
+class Project(_Refreshed):
     """A project folder holding a ``.claude/`` directory.
 
     ``id`` is derived from ``path`` (see :func:`projcache.codec.project_id_for_path`)
-    when omitted; callers should pass the resolved absolute path.
+    when omitted; callers should pass the resolved absolute path.  ``errors``
+    lists the files the last refresh could not read (their last good data was kept).
     """
 
     id: str = ""
     name: str
     path: str
     description: str = ""
-    refreshed_at: Optional[UtcDatetime] = None
-    stale: bool = False
-    error: Optional[str] = None
+    managed: bool = True
 
     @model_validator(mode="before")
     @classmethod
@@ -164,13 +193,26 @@ class Project(_Record):
             raise ValueError("name must not be empty")
         return self
 
-    def is_stale(self, ttl_seconds: float, now: Optional[UtcDatetime] = None) -> bool:
-        """Tell whether the project needs a refresh: invalidated, never refreshed or past TTL."""
-        if self.stale or self.refreshed_at is None:
-            return True
-        now = now or utcnow()
-        # Compare seconds, not timedeltas: timedelta overflows for TTLs past ~2.7 million years.
-        return (now - self.refreshed_at).total_seconds() > ttl_seconds
+
+class Collection(_Refreshed):
+    """A collection directory (``collection.toml`` plus artifact folders).
+
+    ``name`` is the first part of its artifacts' keys.  ``managed`` is false for
+    a folder found by layout alone, without ``collection.toml``.
+    """
+
+    name: str
+    path: str
+    version: Optional[str] = None
+    description: str = ""
+    managed: bool = True
+    artifact_count: int = 0
+
+    @model_validator(mode="after")
+    def _check_name(self) -> Collection:
+        codec.artifact_key(self.name, "skill", "x")  # same rules as a key part
+        codec.encode_key(self.name, what="collection name")
+        return self
 
 
 class Deployment(_Record):
@@ -211,14 +253,31 @@ class Deployment(_Record):
 
 
 class Fingerprint(_Record):
-    """What a source file or directory looked like when it was last read."""
+    """What a source file or directory looked like when it was last read.
+
+    ``mtime_ns``, ``size`` and ``inode`` come from one ``stat``; for a
+    directory ``signature`` digests the stats of every file under it, so a
+    change anywhere below shows.  ``data`` keeps what was parsed from the
+    source, so an unchanged source is never opened again.
+    """
 
     path: str
     mtime_ns: int
     size: int
     inode: int
+    signature: Optional[str] = None
     content_hash: Optional[str] = None
     read_at: Optional[UtcDatetime] = None
+    data: Dict[str, Any] = Field(default_factory=dict)
+
+    def same_stat(self, other: Fingerprint) -> bool:
+        """True when ``other`` describes the same bytes on disk as far as stat can tell."""
+        return (self.mtime_ns, self.size, self.inode, self.signature) == (
+            other.mtime_ns,
+            other.size,
+            other.inode,
+            other.signature,
+        )
 
 
 class SearchHit(_Record):
@@ -231,20 +290,17 @@ class SearchHit(_Record):
     artifact: Artifact
 
 
-class SourceError(_Record):
-    """A source that could not be read during a refresh; its last good data was kept."""
-
-    path: str
-    message: str
-
-
 class RefreshReport(_Record):
     """What a refresh did."""
 
     started_at: UtcDatetime
     duration_seconds: float = 0.0
+    collections_checked: int = 0
+    projects_checked: int = 0
     sources_checked: int = 0
     sources_changed: int = 0
+    collections_written: int = 0
+    collections_removed: int = 0
     artifacts_written: int = 0
     artifacts_removed: int = 0
     projects_written: int = 0

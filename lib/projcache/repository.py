@@ -7,6 +7,7 @@ checks the frame (:func:`projcache.codec.unframe`) before decoding.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, Generic, Optional, TypeVar
 
@@ -16,10 +17,11 @@ from .storage import Txn
 if TYPE_CHECKING:
     from pydantic import BaseModel
 
-    from .models import Artifact, Deployment, Fingerprint, Project
+    from .models import Artifact, Collection, Deployment, Fingerprint, Project
 
 __all__ = [
     "ArtifactRepository",
+    "CollectionRepository",
     "DeploymentIndex",
     "DeploymentRepository",
     "FacetIndex",
@@ -137,15 +139,66 @@ class ProjectRepository(_RecordRepository["Project"]):
         self.put_model(txn, project.id, project)
 
 
+class CollectionRepository(_RecordRepository["Collection"]):
+    """``collections``: collection name -> Collection."""
+
+    db_name = "collections"
+    model_name = "Collection"
+
+    def put(self, txn: Txn, collection: Collection) -> None:
+        """Store the collection record."""
+        self.put_model(txn, collection.name, collection)
+
+
 class SourceRepository(_RecordRepository["Fingerprint"]):
-    """``sources``: absolute source path -> Fingerprint."""
+    """``sources``: ``<unit> NUL <path relative to the unit>`` -> Fingerprint.
+
+    A unit is a collection (``c:<name>``) or a project (``p:<id>``); keying by
+    unit makes "every source of this unit" one prefix scan, even when one
+    project's folder lies inside another's.
+    """
 
     db_name = "sources"
     model_name = "Fingerprint"
 
-    def put(self, txn: Txn, fingerprint: Fingerprint) -> None:
-        """Store the fingerprint of one source path."""
-        self.put_model(txn, fingerprint.path, fingerprint)
+    @staticmethod
+    def unit_prefix(unit: str) -> bytes:
+        """The key prefix shared by every source of ``unit``."""
+        return codec.encode_key(unit, what="source unit") + codec.SEPARATOR
+
+    def scan_unit(self, txn: Txn, unit: str) -> Iterator[tuple[str, Fingerprint]]:
+        """Yield ``(relative path, Fingerprint)`` for every source of ``unit``."""
+        prefix = self.unit_prefix(unit)
+        model = self.model
+        for key, raw in _scan(txn, self.db, prefix):
+            payload = codec.unframe(raw, what=f"sources[{key!r}]")
+            yield (
+                key[len(prefix) :].decode("utf-8", "surrogateescape"),
+                model.model_validate_json(payload),
+            )
+
+    def source_key(self, unit: str, relative: str) -> bytes:
+        """Encode the key of one source of ``unit``."""
+        raw = self.unit_prefix(unit) + relative.encode("utf-8", "surrogateescape")
+        if len(raw) > codec.MAX_KEY_BYTES:
+            # Deep paths past LMDB's key limit are keyed by their digest instead.
+            raw = self.unit_prefix(unit) + b"#" + hashlib.sha256(raw).hexdigest().encode()
+        return raw
+
+    def put_for(self, txn: Txn, unit: str, relative: str, fingerprint: Fingerprint) -> None:
+        """Store the fingerprint of one source of ``unit``."""
+        self._store(txn, self.source_key(unit, relative), fingerprint)
+
+    def delete_for(self, txn: Txn, unit: str, relative: str) -> bool:
+        """Forget one source of ``unit``; return whether it was known."""
+        return bool(txn.delete(self.source_key(unit, relative), db=self.db))
+
+    def delete_unit(self, txn: Txn, unit: str) -> int:
+        """Forget every source of ``unit``; return how many were removed."""
+        keys = [key for key, _raw in _scan(txn, self.db, self.unit_prefix(unit))]
+        for key in keys:
+            txn.delete(key, db=self.db)
+        return len(keys)
 
 
 class DeploymentRepository(_RecordRepository["Deployment"]):
@@ -372,6 +425,7 @@ class Repositories:
         self.artifacts = ArtifactRepository(dbs["artifacts"])
         self.deployments = DeploymentRepository(dbs["deployments"])
         self.sources = SourceRepository(dbs["sources"])
+        self.collections = CollectionRepository(dbs["collections"])
         self.tokens = TokenIndex(dbs["search-tokens"], dbs["artifact-terms"])
         self.facets = FacetIndex(dbs["artifact-facets"])
         self.deployment_index = DeploymentIndex(

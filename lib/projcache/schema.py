@@ -27,7 +27,7 @@ __all__ = ["MIGRATIONS", "SCHEMA_VERSION", "ensure_schema", "read_schema"]
 
 logger = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 # from-version -> function upgrading a transaction's data to from-version + 1.
 MIGRATIONS: dict[int, Callable[[Txn, MetaRepository], None]] = {}

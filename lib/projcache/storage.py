@@ -65,8 +65,9 @@ if TYPE_CHECKING:
 else:
     Txn = lmdb.Transaction
 
-# name -> dupsort.  The first six are the contract in DESIGN.md; the rest are
-# derived indexes (rebuildable from the records, see verify.py).
+# name -> dupsort.  The first six are the contract in DESIGN.md, ``collections``
+# holds Collection records; the rest are derived indexes (rebuildable from the
+# records, see verify.py).
 DATABASES: dict[str, bool] = {
     "meta": False,
     "projects": False,
@@ -74,6 +75,7 @@ DATABASES: dict[str, bool] = {
     "deployments": False,
     "search-tokens": True,
     "sources": False,
+    "collections": False,
     "artifact-terms": False,
     "artifact-facets": True,
     "deployments-by-artifact": True,

@@ -1,0 +1,438 @@
+"""Incremental refresh: stat fingerprints -> re-read changed sources -> one transaction per unit.
+
+A *unit* is a collection folder or a project folder.  Each unit's changes
+(its record, artifacts, deployments and fingerprints) are written in one
+write transaction, so no reader ever sees half a project.  Units in which
+nothing changed cost one ``stat`` per source and share a single small
+transaction that only moves their ``refreshed_at``.  Collections go first:
+deployment states depend on the artifacts they hold.
+
+A malformed or unreadable file never aborts a refresh: its unit keeps the last
+good data for that file, the error is recorded on the unit's record and in
+the :class:`~projcache.models.RefreshReport`, and the rest goes on.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Callable, Optional, Union
+
+from . import codec, mutations
+from .errors import SourceFileError
+from .repository import Repositories
+from .sources import (
+    ProjectRead,
+    find_collections,
+    find_projects,
+    is_collection,
+    is_project,
+    local_collection,
+    read_collection,
+    read_project,
+)
+from .status import deployment_state
+from .storage import Txn
+
+if TYPE_CHECKING:
+    from .config import Settings
+    from .models import Collection, Fingerprint, Project, RefreshReport, SourceError
+
+__all__ = ["Progress", "RefreshContext", "run_refresh"]
+
+logger = logging.getLogger(__name__)
+
+# progress(done, total, label): called after each unit.
+Progress = Callable[[int, int, str], None]
+PathLike = Union[str, "os.PathLike[str]"]
+
+
+@dataclass
+class RefreshContext:
+    """What a refresh needs from the cache facade: transactions, repositories, settings."""
+
+    read: Callable[[Callable[[Txn], Any]], Any]
+    write: Callable[[Callable[[Txn], Any]], Any]
+    repos: Callable[[], Repositories]
+    settings: Settings
+
+
+@dataclass
+class _Counts:
+    collections_checked: int = 0
+    projects_checked: int = 0
+    sources_checked: int = 0
+    sources_changed: int = 0
+    collections_written: int = 0
+    collections_removed: int = 0
+    artifacts_written: int = 0
+    artifacts_removed: int = 0
+    projects_written: int = 0
+    projects_removed: int = 0
+    deployments_written: int = 0
+    deployments_removed: int = 0
+    errors: list[SourceError] = field(default_factory=list)
+
+
+def _collection_unit(path: str) -> str:
+    return "c:" + codec.project_id_for_path(path)
+
+
+def _project_unit(project_id: str) -> str:
+    return "p:" + project_id
+
+
+def _resolve(paths: Iterable[PathLike], check: Callable[[str], bool], what: str) -> list[str]:
+    resolved = []
+    for given in paths:
+        path = os.path.realpath(os.path.expanduser(os.fspath(given)))
+        if not os.path.isdir(path):
+            raise SourceFileError(f"{given}: no such directory", path=path)
+        if not check(path):
+            hint = (
+                "A project folder holds a .claude/ folder."
+                if what == "project"
+                else "A collection folder holds collection.toml or skills/, commands/, agents/."
+            )
+            raise SourceFileError(f"{given} is not a {what} folder", path=path, hint=hint)
+        resolved.append(path)
+    return sorted(set(resolved))
+
+
+class _Refresher:
+    def __init__(self, ctx: RefreshContext, full: bool, progress: Optional[Progress]):
+        from .models import utcnow
+
+        self.ctx = ctx
+        self.full = full
+        self.progress = progress
+        self.now = utcnow()
+        self.counts = _Counts()
+        self.touched_collections: list[Collection] = []
+        self.touched_projects: list[Project] = []
+        self.pending: Optional[_Counts] = None
+
+    @property
+    def repos(self) -> Repositories:
+        return self.ctx.repos()
+
+    def _fingerprints(self, unit: str) -> dict[str, Fingerprint]:
+        found: dict[str, Fingerprint] = self.ctx.read(
+            lambda txn: dict(self.repos.sources.scan_unit(txn, unit))
+        )
+        return found
+
+    # -- shared diff helpers (inside a write transaction) -------------------------
+
+    def _sync_artifacts(
+        self, txn: Txn, collection: str, desired: dict[str, Any], counts: _Counts
+    ) -> None:
+        repos = self.repos
+        existing = {key for key, _p in repos.artifacts.scan_payloads(txn, prefix=collection + "/")}
+        for key, artifact in desired.items():
+            if repos.artifacts.get_payload(txn, key) != artifact.model_dump_json().encode():
+                mutations.put_artifact(txn, repos, artifact)
+                counts.artifacts_written += 1
+        for key in sorted(existing - set(desired)):
+            mutations.delete_artifact(txn, repos, key)
+            counts.artifacts_removed += 1
+
+    def _sync_sources(
+        self, txn: Txn, unit: str, previous: dict[str, Fingerprint], current: dict[str, Any]
+    ) -> None:
+        sources = self.repos.sources
+        for relative, fingerprint in current.items():
+            if previous.get(relative) is not fingerprint:
+                sources.put_for(txn, unit, relative, fingerprint)
+        for relative in set(previous) - set(current):
+            sources.delete_for(txn, unit, relative)
+
+    # -- collections ---------------------------------------------------------------
+
+    def collection(self, path: str, known: dict[str, Collection]) -> None:
+        from .models import Collection, validate
+
+        unit = _collection_unit(path)
+        old = known.get(path)
+        self.counts.collections_checked += 1
+        if not os.path.isdir(path) or not is_collection(path):
+            if old is not None:
+
+                def remove(txn: Txn) -> None:
+                    counts = _Counts()
+                    self._remove_collection(txn, old, unit, counts)
+                    self._merge(counts)
+
+                self.ctx.write(remove)
+                logger.info("collection %s at %s is gone; removed it", old.name, path)
+            return
+        previous = self._fingerprints(unit)
+        read = read_collection(path, previous, full=self.full, cap=self.ctx.settings.max_file_size)
+        tracker = read.tracker
+        assert tracker is not None
+        self.counts.sources_checked += tracker.checked
+        self.counts.sources_changed += tracker.changed
+        owner = self.ctx.read(lambda txn: self.repos.collections.get(txn, read.name))
+        if owner is not None and owner.path != path and os.path.isdir(owner.path):
+            message = (
+                f"{path}: collection name {read.name!r} is already used by {owner.path}; "
+                "not cached (rename one of them in its collection.toml)"
+            )
+            logger.warning("%s", message)
+            tracker.error(path, message)
+            self.counts.errors.extend(tracker.errors)
+            return
+        self.counts.errors.extend(tracker.errors)
+        record = validate(Collection, {**read.fields, "refreshed_at": self.now, "stale": False})
+        if (
+            tracker.unchanged
+            and old is not None
+            and old.name == read.name
+            and old.errors == record.errors
+            and not self.full
+        ):
+            self.touched_collections.append(record)
+            return
+
+        def body(txn: Txn) -> None:
+            counts = _Counts()
+            if old is not None and old.name != read.name:
+                self._remove_collection(txn, old, None, counts)
+            if owner is not None and owner.path != path:
+                # The name moved here from a folder that is gone: its records go.
+                self._remove_collection(txn, owner, _collection_unit(owner.path), counts)
+            self._sync_artifacts(txn, read.name, read.artifacts, counts)
+            self.repos.collections.put(txn, record)
+            self._sync_sources(txn, unit, previous, tracker.current)
+            counts.collections_written += 1
+            self._merge(counts)
+
+        self.ctx.write(body)
+
+    def _remove_collection(
+        self, txn: Txn, old: Collection, unit: Optional[str], counts: _Counts
+    ) -> None:
+        repos = self.repos
+        keys = [key for key, _p in repos.artifacts.scan_payloads(txn, prefix=old.name + "/")]
+        for key in keys:
+            mutations.delete_artifact(txn, repos, key)
+        counts.artifacts_removed += len(keys)
+        repos.collections.delete(txn, old.name)
+        if unit is not None:
+            repos.sources.delete_unit(txn, unit)
+        counts.collections_removed += 1
+
+    # -- projects ------------------------------------------------------------------
+
+    def project(self, path: str, known: dict[str, Project]) -> None:
+        from .models import Project, validate
+
+        project_id = codec.project_id_for_path(path)
+        unit = _project_unit(project_id)
+        old = known.get(project_id)
+        self.counts.projects_checked += 1
+        if not is_project(path):
+            if old is not None:
+
+                def remove(txn: Txn) -> None:
+                    counts = _Counts()
+                    self._remove_project(txn, project_id, unit, counts)
+                    self._merge(counts)
+
+                self.ctx.write(remove)
+                logger.info("project %s at %s is gone; removed it", old.name, path)
+            return
+        previous = self._fingerprints(unit)
+        read = read_project(path, previous, full=self.full, cap=self.ctx.settings.max_file_size)
+        tracker = read.tracker
+        assert tracker is not None
+        self.counts.sources_checked += tracker.checked
+        self.counts.sources_changed += tracker.changed
+        self.counts.errors.extend(tracker.errors)
+        record = validate(Project, {**read.fields, "refreshed_at": self.now, "stale": False})
+        if tracker.unchanged and old is not None and old.errors == record.errors and not self.full:
+            self.touched_projects.append(record)
+            return
+
+        def body(txn: Txn) -> None:
+            counts = _Counts()
+            self._apply_project(txn, read, record, counts)
+            self._sync_sources(txn, unit, previous, tracker.current)
+            self._merge(counts)
+
+        self.ctx.write(body)
+
+    def _apply_project(self, txn: Txn, read: ProjectRead, record: Project, counts: _Counts) -> None:
+        repos = self.repos
+        mutations.put_project(txn, repos, record)
+        counts.projects_written += 1
+        self._sync_artifacts(txn, local_collection(read.id), read.artifacts, counts)
+        existing = {
+            codec.parse_deployment_key(key)[1]
+            for key, _p in repos.deployments.scan_project(txn, read.id)
+        }
+        for key, deployment in read.deployments.items():
+            state = deployment_state(deployment, repos.artifacts.get(txn, key))
+            stored = deployment.model_copy(update={"state": state})
+            current = repos.deployments.get_for(txn, read.id, key)
+            if current != stored:
+                mutations.put_deployment(txn, repos, stored)
+                counts.deployments_written += 1
+        for key in sorted(existing - set(read.deployments)):
+            mutations.delete_deployment(txn, repos, read.id, key)
+            counts.deployments_removed += 1
+
+    def _remove_project(self, txn: Txn, project_id: str, unit: str, counts: _Counts) -> None:
+        repos = self.repos
+        removed = sum(1 for _ in repos.deployments.scan_project(txn, project_id))
+        mutations.delete_project(txn, repos, project_id)
+        keys = [
+            key
+            for key, _p in repos.artifacts.scan_payloads(
+                txn, prefix=local_collection(project_id) + "/"
+            )
+        ]
+        for key in keys:
+            mutations.delete_artifact(txn, repos, key)
+        repos.sources.delete_unit(txn, unit)
+        counts.deployments_removed += removed
+        counts.artifacts_removed += len(keys)
+        counts.projects_removed += 1
+
+    # -- bookkeeping -----------------------------------------------------------------
+
+    def _merge(self, counts: _Counts) -> None:
+        # Counted only once the transaction is committed (a replayed body counts once).
+        self.pending = counts
+
+    def commit_counts(self) -> None:
+        pending = self.pending
+        if pending is None:
+            return
+        for name in (
+            "collections_written",
+            "collections_removed",
+            "artifacts_written",
+            "artifacts_removed",
+            "projects_written",
+            "projects_removed",
+            "deployments_written",
+            "deployments_removed",
+        ):
+            setattr(self.counts, name, getattr(self.counts, name) + getattr(pending, name))
+        self.pending = None
+
+    def touch(self) -> None:
+        """Move ``refreshed_at`` of every unchanged unit, all in one transaction."""
+        if not self.touched_collections and not self.touched_projects:
+            return
+        repos = self.repos
+
+        def body(txn: Txn) -> None:
+            for collection in self.touched_collections:
+                repos.collections.put(txn, collection)
+            for project in self.touched_projects:
+                mutations.put_project(txn, repos, project)
+
+        self.ctx.write(body)
+
+
+def _known(ctx: RefreshContext) -> tuple[dict[str, Collection], dict[str, Project]]:
+    repos = ctx.repos()
+
+    def body(txn: Txn) -> tuple[dict[str, Collection], dict[str, Project]]:
+        cmodel, pmodel = repos.collections.model, repos.projects.model
+        collections = {}
+        for _key, payload in repos.collections.scan_payloads(txn):
+            record = cmodel.model_validate_json(payload)
+            collections[record.path] = record
+        projects = {}
+        for _key, payload in repos.projects.scan_payloads(txn):
+            project = pmodel.model_validate_json(payload)
+            projects[project.id] = project
+        return collections, projects
+
+    result: tuple[dict[str, Collection], dict[str, Project]] = ctx.read(body)
+    return result
+
+
+def run_refresh(
+    ctx: RefreshContext,
+    *,
+    collections: Optional[Sequence[PathLike]] = None,
+    projects: Optional[Sequence[PathLike]] = None,
+    full: bool = False,
+    stale_only: bool = False,
+    progress: Optional[Progress] = None,
+) -> RefreshReport:
+    """Refresh the cache from the files on disk; see :meth:`ProjectCache.refresh`."""
+    from .models import RefreshReport, utcnow
+
+    started = time.perf_counter()
+    started_at = utcnow()
+    settings = ctx.settings
+    known_collections, known_projects = _known(ctx)
+    if collections is None and projects is None:
+        collection_paths = sorted(
+            set(find_collections(settings.collection_roots)) | set(known_collections)
+        )
+        project_paths = sorted(
+            set(find_projects(settings.project_roots, settings.scan_depth))
+            | {project.path for project in known_projects.values()}
+        )
+    else:
+        collection_paths = _resolve(collections or (), is_collection, "collection")
+        project_paths = _resolve(projects or (), is_project, "project")
+    rebuild = bool(ctx.read(lambda txn: ctx.repos().meta.get(txn, "needs_rebuild", False)))
+    full = full or rebuild
+    if stale_only:
+        ttl = settings.ttl_seconds
+        by_id = known_projects
+        collection_paths = [
+            p
+            for p in collection_paths
+            if p not in known_collections or known_collections[p].is_stale(ttl)
+        ]
+        project_paths = [
+            p
+            for p in project_paths
+            if codec.project_id_for_path(p) not in by_id
+            or by_id[codec.project_id_for_path(p)].is_stale(ttl)
+        ]
+    refresher = _Refresher(ctx, full, progress)
+    total = len(collection_paths) + len(project_paths)
+    done = 0
+    for path in collection_paths:
+        refresher.collection(path, known_collections)
+        refresher.commit_counts()
+        done += 1
+        if progress is not None:
+            progress(done, total, path)
+    for path in project_paths:
+        refresher.project(path, known_projects)
+        refresher.commit_counts()
+        done += 1
+        if progress is not None:
+            progress(done, total, path)
+    refresher.touch()
+    if rebuild:
+        ctx.write(lambda txn: ctx.repos().meta.put(txn, "needs_rebuild", False))
+    counts = refresher.counts
+    report = RefreshReport(
+        started_at=started_at,
+        duration_seconds=time.perf_counter() - started,
+        **vars(counts),
+    )
+    logger.info(
+        "refresh: %d collections, %d projects, %d sources checked, %d re-read, %d errors in %.3fs",
+        counts.collections_checked,
+        counts.projects_checked,
+        counts.sources_checked,
+        counts.sources_changed,
+        len(counts.errors),
+        report.duration_seconds,
+    )
+    return report

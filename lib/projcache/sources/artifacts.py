@@ -1,0 +1,128 @@
+"""Turn what is on disk about one artifact into an :class:`~projcache.models.Artifact` record.
+
+Two steps: :func:`facts_reader` reads the files (content hash, front matter,
+first paragraph) and is only called when they changed; :func:`build_artifact`
+merges those facts with the collection's manifest and lock entries, which is
+cheap and done on every change of either side.
+
+Precedence for descriptive fields: the artifact's own front matter (what is
+on disk now), then ``[artifacts.metadata]`` of ``collection.toml`` (a
+snapshot SkillMeat took when adding it), then the body's first paragraph.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import datetime, timezone
+from typing import Any, Optional
+
+from ..errors import SourceFileError
+from .fileio import TreeScan, read_capped
+from .frontmatter import first_paragraph, parse_markdown
+from .hashing import hash_tree
+from .tracker import Reader
+
+__all__ = ["build_artifact", "facts_reader", "hash_reader"]
+
+
+def hash_reader() -> Reader:
+    """A reader that only computes the content hash (for deployed copies)."""
+    return lambda scan: {"hash": hash_tree(scan)}
+
+
+def facts_reader(base: str, main: Optional[str], cap: int) -> Reader:
+    """A reader returning the content hash, front matter and summary of an artifact."""
+
+    def read(scan: TreeScan) -> dict[str, Any]:
+        facts: dict[str, Any] = {"hash": hash_tree(scan), "mtime_ns": scan.mtime_ns}
+        if main is not None:
+            path = os.path.join(base, main)
+            raw = read_capped(path, cap)
+            try:
+                text = raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise SourceFileError(
+                    f"{path}: not UTF-8 text (byte {exc.start}); Markdown files must be UTF-8",
+                    path=path,
+                ) from exc
+            doc = parse_markdown(text, path)
+            facts["front_matter"] = doc.front_matter
+            facts["summary"] = first_paragraph(doc.body)
+        return facts
+
+    return read
+
+
+def _text(value: Any) -> Optional[str]:
+    if value is None or isinstance(value, (dict, list)):
+        return None
+    text = str(value).strip()
+    return text or None
+
+
+def _tags(*sources: Any) -> list[str]:
+    tags: list[str] = []
+    for source in sources:
+        if isinstance(source, str):
+            source = source.split(",")
+        if not isinstance(source, list):
+            continue
+        for tag in source:
+            text = _text(tag)
+            if text and len(text) <= 100 and text not in tags:
+                tags.append(text)
+    return tags
+
+
+def _when(value: Any) -> Optional[datetime]:
+    if not isinstance(value, str):
+        return None
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+
+
+def build_artifact(
+    *,
+    collection: str,
+    type_: str,
+    name: str,
+    path: str,
+    facts: dict[str, Any],
+    entry: Optional[dict[str, Any]] = None,
+    lock: Optional[dict[str, Any]] = None,
+    managed: bool = True,
+) -> dict[str, Any]:
+    """Merge file facts with manifest and lock entries into Artifact fields."""
+    entry = entry or {}
+    lock = lock or {}
+    front = facts.get("front_matter") or {}
+    meta = entry.get("metadata") or {}
+    mtime_ns = int(facts.get("mtime_ns") or 0)
+    updated = _when(entry.get("last_updated")) or (
+        datetime.fromtimestamp(mtime_ns / 1e9, tz=timezone.utc) if mtime_ns else None
+    )
+    return {
+        "name": name,
+        "type": type_,
+        "collection": collection,
+        "path": path,
+        "title": _text(front.get("title")) or _text(meta.get("title")),
+        "description": _text(front.get("description"))
+        or _text(meta.get("description"))
+        or facts.get("summary")
+        or "",
+        "tags": _tags(entry.get("tags"), meta.get("tags"), front.get("tags")),
+        "version": _text(front.get("version")) or _text(meta.get("version")),
+        "origin": _text(entry.get("origin")),
+        "upstream": _text(entry.get("upstream")) or _text(lock.get("upstream")),
+        "resolved_sha": _text(entry.get("resolved_sha")) or _text(lock.get("resolved_sha")),
+        "resolved_version": _text(entry.get("resolved_version"))
+        or _text(lock.get("resolved_version")),
+        "content_hash": facts.get("hash"),
+        "front_matter": front,
+        "managed": managed,
+        "updated_at": updated,
+    }

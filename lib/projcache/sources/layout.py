@@ -1,0 +1,100 @@
+"""Find artifacts by folder layout, in a collection or in a project's ``.claude/``.
+
+``skills/<name>/SKILL.md``, ``commands/<name>.md``, ``agents/<name>.md``,
+``hooks/<name>`` and ``mcp/<name>`` (a file or a folder).  Hidden entries are
+skipped; names that are not valid artifact names are reported, not guessed at.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+__all__ = ["LAYOUT_DIRS", "LayoutItem", "default_path", "find_by_layout", "main_file_of"]
+
+# artifact type -> folder, in the order results are listed.
+LAYOUT_DIRS = {
+    "skill": "skills",
+    "command": "commands",
+    "agent": "agents",
+    "hook": "hooks",
+    "mcp": "mcp",
+}
+_FILE_TYPES = ("command", "agent")
+_MAIN_NAMES = ("SKILL.md", "README.md", "HOOK.md", "MCP.md")
+
+
+@dataclass(frozen=True)
+class LayoutItem:
+    """One artifact found on disk: its type, name and path relative to the base folder."""
+
+    type: str
+    name: str
+    relative: str
+
+
+def default_path(type_: str, name: str) -> str:
+    """Where SkillMeat puts an artifact of ``type_`` named ``name`` (relative)."""
+    folder = LAYOUT_DIRS[type_]
+    return f"{folder}/{name}.md" if type_ in _FILE_TYPES else f"{folder}/{name}"
+
+
+def main_file_of(base: str, relative: str) -> str | None:
+    """The file whose front matter describes the artifact at ``relative``, if any."""
+    path = os.path.join(base, relative)
+    if os.path.isdir(path):
+        for name in _MAIN_NAMES:
+            candidate = os.path.join(relative, name)
+            if os.path.isfile(os.path.join(base, candidate)):
+                return candidate
+        return None
+    return relative if relative.lower().endswith(".md") else None
+
+
+def _valid_name(name: str) -> bool:
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return bool(name) and "\x00" not in name and len(name.encode("utf-8")) <= 200
+
+
+def find_by_layout(base: str) -> tuple[list[LayoutItem], list[str]]:
+    """List the artifacts under ``base`` by layout; return them and the problems met."""
+    items: list[LayoutItem] = []
+    problems: list[str] = []
+    for type_, folder in LAYOUT_DIRS.items():
+        directory = os.path.join(base, folder)
+        try:
+            with os.scandir(directory) as entries:
+                names = sorted((entry.name, entry.is_dir()) for entry in entries)
+        except (FileNotFoundError, NotADirectoryError):
+            continue
+        except OSError as exc:
+            problems.append(f"{directory}: cannot list: {exc.strerror or exc}")
+            continue
+        for entry_name, is_dir in names:
+            if entry_name.startswith("."):
+                continue
+            if type_ == "skill":
+                if not is_dir:
+                    continue
+                name = entry_name
+                if not os.path.isfile(os.path.join(directory, entry_name, "SKILL.md")):
+                    problems.append(f"{os.path.join(directory, entry_name)}: no SKILL.md")
+                    continue
+            elif type_ in _FILE_TYPES:
+                if is_dir or not entry_name.endswith(".md"):
+                    continue
+                name = entry_name[:-3]
+            else:
+                name = entry_name if is_dir else os.path.splitext(entry_name)[0]
+            if not _valid_name(name):
+                shown = name.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+                problems.append(
+                    f"{os.path.join(directory, shown)}: the name is not valid UTF-8 text "
+                    "or is too long; skipped"
+                )
+                continue
+            items.append(LayoutItem(type_, name, f"{folder}/{entry_name}"))
+    return items, problems

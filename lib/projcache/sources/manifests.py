@@ -1,0 +1,235 @@
+"""Readers of SkillMeat's TOML files: ``collection.toml``, ``collection.lock``,
+``.skillmeat-deployed.toml`` and ``.skillmeat-project.toml``.
+
+Each returns plain JSON-able data (kept in the source's fingerprint, so an
+unchanged file is never parsed again) plus a list of problems with single
+entries.  A bad entry is skipped and reported; a file that is not TOML at all
+raises :class:`~projcache.errors.SourceFileError`.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+from ..codec import ARTIFACT_TYPES
+from ..errors import SourceFileError
+from .fileio import read_capped
+from .frontmatter import to_jsonable
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised on Python < 3.11 only
+    import tomli as tomllib
+
+__all__ = [
+    "COLLECTION_LOCK",
+    "COLLECTION_TOML",
+    "DEPLOYED_TOML",
+    "PROJECT_TOML",
+    "read_collection_lock",
+    "read_collection_toml",
+    "read_deployed_toml",
+    "read_project_toml",
+]
+
+COLLECTION_TOML = "collection.toml"
+COLLECTION_LOCK = "collection.lock"
+DEPLOYED_TOML = ".skillmeat-deployed.toml"
+PROJECT_TOML = ".skillmeat-project.toml"
+
+Problems = list[str]
+
+
+def _load(path: str, cap: int) -> dict[str, Any]:
+    raw = read_capped(path, cap)
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise SourceFileError(
+            f"{path}: not UTF-8 text (byte {exc.start}); TOML files must be UTF-8", path=path
+        ) from exc
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise SourceFileError(f"{path}: invalid TOML: {exc}", path=path) from exc
+    except RecursionError as exc:
+        raise SourceFileError(f"{path}: invalid TOML: nested too deeply", path=path) from exc
+    try:
+        result: dict[str, Any] = to_jsonable(data)
+    except ValueError as exc:
+        raise SourceFileError(f"{path}: {exc}", path=path) from exc
+    return result
+
+
+def _table(data: dict[str, Any], key: str, path: str) -> dict[str, Any]:
+    value = data.get(key, {})
+    if not isinstance(value, dict):
+        raise SourceFileError(f"{path}: [{key}] must be a table", path=path)
+    return value
+
+
+def _text(value: Any) -> str | None:
+    if value is None:
+        return None
+    return value if isinstance(value, str) else str(value)
+
+
+def _tags(value: Any) -> list[str]:
+    if isinstance(value, str):
+        value = value.split(",")
+    if not isinstance(value, list):
+        return []
+    tags: list[str] = []
+    for tag in value:
+        text = str(tag).strip() if tag is not None else ""
+        if text and len(text) <= 100 and text not in tags:
+            tags.append(text)
+    return tags
+
+
+def _name_ok(name: Any) -> bool:
+    return isinstance(name, str) and bool(name) and "/" not in name and "\x00" not in name
+
+
+def read_collection_toml(path: str, cap: int) -> tuple[dict[str, Any], Problems]:
+    """Parse ``collection.toml``: ``{"collection": {...}, "artifacts": [...]}``.
+
+    Each artifact entry keeps name, type, path, origin, upstream, version_spec,
+    resolved_sha, resolved_version, added, last_updated, tags and metadata.
+    """
+    data = _load(path, cap)
+    info = _table(data, "collection", path)
+    entries = data.get("artifacts", [])
+    if not isinstance(entries, list):
+        raise SourceFileError(f"{path}: [[artifacts]] must be an array of tables", path=path)
+    problems: Problems = []
+    artifacts: list[dict[str, Any]] = []
+    seen: set[tuple[str, str]] = set()
+    for number, entry in enumerate(entries, start=1):
+        if not isinstance(entry, dict):
+            problems.append(f"{path}: artifact #{number} is not a table")
+            continue
+        name, type_ = entry.get("name"), entry.get("type")
+        if not _name_ok(name):
+            problems.append(f"{path}: artifact #{number} has no valid name (got {name!r})")
+            continue
+        if type_ not in ARTIFACT_TYPES:
+            problems.append(
+                f"{path}: artifact {name!r} has type {type_!r}; "
+                f"expected one of {', '.join(ARTIFACT_TYPES)}"
+            )
+            continue
+        if (name, type_) in seen:
+            problems.append(f"{path}: artifact {name!r} ({type_}) is listed twice")
+            continue
+        seen.add((str(name), str(type_)))
+        metadata = entry.get("metadata", {})
+        artifacts.append(
+            {
+                "name": name,
+                "type": type_,
+                "path": _text(entry.get("path")),
+                "origin": _text(entry.get("origin")),
+                "upstream": _text(entry.get("upstream")),
+                "version_spec": _text(entry.get("version_spec")),
+                "resolved_sha": _text(entry.get("resolved_sha")),
+                "resolved_version": _text(entry.get("resolved_version")),
+                "added": _text(entry.get("added")),
+                "last_updated": _text(entry.get("last_updated")),
+                "tags": _tags(entry.get("tags", [])),
+                "metadata": metadata if isinstance(metadata, dict) else {},
+            }
+        )
+    collection = {
+        "name": _text(info.get("name")),
+        "version": _text(info.get("version")),
+        "description": _text(info.get("description")) or "",
+        "updated": _text(info.get("updated")),
+    }
+    return {"collection": collection, "artifacts": artifacts}, problems
+
+
+def read_collection_lock(path: str, cap: int) -> tuple[dict[str, Any], Problems]:
+    """Parse ``collection.lock``: ``{"entries": {"<name>::<type>": {...}}}``."""
+    data = _load(path, cap)
+    lock = _table(data, "lock", path)
+    entries = lock.get("entries", {})
+    if not isinstance(entries, dict):
+        raise SourceFileError(f"{path}: [lock.entries] must be a table", path=path)
+    problems: Problems = []
+    result: dict[str, dict[str, Any]] = {}
+    for key, entry in entries.items():
+        if not isinstance(entry, dict):
+            problems.append(f"{path}: lock entry {key!r} is not a table")
+            continue
+        result[key] = {
+            "content_hash": _text(entry.get("content_hash")),
+            "resolved_sha": _text(entry.get("resolved_sha")),
+            "resolved_version": _text(entry.get("resolved_version")),
+            "upstream": _text(entry.get("upstream")),
+            "fetched": _text(entry.get("fetched")),
+        }
+    return {"entries": result}, problems
+
+
+def read_deployed_toml(path: str, cap: int) -> tuple[dict[str, Any], Problems]:
+    """Parse ``.skillmeat-deployed.toml``: ``{"deployed": [...]}``.
+
+    ``content_hash`` falls back to the older ``collection_sha``; ``version``
+    is taken from ``version`` or ``resolved_version`` when SkillMeat wrote one.
+    """
+    data = _load(path, cap)
+    entries = data.get("deployed", [])
+    if not isinstance(entries, list):
+        raise SourceFileError(f"{path}: [[deployed]] must be an array of tables", path=path)
+    problems: Problems = []
+    deployed: list[dict[str, Any]] = []
+    seen: set[tuple[str, str, str]] = set()
+    for number, entry in enumerate(entries, start=1):
+        if not isinstance(entry, dict):
+            problems.append(f"{path}: deployment #{number} is not a table")
+            continue
+        name, type_ = entry.get("artifact_name"), entry.get("artifact_type")
+        collection = entry.get("from_collection") or "default"
+        if not _name_ok(name) or type_ not in ARTIFACT_TYPES or not _name_ok(collection):
+            problems.append(
+                f"{path}: deployment #{number} needs artifact_name, a valid artifact_type "
+                f"and from_collection (got {name!r}, {type_!r}, {collection!r})"
+            )
+            continue
+        if (collection, type_, name) in seen:
+            problems.append(f"{path}: {collection}/{type_}/{name} is listed twice")
+            continue
+        seen.add((str(collection), str(type_), str(name)))
+        artifact_path = _text(entry.get("artifact_path")) or ""
+        if artifact_path.startswith("/") or ".." in artifact_path.split("/"):
+            problems.append(
+                f"{path}: deployment {name!r} has artifact_path {artifact_path!r} outside .claude/"
+            )
+            continue
+        lineage = entry.get("version_lineage", [])
+        deployed.append(
+            {
+                "name": name,
+                "type": type_,
+                "collection": collection,
+                "deployed_at": _text(entry.get("deployed_at")),
+                "artifact_path": artifact_path,
+                "content_hash": _text(entry.get("content_hash") or entry.get("collection_sha")),
+                "local_modifications": bool(entry.get("local_modifications", False)),
+                "version": _text(entry.get("version") or entry.get("resolved_version")),
+                "version_lineage": [str(v) for v in lineage] if isinstance(lineage, list) else [],
+            }
+        )
+    return {"deployed": deployed}, problems
+
+
+def read_project_toml(path: str, cap: int) -> tuple[dict[str, Any], Problems]:
+    """Parse ``.skillmeat-project.toml``: ``{"name": ..., "description": ...}``."""
+    data = _load(path, cap)
+    project = _table(data, "project", path)
+    return {
+        "name": _text(project.get("name")),
+        "description": _text(project.get("description")) or "",
+    }, []

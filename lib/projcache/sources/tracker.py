@@ -1,0 +1,123 @@
+"""Decide per source whether to re-read it, from stat fingerprints; keep last good data.
+
+A :class:`SourceTracker` works on one unit (a collection or a project).  It
+is given the fingerprints stored by the last refresh; for each source it
+stats the file (or every file under a folder), and only when that differs
+calls the reader.  What a reader returns is kept in the new fingerprint, so
+the next refresh of an unchanged source reads nothing.  A reader that fails
+leaves the previous fingerprint and data in place, and the error is recorded.
+
+Timestamps are coarse (the kernel updates them on a clock tick), so a file
+written in the same tick as it was read could change without its stat
+changing.  Like git's "racy" entries, a fingerprint whose mtime is within
+:data:`RACY_WINDOW_NS` of when it was read is not trusted the next time.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Callable
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Any, Optional
+
+from ..errors import SourceFileError
+from .fileio import TreeScan, scan_tree
+
+if TYPE_CHECKING:
+    from ..models import Fingerprint, SourceError
+
+__all__ = ["RACY_WINDOW_NS", "SourceTracker"]
+
+logger = logging.getLogger(__name__)
+
+RACY_WINDOW_NS = 2_000_000_000
+
+Reader = Callable[[TreeScan], "dict[str, Any]"]
+
+
+class SourceTracker:
+    """Fingerprints of one unit: the previous ones, the new ones, errors and counts."""
+
+    def __init__(self, base: str, previous: dict[str, Fingerprint], full: bool):
+        self.base = base
+        self.previous = previous
+        self.full = full
+        self.current: dict[str, Fingerprint] = {}
+        self.errors: list[SourceError] = []
+        self.checked = 0
+        self.changed = 0
+        self.failed = 0
+        self.read_ns = time.time_ns()
+        self._read_at = datetime.fromtimestamp(self.read_ns / 1e9, tz=timezone.utc)
+
+    def error(self, path: str, message: str) -> None:
+        """Record a problem with ``path`` (logged once here)."""
+        from ..models import SourceError
+
+        logger.warning("%s", message)
+        self.errors.append(SourceError(path=path, message=message))
+
+    def _trusted(self, old: Fingerprint) -> bool:
+        if old.read_at is None:
+            return False
+        read_ns = int(old.read_at.timestamp() * 1e9)
+        return old.mtime_ns + RACY_WINDOW_NS < read_ns
+
+    def read(self, relative: str, reader: Reader) -> Optional[dict[str, Any]]:
+        """Return the data of the source at ``relative``: re-read only when it changed.
+
+        ``None`` when nothing is there, or when it failed and there is no
+        previous data (the error is recorded either way it fails).
+        """
+        from ..models import Fingerprint
+
+        path = os.path.join(self.base, relative)
+        old = self.previous.get(relative)
+        self.checked += 1
+        try:
+            scan = scan_tree(path)
+        except SourceFileError as exc:
+            return self._keep(relative, old, exc)
+        if scan is None:
+            return None
+        new = Fingerprint(
+            path=path,
+            mtime_ns=scan.mtime_ns,
+            size=scan.size,
+            inode=scan.inode,
+            signature=scan.signature if scan.is_dir else None,
+            read_at=self._read_at,
+        )
+        if old is not None and not self.full and old.same_stat(new) and self._trusted(old):
+            self.current[relative] = old
+            return old.data
+        self.changed += 1
+        try:
+            data = reader(scan)
+        except SourceFileError as exc:
+            return self._keep(relative, old, exc)
+        fingerprint = new.model_copy(update={"data": data, "content_hash": data.get("hash")})
+        self.current[relative] = fingerprint
+        return data
+
+    def _keep(
+        self, relative: str, old: Optional[Fingerprint], exc: SourceFileError
+    ) -> Optional[dict[str, Any]]:
+        self.failed += 1
+        self.error(exc.path or os.path.join(self.base, relative), exc.message)
+        if old is None:
+            return None
+        self.current[relative] = old  # last good data; its stat differs, so it is retried
+        return old.data
+
+    @property
+    def vanished(self) -> list[str]:
+        """Sources known before that are gone now (or no longer looked at)."""
+        return sorted(set(self.previous) - set(self.current))
+
+    @property
+    def unchanged(self) -> bool:
+        """True when nothing was re-read, nothing vanished and nothing failed."""
+        return not self.changed and not self.vanished and not self.failed
