@@ -14,7 +14,8 @@ import hashlib
 import os
 
 from ..errors import SourceFileError
-from .fileio import TreeScan, open_source
+from . import fileio
+from .fileio import TreeScan
 
 __all__ = ["content_hash", "hash_tree"]
 
@@ -23,7 +24,7 @@ _CHUNK = 1 << 16
 
 def _feed_file(digest: hashlib._Hash, path: str) -> None:
     try:
-        with open_source(path) as handle:
+        with fileio.open_source(path) as handle:
             while chunk := handle.read(_CHUNK):
                 digest.update(chunk)
     except OSError as exc:
@@ -50,10 +51,8 @@ def content_hash(path: str | os.PathLike[str]) -> str:
     Raises:
         SourceFileError: nothing at ``path``, or something under it is unreadable.
     """
-    from .fileio import scan_tree
-
     text = os.fspath(path)
-    scan = scan_tree(text)
+    scan = fileio.scan_tree(text)
     if scan is None:
         raise SourceFileError(f"{text}: no such file or directory", path=text)
     return hash_tree(scan)
