@@ -48,9 +48,30 @@ def ensure_venv() -> None:
     STAMP.write_text(digest)
 
 
+EXAMPLES = ROOT / "lib" / "projcache" / "examples"
+DEMO_CACHE = ROOT / ".projcache" / "demo"
+
+
 def task_demo() -> None:
-    """Build a cache from the bundled example data and show what it answers."""
-    _run(str(BIN / "python"), str(ROOT / "examples" / "demo.py"))
+    """Refresh a cache from the bundled collection and projects, then query it with the CLI."""
+    cli = [str(BIN / "projcache"), "--cache-dir", str(DEMO_CACHE)]
+    projects = sorted((EXAMPLES / "projects").iterdir())
+    refresh = [*cli, "refresh", "--collection", str(EXAMPLES / "collections" / "default")]
+    for project in projects:
+        refresh += ["--project", str(project)]
+    steps = [
+        ("refresh the cache from the examples", refresh),
+        ("what the cache holds", [*cli, "show"]),
+        ("outdated deployments", [*cli, "list", "deployments", "--outdated"]),
+        ("search: pdf", [*cli, "search", "pdf"]),
+    ]
+    for title, command in steps:
+        print(f"\n$ projcache {' '.join(command[3:])}    # {title}", flush=True)
+        # Exit 1 means "done, but a source had problems": the examples ship a
+        # malformed file on purpose, so that is expected here.
+        code = subprocess.run(command, check=False).returncode
+        if code not in (0, 1):
+            sys.exit(code)
 
 
 def task_test(extra: list[str]) -> None:

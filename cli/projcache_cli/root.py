@@ -8,7 +8,8 @@ from typing import Optional
 
 import typer
 
-from . import verify_cmd
+from . import maintenance_cmd, query_cmd, refresh_cmd, show_cmd, verify_cmd
+from .list_cmd import list_app
 from .state import CliState
 
 __all__ = ["app", "main"]
@@ -53,9 +54,17 @@ def root(
         level=logging.DEBUG if debug else logging.WARNING,
         format="%(levelname)s %(name)s: %(message)s",
     )
+    if not debug:
+        # Commands print each unreadable source themselves; the library's warning would repeat it.
+        logging.getLogger("projcache.sources.tracker").setLevel(logging.ERROR)
     ctx.obj = CliState(cache_dir=cache_dir, debug=debug)
 
 
+refresh_cmd.register(app)
+show_cmd.register(app)
+app.add_typer(list_app, name="list")
+query_cmd.register(app)
+maintenance_cmd.register(app)
 verify_cmd.register(app)
 
 

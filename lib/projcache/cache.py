@@ -257,15 +257,23 @@ class ProjectCache:
         Filters use indexes (tag and type facets, the collection key prefix);
         records are read in pages of short read transactions.
         """
+        model = self._repos.artifacts.model
+        for payload in self.iter_artifacts_json(type, collection, tag):
+            yield model.model_validate_json(payload)
+
+    def iter_artifacts_json(
+        self,
+        type: Optional[str] = None,
+        collection: Optional[str] = None,
+        tag: Optional[str] = None,
+    ) -> Iterator[bytes]:
+        """Like :meth:`list_artifacts`, yielding the stored JSON bytes (no models built)."""
         if type is not None and type not in codec.ARTIFACT_TYPES:
             raise InvalidRecordError(
                 f"type must be one of {', '.join(codec.ARTIFACT_TYPES)}; got {type!r}"
             )
-        model = self._repos.artifacts.model
-        for payload in listing.artifact_payloads(
-            self._read, lambda: self._repos, type, collection, tag
-        ):
-            yield model.model_validate_json(payload)
+        self._check_open()
+        yield from listing.artifact_payloads(self._read, lambda: self._repos, type, collection, tag)
 
     def put_artifacts(self, artifacts: Iterable[Union[Artifact, dict[str, Any]]]) -> int:
         """Insert or replace artifacts in one transaction; return how many were written.
@@ -361,14 +369,19 @@ class ProjectCache:
         A state filter reads the ``deployments-by-state`` index; a project filter
         is a key-prefix scan.  Neither scans everything.
         """
+        model = self._repos.deployments.model
+        return [model.model_validate_json(p) for p in self.list_deployments_json(project, state)]
+
+    def list_deployments_json(
+        self, project: Optional[str] = None, state: Optional[DeploymentState] = None
+    ) -> list[bytes]:
+        """Like :meth:`list_deployments`, returning the stored JSON bytes (no models built)."""
         if state is not None and state not in _STATES:
             raise InvalidRecordError(f"state must be one of {', '.join(_STATES)}; got {state!r}")
         project_id = self.find_project(project).id if project is not None else None
-        model = self._repos.deployments.model
-        payloads = self._read(
+        return self._read(
             lambda txn: listing.deployment_payloads(txn, self._repos, project_id, state)
         )
-        return [model.model_validate_json(p) for p in payloads]
 
     # -- search ------------------------------------------------------------------------
 
@@ -391,6 +404,32 @@ class ProjectCache:
         """
         from .models import SearchHit
 
+        page, total = self.search_json(
+            query, type, project, limit, offset, collection=collection, tag=tag
+        )
+        artifact_model = self._repos.artifacts.model
+        hits = []
+        for key, score, payload in page:
+            artifact = artifact_model.model_validate_json(payload)
+            hits.append(
+                SearchHit(
+                    key=key, name=artifact.name, type=artifact.type, score=score, artifact=artifact
+                )
+            )
+        return SearchResults(hits, total)
+
+    def search_json(
+        self,
+        query: str,
+        type: Optional[str] = None,
+        project: Optional[str] = None,
+        limit: int = 20,
+        offset: int = 0,
+        *,
+        collection: Optional[str] = None,
+        tag: Optional[str] = None,
+    ) -> tuple[list[tuple[str, float, bytes]], int]:
+        """Like :meth:`search`, returning ``([(key, score, JSON bytes)], total)`` (no models)."""
         if limit < 0 or offset < 0:
             raise InvalidRecordError("limit and offset must not be negative")
         if type is not None and type not in codec.ARTIFACT_TYPES:
@@ -401,23 +440,16 @@ class ProjectCache:
         filters = QueryFilters(type=type, collection=collection, tag=tag, project=project_id)
         repos = self._repos
 
-        def body(txn: Txn) -> tuple[list[tuple[str, float, Optional[bytes]]], int]:
+        def body(txn: Txn) -> tuple[list[tuple[str, float, bytes]], int]:
             page, total = run_query(txn, repos, query, filters, limit, offset)
-            return [(k, s, repos.artifacts.get_payload(txn, k)) for k, s in page], total
+            found = []
+            for key, score in page:
+                payload = repos.artifacts.get_payload(txn, key)
+                if payload is not None:  # index entry without record: verify reports it
+                    found.append((key, score, payload))
+            return found, total
 
-        page, total = self._read(body)
-        artifact_model = repos.artifacts.model
-        hits = []
-        for key, score, payload in page:
-            if payload is None:
-                continue  # index entry without record: verify reports it
-            artifact = artifact_model.model_validate_json(payload)
-            hits.append(
-                SearchHit(
-                    key=key, name=artifact.name, type=artifact.type, score=score, artifact=artifact
-                )
-            )
-        return SearchResults(hits, total)
+        return self._read(body)
 
     # -- collections ---------------------------------------------------------------------
 

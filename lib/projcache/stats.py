@@ -23,6 +23,7 @@ def collect_stats(storage: Storage, repos: Repositories, hits: int, misses: int)
 
     def body(txn: Txn) -> dict[str, Any]:
         counts = {
+            "collections": repos.collections.count(txn),
             "projects": repos.projects.count(txn),
             "artifacts": repos.artifacts.count(txn),
             "deployments": repos.deployments.count(txn),

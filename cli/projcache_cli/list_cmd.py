@@ -1,0 +1,165 @@
+"""``projcache list artifacts|projects|deployments``: filtered listings through the indexes."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Optional
+
+import orjson
+import typer
+
+from .errors import cli_errors
+from .output import ago, emit_json, emit_json_bytes, emit_table
+from .state import open_cache, state_of
+
+if TYPE_CHECKING:
+    from projcache import ProjectCache
+
+__all__ = ["list_app"]
+
+list_app = typer.Typer(
+    name="list",
+    help="List artifacts, projects or deployments.",
+    no_args_is_help=True,
+)
+
+_STATE_HELP = "Only this deployment state: current, outdated, modified or missing."
+
+
+def _deployment_json(payload: bytes) -> dict[str, Any]:
+    """The documented shape: top-level project, artifact, name, type and state."""
+    record: dict[str, Any] = orjson.loads(payload)
+    collection, type_, name = record["artifact_key"].split("/")
+    return {
+        "project": record["project_id"],
+        "artifact": record["artifact_key"],
+        "name": name,
+        "type": type_,
+        "collection": collection,
+        **record,
+    }
+
+
+def _deployed_keys(cache: ProjectCache, project: Optional[str], state: Optional[str]) -> set[str]:
+    return {
+        orjson.loads(p)["artifact_key"]
+        for p in cache.list_deployments_json(project, state)  # type: ignore[arg-type]
+    }
+
+
+@list_app.command("artifacts")
+def list_artifacts(
+    ctx: typer.Context,
+    type_: Optional[str] = typer.Option(None, "--type", "-t", help="Only this artifact type."),
+    collection: Optional[str] = typer.Option(None, "--collection", help="Only this collection."),
+    tag: Optional[str] = typer.Option(None, "--tag", help="Only artifacts with this tag."),
+    project: Optional[str] = typer.Option(
+        None, "--project", "-p", help="Only artifacts deployed in this project (id, name, path)."
+    ),
+    state_: Optional[str] = typer.Option(
+        None, "--state", help="Only artifacts with a deployment in this state."
+    ),
+    outdated: bool = typer.Option(False, "--outdated", help="Same as --state outdated."),
+    as_json: bool = typer.Option(False, "--json", help="Print a JSON array of artifacts."),
+) -> None:
+    """List artifacts, filtered by type, collection, tag, project and deployment state."""
+    state = state_of(ctx)
+    wanted_state = "outdated" if outdated else state_
+    with cli_errors(state.debug), open_cache(state, readonly=True) as cache:
+        payloads = list(cache.iter_artifacts_json(type_, collection, tag))
+        if project is not None or wanted_state is not None:
+            keys = _deployed_keys(cache, project, wanted_state)
+            payloads = [p for p in payloads if orjson.loads(p)["key"] in keys]
+    if as_json:
+        emit_json_bytes(payloads, array=True)
+        return
+    rows = []
+    for payload in payloads:
+        record = orjson.loads(payload)
+        rows.append(
+            (
+                record["key"],
+                record["type"],
+                record.get("version") or record.get("resolved_version") or "",
+                ", ".join(record.get("tags", [])),
+                "" if record.get("managed") else "local",
+            )
+        )
+    emit_table(("key", "type", "version", "tags", ""), rows)
+    typer.echo(f"{len(rows)} artifact(s)")
+
+
+@list_app.command("projects")
+def list_projects(
+    ctx: typer.Context,
+    as_json: bool = typer.Option(False, "--json", help="Print a JSON array of projects."),
+) -> None:
+    """List projects with their freshness and recorded errors."""
+    state = state_of(ctx)
+    with cli_errors(state.debug), open_cache(state, readonly=True) as cache:
+        ttl = cache.settings.ttl_seconds
+        projects = cache.list_projects()
+        counts = {p.id: len(cache.list_deployments_json(p.id)) for p in projects}
+    if as_json:
+        out = []
+        for project in projects:
+            data = project.model_dump(mode="json")
+            data["deployments"] = counts[project.id]
+            data["is_stale"] = project.is_stale(ttl)
+            data["age_seconds"] = project.age_seconds()
+            out.append(data)
+        emit_json(out)
+        return
+    rows = [
+        (
+            p.name,
+            p.id,
+            p.path,
+            counts[p.id],
+            ago(p.refreshed_at) + (" (stale)" if p.is_stale(ttl) else ""),
+            len(p.errors) or "",
+        )
+        for p in projects
+    ]
+    emit_table(("name", "id", "path", "deployed", "refreshed", "errors"), rows)
+    for project in projects:
+        for error in project.errors:
+            typer.echo(f"error: {project.name}: {error.message}", err=True)
+    typer.echo(f"{len(rows)} project(s)")
+
+
+@list_app.command("deployments")
+def list_deployments(
+    ctx: typer.Context,
+    project: Optional[str] = typer.Option(
+        None, "--project", "-p", help="Only this project (id, name or path)."
+    ),
+    state_: Optional[str] = typer.Option(None, "--state", help=_STATE_HELP),
+    outdated: bool = typer.Option(False, "--outdated", help="Same as --state outdated."),
+    type_: Optional[str] = typer.Option(None, "--type", "-t", help="Only this artifact type."),
+    as_json: bool = typer.Option(False, "--json", help="Print a JSON array of deployments."),
+) -> None:
+    """List deployments with their state (current, outdated, modified, missing)."""
+    from projcache.errors import InvalidRecordError
+
+    state = state_of(ctx)
+    wanted_state = "outdated" if outdated else state_
+    with cli_errors(state.debug):
+        if type_ is not None and type_ not in ("skill", "command", "agent", "hook", "mcp"):
+            raise InvalidRecordError(
+                f"type must be one of skill, command, agent, hook, mcp; got {type_!r}"
+            )
+        with open_cache(state, readonly=True) as cache:
+            payloads = cache.list_deployments_json(project, wanted_state)  # type: ignore[arg-type]
+            names = {p.id: p.name for p in cache.list_projects()}
+    records = [_deployment_json(p) for p in payloads]
+    if type_ is not None:
+        records = [r for r in records if r["type"] == type_]
+    if as_json:
+        emit_json(records)
+        return
+    rows = [
+        (names.get(r["project"], r["project"]), r["artifact"], r["state"], r.get("version") or "")
+        for r in records
+    ]
+    emit_table(("project", "artifact", "state", "deployed version"), rows)
+    typer.echo(f"{len(rows)} deployment(s)")

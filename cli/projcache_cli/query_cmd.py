@@ -1,0 +1,89 @@
+"""``projcache get`` and ``projcache search``: the hot read paths (stored JSON, no models)."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import orjson
+import typer
+
+from .errors import EXIT_USAGE, cli_errors
+from .output import emit_json, emit_json_bytes, emit_table
+from .state import open_cache, state_of
+
+__all__ = ["register"]
+
+
+def get(
+    ctx: typer.Context,
+    key: str = typer.Argument(..., help="Artifact key: <collection>/<type>/<name>."),
+    as_json: bool = typer.Option(False, "--json", help="Print the stored JSON record."),
+) -> None:
+    """Show one artifact by key (exit 4 when it is not cached)."""
+    from projcache.errors import ArtifactNotFound
+
+    state = state_of(ctx)
+    with cli_errors(state.debug):
+        with open_cache(state, readonly=True) as cache:
+            payload = cache.get_artifact_json(key)
+        if payload is None:
+            raise ArtifactNotFound(f"no artifact {key!r} in the cache")
+    if as_json:
+        emit_json_bytes([payload], array=False)
+        return
+    record = orjson.loads(payload)
+    for field in ("key", "type", "title", "description", "version", "resolved_version"):
+        if record.get(field):
+            typer.echo(f"{field + ':':<18}{record[field]}")
+    if record.get("tags"):
+        typer.echo(f"{'tags:':<18}{', '.join(record['tags'])}")
+    for field in ("path", "upstream", "content_hash", "updated_at"):
+        if record.get(field):
+            typer.echo(f"{field + ':':<18}{record[field]}")
+    typer.echo(f"{'managed:':<18}{'yes' if record.get('managed') else 'no'}")
+
+
+def search(
+    ctx: typer.Context,
+    query: str = typer.Argument(..., help="Words to find; the last may be a prefix."),
+    type_: Optional[str] = typer.Option(None, "--type", "-t", help="Only this artifact type."),
+    project: Optional[str] = typer.Option(
+        None, "--project", "-p", help="Only artifacts deployed in this project (id, name, path)."
+    ),
+    collection: Optional[str] = typer.Option(None, "--collection", help="Only this collection."),
+    tag: Optional[str] = typer.Option(None, "--tag", help="Only artifacts with this tag."),
+    limit: int = typer.Option(20, "--limit", "-n", min=0, help="At most this many hits."),
+    offset: int = typer.Option(0, "--offset", min=0, help="Skip this many hits first."),
+    as_json: bool = typer.Option(False, "--json", help="Print hits as JSON."),
+) -> None:
+    """Find artifacts by words in their name, tags, title and description."""
+    state = state_of(ctx)
+    if not query.strip():
+        typer.echo("error: the query is empty", err=True)
+        raise typer.Exit(EXIT_USAGE)
+    with cli_errors(state.debug), open_cache(state, readonly=True) as cache:
+        page, total = cache.search_json(
+            query, type_, project, limit, offset, collection=collection, tag=tag
+        )
+    if as_json:
+        hits = []
+        for key, score, payload in page:
+            record = orjson.loads(payload)
+            hits.append({**record, "key": key, "score": score})
+        emit_json({"query": query, "total": total, "offset": offset, "hits": hits})
+        return
+    if not page:
+        typer.echo(f"no artifacts match {query!r}")
+        return
+    rows = []
+    for key, score, payload in page:
+        record = orjson.loads(payload)
+        rows.append((key, record["type"], f"{score:g}", record.get("description", "")[:70]))
+    emit_table(("key", "type", "score", "description"), rows)
+    typer.echo(f"{len(page)} of {total} match(es)")
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``get`` and ``search`` to ``app``."""
+    app.command("get")(get)
+    app.command("search")(search)
