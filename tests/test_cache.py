@@ -275,6 +275,7 @@ class TestMaintenance:
         cache.clear()
         stats = cache.stats()
         assert stats.counts == {
+            "collections": 0,
             "projects": 0,
             "artifacts": 0,
             "deployments": 0,

@@ -454,6 +454,7 @@ class TestAtomicWrites:
         assert stored == ["default/skill/half-0", "default/skill/half-1"]
         assert cache.get_artifact("default/skill/half-0") is None
         assert cache.stats().counts == {
+            "collections": 0,
             "projects": 0,
             "artifacts": 0,
             "deployments": 0,
