@@ -20,7 +20,7 @@ import logging
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Optional
 
 import lmdb.verify
 from pydantic import BaseModel, ValidationError
@@ -47,7 +47,7 @@ DERIVED = (
     "deployments-by-state",
 )
 _RECORDS = {"projects": "Project", "artifacts": "Artifact", "deployments": "Deployment",
-            "sources": "Fingerprint"}  # fmt: skip
+            "sources": "Fingerprint", "collections": "Collection"}  # fmt: skip
 
 
 def _check_file(storage: Storage) -> list[str]:
@@ -66,13 +66,16 @@ def _describe(db: str, value: bytes) -> str:
     return value.decode("utf-8", "replace").replace("\x00", " ")
 
 
-def _key_of(db: str, record: BaseModel) -> str:
+def _key_of(db: str, record: BaseModel) -> Optional[str]:
+    """The key a record must be stored under, or ``None`` when it is not derivable."""
     if db == "projects":
         return str(record.id)  # type: ignore[attr-defined]
     if db == "artifacts":
         return str(record.key)  # type: ignore[attr-defined]
+    if db == "collections":
+        return str(record.name)  # type: ignore[attr-defined]
     if db == "sources":
-        return str(record.path)  # type: ignore[attr-defined]
+        return None  # keyed by unit and relative path (see SourceRepository)
     return codec.deployment_key(record.project_id, record.artifact_key).decode()  # type: ignore[attr-defined]
 
 
@@ -115,13 +118,14 @@ class _Checker:
                     continue
                 try:
                     record = model.model_validate_json(payload)
-                    if _key_of(db, record).encode() != raw_key:
-                        raise ValueError(f"record key {_key_of(db, record)!r} differs from its key")
+                    expected = _key_of(db, record)
+                    if expected is not None and expected.encode() != raw_key:
+                        raise ValueError(f"record key {expected!r} differs from its key")
                 except (ValidationError, ValueError) as exc:
                     self.add("model", db, raw_key, f"invalid {model_name}: {exc}".splitlines()[0])
                     self.bad.setdefault(db, set()).add(raw_key)
                     continue
-                self.good[db][raw_key.decode()] = record
+                self.good[db][raw_key.decode("utf-8", "surrogateescape")] = record
             self.checked[db] = count
         for raw_key, raw in txn.cursor(dbs["meta"]).iternext():
             try:
