@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections import deque
 from collections.abc import Iterable
 
 from .layout import LAYOUT_DIRS
@@ -92,30 +93,28 @@ def find_projects(roots: Iterable[str], max_depth: int) -> list[str]:
     home = os.path.realpath(os.path.expanduser("~"))
     found: set[str] = set()
     visited: set[tuple[int, int]] = set()
-    for root in roots:
-        start = os.path.realpath(os.path.expanduser(root))
-        stack = [(start, 0)]
-        while stack:
-            folder, depth = stack.pop()
-            try:
-                info = os.stat(folder)
-            except OSError:
-                continue
-            identity = (info.st_dev, info.st_ino)
-            if identity in visited:
-                continue  # a symlink loop, or two roots overlapping
-            visited.add(identity)
-            if is_project(folder) and os.path.realpath(folder) != home:
-                found.add(os.path.realpath(folder))
-            if depth >= max_depth:
-                continue
-            try:
-                with os.scandir(folder) as entries:
-                    children = [
-                        entry.path for entry in entries if entry.is_dir() and not _skip(entry)
-                    ]
-            except OSError as exc:
-                logger.debug("cannot list %s: %s", folder, exc)
-                continue
-            stack.extend((child, depth + 1) for child in sorted(children, reverse=True))
+    # Breadth first from every root at once: a folder is first met by its
+    # shortest route, so marking it visited never cuts a search short.
+    queue = deque((os.path.realpath(os.path.expanduser(root)), 0) for root in roots)
+    while queue:
+        folder, depth = queue.popleft()
+        try:
+            info = os.stat(folder)
+        except OSError:
+            continue
+        identity = (info.st_dev, info.st_ino)
+        if identity in visited:
+            continue  # a symlink loop, or two roots overlapping
+        visited.add(identity)
+        if is_project(folder) and os.path.realpath(folder) != home:
+            found.add(os.path.realpath(folder))
+        if depth >= max_depth:
+            continue
+        try:
+            with os.scandir(folder) as entries:
+                children = [entry.path for entry in entries if entry.is_dir() and not _skip(entry)]
+        except OSError as exc:
+            logger.debug("cannot list %s: %s", folder, exc)
+            continue
+        queue.extend((child, depth + 1) for child in sorted(children))
     return sorted(found)

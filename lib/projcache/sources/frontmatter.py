@@ -1,7 +1,7 @@
 """YAML front matter of ``SKILL.md``, command and agent files (PyYAML's safe loader).
 
 The front matter is the block between a first line ``---`` and the next
-``---`` line.  Aliases are refused: an "alias bomb" (a few lines that expand
+``---`` line.  Aliases of lists and mappings are refused: an "alias bomb" (a few lines that expand
 to billions of nodes) is harmless to PyYAML, which shares the nodes, but not
 to anything that later walks or serialises the result.  Values are made
 JSON-able here, since they are stored as JSON.

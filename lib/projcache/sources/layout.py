@@ -63,6 +63,7 @@ def find_by_layout(base: str) -> tuple[list[LayoutItem], list[str]]:
     """List the artifacts under ``base`` by layout; return them and the problems met."""
     items: list[LayoutItem] = []
     problems: list[str] = []
+    seen: set[tuple[str, str]] = set()
     for type_, folder in LAYOUT_DIRS.items():
         directory = os.path.join(base, folder)
         try:
@@ -96,5 +97,12 @@ def find_by_layout(base: str) -> tuple[list[LayoutItem], list[str]]:
                     "or is too long; skipped"
                 )
                 continue
+            if (type_, name) in seen:
+                problems.append(
+                    f"{os.path.join(directory, entry_name)}: another {type_} is already named "
+                    f"{name!r}; skipped"
+                )
+                continue
+            seen.add((type_, name))
             items.append(LayoutItem(type_, name, f"{folder}/{entry_name}"))
     return items, problems
