@@ -72,14 +72,15 @@ def search(
             hits.append({**record, "key": key, "score": score})
         emit_json({"query": query, "total": total, "offset": offset, "hits": hits})
         return
-    if not page:
+    if total == 0:
         typer.echo(f"no artifacts match {query!r}")
         return
     rows = []
     for key, score, payload in page:
         record = orjson.loads(payload)
         rows.append((key, record["type"], f"{score:g}", record.get("description", "")[:70]))
-    emit_table(("key", "type", "score", "description"), rows)
+    if rows:
+        emit_table(("key", "type", "score", "description"), rows)
     typer.echo(f"{len(page)} of {total} match(es)")
 
 

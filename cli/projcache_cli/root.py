@@ -55,8 +55,9 @@ def root(
         format="%(levelname)s %(name)s: %(message)s",
     )
     if not debug:
-        # Commands print each unreadable source themselves; the library's warning would repeat it.
-        logging.getLogger("projcache.sources.tracker").setLevel(logging.ERROR)
+        # These commands print each bad source or finding themselves; the warning would repeat it.
+        for name in ("projcache.sources.tracker", "projcache.verify"):
+            logging.getLogger(name).setLevel(logging.ERROR)
     ctx.obj = CliState(cache_dir=cache_dir, debug=debug)
 
 
