@@ -34,6 +34,7 @@ __all__ = [
     "markdown",
     "set_mtime",
     "toml_document",
+    "toml_value",
     "write_artifact",
 ]
 
@@ -367,14 +368,14 @@ class ProjectBuilder:
         name: str,
         *,
         version: Optional[str] = None,
-        hash: Optional[str] = None,
+        deployed_hash: Optional[str] = None,
         artifact_path: Optional[str] = None,
         copy: bool = True,
         **extra: Any,
     ) -> Path:
         """Copy an artifact of ``collection`` into ``.claude/`` and record it as deployed.
 
-        ``hash`` defaults to the content hash of the copy (so it starts ``current``);
+        ``deployed_hash`` defaults to the content hash of the copy (so it starts ``current``);
         with ``copy=False`` only the entry is recorded (its files are missing).
         """
         relative = artifact_path or artifact_relative(type_, name)
@@ -387,18 +388,18 @@ class ProjectBuilder:
                 shutil.copytree(source, target)
             else:
                 shutil.copyfile(source, target)
-        if hash is None:
-            hash = content_hash(target) if target.exists() else "0" * 64
+        if deployed_hash is None:
+            deployed_hash = content_hash(target) if target.exists() else "0" * 64
         entry: dict[str, Any] = {
             "artifact_name": name,
             "artifact_type": type_,
             "from_collection": collection.name,
             "deployed_at": "2026-02-01T12:00:00+00:00",
             "artifact_path": relative,
-            "content_hash": hash,
+            "content_hash": deployed_hash,
             "local_modifications": False,
             "version": version,
-            "version_lineage": [hash],
+            "version_lineage": [deployed_hash],
         }
         entry.update(extra)
         self.deployed[(collection.name, type_, name)] = entry

@@ -1294,7 +1294,7 @@ class TestSourceTracker:
         reader, calls = counting_reader
         path = write(tmp_path / "a.toml", "one", age=HOUR)
         tracker = SourceTracker(str(tmp_path), {}, full=False)
-        data = tracker.read("a.toml", reader)
+        data = tracker.read("a.toml", reader, kind="test")
         assert data is not None and data["text"] == "one"
         assert calls == [str(path)]
         assert (tracker.checked, tracker.changed, tracker.failed) == (1, 1, 0)
@@ -1318,11 +1318,12 @@ class TestSourceTracker:
         reader, calls = counting_reader
         write(tmp_path / "a.toml", "one", age=HOUR)
         first = SourceTracker(str(tmp_path), {}, full=False)
-        first.read("a.toml", reader)
+        first.read("a.toml", reader, kind="test")
         second = SourceTracker(str(tmp_path), dict(first.current), full=False)
-        assert second.read("a.toml", reader) == {
+        assert second.read("a.toml", reader, kind="test") == {
             "text": "one",
             "hash": hashlib.sha256(b"one").hexdigest(),
+            "kind": "test",
         }
         assert len(calls) == 1
         assert second.current["a.toml"] is first.current["a.toml"]
@@ -1337,7 +1338,7 @@ class TestSourceTracker:
         write(skill / "SKILL.md", "x", age=HOUR)
         write(skill / "ref" / "notes.md", "y", age=HOUR)
         first = SourceTracker(str(tmp_path), {}, full=False)
-        first.read("skills/pdf", hash_reader())
+        first.read("skills/pdf", hash_reader(), kind="test")
         opened: list[str] = []
         real = fileio.open_source
 
@@ -1347,7 +1348,10 @@ class TestSourceTracker:
 
         monkeypatch.setattr(fileio, "open_source", counting)
         second = SourceTracker(str(tmp_path), dict(first.current), full=False)
-        assert second.read("skills/pdf", hash_reader()) == {"hash": skillmeat_hash(skill)}
+        assert second.read("skills/pdf", hash_reader(), kind="test") == {
+            "hash": skillmeat_hash(skill),
+            "kind": "test",
+        }
         assert opened == []
 
     def test_full_refresh_re_reads(
@@ -1359,9 +1363,9 @@ class TestSourceTracker:
         reader, calls = counting_reader
         write(tmp_path / "a.toml", "one", age=HOUR)
         first = SourceTracker(str(tmp_path), {}, full=False)
-        first.read("a.toml", reader)
+        first.read("a.toml", reader, kind="test")
         second = SourceTracker(str(tmp_path), dict(first.current), full=True)
-        second.read("a.toml", reader)
+        second.read("a.toml", reader, kind="test")
         assert len(calls) == 2
 
     def test_changed_file_is_re_read(
@@ -1373,10 +1377,10 @@ class TestSourceTracker:
         reader, calls = counting_reader
         path = write(tmp_path / "a.toml", "one", age=HOUR)
         first = SourceTracker(str(tmp_path), {}, full=False)
-        first.read("a.toml", reader)
+        first.read("a.toml", reader, kind="test")
         write(path, "two!", age=HOUR / 2)
         second = SourceTracker(str(tmp_path), dict(first.current), full=False)
-        data = second.read("a.toml", reader)
+        data = second.read("a.toml", reader, kind="test")
         assert data is not None and data["text"] == "two!"
         assert len(calls) == 2
         assert second.changed == 1
@@ -1391,11 +1395,11 @@ class TestSourceTracker:
         skill = tmp_path / "skills" / "pdf"
         write(skill / "SKILL.md", "x", age=HOUR)
         first = SourceTracker(str(tmp_path), {}, full=False)
-        first.read("skills/pdf", reader)
+        first.read("skills/pdf", reader, kind="test")
         assert first.current["skills/pdf"].signature is not None
         write(skill / "deep" / "er" / "old.md", "copied with its mtime", age=2 * HOUR)
         second = SourceTracker(str(tmp_path), dict(first.current), full=False)
-        data = second.read("skills/pdf", reader)
+        data = second.read("skills/pdf", reader, kind="test")
         assert data is not None and data["names"] == ["SKILL.md", "deep/er/old.md"]
         assert len(calls) == 2
 
@@ -1408,9 +1412,9 @@ class TestSourceTracker:
         reader, calls = counting_reader
         write(tmp_path / "a.toml", "fresh")  # mtime is now: racy
         first = SourceTracker(str(tmp_path), {}, full=False)
-        first.read("a.toml", reader)
+        first.read("a.toml", reader, kind="test")
         second = SourceTracker(str(tmp_path), dict(first.current), full=False)
-        second.read("a.toml", reader)
+        second.read("a.toml", reader, kind="test")
         assert len(calls) == 2
         assert second.changed == 1
 
@@ -1429,12 +1433,12 @@ class TestSourceTracker:
         reader, calls = counting_reader
         write(tmp_path / "a.toml", "x", age=HOUR)
         first = SourceTracker(str(tmp_path), {}, full=False)
-        first.read("a.toml", reader)
+        first.read("a.toml", reader, kind="test")
         old = first.current["a.toml"]
         mtime = datetime.fromtimestamp(old.mtime_ns / 1e9, tz=timezone.utc)
         shifted = old.model_copy(update={"read_at": mtime + timedelta(seconds=read_after_s)})
         second = SourceTracker(str(tmp_path), {"a.toml": shifted}, full=False)
-        second.read("a.toml", reader)
+        second.read("a.toml", reader, kind="test")
         assert len(calls) == (2 if re_read else 1)
 
     def test_fingerprint_without_read_time_is_not_trusted(
@@ -1446,9 +1450,11 @@ class TestSourceTracker:
         reader, calls = counting_reader
         write(tmp_path / "a.toml", "x", age=HOUR)
         first = SourceTracker(str(tmp_path), {}, full=False)
-        first.read("a.toml", reader)
+        first.read("a.toml", reader, kind="test")
         unknown = first.current["a.toml"].model_copy(update={"read_at": None})
-        SourceTracker(str(tmp_path), {"a.toml": unknown}, full=False).read("a.toml", reader)
+        SourceTracker(str(tmp_path), {"a.toml": unknown}, full=False).read(
+            "a.toml", reader, kind="test"
+        )
         assert len(calls) == 2
 
     def test_failing_reader_keeps_previous_data(
@@ -1460,10 +1466,10 @@ class TestSourceTracker:
         reader, _calls = counting_reader
         path = write(tmp_path / "a.toml", "good", age=HOUR)
         first = SourceTracker(str(tmp_path), {}, full=False)
-        first.read("a.toml", reader)
+        first.read("a.toml", reader, kind="test")
         write(path, "broken now", age=HOUR / 2)
         second = SourceTracker(str(tmp_path), dict(first.current), full=False)
-        data = second.read("a.toml", failing_reader)
+        data = second.read("a.toml", failing_reader, kind="test")
         assert data is not None and data["text"] == "good"
         assert second.current["a.toml"] is first.current["a.toml"]
         assert second.failed == 1
@@ -1473,14 +1479,14 @@ class TestSourceTracker:
         assert not second.unchanged
         # Its stat differs from the kept fingerprint, so the next refresh retries it.
         third = SourceTracker(str(tmp_path), dict(second.current), full=False)
-        retried = third.read("a.toml", reader)
+        retried = third.read("a.toml", reader, kind="test")
         assert retried is not None and retried["text"] == "broken now"
 
     def test_failing_reader_without_previous_data(self, tmp_path: Path) -> None:
         """A first read that fails returns ``None`` and records the error."""
         write(tmp_path / "a.toml", "x")
         tracker = SourceTracker(str(tmp_path), {}, full=False)
-        assert tracker.read("a.toml", failing_reader) is None
+        assert tracker.read("a.toml", failing_reader, kind="test") is None
         assert tracker.current == {}
         assert tracker.failed == 1
         assert len(tracker.errors) == 1
@@ -1489,7 +1495,7 @@ class TestSourceTracker:
         """A source that cannot be scanned (a FIFO) is an error, not a crash."""
         os.mkfifo(tmp_path / "pipe")
         tracker = SourceTracker(str(tmp_path), {}, full=False)
-        assert tracker.read("pipe", failing_reader) is None
+        assert tracker.read("pipe", failing_reader, kind="test") is None
         assert tracker.failed == 1
         assert "neither a file nor a directory" in tracker.errors[0].message
 
@@ -1503,13 +1509,13 @@ class TestSourceTracker:
         path = write(tmp_path / "a.toml", "x", age=HOUR)
         write(tmp_path / "b.toml", "y", age=HOUR)
         first = SourceTracker(str(tmp_path), {}, full=False)
-        first.read("a.toml", reader)
-        first.read("b.toml", reader)
+        first.read("a.toml", reader, kind="test")
+        first.read("b.toml", reader, kind="test")
         path.unlink()
         second = SourceTracker(str(tmp_path), dict(first.current), full=False)
-        assert second.read("a.toml", reader) is None
-        assert second.read("b.toml", reader) is not None
-        assert second.read("never.toml", reader) is None
+        assert second.read("a.toml", reader, kind="test") is None
+        assert second.read("b.toml", reader, kind="test") is not None
+        assert second.read("never.toml", reader, kind="test") is None
         assert len(calls) == 2
         assert second.vanished == ["a.toml"]
         assert not second.unchanged
@@ -1518,7 +1524,7 @@ class TestSourceTracker:
         """Fingerprints survive a dump/validate round trip and are still trusted."""
         write(tmp_path / "a.toml", "x", age=HOUR)
         first = SourceTracker(str(tmp_path), {}, full=False)
-        first.read("a.toml", hash_reader())
+        first.read("a.toml", hash_reader(), kind="test")
         stored = Fingerprint.model_validate(first.current["a.toml"].model_dump(mode="json"))
         calls: list[int] = []
 
@@ -1527,7 +1533,10 @@ class TestSourceTracker:
             return {}
 
         second = SourceTracker(str(tmp_path), {"a.toml": stored}, full=False)
-        assert second.read("a.toml", reader) == {"hash": hashlib.sha256(b"x").hexdigest()}
+        assert second.read("a.toml", reader, kind="test") == {
+            "hash": hashlib.sha256(b"x").hexdigest(),
+            "kind": "test",
+        }
         assert calls == []
 
 

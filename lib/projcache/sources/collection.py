@@ -49,8 +49,12 @@ def read_collection(
     from ..models import Artifact, validate
 
     tracker = SourceTracker(path, previous, full)
-    manifest = tracker.read(COLLECTION_TOML, _manifest_reader(read_collection_toml, cap))
-    lockfile = tracker.read(COLLECTION_LOCK, _manifest_reader(read_collection_lock, cap))
+    manifest = tracker.read(
+        COLLECTION_TOML, _manifest_reader(read_collection_toml, cap), kind="manifest"
+    )
+    lockfile = tracker.read(
+        COLLECTION_LOCK, _manifest_reader(read_collection_lock, cap), kind="manifest"
+    )
     for data in (manifest, lockfile):
         for problem in (data or {}).get("problems", []):
             tracker.error(path, problem)
@@ -90,7 +94,7 @@ def read_collection(
     result = CollectionRead(name=name, path=path, fields={}, tracker=tracker)
     for (type_, artifact_name), (relative, entry) in sorted(wanted.items()):
         main = main_file_of(path, relative)
-        facts = tracker.read(relative, facts_reader(path, main, cap))
+        facts = tracker.read(relative, facts_reader(path, main, cap), kind="facts")
         if facts is None:
             if entry is not None and not os.path.lexists(os.path.join(path, relative)):
                 tracker.error(

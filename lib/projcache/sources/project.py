@@ -61,8 +61,12 @@ def read_project(
     project_id = project_id_for_path(path)
     claude = os.path.join(path, _CLAUDE)
     tracker = SourceTracker(path, previous, full)
-    meta = tracker.read(f"{_CLAUDE}/{PROJECT_TOML}", _manifest_reader(read_project_toml, cap))
-    deployed = tracker.read(f"{_CLAUDE}/{DEPLOYED_TOML}", _manifest_reader(read_deployed_toml, cap))
+    meta = tracker.read(
+        f"{_CLAUDE}/{PROJECT_TOML}", _manifest_reader(read_project_toml, cap), kind="manifest"
+    )
+    deployed = tracker.read(
+        f"{_CLAUDE}/{DEPLOYED_TOML}", _manifest_reader(read_deployed_toml, cap), kind="manifest"
+    )
     for data in (meta, deployed):
         for problem in (data or {}).get("problems", []):
             tracker.error(path, problem)
@@ -73,7 +77,7 @@ def read_project(
     for entry in ((deployed or {}).get("parsed") or {}).get("deployed", []):
         relative = entry["artifact_path"] or default_path(entry["type"], entry["name"])
         covered.add(relative.strip("/"))
-        facts = tracker.read(f"{_CLAUDE}/{relative}", hash_reader())
+        facts = tracker.read(f"{_CLAUDE}/{relative}", hash_reader(), kind="hash")
         key = f"{entry['collection']}/{entry['type']}/{entry['name']}"
         try:
             deployment = validate(
@@ -102,7 +106,9 @@ def read_project(
         if item.relative in covered:
             continue
         main = main_file_of(claude, item.relative)
-        facts = tracker.read(f"{_CLAUDE}/{item.relative}", facts_reader(claude, main, cap))
+        facts = tracker.read(
+            f"{_CLAUDE}/{item.relative}", facts_reader(claude, main, cap), kind="facts"
+        )
         if facts is None:
             continue
         fields = build_artifact(

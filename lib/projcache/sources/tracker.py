@@ -65,9 +65,12 @@ class SourceTracker:
         read_ns = int(old.read_at.timestamp() * 1e9)
         return old.mtime_ns + RACY_WINDOW_NS < read_ns
 
-    def read(self, relative: str, reader: Reader) -> Optional[dict[str, Any]]:
+    def read(self, relative: str, reader: Reader, *, kind: str) -> Optional[dict[str, Any]]:
         """Return the data of the source at ``relative``: re-read only when it changed.
 
+        ``kind`` names what ``reader`` extracts; data kept by a reader of
+        another kind is not reused (the same folder may be a deployed copy,
+        only hashed, and later a local artifact, whose front matter is needed).
         ``None`` when nothing is there, or when it failed and there is no
         previous data (the error is recorded either way it fails).
         """
@@ -90,13 +93,21 @@ class SourceTracker:
             signature=scan.signature if scan.is_dir else None,
             read_at=self._read_at,
         )
-        if old is not None and not self.full and old.same_stat(new) and self._trusted(old):
+        if (
+            old is not None
+            and not self.full
+            and old.data.get("kind") == kind
+            and old.same_stat(new)
+            and self._trusted(old)
+        ):
             self.current[relative] = old
             return old.data
         self.changed += 1
         try:
-            data = reader(scan)
+            data = {**reader(scan), "kind": kind}
         except SourceFileError as exc:
+            if old is not None and old.data.get("kind") != kind:
+                old = None  # data of another kind is no "last good" version of this one
             return self._keep(relative, old, exc)
         fingerprint = new.model_copy(update={"data": data, "content_hash": data.get("hash")})
         self.current[relative] = fingerprint

@@ -1,0 +1,1066 @@
+"""Refresh from real SkillMeat trees: what is cached, what is re-read, errors, atomicity."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+import shutil
+import tempfile
+import threading
+import time
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+import pytest
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import (
+    RuleBasedStateMachine,
+    initialize,
+    precondition,
+    rule,
+    run_state_machine_as_test,
+)
+
+from factories import CollectionBuilder, ProjectBuilder, age, artifact_relative, set_mtime
+from projcache import ProjectCache
+from projcache.config import Settings
+from projcache.errors import ReadOnlyCacheError, SourceFileError
+from projcache.models import RefreshReport
+from projcache.sources import content_hash, fileio
+
+BROKEN_FRONT_MATTER = "---\nname: broken\ntags: [unclosed\n---\n# Broken\n\nBody v0.\n"
+
+
+# -- fixtures and helpers ------------------------------------------------------------
+
+
+class OpenCounter:
+    """Wraps ``fileio.open_source`` and records every path it opens."""
+
+    def __init__(self, original: Callable[[str], Any]) -> None:
+        self.original = original
+        self.paths: list[str] = []
+
+    def __call__(self, path: str) -> Any:
+        self.paths.append(path)
+        return self.original(path)
+
+    def reset(self) -> None:
+        """Forget the paths opened so far."""
+        self.paths.clear()
+
+
+@pytest.fixture
+def opens(monkeypatch: pytest.MonkeyPatch) -> OpenCounter:
+    """Count the source files a refresh opens (every read goes through ``open_source``)."""
+    counter = OpenCounter(fileio.open_source)
+    monkeypatch.setattr(fileio, "open_source", counter)
+    return counter
+
+
+@pytest.fixture
+def tree(tmp_path: Path) -> Path:
+    """The folder holding ``collections/`` and ``projects/`` (apart from the cache)."""
+    path = Path(os.path.realpath(tmp_path)) / "tree"
+    path.mkdir()
+    return path
+
+
+@pytest.fixture
+def cache_settings(cache_settings: Settings, tree: Path) -> Settings:
+    """The conftest settings, with collection and project roots in ``tree``."""
+    return dataclasses.replace(
+        cache_settings,
+        collection_roots=(str(tree / "collections"),),
+        project_roots=(str(tree / "projects"),),
+        durability="none",
+    )
+
+
+@dataclass
+class World:
+    """A collection ``default`` and two projects: ``webapp`` (SkillMeat) and ``plain``."""
+
+    root: Path
+    collection: CollectionBuilder
+    webapp: ProjectBuilder
+    plain: ProjectBuilder
+
+
+def build_world(root: Path) -> World:
+    """Build the standard tree: every deployment state, tags, fallbacks, an unmanaged project."""
+    collection = CollectionBuilder(root / "collections", "default", description="Team skills")
+    collection.skill(
+        "pdf",
+        front_matter={
+            "name": "pdf",
+            "title": "PDF toolkit",
+            "description": "Extract quokka text from PDF files.",
+            "tags": ["pdf", "documents"],
+            "version": "2.0.1",
+        },
+        files={"reference.md": "# Reference\n", "scripts/extract.py": "print('hi')\n"},
+        tags=["pdf", "files"],
+        metadata={"tags": ["docs"]},
+        resolved_version="v2.0.1",
+    )
+    collection.skill(
+        "notes",
+        front_matter={"name": "notes"},
+        body="# Notes\n\nTurn zebrafish transcripts\ninto minutes.\n\nSecond paragraph.\n",
+    )
+    collection.command(
+        "commit", front_matter={"name": "commit"}, metadata={"description": "Write a commit."}
+    )
+    collection.command("lint", tags=["quality"])
+    collection.agent("auditor", tags=["security"])
+    collection.skill("semver", resolved_version="v1.0.0")
+    collection.skill("semver-old", resolved_version="v1.0.0")
+    collection.command("scratch", managed=False)
+    collection.write()
+
+    webapp = ProjectBuilder(root / "projects", "webapp", description="Web shop")
+    webapp.deploy(collection, "skill", "pdf", version="2.0.1")
+    webapp.deploy(collection, "command", "commit")
+    webapp.deploy(collection, "command", "lint")
+    webapp.deploy(collection, "agent", "auditor")
+    webapp.deploy(collection, "skill", "semver", version="1.0.0")
+    webapp.deploy(collection, "skill", "semver-old", version="0.9.0")
+    webapp.deploy(collection, "command", "ghost", copy=False)
+    webapp.write()
+    # After deployment: the collection moves on, and the user edits one copy.
+    collection.command(
+        "commit",
+        front_matter={"name": "commit"},
+        body="# commit\n\nA newer commit command.\n",
+        metadata={"description": "Write a commit."},
+    )
+    collection.skill("semver", resolved_version="v1.0.0", body="# semver\n\nRewritten.\n")
+    collection.write()
+    with open(webapp.deployed_path("agent", "auditor"), "a", encoding="utf-8") as handle:
+        handle.write("A local tweak.\n")
+
+    plain = ProjectBuilder(root / "projects", "plain", managed=False)
+    plain.local("skill", "meeting-notes", files={"template.md": "# Template\n"})
+    plain.local("command", "summarize", front_matter={"description": "Summarise a file."})
+    return World(root, collection, webapp, plain)
+
+
+@pytest.fixture
+def world(tree: Path) -> World:
+    """The standard tree, aged so that an unchanged source is trusted by the next refresh."""
+    built = build_world(tree)
+    age(tree)
+    return built
+
+
+def states(cache: ProjectCache, project: ProjectBuilder) -> dict[str, str]:
+    """Map artifact key -> deployment state for one project."""
+    return {d.artifact_key: d.state for d in cache.list_deployments(project=project.id)}
+
+
+def append(path: Path, text: str) -> None:
+    """Append ``text`` to a file (its size changes, so its stat does)."""
+    with open(path, "a", encoding="utf-8") as handle:
+        handle.write(text)
+
+
+def messages(report: RefreshReport) -> list[str]:
+    """The error messages of a refresh report."""
+    return [error.message for error in report.errors]
+
+
+# -- the first refresh --------------------------------------------------------------
+
+
+class TestFirstRefresh:
+    """What a first refresh of a real tree puts into the cache."""
+
+    def test_caches_the_collection(self, cache: ProjectCache, world: World) -> None:
+        """The collection record carries its manifest fields and artifact count."""
+        report = cache.refresh()
+        assert report.errors == []
+        (collection,) = cache.list_collections()
+        assert collection.name == "default"
+        assert collection.path == str(world.collection.path)
+        assert collection.version == "1.0.0"
+        assert collection.description == "Team skills"
+        assert collection.managed is True
+        assert collection.artifact_count == 8
+        assert collection.errors == []
+        assert report.collections_written == 1
+
+    def test_managed_flag_follows_the_manifest(self, cache: ProjectCache, world: World) -> None:
+        """Artifacts listed in collection.toml are managed; one found by layout alone is not."""
+        cache.refresh()
+        managed = {a.name: a.managed for a in cache.list_artifacts(collection="default")}
+        assert managed == {
+            "auditor": True,
+            "commit": True,
+            "lint": True,
+            "scratch": False,
+            "notes": True,
+            "pdf": True,
+            "semver": True,
+            "semver-old": True,
+        }
+
+    def test_tags_are_merged_in_order(self, cache: ProjectCache, world: World) -> None:
+        """Tags of the manifest entry, its metadata and the front matter merge without repeats."""
+        cache.refresh()
+        pdf = cache.get_artifact("default/skill/pdf")
+        assert pdf is not None
+        assert pdf.tags == ["pdf", "files", "docs", "documents"]
+        assert pdf.title == "PDF toolkit"
+        assert pdf.version == "2.0.1"
+        assert pdf.resolved_version == "v2.0.1"
+        assert pdf.content_hash == content_hash(world.collection.artifact_path("skill", "pdf"))
+
+    def test_description_falls_back(self, cache: ProjectCache, world: World) -> None:
+        """Without a front-matter description: metadata's, else the body's first paragraph."""
+        cache.refresh()
+        notes = cache.get_artifact("default/skill/notes")
+        commit = cache.get_artifact("default/command/commit")
+        assert notes is not None and commit is not None
+        assert notes.description == "Turn zebrafish transcripts into minutes."
+        assert commit.description == "Write a commit."
+
+    def test_caches_projects(self, cache: ProjectCache, world: World) -> None:
+        """A SkillMeat project keeps its TOML name and description; a plain one its folder name."""
+        report = cache.refresh()
+        projects = {p.id: p for p in cache.list_projects()}
+        assert set(projects) == {world.webapp.id, world.plain.id}
+        webapp, plain = projects[world.webapp.id], projects[world.plain.id]
+        assert (webapp.name, webapp.description, webapp.managed) == ("webapp", "Web shop", True)
+        assert (plain.name, plain.managed, plain.path) == ("plain", False, str(world.plain.path))
+        assert report.projects_written == 2
+
+    def test_deployment_states(self, cache: ProjectCache, world: World) -> None:
+        """Each deployment gets current, outdated, modified or missing from files and versions."""
+        cache.refresh()
+        assert states(cache, world.webapp) == {
+            "default/agent/auditor": "modified",
+            "default/command/commit": "outdated",
+            "default/command/ghost": "missing",
+            "default/command/lint": "current",
+            "default/skill/pdf": "current",
+            "default/skill/semver": "current",
+            "default/skill/semver-old": "outdated",
+        }
+
+    def test_semver_prefix_v_is_ignored(self, cache: ProjectCache, world: World) -> None:
+        """``v1.0.0`` in the collection equals ``1.0.0`` deployed, though the hashes differ."""
+        cache.refresh()
+        artifact = cache.get_artifact("default/skill/semver")
+        (deployment,) = [
+            d
+            for d in cache.list_deployments(project=world.webapp.id)
+            if d.artifact_key == "default/skill/semver"
+        ]
+        assert artifact is not None
+        assert artifact.content_hash != deployment.content_hash
+        assert (artifact.resolved_version, deployment.version) == ("v1.0.0", "1.0.0")
+        assert deployment.state == "current"
+
+    def test_plain_claude_folder(self, cache: ProjectCache, world: World) -> None:
+        """A .claude/ without SkillMeat files: artifacts by layout, unmanaged, in ``@<id>``."""
+        cache.refresh()
+        local = world.plain.local_collection
+        artifacts = {a.key: a for a in cache.list_artifacts(collection=local)}
+        assert set(artifacts) == {f"{local}/command/summarize", f"{local}/skill/meeting-notes"}
+        assert all(not a.managed for a in artifacts.values())
+        assert artifacts[f"{local}/command/summarize"].description == "Summarise a file."
+        assert states(cache, world.plain) == dict.fromkeys(artifacts, "current")
+        assert [h.key for h in cache.search("summarise")] == [f"{local}/command/summarize"]
+
+
+# -- incremental refresh ------------------------------------------------------------
+
+
+class TestIncremental:
+    """A refresh re-reads exactly the sources whose stat changed."""
+
+    def test_unchanged_tree_opens_nothing(
+        self, cache: ProjectCache, world: World, opens: OpenCounter
+    ) -> None:
+        """The second refresh of an aged, unchanged tree opens no source file at all."""
+        cache.refresh()
+        assert opens.paths
+        opens.reset()
+        report = cache.refresh()
+        assert opens.paths == []
+        assert report.sources_changed == 0
+        assert report.sources_checked > 0
+        assert report.errors == []
+        assert (report.artifacts_written, report.deployments_written) == (0, 0)
+
+    def test_editing_one_artifact_rereads_only_it(
+        self, cache: ProjectCache, world: World, opens: OpenCounter
+    ) -> None:
+        """Editing one command opens only that file, and its deployment becomes outdated."""
+        cache.refresh()
+        opens.reset()
+        lint = world.collection.artifact_path("command", "lint")
+        append(lint, "One more line.\n")
+        report = cache.refresh()
+        assert set(opens.paths) == {str(lint)}
+        assert report.sources_changed == 1
+        assert report.artifacts_written == 1
+        artifact = cache.get_artifact("default/command/lint")
+        assert artifact is not None and artifact.content_hash == content_hash(lint)
+        assert states(cache, world.webapp)["default/command/lint"] == "outdated"
+
+    def test_editing_a_skill_file_rehashes_its_folder(
+        self, cache: ProjectCache, world: World, opens: OpenCounter
+    ) -> None:
+        """Editing a file inside a skill re-reads that skill's folder and nothing else."""
+        cache.refresh()
+        opens.reset()
+        folder = world.collection.artifact_path("skill", "pdf")
+        append(folder / "reference.md", "More reference.\n")
+        report = cache.refresh()
+        assert opens.paths
+        assert all(path.startswith(str(folder) + os.sep) for path in opens.paths)
+        assert report.sources_changed == 1
+        artifact = cache.get_artifact("default/skill/pdf")
+        assert artifact is not None and artifact.content_hash == content_hash(folder)
+
+    def test_editing_a_deployed_copy_marks_it_modified(
+        self, cache: ProjectCache, world: World, opens: OpenCounter
+    ) -> None:
+        """Editing the project's copy re-hashes only that copy; the deployment is modified."""
+        cache.refresh()
+        opens.reset()
+        copy = world.webapp.deployed_path("command", "lint")
+        append(copy, "Local change.\n")
+        cache.refresh()
+        assert set(opens.paths) == {str(copy)}
+        assert states(cache, world.webapp)["default/command/lint"] == "modified"
+
+    def test_deleting_an_artifact_folder(self, cache: ProjectCache, world: World) -> None:
+        """A deleted skill leaves the cache and the search index; its deployment goes missing."""
+        cache.refresh()
+        assert [h.key for h in cache.search("quokka")] == ["default/skill/pdf"]
+        world.collection.remove("skill", "pdf")
+        world.collection.write()
+        report = cache.refresh()
+        assert report.errors == []
+        assert report.artifacts_removed == 1
+        assert cache.get_artifact("default/skill/pdf") is None
+        assert cache.search("quokka").total == 0
+        assert list(cache.search("quokka")) == []
+        assert list(cache.list_artifacts(tag="documents")) == []
+        assert states(cache, world.webapp)["default/skill/pdf"] == "missing"
+        collection = cache.get_collection("default")
+        assert collection is not None and collection.artifact_count == 7
+
+    def test_deleting_a_listed_file_is_an_error(self, cache: ProjectCache, world: World) -> None:
+        """A command still listed in collection.toml but gone: removed, and reported."""
+        cache.refresh()
+        world.collection.remove("command", "lint", keep_entry=True)
+        report = cache.refresh()
+        assert cache.get_artifact("default/command/lint") is None
+        assert states(cache, world.webapp)["default/command/lint"] == "missing"
+        assert any("'lint'" in m and "does not exist" in m for m in messages(report))
+        collection = cache.get_collection("default")
+        assert collection is not None
+        assert [e.message for e in collection.errors] == messages(report)
+
+    def test_deleting_a_project_folder(self, cache: ProjectCache, world: World) -> None:
+        """A project folder that is gone takes its record, deployments and local artifacts."""
+        cache.refresh()
+        shutil.rmtree(world.plain.path)
+        report = cache.refresh()
+        assert report.projects_removed == 1
+        assert cache.get_project(world.plain.id) is None
+        assert all(d.project_id != world.plain.id for d in cache.list_deployments())
+        assert list(cache.list_artifacts(collection=world.plain.local_collection)) == []
+        assert cache.search("summarise").total == 0
+        assert {p.id for p in cache.list_projects()} == {world.webapp.id}
+
+    def test_renaming_a_file(self, cache: ProjectCache, world: World) -> None:
+        """A renamed command file shows up under its new name and is gone under the old one."""
+        cache.refresh()
+        commands = world.collection.path / "commands"
+        os.rename(commands / "scratch.md", commands / "scribble.md")
+        report = cache.refresh()
+        assert report.errors == []
+        assert cache.get_artifact("default/command/scratch") is None
+        renamed = cache.get_artifact("default/command/scribble")
+        assert renamed is not None and renamed.managed is False
+
+    def test_same_tick_edit_of_a_fresh_file_is_not_missed(
+        self, cache: ProjectCache, world: World
+    ) -> None:
+        """A same-size edit that leaves the stat as it was is caught if the file was fresh.
+
+        This simulates a coarse clock: the edit lands in the tick of the first
+        write, so mtime, size and inode all stay the same.  Only the racy rule
+        (do not trust a fingerprint whose mtime is close to its read) saves it.
+        """
+        lint = world.collection.artifact_path("command", "lint")
+        lint.write_text("---\ndescription: First take.\n---\nBody.\n", encoding="utf-8")
+        written = os.stat(lint)
+        cache.refresh()
+        lint.write_text("---\ndescription: Other take.\n---\nBody.\n", encoding="utf-8")
+        set_mtime(lint, written.st_mtime_ns)
+        after = os.stat(lint)
+        assert (after.st_mtime_ns, after.st_size, after.st_ino) == (
+            written.st_mtime_ns,
+            written.st_size,
+            written.st_ino,
+        )
+        cache.refresh()
+        artifact = cache.get_artifact("default/command/lint")
+        assert artifact is not None
+        assert artifact.description == "Other take."
+        assert artifact.content_hash == content_hash(lint)
+
+    def test_renaming_a_file_inside_a_skill(self, cache: ProjectCache, world: World) -> None:
+        """Renaming a file inside a skill changes the skill's content hash (paths are hashed)."""
+        cache.refresh()
+        folder = world.collection.artifact_path("skill", "pdf")
+        before = cache.get_artifact("default/skill/pdf")
+        os.rename(folder / "reference.md", folder / "reference-1.md")
+        cache.refresh()
+        after = cache.get_artifact("default/skill/pdf")
+        assert before is not None and after is not None
+        assert after.content_hash == content_hash(folder) != before.content_hash
+
+    def test_a_new_artifact_appears(self, cache: ProjectCache, world: World) -> None:
+        """An artifact added on disk is cached and searchable after the next refresh."""
+        cache.refresh()
+        world.collection.agent(
+            "reviewer", front_matter={"description": "Reviews axolotl code."}, tags=["review"]
+        )
+        world.collection.write()
+        report = cache.refresh()
+        assert report.artifacts_written == 1
+        reviewer = cache.get_artifact("default/agent/reviewer")
+        assert reviewer is not None and reviewer.managed and reviewer.tags == ["review"]
+        assert [h.key for h in cache.search("axolotl")] == ["default/agent/reviewer"]
+
+    def test_undeployed_copy_left_behind_becomes_a_local_artifact(
+        self, cache: ProjectCache, world: World
+    ) -> None:
+        """A copy kept after its deployment entry is dropped is read like any local artifact."""
+        cache.refresh()
+        world.webapp.undeploy("default", "skill", "pdf", remove_files=False)
+        world.webapp.write()
+        cache.refresh()
+        key = f"{world.webapp.local_collection}/skill/pdf"
+        local = cache.get_artifact(key)
+        assert local is not None and local.managed is False
+        assert local.description == "Extract quokka text from PDF files."
+        assert local.title == "PDF toolkit"
+        assert local.updated_at is not None
+
+
+# -- malformed files ----------------------------------------------------------------
+
+
+class TestMalformedFiles:
+    """A bad file is reported, its last good data kept, and the error cleared once fixed."""
+
+    def test_malformed_skill_front_matter(self, cache: ProjectCache, world: World) -> None:
+        """Broken YAML in SKILL.md: reported on the collection, the skill keeps its old data."""
+        cache.refresh()
+        main = world.collection.main_file("skill", "notes")
+        good = main.read_text(encoding="utf-8")
+        main.write_text(BROKEN_FRONT_MATTER, encoding="utf-8")
+        report = cache.refresh()
+        assert len(report.errors) == 1
+        assert report.errors[0].path == str(main)
+        assert "invalid YAML front matter" in report.errors[0].message
+        collection = cache.get_collection("default")
+        assert collection is not None and collection.errors == report.errors
+        notes = cache.get_artifact("default/skill/notes")
+        assert notes is not None
+        assert notes.description == "Turn zebrafish transcripts into minutes."
+
+        main.write_text(good.replace("zebrafish", "octopus"), encoding="utf-8")
+        report = cache.refresh()
+        assert report.errors == []
+        collection = cache.get_collection("default")
+        assert collection is not None and collection.errors == []
+        notes = cache.get_artifact("default/skill/notes")
+        assert notes is not None and "octopus" in notes.description
+
+    def test_malformed_collection_toml(self, cache: ProjectCache, world: World) -> None:
+        """Broken collection.toml: reported, the manifest's last good data still applies."""
+        cache.refresh()
+        toml = world.collection.path / "collection.toml"
+        good = toml.read_text(encoding="utf-8")
+        toml.write_text("[collection\nname = ", encoding="utf-8")
+        report = cache.refresh()
+        assert [e.path for e in report.errors] == [str(toml)]
+        assert "invalid TOML" in report.errors[0].message
+        collection = cache.get_collection("default")
+        assert collection is not None
+        assert collection.errors == report.errors
+        assert (collection.version, collection.description) == ("1.0.0", "Team skills")
+        pdf = cache.get_artifact("default/skill/pdf")
+        assert pdf is not None and pdf.managed and pdf.tags == ["pdf", "files", "docs", "documents"]
+
+        toml.write_text(good, encoding="utf-8")
+        report = cache.refresh()
+        assert report.errors == []
+        collection = cache.get_collection("default")
+        assert collection is not None and collection.errors == []
+
+    def test_malformed_deployed_toml(self, cache: ProjectCache, world: World) -> None:
+        """Broken .skillmeat-deployed.toml: reported on the project, deployments kept."""
+        cache.refresh()
+        before = states(cache, world.webapp)
+        deployed = world.webapp.claude / ".skillmeat-deployed.toml"
+        good = deployed.read_text(encoding="utf-8")
+        deployed.write_text("[[deployed]\nartifact_name = 1", encoding="utf-8")
+        report = cache.refresh()
+        assert [e.path for e in report.errors] == [str(deployed)]
+        project = cache.get_project(world.webapp.id)
+        assert project is not None and project.errors == report.errors
+        assert states(cache, world.webapp) == before
+
+        deployed.write_text(good, encoding="utf-8")
+        report = cache.refresh()
+        assert report.errors == []
+        project = cache.get_project(world.webapp.id)
+        assert project is not None and project.errors == []
+        assert states(cache, world.webapp) == before
+
+
+# -- full, stale_only, and bad arguments -----------------------------------------------
+
+
+class TestModes:
+    """``full``, ``stale_only`` and the errors ``refresh`` raises."""
+
+    def test_full_rereads_everything(
+        self, cache: ProjectCache, world: World, opens: OpenCounter
+    ) -> None:
+        """``full=True`` re-reads every source, opening what the first refresh opened."""
+        first = cache.refresh()
+        first_opens = sorted(opens.paths)
+        opens.reset()
+        report = cache.refresh(full=True)
+        assert sorted(opens.paths) == first_opens
+        assert report.sources_checked == first.sources_checked
+        # Only sources that are absent (the plain project's TOML files, the ghost's copy)
+        # are checked without being read.
+        assert report.sources_changed == first.sources_changed == report.sources_checked - 3
+
+    def test_stale_only_refreshes_invalidated_units(
+        self, cache: ProjectCache, world: World, opens: OpenCounter
+    ) -> None:
+        """After ``invalidate(project=...)`` only that project is checked by ``stale_only``."""
+        cache.refresh()
+        append(world.webapp.deployed_path("command", "lint"), "Edited.\n")
+        append(world.plain.claude / "commands" / "summarize.md", "Edited.\n")
+        assert cache.invalidate(project=world.webapp.id) == 1
+        opens.reset()
+        report = cache.refresh(stale_only=True)
+        assert (report.collections_checked, report.projects_checked) == (0, 1)
+        assert set(opens.paths) == {str(world.webapp.deployed_path("command", "lint"))}
+        assert states(cache, world.webapp)["default/command/lint"] == "modified"
+        webapp, plain = cache.get_project(world.webapp.id), cache.get_project(world.plain.id)
+        assert webapp is not None and plain is not None
+        assert webapp.stale is False and plain.refreshed_at is not None
+        assert plain.refreshed_at < webapp.refreshed_at  # type: ignore[operator]
+
+        # The edit in the project not invalidated waits for a plain refresh.
+        summarize = world.plain.claude / "commands" / "summarize.md"
+        key = f"{world.plain.local_collection}/command/summarize"
+        before = cache.get_artifact(key)
+        assert before is not None and before.content_hash != content_hash(summarize)
+        report = cache.refresh()
+        assert report.projects_checked == 2
+        assert str(summarize) in opens.paths
+        after = cache.get_artifact(key)
+        assert after is not None and after.content_hash == content_hash(summarize)
+
+    def test_stale_only_skips_fresh_units(self, cache: ProjectCache, world: World) -> None:
+        """Within the TTL nothing is checked by ``stale_only``."""
+        cache.refresh()
+        report = cache.refresh(stale_only=True)
+        assert (report.collections_checked, report.projects_checked) == (0, 0)
+
+    def test_stale_only_refreshes_units_past_the_ttl(
+        self, cache_settings: Settings, world: World, tmp_path: Path
+    ) -> None:
+        """Past the TTL every collection and project counts as stale."""
+        short = dataclasses.replace(cache_settings, ttl_seconds=0.001)
+        with ProjectCache.open(tmp_path / "short-ttl", settings=short) as cache:
+            cache.refresh()
+            time.sleep(0.01)
+            report = cache.refresh(stale_only=True)
+        assert (report.collections_checked, report.projects_checked) == (1, 2)
+
+    def test_not_a_project_folder(self, cache: ProjectCache, tmp_path: Path) -> None:
+        """Naming a folder without .claude/, or no folder at all, raises SourceFileError."""
+        (tmp_path / "empty").mkdir()
+        with pytest.raises(SourceFileError, match="not a project folder"):
+            cache.refresh(projects=[tmp_path / "empty"])
+        with pytest.raises(SourceFileError, match="no such directory"):
+            cache.refresh(projects=[tmp_path / "nowhere"])
+
+    def test_readonly_cache(self, cache: ProjectCache, cache_settings: Settings) -> None:
+        """A cache opened read-only refuses to refresh."""
+        with (
+            ProjectCache.open(settings=cache_settings, readonly=True) as readonly,
+            pytest.raises(ReadOnlyCacheError),
+        ):
+            readonly.refresh()
+
+
+# -- one transaction per unit ----------------------------------------------------------
+
+
+def test_reader_sees_all_or_none_of_a_project_change(cache: ProjectCache, tree: Path) -> None:
+    """A reader polling one project's deployments sees 0 or 20, never a part of a refresh."""
+    collection = CollectionBuilder(tree / "collections", "default")
+    names = [f"cmd-{i:02d}" for i in range(20)]
+    for name in names:
+        collection.command(name)
+    collection.write()
+    project = ProjectBuilder(tree / "projects", "busy")
+    project.write()
+    cache.refresh()
+    seen: set[int] = set()
+    errors: list[str] = []
+    done = threading.Event()
+
+    def reader() -> None:
+        try:
+            while not done.is_set():
+                seen.add(len(cache.list_deployments(project=project.id)))
+        except BaseException:
+            errors.append(traceback.format_exc())
+
+    thread = threading.Thread(target=reader)
+    thread.start()
+    try:
+        for round_ in range(12):
+            for name in names:
+                if round_ % 2 == 0:
+                    project.deploy(collection, "command", name)
+                else:
+                    project.undeploy("default", "command", name)
+            project.write()
+            report = cache.refresh(projects=[project.path])
+            assert report.deployments_written + report.deployments_removed == 20
+    finally:
+        done.set()
+        thread.join(timeout=30)
+    assert errors == []
+    assert seen and seen <= {0, 20}
+
+
+# -- incremental equals a full rebuild -------------------------------------------------
+
+TYPES = ("skill", "command", "agent")
+NAMES = ("alpha", "beta", "gamma", "delta")
+_VERSION = re.compile(r"v(\d)\.")
+
+
+def _body(name: str) -> str:
+    """A Markdown body with a ``v<digit>.`` marker that same-size edits count up."""
+    return f"# {name}\n\nThe {name} body v0.\n"
+
+
+def _present(base: Path) -> list[tuple[str, str]]:
+    """``(type, name)`` of the artifacts under ``base`` by layout (what the machine edits)."""
+    found = []
+    for type_ in TYPES:
+        for name in NAMES:
+            path = base / artifact_relative(type_, name)
+            if path.exists():
+                found.append((type_, name))
+    return found
+
+
+def _main(base: Path, type_: str, name: str) -> Path:
+    """The file holding the artifact's front matter."""
+    path = base / artifact_relative(type_, name)
+    return path / "SKILL.md" if type_ == "skill" else path
+
+
+def _bump_version(path: Path) -> None:
+    """Edit a file without changing its size: the last ``v<digit>.`` counts up by one."""
+    text = path.read_text(encoding="utf-8")
+    matches = list(_VERSION.finditer(text))
+    if not matches:
+        path.write_text(text + "v0.\n", encoding="utf-8")
+        return
+    last = matches[-1]
+    digit = (int(last.group(1)) + 1) % 10
+    path.write_text(text[: last.start(1)] + str(digit) + text[last.end(1) :], encoding="utf-8")
+
+
+def _without(record: dict[str, Any], *fields: str) -> dict[str, Any]:
+    """``record`` minus ``fields``."""
+    return {k: v for k, v in record.items() if k not in fields}
+
+
+def snapshot(cache: ProjectCache, skip: set[str]) -> dict[str, Any]:
+    """Everything a refresh writes, comparable across caches; artifacts in ``skip`` left out.
+
+    For a collection or project in error only its errors are kept: by design the
+    incremental cache holds the last good data of a bad file, a rebuild has none.
+    """
+    collections = {}
+    for collection in cache.list_collections():
+        record = _without(collection.model_dump(), "refreshed_at", "stale")
+        collections[collection.name] = {"errors": record["errors"]} if collection.errors else record
+    projects = {}
+    for project in cache.list_projects():
+        record = _without(project.model_dump(), "refreshed_at", "stale")
+        projects[project.id] = {"errors": record["errors"]} if project.errors else record
+    artifacts = {a.key: a.model_dump() for a in cache.list_artifacts() if a.key not in skip}
+    deployments = {
+        (d.project_id, d.artifact_key): d.model_dump()
+        for d in cache.list_deployments()
+        if d.artifact_key not in skip
+    }
+    search = {
+        word: sorted(h.key for h in cache.search(word, limit=1000) if h.key not in skip)
+        for word in NAMES
+    }
+    return {
+        "collections": collections,
+        "projects": projects,
+        "artifacts": artifacts,
+        "deployments": deployments,
+        "search": search,
+    }
+
+
+def assert_same(incremental: dict[str, Any], rebuilt: dict[str, Any]) -> None:
+    """Assert two snapshots are equal, naming just the records and fields that differ."""
+    problems = []
+    for section, expected in rebuilt.items():
+        actual = incremental[section]
+        for key in sorted(set(actual) | set(expected), key=repr):
+            mine, theirs = actual.get(key), expected.get(key)
+            if mine == theirs:
+                continue
+            if isinstance(mine, dict) and isinstance(theirs, dict):
+                fields = sorted(set(mine) | set(theirs))
+                mine = {f: mine.get(f) for f in fields if mine.get(f) != theirs.get(f)}
+                theirs = {f: theirs.get(f) for f in mine}
+            problems.append(f"{section}[{key!r}]: incremental {mine!r} != rebuild {theirs!r}")
+    assert not problems, "\n".join(problems)
+
+
+class RefreshMachine(RuleBasedStateMachine):
+    """Random edits of a real tree; after each refresh the cache equals a full rebuild.
+
+    Each edit either keeps the file's real (fresh) mtime, leaving detection to
+    the racy-timestamp rule, or back-dates it to a distinct, increasing time
+    in the past, so the fingerprints of untouched files stay trusted and the
+    refresh is truly incremental.
+    """
+
+    base: Path
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.root = Path(tempfile.mkdtemp(dir=self.base))
+        self.cache_settings = Settings(
+            cache_dir=self.root / "cache",
+            map_size=256 * 1024,
+            durability="none",
+            collection_roots=(str(self.root / "collections"),),
+            project_roots=(str(self.root / "projects"),),
+        )
+        self.cache: Optional[ProjectCache] = None
+        self.rebuilds = 0
+        self.clock = 0
+        self.corrupt: set[str] = set()  # artifact keys whose main file is broken now
+
+    # -- helpers --
+
+    @property
+    def c(self) -> ProjectCache:
+        """The incremental cache (open from ``build`` to ``teardown``)."""
+        assert self.cache is not None
+        return self.cache
+
+    def stamp(self, paths: list[Path], backdate: bool) -> None:
+        """Back-date ``paths`` (and files under them) to the next tick of the machine's clock."""
+        if not backdate:
+            return
+        self.clock += 1_000_000_000
+        for path in paths:
+            if path.is_dir():
+                for dirpath, _dirs, files in os.walk(path):
+                    for name in files:
+                        set_mtime(os.path.join(dirpath, name), self.clock)
+            elif path.exists():
+                set_mtime(path, self.clock)
+
+    def key_of(self, base: Path, type_: str, name: str) -> str:
+        """The cache key of the artifact ``type_``/``name`` found under ``base``."""
+        if base == self.collection.path:
+            return self.collection.key(type_, name)
+        project = self.app if base == self.app.claude else self.plain
+        return f"{project.local_collection}/{type_}/{name}"
+
+    def bases(self) -> list[Path]:
+        """Folders whose artifacts are read with front matter: collection, plain project."""
+        bases = [self.collection.path]
+        if self.plain.path.exists():
+            bases.append(self.plain.claude)
+        return bases
+
+    def targets(self) -> list[tuple[Path, str, str]]:
+        """Every artifact the machine may edit: in the collection, copies, local ones."""
+        found = [
+            (base, t, n) for base in (*self.bases(), self.app.claude) for t, n in _present(base)
+        ]
+        return found
+
+    # -- setup --
+
+    @initialize()
+    def build(self) -> None:
+        """A collection with three artifacts, a project deploying one, a plain project."""
+        self.collection = CollectionBuilder(self.root / "collections", "default")
+        self.collection.skill("alpha", body=_body("alpha"), files={"ref.md": "# ref\n"})
+        self.collection.command("beta", body=_body("beta"), tags=["b"])
+        self.collection.agent("gamma", body=_body("gamma"), managed=False)
+        self.collection.write()
+        self.app = ProjectBuilder(self.root / "projects", "app")
+        self.app.deploy(self.collection, "skill", "alpha", version="1.0.0")
+        self.app.write()
+        self.plain = ProjectBuilder(self.root / "projects", "plain", managed=False)
+        self.plain.local("skill", "delta", body=_body("delta"))
+        self.clock = age(self.root)
+        self.cache = ProjectCache.open(settings=self.cache_settings)
+        self.c.refresh()
+
+    def teardown(self) -> None:
+        """Close the cache and remove the tree."""
+        if self.cache is not None:
+            self.cache.close()
+        shutil.rmtree(self.root, ignore_errors=True)
+
+    # -- edits (each may be followed by a refresh and the check) --
+
+    @rule(
+        type_=st.sampled_from(TYPES),
+        name=st.sampled_from(NAMES),
+        managed=st.booleans(),
+        in_plain=st.booleans(),
+        backdate=st.booleans(),
+        then_refresh=st.booleans(),
+    )
+    def add_artifact(
+        self,
+        type_: str,
+        name: str,
+        managed: bool,
+        in_plain: bool,
+        backdate: bool,
+        then_refresh: bool,
+    ) -> None:
+        """Add an artifact to the collection (listed or not) or to the plain project."""
+        if in_plain and self.plain.path.exists():
+            if (type_, name) in _present(self.plain.claude):
+                return
+            path = self.plain.local(type_, name, body=_body(name))
+            self.stamp([path], backdate)
+        else:
+            if (type_, name) in _present(self.collection.path):
+                return
+            path = self.collection.add(type_, name, body=_body(name), managed=managed, tags=[name])
+            self.collection.write()
+            self.stamp([path, self.collection.path / "collection.toml"], backdate)
+        self.settle(then_refresh)
+
+    @rule(
+        data=st.data(), same_size=st.booleans(), backdate=st.booleans(), then_refresh=st.booleans()
+    )
+    def modify(
+        self, data: st.DataObject, same_size: bool, backdate: bool, then_refresh: bool
+    ) -> None:
+        """Change the main file of an artifact (collection, deployed copy or local)."""
+        targets = self.targets()
+        if not targets:
+            return
+        base, type_, name = data.draw(st.sampled_from(targets))
+        main = _main(base, type_, name)
+        if same_size:
+            _bump_version(main)
+        else:
+            with open(main, "a", encoding="utf-8") as handle:
+                handle.write("More words.\n")
+        self.stamp([main], backdate)
+        self.settle(then_refresh)
+
+    @rule(data=st.data(), keep_entry=st.booleans(), then_refresh=st.booleans())
+    def delete(self, data: st.DataObject, keep_entry: bool, then_refresh: bool) -> None:
+        """Delete an artifact of the collection or the plain project."""
+        targets = [(b, t, n) for b in self.bases() for t, n in _present(b)]
+        if not targets:
+            return
+        base, type_, name = data.draw(st.sampled_from(targets))
+        self.corrupt.discard(self.key_of(base, type_, name))
+        if base == self.collection.path:
+            managed = (type_, name) in self.collection.entries
+            self.collection.remove(type_, name, keep_entry=keep_entry)
+            if managed and not keep_entry:
+                self.collection.write()
+        else:
+            path = base / artifact_relative(type_, name)
+            if path.is_dir():
+                shutil.rmtree(path)
+            else:
+                path.unlink()
+        self.settle(then_refresh)
+
+    @rule(data=st.data(), backdate=st.booleans(), then_refresh=st.booleans())
+    def rename(self, data: st.DataObject, backdate: bool, then_refresh: bool) -> None:
+        """Rename a command or agent file to a free name, or a file inside a skill."""
+        targets = [(b, t, n) for b in self.bases() for t, n in _present(b)]
+        if not targets:
+            return
+        base, type_, name = data.draw(st.sampled_from(targets))
+        path = base / artifact_relative(type_, name)
+        if type_ == "skill":
+            extras = sorted(p for p in path.iterdir() if p.name != "SKILL.md")
+            if extras:
+                os.rename(extras[0], path / f"x-{extras[0].name}")
+            else:
+                (path / "extra.md").write_text("extra\n", encoding="utf-8")
+                self.stamp([path / "extra.md"], backdate)
+        else:
+            free = [n for n in NAMES if (type_, n) not in _present(base)]
+            if not free:
+                return
+            new = data.draw(st.sampled_from(free))
+            os.rename(path, base / artifact_relative(type_, new))
+        self.settle(then_refresh)
+
+    @rule(data=st.data(), backdate=st.booleans(), then_refresh=st.booleans())
+    def corrupt_front_matter(self, data: st.DataObject, backdate: bool, then_refresh: bool) -> None:
+        """Break the YAML front matter of one SKILL.md (collection or plain project)."""
+        targets = [(b, n) for b in self.bases() for t, n in _present(b) if t == "skill"]
+        if not targets:
+            return
+        base, name = data.draw(st.sampled_from(targets))
+        main = _main(base, "skill", name)
+        main.write_text(BROKEN_FRONT_MATTER, encoding="utf-8")
+        self.corrupt.add(self.key_of(base, "skill", name))
+        self.stamp([main], backdate)
+        self.settle(then_refresh)
+
+    @precondition(lambda self: bool(self.corrupt))
+    @rule(data=st.data(), backdate=st.booleans(), then_refresh=st.booleans())
+    def fix_front_matter(self, data: st.DataObject, backdate: bool, then_refresh: bool) -> None:
+        """Give a broken SKILL.md valid front matter again."""
+        key = data.draw(st.sampled_from(sorted(self.corrupt)))
+        name = key.rsplit("/", 1)[1]
+        base = self.collection.path if key.startswith("default/") else self.plain.claude
+        main = _main(base, "skill", name)
+        main.write_text(f"---\nname: {name}\ndescription: Fixed.\n---\n{_body(name)}", "utf-8")
+        self.corrupt.discard(key)
+        self.stamp([main], backdate)
+        self.settle(then_refresh)
+
+    @rule(
+        data=st.data(),
+        version=st.sampled_from([None, "1.0.0", "v2.0.0"]),
+        backdate=st.booleans(),
+        then_refresh=st.booleans(),
+    )
+    def deploy(
+        self, data: st.DataObject, version: Optional[str], backdate: bool, then_refresh: bool
+    ) -> None:
+        """Deploy an artifact of the collection into the app project."""
+        candidates = [
+            (t, n)
+            for t, n in _present(self.collection.path)
+            if ("default", t, n) not in self.app.deployed
+            and not (self.app.claude / artifact_relative(t, n)).exists()
+        ]
+        if not candidates:
+            return
+        type_, name = data.draw(st.sampled_from(candidates))
+        copy = self.app.deploy(self.collection, type_, name, version=version)
+        self.app.write()
+        self.stamp([copy, self.app.claude / ".skillmeat-deployed.toml"], backdate)
+        self.settle(then_refresh)
+
+    @precondition(lambda self: bool(self.app.deployed))
+    @rule(
+        data=st.data(),
+        mode=st.sampled_from(["all", "entry", "files"]),
+        backdate=st.booleans(),
+        then_refresh=st.booleans(),
+    )
+    def undeploy(self, data: st.DataObject, mode: str, backdate: bool, then_refresh: bool) -> None:
+        """Remove a deployment's entry, its files (it goes missing), or both."""
+        collection, type_, name = data.draw(st.sampled_from(sorted(self.app.deployed)))
+        if mode == "files":
+            path = self.app.deployed_path(type_, name)
+            if path.is_dir():
+                shutil.rmtree(path)
+            elif path.exists():
+                path.unlink()
+        else:
+            self.app.undeploy(collection, type_, name, remove_files=mode == "all")
+            self.app.write()
+            self.stamp([self.app.claude / ".skillmeat-deployed.toml"], backdate)
+        self.settle(then_refresh)
+
+    @rule(then_refresh=st.booleans())
+    def toggle_plain_project(self, then_refresh: bool) -> None:
+        """Delete the plain project folder, or bring it back with one local command."""
+        if self.plain.path.exists():
+            shutil.rmtree(self.plain.path)
+            self.corrupt = {k for k in self.corrupt if not k.startswith("@")}
+        else:
+            self.plain = ProjectBuilder(self.root / "projects", "plain", managed=False)
+            self.plain.local("command", "beta", body=_body("beta"))
+        self.settle(then_refresh)
+
+    # -- the check --
+
+    def settle(self, then_refresh: bool) -> None:
+        """Refresh and check now, or leave the edit to pile up with the next ones."""
+        if then_refresh:
+            self.refresh()
+
+    @rule()
+    def refresh(self) -> None:
+        """Refresh incrementally, then compare with a full rebuild of the same tree."""
+        self.c.refresh()
+        self.rebuilds += 1
+        other = dataclasses.replace(
+            self.cache_settings, cache_dir=self.root / f"rebuild-{self.rebuilds}"
+        )
+        with ProjectCache.open(settings=other) as rebuilt:
+            rebuilt.refresh(full=True)
+            expected = snapshot(rebuilt, self.corrupt)
+        assert_same(snapshot(self.c, self.corrupt), expected)
+
+
+def test_incremental_refresh_equals_full_rebuild(tmp_path: Path) -> None:
+    """After any sequence of edits, an incremental refresh leaves what a full rebuild builds."""
+
+    class Machine(RefreshMachine):
+        base = tmp_path
+
+    run_state_machine_as_test(
+        Machine,
+        settings=settings(
+            max_examples=25,
+            stateful_step_count=12,
+            deadline=None,
+            suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+        ),
+    )
