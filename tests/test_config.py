@@ -108,6 +108,7 @@ class TestEnvironment:
             "project_roots": "PROJCACHE_PROJECT_ROOTS",
             "scan_depth": "PROJCACHE_SCAN_DEPTH",
             "max_file_size": "PROJCACHE_MAX_FILE_SIZE",
+            "auto_repair": "PROJCACHE_AUTO_REPAIR",
         }
 
     @pytest.mark.parametrize(

@@ -158,17 +158,28 @@ def test_wrong_deployment_state_and_orphan_deployment(
         assert cache.verify().ok
 
 
-def test_file_layer_findings_are_not_repairable(
+def test_file_layer_findings_rebuild_the_environment(
     seeded: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Structural damage reported by lmdb.verify keeps the report failing after repair."""
+    """Structural damage: repair moves the files aside, carries records over, reports it."""
     monkeypatch.setattr(verify_module, "_check_file", lambda storage: ["page 7: bad magic"])
     with ProjectCache.open(settings=seeded) as cache:
+        before = sorted(a.key for a in cache.list_artifacts())
         report = cache.verify(repair=True)
-    assert not report.ok
-    assert [(f.kind, f.repairable, f.message) for f in report.findings] == [
-        ("file", False, "page 7: bad magic")
-    ]
+        assert report.ok
+        assert [(f.kind, f.repairable, f.message) for f in report.findings] == [
+            ("file", True, "page 7: bad magic")
+        ]
+        assert report.moved_to is not None
+        assert Path(report.moved_to).name.startswith(seeded.cache_dir.name + ".corrupt-")
+        assert (Path(report.moved_to) / "data.mdb").is_file()
+        assert report.salvaged["artifacts"] == len(before)
+        assert sum(report.lost.values()) == 0
+        # The handle now works on the rebuilt environment.
+        assert sorted(a.key for a in cache.list_artifacts()) == before
+    monkeypatch.undo()
+    with ProjectCache.open(settings=seeded) as cache:
+        assert cache.verify().ok
 
 
 def test_file_layer_runs_lmdb_verify_on_a_private_copy(seeded: Settings, tmp_path: Path) -> None:

@@ -64,7 +64,7 @@ def list_artifacts(
     """List artifacts, filtered by type, collection, tag, project and deployment state."""
     state = state_of(ctx)
     wanted_state = "outdated" if outdated else state_
-    with cli_errors(state.debug), open_cache(state, readonly=True) as cache:
+    with cli_errors(state.debug), open_cache(state, readonly=True, fallback=True) as cache:
         payloads = list(cache.iter_artifacts_json(type_, collection, tag))
         if project is not None or wanted_state is not None:
             keys = _deployed_keys(cache, project, wanted_state)
@@ -95,7 +95,7 @@ def list_projects(
 ) -> None:
     """List projects with their freshness and recorded errors."""
     state = state_of(ctx)
-    with cli_errors(state.debug), open_cache(state, readonly=True) as cache:
+    with cli_errors(state.debug), open_cache(state, readonly=True, fallback=True) as cache:
         ttl = cache.settings.ttl_seconds
         projects = cache.list_projects()
         counts = {p.id: len(cache.list_deployments_json(p.id)) for p in projects}
@@ -148,7 +148,7 @@ def list_deployments(
             raise InvalidRecordError(
                 f"type must be one of skill, command, agent, hook, mcp; got {type_!r}"
             )
-        with open_cache(state, readonly=True) as cache:
+        with open_cache(state, readonly=True, fallback=True) as cache:
             payloads = cache.list_deployments_json(project, wanted_state)  # type: ignore[arg-type]
             names = {p.id: p.name for p in cache.list_projects()}
     records = [_deployment_json(p) for p in payloads]

@@ -24,7 +24,7 @@ def get(
 
     state = state_of(ctx)
     with cli_errors(state.debug):
-        with open_cache(state, readonly=True) as cache:
+        with open_cache(state, readonly=True, fallback=True) as cache:
             payload = cache.get_artifact_json(key)
         if payload is None:
             raise ArtifactNotFound(f"no artifact {key!r} in the cache")
@@ -61,7 +61,7 @@ def search(
     if not query.strip():
         typer.echo("error: the query is empty", err=True)
         raise typer.Exit(EXIT_USAGE)
-    with cli_errors(state.debug), open_cache(state, readonly=True) as cache:
+    with cli_errors(state.debug), open_cache(state, readonly=True, fallback=True) as cache:
         page, total = cache.search_json(
             query, type_, project, limit, offset, collection=collection, tag=tag
         )

@@ -56,8 +56,8 @@ def root(
     )
     if not debug:
         # These commands print each bad source or finding themselves; the warning would repeat it.
-        for name in ("projcache.sources.tracker", "projcache.verify"):
-            logging.getLogger(name).setLevel(logging.ERROR)
+        for name in ("sources.tracker", "verify", "direct", "recovery"):
+            logging.getLogger(f"projcache.{name}").setLevel(logging.ERROR)
     ctx.obj = CliState(cache_dir=cache_dir, debug=debug)
 
 

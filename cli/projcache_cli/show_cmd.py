@@ -19,7 +19,7 @@ def show(
 ) -> None:
     """Location, size on disk, counts, freshness, recorded errors and hit rate."""
     state = state_of(ctx)
-    with cli_errors(state.debug), open_cache(state, readonly=True) as cache:
+    with cli_errors(state.debug), open_cache(state, readonly=True, fallback=True) as cache:
         stats = cache.stats()
         ttl = cache.settings.ttl_seconds
         collections = cache.list_collections()

@@ -31,6 +31,16 @@ def state_of(ctx: typer.Context) -> CliState:
     return CliState()
 
 
-def open_cache(state: CliState, readonly: bool = False) -> ProjectCache:
-    """Open the cache the global options name."""
-    return ProjectCache.open(state.cache_dir, readonly=readonly)
+def open_cache(state: CliState, readonly: bool = False, fallback: bool = False) -> ProjectCache:
+    """Open the cache the global options name.
+
+    With ``fallback`` (read commands), a cache that is switched off or cannot
+    be opened is replaced by a source-direct handle, and a warning is printed.
+    """
+    cache = ProjectCache.open(state.cache_dir, readonly=readonly, fallback=fallback)
+    if cache.direct is not None:
+        typer.echo(
+            f"warning: {cache.direct}; answering straight from the source files (slower)",
+            err=True,
+        )
+    return cache

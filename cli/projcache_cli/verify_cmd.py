@@ -16,12 +16,30 @@ def verify(
     repair: bool = typer.Option(
         False, "--repair", help="Rebuild derived indexes, drop bad records."
     ),
+    sources: bool = typer.Option(
+        False, "--sources", help="Also compare every source fingerprint with the files now."
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
 ) -> None:
-    """Check every record and index; exit 0 when clean, 1 when problems were found."""
+    """Check the file, every record and index; exit 0 when clean, 1 when problems were found.
+
+    With --repair: rebuild indexes, drop bad records and re-read their sources;
+    a damaged environment is moved aside (kept) and rebuilt.
+    """
+    from projcache import load_settings
+    from projcache.errors import CacheCorruptError, CorruptRecordError
+    from projcache.recovery import repair_unopenable
+
     state = state_of(ctx)
-    with cli_errors(state.debug), open_cache(state, readonly=not repair) as cache:
-        report = cache.verify(repair=repair)
+    with cli_errors(state.debug):
+        try:
+            with open_cache(state, readonly=not repair) as cache:
+                report = cache.verify(repair=repair, sources=sources)
+        except CacheCorruptError as exc:
+            if not repair or isinstance(exc, CorruptRecordError):
+                raise
+            settings = load_settings(dir=str(state.cache_dir) if state.cache_dir else None)
+            report = repair_unopenable(settings)
     if as_json:
         data = report.model_dump(mode="json")
         data["ok"] = report.ok
@@ -34,6 +52,10 @@ def verify(
             typer.echo(f"{finding.kind}: {finding.db}{where}: {finding.message}")
         if report.repaired:
             typer.echo(f"repaired {report.repaired} finding(s)")
+        if report.moved_to:
+            kept, lost = sum(report.salvaged.values()), sum(report.lost.values())
+            typer.echo(f"damaged files kept in {report.moved_to}")
+            typer.echo(f"carried over {kept} record(s), lost {lost}")
         typer.echo("ok" if report.ok else f"{len(report.findings)} problem(s) found")
     raise typer.Exit(EXIT_OK if report.ok else EXIT_FINDINGS)
 

@@ -20,11 +20,17 @@ from .config import Settings, load_settings
 from .errors import (
     ArtifactNotFound,
     CacheClosedError,
+    CacheCorruptError,
+    CacheNotFoundError,
+    CachePermissionError,
+    CorruptRecordError,
     InvalidRecordError,
     NotFoundError,
     ProjcacheError,
     ProjectNotFound,
     ReadOnlyCacheError,
+    SchemaVersionError,
+    StorageError,
 )
 from .repository import Repositories
 from .schema import SCHEMA_VERSION, ensure_schema, read_schema
@@ -87,6 +93,11 @@ class ProjectCache:
         self._hits = 0
         self._misses = 0
         self._closed = False
+        # Set when the directory is not writable and the cache was opened read-only instead.
+        self._write_denied = False
+        # Set on a source-direct handle (see projcache.direct).
+        self._direct_reason: Optional[str] = None
+        self._scratch: Optional[Path] = None
 
     @property
     def _repos(self) -> Repositories:
@@ -109,6 +120,7 @@ class ProjectCache:
         readonly: bool = False,
         *,
         settings: Optional[Settings] = None,
+        fallback: bool = False,
     ) -> ProjectCache:
         """Open (creating if needed) the cache in ``path``, else the configured directory.
 
@@ -116,9 +128,19 @@ class ProjectCache:
         :class:`~projcache.errors.SchemaVersionError`; an older one is migrated
         in place (or emptied, to be rebuilt from source, when no migration exists).
 
+        A directory that is not writable opens read-only: reads work, writes raise
+        :class:`~projcache.errors.CachePermissionError` naming the directory.  A
+        damaged cache raises :class:`~projcache.errors.CacheCorruptError`, or
+        is rebuilt (damaged files moved aside) when ``auto_repair`` is set.
+
+        With ``fallback``, when the cache is switched off or cannot be opened,
+        a source-direct handle is returned instead (see :mod:`projcache.direct`):
+        same answers, read from the source files; one warning is logged.
+
         Raises:
             CacheDisabledError: the feature flag switched the cache off.
             CacheNotFoundError: ``readonly`` and no cache exists in the directory.
+            CacheCorruptError: the environment is damaged (and ``auto_repair`` is off).
             ConfigError: a setting is invalid.
         """
         if settings is None:
@@ -126,12 +148,59 @@ class ProjectCache:
         elif path is not None:
             settings = dataclasses.replace(settings, cache_dir=Path(path))
         if not settings.enabled:
+            if fallback:
+                from .direct import open_direct
+
+                return open_direct(settings, "the cache is disabled by configuration")
             raise CacheDisabledError("the cache is disabled by configuration")
-        storage = Storage.acquire(settings.cache_dir, settings, readonly)
+        try:
+            return cls._open(settings, readonly)
+        except CacheCorruptError as exc:
+            if settings.auto_repair and not readonly:
+                from .recovery import rebuild
+
+                logger.warning(
+                    "the cache in %s is damaged (%s); repairing it", settings.cache_dir, exc
+                )
+                rebuild(settings)
+                return cls._open(settings, readonly)
+            if fallback:
+                from .direct import open_direct
+
+                return open_direct(settings, f"the cache in {settings.cache_dir} is damaged")
+            if isinstance(exc, CorruptRecordError):
+                raise  # names the record; its hint already says what to run
+            raise CacheCorruptError(
+                f"the cache in {settings.cache_dir} is damaged: {exc}",
+                hint="Run `projcache verify --repair` (the damaged files are kept aside), "
+                "or set PROJCACHE_AUTO_REPAIR=true.",
+            ) from exc
+        except (CachePermissionError, StorageError) as exc:
+            if not fallback or isinstance(exc, (CacheNotFoundError, SchemaVersionError)):
+                raise
+            from .direct import open_direct
+
+            return open_direct(
+                settings, f"the cache in {settings.cache_dir} cannot be used ({exc})"
+            )
+
+    @classmethod
+    def _open(cls, settings: Settings, readonly: bool) -> ProjectCache:
+        denied = False
+        try:
+            storage = Storage.acquire(settings.cache_dir, settings, readonly)
+        except CachePermissionError:
+            if readonly or not (Path(settings.cache_dir) / "data.mdb").exists():
+                raise
+            # Reads still work from a directory we may not write: open read-only.
+            storage = Storage.acquire(settings.cache_dir, settings, True)
+            denied = True
+            logger.warning("cannot write %s; opened it read-only", settings.cache_dir)
         try:
             cache = cls(storage, settings, readonly=readonly)
+            cache._write_denied = denied and not readonly
             meta = cache._repos.meta
-            if readonly:
+            if readonly or denied:
                 storage.read(lambda txn: read_schema(txn, meta, storage.path))
             elif storage.read(lambda txn: meta.get(txn, "schema_version")) != SCHEMA_VERSION:
                 # Only then take the writer lock: opening must not wait for a long refresh.
@@ -141,18 +210,48 @@ class ProjectCache:
             raise
         return cache
 
+    @property
+    def direct(self) -> Optional[str]:
+        """Why this handle reads straight from the source files, or ``None`` for a real cache."""
+        return self._direct_reason
+
+    def _rebuild(self) -> Any:
+        """Rebuild a damaged environment in place (see :func:`projcache.recovery.rebuild`)."""
+        from .errors import CacheBusyError
+        from .recovery import rebuild
+
+        if self._readonly:
+            raise ReadOnlyCacheError(f"the cache in {self.path} is open read-only")
+        if self._storage.refs > 1:
+            raise CacheBusyError(
+                f"cannot rebuild {self.path}: it is open {self._storage.refs} times "
+                "in this process",
+                hint="Close the other handles of this cache first.",
+            )
+        self._storage.release()
+        try:
+            return rebuild(self.settings)
+        finally:
+            self._storage = Storage.acquire(self.settings.cache_dir, self.settings, False)
+            self._repos_cache = None
+            self._repos_for = None
+
     def close(self) -> None:
         """Flush the hit/miss counters and release the environment; idempotent."""
         if self._closed:
             return
         try:
-            if not self._readonly and (self._hits or self._misses):
+            if not self._readonly and not self._write_denied and (self._hits or self._misses):
                 self._write(lambda txn: None)
         except ProjcacheError as exc:
             logger.warning("could not save cache counters on close: %s", exc)
         finally:
             self._closed = True
             self._storage.release()
+            if self._scratch is not None:
+                import shutil
+
+                shutil.rmtree(self._scratch, ignore_errors=True)
 
     def __enter__(self) -> ProjectCache:
         return self
@@ -186,6 +285,10 @@ class ProjectCache:
 
     def _write(self, fn: Callable[[Txn], T]) -> T:
         self._check_open()
+        if self._write_denied:
+            raise CachePermissionError(
+                f"cannot write the cache in {self.path}: permission denied (opened read-only)"
+            )
         if self._readonly:
             raise ReadOnlyCacheError(f"the cache in {self.path} is open read-only")
         hits, misses = self._hits, self._misses
@@ -547,17 +650,20 @@ class ProjectCache:
         self._check_open()
         return collect_stats(self._storage, self._repos, self._hits, self._misses)
 
-    def verify(self, repair: bool = False) -> VerifyReport:
-        """Check every frame, record and index; with ``repair``, rebuild what can be rebuilt.
+    def verify(self, repair: bool = False, sources: bool = False) -> VerifyReport:
+        """Check the file, every frame, record and index; optionally the sources on disk.
 
-        Cost: reads the whole cache (and copies it once to check the file structure).
+        With ``repair`` every repairable finding is fixed: indexes rebuilt,
+        bad records dropped and re-read from source, and a damaged environment
+        moved aside (kept for inspection) and rebuilt from what still reads and
+        from source.  Cost: reads the whole cache (and copies it once).
         """
-        from .verify import run_verify
+        from .recovery import verify_cache
 
         self._check_open()
         if repair and self._readonly:
             raise ReadOnlyCacheError(f"the cache in {self.path} is open read-only")
-        return run_verify(self._storage, self._repos, repair=repair)
+        return verify_cache(self, repair=repair, sources=sources)
 
     def backup(self, dest: Union[str, Path], compact: bool = True) -> Path:
         """Write a consistent copy of the cache into directory ``dest``; return its path.

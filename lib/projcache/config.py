@@ -16,6 +16,7 @@ collections     PROJCACHE_COLLECTIONS      see below folders holding collections
 project_roots   PROJCACHE_PROJECT_ROOTS    none      folders searched for projects
 scan_depth      PROJCACHE_SCAN_DEPTH       4         integer 0..32
 max_file_size   PROJCACHE_MAX_FILE_SIZE    16MiB     size >= 1KiB
+auto_repair     PROJCACHE_AUTO_REPAIR      false     true/false, 1/0, yes/no, on/off
 ==============  =========================  ========  ===================================
 
 ``collections`` defaults to ``~/.skillmeat/collections``.  Folder lists are a
@@ -69,6 +70,7 @@ ENV_VARS = {
     "project_roots": "PROJCACHE_PROJECT_ROOTS",
     "scan_depth": "PROJCACHE_SCAN_DEPTH",
     "max_file_size": "PROJCACHE_MAX_FILE_SIZE",
+    "auto_repair": "PROJCACHE_AUTO_REPAIR",
 }
 DEFAULT_COLLECTIONS = "~/.skillmeat/collections"
 
@@ -101,6 +103,8 @@ class Settings:
         project_roots: folders searched for projects (folders with ``.claude/``).
         scan_depth: how many folder levels below a project root are searched.
         max_file_size: source files larger than this are not read (an error is recorded).
+        auto_repair: when opening finds the cache damaged, repair it (moving the
+            damaged files aside) instead of raising :class:`CacheCorruptError`.
     """
 
     cache_dir: Path
@@ -113,6 +117,7 @@ class Settings:
     project_roots: tuple[str, ...] = ()
     scan_depth: int = 4
     max_file_size: int = 16 * 1024**2
+    auto_repair: bool = False
 
     def __post_init__(self) -> None:
         if self.map_size < _MIN_MAP:

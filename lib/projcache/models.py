@@ -326,11 +326,19 @@ class Finding(_Record):
 
 
 class VerifyReport(_Record):
-    """The result of a verify run: what was checked, what was found, what was repaired."""
+    """The result of a verify run: what was checked, what was found, what was repaired.
+
+    When the environment itself was damaged and rebuilt, ``moved_to`` is where
+    the damaged files were kept, and ``salvaged``/``lost`` count the records
+    carried over and lost, per sub-database.
+    """
 
     checked: Dict[str, int] = Field(default_factory=dict)
     findings: List[Finding] = Field(default_factory=list)
     repaired: int = 0
+    moved_to: Optional[str] = None
+    salvaged: Dict[str, int] = Field(default_factory=dict)
+    lost: Dict[str, int] = Field(default_factory=dict)
 
     @property
     def ok(self) -> bool:

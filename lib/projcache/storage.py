@@ -205,6 +205,11 @@ class Storage:
             self.env.close()
 
     @property
+    def refs(self) -> int:
+        """How many handles in this process share this environment."""
+        return self._refs
+
+    @property
     def closed(self) -> bool:
         """True once the last reference was released."""
         return self._closed

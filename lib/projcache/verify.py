@@ -26,7 +26,7 @@ import lmdb.verify
 from pydantic import BaseModel, ValidationError
 
 from . import codec, mutations
-from .errors import CorruptRecordError
+from .errors import CorruptRecordError, ProjcacheError
 from .repository import Repositories, TokenIndex
 from .search import artifact_terms
 from .status import deployment_state
@@ -52,7 +52,10 @@ _RECORDS = {"projects": "Project", "artifacts": "Artifact", "deployments": "Depl
 
 def _check_file(storage: Storage) -> list[str]:
     with tempfile.TemporaryDirectory(prefix="projcache-verify-") as tmp:
-        storage.copy(Path(tmp), compact=False)
+        try:
+            storage.copy(Path(tmp), compact=False)
+        except ProjcacheError as exc:
+            return [f"cannot copy the environment to check it: {exc}"]
         try:
             return list(lmdb.verify.verify(tmp))  # type: ignore[no-untyped-call]
         except lmdb.verify.VerifyError as exc:
@@ -225,13 +228,42 @@ def _iter_findings(report: VerifyReport) -> Iterator[str]:
         yield f"{finding.kind} {finding.db} {finding.key}: {finding.message}"
 
 
-def run_verify(storage: Storage, repos: Repositories, repair: bool = False) -> VerifyReport:
-    """Run every layer of checks; with ``repair``, fix what is repairable in one transaction."""
+def _check_sources(fingerprints: list[Any]) -> list[tuple[str, str]]:
+    """Compare every fingerprint with the file now; return ``(path, what changed)``."""
+    from .sources.fileio import scan_tree
+
+    changed = []
+    for fingerprint in fingerprints:
+        try:
+            scan = scan_tree(fingerprint.path)
+        except ProjcacheError as exc:
+            changed.append((fingerprint.path, f"cannot be read now: {exc}"))
+            continue
+        if scan is None:
+            changed.append((fingerprint.path, "is gone from disk"))
+            continue
+        signature = scan.signature if scan.is_dir else None
+        now = (scan.mtime_ns, scan.size, scan.inode, signature)
+        then = (fingerprint.mtime_ns, fingerprint.size, fingerprint.inode, fingerprint.signature)
+        if now != then:
+            changed.append((fingerprint.path, "changed on disk since it was read"))
+    return changed
+
+
+def run_verify(
+    storage: Storage, repos: Repositories, repair: bool = False, sources: bool = False
+) -> VerifyReport:
+    """Run every layer of checks; with ``repair``, fix what is repairable in one transaction.
+
+    File-layer findings are not repaired here: the caller rebuilds the whole
+    environment for those (see :mod:`projcache.recovery`).  Source findings
+    are repaired by the caller's refresh.
+    """
     from .models import VerifyReport
 
     checker = _Checker(storage, repos)
     for problem in _check_file(storage):
-        checker.add("file", "data.mdb", None, problem, repairable=False)
+        checker.add("file", "data.mdb", None, problem)
     checker.file_findings = list(checker.findings)
 
     def scan(txn: Txn) -> None:
@@ -240,10 +272,15 @@ def run_verify(storage: Storage, repos: Repositories, repair: bool = False) -> V
         checker.indexes(txn)
 
     storage.read(scan)
+    if sources:
+        for path, what in _check_sources(list(checker.good["sources"].values())):
+            checker.add("source", "sources", path, f"{path} {what}")
+        checker.checked["source files"] = checker.checked.get("sources", 0)
     repaired = 0
-    if repair and any(f.repairable for f in checker.findings):
+    in_place = [f for f in checker.findings if f.repairable and f.kind not in ("file", "source")]
+    if repair and in_place and not checker.file_findings:
         storage.write(lambda txn: _repair(txn, storage, repos, checker))
-        repaired = sum(1 for f in checker.findings if f.repairable)
+        repaired = len(in_place)
     report = VerifyReport(checked=checker.checked, findings=checker.findings, repaired=repaired)
     for line in _iter_findings(report):
         logger.warning("verify: %s", line)
