@@ -87,6 +87,11 @@ def refresh(
     state = state_of(ctx)
     projects = list(project) if project else None
     collections = list(collection) if collection else None
+    with cli_errors(state.debug):
+        from projcache.refresh import check_folders
+
+        # Before opening: a mistyped folder must not leave an empty cache behind.
+        check_folders(collections, projects)
     with cli_errors(state.debug), open_cache(state) as cache:
 
         def run(progress: Any) -> RefreshReport:

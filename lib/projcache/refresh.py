@@ -41,7 +41,7 @@ if TYPE_CHECKING:
     from .config import Settings
     from .models import Collection, Fingerprint, Project, RefreshReport, SourceError
 
-__all__ = ["Progress", "RefreshContext", "run_refresh"]
+__all__ = ["Progress", "RefreshContext", "check_folders", "run_refresh"]
 
 logger = logging.getLogger(__name__)
 
@@ -100,6 +100,20 @@ def _resolve(paths: Iterable[PathLike], check: Callable[[str], bool], what: str)
             raise SourceFileError(f"{given} is not a {what} folder", path=path, hint=hint)
         resolved.append(path)
     return sorted(set(resolved))
+
+
+def check_folders(
+    collections: Optional[Iterable[PathLike]], projects: Optional[Iterable[PathLike]]
+) -> tuple[list[str], list[str]]:
+    """Resolve folders given to a refresh; each must be a collection or a project folder.
+
+    Raises:
+        SourceFileError: a folder does not exist or is not of its kind.
+    """
+    return (
+        _resolve(collections or (), is_collection, "collection"),
+        _resolve(projects or (), is_project, "project"),
+    )
 
 
 class _Refresher:
@@ -384,8 +398,7 @@ def run_refresh(
             | {project.path for project in known_projects.values()}
         )
     else:
-        collection_paths = _resolve(collections or (), is_collection, "collection")
-        project_paths = _resolve(projects or (), is_project, "project")
+        collection_paths, project_paths = check_folders(collections, projects)
     rebuild = bool(ctx.read(lambda txn: ctx.repos().meta.get(txn, "needs_rebuild", False)))
     full = full or rebuild
     if stale_only:
