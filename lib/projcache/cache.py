@@ -64,7 +64,9 @@ _STATES = ("current", "outdated", "modified", "missing")
 class CacheDisabledError(ProjcacheError):
     """The cache is switched off by ``PROJCACHE_ENABLED=false`` (or ``SKILLMEAT_ENABLE_CACHE``)."""
 
-    default_hint = "Unset PROJCACHE_ENABLED (or set it to true) to use the cache."
+    default_hint = (
+        "Set PROJCACHE_ENABLED=true (and unset SKILLMEAT_ENABLE_CACHE=false) to use the cache."
+    )
 
 
 class SearchResults(List["SearchHit"]):

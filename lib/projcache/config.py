@@ -325,4 +325,5 @@ def load_settings(env: Optional[Mapping[str, str]] = None, **overrides: Any) -> 
         project_roots=parse_paths("project_roots", raw.get("project_roots", ()), env),
         scan_depth=parse_int("scan_depth", raw.get("scan_depth", Settings.scan_depth)),
         max_file_size=parse_size("max_file_size", raw.get("max_file_size", Settings.max_file_size)),
+        auto_repair=parse_bool("auto_repair", raw.get("auto_repair", False)),
     )

@@ -165,8 +165,10 @@ class Storage:
         """
         path = Path(os.path.abspath(os.fspath(path)))
         if not (path / "data.mdb").exists():
-            if readonly:
+            if readonly and (path.is_dir() or not os.path.lexists(path)):
                 raise CacheNotFoundError(f"no cache in {path}")
+            if readonly:
+                raise StorageError(f"{path} is not a cache directory (it is a file)")
             try:
                 path.mkdir(mode=0o700, parents=True, exist_ok=True)
             except PermissionError as exc:
