@@ -46,7 +46,11 @@ def verify(
         typer.echo(orjson.dumps(data, option=orjson.OPT_INDENT_2).decode())
     else:
         checked = ", ".join(f"{name} {count}" for name, count in sorted(report.checked.items()))
-        typer.echo(f"checked: {checked}")
+        typer.echo(
+            f"checked: {checked}"
+            if checked
+            else "checked: the file only (records are not read from a damaged file)"
+        )
         for finding in report.findings:
             where = f" {finding.key}" if finding.key else ""
             typer.echo(f"{finding.kind}: {finding.db}{where}: {finding.message}")
@@ -55,7 +59,15 @@ def verify(
         if report.moved_to:
             kept, lost = sum(report.salvaged.values()), sum(report.lost.values())
             typer.echo(f"damaged files kept in {report.moved_to}")
-            typer.echo(f"carried over {kept} record(s), lost {lost}")
+            if report.lost_complete:
+                typer.echo(f"carried over {kept} record(s), lost {lost}")
+            else:
+                typer.echo(
+                    f"carried over {kept} record(s); the damaged file could not be read to the "
+                    f"end, so at least {lost} were lost"
+                )
+            for problem in report.problems:
+                typer.echo(f"salvage: {problem}")
         typer.echo("ok" if report.ok else f"{len(report.findings)} problem(s) found")
     raise typer.Exit(EXIT_OK if report.ok else EXIT_FINDINGS)
 

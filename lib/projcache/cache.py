@@ -172,8 +172,10 @@ class ProjectCache:
                 return open_direct(settings, f"the cache in {settings.cache_dir} is damaged")
             if isinstance(exc, CorruptRecordError):
                 raise  # names the record; its hint already says what to run
+            where = str(settings.cache_dir)
+            reason = str(exc).replace(f" ({where})", "").replace(f"{where}: ", "")
             raise CacheCorruptError(
-                f"the cache in {settings.cache_dir} is damaged: {exc}",
+                f"the cache in {where} is damaged: {reason}",
                 hint="Run `projcache verify --repair` (the damaged files are kept aside), "
                 "or set PROJCACHE_AUTO_REPAIR=true.",
             ) from exc
@@ -222,8 +224,7 @@ class ProjectCache:
         from .errors import CacheBusyError
         from .recovery import rebuild
 
-        if self._readonly:
-            raise ReadOnlyCacheError(f"the cache in {self.path} is open read-only")
+        self._check_writable()
         if self._storage.refs > 1:
             raise CacheBusyError(
                 f"cannot rebuild {self.path}: it is open {self._storage.refs} times "
@@ -281,11 +282,7 @@ class ProjectCache:
         """True when opened read-only."""
         return self._readonly
 
-    def _read(self, fn: Callable[[Txn], T]) -> T:
-        self._check_open()
-        return self._storage.read(fn)
-
-    def _write(self, fn: Callable[[Txn], T]) -> T:
+    def _check_writable(self) -> None:
         self._check_open()
         if self._write_denied:
             raise CachePermissionError(
@@ -293,6 +290,13 @@ class ProjectCache:
             )
         if self._readonly:
             raise ReadOnlyCacheError(f"the cache in {self.path} is open read-only")
+
+    def _read(self, fn: Callable[[Txn], T]) -> T:
+        self._check_open()
+        return self._storage.read(fn)
+
+    def _write(self, fn: Callable[[Txn], T]) -> T:
+        self._check_writable()
         hits, misses = self._hits, self._misses
 
         def body(txn: Txn) -> T:
@@ -595,9 +599,7 @@ class ProjectCache:
         """
         from .refresh import RefreshContext, run_refresh
 
-        self._check_open()
-        if self._readonly:
-            raise ReadOnlyCacheError(f"the cache in {self.path} is open read-only")
+        self._check_writable()
         ctx = RefreshContext(
             read=self._read, write=self._write, repos=lambda: self._repos, settings=self.settings
         )
@@ -663,8 +665,8 @@ class ProjectCache:
         from .recovery import verify_cache
 
         self._check_open()
-        if repair and self._readonly:
-            raise ReadOnlyCacheError(f"the cache in {self.path} is open read-only")
+        if repair:
+            self._check_writable()
         return verify_cache(self, repair=repair, sources=sources)
 
     def backup(self, dest: Union[str, Path], compact: bool = True) -> Path:

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import errno
 import logging
+import os
 from typing import TYPE_CHECKING, ClassVar, Optional
 
 if TYPE_CHECKING:
@@ -245,6 +246,18 @@ _LMDB_TABLE: dict[str, tuple[type[ProjcacheError], str]] = {
 }
 
 
+_NEARLY_FULL_BYTES = 1024 * 1024
+
+
+def _nearly_full(path: str) -> bool:
+    """True when the filesystem holding ``path`` has (almost) no space left for us."""
+    try:
+        info = os.statvfs(path)
+    except OSError:
+        return False
+    return info.f_bavail * info.f_frsize < _NEARLY_FULL_BYTES
+
+
 def translate_lmdb_error(exc: lmdb.Error, *, path: str = "") -> ProjcacheError:
     """Return the projcache exception that stands for ``exc`` (to be raised ``from`` it).
 
@@ -253,7 +266,8 @@ def translate_lmdb_error(exc: lmdb.Error, *, path: str = "") -> ProjcacheError:
     """
     where = f" ({path})" if path else ""
     code = getattr(exc, "code", 0)
-    if code == errno.ENOSPC:
+    # LMDB reports a short write as EIO; on a filesystem with no room left, that is a full disk.
+    if code == errno.ENOSPC or (code == errno.EIO and path and _nearly_full(path)):
         return DiskFullError(f"no space left on the device holding the cache{where}")
     if code in (errno.EACCES, errno.EPERM, errno.EROFS):
         return CachePermissionError(f"permission denied on the cache{where}: {exc}")

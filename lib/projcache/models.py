@@ -330,7 +330,9 @@ class VerifyReport(_Record):
 
     When the environment itself was damaged and rebuilt, ``moved_to`` is where
     the damaged files were kept, and ``salvaged``/``lost`` count the records
-    carried over and lost, per sub-database.
+    carried over and lost, per sub-database; ``lost_complete`` is false when the
+    damaged file could not be read to the end (``lost`` is then a lower bound),
+    and ``problems`` says what the salvage could not do.
     """
 
     checked: Dict[str, int] = Field(default_factory=dict)
@@ -339,6 +341,8 @@ class VerifyReport(_Record):
     moved_to: Optional[str] = None
     salvaged: Dict[str, int] = Field(default_factory=dict)
     lost: Dict[str, int] = Field(default_factory=dict)
+    lost_complete: bool = True
+    problems: List[str] = Field(default_factory=list)
 
     @property
     def ok(self) -> bool:

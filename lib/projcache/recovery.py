@@ -42,15 +42,17 @@ class RecoveryResult:
     salvaged: dict[str, int] = field(default_factory=dict)
     lost: dict[str, int] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)
+    # False when the damaged file could not be read to the end: ``lost`` is then a floor.
+    complete: bool = True
     refresh: Optional[RefreshReport] = None
 
     def summary(self) -> str:
         """One line for logs and the CLI."""
         kept = sum(self.salvaged.values())
-        lost = sum(self.lost.values())
+        lost = f"lost {sum(self.lost.values())}" if self.complete else "lost an unknown number"
         return (
             f"moved the damaged cache to {self.moved_to}; carried over {kept} record(s), "
-            f"lost {lost}" + (f" ({'; '.join(self.problems)})" if self.problems else "")
+            f"{lost}" + (f" ({'; '.join(self.problems)})" if self.problems else "")
         )
 
 
@@ -99,8 +101,10 @@ def _salvage(aside: Path, result: RecoveryResult) -> list[tuple[str, bytes, byte
             result.problems.append(f"{item['db']}: {item['error']}")
         else:
             records.append((item["db"], bytes.fromhex(item["key"]), bytes.fromhex(item["value"])))
-    if not tally and code not in (0, -1):
-        result.problems.append(f"the salvage reader stopped with status {code}")
+    if not tally:
+        result.complete = False
+        if code not in (0, -1):
+            result.problems.append(f"the salvage reader stopped with status {code}")
     for db in RECORD_DBS:
         kept = sum(1 for name, _k, _v in records if name == db)
         result.salvaged[db] = kept
@@ -163,12 +167,43 @@ def rebuild(settings: Settings) -> RecoveryResult:
     return result
 
 
-def _refresh_known(cache: ProjectCache, full: bool) -> Optional[RefreshReport]:
-    collections = [c.path for c in cache.list_collections() if os.path.isdir(c.path)]
-    projects = [p.path for p in cache.list_projects() if os.path.isdir(p.path)]
-    if not collections and not projects:
-        return None
-    return cache.refresh(collections=collections, projects=projects, full=full)
+def _source_folders(cache: ProjectCache) -> tuple[set[str], set[str]]:
+    """Folders of every unit with fingerprints: a dropped record's sources are still known."""
+    from .errors import CorruptRecordError
+
+    repos = cache._repos
+
+    def body(txn: Any) -> tuple[set[str], set[str]]:
+        collections: set[str] = set()
+        projects: set[str] = set()
+        for key, raw in txn.cursor(repos.sources.db).iternext():
+            unit, _sep, relative = bytes(key).partition(codec.SEPARATOR)
+            try:
+                fingerprint = repos.sources.model.model_validate_json(codec.unframe(raw))
+            except (CorruptRecordError, ValueError):
+                continue
+            text = relative.decode("utf-8", "surrogateescape")
+            if text.startswith("#") or not fingerprint.path.endswith(text):
+                continue  # a digest-keyed deep path: its unit is found through another file
+            base = fingerprint.path[: -len(text)].rstrip(os.sep)
+            (collections if unit.startswith(b"c:") else projects).add(base)
+        return collections, projects
+
+    found: tuple[set[str], set[str]] = cache._read(body)
+    return found
+
+
+def _refresh_known(cache: ProjectCache, folders: tuple[set[str], set[str]]) -> None:
+    """Re-read from source: the configured roots, every cached unit and ``folders``."""
+    from .sources import is_collection, is_project
+
+    cache.refresh(full=True)
+    collections, projects = folders
+    known = {c.path for c in cache.list_collections()} | {p.path for p in cache.list_projects()}
+    extra_c = sorted(c for c in collections - known if os.path.isdir(c) and is_collection(c))
+    extra_p = sorted(p for p in projects - known if os.path.isdir(p) and is_project(p))
+    if extra_c or extra_p:
+        cache.refresh(collections=extra_c, projects=extra_p, full=True)
 
 
 def verify_cache(cache: ProjectCache, *, repair: bool, sources: bool) -> VerifyReport:
@@ -184,6 +219,7 @@ def verify_cache(cache: ProjectCache, *, repair: bool, sources: bool) -> VerifyR
     from .models import Finding, VerifyReport
     from .verify import run_verify
 
+    folders = _source_folders(cache) if repair else (set(), set())
     try:
         report = run_verify(cache._storage, cache._repos, repair=repair, sources=sources)
     except CacheCorruptError as exc:
@@ -201,12 +237,16 @@ def verify_cache(cache: ProjectCache, *, repair: bool, sources: bool) -> VerifyR
                 "moved_to": str(result.moved_to),
                 "salvaged": result.salvaged,
                 "lost": result.lost,
+                "lost_complete": result.complete,
+                "problems": result.problems,
             }
         )
     dropped = any(f.kind in ("frame", "model") and f.db in RECORD_DBS for f in report.findings)
     source_findings = sum(1 for f in report.findings if f.kind == "source")
-    if dropped or source_findings:
-        _refresh_known(cache, full=dropped)
+    if dropped:
+        _refresh_known(cache, folders)
+    elif source_findings:
+        cache.refresh()
     return report.model_copy(update={"repaired": report.repaired + source_findings})
 
 
@@ -226,4 +266,6 @@ def repair_unopenable(settings: Settings) -> VerifyReport:
         moved_to=str(result.moved_to),
         salvaged=result.salvaged,
         lost=result.lost,
+        lost_complete=result.complete,
+        problems=result.problems,
     )

@@ -226,23 +226,35 @@ class Storage:
                 hint="Point PROJCACHE_DIR at a local disk.",
             )
         sync, metasync = self._durability_flags[self.settings.durability]
+        options: dict[str, Any] = {
+            "map_size": self.settings.map_size,
+            "subdir": True,
+            "readonly": self.readonly,
+            "create": not self.readonly,
+            "sync": sync,
+            "metasync": metasync,
+            "writemap": False,
+            "max_readers": MAX_READERS,
+            "max_dbs": _MAX_DBS,
+            "max_spare_txns": 0,
+            "mode": 0o600,
+        }
         try:
-            env = lmdb.open(
-                str(self.path),
-                map_size=self.settings.map_size,
-                subdir=True,
-                readonly=self.readonly,
-                create=not self.readonly,
-                sync=sync,
-                metasync=metasync,
-                writemap=False,
-                max_readers=MAX_READERS,
-                max_dbs=_MAX_DBS,
-                max_spare_txns=0,
-                mode=0o600,
-            )
+            env = lmdb.open(str(self.path), **options)
         except lmdb.Error as exc:
-            raise translate_lmdb_error(exc, path=str(self.path)) from exc
+            if not (self.readonly and getattr(exc, "code", 0) in (errno.EACCES, errno.EROFS)):
+                raise translate_lmdb_error(exc, path=str(self.path)) from exc
+            # Someone else's cache, or a read-only mount: LMDB opens lock.mdb for
+            # writing even to read.  Without the lock file a reader is not seen by
+            # writers, so a concurrent writer may reuse pages under it; the frame
+            # checks turn such a torn read into CorruptRecordError, never garbage.
+            logger.warning(
+                "cannot write the lock file of %s; reading it without LMDB's lock", self.path
+            )
+            try:
+                env = lmdb.open(str(self.path), lock=False, **options)
+            except lmdb.Error as again:
+                raise translate_lmdb_error(again, path=str(self.path)) from again
         try:
             cleared = env.reader_check()
             if cleared:

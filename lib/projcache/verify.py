@@ -124,7 +124,15 @@ class _Checker:
                     expected = _key_of(db, record)
                     if expected is not None and expected.encode() != raw_key:
                         raise ValueError(f"record key {expected!r} differs from its key")
-                except (ValidationError, ValueError) as exc:
+                except ValidationError as exc:
+                    first = exc.errors()[0]
+                    field = ".".join(str(part) for part in first["loc"])
+                    where = f"field '{field}': " if field else ""
+                    message = f"invalid {model_name}: {where}{first['msg']}"
+                    self.add("model", db, raw_key, message)
+                    self.bad.setdefault(db, set()).add(raw_key)
+                    continue
+                except ValueError as exc:
                     self.add("model", db, raw_key, f"invalid {model_name}: {exc}".splitlines()[0])
                     self.bad.setdefault(db, set()).add(raw_key)
                     continue
@@ -271,8 +279,14 @@ def run_verify(
         checker.records(txn)
         checker.indexes(txn)
 
-    storage.read(scan)
-    if sources:
+    if checker.file_findings:
+        # Walking a damaged B-tree in this process can crash it outright (a wild
+        # page offset is a SIGBUS, not an exception): leave the records to the
+        # salvage child of a repair.
+        logger.warning("verify: %s is damaged; records not scanned", storage.path)
+    else:
+        storage.read(scan)
+    if sources and not checker.file_findings:
         for path, what in _check_sources(list(checker.good["sources"].values())):
             checker.add("source", "sources", path, f"{path} {what}")
         checker.checked["source files"] = checker.checked.get("sources", 0)

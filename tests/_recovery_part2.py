@@ -1,0 +1,1678 @@
+"""Recovery, part 2: verify in layers, repair, damaged opens, permissions, full disk, messages.
+
+Every test breaks a real cache on purpose (raw py-lmdb writes, bytes changed in
+``data.mdb``, garbage over the meta pages, permission bits, a 2 MiB tmpfs) and
+then pins what verify reports, what repair restores and what a user is told.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import json
+import logging
+import os
+import re
+import shutil
+import stat
+import struct
+import subprocess
+import sys
+import tempfile
+import textwrap
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+import lmdb
+import lmdb.verify
+import pytest
+from typer.testing import CliRunner
+
+from factories import CollectionBuilder, ProjectBuilder
+from projcache import ProjectCache
+from projcache import recovery as recovery_module
+from projcache.codec import deployment_key, encode, frame
+from projcache.config import Settings, load_settings
+from projcache.errors import (
+    CacheCorruptError,
+    CacheFullError,
+    CorruptRecordError,
+    StorageError,
+)
+from projcache.models import VerifyReport
+from projcache.storage import DATABASES
+from projcache_cli import app
+
+# -- helpers -------------------------------------------------------------------------------
+
+# Click < 8.2 (the newest on Python 3.9) mixes stderr into stdout unless told not to.
+_P2_SEPARATE = "mix_stderr" in inspect.signature(CliRunner.__init__).parameters
+_p2_runner = CliRunner(**({"mix_stderr": False} if _P2_SEPARATE else {}))
+
+_P2_DIRECT = {
+    "name": "direct",
+    "type": "agent",
+    "collection": "manual",
+    "description": "Put straight into the cache; no source file.",
+}
+_P2_DIRECT_KEY = "manual/agent/direct"
+_P2_BAD_PGNO = 999_999
+_P2_REPAIR_HINT = (
+    "Run `projcache verify --repair` (the damaged files are kept aside), "
+    "or set PROJCACHE_AUTO_REPAIR=true."
+)
+_P2_CORRUPT_NAME = re.compile(r"^cache\.corrupt-\d{8}T\d{6}Z(-\d+)?$")
+
+# Which full-disk method ran ("tmpfs" or "rlimit ..."), set by the p2_small_fs fixture.
+_P2_FULL_DISK_METHOD: Optional[str] = None
+
+
+def _p2_others_can_reach(path: str) -> bool:
+    """True when a user with no special rights can reach and read ``path``."""
+    real = Path(os.path.realpath(path))
+    if any(not parent.stat().st_mode & stat.S_IXOTH for parent in real.parents):
+        return False
+    return bool(real.stat().st_mode & stat.S_IROTH)
+
+
+def _p2_nobody_can_run_python() -> bool:
+    import pydantic
+
+    import projcache
+
+    needed = [sys.executable, os.__file__, lmdb.__file__, pydantic.__file__, projcache.__file__]
+    return all(_p2_others_can_reach(path) for path in needed)
+
+
+# How the permission checks run as an unprivileged user when the tests run as root:
+# "user=nobody" starts the interpreter as nobody; when nobody cannot even reach the
+# interpreter (here it lives under /root, mode 0700), the child starts as root,
+# imports everything it needs, then drops to nobody before touching the cache.
+_P2_IS_ROOT = os.geteuid() == 0
+if not _P2_IS_ROOT:
+    _P2_PRIVILEGE_DROP = "none (not root: permission bits removed with chmod)"
+elif _p2_nobody_can_run_python():
+    _P2_PRIVILEGE_DROP = "subprocess started as nobody (user=65534)"
+else:
+    _P2_PRIVILEGE_DROP = "in-script setuid(65534) after imports (interpreter unreachable by nobody)"
+
+
+@dataclasses.dataclass
+class _P2World:
+    """A collection ``default`` (pdf, notes, lint), a project ``shop`` deploying pdf, a cache."""
+
+    root: Path
+    settings: Settings
+    collection: CollectionBuilder
+    project: ProjectBuilder
+
+    @property
+    def cache_dir(self) -> Path:
+        return Path(self.settings.cache_dir)
+
+    def cli_env(self) -> dict[str, Optional[str]]:
+        """Environment for a CLI run that finds this world's roots and no user config."""
+        return {
+            "PROJCACHE_COLLECTIONS": str(self.root / "collections"),
+            "PROJCACHE_PROJECT_ROOTS": str(self.root / "projects"),
+            "PROJCACHE_CONFIG": None,
+            "PROJCACHE_AUTO_REPAIR": None,
+            "XDG_CONFIG_HOME": str(self.root / "no-config"),
+        }
+
+
+@dataclasses.dataclass
+class _P2Seeded:
+    """A closed cache written through the facade: three artifacts, one project, one deployment."""
+
+    settings: Settings
+    pid: str
+
+    @property
+    def cache_dir(self) -> Path:
+        return Path(self.settings.cache_dir)
+
+
+def _p2_open_raw(cache_dir: Path) -> tuple[lmdb.Environment, dict[str, Any]]:
+    env = lmdb.open(str(cache_dir), max_dbs=32)
+    with env.begin(write=True) as txn:
+        dbs = {
+            name: env.open_db(name.encode(), txn=txn, dupsort=dup)
+            for name, dup in DATABASES.items()
+        }
+    return env, dbs
+
+
+def _p2_tamper(cache_dir: Path, fn: Callable[[Any, dict[str, Any]], None]) -> None:
+    """Run ``fn(txn, dbs)`` in one raw py-lmdb write transaction on a closed cache."""
+    env, dbs = _p2_open_raw(cache_dir)
+    try:
+        with env.begin(write=True) as txn:
+            fn(txn, dbs)
+    finally:
+        env.close()
+
+
+def _p2_rows(cache_dir: Path, db: str) -> list[tuple[bytes, bytes]]:
+    """Every (key, value) of one sub-database, read with raw py-lmdb."""
+    env = lmdb.open(str(cache_dir), max_dbs=32, readonly=True, lock=False)
+    try:
+        handle = env.open_db(db.encode(), create=False, dupsort=DATABASES[db])
+        with env.begin() as txn:
+            return [(bytes(k), bytes(v)) for k, v in txn.cursor(handle)]
+    finally:
+        env.close()
+
+
+def _p2_flip_last_byte(txn: Any, db: Any, key: bytes) -> None:
+    value = bytearray(txn.get(key, db=db))
+    value[-1] ^= 0x01
+    txn.put(key, bytes(value), db=db)
+
+
+def _p2_nodes(data: bytes, psize: int, pgno: int) -> list[int]:
+    """Offsets (in ``data``) of the nodes of page ``pgno``."""
+    page = pgno * psize
+    lower = struct.unpack_from("=H", data, page + 12)[0]
+    return [
+        page + struct.unpack_from("=H", data, page + 16 + 2 * index)[0]
+        for index in range((lower - 16) // 2)
+    ]
+
+
+def _p2_db_root_page(data: bytes, name: str) -> tuple[int, int]:
+    """``(page size, root page number)`` of sub-database ``name`` (LMDB 0.9 layout, 64-bit).
+
+    Reads the newer meta page, then the main DB's root leaf, whose node for
+    ``name`` carries the sub-database's ``MDB_db`` record (root at offset 40).
+    """
+    psize = struct.unpack_from("=I", data, 40)[0]
+    metas = [(struct.unpack_from("=Q", data, base + 144)[0], base) for base in (0, psize)]
+    _txnid, meta = max(metas)
+    main_root = struct.unpack_from("=Q", data, meta + 128)[0]
+    assert struct.unpack_from("=H", data, main_root * psize + 10)[0] & 0x02, "main DB not a leaf"
+    for node in _p2_nodes(data, psize, main_root):
+        ksize = struct.unpack_from("=H", data, node + 6)[0]
+        if data[node + 8 : node + 8 + ksize] == name.encode():
+            return psize, struct.unpack_from("=Q", data, node + 8 + ksize + 40)[0]
+    raise AssertionError(f"no sub-database {name!r} in the main DB")
+
+
+def _p2_branch_children(data: bytes, psize: int, pgno: int) -> list[int]:
+    """Child page numbers of branch page ``pgno`` (a branch node packs it in lo, hi, flags)."""
+    assert struct.unpack_from("=H", data, pgno * psize + 10)[0] & 0x01, "not a branch page"
+    children = []
+    for node in _p2_nodes(data, psize, pgno):
+        lo, hi, flags = struct.unpack_from("=HHH", data, node)
+        children.append(lo | hi << 16 | flags << 32)
+    return children
+
+
+def _p2_leaf_keys(data: bytes, psize: int, pgno: int) -> list[bytes]:
+    """The keys stored on leaf page ``pgno``."""
+    assert struct.unpack_from("=H", data, pgno * psize + 10)[0] & 0x02, "not a leaf page"
+    keys = []
+    for node in _p2_nodes(data, psize, pgno):
+        ksize = struct.unpack_from("=H", data, node + 6)[0]
+        keys.append(data[node + 8 : node + 8 + ksize])
+    return keys
+
+
+def _p2_break_page_header(cache_dir: Path, db: str) -> int:
+    """Make the root leaf of ``db`` store a wrong page number; return the page's number.
+
+    LMDB reads such a page without complaint, but ``lmdb.verify`` reports it:
+    structural damage that leaves the environment openable and every record readable.
+    """
+    path = cache_dir / "data.mdb"
+    psize, pgno = _p2_db_root_page(path.read_bytes(), db)
+    with path.open("r+b") as handle:
+        handle.seek(pgno * psize + 10)
+        assert struct.unpack("=H", handle.read(2))[0] & 0x02, f"{db} root is not a leaf"
+        handle.seek(pgno * psize)
+        handle.write(struct.pack("=Q", _P2_BAD_PGNO))
+    return pgno
+
+
+def _p2_garbage_over_metas(cache_dir: Path) -> bytes:
+    """Overwrite the first 8 KiB of data.mdb (both meta pages); return the garbage."""
+    garbage = bytes(range(256)) * 32
+    with (cache_dir / "data.mdb").open("r+b") as handle:
+        handle.write(garbage)
+    return garbage
+
+
+def _p2_corrupt_dirs(cache_dir: Path) -> list[Path]:
+    return sorted(cache_dir.parent.glob(f"{cache_dir.name}.corrupt-*"))
+
+
+def _p2_keys(cache: ProjectCache) -> list[str]:
+    return [artifact.key for artifact in cache.list_artifacts()]
+
+
+def _p2_records(caplog: pytest.LogCaptureFixture, logger: str) -> list[tuple[int, str]]:
+    return [(r.levelno, r.getMessage()) for r in caplog.records if r.name == logger]
+
+
+def _p2_capture(caplog: pytest.LogCaptureFixture) -> None:
+    # The CLI's root callback raises these loggers to ERROR; set them back for this test.
+    for name in ("projcache.verify", "projcache.recovery", "projcache.cache"):
+        caplog.set_level(logging.INFO, logger=name)
+
+
+def _p2_cli(args: list[str], env: Optional[dict[str, Optional[str]]] = None) -> Any:
+    """Invoke the CLI in-process, with no config file and no auto-repair from the environment."""
+    isolated: dict[str, Optional[str]] = {
+        "PROJCACHE_CONFIG": None,
+        "PROJCACHE_AUTO_REPAIR": None,
+        "XDG_CONFIG_HOME": os.devnull,
+    }
+    return _p2_runner.invoke(app, args, env={**isolated, **(env or {})})
+
+
+def _p2_run(argv: list[str]) -> Any:
+    """Run a command with no stdin and the user's config ignored; return the finished process."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PROJCACHE_")}
+    return subprocess.run(
+        argv,
+        capture_output=True,
+        text=True,
+        stdin=subprocess.DEVNULL,
+        env={**env, "XDG_CONFIG_HOME": os.devnull},
+        timeout=120,
+        check=False,
+    )
+
+
+def _p2_script(args: list[str], *, env: Optional[dict[str, str]] = None, **kwargs: Any) -> Any:
+    return subprocess.run(
+        [sys.executable, *args],
+        capture_output=True,
+        text=True,
+        stdin=subprocess.DEVNULL,
+        env=env,
+        timeout=120,
+        check=False,
+        **kwargs,
+    )
+
+
+# -- fixtures --------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def p2_seeded(
+    cache_settings: Settings,
+    make_artifact: Callable[..., dict[str, Any]],
+    make_project: Callable[..., dict[str, Any]],
+) -> _P2Seeded:
+    """A closed cache of three artifacts, one project and one (current) deployment."""
+    with ProjectCache.open(settings=cache_settings) as cache:
+        cache.put_artifacts(
+            [
+                make_artifact("pdf", tags=["docs"], content_hash="h"),
+                make_artifact("docx", tags=["docs"]),
+                make_artifact("review", type="command"),
+            ]
+        )
+        cache.put_projects([make_project("shop")])
+        pid = cache.find_project("shop").id
+        cache.put_deployments(
+            [{"project_id": pid, "artifact_key": "default/skill/pdf", "content_hash": "h"}]
+        )
+    return _P2Seeded(settings=cache_settings, pid=pid)
+
+
+@pytest.fixture
+def p2_world(tmp_path: Path, cache_settings: Settings) -> _P2World:
+    """A real tree refreshed into a closed cache, plus one artifact that has no source."""
+    root = Path(os.path.realpath(tmp_path)) / "tree"
+    collection = CollectionBuilder(root / "collections", "default")
+    collection.skill(
+        "pdf",
+        front_matter={"name": "pdf", "description": "Extract quokka text from PDF files."},
+        tags=["docs"],
+    )
+    collection.skill("notes")
+    collection.command("lint")
+    collection.write()
+    project = ProjectBuilder(root / "projects", "shop")
+    project.deploy(collection, "skill", "pdf")
+    project.write()
+    settings = dataclasses.replace(
+        cache_settings,
+        collection_roots=(str(root / "collections"),),
+        project_roots=(str(root / "projects"),),
+        durability="none",
+    )
+    with ProjectCache.open(settings=settings) as cache:
+        assert cache.refresh().ok
+        cache.put_artifacts([_P2_DIRECT])
+    return _P2World(root=root, settings=settings, collection=collection, project=project)
+
+
+_P2_WORLD_KEYS = ["default/command/lint", "default/skill/notes", "default/skill/pdf"]
+
+
+def _p2_snapshot(settings: Settings) -> dict[str, Any]:
+    """Every artifact, collection, project and deployment of a cache, as plain data."""
+    with ProjectCache.open(settings=settings, readonly=True) as cache:
+        return {
+            "artifacts": {a.key: a.model_dump() for a in cache.list_artifacts()},
+            "collections": [
+                c.model_dump(exclude={"refreshed_at"}) for c in cache.list_collections()
+            ],
+            "projects": [p.model_dump(exclude={"refreshed_at"}) for p in cache.list_projects()],
+            "deployments": [d.model_dump() for d in cache.list_deployments()],
+        }
+
+
+_P2_DERIVED = [
+    "search-tokens",
+    "artifact-facets",
+    "artifact-terms",
+    "deployments-by-artifact",
+    "deployments-by-state",
+]
+_P2_ORPHAN = encode({"project_id": "f" * 16, "artifact_key": "default/skill/pdf"})
+_P2_DEP = b"{pid}\x00default/skill/pdf"
+# case -> ([(operation, db, key, value)], [(db, finding key, finding message)]);
+# "{pid}" stands for the seeded project's id.
+_P2_INDEX_CASES: dict[str, tuple[list[tuple[str, str, bytes, bytes]], list[tuple[str, str, str]]]]
+_P2_INDEX_CASES = {
+    "search-tokens-dangling": (
+        [("put", "search-tokens", b"ghost", b"default/skill/nothing\x00\x01")],
+        [("search-tokens", "ghost", "dangling entry -> default/skill/nothing (fields 0x1)")],
+    ),
+    "search-tokens-missing": (
+        [("delete", "search-tokens", b"pdf", b"default/skill/pdf\x00\x09")],
+        [("search-tokens", "pdf", "missing entry -> default/skill/pdf (fields 0x9)")],
+    ),
+    "artifact-facets-dangling": (
+        [("put", "artifact-facets", b"tag\x00ghost", b"default/skill/pdf")],
+        [("artifact-facets", "tag\x00ghost", "dangling entry -> default/skill/pdf")],
+    ),
+    "artifact-facets-missing": (
+        [("delete", "artifact-facets", b"type\x00skill", b"default/skill/pdf")],
+        [("artifact-facets", "type\x00skill", "missing entry -> default/skill/pdf")],
+    ),
+    "artifact-terms-dangling": (
+        [("put", "artifact-terms", b"default/skill/ghost", encode({"ghost": 1}))],
+        [("artifact-terms", "default/skill/ghost", "terms of an unknown artifact")],
+    ),
+    "artifact-terms-missing": (
+        [("delete", "artifact-terms", b"default/skill/pdf", b"")],
+        [("artifact-terms", "default/skill/pdf", "artifact has no terms record")],
+    ),
+    "artifact-terms-wrong": (
+        [("put", "artifact-terms", b"default/skill/pdf", encode({"zebra": 1}))],
+        [("artifact-terms", "default/skill/pdf", "terms differ from the fields")],
+    ),
+    "deployments-by-artifact-dangling": (
+        [("put", "deployments-by-artifact", b"default/skill/docx", b"{pid}")],
+        [("deployments-by-artifact", "default/skill/docx", "dangling entry -> {pid}")],
+    ),
+    "deployments-by-artifact-missing": (
+        [("delete", "deployments-by-artifact", b"default/skill/pdf", b"{pid}")],
+        [("deployments-by-artifact", "default/skill/pdf", "missing entry -> {pid}")],
+    ),
+    "deployments-by-state-dangling": (
+        [("put", "deployments-by-state", b"modified", _P2_DEP)],
+        [("deployments-by-state", "modified", "dangling entry -> {pid} default/skill/pdf")],
+    ),
+    "deployments-by-state-missing": (
+        [("delete", "deployments-by-state", b"current", _P2_DEP)],
+        [("deployments-by-state", "current", "missing entry -> {pid} default/skill/pdf")],
+    ),
+    "deployment-of-a-missing-project": (
+        [("put", "deployments", b"f" * 16 + b"\x00default/skill/pdf", _P2_ORPHAN)],
+        [
+            (
+                "deployments",
+                "f" * 16 + "\x00default/skill/pdf",
+                f"project {'f' * 16} does not exist",
+            ),
+            ("deployments-by-artifact", "default/skill/pdf", f"missing entry -> {'f' * 16}"),
+            ("deployments-by-state", "current", f"missing entry -> {'f' * 16} default/skill/pdf"),
+        ],
+    ),
+    "wrong-stored-state": (
+        [("state", "deployments", _P2_DEP, b"outdated")],
+        [
+            ("deployments", "{pid}\x00default/skill/pdf", "state is outdated, rule says current"),
+            ("deployments-by-state", "current", "dangling entry -> {pid} default/skill/pdf"),
+            ("deployments-by-state", "outdated", "missing entry -> {pid} default/skill/pdf"),
+        ],
+    ),
+}
+
+
+# -- 1. verify in layers -------------------------------------------------------------------
+
+
+class TestVerifyLayers:
+    """Each layer (file, frame, model, index, source) finds its own kind of damage."""
+
+    def test_file_layer_finds_a_damaged_page_in_a_backup_copy(
+        self, p2_seeded: _P2Seeded, tmp_path: Path
+    ) -> None:
+        """A page storing a wrong number in a backup copy is a file finding; records still read."""
+        with ProjectCache.open(settings=p2_seeded.settings) as cache:
+            copy = cache.backup(tmp_path / "copy")
+        pgno = _p2_break_page_header(copy, "search-tokens")
+        expected = f"main/search-tokens DB: page {pgno} stores mp_pgno {_P2_BAD_PGNO}"
+        assert lmdb.verify.verify(str(copy)) == [expected]
+        before = (copy / "data.mdb").read_bytes()
+        copy_settings = dataclasses.replace(p2_seeded.settings, cache_dir=copy)
+        with ProjectCache.open(settings=copy_settings) as damaged:
+            report = damaged.verify()
+            assert [f.model_dump() for f in report.findings] == [
+                {
+                    "kind": "file",
+                    "db": "data.mdb",
+                    "key": None,
+                    "message": expected,
+                    "repairable": True,
+                }
+            ]
+            assert not report.ok and report.repaired == 0
+            # Records are not walked in-process once the file layer failed (a wild
+            # page can crash the walker); they still read through the normal paths.
+            assert "artifacts" not in report.checked
+            assert _p2_keys(damaged) == [
+                "default/command/review",
+                *sorted(["default/skill/docx", "default/skill/pdf"]),
+            ]
+            assert damaged.search("pdf").total == 1
+        # Verify (without repair) changed nothing on disk; the original is untouched.
+        assert (copy / "data.mdb").read_bytes() == before
+        with ProjectCache.open(settings=p2_seeded.settings) as cache:
+            assert cache.verify().ok
+
+    @pytest.mark.parametrize(
+        ("db", "suffix", "damage", "message"),
+        [
+            pytest.param(
+                "artifacts",
+                b"default/skill/pdf",
+                "crc",
+                "artifacts[b'default/skill/pdf']: CRC32 mismatch",
+                id="artifact-crc",
+            ),
+            pytest.param(
+                "artifacts",
+                b"default/skill/pdf",
+                "format",
+                "artifacts[b'default/skill/pdf']: unknown frame format byte 0x02",
+                id="artifact-format-byte",
+            ),
+            pytest.param(
+                "artifacts",
+                b"default/skill/pdf",
+                "short",
+                "artifacts[b'default/skill/pdf']: frame too short (3 bytes)",
+                id="artifact-short",
+            ),
+            pytest.param("collections", b"default", "crc", None, id="collection-crc"),
+            pytest.param("projects", b"", "crc", None, id="project-crc"),
+            pytest.param("deployments", b"\x00default/skill/pdf", "crc", None, id="deployment-crc"),
+            pytest.param("sources", b"\x00skills/pdf", "crc", None, id="source-crc"),
+        ],
+    )
+    def test_frame_layer_finds_a_flipped_value_and_repair_rereads_it(
+        self, p2_world: _P2World, db: str, suffix: bytes, damage: str, message: Optional[str]
+    ) -> None:
+        """A value failing its frame check is a frame finding; repair re-reads it from source."""
+        key = next(k for k, _v in _p2_rows(p2_world.cache_dir, db) if k.endswith(suffix))
+        before = _p2_snapshot(p2_world.settings)
+
+        def corrupt(txn: Any, dbs: dict[str, Any]) -> None:
+            value = txn.get(key, db=dbs[db])
+            if damage == "crc":
+                _p2_flip_last_byte(txn, dbs[db], key)
+            elif damage == "format":
+                txn.put(key, b"\x02" + value[1:], db=dbs[db])
+            else:
+                txn.put(key, value[:3], db=dbs[db])
+
+        _p2_tamper(p2_world.cache_dir, corrupt)
+        with ProjectCache.open(settings=p2_world.settings) as cache:
+            report = cache.verify()
+            expected = [("frame", db, key.decode(), message or f"{db}[{key!r}]: CRC32 mismatch")]
+            if db == "projects":  # its deployment now points at a project that does not read
+                pid = key.decode()
+                expected.append(
+                    (
+                        "index",
+                        "deployments",
+                        f"{pid}\x00default/skill/pdf",
+                        f"project {pid} does not exist",
+                    )
+                )
+            assert [(f.kind, f.db, f.key, f.message) for f in report.findings] == expected
+            repaired = cache.verify(repair=True)
+            assert repaired.ok and repaired.repaired == len(expected)
+            assert cache.verify().ok
+        assert _p2_snapshot(p2_world.settings) == before
+
+    @pytest.mark.parametrize(
+        ("db", "key", "payload", "message"),
+        [
+            pytest.param(
+                "artifacts",
+                b"default/skill/pdf",
+                b'{"name": 3}',
+                "invalid Artifact: field 'name': Input should be a valid string",
+                id="artifact-bad-fields",
+            ),
+            pytest.param(
+                "artifacts",
+                b"default/skill/pdf",
+                b'{"name": "lint", "type": "command", "collection": "default"}',
+                "invalid Artifact: record key 'default/command/lint' differs from its key",
+                id="artifact-under-another-key",
+            ),
+            pytest.param(
+                "collections",
+                b"default",
+                b"not json at all",
+                "invalid Collection: Invalid JSON: expected ident at line 1 column 2",
+                id="collection-not-json",
+            ),
+        ],
+    )
+    def test_model_layer_finds_a_valid_frame_holding_an_invalid_record(
+        self, p2_world: _P2World, db: str, key: bytes, payload: bytes, message: str
+    ) -> None:
+        """A well-framed value that does not validate is a model finding; repair re-reads it."""
+        before = _p2_snapshot(p2_world.settings)
+        _p2_tamper(p2_world.cache_dir, lambda txn, dbs: txn.put(key, frame(payload), db=dbs[db]))
+        with ProjectCache.open(settings=p2_world.settings) as cache:
+            report = cache.verify()
+            assert [(f.kind, f.db, f.key, f.message, f.repairable) for f in report.findings] == [
+                ("model", db, key.decode(), message, True)
+            ]
+            assert cache.verify(repair=True).ok
+            assert cache.verify().ok
+        assert _p2_snapshot(p2_world.settings) == before
+
+    @pytest.mark.parametrize("case", list(_P2_INDEX_CASES))
+    def test_index_layer_finds_dangling_and_missing_entries(
+        self, p2_seeded: _P2Seeded, case: str
+    ) -> None:
+        """Each derived index and deployment check reports its damage exactly; repair fixes it."""
+        operations, expected = _P2_INDEX_CASES[case]
+        pid = p2_seeded.pid
+        intact = {db: _p2_rows(p2_seeded.cache_dir, db) for db in _P2_DERIVED}
+
+        def damage(txn: Any, dbs: dict[str, Any]) -> None:
+            for operation, db, raw_key, raw_value in operations:
+                key, value = (b.replace(b"{pid}", pid.encode()) for b in (raw_key, raw_value))
+                if operation == "put":
+                    txn.put(key, value, db=dbs[db])
+                elif operation == "delete":
+                    assert txn.delete(key, value, db=dbs[db])
+                else:  # "state": rewrite the record's state, keeping a valid frame
+                    old = txn.get(key, db=dbs[db])[5:]
+                    txn.put(key, frame(old.replace(b'"current"', b'"' + value + b'"')), db=dbs[db])
+
+        _p2_tamper(p2_seeded.cache_dir, damage)
+        with ProjectCache.open(settings=p2_seeded.settings) as cache:
+            report = cache.verify()
+            found = sorted((f.kind, f.db, f.key, f.message) for f in report.findings)
+            assert found == sorted(
+                ("index", db, key.format(pid=pid), message.format(pid=pid))
+                for db, key, message in expected
+            )
+            repaired = cache.verify(repair=True)
+            assert repaired.ok and repaired.repaired == len(expected)
+            assert cache.verify().findings == []
+            assert [(d.project_id, d.state) for d in cache.list_deployments()] == [(pid, "current")]
+        assert {db: _p2_rows(p2_seeded.cache_dir, db) for db in _P2_DERIVED} == intact
+
+    def test_sources_option_reports_an_edited_source_file(self, p2_world: _P2World) -> None:
+        """verify(sources=True) names the edited artifact's folder; plain verify does not look."""
+        folder = p2_world.collection.artifact_path("skill", "pdf")
+        (folder / "SKILL.md").write_text("---\nname: pdf\ndescription: Edited.\n---\n# pdf\n")
+        with ProjectCache.open(settings=p2_world.settings) as cache:
+            assert cache.verify().ok
+            report = cache.verify(sources=True)
+            assert [f.model_dump() for f in report.findings] == [
+                {
+                    "kind": "source",
+                    "db": "sources",
+                    "key": str(folder),
+                    "message": f"{folder} changed on disk since it was read",
+                    "repairable": True,
+                }
+            ]
+            assert report.checked["source files"] == report.checked["sources"] > 0
+            repaired = cache.verify(repair=True, sources=True)
+            assert repaired.ok and repaired.repaired == 1
+            assert cache.get_artifact("default/skill/pdf").description == "Edited."
+            assert cache.verify(sources=True).ok
+
+    def test_cli_verify_exit_codes_and_json_shape(self, p2_seeded: _P2Seeded) -> None:
+        """`verify` exits 0 clean and 1 with findings; --json carries the whole report."""
+        where = ["--cache-dir", str(p2_seeded.cache_dir)]
+        clean = _p2_cli([*where, "verify"])
+        assert clean.exit_code == 0, clean.output
+        assert clean.stdout.splitlines() == [
+            "checked: artifact-facets 5, artifact-terms 3, artifacts 3, collections 0, "
+            "deployments 1, deployments-by-artifact 1, deployments-by-state 1, projects 1, "
+            "search-tokens 8, sources 0",
+            "ok",
+        ]
+        assert clean.stderr == ""
+        _p2_tamper(
+            p2_seeded.cache_dir,
+            lambda txn, dbs: _p2_flip_last_byte(txn, dbs["artifacts"], b"default/skill/docx"),
+        )
+        found = _p2_cli([*where, "verify", "--json"])
+        assert found.exit_code == 1, found.output
+        data = json.loads(found.stdout)
+        assert sorted(data) == [
+            "checked",
+            "findings",
+            "lost",
+            "lost_complete",
+            "moved_to",
+            "ok",
+            "problems",
+            "repaired",
+            "salvaged",
+        ]
+        assert data["ok"] is False and data["repaired"] == 0 and data["moved_to"] is None
+        assert data["checked"]["artifacts"] == 3
+        assert data["findings"] == [
+            {
+                "kind": "frame",
+                "db": "artifacts",
+                "key": "default/skill/docx",
+                "message": "artifacts[b'default/skill/docx']: CRC32 mismatch",
+                "repairable": True,
+            }
+        ]
+        assert found.stderr == ""
+
+    def test_cli_verify_sources_lists_the_changed_file(self, p2_world: _P2World) -> None:
+        """`verify --sources` prints a source finding for an edited file and exits 1."""
+        lint = p2_world.collection.main_file("command", "lint")
+        lint.write_text(lint.read_text() + "\nOne more line.\n")
+        where = ["--cache-dir", str(p2_world.cache_dir)]
+        assert _p2_cli([*where, "verify"], env=p2_world.cli_env()).exit_code == 0
+        result = _p2_cli([*where, "verify", "--sources"], env=p2_world.cli_env())
+        assert result.exit_code == 1, result.output
+        lines = result.stdout.splitlines()
+        assert lines[1:] == [
+            f"source: sources {lint}: {lint} changed on disk since it was read",
+            "1 problem(s) found",
+        ]
+        assert "source files 8" in lines[0]
+        assert result.stderr == ""
+
+
+# -- 2. repair -------------------------------------------------------------------------------
+
+
+class TestRepair:
+    """Repair rebuilds what is derived, re-reads what has a source, keeps what still reads."""
+
+    def test_repair_rebuilds_every_derived_index_from_the_records(
+        self, p2_seeded: _P2Seeded
+    ) -> None:
+        """With all five derived indexes emptied, repair restores them byte for byte."""
+        derived = _P2_DERIVED
+        intact = {db: _p2_rows(p2_seeded.cache_dir, db) for db in derived}
+
+        def empty(txn: Any, dbs: dict[str, Any]) -> None:
+            for db in derived:
+                txn.drop(dbs[db], delete=False)
+
+        _p2_tamper(p2_seeded.cache_dir, empty)
+        with ProjectCache.open(settings=p2_seeded.settings) as cache:
+            assert cache.search("pdf").total == 0
+            report = cache.verify()
+            missing = sum(len(rows) for rows in intact.values())
+            assert len(report.findings) == missing
+            assert {f.kind for f in report.findings} == {"index"}
+            assert {f.db for f in report.findings} == set(derived)
+            assert cache.verify(repair=True).repaired == missing
+            assert cache.search("pdf").total == 1
+        assert {db: _p2_rows(p2_seeded.cache_dir, db) for db in derived} == intact
+
+    def test_repair_drops_bad_records_and_rereads_them_from_source(
+        self, p2_world: _P2World, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        """A frame-broken and a model-broken artifact come back from source, content intact."""
+        _p2_capture(caplog)
+        before = _p2_snapshot(p2_world.settings)
+
+        def damage(txn: Any, dbs: dict[str, Any]) -> None:
+            _p2_flip_last_byte(txn, dbs["artifacts"], b"default/skill/pdf")
+            txn.put(b"default/skill/notes", frame(b'{"name": "notes"}'), db=dbs["artifacts"])
+
+        _p2_tamper(p2_world.cache_dir, damage)
+        with ProjectCache.open(settings=p2_world.settings) as cache:
+            report = cache.verify(repair=True)
+            assert [(f.kind, f.key) for f in report.findings] == [
+                ("model", "default/skill/notes"),
+                ("frame", "default/skill/pdf"),
+            ]
+            assert report.ok and report.repaired == 2
+            pdf = cache.get_artifact("default/skill/pdf")
+            assert pdf is not None and pdf.description == "Extract quokka text from PDF files."
+            assert cache.search("quokka").total == 1
+            assert [d.state for d in cache.list_deployments()] == ["current"]
+            assert cache.verify().ok
+        assert _p2_snapshot(p2_world.settings) == before
+        assert (
+            logging.WARNING,
+            "verify: frame artifacts default/skill/pdf: "
+            "artifacts[b'default/skill/pdf']: CRC32 mismatch",
+        ) in _p2_records(caplog, "projcache.verify")
+        assert not _p2_corrupt_dirs(p2_world.cache_dir)  # repaired in place, nothing moved
+
+    def test_a_bad_record_without_source_is_dropped_and_reported(self, p2_world: _P2World) -> None:
+        """A record with no source cannot come back; the finding names it (never silent)."""
+        _p2_tamper(
+            p2_world.cache_dir,
+            lambda txn, dbs: _p2_flip_last_byte(txn, dbs["artifacts"], _P2_DIRECT_KEY.encode()),
+        )
+        with ProjectCache.open(settings=p2_world.settings) as cache:
+            report = cache.verify(repair=True)
+            assert [(f.kind, f.db, f.key) for f in report.findings] == [
+                ("frame", "artifacts", _P2_DIRECT_KEY)
+            ]
+            assert cache.get_artifact(_P2_DIRECT_KEY) is None
+            assert _p2_keys(cache) == _P2_WORLD_KEYS
+
+    def test_file_damage_moves_the_cache_aside_and_carries_every_record_over(
+        self, p2_world: _P2World, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        """verify(repair=True) on a file finding: damaged files kept, all records salvaged."""
+        _p2_capture(caplog)
+        before = _p2_snapshot(p2_world.settings)
+        counts = {db: len(_p2_rows(p2_world.cache_dir, db)) for db in recovery_module.RECORD_DBS}
+        pgno = _p2_break_page_header(p2_world.cache_dir, "artifact-terms")
+        damaged_bytes = (p2_world.cache_dir / "data.mdb").read_bytes()
+        with ProjectCache.open(settings=p2_world.settings) as cache:
+            report = cache.verify(repair=True)
+            assert [(f.kind, f.message) for f in report.findings] == [
+                ("file", f"main/artifact-terms DB: page {pgno} stores mp_pgno {_P2_BAD_PGNO}")
+            ]
+            assert report.ok and report.repaired == 1
+            moved = Path(report.moved_to or "")
+            assert moved.parent == p2_world.cache_dir.parent
+            assert _P2_CORRUPT_NAME.match(moved.name), moved.name
+            assert (moved / "data.mdb").read_bytes() == damaged_bytes  # kept as it was
+            assert report.salvaged == counts
+            assert report.lost == dict.fromkeys(counts, 0)
+            # The same handle now works on the rebuilt environment.
+            assert cache.get_artifact(_P2_DIRECT_KEY) is not None
+            assert cache.verify().ok
+        assert lmdb.verify.verify(str(p2_world.cache_dir)) == []
+        assert _p2_snapshot(p2_world.settings) == before
+        kept = sum(counts.values())
+        assert _p2_records(caplog, "projcache.recovery") == [
+            (logging.WARNING, f"moved the damaged cache {p2_world.cache_dir} aside to {moved}"),
+            (
+                logging.WARNING,
+                f"recovered {p2_world.cache_dir}: moved the damaged cache to {moved}; "
+                f"carried over {kept} record(s), lost 0",
+            ),
+        ]
+
+    def test_partial_damage_keeps_every_record_that_still_reads(
+        self, cache_settings: Settings, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        """Records with no source survive a rebuild, except the one whose frame broke: lost 1."""
+        _p2_capture(caplog)
+        records = [
+            {"name": f"rec{i}", "type": "skill", "collection": "direct", "tags": [f"t{i % 3}"]}
+            for i in range(12)
+        ]
+        with ProjectCache.open(settings=cache_settings) as cache:
+            cache.put_artifacts(records)
+            expected = {a.key: a for a in cache.list_artifacts()}
+        victim = b"direct/skill/rec7"
+        _p2_tamper(
+            cache_settings.cache_dir,
+            lambda txn, dbs: _p2_flip_last_byte(txn, dbs["artifacts"], victim),
+        )
+        _p2_break_page_header(cache_settings.cache_dir, "artifact-facets")
+        with ProjectCache.open(settings=cache_settings) as cache:
+            report = cache.verify(repair=True)
+            # The file layer fails first, so records are left to the salvage child,
+            # which finds the broken frame and counts that record as lost.
+            assert sorted(f.kind for f in report.findings) == ["file"]
+            assert report.salvaged["artifacts"] == 11
+            assert report.lost == {
+                "collections": 0,
+                "projects": 0,
+                "artifacts": 1,
+                "deployments": 0,
+                "sources": 0,
+            }
+            survivors = {a.key: a for a in cache.list_artifacts()}
+            del expected[victim.decode()]
+            assert survivors == expected
+            assert cache.search("rec3").total == 1
+            assert cache.verify().ok
+        # The lost record is still in the files kept aside (nothing discarded silently).
+        moved = Path(report.moved_to or "")
+        assert victim in dict(_p2_rows(moved, "artifacts"))
+        assert (
+            logging.WARNING,
+            f"recovery lost 1 artifacts record(s) of {cache_settings.cache_dir}",
+        ) in _p2_records(caplog, "projcache.recovery")
+
+    def test_a_destroyed_leaf_loses_only_its_records_and_says_so(
+        self, cache_settings: Settings, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        """A destroyed artifacts leaf: other leaves' records survive, its own are reported lost."""
+        _p2_capture(caplog)
+        with ProjectCache.open(settings=cache_settings) as cache:
+            cache.put_artifacts(
+                [
+                    {
+                        "name": f"rec{i:02d}",
+                        "type": "skill",
+                        "collection": "direct",
+                        "description": f"record {i} " + "w" * 300,
+                    }
+                    for i in range(60)
+                ]
+            )
+            expected = {a.key: a for a in cache.list_artifacts()}
+        path = cache_settings.cache_dir / "data.mdb"
+        data = path.read_bytes()
+        psize, root = _p2_db_root_page(data, "artifacts")
+        leaves = _p2_branch_children(data, psize, root)
+        assert len(leaves) >= 3, "the artifacts need a branch root over several leaves"
+        doomed = _p2_leaf_keys(data, psize, leaves[-1])
+        with path.open("r+b") as handle:
+            handle.seek(leaves[-1] * psize)
+            handle.write(bytes(range(256)) * (psize // 256))
+        damaged = path.read_bytes()
+        with ProjectCache.open(settings=cache_settings) as cache:
+            report = cache.verify(repair=True)
+            assert report.findings
+            assert {(f.kind, f.db) for f in report.findings} == {("file", "data.mdb")}
+            assert report.ok and report.moved_to is not None
+            assert report.salvaged["artifacts"] == 60 - len(doomed)
+            assert report.lost["artifacts"] == len(doomed)
+            for key in doomed:
+                del expected[key.decode()]
+            assert {a.key: a for a in cache.list_artifacts()} == expected
+            assert cache.verify().ok
+        assert (Path(report.moved_to) / "data.mdb").read_bytes() == damaged
+        assert (
+            logging.WARNING,
+            f"recovery lost {len(doomed)} artifacts record(s) of {cache_settings.cache_dir}",
+        ) in _p2_records(caplog, "projcache.recovery")
+
+    def test_verify_of_a_page_with_wild_offsets_reports_instead_of_crashing(
+        self, cache_settings: Settings
+    ) -> None:
+        """Node offsets pointing off the page: `verify` reports it and `--repair` rebuilds.
+
+        Run in child processes: reading such a page through liblmdb can kill the reader.
+        """
+        with ProjectCache.open(settings=cache_settings) as cache:
+            cache.put_artifacts(
+                [{"name": f"rec{i}", "type": "skill", "collection": "direct"} for i in range(5)]
+            )
+        path = cache_settings.cache_dir / "data.mdb"
+        psize, pgno = _p2_db_root_page(path.read_bytes(), "artifacts")
+        with path.open("r+b") as handle:
+            handle.seek(pgno * psize + 16)  # the node offsets, right after the page header
+            handle.write(b"\xff\x7f" * 5)
+        problems = lmdb.verify.verify(str(cache_settings.cache_dir))
+        assert problems[0] == f"main/artifacts DB: leaf page {pgno} node 0 header out of bounds"
+        script = str(Path(sys.executable).parent / "projcache")
+        where = [script, "--cache-dir", str(cache_settings.cache_dir)]
+        found = _p2_run([*where, "verify"])
+        assert found.returncode == 1, (found.returncode, found.stderr[-2000:])
+        assert f"file: data.mdb: {problems[0]}" in found.stdout.splitlines()
+        repaired = _p2_run([*where, "verify", "--repair"])
+        assert repaired.returncode == 0, (repaired.returncode, repaired.stderr[-2000:])
+        (moved,) = _p2_corrupt_dirs(cache_settings.cache_dir)
+        assert f"damaged files kept in {moved}" in repaired.stdout.splitlines()
+        # Five records were in the damaged file and none came back: "lost 0" would be silent.
+        assert "carried over 0 record(s), lost 0" not in repaired.stdout.splitlines()
+        with ProjectCache.open(settings=cache_settings) as cache:
+            assert cache.verify().ok
+
+    def test_cli_verify_repair_rebuilds_an_unopenable_cache(self, p2_world: _P2World) -> None:
+        """Garbage over the meta pages: `verify --repair` keeps the files, rebuilds from source."""
+        garbage = _p2_garbage_over_metas(p2_world.cache_dir)
+        where = ["--cache-dir", str(p2_world.cache_dir)]
+        result = _p2_cli([*where, "verify", "--repair", "--json"], env=p2_world.cli_env())
+        assert result.exit_code == 0, result.output
+        data = json.loads(result.stdout)
+        (moved,) = _p2_corrupt_dirs(p2_world.cache_dir)
+        assert data["ok"] is True and data["repaired"] == 1
+        assert data["moved_to"] == str(moved)
+        assert (moved / "data.mdb").read_bytes()[: len(garbage)] == garbage
+        (finding,) = data["findings"]
+        assert finding["kind"] == "file" and finding["db"] == "data.mdb"
+        assert finding["message"].startswith(
+            f"the environment could not be opened; moved the damaged cache to {moved}; "
+            "carried over 0 record(s), "
+        )
+        assert "(salvage failed: InvalidError: " in finding["message"]
+        assert data["salvaged"] == dict.fromkeys(recovery_module.RECORD_DBS, 0)
+        with ProjectCache.open(settings=p2_world.settings) as cache:
+            # Everything with a source is back; the record without one is gone.
+            assert _p2_keys(cache) == _P2_WORLD_KEYS
+            assert [d.state for d in cache.list_deployments()] == ["current"]
+            assert cache.verify().ok
+
+    def test_move_aside_never_reuses_a_name(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """Two rebuilds within one second keep both damaged copies (a numeric suffix)."""
+
+        class _FrozenClock:
+            @staticmethod
+            def gmtime() -> Any:
+                return None
+
+            @staticmethod
+            def strftime(fmt: str, when: Any = None) -> str:
+                return "20260101T000000Z"
+
+        monkeypatch.setattr(recovery_module, "time", _FrozenClock)
+        cache_dir = tmp_path / "cache"
+        moved = []
+        for round_ in range(3):
+            cache_dir.mkdir()
+            (cache_dir / "data.mdb").write_text(f"round {round_}")
+            moved.append(recovery_module.move_aside(cache_dir))
+        assert [p.name for p in moved] == [
+            "cache.corrupt-20260101T000000Z",
+            "cache.corrupt-20260101T000000Z-2",
+            "cache.corrupt-20260101T000000Z-3",
+        ]
+        assert [(p / "data.mdb").read_text() for p in moved] == ["round 0", "round 1", "round 2"]
+
+
+# -- 3. opening a damaged cache ------------------------------------------------------------
+
+
+class TestOpeningDamaged:
+    """Opening never hands out a damaged cache silently; auto_repair rebuilds it."""
+
+    def test_opening_an_unopenable_cache_raises_with_the_repair_hint(
+        self, p2_world: _P2World
+    ) -> None:
+        """Garbage over both meta pages: CacheCorruptError naming the dir, nothing moved."""
+        _p2_garbage_over_metas(p2_world.cache_dir)
+        damaged = (p2_world.cache_dir / "data.mdb").read_bytes()
+        for readonly in (False, True):
+            with pytest.raises(CacheCorruptError) as info:
+                ProjectCache.open(settings=p2_world.settings, readonly=readonly)
+            assert str(info.value).startswith(
+                f"the cache in {p2_world.cache_dir} is damaged: "
+                "the files are not a valid LMDB environment"
+            )
+            assert info.value.hint == _P2_REPAIR_HINT
+            assert info.value.exit_code == 7
+        assert not _p2_corrupt_dirs(p2_world.cache_dir)
+        assert (p2_world.cache_dir / "data.mdb").read_bytes() == damaged
+
+    def test_auto_repair_rebuilds_and_goes_on(
+        self, p2_world: _P2World, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        """With auto_repair the open moves the damage aside, rebuilds from source and works."""
+        _p2_capture(caplog)
+        _p2_garbage_over_metas(p2_world.cache_dir)
+        settings = dataclasses.replace(p2_world.settings, auto_repair=True)
+        with ProjectCache.open(settings=settings) as cache:
+            assert _p2_keys(cache) == _P2_WORLD_KEYS
+            assert cache.search("quokka").total == 1
+            assert cache.verify().ok
+        (moved,) = _p2_corrupt_dirs(p2_world.cache_dir)
+        assert (moved / "data.mdb").is_file()
+        (opened,) = _p2_records(caplog, "projcache.cache")
+        assert opened[1].startswith(
+            f"the cache in {p2_world.cache_dir} is damaged (the files are not a valid LMDB "
+        )
+        assert opened[1].endswith("); repairing it")
+        recovered = _p2_records(caplog, "projcache.recovery")
+        assert recovered[0] == (
+            logging.WARNING,
+            f"moved the damaged cache {p2_world.cache_dir} aside to {moved}",
+        )
+        assert "salvage failed: InvalidError" in recovered[-1][1]
+
+    def test_auto_repair_never_moves_files_for_a_readonly_open(self, p2_world: _P2World) -> None:
+        """A read-only open with auto_repair still raises and leaves the files where they are."""
+        _p2_garbage_over_metas(p2_world.cache_dir)
+        settings = dataclasses.replace(p2_world.settings, auto_repair=True)
+        with pytest.raises(CacheCorruptError):
+            ProjectCache.open(settings=settings, readonly=True)
+        assert not _p2_corrupt_dirs(p2_world.cache_dir)
+
+    def test_projcache_auto_repair_variable_turns_auto_repair_on(
+        self, p2_world: _P2World, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """PROJCACHE_AUTO_REPAIR=true (the hint's advice) makes a plain open repair the cache."""
+        env = {"PROJCACHE_AUTO_REPAIR": "true", "HOME": str(p2_world.root)}
+        assert load_settings(env=env).auto_repair is True
+        _p2_garbage_over_metas(p2_world.cache_dir)
+        for name, value in p2_world.cli_env().items():
+            if value is None:
+                monkeypatch.delenv(name, raising=False)
+            else:
+                monkeypatch.setenv(name, value)
+        monkeypatch.setenv("PROJCACHE_AUTO_REPAIR", "true")
+        with ProjectCache.open(p2_world.cache_dir) as cache:
+            assert _p2_keys(cache) == _P2_WORLD_KEYS
+
+    def test_a_broken_record_raises_on_every_read_path(self, p2_world: _P2World) -> None:
+        """A record failing its frame raises CorruptRecordError; garbage is never returned."""
+
+        def damage(txn: Any, dbs: dict[str, Any]) -> None:
+            _p2_flip_last_byte(txn, dbs["artifacts"], b"default/skill/pdf")
+            _p2_flip_last_byte(txn, dbs["projects"], p2_world.project.id.encode())
+
+        _p2_tamper(p2_world.cache_dir, damage)
+        with ProjectCache.open(settings=p2_world.settings, readonly=True) as cache:
+            with pytest.raises(CorruptRecordError) as info:
+                cache.get_artifact("default/skill/pdf")
+            assert str(info.value) == "artifacts['default/skill/pdf']: CRC32 mismatch"
+            assert info.value.hint == "Run `projcache verify --repair`."
+            assert info.value.exit_code == 7
+            reads: list[Callable[[], Any]] = [
+                lambda: cache.get_artifact_json("default/skill/pdf"),
+                lambda: list(cache.list_artifacts()),
+                lambda: list(cache.list_artifacts(tag="docs")),
+                lambda: cache.search("quokka"),
+                lambda: cache.get_project(p2_world.project.id),
+                lambda: cache.list_projects(),
+            ]
+            for read in reads:
+                with pytest.raises(CorruptRecordError, match="CRC32 mismatch"):
+                    read()
+            # Records around the broken ones still read.
+            assert cache.get_artifact("default/skill/notes") is not None
+            assert cache.search("notes").total == 1
+
+
+# -- 4. permissions ---------------------------------------------------------------------------
+
+_P2_PERM_SCRIPT = textwrap.dedent(
+    """
+    import json, logging, os, sys
+    from pathlib import Path
+
+    import projcache.cache, projcache.direct, projcache.recovery, projcache.refresh
+    import projcache.stats, projcache.verify
+    import projcache_cli.root
+    from projcache import ProjectCache, models
+    from projcache.config import Settings
+    from projcache.errors import ProjcacheError
+
+    drop, mode, cache_dir = sys.argv[1] == "drop", sys.argv[2], Path(sys.argv[3])
+    # Warm up what is imported or compiled lazily while the interpreter is still reachable.
+    warm = {"name": "w", "type": "skill", "collection": "w"}
+    models.Artifact.model_validate(warm).model_dump_json()
+    if drop:
+        os.setgroups([])
+        os.setgid(65534)
+        os.setuid(65534)
+    if mode == "cli":
+        projcache_cli.root.app(sys.argv[4:], prog_name="projcache")
+    records = []
+
+    class Keep(logging.Handler):
+        def emit(self, record):
+            records.append([record.name, record.levelname, record.getMessage()])
+
+    logging.getLogger("projcache").addHandler(Keep())
+    logging.getLogger("projcache").setLevel(logging.INFO)
+    out = {"uid": os.geteuid(), "ops": {}, "logs": records}
+
+    def attempt(name, fn):
+        try:
+            value = fn()
+        except ProjcacheError as exc:
+            out["ops"][name] = {"error": type(exc).__name__, "message": str(exc),
+                                "hint": exc.hint, "exit_code": exc.exit_code}
+        except Exception as exc:
+            out["ops"][name] = {"error": type(exc).__name__, "message": str(exc),
+                                "hint": None, "exit_code": None}
+        else:
+            out["ops"][name] = {"value": value}
+
+    settings = Settings(cache_dir=cache_dir, map_size=256 * 1024)
+    if mode == "create":
+        attempt("open", lambda: ProjectCache.open(settings=settings).close())
+    else:
+        try:
+            cache = ProjectCache.open(settings=settings)
+        except ProjcacheError as exc:
+            out["open"] = {"error": type(exc).__name__, "message": str(exc), "hint": exc.hint}
+        else:
+            out["open"] = {"readonly": cache.readonly}
+            attempt("list", lambda: [a.key for a in cache.list_artifacts()])
+            attempt("get", lambda: cache.get_artifact("default/skill/pdf").name)
+            attempt("search", lambda: cache.search("pdf").total)
+            attempt("verify", lambda: cache.verify().ok)
+            attempt("put", lambda: cache.put_artifacts(
+                [{"name": "new", "type": "skill", "collection": "default"}]))
+            attempt("delete", lambda: cache.delete_artifact("default/skill/pdf"))
+            attempt("invalidate", lambda: cache.invalidate())
+            attempt("clear", lambda: cache.clear())
+            attempt("refresh", lambda: cache.refresh(collections=[sys.argv[4]]).ok)
+            attempt("repair", lambda: cache.verify(repair=True).ok)
+            cache.close()
+    print(json.dumps(out))
+    """
+)
+
+
+@dataclasses.dataclass
+class _P2Shared:
+    """A cache owned by root (or locked down with chmod) under a world-traversable folder."""
+
+    base: Path
+    cache_dir: Path
+    collection: Path
+
+    def run(self, mode: str, *args: str) -> Any:
+        """Run the permission script as the unprivileged user; return the finished process."""
+        drop = _P2_IS_ROOT and not _P2_PRIVILEGE_DROP.startswith("subprocess")
+        kwargs: dict[str, Any] = {}
+        if _P2_IS_ROOT and not drop:
+            kwargs = {"user": 65534, "group": 65534, "extra_groups": []}
+        env = {
+            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+            "HOME": str(self.base),
+            "XDG_CONFIG_HOME": str(self.base / "no-config"),
+        }
+        argv = ["-c", _P2_PERM_SCRIPT, "drop" if drop else "keep", mode, *args]
+        return _p2_script(argv, env=env, cwd=str(self.base), **kwargs)
+
+    def lib(self, mode: str = "lib", cache_dir: Optional[Path] = None) -> dict[str, Any]:
+        done = self.run(mode, str(cache_dir or self.cache_dir), str(self.collection))
+        assert done.returncode == 0, done.stderr
+        result: dict[str, Any] = json.loads(done.stdout)
+        assert result["uid"] == (65534 if _P2_IS_ROOT else os.geteuid()), _P2_PRIVILEGE_DROP
+        return result
+
+
+@pytest.fixture
+def p2_shared() -> Iterator[_P2Shared]:
+    """A seeded cache nobody else may write: root-owned 0755/0644 (or chmod 0555/0444)."""
+    base = Path(tempfile.mkdtemp(prefix="projcache-p2-perm-"))
+    try:
+        base.chmod(0o755)
+        collection = CollectionBuilder(base, "extra")
+        collection.skill("extra")
+        collection.write()
+        cache_dir = base / "cache"
+        with ProjectCache.open(settings=Settings(cache_dir=cache_dir, map_size=256 * 1024)) as c:
+            c.put_artifacts([{"name": "pdf", "type": "skill", "collection": "default"}])
+            c.put_projects([{"name": "shop", "path": str(base / "shop")}])
+        for path in [base, *base.rglob("*")]:
+            path.chmod(0o755 if path.is_dir() else 0o644)
+        if not _P2_IS_ROOT:
+            for path in cache_dir.iterdir():
+                path.chmod(0o444)
+            cache_dir.chmod(0o555)
+            base.chmod(0o555)
+        yield _P2Shared(base=base, cache_dir=cache_dir, collection=collection.path)
+    finally:
+        for path in [base, *base.rglob("*")]:
+            path.chmod(0o700 if path.is_dir() else 0o600)
+        shutil.rmtree(base)
+
+
+def _p2_denied(path: Path) -> dict[str, Any]:
+    return {
+        "error": "CachePermissionError",
+        "message": f"cannot write the cache in {path}: permission denied (opened read-only)",
+        "hint": "Check the permissions of the cache directory, or choose another one.",
+        "exit_code": 8,
+    }
+
+
+def _p2_denied_lines(shared: _P2Shared) -> list[str]:
+    """The stderr lines of a CLI write to a cache opened read-only for lack of rights."""
+    return [
+        f"WARNING projcache.cache: cannot write {shared.cache_dir}; opened it read-only",
+        f"error: cannot write the cache in {shared.cache_dir}: permission denied "
+        "(opened read-only)",
+        "hint: Check the permissions of the cache directory, or choose another one.",
+    ]
+
+
+class TestPermissions:
+    """A cache we may not write still serves reads; every write names the directory."""
+
+    def test_new_cache_directories_are_created_0700(self, tmp_path: Path) -> None:
+        """The cache directory is created 0700 and its files 0600, whatever the umask."""
+        previous = os.umask(0)
+        try:
+            cache_dir = tmp_path / "deep" / "er" / "cache"
+            with ProjectCache.open(settings=Settings(cache_dir=cache_dir)) as cache:
+                backup = cache.backup(tmp_path / "backup")
+        finally:
+            os.umask(previous)
+        assert stat.S_IMODE(cache_dir.stat().st_mode) == 0o700
+        assert stat.S_IMODE(backup.stat().st_mode) == 0o700
+        for name in ("data.mdb", "lock.mdb"):
+            assert stat.S_IMODE((cache_dir / name).stat().st_mode) == 0o600
+
+    def test_a_cache_nobody_else_may_write_opens_for_reads(self, p2_shared: _P2Shared) -> None:
+        """Another user's cache (dir 0755, files 0644) opens read-only; writes name the dir."""
+        result = p2_shared.lib()
+        assert result["open"] == {"readonly": True}, (_P2_PRIVILEGE_DROP, result)
+        ops = result["ops"]
+        assert ops["list"] == {"value": ["default/skill/pdf"]}
+        assert ops["get"] == {"value": "pdf"}
+        for write in ("put", "delete", "invalidate", "clear"):
+            assert ops[write] == _p2_denied(p2_shared.cache_dir), write
+
+    def test_write_denied_cache_with_a_shared_lock_file(self, p2_shared: _P2Shared) -> None:
+        """Data file and dir not writable, lock file shared: reads work, writes name the dir."""
+        (p2_shared.cache_dir / "lock.mdb").chmod(0o666)
+        result = p2_shared.lib()
+        assert result["open"] == {"readonly": True}
+        ops = result["ops"]
+        assert ops["list"] == {"value": ["default/skill/pdf"]}
+        assert ops["search"] == {"value": 1}
+        assert ops["verify"] == {"value": True}
+        for write in ("put", "delete", "invalidate", "clear"):
+            assert ops[write] == _p2_denied(p2_shared.cache_dir), write
+        assert [
+            "projcache.cache",
+            "WARNING",
+            f"cannot write {p2_shared.cache_dir}; opened it read-only",
+        ] in result["logs"]
+
+    def test_refresh_and_repair_of_a_write_denied_cache_raise_permission_error(
+        self, p2_shared: _P2Shared
+    ) -> None:
+        """refresh() and verify(repair=True) are writes too: CachePermissionError naming the dir."""
+        (p2_shared.cache_dir / "lock.mdb").chmod(0o666)
+        ops = p2_shared.lib()["ops"]
+        assert ops["refresh"] == _p2_denied(p2_shared.cache_dir)
+        assert ops["repair"] == _p2_denied(p2_shared.cache_dir)
+
+    def test_cannot_create_a_cache_under_a_folder_we_may_not_write(
+        self, p2_shared: _P2Shared
+    ) -> None:
+        """Creating a cache where we may not write raises CachePermissionError naming it."""
+        target = p2_shared.base / "new-cache"
+        result = p2_shared.lib("create", target)
+        assert result["ops"]["open"] == {
+            "error": "CachePermissionError",
+            "message": f"cannot create cache directory {target}",
+            "hint": "Check the permissions of the cache directory, or choose another one.",
+            "exit_code": 8,
+        }
+        assert not target.exists()
+
+
+# -- 5. full disk -----------------------------------------------------------------------------
+
+_P2_FILL_SCRIPT = textwrap.dedent(
+    """
+    import json, os, resource, signal, sys
+    from pathlib import Path
+    from projcache import ProjectCache
+    from projcache.config import Settings
+    from projcache.errors import ProjcacheError
+
+    method, cache_dir, filler = sys.argv[1], Path(sys.argv[2]), Path(sys.argv[3])
+    settings = Settings(cache_dir=cache_dir, map_size=256 * 1024, max_map_size=1 << 30)
+    out = {}
+    with ProjectCache.open(settings=settings) as cache:
+        _soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+        if method == "rlimit":
+            signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+            limit = os.path.getsize(cache_dir / "data.mdb") + 512 * 1024
+            resource.setrlimit(resource.RLIMIT_FSIZE, (limit, hard))
+        batches, error = 0, None
+        while batches < 500 and error is None:
+            batch = [{"name": f"a{batches}-{j}", "type": "skill", "collection": "fill",
+                      "description": "x" * 2000 + f" unique{batches}x{j}"} for j in range(10)]
+            try:
+                cache.put_artifacts(batch)
+                batches += 1
+            except ProjcacheError as exc:
+                error = exc
+        out["batches"] = batches
+        out["error"] = None if error is None else {
+            "class": type(error).__name__, "bases": [c.__name__ for c in type(error).__mro__],
+            "message": str(error), "hint": error.hint, "exit_code": error.exit_code}
+        out["read_back"] = len(list(cache.iter_artifacts_json(collection="fill")))
+        out["failed_batch_visible"] = cache.search(f"unique{batches}x0").total
+        report = cache.verify()
+        out["verify_when_full"] = [report.ok, [f.message for f in report.findings]]
+        if method == "rlimit":
+            resource.setrlimit(resource.RLIMIT_FSIZE, (hard, hard))
+        else:
+            filler.unlink()
+        cache.put_artifacts([{"name": "after", "type": "skill", "collection": "fill"}])
+        out["after"] = cache.get_artifact("fill/skill/after") is not None
+    print(json.dumps(out))
+    """
+)
+
+
+@pytest.fixture
+def p2_small_fs(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[tuple[str, Path]]:
+    """A 2 MiB tmpfs (unmounted afterwards), else a folder for the RLIMIT_FSIZE simulation.
+
+    Which one ran is printed, kept in ``_P2_FULL_DISK_METHOD`` and recorded as the
+    test's ``full_disk_method`` property (shown in JUnit XML reports).
+    """
+    global _P2_FULL_DISK_METHOD
+    mount_point = tmp_path / "small-fs"
+    mount_point.mkdir()
+    try:
+        done = subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mount_point)],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        why = done.stderr.strip()
+    except OSError as exc:
+        done, why = None, str(exc)
+    if done is not None and done.returncode == 0:
+        _P2_FULL_DISK_METHOD = "tmpfs"
+        print(f"full-disk method: {_P2_FULL_DISK_METHOD}")
+        request.node.user_properties.append(("full_disk_method", _P2_FULL_DISK_METHOD))
+        try:
+            yield "tmpfs", mount_point
+        finally:
+            if subprocess.run(["umount", str(mount_point)], check=False).returncode:
+                subprocess.run(["umount", "-l", str(mount_point)], check=False)
+    else:
+        _P2_FULL_DISK_METHOD = f"rlimit (mount failed: {why})"
+        print(f"full-disk method: {_P2_FULL_DISK_METHOD}")
+        request.node.user_properties.append(("full_disk_method", _P2_FULL_DISK_METHOD))
+        yield "rlimit", mount_point
+
+
+def _p2_fill_up(mount_point: Path, leave: int) -> Path:
+    """Fill the tmpfs with a filler file until ``leave`` bytes are free; return the filler."""
+    filler = mount_point / "filler"
+    with filler.open("wb") as handle:
+        try:
+            while True:
+                handle.write(b"\0" * 65536)
+                handle.flush()
+        except OSError:
+            pass
+    size = filler.stat().st_size
+    with filler.open("r+b") as handle:
+        handle.truncate(max(0, size - leave))
+    return filler
+
+
+def _p2_run_fill(method: str, mount_point: Path) -> tuple[dict[str, Any], Settings]:
+    settings = Settings(cache_dir=mount_point / "cache", map_size=256 * 1024, max_map_size=1 << 30)
+    with ProjectCache.open(settings=settings) as cache:
+        cache.put_artifacts([{"name": "before", "type": "skill", "collection": "fill"}])
+    filler = mount_point / "filler"
+    if method == "tmpfs":
+        filler = _p2_fill_up(mount_point, 768 * 1024)
+    done = _p2_script(["-c", _P2_FILL_SCRIPT, method, str(settings.cache_dir), str(filler)])
+    assert done.returncode == 0, done.stderr
+    result: dict[str, Any] = json.loads(done.stdout)
+    return result, settings
+
+
+class TestFullDisk:
+    """A full filesystem fails one write cleanly; what was committed stays; freeing space heals."""
+
+    def test_a_full_disk_fails_cleanly_and_keeps_the_last_commit(
+        self, p2_small_fs: tuple[str, Path]
+    ) -> None:
+        """Write until the disk is full: the failing batch is absent, the rest reads, verifies."""
+        method, mount_point = p2_small_fs
+        result, settings = _p2_run_fill(method, mount_point)
+        error = result["error"]
+        assert error is not None, f"the disk never filled ({_P2_FULL_DISK_METHOD})"
+        assert "StorageError" in error["bases"], error
+        assert result["batches"] > 0
+        # Every committed batch plus "before" reads back; nothing of the failed batch does.
+        assert result["read_back"] == result["batches"] * 10 + 1
+        assert result["failed_batch_visible"] == 0
+        assert result["verify_when_full"] == [True, []]
+        assert result["after"] is True
+        with ProjectCache.open(settings=settings, readonly=True) as cache:
+            assert len(list(cache.iter_artifacts_json())) == result["batches"] * 10 + 2
+            assert cache.verify().ok
+
+    def test_a_full_disk_is_a_disk_full_error_with_a_hint(
+        self, p2_small_fs: tuple[str, Path]
+    ) -> None:
+        """The error a full disk raises is DiskFullError: clear message, hint, exit code 6."""
+        method, mount_point = p2_small_fs
+        result, settings = _p2_run_fill(method, mount_point)
+        assert result["error"] == {
+            "class": "DiskFullError",
+            "bases": result["error"]["bases"],
+            "message": f"no space left on the device holding the cache ({settings.cache_dir})",
+            "hint": "Free disk space on the cache's filesystem, or move it with PROJCACHE_DIR.",
+            "exit_code": 6,
+        }, _P2_FULL_DISK_METHOD
+
+    def test_cli_refresh_on_a_full_disk_prints_error_and_hint(
+        self, p2_small_fs: tuple[str, Path], tmp_path: Path
+    ) -> None:
+        """`projcache refresh` on a full disk: exit 6, `error:` and `hint:` lines on stderr."""
+        method, mount_point = p2_small_fs
+        collection = CollectionBuilder(tmp_path / "big", "big")
+        for i in range(40):
+            collection.skill(
+                f"s{i}", front_matter={"name": f"s{i}", "description": f"{i} " + "y" * 8000}
+            )
+        collection.write()
+        cache_dir = mount_point / "cache"
+        with ProjectCache.open(settings=Settings(cache_dir=cache_dir)) as cache:
+            cache.put_artifacts([{"name": "before", "type": "skill", "collection": "fill"}])
+        kwargs: dict[str, Any] = {}
+        if method == "tmpfs":
+            _p2_fill_up(mount_point, 64 * 1024)
+        else:
+            limit = (cache_dir / "data.mdb").stat().st_size + 64 * 1024
+
+            def limited() -> None:
+                import resource
+                import signal
+
+                signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+                resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+            kwargs["preexec_fn"] = limited
+        script = Path(sys.executable).parent / "projcache"
+        done = subprocess.run(
+            [str(script), "--cache-dir", str(cache_dir), "refresh", "-c", str(collection.path)],
+            capture_output=True,
+            text=True,
+            stdin=subprocess.DEVNULL,
+            env={**os.environ, "XDG_CONFIG_HOME": str(tmp_path / "no-config")},
+            check=False,
+            **kwargs,
+        )
+        assert (done.returncode, done.stderr.splitlines()) == (
+            6,
+            [
+                f"error: no space left on the device holding the cache ({cache_dir})",
+                "hint: Free disk space on the cache's filesystem, or move it with PROJCACHE_DIR.",
+            ],
+        ), _P2_FULL_DISK_METHOD
+        assert done.stdout == ""
+
+    def test_the_map_limit_is_a_cache_full_error(self, cache_settings: Settings) -> None:
+        """Reaching max_map_size raises CacheFullError with its hint; the committed data stays."""
+        settings = dataclasses.replace(cache_settings, map_size=128 * 1024, max_map_size=512 * 1024)
+        with ProjectCache.open(settings=settings) as cache:
+            batches = 0
+            with pytest.raises(CacheFullError) as info:
+                while batches < 200:
+                    cache.put_artifacts(
+                        [
+                            {
+                                "name": f"m{batches}-{j}",
+                                "type": "skill",
+                                "collection": "m",
+                                "description": "z" * 1500,
+                            }
+                            for j in range(10)
+                        ]
+                    )
+                    batches += 1
+            assert str(info.value) == (
+                f"the cache in {settings.cache_dir} reached its maximum map size of "
+                f"{512 * 1024} bytes"
+            )
+            assert info.value.hint == (
+                "Raise PROJCACHE_MAX_MAP_SIZE (or max_map_size in the config file), "
+                "or run `projcache clear` and refresh."
+            )
+            assert info.value.exit_code == 6
+            assert isinstance(info.value, StorageError)
+            assert len(list(cache.iter_artifacts_json())) == batches * 10
+            assert cache.verify().ok
+
+
+# -- 10. messages and logs -------------------------------------------------------------------
+
+
+class TestMessagesAndLogs:
+    """The exact lines a CLI user sees, and the log records the library emits."""
+
+    def test_cli_verify_of_an_unopenable_cache(self, p2_world: _P2World) -> None:
+        """`verify` on garbage: exit 7, one `error:` line naming the dir, the repair hint."""
+        _p2_garbage_over_metas(p2_world.cache_dir)
+        result = _p2_cli(["--cache-dir", str(p2_world.cache_dir), "verify"], p2_world.cli_env())
+        assert result.exit_code == 7
+        assert result.stdout == ""
+        d = p2_world.cache_dir
+        assert result.stderr.splitlines() == [
+            f"error: the cache in {d} is damaged: the files are not a valid LMDB environment: "
+            "MDB_INVALID: File is not an LMDB file",
+            f"hint: {_P2_REPAIR_HINT}",
+        ]
+
+    def test_cli_get_of_a_broken_record(self, p2_world: _P2World) -> None:
+        """`get` of a record failing its frame: exit 7, the record named, the repair hint."""
+        _p2_tamper(
+            p2_world.cache_dir,
+            lambda txn, dbs: _p2_flip_last_byte(txn, dbs["artifacts"], b"default/skill/pdf"),
+        )
+        where = ["--cache-dir", str(p2_world.cache_dir)]
+        result = _p2_cli([*where, "get", "default/skill/pdf"], p2_world.cli_env())
+        assert result.exit_code == 7
+        assert result.stdout == ""
+        assert result.stderr.splitlines() == [
+            "error: artifacts['default/skill/pdf']: CRC32 mismatch",
+            "hint: Run `projcache verify --repair`.",
+        ]
+
+    def test_cli_verify_repair_of_file_damage_prints_what_it_kept(self, p2_world: _P2World) -> None:
+        """`verify --repair` after page damage prints the finding, where the files went, counts."""
+        pgno = _p2_break_page_header(p2_world.cache_dir, "search-tokens")
+        kept = sum(len(_p2_rows(p2_world.cache_dir, db)) for db in recovery_module.RECORD_DBS)
+        where = ["--cache-dir", str(p2_world.cache_dir)]
+        result = _p2_cli([*where, "verify", "--repair"], p2_world.cli_env())
+        assert result.exit_code == 0, result.output
+        (moved,) = _p2_corrupt_dirs(p2_world.cache_dir)
+        lines = result.stdout.splitlines()
+        assert lines[0] == "checked: the file only (records are not read from a damaged file)"
+        assert lines[1:] == [
+            f"file: data.mdb: main/search-tokens DB: page {pgno} stores mp_pgno {_P2_BAD_PGNO}",
+            "repaired 1 finding(s)",
+            f"damaged files kept in {moved}",
+            f"carried over {kept} record(s), lost 0",
+            "ok",
+        ]
+        assert result.stderr == ""
+
+    def test_installed_cli_logs_recovery_only_with_debug(self, p2_world: _P2World) -> None:
+        """The real script keeps stderr clean on repair; --debug shows the recovery warnings."""
+        script = Path(sys.executable).parent / "projcache"
+        env = {k: v for k, v in os.environ.items() if not k.startswith("PROJCACHE_")}
+        env.update({k: v for k, v in p2_world.cli_env().items() if v is not None})
+        outputs = []
+        for debug in ([], ["--debug"]):
+            _p2_garbage_over_metas(p2_world.cache_dir)
+            args = [str(script), *debug, "--cache-dir", str(p2_world.cache_dir), "verify"]
+            done = subprocess.run(
+                [*args, "--repair"],
+                capture_output=True,
+                text=True,
+                stdin=subprocess.DEVNULL,
+                env=env,
+                check=False,
+            )
+            assert done.returncode == 0, done.stderr
+            outputs.append(done.stderr)
+        quiet, loud = outputs
+        assert quiet == ""
+        moved = _p2_corrupt_dirs(p2_world.cache_dir)[-1]
+        assert (
+            f"WARNING projcache.recovery: moved the damaged cache {p2_world.cache_dir} "
+            f"aside to {moved}"
+        ) in loud.splitlines()
+        assert any(
+            line.startswith(f"WARNING projcache.recovery: recovered {p2_world.cache_dir}: ")
+            for line in loud.splitlines()
+        )
+
+    def test_verify_logs_each_finding_and_repair_logs_dropped_deployments(
+        self, p2_seeded: _P2Seeded, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        """projcache.verify logs one warning per finding and one per deployment repair drops."""
+        _p2_capture(caplog)
+        orphan = deployment_key("f" * 16, "default/skill/pdf")
+
+        def damage(txn: Any, dbs: dict[str, Any]) -> None:
+            txn.put(b"ghost", b"default/skill/nothing\x00\x01", db=dbs["search-tokens"])
+            record = {"project_id": "f" * 16, "artifact_key": "default/skill/pdf"}
+            txn.put(orphan, encode(record), db=dbs["deployments"])
+
+        _p2_tamper(p2_seeded.cache_dir, damage)
+        with ProjectCache.open(settings=p2_seeded.settings) as cache:
+            report = cache.verify(repair=True)
+        # The repair runs before the report is logged, so its warning comes first.
+        assert _p2_records(caplog, "projcache.verify") == [
+            (
+                logging.WARNING,
+                "repair dropped deployment ffffffffffffffff\x00default/skill/pdf "
+                "of a missing project",
+            ),
+            *[
+                (logging.WARNING, f"verify: {f.kind} {f.db} {f.key}: {f.message}")
+                for f in report.findings
+            ],
+        ]
+        assert isinstance(report, VerifyReport) and report.ok
+
+    def test_cli_invalidate_on_a_write_denied_cache(self, p2_shared: _P2Shared) -> None:
+        """As another user, `invalidate` prints the read-only warning, the error and the hint."""
+        (p2_shared.cache_dir / "lock.mdb").chmod(0o666)
+        where = ["--cache-dir", str(p2_shared.cache_dir)]
+        done = p2_shared.run("cli", str(p2_shared.cache_dir), *where, "invalidate")
+        assert (done.returncode, done.stderr.splitlines()) == (8, _p2_denied_lines(p2_shared))
+        assert done.stdout == ""
+
+    def test_cli_refresh_on_a_write_denied_cache(self, p2_shared: _P2Shared) -> None:
+        """As another user, `refresh` says permission denied (not "open read-only"), exit 8."""
+        (p2_shared.cache_dir / "lock.mdb").chmod(0o666)
+        where = ["--cache-dir", str(p2_shared.cache_dir)]
+        done = p2_shared.run(
+            "cli", str(p2_shared.cache_dir), *where, "refresh", "-c", str(p2_shared.collection)
+        )
+        assert (done.returncode, done.stderr.splitlines()) == (8, _p2_denied_lines(p2_shared))
