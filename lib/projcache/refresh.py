@@ -133,6 +133,24 @@ class _Refresher:
     def repos(self) -> Repositories:
         return self.ctx.repos()
 
+    def usable(self, paths: list[str], what: str) -> list[str]:
+        """Drop (and report) folders whose path is not valid UTF-8: records hold text."""
+        from .models import SourceError
+        from .sources.tracker import printable
+
+        kept = []
+        for path in paths:
+            try:
+                path.encode("utf-8")
+            except UnicodeEncodeError:
+                shown = printable(path)
+                message = f"{shown}: the {what} folder's path is not valid UTF-8; not cached"
+                logger.warning("%s", message)
+                self.counts.errors.append(SourceError(path=shown, message=message))
+                continue
+            kept.append(path)
+        return kept
+
     def _fingerprints(self, unit: str) -> dict[str, Fingerprint]:
         found: dict[str, Fingerprint] = self.ctx.read(
             lambda txn: dict(self.repos.sources.scan_unit(txn, unit))
@@ -416,6 +434,8 @@ def run_refresh(
             or by_id[codec.project_id_for_path(p)].is_stale(ttl)
         ]
     refresher = _Refresher(ctx, full, progress)
+    collection_paths = refresher.usable(collection_paths, "collection")
+    project_paths = refresher.usable(project_paths, "project")
     total = len(collection_paths) + len(project_paths)
     done = 0
     for path in collection_paths:

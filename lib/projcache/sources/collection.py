@@ -34,6 +34,14 @@ class CollectionRead:
     tracker: Optional[SourceTracker] = None
 
 
+def _usable_name(name: str) -> bool:
+    try:
+        size = len(name.encode("utf-8"))
+    except UnicodeEncodeError:
+        return False
+    return 0 < size <= 200 and "/" not in name and "\x00" not in name and name[0] != "@"
+
+
 def _manifest_reader(parse: Any, cap: int) -> Any:
     def read(scan: Any) -> dict[str, Any]:
         parsed, problems = parse(scan.root, cap)
@@ -61,13 +69,17 @@ def read_collection(
     toml = (manifest or {}).get("parsed") or {}
     info = toml.get("collection") or {}
     name = info.get("name") or os.path.basename(path)
-    if "/" in name or "\x00" in name or len(name.encode("utf-8", "replace")) > 200:
+    if not _usable_name(name):
         tracker.error(
             os.path.join(path, COLLECTION_TOML),
             f"{os.path.join(path, COLLECTION_TOML)}: collection name {name!r} is not usable "
-            "(no '/', at most 200 bytes); using the folder name",
+            "(UTF-8, no '/', not starting with '@', at most 200 bytes); using the folder name",
         )
         name = os.path.basename(path)
+        if not _usable_name(name):
+            # '@' names the projects' own collections; undecodable bytes cannot be keys.
+            name = name.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+            name = name.lstrip("@").replace("/", "_")[:100] or "collection"
     lock_entries: dict[str, Any] = ((lockfile or {}).get("parsed") or {}).get("entries", {})
 
     # Managed entries first (their path may differ from the layout), then
@@ -75,7 +87,7 @@ def read_collection(
     wanted: dict[tuple[str, str], tuple[str, Optional[dict[str, Any]]]] = {}
     for entry in toml.get("artifacts", []):
         relative = (entry.get("path") or default_path(entry["type"], entry["name"])).strip("/")
-        if relative.startswith("/") or ".." in relative.split("/"):
+        if relative.startswith("/") or ".." in relative.split("/") or "\x00" in relative:
             tracker.error(
                 os.path.join(path, COLLECTION_TOML),
                 f"{os.path.join(path, COLLECTION_TOML)}: artifact {entry['name']!r} has path "

@@ -71,10 +71,17 @@ def read_capped(path: str, cap: int) -> bytes:
         SourceFileError: unreadable, or larger than ``cap`` (the message says so).
     """
     try:
-        with open_source(path) as handle:
-            data = handle.read(cap + 1)
+        # Checked first: opening a FIFO would block until someone writes to it.
+        regular = stat.S_ISREG(os.stat(path).st_mode)
+        if regular:
+            with open_source(path) as handle:
+                data = handle.read(cap + 1)
     except OSError as exc:
         raise SourceFileError(f"{path}: cannot read: {_describe(exc)}", path=path) from exc
+    except ValueError as exc:  # an embedded NUL in the path
+        raise SourceFileError(f"{path!r}: not a usable path: {exc}", path=path) from exc
+    if not regular:
+        raise SourceFileError(f"{path}: cannot read: not a regular file", path=path)
     if len(data) > cap:
         raise SourceFileError(
             f"{path}: larger than the {cap}-byte limit for source files; not read",
@@ -151,6 +158,8 @@ def scan_tree(path: str) -> TreeScan | None:
         return None
     except OSError as exc:
         raise SourceFileError(f"{path}: cannot stat: {_describe(exc)}", path=path) from exc
+    except ValueError as exc:  # an embedded NUL in the path
+        raise SourceFileError(f"{path!r}: not a usable path: {exc}", path=path) from exc
     if stat.S_ISREG(result.st_mode):
         return TreeScan(path, (((), FileStat.of(result)),), is_dir=False, inode=result.st_ino)
     if not stat.S_ISDIR(result.st_mode):

@@ -104,6 +104,12 @@ def parse_markdown(text: str, path: str) -> MarkdownDoc:
         raise SourceFileError(f"{path}: front matter is nested too deeply", path=path) from exc
     except ValueError as exc:
         raise SourceFileError(f"{path}: front matter: {exc}", path=path) from exc
+    except Exception as exc:
+        # PyYAML's constructors raise plain KeyError/AttributeError/IndexError on
+        # some bad explicit tags (``!!bool maybe``, an empty ``!!int``).
+        raise SourceFileError(
+            f"{path}: invalid YAML front matter: {type(exc).__name__}: {exc}", path=path
+        ) from exc
     if data is None:
         data = {}
     if not isinstance(data, dict):

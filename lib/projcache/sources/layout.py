@@ -41,14 +41,19 @@ def default_path(type_: str, name: str) -> str:
 
 def main_file_of(base: str, relative: str) -> str | None:
     """The file whose front matter describes the artifact at ``relative``, if any."""
+    if relative.lower().endswith(".md"):
+        return relative  # even if it became a folder: reading it then reports that
     path = os.path.join(base, relative)
     if os.path.isdir(path):
         for name in _MAIN_NAMES:
             candidate = os.path.join(relative, name)
-            if os.path.isfile(os.path.join(base, candidate)):
+            # lexists, not isfile: a SKILL.md that is a FIFO, a folder or a symlink
+            # loop must fail loudly when read (keeping the last good data), not
+            # quietly turn the skill into one without front matter.
+            if os.path.lexists(os.path.join(base, candidate)):
                 return candidate
         return None
-    return relative if relative.lower().endswith(".md") else None
+    return None
 
 
 def _valid_name(name: str) -> bool:
@@ -81,11 +86,16 @@ def find_by_layout(base: str) -> tuple[list[LayoutItem], list[str]]:
                 if not is_dir:
                     continue
                 name = entry_name
-                if not os.path.isfile(os.path.join(directory, entry_name, "SKILL.md")):
+                if not os.path.lexists(os.path.join(directory, entry_name, "SKILL.md")):
                     problems.append(f"{os.path.join(directory, entry_name)}: no SKILL.md")
                     continue
             elif type_ in _FILE_TYPES:
-                if is_dir or not entry_name.endswith(".md"):
+                if not entry_name.endswith(".md"):
+                    continue
+                if is_dir:
+                    problems.append(
+                        f"{os.path.join(directory, entry_name)}: a folder, not a Markdown file"
+                    )
                     continue
                 name = entry_name[:-3]
             else:

@@ -203,6 +203,9 @@ def read_deployed_toml(path: str, cap: int) -> tuple[dict[str, Any], Problems]:
             continue
         seen.add((str(collection), str(type_), str(name)))
         artifact_path = _text(entry.get("artifact_path")) or ""
+        if "\x00" in artifact_path:
+            problems.append(f"{path}: deployment {name!r} has a NUL character in artifact_path")
+            continue
         if artifact_path.startswith("/") or ".." in artifact_path.split("/"):
             problems.append(
                 f"{path}: deployment {name!r} has artifact_path {artifact_path!r} outside .claude/"

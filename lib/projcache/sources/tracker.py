@@ -28,13 +28,21 @@ from .fileio import TreeScan, scan_tree
 if TYPE_CHECKING:
     from ..models import Fingerprint, SourceError
 
-__all__ = ["RACY_WINDOW_NS", "SourceTracker"]
+__all__ = ["RACY_WINDOW_NS", "SourceTracker", "printable"]
 
 logger = logging.getLogger(__name__)
 
 RACY_WINDOW_NS = 2_000_000_000
 
 Reader = Callable[[TreeScan], "dict[str, Any]"]
+
+
+def printable(text: str) -> str:
+    """``text`` with undecodable bytes of file names shown as U+FFFD (it is stored as JSON)."""
+    try:
+        return text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+    except UnicodeEncodeError:  # a lone surrogate that did not come from a file name
+        return text.encode("utf-8", "replace").decode("utf-8")
 
 
 class SourceTracker:
@@ -56,6 +64,7 @@ class SourceTracker:
         """Record a problem with ``path`` (logged once here)."""
         from ..models import SourceError
 
+        path, message = printable(path), printable(message)
         logger.warning("%s", message)
         self.errors.append(SourceError(path=path, message=message))
 
