@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, List, Optional, TypeVar, Union
+from typing import TYPE_CHECKING, Any, Callable, Optional, TypeVar, Union
 
-from . import codec, listing, mutations
+from . import codec, mutations
 from .config import Settings, load_settings
 from .errors import (
     ArtifactNotFound,
@@ -32,9 +32,9 @@ from .errors import (
     SchemaVersionError,
     StorageError,
 )
+from .queries import CacheQueries, SearchResults
 from .repository import Repositories
 from .schema import SCHEMA_VERSION, ensure_schema, read_schema
-from .search import QueryFilters, run_query
 from .storage import Storage, Txn
 
 if TYPE_CHECKING:
@@ -45,10 +45,8 @@ if TYPE_CHECKING:
         CacheStats,
         Collection,
         Deployment,
-        DeploymentState,
         Project,
         RefreshReport,
-        SearchHit,
         VerifyReport,
     )
     from .refresh import PathLike, Progress
@@ -58,7 +56,6 @@ __all__ = ["CacheDisabledError", "ProjectCache", "SearchResults"]
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
-_STATES = ("current", "outdated", "modified", "missing")
 
 
 class CacheDisabledError(ProjcacheError):
@@ -69,15 +66,7 @@ class CacheDisabledError(ProjcacheError):
     )
 
 
-class SearchResults(List["SearchHit"]):
-    """The hits of one page of a search (a list), plus ``total``: all matches."""
-
-    def __init__(self, hits: Iterable[SearchHit] = (), total: int = 0):
-        super().__init__(hits)
-        self.total = total
-
-
-class ProjectCache:
+class ProjectCache(CacheQueries):
     """A persistent, memory-mapped cache of projects, artifacts and deployments.
 
     Open it with :meth:`open` (preferably as a context manager).  One instance
@@ -329,60 +318,7 @@ class ProjectCache:
 
         return self._write(body) if records else 0
 
-    # -- artifacts -------------------------------------------------------------
-
-    def get_artifact_json(self, key: str) -> Optional[bytes]:
-        """Return the stored JSON bytes of one artifact, or ``None`` (no model is built).
-
-        The frame's CRC is checked; this is the hot path of ``projcache get --json``.
-        """
-        self._check_open()
-        # The same lookup as ArtifactRepository.get_payload, minus the per-call
-        # closure and read() retry loop: this is the hottest path of the CLI.
-        raw = self._storage.get("artifacts", codec.encode_key(key, what="artifact key"))
-        payload = None if raw is None else codec.unframe(raw, what=f"artifacts[{key!r}]")
-        if payload is None:
-            # Stored keys were validated on write, so only a miss can be malformed;
-            # checking here keeps the validation off the hit path.
-            codec.parse_artifact_key(key)
-            self._misses += 1
-        else:
-            self._hits += 1
-        return payload
-
-    def get_artifact(self, key: str) -> Optional[Artifact]:
-        """Return the artifact with ``key`` (``<collection>/<type>/<name>``), or ``None``."""
-        payload = self.get_artifact_json(key)
-        return None if payload is None else self._repos.artifacts.model.model_validate_json(payload)
-
-    def list_artifacts(
-        self,
-        type: Optional[str] = None,
-        collection: Optional[str] = None,
-        tag: Optional[str] = None,
-    ) -> Iterator[Artifact]:
-        """Yield artifacts in key order, filtered by type, collection and tag.
-
-        Filters use indexes (tag and type facets, the collection key prefix);
-        records are read in pages of short read transactions.
-        """
-        model = self._repos.artifacts.model
-        for payload in self.iter_artifacts_json(type, collection, tag):
-            yield model.model_validate_json(payload)
-
-    def iter_artifacts_json(
-        self,
-        type: Optional[str] = None,
-        collection: Optional[str] = None,
-        tag: Optional[str] = None,
-    ) -> Iterator[bytes]:
-        """Like :meth:`list_artifacts`, yielding the stored JSON bytes (no models built)."""
-        if type is not None and type not in codec.ARTIFACT_TYPES:
-            raise InvalidRecordError(
-                f"type must be one of {', '.join(codec.ARTIFACT_TYPES)}; got {type!r}"
-            )
-        self._check_open()
-        yield from listing.artifact_payloads(self._read, lambda: self._repos, type, collection, tag)
+    # -- writes (queries are in CacheQueries) -----------------------------------
 
     def put_artifacts(self, artifacts: Iterable[Union[Artifact, dict[str, Any]]]) -> int:
         """Insert or replace artifacts in one transaction; return how many were written.
@@ -405,42 +341,6 @@ class ProjectCache:
         if not self._write(lambda txn: mutations.delete_artifact(txn, self._repos, key)):
             raise ArtifactNotFound(f"no artifact {key!r} in the cache")
 
-    # -- projects ----------------------------------------------------------------
-
-    def list_projects(self) -> list[Project]:
-        """Return every project, in id order."""
-        model = self._repos.projects.model
-        payloads = self._read(lambda txn: list(self._repos.projects.scan_payloads(txn)))
-        return [model.model_validate_json(p) for _k, p in payloads]
-
-    def get_project(self, project_id: str) -> Optional[Project]:
-        """Return the project with ``project_id``, or ``None``."""
-        return self._read(lambda txn: self._repos.projects.get(txn, project_id))
-
-    def find_project(self, ref: str) -> Project:
-        """Return the project whose id, name or path is ``ref``.
-
-        Raises:
-            ProjectNotFound: nothing matches, or a name matches several projects.
-        """
-        direct = self.get_project(ref) if ref and "\x00" not in ref else None
-        if direct is not None:
-            return direct
-        resolved = str(Path(ref).expanduser().resolve()) if ref else ""
-        by_name = []
-        for project in self.list_projects():
-            if project.path in (ref, resolved):
-                return project
-            if project.name == ref:
-                by_name.append(project)
-        if len(by_name) == 1:
-            return by_name[0]
-        if by_name:
-            raise ProjectNotFound(
-                f"{len(by_name)} projects are named {ref!r}", hint="Use the project's id or path."
-            )
-        raise ProjectNotFound(f"no project {ref!r} in the cache")
-
     def put_projects(self, projects: Iterable[Union[Project, dict[str, Any]]]) -> int:
         """Insert or replace projects in one transaction; return how many were written."""
         return self._put_many("Project", projects, mutations.put_project)
@@ -453,8 +353,6 @@ class ProjectCache:
         """
         if not self._write(lambda txn: mutations.delete_project(txn, self._repos, project_id)):
             raise ProjectNotFound(f"no project {project_id!r} in the cache")
-
-    # -- deployments ---------------------------------------------------------------
 
     def put_deployments(self, deployments: Iterable[Union[Deployment, dict[str, Any]]]) -> int:
         """Insert or replace deployments in one transaction, computing each one's state.
@@ -469,108 +367,6 @@ class ProjectCache:
         return self._write(
             lambda txn: mutations.delete_deployment(txn, self._repos, project_id, artifact_key)
         )
-
-    def list_deployments(
-        self, project: Optional[str] = None, state: Optional[DeploymentState] = None
-    ) -> list[Deployment]:
-        """Return deployments, optionally of one project (id, name or path) and in one state.
-
-        A state filter reads the ``deployments-by-state`` index; a project filter
-        is a key-prefix scan.  Neither scans everything.
-        """
-        model = self._repos.deployments.model
-        return [model.model_validate_json(p) for p in self.list_deployments_json(project, state)]
-
-    def list_deployments_json(
-        self, project: Optional[str] = None, state: Optional[DeploymentState] = None
-    ) -> list[bytes]:
-        """Like :meth:`list_deployments`, returning the stored JSON bytes (no models built)."""
-        if state is not None and state not in _STATES:
-            raise InvalidRecordError(f"state must be one of {', '.join(_STATES)}; got {state!r}")
-        project_id = self.find_project(project).id if project is not None else None
-        return self._read(
-            lambda txn: listing.deployment_payloads(txn, self._repos, project_id, state)
-        )
-
-    # -- search ------------------------------------------------------------------------
-
-    def search(
-        self,
-        query: str,
-        type: Optional[str] = None,
-        project: Optional[str] = None,
-        limit: int = 20,
-        offset: int = 0,
-        *,
-        collection: Optional[str] = None,
-        tag: Optional[str] = None,
-    ) -> SearchResults:
-        """Find artifacts by words; every word must match, the last also as a prefix.
-
-        Returns the page ``[offset, offset + limit)`` ranked by field (name >
-        tags > title > description) then name; ``.total`` counts all matches.
-        ``project`` (id, name or path) keeps artifacts deployed there.
-        """
-        from .models import SearchHit
-
-        page, total = self.search_json(
-            query, type, project, limit, offset, collection=collection, tag=tag
-        )
-        artifact_model = self._repos.artifacts.model
-        hits = []
-        for key, score, payload in page:
-            artifact = artifact_model.model_validate_json(payload)
-            hits.append(
-                SearchHit(
-                    key=key, name=artifact.name, type=artifact.type, score=score, artifact=artifact
-                )
-            )
-        return SearchResults(hits, total)
-
-    def search_json(
-        self,
-        query: str,
-        type: Optional[str] = None,
-        project: Optional[str] = None,
-        limit: int = 20,
-        offset: int = 0,
-        *,
-        collection: Optional[str] = None,
-        tag: Optional[str] = None,
-    ) -> tuple[list[tuple[str, float, bytes]], int]:
-        """Like :meth:`search`, returning ``([(key, score, JSON bytes)], total)`` (no models)."""
-        if limit < 0 or offset < 0:
-            raise InvalidRecordError("limit and offset must not be negative")
-        if type is not None and type not in codec.ARTIFACT_TYPES:
-            raise InvalidRecordError(
-                f"type must be one of {', '.join(codec.ARTIFACT_TYPES)}; got {type!r}"
-            )
-        project_id = self.find_project(project).id if project is not None else None
-        filters = QueryFilters(type=type, collection=collection, tag=tag, project=project_id)
-        repos = self._repos
-
-        def body(txn: Txn) -> tuple[list[tuple[str, float, bytes]], int]:
-            page, total = run_query(txn, repos, query, filters, limit, offset)
-            found = []
-            for key, score in page:
-                payload = repos.artifacts.get_payload(txn, key)
-                if payload is not None:  # index entry without record: verify reports it
-                    found.append((key, score, payload))
-            return found, total
-
-        return self._read(body)
-
-    # -- collections ---------------------------------------------------------------------
-
-    def list_collections(self) -> list[Collection]:
-        """Return every collection read by a refresh, in name order."""
-        model = self._repos.collections.model
-        payloads = self._read(lambda txn: list(self._repos.collections.scan_payloads(txn)))
-        return [model.model_validate_json(p) for _k, p in payloads]
-
-    def get_collection(self, name: str) -> Optional[Collection]:
-        """Return the collection named ``name``, or ``None``."""
-        return self._read(lambda txn: self._repos.collections.get(txn, name))
 
     # -- refresh and maintenance -------------------------------------------------------------
 

@@ -29,6 +29,7 @@ import errno
 import logging
 import os
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, ClassVar, Optional, TypeVar
@@ -85,6 +86,7 @@ MAX_READERS = 1024
 _MAX_DBS = len(DATABASES) + 6  # headroom for future indexes without a format change
 _NETWORK_FS = {"nfs", "nfs4", "cifs", "smb3", "smbfs", "afs", "9p", "fuse.sshfs", "ceph"}
 _RETRIES = 64
+_OPEN_SLOT_WAIT = 3.0  # seconds an opener waits for a reader slot
 
 _registry_lock = threading.Lock()
 _registry: dict[tuple[int, int], Storage] = {}
@@ -240,7 +242,7 @@ class Storage:
             "mode": 0o600,
         }
         try:
-            env = lmdb.open(str(self.path), **options)
+            env = self._open_waiting_for_a_slot(options)
         except lmdb.Error as exc:
             if not (self.readonly and getattr(exc, "code", 0) in (errno.EACCES, errno.EROFS)):
                 raise translate_lmdb_error(exc, path=str(self.path)) from exc
@@ -267,6 +269,30 @@ class Storage:
             env.close()
             raise
         return env, dbs
+
+    def _open_waiting_for_a_slot(self, options: dict[str, Any]) -> lmdb.Environment:
+        """``lmdb.open``, waiting a little while the reader table is full.
+
+        py-lmdb's Environment begins a read transaction inside its constructor,
+        so an opener needs a free reader slot *before* it could run
+        ``reader_check``.  Slots of killed processes are freed by any process
+        that has the cache open and reads (its read hits ReadersFullError and
+        clears them), or reset when the last process using the cache exits.
+        """
+        deadline = time.monotonic() + _OPEN_SLOT_WAIT
+        delay = 0.005
+        while True:
+            try:
+                return lmdb.open(str(self.path), **options)
+            except lmdb.ReadersFullError as exc:
+                if time.monotonic() >= deadline:
+                    raise CacheBusyError(
+                        f"all reader slots of {self.path} are taken",
+                        hint="Slots of killed processes are freed when a process that has the "
+                        "cache open reads, or when every process using it has exited; retry.",
+                    ) from exc
+                time.sleep(delay)
+                delay = min(delay * 2, 0.2)
 
     def _open_dbs(self, env: lmdb.Environment) -> dict[str, Any]:
         if self.readonly:
