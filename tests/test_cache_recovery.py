@@ -2559,9 +2559,26 @@ _P2_PERM_SCRIPT = textwrap.dedent(
     from projcache.errors import ProjcacheError
 
     drop, mode, cache_dir = sys.argv[1] == "drop", sys.argv[2], Path(sys.argv[3])
-    # Warm up what is imported or compiled lazily while the interpreter is still reachable.
+    # Warm up what is imported or compiled lazily while the interpreter is still
+    # reachable (a venv under a 0700 folder is not, once we are nobody): a whole
+    # open/write/read cycle on a scratch cache, and the CLI's click commands.
+    import tempfile
+    import typer.main
+
     warm = {"name": "w", "type": "skill", "collection": "w"}
     models.Artifact.model_validate(warm).model_dump_json()
+    with tempfile.TemporaryDirectory() as scratch:
+        with ProjectCache.open(scratch) as warm_cache:
+            warm_cache.put_artifacts([warm])
+            warm_cache.search("w")
+            warm_cache.stats()
+        import contextlib, io
+
+        with contextlib.redirect_stdout(io.StringIO()), contextlib.suppress(SystemExit):
+            projcache_cli.root.app(
+                ["--cache-dir", scratch, "show"], prog_name="projcache", standalone_mode=False
+            )
+    typer.main.get_command(projcache_cli.root.app)
     if drop:
         os.setgroups([])
         os.setgid(65534)
