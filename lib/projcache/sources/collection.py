@@ -12,6 +12,7 @@ from .layout import default_path, find_by_layout, main_file_of
 from .manifests import (
     COLLECTION_LOCK,
     COLLECTION_TOML,
+    manifest_reader,
     read_collection_lock,
     read_collection_toml,
 )
@@ -42,14 +43,6 @@ def _usable_name(name: str) -> bool:
     return 0 < size <= 200 and "/" not in name and "\x00" not in name and name[0] != "@"
 
 
-def _manifest_reader(parse: Any, cap: int) -> Any:
-    def read(scan: Any) -> dict[str, Any]:
-        parsed, problems = parse(scan.root, cap)
-        return {"parsed": parsed, "problems": problems}
-
-    return read
-
-
 def read_collection(
     path: str, previous: dict[str, Fingerprint], *, full: bool, cap: int
 ) -> CollectionRead:
@@ -58,10 +51,10 @@ def read_collection(
 
     tracker = SourceTracker(path, previous, full)
     manifest = tracker.read(
-        COLLECTION_TOML, _manifest_reader(read_collection_toml, cap), kind="manifest"
+        COLLECTION_TOML, manifest_reader(read_collection_toml, cap), kind="manifest"
     )
     lockfile = tracker.read(
-        COLLECTION_LOCK, _manifest_reader(read_collection_lock, cap), kind="manifest"
+        COLLECTION_LOCK, manifest_reader(read_collection_lock, cap), kind="manifest"
     )
     for data in (manifest, lockfile):
         for problem in (data or {}).get("problems", []):

@@ -10,11 +10,11 @@ raises :class:`~projcache.errors.SourceFileError`.
 from __future__ import annotations
 
 import sys
-from typing import Any
+from typing import Any, Callable
 
 from ..codec import ARTIFACT_TYPES
 from ..errors import SourceFileError
-from .fileio import read_capped
+from .fileio import TreeScan, read_capped
 from .frontmatter import to_jsonable
 
 if sys.version_info >= (3, 11):
@@ -27,6 +27,7 @@ __all__ = [
     "COLLECTION_TOML",
     "DEPLOYED_TOML",
     "PROJECT_TOML",
+    "manifest_reader",
     "read_collection_lock",
     "read_collection_toml",
     "read_deployed_toml",
@@ -39,6 +40,18 @@ DEPLOYED_TOML = ".skillmeat-deployed.toml"
 PROJECT_TOML = ".skillmeat-project.toml"
 
 Problems = list[str]
+
+
+def manifest_reader(
+    parse: Callable[[str, int], tuple[dict[str, Any], Problems]], cap: int
+) -> Callable[[TreeScan], dict[str, Any]]:
+    """A fingerprint reader for one manifest: its parsed data and its per-entry problems."""
+
+    def read(scan: TreeScan) -> dict[str, Any]:
+        parsed, problems = parse(scan.root, cap)
+        return {"parsed": parsed, "problems": problems}
+
+    return read
 
 
 def _load(path: str, cap: int) -> dict[str, Any]:

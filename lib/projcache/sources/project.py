@@ -17,7 +17,13 @@ from ..codec import project_id_for_path
 from ..errors import InvalidRecordError
 from .artifacts import build_artifact, facts_reader, hash_reader
 from .layout import default_path, find_by_layout, main_file_of
-from .manifests import DEPLOYED_TOML, PROJECT_TOML, read_deployed_toml, read_project_toml
+from .manifests import (
+    DEPLOYED_TOML,
+    PROJECT_TOML,
+    manifest_reader,
+    read_deployed_toml,
+    read_project_toml,
+)
 from .tracker import SourceTracker
 
 if TYPE_CHECKING:
@@ -44,14 +50,6 @@ class ProjectRead:
     tracker: SourceTracker | None = None
 
 
-def _manifest_reader(parse: Any, cap: int) -> Any:
-    def read(scan: Any) -> dict[str, Any]:
-        parsed, problems = parse(scan.root, cap)
-        return {"parsed": parsed, "problems": problems}
-
-    return read
-
-
 def read_project(
     path: str, previous: dict[str, Fingerprint], *, full: bool, cap: int
 ) -> ProjectRead:
@@ -62,10 +60,10 @@ def read_project(
     claude = os.path.join(path, _CLAUDE)
     tracker = SourceTracker(path, previous, full)
     meta = tracker.read(
-        f"{_CLAUDE}/{PROJECT_TOML}", _manifest_reader(read_project_toml, cap), kind="manifest"
+        f"{_CLAUDE}/{PROJECT_TOML}", manifest_reader(read_project_toml, cap), kind="manifest"
     )
     deployed = tracker.read(
-        f"{_CLAUDE}/{DEPLOYED_TOML}", _manifest_reader(read_deployed_toml, cap), kind="manifest"
+        f"{_CLAUDE}/{DEPLOYED_TOML}", manifest_reader(read_deployed_toml, cap), kind="manifest"
     )
     for data in (meta, deployed):
         for problem in (data or {}).get("problems", []):
