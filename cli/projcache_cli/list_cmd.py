@@ -139,15 +139,12 @@ def list_deployments(
     as_json: bool = typer.Option(False, "--json", help="Print a JSON array of deployments."),
 ) -> None:
     """List deployments with their state (current, outdated, modified, missing)."""
-    from projcache.errors import InvalidRecordError
+    from projcache.queries import check_type
 
     state = state_of(ctx)
     wanted_state = "outdated" if outdated else state_
     with cli_errors(state.debug):
-        if type_ is not None and type_ not in ("skill", "command", "agent", "hook", "mcp"):
-            raise InvalidRecordError(
-                f"type must be one of skill, command, agent, hook, mcp; got {type_!r}"
-            )
+        check_type(type_)
         with open_cache(state, readonly=True, fallback=True) as cache:
             payloads = cache.list_deployments_json(project, wanted_state)  # type: ignore[arg-type]
             names = {p.id: p.name for p in cache.list_projects()}

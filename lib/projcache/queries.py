@@ -22,10 +22,22 @@ if TYPE_CHECKING:
     from .repository import Repositories
     from .storage import Storage, Txn
 
-__all__ = ["CacheQueries", "SearchResults"]
+__all__ = ["CacheQueries", "SearchResults", "check_type"]
 
 T = TypeVar("T")
 _STATES = ("current", "outdated", "modified", "missing")
+
+
+def check_type(type_: Optional[str]) -> None:
+    """Refuse an artifact type filter that is not one of the five types.
+
+    Raises:
+        InvalidRecordError: naming the allowed types.
+    """
+    if type_ is not None and type_ not in codec.ARTIFACT_TYPES:
+        raise InvalidRecordError(
+            f"type must be one of {', '.join(codec.ARTIFACT_TYPES)}; got {type_!r}"
+        )
 
 
 class SearchResults(List["SearchHit"]):
@@ -98,10 +110,7 @@ class CacheQueries:
         tag: Optional[str] = None,
     ) -> Iterator[bytes]:
         """Like :meth:`list_artifacts`, yielding the stored JSON bytes (no models built)."""
-        if type is not None and type not in codec.ARTIFACT_TYPES:
-            raise InvalidRecordError(
-                f"type must be one of {', '.join(codec.ARTIFACT_TYPES)}; got {type!r}"
-            )
+        check_type(type)
         self._check_open()
         yield from listing.artifact_payloads(self._read, lambda: self._repos, type, collection, tag)
 
@@ -208,10 +217,7 @@ class CacheQueries:
         """Like :meth:`search`, returning ``([(key, score, JSON bytes)], total)`` (no models)."""
         if limit < 0 or offset < 0:
             raise InvalidRecordError("limit and offset must not be negative")
-        if type is not None and type not in codec.ARTIFACT_TYPES:
-            raise InvalidRecordError(
-                f"type must be one of {', '.join(codec.ARTIFACT_TYPES)}; got {type!r}"
-            )
+        check_type(type)
         project_id = self.find_project(project).id if project is not None else None
         filters = QueryFilters(type=type, collection=collection, tag=tag, project=project_id)
         repos = self._repos

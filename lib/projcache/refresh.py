@@ -18,7 +18,7 @@ import logging
 import os
 import time
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import TYPE_CHECKING, Any, Callable, Optional, Union
 
 from . import codec, mutations
@@ -127,7 +127,6 @@ class _Refresher:
         self.counts = _Counts()
         self.touched_collections: list[Collection] = []
         self.touched_projects: list[Project] = []
-        self.pending: Optional[_Counts] = None
 
     @property
     def repos(self) -> Repositories:
@@ -192,13 +191,9 @@ class _Refresher:
         self.counts.collections_checked += 1
         if not os.path.isdir(path) or not is_collection(path):
             if old is not None:
-
-                def remove(txn: Txn) -> None:
-                    counts = _Counts()
-                    self._remove_collection(txn, old, unit, counts)
-                    self._merge(counts)
-
-                self.ctx.write(remove)
+                self._write_counted(
+                    lambda txn, counts: self._remove_collection(txn, old, unit, counts)
+                )
                 logger.info("collection %s at %s is gone; removed it", old.name, path)
             return
         previous = self._fingerprints(unit)
@@ -229,8 +224,7 @@ class _Refresher:
             self.touched_collections.append(record)
             return
 
-        def body(txn: Txn) -> None:
-            counts = _Counts()
+        def body(txn: Txn, counts: _Counts) -> None:
             if old is not None and old.name != read.name:
                 self._remove_collection(txn, old, None, counts)
             if owner is not None and owner.path != path:
@@ -240,9 +234,8 @@ class _Refresher:
             self.repos.collections.put(txn, record)
             self._sync_sources(txn, unit, previous, tracker.current)
             counts.collections_written += 1
-            self._merge(counts)
 
-        self.ctx.write(body)
+        self._write_counted(body)
 
     def _remove_collection(
         self, txn: Txn, old: Collection, unit: Optional[str], counts: _Counts
@@ -268,13 +261,9 @@ class _Refresher:
         self.counts.projects_checked += 1
         if not is_project(path):
             if old is not None:
-
-                def remove(txn: Txn) -> None:
-                    counts = _Counts()
-                    self._remove_project(txn, project_id, unit, counts)
-                    self._merge(counts)
-
-                self.ctx.write(remove)
+                self._write_counted(
+                    lambda txn, counts: self._remove_project(txn, project_id, unit, counts)
+                )
                 logger.info("project %s at %s is gone; removed it", old.name, path)
             return
         previous = self._fingerprints(unit)
@@ -289,13 +278,11 @@ class _Refresher:
             self.touched_projects.append(record)
             return
 
-        def body(txn: Txn) -> None:
-            counts = _Counts()
+        def body(txn: Txn, counts: _Counts) -> None:
             self._apply_project(txn, read, record, counts)
             self._sync_sources(txn, unit, previous, tracker.current)
-            self._merge(counts)
 
-        self.ctx.write(body)
+        self._write_counted(body)
 
     def _apply_project(self, txn: Txn, read: ProjectRead, record: Project, counts: _Counts) -> None:
         repos = self.repos
@@ -336,26 +323,22 @@ class _Refresher:
 
     # -- bookkeeping -----------------------------------------------------------------
 
-    def _merge(self, counts: _Counts) -> None:
-        # Counted only once the transaction is committed (a replayed body counts once).
-        self.pending = counts
+    def _write_counted(self, body: Callable[[Txn, _Counts], None]) -> None:
+        """Run ``body`` in one write transaction; add its counts once it has committed.
 
-    def commit_counts(self) -> None:
-        pending = self.pending
-        if pending is None:
-            return
-        for name in (
-            "collections_written",
-            "collections_removed",
-            "artifacts_written",
-            "artifacts_removed",
-            "projects_written",
-            "projects_removed",
-            "deployments_written",
-            "deployments_removed",
-        ):
-            setattr(self.counts, name, getattr(self.counts, name) + getattr(pending, name))
-        self.pending = None
+        A body may be replayed (map growth), so each attempt counts afresh.
+        """
+        attempt: list[_Counts] = []
+
+        def run(txn: Txn) -> None:
+            attempt[:] = [_Counts()]
+            body(txn, attempt[0])
+
+        self.ctx.write(run)
+        for item in fields(_Counts):
+            if item.name.endswith(("_written", "_removed")):
+                total = getattr(self.counts, item.name) + getattr(attempt[0], item.name)
+                setattr(self.counts, item.name, total)
 
     def touch(self) -> None:
         """Move ``refreshed_at`` of every unchanged unit, all in one transaction."""
@@ -440,13 +423,11 @@ def run_refresh(
     done = 0
     for path in collection_paths:
         refresher.collection(path, known_collections)
-        refresher.commit_counts()
         done += 1
         if progress is not None:
             progress(done, total, path)
     for path in project_paths:
         refresher.project(path, known_projects)
-        refresher.commit_counts()
         done += 1
         if progress is not None:
             progress(done, total, path)
