@@ -1005,8 +1005,9 @@ def _growth_reader(
 ) -> dict[str, Any]:
     """Read what every writer committed, in rounds until ``stop``; report the map sizes seen."""
     with ProjectCache.open(readonly=True, settings=_settings(path)) as cache:
-        ready(None)
+        # Measured before signalling ready: the growth may start right after.
         sizes = {cache.stats().map_size}
+        ready(None)
         rounds = 0
         while True:
             finished = stop.is_set()
