@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Optional
+from typing import TYPE_CHECKING, Optional
 
 import orjson
 import typer
+
+from projcache.listing import deployment_view
 
 from .errors import cli_errors
 from .output import ago, emit_json, emit_json_bytes, emit_table
@@ -23,20 +25,6 @@ list_app = typer.Typer(
 )
 
 _STATE_HELP = "Only this deployment state: current, outdated, modified or missing."
-
-
-def _deployment_json(payload: bytes) -> dict[str, Any]:
-    """The documented shape: top-level project, artifact, name, type and state."""
-    record: dict[str, Any] = orjson.loads(payload)
-    collection, type_, name = record["artifact_key"].split("/")
-    return {
-        "project": record["project_id"],
-        "artifact": record["artifact_key"],
-        "name": name,
-        "type": type_,
-        "collection": collection,
-        **record,
-    }
 
 
 def _deployed_keys(cache: ProjectCache, project: Optional[str], state: Optional[str]) -> set[str]:
@@ -148,7 +136,7 @@ def list_deployments(
         with open_cache(state, readonly=True, fallback=True) as cache:
             payloads = cache.list_deployments_json(project, wanted_state)  # type: ignore[arg-type]
             names = {p.id: p.name for p in cache.list_projects()}
-    records = [_deployment_json(p) for p in payloads]
+    records = [deployment_view(p) for p in payloads]
     if type_ is not None:
         records = [r for r in records if r["type"] == type_]
     if as_json:

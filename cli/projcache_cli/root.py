@@ -8,7 +8,7 @@ from typing import Optional
 
 import typer
 
-from . import maintenance_cmd, query_cmd, refresh_cmd, show_cmd, verify_cmd
+from . import maintenance_cmd, query_cmd, refresh_cmd, serve_cmd, show_cmd, verify_cmd
 from .list_cmd import list_app
 from .state import CliState
 
@@ -67,6 +67,7 @@ app.add_typer(list_app, name="list")
 query_cmd.register(app)
 maintenance_cmd.register(app)
 verify_cmd.register(app)
+serve_cmd.register(app)
 
 
 def main() -> None:

@@ -34,6 +34,8 @@ if TYPE_CHECKING:
     from .errors import ProjectNotFound as ProjectNotFound
     from .errors import ReadOnlyCacheError as ReadOnlyCacheError
     from .errors import SchemaVersionError as SchemaVersionError
+    from .errors import ServerError as ServerError
+    from .errors import SourceFileError as SourceFileError
     from .errors import StorageError as StorageError
     from .models import Artifact as Artifact
     from .models import CacheStats as CacheStats
@@ -76,8 +78,10 @@ __all__ = [
     "SchemaVersionError",
     "SearchHit",
     "SearchResults",
+    "ServerError",
     "Settings",
     "SourceError",
+    "SourceFileError",
     "StorageError",
     "VerifyReport",
     "__version__",

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import zlib
 from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Optional, TypeVar, Union
@@ -270,6 +271,21 @@ class ProjectCache(CacheQueries):
     def readonly(self) -> bool:
         """True when opened read-only."""
         return self._readonly
+
+    def generation(self) -> str:
+        """An opaque token that changes whenever a write commits (an HTTP ETag's source).
+
+        The environment's creation time and the id of the last committed write
+        transaction, read in one snapshot: a cache rebuilt from scratch never
+        repeats an old token.
+        """
+        meta = self._repos.meta
+
+        def body(txn: Txn) -> str:
+            created = str(meta.get(txn, "created_at", ""))
+            return f"{zlib.crc32(created.encode()):08x}-{txn.id()}"
+
+        return self._read(body)
 
     def _check_writable(self) -> None:
         self._check_open()

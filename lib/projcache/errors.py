@@ -13,6 +13,7 @@ telling the user what to do about it::
     │   └── ProjectNotFound             exit 4
     ├── CacheClosedError                exit 3  the cache was used after close()
     ├── SourceFileError (ValueError)    exit 12 a source file or folder is unreadable or malformed
+    ├── ServerError                     exit 13 the HTTP server cannot bind or must not serve
     └── StorageError                    exit 5  an LMDB failure without a better class
         ├── CacheNotFoundError          exit 5  read-only open of a directory without a cache
         ├── CacheAlreadyOpenError       exit 5  same directory opened twice incompatibly
@@ -58,6 +59,7 @@ __all__ = [
     "ProjectNotFound",
     "ReadOnlyCacheError",
     "SchemaVersionError",
+    "ServerError",
     "SourceFileError",
     "StorageError",
     "translate_lmdb_error",
@@ -119,6 +121,13 @@ class SourceFileError(ProjcacheError, ValueError):
     def __init__(self, message: str, *, path: str = "", hint: Optional[str] = None) -> None:
         super().__init__(message, hint=hint)
         self.path = path
+
+
+class ServerError(ProjcacheError):
+    """The HTTP server cannot start: the address is in use or may not be served as asked."""
+
+    exit_code = 13
+    default_hint = "Choose another --port, or stop the program that holds this one."
 
 
 class NotFoundError(ProjcacheError, KeyError):

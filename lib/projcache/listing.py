@@ -8,13 +8,15 @@ and keep a reader slot across ``fork()``; see ADR 0003.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Callable, Optional, TypeVar
+from typing import Any, Callable, Optional, TypeVar
+
+import orjson
 
 from . import codec
 from .repository import Repositories
 from .storage import Txn
 
-__all__ = ["PAGE", "artifact_payloads", "deployment_payloads"]
+__all__ = ["PAGE", "artifact_payloads", "deployment_payloads", "deployment_view"]
 
 T = TypeVar("T")
 PAGE = 256
@@ -80,3 +82,21 @@ def deployment_payloads(
             if raw is not None:
                 out.append(codec.unframe(raw, what="deployment"))
     return out
+
+
+def deployment_view(payload: bytes) -> dict[str, Any]:
+    """A stored deployment as the CLI and the HTTP API show it.
+
+    The record's fields plus top-level ``project``, ``artifact`` (the key),
+    ``name``, ``type`` and ``collection``.
+    """
+    record: dict[str, Any] = orjson.loads(payload)
+    collection, type_, name = record["artifact_key"].split("/")
+    return {
+        "project": record["project_id"],
+        "artifact": record["artifact_key"],
+        "name": name,
+        "type": type_,
+        "collection": collection,
+        **record,
+    }

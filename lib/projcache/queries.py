@@ -233,6 +233,21 @@ class CacheQueries:
 
         return self._read(body)
 
+    def counts(self) -> dict[str, int]:
+        """Records per kind: collections, projects, artifacts, deployments, sources (O(1) each)."""
+        repos = self._repos
+
+        def body(txn: Txn) -> dict[str, int]:
+            return {
+                "collections": repos.collections.count(txn),
+                "projects": repos.projects.count(txn),
+                "artifacts": repos.artifacts.count(txn),
+                "deployments": repos.deployments.count(txn),
+                "sources": repos.sources.count(txn),
+            }
+
+        return self._read(body)
+
     def list_collections(self) -> list[Collection]:
         """Return every collection read by a refresh, in name order."""
         model = self._repos.collections.model

@@ -57,8 +57,12 @@ def watch_and_refresh(
     debounce_ms: int = 400,
     stop_event: Optional[threading.Event] = None,
     on_report: Optional[Callable[[RefreshReport], None]] = None,
+    refresh: Optional[Callable[[list[str], list[str]], Optional[RefreshReport]]] = None,
 ) -> int:
     """Refresh what changes until ``stop_event`` is set (or Ctrl-C); return how many refreshes ran.
+
+    ``refresh(collections, projects)`` replaces ``cache.refresh`` (the server
+    passes one that takes its refresh lock); it may return ``None`` on failure.
 
     Raises:
         SourceFileError: there is nothing to watch.
@@ -90,11 +94,17 @@ def watch_and_refresh(
                 touched_projects.add(owner)
         if not touched_collections and not touched_projects:
             continue
-        report = cache.refresh(
-            collections=sorted(c for c in touched_collections if os.path.isdir(c)),
-            projects=sorted(p for p in touched_projects if os.path.isdir(p)),
+        folders = (
+            sorted(c for c in touched_collections if os.path.isdir(c)),
+            sorted(p for p in touched_projects if os.path.isdir(p)),
         )
+        if refresh is None:
+            report: Optional[RefreshReport] = cache.refresh(
+                collections=folders[0], projects=folders[1]
+            )
+        else:
+            report = refresh(*folders)
         refreshes += 1
-        if on_report is not None:
+        if on_report is not None and report is not None:
             on_report(report)
     return refreshes

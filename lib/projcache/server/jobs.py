@@ -1,0 +1,148 @@
+"""Refresh jobs: ``POST refresh`` queues one, ``GET refresh/{job}`` reports on it.
+
+Every refresh the server runs (asked for by a client, due by TTL, or set off
+by a file change) goes through one lock, so two never race over the same
+sources; requests never wait for it, since reads use their own read
+transactions.  Finished jobs are kept (the newest ``keep`` of them) so a
+client polling late still gets the report.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import threading
+from collections import OrderedDict
+from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING, Optional
+
+from ..errors import NotFoundError, ProjcacheError
+from ..models import utcnow
+from .schemas import ErrorBody, JobProgress, RefreshJob, RefreshRequest
+
+if TYPE_CHECKING:
+    from ..cache import ProjectCache
+    from ..models import RefreshReport
+
+__all__ = ["RefreshJobs"]
+
+logger = logging.getLogger(__name__)
+
+
+class RefreshJobs:
+    """Runs refresh jobs one at a time on a worker thread and remembers their outcome."""
+
+    def __init__(self, cache: ProjectCache, keep: int = 200):
+        self._cache = cache
+        self._keep = keep
+        self._jobs: OrderedDict[str, RefreshJob] = OrderedDict()
+        self._lock = threading.Lock()
+        self.refresh_lock = threading.Lock()
+        self._ids = itertools.count(1)
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="projcache-refresh")
+
+    def submit(self, request: RefreshRequest) -> RefreshJob:
+        """Queue a refresh of what ``request`` names; return the queued job.
+
+        The project or collection is looked up now, so an unknown one is an
+        error of this call rather than of the job.
+
+        Raises:
+            NotFoundError: the project or collection is not in the cache.
+        """
+        collections, projects = self._targets(request)
+        job = RefreshJob(
+            id=f"{next(self._ids)}-{utcnow().strftime('%H%M%S')}",
+            state="queued",
+            request=request,
+            created_at=utcnow(),
+            progress=JobProgress(done=0, total=0),
+        )
+        with self._lock:
+            self._jobs[job.id] = job
+            while len(self._jobs) > self._keep:
+                self._jobs.popitem(last=False)
+        self._executor.submit(self._run, job.id, collections, projects, request.full)
+        return job.model_copy(deep=True)
+
+    def get(self, job_id: str) -> RefreshJob:
+        """Return a snapshot of one job.
+
+        Raises:
+            NotFoundError: no such job (or it is too old to be kept).
+        """
+        with self._lock:
+            job = self._jobs.get(job_id)
+            if job is None:
+                raise NotFoundError(
+                    f"no refresh job {job_id!r}",
+                    hint="Jobs are kept only while the server runs, the newest "
+                    f"{self._keep} of them.",
+                )
+            return job.model_copy(deep=True)
+
+    def running(self) -> Optional[RefreshJob]:
+        """The job running now, if any."""
+        with self._lock:
+            for job in self._jobs.values():
+                if job.state == "running":
+                    return job.model_copy(deep=True)
+        return None
+
+    def shutdown(self) -> None:
+        """Finish the running job, drop queued ones, stop the worker."""
+        self._executor.shutdown(wait=True, cancel_futures=True)
+
+    def _targets(self, request: RefreshRequest) -> tuple[Optional[list[str]], Optional[list[str]]]:
+        if request.project is None and request.collection is None:
+            return None, None
+        projects = [self._cache.find_project(request.project).path] if request.project else []
+        collections: list[str] = []
+        if request.collection is not None:
+            found = self._cache.get_collection(request.collection)
+            if found is None:
+                raise NotFoundError(
+                    f"no collection {request.collection!r} in the cache",
+                    hint="GET /api/v1/cache/status lists what is cached.",
+                )
+            collections = [found.path]
+        return collections, projects
+
+    def _update(self, job_id: str, **changes: object) -> None:
+        with self._lock:
+            job = self._jobs.get(job_id)
+            if job is not None:
+                self._jobs[job_id] = job.model_copy(update=changes)
+
+    def _run(
+        self,
+        job_id: str,
+        collections: Optional[list[str]],
+        projects: Optional[list[str]],
+        full: bool,
+    ) -> None:
+        def progress(done: int, total: int, label: str) -> None:
+            self._update(job_id, progress=JobProgress(done=done, total=total, current=label))
+
+        self._update(job_id, state="running", started_at=utcnow())
+        try:
+            with self.refresh_lock:
+                report: RefreshReport = self._cache.refresh(
+                    collections, projects, full=full, progress=progress
+                )
+        except ProjcacheError as exc:
+            logger.warning("refresh job %s failed: %s", job_id, exc)
+            error = ErrorBody(error=type(exc).__name__, message=str(exc), hint=exc.hint)
+            self._update(job_id, state="failed", finished_at=utcnow(), error=error)
+            return
+        except Exception as exc:  # a worker thread must record, not swallow, a bug
+            logger.exception("refresh job %s crashed", job_id)
+            error = ErrorBody(error="InternalError", message=f"the refresh failed: {exc}")
+            self._update(job_id, state="failed", finished_at=utcnow(), error=error)
+            return
+        self._update(
+            job_id,
+            state="done",
+            finished_at=utcnow(),
+            report=report.model_dump(mode="json"),
+        )

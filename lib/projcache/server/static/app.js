@@ -1,0 +1,248 @@
+// The projcache web page: plain browser JavaScript, no build step.
+// Every list is fetched with the browser's HTTP cache: the server sends ETags
+// and "Cache-Control: no-cache", so a reload while nothing changed costs a 304.
+"use strict";
+
+const API = "/api/v1/cache";
+const POLL_MS = 250;
+const RELOAD_MS = 10000;
+const state = { apiKey: sessionStorage.getItem("projcache-api-key"), seq: 0, deployments: [] };
+const $ = (id) => document.getElementById(id);
+
+class ApiError extends Error {}
+
+async function api(path, options = {}) {
+  const headers = { Accept: "application/json", ...(options.headers || {}) };
+  if (state.apiKey) headers["X-API-Key"] = state.apiKey;
+  const response = await fetch(API + path, { ...options, headers });
+  if (response.status === 401) {
+    $("api-key-form").hidden = false;
+    throw new ApiError("this server needs an API key");
+  }
+  const body = await response.json();
+  if (!response.ok) throw new ApiError(body.message || response.statusText);
+  return body;
+}
+
+function showError(error) {
+  $("error").textContent = error ? `error: ${error.message}` : "";
+  $("error").hidden = !error;
+}
+
+function el(tag, className, text) {
+  const node = document.createElement(tag);
+  if (className) node.className = className;
+  if (text !== undefined) node.textContent = text;
+  return node;
+}
+
+function badge(kind, text, title) {
+  const node = el("span", `badge ${kind}`, text);
+  node.dataset.badge = kind;
+  if (title) node.title = title;
+  return node;
+}
+
+function ago(iso) {
+  if (!iso) return "never";
+  const seconds = Math.max(0, (Date.now() - Date.parse(iso)) / 1000);
+  if (seconds < 90) return `${Math.round(seconds)}s ago`;
+  if (seconds < 5400) return `${Math.round(seconds / 60)}m ago`;
+  if (seconds < 129600) return `${Math.round(seconds / 3600)}h ago`;
+  return `${Math.round(seconds / 86400)}d ago`;
+}
+
+function isStale(project) {
+  return project.stale || !project.expires_at || Date.parse(project.expires_at) <= Date.now();
+}
+
+async function fetchAll(path) {
+  // Pages of 1,000 until the total is reached.
+  const items = [];
+  for (let offset = 0; ; offset += 1000) {
+    const sep = path.includes("?") ? "&" : "?";
+    const page = await api(`${path}${sep}limit=1000&offset=${offset}`);
+    items.push(...page.items);
+    if (items.length >= page.total || page.items.length === 0) return items;
+  }
+}
+
+async function loadStatus() {
+  const status = await api("/status");
+  const counts = status.counts;
+  const outdated = state.deployments.filter((d) => d.state === "outdated").length;
+  let text = `${counts.artifacts} artifacts · ${counts.projects} projects · ` +
+    `${counts.deployments} deployments (${outdated} outdated) · refreshed ${ago(status.newest_refresh)}`;
+  if (status.errors.length) text += ` · ${status.errors.length} source error(s)`;
+  $("summary").textContent = text;
+}
+
+function renderProjects(projects) {
+  const list = $("projects");
+  list.replaceChildren();
+  const select = $("filter-project");
+  const chosen = select.value;
+  select.replaceChildren(el("option", "", "all projects"));
+  select.firstChild.value = "";
+  for (const project of projects) {
+    const item = el("li");
+    item.dataset.project = project.id;
+    item.append(el("span", "name", project.name));
+    const stale = isStale(project);
+    item.append(badge(stale ? "stale" : "fresh", stale ? "stale" : "fresh",
+      `refreshed ${ago(project.refreshed_at)}`));
+    if (project.errors.length) {
+      item.append(badge("errors", `${project.errors.length} error(s)`,
+        project.errors.map((e) => e.message).join("\n")));
+    }
+    for (const name of ["outdated", "modified", "missing"]) {
+      if (project.states[name]) item.append(badge(name, `${project.states[name]} ${name}`));
+    }
+    item.append(el("div", "key", project.path));
+    item.addEventListener("click", () => {
+      select.value = project.id;
+      loadArtifacts();
+    });
+    list.append(item);
+    const option = el("option", "", project.name);
+    option.value = project.id;
+    select.append(option);
+  }
+  select.value = chosen;
+}
+
+function deploymentStates(project) {
+  const byKey = new Map();
+  for (const d of state.deployments) {
+    if (project && d.project !== project) continue;
+    if (!byKey.has(d.artifact)) byKey.set(d.artifact, new Map());
+    const counts = byKey.get(d.artifact);
+    counts.set(d.state, (counts.get(d.state) || 0) + 1);
+  }
+  return byKey;
+}
+
+function renderArtifacts(artifacts, total, project, wanted) {
+  const states = deploymentStates(project);
+  const shown = wanted ? artifacts.filter((a) => states.get(a.key)?.has(wanted)) : artifacts;
+  const list = $("artifacts");
+  list.replaceChildren();
+  for (const artifact of shown) {
+    const item = el("li");
+    item.dataset.key = artifact.key;
+    item.append(el("span", "name", artifact.name), badge("type", artifact.type));
+    for (const [name, count] of states.get(artifact.key) || []) {
+      if (name !== "current") item.append(badge(name, count > 1 ? `${name} ×${count}` : name));
+    }
+    item.append(el("div", "key", artifact.key));
+    if (artifact.description) item.append(el("div", "desc", artifact.description));
+    list.append(item);
+  }
+  const more = wanted ? "" : total > shown.length ? ` (showing ${shown.length})` : "";
+  $("artifact-count").textContent = `${wanted ? shown.length : total} artifact(s)${more}`;
+}
+
+async function loadArtifacts() {
+  const seq = ++state.seq;
+  const q = $("search").value.trim();
+  const params = new URLSearchParams();
+  const type = $("filter-type").value;
+  const project = $("filter-project").value;
+  const wanted = $("filter-state").value;
+  if (type) params.set("type", type);
+  if (project) params.set("project", project);
+  let page;
+  try {
+    if (q) {
+      params.set("q", q);
+      params.set("limit", "200");
+      page = await api(`/search?${params}`);
+    } else {
+      params.set("limit", "200");
+      page = await api(`/artifacts?${params}`);
+    }
+  } catch (error) {
+    if (seq === state.seq) showError(error);
+    return;
+  }
+  if (seq !== state.seq) return; // a newer keystroke already asked again
+  showError(null);
+  renderArtifacts(page.items, page.total, project, wanted);
+}
+
+async function loadAll() {
+  try {
+    const [projects, deployments] = await Promise.all([
+      fetchAll("/projects"),
+      fetchAll("/deployments"),
+    ]);
+    state.deployments = deployments;
+    renderProjects(projects);
+    await Promise.all([loadStatus(), loadArtifacts()]);
+    showError(null);
+  } catch (error) {
+    showError(error);
+  }
+}
+
+async function refresh() {
+  const button = $("refresh");
+  const bar = $("refresh-progress");
+  const label = $("refresh-state");
+  button.disabled = true;
+  bar.hidden = false;
+  bar.removeAttribute("value");
+  label.textContent = "refreshing…";
+  try {
+    let job = await api("/refresh", {
+      method: "POST",
+      headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({ full: $("full-refresh").checked }),
+    });
+    while (job.state === "queued" || job.state === "running") {
+      await new Promise((resolve) => setTimeout(resolve, POLL_MS));
+      job = await api(`/refresh/${encodeURIComponent(job.id)}`);
+      if (job.progress.total) {
+        bar.max = job.progress.total;
+        bar.value = job.progress.done;
+        label.textContent = `refreshing ${job.progress.done}/${job.progress.total}…`;
+      }
+    }
+    if (job.state === "failed") throw new ApiError(job.error.message);
+    const r = job.report;
+    label.textContent = `refreshed: ${r.sources_checked} sources checked, ` +
+      `${r.sources_changed} re-read` + (r.errors.length ? `, ${r.errors.length} error(s)` : "");
+    await loadAll();
+  } catch (error) {
+    label.textContent = "refresh failed";
+    showError(error);
+  } finally {
+    button.disabled = false;
+    bar.hidden = true;
+  }
+}
+
+function debounce(fn, ms) {
+  let timer;
+  return () => {
+    clearTimeout(timer);
+    timer = setTimeout(fn, ms);
+  };
+}
+
+document.addEventListener("DOMContentLoaded", () => {
+  $("refresh").addEventListener("click", refresh);
+  $("search").addEventListener("input", debounce(loadArtifacts, 120));
+  for (const id of ["filter-type", "filter-project", "filter-state"]) {
+    $(id).addEventListener("change", loadArtifacts);
+  }
+  $("api-key-form").addEventListener("submit", (event) => {
+    event.preventDefault();
+    state.apiKey = $("api-key").value;
+    sessionStorage.setItem("projcache-api-key", state.apiKey);
+    $("api-key-form").hidden = true;
+    loadAll();
+  });
+  loadAll();
+  setInterval(() => { if (!$("refresh").disabled) loadAll(); }, RELOAD_MS);
+});
