@@ -6,6 +6,11 @@
     python3 tasks.py lint     ruff check + ruff format --check
     python3 tasks.py typing   mypy --strict over lib/ and cli/
     python3 tasks.py tox      the tox matrix (every Python 3.9-3.13 found)
+    python3 tasks.py bench    the benchmark suite against raw lmdb, diskcache and SQLite,
+                              up to 100,000 artifacts; writes bench/RESULTS.md (--smoke:
+                              N <= 1,000, fewer rounds, bench/results/smoke.md; --million)
+    python3 tasks.py release  build the sdist and wheel, install each into a clean
+                              virtualenv and run the test suite against it
 
 Each task first makes ``.venv`` (once, and again when pyproject.toml changes)
 and installs the project with its ``dev`` extra into it.
@@ -75,7 +80,7 @@ def task_demo() -> None:
 
 
 def task_test(extra: list[str]) -> None:
-    """The whole suite, in parallel, with branch coverage of lib/ enforced at 90%."""
+    """The whole suite, in parallel, with branch coverage of lib/ and cli/ enforced at 90%."""
     _run(
         str(BIN / "python"),
         "-m",
@@ -83,6 +88,7 @@ def task_test(extra: list[str]) -> None:
         "-n",
         "auto",
         "--cov=projcache",
+        "--cov=projcache_cli",
         "--cov-branch",
         "--cov-report=term",
         "--cov-fail-under=90",
@@ -90,9 +96,69 @@ def task_test(extra: list[str]) -> None:
     )
 
 
+# The suites that need nothing but the package and its test extra (tox runs the same).
+PORTABLE_TESTS = [
+    "-m",
+    "not slow and not stress and not e2e",
+    "--ignore=tests/e2e",
+    "--ignore=tests/load",
+]
+
+
+def task_release(extra: list[str]) -> None:
+    """Build the sdist and the wheel; install each into a fresh venv and run the tests there.
+
+    The tests run from the repository's ``tests/`` but import the installed
+    package (``lib/`` is not on the path), which proves the distributions carry
+    everything, the example data and the web page included.
+    """
+    import shutil
+    import tempfile
+
+    dist = ROOT / "dist"
+    shutil.rmtree(dist, ignore_errors=True)
+    _run(str(BIN / "python"), "-m", "build", "--outdir", str(dist), ".")
+    wheels = sorted(dist.glob("projcache-*.whl"))
+    sdists = sorted(dist.glob("projcache-*.tar.gz"))
+    if len(wheels) != 1 or len(sdists) != 1:
+        sys.exit(f"expected one wheel and one sdist in {dist}, found {wheels + sdists}")
+    for artifact in (wheels[0], sdists[0]):
+        with tempfile.TemporaryDirectory(prefix="projcache-release-") as tmp:
+            print(f"+ clean virtualenv for {artifact.name}", flush=True)
+            venv.EnvBuilder(with_pip=True).create(tmp)
+            python = str(Path(tmp) / "bin" / "python")
+            _run(python, "-m", "pip", "install", "-q", f"{artifact}[test]")
+            where = subprocess.run(
+                [python, "-c", "import projcache, projcache_cli; print(projcache.__file__)"],
+                cwd=ROOT,
+                capture_output=True,
+                text=True,
+                check=True,
+            ).stdout.strip()
+            if not where.startswith(tmp):
+                sys.exit(f"the tests would import {where}, not the installed {artifact.name}")
+            _run(
+                python,
+                "-m",
+                "pytest",
+                "-n",
+                "auto",
+                "-p",
+                "no:cacheprovider",
+                "-q",
+                *PORTABLE_TESTS,
+                *extra,
+            )
+
+
+def task_bench(extra: list[str]) -> None:
+    """The speed suite (tests/benchmarks) and its report; ``--smoke`` is CI's cheap subset."""
+    _run(str(BIN / "python"), str(ROOT / "bench" / "run.py"), *extra)
+
+
 def main(argv: list[str]) -> None:
     """Dispatch ``argv[0]`` to a task."""
-    tasks = ("demo", "test", "lint", "typing", "tox")
+    tasks = ("demo", "test", "lint", "typing", "tox", "release", "bench")
     if not argv or argv[0] not in tasks:
         print(__doc__)
         sys.exit(2)
@@ -107,6 +173,10 @@ def main(argv: list[str]) -> None:
         _run(str(BIN / "ruff"), "format", "--check", ".")
     elif name == "typing":
         _run(str(BIN / "mypy"))
+    elif name == "bench":
+        task_bench(extra)
+    elif name == "release":
+        task_release(extra)
     else:
         _run(str(BIN / "tox"), *extra)
 
