@@ -1939,21 +1939,21 @@ class TestVerifyLayers:
                 "artifacts",
                 b"default/skill/pdf",
                 "crc",
-                "artifacts[b'default/skill/pdf']: CRC32 mismatch",
+                "artifacts['default/skill/pdf']: CRC32 mismatch",
                 id="artifact-crc",
             ),
             pytest.param(
                 "artifacts",
                 b"default/skill/pdf",
                 "format",
-                "artifacts[b'default/skill/pdf']: unknown frame format byte 0x02",
+                "artifacts['default/skill/pdf']: unknown frame format byte 0x02",
                 id="artifact-format-byte",
             ),
             pytest.param(
                 "artifacts",
                 b"default/skill/pdf",
                 "short",
-                "artifacts[b'default/skill/pdf']: frame too short (3 bytes)",
+                "artifacts['default/skill/pdf']: frame too short (3 bytes)",
                 id="artifact-short",
             ),
             pytest.param("collections", b"default", "crc", None, id="collection-crc"),
@@ -1981,7 +1981,9 @@ class TestVerifyLayers:
         _p2_tamper(p2_world.cache_dir, corrupt)
         with ProjectCache.open(settings=p2_world.settings) as cache:
             report = cache.verify()
-            expected = [("frame", db, key.decode(), message or f"{db}[{key!r}]: CRC32 mismatch")]
+            expected = [
+                ("frame", db, key.decode(), message or f"{db}[{key.decode()!r}]: CRC32 mismatch")
+            ]
             if db == "projects":  # its deployment now points at a project that does not read
                 pid = key.decode()
                 expected.append(
@@ -2132,7 +2134,7 @@ class TestVerifyLayers:
                 "kind": "frame",
                 "db": "artifacts",
                 "key": "default/skill/docx",
-                "message": "artifacts[b'default/skill/docx']: CRC32 mismatch",
+                "message": "artifacts['default/skill/docx']: CRC32 mismatch",
                 "repairable": True,
             }
         ]
@@ -2212,7 +2214,7 @@ class TestRepair:
         assert (
             logging.WARNING,
             "verify: frame artifacts default/skill/pdf: "
-            "artifacts[b'default/skill/pdf']: CRC32 mismatch",
+            "artifacts['default/skill/pdf']: CRC32 mismatch",
         ) in _p2_records(caplog, "projcache.verify")
         assert not _p2_corrupt_dirs(p2_world.cache_dir)  # repaired in place, nothing moved
 
@@ -3024,6 +3026,21 @@ class TestMessagesAndLogs:
             "MDB_INVALID: File is not an LMDB file",
             f"hint: {_P2_REPAIR_HINT}",
         ]
+
+    def test_cli_verify_of_an_unopenable_cache_named_relatively(
+        self, p2_world: _P2World, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """A relative --cache-dir: the message names the absolute directory, unmangled."""
+        _p2_garbage_over_metas(p2_world.cache_dir)
+        monkeypatch.chdir(p2_world.cache_dir.parent)
+        relative = p2_world.cache_dir.name
+        result = _p2_cli(["--cache-dir", relative, "verify"], p2_world.cli_env())
+        assert result.exit_code == 7
+        d = p2_world.cache_dir.resolve()
+        assert result.stderr.splitlines()[0] == (
+            f"error: the cache in {d} is damaged: the files are not a valid LMDB environment: "
+            "MDB_INVALID: File is not an LMDB file"
+        )
 
     def test_cli_get_of_a_broken_record(self, p2_world: _P2World) -> None:
         """`get` of a record failing its frame: exit 7, the record named, the repair hint."""

@@ -162,8 +162,12 @@ class ProjectCache(CacheQueries):
                 return open_direct(settings, f"the cache in {settings.cache_dir} is damaged")
             if isinstance(exc, CorruptRecordError):
                 raise  # names the record; its hint already says what to run
-            where = str(settings.cache_dir)
-            reason = str(exc).replace(f" ({where})", "").replace(f"{where}: ", "")
+            where = str(Path(settings.cache_dir).resolve())
+            reason = str(exc)
+            # Storage names the directory by its absolute path; a relative one given by
+            # the caller would otherwise be stripped from the middle of that path.
+            for shown in dict.fromkeys((where, str(settings.cache_dir))):
+                reason = reason.replace(f" ({shown})", "").replace(f"{shown}: ", "")
             raise CacheCorruptError(
                 f"the cache in {where} is damaged: {reason}",
                 hint="Run `projcache verify --repair` (the damaged files are kept aside), "

@@ -50,6 +50,11 @@ _RECORDS = {"projects": "Project", "artifacts": "Artifact", "deployments": "Depl
             "sources": "Fingerprint", "collections": "Collection"}  # fmt: skip
 
 
+def _text(raw_key: bytes) -> str:
+    """A stored key as text for messages (a key that is not UTF-8 shows its escapes)."""
+    return raw_key.decode("utf-8", "backslashreplace")
+
+
 def _check_file(storage: Storage) -> list[str]:
     with tempfile.TemporaryDirectory(prefix="projcache-verify-") as tmp:
         try:
@@ -114,7 +119,7 @@ class _Checker:
             for raw_key, raw in cursor.iternext():
                 count += 1
                 try:
-                    payload = codec.unframe(raw, what=f"{db}[{raw_key!r}]")
+                    payload = codec.unframe(raw, what=f"{db}[{_text(raw_key)!r}]")
                 except CorruptRecordError as exc:
                     self.add("frame", db, raw_key, str(exc))
                     self.bad.setdefault(db, set()).add(raw_key)
@@ -140,7 +145,7 @@ class _Checker:
             self.checked[db] = count
         for raw_key, raw in txn.cursor(dbs["meta"]).iternext():
             try:
-                codec.decode(raw, what=f"meta[{raw_key!r}]")
+                codec.decode(raw, what=f"meta[{_text(raw_key)!r}]")
             except CorruptRecordError as exc:
                 self.add("frame", "meta", raw_key, str(exc))
                 self.bad.setdefault("meta", set()).add(raw_key)
