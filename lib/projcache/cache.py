@@ -239,7 +239,7 @@ class ProjectCache(CacheQueries):
             return
         try:
             if not self._readonly and not self._write_denied and (self._hits or self._misses):
-                self._write(lambda txn: None)
+                self._write(self._mark_counters_only)
         except ProjcacheError as exc:
             logger.warning("could not save cache counters on close: %s", exc)
         finally:
@@ -277,19 +277,36 @@ class ProjectCache(CacheQueries):
         return self._readonly
 
     def generation(self) -> str:
-        """An opaque token that changes whenever a write commits (an HTTP ETag's source).
+        """An opaque token that changes whenever data is written (an HTTP ETag's source).
 
         The environment's creation time and the id of the last committed write
-        transaction, read in one snapshot: a cache rebuilt from scratch never
+        transaction that changed data, read in one snapshot: saving the hit
+        counters does not change it, and a cache rebuilt from scratch never
         repeats an old token.
         """
         meta = self._repos.meta
 
         def body(txn: Txn) -> str:
             created = str(meta.get(txn, "created_at", ""))
-            return f"{zlib.crc32(created.encode()):08x}-{txn.id()}"
+            last = txn.id()
+            if meta.get(txn, "counters_txn") == last:
+                last = int(meta.get(txn, "counters_generation", last))
+            return f"{zlib.crc32(created.encode()):08x}-{last}"
 
         return self._read(body)
+
+    def _mark_counters_only(self, txn: Txn) -> None:
+        """Record that this write only saves counters, so :meth:`generation` looks past it.
+
+        Any other write leaves ``counters_txn`` behind the last commit id, so it
+        moves the generation as every data write must (the safe default).
+        """
+        meta = self._repos.meta
+        before = txn.id() - 1
+        if meta.get(txn, "counters_txn") == before:  # consecutive counter-only saves
+            before = int(meta.get(txn, "counters_generation", before))
+        meta.put(txn, "counters_txn", txn.id())
+        meta.put(txn, "counters_generation", before)
 
     def _check_writable(self) -> None:
         self._check_open()

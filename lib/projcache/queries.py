@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Callable, List, Optional, TypeVar
 
 from . import codec, listing
-from .errors import InvalidRecordError, ProjectNotFound
+from .errors import InvalidRecordError, KeyTooLongError, ProjectNotFound
 from .search import QueryFilters, run_query
 
 if TYPE_CHECKING:
@@ -130,7 +130,12 @@ class CacheQueries:
         Raises:
             ProjectNotFound: nothing matches, or a name matches several projects.
         """
-        direct = self.get_project(ref) if ref and "\x00" not in ref else None
+        if not ref or "\x00" in ref:  # no project id, name or path can hold these
+            raise ProjectNotFound(f"no project {ref!r} in the cache")
+        try:
+            direct = self.get_project(ref)
+        except KeyTooLongError:  # too long for an id: it may still be a path or a name
+            direct = None
         if direct is not None:
             return direct
         resolved = str(Path(ref).expanduser().resolve()) if ref else ""

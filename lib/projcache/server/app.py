@@ -99,7 +99,8 @@ def _install_error_handlers(app: FastAPI) -> None:
         status = error_status(exc)
         if status >= 500:
             logger.error("request failed: %s", exc)
-        return _error(status, ErrorBody(error=type(exc).__name__, message=str(exc), hint=exc.hint))
+        body = ErrorBody(error=type(exc).__name__, message=str(exc), hint=exc.hint or None)
+        return _error(status, body)
 
     @app.exception_handler(RequestValidationError)
     async def bad_request(_request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -112,6 +113,11 @@ def _install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        if exc.status_code == 400:
+            # Starlette's "error parsing the body" (e.g. JSON that is not UTF-8): a bad
+            # request like any other, answered with the status the schema documents.
+            body = ErrorBody(error="BadRequest", message=f"invalid request body: {exc.detail}")
+            return _error(422, body)
         name = {401: "Unauthorized", 404: "NotFound", 405: "MethodNotAllowed"}.get(
             exc.status_code, "HTTPError"
         )
@@ -127,12 +133,10 @@ def _install_error_handlers(app: FastAPI) -> None:
         return _error(500, ErrorBody(error="InternalError", message="internal server error"))
 
 
-def _api_key_check(api_key: Optional[str]) -> Callable[[Optional[str]], None]:
+def _api_key_check(api_key: str) -> Callable[[Optional[str]], None]:
     header = APIKeyHeader(name="X-API-Key", auto_error=False, description="The server's API key.")
 
     def check(sent: Optional[str] = Security(header)) -> None:
-        if api_key is None:
-            return
         if sent is None or not secrets.compare_digest(sent.encode(), api_key.encode()):
             raise StarletteHTTPException(
                 401, "a valid X-API-Key header is required", headers={"WWW-Authenticate": "APIKey"}
@@ -172,10 +176,16 @@ def create_app(cache: ProjectCache, options: Optional[ServerOptions] = None) -> 
     app.state.jobs = jobs
     app.state.refresher = refresher
     _install_error_handlers(app)
+    # The key (and its 401) is part of the schema only when the server has one.
+    guard, unauthorized = [], {}
+    if options.api_key is not None:
+        guard = [Depends(_api_key_check(options.api_key))]
+        unauthorized = {401: {"model": ErrorBody, "description": "Missing or wrong X-API-Key."}}
     app.include_router(
         build_router(cache, jobs, refresher),
         prefix=API_PREFIX,
-        dependencies=[Depends(_api_key_check(options.api_key))],
+        dependencies=guard,
+        responses=unauthorized,  # type: ignore[arg-type]
     )
 
     @app.get("/", include_in_schema=False)

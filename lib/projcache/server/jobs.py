@@ -60,8 +60,11 @@ class RefreshJobs:
         )
         with self._lock:
             self._jobs[job.id] = job
-            while len(self._jobs) > self._keep:
-                self._jobs.popitem(last=False)
+            finished = [j.id for j in self._jobs.values() if j.state in ("done", "failed")]
+            # Only finished jobs are forgotten, oldest first: a client polling a
+            # queued or running job always finds it.
+            for old_id in finished[: max(0, len(self._jobs) - self._keep)]:
+                del self._jobs[old_id]
         self._executor.submit(self._run, job.id, collections, projects, request.full)
         return job.model_copy(deep=True)
 
@@ -96,7 +99,9 @@ class RefreshJobs:
     def _targets(self, request: RefreshRequest) -> tuple[Optional[list[str]], Optional[list[str]]]:
         if request.project is None and request.collection is None:
             return None, None
-        projects = [self._cache.find_project(request.project).path] if request.project else []
+        projects: list[str] = []
+        if request.project is not None:
+            projects = [self._cache.find_project(request.project).path]
         collections: list[str] = []
         if request.collection is not None:
             found = self._cache.get_collection(request.collection)
@@ -124,9 +129,10 @@ class RefreshJobs:
         def progress(done: int, total: int, label: str) -> None:
             self._update(job_id, progress=JobProgress(done=done, total=total, current=label))
 
-        self._update(job_id, state="running", started_at=utcnow())
         try:
             with self.refresh_lock:
+                # Running only once the lock is ours: a job waiting behind the TTL pass is queued.
+                self._update(job_id, state="running", started_at=utcnow())
                 report: RefreshReport = self._cache.refresh(
                     collections, projects, full=full, progress=progress
                 )

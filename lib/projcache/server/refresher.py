@@ -42,6 +42,7 @@ class BackgroundRefresher:
         self.interval = interval
         self.watch = watch
         self._stop = threading.Event()
+        self._lock = threading.Lock()
         self._threads: list[threading.Thread] = []
         self.runs = 0
         self.failures = 0
@@ -82,14 +83,23 @@ class BackgroundRefresher:
             with self._jobs.refresh_lock:
                 report = self._cache.refresh(**kwargs)
         except ProjcacheError as exc:
-            self.failures += 1
-            self.last_error = str(exc)
+            self._failed(str(exc))
             logger.warning("background refresh failed: %s", exc)
             return None
-        self.runs += 1
-        self.last_run = utcnow()
-        self.last_error = None
+        except Exception as exc:  # a bug must not end background refreshing for good
+            self._failed(f"{type(exc).__name__}: {exc}")
+            logger.exception("background refresh crashed")
+            return None
+        with self._lock:
+            self.runs += 1
+            self.last_run = utcnow()
+            self.last_error = None
         return report
+
+    def _failed(self, message: str) -> None:
+        with self._lock:
+            self.failures += 1
+            self.last_error = message
 
     def refresh_stale(self) -> Optional[RefreshReport]:
         """One TTL pass: refresh the collections and projects that are stale (or invalidated)."""
@@ -111,3 +121,6 @@ class BackgroundRefresher:
         except ProjcacheError as exc:  # nothing cached yet to watch
             self.last_error = str(exc)
             logger.warning("not watching for file changes: %s", exc)
+        except Exception as exc:
+            self._failed(f"the file watcher stopped: {type(exc).__name__}: {exc}")
+            logger.exception("the file watcher stopped")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import zlib
 from collections import Counter
+from datetime import timedelta
 from itertools import islice
 from typing import TYPE_CHECKING, Any, Optional
 
@@ -18,8 +19,9 @@ import orjson
 from fastapi import APIRouter, Path, Query, Request, Response
 
 from .. import __version__
-from ..errors import InvalidRecordError
+from ..errors import ArtifactNotFound, InvalidRecordError
 from ..listing import deployment_view
+from ..models import utcnow
 from .schemas import (
     ArtifactDetail,
     ArtifactPage,
@@ -47,7 +49,6 @@ if TYPE_CHECKING:
 __all__ = ["build_router"]
 
 _ERRORS: dict[int | str, dict[str, Any]] = {
-    401: {"model": ErrorBody, "description": "Missing or wrong X-API-Key."},
     422: {"model": ErrorBody, "description": "Invalid parameters."},
 }
 _NOT_FOUND: dict[int | str, dict[str, Any]] = {
@@ -97,6 +98,7 @@ def build_router(
         return f'"{cache.generation()}"'
 
     def project_items(projects: list[Project]) -> list[dict[str, Any]]:
+        now = utcnow()
         out = []
         for project in projects:
             states = Counter(
@@ -105,12 +107,11 @@ def build_router(
             data = project.model_dump(mode="json")
             data["deployments"] = sum(states.values())
             data["states"] = dict(states)
-            expires = project.refreshed_at
+            data["is_stale"] = project.is_stale(ttl, now)
             data["expires_at"] = None
-            if expires is not None:
-                from datetime import timedelta
-
-                data["expires_at"] = (expires + timedelta(seconds=ttl)).isoformat()
+            if project.refreshed_at is not None:
+                expires = project.refreshed_at + timedelta(seconds=ttl)
+                data["expires_at"] = expires.isoformat().replace("+00:00", "Z")
             out.append(data)
         return out
 
@@ -186,9 +187,9 @@ def build_router(
         project: str = Path(..., max_length=4096, description="The project's id or name."),
     ) -> Response:
         etag = etag_of()
+        found = cache.find_project(project)  # an unknown one is 404 whatever the ETag
         if _matches(request, etag):
             return _not_modified(etag)
-        found = cache.find_project(project)
         data = project_items([found])[0]
         data["deployment_list"] = [
             deployment_view(p) for p in cache.list_deployments_json(found.id)
@@ -216,6 +217,8 @@ def build_router(
         offset: int = _OFFSET,
     ) -> Response:
         etag = etag_of()
+        if project is not None:
+            project = cache.find_project(project).id  # an unknown one is 404 whatever the ETag
         if _matches(request, etag):
             return _not_modified(etag)
         if project is None and state is None and type is None and tag is None:
@@ -249,16 +252,14 @@ def build_router(
         key: str = Path(..., max_length=600, description="`<collection>/<type>/<name>`."),
     ) -> Response:
         etag = etag_of()
-        if _matches(request, etag):
-            return _not_modified(etag)
         try:
             payload = cache.get_artifact_json(key)
         except InvalidRecordError:
             payload = None  # a malformed key names no artifact: 404, like any unknown key
         if payload is None:
-            from ..errors import ArtifactNotFound
-
             raise ArtifactNotFound(f"no artifact {key!r} in the cache")
+        if _matches(request, etag):
+            return _not_modified(etag)
         record = orjson.loads(payload)
         record["deployments"] = [
             view
@@ -283,6 +284,8 @@ def build_router(
         offset: int = _OFFSET,
     ) -> Response:
         etag = etag_of()
+        if project is not None:
+            project = cache.find_project(project).id  # an unknown one is 404 whatever the ETag
         if _matches(request, etag):
             return _not_modified(etag)
         views = [deployment_view(p) for p in cache.list_deployments_json(project, state)]
@@ -311,6 +314,8 @@ def build_router(
         offset: int = _OFFSET,
     ) -> Response:
         etag = etag_of()
+        if project is not None:
+            project = cache.find_project(project).id  # an unknown one is 404 whatever the ETag
         if _matches(request, etag):
             return _not_modified(etag)
         page, total = cache.search_json(

@@ -6,11 +6,17 @@ Binding first turns "address in use" into :class:`~projcache.errors.ServerError`
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import ipaddress
 import logging
+import signal
 import socket
+import threading
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Callable, Optional
+
+import uvicorn
 
 from ..errors import ServerError
 from .app import ServerOptions, create_app
@@ -67,6 +73,28 @@ def _bind(host: str, port: int) -> socket.socket:
     return sock
 
 
+class _Server(uvicorn.Server):
+    """uvicorn's server, minus re-raising the stop signal after a graceful shutdown.
+
+    uvicorn re-sends SIGTERM/SIGINT to itself once it has shut down, which kills
+    the process before the caller can close the cache (and save its counters).
+    Here a signal only asks the server to stop; ``serve`` then returns normally.
+    """
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        handled = (signal.SIGINT, signal.SIGTERM)
+        previous = {sig: signal.signal(sig, self.handle_exit) for sig in handled}
+        try:
+            yield
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+
+
 def serve(
     cache: ProjectCache,
     host: str = "127.0.0.1",
@@ -84,25 +112,23 @@ def serve(
     Raises:
         ServerError: the address is in use, cannot be bound, or needs an API key.
     """
-    import uvicorn
-
     options = options or ServerOptions()
     check_bind(host, options.api_key, insecure)
     sock = _bind(host, port)
-    bound_port = sock.getsockname()[1]
-    shown = f"[{host.strip('[]')}]" if ":" in host else host
-    config = uvicorn.Config(
-        create_app(cache, options),
-        log_level="info",
-        access_log=access_log,
-        # uvicorn's own logging setup would replace the host program's: keep ours.
-        log_config=None,
-        timeout_graceful_shutdown=5,
-    )
-    server = uvicorn.Server(config)
-    if on_ready is not None:
-        on_ready(f"http://{shown}:{bound_port}/")
     try:
+        bound_port = sock.getsockname()[1]
+        shown = f"[{host.strip('[]')}]" if ":" in host else host
+        config = uvicorn.Config(
+            create_app(cache, options),
+            log_level="info",
+            access_log=access_log,
+            # uvicorn's own logging setup would replace the host program's: keep ours.
+            log_config=None,
+            timeout_graceful_shutdown=5,
+        )
+        server = _Server(config)
+        if on_ready is not None:
+            on_ready(f"http://{shown}:{bound_port}/")
         server.run(sockets=[sock])
     finally:
         sock.close()

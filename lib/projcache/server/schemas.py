@@ -12,10 +12,12 @@ from typing import Any, Dict, List, Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from ..models import Artifact, Deployment, Project
+from ..models import Artifact, Deployment, Project, SourceError
 
-# The stored record's fields, repeated in DeploymentItem (a test keeps them in step).
+# The stored records' fields, repeated in DeploymentItem and ProjectItem (tests keep them
+# in step).
 DEPLOYMENT_FIELDS = tuple(Deployment.model_fields)
+PROJECT_FIELDS = tuple(Project.model_fields)
 
 __all__ = [
     "ArtifactDetail",
@@ -54,11 +56,24 @@ class ErrorBody(BaseModel):
     )
 
 
-class ProjectItem(Project):
-    """A project with its deployment counts and the time it turns stale."""
+class ProjectItem(BaseModel):
+    """A project (the stored record's fields) with its deployment counts and freshness.
 
+    The fields of :class:`projcache.Project` (``id`` … ``errors``) plus ``deployments``,
+    ``states``, ``is_stale`` and ``expires_at``; a test keeps them in step.
+    """
+
+    id: str
+    name: str
+    path: str
+    description: str = ""
+    managed: bool = True
+    refreshed_at: Optional[datetime] = None
+    stale: bool = Field(default=False, description="Invalidated (marked stale) explicitly.")
+    errors: List[SourceError] = Field(default_factory=list)
     deployments: int = Field(description="How many artifacts are deployed in it.")
     states: Dict[str, int] = Field(description="Deployments per state.")
+    is_stale: bool = Field(description="Invalidated, never refreshed, or older than the TTL.")
     expires_at: Optional[datetime] = Field(
         description="When it turns stale by age (refreshed_at + ttl); null: never refreshed."
     )
@@ -177,8 +192,8 @@ class RefreshRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    project: Optional[str] = Field(default=None, max_length=4096)
-    collection: Optional[str] = Field(default=None, max_length=4096)
+    project: Optional[str] = Field(default=None, min_length=1, max_length=4096)
+    collection: Optional[str] = Field(default=None, min_length=1, max_length=4096)
     full: bool = Field(default=False, description="Re-read every source, changed or not.")
 
 
@@ -209,8 +224,8 @@ class InvalidateRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    project: Optional[str] = Field(default=None, max_length=4096)
-    collection: Optional[str] = Field(default=None, max_length=4096)
+    project: Optional[str] = Field(default=None, min_length=1, max_length=4096)
+    collection: Optional[str] = Field(default=None, min_length=1, max_length=4096)
 
 
 class InvalidateResult(BaseModel):

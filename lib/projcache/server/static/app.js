@@ -123,6 +123,7 @@ function deploymentStates(project) {
 }
 
 function renderArtifacts(artifacts, total, project, wanted) {
+  // `wanted`: a state the server did not filter by (search has no state filter).
   const states = deploymentStates(project);
   const shown = wanted ? artifacts.filter((a) => states.get(a.key)?.has(wanted)) : artifacts;
   const list = $("artifacts");
@@ -158,6 +159,7 @@ async function loadArtifacts() {
       params.set("limit", "200");
       page = await api(`/search?${params}`);
     } else {
+      if (wanted) params.set("state", wanted); // filtered by the server, over every page
       params.set("limit", "200");
       page = await api(`/artifacts?${params}`);
     }
@@ -167,7 +169,7 @@ async function loadArtifacts() {
   }
   if (seq !== state.seq) return; // a newer keystroke already asked again
   showError(null);
-  renderArtifacts(page.items, page.total, project, wanted);
+  renderArtifacts(page.items, page.total, project, q ? wanted : "");
 }
 
 async function loadAll() {
