@@ -75,6 +75,12 @@ async function loadStatus() {
     `${counts.deployments} deployments (${outdated} outdated) · refreshed ${ago(status.newest_refresh)}`;
   if (status.errors.length) text += ` · ${status.errors.length} source error(s)`;
   $("summary").textContent = text;
+  // The details of every source error, collection errors included, on hover.
+  if (status.errors.length) {
+    $("summary").title = status.errors.map((e) => `${e.kind} ${e.unit}: ${e.message}`).join("\n");
+  } else {
+    $("summary").removeAttribute("title");
+  }
 }
 
 function renderProjects(projects) {
@@ -99,9 +105,18 @@ function renderProjects(projects) {
       if (project.states[name]) item.append(badge(name, `${project.states[name]} ${name}`));
     }
     item.append(el("div", "key", project.path));
-    item.addEventListener("click", () => {
+    item.tabIndex = 0;
+    item.setAttribute("role", "button");
+    const choose = () => {
       select.value = project.id;
       loadArtifacts();
+    };
+    item.addEventListener("click", choose);
+    item.addEventListener("keydown", (event) => {
+      if (event.key === "Enter" || event.key === " ") {
+        event.preventDefault();
+        choose();
+      }
     });
     list.append(item);
     const option = el("option", "", project.name);
