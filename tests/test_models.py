@@ -17,10 +17,13 @@ from projcache.models import (
     CacheStats,
     Deployment,
     Finding,
+    Fingerprint,
     Project,
     RefreshReport,
     SourceError,
+    StoredFingerprint,
     VerifyReport,
+    fingerprint_from_json,
     validate,
 )
 
@@ -79,6 +82,18 @@ projects = st.builds(
     refreshed_at=optional_datetimes,
     stale=st.booleans(),
     errors=st.lists(st.builds(SourceError, path=texts, message=texts), max_size=2),
+)
+
+fingerprints = st.builds(
+    Fingerprint,
+    path=texts,
+    mtime_ns=st.integers(min_value=0, max_value=2**63 - 1),
+    size=st.integers(min_value=0, max_value=2**40),
+    inode=st.integers(min_value=0, max_value=2**63 - 1),
+    signature=optional_texts,
+    content_hash=optional_texts,
+    read_at=optional_datetimes,
+    data=st.dictionaries(st.text(max_size=8), json_values, max_size=4),
 )
 
 
@@ -449,3 +464,59 @@ class TestReports:
     def test_hit_rate(self, hits: int, misses: int, rate: float) -> None:
         """hit_rate is hits over hits plus misses."""
         assert self.stats(hits, misses).hit_rate == pytest.approx(rate)
+
+
+# --- Fingerprint, decoded from the cache ------------------------------------------------
+
+FINGERPRINT_FIELDS = list(Fingerprint.model_fields)
+
+
+def fields_of(fingerprint: Any) -> dict[str, Any]:
+    """The Fingerprint fields of a model or a StoredFingerprint, by name."""
+    return {name: getattr(fingerprint, name) for name in FINGERPRINT_FIELDS}
+
+
+class TestFingerprintFromJson:
+    """``fingerprint_from_json`` decodes what pydantic would, only faster."""
+
+    @given(fingerprint=fingerprints)
+    def test_agrees_with_validation(self, fingerprint: Fingerprint) -> None:
+        """Any stored Fingerprint decodes to the same values as model_validate_json gives."""
+        payload = fingerprint.model_dump_json().encode()
+        decoded = fingerprint_from_json(payload)
+        assert isinstance(decoded, StoredFingerprint)
+        assert fields_of(decoded) == fields_of(Fingerprint.model_validate_json(payload))
+
+    def test_naive_read_time_is_utc(self) -> None:
+        """A read time without an offset is read as UTC, as the model reads it."""
+        payload = (
+            b'{"path":"/a","mtime_ns":1,"size":2,"inode":3,"signature":null,'
+            b'"content_hash":null,"read_at":"2024-05-01T12:00:00","data":{}}'
+        )
+        decoded = fingerprint_from_json(payload)
+        assert isinstance(decoded, StoredFingerprint)
+        assert decoded.read_at == T0 and decoded.read_at.tzinfo is not None
+
+    def test_other_shapes_go_through_pydantic(self) -> None:
+        """A payload missing a field (it has a default) comes back as a validated model."""
+        payload = b'{"path":"/a","mtime_ns":1,"size":2,"inode":3}'
+        decoded = fingerprint_from_json(payload)
+        assert isinstance(decoded, Fingerprint)
+        assert decoded.data == {} and decoded.read_at is None
+
+    @pytest.mark.parametrize(
+        "read_at", [b'"soon"', b"12", b"[1]"], ids=["not-iso", "number", "list"]
+    )
+    def test_bad_values_fail_as_validation_does(self, read_at: bytes) -> None:
+        """What pydantic rejects is rejected with pydantic's error; what it reads, it reads."""
+        payload = (
+            b'{"path":"/a","mtime_ns":1,"size":2,"inode":3,"signature":null,'
+            b'"content_hash":null,"read_at":' + read_at + b',"data":{}}'
+        )
+        try:
+            expected = Fingerprint.model_validate_json(payload)
+        except ValidationError:
+            with pytest.raises(ValidationError):
+                fingerprint_from_json(payload)
+        else:
+            assert fields_of(fingerprint_from_json(payload)) == fields_of(expected)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import gc
 import os
 import re
 import shutil
@@ -27,9 +28,11 @@ from hypothesis.stateful import (
 
 from factories import CollectionBuilder, ProjectBuilder, age, artifact_relative, set_mtime
 from projcache import ProjectCache
+from projcache import refresh as refresh_module
 from projcache.config import Settings
 from projcache.errors import ReadOnlyCacheError, SourceFileError
 from projcache.models import RefreshReport
+from projcache.sources import collection as collection_module
 from projcache.sources import content_hash, fileio
 
 BROKEN_FRONT_MATTER = "---\nname: broken\ntags: [unclosed\n---\n# Broken\n\nBody v0.\n"
@@ -461,6 +464,113 @@ class TestIncremental:
 
 
 # -- malformed files ----------------------------------------------------------------
+
+
+class TestKeptArtifacts:
+    """Artifacts whose inputs are unchanged keep their stored record instead of being rebuilt."""
+
+    @pytest.fixture
+    def builds(self, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+        """Record the name of every collection artifact a refresh builds."""
+        built: list[str] = []
+        original = collection_module.build_artifact
+
+        def counting(**kwargs: Any) -> dict[str, Any]:
+            built.append(kwargs["name"])
+            return original(**kwargs)
+
+        monkeypatch.setattr(collection_module, "build_artifact", counting)
+        return built
+
+    def test_unchanged_refresh_builds_nothing(
+        self, cache: ProjectCache, world: World, builds: list[str]
+    ) -> None:
+        """An unchanged refresh builds no artifact; an edit builds only the edited one."""
+        cache.refresh()
+        builds.clear()
+        cache.refresh()
+        assert builds == []
+        before = cache.get_collection("default")
+        append(world.collection.artifact_path("command", "lint"), "One more line.\n")
+        cache.refresh()
+        assert builds == ["lint"]
+        after = cache.get_collection("default")
+        assert before is not None and after is not None
+        assert after.artifact_count == before.artifact_count
+
+    def test_lock_change_rebuilds_every_artifact(
+        self, cache: ProjectCache, world: World, builds: list[str]
+    ) -> None:
+        """A new collection.lock reaches artifacts whose own files did not change."""
+        cache.refresh()
+        builds.clear()
+        world.collection.entries[("skill", "pdf")]["resolved_sha"] = "abc123"
+        (world.collection.path / "collection.lock").write_text(world.collection.lock_text())
+        cache.refresh()
+        pdf = cache.get_artifact("default/skill/pdf")
+        assert pdf is not None and pdf.resolved_sha == "abc123"
+        assert "notes" in builds
+
+    def test_manifest_change_rebuilds_every_artifact(
+        self, cache: ProjectCache, world: World
+    ) -> None:
+        """New ``[artifacts.metadata]`` in collection.toml reaches an unchanged artifact."""
+        cache.refresh()
+        world.collection.entries[("command", "commit")]["metadata"] = {"title": "Committer"}
+        world.collection.write(lock=False)
+        cache.refresh()
+        commit = cache.get_artifact("default/command/commit")
+        assert commit is not None and commit.title == "Committer"
+
+    def test_artifact_deleted_from_the_cache_comes_back(
+        self, cache: ProjectCache, world: World
+    ) -> None:
+        """An artifact deleted through the API is not kept: the next write puts it back."""
+        cache.refresh()
+        before = cache.get_artifact("default/command/lint")
+        counted = cache.get_collection("default")
+        cache.delete_artifact("default/command/lint")
+        report = cache.refresh()
+        assert report.errors == []
+        collection = cache.get_collection("default")
+        assert collection is not None and counted is not None
+        assert collection.artifact_count == counted.artifact_count
+        append(world.collection.artifact_path("agent", "auditor"), "More.\n")
+        cache.refresh()
+        assert cache.get_artifact("default/command/lint") == before
+
+    def test_kept_artifact_removed_meanwhile_is_rebuilt(
+        self, cache: ProjectCache, world: World, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """A kept artifact that vanishes between looking and writing is built after all."""
+        cache.refresh()
+        before = cache.get_artifact("default/command/lint")
+        append(world.collection.artifact_path("agent", "auditor"), "More.\n")
+        original = refresh_module._Refresher._stored
+
+        def racing(self: Any, unit: str, old: Any) -> Any:
+            found = original(self, unit, old)
+            if old is not None:
+                cache.delete_artifact("default/command/lint")  # "another process"
+            return found
+
+        monkeypatch.setattr(refresh_module._Refresher, "_stored", racing)
+        cache.refresh()
+        assert cache.get_artifact("default/command/lint") == before
+
+    @pytest.mark.parametrize("enabled", [True, False])
+    def test_garbage_collector_state_is_restored(
+        self, cache: ProjectCache, world: World, enabled: bool
+    ) -> None:
+        """A refresh pauses the cyclic GC and leaves it as it found it."""
+        seen: list[bool] = []
+        (gc.enable if enabled else gc.disable)()
+        try:
+            cache.refresh(progress=lambda done, total, label: seen.append(gc.isenabled()))
+            assert gc.isenabled() is enabled
+        finally:
+            gc.enable()
+        assert seen and not any(seen)
 
 
 class TestMalformedFiles:

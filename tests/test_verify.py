@@ -186,3 +186,30 @@ def test_file_layer_runs_lmdb_verify_on_a_private_copy(seeded: Settings, tmp_pat
     """The file check copies the environment and verifies the copy with lmdb.verify."""
     with ProjectCache.open(settings=seeded) as cache:
         assert verify_module._check_file(cache._storage) == []
+
+
+class TestPageCountDrift:
+    """LMDB's page *counters* of dupsort sub-dbs may drift; that is not damage, the rest is."""
+
+    def test_counter_drift_is_not_a_file_finding_but_other_problems_are(
+        self, seeded: Settings, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        drift = (
+            "main/deployments-by-state DB: walked 1 leaf pages (12 with dup sub-trees), "
+            "record says 13"
+        )
+        damage = "main/artifacts DB: walked 3 entries, record says 4"
+        monkeypatch.setattr(lmdb.verify, "verify", lambda path: iter([drift, damage]))
+        with ProjectCache.open(settings=seeded) as cache:
+            report = cache.verify()
+        messages = [f.message for f in report.findings]
+        assert any(damage in m for m in messages)
+        assert not any("dup sub-trees" in m for m in messages)
+
+    def test_counter_drift_alone_leaves_the_cache_ok(
+        self, seeded: Settings, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        drift = "main/search-tokens DB: walked 2 branch pages (5 with dup sub-trees), record says 6"
+        monkeypatch.setattr(lmdb.verify, "verify", lambda path: iter([drift]))
+        with ProjectCache.open(settings=seeded) as cache:
+            assert cache.verify().ok

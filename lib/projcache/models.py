@@ -7,9 +7,11 @@ first bad field, so callers deal with one exception hierarchy.
 
 from __future__ import annotations
 
+import functools
 from datetime import datetime, timezone
-from typing import Annotated, Any, Dict, List, Literal, Optional, TypeVar
+from typing import Annotated, Any, Dict, List, Literal, Optional, TypeVar, Union
 
+import orjson
 from pydantic import (
     AfterValidator,
     BaseModel,
@@ -33,11 +35,14 @@ __all__ = [
     "Finding",
     "FindingKind",
     "Fingerprint",
+    "KnownFingerprint",
     "Project",
     "RefreshReport",
     "SearchHit",
     "SourceError",
+    "StoredFingerprint",
     "VerifyReport",
+    "fingerprint_from_json",
     "utcnow",
     "validate",
 ]
@@ -278,6 +283,94 @@ class Fingerprint(_Record):
             other.inode,
             other.signature,
         )
+
+
+class StoredFingerprint:
+    """A :class:`Fingerprint` read back from the cache, decoded without pydantic.
+
+    A refresh loads one per source and mostly just compares it with a fresh
+    ``stat``; building the validated model costs several times the decoding
+    itself, so :func:`fingerprint_from_json` builds this instead when the
+    payload has exactly the shape :class:`Fingerprint` writes.  Same attributes,
+    meant to be read only; never written back (an unchanged source keeps its
+    stored record as it is).
+    """
+
+    __slots__ = (
+        "content_hash",
+        "data",
+        "inode",
+        "mtime_ns",
+        "path",
+        "read_at",
+        "signature",
+        "size",
+    )
+
+    def __init__(
+        self,
+        path: str,
+        mtime_ns: int,
+        size: int,
+        inode: int,
+        signature: Optional[str],
+        content_hash: Optional[str],
+        read_at: Optional[datetime],
+        data: Dict[str, Any],
+    ):
+        self.path = path
+        self.mtime_ns = mtime_ns
+        self.size = size
+        self.inode = inode
+        self.signature = signature
+        self.content_hash = content_hash
+        self.read_at = read_at
+        self.data = data
+
+    def __repr__(self) -> str:
+        return f"StoredFingerprint(path={self.path!r}, mtime_ns={self.mtime_ns}, size={self.size})"
+
+
+KnownFingerprint = Union[Fingerprint, StoredFingerprint]
+
+_FINGERPRINT_KEYS = frozenset(Fingerprint.model_fields)
+
+
+@functools.lru_cache(maxsize=256)
+def _parse_utc(text: str) -> datetime:
+    # Cached: every source read in one refresh shares that refresh's read time.
+    # fromisoformat before Python 3.11 does not take the "Z" pydantic writes.
+    value = datetime.fromisoformat(text[:-1] + "+00:00" if text.endswith("Z") else text)
+    return _as_utc(value)
+
+
+def fingerprint_from_json(payload: bytes) -> KnownFingerprint:
+    """Decode a stored Fingerprint's JSON; a :class:`StoredFingerprint` when it is well formed.
+
+    Well formed: exactly the keys :class:`Fingerprint` writes, ``data`` an
+    object and ``read_at`` null or a time ``fromisoformat`` reads.  Anything
+    else goes through pydantic, so the outcome (a model, or pydantic's error)
+    is what validation gives.  The stat values are not type-checked: a stat
+    value of another type never equals a fresh ``stat``, so at worst its
+    source is re-read.
+    """
+    try:
+        raw = orjson.loads(payload)
+        if type(raw) is dict and raw.keys() == _FINGERPRINT_KEYS and type(raw["data"]) is dict:
+            read_at = raw["read_at"]
+            return StoredFingerprint(
+                raw["path"],
+                raw["mtime_ns"],
+                raw["size"],
+                raw["inode"],
+                raw["signature"],
+                raw["content_hash"],
+                None if read_at is None else _parse_utc(read_at),
+                raw["data"],
+            )
+    except (ValueError, TypeError, AttributeError):
+        pass  # not JSON, or a read_at that is no ISO time string: pydantic decides
+    return Fingerprint.model_validate_json(payload)
 
 
 class SearchHit(_Record):

@@ -17,7 +17,7 @@ from .storage import Txn
 if TYPE_CHECKING:
     from pydantic import BaseModel
 
-    from .models import Artifact, Collection, Deployment, Fingerprint, Project
+    from .models import Artifact, Collection, Deployment, Fingerprint, KnownFingerprint, Project
 
 __all__ = [
     "ArtifactRepository",
@@ -112,6 +112,17 @@ class _RecordRepository(Generic[M]):
             text = key.decode("utf-8")
             yield text, codec.unframe(raw, what=f"{self.db_name}[{text!r}]")
 
+    def scan_keys(self, txn: Txn, prefix: str = "") -> Iterator[str]:
+        """Yield the keys starting with ``prefix`` in key order (values are not read)."""
+        cursor = txn.cursor(self.db)
+        raw_prefix = prefix.encode()
+        if not (cursor.set_range(raw_prefix) if raw_prefix else cursor.first()):
+            return
+        for key in cursor.iternext(keys=True, values=False):
+            if not key.startswith(raw_prefix):
+                return
+            yield key.decode("utf-8")
+
     def count(self, txn: Txn) -> int:
         """Number of records (O(1): from LMDB's page statistics)."""
         return int(txn.stat(self.db)["entries"])
@@ -166,16 +177,20 @@ class SourceRepository(_RecordRepository["Fingerprint"]):
         """The key prefix shared by every source of ``unit``."""
         return codec.encode_key(unit, what="source unit") + codec.SEPARATOR
 
-    def scan_unit(self, txn: Txn, unit: str) -> Iterator[tuple[str, Fingerprint]]:
-        """Yield ``(relative path, Fingerprint)`` for every source of ``unit``."""
+    def scan_unit(self, txn: Txn, unit: str) -> Iterator[tuple[str, KnownFingerprint]]:
+        """Yield ``(relative path, fingerprint)`` for every source of ``unit``.
+
+        Frames are checked; well-formed payloads come back as the lighter
+        :class:`~projcache.models.StoredFingerprint` (see
+        :func:`~projcache.models.fingerprint_from_json`), others as validated models.
+        """
+        from .models import fingerprint_from_json
+
         prefix = self.unit_prefix(unit)
-        model = self.model
+        start = len(prefix)
         for key, raw in _scan(txn, self.db, prefix):
             payload = codec.unframe(raw, what=f"sources[{key!r}]")
-            yield (
-                key[len(prefix) :].decode("utf-8", "surrogateescape"),
-                model.model_validate_json(payload),
-            )
+            yield key[start:].decode("utf-8", "surrogateescape"), fingerprint_from_json(payload)
 
     def source_key(self, unit: str, relative: str) -> bytes:
         """Encode the key of one source of ``unit``."""

@@ -17,6 +17,7 @@ write transaction.  File-level damage is reported, not repaired here.
 from __future__ import annotations
 
 import logging
+import re
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -62,9 +63,23 @@ def _check_file(storage: Storage) -> list[str]:
         except ProjcacheError as exc:
             return [f"cannot copy the environment to check it: {exc}"]
         try:
-            return list(lmdb.verify.verify(tmp))  # type: ignore[no-untyped-call]
+            problems = list(lmdb.verify.verify(tmp))  # type: ignore[no-untyped-call]
         except lmdb.verify.VerifyError as exc:
             return [f"cannot verify: {exc}"]
+    damage = [p for p in problems if not _PAGE_COUNT_DRIFT.search(p)]
+    for problem in problems:
+        if problem not in damage:
+            logger.info("ignoring LMDB page-count bookkeeping drift: %s", problem)
+    return damage
+
+
+# A dupsort sub-database's branch/leaf page *counters* can drift from the pages
+# walked once dup sub-trees are promoted and freed (LMDB ITS#9388); they are
+# statistics only, never read by the allocator, and every page is still walked
+# and checked.  Seen after killed refreshes (1 run in 4 of the kill test).
+_PAGE_COUNT_DRIFT = re.compile(
+    r"DB: walked \d+ (branch|leaf) pages \(\d+ with dup sub-trees\), record says \d+$"
+)
 
 
 def _describe(db: str, value: bytes) -> str:

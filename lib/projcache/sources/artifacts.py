@@ -20,9 +20,10 @@ from ..errors import SourceFileError
 from .fileio import TreeScan, read_capped
 from .frontmatter import first_paragraph, parse_markdown
 from .hashing import hash_tree
+from .layout import main_file_of
 from .tracker import Reader
 
-__all__ = ["build_artifact", "facts_reader", "hash_reader"]
+__all__ = ["artifact_reader", "build_artifact", "facts_reader", "hash_reader"]
 
 
 def hash_reader() -> Reader:
@@ -49,6 +50,19 @@ def facts_reader(base: str, main: Optional[str], cap: int) -> Reader:
             facts["front_matter"] = doc.front_matter
             facts["summary"] = first_paragraph(doc.body)
         return facts
+
+    return read
+
+
+def artifact_reader(base: str, relative: str, cap: int) -> Reader:
+    """:func:`facts_reader` for the artifact at ``relative``, finding its main file lazily.
+
+    Which file describes the artifact is only looked up (a few ``stat`` calls)
+    when the artifact changed and is actually read, not on every refresh.
+    """
+
+    def read(scan: TreeScan) -> dict[str, Any]:
+        return facts_reader(base, main_file_of(base, relative), cap)(scan)
 
     return read
 

@@ -1,14 +1,22 @@
-"""Read one collection folder into Collection and Artifact records, re-reading only changes."""
+"""Read one collection folder into Collection and Artifact records, re-reading only changes.
+
+An artifact whose inputs are all as the last refresh left them (its own files'
+fingerprint and the collection's manifest and lock all matched) is not rebuilt:
+the record the cache already holds for it is what building it would give, so
+it is only *kept* (:attr:`CollectionRead.kept`).  That is what makes an
+unchanged refresh cost little more than its ``stat`` calls.
+"""
 
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping, Set
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Optional
+from typing import TYPE_CHECKING, Any, NamedTuple, Optional
 
 from ..errors import InvalidRecordError
-from .artifacts import build_artifact, facts_reader
-from .layout import default_path, find_by_layout, main_file_of
+from .artifacts import artifact_reader, build_artifact
+from .layout import default_path, find_by_layout
 from .manifests import (
     COLLECTION_LOCK,
     COLLECTION_TOML,
@@ -19,20 +27,71 @@ from .manifests import (
 from .tracker import SourceTracker
 
 if TYPE_CHECKING:
-    from ..models import Artifact, Fingerprint
+    from ..models import Artifact, KnownFingerprint
 
-__all__ = ["CollectionRead", "read_collection"]
+__all__ = ["ArtifactInputs", "CollectionRead", "Stored", "read_collection"]
+
+
+@dataclass(frozen=True)
+class Stored:
+    """What the cache holds for a collection folder: its name and its artifacts' keys.
+
+    Every refresh that changes anything in the folder writes its artifacts and
+    its fingerprints in one transaction, so a key here whose inputs still
+    match their fingerprints was built from exactly those inputs (and was
+    valid: an invalid artifact is never stored).
+    """
+
+    name: str
+    keys: Set[str]
+
+
+class ArtifactInputs(NamedTuple):
+    """Everything one Artifact record of a collection is built from (see :func:`build_artifact`)."""
+
+    type_: str
+    name: str
+    relative: str
+    facts: dict[str, Any]
+    entry: Optional[dict[str, Any]]
+    lock: Optional[dict[str, Any]]
 
 
 @dataclass
 class CollectionRead:
-    """What a collection folder holds now (with last good data where a file failed)."""
+    """What a collection folder holds now (with last good data where a file failed).
+
+    ``artifacts`` are the records built this time; ``kept`` names the artifacts
+    whose stored record is still current (nothing they come from changed), so
+    they were not rebuilt.  :meth:`build` builds one of those on demand.
+    """
 
     name: str
     path: str
     fields: dict[str, Any]
     artifacts: dict[str, Artifact] = field(default_factory=dict)
     tracker: Optional[SourceTracker] = None
+    kept: dict[str, ArtifactInputs] = field(default_factory=dict)
+
+    def build(self, spec: ArtifactInputs) -> Artifact:
+        """Build and validate the Artifact record of ``spec`` (e.g. one of :attr:`kept`).
+
+        Raises:
+            InvalidRecordError: the record is not valid.
+        """
+        from ..models import Artifact, validate
+
+        fields = build_artifact(
+            collection=self.name,
+            type_=spec.type_,
+            name=spec.name,
+            path=os.path.join(self.path, spec.relative),
+            facts=spec.facts,
+            entry=spec.entry,
+            lock=spec.lock,
+            managed=spec.entry is not None,
+        )
+        return validate(Artifact, fields)
 
 
 def _usable_name(name: str) -> bool:
@@ -44,11 +103,18 @@ def _usable_name(name: str) -> bool:
 
 
 def read_collection(
-    path: str, previous: dict[str, Fingerprint], *, full: bool, cap: int
+    path: str,
+    previous: Mapping[str, KnownFingerprint],
+    *,
+    full: bool,
+    cap: int,
+    stored: Optional[Stored] = None,
 ) -> CollectionRead:
-    """Read the collection at ``path`` (resolved) given the fingerprints of the last refresh."""
-    from ..models import Artifact, validate
+    """Read the collection at ``path`` (resolved) given the fingerprints of the last refresh.
 
+    With ``stored`` (what the cache holds for this folder), artifacts whose
+    inputs did not change since are kept rather than rebuilt (see :class:`Stored`).
+    """
     tracker = SourceTracker(path, previous, full)
     manifest = tracker.read(
         COLLECTION_TOML, manifest_reader(read_collection_toml, cap), kind="manifest"
@@ -96,32 +162,50 @@ def read_collection(
         if (item.type, item.name) not in wanted and item.relative not in managed_paths:
             wanted[(item.type, item.name)] = (item.relative, None)
 
+    # Artifacts are kept only while the manifest and the lock (their other
+    # inputs, with the name) are as last time: present and unchanged, or absent
+    # both times.
+    keys = (
+        stored.keys
+        if stored is not None
+        and not full
+        and stored.name == name
+        and all(
+            relative in tracker.reused
+            or (relative not in previous and relative not in tracker.current)
+            for relative in (COLLECTION_TOML, COLLECTION_LOCK)
+        )
+        else frozenset()
+    )
+    reused = tracker.reused
     result = CollectionRead(name=name, path=path, fields={}, tracker=tracker)
+    prefix = path if path.endswith("/") else path + "/"
     for (type_, artifact_name), (relative, entry) in sorted(wanted.items()):
-        main = main_file_of(path, relative)
-        facts = tracker.read(relative, facts_reader(path, main, cap), kind="facts")
+        facts = tracker.read(relative, artifact_reader(path, relative, cap), kind="facts")
         if facts is None:
-            if entry is not None and not os.path.lexists(os.path.join(path, relative)):
+            if entry is not None and not os.path.lexists(prefix + relative):
                 tracker.error(
-                    os.path.join(path, relative),
-                    f"{os.path.join(path, COLLECTION_TOML)}: artifact {artifact_name!r} "
+                    prefix + relative,
+                    f"{prefix}{COLLECTION_TOML}: artifact {artifact_name!r} "
                     f"({type_}) is listed at {relative}, which does not exist",
                 )
             continue
-        fields = build_artifact(
-            collection=name,
-            type_=type_,
-            name=artifact_name,
-            path=os.path.join(path, relative),
-            facts=facts,
-            entry=entry,
-            lock=lock_entries.get(f"{artifact_name}::{type_}"),
-            managed=entry is not None,
+        spec = ArtifactInputs(
+            type_,
+            artifact_name,
+            relative,
+            facts,
+            entry,
+            lock_entries.get(f"{artifact_name}::{type_}"),
         )
+        key = f"{name}/{type_}/{artifact_name}"  # a stored key has exactly these three parts
+        if relative in reused and key in keys:
+            result.kept[key] = spec
+            continue
         try:
-            artifact = validate(Artifact, fields)
+            artifact = result.build(spec)
         except InvalidRecordError as exc:
-            tracker.error(os.path.join(path, relative), f"{os.path.join(path, relative)}: {exc}")
+            tracker.error(prefix + relative, f"{prefix}{relative}: {exc}")
             continue
         result.artifacts[artifact.key] = artifact
     result.fields = {
@@ -130,7 +214,7 @@ def read_collection(
         "version": info.get("version"),
         "description": info.get("description") or "",
         "managed": manifest is not None,
-        "artifact_count": len(result.artifacts),
+        "artifact_count": len(result.artifacts) + len(result.kept),
         "errors": tracker.errors,
     }
     return result

@@ -58,10 +58,10 @@ def main_file_of(base: str, relative: str) -> str | None:
 
 def _valid_name(name: str) -> bool:
     try:
-        name.encode("utf-8")
+        size = len(name.encode("utf-8"))
     except UnicodeEncodeError:
         return False
-    return bool(name) and "\x00" not in name and len(name.encode("utf-8")) <= 200
+    return 0 < size <= 200 and "\x00" not in name
 
 
 def find_by_layout(base: str) -> tuple[list[LayoutItem], list[str]]:
@@ -86,7 +86,8 @@ def find_by_layout(base: str) -> tuple[list[LayoutItem], list[str]]:
                 if not is_dir:
                     continue
                 name = entry_name
-                if not os.path.lexists(os.path.join(directory, entry_name, "SKILL.md")):
+                # (a plain "/" join: this runs for every skill on every refresh)
+                if not os.path.lexists(f"{directory}/{entry_name}/SKILL.md"):
                     problems.append(f"{os.path.join(directory, entry_name)}: no SKILL.md")
                     continue
             elif type_ in _FILE_TYPES:

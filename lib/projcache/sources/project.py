@@ -10,13 +10,14 @@ unmanaged artifact, kept in the project's own pseudo-collection
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from ..codec import project_id_for_path
 from ..errors import InvalidRecordError
-from .artifacts import build_artifact, facts_reader, hash_reader
-from .layout import default_path, find_by_layout, main_file_of
+from .artifacts import artifact_reader, build_artifact, hash_reader
+from .layout import default_path, find_by_layout
 from .manifests import (
     DEPLOYED_TOML,
     PROJECT_TOML,
@@ -27,7 +28,7 @@ from .manifests import (
 from .tracker import SourceTracker
 
 if TYPE_CHECKING:
-    from ..models import Artifact, Deployment, Fingerprint
+    from ..models import Artifact, Deployment, KnownFingerprint
 
 __all__ = ["ProjectRead", "local_collection", "read_project"]
 
@@ -51,7 +52,7 @@ class ProjectRead:
 
 
 def read_project(
-    path: str, previous: dict[str, Fingerprint], *, full: bool, cap: int
+    path: str, previous: Mapping[str, KnownFingerprint], *, full: bool, cap: int
 ) -> ProjectRead:
     """Read the project at ``path`` (resolved) given the fingerprints of the last refresh."""
     from ..models import Artifact, Deployment, validate
@@ -103,9 +104,8 @@ def read_project(
     for item in found:
         if item.relative in covered:
             continue
-        main = main_file_of(claude, item.relative)
         facts = tracker.read(
-            f"{_CLAUDE}/{item.relative}", facts_reader(claude, main, cap), kind="facts"
+            f"{_CLAUDE}/{item.relative}", artifact_reader(claude, item.relative, cap), kind="facts"
         )
         if facts is None:
             continue

@@ -16,9 +16,8 @@ changing.  Like git's "racy" entries, a fingerprint whose mtime is within
 from __future__ import annotations
 
 import logging
-import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, Optional
 
@@ -26,7 +25,7 @@ from ..errors import SourceFileError
 from .fileio import TreeScan, scan_tree
 
 if TYPE_CHECKING:
-    from ..models import Fingerprint, SourceError
+    from ..models import KnownFingerprint, SourceError
 
 __all__ = ["RACY_WINDOW_NS", "SourceTracker", "printable"]
 
@@ -48,17 +47,24 @@ def printable(text: str) -> str:
 class SourceTracker:
     """Fingerprints of one unit: the previous ones, the new ones, errors and counts."""
 
-    def __init__(self, base: str, previous: dict[str, Fingerprint], full: bool):
+    def __init__(self, base: str, previous: Mapping[str, KnownFingerprint], full: bool):
         self.base = base
         self.previous = previous
         self.full = full
-        self.current: dict[str, Fingerprint] = {}
+        # Fresh reads are Fingerprint models; unchanged sources keep their previous object.
+        self.current: dict[str, KnownFingerprint] = {}
+        # Sources whose stat matched a trusted fingerprint: their data is last time's.
+        self.reused: set[str] = set()
         self.errors: list[SourceError] = []
         self.checked = 0
         self.changed = 0
         self.failed = 0
+        # Plain concatenation, not os.path.join per source: relatives are never absolute.
+        self._prefix = base if not base or base.endswith("/") else base + "/"
         self.read_ns = time.time_ns()
         self._read_at = datetime.fromtimestamp(self.read_ns / 1e9, tz=timezone.utc)
+        self._last_read_at: Optional[datetime] = None
+        self._last_read_ns = 0
 
     def error(self, path: str, message: str) -> None:
         """Record a problem with ``path`` (logged once here)."""
@@ -68,11 +74,15 @@ class SourceTracker:
         logger.warning("%s", message)
         self.errors.append(SourceError(path=path, message=message))
 
-    def _trusted(self, old: Fingerprint) -> bool:
-        if old.read_at is None:
+    def _trusted(self, old: KnownFingerprint) -> bool:
+        read_at = old.read_at
+        if read_at is None:
             return False
-        read_ns = int(old.read_at.timestamp() * 1e9)
-        return old.mtime_ns + RACY_WINDOW_NS < read_ns
+        # Most sources of a unit were read in the same refresh: convert that time once.
+        if read_at is not self._last_read_at:
+            self._last_read_at = read_at
+            self._last_read_ns = int(read_at.timestamp() * 1e9)
+        return old.mtime_ns + RACY_WINDOW_NS < self._last_read_ns
 
     def read(self, relative: str, reader: Reader, *, kind: str) -> Optional[dict[str, Any]]:
         """Return the data of the source at ``relative``: re-read only when it changed.
@@ -83,9 +93,7 @@ class SourceTracker:
         ``None`` when nothing is there, or when it failed and there is no
         previous data (the error is recorded either way it fails).
         """
-        from ..models import Fingerprint
-
-        path = os.path.join(self.base, relative)
+        path = self._prefix + relative
         old = self.previous.get(relative)
         self.checked += 1
         try:
@@ -94,23 +102,24 @@ class SourceTracker:
             return self._keep(relative, old, exc)
         if scan is None:
             return None
-        new = Fingerprint(
-            path=path,
-            mtime_ns=scan.mtime_ns,
-            size=scan.size,
-            inode=scan.inode,
-            signature=scan.signature if scan.is_dir else None,
-            read_at=self._read_at,
-        )
+        # Compared as plain values: building a (validated) Fingerprint for every
+        # unchanged source would cost more than the stat that decided it.
+        mtime_ns, size, inode = scan.mtime_ns, scan.size, scan.inode
+        signature = scan.signature if scan.is_dir else None
         if (
             old is not None
             and not self.full
+            and old.mtime_ns == mtime_ns
+            and old.size == size
+            and old.inode == inode
+            and old.signature == signature
             and old.data.get("kind") == kind
-            and old.same_stat(new)
             and self._trusted(old)
         ):
             self.current[relative] = old
+            self.reused.add(relative)
             return old.data
+        self.reused.discard(relative)  # (read before, as another kind, in this refresh)
         self.changed += 1
         try:
             data = {**reader(scan), "kind": kind}
@@ -118,15 +127,27 @@ class SourceTracker:
             if old is not None and old.data.get("kind") != kind:
                 old = None  # data of another kind is no "last good" version of this one
             return self._keep(relative, old, exc)
-        fingerprint = new.model_copy(update={"data": data, "content_hash": data.get("hash")})
-        self.current[relative] = fingerprint
+        from ..models import Fingerprint
+
+        new = Fingerprint(
+            path=path,
+            mtime_ns=mtime_ns,
+            size=size,
+            inode=inode,
+            signature=signature,
+            read_at=self._read_at,
+        )
+        # ``data`` goes in as the reader made it (JSON-able), unvalidated, as before.
+        self.current[relative] = new.model_copy(
+            update={"data": data, "content_hash": data.get("hash")}
+        )
         return data
 
     def _keep(
-        self, relative: str, old: Optional[Fingerprint], exc: SourceFileError
+        self, relative: str, old: Optional[KnownFingerprint], exc: SourceFileError
     ) -> Optional[dict[str, Any]]:
         self.failed += 1
-        self.error(exc.path or os.path.join(self.base, relative), exc.message)
+        self.error(exc.path or self._prefix + relative, exc.message)
         if old is None:
             return None
         self.current[relative] = old  # last good data; its stat differs, so it is retried
