@@ -689,3 +689,19 @@ def test_cli_transcripts_match(page: Path, sandbox: tuple[Path, dict[str, str]])
 def test_readme_transcript_is_there() -> None:
     """The README shows a CLI transcript (and this test runs it)."""
     assert len(transcripts(README)) >= 3
+
+
+def test_the_release_is_documented() -> None:
+    """The version in pyproject.toml has a dated CHANGELOG section and release notes."""
+    text = (ROOT / "pyproject.toml").read_text(encoding="utf-8")
+    match = re.search(r'^version = "([^"]+)"$', text, re.M)
+    assert match, "pyproject.toml has no version"
+    version = match.group(1)
+    changelog = (ROOT / "CHANGELOG.md").read_text(encoding="utf-8")
+    assert "## [Unreleased]" in changelog
+    if ".dev" not in version:
+        heading = rf"^## \[{re.escape(version)}\] - \d{{4}}-\d{{2}}-\d{{2}}$"
+        assert re.search(heading, changelog, re.M), f"no CHANGELOG section for {version}"
+        notes = ROOT / "docs" / "release-notes" / f"{version}.md"
+        assert notes.is_file(), f"{notes} is missing"
+        assert version in notes.read_text(encoding="utf-8").splitlines()[0]
