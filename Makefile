@@ -1,7 +1,7 @@
 # Thin wrappers around tasks.py, which needs nothing but python3.
 PY ?= python3
 
-.PHONY: demo test lint typing tox ci
+.PHONY: demo test lint typing tox ci bench bench-smoke
 
 demo:
 	$(PY) tasks.py demo
@@ -20,3 +20,9 @@ tox:
 
 ci:
 	bash .ci/run
+
+bench:
+	$(PY) tasks.py bench
+
+bench-smoke:
+	$(PY) tasks.py bench --smoke

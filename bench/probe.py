@@ -91,7 +91,7 @@ def main() -> None:
 
         def raw() -> Any:
             with env.begin(db=db) as txn:
-                return orjson.loads(txn.get(raw_key)[5:])
+                return orjson.loads((txn.get(raw_key) or b"")[5:])
 
         floor = per_call_us(raw, 200_000)
         fast = per_call_us(lambda: orjson.loads(cache.get_artifact_json(key) or b""), 200_000)
