@@ -348,7 +348,8 @@ def _versions() -> list[str]:
         f"py-lmdb {version('lmdb')} (LMDB {lib}), orjson {version('orjson')}, "
         f"pydantic {version('pydantic')}",
         f"diskcache {version('diskcache')}, SQLite {sqlite3.sqlite_version}, "
-        f"pytest-benchmark {version('pytest-benchmark')}",
+        f"pytest-benchmark {version('pytest-benchmark')}, typer {version('typer')}, "
+        f"click {version('click')}",
     ]
 
 
