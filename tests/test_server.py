@@ -1158,6 +1158,23 @@ class TestErrors:
         assert posted.status_code in (404, 422), posted.text
 
     @pytest.mark.parametrize(
+        "reference", ["~~~", "~no-such-user-here/x", "a/../../" * 3 + "nowhere"]
+    )
+    def test_a_project_reference_that_is_no_resolvable_path_is_404(
+        self, filled: ProjectCache, reference: str
+    ) -> None:
+        """`~user` of an unknown user (expanduser raises) names no project: 404, never 500."""
+        with TestClient(create_app(filled), raise_server_exceptions=False) as client:
+            for path, params in (
+                ("/search", {"q": "pdf"}),
+                ("/deployments", {}),
+                ("/artifacts", {}),
+            ):
+                response = client.get(API + path, params={**params, "project": reference})
+                assert response.status_code == 404, (path, response.text)
+            assert client.get(f"{API}/projects/{reference}").status_code == 404
+
+    @pytest.mark.parametrize(
         ("error", "status"),
         [
             (NotFoundError("x"), 404),

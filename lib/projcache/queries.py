@@ -138,7 +138,10 @@ class CacheQueries:
             direct = None
         if direct is not None:
             return direct
-        resolved = str(Path(ref).expanduser().resolve()) if ref else ""
+        try:
+            resolved = str(Path(ref).expanduser().resolve())
+        except (RuntimeError, OSError, ValueError):  # "~nobody", a loop: not a path we know
+            resolved = ref
         by_name = []
         for project in self.list_projects():
             if project.path in (ref, resolved):
