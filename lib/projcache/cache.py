@@ -16,7 +16,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Optional, TypeVar, Union
 
-from . import codec, mutations
+from . import codec
 from .config import Settings, load_settings
 from .errors import (
     ArtifactNotFound,
@@ -366,6 +366,8 @@ class ProjectCache(CacheQueries):
         Raises:
             InvalidRecordError: a record is invalid (nothing is written).
         """
+        from . import mutations  # the write side: not loaded by read-only CLI calls
+
         return self._put_many("Artifact", artifacts, mutations.put_artifact)
 
     def delete_artifact(self, key: str) -> None:
@@ -374,12 +376,16 @@ class ProjectCache(CacheQueries):
         Raises:
             ArtifactNotFound: no such artifact.
         """
+        from . import mutations  # the write side: not loaded by read-only CLI calls
+
         codec.parse_artifact_key(key)
         if not self._write(lambda txn: mutations.delete_artifact(txn, self._repos, key)):
             raise ArtifactNotFound(f"no artifact {key!r} in the cache")
 
     def put_projects(self, projects: Iterable[Union[Project, dict[str, Any]]]) -> int:
         """Insert or replace projects in one transaction; return how many were written."""
+        from . import mutations  # the write side: not loaded by read-only CLI calls
+
         return self._put_many("Project", projects, mutations.put_project)
 
     def delete_project(self, project_id: str) -> None:
@@ -388,6 +394,8 @@ class ProjectCache(CacheQueries):
         Raises:
             ProjectNotFound: no such project.
         """
+        from . import mutations  # the write side: not loaded by read-only CLI calls
+
         if not self._write(lambda txn: mutations.delete_project(txn, self._repos, project_id)):
             raise ProjectNotFound(f"no project {project_id!r} in the cache")
 
@@ -397,10 +405,14 @@ class ProjectCache(CacheQueries):
         Raises:
             InvalidRecordError: a record is invalid or names a project not in the cache.
         """
+        from . import mutations  # the write side: not loaded by read-only CLI calls
+
         return self._put_many("Deployment", deployments, mutations.put_deployment)
 
     def delete_deployment(self, project_id: str, artifact_key: str) -> bool:
         """Remove one deployment; return whether it existed."""
+        from . import mutations  # the write side: not loaded by read-only CLI calls
+
         return self._write(
             lambda txn: mutations.delete_deployment(txn, self._repos, project_id, artifact_key)
         )
@@ -451,6 +463,8 @@ class ProjectCache(CacheQueries):
         Returns how many were marked.  Data stays readable until the next
         refresh replaces it; ``refresh(stale_only=True)`` re-reads just these.
         """
+        from . import mutations  # the write side: not loaded by read-only CLI calls
+
         repos = self._repos
         if project is None and collection is None:
             projects: list[Project] = self.list_projects()
@@ -478,6 +492,8 @@ class ProjectCache(CacheQueries):
 
     def clear(self) -> None:
         """Remove every record and index entry in one transaction (schema and counters stay)."""
+        from . import mutations  # the write side: not loaded by read-only CLI calls
+
         self._write(lambda txn: mutations.clear_all(txn, self._storage.dbs))
 
     def stats(self) -> CacheStats:

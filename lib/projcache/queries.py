@@ -15,7 +15,6 @@ from typing import TYPE_CHECKING, Callable, List, Optional, TypeVar
 
 from . import codec, listing
 from .errors import InvalidRecordError, KeyTooLongError, ProjectNotFound
-from .search import QueryFilters, run_query
 
 if TYPE_CHECKING:
     from .models import Artifact, Collection, Deployment, DeploymentState, Project, SearchHit
@@ -223,6 +222,8 @@ class CacheQueries:
         tag: Optional[str] = None,
     ) -> tuple[list[tuple[str, float, bytes]], int]:
         """Like :meth:`search`, returning ``([(key, score, JSON bytes)], total)`` (no models)."""
+        from .search import QueryFilters, run_query  # only searches pay for the tokenizer
+
         if limit < 0 or offset < 0:
             raise InvalidRecordError("limit and offset must not be negative")
         check_type(type)
