@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 from importlib.metadata import version
+from pathlib import Path
 
 import pytest
 
@@ -106,3 +107,15 @@ def test_raw_read_path_does_not_build_models() -> None:
     assert "lmdb" in loaded
     assert "pydantic" not in loaded
     assert "typer" not in loaded
+
+
+def test_the_examples_hold_no_python_files() -> None:
+    """pip compiles every .py it installs, adding __pycache__ to an example artifact's folder.
+
+    That changes the artifact's content hash, so an installed copy of the examples
+    would show its deployments as "modified".
+    """
+    examples = Path(projcache.__file__).parent / "examples"
+    assert examples.is_dir()
+    assert sorted(examples.rglob("*.py")) == []
+    assert sorted(examples.rglob("__pycache__")) == []
