@@ -97,6 +97,10 @@ def build_router(
     def etag_of() -> str:
         return f'"{cache.generation()}"'
 
+    def project_id(ref: Optional[str]) -> Optional[str]:
+        """The id of the project ``ref`` names; looked up before any 304, so unknown is 404."""
+        return None if ref is None else cache.find_project(ref).id
+
     def project_items(projects: list[Project]) -> list[dict[str, Any]]:
         now = utcnow()
         out = []
@@ -217,8 +221,7 @@ def build_router(
         offset: int = _OFFSET,
     ) -> Response:
         etag = etag_of()
-        if project is not None:
-            project = cache.find_project(project).id  # an unknown one is 404 whatever the ETag
+        project = project_id(project)
         if _matches(request, etag):
             return _not_modified(etag)
         if project is None and state is None and type is None and tag is None:
@@ -284,8 +287,7 @@ def build_router(
         offset: int = _OFFSET,
     ) -> Response:
         etag = etag_of()
-        if project is not None:
-            project = cache.find_project(project).id  # an unknown one is 404 whatever the ETag
+        project = project_id(project)
         if _matches(request, etag):
             return _not_modified(etag)
         views = [deployment_view(p) for p in cache.list_deployments_json(project, state)]
@@ -314,8 +316,7 @@ def build_router(
         offset: int = _OFFSET,
     ) -> Response:
         etag = etag_of()
-        if project is not None:
-            project = cache.find_project(project).id  # an unknown one is 404 whatever the ETag
+        project = project_id(project)
         if _matches(request, etag):
             return _not_modified(etag)
         page, total = cache.search_json(
