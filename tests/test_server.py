@@ -15,6 +15,7 @@ subprocess.
 from __future__ import annotations
 
 import builtins
+import inspect
 import os
 import queue
 import re
@@ -93,7 +94,9 @@ PROJECTS = ("webapp", "api-service", "notes")
 ARTIFACTS = 14
 DEPLOYMENTS = 13
 BROKEN = ("collections", "default", "agents", "broken-agent.md")
-runner = CliRunner()
+# Click < 8.2 (Python 3.9) mixes stderr into stdout unless told not to.
+_SEPARATE = "mix_stderr" in inspect.signature(CliRunner.__init__).parameters
+runner = CliRunner(**({"mix_stderr": False} if _SEPARATE else {}))
 
 
 # -- fixtures and helpers ----------------------------------------------------------------------
