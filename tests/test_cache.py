@@ -198,6 +198,33 @@ class TestProjectsAndDeployments:
         assert cache.list_deployments(state="outdated") == []
         assert cache.verify().ok
 
+    def test_deployments_of_one_artifact_through_its_index(
+        self, cache: ProjectCache, make_artifact: Factory, make_project: Factory, tmp_path: Path
+    ) -> None:
+        """The artifact filter combines with the project and state filters."""
+        cache.put_artifacts([make_artifact("pdf", content_hash="h1"), make_artifact("docx")])
+        cache.put_projects([make_project("shop"), {"name": "blog", "path": str(tmp_path / "b")}])
+        shop, blog = cache.find_project("shop").id, cache.find_project("blog").id
+        cache.put_deployments(
+            [
+                {"project_id": shop, "artifact_key": "default/skill/pdf", "content_hash": "h1"},
+                {"project_id": blog, "artifact_key": "default/skill/pdf", "content_hash": "h0"},
+                {"project_id": shop, "artifact_key": "default/skill/docx"},
+            ]
+        )
+
+        def found(**filters: Any) -> list[tuple[str, str]]:
+            return sorted(
+                (d.project_id, d.state)
+                for d in cache.list_deployments(artifact="default/skill/pdf", **filters)
+            )
+
+        assert found() == sorted([(shop, "current"), (blog, "outdated")])
+        assert found(project="blog") == [(blog, "outdated")]
+        assert found(state="current") == [(shop, "current")]
+        assert found(project="blog", state="current") == []
+        assert cache.list_deployments_json(artifact="default/skill/nope") == []
+
     def test_modified_and_missing_files(
         self, cache: ProjectCache, make_artifact: Factory, make_project: Factory
     ) -> None:

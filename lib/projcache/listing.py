@@ -69,9 +69,24 @@ def artifact_payloads(
 
 
 def deployment_payloads(
-    txn: Txn, repos: Repositories, project_id: Optional[str], state: Optional[str]
+    txn: Txn,
+    repos: Repositories,
+    project_id: Optional[str],
+    state: Optional[str],
+    artifact: Optional[str] = None,
 ) -> list[bytes]:
-    """JSON of the deployments of one project (prefix scan) and/or in one state (index)."""
+    """JSON of the deployments of one project (prefix scan), in one state (index) and/or
+    of one artifact (the ``deployments-by-artifact`` index)."""
+    if artifact is not None:
+        out = []
+        for owner in repos.deployment_index.projects_of(txn, artifact):
+            raw = txn.get(codec.deployment_key(owner, artifact), db=repos.deployments.db)
+            if raw is None or (project_id is not None and owner != project_id):
+                continue
+            payload = codec.unframe(raw, what="deployment")
+            if state is None or orjson.loads(payload)["state"] == state:
+                out.append(payload)
+        return out
     if state is None:
         return [payload for _key, payload in repos.deployments.scan_project(txn, project_id)]
     prefix = codec.deployment_prefix(project_id) if project_id else b""

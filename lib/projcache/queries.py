@@ -156,25 +156,36 @@ class CacheQueries:
         raise ProjectNotFound(f"no project {ref!r} in the cache")
 
     def list_deployments(
-        self, project: Optional[str] = None, state: Optional[DeploymentState] = None
+        self,
+        project: Optional[str] = None,
+        state: Optional[DeploymentState] = None,
+        *,
+        artifact: Optional[str] = None,
     ) -> list[Deployment]:
-        """Return deployments, optionally of one project (id, name or path) and in one state.
+        """Return deployments, optionally of one project (id, name or path), in one state
+        and of one artifact (its key).
 
-        A state filter reads the ``deployments-by-state`` index; a project filter
-        is a key-prefix scan.  Neither scans everything.
+        A state filter reads the ``deployments-by-state`` index, an artifact filter the
+        ``deployments-by-artifact`` index; a project filter is a key-prefix scan.
+        None of them scans everything.
         """
         model = self._repos.deployments.model
-        return [model.model_validate_json(p) for p in self.list_deployments_json(project, state)]
+        payloads = self.list_deployments_json(project, state, artifact=artifact)
+        return [model.model_validate_json(p) for p in payloads]
 
     def list_deployments_json(
-        self, project: Optional[str] = None, state: Optional[DeploymentState] = None
+        self,
+        project: Optional[str] = None,
+        state: Optional[DeploymentState] = None,
+        *,
+        artifact: Optional[str] = None,
     ) -> list[bytes]:
         """Like :meth:`list_deployments`, returning the stored JSON bytes (no models built)."""
         if state is not None and state not in _STATES:
             raise InvalidRecordError(f"state must be one of {', '.join(_STATES)}; got {state!r}")
         project_id = self.find_project(project).id if project is not None else None
         return self._read(
-            lambda txn: listing.deployment_payloads(txn, self._repos, project_id, state)
+            lambda txn: listing.deployment_payloads(txn, self._repos, project_id, state, artifact)
         )
 
     def search(

@@ -224,14 +224,10 @@ def build_router(
         project = project_id(project)
         if _matches(request, etag):
             return _not_modified(etag)
-        if project is None and state is None and type is None and tag is None:
-            total = (
-                cache.counts()["artifacts"]
-                if collection is None
-                else sum(1 for _ in cache.iter_artifacts_json(collection=collection))
-            )
-            everything = cache.iter_artifacts_json(collection=collection)
-            page = list(islice(everything, offset, offset + limit))
+        if all(f is None for f in (project, state, type, tag, collection)):
+            # No filter: count in O(1) and read only up to the page's end.
+            total = cache.counts()["artifacts"]
+            page = list(islice(cache.iter_artifacts_json(), offset, offset + limit))
         else:
             payloads = list(cache.iter_artifacts_json(type, collection, tag))
             if project is not None or state is not None:
@@ -265,9 +261,7 @@ def build_router(
             return _not_modified(etag)
         record = orjson.loads(payload)
         record["deployments"] = [
-            view
-            for view in (deployment_view(p) for p in cache.list_deployments_json())
-            if view["artifact"] == key
+            deployment_view(p) for p in cache.list_deployments_json(artifact=key)
         ]
         return _json(orjson.dumps(record), etag)
 
@@ -290,11 +284,10 @@ def build_router(
         project = project_id(project)
         if _matches(request, etag):
             return _not_modified(etag)
-        views = [deployment_view(p) for p in cache.list_deployments_json(project, state)]
+        payloads = cache.list_deployments_json(project, state, artifact=artifact)
+        views = [deployment_view(p) for p in payloads]
         if type is not None:
             views = [v for v in views if v["type"] == type]
-        if artifact is not None:
-            views = [v for v in views if v["artifact"] == artifact]
         page = views[offset : offset + limit]
         body = orjson.dumps({"items": page, "total": len(views), "limit": limit, "offset": offset})
         return _json(body, etag)
