@@ -499,12 +499,25 @@ class Storage:
 
     def info(self) -> dict[str, int]:
         """LMDB's ``env.info()``: map size, last page, last committed txn id, readers."""
-        info = self._live_env().info()
+        info = self._env_query(lambda env: env.info())
         return {key: int(value) for key, value in info.items()}  # type: ignore[call-overload]
 
     def page_size(self) -> int:
         """The environment's page size in bytes."""
-        return int(self._live_env().stat()["psize"])
+        return int(self._env_query(lambda env: env.stat())["psize"])
+
+    def _env_query(self, fn: Callable[[lmdb.Environment], T]) -> T:
+        # py-lmdb 3.0 answers env.info()/env.stat() with EINVAL while another
+        # thread of this process is in set_mapsize(); a read share keeps
+        # resizes out for the duration, as it does for transactions.
+        env = self._live_env()
+        self._guard.enter_read()
+        try:
+            return fn(env)
+        except lmdb.Error as exc:
+            raise translate_lmdb_error(exc, path=str(self.path)) from exc
+        finally:
+            self._guard.exit_read()
 
     def file_bytes(self) -> int:
         """Bytes the data file occupies on disk (blocks actually allocated)."""
