@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 import traceback
 from pathlib import Path
+from typing import Callable
 
 import pytest
 
@@ -16,6 +17,37 @@ BATCHES = 40
 BATCH_SIZE = 250
 
 
+def _check_in_threads(check: Callable[[int], None], drive: Callable[[], None]) -> int:
+    """Run ``drive()`` while ``READERS`` threads call ``check(round)`` in a loop.
+
+    Every thread checks at least once, and goes on until ``drive`` returns.
+    Fails with the first thread's traceback; returns how many checks passed.
+    """
+    errors: list[str] = []
+    passed = [0] * READERS
+    done = threading.Event()
+
+    def loop(t: int) -> None:
+        try:
+            while not done.is_set() or passed[t] == 0:
+                check(passed[t])
+                passed[t] += 1
+        except BaseException:
+            errors.append(traceback.format_exc())
+
+    threads = [threading.Thread(target=loop, args=(t,)) for t in range(READERS)]
+    for thread in threads:
+        thread.start()
+    try:
+        drive()
+    finally:
+        done.set()
+        for thread in threads:
+            thread.join(timeout=120)
+    assert errors == [], errors[0]
+    return sum(passed)
+
+
 @pytest.mark.slow
 def test_readers_in_threads_survive_map_growth_by_a_writer_thread(tmp_path: Path) -> None:
     """Reader threads never fail or see a partial batch while another thread grows the map.
@@ -24,34 +56,23 @@ def test_readers_in_threads_survive_map_growth_by_a_writer_thread(tmp_path: Path
     must retry those reads rather than let the error escape.
     """
     settings = Settings(cache_dir=tmp_path / "cache", map_size=64 * 1024, durability="none")
-    errors: list[str] = []
     committed = [0]
-    done = threading.Event()
 
     with ProjectCache.open(settings=settings) as cache:
         start_size = cache.stats().map_size
 
-        def reader() -> None:
-            rounds = 0
-            try:
-                while not done.is_set() or rounds == 0:
-                    batches = committed[0]
-                    if batches:
-                        batch = rounds % batches
-                        key = f"default/skill/t{batch}-{rounds % BATCH_SIZE}"
-                        if cache.get_artifact(key) is None:
-                            raise AssertionError(f"committed {key} missing")
-                        total = cache.search(f"tb{batch}x").total
-                        if total != BATCH_SIZE:
-                            raise AssertionError(f"batch {batch}: search found {total}")
-                    rounds += 1
-            except BaseException:
-                errors.append(traceback.format_exc())
+        def read(rounds: int) -> None:
+            batches = committed[0]
+            if batches:
+                batch = rounds % batches
+                key = f"default/skill/t{batch}-{rounds % BATCH_SIZE}"
+                if cache.get_artifact(key) is None:
+                    raise AssertionError(f"committed {key} missing")
+                total = cache.search(f"tb{batch}x").total
+                if total != BATCH_SIZE:
+                    raise AssertionError(f"batch {batch}: search found {total}")
 
-        threads = [threading.Thread(target=reader) for _ in range(READERS)]
-        for thread in threads:
-            thread.start()
-        try:
+        def write() -> None:
             for batch in range(BATCHES):
                 cache.put_artifacts(
                     {
@@ -63,11 +84,8 @@ def test_readers_in_threads_survive_map_growth_by_a_writer_thread(tmp_path: Path
                     for i in range(BATCH_SIZE)
                 )
                 committed[0] = batch + 1
-        finally:
-            done.set()
-            for thread in threads:
-                thread.join(timeout=120)
-        assert errors == []
+
+        _check_in_threads(read, write)
         assert cache.stats().map_size > start_size
         assert cache.stats().counts["artifacts"] == BATCHES * BATCH_SIZE
         assert cache.verify().ok
@@ -82,29 +100,18 @@ def test_stats_in_threads_during_map_growth_by_a_writer_thread(tmp_path: Path) -
     must wait out resizes as read transactions do.
     """
     settings = Settings(cache_dir=tmp_path / "cache", map_size=64 * 1024, durability="none")
-    errors: list[str] = []
-    calls = [0]
-    done = threading.Event()
 
     with ProjectCache.open(settings=settings) as cache:
         start_size = cache.stats().map_size
 
-        def reader() -> None:
-            try:
-                while not done.is_set():
-                    stats = cache.stats()
-                    if stats.used_bytes <= 0 or stats.used_bytes > stats.map_size:
-                        raise AssertionError(f"used {stats.used_bytes} of {stats.map_size}")
-                    if stats.counts["artifacts"] % 50:
-                        raise AssertionError(f"torn batch: {stats.counts['artifacts']}")
-                    calls[0] += 1
-            except BaseException:
-                errors.append(traceback.format_exc())
+        def read_stats(_round: int) -> None:
+            stats = cache.stats()
+            if stats.used_bytes <= 0 or stats.used_bytes > stats.map_size:
+                raise AssertionError(f"used {stats.used_bytes} of {stats.map_size}")
+            if stats.counts["artifacts"] % 50:
+                raise AssertionError(f"torn batch: {stats.counts['artifacts']}")
 
-        threads = [threading.Thread(target=reader) for _ in range(READERS)]
-        for thread in threads:
-            thread.start()
-        try:
+        def write() -> None:
             for batch in range(60):
                 cache.put_artifacts(
                     {
@@ -115,12 +122,8 @@ def test_stats_in_threads_during_map_growth_by_a_writer_thread(tmp_path: Path) -
                     }
                     for i in range(50)
                 )
-        finally:
-            done.set()
-            for thread in threads:
-                thread.join(timeout=120)
-        assert errors == [], errors[0]
-        assert calls[0] > 0
+
+        assert _check_in_threads(read_stats, write) >= READERS
         assert cache.stats().map_size > start_size * 8  # it grew several times under the readers
 
 
@@ -131,28 +134,16 @@ def test_env_queries_wait_out_map_adoption_in_another_thread(tmp_path: Path) -> 
     the map; repeating it makes the window py-lmdb reports EINVAL in wide.
     """
     settings = Settings(cache_dir=tmp_path / "cache", durability="none")
-    errors: list[str] = []
-    done = threading.Event()
     with ProjectCache.open(settings=settings) as cache:
         storage = cache._storage
         page = storage.page_size()
 
-        def query() -> None:
-            try:
-                while not done.is_set():
-                    if storage.page_size() != page or storage.info()["map_size"] <= 0:
-                        raise AssertionError("inconsistent environment answer")
-            except BaseException:
-                errors.append(traceback.format_exc())
+        def query(_round: int) -> None:
+            if storage.page_size() != page or storage.info()["map_size"] <= 0:
+                raise AssertionError("inconsistent environment answer")
 
-        threads = [threading.Thread(target=query) for _ in range(READERS)]
-        for thread in threads:
-            thread.start()
-        try:
+        def adopt() -> None:
             for _ in range(2000):
                 storage._adopt_map_size()
-        finally:
-            done.set()
-            for thread in threads:
-                thread.join(timeout=120)
-        assert errors == [], errors[0]
+
+        assert _check_in_threads(query, adopt) >= READERS

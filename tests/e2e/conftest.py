@@ -31,7 +31,6 @@ import re
 import shutil
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
@@ -40,6 +39,7 @@ from typing import IO, Callable, Optional, Union
 import pytest
 
 import projcache
+from served import isolated_env, projcache_command
 
 HERE = Path(__file__).resolve().parent
 LOAD = HERE.parent / "load"
@@ -58,21 +58,6 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         path = Path(item.path).resolve()
         if path.is_relative_to(HERE) or path.is_relative_to(LOAD):
             item.add_marker(pytest.mark.e2e)
-
-
-def projcache_command() -> list[str]:
-    """The command line that runs the ``projcache`` CLI of this interpreter's environment."""
-    script = Path(sys.executable).with_name("projcache")
-    return [str(script)] if script.exists() else [sys.executable, "-m", "projcache_cli"]
-
-
-def isolated_env(home: Path, extra: Optional[Mapping[str, str]] = None) -> dict[str, str]:
-    """This process's environment without ``PROJCACHE_*``, ``HOME`` moved to ``home``."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PROJCACHE_")}
-    home.mkdir(parents=True, exist_ok=True)
-    env.update(HOME=str(home), XDG_CONFIG_HOME=str(home / ".config"))
-    env.update(extra or {})
-    return env
 
 
 def copy_examples(target: Path) -> Path:

@@ -13,11 +13,9 @@ refresh, restart the server.
 from __future__ import annotations
 
 import json
-import os
 import re
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -28,16 +26,12 @@ import httpx
 import pytest
 
 from factories import CollectionBuilder, ProjectBuilder
+from served import isolated_env, projcache_command
 
 API = "/api/v1/cache"
 
 
 # -- processes ------------------------------------------------------------------------------
-
-
-def _projcache() -> list[str]:
-    script = Path(sys.executable).with_name("projcache")
-    return [str(script)] if script.exists() else [sys.executable, "-m", "projcache_cli"]
 
 
 @dataclass
@@ -69,7 +63,7 @@ class World:
     def cli(self, *args: str, expect: int = 0) -> str:
         """Run ``projcache --cache-dir CACHE ARGS``; check its exit status; return stdout."""
         done = subprocess.run(
-            [*_projcache(), "--cache-dir", str(self.cache_dir), *args],
+            [*projcache_command(), "--cache-dir", str(self.cache_dir), *args],
             capture_output=True,
             text=True,
             env=self.env,
@@ -116,9 +110,7 @@ def world(tmp_path: Path, e2e_home: Path) -> World:
     project = ProjectBuilder(tmp_path / "work", "webapp", description="The web app")
     project.write()
     # The environment served_cache gives the server: no PROJCACHE_*, HOME in the test.
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PROJCACHE_")}
-    env.update(HOME=str(e2e_home), XDG_CONFIG_HOME=str(e2e_home / ".config"))
-    return World(tmp_path / "cache", collection, project, env)
+    return World(tmp_path / "cache", collection, project, isolated_env(e2e_home))
 
 
 @pytest.fixture

@@ -11,16 +11,10 @@ phase, no example database.
 
 from __future__ import annotations
 
-import os
-import queue
 import re
-import signal
 import subprocess
-import sys
-import threading
 from collections.abc import Iterator
-from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import httpx
 import hypothesis
@@ -35,6 +29,7 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from factories import CollectionBuilder, ProjectBuilder
+from served import ServerProcess, isolated_env, projcache_command
 
 MAX_EXAMPLES = 30
 SEED = 20261126
@@ -46,63 +41,8 @@ CHECKS = [
 ]
 
 
-def _projcache() -> list[str]:
-    script = Path(sys.executable).with_name("projcache")
-    return [str(script)] if script.exists() else [sys.executable, "-m", "projcache_cli"]
-
-
-class _Server:
-    """``projcache --cache-dir DIR serve --port 0`` in a subprocess; ``url`` once it listens.
-
-    (Like conftest's ``served_cache``, but one server for the whole module: that
-    fixture is per test, and starting a server for each of ~30 tests costs more
-    than the fuzzing.)
-    """
-
-    def __init__(self, cache_dir: Path, env: dict[str, str]) -> None:
-        command = [*_projcache(), "--cache-dir", str(cache_dir), "serve", "--port", "0"]
-        self.process = subprocess.Popen(
-            command, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, env=env
-        )
-        self.lines: list[str] = []
-        ready: queue.Queue[Optional[str]] = queue.Queue()
-        self._reader = threading.Thread(target=self._read, args=(ready,), daemon=True)
-        self._reader.start()
-        try:
-            line = ready.get(timeout=60)
-        except queue.Empty:
-            line = None
-        match = re.search(r"serving .+ on (http://127\.0\.0\.1:\d+)/", line or "")
-        if match is None:
-            self.stop()
-            raise RuntimeError("the server did not start:\n" + "".join(self.lines))
-        self.url = match.group(1)
-
-    def _read(self, ready: queue.Queue[Optional[str]]) -> None:
-        assert self.process.stderr is not None
-        for line in self.process.stderr:
-            self.lines.append(line)
-            if line.startswith("serving "):
-                ready.put(line)
-        ready.put(None)
-
-    def stop(self) -> int:
-        """SIGTERM, wait for the exit; return the exit status."""
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        self._reader.join(timeout=5)
-        if self.process.stderr is not None:
-            self.process.stderr.close()
-        return self.process.returncode
-
-
 @pytest.fixture(scope="module")
-def fuzzed_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[_Server]:
+def fuzzed_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     """A server over a small refreshed cache: a collection, a project, one of each state."""
     root = tmp_path_factory.mktemp("fuzz")
     home = root / "home"
@@ -116,12 +56,11 @@ def fuzzed_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[_Server]
     project.deploy(collection, "command", "review-pr")
     project.deploy(collection, "agent", "planner", copy=False)
     project.write()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PROJCACHE_")}
-    env.update(HOME=str(home), XDG_CONFIG_HOME=str(home / ".config"))
+    env = isolated_env(home)
     cache_dir = root / "cache"
     done = subprocess.run(
         [
-            *_projcache(),
+            *projcache_command(),
             *("--cache-dir", str(cache_dir), "refresh"),
             *("--collection", str(collection.path), "--project", str(project.path)),
         ],
@@ -131,7 +70,7 @@ def fuzzed_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[_Server]
         timeout=120,
     )
     assert done.returncode == 0, done.stderr
-    server = _Server(cache_dir, env)
+    server = ServerProcess(cache_dir, env)
     yield server
     server.stop()
     log = "".join(server.lines)
@@ -140,14 +79,14 @@ def fuzzed_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[_Server]
 
 
 @pytest.fixture(scope="module")
-def api_schema(fuzzed_server: _Server) -> Any:
+def api_schema(fuzzed_server: ServerProcess) -> Any:
     """The schema the server publishes."""
     config = schemathesis.Config.from_dict({"seed": SEED})
     return schemathesis.openapi.from_url(f"{fuzzed_server.url}/openapi.json", config=config)
 
 
 @pytest.fixture(scope="module")
-def job_id(fuzzed_server: _Server) -> str:
+def job_id(fuzzed_server: ServerProcess) -> str:
     """The id of a refresh job the server knows (it ran before the fuzzing)."""
     response = httpx.post(f"{fuzzed_server.url}/api/v1/cache/refresh", timeout=30)
     assert response.status_code == 202, response.text
@@ -219,7 +158,7 @@ def test_answers_conform_to_the_schema(api_schema: Any, job_id: str, label: str,
 
 @pytest.mark.parametrize("path", ["/api/v1/cache/refresh", "/api/v1/cache/invalidate"])
 def test_a_body_that_is_not_utf8_gets_a_documented_error(
-    api_schema: Any, fuzzed_server: _Server, path: str
+    api_schema: Any, fuzzed_server: ServerProcess, path: str
 ) -> None:
     """A body of bytes that are not UTF-8 gets a status the schema lists, and an ErrorBody."""
     response = httpx.post(
@@ -243,7 +182,7 @@ def test_a_body_that_is_not_utf8_gets_a_documented_error(
     ],
 )
 def test_a_long_unknown_project_is_not_found(
-    fuzzed_server: _Server, method: str, path: str, params: dict[str, str]
+    fuzzed_server: ServerProcess, method: str, path: str, params: dict[str, str]
 ) -> None:
     """A project reference the schema allows (a path up to 4096 chars) that matches nothing: 404."""
     long = "/tmp/" + "x" * 600  # a plausible absolute path, longer than an LMDB key

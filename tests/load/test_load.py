@@ -17,12 +17,9 @@ import importlib.util
 import json
 import os
 import platform
-import queue
 import re
-import signal
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator
 from datetime import datetime, timezone
 from pathlib import Path
@@ -31,6 +28,8 @@ from typing import Any, Optional
 import httpx
 import pytest
 from loaddata import Dataset, build_sources
+
+from served import ServerProcess, isolated_env, projcache_command
 
 pytestmark = pytest.mark.skipif(
     importlib.util.find_spec("locust") is None, reason="locust is not installed (Python >= 3.10)"
@@ -44,72 +43,6 @@ ARTIFACTS = 10_000
 API = "/api/v1/cache"
 
 
-def _projcache() -> list[str]:
-    script = Path(sys.executable).with_name("projcache")
-    return [str(script)] if script.exists() else [sys.executable, "-m", "projcache_cli"]
-
-
-def _env(home: Path, **extra: str) -> dict[str, str]:
-    """The environment without the user's projcache settings (no config file, no ~/.skillmeat)."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PROJCACHE_")}
-    env.update(HOME=str(home), XDG_CONFIG_HOME=str(home / ".config"), **extra)
-    return env
-
-
-class _Server:
-    """``projcache --cache-dir DIR serve --port 0`` in a subprocess; ``url`` once it listens.
-
-    (``served_cache`` of ``tests/e2e/conftest.py`` does this, but a conftest only
-    serves its own folder, and this test must also run as ``pytest tests/load``.)
-    """
-
-    def __init__(self, cache_dir: Path, env: dict[str, str]) -> None:
-        command = [*_projcache(), "--cache-dir", str(cache_dir), "serve", "--port", "0"]
-        self.process = subprocess.Popen(
-            command, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, env=env
-        )
-        self.lines: list[str] = []
-        ready: queue.Queue[Optional[str]] = queue.Queue()
-        self._reader = threading.Thread(target=self._read, args=(ready,), daemon=True)
-        self._reader.start()
-        try:
-            line = ready.get(timeout=60)
-        except queue.Empty:
-            line = None
-        match = re.search(r"serving .+ on (http://127\.0\.0\.1:\d+)/", line or "")
-        if match is None:
-            self.stop()
-            raise RuntimeError("the server did not start:\n" + self.log)
-        self.url = match.group(1)
-
-    def _read(self, ready: queue.Queue[Optional[str]]) -> None:
-        assert self.process.stderr is not None
-        for line in self.process.stderr:
-            self.lines.append(line)
-            if line.startswith("serving "):
-                ready.put(line)
-        ready.put(None)
-
-    @property
-    def log(self) -> str:
-        """Everything the server wrote to stderr so far."""
-        return "".join(self.lines)
-
-    def stop(self) -> int:
-        """SIGTERM, wait for the exit; return the exit status."""
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        self._reader.join(timeout=5)
-        if self.process.stderr is not None:
-            self.process.stderr.close()
-        return self.process.returncode
-
-
 @pytest.fixture(scope="module")
 def load_cache(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Dataset, Path]:
     """A cache refreshed from 10,000 generated artifacts: (cache dir, dataset, home)."""
@@ -118,7 +51,7 @@ def load_cache(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Dataset,
     home.mkdir()
     dataset = build_sources(root / "src", ARTIFACTS)
     cache_dir = root / "cache"
-    command = [*_projcache(), "--cache-dir", str(cache_dir), "refresh"]
+    command = [*projcache_command(), "--cache-dir", str(cache_dir), "refresh"]
     for collection in dataset.collections:
         command += ["--collection", str(collection)]
     for project in dataset.projects:
@@ -128,7 +61,7 @@ def load_cache(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Dataset,
         command,
         capture_output=True,
         text=True,
-        env=_env(home, PROJCACHE_DURABILITY="none"),
+        env=isolated_env(home, {"PROJCACHE_DURABILITY": "none"}),
         timeout=300,
     )
     assert done.returncode == 0, done.stderr
@@ -136,10 +69,10 @@ def load_cache(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Dataset,
 
 
 @pytest.fixture
-def server(load_cache: tuple[Path, Dataset, Path]) -> Iterator[_Server]:
+def server(load_cache: tuple[Path, Dataset, Path]) -> Iterator[ServerProcess]:
     """The server over the load cache, stopped after the test."""
     cache_dir, _dataset, home = load_cache
-    served = _Server(cache_dir, _env(home))
+    served = ServerProcess(cache_dir, isolated_env(home))
     yield served
     served.stop()
 
@@ -204,7 +137,7 @@ def _write_results(result: dict[str, Any]) -> Path:
 
 
 def test_locust_finds_no_failure(
-    server: _Server, load_cache: tuple[Path, Dataset, Path], tmp_path: Path
+    server: ServerProcess, load_cache: tuple[Path, Dataset, Path], tmp_path: Path
 ) -> None:
     """20 Locust users get only well-formed answers from a 10,000-artifact cache; figures saved."""
     _cache_dir, dataset, home = load_cache
@@ -236,7 +169,7 @@ def test_locust_finds_no_failure(
         [sys.executable, "-m", *command],
         capture_output=True,
         text=True,
-        env=_env(home),
+        env=isolated_env(home),
         cwd=ROOT,
         timeout=seconds + 120,
     )
