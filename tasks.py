@@ -2,7 +2,8 @@
 """Developer tasks that work from a fresh clone with nothing but ``python3`` (3.9+).
 
     python3 tasks.py demo     build a cache from the bundled examples and query it
-    python3 tasks.py test     run the whole test suite in parallel (pytest-xdist)
+    python3 tasks.py test     run the default test suite in parallel (pytest-xdist), coverage
+    python3 tasks.py stress   run only the long slow/stress tests (their own CI step)
     python3 tasks.py lint     ruff check + ruff format --check
     python3 tasks.py typing   mypy --strict over lib/ and cli/
     python3 tasks.py tox      the tox matrix (every Python 3.9-3.13 found)
@@ -80,7 +81,11 @@ def task_demo() -> None:
 
 
 def task_test(extra: list[str]) -> None:
-    """The whole suite, in parallel, with branch coverage of lib/ and cli/ enforced at 90%."""
+    """The default suite, in parallel, with branch coverage of lib/ and cli/ enforced at 90%.
+
+    pytest's own ``addopts`` leave the long ``slow``/``stress`` variants to
+    ``tasks.py stress`` (their own CI step); a ``-m`` given here replaces that choice.
+    """
     _run(
         str(BIN / "python"),
         "-m",
@@ -94,6 +99,11 @@ def task_test(extra: list[str]) -> None:
         "--cov-fail-under=90",
         *extra,
     )
+
+
+def task_stress(extra: list[str]) -> None:
+    """Only the long ``slow`` and ``stress`` tests (growth, crash, kill and load variants)."""
+    _run(str(BIN / "python"), "-m", "pytest", "-n", "auto", "-m", "slow or stress", *extra)
 
 
 # The suites that need nothing but the package and its test extra (tox runs the same).
@@ -158,7 +168,7 @@ def task_bench(extra: list[str]) -> None:
 
 def main(argv: list[str]) -> None:
     """Dispatch ``argv[0]`` to a task."""
-    tasks = ("demo", "test", "lint", "typing", "tox", "release", "bench")
+    tasks = ("demo", "test", "stress", "lint", "typing", "tox", "release", "bench")
     if not argv or argv[0] not in tasks:
         print(__doc__)
         sys.exit(2)
@@ -168,6 +178,8 @@ def main(argv: list[str]) -> None:
         task_demo()
     elif name == "test":
         task_test(extra)
+    elif name == "stress":
+        task_stress(extra)
     elif name == "lint":
         _run(str(BIN / "ruff"), "check", ".")
         _run(str(BIN / "ruff"), "format", "--check", ".")
