@@ -62,17 +62,26 @@ def search(
         typer.echo("error: the query is empty", err=True)
         raise typer.Exit(EXIT_USAGE)
     with cli_errors(state.debug), open_cache(state, readonly=True, fallback=True) as cache:
-        page, total = cache.search_json(
+        result = cache.search_page_json(
             query, type_, project, limit, offset, collection=collection, tag=tag
         )
+    page, total = result.hits, result.total
     if as_json:
         hits = []
         for key, score, payload in page:
             record = orjson.loads(payload)
             hits.append({**record, "key": key, "score": score})
-        emit_json({"query": query, "total": total, "offset": offset, "hits": hits})
+        emit_json(
+            {
+                "query": query,
+                "total": total,
+                "partial": result.partial,
+                "offset": offset,
+                "hits": hits,
+            }
+        )
         return
-    if total == 0:
+    if total == 0 and not page:
         typer.echo(f"no artifacts match {query!r}")
         return
     rows = []
@@ -81,7 +90,13 @@ def search(
         rows.append((key, record["type"], f"{score:g}", record.get("description", "")[:70]))
     if rows:
         emit_table(("key", "type", "score", "description"), rows)
-    typer.echo(f"{len(page)} of {total} match(es)")
+    if result.partial:
+        typer.echo(
+            f"{len(page) - result.partial} of {total} match(es) every word; "
+            f"the last {result.partial} match only some"
+        )
+    else:
+        typer.echo(f"{len(page)} of {total} match(es)")
 
 
 def register(app: typer.Typer) -> None:

@@ -35,7 +35,7 @@ from .errors import (
 )
 from .queries import CacheQueries, SearchResults
 from .repository import Repositories
-from .schema import SCHEMA_VERSION, ensure_schema, read_schema
+from .schema import SCHEMA_VERSION, MigrationProgress, ensure_schema, read_schema
 from .storage import Storage, Txn
 
 if TYPE_CHECKING:
@@ -113,12 +113,14 @@ class ProjectCache(CacheQueries):
         *,
         settings: Optional[Settings] = None,
         fallback: bool = False,
+        progress: Optional[MigrationProgress] = None,
     ) -> ProjectCache:
         """Open (creating if needed) the cache in ``path``, else the configured directory.
 
         Checks the schema version: a cache written by a newer projcache raises
         :class:`~projcache.errors.SchemaVersionError`; an older one is migrated
-        in place (or emptied, to be rebuilt from source, when no migration exists).
+        in place, in one transaction (or emptied, to be rebuilt from source, when
+        no migration exists); ``progress(step, done, total)`` is told how far.
 
         A directory that is not writable opens read-only: reads work, writes raise
         :class:`~projcache.errors.CachePermissionError` naming the directory.  A
@@ -146,7 +148,7 @@ class ProjectCache(CacheQueries):
                 return open_direct(settings, "the cache is disabled by configuration")
             raise CacheDisabledError("the cache is disabled by configuration")
         try:
-            return cls._open(settings, readonly)
+            return cls._open(settings, readonly, progress)
         except CacheCorruptError as exc:
             if settings.auto_repair and not readonly:
                 from .recovery import rebuild
@@ -155,7 +157,7 @@ class ProjectCache(CacheQueries):
                     "the cache in %s is damaged (%s); repairing it", settings.cache_dir, exc
                 )
                 rebuild(settings)
-                return cls._open(settings, readonly)
+                return cls._open(settings, readonly, progress)
             if fallback:
                 from .direct import open_direct
 
@@ -183,7 +185,9 @@ class ProjectCache(CacheQueries):
             )
 
     @classmethod
-    def _open(cls, settings: Settings, readonly: bool) -> ProjectCache:
+    def _open(
+        cls, settings: Settings, readonly: bool, progress: Optional[MigrationProgress] = None
+    ) -> ProjectCache:
         denied = False
         try:
             storage = Storage.acquire(settings.cache_dir, settings, readonly)
@@ -202,7 +206,7 @@ class ProjectCache(CacheQueries):
                 storage.read(lambda txn: read_schema(txn, meta, storage.path))
             elif storage.read(lambda txn: meta.get(txn, "schema_version")) != SCHEMA_VERSION:
                 # Only then take the writer lock: opening must not wait for a long refresh.
-                storage.write(lambda txn: ensure_schema(txn, meta, storage))
+                storage.write(lambda txn: ensure_schema(txn, cache._repos.meta, storage, progress))
         except BaseException:
             storage.release()
             raise

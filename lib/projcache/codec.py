@@ -30,6 +30,7 @@ from .errors import CorruptRecordError, InvalidRecordError, KeyTooLongError
 __all__ = [
     "ARTIFACT_TYPES",
     "FORMAT_VERSION",
+    "MAX_BODY_CHARS",
     "MAX_KEY_BYTES",
     "SEPARATOR",
     "artifact_key",
@@ -47,6 +48,8 @@ __all__ = [
 
 FORMAT_VERSION = 1
 MAX_KEY_BYTES = 511
+# Characters of an artifact's Markdown body kept in its record for search.
+MAX_BODY_CHARS = 2000
 SEPARATOR = b"\x00"
 ARTIFACT_TYPES = ("skill", "command", "agent", "hook", "mcp")
 
