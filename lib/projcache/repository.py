@@ -481,14 +481,23 @@ class BitmapIndex:
         """Ids with ``facet == value`` (deleted ids not subtracted)."""
         return self.get(txn, facet_name(facet, value))
 
-    def name_buckets(self, txn: Txn) -> list[tuple[int, Any]]:
-        """``(name length bucket, ids)`` in ascending bucket order (the shorter-name tie-break)."""
-        out = []
-        for bucket in range(1, 65):
-            ids = self.facet(txn, "len", f"{bucket:02d}")
-            if ids:
-                out.append((bucket, ids))
-        return out
+    def name_buckets(self, txn: Txn) -> list[int]:
+        """The name-length buckets in use, ascending (their bitmaps are read on demand)."""
+        prefix = facet_name("len", "")
+        found: set[int] = set()
+        for db in (self.main, self.pending):
+            tail = 0 if db is self.pending else 2
+            cursor = txn.cursor(db)
+            if not cursor.set_range(prefix):
+                continue
+            for key in cursor.iternext(keys=True, values=False):
+                if not key.startswith(prefix):
+                    break
+                found.add(int(key[len(prefix) : len(key) - tail]))
+        cache = self._cache
+        if cache is not None and cache.txn is txn:
+            found.update(int(n[len(prefix) :]) for n in cache.values if n.startswith(prefix))
+        return sorted(found)
 
     def term_fields(self, txn: Txn, term: str) -> dict[bytes, Any]:
         """``{field code: ids}`` of one term (main and tail)."""
@@ -610,8 +619,15 @@ class BitmapIndex:
 
     def add(self, txn: Txn, doc: int, names: Iterable[bytes]) -> None:
         """List a new id under every one of ``names`` (in the tail)."""
+        cache = self._writer(txn)
+        values = cache.values
+        names = list(names)
         for name in names:
-            self._touch(txn, name).add(doc)
+            ids = values.get(name)
+            if ids is None:
+                ids = values[name] = self._tail(txn, name)
+            ids.add(doc)
+        cache.dirty.update(names)
         self._touch(txn, _PENDING).add(doc)
 
     def remove(self, txn: Txn, doc: int, names: Iterable[bytes]) -> None:

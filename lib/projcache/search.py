@@ -185,15 +185,29 @@ def _fold(word: str) -> str:
     return unicodedata.normalize("NFC", "".join(kept))
 
 
-def _words(text: str, *, compounds: bool) -> list[str]:
-    words: list[str] = []
-    for run in _runs(unicodedata.normalize("NFKC", text)):
+@lru_cache(maxsize=1 << 16)
+def _split_run(run: str, compounds: bool) -> tuple[str, ...]:
+    """The words of one letter/digit run (camelCase parts, plus the whole when ``compounds``)."""
+    if run.islower() or not any(c.isupper() for c in run):
+        pieces = [run]
+    elif run[0].isupper() and (len(run) == 1 or run[1:].islower()):
+        pieces = [run]  # "Capitalised": one word
+    else:
         parts = _camel_parts(run)
         pieces = [*parts, run] if compounds and len(parts) > 1 else parts
-        for piece in pieces:
-            # lower() can yield non-letters, so split again after folding.
-            for word in _runs(_fold(piece.lower())):
-                words.append(word[:MAX_TOKEN_CHARS])
+    words: list[str] = []
+    for piece in pieces:
+        # lower() can yield non-letters, so split again after folding.
+        for word in _runs(_fold(piece.lower())):
+            words.append(word[:MAX_TOKEN_CHARS])
+    return tuple(words)
+
+
+def _words(text: str, *, compounds: bool) -> list[str]:
+    runs = _RUN.findall(text) if text.isascii() else _runs(unicodedata.normalize("NFKC", text))
+    words: list[str] = []
+    for run in runs:
+        words.extend(_split_run(run, compounds))
     return words
 
 
@@ -257,10 +271,8 @@ def field_terms(artifact: Mapping[str, Any]) -> dict[bytes, set[str]]:
     """Return ``{field code: terms}``: every token of the field and its stem."""
     terms: dict[bytes, set[str]] = {}
     for code, text in artifact_fields(artifact).items():
-        found: set[str] = set()
-        for token in tokenize(text):
-            found.add(token)
-            found.add(stem(token))
+        tokens = set(tokenize(text))
+        found = tokens.union([stem(token) for token in tokens])
         if found:
             terms[code] = found
     return terms
@@ -410,17 +422,25 @@ class _Ranker:
         self.repos = repos
         self.words = words
         self._managed: Optional[BitMap] = None
-        self._buckets: Optional[list[tuple[int, BitMap]]] = None
+        self._buckets: Optional[list[int]] = None
+        self._bucket_ids: dict[int, BitMap] = {}
 
     def managed(self) -> BitMap:
         if self._managed is None:
             self._managed = self.repos.index.facet(self.txn, "managed", "1")
         return self._managed
 
-    def buckets(self) -> list[tuple[int, BitMap]]:
+    def buckets(self) -> Iterable[BitMap]:
+        """The ids per name length, shortest first, each read once and only when reached."""
         if self._buckets is None:
             self._buckets = self.repos.index.name_buckets(self.txn)
-        return self._buckets
+        for bucket in self._buckets:
+            ids = self._bucket_ids.get(bucket)
+            if ids is None:
+                ids = self._bucket_ids[bucket] = self.repos.index.facet(
+                    self.txn, "len", f"{bucket:02d}"
+                )
+            yield ids
 
     def take(self, ids: BitMap, start: int, stop: int) -> list[tuple[int, float]]:
         """Ranks ``start`` .. ``stop`` of ``ids`` as ``(id, score)``."""
@@ -455,25 +475,50 @@ class _Ranker:
         return [(row[3], float(-row[0])) for row in rows]
 
     def _groups(self, ids: BitMap) -> Iterable[tuple[int, BitMap]]:
-        """Yield ``(score, ids with that score)`` from the highest score down."""
-        per_word = [word.restricted(ids) for word in self.words]
-        # Best possible remaining score from word i on, to walk sums in order.
-        sums: dict[int, BitMap] = {}
+        """Yield ``(score, ids with that score)`` from the highest score down, lazily.
 
-        def walk(i: int, acc: BitMap, score: int) -> None:
-            if i == len(per_word):
-                sums[score] = sums[score] | acc if score in sums else acc
+        Each score's set is the union, over the combinations of per-word levels
+        adding up to it, of the intersection of those levels' bitmaps; prefix
+        intersections are shared between scores, and combinations that cannot
+        reach the score are never intersected.  High scores come from small
+        bitmaps (names, titles), so a page usually fills before the big
+        body-level bitmaps are touched.
+        """
+        options: list[list[tuple[int, Optional[BitMap]]]] = []
+        for word in self.words:
+            levels: list[tuple[int, Optional[BitMap]]] = list(word.levels)
+            levels.append((0, None))  # unmatched: ``acc - word.any`` (empty for exact sets)
+            options.append(levels)
+        n = len(options)
+        most = [0] * (n + 1)
+        for i in range(n - 1, -1, -1):
+            most[i] = most[i + 1] + options[i][0][0]
+        memo: dict[tuple[int, ...], BitMap] = {(): ids}
+
+        def collect(chosen: tuple[int, ...], need: int, out: list[BitMap]) -> None:
+            i = len(chosen)
+            acc = memo[chosen]
+            if i == n:
+                if need == 0:
+                    out.append(acc)
                 return
-            for level, part in per_word[i]:
-                joined = acc & part
+            for level, part in options[i]:
+                rest = need - level
+                if rest < 0 or rest > most[i + 1]:
+                    continue
+                key = (*chosen, level)
+                joined = memo.get(key)
+                if joined is None:
+                    joined = acc - self.words[i].any if part is None else acc & part
+                    memo[key] = joined
                 if joined:
-                    walk(i + 1, joined, score + level)
+                    collect(key, rest, out)
 
-        # The sum of levels has few distinct values; collecting them all costs
-        # one intersection per non-empty combination of levels.
-        walk(0, ids, 0)
-        for score in sorted(sums, reverse=True):
-            yield score, sums[score]
+        for score in range(most[0], -1, -1):
+            found: list[BitMap] = []
+            collect((), score, found)
+            if found:
+                yield score, found[0] if len(found) == 1 else BitMap.union(*found)
 
     def _tie_order(self, group: BitMap, start: int, stop: int) -> list[int]:
         """Ranks ``start`` .. ``stop`` of ``group``: managed first, shorter name, lower id."""
@@ -488,7 +533,7 @@ class _Ranker:
             if seen + len(part) <= start:
                 seen += len(part)
                 continue
-            for _bucket, ids in self.buckets():
+            for ids in self.buckets():
                 sub = part & ids
                 size = len(sub)
                 if not size:
