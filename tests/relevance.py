@@ -118,7 +118,8 @@ def example_cache(directory: Path) -> Any:
 
     cache = ProjectCache.open(settings=Settings(cache_dir=directory, durability="none"))
     projects = sorted(p for p in (EXAMPLES / "projects").iterdir() if p.is_dir())
-    cache.refresh(collections=[EXAMPLES / "collections" / "default"], projects=projects)
+    collections = [EXAMPLES / "collections" / name for name in ("default", "documents")]
+    cache.refresh(collections=collections, projects=projects)
     return cache
 
 
