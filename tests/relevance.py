@@ -76,7 +76,7 @@ def judge(search: Searcher, judged: Iterable[tuple[str, str]] = JUDGED) -> dict[
 
 
 def fts5_searcher(records: Iterable[Mapping[str, Any]]) -> Searcher:
-    """The baseline: an SQLite FTS5 table (porter tokenizer) of the same fields, words OR-ed, bm25."""
+    """The baseline: SQLite FTS5 (porter tokenizer) over the same fields, words OR-ed, bm25."""
     db = sqlite3.connect(":memory:")
     db.execute(
         "CREATE VIRTUAL TABLE docs USING fts5(key UNINDEXED, name, title, tags, description, "

@@ -1,4 +1,4 @@
-"""Relevance on the judged query set: success@1 >= 0.9, and never below SQLite FTS5 (porter, bm25)."""
+"""Relevance on the judged query set: success@1 >= 0.9, never below SQLite FTS5 (porter, bm25)."""
 
 from __future__ import annotations
 
