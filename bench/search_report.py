@@ -9,7 +9,7 @@ of issue 13 between the ``<!-- search: start -->`` and ``<!-- search: end -->`` 
 (appended when the markers are missing).
 """
 
-# ruff: noqa: RUF001  (the report is Markdown for people: × and – are meant)
+# ruff: noqa: RUF001  (the report is Markdown for people: its signs are meant)
 from __future__ import annotations
 
 import argparse
@@ -131,7 +131,8 @@ def section(runs: list[dict[str, Any]], images: list[str]) -> list[str]:
         lines += [
             "| case | projcache | FTS5 | Tantivy | budget | ratio |",
             "|---|---|---|---|---|---|",
-            f"| bytes on disk (raw JSON {raw / 2**20:,.1f} MiB) | {ours['bytes'] / 2**20:,.1f} MiB"
+            f"| bytes on disk (raw JSON {raw / 2**20:,.1f} MiB) | "
+            f"{ours['bytes'] / 2**20:,.1f} MiB"
             f" | {fts.get('bytes', 0) / 2**20:,.1f} MiB | {tan.get('bytes', 0) / 2**20:,.1f} MiB"
             f" | ≤ 1.5× raw JSON | {ours['bytes'] / raw:.2f}× {verdict(ours['bytes'] / raw, 1.5)} |",
         ]
