@@ -134,7 +134,8 @@ def section(runs: list[dict[str, Any]], images: list[str]) -> list[str]:
             f"| bytes on disk (raw JSON {raw / 2**20:,.1f} MiB) | "
             f"{ours['bytes'] / 2**20:,.1f} MiB"
             f" | {fts.get('bytes', 0) / 2**20:,.1f} MiB | {tan.get('bytes', 0) / 2**20:,.1f} MiB"
-            f" | ≤ 1.5× raw JSON | {ours['bytes'] / raw:.2f}× {verdict(ours['bytes'] / raw, 1.5)} |",
+            f" | ≤ 1.5× raw JSON | {ours['bytes'] / raw:.2f}× "
+            f"{verdict(ours['bytes'] / raw, 1.5)} |",
         ]
         for case, what, unit, limit in (
             ("write_us", "durable single write", "µs", 1.5),
