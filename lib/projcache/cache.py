@@ -351,6 +351,10 @@ class ProjectCache(CacheQueries):
 
         model = getattr(models, model_name)
         records = [models.validate(model, item) for item in items]
+        if model_name == "Artifact":
+            # Key order fills LMDB's pages (appends split full pages) and gives a batch's ids
+            # in key order; a stable sort keeps the last of two records with one key last.
+            records.sort(key=lambda record: record.key)
 
         def body(txn: Txn) -> int:
             for record in records:
