@@ -131,7 +131,7 @@ def choose_queries(records: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
         "rare&rare": {"q": f"{pair[0]} {pair[1]}"},
         "common&rare": {"q": f"{common[0]} {common_rare}"},
         "common&common": {"q": f"{common[0]} {common[1]}"},
-        "prefix": {"q": f"{common[2]} {mid[0][:4]}"},
+        "prefix": {"q": f"{common[2]} {mid[0][:4]}", "prefix": True},
         "3 words": {"q": f"{common[0]} {common[1]} {common[3]}"},
         "type filter": {"q": f"{common[0]} {common[1]}", "type": "skill"},
     }
@@ -174,8 +174,10 @@ class ProjcacheEngine:
         stat = self.cache._storage.env.stat()
         return int((info["last_pgno"] + 1) * stat["psize"])
 
+    fill = False  # like for like: FTS5 and Tantivy return exact matches only
+
     def search(self, q: str, type_: Optional[str]) -> tuple[list[str], int]:
-        page, total = self.cache.search_json(q, type=type_, limit=20)
+        page, total = self.cache.search_json(q, type=type_, limit=20, fill=self.fill)
         return [k for k, _s, _p in page[:total]], total
 
     def read(self, key: str) -> Any:
@@ -305,6 +307,7 @@ class TantivyEngine:
     """Tantivy (Python bindings): en_stem text fields, the record JSON stored."""
 
     name = "tantivy"
+    prefix = False  # set per query class (its query parser has no term prefix)
 
     def __init__(self, root: Path):
         self.path = root / "tantivy"
@@ -356,7 +359,8 @@ class TantivyEngine:
     def open(self) -> None:
         import tantivy
 
-        self.index = tantivy.Index(self._schema(), path=str(self.path))
+        self.schema = self._schema()
+        self.index = tantivy.Index(self.schema, path=str(self.path))
         self.index.reload()
         self.writer = None
 
@@ -364,11 +368,30 @@ class TantivyEngine:
         return dir_bytes(self.path)
 
     def search(self, q: str, type_: Optional[str]) -> tuple[list[str], int]:
+        import tantivy
+
         words = q.split()
-        text = " ".join(f"+{w}" for w in words)
+        fields = ["name", "title", "tags", "description", "body"]
+        text = " ".join(f"+{w}" for w in words[:-1])
         if type_ is not None:
             text += f" +type:{type_}"
-        query = self.index.parse_query(text, ["name", "title", "tags", "description", "body"])
+        if not self.prefix:  # the classes whose last word no other term extends
+            text += f" +{words[-1]}"
+            parts = []
+        else:  # the last word as a prefix (as projcache and FTS5 do): a regex per field
+            last = tantivy.Query.boolean_query(
+                [
+                    (
+                        tantivy.Occur.Should,
+                        tantivy.Query.regex_query(self.schema, f, f"{words[-1]}.*"),
+                    )
+                    for f in fields
+                ]
+            )
+            parts = [(tantivy.Occur.Must, last)]
+        if text.strip():
+            parts.append((tantivy.Occur.Must, self.index.parse_query(text, fields)))
+        query = tantivy.Query.boolean_query(parts)
         searcher = self.index.searcher()
         result = searcher.search(query, 20, count=True)
         keys = [searcher.doc(addr)["key"][0] for _score, addr in result.hits]
@@ -439,11 +462,20 @@ def run_size(size: int, root: Path, engines: list[str]) -> dict[str, Any]:
         result["search_us"] = {}
         result["totals"] = {}
         for label, spec in queries.items():
+            if isinstance(engine, TantivyEngine):
+                engine.prefix = bool(spec.get("prefix"))
             _page, total = engine.search(spec["q"], spec.get("type"))
             result["totals"][label] = total
             result["search_us"][label] = median_us(
                 lambda s=spec: engine.search(s["q"], s.get("type"))
             )
+        if isinstance(engine, ProjcacheEngine):  # the default: partial matches fill the page
+            engine.fill = True
+            result["search_filled_us"] = {
+                label: median_us(lambda s=spec: engine.search(s["q"], s.get("type")))
+                for label, spec in queries.items()
+            }
+            engine.fill = False
         cycle = iter(range(10**9))
         result["read_us"] = median_us(lambda: engine.read(keys[next(cycle) % len(keys)]))
         rounds = 5 if cls is TantivyEngine else 40

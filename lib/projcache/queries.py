@@ -221,6 +221,7 @@ class CacheQueries:
         *,
         collection: Optional[str] = None,
         tag: Optional[str] = None,
+        fill: bool = True,
     ) -> SearchResults:
         """Find artifacts by words in their name, title, tags, description and body.
 
@@ -229,12 +230,13 @@ class CacheQueries:
         body; exact > stem > prefix, the last word also matching as a prefix),
         then managed first, shorter name, older first.  When they do not fill
         the page, artifacts matching most of the words follow (``.partial``).
-        ``project`` (id, name or path) keeps artifacts deployed there.
+        ``project`` (id, name or path) keeps artifacts deployed there; ``fill=False``
+        returns exact matches only.
         """
         from .models import SearchHit
 
         page = self.search_page_json(
-            query, type, project, limit, offset, collection=collection, tag=tag
+            query, type, project, limit, offset, collection=collection, tag=tag, fill=fill
         )
         artifact_model = self._repos.artifacts.model
         hits = []
@@ -257,10 +259,11 @@ class CacheQueries:
         *,
         collection: Optional[str] = None,
         tag: Optional[str] = None,
+        fill: bool = True,
     ) -> tuple[list[tuple[str, float, bytes]], int]:
         """Like :meth:`search`, returning ``([(key, score, JSON bytes)], total)`` (no models)."""
         page = self.search_page_json(
-            query, type, project, limit, offset, collection=collection, tag=tag
+            query, type, project, limit, offset, collection=collection, tag=tag, fill=fill
         )
         return page.hits, page.total
 
@@ -274,6 +277,7 @@ class CacheQueries:
         *,
         collection: Optional[str] = None,
         tag: Optional[str] = None,
+        fill: bool = True,
     ) -> SearchPage:
         """Like :meth:`search`, returning a :class:`SearchPage` of stored JSON (no models)."""
         from .search import QueryFilters, run_query  # only searches pay for the tokenizer
@@ -286,7 +290,7 @@ class CacheQueries:
         repos = self._repos
 
         def body(txn: Txn) -> SearchPage:
-            result = run_query(txn, repos, query, filters, limit, offset)
+            result = run_query(txn, repos, query, filters, limit, offset, fill)
             found = []
             for key, score in result.page:
                 payload = repos.artifacts.get_payload(txn, key)

@@ -555,8 +555,12 @@ def run_query(
     filters: QueryFilters,
     limit: int,
     offset: int,
+    fill: bool = True,
 ) -> QueryResult:
-    """Run ``query`` and return the page ``[offset, offset + limit)`` (see the module doc)."""
+    """Run ``query`` and return the page ``[offset, offset + limit)`` (see the module doc).
+
+    With ``fill=False`` the page holds exact matches only (no partial ones after them).
+    """
     terms = _query_terms(query)
     if not terms:
         return QueryResult()
@@ -579,7 +583,7 @@ def run_query(
     stop = offset + limit
     ranker = _Ranker(txn, repos, words)
     hits = ranker.take(exact, offset, stop) if limit > 0 else []
-    if len(words) > 1 and stop > total:
+    if fill and len(words) > 1 and stop > total:
         partial_hits = _partial(ranker, words, exact, allowed, deleted, offset, stop, total, result)
         result.partial = len(partial_hits) if limit > 0 else 0
         hits.extend(partial_hits if limit > 0 else [])
