@@ -411,13 +411,13 @@ class TantivyEngine:
     def put(self, records: list[dict[str, Any]]) -> None:
         writer = self._writer()
         for r in records:
-            writer.delete_documents("key", artifact_key(r))
+            writer.delete_documents_by_term("key", artifact_key(r))
             writer.add_document(self._doc(r))
         writer.commit()
 
     def delete(self, key: str) -> None:
         writer = self._writer()
-        writer.delete_documents("key", key)
+        writer.delete_documents_by_term("key", key)
         writer.commit()
 
     def close(self) -> None:
