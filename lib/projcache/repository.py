@@ -544,15 +544,6 @@ class BitmapIndex:
                     found.add(term)
         return [t.decode() for t in sorted(found)[:limit]]
 
-    def prefix_fields(self, txn: Txn, prefix: str, limit: int) -> dict[bytes, Any]:
-        """``{field code: ids}`` over the first ``limit`` terms starting with ``prefix``."""
-
-        merged: dict[bytes, Any] = {}
-        for term in self.terms_with_prefix(txn, prefix, limit):
-            for code, ids in self.term_fields(txn, term).items():
-                merged[code] = merged[code] | ids if code in merged else ids
-        return merged
-
     def names_of(self, txn: Txn) -> Iterator[tuple[bytes, Any]]:
         """Yield ``(name, ids)`` for every name, main and tail united (verify)."""
         from pyroaring import BitMap

@@ -351,7 +351,12 @@ def _read_word(
     kinds: list[dict[bytes, BitMap]] = [fields_of(text)]
     stemmed = stem(text)
     kinds.append(fields_of(stemmed) if stemmed != text else {})
-    kinds.append(index.prefix_fields(txn, text, MAX_PREFIX_TERMS) if prefix else {})
+    prefixed: dict[bytes, BitMap] = {}
+    if prefix:
+        for term in index.terms_with_prefix(txn, text, MAX_PREFIX_TERMS):
+            for code, ids in fields_of(term).items():
+                prefixed[code] = prefixed[code] | ids if code in prefixed else ids
+    kinds.append(prefixed)
     levels: dict[int, BitMap] = {}
     for code in FIELDS:
         for kind, found in enumerate(kinds):
