@@ -354,8 +354,8 @@ def _read_word(
     prefixed: dict[bytes, BitMap] = {}
     if prefix:
         for term in index.terms_with_prefix(txn, text, MAX_PREFIX_TERMS):
-            for code, ids in fields_of(term).items():
-                prefixed[code] = prefixed[code] | ids if code in prefixed else ids
+            for code, found_ids in fields_of(term).items():
+                prefixed[code] = prefixed[code] | found_ids if code in prefixed else found_ids
     kinds.append(prefixed)
     levels: dict[int, BitMap] = {}
     for code in FIELDS:
