@@ -943,7 +943,9 @@ class TestInvalidate:
         read_only = ProjectCache.open(cache_dir, readonly=True)
         with read_only, make_client(create_app(read_only)) as client:
             assert client.get(f"{API}/status").json()["read_only"] is True
-            body = assert_error(client.post(f"{API}/invalidate", headers=JSON_BODY), 409, "ReadOnlyCacheError")
+            body = assert_error(
+                client.post(f"{API}/invalidate", headers=JSON_BODY), 409, "ReadOnlyCacheError"
+            )
             assert "read-only" in body["message"]
             done = finished(client, client.post(f"{API}/refresh", headers=JSON_BODY).json()["id"])
             assert done["state"] == "failed"
@@ -1635,7 +1637,11 @@ class TestRefreshJobs:
         jobs = RefreshJobs(filled, keep=2)
         try:
             # Three different requests: identical waiting ones would share one job.
-            requests = [RefreshRequest(), RefreshRequest(full=True), RefreshRequest(project="webapp")]
+            requests = [
+                RefreshRequest(),
+                RefreshRequest(full=True),
+                RefreshRequest(project="webapp"),
+            ]
             submitted = [jobs.submit(request) for request in requests]
             assert len({job.id for job in submitted}) == 3
             for job in submitted[1:]:
