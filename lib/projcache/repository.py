@@ -7,9 +7,10 @@ checks the frame (:func:`projcache.codec.unframe`) before decoding.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any, Generic, Optional, TypeVar
+from typing import TYPE_CHECKING, Any, Callable, Generic, Optional, TypeVar
 
 from . import codec
 from .storage import Txn
@@ -58,6 +59,7 @@ class _RecordRepository(Generic[M]):
     def __init__(self, db: Any):
         self.db = db
         self._model: Optional[type[M]] = None
+        self._loader: Optional[Callable[[bytes], M]] = None
 
     @property
     def model(self) -> type[M]:
@@ -72,6 +74,19 @@ class _RecordRepository(Generic[M]):
     def _key(self, key: str) -> bytes:
         return codec.encode_key(key, what=f"{self.db_name} key")
 
+    def load(self, payload: bytes) -> M:
+        """Build the model from a stored record's JSON (frame already checked).
+
+        Records were validated when written, so this does not validate again
+        (see :func:`projcache.models.from_stored_json`); verify still does.
+        """
+        loader = self._loader
+        if loader is None:
+            from .models import from_stored_json
+
+            loader = self._loader = functools.partial(from_stored_json, self.model)
+        return loader(payload)
+
     def get_payload(self, txn: Txn, key: str) -> Optional[bytes]:
         """Return the record's JSON bytes (frame checked), or ``None``."""
         raw = txn.get(self._key(key), db=self.db)
@@ -82,7 +97,7 @@ class _RecordRepository(Generic[M]):
     def get(self, txn: Txn, key: str) -> Optional[M]:
         """Return the record as a model, or ``None``."""
         payload = self.get_payload(txn, key)
-        return None if payload is None else self.model.model_validate_json(payload)
+        return None if payload is None else self.load(payload)
 
     def put_model(self, txn: Txn, key: str, record: M) -> None:
         """Store ``record`` under ``key`` (overwrites)."""
@@ -96,7 +111,7 @@ class _RecordRepository(Generic[M]):
         if raw is None:
             return None
         payload = codec.unframe(raw, what=f"{self.db_name}[{raw_key!r}]")
-        return self.model.model_validate_json(payload)
+        return self.load(payload)
 
     def delete(self, txn: Txn, key: str) -> bool:
         """Remove the record; return whether it existed."""
