@@ -126,9 +126,7 @@ class CacheQueries:
 
     def list_projects(self) -> list[Project]:
         """Return every project, in id order."""
-        load = self._repos.projects.load
-        payloads = self._read(lambda txn: list(self._repos.projects.scan_payloads(txn)))
-        return [load(p) for _k, p in payloads]
+        return self._read(lambda txn: list(self._repos.projects.scan(txn)))
 
     def get_project(self, project_id: str) -> Optional[Project]:
         """Return the project with ``project_id``, or ``None``."""
@@ -282,9 +280,7 @@ class CacheQueries:
 
     def list_collections(self) -> list[Collection]:
         """Return every collection read by a refresh, in name order."""
-        load = self._repos.collections.load
-        payloads = self._read(lambda txn: list(self._repos.collections.scan_payloads(txn)))
-        return [load(p) for _k, p in payloads]
+        return self._read(lambda txn: list(self._repos.collections.scan(txn)))
 
     def get_collection(self, name: str) -> Optional[Collection]:
         """Return the collection named ``name``, or ``None``."""

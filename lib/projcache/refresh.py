@@ -438,12 +438,10 @@ def _known(ctx: RefreshContext) -> tuple[dict[str, Collection], dict[str, Projec
 
     def body(txn: Txn) -> tuple[dict[str, Collection], dict[str, Project]]:
         collections = {}
-        for _key, payload in repos.collections.scan_payloads(txn):
-            record = repos.collections.load(payload)
+        for record in repos.collections.scan(txn):
             collections[record.path] = record
         projects = {}
-        for _key, payload in repos.projects.scan_payloads(txn):
-            project = repos.projects.load(payload)
+        for project in repos.projects.scan(txn):
             projects[project.id] = project
         return collections, projects
 

@@ -34,8 +34,7 @@ def collect_stats(storage: Storage, repos: Repositories, hits: int, misses: int)
         ttl = storage.settings.ttl_seconds
         refreshed: list[datetime] = []
         stale = 0
-        for _key, payload in repos.projects.scan_payloads(txn):
-            project = repos.projects.load(payload)
+        for project in repos.projects.scan(txn):
             if project.refreshed_at is not None:
                 refreshed.append(project.refreshed_at)
             if project.is_stale(ttl, now):
