@@ -467,19 +467,30 @@ class ProjectCache(CacheQueries):
 
         repos = self._repos
         if project is None and collection is None:
-            projects: list[Project] = self.list_projects()
-            collections: list[Collection] = self.list_collections()
-        else:
-            projects = [self.find_project(project)] if project is not None else []
-            collections = []
-            if collection is not None:
-                found = self.get_collection(collection)
-                if found is None:
-                    raise NotFoundError(
-                        f"no collection {collection!r} in the cache",
-                        hint="Run `projcache show` to see the cached collections.",
-                    )
-                collections = [found]
+            # Everything: one meta key, whatever the number of units (see UnitStaleness).
+            def count(txn: Txn) -> int:
+                return repos.projects.count(txn) + repos.collections.count(txn)
+
+            if not self._read(count):
+                return 0
+
+            def mark_all(txn: Txn) -> int:
+                units = repos.projects.count(txn) + repos.collections.count(txn)
+                if units:
+                    repos.staleness.mark(txn)
+                return units
+
+            return self._write(mark_all)
+        projects = [self.find_project(project)] if project is not None else []
+        collections: list[Collection] = []
+        if collection is not None:
+            found = self.get_collection(collection)
+            if found is None:
+                raise NotFoundError(
+                    f"no collection {collection!r} in the cache",
+                    hint="Run `projcache show` to see the cached collections.",
+                )
+            collections = [found]
 
         def body(txn: Txn) -> int:
             for target in projects:
