@@ -20,7 +20,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from projcache.errors import SourceFileError
+from projcache.errors import SourceFileError, SourceOutsideRootError, SourceTooLargeError
 from projcache.models import Artifact, Deployment, Fingerprint
 from projcache.sources import fileio
 from projcache.sources.artifacts import build_artifact, facts_reader, hash_reader
@@ -30,7 +30,7 @@ from projcache.sources.discovery import (
     is_collection,
     is_project,
 )
-from projcache.sources.fileio import TreeScan, read_capped, scan_tree, stat_file
+from projcache.sources.fileio import SourceRoot, TreeScan, read_capped, scan_tree, stat_file
 from projcache.sources.frontmatter import first_paragraph, parse_markdown, to_jsonable
 from projcache.sources.hashing import content_hash, hash_tree
 from projcache.sources.layout import LayoutItem, default_path, find_by_layout, main_file_of
@@ -173,21 +173,49 @@ class TestContentHash:
         assert content_hash(first) != content_hash(second)
 
     def test_symlink_to_file_is_included(self, make_tree: Callable[..., Path]) -> None:
-        """A symlink to a file counts as that file, under the link's name."""
+        """A symlink to a file inside the root counts as that file, under the link's name."""
         outside = make_tree("outside", {"shared.md": "shared text"})
-        root = make_tree("skill", {"SKILL.md": "main"})
-        (root / "link.md").symlink_to(outside / "shared.md")
+        root = make_tree("skill", {"SKILL.md": "main", "docs/shared.md": "shared text"})
+        (root / "link.md").symlink_to("docs/shared.md")
+        (root / "far.md").symlink_to(outside / "shared.md")
+        within = SourceRoot(str(root.parent))  # the collection: both links stay inside it
+        assert content_hash(root, within) == skillmeat_hash(root)
+        (root / "far.md").unlink()
         assert content_hash(root) == skillmeat_hash(root)
         without = hashlib.sha256(b"SKILL.md" + b"main").hexdigest()
         assert content_hash(root) != without
+
+    def test_symlink_out_of_the_root_is_refused(self, make_tree: Callable[..., Path]) -> None:
+        """A link leading outside the root is not read: the error names the link and target."""
+        outside = make_tree("outside", {"secret.txt": "root:x:0:0"})
+        root = make_tree("skill", {"SKILL.md": "main"})
+        (root / "link.md").symlink_to(outside / "secret.txt")
+        opened: list[str] = []
+        original = fileio.open_source
+
+        def counting(path: str) -> Any:
+            opened.append(path)
+            return original(path)
+
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(fileio, "open_source", counting)
+            with pytest.raises(SourceOutsideRootError) as info:
+                content_hash(root)
+        assert opened == []
+        assert info.value.path == str(root / "link.md")
+        assert info.value.target == str(outside / "secret.txt")
+        assert str(outside / "secret.txt") in str(info.value)
 
     def test_symlink_to_directory_is_not_descended(self, make_tree: Callable[..., Path]) -> None:
         """A symlinked directory is skipped, as pathlib's ``rglob`` does not follow it."""
         outside = make_tree("outside", {"big.md": "not part of the skill"})
         root = make_tree("skill", {"SKILL.md": "main"})
         (root / "linked").symlink_to(outside, target_is_directory=True)
-        assert content_hash(root) == skillmeat_hash(root)
-        assert content_hash(root) == hashlib.sha256(b"SKILL.md" + b"main").hexdigest()
+        within = SourceRoot(str(root.parent))  # the link stays inside this root
+        assert content_hash(root, within) == skillmeat_hash(root)
+        assert content_hash(root, within) == hashlib.sha256(b"SKILL.md" + b"main").hexdigest()
+        with pytest.raises(SourceOutsideRootError, match="outside"):
+            content_hash(root)  # but leads out of the skill folder itself
 
     def test_dangling_symlink_is_skipped(self, make_tree: Callable[..., Path]) -> None:
         """A symlink to nothing is not a file and is left out."""
