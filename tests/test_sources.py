@@ -317,6 +317,75 @@ class TestReadCapped:
             read_capped(str(tmp_path), 100)
 
 
+class TestSourceRoot:
+    """Links and ``..`` paths may not lead out of a root; walks stop at the root's limits."""
+
+    def test_read_capped_refuses_a_link_out(self, make_tree: Callable[..., Path]) -> None:
+        """``read_capped`` with a root never opens a file reached through a link out of it."""
+        outside = make_tree("outside", {"passwd": "root:x:0:0"})
+        root = make_tree("col", {"commands/ok.md": "fine"})
+        (root / "commands" / "evil.md").symlink_to(outside / "passwd")
+        within = SourceRoot(str(root))
+        assert read_capped(str(root / "commands" / "ok.md"), CAP, within) == b"fine"
+        with pytest.raises(SourceOutsideRootError) as info:
+            read_capped(str(root / "commands" / "evil.md"), CAP, within)
+        assert info.value.target == str(outside / "passwd")
+
+    def test_a_folder_on_the_way_that_leads_out(self, make_tree: Callable[..., Path]) -> None:
+        """A layout folder that is a link out makes every source below it an error."""
+        outside = make_tree("outside", {"pdf/SKILL.md": "secret"})
+        root = make_tree("col", {"collection.toml": ""})
+        (root / "skills").symlink_to(outside, target_is_directory=True)
+        within = SourceRoot(str(root))
+        with pytest.raises(SourceOutsideRootError, match="skills: a link to"):
+            scan_tree(str(root / "skills" / "pdf"), within)
+        with pytest.raises(SourceOutsideRootError):
+            read_capped(str(root / "skills" / "pdf" / "SKILL.md"), CAP, within)
+
+    def test_dot_dot_cannot_climb_out(self, make_tree: Callable[..., Path]) -> None:
+        """A path spelled with ``..`` is judged by where it leads."""
+        make_tree("outside", {"secret.md": "secret"})
+        root = make_tree("col", {"skills/a/SKILL.md": "a"})
+        within = SourceRoot(str(root))
+        with pytest.raises(SourceOutsideRootError):
+            scan_tree(str(root / "skills" / ".." / ".." / "outside" / "secret.md"), within)
+        inside = scan_tree(str(root / "skills" / ".." / "skills" / "a"), within)
+        assert inside is not None and len(inside.files) == 1
+
+    def test_links_inside_the_root_are_followed(self, make_tree: Callable[..., Path]) -> None:
+        """A skill folder linked elsewhere in its collection is read as SkillMeat reads it."""
+        root = make_tree("col", {"shared/pdf/SKILL.md": "x", "shared/pdf/ref.md": "r"})
+        (root / "skills").mkdir()
+        (root / "skills" / "pdf").symlink_to(root / "shared" / "pdf", target_is_directory=True)
+        scan = scan_tree(str(root / "skills" / "pdf"), SourceRoot(str(root)))
+        assert scan is not None
+        assert hash_tree(scan) == skillmeat_hash(root / "skills" / "pdf")
+
+    def test_walk_stops_at_the_entry_limit(self, make_tree: Callable[..., Path]) -> None:
+        """More entries than ``max_entries`` is an error, raised before the walk goes on."""
+        root = make_tree("big", {f"d{i}/f{j}.md": "" for i in range(5) for j in range(20)})
+        with pytest.raises(SourceTooLargeError, match="more than 50 files and folders"):
+            scan_tree(str(root), SourceRoot(str(root), max_entries=50))
+        assert scan_tree(str(root), SourceRoot(str(root), max_entries=105)) is not None
+
+    def test_walk_stops_at_the_byte_limit(self, make_tree: Callable[..., Path]) -> None:
+        """Files holding more than ``max_bytes`` are an error; nothing is hashed."""
+        root = make_tree("big", {"a.bin": "x" * 600, "b.bin": "y" * 600})
+        with pytest.raises(SourceTooLargeError, match="1000-byte limit for one artifact"):
+            scan_tree(str(root), SourceRoot(str(root), max_bytes=1000))
+        with pytest.raises(SourceTooLargeError):
+            scan_tree(str(root / "a.bin"), SourceRoot(str(root), max_bytes=500))
+
+    def test_hashing_reads_no_more_than_the_limit(self, make_tree: Callable[..., Path]) -> None:
+        """A file that grew after the scan cannot make hashing read past the limit."""
+        root = make_tree("skill", {"SKILL.md": "x" * 100})
+        scan = scan_tree(str(root), SourceRoot(str(root), max_bytes=1000))
+        assert scan is not None
+        (root / "SKILL.md").write_text("x" * 5000, encoding="utf-8")
+        with pytest.raises(SourceTooLargeError, match="grew past"):
+            hash_tree(scan)
+
+
 class TestStatFile:
     """``stat_file`` stats one regular file."""
 

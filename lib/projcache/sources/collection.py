@@ -157,7 +157,7 @@ def read_collection(
             )
             continue
         wanted[(entry["type"], entry["name"])] = (relative, entry)
-    found, problems = find_by_layout(path)
+    found, problems = find_by_layout(path, tracker.root)
     for problem in problems:
         tracker.error(path, problem)
     managed_paths = {relative for relative, _entry in wanted.values()}

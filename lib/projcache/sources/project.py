@@ -106,7 +106,7 @@ def read_project(
             continue
         result.deployments[key] = deployment
 
-    found, problems = find_by_layout(claude)
+    found, problems = find_by_layout(claude, tracker.root)
     for problem in problems:
         tracker.error(claude, problem)
     collection = local_collection(project_id)
