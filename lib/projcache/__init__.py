@@ -36,6 +36,8 @@ if TYPE_CHECKING:
     from .errors import SchemaVersionError as SchemaVersionError
     from .errors import ServerError as ServerError
     from .errors import SourceFileError as SourceFileError
+    from .errors import SourceOutsideRootError as SourceOutsideRootError
+    from .errors import SourceTooLargeError as SourceTooLargeError
     from .errors import StorageError as StorageError
     from .models import Artifact as Artifact
     from .models import CacheStats as CacheStats
@@ -82,6 +84,8 @@ __all__ = [
     "Settings",
     "SourceError",
     "SourceFileError",
+    "SourceOutsideRootError",
+    "SourceTooLargeError",
     "StorageError",
     "VerifyReport",
     "__version__",

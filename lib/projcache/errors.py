@@ -13,6 +13,8 @@ telling the user what to do about it::
     │   └── ProjectNotFound             exit 4
     ├── CacheClosedError                exit 3  the cache was used after close()
     ├── SourceFileError (ValueError)    exit 12 a source file or folder is unreadable or malformed
+    │   ├── SourceOutsideRootError      exit 12 a symlink (or ``..`` path) leads outside its root
+    │   └── SourceTooLargeError         exit 12 a source exceeds a size limit (files, bytes, YAML)
     ├── ServerError                     exit 13 the HTTP server cannot bind or must not serve
     └── StorageError                    exit 5  an LMDB failure without a better class
         ├── CacheNotFoundError          exit 5  read-only open of a directory without a cache
@@ -61,6 +63,8 @@ __all__ = [
     "SchemaVersionError",
     "ServerError",
     "SourceFileError",
+    "SourceOutsideRootError",
+    "SourceTooLargeError",
     "StorageError",
     "translate_lmdb_error",
 ]
@@ -121,6 +125,35 @@ class SourceFileError(ProjcacheError, ValueError):
     def __init__(self, message: str, *, path: str = "", hint: Optional[str] = None) -> None:
         super().__init__(message, hint=hint)
         self.path = path
+
+
+class SourceOutsideRootError(SourceFileError):
+    """A source path resolves outside its collection or project folder; it was not read.
+
+    Raised for a symlink (a ``SKILL.md``, a skill folder, a file inside one, a
+    manifest, a deployed copy) whose target lies outside the root, and for a
+    path that climbs out with ``..``.  ``target`` is where it leads.
+    """
+
+    default_hint = (
+        "Sources may only link inside their own collection or project folder: copy the "
+        "target in, or remove the link, then run `projcache refresh` again."
+    )
+
+    def __init__(
+        self, message: str, *, path: str = "", target: str = "", hint: Optional[str] = None
+    ) -> None:
+        super().__init__(message, path=path, hint=hint)
+        self.target = target
+
+
+class SourceTooLargeError(SourceFileError):
+    """A source exceeds a size limit: a file, an artifact's files, or its decoded front matter."""
+
+    default_hint = (
+        "Raise PROJCACHE_MAX_FILE_SIZE or PROJCACHE_MAX_ARTIFACT_SIZE if the source is meant "
+        "to be this large; an expanding YAML front matter must be rewritten."
+    )
 
 
 class ServerError(ProjcacheError):

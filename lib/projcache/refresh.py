@@ -279,7 +279,12 @@ class _Refresher:
             return
         previous, stored = self._stored(unit, old)
         read = read_collection(
-            path, previous, full=self.full, cap=self.ctx.settings.max_file_size, stored=stored
+            path,
+            previous,
+            full=self.full,
+            cap=self.ctx.settings.max_file_size,
+            stored=stored,
+            max_bytes=self.ctx.settings.max_artifact_size,
         )
         tracker = read.tracker
         assert tracker is not None
@@ -350,7 +355,13 @@ class _Refresher:
                 logger.info("project %s at %s is gone; removed it", old.name, path)
             return
         previous = self._fingerprints(unit)
-        read = read_project(path, previous, full=self.full, cap=self.ctx.settings.max_file_size)
+        read = read_project(
+            path,
+            previous,
+            full=self.full,
+            cap=self.ctx.settings.max_file_size,
+            max_bytes=self.ctx.settings.max_artifact_size,
+        )
         tracker = read.tracker
         assert tracker is not None
         self.counts.sources_checked += tracker.checked
