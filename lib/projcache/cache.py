@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 import zlib
 from collections.abc import Iterable
 from pathlib import Path
@@ -32,6 +33,7 @@ from .errors import (
     ReadOnlyCacheError,
     SchemaVersionError,
     StorageError,
+    translate_os_error,
 )
 from .queries import CacheQueries, SearchResults
 from .repository import Repositories
@@ -537,9 +539,18 @@ class ProjectCache(CacheQueries):
         writers go on meanwhile (the copy reads one snapshot).
         """
         target = Path(dest).expanduser().resolve()
-        if (target / "data.mdb").exists():
+        if os.path.lexists(target / "data.mdb"):
             raise InvalidRecordError(f"{target} already holds a cache; choose an empty directory")
         self._check_open()
-        target.mkdir(mode=0o700, parents=True, exist_ok=True)
+        missing = [target, *(p for p in target.parents if not p.exists())]
+        try:
+            target.mkdir(mode=0o700, parents=True, exist_ok=True)
+            # A backup is as private as the cache: the folder (and every folder
+            # created for it) 0700 whatever the umask, the data file 0600.
+            for folder in missing:
+                if folder.is_dir() and folder.stat().st_uid == os.geteuid():
+                    folder.chmod(0o700)
+        except OSError as exc:
+            raise translate_os_error(exc, path=str(target)) from exc
         self._storage.copy(target, compact=compact)
         return target
