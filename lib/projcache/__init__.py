@@ -37,6 +37,7 @@ if TYPE_CHECKING:
     from .errors import ServerError as ServerError
     from .errors import SourceFileError as SourceFileError
     from .errors import StorageError as StorageError
+    from .errors import UnsafeCacheDirError as UnsafeCacheDirError
     from .models import Artifact as Artifact
     from .models import CacheStats as CacheStats
     from .models import Deployment as Deployment
@@ -83,6 +84,7 @@ __all__ = [
     "SourceError",
     "SourceFileError",
     "StorageError",
+    "UnsafeCacheDirError",
     "VerifyReport",
     "__version__",
     "load_settings",
