@@ -1042,13 +1042,21 @@ class HostileCase:
         return f"{self.target}-{self.kind}"
 
 
+YAML_FOR_EVERY_TARGET = (
+    "binary-garbage",
+    "billion-laughs",
+    "scalar-alias-bomb",
+    "python-object",
+    "over-cap",
+)
+
+
 def _hostile_cases() -> list[HostileCase]:
     cases = [HostileCase("skill", kind, content) for kind, content in YAML_CONTENTS.items()]
     file_kinds = [kind for kind in FILE_KINDS if kind not in FOLDER_KINDS]
     cases += [HostileCase("skill", kind) for kind in file_kinds]
     for target in ("unmanaged-skill", "command", "local-skill"):
-        kinds = ("binary-garbage", "billion-laughs", "scalar-alias-bomb", "python-object", "over-cap")
-        for kind in kinds:
+        for kind in YAML_FOR_EVERY_TARGET:
             cases.append(HostileCase(target, kind, YAML_CONTENTS[kind]))
         cases += [HostileCase(target, kind) for kind in file_kinds]
     for target in ("skill-folder", "deployed-folder", "local-skill-folder"):
