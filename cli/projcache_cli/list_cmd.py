@@ -10,7 +10,7 @@ import typer
 from projcache.listing import deployment_view
 
 from .errors import cli_errors
-from .output import ago, emit_json, emit_json_bytes, emit_table
+from .output import ago, emit_json, emit_json_bytes, emit_table, inert
 from .state import open_cache, state_of
 
 if TYPE_CHECKING:
@@ -111,7 +111,7 @@ def list_projects(
     emit_table(("name", "id", "path", "deployed", "refreshed", "errors"), rows)
     for project in projects:
         for error in project.errors:
-            typer.echo(f"error: {project.name}: {error.message}", err=True)
+            typer.echo(f"error: {inert(project.name)}: {inert(error.message)}", err=True)
     typer.echo(f"{len(rows)} project(s)")
 
 
