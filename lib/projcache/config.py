@@ -249,24 +249,47 @@ def parse_paths(key: str, value: Any, env: Mapping[str, str]) -> tuple[str, ...]
     return tuple(paths)
 
 
+def _is_file(path: Path) -> bool:
+    """``path.is_file()``, but a location we may not look into is a ConfigError.
+
+    ``Path.is_file`` raises ``PermissionError`` when a folder on the way cannot
+    be searched; silently ignoring the file would apply other settings than
+    the user wrote, so the config error names the location instead.
+    """
+    try:
+        return path.is_file()
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot read config file {path}: {exc.strerror or exc}",
+            hint="Make the config file and its folder readable by you, "
+            "or point PROJCACHE_CONFIG at another file.",
+        ) from exc
+
+
 def _config_file(env: Mapping[str, str]) -> Optional[Path]:
     explicit = env.get("PROJCACHE_CONFIG")
     if explicit:
         path = _expand_home(explicit, env)
-        if not path.is_file():
+        if not _is_file(path):
             raise ConfigError(f"PROJCACHE_CONFIG names {path}, which is not a file")
         return path
     xdg = env.get("XDG_CONFIG_HOME")
     base = Path(xdg) if xdg else Path(env.get("HOME", str(Path.home()))) / ".config"
     path = base / "projcache" / "config.toml"
-    return path if path.is_file() else None
+    return path if _is_file(path) else None
 
 
 def _read_file(path: Path) -> dict[str, Any]:
     try:
         with path.open("rb") as handle:
             data = tomllib.load(handle)
-    except (OSError, tomllib.TOMLDecodeError) as exc:
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot read config file {path}: {exc.strerror or exc}",
+            hint="Make the config file and its folder readable by you, "
+            "or point PROJCACHE_CONFIG at another file.",
+        ) from exc
+    except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"cannot read config file {path}: {exc}") from exc
     table = data.get("cache", {})
     if not isinstance(table, dict):

@@ -22,7 +22,7 @@ telling the user what to do about it::
         ├── CacheAlreadyOpenError       exit 5  same directory opened twice incompatibly
         ├── CacheBusyError              exit 11 reader slots exhausted, lock unavailable
         ├── CacheFullError              exit 6  map reached the configured maximum
-        ├── DiskFullError               exit 6  the filesystem is out of space (ENOSPC)
+        ├── DiskFullError               exit 6  no space: ENOSPC, EDQUOT, EFBIG (ulimit -f)
         ├── CachePermissionError        exit 8  (PermissionError) cannot write the directory
         ├── ReadOnlyCacheError          exit 8  write on a cache opened read-only
         ├── SchemaVersionError          exit 9  written by a newer projcache
@@ -30,7 +30,8 @@ telling the user what to do about it::
             └── CorruptRecordError      exit 7  one value's frame failed its check
 
 Low-level ``lmdb.Error`` instances are translated in exactly one place,
-:func:`translate_lmdb_error`, through the table ``_LMDB_TABLE``.
+:func:`translate_lmdb_error`, through the table ``_LMDB_TABLE``; ``OSError``
+met on the cache's own files by :func:`translate_os_error`.
 """
 
 from __future__ import annotations
@@ -69,6 +70,7 @@ __all__ = [
     "SourceTooLargeError",
     "StorageError",
     "translate_lmdb_error",
+    "translate_os_error",
 ]
 
 logger = logging.getLogger(__name__)
@@ -303,6 +305,39 @@ _LMDB_TABLE: dict[str, tuple[type[ProjcacheError], str]] = {
 
 
 _NEARLY_FULL_BYTES = 1024 * 1024
+# "No room for this write": the filesystem is full (ENOSPC), the user's quota is
+# used up (EDQUOT), or the file may not grow past the process's RLIMIT_FSIZE
+# (EFBIG, ``ulimit -f`` with SIGXFSZ ignored).  All three are the disk-full class.
+_DISK_FULL_CODES = frozenset(
+    code for code in (errno.ENOSPC, getattr(errno, "EDQUOT", None), errno.EFBIG) if code
+)
+
+
+def _disk_full(code: int, where: str) -> DiskFullError:
+    if code == errno.EFBIG:
+        return DiskFullError(
+            f"the cache's data file may not grow any further{where}: {os.strerror(code)}",
+            hint="Raise the file size limit (`ulimit -f`), or move the cache with PROJCACHE_DIR.",
+        )
+    if code == getattr(errno, "EDQUOT", -1):
+        return DiskFullError(f"disk quota exceeded on the device holding the cache{where}")
+    return DiskFullError(f"no space left on the device holding the cache{where}")
+
+
+def translate_os_error(exc: OSError, *, path: str = "") -> ProjcacheError:
+    """Return the projcache exception for an ``OSError`` met on the cache's own files.
+
+    A full disk, quota or file size limit is :class:`DiskFullError` (exit 6),
+    a refused access :class:`CachePermissionError` (exit 8), anything else a
+    :class:`StorageError` carrying the system's text.
+    """
+    where = f" ({path})" if path else ""
+    code = exc.errno or 0
+    if code in _DISK_FULL_CODES:
+        return _disk_full(code, where)
+    if code in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return CachePermissionError(f"permission denied on the cache{where}: {exc.strerror}")
+    return StorageError(f"cannot use the cache's files{where}: {exc.strerror or exc}")
 
 
 def _nearly_full(path: str) -> bool:
@@ -323,8 +358,8 @@ def translate_lmdb_error(exc: lmdb.Error, *, path: str = "") -> ProjcacheError:
     where = f" ({path})" if path else ""
     code = getattr(exc, "code", 0)
     # LMDB reports a short write as EIO; on a filesystem with no room left, that is a full disk.
-    if code == errno.ENOSPC or (code == errno.EIO and path and _nearly_full(path)):
-        return DiskFullError(f"no space left on the device holding the cache{where}")
+    if code in _DISK_FULL_CODES or (code == errno.EIO and path and _nearly_full(path)):
+        return _disk_full(code, where)
     if code in (errno.EACCES, errno.EPERM, errno.EROFS):
         return CachePermissionError(f"permission denied on the cache{where}: {exc}")
     for klass in type(exc).__mro__:

@@ -448,14 +448,11 @@ def _known(ctx: RefreshContext) -> tuple[dict[str, Collection], dict[str, Projec
     repos = ctx.repos()
 
     def body(txn: Txn) -> tuple[dict[str, Collection], dict[str, Project]]:
-        cmodel, pmodel = repos.collections.model, repos.projects.model
         collections = {}
-        for _key, payload in repos.collections.scan_payloads(txn):
-            record = cmodel.model_validate_json(payload)
+        for record in repos.collections.scan(txn):
             collections[record.path] = record
         projects = {}
-        for _key, payload in repos.projects.scan_payloads(txn):
-            project = pmodel.model_validate_json(payload)
+        for project in repos.projects.scan(txn):
             projects[project.id] = project
         return collections, projects
 

@@ -47,6 +47,7 @@ from .errors import (
     ReadOnlyCacheError,
     StorageError,
     translate_lmdb_error,
+    translate_os_error,
 )
 from .mapguard import MapGuard
 
@@ -439,10 +440,8 @@ class Storage:
                     raise translate_lmdb_error(exc, path=str(self.path)) from exc
                 except OSError as exc:
                     self._abort(txn)
-                    if exc.errno == errno.ENOSPC:
-                        raise translate_lmdb_error(
-                            lmdb.DiskError(str(exc), errno.ENOSPC), path=str(self.path)
-                        ) from exc
+                    if exc.errno in (errno.ENOSPC, errno.EFBIG, getattr(errno, "EDQUOT", 0)):
+                        raise translate_os_error(exc, path=str(self.path)) from exc
                     raise
                 except BaseException:
                     self._abort(txn)
@@ -528,12 +527,40 @@ class Storage:
         return min(st.st_size, st.st_blocks * 512) if st.st_blocks else st.st_size
 
     def copy(self, dest: Path, compact: bool) -> None:
-        """Copy the environment into the existing empty directory ``dest`` (consistent snapshot)."""
-        env = self._live_env()
-        self._guard.enter_read()  # the copy reads through its own read transaction
+        """Copy the environment into the existing empty directory ``dest`` (consistent snapshot).
+
+        The copy is private like the cache: ``data.mdb`` is created 0600 by us
+        (LMDB's own ``mdb_env_copy`` would create it 0644, readable by every
+        local user), never through a symlink, and removed again if the copy fails.
+        """
+        target = dest / "data.mdb"
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
         try:
-            env.copy(str(dest), compact=compact)
-        except lmdb.Error as exc:
-            raise translate_lmdb_error(exc, path=str(dest)) from exc
+            fd = os.open(target, flags | getattr(os, "O_CLOEXEC", 0), 0o600)
+        except FileExistsError as exc:
+            raise StorageError(f"{target} already exists; choose an empty directory") from exc
+        except PermissionError as exc:
+            raise CachePermissionError(f"cannot write the backup {target}") from exc
+        except OSError as exc:
+            raise translate_os_error(exc, path=str(dest)) from exc
+        done = False
+        try:
+            os.fchmod(fd, 0o600)  # whatever the umask
+            env = self._live_env()
+            self._guard.enter_read()  # the copy reads through its own read transaction
+            try:
+                env.copyfd(fd, compact=compact)
+            except lmdb.Error as exc:
+                raise translate_lmdb_error(exc, path=str(dest)) from exc
+            finally:
+                self._guard.exit_read()
+            try:
+                os.fsync(fd)
+            except OSError as exc:
+                raise translate_os_error(exc, path=str(dest)) from exc
+            done = True
         finally:
-            self._guard.exit_read()
+            os.close(fd)
+            if not done:
+                with contextlib.suppress(OSError):
+                    os.unlink(target)
