@@ -74,6 +74,22 @@ def largest_value(cache_dir: Path) -> int:
         env.close()
 
 
+def values_holding(cache_dir: Path, needle: bytes) -> dict[str, int]:
+    """How many values of each sub-database contain ``needle``."""
+    env = lmdb.open(str(cache_dir), max_dbs=64, readonly=True, lock=False)
+    try:
+        found: dict[str, int] = {}
+        with env.begin() as txn:
+            for name, _ in txn.cursor():
+                db = env.open_db(name, txn=txn, create=False)
+                for _key, value in txn.cursor(db=db):
+                    if needle in value:
+                        found[name.decode()] = found.get(name.decode(), 0) + 1
+        return found
+    finally:
+        env.close()
+
+
 class TestLinksOutOfTheRoot:
     """A link out of a collection or project is an error naming it; nothing is read."""
 
@@ -235,3 +251,40 @@ class TestFrontMatterBomb:
         assert cache.get_artifact("mine/skill/big") is None
         assert cache.get_artifact("mine/skill/small") is None
         assert RecordTooLargeError.exit_code == 2
+
+
+class TestFrontMatterStoredOnce:
+    """The front matter lives in the artifact record only, not also in its fingerprint."""
+
+    def test_fingerprint_omits_front_matter_and_rebuilds_keep_it(
+        self, cache: ProjectCache, cache_settings: Settings, tree: Path, opened: list[str]
+    ) -> None:
+        """After a manifest edit the artifact is rebuilt from the record's front matter.
+
+        The skill's own file is not read again (its fingerprint is trusted) and
+        the rebuilt record still carries the front matter and what derives from it.
+        """
+        front = {"title": "PDF toolkit", "description": "Extract text.", "extra": "x" * 1000}
+        collection = CollectionBuilder(tree / "collections", "default")
+        collection.skill("pdf", front_matter=front, tags=["a"])
+        collection.write()
+        age(tree)
+        assert cache.refresh().errors == []
+        before = cache.get_artifact("default/skill/pdf")
+        assert before is not None and before.front_matter["extra"] == "x" * 1000
+
+        toml = collection.path / "collection.toml"
+        toml.write_text(toml.read_text(encoding="utf-8").replace('"a"', '"b"'), "utf-8")
+        del opened[:]
+        assert cache.refresh().errors == []
+        after = cache.get_artifact("default/skill/pdf")
+        assert after is not None
+        assert after.tags == ["b"]
+        assert (after.front_matter, after.title, after.description) == (
+            before.front_matter,
+            "PDF toolkit",
+            "Extract text.",
+        )
+        assert str(collection.main_file("skill", "pdf")) not in opened
+        cache.close()
+        assert values_holding(cache_settings.cache_dir, b"x" * 1000) == {"artifacts": 1}
