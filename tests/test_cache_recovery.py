@@ -3024,6 +3024,19 @@ def _p2_run_fill(method: str, mount_point: Path) -> tuple[dict[str, Any], Settin
     return result, settings
 
 
+def _p2_disk_full_lines(method: str, cache_dir: Path) -> tuple[str, str]:
+    """The DiskFullError message and hint: ENOSPC on the tmpfs, EFBIG under RLIMIT_FSIZE."""
+    if method == "tmpfs":
+        return (
+            f"no space left on the device holding the cache ({cache_dir})",
+            "Free disk space on the cache's filesystem, or move it with PROJCACHE_DIR.",
+        )
+    return (
+        f"the cache's data file may not grow any further ({cache_dir}): File too large",
+        "Raise the file size limit (`ulimit -f`), or move the cache with PROJCACHE_DIR.",
+    )
+
+
 class TestFullDisk:
     """A full filesystem fails one write cleanly; what was committed stays; freeing space heals."""
 
@@ -3052,13 +3065,54 @@ class TestFullDisk:
         """The error a full disk raises is DiskFullError: clear message, hint, exit code 6."""
         method, mount_point = p2_small_fs
         result, settings = _p2_run_fill(method, mount_point)
+        message, hint = _p2_disk_full_lines(method, settings.cache_dir)
         assert result["error"] == {
             "class": "DiskFullError",
             "bases": result["error"]["bases"],
-            "message": f"no space left on the device holding the cache ({settings.cache_dir})",
-            "hint": "Free disk space on the cache's filesystem, or move it with PROJCACHE_DIR.",
+            "message": message,
+            "hint": hint,
             "exit_code": 6,
         }, _P2_FULL_DISK_METHOD
+
+    def test_creating_a_cache_on_a_full_disk_is_a_clean_disk_full_error(
+        self, p2_small_fs: tuple[str, Path], tmp_path: Path
+    ) -> None:
+        """A new cache on a full filesystem: exit 6 with error and hint, no SIGBUS (was 135),
+        and no half-made lock.mdb/data.mdb left behind (issue 12 item 8)."""
+        method, mount_point = p2_small_fs
+        collection = CollectionBuilder(tmp_path / "small", "small")
+        collection.skill("s", front_matter={"name": "s", "description": "a skill"})
+        collection.write()
+        cache_dir = mount_point / "new-cache"
+        kwargs: dict[str, Any] = {}
+        if method == "tmpfs":
+            _p2_fill_up(mount_point, 0)
+        else:
+
+            def limited() -> None:
+                import resource
+                import signal
+
+                signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+                resource.setrlimit(resource.RLIMIT_FSIZE, (4096, 4096))
+
+            kwargs["preexec_fn"] = limited
+        script = Path(sys.executable).parent / "projcache"
+        done = subprocess.run(
+            [str(script), "--cache-dir", str(cache_dir), "refresh", "-c", str(collection.path)],
+            capture_output=True,
+            text=True,
+            stdin=subprocess.DEVNULL,
+            env={**os.environ, "XDG_CONFIG_HOME": str(tmp_path / "no-config")},
+            check=False,
+            **kwargs,
+        )
+        message, hint = _p2_disk_full_lines(method, cache_dir)
+        assert (done.returncode, done.stderr.splitlines()) == (
+            6,
+            [f"error: {message}", f"hint: {hint}"],
+        ), (_P2_FULL_DISK_METHOD, done.stderr)
+        assert sorted(p.name for p in cache_dir.iterdir()) == []
 
     def test_cli_refresh_on_a_full_disk_prints_error_and_hint(
         self, p2_small_fs: tuple[str, Path], tmp_path: Path
@@ -3098,12 +3152,10 @@ class TestFullDisk:
             check=False,
             **kwargs,
         )
+        message, hint = _p2_disk_full_lines(method, cache_dir)
         assert (done.returncode, done.stderr.splitlines()) == (
             6,
-            [
-                f"error: no space left on the device holding the cache ({cache_dir})",
-                "hint: Free disk space on the cache's filesystem, or move it with PROJCACHE_DIR.",
-            ],
+            [f"error: {message}", f"hint: {hint}"],
         ), _P2_FULL_DISK_METHOD
         assert done.stdout == ""
 

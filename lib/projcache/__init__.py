@@ -40,6 +40,7 @@ if TYPE_CHECKING:
     from .errors import SourceOutsideRootError as SourceOutsideRootError
     from .errors import SourceTooLargeError as SourceTooLargeError
     from .errors import StorageError as StorageError
+    from .errors import UnsafeCacheDirError as UnsafeCacheDirError
     from .models import Artifact as Artifact
     from .models import CacheStats as CacheStats
     from .models import Deployment as Deployment
@@ -89,6 +90,7 @@ __all__ = [
     "SourceOutsideRootError",
     "SourceTooLargeError",
     "StorageError",
+    "UnsafeCacheDirError",
     "VerifyReport",
     "__version__",
     "load_settings",

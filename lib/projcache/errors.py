@@ -24,6 +24,7 @@ telling the user what to do about it::
         ├── CacheFullError              exit 6  map reached the configured maximum
         ├── DiskFullError               exit 6  no space: ENOSPC, EDQUOT, EFBIG (ulimit -f)
         ├── CachePermissionError        exit 8  (PermissionError) cannot write the directory
+        │   └── UnsafeCacheDirError     exit 8  another user could write the folder or its files
         ├── ReadOnlyCacheError          exit 8  write on a cache opened read-only
         ├── SchemaVersionError          exit 9  written by a newer projcache
         └── CacheCorruptError           exit 7  the environment or a record is damaged
@@ -69,6 +70,7 @@ __all__ = [
     "SourceOutsideRootError",
     "SourceTooLargeError",
     "StorageError",
+    "UnsafeCacheDirError",
     "translate_lmdb_error",
     "translate_os_error",
 ]
@@ -259,6 +261,23 @@ class CachePermissionError(StorageError, PermissionError):
     default_hint = "Check the permissions of the cache directory, or choose another one."
 
 
+class UnsafeCacheDirError(CachePermissionError):
+    """The cache folder or its files could be changed by another user, so it is not used.
+
+    Refused: a folder not owned by you (or root), a folder group- or
+    world-writable (unless it is sticky and yours, like a private ``/tmp``
+    subfolder), a ``data.mdb`` writable by others, and a ``data.mdb``,
+    ``lock.mdb`` or ``grow.lock`` that is a symlink, not a regular file,
+    hard-linked elsewhere or owned by another user.  Nothing in the folder is
+    opened, written or removed.
+    """
+
+    default_hint = (
+        "Use a cache folder only you can write (projcache creates it 0700): set "
+        "PROJCACHE_DIR or --cache-dir, or fix the owner/mode and remove planted files."
+    )
+
+
 class ReadOnlyCacheError(StorageError):
     """A write was attempted on a cache opened read-only."""
 
@@ -313,6 +332,25 @@ _DISK_FULL_CODES = frozenset(
 )
 
 
+def _at_file_size_limit(path: str) -> bool:
+    """True when the cache's data file reached this process's RLIMIT_FSIZE (``ulimit -f``).
+
+    LMDB reports the short write the kernel allows up to the limit as EIO;
+    the file then ends exactly at the limit.
+    """
+    try:
+        import resource
+    except ImportError:  # pragma: no cover - not POSIX
+        return False
+    soft, _hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    if soft == resource.RLIM_INFINITY:
+        return False
+    try:
+        return os.stat(os.path.join(path, "data.mdb")).st_size >= soft
+    except OSError:
+        return False
+
+
 def _disk_full(code: int, where: str) -> DiskFullError:
     if code == errno.EFBIG:
         return DiskFullError(
@@ -360,6 +398,8 @@ def translate_lmdb_error(exc: lmdb.Error, *, path: str = "") -> ProjcacheError:
     # LMDB reports a short write as EIO; on a filesystem with no room left, that is a full disk.
     if code in _DISK_FULL_CODES or (code == errno.EIO and path and _nearly_full(path)):
         return _disk_full(code, where)
+    if code == errno.EIO and path and _at_file_size_limit(path):
+        return _disk_full(errno.EFBIG, where)
     if code in (errno.EACCES, errno.EPERM, errno.EROFS):
         return CachePermissionError(f"permission denied on the cache{where}: {exc}")
     for klass in type(exc).__mro__:

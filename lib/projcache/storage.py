@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Any, Callable, ClassVar, Optional, TypeVar
 
 import lmdb
 
+from . import cachedir
 from .config import Settings
 from .errors import (
     CacheAlreadyOpenError,
@@ -165,8 +166,11 @@ class Storage:
             CacheNotFoundError: ``readonly`` and no cache exists there.
             CacheAlreadyOpenError: already open read-only here, and a writer is asked for.
             CachePermissionError: the directory cannot be created or opened.
+            UnsafeCacheDirError: another user could write the folder or its files.
         """
         path = Path(os.path.abspath(os.fspath(path)))
+        if path.is_dir():
+            cachedir.check_folder(path)  # before anything else looks inside (see _open_env)
         if not (path / "data.mdb").exists():
             if readonly and (path.is_dir() or not os.path.lexists(path)):
                 raise CacheNotFoundError(f"no cache in {path}")
@@ -228,6 +232,18 @@ class Storage:
                 "LMDB's locks do not work there",
                 hint="Point PROJCACHE_DIR at a local disk.",
             )
+        # Another user's writable folder, or a planted lock.mdb/data.mdb link, is
+        # refused before LMDB opens (and writes) anything; see projcache.cachedir.
+        cachedir.check_folder(self.path)
+        created = [] if self.readonly else cachedir.prepare_files(self.path, MAX_READERS)
+        try:
+            env, dbs = self._open_checked_env()
+        except BaseException:
+            cachedir.remove_created(created)
+            raise
+        return env, dbs
+
+    def _open_checked_env(self) -> tuple[lmdb.Environment, dict[str, Any]]:
         sync, metasync = self._durability_flags[self.settings.durability]
         options: dict[str, Any] = {
             "map_size": self.settings.map_size,
@@ -466,7 +482,11 @@ class Storage:
         if fcntl is None:  # pragma: no cover
             yield
             return
-        fd = os.open(self.path / "grow.lock", os.O_RDWR | os.O_CREAT, 0o600)
+        flags = os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+        try:
+            fd = os.open(self.path / "grow.lock", flags, 0o600)
+        except OSError as exc:
+            raise translate_os_error(exc, path=str(self.path)) from exc
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
             yield
