@@ -50,6 +50,7 @@ EXPECTED_ALL = [
     "SourceOutsideRootError",
     "SourceTooLargeError",
     "StorageError",
+    "UnsafeCacheDirError",
     "VerifyReport",
     "__version__",
     "load_settings",
