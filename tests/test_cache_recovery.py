@@ -803,6 +803,8 @@ YAML_CONTENTS: dict[str, bytes] = {
     "scalar-front-matter": front("just text"),
     "unhashable-key": front("? [a, b]\n: c"),
     "duplicate-anchor-bomb": front("a: &a [*a]"),
+    # A 2 KiB string aliased 200 times: under 4 KiB on disk, 400 KiB decoded.
+    "scalar-alias-bomb": front(f"big: &s {'q' * 2048}\nbomb: [{', '.join(['*s'] * 200)}]"),
     "over-cap": front("name: pdf", "x" * (HOSTILE_CAP + 100)),
 }
 TOML_CONTENTS: dict[str, bytes] = {
@@ -1040,12 +1042,21 @@ class HostileCase:
         return f"{self.target}-{self.kind}"
 
 
+YAML_FOR_EVERY_TARGET = (
+    "binary-garbage",
+    "billion-laughs",
+    "scalar-alias-bomb",
+    "python-object",
+    "over-cap",
+)
+
+
 def _hostile_cases() -> list[HostileCase]:
     cases = [HostileCase("skill", kind, content) for kind, content in YAML_CONTENTS.items()]
     file_kinds = [kind for kind in FILE_KINDS if kind not in FOLDER_KINDS]
     cases += [HostileCase("skill", kind) for kind in file_kinds]
     for target in ("unmanaged-skill", "command", "local-skill"):
-        for kind in ("binary-garbage", "billion-laughs", "python-object", "over-cap"):
+        for kind in YAML_FOR_EVERY_TARGET:
             cases.append(HostileCase(target, kind, YAML_CONTENTS[kind]))
         cases += [HostileCase(target, kind) for kind in file_kinds]
     for target in ("skill-folder", "deployed-folder", "local-skill-folder"):

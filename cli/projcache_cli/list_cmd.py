@@ -9,7 +9,7 @@ import typer
 
 from .errors import cli_errors
 from .fastpath import artifact_payloads, default, deployment_records, flags
-from .output import ago, emit_json, emit_json_bytes, emit_table
+from .output import ago, emit_json, emit_json_bytes, emit_table, inert
 from .state import open_cache, state_of
 
 __all__ = ["list_app"]
@@ -112,7 +112,7 @@ def list_projects(
     emit_table(("name", "id", "path", "deployed", "refreshed", "errors"), rows)
     for project in projects:
         for error in project.errors:
-            typer.echo(f"error: {project.name}: {error.message}", err=True)
+            typer.echo(f"error: {inert(project.name)}: {inert(error.message)}", err=True)
     typer.echo(f"{len(rows)} project(s)")
 
 

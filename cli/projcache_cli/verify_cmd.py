@@ -6,6 +6,7 @@ import orjson
 import typer
 
 from .errors import EXIT_FINDINGS, EXIT_OK, cli_errors
+from .output import inert
 from .state import open_cache, state_of
 
 __all__ = ["register"]
@@ -53,7 +54,7 @@ def verify(
         )
         for finding in report.findings:
             where = f" {finding.key}" if finding.key else ""
-            typer.echo(f"{finding.kind}: {finding.db}{where}: {finding.message}")
+            typer.echo(f"{finding.kind}: {finding.db}{inert(where)}: {inert(finding.message)}")
         if report.repaired:
             typer.echo(f"repaired {report.repaired} finding(s)")
         if report.moved_to:
@@ -67,7 +68,7 @@ def verify(
                     f"end, so at least {lost} were lost"
                 )
             for problem in report.problems:
-                typer.echo(f"salvage: {problem}")
+                typer.echo(f"salvage: {inert(problem)}")
         typer.echo("ok" if report.ok else f"{len(report.findings)} problem(s) found")
     raise typer.Exit(EXIT_OK if report.ok else EXIT_FINDINGS)
 

@@ -211,6 +211,20 @@ class _Refresher:
         found: tuple[dict[str, KnownFingerprint], Optional[Stored]] = self.ctx.read(body)
         return found
 
+    def _stored_front_matter(self, key: str) -> Optional[dict[str, Any]]:
+        """The front matter of the artifact record stored under ``key`` (``None``: no record).
+
+        Fingerprints do not keep it (it is stored once, in the record), so an
+        artifact rebuilt from unchanged files takes it from here.
+        """
+        import orjson
+
+        payload = self.ctx.read(lambda txn: self.repos.artifacts.get_payload(txn, key))
+        if payload is None:
+            return None
+        front = orjson.loads(payload).get("front_matter")
+        return front if isinstance(front, dict) else {}
+
     # -- shared diff helpers (inside a write transaction) -------------------------
 
     def _sync_artifacts(
@@ -285,6 +299,7 @@ class _Refresher:
             cap=self.ctx.settings.max_file_size,
             stored=stored,
             max_bytes=self.ctx.settings.max_artifact_size,
+            stored_front_matter=self._stored_front_matter,
         )
         tracker = read.tracker
         assert tracker is not None
@@ -361,6 +376,7 @@ class _Refresher:
             full=self.full,
             cap=self.ctx.settings.max_file_size,
             max_bytes=self.ctx.settings.max_artifact_size,
+            stored_front_matter=self._stored_front_matter,
         )
         tracker = read.tracker
         assert tracker is not None
