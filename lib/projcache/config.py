@@ -42,11 +42,6 @@ from typing import Any, Optional
 
 from .errors import ConfigError
 
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover - exercised on Python < 3.11 only
-    import tomli as tomllib
-
 __all__ = ["DURABILITY_MODES", "Settings", "default_cache_dir", "load_settings"]
 
 DURABILITY_MODES = ("full", "no-metasync", "none")
@@ -252,6 +247,11 @@ def _config_file(env: Mapping[str, str]) -> Optional[Path]:
 
 
 def _read_file(path: Path) -> dict[str, Any]:
+    # Imported here: a cold CLI call without a config file never pays for the TOML parser.
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:  # pragma: no cover - exercised on Python < 3.11 only
+        import tomli as tomllib
     try:
         with path.open("rb") as handle:
             data = tomllib.load(handle)
