@@ -108,6 +108,7 @@ class TestEnvironment:
             "project_roots": "PROJCACHE_PROJECT_ROOTS",
             "scan_depth": "PROJCACHE_SCAN_DEPTH",
             "max_file_size": "PROJCACHE_MAX_FILE_SIZE",
+            "max_manifest_size": "PROJCACHE_MAX_MANIFEST_SIZE",
             "auto_repair": "PROJCACHE_AUTO_REPAIR",
         }
 

@@ -3,21 +3,22 @@
 Precedence, lowest first: built-in defaults, the TOML file, environment
 variables, then keyword overrides given to :func:`load_settings`.
 
-==============  =========================  ========  ===================================
-TOML key        environment variable       default   allowed values
-==============  =========================  ========  ===================================
-dir             PROJCACHE_DIR              user dir  a directory path
-map_size        PROJCACHE_MAP_SIZE         8MiB      size >= 64KiB (bytes, KiB, MiB, GiB)
-max_map_size    PROJCACHE_MAX_MAP_SIZE     16GiB     size >= map_size
-durability      PROJCACHE_DURABILITY       full      full, no-metasync, none
-ttl             PROJCACHE_TTL              6h        duration > 0 (seconds, s, m, h, d)
-enabled         PROJCACHE_ENABLED          true      true/false, 1/0, yes/no, on/off
-collections     PROJCACHE_COLLECTIONS      see below folders holding collections
-project_roots   PROJCACHE_PROJECT_ROOTS    none      folders searched for projects
-scan_depth      PROJCACHE_SCAN_DEPTH       4         integer 0..32
-max_file_size   PROJCACHE_MAX_FILE_SIZE    16MiB     size >= 1KiB
-auto_repair     PROJCACHE_AUTO_REPAIR      false     true/false, 1/0, yes/no, on/off
-==============  =========================  ========  ===================================
+=================  ===========================  =========  ====================================
+TOML key           environment variable         default    allowed values
+=================  ===========================  =========  ====================================
+dir                PROJCACHE_DIR                user dir   a directory path
+map_size           PROJCACHE_MAP_SIZE           8MiB       size >= 64KiB (bytes, KiB, MiB, GiB)
+max_map_size       PROJCACHE_MAX_MAP_SIZE       16GiB      size >= map_size
+durability         PROJCACHE_DURABILITY         full       full, no-metasync, none
+ttl                PROJCACHE_TTL                6h         duration > 0 (seconds, s, m, h, d)
+enabled            PROJCACHE_ENABLED            true       true/false, 1/0, yes/no, on/off
+collections        PROJCACHE_COLLECTIONS        see below  folders holding collections
+project_roots      PROJCACHE_PROJECT_ROOTS      none       folders searched for projects
+scan_depth         PROJCACHE_SCAN_DEPTH         4          integer 0..32
+max_file_size      PROJCACHE_MAX_FILE_SIZE      16MiB      size >= 1KiB
+max_manifest_size  PROJCACHE_MAX_MANIFEST_SIZE  256MiB     size >= 1KiB
+auto_repair        PROJCACHE_AUTO_REPAIR        false      true/false, 1/0, yes/no, on/off
+=================  ===========================  =========  ====================================
 
 ``collections`` defaults to ``~/.skillmeat/collections``.  Folder lists are a
 TOML array of strings, or in the environment separated by ``os.pathsep``
@@ -65,6 +66,7 @@ ENV_VARS = {
     "project_roots": "PROJCACHE_PROJECT_ROOTS",
     "scan_depth": "PROJCACHE_SCAN_DEPTH",
     "max_file_size": "PROJCACHE_MAX_FILE_SIZE",
+    "max_manifest_size": "PROJCACHE_MAX_MANIFEST_SIZE",
     "auto_repair": "PROJCACHE_AUTO_REPAIR",
 }
 DEFAULT_COLLECTIONS = "~/.skillmeat/collections"
@@ -98,6 +100,9 @@ class Settings:
         project_roots: folders searched for projects (folders with ``.claude/``).
         scan_depth: how many folder levels below a project root are searched.
         max_file_size: source files larger than this are not read (an error is recorded).
+        max_manifest_size: the same for manifests (``collection.toml``,
+            ``collection.lock``, a project's ``.skillmeat-*.toml``), which list every
+            artifact and so grow with a collection (60,000 entries pass 16 MiB).
         auto_repair: when opening finds the cache damaged, repair it (moving the
             damaged files aside) instead of raising :class:`CacheCorruptError`.
     """
@@ -112,6 +117,7 @@ class Settings:
     project_roots: tuple[str, ...] = ()
     scan_depth: int = 4
     max_file_size: int = 16 * 1024**2
+    max_manifest_size: int = 256 * 1024**2
     auto_repair: bool = False
 
     def __post_init__(self) -> None:
@@ -143,6 +149,11 @@ class Settings:
             raise ConfigError(
                 f"max_file_size (PROJCACHE_MAX_FILE_SIZE) must be at least 1KiB; "
                 f"got {self.max_file_size}"
+            )
+        if self.max_manifest_size < 1024:
+            raise ConfigError(
+                f"max_manifest_size (PROJCACHE_MAX_MANIFEST_SIZE) must be at least 1KiB; "
+                f"got {self.max_manifest_size}"
             )
 
 
@@ -325,5 +336,8 @@ def load_settings(env: Optional[Mapping[str, str]] = None, **overrides: Any) -> 
         project_roots=parse_paths("project_roots", raw.get("project_roots", ()), env),
         scan_depth=parse_int("scan_depth", raw.get("scan_depth", Settings.scan_depth)),
         max_file_size=parse_size("max_file_size", raw.get("max_file_size", Settings.max_file_size)),
+        max_manifest_size=parse_size(
+            "max_manifest_size", raw.get("max_manifest_size", Settings.max_manifest_size)
+        ),
         auto_repair=parse_bool("auto_repair", raw.get("auto_repair", False)),
     )

@@ -109,18 +109,22 @@ def read_collection(
     full: bool,
     cap: int,
     stored: Optional[Stored] = None,
+    manifest_cap: Optional[int] = None,
 ) -> CollectionRead:
     """Read the collection at ``path`` (resolved) given the fingerprints of the last refresh.
 
     With ``stored`` (what the cache holds for this folder), artifacts whose
     inputs did not change since are kept rather than rebuilt (see :class:`Stored`).
+    ``cap`` bounds each file read, ``manifest_cap`` (default: ``cap``) the manifests,
+    which list every artifact and so grow with the collection.
     """
     tracker = SourceTracker(path, previous, full)
+    mcap = cap if manifest_cap is None else manifest_cap
     manifest = tracker.read(
-        COLLECTION_TOML, manifest_reader(read_collection_toml, cap), kind="manifest"
+        COLLECTION_TOML, manifest_reader(read_collection_toml, mcap), kind="manifest"
     )
     lockfile = tracker.read(
-        COLLECTION_LOCK, manifest_reader(read_collection_lock, cap), kind="manifest"
+        COLLECTION_LOCK, manifest_reader(read_collection_lock, mcap), kind="manifest"
     )
     for data in (manifest, lockfile):
         for problem in (data or {}).get("problems", []):
