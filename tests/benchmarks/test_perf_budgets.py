@@ -19,7 +19,15 @@ from bench_support import rounds
 
 pytestmark = pytest.mark.benchmark_suite
 
-FRAMED = ("meta", "projects", "collections", "artifacts", "deployments", "sources", "artifact-terms")
+FRAMED = (
+    "meta",
+    "projects",
+    "collections",
+    "artifacts",
+    "deployments",
+    "sources",
+    "artifact-terms",
+)
 
 
 def _crc_scan(cache: Any) -> int:
