@@ -9,7 +9,15 @@ from typing import Any, Optional
 
 import orjson
 
-__all__ = ["ago", "emit_json", "emit_json_bytes", "emit_table", "human_bytes", "is_terminal"]
+__all__ = [
+    "ago",
+    "emit_json",
+    "emit_json_bytes",
+    "emit_table",
+    "human_bytes",
+    "is_terminal",
+    "output_width",
+]
 
 
 def is_terminal(stream: Any = None) -> bool:
@@ -43,20 +51,66 @@ def emit_json_bytes(payloads: Iterable[bytes], *, array: bool) -> None:
             _write(payload + b"\n")
 
 
+def output_width() -> int:
+    """Columns available: ``$COLUMNS``, else the terminal's, else 250 when piped.
+
+    Piped output is not wrapped at 80 columns: each row stays on one line for grep.
+    """
+    import os
+    import shutil
+
+    columns = os.environ.get("COLUMNS", "")
+    if columns.isdigit() and int(columns) > 0:
+        return int(columns)
+    if is_terminal():
+        return shutil.get_terminal_size().columns
+    return 250
+
+
 def emit_table(
-    columns: Sequence[str], rows: Iterable[Sequence[Any]], *, title: Optional[str] = None
+    columns: Sequence[str],
+    rows: Iterable[Sequence[Any]],
+    *,
+    title: Optional[str] = None,
+    optional: Sequence[str] = (),
+    flexible: Optional[str] = None,
 ) -> None:
-    """Print a table (rows not wrapped when not on a terminal, so it pipes well)."""
+    """Print a table that shows what the data holds and what the width allows.
+
+    Columns named in ``optional`` are left out when no row has a value in them.
+    The ``flexible`` column (e.g. a description) is shown only when at least
+    20 characters of it fit next to the others, and is cut with "…" to the width.
+    """
     from rich.console import Console
     from rich.table import Table
 
+    cells = [["" if cell is None else str(cell) for cell in row] for row in rows]
+    keep = [
+        i for i, name in enumerate(columns) if name not in optional or any(row[i] for row in cells)
+    ]
+    width = output_width()
+    room = width
+    if flexible is not None and flexible in columns:
+        index = columns.index(flexible)
+        others = sum(
+            max([len(columns[i]), *(len(row[i]) for row in cells)]) + 3 for i in keep if i != index
+        )
+        if index in keep and (width - others < 20 or not any(row[index] for row in cells)):
+            keep.remove(index)
+        room = width - others
     table = Table(title=title, show_edge=False, header_style="bold", pad_edge=False)
-    for column in columns:
-        table.add_column(column, overflow="fold")
-    for row in rows:
-        table.add_row(*("" if cell is None else str(cell) for cell in row))
-    # Piped output is not wrapped at 80 columns: each row stays on one line for grep.
-    Console(width=None if is_terminal() else 250).print(table)
+    for i in keep:
+        if columns[i] == flexible:
+            table.add_column(columns[i], overflow="ellipsis", no_wrap=True, max_width=room)
+        elif i == keep[0]:
+            # The first column names the row (a key, a project): never wrapped, so it can be
+            # copied and grepped; the other columns give way on a narrow terminal.
+            table.add_column(columns[i], no_wrap=True)
+        else:
+            table.add_column(columns[i], overflow="fold")
+    for row in cells:
+        table.add_row(*(row[i] for i in keep))
+    Console(width=width).print(table)
 
 
 def ago(when: Optional[datetime], now: Optional[datetime] = None) -> str:
