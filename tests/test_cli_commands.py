@@ -406,7 +406,7 @@ class TestListArtifacts:
         meeting = [line for line in lines if "skill/meeting-notes" in line]
         assert len(meeting) == 1
         # A project-only artifact shows its project's name, not the id in its key.
-        assert meeting[0].startswith("notes › skill/meeting-notes")
+        assert meeting[0].startswith("notes \u203a skill/meeting-notes")
         assert project_ids["notes"] not in result.stdout
         assert "│ local" in meeting[0]
         pdf = next(line for line in lines if line.startswith("default/skill/pdf "))
