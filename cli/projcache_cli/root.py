@@ -52,7 +52,7 @@ def root(
         None,
         "--cache-dir",
         envvar="PROJCACHE_DIR",
-        help="Cache directory (default: $PROJCACHE_DIR, else the user cache dir).",
+        help="Cache directory (default: the configured dir, else the user cache dir).",
     ),
     debug: bool = typer.Option(False, "--debug", help="Log debug messages and show tracebacks."),
     version: bool = typer.Option(
