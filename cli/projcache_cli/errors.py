@@ -16,6 +16,8 @@ from typer.core import TyperGroup
 
 from projcache.errors import ProjcacheError, StorageError
 
+from .output import CliLogFormatter, CliLogHandler
+
 if TYPE_CHECKING:
     from .state import CliState
 
@@ -69,34 +71,6 @@ class CliGroup(TyperGroup):
 def warn(message: str) -> None:
     """Print ``warning: <message>`` on stderr (the one warning style of the CLI)."""
     typer.echo(f"warning: {message}", err=True)
-
-
-class CliLogFormatter(logging.Formatter):
-    """Library log records as the CLI's own lines: ``warning: …``, ``error: …``.
-
-    With ``--debug`` the logger name and level stay visible instead.
-    """
-
-    def __init__(self, debug: bool) -> None:
-        super().__init__("%(levelname)s %(name)s: %(message)s" if debug else None)
-        self.debug = debug
-
-    def format(self, record: logging.LogRecord) -> str:
-        """Format ``record`` as ``<level>: <message>`` unless debugging."""
-        if self.debug:
-            return super().format(record)
-        return f"{record.levelname.lower()}: {record.getMessage()}"
-
-
-class CliLogHandler(logging.Handler):
-    """Write log records to the stderr current at the time (a test runner may swap it)."""
-
-    def emit(self, record: logging.LogRecord) -> None:
-        """Print the formatted record on stderr."""
-        try:
-            typer.echo(self.format(record), err=True)
-        except Exception:  # logging must never break the command
-            self.handleError(record)
 
 
 def hint_for(exc: ProjcacheError, cache_dir: Optional[Path]) -> Optional[str]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import sys
 from collections.abc import Iterable, Sequence
 from datetime import datetime, timezone
@@ -10,7 +11,10 @@ from typing import Any, Optional
 import orjson
 
 __all__ = [
+    "CliLogFormatter",
+    "CliLogHandler",
     "ago",
+    "configure_logging",
     "emit_json",
     "emit_json_bytes",
     "emit_table",
@@ -18,6 +22,53 @@ __all__ = [
     "is_terminal",
     "output_width",
 ]
+
+
+class CliLogFormatter(logging.Formatter):
+    """Library log records as the CLI's own lines: ``warning: …``, ``error: …``.
+
+    With ``--debug`` the logger name and level stay visible instead.
+    """
+
+    def __init__(self, debug: bool) -> None:
+        super().__init__("%(levelname)s %(name)s: %(message)s" if debug else None)
+        self.debug = debug
+
+    def format(self, record: logging.LogRecord) -> str:
+        """Format ``record`` as ``<level>: <message>`` unless debugging."""
+        if self.debug:
+            return super().format(record)
+        return f"{record.levelname.lower()}: {record.getMessage()}"
+
+
+class CliLogHandler(logging.Handler):
+    """Write log records to the stderr current at the time (a test runner may swap it)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        """Print the formatted record on stderr."""
+        try:
+            sys.stderr.write(self.format(record) + "\n")
+            sys.stderr.flush()
+        except Exception:  # logging must never break the command
+            self.handleError(record)
+
+
+# Loggers whose records the commands print themselves (each bad source, each finding):
+# without --debug the warning would say the same thing a second time.
+_QUIET = ("sources.tracker", "verify", "direct", "recovery", "refresh")
+
+
+def configure_logging(debug: bool) -> None:
+    """Send library log records to stderr in the CLI's ``warning: …`` style (one style)."""
+    root = logging.getLogger()
+    handler = next((h for h in root.handlers if isinstance(h, CliLogHandler)), None)
+    if handler is None:
+        handler = CliLogHandler()
+        root.addHandler(handler)
+    handler.setFormatter(CliLogFormatter(debug))
+    root.setLevel(logging.DEBUG if debug else logging.WARNING)
+    for name in _QUIET:
+        logging.getLogger(f"projcache.{name}").setLevel(logging.NOTSET if debug else logging.ERROR)
 
 
 def is_terminal(stream: Any = None) -> bool:

@@ -9,6 +9,7 @@ import typer
 
 from .completion import complete_artifact, complete_collection, complete_project
 from .errors import EXIT_USAGE, cli_errors
+from .fastpath import default, flags, search_document
 from .list_cmd import TYPE_HELP
 from .names import display_key, project_names
 from .output import emit_json, emit_json_bytes, emit_table
@@ -25,7 +26,9 @@ def get(
         "artifact has it, <type>/<name>, or <project> \u203a <type>/<name>.",
         autocompletion=complete_artifact,
     ),
-    as_json: bool = typer.Option(False, "--json", help="Print the stored JSON record."),
+    as_json: bool = typer.Option(
+        default("get", "as_json"), *flags("get", "as_json"), help="Print the stored JSON record."
+    ),
 ) -> None:
     """Show one artifact and where it is deployed (exit 4 when it is not cached)."""
     from projcache.errors import ArtifactNotFound
@@ -76,25 +79,36 @@ def get(
 def search(
     ctx: typer.Context,
     query: str = typer.Argument(..., help="Words to find; the last may be a prefix."),
-    type_: Optional[str] = typer.Option(None, "--type", "-t", help=TYPE_HELP),
+    type_: Optional[str] = typer.Option(
+        default("search", "type_"), *flags("search", "type_"), help=TYPE_HELP
+    ),
     project: Optional[str] = typer.Option(
-        None,
-        "--project",
-        "-p",
+        default("search", "project"),
+        *flags("search", "project"),
         help="Only artifacts deployed in this project (id, name, path).",
         autocompletion=complete_project,
     ),
     collection: Optional[str] = typer.Option(
-        None,
-        "--collection",
-        "-c",
+        default("search", "collection"),
+        *flags("search", "collection"),
         help="Only this collection (name).",
         autocompletion=complete_collection,
     ),
-    tag: Optional[str] = typer.Option(None, "--tag", help="Only artifacts with this tag."),
-    limit: int = typer.Option(20, "--limit", "-n", min=0, help="At most this many hits."),
-    offset: int = typer.Option(0, "--offset", min=0, help="Skip this many hits first."),
-    as_json: bool = typer.Option(False, "--json", help="Print hits as JSON."),
+    tag: Optional[str] = typer.Option(
+        default("search", "tag"), *flags("search", "tag"), help="Only artifacts with this tag."
+    ),
+    limit: int = typer.Option(
+        default("search", "limit"), *flags("search", "limit"), min=0, help="At most this many hits."
+    ),
+    offset: int = typer.Option(
+        default("search", "offset"),
+        *flags("search", "offset"),
+        min=0,
+        help="Skip this many hits first.",
+    ),
+    as_json: bool = typer.Option(
+        default("search", "as_json"), *flags("search", "as_json"), help="Print hits as JSON."
+    ),
 ) -> None:
     """Find artifacts by words in their name, tags, title and description."""
     state = state_of(ctx)
@@ -107,12 +121,7 @@ def search(
         )
         names = project_names(cache) if not as_json and total else {}
     if as_json:
-        hits = []
-        for key, score, payload in page:
-            record = orjson.loads(payload)
-            hits.append({**record, "key": key, "score": score})
-        data = {"query": query, "total": total, "offset": offset, "hits": hits}
-        emit_json(mark_degraded(data, cache))
+        emit_json(mark_degraded(search_document(query, total, offset, page), cache))
         exit_if_degraded(cache)
         return
     if total == 0:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -19,8 +18,9 @@ from . import (
     show_cmd,
     verify_cmd,
 )
-from .errors import CliGroup, CliLogFormatter, CliLogHandler
+from .errors import CliGroup
 from .list_cmd import list_app
+from .output import configure_logging
 from .state import CliState
 
 __all__ = ["app", "hoist_global_options", "main", "setup_logging"]
@@ -74,16 +74,7 @@ def root(
 
 def setup_logging(debug: bool) -> None:
     """Send library log records to stderr in the CLI's ``warning: …`` style."""
-    root_logger = logging.getLogger()
-    handler = next((h for h in root_logger.handlers if isinstance(h, CliLogHandler)), None)
-    if handler is None:
-        handler = CliLogHandler()
-        root_logger.addHandler(handler)
-    handler.setFormatter(CliLogFormatter(debug))
-    root_logger.setLevel(logging.DEBUG if debug else logging.WARNING)
-    # These commands print each bad source or finding themselves; the warning would repeat it.
-    for name in ("sources.tracker", "verify", "direct", "recovery", "refresh"):
-        logging.getLogger(f"projcache.{name}").setLevel(logging.NOTSET if debug else logging.ERROR)
+    configure_logging(debug)
 
 
 refresh_cmd.register(app)

@@ -20,8 +20,9 @@ dupsort values of the same size); the encoders enforce that with
 from __future__ import annotations
 
 import hashlib
+import struct
 import zlib
-from typing import Any
+from typing import Any, Optional
 
 import orjson
 
@@ -33,6 +34,7 @@ __all__ = [
     "MAX_KEY_BYTES",
     "SEPARATOR",
     "artifact_key",
+    "checked_payload",
     "decode",
     "deployment_key",
     "deployment_prefix",
@@ -53,6 +55,8 @@ ARTIFACT_TYPES = ("skill", "command", "agent", "hook", "mcp")
 _HEADER = 5
 _VERSION_BYTE = bytes([FORMAT_VERSION])
 _ORJSON_OPTS = orjson.OPT_NON_STR_KEYS
+_HEAD = struct.Struct(">BI").unpack_from
+_crc32 = zlib.crc32
 
 
 def frame(payload: bytes) -> bytes:
@@ -63,6 +67,21 @@ def frame(payload: bytes) -> bytes:
 def encode(value: Any) -> bytes:
     """Serialise ``value`` with orjson and frame it."""
     return frame(orjson.dumps(value, option=_ORJSON_OPTS))
+
+
+def checked_payload(data: bytes) -> Optional[bytes]:
+    """Return the JSON payload of a good frame, or ``None`` when the frame fails its check.
+
+    The hot read paths call this and, only on ``None``, :func:`unframe` for the
+    error naming the record (so the name is not formatted on every read).
+    """
+    if len(data) < _HEADER:
+        return None
+    version, crc = _HEAD(data)
+    payload = data[_HEADER:]
+    if version != FORMAT_VERSION or _crc32(payload) != crc:
+        return None
+    return payload if type(payload) is bytes else bytes(payload)
 
 
 def unframe(data: bytes, *, what: str = "value") -> bytes:

@@ -370,7 +370,7 @@ def test_refresh_and_invalidate_through_the_api(world: World, serve: Callable[[]
     assert response.status_code == 200 and response.json() == {"invalidated": 1}
     assert _ok(server.api.get("/status"))["stale_projects"] == 1
     assert world.cli_json("list", "projects")[0]["is_stale"] is True
-    job = _wait_for_job(server, server.api.post("/refresh").json())
+    job = _wait_for_job(server, server.api.post("/refresh", json={}).json())
     assert job["state"] == "done", job
     assert job["report"]["projects_checked"] == 1 and job["report"]["collections_checked"] >= 1
     status = _ok(server.api.get("/status"))
