@@ -543,23 +543,10 @@ def test_reload_revalidates_lists_with_304(page: Page, site: Site) -> None:
 
 # -- names and the detail view of one artifact (issue 17 item 9) ----------------------------
 
-# What sec-server's strict policy allows: files of the page's own origin, no inline code/style.
-STRICT_CSP = (
-    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
-    "connect-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'"
-)
 
-
-def strict_csp(page: Page) -> list[str]:
-    """Serve every answer to ``page`` under ``STRICT_CSP``; the list collects violations."""
+def csp_violations(page: Page) -> list[str]:
+    """Collect what the page's Content-Security-Policy (the server's) refuses."""
     violations: list[str] = []
-
-    def with_policy(route: Any) -> None:
-        answer = route.fetch()
-        headers = {**answer.headers, "content-security-policy": STRICT_CSP}
-        route.fulfill(response=answer, headers=headers)
-
-    page.route("**/*", with_policy)
     page.expose_function("reportViolation", lambda text: violations.append(str(text)))
     page.add_init_script(
         """document.addEventListener("securitypolicyviolation",
@@ -590,10 +577,12 @@ class TestNamesAndDetail:
         self, page: Page, site: Site
     ) -> None:
         """#/artifact/<key> opened directly: its fields, each deployment's state and path."""
-        violations = strict_csp(page)
+        violations = csp_violations(page)
         record = site.api("artifacts/default/skill/code-review")
         projects = {p["name"]: p for p in site.api("projects")["items"]}
-        page.goto(detail_url(site, "default/skill/code-review"))
+        answer = page.goto(detail_url(site, "default/skill/code-review"))
+        assert answer is not None
+        assert "style-src 'self'" in answer.headers["content-security-policy"]
         detail = page.get_by_test_id("detail")
         expect(detail).to_be_visible()
         expect(page.get_by_test_id("artifacts")).to_be_hidden()
@@ -682,7 +671,7 @@ def test_page_loads_only_its_own_files_under_its_csp(browser: Browser, site: Sit
         assert answer is not None
         assert "script-src 'self'" in answer.headers["content-security-policy"]
         assert answer.headers["x-frame-options"] == "DENY"
-        expect(shown_keys(page)).to_have_text(site.artifact_keys())
+        expect(shown_keys(page)).to_have_text(site.shown())
         assert refused == []  # the page itself breaks no rule
         assert all(url.startswith(site.url) or url.startswith("data:") for url in requested)
         injected = page.evaluate(
