@@ -151,6 +151,17 @@ class TestHints:
                 "at a folder, which is created if missing."
             ]
 
+    def test_cache_dir_under_a_file_names_the_file(
+        self, env: dict[str, str], tmp_path: Path
+    ) -> None:
+        """`--cache-dir afile/cache`: the hint names the file in the way, not `verify`."""
+        afile = tmp_path / "afile"
+        afile.write_text("x")
+        collection = str(EXAMPLES / "collections" / "default")
+        result = run(env, "--cache-dir", str(afile / "cache"), "refresh", "-c", collection)
+        assert result.code == 5, result.err
+        assert f"hint: {afile} is a file, so {afile / 'cache'} cannot be created" in result.err
+
     def test_missing_collection_folder_says_folder(
         self, env: dict[str, str], tmp_path: Path
     ) -> None:

@@ -82,6 +82,13 @@ def hint_for(exc: ProjcacheError, cache_dir: Optional[Path]) -> Optional[str]:
                 f"{cache_dir} is a file, not a folder: point --cache-dir (or PROJCACHE_DIR) "
                 "at a folder, which is created if missing."
             )
+        # A file where a parent folder should be: the folder cannot be created under it.
+        for parent in target.parents:
+            if os.path.lexists(parent) and not parent.is_dir():
+                return (
+                    f"{parent} is a file, so {cache_dir} cannot be created under it: point "
+                    "--cache-dir (or PROJCACHE_DIR) at a folder elsewhere."
+                )
     return None
 
 
