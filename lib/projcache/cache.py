@@ -3,8 +3,8 @@
 Every public mutation is exactly one LMDB write transaction covering the
 records and all their index entries, so readers in any process see all of a
 change or none of it.  Reads never block (LMDB MVCC) and never hold a
-transaction across calls: listings read in pages of short transactions, so a
-slow consumer does not pin old pages and make the file grow.
+transaction across calls; a listing is one read transaction (one snapshot),
+streamed while its iterator is open.
 """
 
 from __future__ import annotations

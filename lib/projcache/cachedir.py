@@ -165,7 +165,10 @@ def prepare_files(path: Path, max_readers: int) -> list[Path]:
                 created.append(file)
             try:
                 if name == "lock.mdb":
-                    size = max(os.fstat(fd).st_size, lock_file_bytes(max_readers))
+                    # Never change the size of a lock file in use: LMDB sizes the reader
+                    # table from it, and a process that mapped a smaller one would scan
+                    # past its mapping.  Only a new (empty) file is given LMDB's size.
+                    size = os.fstat(fd).st_size or lock_file_bytes(max_readers)
                     allocate(fd, size, file)
             finally:
                 os.close(fd)
