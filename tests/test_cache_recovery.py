@@ -148,7 +148,7 @@ def unit_invariants(cache: ProjectCache) -> list[str]:
 
 def assert_clean(cache: ProjectCache) -> None:
     """Assert verify finds nothing and every per-unit invariant holds."""
-    findings = [f"{f.kind} {f.db} {f.key}: {f.message}" for f in cache.verify().findings]
+    findings = [f"{f.kind} {f.db} {f.key}: {f.message}" for f in cache.verify(deep=True).findings]
     assert findings == [], "verify findings:\n" + "\n".join(findings)
     problems = unit_invariants(cache)
     assert problems == [], "\n".join(problems)
@@ -645,12 +645,16 @@ class TestCrashSafety:
 # its collection's or project's ``errors``, and verify stays clean.
 
 HOSTILE_CAP = 4096  # max_file_size in these tests: a few KiB is "very large"
+HOSTILE_ARTIFACT_CAP = 4 * HOSTILE_CAP  # max_artifact_size: what one artifact's files may hold
+SECRET = "root:x:0:0:quokka-secret-outside-the-tree"  # content that must never enter the cache
 
 
 @pytest.fixture
 def hostile_settings(tree_settings: Settings) -> Settings:
-    """Tree settings with a 4 KiB cap on source files."""
-    return dataclasses.replace(tree_settings, max_file_size=HOSTILE_CAP)
+    """Tree settings with a 4 KiB cap on source files and 16 KiB on one artifact."""
+    return dataclasses.replace(
+        tree_settings, max_file_size=HOSTILE_CAP, max_artifact_size=HOSTILE_ARTIFACT_CAP
+    )
 
 
 @pytest.fixture
@@ -681,14 +685,25 @@ class HostileWorld:
             "collection.lock": self.collection.path / "collection.lock",
             "deployed.toml": claude / ".skillmeat-deployed.toml",
             "project.toml": claude / ".skillmeat-project.toml",
+            # folders: a skill in the collection, a deployed copy, a project's own skill
+            "skill-folder": self.collection.path / "skills" / "pdf",
+            "deployed-folder": claude / "skills" / "pdf",
+            "local-skill-folder": self.plain.claude / "skills" / "meeting-notes",
         }
         return paths[name]
 
     def owner(self, cache: ProjectCache, name: str) -> list[SourceError]:
         """The ``errors`` of the collection or project whose unit holds target ``name``."""
-        if name in ("skill", "unmanaged-skill", "command", "collection.toml", "collection.lock"):
+        if name in (
+            "skill",
+            "unmanaged-skill",
+            "command",
+            "collection.toml",
+            "collection.lock",
+            "skill-folder",
+        ):
             record: Any = cache.get_collection("default")
-        elif name == "local-skill":
+        elif name in ("local-skill", "local-skill-folder"):
             record = cache.get_project(self.plain.id)
         else:
             record = cache.get_project(self.webapp.id)
@@ -788,6 +803,8 @@ YAML_CONTENTS: dict[str, bytes] = {
     "scalar-front-matter": front("just text"),
     "unhashable-key": front("? [a, b]\n: c"),
     "duplicate-anchor-bomb": front("a: &a [*a]"),
+    # A 2 KiB string aliased 200 times: under 4 KiB on disk, 400 KiB decoded.
+    "scalar-alias-bomb": front(f"big: &s {'q' * 2048}\nbomb: [{', '.join(['*s'] * 200)}]"),
     "over-cap": front("name: pdf", "x" * (HOSTILE_CAP + 100)),
 }
 TOML_CONTENTS: dict[str, bytes] = {
@@ -912,6 +929,104 @@ FILE_KINDS: dict[str, Callable[[Path, pytest.MonkeyPatch], None]] = {
 }
 
 
+def _outside(path: Path) -> Path:
+    """A folder beside ``collections/`` and ``projects/``: outside every source root."""
+    for parent in path.parents:
+        if parent.name in ("collections", "projects"):
+            outside = parent.parent / "outside"
+            outside.mkdir(exist_ok=True)
+            return outside
+    raise AssertionError(f"{path} is not in the tree")
+
+
+def link_to_outside_file(path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Replace the file with a symlink to a secret file outside the collection/project."""
+    secret = _outside(path) / "passwd"
+    secret.write_text(f"---\ndescription: {SECRET}\n---\n{SECRET}\n", encoding="utf-8")
+    _unlink(path)
+    os.symlink(secret, path)
+
+
+def link_to_etc_passwd(path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Replace the file with a symlink to ``/etc/passwd`` (the issue's case)."""
+    if not os.path.isfile("/etc/passwd"):
+        pytest.skip("no /etc/passwd on this system")
+    _unlink(path)
+    os.symlink("/etc/passwd", path)
+
+
+def link_to_relative_outside(path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Replace the file with a relative ``../..`` symlink climbing out of the tree."""
+    secret = _outside(path) / "relative-secret.md"
+    secret.write_text(f"---\ndescription: {SECRET}\n---\n", encoding="utf-8")
+    _unlink(path)
+    os.symlink(os.path.relpath(secret, path.parent), path)
+
+
+def link_to_outside_folder(path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Replace the folder with a symlink to an outside folder holding a secret SKILL.md."""
+    secret = _outside(path) / "skill"
+    secret.mkdir(exist_ok=True)
+    (secret / "SKILL.md").write_text(f"---\ndescription: {SECRET}\n---\n", encoding="utf-8")
+    _unlink(path)
+    os.symlink(secret, path, target_is_directory=True)
+
+
+def link_to_usr_share(path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Replace the folder with a symlink to ``/usr/share`` (665 MB read by 0.1.0)."""
+    if not os.path.isdir("/usr/share"):
+        pytest.skip("no /usr/share on this system")
+    _unlink(path)
+    os.symlink("/usr/share", path, target_is_directory=True)
+
+
+def link_to_filesystem_root(path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Replace the folder with a symlink to ``/`` (0.1.0 walked into /proc)."""
+    _unlink(path)
+    os.symlink("/", path, target_is_directory=True)
+
+
+def link_inside_to_outside(path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Add, inside the folder, a file that is a symlink to a secret outside the tree."""
+    secret = _outside(path) / "inner-secret.txt"
+    secret.write_text(SECRET, encoding="utf-8")
+    os.symlink(secret, path / "notes.txt")
+
+
+def too_many_files(path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Fill the folder with more entries than one artifact's walk looks at."""
+    from projcache.sources.fileio import MAX_TREE_ENTRIES
+
+    spam = path / "spam"
+    spam.mkdir()
+    for number in range(MAX_TREE_ENTRIES + 1):
+        (spam / f"{number}.md").touch()
+
+
+def too_many_bytes(path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Put more bytes in the folder than ``max_artifact_size`` (files each under max_file_size)."""
+    for number in range(5):
+        (path / f"blob{number}.bin").write_bytes(b"\0" * (HOSTILE_CAP - 1))
+
+
+# Hostile files whose kind is "a link out of the root": each is one more corpus case.
+LINK_FILE_KINDS: dict[str, Callable[[Path, pytest.MonkeyPatch], None]] = {
+    "outside-file-symlink": link_to_outside_file,
+    "etc-passwd-symlink": link_to_etc_passwd,
+    "relative-outside-symlink": link_to_relative_outside,
+}
+FOLDER_KINDS: dict[str, Callable[[Path, pytest.MonkeyPatch], None]] = {
+    "outside-folder-symlink": link_to_outside_folder,
+    "usr-share-symlink": link_to_usr_share,
+    "root-symlink": link_to_filesystem_root,
+    "inner-symlink-out": link_inside_to_outside,
+    "too-many-files": too_many_files,
+    "too-many-bytes": too_many_bytes,
+}
+FILE_KINDS.update(LINK_FILE_KINDS)
+FILE_KINDS.update(FOLDER_KINDS)
+
+
 @dataclass(frozen=True)
 class HostileCase:
     """One hostile file: which target, and how it is made hostile."""
@@ -927,17 +1042,29 @@ class HostileCase:
         return f"{self.target}-{self.kind}"
 
 
+YAML_FOR_EVERY_TARGET = (
+    "binary-garbage",
+    "billion-laughs",
+    "scalar-alias-bomb",
+    "python-object",
+    "over-cap",
+)
+
+
 def _hostile_cases() -> list[HostileCase]:
     cases = [HostileCase("skill", kind, content) for kind, content in YAML_CONTENTS.items()]
-    cases += [HostileCase("skill", kind) for kind in FILE_KINDS]
+    file_kinds = [kind for kind in FILE_KINDS if kind not in FOLDER_KINDS]
+    cases += [HostileCase("skill", kind) for kind in file_kinds]
     for target in ("unmanaged-skill", "command", "local-skill"):
-        for kind in ("binary-garbage", "billion-laughs", "python-object", "over-cap"):
+        for kind in YAML_FOR_EVERY_TARGET:
             cases.append(HostileCase(target, kind, YAML_CONTENTS[kind]))
-        cases += [HostileCase(target, kind) for kind in FILE_KINDS]
+        cases += [HostileCase(target, kind) for kind in file_kinds]
+    for target in ("skill-folder", "deployed-folder", "local-skill-folder"):
+        cases += [HostileCase(target, kind) for kind in FOLDER_KINDS]
     for target in ("collection.toml", "collection.lock", "deployed.toml", "project.toml"):
         cases += [HostileCase(target, kind, content) for kind, content in TOML_CONTENTS.items()]
         cases.append(HostileCase(target, "wrong-shape", WRONG_SHAPE[target]))
-        cases += [HostileCase(target, kind) for kind in FILE_KINDS]
+        cases += [HostileCase(target, kind) for kind in file_kinds]
         for kind, text in BAD_ENTRIES.get(target, {}).items():
             cases.append(HostileCase(target, f"entry-{kind}", append=text))
     return cases
@@ -973,8 +1100,13 @@ class TestHostileFiles:
         else:
             assert case.content is not None
             path.write_bytes(case.content.replace(b"{pwned}", os.fsencode(pwned)))
-        refresh_keeps_last_good(hostile_cache, hostile_world, case.target, str(path))
+        report = refresh_keeps_last_good(hostile_cache, hostile_world, case.target, str(path))
         assert not pwned.exists(), "a YAML tag ran code"
+        if case.kind in LINK_FILE_KINDS or "symlink" in case.kind:
+            assert hostile_cache.search("quokka-secret-outside-the-tree").total == 0
+            errors = errors_naming(report, str(path))
+            if case.kind not in ("self-symlink", "proc-self-mem"):
+                assert any("outside" in e.message for e in errors), errors
 
     def test_collection_named_like_a_projects_local_collection(
         self, hostile_cache: ProjectCache, hostile_world: HostileWorld
@@ -1908,7 +2040,7 @@ class TestVerifyLayers:
         before = (copy / "data.mdb").read_bytes()
         copy_settings = dataclasses.replace(p2_seeded.settings, cache_dir=copy)
         with ProjectCache.open(settings=copy_settings) as damaged:
-            report = damaged.verify()
+            report = damaged.verify(deep=True)
             assert [f.model_dump() for f in report.findings] == [
                 {
                     "kind": "file",
@@ -1930,7 +2062,7 @@ class TestVerifyLayers:
         # Verify (without repair) changed nothing on disk; the original is untouched.
         assert (copy / "data.mdb").read_bytes() == before
         with ProjectCache.open(settings=p2_seeded.settings) as cache:
-            assert cache.verify().ok
+            assert cache.verify(deep=True).ok
 
     @pytest.mark.parametrize(
         ("db", "suffix", "damage", "message"),
@@ -1980,7 +2112,7 @@ class TestVerifyLayers:
 
         _p2_tamper(p2_world.cache_dir, corrupt)
         with ProjectCache.open(settings=p2_world.settings) as cache:
-            report = cache.verify()
+            report = cache.verify(deep=True)
             expected = [
                 ("frame", db, key.decode(), message or f"{db}[{key.decode()!r}]: CRC32 mismatch")
             ]
@@ -1997,7 +2129,7 @@ class TestVerifyLayers:
             assert [(f.kind, f.db, f.key, f.message) for f in report.findings] == expected
             repaired = cache.verify(repair=True)
             assert repaired.ok and repaired.repaired == len(expected)
-            assert cache.verify().ok
+            assert cache.verify(deep=True).ok
         assert _p2_snapshot(p2_world.settings) == before
 
     @pytest.mark.parametrize(
@@ -2033,12 +2165,12 @@ class TestVerifyLayers:
         before = _p2_snapshot(p2_world.settings)
         _p2_tamper(p2_world.cache_dir, lambda txn, dbs: txn.put(key, frame(payload), db=dbs[db]))
         with ProjectCache.open(settings=p2_world.settings) as cache:
-            report = cache.verify()
+            report = cache.verify(deep=True)
             assert [(f.kind, f.db, f.key, f.message, f.repairable) for f in report.findings] == [
                 ("model", db, key.decode(), message, True)
             ]
             assert cache.verify(repair=True).ok
-            assert cache.verify().ok
+            assert cache.verify(deep=True).ok
         assert _p2_snapshot(p2_world.settings) == before
 
     @pytest.mark.parametrize("case", list(_P2_INDEX_CASES))
@@ -2063,7 +2195,7 @@ class TestVerifyLayers:
 
         _p2_tamper(p2_seeded.cache_dir, damage)
         with ProjectCache.open(settings=p2_seeded.settings) as cache:
-            report = cache.verify()
+            report = cache.verify(deep=True)
             found = sorted((f.kind, f.db, f.key, f.message) for f in report.findings)
             assert found == sorted(
                 ("index", db, key.format(pid=pid), message.format(pid=pid))
@@ -2071,7 +2203,7 @@ class TestVerifyLayers:
             )
             repaired = cache.verify(repair=True)
             assert repaired.ok and repaired.repaired == len(expected)
-            assert cache.verify().findings == []
+            assert cache.verify(deep=True).findings == []
             assert [(d.project_id, d.state) for d in cache.list_deployments()] == [(pid, "current")]
         assert {db: _p2_rows(p2_seeded.cache_dir, db) for db in _P2_DERIVED} == intact
 
@@ -2080,7 +2212,7 @@ class TestVerifyLayers:
         folder = p2_world.collection.artifact_path("skill", "pdf")
         (folder / "SKILL.md").write_text("---\nname: pdf\ndescription: Edited.\n---\n# pdf\n")
         with ProjectCache.open(settings=p2_world.settings) as cache:
-            assert cache.verify().ok
+            assert cache.verify(deep=True).ok
             report = cache.verify(sources=True)
             assert [f.model_dump() for f in report.findings] == [
                 {
@@ -2100,7 +2232,7 @@ class TestVerifyLayers:
     def test_cli_verify_exit_codes_and_json_shape(self, p2_seeded: _P2Seeded) -> None:
         """`verify` exits 0 clean and 1 with findings; --json carries the whole report."""
         where = ["--cache-dir", str(p2_seeded.cache_dir)]
-        clean = _p2_cli([*where, "verify"])
+        clean = _p2_cli([*where, "verify", "--deep"])
         assert clean.exit_code == 0, clean.output
         assert clean.stdout.splitlines() == [
             "checked: artifact-facets 5, artifact-terms 3, artifacts 3, collections 0, "
@@ -2113,7 +2245,7 @@ class TestVerifyLayers:
             p2_seeded.cache_dir,
             lambda txn, dbs: _p2_flip_last_byte(txn, dbs["artifacts"], b"default/skill/docx"),
         )
-        found = _p2_cli([*where, "verify", "--json"])
+        found = _p2_cli([*where, "verify", "--deep", "--json"])
         assert found.exit_code == 1, found.output
         data = json.loads(found.stdout)
         assert sorted(data) == [
@@ -2177,7 +2309,7 @@ class TestRepair:
         _p2_tamper(p2_seeded.cache_dir, empty)
         with ProjectCache.open(settings=p2_seeded.settings) as cache:
             assert cache.search("pdf").total == 0
-            report = cache.verify()
+            report = cache.verify(deep=True)
             missing = sum(len(rows) for rows in intact.values())
             assert len(report.findings) == missing
             assert {f.kind for f in report.findings} == {"index"}
@@ -2209,7 +2341,7 @@ class TestRepair:
             assert pdf is not None and pdf.description == "Extract quokka text from PDF files."
             assert cache.search("quokka").total == 1
             assert [d.state for d in cache.list_deployments()] == ["current"]
-            assert cache.verify().ok
+            assert cache.verify(deep=True).ok
         assert _p2_snapshot(p2_world.settings) == before
         assert (
             logging.WARNING,
@@ -2255,7 +2387,7 @@ class TestRepair:
             assert report.lost == dict.fromkeys(counts, 0)
             # The same handle now works on the rebuilt environment.
             assert cache.get_artifact(_P2_DIRECT_KEY) is not None
-            assert cache.verify().ok
+            assert cache.verify(deep=True).ok
         assert lmdb.verify.verify(str(p2_world.cache_dir)) == []
         assert _p2_snapshot(p2_world.settings) == before
         kept = sum(counts.values())
@@ -2303,7 +2435,7 @@ class TestRepair:
             del expected[victim.decode()]
             assert survivors == expected
             assert cache.search("rec3").total == 1
-            assert cache.verify().ok
+            assert cache.verify(deep=True).ok
         # The lost record is still in the files kept aside (nothing discarded silently).
         moved = Path(report.moved_to or "")
         assert victim in dict(_p2_rows(moved, "artifacts"))
@@ -2352,7 +2484,7 @@ class TestRepair:
             for key in doomed:
                 del expected[key.decode()]
             assert {a.key: a for a in cache.list_artifacts()} == expected
-            assert cache.verify().ok
+            assert cache.verify(deep=True).ok
         assert (Path(report.moved_to) / "data.mdb").read_bytes() == damaged
         assert (
             logging.WARNING,
@@ -2379,7 +2511,7 @@ class TestRepair:
         assert problems[0] == f"main/artifacts DB: leaf page {pgno} node 0 header out of bounds"
         script = str(Path(sys.executable).parent / "projcache")
         where = [script, "--cache-dir", str(cache_settings.cache_dir)]
-        found = _p2_run([*where, "verify"])
+        found = _p2_run([*where, "verify", "--deep"])
         assert found.returncode == 1, (found.returncode, found.stderr[-2000:])
         assert f"file: data.mdb: {problems[0]}" in found.stdout.splitlines()
         repaired = _p2_run([*where, "verify", "--repair"])
@@ -2390,7 +2522,7 @@ class TestRepair:
         assert "carried over 0 record(s), lost 5" in repaired.stdout.splitlines()
         assert "ok" not in repaired.stdout.splitlines()
         with ProjectCache.open(settings=cache_settings) as cache:
-            assert cache.verify().ok
+            assert cache.verify(deep=True).ok
 
     def test_cli_verify_repair_rebuilds_an_unopenable_cache(self, p2_world: _P2World) -> None:
         """Garbage over the meta pages: `verify --repair` keeps the files, rebuilds from source."""
@@ -2417,7 +2549,7 @@ class TestRepair:
             # Everything with a source is back; the record without one is gone.
             assert _p2_keys(cache) == _P2_WORLD_KEYS
             assert [d.state for d in cache.list_deployments()] == ["current"]
-            assert cache.verify().ok
+            assert cache.verify(deep=True).ok
 
     def test_move_aside_never_reuses_a_name(
         self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
@@ -2482,7 +2614,7 @@ class TestOpeningDamaged:
         with ProjectCache.open(settings=settings) as cache:
             assert _p2_keys(cache) == _P2_WORLD_KEYS
             assert cache.search("quokka").total == 1
-            assert cache.verify().ok
+            assert cache.verify(deep=True).ok
         (moved,) = _p2_corrupt_dirs(p2_world.cache_dir)
         assert (moved / "data.mdb").is_file()
         (opened,) = _p2_records(caplog, "projcache.cache")
@@ -2627,7 +2759,7 @@ _P2_PERM_SCRIPT = textwrap.dedent(
             attempt("list", lambda: [a.key for a in cache.list_artifacts()])
             attempt("get", lambda: cache.get_artifact("default/skill/pdf").name)
             attempt("search", lambda: cache.search("pdf").total)
-            attempt("verify", lambda: cache.verify().ok)
+            attempt("verify", lambda: cache.verify(deep=True).ok)
             attempt("put", lambda: cache.put_artifacts(
                 [{"name": "new", "type": "skill", "collection": "default"}]))
             attempt("delete", lambda: cache.delete_artifact("default/skill/pdf"))
@@ -2819,7 +2951,7 @@ _P2_FILL_SCRIPT = textwrap.dedent(
             "message": str(error), "hint": error.hint, "exit_code": error.exit_code}
         out["read_back"] = len(list(cache.iter_artifacts_json(collection="fill")))
         out["failed_batch_visible"] = cache.search(f"unique{batches}x0").total
-        report = cache.verify()
+        report = cache.verify(deep=True)
         out["verify_when_full"] = [report.ok, [f.message for f in report.findings]]
         if method == "rlimit":
             resource.setrlimit(resource.RLIMIT_FSIZE, (hard, hard))
@@ -2930,7 +3062,7 @@ class TestFullDisk:
         assert result["after"] is True
         with ProjectCache.open(settings=settings, readonly=True) as cache:
             assert len(list(cache.iter_artifacts_json())) == result["batches"] * 10 + 2
-            assert cache.verify().ok
+            assert cache.verify(deep=True).ok
 
     def test_a_full_disk_is_a_disk_full_error_with_a_hint(
         self, p2_small_fs: tuple[str, Path]
@@ -3062,7 +3194,7 @@ class TestFullDisk:
             assert info.value.exit_code == 6
             assert isinstance(info.value, StorageError)
             assert len(list(cache.iter_artifacts_json())) == batches * 10
-            assert cache.verify().ok
+            assert cache.verify(deep=True).ok
 
 
 # -- 10. messages and logs -------------------------------------------------------------------

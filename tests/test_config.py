@@ -108,6 +108,8 @@ class TestEnvironment:
             "project_roots": "PROJCACHE_PROJECT_ROOTS",
             "scan_depth": "PROJCACHE_SCAN_DEPTH",
             "max_file_size": "PROJCACHE_MAX_FILE_SIZE",
+            "max_artifact_size": "PROJCACHE_MAX_ARTIFACT_SIZE",
+            "max_manifest_size": "PROJCACHE_MAX_MANIFEST_SIZE",
             "auto_repair": "PROJCACHE_AUTO_REPAIR",
         }
 
@@ -125,6 +127,7 @@ class TestEnvironment:
             ("PROJCACHE_ENABLED", "false", "enabled", False),
             ("PROJCACHE_ENABLED", "Off", "enabled", False),
             ("PROJCACHE_ENABLED", "yes", "enabled", True),
+            ("PROJCACHE_MAX_ARTIFACT_SIZE", "1GiB", "max_artifact_size", GiB),
         ],
     )
     def test_each_variable(
@@ -222,7 +225,7 @@ class TestConfigFile:
             f'dir = "{tmp_path / "c"}"\nmap_size = "1MiB"\nmax_map_size = 2097152\n'
             'durability = "none"\nttl = 90\nenabled = false\n'
             f'collections = ["{tmp_path / "coll"}"]\nproject_roots = ["~/code"]\n'
-            'scan_depth = 2\nmax_file_size = "1MiB"\n',
+            'scan_depth = 2\nmax_file_size = "1MiB"\nmax_artifact_size = "3MiB"\n',
         )
         settings = load(home, {"PROJCACHE_CONFIG": str(path)})
         assert settings == Settings(
@@ -236,6 +239,7 @@ class TestConfigFile:
             project_roots=(str(home / "code"),),
             scan_depth=2,
             max_file_size=MiB,
+            max_artifact_size=3 * MiB,
         )
 
     def test_cache_table(self, home: Path, tmp_path: Path) -> None:
@@ -563,6 +567,10 @@ class TestInvalidValues:
                 "durability (PROJCACHE_DURABILITY) must be one of full, no-metasync, none",
             ),
             ({"ttl_seconds": 0.0}, "ttl (PROJCACHE_TTL) must be a positive, finite duration"),
+            (
+                {"max_artifact_size": 1000},
+                "max_artifact_size (PROJCACHE_MAX_ARTIFACT_SIZE) must be at least 1KiB",
+            ),
             ({"ttl_seconds": -1.0}, "ttl (PROJCACHE_TTL) must be a positive, finite duration"),
             (
                 {"ttl_seconds": float("nan")},

@@ -33,9 +33,12 @@ if TYPE_CHECKING:
     from .errors import ProjcacheError as ProjcacheError
     from .errors import ProjectNotFound as ProjectNotFound
     from .errors import ReadOnlyCacheError as ReadOnlyCacheError
+    from .errors import RecordTooLargeError as RecordTooLargeError
     from .errors import SchemaVersionError as SchemaVersionError
     from .errors import ServerError as ServerError
     from .errors import SourceFileError as SourceFileError
+    from .errors import SourceOutsideRootError as SourceOutsideRootError
+    from .errors import SourceTooLargeError as SourceTooLargeError
     from .errors import StorageError as StorageError
     from .errors import UnsafeCacheDirError as UnsafeCacheDirError
     from .models import Artifact as Artifact
@@ -75,6 +78,7 @@ __all__ = [
     "ProjectCache",
     "ProjectNotFound",
     "ReadOnlyCacheError",
+    "RecordTooLargeError",
     "RefreshReport",
     "SchemaVersionError",
     "SearchHit",
@@ -83,6 +87,8 @@ __all__ = [
     "Settings",
     "SourceError",
     "SourceFileError",
+    "SourceOutsideRootError",
+    "SourceTooLargeError",
     "StorageError",
     "UnsafeCacheDirError",
     "VerifyReport",

@@ -449,7 +449,11 @@ class ProjectCache(CacheQueries):
 
         self._check_writable()
         ctx = RefreshContext(
-            read=self._read, write=self._write, repos=lambda: self._repos, settings=self.settings
+            read=self._read,
+            write=self._write,
+            repos=lambda: self._repos,
+            settings=self.settings,
+            reserve=self._storage.reserve,
         )
         given_collections = None if collections is None else list(collections)
         given_projects = None if projects is None else list(projects)
@@ -517,19 +521,30 @@ class ProjectCache(CacheQueries):
 
         repos = self._repos
         if project is None and collection is None:
-            projects: list[Project] = self.list_projects()
-            collections: list[Collection] = self.list_collections()
-        else:
-            projects = [self.find_project(project)] if project is not None else []
-            collections = []
-            if collection is not None:
-                found = self.get_collection(collection)
-                if found is None:
-                    raise NotFoundError(
-                        f"no collection {collection!r} in the cache",
-                        hint="Run `projcache show` to see the cached collections.",
-                    )
-                collections = [found]
+            # Everything: one meta key, whatever the number of units (see UnitStaleness).
+            def count(txn: Txn) -> int:
+                return repos.projects.count(txn) + repos.collections.count(txn)
+
+            if not self._read(count):
+                return 0
+
+            def mark_all(txn: Txn) -> int:
+                units = repos.projects.count(txn) + repos.collections.count(txn)
+                if units:
+                    repos.staleness.mark(txn)
+                return units
+
+            return self._write(mark_all)
+        projects = [self.find_project(project)] if project is not None else []
+        collections: list[Collection] = []
+        if collection is not None:
+            found = self.get_collection(collection)
+            if found is None:
+                raise NotFoundError(
+                    f"no collection {collection!r} in the cache",
+                    hint="Run `projcache show` to see the cached collections.",
+                )
+            collections = [found]
 
         def body(txn: Txn) -> int:
             for target in projects:
@@ -553,20 +568,37 @@ class ProjectCache(CacheQueries):
         self._check_open()
         return collect_stats(self._storage, self._repos, self._hits, self._misses)
 
-    def verify(self, repair: bool = False, sources: bool = False) -> VerifyReport:
-        """Check the file, every frame, record and index; optionally the sources on disk.
+    def verify(
+        self,
+        repair: bool = False,
+        sources: bool = False,
+        *,
+        deep: bool = False,
+        progress: Optional[Callable[[int, int], None]] = None,
+    ) -> VerifyReport:
+        """Check the cache; by default quickly, with ``deep`` (or ``repair``/``sources``) fully.
 
-        With ``repair`` every repairable finding is fixed: indexes rebuilt,
-        bad records dropped and re-read from source, and a damaged environment
-        moved aside (kept for inspection) and rebuilt from what still reads and
-        from source.  Cost: reads the whole cache (and copies it once).
+        The quick check (:func:`projcache.quickverify.quick_verify`) reads every
+        stored value once: frame and CRC32 of each, key shapes, index sizes.
+        The deep check also walks the file's pages (``lmdb.verify`` on a copy),
+        validates every record against its model and recomputes every index;
+        ``sources`` also compares every source fingerprint with the file now.
+        With ``repair`` (always deep) every repairable finding is fixed: indexes
+        rebuilt, bad records dropped and re-read from source, and a damaged
+        environment moved aside (kept for inspection) and rebuilt from what
+        still reads and from source.  ``progress(done, total)`` is called as
+        values are checked.
         """
         from .recovery import verify_cache
 
         self._check_open()
         if repair:
             self._check_writable()
-        return verify_cache(self, repair=repair, sources=sources)
+        if not (deep or repair or sources):
+            from .quickverify import quick_verify
+
+            return quick_verify(self._storage, progress)
+        return verify_cache(self, repair=repair, sources=sources, progress=progress)
 
     def backup(self, dest: Union[str, Path], compact: bool = True) -> Path:
         """Write a consistent copy of the cache into directory ``dest``; return its path.

@@ -7,12 +7,15 @@ telling the user what to do about it::
     ProjcacheError                      exit 3  (any other failure)
     ├── ConfigError (ValueError)        exit 10 invalid setting, names key and allowed values
     ├── InvalidRecordError (ValueError) exit 2  a caller's record or key is invalid
-    │   └── KeyTooLongError             exit 2  key exceeds LMDB's 511-byte key limit
+    │   ├── KeyTooLongError             exit 2  key exceeds LMDB's 511-byte key limit
+    │   └── RecordTooLargeError         exit 2  one encoded record exceeds MAX_RECORD_BYTES
     ├── NotFoundError (KeyError)        exit 4
     │   ├── ArtifactNotFound            exit 4
     │   └── ProjectNotFound             exit 4
     ├── CacheClosedError                exit 3  the cache was used after close()
     ├── SourceFileError (ValueError)    exit 12 a source file or folder is unreadable or malformed
+    │   ├── SourceOutsideRootError      exit 12 a symlink (or ``..`` path) leads outside its root
+    │   └── SourceTooLargeError         exit 12 a source exceeds a size limit (files, bytes, YAML)
     ├── ServerError                     exit 13 the HTTP server cannot bind or must not serve
     └── StorageError                    exit 5  an LMDB failure without a better class
         ├── CacheNotFoundError          exit 5  read-only open of a directory without a cache
@@ -60,9 +63,12 @@ __all__ = [
     "ProjcacheError",
     "ProjectNotFound",
     "ReadOnlyCacheError",
+    "RecordTooLargeError",
     "SchemaVersionError",
     "ServerError",
     "SourceFileError",
+    "SourceOutsideRootError",
+    "SourceTooLargeError",
     "StorageError",
     "UnsafeCacheDirError",
     "translate_lmdb_error",
@@ -111,6 +117,18 @@ class KeyTooLongError(InvalidRecordError):
     default_hint = "Use shorter collection, artifact or project names."
 
 
+class RecordTooLargeError(InvalidRecordError):
+    """One encoded record is larger than :data:`projcache.codec.MAX_RECORD_BYTES`; not written.
+
+    The write (its whole transaction) is refused, so nothing stored changes.
+    """
+
+    default_hint = (
+        "Make the record smaller (a description or front matter this large is a mistake "
+        "or an attack); refresh refuses such sources before they get here."
+    )
+
+
 class SourceFileError(ProjcacheError, ValueError):
     """A source file or folder cannot be read or is malformed.
 
@@ -125,6 +143,35 @@ class SourceFileError(ProjcacheError, ValueError):
     def __init__(self, message: str, *, path: str = "", hint: Optional[str] = None) -> None:
         super().__init__(message, hint=hint)
         self.path = path
+
+
+class SourceOutsideRootError(SourceFileError):
+    """A source path resolves outside its collection or project folder; it was not read.
+
+    Raised for a symlink (a ``SKILL.md``, a skill folder, a file inside one, a
+    manifest, a deployed copy) whose target lies outside the root, and for a
+    path that climbs out with ``..``.  ``target`` is where it leads.
+    """
+
+    default_hint = (
+        "Sources may only link inside their own collection or project folder: copy the "
+        "target in, or remove the link, then run `projcache refresh` again."
+    )
+
+    def __init__(
+        self, message: str, *, path: str = "", target: str = "", hint: Optional[str] = None
+    ) -> None:
+        super().__init__(message, path=path, hint=hint)
+        self.target = target
+
+
+class SourceTooLargeError(SourceFileError):
+    """A source exceeds a size limit: a file, an artifact's files, or its decoded front matter."""
+
+    default_hint = (
+        "Raise PROJCACHE_MAX_FILE_SIZE or PROJCACHE_MAX_ARTIFACT_SIZE if the source is meant "
+        "to be this large; an expanding YAML front matter must be rewritten."
+    )
 
 
 class ServerError(ProjcacheError):
