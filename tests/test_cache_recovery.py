@@ -148,7 +148,7 @@ def unit_invariants(cache: ProjectCache) -> list[str]:
 
 def assert_clean(cache: ProjectCache) -> None:
     """Assert verify finds nothing and every per-unit invariant holds."""
-    findings = [f"{f.kind} {f.db} {f.key}: {f.message}" for f in cache.verify().findings]
+    findings = [f"{f.kind} {f.db} {f.key}: {f.message}" for f in cache.verify(deep=True).findings]
     assert findings == [], "verify findings:\n" + "\n".join(findings)
     problems = unit_invariants(cache)
     assert problems == [], "\n".join(problems)
@@ -645,12 +645,16 @@ class TestCrashSafety:
 # its collection's or project's ``errors``, and verify stays clean.
 
 HOSTILE_CAP = 4096  # max_file_size in these tests: a few KiB is "very large"
+HOSTILE_ARTIFACT_CAP = 4 * HOSTILE_CAP  # max_artifact_size: what one artifact's files may hold
+SECRET = "root:x:0:0:quokka-secret-outside-the-tree"  # content that must never enter the cache
 
 
 @pytest.fixture
 def hostile_settings(tree_settings: Settings) -> Settings:
-    """Tree settings with a 4 KiB cap on source files."""
-    return dataclasses.replace(tree_settings, max_file_size=HOSTILE_CAP)
+    """Tree settings with a 4 KiB cap on source files and 16 KiB on one artifact."""
+    return dataclasses.replace(
+        tree_settings, max_file_size=HOSTILE_CAP, max_artifact_size=HOSTILE_ARTIFACT_CAP
+    )
 
 
 @pytest.fixture
@@ -681,14 +685,25 @@ class HostileWorld:
             "collection.lock": self.collection.path / "collection.lock",
             "deployed.toml": claude / ".skillmeat-deployed.toml",
             "project.toml": claude / ".skillmeat-project.toml",
+            # folders: a skill in the collection, a deployed copy, a project's own skill
+            "skill-folder": self.collection.path / "skills" / "pdf",
+            "deployed-folder": claude / "skills" / "pdf",
+            "local-skill-folder": self.plain.claude / "skills" / "meeting-notes",
         }
         return paths[name]
 
     def owner(self, cache: ProjectCache, name: str) -> list[SourceError]:
         """The ``errors`` of the collection or project whose unit holds target ``name``."""
-        if name in ("skill", "unmanaged-skill", "command", "collection.toml", "collection.lock"):
+        if name in (
+            "skill",
+            "unmanaged-skill",
+            "command",
+            "collection.toml",
+            "collection.lock",
+            "skill-folder",
+        ):
             record: Any = cache.get_collection("default")
-        elif name == "local-skill":
+        elif name in ("local-skill", "local-skill-folder"):
             record = cache.get_project(self.plain.id)
         else:
             record = cache.get_project(self.webapp.id)
@@ -788,6 +803,8 @@ YAML_CONTENTS: dict[str, bytes] = {
     "scalar-front-matter": front("just text"),
     "unhashable-key": front("? [a, b]\n: c"),
     "duplicate-anchor-bomb": front("a: &a [*a]"),
+    # A 2 KiB string aliased 200 times: under 4 KiB on disk, 400 KiB decoded.
+    "scalar-alias-bomb": front(f"big: &s {'q' * 2048}\nbomb: [{', '.join(['*s'] * 200)}]"),
     "over-cap": front("name: pdf", "x" * (HOSTILE_CAP + 100)),
 }
 TOML_CONTENTS: dict[str, bytes] = {
@@ -912,6 +929,104 @@ FILE_KINDS: dict[str, Callable[[Path, pytest.MonkeyPatch], None]] = {
 }
 
 
+def _outside(path: Path) -> Path:
+    """A folder beside ``collections/`` and ``projects/``: outside every source root."""
+    for parent in path.parents:
+        if parent.name in ("collections", "projects"):
+            outside = parent.parent / "outside"
+            outside.mkdir(exist_ok=True)
+            return outside
+    raise AssertionError(f"{path} is not in the tree")
+
+
+def link_to_outside_file(path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Replace the file with a symlink to a secret file outside the collection/project."""
+    secret = _outside(path) / "passwd"
+    secret.write_text(f"---\ndescription: {SECRET}\n---\n{SECRET}\n", encoding="utf-8")
+    _unlink(path)
+    os.symlink(secret, path)
+
+
+def link_to_etc_passwd(path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Replace the file with a symlink to ``/etc/passwd`` (the issue's case)."""
+    if not os.path.isfile("/etc/passwd"):
+        pytest.skip("no /etc/passwd on this system")
+    _unlink(path)
+    os.symlink("/etc/passwd", path)
+
+
+def link_to_relative_outside(path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Replace the file with a relative ``../..`` symlink climbing out of the tree."""
+    secret = _outside(path) / "relative-secret.md"
+    secret.write_text(f"---\ndescription: {SECRET}\n---\n", encoding="utf-8")
+    _unlink(path)
+    os.symlink(os.path.relpath(secret, path.parent), path)
+
+
+def link_to_outside_folder(path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Replace the folder with a symlink to an outside folder holding a secret SKILL.md."""
+    secret = _outside(path) / "skill"
+    secret.mkdir(exist_ok=True)
+    (secret / "SKILL.md").write_text(f"---\ndescription: {SECRET}\n---\n", encoding="utf-8")
+    _unlink(path)
+    os.symlink(secret, path, target_is_directory=True)
+
+
+def link_to_usr_share(path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Replace the folder with a symlink to ``/usr/share`` (665 MB read by 0.1.0)."""
+    if not os.path.isdir("/usr/share"):
+        pytest.skip("no /usr/share on this system")
+    _unlink(path)
+    os.symlink("/usr/share", path, target_is_directory=True)
+
+
+def link_to_filesystem_root(path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Replace the folder with a symlink to ``/`` (0.1.0 walked into /proc)."""
+    _unlink(path)
+    os.symlink("/", path, target_is_directory=True)
+
+
+def link_inside_to_outside(path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Add, inside the folder, a file that is a symlink to a secret outside the tree."""
+    secret = _outside(path) / "inner-secret.txt"
+    secret.write_text(SECRET, encoding="utf-8")
+    os.symlink(secret, path / "notes.txt")
+
+
+def too_many_files(path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Fill the folder with more entries than one artifact's walk looks at."""
+    from projcache.sources.fileio import MAX_TREE_ENTRIES
+
+    spam = path / "spam"
+    spam.mkdir()
+    for number in range(MAX_TREE_ENTRIES + 1):
+        (spam / f"{number}.md").touch()
+
+
+def too_many_bytes(path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Put more bytes in the folder than ``max_artifact_size`` (files each under max_file_size)."""
+    for number in range(5):
+        (path / f"blob{number}.bin").write_bytes(b"\0" * (HOSTILE_CAP - 1))
+
+
+# Hostile files whose kind is "a link out of the root": each is one more corpus case.
+LINK_FILE_KINDS: dict[str, Callable[[Path, pytest.MonkeyPatch], None]] = {
+    "outside-file-symlink": link_to_outside_file,
+    "etc-passwd-symlink": link_to_etc_passwd,
+    "relative-outside-symlink": link_to_relative_outside,
+}
+FOLDER_KINDS: dict[str, Callable[[Path, pytest.MonkeyPatch], None]] = {
+    "outside-folder-symlink": link_to_outside_folder,
+    "usr-share-symlink": link_to_usr_share,
+    "root-symlink": link_to_filesystem_root,
+    "inner-symlink-out": link_inside_to_outside,
+    "too-many-files": too_many_files,
+    "too-many-bytes": too_many_bytes,
+}
+FILE_KINDS.update(LINK_FILE_KINDS)
+FILE_KINDS.update(FOLDER_KINDS)
+
+
 @dataclass(frozen=True)
 class HostileCase:
     """One hostile file: which target, and how it is made hostile."""
@@ -927,17 +1042,29 @@ class HostileCase:
         return f"{self.target}-{self.kind}"
 
 
+YAML_FOR_EVERY_TARGET = (
+    "binary-garbage",
+    "billion-laughs",
+    "scalar-alias-bomb",
+    "python-object",
+    "over-cap",
+)
+
+
 def _hostile_cases() -> list[HostileCase]:
     cases = [HostileCase("skill", kind, content) for kind, content in YAML_CONTENTS.items()]
-    cases += [HostileCase("skill", kind) for kind in FILE_KINDS]
+    file_kinds = [kind for kind in FILE_KINDS if kind not in FOLDER_KINDS]
+    cases += [HostileCase("skill", kind) for kind in file_kinds]
     for target in ("unmanaged-skill", "command", "local-skill"):
-        for kind in ("binary-garbage", "billion-laughs", "python-object", "over-cap"):
+        for kind in YAML_FOR_EVERY_TARGET:
             cases.append(HostileCase(target, kind, YAML_CONTENTS[kind]))
-        cases += [HostileCase(target, kind) for kind in FILE_KINDS]
+        cases += [HostileCase(target, kind) for kind in file_kinds]
+    for target in ("skill-folder", "deployed-folder", "local-skill-folder"):
+        cases += [HostileCase(target, kind) for kind in FOLDER_KINDS]
     for target in ("collection.toml", "collection.lock", "deployed.toml", "project.toml"):
         cases += [HostileCase(target, kind, content) for kind, content in TOML_CONTENTS.items()]
         cases.append(HostileCase(target, "wrong-shape", WRONG_SHAPE[target]))
-        cases += [HostileCase(target, kind) for kind in FILE_KINDS]
+        cases += [HostileCase(target, kind) for kind in file_kinds]
         for kind, text in BAD_ENTRIES.get(target, {}).items():
             cases.append(HostileCase(target, f"entry-{kind}", append=text))
     return cases
@@ -973,8 +1100,13 @@ class TestHostileFiles:
         else:
             assert case.content is not None
             path.write_bytes(case.content.replace(b"{pwned}", os.fsencode(pwned)))
-        refresh_keeps_last_good(hostile_cache, hostile_world, case.target, str(path))
+        report = refresh_keeps_last_good(hostile_cache, hostile_world, case.target, str(path))
         assert not pwned.exists(), "a YAML tag ran code"
+        if case.kind in LINK_FILE_KINDS or "symlink" in case.kind:
+            assert hostile_cache.search("quokka-secret-outside-the-tree").total == 0
+            errors = errors_naming(report, str(path))
+            if case.kind not in ("self-symlink", "proc-self-mem"):
+                assert any("outside" in e.message for e in errors), errors
 
     def test_collection_named_like_a_projects_local_collection(
         self, hostile_cache: ProjectCache, hostile_world: HostileWorld
@@ -1938,7 +2070,7 @@ class TestVerifyLayers:
         before = (copy / "data.mdb").read_bytes()
         copy_settings = dataclasses.replace(p2_seeded.settings, cache_dir=copy)
         with ProjectCache.open(settings=copy_settings) as damaged:
-            report = damaged.verify()
+            report = damaged.verify(deep=True)
             assert [f.model_dump() for f in report.findings] == [
                 {
                     "kind": "file",
@@ -1960,7 +2092,7 @@ class TestVerifyLayers:
         # Verify (without repair) changed nothing on disk; the original is untouched.
         assert (copy / "data.mdb").read_bytes() == before
         with ProjectCache.open(settings=p2_seeded.settings) as cache:
-            assert cache.verify().ok
+            assert cache.verify(deep=True).ok
 
     @pytest.mark.parametrize(
         ("db", "suffix", "damage", "message"),
@@ -2010,7 +2142,7 @@ class TestVerifyLayers:
 
         _p2_tamper(p2_world.cache_dir, corrupt)
         with ProjectCache.open(settings=p2_world.settings) as cache:
-            report = cache.verify()
+            report = cache.verify(deep=True)
             expected = [
                 ("frame", db, key.decode(), message or f"{db}[{key.decode()!r}]: CRC32 mismatch")
             ]
@@ -2027,7 +2159,7 @@ class TestVerifyLayers:
             assert [(f.kind, f.db, f.key, f.message) for f in report.findings] == expected
             repaired = cache.verify(repair=True)
             assert repaired.ok and repaired.repaired == len(expected)
-            assert cache.verify().ok
+            assert cache.verify(deep=True).ok
         assert _p2_snapshot(p2_world.settings) == before
 
     @pytest.mark.parametrize(
@@ -2063,12 +2195,12 @@ class TestVerifyLayers:
         before = _p2_snapshot(p2_world.settings)
         _p2_tamper(p2_world.cache_dir, lambda txn, dbs: txn.put(key, frame(payload), db=dbs[db]))
         with ProjectCache.open(settings=p2_world.settings) as cache:
-            report = cache.verify()
+            report = cache.verify(deep=True)
             assert [(f.kind, f.db, f.key, f.message, f.repairable) for f in report.findings] == [
                 ("model", db, key.decode(), message, True)
             ]
             assert cache.verify(repair=True).ok
-            assert cache.verify().ok
+            assert cache.verify(deep=True).ok
         assert _p2_snapshot(p2_world.settings) == before
 
     @pytest.mark.parametrize("case", list(_P2_INDEX_CASES))
@@ -2103,7 +2235,7 @@ class TestVerifyLayers:
 
         _p2_tamper(p2_seeded.cache_dir, damage)
         with ProjectCache.open(settings=p2_seeded.settings) as cache:
-            report = cache.verify()
+            report = cache.verify(deep=True)
             found = sorted((f.kind, f.db, f.key, f.message) for f in report.findings)
             assert found == sorted(
                 ("index", db, key.format(pid=pid), message.format(pid=pid, pdf=pdf))
@@ -2111,7 +2243,7 @@ class TestVerifyLayers:
             )
             repaired = cache.verify(repair=True)
             assert repaired.ok and repaired.repaired == len(expected)
-            assert cache.verify().findings == []
+            assert cache.verify(deep=True).findings == []
             assert [(d.project_id, d.state) for d in cache.list_deployments()] == [(pid, "current")]
         assert _p2_view(p2_seeded.cache_dir) == intact
 
@@ -2120,7 +2252,7 @@ class TestVerifyLayers:
         folder = p2_world.collection.artifact_path("skill", "pdf")
         (folder / "SKILL.md").write_text("---\nname: pdf\ndescription: Edited.\n---\n# pdf\n")
         with ProjectCache.open(settings=p2_world.settings) as cache:
-            assert cache.verify().ok
+            assert cache.verify(deep=True).ok
             report = cache.verify(sources=True)
             assert [f.model_dump() for f in report.findings] == [
                 {
@@ -2140,7 +2272,7 @@ class TestVerifyLayers:
     def test_cli_verify_exit_codes_and_json_shape(self, p2_seeded: _P2Seeded) -> None:
         """`verify` exits 0 clean and 1 with findings; --json carries the whole report."""
         where = ["--cache-dir", str(p2_seeded.cache_dir)]
-        clean = _p2_cli([*where, "verify"])
+        clean = _p2_cli([*where, "verify", "--deep"])
         assert clean.exit_code == 0, clean.output
         assert clean.stdout.splitlines() == [
             "checked: artifact-ids 3, artifact-keys 3, artifacts 3, collections 0, "
@@ -2153,7 +2285,7 @@ class TestVerifyLayers:
             p2_seeded.cache_dir,
             lambda txn, dbs: _p2_flip_last_byte(txn, dbs["artifacts"], b"default/skill/docx"),
         )
-        found = _p2_cli([*where, "verify", "--json"])
+        found = _p2_cli([*where, "verify", "--deep", "--json"])
         assert found.exit_code == 1, found.output
         data = json.loads(found.stdout)
         assert sorted(data) == [
@@ -2217,7 +2349,7 @@ class TestRepair:
         _p2_tamper(p2_seeded.cache_dir, empty)
         with ProjectCache.open(settings=p2_seeded.settings) as cache:
             assert cache.search("pdf").total == 0
-            report = cache.verify()
+            report = cache.verify(deep=True)
             # Every artifact lacks its id; every deployment index entry is missing.
             missing = len(intact["ids"]) + sum(
                 len(intact[db]) for db in ("deployments-by-artifact", "deployments-by-state")
@@ -2256,7 +2388,7 @@ class TestRepair:
             assert pdf is not None and pdf.description == "Extract quokka text from PDF files."
             assert cache.search("quokka").total == 1
             assert [d.state for d in cache.list_deployments()] == ["current"]
-            assert cache.verify().ok
+            assert cache.verify(deep=True).ok
         assert _p2_snapshot(p2_world.settings) == before
         assert (
             logging.WARNING,
@@ -2302,7 +2434,7 @@ class TestRepair:
             assert report.lost == dict.fromkeys(counts, 0)
             # The same handle now works on the rebuilt environment.
             assert cache.get_artifact(_P2_DIRECT_KEY) is not None
-            assert cache.verify().ok
+            assert cache.verify(deep=True).ok
         assert lmdb.verify.verify(str(p2_world.cache_dir)) == []
         assert _p2_snapshot(p2_world.settings) == before
         kept = sum(counts.values())
@@ -2350,7 +2482,7 @@ class TestRepair:
             del expected[victim.decode()]
             assert survivors == expected
             assert cache.search("rec3").total == 1
-            assert cache.verify().ok
+            assert cache.verify(deep=True).ok
         # The lost record is still in the files kept aside (nothing discarded silently).
         moved = Path(report.moved_to or "")
         assert victim in dict(_p2_rows(moved, "artifacts"))
@@ -2391,13 +2523,15 @@ class TestRepair:
             report = cache.verify(repair=True)
             assert report.findings
             assert {(f.kind, f.db) for f in report.findings} == {("file", "data.mdb")}
-            assert report.ok and report.moved_to is not None
+            # Records were lost: never "ok" (issue 12 item 9), though every finding was repaired.
+            assert not report.ok and report.moved_to is not None
+            assert report.repaired == len(report.findings)
             assert report.salvaged["artifacts"] == 60 - len(doomed)
             assert report.lost["artifacts"] == len(doomed)
             for key in doomed:
                 del expected[key.decode()]
             assert {a.key: a for a in cache.list_artifacts()} == expected
-            assert cache.verify().ok
+            assert cache.verify(deep=True).ok
         assert (Path(report.moved_to) / "data.mdb").read_bytes() == damaged
         assert (
             logging.WARNING,
@@ -2424,27 +2558,30 @@ class TestRepair:
         assert problems[0] == f"main/artifacts DB: leaf page {pgno} node 0 header out of bounds"
         script = str(Path(sys.executable).parent / "projcache")
         where = [script, "--cache-dir", str(cache_settings.cache_dir)]
-        found = _p2_run([*where, "verify"])
+        found = _p2_run([*where, "verify", "--deep"])
         assert found.returncode == 1, (found.returncode, found.stderr[-2000:])
         assert f"file: data.mdb: {problems[0]}" in found.stdout.splitlines()
         repaired = _p2_run([*where, "verify", "--repair"])
-        assert repaired.returncode == 0, (repaired.returncode, repaired.stderr[-2000:])
+        # Five records were in the damaged file and none came back: not "ok", exit 1.
+        assert repaired.returncode == 1, (repaired.returncode, repaired.stderr[-2000:])
         (moved,) = _p2_corrupt_dirs(cache_settings.cache_dir)
         assert f"damaged files kept in {moved}" in repaired.stdout.splitlines()
-        # Five records were in the damaged file and none came back: "lost 0" would be silent.
-        assert "carried over 0 record(s), lost 0" not in repaired.stdout.splitlines()
+        assert "carried over 0 record(s), lost 5" in repaired.stdout.splitlines()
+        assert "ok" not in repaired.stdout.splitlines()
         with ProjectCache.open(settings=cache_settings) as cache:
-            assert cache.verify().ok
+            assert cache.verify(deep=True).ok
 
     def test_cli_verify_repair_rebuilds_an_unopenable_cache(self, p2_world: _P2World) -> None:
         """Garbage over the meta pages: `verify --repair` keeps the files, rebuilds from source."""
         garbage = _p2_garbage_over_metas(p2_world.cache_dir)
         where = ["--cache-dir", str(p2_world.cache_dir)]
         result = _p2_cli([*where, "verify", "--repair", "--json"], env=p2_world.cli_env())
-        assert result.exit_code == 0, result.output
+        # Nothing of the file could be read, so what was lost is unknown: never "ok".
+        assert result.exit_code == 1, result.output
         data = json.loads(result.stdout)
         (moved,) = _p2_corrupt_dirs(p2_world.cache_dir)
-        assert data["ok"] is True and data["repaired"] == 1
+        assert data["ok"] is False and data["repaired"] == 1
+        assert data["lost_complete"] is False
         assert data["moved_to"] == str(moved)
         assert (moved / "data.mdb").read_bytes()[: len(garbage)] == garbage
         (finding,) = data["findings"]
@@ -2459,7 +2596,7 @@ class TestRepair:
             # Everything with a source is back; the record without one is gone.
             assert _p2_keys(cache) == _P2_WORLD_KEYS
             assert [d.state for d in cache.list_deployments()] == ["current"]
-            assert cache.verify().ok
+            assert cache.verify(deep=True).ok
 
     def test_move_aside_never_reuses_a_name(
         self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
@@ -2524,7 +2661,7 @@ class TestOpeningDamaged:
         with ProjectCache.open(settings=settings) as cache:
             assert _p2_keys(cache) == _P2_WORLD_KEYS
             assert cache.search("quokka").total == 1
-            assert cache.verify().ok
+            assert cache.verify(deep=True).ok
         (moved,) = _p2_corrupt_dirs(p2_world.cache_dir)
         assert (moved / "data.mdb").is_file()
         (opened,) = _p2_records(caplog, "projcache.cache")
@@ -2669,7 +2806,7 @@ _P2_PERM_SCRIPT = textwrap.dedent(
             attempt("list", lambda: [a.key for a in cache.list_artifacts()])
             attempt("get", lambda: cache.get_artifact("default/skill/pdf").name)
             attempt("search", lambda: cache.search("pdf").total)
-            attempt("verify", lambda: cache.verify().ok)
+            attempt("verify", lambda: cache.verify(deep=True).ok)
             attempt("put", lambda: cache.put_artifacts(
                 [{"name": "new", "type": "skill", "collection": "default"}]))
             attempt("delete", lambda: cache.delete_artifact("default/skill/pdf"))
@@ -2691,6 +2828,11 @@ class _P2Shared:
     cache_dir: Path
     collection: Path
 
+    @property
+    def tmp(self) -> Path:
+        """A temp folder anyone may write (mode 1777, like /tmp), inside ``base``."""
+        return self.base / "tmp"
+
     def run(self, mode: str, *args: str) -> Any:
         """Run the permission script as the unprivileged user; return the finished process."""
         drop = _P2_IS_ROOT and not _P2_PRIVILEGE_DROP.startswith("subprocess")
@@ -2701,6 +2843,9 @@ class _P2Shared:
             "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
             "HOME": str(self.base),
             "XDG_CONFIG_HOME": str(self.base / "no-config"),
+            # The child's own temp folder (verify snapshots through it): the system's /tmp
+            # need not be writable by the unprivileged user the child runs as.
+            "TMPDIR": str(self.tmp),
         }
         argv = ["-c", _P2_PERM_SCRIPT, "drop" if drop else "keep", mode, *args]
         return _p2_script(argv, env=env, cwd=str(self.base), **kwargs)
@@ -2728,6 +2873,8 @@ def p2_shared() -> Iterator[_P2Shared]:
             c.put_projects([{"name": "shop", "path": str(base / "shop")}])
         for path in [base, *base.rglob("*")]:
             path.chmod(0o755 if path.is_dir() else 0o644)
+        (base / "tmp").mkdir()
+        (base / "tmp").chmod(0o1777)
         if not _P2_IS_ROOT:
             for path in cache_dir.iterdir():
                 path.chmod(0o444)
@@ -2752,7 +2899,7 @@ def _p2_denied(path: Path) -> dict[str, Any]:
 def _p2_denied_lines(shared: _P2Shared) -> list[str]:
     """The stderr lines of a CLI write to a cache opened read-only for lack of rights."""
     return [
-        f"WARNING projcache.cache: cannot write {shared.cache_dir}; opened it read-only",
+        f"warning: cannot write {shared.cache_dir}; opened it read-only",
         f"error: cannot write the cache in {shared.cache_dir}: permission denied "
         "(opened read-only)",
         "hint: Check the permissions of the cache directory, or choose another one.",
@@ -2802,6 +2949,15 @@ class TestPermissions:
             "WARNING",
             f"cannot write {p2_shared.cache_dir}; opened it read-only",
         ] in result["logs"]
+
+    def test_the_child_has_a_temp_folder_it_may_write(self, p2_shared: _P2Shared) -> None:
+        """Self-contained: the system's /tmp need not be writable by the unprivileged child.
+
+        verify() snapshots through the temp folder; with /tmp not world-writable, the
+        child (run as nobody) failed. It gets TMPDIR, a 1777 folder inside ``base``.
+        """
+        assert stat.S_IMODE(p2_shared.tmp.stat().st_mode) == 0o1777
+        assert p2_shared.lib()["ops"]["verify"] == {"value": True}
 
     def test_refresh_and_repair_of_a_write_denied_cache_raise_permission_error(
         self, p2_shared: _P2Shared
@@ -2861,7 +3017,7 @@ _P2_FILL_SCRIPT = textwrap.dedent(
             "message": str(error), "hint": error.hint, "exit_code": error.exit_code}
         out["read_back"] = len(list(cache.iter_artifacts_json(collection="fill")))
         out["failed_batch_visible"] = cache.search(f"unique{batches}x0").total
-        report = cache.verify()
+        report = cache.verify(deep=True)
         out["verify_when_full"] = [report.ok, [f.message for f in report.findings]]
         if method == "rlimit":
             resource.setrlimit(resource.RLIMIT_FSIZE, (hard, hard))
@@ -2939,6 +3095,19 @@ def _p2_run_fill(method: str, mount_point: Path) -> tuple[dict[str, Any], Settin
     return result, settings
 
 
+def _p2_disk_full_lines(method: str, cache_dir: Path) -> tuple[str, str]:
+    """The DiskFullError message and hint: ENOSPC on the tmpfs, EFBIG under RLIMIT_FSIZE."""
+    if method == "tmpfs":
+        return (
+            f"no space left on the device holding the cache ({cache_dir})",
+            "Free disk space on the cache's filesystem, or move it with PROJCACHE_DIR.",
+        )
+    return (
+        f"the cache's data file may not grow any further ({cache_dir}): File too large",
+        "Raise the file size limit (`ulimit -f`), or move the cache with PROJCACHE_DIR.",
+    )
+
+
 class TestFullDisk:
     """A full filesystem fails one write cleanly; what was committed stays; freeing space heals."""
 
@@ -2959,7 +3128,7 @@ class TestFullDisk:
         assert result["after"] is True
         with ProjectCache.open(settings=settings, readonly=True) as cache:
             assert len(list(cache.iter_artifacts_json())) == result["batches"] * 10 + 2
-            assert cache.verify().ok
+            assert cache.verify(deep=True).ok
 
     def test_a_full_disk_is_a_disk_full_error_with_a_hint(
         self, p2_small_fs: tuple[str, Path]
@@ -2967,13 +3136,54 @@ class TestFullDisk:
         """The error a full disk raises is DiskFullError: clear message, hint, exit code 6."""
         method, mount_point = p2_small_fs
         result, settings = _p2_run_fill(method, mount_point)
+        message, hint = _p2_disk_full_lines(method, settings.cache_dir)
         assert result["error"] == {
             "class": "DiskFullError",
             "bases": result["error"]["bases"],
-            "message": f"no space left on the device holding the cache ({settings.cache_dir})",
-            "hint": "Free disk space on the cache's filesystem, or move it with PROJCACHE_DIR.",
+            "message": message,
+            "hint": hint,
             "exit_code": 6,
         }, _P2_FULL_DISK_METHOD
+
+    def test_creating_a_cache_on_a_full_disk_is_a_clean_disk_full_error(
+        self, p2_small_fs: tuple[str, Path], tmp_path: Path
+    ) -> None:
+        """A new cache on a full filesystem: exit 6 with error and hint, no SIGBUS (was 135),
+        and no half-made lock.mdb/data.mdb left behind (issue 12 item 8)."""
+        method, mount_point = p2_small_fs
+        collection = CollectionBuilder(tmp_path / "small", "small")
+        collection.skill("s", front_matter={"name": "s", "description": "a skill"})
+        collection.write()
+        cache_dir = mount_point / "new-cache"
+        kwargs: dict[str, Any] = {}
+        if method == "tmpfs":
+            _p2_fill_up(mount_point, 0)
+        else:
+
+            def limited() -> None:
+                import resource
+                import signal
+
+                signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+                resource.setrlimit(resource.RLIMIT_FSIZE, (4096, 4096))
+
+            kwargs["preexec_fn"] = limited
+        script = Path(sys.executable).parent / "projcache"
+        done = subprocess.run(
+            [str(script), "--cache-dir", str(cache_dir), "refresh", "-c", str(collection.path)],
+            capture_output=True,
+            text=True,
+            stdin=subprocess.DEVNULL,
+            env={**os.environ, "XDG_CONFIG_HOME": str(tmp_path / "no-config")},
+            check=False,
+            **kwargs,
+        )
+        message, hint = _p2_disk_full_lines(method, cache_dir)
+        assert (done.returncode, done.stderr.splitlines()) == (
+            6,
+            [f"error: {message}", f"hint: {hint}"],
+        ), (_P2_FULL_DISK_METHOD, done.stderr)
+        assert sorted(p.name for p in cache_dir.iterdir()) == []
 
     def test_cli_refresh_on_a_full_disk_prints_error_and_hint(
         self, p2_small_fs: tuple[str, Path], tmp_path: Path
@@ -3013,12 +3223,10 @@ class TestFullDisk:
             check=False,
             **kwargs,
         )
+        message, hint = _p2_disk_full_lines(method, cache_dir)
         assert (done.returncode, done.stderr.splitlines()) == (
             6,
-            [
-                f"error: no space left on the device holding the cache ({cache_dir})",
-                "hint: Free disk space on the cache's filesystem, or move it with PROJCACHE_DIR.",
-            ],
+            [f"error: {message}", f"hint: {hint}"],
         ), _P2_FULL_DISK_METHOD
         assert done.stdout == ""
 
@@ -3052,7 +3260,7 @@ class TestFullDisk:
             assert info.value.exit_code == 6
             assert isinstance(info.value, StorageError)
             assert len(list(cache.iter_artifacts_json())) == batches * 10
-            assert cache.verify().ok
+            assert cache.verify(deep=True).ok
 
 
 # -- 10. messages and logs -------------------------------------------------------------------
@@ -3201,3 +3409,170 @@ class TestMessagesAndLogs:
             "cli", str(p2_shared.cache_dir), *where, "refresh", "-c", str(p2_shared.collection)
         )
         assert (done.returncode, done.stderr.splitlines()) == (8, _p2_denied_lines(p2_shared))
+
+
+# == repair that never lies (issue 12 item 9) ================================================
+#
+# A cache filled only from folders named on the command line (`refresh --collection DIR
+# --project DIR`, the way the docs show), then one byte of a meta page flipped.  The
+# configuration knows none of those folders, so a rebuild "from the configured roots"
+# re-reads nothing: 0.1.0 said "ok" with 0 of N artifacts.
+
+_NL_SKILLS = 40
+
+
+@dataclass
+class _NeverLies:
+    cache_dir: Path
+    collection: CollectionBuilder
+    project: ProjectBuilder
+    settings: Settings
+
+    def cli(self, *args: str) -> Any:
+        """Run the CLI in a child process, with no config and no configured roots."""
+        env = {k: v for k, v in os.environ.items() if not k.startswith("PROJCACHE_")}
+        env.update(PROJCACHE_COLLECTIONS="", XDG_CONFIG_HOME=os.devnull)
+        return subprocess.run(
+            [
+                str(Path(sys.executable).parent / "projcache"),
+                "--cache-dir",
+                str(self.cache_dir),
+                *args,
+            ],
+            capture_output=True,
+            text=True,
+            stdin=subprocess.DEVNULL,
+            env=env,
+            timeout=300,
+            check=False,
+        )
+
+    def counts(self) -> dict[str, int]:
+        with ProjectCache.open(settings=self.settings, readonly=True) as cache:
+            return cache.counts()
+
+    def flip_meta(self, which: str, offset: int) -> int:
+        """Flip one byte of the ``committed`` or ``older`` meta page; return its page number."""
+        data = self.cache_dir / "data.mdb"
+        head = data.read_bytes()[:8192]
+        txnids = [struct.unpack_from("=Q", head, page * 4096 + 144)[0] for page in (0, 1)]
+        committed = 0 if txnids[0] > txnids[1] else 1
+        page = committed if which == "committed" else 1 - committed
+        with data.open("r+b") as handle:
+            handle.seek(page * 4096 + offset)
+            byte = handle.read(1)[0]
+            handle.seek(page * 4096 + offset)
+            handle.write(bytes([byte ^ 0xFF]))
+        return page
+
+
+@pytest.fixture
+def never_lies(tmp_path: Path) -> _NeverLies:
+    """A cache refreshed by the CLI from a collection and a project named on the command line."""
+    collection = CollectionBuilder(tmp_path / "src", "big")
+    for i in range(_NL_SKILLS):
+        collection.skill(f"s{i:02d}", front_matter={"name": f"s{i:02d}", "description": f"n {i}"})
+    collection.write()
+    project = ProjectBuilder(tmp_path / "src", "shop")
+    project.deploy(collection, "skill", "s01")
+    project.write()
+    cache_dir = tmp_path / "cache"
+    settings = Settings(cache_dir=cache_dir, collection_roots=(), project_roots=())
+    world = _NeverLies(cache_dir, collection, project, settings)
+    done = world.cli(
+        "refresh", "--collection", str(collection.path), "--project", str(project.path)
+    )
+    assert done.returncode == 0, done.stderr
+    assert world.counts()["artifacts"] == _NL_SKILLS
+    return world
+
+
+class TestRepairNeverLies:
+    """Repair keeps what the file still holds, re-reads every remembered root, and never says
+    "ok" with fewer records than before."""
+
+    @pytest.mark.parametrize("which", ["committed", "older"])
+    @pytest.mark.parametrize("offset", [16, 40], ids=["magic", "page-size"])
+    def test_a_flipped_meta_byte_keeps_every_record(
+        self, never_lies: _NeverLies, which: str, offset: int
+    ) -> None:
+        """The other meta page (or the damaged one, repaired) brings back N of N: exit 0, ok."""
+        before = never_lies.counts()
+        never_lies.flip_meta(which, offset)
+        done = never_lies.cli("verify", "--repair")
+        assert done.returncode == 0, done.stdout + done.stderr
+        lines = done.stdout.splitlines()
+        assert lines[-1] == "ok"
+        (moved,) = _p2_corrupt_dirs(never_lies.cache_dir)
+        assert f"damaged files kept in {moved}" in lines
+        assert any(line.endswith(", lost 0") for line in lines), lines
+        after = never_lies.counts()
+        assert {k: after[k] for k in RECORD_COUNTS} == {k: before[k] for k in RECORD_COUNTS}
+
+    def test_a_broken_root_pointer_rebuilds_from_the_remembered_roots(
+        self, never_lies: _NeverLies
+    ) -> None:
+        """The last commit's tree is unreachable: records come from the state one commit
+        earlier plus every remembered source folder; since what the last commit held cannot
+        be known, repair does not claim "ok" (exit 1) although every record is back."""
+        before = never_lies.counts()
+        never_lies.flip_meta("committed", 16 + 24 + 48 + 40 + 2)  # the main tree's root page
+        done = never_lies.cli("verify", "--repair")
+        assert done.returncode == 1, done.stdout + done.stderr
+        assert "ok" not in done.stdout.splitlines()
+        after = never_lies.counts()
+        assert {k: after[k] for k in RECORD_COUNTS} == {k: before[k] for k in RECORD_COUNTS}
+
+    def test_records_that_cannot_come_back_are_counted_and_repair_fails(
+        self, never_lies: _NeverLies
+    ) -> None:
+        """A record with no source, written in the last commit, whose leaf page is then
+        destroyed: exit 1, "lost 1", the damaged copy kept (and still holding the record)."""
+        with ProjectCache.open(settings=never_lies.settings) as cache:
+            cache.put_artifacts([{"name": "orphan", "type": "skill", "collection": "direct"}])
+        before = never_lies.counts()
+        path = never_lies.cache_dir / "data.mdb"
+        data = path.read_bytes()
+        psize, root = _p2_db_root_page(data, "artifacts")
+        (leaf,) = [
+            pgno
+            for pgno in _p2_branch_children(data, psize, root)
+            if b"direct/skill/orphan" in _p2_leaf_keys(data, psize, pgno)
+        ]
+        with path.open("r+b") as handle:
+            handle.seek(leaf * psize)
+            handle.write(bytes(range(256)) * (psize // 256))
+        damaged = path.read_bytes()
+        done = never_lies.cli("verify", "--repair", "--json")
+        assert done.returncode == 1, done.stdout + done.stderr
+        report = json.loads(done.stdout)
+        assert report["ok"] is False
+        assert report["lost"]["artifacts"] == 1 and report["lost_complete"] is True
+        moved = Path(report["moved_to"])
+        assert (moved / "data.mdb").read_bytes() == damaged  # kept as it was, for inspection
+        after = never_lies.counts()
+        assert after["artifacts"] == before["artifacts"] - 1
+
+    def test_the_cache_remembers_its_roots_in_meta_and_a_side_file(
+        self, never_lies: _NeverLies
+    ) -> None:
+        """source_roots() lists the folders given to refresh; roots.json is 0600 and is read
+        without opening the cache (it survives damage to data.mdb)."""
+        from projcache.roots import SourceRoots, read_side_file
+
+        expected = SourceRoots(
+            collections=(str(never_lies.collection.path),), projects=(str(never_lies.project.path),)
+        )
+        with ProjectCache.open(settings=never_lies.settings) as cache:
+            assert cache.source_roots() == expected
+        side = never_lies.cache_dir / "roots.json"
+        assert stat.S_IMODE(side.stat().st_mode) == 0o600
+        assert json.loads(side.read_text()) == {
+            "collections": [str(never_lies.collection.path)],
+            "projects": [str(never_lies.project.path)],
+        }
+        (never_lies.cache_dir / "data.mdb").write_bytes(b"\0" * 8192)  # wreck the cache
+        assert read_side_file(never_lies.cache_dir) == expected
+
+
+RECORD_COUNTS = ("collections", "projects", "artifacts", "deployments")

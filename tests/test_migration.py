@@ -68,7 +68,7 @@ def test_migration_keeps_every_record_and_builds_the_v3_index(old_cache: Path) -
             assert key in [h.key for h in by_type]
         tagged = [r for r in data["artifacts"] if "pdf" in r["tags"]]
         assert len(list(cache.list_artifacts(tag="pdf"))) == len(tagged)
-        report = cache.verify()
+        report = cache.verify(deep=True)
         assert report.findings == []
         assert report.checked["artifact-ids"] == len(data["artifacts"])
         assert cache._read(lambda txn: cache._repos.meta.get(txn, "schema_version")) == 3
@@ -89,7 +89,7 @@ def test_migrated_cache_takes_writes(old_cache: Path) -> None:
         cache.put_artifacts([{"name": "fresh", "type": "skill", "collection": "default"}])
         assert [h.key for h in cache.search("fresh")] == ["default/skill/fresh"]
         assert some.key not in [h.key for h in cache.search(some.name, limit=1000)]
-        assert cache.verify().findings == []
+        assert cache.verify(deep=True).findings == []
 
 
 def test_a_step_is_one_line(monkeypatch: pytest.MonkeyPatch, old_cache: Path) -> None:
@@ -120,4 +120,4 @@ def test_failed_step_leaves_the_old_cache(monkeypatch: pytest.MonkeyPatch, old_c
     with pytest.raises(SchemaVersionError):
         ProjectCache.open(old_cache, readonly=True)
     with ProjectCache.open(old_cache) as cache:
-        assert cache.verify().findings == []
+        assert cache.verify(deep=True).findings == []

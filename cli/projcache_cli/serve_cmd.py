@@ -34,17 +34,24 @@ def serve(
         None,
         "--api-key",
         envvar="PROJCACHE_API_KEY",
-        help="Require this key in the X-API-Key header ($PROJCACHE_API_KEY).",
+        help="Require this key in the X-API-Key header.",
         show_default=False,
     ),
     insecure: bool = typer.Option(
         False, "--insecure", help="Allow a non-loopback address without an API key."
     ),
     access_log: bool = typer.Option(False, "--access-log", help="Log every request."),
+    allowed_host: Optional[list[str]] = typer.Option(
+        None,
+        "--allowed-host",
+        help="Also answer requests for this Host name (or name:port); repeatable. "
+        "Other names get 421.",
+        show_default=False,
+    ),
 ) -> None:
     """Serve the cache over HTTP: JSON API under /api/v1/cache/ and a web page at /."""
     state = state_of(ctx)
-    with cli_errors(state.debug):
+    with cli_errors(state):
         try:
             from projcache.server import ServerOptions, check_bind, serve
         except ImportError as exc:
@@ -56,6 +63,7 @@ def serve(
             api_key=api_key or None,
             refresh_interval=refresh_interval or None,
             watch=watch,
+            allowed_hosts=tuple(allowed_host or ()),
         )
         check_bind(host, options.api_key, insecure)  # before the cache is opened
         # uvicorn reports through logging; the root logger is set to WARNING by default.

@@ -33,10 +33,14 @@ if TYPE_CHECKING:
     from .errors import ProjcacheError as ProjcacheError
     from .errors import ProjectNotFound as ProjectNotFound
     from .errors import ReadOnlyCacheError as ReadOnlyCacheError
+    from .errors import RecordTooLargeError as RecordTooLargeError
     from .errors import SchemaVersionError as SchemaVersionError
     from .errors import ServerError as ServerError
     from .errors import SourceFileError as SourceFileError
+    from .errors import SourceOutsideRootError as SourceOutsideRootError
+    from .errors import SourceTooLargeError as SourceTooLargeError
     from .errors import StorageError as StorageError
+    from .errors import UnsafeCacheDirError as UnsafeCacheDirError
     from .models import Artifact as Artifact
     from .models import CacheStats as CacheStats
     from .models import Deployment as Deployment
@@ -74,6 +78,7 @@ __all__ = [
     "ProjectCache",
     "ProjectNotFound",
     "ReadOnlyCacheError",
+    "RecordTooLargeError",
     "RefreshReport",
     "SchemaVersionError",
     "SearchHit",
@@ -82,7 +87,10 @@ __all__ = [
     "Settings",
     "SourceError",
     "SourceFileError",
+    "SourceOutsideRootError",
+    "SourceTooLargeError",
     "StorageError",
+    "UnsafeCacheDirError",
     "VerifyReport",
     "__version__",
     "load_settings",

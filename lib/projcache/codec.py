@@ -10,7 +10,9 @@ A stored value is a *frame*::
 
 Every read checks the format byte and the CRC before the payload is used, so a
 flipped bit surfaces as :class:`~projcache.errors.CorruptRecordError`, never as
-garbage.  Values are never pickled.
+garbage.  Values are never pickled.  No frame holds more than
+:data:`MAX_RECORD_BYTES` of payload: a larger record is refused with
+:class:`~projcache.errors.RecordTooLargeError` before anything is written.
 
 Keys are UTF-8 strings.  LMDB refuses keys longer than 511 bytes (and
 dupsort values of the same size); the encoders enforce that with
@@ -19,21 +21,23 @@ dupsort values of the same size); the encoders enforce that with
 
 from __future__ import annotations
 
-import hashlib
+import struct
 import zlib
-from typing import Any
+from typing import Any, Optional
 
 import orjson
 
-from .errors import CorruptRecordError, InvalidRecordError, KeyTooLongError
+from .errors import CorruptRecordError, InvalidRecordError, KeyTooLongError, RecordTooLargeError
 
 __all__ = [
     "ARTIFACT_TYPES",
     "FORMAT_VERSION",
     "MAX_BODY_CHARS",
     "MAX_KEY_BYTES",
+    "MAX_RECORD_BYTES",
     "SEPARATOR",
     "artifact_key",
+    "checked_payload",
     "decode",
     "deployment_key",
     "deployment_prefix",
@@ -50,22 +54,52 @@ FORMAT_VERSION = 1
 MAX_KEY_BYTES = 511
 # Characters of an artifact's Markdown body kept in its record for search.
 MAX_BODY_CHARS = 2000
+#: The largest payload one stored value may have (64 MiB).  Real records are a
+#: few KiB; the largest legitimate ones are a manifest's parsed entries, kept
+#: in its fingerprint and bounded by ``max_file_size`` (16 MiB by default).
+MAX_RECORD_BYTES = 64 * 1024**2
 SEPARATOR = b"\x00"
 ARTIFACT_TYPES = ("skill", "command", "agent", "hook", "mcp")
 
 _HEADER = 5
 _VERSION_BYTE = bytes([FORMAT_VERSION])
 _ORJSON_OPTS = orjson.OPT_NON_STR_KEYS
+_HEAD = struct.Struct(">BI").unpack_from
+_crc32 = zlib.crc32
 
 
 def frame(payload: bytes) -> bytes:
-    """Wrap JSON ``payload`` bytes in a frame (format byte + CRC32)."""
+    """Wrap JSON ``payload`` bytes in a frame (format byte + CRC32).
+
+    Raises:
+        RecordTooLargeError: ``payload`` is longer than :data:`MAX_RECORD_BYTES`.
+    """
+    if len(payload) > MAX_RECORD_BYTES:
+        raise RecordTooLargeError(
+            f"a record of {len(payload)} bytes is larger than the {MAX_RECORD_BYTES}-byte "
+            "limit for one stored value; not written"
+        )
     return _VERSION_BYTE + zlib.crc32(payload).to_bytes(4, "big") + payload
 
 
 def encode(value: Any) -> bytes:
     """Serialise ``value`` with orjson and frame it."""
     return frame(orjson.dumps(value, option=_ORJSON_OPTS))
+
+
+def checked_payload(data: bytes) -> Optional[bytes]:
+    """Return the JSON payload of a good frame, or ``None`` when the frame fails its check.
+
+    The hot read paths call this and, only on ``None``, :func:`unframe` for the
+    error naming the record (so the name is not formatted on every read).
+    """
+    if len(data) < _HEADER:
+        return None
+    version, crc = _HEAD(data)
+    payload = data[_HEADER:]
+    if version != FORMAT_VERSION or _crc32(payload) != crc:
+        return None
+    return payload if type(payload) is bytes else bytes(payload)
 
 
 def unframe(data: bytes, *, what: str = "value") -> bytes:
@@ -155,6 +189,8 @@ def project_id_for_path(path: str) -> str:
     A hash rather than the path itself keeps ids short, fixed-width and free of
     the separator byte, so deployment keys stay well under the key limit.
     """
+    import hashlib  # here: loading OpenSSL is a visible part of a cold CLI call's start
+
     return hashlib.sha256(path.encode("utf-8", "surrogateescape")).hexdigest()[:16]
 
 

@@ -50,7 +50,8 @@ __all__ = ["Progress", "RefreshContext", "check_folders", "run_refresh"]
 
 logger = logging.getLogger(__name__)
 
-# progress(done, total, label): called after each unit.
+# progress(done, total, label): called before each unit (label: the folder being read) and
+# after it (done counts the finished units).
 Progress = Callable[[int, int, str], None]
 PathLike = Union[str, "os.PathLike[str]"]
 
@@ -63,6 +64,16 @@ class RefreshContext:
     write: Callable[[Callable[[Txn], Any]], Any]
     repos: Callable[[], Repositories]
     settings: Settings
+    # Grow the map ahead of a write of about this many bytes (Storage.reserve).
+    reserve: Callable[[int], None] = lambda _bytes: None
+
+
+# Upper estimates of what one artifact (record, terms, postings, facets) and one source
+# fingerprint take in the file, for sizing the map ahead of a big write; measured at
+# ~3.1 KiB per artifact all told at 100,000 (bench/RESULTS.md).  Over-estimating only
+# reserves address space.
+_BYTES_PER_ARTIFACT = 8 * 1024
+_BYTES_PER_SOURCE = 1024
 
 
 @dataclass
@@ -126,7 +137,11 @@ def _resolve(paths: Iterable[PathLike], check: Callable[[str], bool], what: str)
     for given in paths:
         path = os.path.realpath(os.path.expanduser(os.fspath(given)))
         if not os.path.isdir(path):
-            raise SourceFileError(f"{given}: no such directory", path=path)
+            raise SourceFileError(
+                f"{given}: no such directory",
+                path=path,
+                hint="Check the folder's path: it does not exist (or is not a folder).",
+            )
         if not check(path):
             hint = (
                 "A project folder holds a .claude/ folder."
@@ -211,6 +226,20 @@ class _Refresher:
         found: tuple[dict[str, KnownFingerprint], Optional[Stored]] = self.ctx.read(body)
         return found
 
+    def _stored_front_matter(self, key: str) -> Optional[dict[str, Any]]:
+        """The front matter of the artifact record stored under ``key`` (``None``: no record).
+
+        Fingerprints do not keep it (it is stored once, in the record), so an
+        artifact rebuilt from unchanged files takes it from here.
+        """
+        import orjson
+
+        payload = self.ctx.read(lambda txn: self.repos.artifacts.get_payload(txn, key))
+        if payload is None:
+            return None
+        front = orjson.loads(payload).get("front_matter")
+        return front if isinstance(front, dict) else {}
+
     # -- shared diff helpers (inside a write transaction) -------------------------
 
     def _sync_artifacts(
@@ -279,7 +308,14 @@ class _Refresher:
             return
         previous, stored = self._stored(unit, old)
         read = read_collection(
-            path, previous, full=self.full, cap=self.ctx.settings.max_file_size, stored=stored
+            path,
+            previous,
+            full=self.full,
+            cap=self.ctx.settings.max_file_size,
+            stored=stored,
+            max_bytes=self.ctx.settings.max_artifact_size,
+            stored_front_matter=self._stored_front_matter,
+            manifest_cap=self.ctx.settings.max_manifest_size,
         )
         tracker = read.tracker
         assert tracker is not None
@@ -318,6 +354,11 @@ class _Refresher:
             self._sync_sources(txn, unit, previous, tracker.current)
             counts.collections_written += 1
 
+        # One big transaction: size the map for it first, so a first refresh of a large
+        # collection is not replayed at every doubling (linear, not superlinear).
+        self.ctx.reserve(
+            len(read.artifacts) * _BYTES_PER_ARTIFACT + len(tracker.current) * _BYTES_PER_SOURCE
+        )
         self._write_counted(body)
 
     def _remove_collection(
@@ -350,7 +391,16 @@ class _Refresher:
                 logger.info("project %s at %s is gone; removed it", old.name, path)
             return
         previous = self._fingerprints(unit)
-        read = read_project(path, previous, full=self.full, cap=self.ctx.settings.max_file_size)
+        settings = self.ctx.settings
+        read = read_project(
+            path,
+            previous,
+            full=self.full,
+            cap=settings.max_file_size,
+            manifest_cap=settings.max_manifest_size,
+            max_bytes=settings.max_artifact_size,
+            stored_front_matter=self._stored_front_matter,
+        )
         tracker = read.tracker
         assert tracker is not None
         self.counts.sources_checked += tracker.checked
@@ -437,14 +487,11 @@ def _known(ctx: RefreshContext) -> tuple[dict[str, Collection], dict[str, Projec
     repos = ctx.repos()
 
     def body(txn: Txn) -> tuple[dict[str, Collection], dict[str, Project]]:
-        cmodel, pmodel = repos.collections.model, repos.projects.model
         collections = {}
-        for _key, payload in repos.collections.scan_payloads(txn):
-            record = cmodel.model_validate_json(payload)
+        for record in repos.collections.scan(txn):
             collections[record.path] = record
         projects = {}
-        for _key, payload in repos.projects.scan_payloads(txn):
-            project = pmodel.model_validate_json(payload)
+        for project in repos.projects.scan(txn):
             projects[project.id] = project
         return collections, projects
 
@@ -520,11 +567,15 @@ def _run_refresh(
     total = len(collection_paths) + len(project_paths)
     done = 0
     for path in collection_paths:
+        if progress is not None:  # before too: a big collection takes most of the time
+            progress(done, total, path)
         refresher.collection(path, known_collections)
         done += 1
         if progress is not None:
             progress(done, total, path)
     for path in project_paths:
+        if progress is not None:
+            progress(done, total, path)
         refresher.project(path, known_projects)
         done += 1
         if progress is not None:

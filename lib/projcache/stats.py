@@ -17,7 +17,7 @@ __all__ = ["collect_stats"]
 def collect_stats(storage: Storage, repos: Repositories, hits: int, misses: int) -> CacheStats:
     """Return counts, sizes, counters and freshness; ``hits``/``misses`` are unsaved deltas.
 
-    Cost: O(1) per sub-database plus one pass over the projects (for freshness).
+    Cost: O(1) per sub-database plus one pass over the projects and collections (freshness).
     """
     from .models import CacheStats, utcnow
 
@@ -32,15 +32,19 @@ def collect_stats(storage: Storage, repos: Repositories, hits: int, misses: int)
         }
         now = utcnow()
         ttl = storage.settings.ttl_seconds
-        model = repos.projects.model
         refreshed: list[datetime] = []
         stale = 0
-        for _key, payload in repos.projects.scan_payloads(txn):
-            project = model.model_validate_json(payload)
+        for project in repos.projects.scan(txn):
             if project.refreshed_at is not None:
                 refreshed.append(project.refreshed_at)
             if project.is_stale(ttl, now):
                 stale += 1
+        # A collection-only refresh is a refresh too: "refreshed: never" after it misled users.
+        collection_model = repos.collections.model
+        for _key, payload in repos.collections.scan_payloads(txn):
+            when = collection_model.model_validate_json(payload).refreshed_at
+            if when is not None:
+                refreshed.append(when)
         created: Optional[str] = repos.meta.get(txn, "created_at")
         return {
             "counts": counts,

@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Any, Callable, ClassVar, Optional, TypeVar
 
 import lmdb
 
+from . import cachedir
 from .config import Settings
 from .errors import (
     CacheAlreadyOpenError,
@@ -47,6 +48,7 @@ from .errors import (
     ReadOnlyCacheError,
     StorageError,
     translate_lmdb_error,
+    translate_os_error,
 )
 from .mapguard import MapGuard
 
@@ -60,6 +62,7 @@ __all__ = ["DATABASES", "Storage", "Txn", "before_commit", "run_before_commit"]
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
+S = TypeVar("S")
 if TYPE_CHECKING:
     # Transactions are opened with buffers=False, so they hand out bytes.
     Txn = lmdb.Transaction[bytes]
@@ -192,8 +195,11 @@ class Storage:
             CacheNotFoundError: ``readonly`` and no cache exists there.
             CacheAlreadyOpenError: already open read-only here, and a writer is asked for.
             CachePermissionError: the directory cannot be created or opened.
+            UnsafeCacheDirError: another user could write the folder or its files.
         """
         path = Path(os.path.abspath(os.fspath(path)))
+        if path.is_dir():
+            cachedir.check_folder(path)  # before anything else looks inside (see _open_env)
         if not (path / "data.mdb").exists():
             if readonly and (path.is_dir() or not os.path.lexists(path)):
                 raise CacheNotFoundError(f"no cache in {path}")
@@ -255,6 +261,18 @@ class Storage:
                 "LMDB's locks do not work there",
                 hint="Point PROJCACHE_DIR at a local disk.",
             )
+        # Another user's writable folder, or a planted lock.mdb/data.mdb link, is
+        # refused before LMDB opens (and writes) anything; see projcache.cachedir.
+        cachedir.check_folder(self.path)
+        created = [] if self.readonly else cachedir.prepare_files(self.path, MAX_READERS)
+        try:
+            env, dbs = self._open_checked_env()
+        except BaseException:
+            cachedir.remove_created(created)
+            raise
+        return env, dbs
+
+    def _open_checked_env(self) -> tuple[lmdb.Environment, dict[str, Any]]:
         sync, metasync = self._durability_flags[self.settings.durability]
         options: dict[str, Any] = {
             "map_size": self.settings.map_size,
@@ -435,6 +453,77 @@ class Storage:
                 self._adopt_map_size()
         raise CacheBusyError(f"could not get a stable read transaction on {self.path}")
 
+    def stream(
+        self, step: Callable[[Txn, S], tuple[list[T], Optional[S]]], start: S
+    ) -> Iterator[T]:
+        """Yield what ``step`` reads, chunk by chunk, all from one read transaction.
+
+        One call is one snapshot: ``step(txn, state)`` returns a chunk of items
+        and the state to resume from (``None`` when done), and every chunk is
+        read in the same transaction, so a listing never mixes two writes.
+        The map guard's read share is held only while a chunk is read, never
+        between chunks: a slow (or abandoned) consumer pins old pages, like any
+        LMDB reader, but never blocks map growth or a write's abort, and the
+        thread consuming the listing may write meanwhile.
+
+        If this process replaces the map meanwhile (growth; py-lmdb then
+        invalidates open transactions) the transaction is begun again, which is
+        the same snapshot only if nothing was committed in between.
+
+        Raises:
+            CacheBusyError: the map grew and a write committed while the listing
+                was being read, so its snapshot is gone; call again.
+        """
+        txn: Optional[Txn] = None
+        snapshot: Optional[int] = None
+        state: Optional[S] = start
+        try:
+            while state is not None:
+                current: S = state
+                for attempt in range(_RETRIES):
+                    env = self._live_env()
+                    resized = False
+                    fresh = txn is None
+                    self._guard.enter_read()
+                    try:
+                        if txn is None:
+                            txn = env.begin()
+                            if snapshot is None:
+                                snapshot = txn.id()
+                            elif txn.id() != snapshot:
+                                raise CacheBusyError(
+                                    f"the cache in {self.path} changed while a listing was read "
+                                    "and the map grew meanwhile; the listing's snapshot is gone",
+                                    hint="Run the listing again.",
+                                )
+                        items, state = step(txn, current)
+                        break
+                    except lmdb.MapResizedError:
+                        resized, txn = True, None
+                    except lmdb.ReadersFullError as exc:
+                        txn = None
+                        if env.reader_check() == 0 and attempt >= 2:
+                            raise CacheBusyError(
+                                f"all {MAX_READERS} reader slots of {self.path} are in use"
+                            ) from exc
+                    except lmdb.Error as exc:
+                        if fresh:
+                            raise translate_lmdb_error(exc, path=str(self.path)) from exc
+                        # Invalidated between chunks (a resize in another thread, a
+                        # reopen after fork): begin again, same snapshot or error.
+                        txn = None
+                    finally:
+                        self._guard.exit_read()
+                    if resized:
+                        self._adopt_map_size()
+                else:
+                    raise CacheBusyError(f"could not get a stable read transaction on {self.path}")
+                yield from items
+        finally:
+            if txn is not None:
+                with contextlib.suppress(lmdb.Error):
+                    txn.abort()
+
     def get(self, db_name: str, key: bytes) -> Optional[bytes]:
         """Return the raw value of ``key`` in one sub-database (the point-read fast path).
 
@@ -503,10 +592,8 @@ class Storage:
                 except OSError as exc:
                     _before_commit.pop(id(txn), None)
                     self._abort(txn)
-                    if exc.errno == errno.ENOSPC:
-                        raise translate_lmdb_error(
-                            lmdb.DiskError(str(exc), errno.ENOSPC), path=str(self.path)
-                        ) from exc
+                    if exc.errno in (errno.ENOSPC, errno.EFBIG, getattr(errno, "EDQUOT", 0)):
+                        raise translate_os_error(exc, path=str(self.path)) from exc
                     raise
                 except BaseException:
                     _before_commit.pop(id(txn), None)
@@ -532,7 +619,11 @@ class Storage:
         if fcntl is None:  # pragma: no cover
             yield
             return
-        fd = os.open(self.path / "grow.lock", os.O_RDWR | os.O_CREAT, 0o600)
+        flags = os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+        try:
+            fd = os.open(self.path / "grow.lock", flags, 0o600)
+        except OSError as exc:
+            raise translate_os_error(exc, path=str(self.path)) from exc
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
             yield
@@ -543,6 +634,40 @@ class Storage:
         """Grow the map (doubling) unless another process already did; called with no txn open."""
         with self._growth_lock():
             self._guard.exclusive(lambda: self._resize(size_before))
+
+    def reserve(self, extra: int) -> None:
+        """Grow the map ahead of a big write so it is not replayed at every doubling.
+
+        A write that fills the map is aborted and replayed after the map
+        doubled; for one huge transaction (the first refresh of a big
+        collection) that replays the whole transaction several times.  This
+        grows the map once, geometrically (doubling until it holds the pages in
+        use plus ``extra`` bytes, capped at ``max_map_size``), before the write
+        begins.  The map is only address space: a larger one costs no disk.
+        Must be called with no transaction open in this thread.
+        """
+        if self.readonly or extra <= 0:
+            return
+        info = self.info()
+        needed = (info["last_pgno"] + 1) * self.page_size() + extra
+        size = info["map_size"]
+        if needed <= size:
+            return
+        target = size
+        while target < needed:
+            target *= 2
+        target = min(target, self.settings.max_map_size)
+        if target <= size:
+            return  # at the limit already: the write itself reports CacheFullError
+        logger.info("growing the map of %s from %d to %d bytes ahead of a write", self.path,
+                    size, target)  # fmt: skip
+        with self._write_lock, self._growth_lock():
+            self._guard.exclusive(lambda: self._resize_to(target))
+
+    def _resize_to(self, target: int) -> None:
+        self.env.set_mapsize(0)  # adopt a size another process committed
+        if self.env.info()["map_size"] < target:
+            self.env.set_mapsize(target)
 
     def _resize(self, size_before: int) -> None:
         self.env.set_mapsize(0)  # adopt a size another process committed
@@ -593,12 +718,40 @@ class Storage:
         return min(st.st_size, st.st_blocks * 512) if st.st_blocks else st.st_size
 
     def copy(self, dest: Path, compact: bool) -> None:
-        """Copy the environment into the existing empty directory ``dest`` (consistent snapshot)."""
-        env = self._live_env()
-        self._guard.enter_read()  # the copy reads through its own read transaction
+        """Copy the environment into the existing empty directory ``dest`` (consistent snapshot).
+
+        The copy is private like the cache: ``data.mdb`` is created 0600 by us
+        (LMDB's own ``mdb_env_copy`` would create it 0644, readable by every
+        local user), never through a symlink, and removed again if the copy fails.
+        """
+        target = dest / "data.mdb"
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
         try:
-            env.copy(str(dest), compact=compact)
-        except lmdb.Error as exc:
-            raise translate_lmdb_error(exc, path=str(dest)) from exc
+            fd = os.open(target, flags | getattr(os, "O_CLOEXEC", 0), 0o600)
+        except FileExistsError as exc:
+            raise StorageError(f"{target} already exists; choose an empty directory") from exc
+        except PermissionError as exc:
+            raise CachePermissionError(f"cannot write the backup {target}") from exc
+        except OSError as exc:
+            raise translate_os_error(exc, path=str(dest)) from exc
+        done = False
+        try:
+            os.fchmod(fd, 0o600)  # whatever the umask
+            env = self._live_env()
+            self._guard.enter_read()  # the copy reads through its own read transaction
+            try:
+                env.copyfd(fd, compact=compact)
+            except lmdb.Error as exc:
+                raise translate_lmdb_error(exc, path=str(dest)) from exc
+            finally:
+                self._guard.exit_read()
+            try:
+                os.fsync(fd)
+            except OSError as exc:
+                raise translate_os_error(exc, path=str(dest)) from exc
+            done = True
         finally:
-            self._guard.exit_read()
+            os.close(fd)
+            if not done:
+                with contextlib.suppress(OSError):
+                    os.unlink(target)

@@ -19,14 +19,17 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import http.server
 import os
 import re
 import shutil
 import struct
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Callable, Optional
+from urllib.parse import quote
 
 import httpx
 import pytest
@@ -143,6 +146,24 @@ class Site:
         """The keys ``GET artifacts`` lists, in its order."""
         return [a["key"] for a in self.api("artifacts", limit=1000, **params)["items"]]
 
+    def names(self) -> dict[str, str]:
+        """Project id -> project name."""
+        return {p["id"]: p["name"] for p in self.api("projects", limit=1000)["items"]}
+
+    def shown(self, **params: Any) -> list[str]:
+        """The keys ``GET artifacts`` lists as the page shows them: a project-only artifact
+        (``@<project id>/agent/researcher``) as ``<project name> \u203a agent/researcher``."""
+        names = self.names()
+        return [display(key, names) for key in self.artifact_keys(**params)]
+
+
+def display(key: str, names: dict[str, str]) -> str:
+    """``key`` as the page (and the CLI) shows it."""
+    if key.startswith("@"):
+        collection, _, rest = key.partition("/")
+        return f"{names[collection[1:]]} \u203a {rest}"
+    return key
+
 
 @pytest.fixture
 def make_site(
@@ -183,12 +204,12 @@ def site(served_examples: Any) -> Site:
 def loaded(page: Page, site: Site) -> Page:
     """Open ``/`` and wait until every artifact the API lists is on the page."""
     page.goto(site.url)
-    expect(page.get_by_test_id("artifacts").locator("li .key")).to_have_text(site.artifact_keys())
+    expect(page.get_by_test_id("artifacts").locator("li .key")).to_have_text(site.shown())
     return page
 
 
 def shown_keys(page: Page) -> Any:
-    """A locator of the shown artifacts' keys (for ``expect(...).to_have_text([...])``)."""
+    """A locator of the shown artifacts' keys, as shown (``Site.shown``), for ``to_have_text``."""
     return page.get_by_test_id("artifacts").locator("li .key")
 
 
@@ -279,7 +300,7 @@ class TestSearchAndFilters:
             f"{narrower['total']} artifact(s)"
         )
         page.get_by_test_id("search").fill("")
-        expect(shown_keys(page)).to_have_text(site.artifact_keys())
+        expect(shown_keys(page)).to_have_text(site.shown())
         expect(page.get_by_test_id("artifact-count")).to_have_text("14 artifact(s)")
 
     def test_no_hits(self, page: Page, site: Site) -> None:
@@ -293,7 +314,7 @@ class TestSearchAndFilters:
         """The type select shows only that type, with search too."""
         loaded(page, site)
         page.get_by_test_id("filter-type").select_option("command")
-        commands = site.artifact_keys(type="command")
+        commands = site.shown(type="command")
         expect(shown_keys(page)).to_have_text(commands)
         expect(page.get_by_test_id("artifact-count")).to_have_text(f"{len(commands)} artifact(s)")
         page.get_by_test_id("search").press_sequentially("review", delay=20)
@@ -306,10 +327,10 @@ class TestSearchAndFilters:
         loaded(page, site)
         projects = {p["name"]: p["id"] for p in site.api("projects")["items"]}
         page.get_by_test_id("filter-project").select_option(label="webapp")
-        expect(shown_keys(page)).to_have_text(site.artifact_keys(project=projects["webapp"]))
+        expect(shown_keys(page)).to_have_text(site.shown(project=projects["webapp"]))
         page.locator(f'[data-project="{projects["api-service"]}"]').click()
         expect(page.get_by_test_id("filter-project")).to_have_value(projects["api-service"])
-        expected = site.artifact_keys(project=projects["api-service"])
+        expected = site.shown(project=projects["api-service"])
         assert "default/command/test-plan" in expected
         expect(shown_keys(page)).to_have_text(expected)
         # Its missing deployments are this project's, so the state filter keeps them.
@@ -317,7 +338,7 @@ class TestSearchAndFilters:
         expect(shown_keys(page)).to_have_text(["default/command/test-plan"])
         page.get_by_test_id("filter-project").select_option("")
         page.get_by_test_id("filter-state").select_option("")
-        expect(shown_keys(page)).to_have_text(site.artifact_keys())
+        expect(shown_keys(page)).to_have_text(site.shown())
 
     def test_state_filter(self, page: Page, site: Site) -> None:
         """The state select shows only artifacts with a deployment in that state."""
@@ -376,7 +397,7 @@ def test_refresh_shows_new_state_without_reload(page: Page, make_site: Callable[
     )
     expect(page.get_by_test_id("refresh")).to_be_enabled()
     expect(page.locator("#refresh-progress")).to_be_hidden()
-    expect(shown_keys(page)).to_have_text(site.artifact_keys())
+    expect(shown_keys(page)).to_have_text(site.shown())
     assert "default/command/release-notes" in site.artifact_keys()
     expect(page.get_by_test_id("artifact-count")).to_have_text("15 artifact(s)")
     expect(page.get_by_test_id("summary")).to_contain_text("15 artifacts")
@@ -454,13 +475,13 @@ def test_api_key_form_unlocks_the_page(page: Page, make_site: Callable[..., Site
 
     page.get_by_label("API key").fill("open-sesame")
     page.get_by_role("button", name="Use").click()
-    expect(shown_keys(page)).to_have_text(site.artifact_keys())
+    expect(shown_keys(page)).to_have_text(site.shown())
     expect(page.get_by_test_id("summary")).to_contain_text("14 artifacts")
     expect(form).to_be_hidden()
     expect(page.locator("#error")).to_be_hidden()
 
     page.reload()  # the key is kept for the tab's session
-    expect(shown_keys(page)).to_have_text(site.artifact_keys())
+    expect(shown_keys(page)).to_have_text(site.shown())
     expect(form).to_be_hidden()
 
 
@@ -489,7 +510,7 @@ def test_reload_revalidates_lists_with_304(page: Page, site: Site) -> None:
 
     def reload() -> None:
         page.reload()
-        expect(shown_keys(page)).to_have_text(site.artifact_keys())
+        expect(shown_keys(page)).to_have_text(site.shown())
 
     seen = len(site.served.log_text())  # the shared server's access log, before the reload
     second = list_responses(page, site, reload)
@@ -520,6 +541,97 @@ def test_reload_revalidates_lists_with_304(page: Page, site: Site) -> None:
     assert status == 200
 
 
+# -- names and the detail view of one artifact (issue 17 item 9) ----------------------------
+
+
+def csp_violations(page: Page) -> list[str]:
+    """Collect what the page's Content-Security-Policy (the server's) refuses."""
+    violations: list[str] = []
+    page.expose_function("reportViolation", lambda text: violations.append(str(text)))
+    page.add_init_script(
+        """document.addEventListener("securitypolicyviolation",
+           (e) => window.reportViolation(`${e.violatedDirective} ${e.blockedURI}`));"""
+    )
+    return violations
+
+
+def detail_url(site: Site, key: str) -> str:
+    """The bookmarkable address of one artifact."""
+    return f"{site.url}#/artifact/{quote(key, safe='')}"
+
+
+class TestNamesAndDetail:
+    def test_project_only_artifacts_show_the_project_name(self, page: Page, site: Site) -> None:
+        """`notes \u203a skill/meeting-notes`, not `@<hash>/skill/...`; the key on hover."""
+        names = site.names()
+        notes = next(pid for pid, name in names.items() if name == "notes")
+        key = f"@{notes}/skill/meeting-notes"
+        assert key in site.artifact_keys()
+        loaded(page, site)
+        item = page.locator(f'#artifacts li[data-key="{key}"]')
+        expect(item.locator(".key")).to_have_text("notes \u203a skill/meeting-notes")
+        expect(item.locator(".key")).to_have_attribute("title", key)
+        expect(page.get_by_test_id("artifacts")).not_to_contain_text(f"@{notes}")
+
+    def test_bookmarked_detail_view_shows_fields_and_deployments(
+        self, page: Page, site: Site
+    ) -> None:
+        """#/artifact/<key> opened directly: its fields, each deployment's state and path."""
+        violations = csp_violations(page)
+        record = site.api("artifacts/default/skill/code-review")
+        projects = {p["name"]: p for p in site.api("projects")["items"]}
+        answer = page.goto(detail_url(site, "default/skill/code-review"))
+        assert answer is not None
+        assert "style-src 'self'" in answer.headers["content-security-policy"]
+        detail = page.get_by_test_id("detail")
+        expect(detail).to_be_visible()
+        expect(page.get_by_test_id("artifacts")).to_be_hidden()
+        expect(page.get_by_test_id("detail-title")).to_have_text("default/skill/code-review")
+        fields = page.get_by_test_id("detail-fields")
+        expect(fields.locator("[data-field=description]")).to_have_text(record["description"])
+        expect(fields.locator("[data-field=version]")).to_have_text(record["version"])
+        expect(fields.locator("[data-field=path]")).to_have_text(record["path"])
+        rows = page.get_by_test_id("detail-deployments").locator("tbody tr")
+        assert [d["project"] for d in record["deployments"]] == [projects["webapp"]["id"]]
+        expect(rows).to_have_count(1)
+        row = rows.first
+        expect(row.locator("td").first).to_have_text("webapp")
+        expect(row.locator("[data-badge=outdated]")).to_have_text("outdated")
+        expect(row.locator("td.key")).to_have_text(
+            f"{projects['webapp']['path']}/.claude/skills/code-review"
+        )
+        expect(page).to_have_title(re.compile("^default/skill/code-review"))
+        # Back to the lists, and into the detail view again by a click.
+        page.get_by_test_id("back").click()
+        expect(page.get_by_test_id("artifacts")).to_be_visible()
+        expect(detail).to_be_hidden()
+        page.locator('#artifacts li[data-key="default/skill/pdf"] a.name').click()
+        expect(page).to_have_url(detail_url(site, "default/skill/pdf"))
+        expect(page.get_by_test_id("detail-title")).to_have_text("default/skill/pdf")
+        page.go_back()
+        expect(page.get_by_test_id("artifacts")).to_be_visible()
+        assert violations == []
+
+    def test_detail_of_a_project_only_artifact(self, page: Page, site: Site) -> None:
+        """The detail view of a local artifact names its project, not the hash."""
+        notes = next(pid for pid, name in site.names().items() if name == "notes")
+        page.goto(detail_url(site, f"@{notes}/skill/meeting-notes"))
+        expect(page.get_by_test_id("detail-title")).to_have_text("notes \u203a skill/meeting-notes")
+        fields = page.get_by_test_id("detail-fields")
+        expect(fields.locator("[data-field=collection]")).to_have_text("notes (project-only)")
+        expect(fields.locator("[data-field=key]")).to_have_text(f"@{notes}/skill/meeting-notes")
+        row = page.get_by_test_id("detail-deployments").locator("tbody tr")
+        expect(row.locator("td").first).to_have_text("notes")
+
+    def test_unknown_artifact_says_so(self, page: Page, site: Site) -> None:
+        """A bookmark whose artifact is gone: the API's message, no deployments."""
+        page.goto(detail_url(site, "default/skill/gone"))
+        expect(page.locator("#error")).to_have_text(
+            "error: no artifact 'default/skill/gone' in the cache"
+        )
+        expect(page.get_by_test_id("detail-deployments")).to_be_hidden()
+
+
 # -- screenshot ------------------------------------------------------------------------------
 
 
@@ -538,3 +650,125 @@ def test_screenshot(page: Page, make_site: Callable[..., Site], tmp_path: Path) 
     shot = tmp_path / "web-page.png"
     page.screenshot(path=str(shot))
     assert _png_size(shot) == (1280, 800)
+
+
+# -- the trust boundary (issue 12 items 11-14, issue 17 item 10) ----------------------------
+
+
+def test_page_loads_only_its_own_files_under_its_csp(browser: Browser, site: Site) -> None:
+    """The page works under its Content-Security-Policy, which the browser enforces.
+
+    Every request goes to the server itself; an injected inline script is refused.
+    """
+    context = browser.new_context(viewport=VIEWPORT)
+    page = context.new_page()
+    requested: list[str] = []
+    refused: list[str] = []
+    page.on("request", lambda request: requested.append(request.url))
+    page.on("console", lambda m: refused.append(m.text) if "Content Security" in m.text else None)
+    try:
+        answer = page.goto(site.url)
+        assert answer is not None
+        assert "script-src 'self'" in answer.headers["content-security-policy"]
+        assert answer.headers["x-frame-options"] == "DENY"
+        expect(shown_keys(page)).to_have_text(site.shown())
+        assert refused == []  # the page itself breaks no rule
+        assert all(url.startswith(site.url) or url.startswith("data:") for url in requested)
+        injected = page.evaluate(
+            """() => { const s = document.createElement("script");
+                       s.textContent = "window.injected = 1"; document.head.append(s);
+                       return window.injected === 1; }"""
+        )
+        assert injected is False
+        assert any("inline script" in text for text in refused), refused
+    finally:
+        context.close()
+
+
+def test_docs_pages_are_gone_and_the_schema_stays(page: Page, site: Site) -> None:
+    """No Swagger UI that would load a CDN (blank offline): /docs is a JSON 404, the schema 200."""
+    requested: list[str] = []
+    page.on("request", lambda request: requested.append(request.url))
+    for path in ("docs", "redoc"):
+        answer = page.goto(f"{site.url}{path}")
+        assert answer is not None and answer.status == 404
+        assert answer.json()["error"] == "NotFound"
+    schema = page.goto(f"{site.url}openapi.json")
+    assert schema is not None and schema.status == 200
+    assert f"/{API}/refresh" in schema.json()["paths"]
+    assert all(url.startswith(site.url) for url in requested), requested
+
+
+@contextlib.contextmanager
+def other_site() -> Iterator[str]:
+    """A plain HTML page served on another port of 127.0.0.1 (another origin); its URL."""
+
+    class Page(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            body = b"<!doctype html><p>another site</p>"
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *_args: Any) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Page)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_another_origin_cannot_invalidate_or_refresh(
+    browser: Browser, make_site: Callable[..., Site]
+) -> None:
+    """A page of another origin sends the simple POSTs a browser allows without asking.
+
+    The page (an attacker's, served by another local HTTP server, so no private-network
+    rule of the browser steps in) posts ``text/plain``; the server refuses them and
+    nothing changes.
+    """
+    site = make_site("--access-log")
+    generation = site.api("status")["generation"]
+    context = browser.new_context(viewport=VIEWPORT)
+    page = context.new_page()
+    try:
+        with other_site() as attacker:
+            page.goto(attacker)
+        for endpoint, body in (("invalidate", ""), ("refresh", "{}")):
+            # Opaque either way; the answer's status is in the server's access log.
+            page.evaluate(
+                """([url, body]) => fetch(url, {method: "POST", mode: "no-cors", body})
+                                      .then(() => "sent", () => "failed")""",
+                [f"{site.url}{API}/{endpoint}", body],
+            )
+    finally:
+        context.close()
+    log = site.served.log_text()
+    for endpoint in ("invalidate", "refresh"):
+        assert re.search(rf'"POST /{API}/{endpoint} HTTP/1.1" 403', log), log[-2000:]
+    assert site.api("status")["generation"] == generation
+    assert site.api("status")["refresher"]["job"] is None
+
+
+def test_a_rebound_name_gets_421(browser: Browser, site: Site) -> None:
+    """DNS rebinding: a name that resolves to 127.0.0.1 does not get the page or the data."""
+    port = site.url.rstrip("/").rsplit(":", 1)[1]
+    rebinding = browser.browser_type.launch(
+        executable_path=CHROMIUM,
+        args=[*CHROMIUM_ARGS, "--host-resolver-rules=MAP rebind.test 127.0.0.1"],
+    )
+    try:
+        page = rebinding.new_page()
+        for path in ("", f"{API}/artifacts"):
+            answer = page.goto(f"http://rebind.test:{port}/{path}")
+            assert answer is not None and answer.status == 421, path
+            assert answer.json()["error"] == "HostNotAllowed"
+    finally:
+        rebinding.close()

@@ -9,6 +9,10 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from typing import Optional
+
+from ..errors import SourceFileError
+from .fileio import SourceRoot
 
 __all__ = ["LAYOUT_DIRS", "LayoutItem", "default_path", "find_by_layout", "main_file_of"]
 
@@ -64,8 +68,26 @@ def _valid_name(name: str) -> bool:
     return 0 < size <= 200 and "\x00" not in name
 
 
-def find_by_layout(base: str) -> tuple[list[LayoutItem], list[str]]:
-    """List the artifacts under ``base`` by layout; return them and the problems met."""
+def _leads_out(path: str, root: Optional[SourceRoot]) -> bool:
+    """Tell whether the symlink ``path`` resolves outside ``root``."""
+    if root is None:
+        return False
+    try:
+        root.check_link(path)
+    except SourceFileError:
+        return True
+    return False
+
+
+def find_by_layout(
+    base: str, root: Optional[SourceRoot] = None
+) -> tuple[list[LayoutItem], list[str]]:
+    """List the artifacts under ``base`` by layout; return them and the problems met.
+
+    An entry that is a symlink leading out of ``root`` is listed whatever it
+    points at, so that reading it reports it (and keeps the last good data)
+    instead of the artifact quietly disappearing.
+    """
     items: list[LayoutItem] = []
     problems: list[str] = []
     seen: set[tuple[str, str]] = set()
@@ -73,16 +95,27 @@ def find_by_layout(base: str) -> tuple[list[LayoutItem], list[str]]:
         directory = os.path.join(base, folder)
         try:
             with os.scandir(directory) as entries:
-                names = sorted((entry.name, entry.is_dir()) for entry in entries)
+                names = sorted(
+                    (entry.name, entry.is_dir(), entry.is_symlink()) for entry in entries
+                )
         except (FileNotFoundError, NotADirectoryError):
             continue
         except OSError as exc:
             problems.append(f"{directory}: cannot list: {exc.strerror or exc}")
             continue
-        for entry_name, is_dir in names:
+        for entry_name, is_dir, is_link in names:
             if entry_name.startswith("."):
                 continue
-            if type_ == "skill":
+            if is_link and _leads_out(f"{directory}/{entry_name}", root):
+                if type_ in _FILE_TYPES:
+                    if not entry_name.endswith(".md"):
+                        continue
+                    name = entry_name[:-3]
+                elif type_ == "skill" or is_dir:
+                    name = entry_name
+                else:
+                    name = os.path.splitext(entry_name)[0]
+            elif type_ == "skill":
                 if not is_dir:
                     continue
                 name = entry_name
