@@ -2004,7 +2004,7 @@ _P2_INDEX_CASES = {
     ),
     "facet-missing": (
         [("delete", "search-pending", b"\x01type\x00command", b"")],
-        [("search-tokens", "type=command", "missing id 2")],
+        [("search-tokens", "type=command", "missing id 0")],
     ),
     "artifact-ids-dangling": (
         [("put", "artifact-ids", b"default/skill/ghost", b"\x00\x00\x00\x63")],

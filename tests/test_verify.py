@@ -127,8 +127,8 @@ def test_missing_and_dangling_postings_are_index_findings(
         findings = sorted((f.key, f.message) for f in cache.verify(deep=True).findings)
         assert findings == [
             ("ghost (field d)", "dangling id 7"),
-            ("pdf (field d)", "missing id 0"),
-            ("pdf (field n)", "missing id 0"),
+            ("pdf (field d)", "missing id 2"),
+            ("pdf (field n)", "missing id 2"),
         ]
         assert cache.verify(repair=True).repaired == 3
         assert cache.search("pdf").total == 1
