@@ -21,7 +21,6 @@ dupsort values of the same size); the encoders enforce that with
 
 from __future__ import annotations
 
-import hashlib
 import struct
 import zlib
 from typing import Any, Optional
@@ -187,6 +186,8 @@ def project_id_for_path(path: str) -> str:
     A hash rather than the path itself keeps ids short, fixed-width and free of
     the separator byte, so deployment keys stay well under the key limit.
     """
+    import hashlib  # here: loading OpenSSL is a visible part of a cold CLI call's start
+
     return hashlib.sha256(path.encode("utf-8", "surrogateescape")).hexdigest()[:16]
 
 

@@ -127,22 +127,26 @@ def read_collection(
     stored: Optional[Stored] = None,
     max_bytes: int = DEFAULT_MAX_ARTIFACT_SIZE,
     stored_front_matter: Optional[StoredFrontMatter] = None,
+    manifest_cap: Optional[int] = None,
 ) -> CollectionRead:
     """Read the collection at ``path`` (resolved) given the fingerprints of the last refresh.
 
     With ``stored`` (what the cache holds for this folder), artifacts whose
     inputs did not change since are kept rather than rebuilt (see :class:`Stored`).
-    ``max_bytes`` bounds one artifact's files (links out of ``path`` are refused).
+    ``cap`` bounds each file read, ``manifest_cap`` (default: ``cap``) the manifests,
+    which list every artifact and so grow with the collection. ``max_bytes`` bounds one
+    artifact's files (links out of ``path`` are refused).
     ``stored_front_matter(key)`` gives the front matter of the stored artifact
     record ``key`` (fingerprints do not keep it); without it, an artifact
     rebuilt from unchanged files reads its main file again.
     """
     tracker = SourceTracker(path, previous, full, max_bytes=max_bytes)
+    mcap = cap if manifest_cap is None else manifest_cap
     manifest = tracker.read(
-        COLLECTION_TOML, manifest_reader(read_collection_toml, cap), kind="manifest"
+        COLLECTION_TOML, manifest_reader(read_collection_toml, mcap), kind="manifest"
     )
     lockfile = tracker.read(
-        COLLECTION_LOCK, manifest_reader(read_collection_lock, cap), kind="manifest"
+        COLLECTION_LOCK, manifest_reader(read_collection_lock, mcap), kind="manifest"
     )
     for data in (manifest, lockfile):
         for problem in (data or {}).get("problems", []):

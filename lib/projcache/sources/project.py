@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Optional
 
 from ..codec import project_id_for_path
 from ..errors import InvalidRecordError
@@ -65,9 +65,11 @@ def read_project(
     cap: int,
     max_bytes: int = DEFAULT_MAX_ARTIFACT_SIZE,
     stored_front_matter: StoredFrontMatter | None = None,
+    manifest_cap: Optional[int] = None,
 ) -> ProjectRead:
     """Read the project at ``path`` (resolved) given the fingerprints of the last refresh.
 
+    ``cap`` bounds each file read, ``manifest_cap`` (default: ``cap``) the manifests.
     ``max_bytes`` bounds one artifact's files (links out of ``path`` are refused);
     ``stored_front_matter`` as for :func:`~projcache.sources.collection.read_collection`.
     """
@@ -76,11 +78,12 @@ def read_project(
     project_id = project_id_for_path(path)
     claude = os.path.join(path, _CLAUDE)
     tracker = SourceTracker(path, previous, full, max_bytes=max_bytes)
+    mcap = cap if manifest_cap is None else manifest_cap
     meta = tracker.read(
-        f"{_CLAUDE}/{PROJECT_TOML}", manifest_reader(read_project_toml, cap), kind="manifest"
+        f"{_CLAUDE}/{PROJECT_TOML}", manifest_reader(read_project_toml, mcap), kind="manifest"
     )
     deployed = tracker.read(
-        f"{_CLAUDE}/{DEPLOYED_TOML}", manifest_reader(read_deployed_toml, cap), kind="manifest"
+        f"{_CLAUDE}/{DEPLOYED_TOML}", manifest_reader(read_deployed_toml, mcap), kind="manifest"
     )
     for data in (meta, deployed):
         for problem in (data or {}).get("problems", []):
