@@ -148,7 +148,7 @@ def unit_invariants(cache: ProjectCache) -> list[str]:
 
 def assert_clean(cache: ProjectCache) -> None:
     """Assert verify finds nothing and every per-unit invariant holds."""
-    findings = [f"{f.kind} {f.db} {f.key}: {f.message}" for f in cache.verify().findings]
+    findings = [f"{f.kind} {f.db} {f.key}: {f.message}" for f in cache.verify(deep=True).findings]
     assert findings == [], "verify findings:\n" + "\n".join(findings)
     problems = unit_invariants(cache)
     assert problems == [], "\n".join(problems)
@@ -803,6 +803,8 @@ YAML_CONTENTS: dict[str, bytes] = {
     "scalar-front-matter": front("just text"),
     "unhashable-key": front("? [a, b]\n: c"),
     "duplicate-anchor-bomb": front("a: &a [*a]"),
+    # A 2 KiB string aliased 200 times: under 4 KiB on disk, 400 KiB decoded.
+    "scalar-alias-bomb": front(f"big: &s {'q' * 2048}\nbomb: [{', '.join(['*s'] * 200)}]"),
     "over-cap": front("name: pdf", "x" * (HOSTILE_CAP + 100)),
 }
 TOML_CONTENTS: dict[str, bytes] = {
@@ -1040,12 +1042,21 @@ class HostileCase:
         return f"{self.target}-{self.kind}"
 
 
+YAML_FOR_EVERY_TARGET = (
+    "binary-garbage",
+    "billion-laughs",
+    "scalar-alias-bomb",
+    "python-object",
+    "over-cap",
+)
+
+
 def _hostile_cases() -> list[HostileCase]:
     cases = [HostileCase("skill", kind, content) for kind, content in YAML_CONTENTS.items()]
     file_kinds = [kind for kind in FILE_KINDS if kind not in FOLDER_KINDS]
     cases += [HostileCase("skill", kind) for kind in file_kinds]
     for target in ("unmanaged-skill", "command", "local-skill"):
-        for kind in ("binary-garbage", "billion-laughs", "python-object", "over-cap"):
+        for kind in YAML_FOR_EVERY_TARGET:
             cases.append(HostileCase(target, kind, YAML_CONTENTS[kind]))
         cases += [HostileCase(target, kind) for kind in file_kinds]
     for target in ("skill-folder", "deployed-folder", "local-skill-folder"):
@@ -2029,7 +2040,7 @@ class TestVerifyLayers:
         before = (copy / "data.mdb").read_bytes()
         copy_settings = dataclasses.replace(p2_seeded.settings, cache_dir=copy)
         with ProjectCache.open(settings=copy_settings) as damaged:
-            report = damaged.verify()
+            report = damaged.verify(deep=True)
             assert [f.model_dump() for f in report.findings] == [
                 {
                     "kind": "file",
@@ -2051,7 +2062,7 @@ class TestVerifyLayers:
         # Verify (without repair) changed nothing on disk; the original is untouched.
         assert (copy / "data.mdb").read_bytes() == before
         with ProjectCache.open(settings=p2_seeded.settings) as cache:
-            assert cache.verify().ok
+            assert cache.verify(deep=True).ok
 
     @pytest.mark.parametrize(
         ("db", "suffix", "damage", "message"),
@@ -2101,7 +2112,7 @@ class TestVerifyLayers:
 
         _p2_tamper(p2_world.cache_dir, corrupt)
         with ProjectCache.open(settings=p2_world.settings) as cache:
-            report = cache.verify()
+            report = cache.verify(deep=True)
             expected = [
                 ("frame", db, key.decode(), message or f"{db}[{key.decode()!r}]: CRC32 mismatch")
             ]
@@ -2118,7 +2129,7 @@ class TestVerifyLayers:
             assert [(f.kind, f.db, f.key, f.message) for f in report.findings] == expected
             repaired = cache.verify(repair=True)
             assert repaired.ok and repaired.repaired == len(expected)
-            assert cache.verify().ok
+            assert cache.verify(deep=True).ok
         assert _p2_snapshot(p2_world.settings) == before
 
     @pytest.mark.parametrize(
@@ -2154,12 +2165,12 @@ class TestVerifyLayers:
         before = _p2_snapshot(p2_world.settings)
         _p2_tamper(p2_world.cache_dir, lambda txn, dbs: txn.put(key, frame(payload), db=dbs[db]))
         with ProjectCache.open(settings=p2_world.settings) as cache:
-            report = cache.verify()
+            report = cache.verify(deep=True)
             assert [(f.kind, f.db, f.key, f.message, f.repairable) for f in report.findings] == [
                 ("model", db, key.decode(), message, True)
             ]
             assert cache.verify(repair=True).ok
-            assert cache.verify().ok
+            assert cache.verify(deep=True).ok
         assert _p2_snapshot(p2_world.settings) == before
 
     @pytest.mark.parametrize("case", list(_P2_INDEX_CASES))
@@ -2184,7 +2195,7 @@ class TestVerifyLayers:
 
         _p2_tamper(p2_seeded.cache_dir, damage)
         with ProjectCache.open(settings=p2_seeded.settings) as cache:
-            report = cache.verify()
+            report = cache.verify(deep=True)
             found = sorted((f.kind, f.db, f.key, f.message) for f in report.findings)
             assert found == sorted(
                 ("index", db, key.format(pid=pid), message.format(pid=pid))
@@ -2192,7 +2203,7 @@ class TestVerifyLayers:
             )
             repaired = cache.verify(repair=True)
             assert repaired.ok and repaired.repaired == len(expected)
-            assert cache.verify().findings == []
+            assert cache.verify(deep=True).findings == []
             assert [(d.project_id, d.state) for d in cache.list_deployments()] == [(pid, "current")]
         assert {db: _p2_rows(p2_seeded.cache_dir, db) for db in _P2_DERIVED} == intact
 
@@ -2201,7 +2212,7 @@ class TestVerifyLayers:
         folder = p2_world.collection.artifact_path("skill", "pdf")
         (folder / "SKILL.md").write_text("---\nname: pdf\ndescription: Edited.\n---\n# pdf\n")
         with ProjectCache.open(settings=p2_world.settings) as cache:
-            assert cache.verify().ok
+            assert cache.verify(deep=True).ok
             report = cache.verify(sources=True)
             assert [f.model_dump() for f in report.findings] == [
                 {
@@ -2221,7 +2232,7 @@ class TestVerifyLayers:
     def test_cli_verify_exit_codes_and_json_shape(self, p2_seeded: _P2Seeded) -> None:
         """`verify` exits 0 clean and 1 with findings; --json carries the whole report."""
         where = ["--cache-dir", str(p2_seeded.cache_dir)]
-        clean = _p2_cli([*where, "verify"])
+        clean = _p2_cli([*where, "verify", "--deep"])
         assert clean.exit_code == 0, clean.output
         assert clean.stdout.splitlines() == [
             "checked: artifact-facets 5, artifact-terms 3, artifacts 3, collections 0, "
@@ -2234,7 +2245,7 @@ class TestVerifyLayers:
             p2_seeded.cache_dir,
             lambda txn, dbs: _p2_flip_last_byte(txn, dbs["artifacts"], b"default/skill/docx"),
         )
-        found = _p2_cli([*where, "verify", "--json"])
+        found = _p2_cli([*where, "verify", "--deep", "--json"])
         assert found.exit_code == 1, found.output
         data = json.loads(found.stdout)
         assert sorted(data) == [
@@ -2298,7 +2309,7 @@ class TestRepair:
         _p2_tamper(p2_seeded.cache_dir, empty)
         with ProjectCache.open(settings=p2_seeded.settings) as cache:
             assert cache.search("pdf").total == 0
-            report = cache.verify()
+            report = cache.verify(deep=True)
             missing = sum(len(rows) for rows in intact.values())
             assert len(report.findings) == missing
             assert {f.kind for f in report.findings} == {"index"}
@@ -2330,7 +2341,7 @@ class TestRepair:
             assert pdf is not None and pdf.description == "Extract quokka text from PDF files."
             assert cache.search("quokka").total == 1
             assert [d.state for d in cache.list_deployments()] == ["current"]
-            assert cache.verify().ok
+            assert cache.verify(deep=True).ok
         assert _p2_snapshot(p2_world.settings) == before
         assert (
             logging.WARNING,
@@ -2376,7 +2387,7 @@ class TestRepair:
             assert report.lost == dict.fromkeys(counts, 0)
             # The same handle now works on the rebuilt environment.
             assert cache.get_artifact(_P2_DIRECT_KEY) is not None
-            assert cache.verify().ok
+            assert cache.verify(deep=True).ok
         assert lmdb.verify.verify(str(p2_world.cache_dir)) == []
         assert _p2_snapshot(p2_world.settings) == before
         kept = sum(counts.values())
@@ -2424,7 +2435,7 @@ class TestRepair:
             del expected[victim.decode()]
             assert survivors == expected
             assert cache.search("rec3").total == 1
-            assert cache.verify().ok
+            assert cache.verify(deep=True).ok
         # The lost record is still in the files kept aside (nothing discarded silently).
         moved = Path(report.moved_to or "")
         assert victim in dict(_p2_rows(moved, "artifacts"))
@@ -2465,13 +2476,15 @@ class TestRepair:
             report = cache.verify(repair=True)
             assert report.findings
             assert {(f.kind, f.db) for f in report.findings} == {("file", "data.mdb")}
-            assert report.ok and report.moved_to is not None
+            # Records were lost: never "ok" (issue 12 item 9), though every finding was repaired.
+            assert not report.ok and report.moved_to is not None
+            assert report.repaired == len(report.findings)
             assert report.salvaged["artifacts"] == 60 - len(doomed)
             assert report.lost["artifacts"] == len(doomed)
             for key in doomed:
                 del expected[key.decode()]
             assert {a.key: a for a in cache.list_artifacts()} == expected
-            assert cache.verify().ok
+            assert cache.verify(deep=True).ok
         assert (Path(report.moved_to) / "data.mdb").read_bytes() == damaged
         assert (
             logging.WARNING,
@@ -2498,27 +2511,30 @@ class TestRepair:
         assert problems[0] == f"main/artifacts DB: leaf page {pgno} node 0 header out of bounds"
         script = str(Path(sys.executable).parent / "projcache")
         where = [script, "--cache-dir", str(cache_settings.cache_dir)]
-        found = _p2_run([*where, "verify"])
+        found = _p2_run([*where, "verify", "--deep"])
         assert found.returncode == 1, (found.returncode, found.stderr[-2000:])
         assert f"file: data.mdb: {problems[0]}" in found.stdout.splitlines()
         repaired = _p2_run([*where, "verify", "--repair"])
-        assert repaired.returncode == 0, (repaired.returncode, repaired.stderr[-2000:])
+        # Five records were in the damaged file and none came back: not "ok", exit 1.
+        assert repaired.returncode == 1, (repaired.returncode, repaired.stderr[-2000:])
         (moved,) = _p2_corrupt_dirs(cache_settings.cache_dir)
         assert f"damaged files kept in {moved}" in repaired.stdout.splitlines()
-        # Five records were in the damaged file and none came back: "lost 0" would be silent.
-        assert "carried over 0 record(s), lost 0" not in repaired.stdout.splitlines()
+        assert "carried over 0 record(s), lost 5" in repaired.stdout.splitlines()
+        assert "ok" not in repaired.stdout.splitlines()
         with ProjectCache.open(settings=cache_settings) as cache:
-            assert cache.verify().ok
+            assert cache.verify(deep=True).ok
 
     def test_cli_verify_repair_rebuilds_an_unopenable_cache(self, p2_world: _P2World) -> None:
         """Garbage over the meta pages: `verify --repair` keeps the files, rebuilds from source."""
         garbage = _p2_garbage_over_metas(p2_world.cache_dir)
         where = ["--cache-dir", str(p2_world.cache_dir)]
         result = _p2_cli([*where, "verify", "--repair", "--json"], env=p2_world.cli_env())
-        assert result.exit_code == 0, result.output
+        # Nothing of the file could be read, so what was lost is unknown: never "ok".
+        assert result.exit_code == 1, result.output
         data = json.loads(result.stdout)
         (moved,) = _p2_corrupt_dirs(p2_world.cache_dir)
-        assert data["ok"] is True and data["repaired"] == 1
+        assert data["ok"] is False and data["repaired"] == 1
+        assert data["lost_complete"] is False
         assert data["moved_to"] == str(moved)
         assert (moved / "data.mdb").read_bytes()[: len(garbage)] == garbage
         (finding,) = data["findings"]
@@ -2533,7 +2549,7 @@ class TestRepair:
             # Everything with a source is back; the record without one is gone.
             assert _p2_keys(cache) == _P2_WORLD_KEYS
             assert [d.state for d in cache.list_deployments()] == ["current"]
-            assert cache.verify().ok
+            assert cache.verify(deep=True).ok
 
     def test_move_aside_never_reuses_a_name(
         self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
@@ -2598,7 +2614,7 @@ class TestOpeningDamaged:
         with ProjectCache.open(settings=settings) as cache:
             assert _p2_keys(cache) == _P2_WORLD_KEYS
             assert cache.search("quokka").total == 1
-            assert cache.verify().ok
+            assert cache.verify(deep=True).ok
         (moved,) = _p2_corrupt_dirs(p2_world.cache_dir)
         assert (moved / "data.mdb").is_file()
         (opened,) = _p2_records(caplog, "projcache.cache")
@@ -2743,7 +2759,7 @@ _P2_PERM_SCRIPT = textwrap.dedent(
             attempt("list", lambda: [a.key for a in cache.list_artifacts()])
             attempt("get", lambda: cache.get_artifact("default/skill/pdf").name)
             attempt("search", lambda: cache.search("pdf").total)
-            attempt("verify", lambda: cache.verify().ok)
+            attempt("verify", lambda: cache.verify(deep=True).ok)
             attempt("put", lambda: cache.put_artifacts(
                 [{"name": "new", "type": "skill", "collection": "default"}]))
             attempt("delete", lambda: cache.delete_artifact("default/skill/pdf"))
@@ -2954,7 +2970,7 @@ _P2_FILL_SCRIPT = textwrap.dedent(
             "message": str(error), "hint": error.hint, "exit_code": error.exit_code}
         out["read_back"] = len(list(cache.iter_artifacts_json(collection="fill")))
         out["failed_batch_visible"] = cache.search(f"unique{batches}x0").total
-        report = cache.verify()
+        report = cache.verify(deep=True)
         out["verify_when_full"] = [report.ok, [f.message for f in report.findings]]
         if method == "rlimit":
             resource.setrlimit(resource.RLIMIT_FSIZE, (hard, hard))
@@ -3065,7 +3081,7 @@ class TestFullDisk:
         assert result["after"] is True
         with ProjectCache.open(settings=settings, readonly=True) as cache:
             assert len(list(cache.iter_artifacts_json())) == result["batches"] * 10 + 2
-            assert cache.verify().ok
+            assert cache.verify(deep=True).ok
 
     def test_a_full_disk_is_a_disk_full_error_with_a_hint(
         self, p2_small_fs: tuple[str, Path]
@@ -3197,7 +3213,7 @@ class TestFullDisk:
             assert info.value.exit_code == 6
             assert isinstance(info.value, StorageError)
             assert len(list(cache.iter_artifacts_json())) == batches * 10
-            assert cache.verify().ok
+            assert cache.verify(deep=True).ok
 
 
 # -- 10. messages and logs -------------------------------------------------------------------
@@ -3344,3 +3360,170 @@ class TestMessagesAndLogs:
             "cli", str(p2_shared.cache_dir), *where, "refresh", "-c", str(p2_shared.collection)
         )
         assert (done.returncode, done.stderr.splitlines()) == (8, _p2_denied_lines(p2_shared))
+
+
+# == repair that never lies (issue 12 item 9) ================================================
+#
+# A cache filled only from folders named on the command line (`refresh --collection DIR
+# --project DIR`, the way the docs show), then one byte of a meta page flipped.  The
+# configuration knows none of those folders, so a rebuild "from the configured roots"
+# re-reads nothing: 0.1.0 said "ok" with 0 of N artifacts.
+
+_NL_SKILLS = 40
+
+
+@dataclass
+class _NeverLies:
+    cache_dir: Path
+    collection: CollectionBuilder
+    project: ProjectBuilder
+    settings: Settings
+
+    def cli(self, *args: str) -> Any:
+        """Run the CLI in a child process, with no config and no configured roots."""
+        env = {k: v for k, v in os.environ.items() if not k.startswith("PROJCACHE_")}
+        env.update(PROJCACHE_COLLECTIONS="", XDG_CONFIG_HOME=os.devnull)
+        return subprocess.run(
+            [
+                str(Path(sys.executable).parent / "projcache"),
+                "--cache-dir",
+                str(self.cache_dir),
+                *args,
+            ],
+            capture_output=True,
+            text=True,
+            stdin=subprocess.DEVNULL,
+            env=env,
+            timeout=300,
+            check=False,
+        )
+
+    def counts(self) -> dict[str, int]:
+        with ProjectCache.open(settings=self.settings, readonly=True) as cache:
+            return cache.counts()
+
+    def flip_meta(self, which: str, offset: int) -> int:
+        """Flip one byte of the ``committed`` or ``older`` meta page; return its page number."""
+        data = self.cache_dir / "data.mdb"
+        head = data.read_bytes()[:8192]
+        txnids = [struct.unpack_from("=Q", head, page * 4096 + 144)[0] for page in (0, 1)]
+        committed = 0 if txnids[0] > txnids[1] else 1
+        page = committed if which == "committed" else 1 - committed
+        with data.open("r+b") as handle:
+            handle.seek(page * 4096 + offset)
+            byte = handle.read(1)[0]
+            handle.seek(page * 4096 + offset)
+            handle.write(bytes([byte ^ 0xFF]))
+        return page
+
+
+@pytest.fixture
+def never_lies(tmp_path: Path) -> _NeverLies:
+    """A cache refreshed by the CLI from a collection and a project named on the command line."""
+    collection = CollectionBuilder(tmp_path / "src", "big")
+    for i in range(_NL_SKILLS):
+        collection.skill(f"s{i:02d}", front_matter={"name": f"s{i:02d}", "description": f"n {i}"})
+    collection.write()
+    project = ProjectBuilder(tmp_path / "src", "shop")
+    project.deploy(collection, "skill", "s01")
+    project.write()
+    cache_dir = tmp_path / "cache"
+    settings = Settings(cache_dir=cache_dir, collection_roots=(), project_roots=())
+    world = _NeverLies(cache_dir, collection, project, settings)
+    done = world.cli(
+        "refresh", "--collection", str(collection.path), "--project", str(project.path)
+    )
+    assert done.returncode == 0, done.stderr
+    assert world.counts()["artifacts"] == _NL_SKILLS
+    return world
+
+
+class TestRepairNeverLies:
+    """Repair keeps what the file still holds, re-reads every remembered root, and never says
+    "ok" with fewer records than before."""
+
+    @pytest.mark.parametrize("which", ["committed", "older"])
+    @pytest.mark.parametrize("offset", [16, 40], ids=["magic", "page-size"])
+    def test_a_flipped_meta_byte_keeps_every_record(
+        self, never_lies: _NeverLies, which: str, offset: int
+    ) -> None:
+        """The other meta page (or the damaged one, repaired) brings back N of N: exit 0, ok."""
+        before = never_lies.counts()
+        never_lies.flip_meta(which, offset)
+        done = never_lies.cli("verify", "--repair")
+        assert done.returncode == 0, done.stdout + done.stderr
+        lines = done.stdout.splitlines()
+        assert lines[-1] == "ok"
+        (moved,) = _p2_corrupt_dirs(never_lies.cache_dir)
+        assert f"damaged files kept in {moved}" in lines
+        assert any(line.endswith(", lost 0") for line in lines), lines
+        after = never_lies.counts()
+        assert {k: after[k] for k in RECORD_COUNTS} == {k: before[k] for k in RECORD_COUNTS}
+
+    def test_a_broken_root_pointer_rebuilds_from_the_remembered_roots(
+        self, never_lies: _NeverLies
+    ) -> None:
+        """The last commit's tree is unreachable: records come from the state one commit
+        earlier plus every remembered source folder; since what the last commit held cannot
+        be known, repair does not claim "ok" (exit 1) although every record is back."""
+        before = never_lies.counts()
+        never_lies.flip_meta("committed", 16 + 24 + 48 + 40 + 2)  # the main tree's root page
+        done = never_lies.cli("verify", "--repair")
+        assert done.returncode == 1, done.stdout + done.stderr
+        assert "ok" not in done.stdout.splitlines()
+        after = never_lies.counts()
+        assert {k: after[k] for k in RECORD_COUNTS} == {k: before[k] for k in RECORD_COUNTS}
+
+    def test_records_that_cannot_come_back_are_counted_and_repair_fails(
+        self, never_lies: _NeverLies
+    ) -> None:
+        """A record with no source, written in the last commit, whose leaf page is then
+        destroyed: exit 1, "lost 1", the damaged copy kept (and still holding the record)."""
+        with ProjectCache.open(settings=never_lies.settings) as cache:
+            cache.put_artifacts([{"name": "orphan", "type": "skill", "collection": "direct"}])
+        before = never_lies.counts()
+        path = never_lies.cache_dir / "data.mdb"
+        data = path.read_bytes()
+        psize, root = _p2_db_root_page(data, "artifacts")
+        (leaf,) = [
+            pgno
+            for pgno in _p2_branch_children(data, psize, root)
+            if b"direct/skill/orphan" in _p2_leaf_keys(data, psize, pgno)
+        ]
+        with path.open("r+b") as handle:
+            handle.seek(leaf * psize)
+            handle.write(bytes(range(256)) * (psize // 256))
+        damaged = path.read_bytes()
+        done = never_lies.cli("verify", "--repair", "--json")
+        assert done.returncode == 1, done.stdout + done.stderr
+        report = json.loads(done.stdout)
+        assert report["ok"] is False
+        assert report["lost"]["artifacts"] == 1 and report["lost_complete"] is True
+        moved = Path(report["moved_to"])
+        assert (moved / "data.mdb").read_bytes() == damaged  # kept as it was, for inspection
+        after = never_lies.counts()
+        assert after["artifacts"] == before["artifacts"] - 1
+
+    def test_the_cache_remembers_its_roots_in_meta_and_a_side_file(
+        self, never_lies: _NeverLies
+    ) -> None:
+        """source_roots() lists the folders given to refresh; roots.json is 0600 and is read
+        without opening the cache (it survives damage to data.mdb)."""
+        from projcache.roots import SourceRoots, read_side_file
+
+        expected = SourceRoots(
+            collections=(str(never_lies.collection.path),), projects=(str(never_lies.project.path),)
+        )
+        with ProjectCache.open(settings=never_lies.settings) as cache:
+            assert cache.source_roots() == expected
+        side = never_lies.cache_dir / "roots.json"
+        assert stat.S_IMODE(side.stat().st_mode) == 0o600
+        assert json.loads(side.read_text()) == {
+            "collections": [str(never_lies.collection.path)],
+            "projects": [str(never_lies.project.path)],
+        }
+        (never_lies.cache_dir / "data.mdb").write_bytes(b"\0" * 8192)  # wreck the cache
+        assert read_side_file(never_lies.cache_dir) == expected
+
+
+RECORD_COUNTS = ("collections", "projects", "artifacts", "deployments")

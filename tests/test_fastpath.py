@@ -197,3 +197,17 @@ def test_hot_commands_import_no_cli_framework(cache_dir: Path) -> None:
             check=True,
         )
         assert done.stderr.decode().strip().splitlines()[-1] == "0 []", argv
+
+
+def test_list_artifacts_json_is_streamed_in_chunks(tmp_path: Path) -> None:
+    """The listing is written a chunk at a time, and the chunks make the same JSON array."""
+    with ProjectCache.open(settings=Settings(cache_dir=tmp_path / "c")) as cache:
+        cache.put_artifacts(
+            [{"name": f"n{i:04}", "type": "skill", "collection": "c"} for i in range(700)]
+        )
+        writes: list[bytes] = []
+        fastpath.stream_artifacts(cache, None, None, None, None, None, writes.append)
+        expected = b"[" + b",".join(cache.iter_artifacts_json()) + b"]\n"
+    assert len(writes) >= 4  # "[", three chunks of at most 256 records, "]"
+    assert max(len(w) for w in writes) < len(expected) / 2
+    assert b"".join(writes) == expected

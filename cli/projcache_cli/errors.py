@@ -16,7 +16,7 @@ from typer.core import TyperGroup
 
 from projcache.errors import ProjcacheError, StorageError
 
-from .output import CliLogFormatter, CliLogHandler
+from .output import CliLogFormatter, CliLogHandler, inert
 
 if TYPE_CHECKING:
     from .state import CliState
@@ -109,8 +109,8 @@ def cli_errors(debug: Union[bool, CliState], cache_dir: Optional[Path] = None) -
         if debug:
             logger.exception("command failed")
         # typer.echo flushes; a bare print() to a captured stderr may never show.
-        typer.echo(f"error: {exc}", err=True)
+        typer.echo(f"error: {inert(exc)}", err=True)  # messages may quote source text
         hint = hint_for(exc, cache_dir) or exc.hint
         if hint:
-            typer.echo(f"hint: {hint}", err=True)
+            typer.echo(f"hint: {inert(hint)}", err=True)
         raise typer.Exit(code=exc.exit_code) from None

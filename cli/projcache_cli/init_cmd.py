@@ -5,6 +5,7 @@ from __future__ import annotations
 import difflib
 import json
 import os
+import sys
 from collections import deque
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -122,7 +123,11 @@ def render_config(settings: dict[str, Any], notes: dict[str, list[str]]) -> str:
 
 def _existing(path: Path) -> dict[str, Any]:
     """The keys of an existing config file (top level and ``[cache]`` merged), else ``{}``."""
-    from projcache.config import tomllib  # type: ignore[attr-defined]
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:  # pragma: no cover - exercised on Python < 3.11 only
+        import tomli as tomllib
+
     from projcache.errors import ConfigError
 
     try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from typing import Optional
 
 import orjson
@@ -9,9 +10,16 @@ import typer
 
 from .completion import complete_collection, complete_project
 from .errors import CliGroup, cli_errors
-from .fastpath import artifact_payloads, default, deployment_records, flags
+from .fastpath import (
+    artifact_payloads,
+    default,
+    deployment_records,
+    flags,
+    stream_artifacts,
+    write_stdout,
+)
 from .names import display_key, project_names
-from .output import ago, emit_json, emit_json_bytes, emit_table
+from .output import ago, emit_json, emit_table, inert
 from .state import exit_if_degraded, open_cache, state_of
 
 __all__ = ["list_app"]
@@ -82,10 +90,13 @@ def list_artifacts(
     state = state_of(ctx)
     wanted_state = "outdated" if outdated else state_
     with cli_errors(state), open_cache(state, readonly=True, fallback=True) as cache:
-        payloads = artifact_payloads(cache, type_, collection, tag, project, wanted_state)
-        names = project_names(cache) if not as_json else {}
+        if as_json:  # streamed: a million records in constant memory
+            stream_artifacts(cache, type_, collection, tag, project, wanted_state, write_stdout)
+            sys.stdout.flush()
+        else:
+            payloads = artifact_payloads(cache, type_, collection, tag, project, wanted_state)
+            names = project_names(cache)
     if as_json:
-        emit_json_bytes(payloads, array=True)
         exit_if_degraded(cache)
         return
     rows = []
@@ -147,7 +158,7 @@ def list_projects(
     emit_table(("name", "id", "path", "deployed", "refreshed", "errors"), rows)
     for project in projects:
         for error in project.errors:
-            typer.echo(f"error: {project.name}: {error.message}", err=True)
+            typer.echo(f"error: {inert(project.name)}: {inert(error.message)}", err=True)
     typer.echo(f"{len(rows)} project(s)")
     exit_if_degraded(cache)
 

@@ -1,8 +1,18 @@
-"""Output helpers: JSON for machines, rich tables for people (rich imported only when used)."""
+"""Output helpers: JSON for machines, rich tables for people (rich imported only when used).
+
+Text that comes from sources (names, descriptions, paths, error messages) is
+printed through :func:`inert`: a name holding ``ESC [ 2 J``, a BEL, a carriage
+return, a newline or U+202E (right-to-left override) must show as visible
+escapes, not clear the screen, hide text, forge a table row or reverse what
+follows.  Tables build their cells as rich ``Text``, so ``[bold]`` in a name is
+printed as written, not read as markup.  ``--json`` output is not escaped: it
+keeps the exact strings (JSON escapes the C0 controls itself).
+"""
 
 from __future__ import annotations
 
 import logging
+import re
 import sys
 from collections.abc import Iterable, Sequence
 from datetime import datetime, timezone
@@ -13,15 +23,55 @@ import orjson
 __all__ = [
     "CliLogFormatter",
     "CliLogHandler",
+    "InertFormatter",
     "ago",
     "configure_logging",
     "emit_json",
     "emit_json_bytes",
     "emit_table",
     "human_bytes",
+    "inert",
     "is_terminal",
     "output_width",
 ]
+
+# Every character a terminal may act on or that changes how others are shown:
+# Unicode categories Cc (C0, DEL, C1), Cf (bidi overrides and isolates,
+# zero-width characters, soft hyphen, BOM...), Zl and Zp (line and paragraph
+# separators) and Cs (lone surrogates, from undecodable file names).  The class
+# is spelled out (computed from unicodedata) so that importing this module
+# does not scan the Unicode table.
+_UNSAFE = re.compile(
+    r"[\x00-\x1f\x7f-\x9f\u00ad\u0600-\u0605\u061c\u06dd\u070f\u0890\u0891\u08e2\u180e"
+    r"\u200b-\u200f\u2028-\u202e\u2060-\u2064\u2066-\u206f\ud800-\udfff\ufeff\ufff9-\ufffb"
+    r"\U000110bd\U000110cd\U00013430-\U00013438\U0001bca0-\U0001bca3\U0001d173-\U0001d17a"
+    r"\U000e0001\U000e0020-\U000e007f]"
+)
+_NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def _escape(match: re.Match[str]) -> str:
+    char = match.group()
+    named = _NAMED.get(char)
+    if named is not None:
+        return named
+    code = ord(char)
+    if code < 0x100:
+        return f"\\x{code:02x}"
+    return f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"
+
+
+def inert(text: object) -> str:
+    """``text`` with every control, bidi and invisible format character shown as an escape.
+
+    ``"evil\x1b[2J"`` becomes ``"evil\\x1b[2J"``, a newline ``"\\n"``, U+202E
+    ``"\\u202e"``.  Plain text (the usual case) is returned as it is, after one
+    regex search.  Use it for every piece of text from sources printed for people.
+    """
+    value = text if isinstance(text, str) else str(text)
+    if _UNSAFE.search(value) is None:
+        return value
+    return _UNSAFE.sub(_escape, value)
 
 
 class CliLogFormatter(logging.Formatter):
@@ -37,8 +87,9 @@ class CliLogFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         """Format ``record`` as ``<level>: <message>`` unless debugging."""
         if self.debug:
-            return super().format(record)
-        return f"{record.levelname.lower()}: {record.getMessage()}"
+            return InertFormatter(self._fmt).format(record)
+        # Log lines quote source text (a bad file's name, a YAML error): made inert.
+        return f"{record.levelname.lower()}: {inert(record.getMessage())}"
 
 
 class CliLogHandler(logging.Handler):
@@ -76,6 +127,15 @@ def is_terminal(stream: Any = None) -> bool:
     stream = sys.stdout if stream is None else stream
     isatty = getattr(stream, "isatty", None)
     return bool(isatty and isatty())
+
+
+class InertFormatter(logging.Formatter):
+    """A log formatter that prints each message :func:`inert` (log lines quote source text)."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        """Format ``record`` with its message escaped (a traceback after it is left as is)."""
+        record.message = inert(record.message)
+        return super().formatMessage(record)
 
 
 def _write(data: bytes) -> None:
@@ -131,9 +191,13 @@ def emit_table(
     Columns named in ``optional`` are left out when no row has a value in them.
     The ``flexible`` column (e.g. a description) is shown only when at least
     20 characters of it fit next to the others, and is cut with "…" to the width.
+
+    Cells are made :func:`inert` and added as plain ``Text`` (never read as rich
+    markup), so each record stays one row whatever its text holds.
     """
     from rich.console import Console
     from rich.table import Table
+    from rich.text import Text
 
     cells = [["" if cell is None else str(cell) for cell in row] for row in rows]
     keep = [
@@ -160,7 +224,7 @@ def emit_table(
         else:
             table.add_column(columns[i], overflow="fold")
     for row in cells:
-        table.add_row(*(row[i] for i in keep))
+        table.add_row(*(Text(inert(row[i])) for i in keep))
     Console(width=width).print(table)
 
 

@@ -12,7 +12,7 @@ from .errors import EXIT_USAGE, cli_errors
 from .fastpath import default, flags, search_document
 from .list_cmd import TYPE_HELP
 from .names import display_key, project_names
-from .output import emit_json, emit_json_bytes, emit_table
+from .output import emit_json, emit_json_bytes, emit_table, inert
 from .state import exit_if_degraded, mark_degraded, open_cache, state_of
 
 __all__ = ["register"]
@@ -54,17 +54,18 @@ def get(
             deployment_view(p) for p in cache.list_deployments_json(artifact=record["key"])
         ]
     shown = display_key(record["key"], names)
-    typer.echo(f"{'key:':<18}{record['key']}")
+    # Every value comes from a source: printed inert (escapes, never control sequences).
+    typer.echo(f"{'key:':<18}{inert(record['key'])}")
     if shown != record["key"]:
-        typer.echo(f"{'artifact:':<18}{shown}")
+        typer.echo(f"{'artifact:':<18}{inert(shown)}")
     for field in ("type", "title", "description", "version", "resolved_version"):
         if record.get(field):
-            typer.echo(f"{field + ':':<18}{record[field]}")
+            typer.echo(f"{field + ':':<18}{inert(record[field])}")
     if record.get("tags"):
-        typer.echo(f"{'tags:':<18}{', '.join(record['tags'])}")
+        typer.echo(f"{'tags:':<18}{inert(', '.join(record['tags']))}")
     for field in ("path", "upstream", "content_hash", "updated_at"):
         if record.get(field):
-            typer.echo(f"{field + ':':<18}{record[field]}")
+            typer.echo(f"{field + ':':<18}{inert(record[field])}")
     typer.echo(f"{'managed:':<18}{'yes' if record.get('managed') else 'no'}")
     if not deployments:
         typer.echo(f"{'deployed:':<18}nowhere")
@@ -72,7 +73,7 @@ def get(
         project = names.get(deployment["project"], deployment["project"])
         where = deployment.get("artifact_path") or ""
         label = "deployed:" if n == 0 else ""
-        typer.echo(f"{label:<18}{project} ({deployment['state']}) {where}".rstrip())
+        typer.echo(f"{label:<18}{inert(project)} ({deployment['state']}) {inert(where)}".rstrip())
     exit_if_degraded(cache)
 
 

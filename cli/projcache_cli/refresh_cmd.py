@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any, Callable, Optional
 import typer
 
 from .errors import EXIT_FINDINGS, EXIT_OK, cli_errors
-from .output import emit_json, is_terminal
+from .output import emit_json, inert, is_terminal
 from .state import open_cache, state_of
 
 if TYPE_CHECKING:
@@ -60,7 +60,7 @@ def _print_report(report: RefreshReport, as_json: bool, changes: dict[str, int])
         return
     typer.echo(_summary(report, changes))
     for error in report.errors:
-        typer.echo(f"error: {error.message}", err=True)
+        typer.echo(f"error: {inert(error.message)}", err=True)
 
 
 def _run_with_progress(run: Callable[[Any], RefreshReport]) -> RefreshReport:
@@ -74,14 +74,16 @@ def _run_with_progress(run: Callable[[Any], RefreshReport]) -> RefreshReport:
         BarColumn(),
         MofNCompleteColumn(),
         TextColumn("folders", style="dim"),
-        TextColumn("{task.description}", style="dim"),
+        TextColumn("{task.description}", style="dim", markup=False),
         console=Console(stderr=True),
         transient=True,
     ) as bar:
         task = bar.add_task("finding the folders", total=None)
 
         def progress(done: int, total: int, label: str) -> None:
-            bar.update(task, completed=done, total=total, description=f"reading {Path(label).name}")
+            bar.update(
+                task, completed=done, total=total, description=f"reading {inert(Path(label).name)}"
+            )
 
         return run(progress)
 

@@ -3,8 +3,8 @@
 Every public mutation is exactly one LMDB write transaction covering the
 records and all their index entries, so readers in any process see all of a
 change or none of it.  Reads never block (LMDB MVCC) and never hold a
-transaction across calls: listings read in pages of short transactions, so a
-slow consumer does not pin old pages and make the file grow.
+transaction across calls; a listing is one read transaction (one snapshot),
+streamed while its iterator is open.
 """
 
 from __future__ import annotations
@@ -53,6 +53,7 @@ if TYPE_CHECKING:
         VerifyReport,
     )
     from .refresh import PathLike, Progress
+    from .roots import SourceRoots
 
 __all__ = ["CacheDisabledError", "ProjectCache", "SearchResults"]
 
@@ -448,16 +449,67 @@ class ProjectCache(CacheQueries):
 
         self._check_writable()
         ctx = RefreshContext(
-            read=self._read, write=self._write, repos=lambda: self._repos, settings=self.settings
+            read=self._read,
+            write=self._write,
+            repos=lambda: self._repos,
+            settings=self.settings,
+            reserve=self._storage.reserve,
         )
-        return run_refresh(
+        given_collections = None if collections is None else list(collections)
+        given_projects = None if projects is None else list(projects)
+        report = run_refresh(
             ctx,
-            collections=None if collections is None else list(collections),
-            projects=None if projects is None else list(projects),
+            collections=given_collections,
+            projects=given_projects,
             full=full,
             stale_only=stale_only,
             progress=progress,
         )
+        if given_collections or given_projects:
+            self._remember_roots(given_collections or [], given_projects or [])
+        return report
+
+    def _remember_roots(self, collections: list[PathLike], projects: list[PathLike]) -> None:
+        """Add folders given to a refresh to the remembered roots (meta and ``roots.json``).
+
+        Only the folders passed explicitly: configured roots live in the
+        config.  A rebuild re-reads all of them (see :mod:`projcache.roots`).
+        """
+        from .roots import META_KEY, SourceRoots, read_side_file, write_side_file
+
+        def resolved(paths: list[PathLike]) -> list[str]:
+            return [os.path.realpath(os.path.expanduser(os.fspath(p))) for p in paths]
+
+        given = SourceRoots.of(resolved(collections), resolved(projects))
+        meta = self._repos.meta
+        stored = self._read(lambda txn: SourceRoots.from_json(meta.get(txn, META_KEY)))
+        merged = stored | given
+        if merged != stored:
+            self._write(lambda txn: meta.put(txn, META_KEY, merged.to_json()))
+        side = read_side_file(self.path)
+        if side | merged != side:
+            try:
+                write_side_file(self.path, side | merged)
+            except OSError as exc:  # the roots are in the cache anyway; warn, do not fail
+                logger.warning("could not write %s/roots.json: %s", self.path, exc)
+
+    def source_roots(self) -> SourceRoots:
+        """Every collection and project folder this cache was ever refreshed from by name.
+
+        The union of what the cache itself remembers (``meta``) and its side
+        file ``<cache_dir>/roots.json``, which survives damage to the data file.
+        A rebuild (``verify(repair=True)`` on a damaged file) re-reads all of
+        them; configured roots (settings) are not listed here.
+        """
+        from .roots import META_KEY, SourceRoots, read_side_file
+
+        self._check_open()
+        meta = self._repos.meta
+        try:
+            stored = self._read(lambda txn: SourceRoots.from_json(meta.get(txn, META_KEY)))
+        except CacheCorruptError:
+            stored = SourceRoots()
+        return stored | read_side_file(self.path)
 
     def invalidate(self, project: Optional[str] = None, collection: Optional[str] = None) -> int:
         """Mark a project (id, name or path), a collection (name), or everything as stale.
@@ -516,20 +568,37 @@ class ProjectCache(CacheQueries):
         self._check_open()
         return collect_stats(self._storage, self._repos, self._hits, self._misses)
 
-    def verify(self, repair: bool = False, sources: bool = False) -> VerifyReport:
-        """Check the file, every frame, record and index; optionally the sources on disk.
+    def verify(
+        self,
+        repair: bool = False,
+        sources: bool = False,
+        *,
+        deep: bool = False,
+        progress: Optional[Callable[[int, int], None]] = None,
+    ) -> VerifyReport:
+        """Check the cache; by default quickly, with ``deep`` (or ``repair``/``sources``) fully.
 
-        With ``repair`` every repairable finding is fixed: indexes rebuilt,
-        bad records dropped and re-read from source, and a damaged environment
-        moved aside (kept for inspection) and rebuilt from what still reads and
-        from source.  Cost: reads the whole cache (and copies it once).
+        The quick check (:func:`projcache.quickverify.quick_verify`) reads every
+        stored value once: frame and CRC32 of each, key shapes, index sizes.
+        The deep check also walks the file's pages (``lmdb.verify`` on a copy),
+        validates every record against its model and recomputes every index;
+        ``sources`` also compares every source fingerprint with the file now.
+        With ``repair`` (always deep) every repairable finding is fixed: indexes
+        rebuilt, bad records dropped and re-read from source, and a damaged
+        environment moved aside (kept for inspection) and rebuilt from what
+        still reads and from source.  ``progress(done, total)`` is called as
+        values are checked.
         """
         from .recovery import verify_cache
 
         self._check_open()
         if repair:
             self._check_writable()
-        return verify_cache(self, repair=repair, sources=sources)
+        if not (deep or repair or sources):
+            from .quickverify import quick_verify
+
+            return quick_verify(self._storage, progress)
+        return verify_cache(self, repair=repair, sources=sources, progress=progress)
 
     def backup(self, dest: Union[str, Path], compact: bool = True) -> Path:
         """Write a consistent copy of the cache into directory ``dest``; return its path.

@@ -10,7 +10,9 @@ A stored value is a *frame*::
 
 Every read checks the format byte and the CRC before the payload is used, so a
 flipped bit surfaces as :class:`~projcache.errors.CorruptRecordError`, never as
-garbage.  Values are never pickled.
+garbage.  Values are never pickled.  No frame holds more than
+:data:`MAX_RECORD_BYTES` of payload: a larger record is refused with
+:class:`~projcache.errors.RecordTooLargeError` before anything is written.
 
 Keys are UTF-8 strings.  LMDB refuses keys longer than 511 bytes (and
 dupsort values of the same size); the encoders enforce that with
@@ -19,19 +21,19 @@ dupsort values of the same size); the encoders enforce that with
 
 from __future__ import annotations
 
-import hashlib
 import struct
 import zlib
 from typing import Any, Optional
 
 import orjson
 
-from .errors import CorruptRecordError, InvalidRecordError, KeyTooLongError
+from .errors import CorruptRecordError, InvalidRecordError, KeyTooLongError, RecordTooLargeError
 
 __all__ = [
     "ARTIFACT_TYPES",
     "FORMAT_VERSION",
     "MAX_KEY_BYTES",
+    "MAX_RECORD_BYTES",
     "SEPARATOR",
     "artifact_key",
     "checked_payload",
@@ -49,6 +51,10 @@ __all__ = [
 
 FORMAT_VERSION = 1
 MAX_KEY_BYTES = 511
+#: The largest payload one stored value may have (64 MiB).  Real records are a
+#: few KiB; the largest legitimate ones are a manifest's parsed entries, kept
+#: in its fingerprint and bounded by ``max_file_size`` (16 MiB by default).
+MAX_RECORD_BYTES = 64 * 1024**2
 SEPARATOR = b"\x00"
 ARTIFACT_TYPES = ("skill", "command", "agent", "hook", "mcp")
 
@@ -60,7 +66,16 @@ _crc32 = zlib.crc32
 
 
 def frame(payload: bytes) -> bytes:
-    """Wrap JSON ``payload`` bytes in a frame (format byte + CRC32)."""
+    """Wrap JSON ``payload`` bytes in a frame (format byte + CRC32).
+
+    Raises:
+        RecordTooLargeError: ``payload`` is longer than :data:`MAX_RECORD_BYTES`.
+    """
+    if len(payload) > MAX_RECORD_BYTES:
+        raise RecordTooLargeError(
+            f"a record of {len(payload)} bytes is larger than the {MAX_RECORD_BYTES}-byte "
+            "limit for one stored value; not written"
+        )
     return _VERSION_BYTE + zlib.crc32(payload).to_bytes(4, "big") + payload
 
 
@@ -171,6 +186,8 @@ def project_id_for_path(path: str) -> str:
     A hash rather than the path itself keeps ids short, fixed-width and free of
     the separator byte, so deployment keys stay well under the key limit.
     """
+    import hashlib  # here: loading OpenSSL is a visible part of a cold CLI call's start
+
     return hashlib.sha256(path.encode("utf-8", "surrogateescape")).hexdigest()[:16]
 
 

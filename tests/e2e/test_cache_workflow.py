@@ -122,7 +122,9 @@ def serve(world: World, served_cache: Callable[..., Any]) -> Iterator[Callable[[
     servers: list[Server] = []
 
     def start() -> Server:
-        served = served_cache(world.cache_dir)
+        # No TTL pass: on a loaded machine a test outlives the default 60 s interval, and
+        # the restart check below counts refresher runs.
+        served = served_cache(world.cache_dir, "--refresh-interval", "0")
         client = httpx.Client(base_url=served.rstrip("/") + API, timeout=30)
         servers.append(Server(served, client))
         return servers[-1]
