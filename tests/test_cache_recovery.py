@@ -651,9 +651,12 @@ SECRET = "root:x:0:0:quokka-secret-outside-the-tree"  # content that must never 
 
 @pytest.fixture
 def hostile_settings(tree_settings: Settings) -> Settings:
-    """Tree settings with a 4 KiB cap on source files and 16 KiB on one artifact."""
+    """Tree settings with a 4 KiB cap on source files and manifests, 16 KiB on one artifact."""
     return dataclasses.replace(
-        tree_settings, max_file_size=HOSTILE_CAP, max_artifact_size=HOSTILE_ARTIFACT_CAP
+        tree_settings,
+        max_file_size=HOSTILE_CAP,
+        max_manifest_size=HOSTILE_CAP,
+        max_artifact_size=HOSTILE_ARTIFACT_CAP,
     )
 
 
