@@ -651,9 +651,12 @@ SECRET = "root:x:0:0:quokka-secret-outside-the-tree"  # content that must never 
 
 @pytest.fixture
 def hostile_settings(tree_settings: Settings) -> Settings:
-    """Tree settings with a 4 KiB cap on source files and 16 KiB on one artifact."""
+    """Tree settings with a 4 KiB cap on source files and manifests, 16 KiB on one artifact."""
     return dataclasses.replace(
-        tree_settings, max_file_size=HOSTILE_CAP, max_artifact_size=HOSTILE_ARTIFACT_CAP
+        tree_settings,
+        max_file_size=HOSTILE_CAP,
+        max_manifest_size=HOSTILE_CAP,
+        max_artifact_size=HOSTILE_ARTIFACT_CAP,
     )
 
 
@@ -2781,6 +2784,11 @@ class _P2Shared:
     cache_dir: Path
     collection: Path
 
+    @property
+    def tmp(self) -> Path:
+        """A temp folder anyone may write (mode 1777, like /tmp), inside ``base``."""
+        return self.base / "tmp"
+
     def run(self, mode: str, *args: str) -> Any:
         """Run the permission script as the unprivileged user; return the finished process."""
         drop = _P2_IS_ROOT and not _P2_PRIVILEGE_DROP.startswith("subprocess")
@@ -2791,6 +2799,9 @@ class _P2Shared:
             "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
             "HOME": str(self.base),
             "XDG_CONFIG_HOME": str(self.base / "no-config"),
+            # The child's own temp folder (verify snapshots through it): the system's /tmp
+            # need not be writable by the unprivileged user the child runs as.
+            "TMPDIR": str(self.tmp),
         }
         argv = ["-c", _P2_PERM_SCRIPT, "drop" if drop else "keep", mode, *args]
         return _p2_script(argv, env=env, cwd=str(self.base), **kwargs)
@@ -2818,6 +2829,8 @@ def p2_shared() -> Iterator[_P2Shared]:
             c.put_projects([{"name": "shop", "path": str(base / "shop")}])
         for path in [base, *base.rglob("*")]:
             path.chmod(0o755 if path.is_dir() else 0o644)
+        (base / "tmp").mkdir()
+        (base / "tmp").chmod(0o1777)
         if not _P2_IS_ROOT:
             for path in cache_dir.iterdir():
                 path.chmod(0o444)
@@ -2842,7 +2855,7 @@ def _p2_denied(path: Path) -> dict[str, Any]:
 def _p2_denied_lines(shared: _P2Shared) -> list[str]:
     """The stderr lines of a CLI write to a cache opened read-only for lack of rights."""
     return [
-        f"WARNING projcache.cache: cannot write {shared.cache_dir}; opened it read-only",
+        f"warning: cannot write {shared.cache_dir}; opened it read-only",
         f"error: cannot write the cache in {shared.cache_dir}: permission denied "
         "(opened read-only)",
         "hint: Check the permissions of the cache directory, or choose another one.",
@@ -2892,6 +2905,15 @@ class TestPermissions:
             "WARNING",
             f"cannot write {p2_shared.cache_dir}; opened it read-only",
         ] in result["logs"]
+
+    def test_the_child_has_a_temp_folder_it_may_write(self, p2_shared: _P2Shared) -> None:
+        """Self-contained: the system's /tmp need not be writable by the unprivileged child.
+
+        verify() snapshots through the temp folder; with /tmp not world-writable, the
+        child (run as nobody) failed. It gets TMPDIR, a 1777 folder inside ``base``.
+        """
+        assert stat.S_IMODE(p2_shared.tmp.stat().st_mode) == 0o1777
+        assert p2_shared.lib()["ops"]["verify"] == {"value": True}
 
     def test_refresh_and_repair_of_a_write_denied_cache_raise_permission_error(
         self, p2_shared: _P2Shared
