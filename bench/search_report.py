@@ -80,6 +80,29 @@ def verdict(ratio: float, limit: float) -> str:
     return "ok" if ratio <= limit else "**over**"
 
 
+def relevance() -> list[str]:
+    """The judged query set (tests/relevance.py): success@1 and MRR@5, projcache and FTS5."""
+    import tempfile
+
+    sys.path.insert(0, str(HERE.parent / "tests"))
+    sys.path.insert(0, str(HERE.parent / "lib"))
+    from relevance import JUDGED, judge_examples
+
+    with tempfile.TemporaryDirectory() as tmp:
+        scores = judge_examples(Path(tmp) / "cache")
+    lines = [
+        f"Relevance on the judged query set ({len(JUDGED)} queries as users type them against",
+        "the bundled examples, tests/relevance.py; budget: success@1 >= 0.9 and >= FTS5):",
+        "",
+        "| engine | success@1 | MRR@5 | misses at rank 1 |",
+        "|---|---|---|---|",
+    ]
+    for name, score in scores.items():
+        misses = ", ".join(f"`{q}`" for q, _w, _r in score["misses"]) or "none"
+        lines.append(f"| {name} | {score['success@1']:.2f} | {score['mrr@5']:.2f} | {misses} |")
+    return [*lines, ""]
+
+
 def section(runs: list[dict[str, Any]], images: list[str]) -> list[str]:
     """The Markdown lines of the section."""
     lines = [
@@ -102,6 +125,10 @@ def section(runs: list[dict[str, Any]], images: list[str]) -> list[str]:
         "query parser, and a regex on each field for the prefix class (it has no term prefix).",
         "",
     ]
+    try:
+        lines += relevance()
+    except Exception as exc:  # the report must not fail on it; say why instead
+        lines += [f"(relevance not measured: {exc})", ""]
     for run in runs:
         eng = run["engines"]
         ours = eng.get("projcache")
