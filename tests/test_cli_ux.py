@@ -117,6 +117,18 @@ class TestDegradedAnswers:
         listed = run(env, "--cache-dir", str(afile), "list", "deployments")
         assert listed.code == 20
 
+    def test_damaged_cache_answers_from_the_folders_it_remembers(
+        self, refreshed: dict[str, str], tmp_path: Path
+    ) -> None:
+        """Projects given by name (no project_roots configured) are still in the answer."""
+        data = tmp_path / "cache" / "data.mdb"
+        data.write_bytes(b"\x00garbage" * 4096)
+        listed = run(refreshed, "list", "deployments", "--json")
+        assert listed.code == 20, listed.err
+        deployments = json.loads(listed.out)
+        assert len(deployments) == 13  # every deployment of the three remembered projects
+        assert "damaged" in listed.err
+
     def test_healthy_cache_has_no_degraded_key(self, refreshed: dict[str, str]) -> None:
         """A normal answer: exit 0 and the JSON shape unchanged."""
         show = run(refreshed, "show", "--json")
