@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Optional
 import orjson
 import typer
 
+from projcache.codec import DEPLOYMENT_STATES
 from projcache.listing import deployment_view
 
 from .errors import cli_errors
@@ -24,7 +25,8 @@ list_app = typer.Typer(
     no_args_is_help=True,
 )
 
-_STATE_HELP = "Only this deployment state: current, outdated, modified or missing."
+_STATE_HELP = f"Only this deployment state: {', '.join(DEPLOYMENT_STATES)}."
+_PROFILE_HELP = "Only deployments to this SkillMeat deployment profile (claude_code, codex, ...)."
 
 
 def _deployed_keys(cache: ProjectCache, project: Optional[str], state: Optional[str]) -> set[str]:
@@ -124,9 +126,10 @@ def list_deployments(
     state_: Optional[str] = typer.Option(None, "--state", help=_STATE_HELP),
     outdated: bool = typer.Option(False, "--outdated", help="Same as --state outdated."),
     type_: Optional[str] = typer.Option(None, "--type", "-t", help="Only this artifact type."),
+    profile: Optional[str] = typer.Option(None, "--profile", help=_PROFILE_HELP),
     as_json: bool = typer.Option(False, "--json", help="Print a JSON array of deployments."),
 ) -> None:
-    """List deployments with their state (current, outdated, modified, missing)."""
+    """List deployments with their profile and state (current, outdated, modified, ...)."""
     from projcache.queries import check_type
 
     state = state_of(ctx)
@@ -134,7 +137,11 @@ def list_deployments(
     with cli_errors(state.debug):
         check_type(type_)
         with open_cache(state, readonly=True, fallback=True) as cache:
-            payloads = cache.list_deployments_json(project, wanted_state)  # type: ignore[arg-type]
+            payloads = cache.list_deployments_json(
+                project,
+                wanted_state,  # type: ignore[arg-type]
+                profile=profile,
+            )
             names = {p.id: p.name for p in cache.list_projects()}
     records = [deployment_view(p) for p in payloads]
     if type_ is not None:
@@ -143,8 +150,14 @@ def list_deployments(
         emit_json(records)
         return
     rows = [
-        (names.get(r["project"], r["project"]), r["artifact"], r["state"], r.get("version") or "")
+        (
+            names.get(r["project"], r["project"]),
+            r["artifact"],
+            r["profile"],
+            r["state"],
+            r.get("version") or "",
+        )
         for r in records
     ]
-    emit_table(("project", "artifact", "state", "deployed version"), rows)
+    emit_table(("project", "artifact", "profile", "state", "deployed version"), rows)
     typer.echo(f"{len(rows)} deployment(s)")

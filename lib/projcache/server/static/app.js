@@ -101,7 +101,7 @@ function renderProjects(projects) {
       item.append(badge("errors", `${project.errors.length} error(s)`,
         project.errors.map((e) => e.message).join("\n")));
     }
-    for (const name of ["outdated", "modified", "missing"]) {
+    for (const name of ["outdated", "modified", "conflict", "missing", "unknown-collection"]) {
       if (project.states[name]) item.append(badge(name, `${project.states[name]} ${name}`));
     }
     item.append(el("div", "key", project.path));
@@ -126,15 +126,25 @@ function renderProjects(projects) {
   select.value = chosen;
 }
 
+// artifact key -> state -> deployment profiles (one per deployment in that state).
 function deploymentStates(project) {
   const byKey = new Map();
   for (const d of state.deployments) {
     if (project && d.project !== project) continue;
     if (!byKey.has(d.artifact)) byKey.set(d.artifact, new Map());
-    const counts = byKey.get(d.artifact);
-    counts.set(d.state, (counts.get(d.state) || 0) + 1);
+    const profiles = byKey.get(d.artifact);
+    if (!profiles.has(d.state)) profiles.set(d.state, []);
+    profiles.get(d.state).push(d.profile || "claude_code");
   }
   return byKey;
+}
+
+function stateBadge(name, profiles) {
+  const count = profiles.length;
+  // The default profile goes unsaid; any other (codex's .agents/, ...) is named.
+  const others = [...new Set(profiles.filter((p) => p !== "claude_code"))];
+  const text = (count > 1 ? `${name} ×${count}` : name) + (others.length ? ` (${others.join(", ")})` : "");
+  return badge(name, text, `profiles: ${profiles.join(", ")}`);
 }
 
 function renderArtifacts(artifacts, total, project, wanted) {
@@ -147,8 +157,8 @@ function renderArtifacts(artifacts, total, project, wanted) {
     const item = el("li");
     item.dataset.key = artifact.key;
     item.append(el("span", "name", artifact.name), badge("type", artifact.type));
-    for (const [name, count] of states.get(artifact.key) || []) {
-      if (name !== "current") item.append(badge(name, count > 1 ? `${name} ×${count}` : name));
+    for (const [name, profiles] of states.get(artifact.key) || []) {
+      if (name !== "current") item.append(stateBadge(name, profiles));
     }
     item.append(el("div", "key", artifact.key));
     if (artifact.description) item.append(el("div", "desc", artifact.description));
