@@ -327,7 +327,8 @@ def test_projcache_agrees_with_skillmeat(world: dict[str, Any]) -> None:
             for a in theirs["sync_check"][project]["artifacts"]
             if (a["name"], a["type"]) == (name, type_)
         ]
-        what = f"{Path(project).name} {d.artifact_key} ({d.profile}): projcache {d.state}, sync-check {drifts or 'no drift'}"
+        where = f"{Path(project).name} {d.artifact_key} ({d.profile})"
+        what = f"{where}: projcache {d.state}, sync-check {drifts or 'no drift'}"
         if type_ != "skill":
             table.agree("state (sync-check)", False, what, "sync-check reads skills only")
             continue
@@ -341,7 +342,8 @@ def test_projcache_agrees_with_skillmeat(world: dict[str, Any]) -> None:
         listing = theirs["status"].get((project, d.profile), {})
         section = listing.get(f"{name}::{type_}") or listing.get(f"{name}::{type_}::{d.profile}")
         locally_modified = d.state in ("modified", "conflict")
-        what = f"{Path(project).name} {d.artifact_key} ({d.profile}): projcache {d.state}, status {section}"
+        where = f"{Path(project).name} {d.artifact_key} ({d.profile})"
+        what = f"{where}: projcache {d.state}, status {section}"
         if d.state == "missing" and section == "Synced":
             table.agree("state (status)", False, what, "deleted deployed copy: item 5, missing")
             continue
