@@ -62,17 +62,18 @@ def profile_roots(path: str) -> list[str]:
     return roots
 
 
-def _local_time(text: Optional[str]) -> Optional[datetime]:
+def _local_time(text: Optional[str]) -> Optional[datetime | str]:
     """``deployed_at`` as SkillMeat writes it: ``datetime.now().isoformat()``, naive LOCAL time.
 
     A naive value is read in this machine's time zone (an offset, if any, is kept).
+    Text that is no ISO time is returned as it is, for validation to report.
     """
     if not text:
         return None
     try:
         value = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
-        return None
+        return text
     return value.astimezone() if value.tzinfo is None else value
 
 
