@@ -345,6 +345,44 @@ class TestMaintenance:
         with pytest.raises(InvalidRecordError, match="already holds a cache"):
             cache.backup(dest)
 
+    @pytest.mark.parametrize("compact", [True, False])
+    def test_backup_is_private_whatever_the_umask(
+        self, cache: ProjectCache, make_artifact: Factory, tmp_path: Path, compact: bool
+    ) -> None:
+        """Backup files are 0600 and its folders (also created parents) 0700, even with umask 0."""
+        import os
+        import stat
+
+        cache.put_artifacts([make_artifact("a")])
+        previous = os.umask(0)
+        try:
+            dest = cache.backup(tmp_path / "new" / "backup", compact=compact)
+        finally:
+            os.umask(previous)
+        assert stat.S_IMODE(dest.stat().st_mode) == 0o700
+        assert stat.S_IMODE(dest.parent.stat().st_mode) == 0o700
+        assert [p.name for p in dest.iterdir()] == ["data.mdb"]
+        assert stat.S_IMODE((dest / "data.mdb").stat().st_mode) == 0o600
+        with ProjectCache.open(dest, readonly=True) as copy:
+            assert copy.get_artifact("default/skill/a") is not None
+
+    def test_backup_never_writes_through_a_planted_symlink(
+        self, cache: ProjectCache, make_artifact: Factory, tmp_path: Path
+    ) -> None:
+        """A data.mdb symlink in the destination is refused, even dangling; nothing is written."""
+        cache.put_artifacts([make_artifact("a")])
+        victim = tmp_path / "victim.txt"
+        victim.write_text("precious")
+        elsewhere = tmp_path / "elsewhere.mdb"  # a dangling link: would be created through it
+        for n, target in enumerate((victim, elsewhere)):
+            dest = tmp_path / f"dest{n}"
+            dest.mkdir()
+            (dest / "data.mdb").symlink_to(target)
+            with pytest.raises(InvalidRecordError, match="already holds a cache"):
+                cache.backup(dest)
+        assert victim.read_text() == "precious"
+        assert not elsewhere.exists()
+
     def test_use_after_close_raises(self, cache_settings: Settings) -> None:
         """A closed cache refuses reads and writes; close() twice is fine."""
         cache = ProjectCache.open(settings=cache_settings)

@@ -645,12 +645,16 @@ class TestCrashSafety:
 # its collection's or project's ``errors``, and verify stays clean.
 
 HOSTILE_CAP = 4096  # max_file_size in these tests: a few KiB is "very large"
+HOSTILE_ARTIFACT_CAP = 4 * HOSTILE_CAP  # max_artifact_size: what one artifact's files may hold
+SECRET = "root:x:0:0:quokka-secret-outside-the-tree"  # content that must never enter the cache
 
 
 @pytest.fixture
 def hostile_settings(tree_settings: Settings) -> Settings:
-    """Tree settings with a 4 KiB cap on source files."""
-    return dataclasses.replace(tree_settings, max_file_size=HOSTILE_CAP)
+    """Tree settings with a 4 KiB cap on source files and 16 KiB on one artifact."""
+    return dataclasses.replace(
+        tree_settings, max_file_size=HOSTILE_CAP, max_artifact_size=HOSTILE_ARTIFACT_CAP
+    )
 
 
 @pytest.fixture
@@ -681,14 +685,25 @@ class HostileWorld:
             "collection.lock": self.collection.path / "collection.lock",
             "deployed.toml": claude / ".skillmeat-deployed.toml",
             "project.toml": claude / ".skillmeat-project.toml",
+            # folders: a skill in the collection, a deployed copy, a project's own skill
+            "skill-folder": self.collection.path / "skills" / "pdf",
+            "deployed-folder": claude / "skills" / "pdf",
+            "local-skill-folder": self.plain.claude / "skills" / "meeting-notes",
         }
         return paths[name]
 
     def owner(self, cache: ProjectCache, name: str) -> list[SourceError]:
         """The ``errors`` of the collection or project whose unit holds target ``name``."""
-        if name in ("skill", "unmanaged-skill", "command", "collection.toml", "collection.lock"):
+        if name in (
+            "skill",
+            "unmanaged-skill",
+            "command",
+            "collection.toml",
+            "collection.lock",
+            "skill-folder",
+        ):
             record: Any = cache.get_collection("default")
-        elif name == "local-skill":
+        elif name in ("local-skill", "local-skill-folder"):
             record = cache.get_project(self.plain.id)
         else:
             record = cache.get_project(self.webapp.id)
@@ -912,6 +927,104 @@ FILE_KINDS: dict[str, Callable[[Path, pytest.MonkeyPatch], None]] = {
 }
 
 
+def _outside(path: Path) -> Path:
+    """A folder beside ``collections/`` and ``projects/``: outside every source root."""
+    for parent in path.parents:
+        if parent.name in ("collections", "projects"):
+            outside = parent.parent / "outside"
+            outside.mkdir(exist_ok=True)
+            return outside
+    raise AssertionError(f"{path} is not in the tree")
+
+
+def link_to_outside_file(path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Replace the file with a symlink to a secret file outside the collection/project."""
+    secret = _outside(path) / "passwd"
+    secret.write_text(f"---\ndescription: {SECRET}\n---\n{SECRET}\n", encoding="utf-8")
+    _unlink(path)
+    os.symlink(secret, path)
+
+
+def link_to_etc_passwd(path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Replace the file with a symlink to ``/etc/passwd`` (the issue's case)."""
+    if not os.path.isfile("/etc/passwd"):
+        pytest.skip("no /etc/passwd on this system")
+    _unlink(path)
+    os.symlink("/etc/passwd", path)
+
+
+def link_to_relative_outside(path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Replace the file with a relative ``../..`` symlink climbing out of the tree."""
+    secret = _outside(path) / "relative-secret.md"
+    secret.write_text(f"---\ndescription: {SECRET}\n---\n", encoding="utf-8")
+    _unlink(path)
+    os.symlink(os.path.relpath(secret, path.parent), path)
+
+
+def link_to_outside_folder(path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Replace the folder with a symlink to an outside folder holding a secret SKILL.md."""
+    secret = _outside(path) / "skill"
+    secret.mkdir(exist_ok=True)
+    (secret / "SKILL.md").write_text(f"---\ndescription: {SECRET}\n---\n", encoding="utf-8")
+    _unlink(path)
+    os.symlink(secret, path, target_is_directory=True)
+
+
+def link_to_usr_share(path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Replace the folder with a symlink to ``/usr/share`` (665 MB read by 0.1.0)."""
+    if not os.path.isdir("/usr/share"):
+        pytest.skip("no /usr/share on this system")
+    _unlink(path)
+    os.symlink("/usr/share", path, target_is_directory=True)
+
+
+def link_to_filesystem_root(path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Replace the folder with a symlink to ``/`` (0.1.0 walked into /proc)."""
+    _unlink(path)
+    os.symlink("/", path, target_is_directory=True)
+
+
+def link_inside_to_outside(path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Add, inside the folder, a file that is a symlink to a secret outside the tree."""
+    secret = _outside(path) / "inner-secret.txt"
+    secret.write_text(SECRET, encoding="utf-8")
+    os.symlink(secret, path / "notes.txt")
+
+
+def too_many_files(path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Fill the folder with more entries than one artifact's walk looks at."""
+    from projcache.sources.fileio import MAX_TREE_ENTRIES
+
+    spam = path / "spam"
+    spam.mkdir()
+    for number in range(MAX_TREE_ENTRIES + 1):
+        (spam / f"{number}.md").touch()
+
+
+def too_many_bytes(path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Put more bytes in the folder than ``max_artifact_size`` (files each under max_file_size)."""
+    for number in range(5):
+        (path / f"blob{number}.bin").write_bytes(b"\0" * (HOSTILE_CAP - 1))
+
+
+# Hostile files whose kind is "a link out of the root": each is one more corpus case.
+LINK_FILE_KINDS: dict[str, Callable[[Path, pytest.MonkeyPatch], None]] = {
+    "outside-file-symlink": link_to_outside_file,
+    "etc-passwd-symlink": link_to_etc_passwd,
+    "relative-outside-symlink": link_to_relative_outside,
+}
+FOLDER_KINDS: dict[str, Callable[[Path, pytest.MonkeyPatch], None]] = {
+    "outside-folder-symlink": link_to_outside_folder,
+    "usr-share-symlink": link_to_usr_share,
+    "root-symlink": link_to_filesystem_root,
+    "inner-symlink-out": link_inside_to_outside,
+    "too-many-files": too_many_files,
+    "too-many-bytes": too_many_bytes,
+}
+FILE_KINDS.update(LINK_FILE_KINDS)
+FILE_KINDS.update(FOLDER_KINDS)
+
+
 @dataclass(frozen=True)
 class HostileCase:
     """One hostile file: which target, and how it is made hostile."""
@@ -929,15 +1042,18 @@ class HostileCase:
 
 def _hostile_cases() -> list[HostileCase]:
     cases = [HostileCase("skill", kind, content) for kind, content in YAML_CONTENTS.items()]
-    cases += [HostileCase("skill", kind) for kind in FILE_KINDS]
+    file_kinds = [kind for kind in FILE_KINDS if kind not in FOLDER_KINDS]
+    cases += [HostileCase("skill", kind) for kind in file_kinds]
     for target in ("unmanaged-skill", "command", "local-skill"):
         for kind in ("binary-garbage", "billion-laughs", "python-object", "over-cap"):
             cases.append(HostileCase(target, kind, YAML_CONTENTS[kind]))
-        cases += [HostileCase(target, kind) for kind in FILE_KINDS]
+        cases += [HostileCase(target, kind) for kind in file_kinds]
+    for target in ("skill-folder", "deployed-folder", "local-skill-folder"):
+        cases += [HostileCase(target, kind) for kind in FOLDER_KINDS]
     for target in ("collection.toml", "collection.lock", "deployed.toml", "project.toml"):
         cases += [HostileCase(target, kind, content) for kind, content in TOML_CONTENTS.items()]
         cases.append(HostileCase(target, "wrong-shape", WRONG_SHAPE[target]))
-        cases += [HostileCase(target, kind) for kind in FILE_KINDS]
+        cases += [HostileCase(target, kind) for kind in file_kinds]
         for kind, text in BAD_ENTRIES.get(target, {}).items():
             cases.append(HostileCase(target, f"entry-{kind}", append=text))
     return cases
@@ -973,8 +1089,13 @@ class TestHostileFiles:
         else:
             assert case.content is not None
             path.write_bytes(case.content.replace(b"{pwned}", os.fsencode(pwned)))
-        refresh_keeps_last_good(hostile_cache, hostile_world, case.target, str(path))
+        report = refresh_keeps_last_good(hostile_cache, hostile_world, case.target, str(path))
         assert not pwned.exists(), "a YAML tag ran code"
+        if case.kind in LINK_FILE_KINDS or "symlink" in case.kind:
+            assert hostile_cache.search("quokka-secret-outside-the-tree").total == 0
+            errors = errors_naming(report, str(path))
+            if case.kind not in ("self-symlink", "proc-self-mem"):
+                assert any("outside" in e.message for e in errors), errors
 
     def test_collection_named_like_a_projects_local_collection(
         self, hostile_cache: ProjectCache, hostile_world: HostileWorld
@@ -2930,6 +3051,19 @@ def _p2_run_fill(method: str, mount_point: Path) -> tuple[dict[str, Any], Settin
     return result, settings
 
 
+def _p2_disk_full_lines(method: str, cache_dir: Path) -> tuple[str, str]:
+    """The DiskFullError message and hint: ENOSPC on the tmpfs, EFBIG under RLIMIT_FSIZE."""
+    if method == "tmpfs":
+        return (
+            f"no space left on the device holding the cache ({cache_dir})",
+            "Free disk space on the cache's filesystem, or move it with PROJCACHE_DIR.",
+        )
+    return (
+        f"the cache's data file may not grow any further ({cache_dir}): File too large",
+        "Raise the file size limit (`ulimit -f`), or move the cache with PROJCACHE_DIR.",
+    )
+
+
 class TestFullDisk:
     """A full filesystem fails one write cleanly; what was committed stays; freeing space heals."""
 
@@ -2958,13 +3092,54 @@ class TestFullDisk:
         """The error a full disk raises is DiskFullError: clear message, hint, exit code 6."""
         method, mount_point = p2_small_fs
         result, settings = _p2_run_fill(method, mount_point)
+        message, hint = _p2_disk_full_lines(method, settings.cache_dir)
         assert result["error"] == {
             "class": "DiskFullError",
             "bases": result["error"]["bases"],
-            "message": f"no space left on the device holding the cache ({settings.cache_dir})",
-            "hint": "Free disk space on the cache's filesystem, or move it with PROJCACHE_DIR.",
+            "message": message,
+            "hint": hint,
             "exit_code": 6,
         }, _P2_FULL_DISK_METHOD
+
+    def test_creating_a_cache_on_a_full_disk_is_a_clean_disk_full_error(
+        self, p2_small_fs: tuple[str, Path], tmp_path: Path
+    ) -> None:
+        """A new cache on a full filesystem: exit 6 with error and hint, no SIGBUS (was 135),
+        and no half-made lock.mdb/data.mdb left behind (issue 12 item 8)."""
+        method, mount_point = p2_small_fs
+        collection = CollectionBuilder(tmp_path / "small", "small")
+        collection.skill("s", front_matter={"name": "s", "description": "a skill"})
+        collection.write()
+        cache_dir = mount_point / "new-cache"
+        kwargs: dict[str, Any] = {}
+        if method == "tmpfs":
+            _p2_fill_up(mount_point, 0)
+        else:
+
+            def limited() -> None:
+                import resource
+                import signal
+
+                signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+                resource.setrlimit(resource.RLIMIT_FSIZE, (4096, 4096))
+
+            kwargs["preexec_fn"] = limited
+        script = Path(sys.executable).parent / "projcache"
+        done = subprocess.run(
+            [str(script), "--cache-dir", str(cache_dir), "refresh", "-c", str(collection.path)],
+            capture_output=True,
+            text=True,
+            stdin=subprocess.DEVNULL,
+            env={**os.environ, "XDG_CONFIG_HOME": str(tmp_path / "no-config")},
+            check=False,
+            **kwargs,
+        )
+        message, hint = _p2_disk_full_lines(method, cache_dir)
+        assert (done.returncode, done.stderr.splitlines()) == (
+            6,
+            [f"error: {message}", f"hint: {hint}"],
+        ), (_P2_FULL_DISK_METHOD, done.stderr)
+        assert sorted(p.name for p in cache_dir.iterdir()) == []
 
     def test_cli_refresh_on_a_full_disk_prints_error_and_hint(
         self, p2_small_fs: tuple[str, Path], tmp_path: Path
@@ -3004,12 +3179,10 @@ class TestFullDisk:
             check=False,
             **kwargs,
         )
+        message, hint = _p2_disk_full_lines(method, cache_dir)
         assert (done.returncode, done.stderr.splitlines()) == (
             6,
-            [
-                f"error: no space left on the device holding the cache ({cache_dir})",
-                "hint: Free disk space on the cache's filesystem, or move it with PROJCACHE_DIR.",
-            ],
+            [f"error: {message}", f"hint: {hint}"],
         ), _P2_FULL_DISK_METHOD
         assert done.stdout == ""
 

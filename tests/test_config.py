@@ -108,6 +108,7 @@ class TestEnvironment:
             "project_roots": "PROJCACHE_PROJECT_ROOTS",
             "scan_depth": "PROJCACHE_SCAN_DEPTH",
             "max_file_size": "PROJCACHE_MAX_FILE_SIZE",
+            "max_artifact_size": "PROJCACHE_MAX_ARTIFACT_SIZE",
             "auto_repair": "PROJCACHE_AUTO_REPAIR",
         }
 
@@ -125,6 +126,7 @@ class TestEnvironment:
             ("PROJCACHE_ENABLED", "false", "enabled", False),
             ("PROJCACHE_ENABLED", "Off", "enabled", False),
             ("PROJCACHE_ENABLED", "yes", "enabled", True),
+            ("PROJCACHE_MAX_ARTIFACT_SIZE", "1GiB", "max_artifact_size", GiB),
         ],
     )
     def test_each_variable(
@@ -222,7 +224,7 @@ class TestConfigFile:
             f'dir = "{tmp_path / "c"}"\nmap_size = "1MiB"\nmax_map_size = 2097152\n'
             'durability = "none"\nttl = 90\nenabled = false\n'
             f'collections = ["{tmp_path / "coll"}"]\nproject_roots = ["~/code"]\n'
-            'scan_depth = 2\nmax_file_size = "1MiB"\n',
+            'scan_depth = 2\nmax_file_size = "1MiB"\nmax_artifact_size = "3MiB"\n',
         )
         settings = load(home, {"PROJCACHE_CONFIG": str(path)})
         assert settings == Settings(
@@ -236,6 +238,7 @@ class TestConfigFile:
             project_roots=(str(home / "code"),),
             scan_depth=2,
             max_file_size=MiB,
+            max_artifact_size=3 * MiB,
         )
 
     def test_cache_table(self, home: Path, tmp_path: Path) -> None:
@@ -563,6 +566,10 @@ class TestInvalidValues:
                 "durability (PROJCACHE_DURABILITY) must be one of full, no-metasync, none",
             ),
             ({"ttl_seconds": 0.0}, "ttl (PROJCACHE_TTL) must be a positive, finite duration"),
+            (
+                {"max_artifact_size": 1000},
+                "max_artifact_size (PROJCACHE_MAX_ARTIFACT_SIZE) must be at least 1KiB",
+            ),
             ({"ttl_seconds": -1.0}, "ttl (PROJCACHE_TTL) must be a positive, finite duration"),
             (
                 {"ttl_seconds": float("nan")},
@@ -588,3 +595,99 @@ class TestInvalidValues:
     def test_durability_modes(self) -> None:
         """The allowed durability modes are full, no-metasync and none."""
         assert DURABILITY_MODES == ("full", "no-metasync", "none")
+
+
+# -- an unreadable config location (issue 12 item 7) ------------------------------------------
+
+
+def _unprivileged() -> dict[str, Any]:
+    """subprocess.run arguments that drop root to nobody (chmod does not stop root)."""
+    import os
+
+    if os.geteuid() != 0:
+        return {}
+    return {"user": 65534, "group": 65534, "extra_groups": []}
+
+
+@pytest.fixture
+def shared_tmp() -> Any:
+    """A world-traversable scratch folder (pytest's tmp_path is 0700 to other users)."""
+    import os
+    import shutil
+    import tempfile
+
+    base = Path(tempfile.mkdtemp(prefix="projcache-config-perm-"))
+    base.chmod(0o755)
+    try:
+        yield base
+    finally:
+        for path in [base, *base.rglob("*")]:
+            if not path.is_symlink():
+                os.chmod(path, 0o700 if path.is_dir() else 0o600)
+        shutil.rmtree(base)
+
+
+class TestUnreadableConfig:
+    """A config file or folder we may not read is the config error (exit 10), never a traceback."""
+
+    def test_unreadable_default_config_folder(
+        self, home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """PermissionError while looking for the default file becomes ConfigError naming it."""
+        path = write_config(tmp_path / "xdg" / "projcache" / "config.toml", 'ttl = "1h"\n')
+        real_stat = Path.stat
+
+        def denied(self: Path, *args: Any, **kwargs: Any) -> Any:
+            if self == path:  # as the kernel answers when the folder is not searchable
+                raise PermissionError(13, "Permission denied", str(self))
+            return real_stat(self, *args, **kwargs)
+
+        monkeypatch.setattr(Path, "stat", denied)
+        with pytest.raises(ConfigError) as info:
+            load(home, {"XDG_CONFIG_HOME": str(tmp_path / "xdg")})
+        assert str(info.value) == f"cannot read config file {path}: Permission denied"
+        assert info.value.exit_code == 10
+        assert "readable" in info.value.hint
+
+    @pytest.mark.parametrize("denied", ["file", "folder"])
+    @pytest.mark.parametrize("how", ["PROJCACHE_CONFIG", "XDG_CONFIG_HOME"])
+    def test_cli_exits_10_with_one_line(self, shared_tmp: Path, denied: str, how: str) -> None:
+        """The real CLI, as a user who may not read the file or its folder: exit 10, one line."""
+        import os
+        import subprocess
+        import sys
+
+        folder = shared_tmp / "xdg" / "projcache"
+        config = write_config(folder / "config.toml", 'ttl = "1h"\n')
+        shared_tmp.joinpath("xdg").chmod(0o755)
+        if denied == "file":
+            folder.chmod(0o755)
+            config.chmod(0)
+        else:
+            config.chmod(0o644)
+            folder.chmod(0)
+        env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(shared_tmp)}
+        if how == "PROJCACHE_CONFIG":
+            env["PROJCACHE_CONFIG"] = str(config)
+        else:
+            env["XDG_CONFIG_HOME"] = str(shared_tmp / "xdg")
+        package_roots = {
+            str(Path(__import__(name).__file__).resolve().parent.parent)
+            for name in ("projcache", "projcache_cli")
+        }
+        env["PYTHONPATH"] = os.pathsep.join(sorted(package_roots))
+        done = subprocess.run(
+            [sys.executable, "-m", "projcache_cli", "--cache-dir", str(shared_tmp / "c"), "show"],
+            capture_output=True,
+            text=True,
+            env=env,
+            cwd=str(shared_tmp),
+            timeout=60,
+            check=False,
+            **_unprivileged(),
+        )
+        assert done.returncode == 10, done.stderr
+        assert "Traceback" not in done.stderr
+        assert done.stderr.splitlines()[0] == (
+            f"error: cannot read config file {config}: Permission denied"
+        )

@@ -89,6 +89,10 @@ with warnings.catch_warnings():
     from fastapi.testclient import TestClient
 
 API = API_PREFIX
+# The server answers only for its own Host (DNS rebinding): the test client says it is it.
+BASE_URL = "http://127.0.0.1:8765"
+# A POST that changes the cache must be JSON (CSRF), even without a body.
+JSON_BODY = {"Content-Type": "application/json"}
 EXAMPLES = Path(projcache.__file__).parent / "examples"
 PROJECTS = ("webapp", "api-service", "notes")
 ARTIFACTS = 14
@@ -186,8 +190,13 @@ def filled(cache_dir: Path, examples: Path, template: tuple[Path, Path]) -> Iter
 @pytest.fixture
 def client(filled: ProjectCache) -> Iterator[TestClient]:
     """A client of the application over ``filled``, its lifespan running."""
-    with TestClient(create_app(filled)) as test_client:
+    with make_client(create_app(filled)) as test_client:
         yield test_client
+
+
+def make_client(app: Any, **kwargs: Any) -> TestClient:
+    """A test client that sends the Host of a server bound to 127.0.0.1:8765."""
+    return TestClient(app, base_url=BASE_URL, **kwargs)
 
 
 def wait_for(predicate: Callable[[], bool], timeout: float = 10.0) -> bool:
@@ -726,7 +735,7 @@ class TestRefreshEndpoint:
         self, client: TestClient, examples: Path
     ) -> None:
         """POST refresh: 202, Location of the job; polling it ends `done` with the report."""
-        response = client.post(f"{API}/refresh")
+        response = client.post(f"{API}/refresh", headers=JSON_BODY)
         assert response.status_code == 202
         job = response.json()
         RefreshJob.model_validate(job)
@@ -834,7 +843,7 @@ class TestRefreshEndpoint:
             raise SourceFileError("the folder went away", hint="Look at it.")
 
         monkeypatch.setattr(filled, "refresh", broken)
-        done = finished(client, client.post(f"{API}/refresh").json()["id"])
+        done = finished(client, client.post(f"{API}/refresh", headers=JSON_BODY).json()["id"])
         assert done["state"] == "failed" and done["report"] is None
         assert done["error"] == {
             "error": "SourceFileError",
@@ -853,11 +862,11 @@ class TestRefreshEndpoint:
             raise RuntimeError("boom")
 
         monkeypatch.setattr(filled, "refresh", crash)
-        done = finished(client, client.post(f"{API}/refresh").json()["id"])
+        done = finished(client, client.post(f"{API}/refresh", headers=JSON_BODY).json()["id"])
         assert done["state"] == "failed"
         assert done["error"]["error"] == "InternalError" and "boom" in done["error"]["message"]
         monkeypatch.undo()
-        again = finished(client, client.post(f"{API}/refresh").json()["id"])
+        again = finished(client, client.post(f"{API}/refresh", headers=JSON_BODY).json()["id"])
         assert again["state"] == "done"
 
     def test_status_names_the_running_job(
@@ -872,7 +881,7 @@ class TestRefreshEndpoint:
             return real(*args, **kwargs)
 
         monkeypatch.setattr(filled, "refresh", slow)
-        job_id = client.post(f"{API}/refresh").json()["id"]
+        job_id = client.post(f"{API}/refresh", headers=JSON_BODY).json()["id"]
         try:
             assert wait_for(
                 lambda: client.get(f"{API}/status").json()["refresher"]["job"] == job_id
@@ -890,7 +899,7 @@ class TestRefreshEndpoint:
 class TestInvalidate:
     def test_everything(self, client: TestClient) -> None:
         """Without a body every project and collection is marked stale; status counts them."""
-        response = client.post(f"{API}/invalidate")
+        response = client.post(f"{API}/invalidate", headers=JSON_BODY)
         assert response.status_code == 200
         assert response.json() == {"invalidated": 4}
         status = client.get(f"{API}/status").json()
@@ -932,11 +941,13 @@ class TestInvalidate:
         """Writes to a read-only cache are 409; a refresh job on it fails with that error."""
         filled.close()
         read_only = ProjectCache.open(cache_dir, readonly=True)
-        with read_only, TestClient(create_app(read_only)) as client:
+        with read_only, make_client(create_app(read_only)) as client:
             assert client.get(f"{API}/status").json()["read_only"] is True
-            body = assert_error(client.post(f"{API}/invalidate"), 409, "ReadOnlyCacheError")
+            body = assert_error(
+                client.post(f"{API}/invalidate", headers=JSON_BODY), 409, "ReadOnlyCacheError"
+            )
             assert "read-only" in body["message"]
-            done = finished(client, client.post(f"{API}/refresh").json()["id"])
+            done = finished(client, client.post(f"{API}/refresh", headers=JSON_BODY).json()["id"])
             assert done["state"] == "failed"
             assert done["error"]["error"] == "ReadOnlyCacheError"
 
@@ -1029,7 +1040,7 @@ class TestETags:
         with ProjectCache.open(settings=settings) as cache:
             cache.refresh(collections=[collection], projects=[project])
             generation = cache.generation()
-            with TestClient(create_app(cache)) as client:
+            with make_client(create_app(cache)) as client:
                 fresh = client.get(f"{API}/projects", params={"stale": "false"})
                 stale = client.get(f"{API}/projects", params={"stale": "true"})
                 assert (fresh.json()["total"], stale.json()["total"]) == (1, 0)
@@ -1132,7 +1143,7 @@ class TestErrors:
             raise RuntimeError("secret internal detail")
 
         monkeypatch.setattr(filled, "list_projects", broken)
-        with TestClient(create_app(filled), raise_server_exceptions=False) as client:
+        with make_client(create_app(filled), raise_server_exceptions=False) as client:
             response = client.get(f"{API}/projects")
         body = assert_error(response, 500, "InternalError")
         assert body == {"error": "InternalError", "message": "internal server error"}
@@ -1154,7 +1165,7 @@ class TestErrors:
         self, filled: ProjectCache, path: str
     ) -> None:
         """A project reference with a NUL byte names no project: 404 (or 422), never 500."""
-        with TestClient(create_app(filled), raise_server_exceptions=False) as client:
+        with make_client(create_app(filled), raise_server_exceptions=False) as client:
             response = client.get(API + path)
             posted = client.post(f"{API}/invalidate", json={"project": "a\x00b"})
         assert response.status_code in (404, 422), response.text
@@ -1167,7 +1178,7 @@ class TestErrors:
         self, filled: ProjectCache, reference: str
     ) -> None:
         """`~user` of an unknown user (expanduser raises) names no project: 404, never 500."""
-        with TestClient(create_app(filled), raise_server_exceptions=False) as client:
+        with make_client(create_app(filled), raise_server_exceptions=False) as client:
             for path, params in (
                 ("/search", {"q": "pdf"}),
                 ("/deployments", {}),
@@ -1225,7 +1236,7 @@ class TestErrors:
             raise error
 
         monkeypatch.setattr(filled, "stats", broken)
-        with TestClient(create_app(filled)) as client:
+        with make_client(create_app(filled)) as client:
             response = client.get(f"{API}/status")
         body = assert_error(response, status, type(error).__name__)
         assert body == {"error": type(error).__name__, "message": str(error), "hint": error.hint}
@@ -1240,7 +1251,7 @@ class TestApiKey:
     @pytest.fixture
     def keyed(self, filled: ProjectCache) -> Iterator[TestClient]:
         """A client of an application that requires the key `k`."""
-        with TestClient(create_app(filled, ServerOptions(api_key="k"))) as test_client:
+        with make_client(create_app(filled, ServerOptions(api_key="k"))) as test_client:
             yield test_client
 
     @pytest.mark.parametrize(
@@ -1261,15 +1272,15 @@ class TestApiKey:
         headers = {"X-API-Key": "k"}
         assert keyed.get(f"{API}/status", headers=headers).status_code == 200
         assert keyed.get(f"{API}/projects", headers=headers).json()["total"] == 3
-        assert keyed.post(f"{API}/invalidate", headers=headers).status_code == 200
+        assert keyed.post(f"{API}/invalidate", headers={**headers, **JSON_BODY}).status_code == 200
 
     def test_writes_without_the_key_do_nothing(
         self, keyed: TestClient, filled: ProjectCache
     ) -> None:
         """A refused POST starts no job and invalidates nothing."""
         generation = filled.generation()
-        assert keyed.post(f"{API}/invalidate").status_code == 401
-        assert keyed.post(f"{API}/refresh").status_code == 401
+        assert keyed.post(f"{API}/invalidate", headers=JSON_BODY).status_code == 401
+        assert keyed.post(f"{API}/refresh", headers=JSON_BODY).status_code == 401
         assert filled.generation() == generation
         status = keyed.get(f"{API}/status", headers={"X-API-Key": "k"}).json()
         assert status["refresher"]["job"] is None and status["stale_projects"] == 0
@@ -1396,9 +1407,9 @@ class TestOpenAPI:
 
     def test_the_api_key_header_is_a_security_scheme(self, filled: ProjectCache) -> None:
         """With a key, X-API-Key is the security scheme and 401 is documented; without, neither."""
-        with TestClient(create_app(filled, ServerOptions())) as open_client:
+        with make_client(create_app(filled, ServerOptions())) as open_client:
             assert "securitySchemes" not in open_client.get("/openapi.json").json()["components"]
-        with TestClient(create_app(filled, ServerOptions(api_key="k"))) as keyed:
+        with make_client(create_app(filled, ServerOptions(api_key="k"))) as keyed:
             schema = keyed.get("/openapi.json").json()
         for operations in schema["paths"].values():
             for operation in operations.values():
@@ -1424,7 +1435,7 @@ class TestBackgroundRefresher:
     def test_ttl_loop_refreshes_an_invalidated_project(self, filled: ProjectCache) -> None:
         """With a short interval an invalidated project is refreshed without being asked."""
         options = ServerOptions(refresh_interval=0.05)
-        with TestClient(create_app(filled, options)) as client:
+        with make_client(create_app(filled, options)) as client:
             assert client.post(f"{API}/invalidate", json={"project": "webapp"}).json() == {
                 "invalidated": 1
             }
@@ -1487,7 +1498,7 @@ class TestBackgroundRefresher:
             raise CacheBusyError("busy now")
 
         monkeypatch.setattr(filled, "refresh", busy)
-        with TestClient(create_app(filled, ServerOptions(refresh_interval=0.02))) as client:
+        with make_client(create_app(filled, ServerOptions(refresh_interval=0.02))) as client:
             assert wait_for(
                 lambda: client.get(f"{API}/status").json()["refresher"]["failures"] >= 2
             )
@@ -1522,7 +1533,7 @@ class TestBackgroundRefresher:
         """With `watch`, editing a SKILL.md refreshes it into the cache without a request."""
         skill = editable / "collections" / "default" / "skills" / "pdf" / "SKILL.md"
         url = f"{API}/artifacts/default/skill/pdf"
-        with TestClient(create_app(filled, ServerOptions(watch=True))) as client:
+        with make_client(create_app(filled, ServerOptions(watch=True))) as client:
 
             def described() -> bool:
                 return bool(client.get(url).json()["description"] == "Watched by the server.")
@@ -1540,7 +1551,7 @@ class TestBackgroundRefresher:
     def test_watch_on_an_empty_cache_records_why_it_is_idle(self, tmp_path: Path) -> None:
         """Nothing cached to watch: the watcher stops and says so in `status`; requests work."""
         empty = ProjectCache.open(settings=Settings(cache_dir=tmp_path / "empty"))
-        with empty, TestClient(create_app(empty, ServerOptions(watch=True))) as client:
+        with empty, make_client(create_app(empty, ServerOptions(watch=True))) as client:
 
             def said() -> bool:
                 error = client.get(f"{API}/status").json()["refresher"]["last_error"]
@@ -1625,7 +1636,13 @@ class TestRefreshJobs:
         monkeypatch.setattr(filled, "refresh", lambda *a, **k: empty_report)
         jobs = RefreshJobs(filled, keep=2)
         try:
-            submitted = [jobs.submit(RefreshRequest()) for _ in range(3)]
+            # Three different requests: identical waiting ones would share one job.
+            requests = [
+                RefreshRequest(),
+                RefreshRequest(full=True),
+                RefreshRequest(project="webapp"),
+            ]
+            submitted = [jobs.submit(request) for request in requests]
             assert len({job.id for job in submitted}) == 3
             for job in submitted[1:]:
                 assert wait_for(lambda job=job: jobs.get(job.id).state == "done")
@@ -1693,7 +1710,7 @@ class TestRefreshJobs:
         monkeypatch.setattr(filled, "refresh", fake)
         jobs = RefreshJobs(filled)
         first = jobs.submit(RefreshRequest())
-        second = jobs.submit(RefreshRequest())
+        second = jobs.submit(RefreshRequest(full=True))
         assert wait_for(lambda: jobs.get(first.id).state == "running")
         stopper = threading.Thread(target=jobs.shutdown)
         stopper.start()

@@ -243,7 +243,7 @@ class TestProfiles:
         from projcache.server import create_app
 
         world.refresh(cache)
-        with TestClient(create_app(cache)) as client:
+        with TestClient(create_app(cache), base_url="http://127.0.0.1:8765") as client:
             answer = client.get("/api/v1/cache/deployments", params={"profile": "codex"})
             assert answer.status_code == 200
             items = answer.json()["items"]

@@ -20,7 +20,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from projcache.errors import SourceFileError
+from projcache.errors import SourceFileError, SourceOutsideRootError, SourceTooLargeError
 from projcache.models import Artifact, Deployment, Fingerprint
 from projcache.sources import fileio
 from projcache.sources.artifacts import build_artifact, facts_reader, hash_reader
@@ -30,7 +30,7 @@ from projcache.sources.discovery import (
     is_collection,
     is_project,
 )
-from projcache.sources.fileio import TreeScan, read_capped, scan_tree, stat_file
+from projcache.sources.fileio import SourceRoot, TreeScan, read_capped, scan_tree, stat_file
 from projcache.sources.frontmatter import first_paragraph, parse_markdown, to_jsonable
 from projcache.sources.hashing import content_hash, hash_tree
 from projcache.sources.layout import LayoutItem, default_path, find_by_layout, main_file_of
@@ -173,21 +173,49 @@ class TestContentHash:
         assert content_hash(first) != content_hash(second)
 
     def test_symlink_to_file_is_included(self, make_tree: Callable[..., Path]) -> None:
-        """A symlink to a file counts as that file, under the link's name."""
+        """A symlink to a file inside the root counts as that file, under the link's name."""
         outside = make_tree("outside", {"shared.md": "shared text"})
-        root = make_tree("skill", {"SKILL.md": "main"})
-        (root / "link.md").symlink_to(outside / "shared.md")
+        root = make_tree("skill", {"SKILL.md": "main", "docs/shared.md": "shared text"})
+        (root / "link.md").symlink_to("docs/shared.md")
+        (root / "far.md").symlink_to(outside / "shared.md")
+        within = SourceRoot(str(root.parent))  # the collection: both links stay inside it
+        assert content_hash(root, within) == skillmeat_hash(root)
+        (root / "far.md").unlink()
         assert content_hash(root) == skillmeat_hash(root)
         without = hashlib.sha256(b"SKILL.md" + b"main").hexdigest()
         assert content_hash(root) != without
+
+    def test_symlink_out_of_the_root_is_refused(self, make_tree: Callable[..., Path]) -> None:
+        """A link leading outside the root is not read: the error names the link and target."""
+        outside = make_tree("outside", {"secret.txt": "root:x:0:0"})
+        root = make_tree("skill", {"SKILL.md": "main"})
+        (root / "link.md").symlink_to(outside / "secret.txt")
+        opened: list[str] = []
+        original = fileio.open_source
+
+        def counting(path: str) -> Any:
+            opened.append(path)
+            return original(path)
+
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(fileio, "open_source", counting)
+            with pytest.raises(SourceOutsideRootError) as info:
+                content_hash(root)
+        assert opened == []
+        assert info.value.path == str(root / "link.md")
+        assert info.value.target == str(outside / "secret.txt")
+        assert str(outside / "secret.txt") in str(info.value)
 
     def test_symlink_to_directory_is_not_descended(self, make_tree: Callable[..., Path]) -> None:
         """A symlinked directory is skipped, as pathlib's ``rglob`` does not follow it."""
         outside = make_tree("outside", {"big.md": "not part of the skill"})
         root = make_tree("skill", {"SKILL.md": "main"})
         (root / "linked").symlink_to(outside, target_is_directory=True)
-        assert content_hash(root) == skillmeat_hash(root)
-        assert content_hash(root) == hashlib.sha256(b"SKILL.md" + b"main").hexdigest()
+        within = SourceRoot(str(root.parent))  # the link stays inside this root
+        assert content_hash(root, within) == skillmeat_hash(root)
+        assert content_hash(root, within) == hashlib.sha256(b"SKILL.md" + b"main").hexdigest()
+        with pytest.raises(SourceOutsideRootError, match="outside"):
+            content_hash(root)  # but leads out of the skill folder itself
 
     def test_dangling_symlink_is_skipped(self, make_tree: Callable[..., Path]) -> None:
         """A symlink to nothing is not a file and is left out."""
@@ -287,6 +315,75 @@ class TestReadCapped:
         """A directory is not readable as a source file."""
         with pytest.raises(SourceFileError, match="cannot read"):
             read_capped(str(tmp_path), 100)
+
+
+class TestSourceRoot:
+    """Links and ``..`` paths may not lead out of a root; walks stop at the root's limits."""
+
+    def test_read_capped_refuses_a_link_out(self, make_tree: Callable[..., Path]) -> None:
+        """``read_capped`` with a root never opens a file reached through a link out of it."""
+        outside = make_tree("outside", {"passwd": "root:x:0:0"})
+        root = make_tree("col", {"commands/ok.md": "fine"})
+        (root / "commands" / "evil.md").symlink_to(outside / "passwd")
+        within = SourceRoot(str(root))
+        assert read_capped(str(root / "commands" / "ok.md"), CAP, within) == b"fine"
+        with pytest.raises(SourceOutsideRootError) as info:
+            read_capped(str(root / "commands" / "evil.md"), CAP, within)
+        assert info.value.target == str(outside / "passwd")
+
+    def test_a_folder_on_the_way_that_leads_out(self, make_tree: Callable[..., Path]) -> None:
+        """A layout folder that is a link out makes every source below it an error."""
+        outside = make_tree("outside", {"pdf/SKILL.md": "secret"})
+        root = make_tree("col", {"collection.toml": ""})
+        (root / "skills").symlink_to(outside, target_is_directory=True)
+        within = SourceRoot(str(root))
+        with pytest.raises(SourceOutsideRootError, match="skills: a link to"):
+            scan_tree(str(root / "skills" / "pdf"), within)
+        with pytest.raises(SourceOutsideRootError):
+            read_capped(str(root / "skills" / "pdf" / "SKILL.md"), CAP, within)
+
+    def test_dot_dot_cannot_climb_out(self, make_tree: Callable[..., Path]) -> None:
+        """A path spelled with ``..`` is judged by where it leads."""
+        make_tree("outside", {"secret.md": "secret"})
+        root = make_tree("col", {"skills/a/SKILL.md": "a"})
+        within = SourceRoot(str(root))
+        with pytest.raises(SourceOutsideRootError):
+            scan_tree(str(root / "skills" / ".." / ".." / "outside" / "secret.md"), within)
+        inside = scan_tree(str(root / "skills" / ".." / "skills" / "a"), within)
+        assert inside is not None and len(inside.files) == 1
+
+    def test_links_inside_the_root_are_followed(self, make_tree: Callable[..., Path]) -> None:
+        """A skill folder linked elsewhere in its collection is read as SkillMeat reads it."""
+        root = make_tree("col", {"shared/pdf/SKILL.md": "x", "shared/pdf/ref.md": "r"})
+        (root / "skills").mkdir()
+        (root / "skills" / "pdf").symlink_to(root / "shared" / "pdf", target_is_directory=True)
+        scan = scan_tree(str(root / "skills" / "pdf"), SourceRoot(str(root)))
+        assert scan is not None
+        assert hash_tree(scan) == skillmeat_hash(root / "skills" / "pdf")
+
+    def test_walk_stops_at_the_entry_limit(self, make_tree: Callable[..., Path]) -> None:
+        """More entries than ``max_entries`` is an error, raised before the walk goes on."""
+        root = make_tree("big", {f"d{i}/f{j}.md": "" for i in range(5) for j in range(20)})
+        with pytest.raises(SourceTooLargeError, match="more than 50 files and folders"):
+            scan_tree(str(root), SourceRoot(str(root), max_entries=50))
+        assert scan_tree(str(root), SourceRoot(str(root), max_entries=105)) is not None
+
+    def test_walk_stops_at_the_byte_limit(self, make_tree: Callable[..., Path]) -> None:
+        """Files holding more than ``max_bytes`` are an error; nothing is hashed."""
+        root = make_tree("big", {"a.bin": "x" * 600, "b.bin": "y" * 600})
+        with pytest.raises(SourceTooLargeError, match="1000-byte limit for one artifact"):
+            scan_tree(str(root), SourceRoot(str(root), max_bytes=1000))
+        with pytest.raises(SourceTooLargeError):
+            scan_tree(str(root / "a.bin"), SourceRoot(str(root), max_bytes=500))
+
+    def test_hashing_reads_no_more_than_the_limit(self, make_tree: Callable[..., Path]) -> None:
+        """A file that grew after the scan cannot make hashing read past the limit."""
+        root = make_tree("skill", {"SKILL.md": "x" * 100})
+        scan = scan_tree(str(root), SourceRoot(str(root), max_bytes=1000))
+        assert scan is not None
+        (root / "SKILL.md").write_text("x" * 5000, encoding="utf-8")
+        with pytest.raises(SourceTooLargeError, match="grew past"):
+            hash_tree(scan)
 
 
 class TestStatFile:

@@ -212,3 +212,159 @@ def test_stale_reader_slots_cleared_on_open_are_logged(
     with ProjectCache.open(settings=cache_settings):
         pass
     assert "cleared 3 stale reader slot(s)" in caplog.text
+
+
+# -- a cache folder someone else can write (issue 12 item 5) ----------------------------------
+#
+# The hostile cache-folder corpus: each case plants something in (or makes unsafe) a
+# folder before projcache opens it.  Every case is refused with UnsafeCacheDirError
+# (exit 8) before LMDB opens anything, and the file a link points at is never touched.
+
+_VICTIM_TEXT = "precious: never overwritten by projcache\n"
+
+
+def _plant(kind: str, folder: Path, victim: Path) -> None:
+    """Make ``folder`` hostile in one way (``victim`` is a file of ours an attacker aims at)."""
+    import os
+
+    folder.mkdir(mode=0o700)
+    if kind == "world-writable folder":
+        folder.chmod(0o777)
+    elif kind == "group-writable folder":
+        folder.chmod(0o770)
+    else:
+        folder.chmod(0o1777)  # sticky and ours: accepted, so the planted file must be caught
+        name, what = kind.split(" ", 1)
+        planted = folder / name
+        if what == "symlink":
+            planted.symlink_to(victim)
+        elif what == "dangling symlink":
+            planted.symlink_to(folder.parent / f"created-through-{name}")
+        elif what == "hard link":
+            os.link(victim, planted)
+        elif what == "fifo":
+            os.mkfifo(planted)
+        else:  # pragma: no cover - a typo in the case list
+            raise AssertionError(kind)
+
+
+_HOSTILE_FOLDERS = {
+    "lock.mdb symlink": r"refusing .*/lock\.mdb: it is a symbolic link \(to .*victim\.txt\)",
+    "lock.mdb dangling symlink": r"refusing .*/lock\.mdb: it is a symbolic link",
+    "data.mdb symlink": r"refusing .*/data\.mdb: it is a symbolic link",
+    "data.mdb dangling symlink": r"refusing .*/data\.mdb: it is a symbolic link",
+    "grow.lock symlink": r"refusing .*/grow\.lock: it is a symbolic link",
+    "lock.mdb hard link": r"refusing .*/lock\.mdb: it has 2 hard links",
+    "lock.mdb fifo": r"refusing .*/lock\.mdb: it is not a regular file",
+    "world-writable folder": r"refusing the cache folder .*: everyone may write it \(mode 0777\)",
+    "group-writable folder": r"refusing the cache folder .*: its group may write it \(mode 0770\)",
+}
+
+
+class TestHostileCacheFolder:
+    """Nothing in a folder another user can write is opened; a planted link is never followed."""
+
+    @pytest.mark.parametrize("readonly", [False, True], ids=["read-write", "read-only"])
+    @pytest.mark.parametrize("kind", sorted(_HOSTILE_FOLDERS))
+    def test_refused_before_anything_is_opened(
+        self, tmp_path: Path, kind: str, readonly: bool
+    ) -> None:
+        """UnsafeCacheDirError (exit 8) naming the file or folder; the victim is untouched."""
+        from projcache import UnsafeCacheDirError
+
+        victim = tmp_path / "victim.txt"
+        victim.write_text(_VICTIM_TEXT)
+        folder = tmp_path / "shared"
+        _plant(kind, folder, victim)
+        # A read-only open needs a data.mdb to get as far as LMDB.
+        if readonly and not kind.endswith("folder") and not (folder / "data.mdb").is_symlink():
+            (folder / "data.mdb").write_bytes(b"")
+        before = sorted(p.name for p in folder.iterdir())
+        settings = Settings(cache_dir=folder, map_size=256 * 1024)
+        with pytest.raises(UnsafeCacheDirError, match=_HOSTILE_FOLDERS[kind]) as info:
+            ProjectCache.open(settings=settings, readonly=readonly)
+        assert info.value.exit_code == 8
+        assert "only you can write" in info.value.hint
+        assert victim.read_text() == _VICTIM_TEXT
+        assert sorted(p.name for p in folder.iterdir()) == before
+        assert not any(p.name.startswith("created-through-") for p in tmp_path.iterdir())
+
+    def test_the_cli_refuses_a_planted_lock_file_with_exit_8(self, tmp_path: Path) -> None:
+        """`projcache refresh` into a sticky shared folder with a planted lock.mdb: exit 8."""
+        import subprocess
+        import sys
+
+        victim = tmp_path / "victim.txt"
+        victim.write_text(_VICTIM_TEXT)
+        folder = tmp_path / "shared"
+        _plant("lock.mdb symlink", folder, victim)
+        collection = tmp_path / "collection"
+        collection.mkdir()
+        (collection / "collection.toml").write_text('[collection]\nname = "c"\n')
+        done = subprocess.run(
+            [
+                *(sys.executable, "-m", "projcache_cli", "--cache-dir", str(folder)),
+                *("refresh", "--collection", str(collection)),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert done.returncode == 8, done.stderr
+        assert done.stderr.splitlines()[0] == (
+            f"error: refusing {folder}/lock.mdb: it is a symbolic link (to {victim}); "
+            "projcache never opens its files through a link"
+        )
+        assert victim.read_text() == _VICTIM_TEXT
+
+    def test_a_folder_of_another_user_is_refused(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """A cache folder owned by someone else (not root) is refused, even read-only."""
+        import os
+
+        from projcache import UnsafeCacheDirError
+
+        settings = Settings(cache_dir=tmp_path / "theirs", map_size=256 * 1024)
+        with ProjectCache.open(settings=settings) as cache:
+            cache.put_artifacts([{"name": "a", "type": "skill", "collection": "c"}])
+        owner = os.stat(settings.cache_dir).st_uid
+        if owner == 0:  # root owns it: hand it to another user (root is always trusted)
+            os.chown(settings.cache_dir, 4242, 4242)
+            owner = 4242
+        else:  # we are that user: pretend to be another one
+            monkeypatch.setattr(os, "geteuid", lambda: owner + 1)
+        for readonly in (False, True):
+            with pytest.raises(UnsafeCacheDirError) as info:
+                ProjectCache.open(settings=settings, readonly=readonly)
+            assert str(info.value) == (
+                f"refusing the cache folder {settings.cache_dir}: "
+                f"it belongs to user id {owner}, not to you"
+            )
+
+    def test_a_sticky_folder_of_ours_is_accepted_and_files_are_private(
+        self, tmp_path: Path
+    ) -> None:
+        """A sticky, world-writable folder we own works; projcache creates its files 0600."""
+        import stat
+
+        folder = tmp_path / "sticky"
+        folder.mkdir()
+        folder.chmod(0o1777)
+        settings = Settings(cache_dir=folder, map_size=256 * 1024)
+        with ProjectCache.open(settings=settings) as cache:
+            cache.put_artifacts([{"name": "a", "type": "skill", "collection": "c"}])
+        for name in ("data.mdb", "lock.mdb"):
+            st = (folder / name).lstat()
+            assert stat.S_ISREG(st.st_mode) and stat.S_IMODE(st.st_mode) == 0o600, name
+        with ProjectCache.open(settings=settings, readonly=True) as cache:
+            assert cache.get_artifact("c/skill/a") is not None
+
+    def test_the_lock_file_is_allocated_not_sparse(self, tmp_path: Path) -> None:
+        """lock.mdb gets its blocks before LMDB maps it (a sparse page on a full disk: SIGBUS)."""
+        settings = Settings(cache_dir=tmp_path / "c", map_size=256 * 1024)
+        with ProjectCache.open(settings=settings):
+            st = (settings.cache_dir / "lock.mdb").stat()
+        assert st.st_size >= storage_module.cachedir.lock_file_bytes(storage_module.MAX_READERS)
+        assert st.st_blocks * 512 >= st.st_size

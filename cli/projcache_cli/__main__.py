@@ -1,5 +1,5 @@
 """``python -m projcache_cli``."""
 
-from .root import main
+from .fastpath import main
 
 main()

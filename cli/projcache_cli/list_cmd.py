@@ -2,20 +2,17 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Optional
+from typing import Optional
 
 import orjson
 import typer
 
 from projcache.codec import DEPLOYMENT_STATES
-from projcache.listing import deployment_view
 
 from .errors import cli_errors
+from .fastpath import artifact_payloads, default, deployment_records, flags
 from .output import ago, emit_json, emit_json_bytes, emit_table
 from .state import open_cache, state_of
-
-if TYPE_CHECKING:
-    from projcache import ProjectCache
 
 __all__ = ["list_app"]
 
@@ -27,38 +24,43 @@ list_app = typer.Typer(
 
 _STATE_HELP = f"Only this deployment state: {', '.join(DEPLOYMENT_STATES)}."
 _PROFILE_HELP = "Only deployments to this SkillMeat deployment profile (claude_code, codex, ...)."
-
-
-def _deployed_keys(cache: ProjectCache, project: Optional[str], state: Optional[str]) -> set[str]:
-    return {
-        orjson.loads(p)["artifact_key"]
-        for p in cache.list_deployments_json(project, state)  # type: ignore[arg-type]
-    }
+_A, _D = "list artifacts", "list deployments"  # their entries in the command table
 
 
 @list_app.command("artifacts")
 def list_artifacts(
     ctx: typer.Context,
-    type_: Optional[str] = typer.Option(None, "--type", "-t", help="Only this artifact type."),
-    collection: Optional[str] = typer.Option(None, "--collection", help="Only this collection."),
-    tag: Optional[str] = typer.Option(None, "--tag", help="Only artifacts with this tag."),
+    type_: Optional[str] = typer.Option(
+        default(_A, "type_"), *flags(_A, "type_"), help="Only this artifact type."
+    ),
+    collection: Optional[str] = typer.Option(
+        default(_A, "collection"), *flags(_A, "collection"), help="Only this collection."
+    ),
+    tag: Optional[str] = typer.Option(
+        default(_A, "tag"), *flags(_A, "tag"), help="Only artifacts with this tag."
+    ),
     project: Optional[str] = typer.Option(
-        None, "--project", "-p", help="Only artifacts deployed in this project (id, name, path)."
+        default(_A, "project"),
+        *flags(_A, "project"),
+        help="Only artifacts deployed in this project (id, name, path).",
     ),
     state_: Optional[str] = typer.Option(
-        None, "--state", help="Only artifacts with a deployment in this state."
+        default(_A, "state_"),
+        *flags(_A, "state_"),
+        help="Only artifacts with a deployment in this state.",
     ),
-    outdated: bool = typer.Option(False, "--outdated", help="Same as --state outdated."),
-    as_json: bool = typer.Option(False, "--json", help="Print a JSON array of artifacts."),
+    outdated: bool = typer.Option(
+        default(_A, "outdated"), *flags(_A, "outdated"), help="Same as --state outdated."
+    ),
+    as_json: bool = typer.Option(
+        default(_A, "as_json"), *flags(_A, "as_json"), help="Print a JSON array of artifacts."
+    ),
 ) -> None:
     """List artifacts, filtered by type, collection, tag, project and deployment state."""
     state = state_of(ctx)
     wanted_state = "outdated" if outdated else state_
     with cli_errors(state.debug), open_cache(state, readonly=True, fallback=True) as cache:
-        payloads = list(cache.iter_artifacts_json(type_, collection, tag))
-        if project is not None or wanted_state is not None:
-            keys = _deployed_keys(cache, project, wanted_state)
-            payloads = [p for p in payloads if orjson.loads(p)["key"] in keys]
+        payloads = artifact_payloads(cache, type_, collection, tag, project, wanted_state)
     if as_json:
         emit_json_bytes(payloads, array=True)
         return
@@ -121,13 +123,23 @@ def list_projects(
 def list_deployments(
     ctx: typer.Context,
     project: Optional[str] = typer.Option(
-        None, "--project", "-p", help="Only this project (id, name or path)."
+        default(_D, "project"), *flags(_D, "project"), help="Only this project (id, name or path)."
     ),
-    state_: Optional[str] = typer.Option(None, "--state", help=_STATE_HELP),
-    outdated: bool = typer.Option(False, "--outdated", help="Same as --state outdated."),
-    type_: Optional[str] = typer.Option(None, "--type", "-t", help="Only this artifact type."),
-    profile: Optional[str] = typer.Option(None, "--profile", help=_PROFILE_HELP),
-    as_json: bool = typer.Option(False, "--json", help="Print a JSON array of deployments."),
+    state_: Optional[str] = typer.Option(
+        default(_D, "state_"), *flags(_D, "state_"), help=_STATE_HELP
+    ),
+    outdated: bool = typer.Option(
+        default(_D, "outdated"), *flags(_D, "outdated"), help="Same as --state outdated."
+    ),
+    type_: Optional[str] = typer.Option(
+        default(_D, "type_"), *flags(_D, "type_"), help="Only this artifact type."
+    ),
+    profile: Optional[str] = typer.Option(
+        default(_D, "profile"), *flags(_D, "profile"), help=_PROFILE_HELP
+    ),
+    as_json: bool = typer.Option(
+        default(_D, "as_json"), *flags(_D, "as_json"), help="Print a JSON array of deployments."
+    ),
 ) -> None:
     """List deployments with their profile and state (current, outdated, modified, ...)."""
     from projcache.queries import check_type
@@ -137,15 +149,8 @@ def list_deployments(
     with cli_errors(state.debug):
         check_type(type_)
         with open_cache(state, readonly=True, fallback=True) as cache:
-            payloads = cache.list_deployments_json(
-                project,
-                wanted_state,  # type: ignore[arg-type]
-                profile=profile,
-            )
+            records = deployment_records(cache, project, wanted_state, type_, profile)
             names = {p.id: p.name for p in cache.list_projects()}
-    records = [deployment_view(p) for p in payloads]
-    if type_ is not None:
-        records = [r for r in records if r["type"] == type_]
     if as_json:
         emit_json(records)
         return

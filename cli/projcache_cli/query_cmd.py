@@ -8,6 +8,7 @@ import orjson
 import typer
 
 from .errors import EXIT_USAGE, cli_errors
+from .fastpath import default, flags, search_document
 from .output import emit_json, emit_json_bytes, emit_table
 from .state import open_cache, state_of
 
@@ -17,7 +18,9 @@ __all__ = ["register"]
 def get(
     ctx: typer.Context,
     key: str = typer.Argument(..., help="Artifact key: <collection>/<type>/<name>."),
-    as_json: bool = typer.Option(False, "--json", help="Print the stored JSON record."),
+    as_json: bool = typer.Option(
+        default("get", "as_json"), *flags("get", "as_json"), help="Print the stored JSON record."
+    ),
 ) -> None:
     """Show one artifact by key (exit 4 when it is not cached)."""
     from projcache.errors import ArtifactNotFound
@@ -46,15 +49,34 @@ def get(
 def search(
     ctx: typer.Context,
     query: str = typer.Argument(..., help="Words to find; the last may be a prefix."),
-    type_: Optional[str] = typer.Option(None, "--type", "-t", help="Only this artifact type."),
-    project: Optional[str] = typer.Option(
-        None, "--project", "-p", help="Only artifacts deployed in this project (id, name, path)."
+    type_: Optional[str] = typer.Option(
+        default("search", "type_"), *flags("search", "type_"), help="Only this artifact type."
     ),
-    collection: Optional[str] = typer.Option(None, "--collection", help="Only this collection."),
-    tag: Optional[str] = typer.Option(None, "--tag", help="Only artifacts with this tag."),
-    limit: int = typer.Option(20, "--limit", "-n", min=0, help="At most this many hits."),
-    offset: int = typer.Option(0, "--offset", min=0, help="Skip this many hits first."),
-    as_json: bool = typer.Option(False, "--json", help="Print hits as JSON."),
+    project: Optional[str] = typer.Option(
+        default("search", "project"),
+        *flags("search", "project"),
+        help="Only artifacts deployed in this project (id, name, path).",
+    ),
+    collection: Optional[str] = typer.Option(
+        default("search", "collection"),
+        *flags("search", "collection"),
+        help="Only this collection.",
+    ),
+    tag: Optional[str] = typer.Option(
+        default("search", "tag"), *flags("search", "tag"), help="Only artifacts with this tag."
+    ),
+    limit: int = typer.Option(
+        default("search", "limit"), *flags("search", "limit"), min=0, help="At most this many hits."
+    ),
+    offset: int = typer.Option(
+        default("search", "offset"),
+        *flags("search", "offset"),
+        min=0,
+        help="Skip this many hits first.",
+    ),
+    as_json: bool = typer.Option(
+        default("search", "as_json"), *flags("search", "as_json"), help="Print hits as JSON."
+    ),
 ) -> None:
     """Find artifacts by words in their name, tags, title and description."""
     state = state_of(ctx)
@@ -66,11 +88,7 @@ def search(
             query, type_, project, limit, offset, collection=collection, tag=tag
         )
     if as_json:
-        hits = []
-        for key, score, payload in page:
-            record = orjson.loads(payload)
-            hits.append({**record, "key": key, "score": score})
-        emit_json({"query": query, "total": total, "offset": offset, "hits": hits})
+        emit_json(search_document(query, total, offset, page))
         return
     if total == 0:
         typer.echo(f"no artifacts match {query!r}")

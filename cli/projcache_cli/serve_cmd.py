@@ -41,6 +41,13 @@ def serve(
         False, "--insecure", help="Allow a non-loopback address without an API key."
     ),
     access_log: bool = typer.Option(False, "--access-log", help="Log every request."),
+    allowed_host: Optional[list[str]] = typer.Option(
+        None,
+        "--allowed-host",
+        help="Also answer requests for this Host name (or name:port); repeatable. "
+        "Other names get 421.",
+        show_default=False,
+    ),
 ) -> None:
     """Serve the cache over HTTP: JSON API under /api/v1/cache/ and a web page at /."""
     state = state_of(ctx)
@@ -56,6 +63,7 @@ def serve(
             api_key=api_key or None,
             refresh_interval=refresh_interval or None,
             watch=watch,
+            allowed_hosts=tuple(allowed_host or ()),
         )
         check_bind(host, options.api_key, insecure)  # before the cache is opened
         # uvicorn reports through logging; the root logger is set to WARNING by default.

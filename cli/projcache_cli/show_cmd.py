@@ -7,6 +7,7 @@ from typing import Any
 import typer
 
 from .errors import cli_errors
+from .fastpath import default, flags, show_document
 from .output import ago, emit_json, human_bytes
 from .state import open_cache, state_of
 
@@ -15,11 +16,15 @@ __all__ = ["register"]
 
 def show(
     ctx: typer.Context,
-    as_json: bool = typer.Option(False, "--json", help="Print as JSON."),
+    as_json: bool = typer.Option(
+        default("show", "as_json"), *flags("show", "as_json"), help="Print as JSON."
+    ),
 ) -> None:
     """Location, size on disk, counts, freshness, recorded errors and hit rate."""
     state = state_of(ctx)
     with cli_errors(state.debug), open_cache(state, readonly=True, fallback=True) as cache:
+        if as_json:
+            document = show_document(cache)
         stats = cache.stats()
         ttl = cache.settings.ttl_seconds
         collections = cache.list_collections()
@@ -34,12 +39,7 @@ def show(
         for e in p.errors
     ]
     if as_json:
-        data = stats.model_dump(mode="json")
-        data["hit_rate"] = stats.hit_rate
-        data["ttl_seconds"] = ttl
-        data["stale_collections"] = sum(1 for c in collections if c.is_stale(ttl))
-        data["errors"] = errors
-        emit_json(data)
+        emit_json(document)
         return
     counts = stats.counts
     rate = "n/a" if stats.hit_rate is None else f"{stats.hit_rate:.0%}"

@@ -36,7 +36,10 @@ if TYPE_CHECKING:
     from .errors import SchemaVersionError as SchemaVersionError
     from .errors import ServerError as ServerError
     from .errors import SourceFileError as SourceFileError
+    from .errors import SourceOutsideRootError as SourceOutsideRootError
+    from .errors import SourceTooLargeError as SourceTooLargeError
     from .errors import StorageError as StorageError
+    from .errors import UnsafeCacheDirError as UnsafeCacheDirError
     from .models import Artifact as Artifact
     from .models import CacheStats as CacheStats
     from .models import Deployment as Deployment
@@ -82,7 +85,10 @@ __all__ = [
     "Settings",
     "SourceError",
     "SourceFileError",
+    "SourceOutsideRootError",
+    "SourceTooLargeError",
     "StorageError",
+    "UnsafeCacheDirError",
     "VerifyReport",
     "__version__",
     "load_settings",

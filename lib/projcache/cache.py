@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 import zlib
 from collections.abc import Iterable
 from pathlib import Path
@@ -32,6 +33,7 @@ from .errors import (
     ReadOnlyCacheError,
     SchemaVersionError,
     StorageError,
+    translate_os_error,
 )
 from .queries import CacheQueries, SearchResults
 from .repository import Repositories
@@ -471,19 +473,30 @@ class ProjectCache(CacheQueries):
 
         repos = self._repos
         if project is None and collection is None:
-            projects: list[Project] = self.list_projects()
-            collections: list[Collection] = self.list_collections()
-        else:
-            projects = [self.find_project(project)] if project is not None else []
-            collections = []
-            if collection is not None:
-                found = self.get_collection(collection)
-                if found is None:
-                    raise NotFoundError(
-                        f"no collection {collection!r} in the cache",
-                        hint="Run `projcache show` to see the cached collections.",
-                    )
-                collections = [found]
+            # Everything: one meta key, whatever the number of units (see UnitStaleness).
+            def count(txn: Txn) -> int:
+                return repos.projects.count(txn) + repos.collections.count(txn)
+
+            if not self._read(count):
+                return 0
+
+            def mark_all(txn: Txn) -> int:
+                units = repos.projects.count(txn) + repos.collections.count(txn)
+                if units:
+                    repos.staleness.mark(txn)
+                return units
+
+            return self._write(mark_all)
+        projects = [self.find_project(project)] if project is not None else []
+        collections: list[Collection] = []
+        if collection is not None:
+            found = self.get_collection(collection)
+            if found is None:
+                raise NotFoundError(
+                    f"no collection {collection!r} in the cache",
+                    hint="Run `projcache show` to see the cached collections.",
+                )
+            collections = [found]
 
         def body(txn: Txn) -> int:
             for target in projects:
@@ -530,9 +543,18 @@ class ProjectCache(CacheQueries):
         writers go on meanwhile (the copy reads one snapshot).
         """
         target = Path(dest).expanduser().resolve()
-        if (target / "data.mdb").exists():
+        if os.path.lexists(target / "data.mdb"):
             raise InvalidRecordError(f"{target} already holds a cache; choose an empty directory")
         self._check_open()
-        target.mkdir(mode=0o700, parents=True, exist_ok=True)
+        missing = [target, *(p for p in target.parents if not p.exists())]
+        try:
+            target.mkdir(mode=0o700, parents=True, exist_ok=True)
+            # A backup is as private as the cache: the folder (and every folder
+            # created for it) 0700 whatever the umask, the data file 0600.
+            for folder in missing:
+                if folder.is_dir() and folder.stat().st_uid == os.geteuid():
+                    folder.chmod(0o700)
+        except OSError as exc:
+            raise translate_os_error(exc, path=str(target)) from exc
         self._storage.copy(target, compact=compact)
         return target

@@ -21,8 +21,9 @@ from __future__ import annotations
 
 import hashlib
 import re
+import struct
 import zlib
-from typing import Any, Literal, get_args
+from typing import Any, Literal, Optional, get_args
 
 import orjson
 
@@ -36,10 +37,10 @@ __all__ = [
     "MAX_KEY_BYTES",
     "SEPARATOR",
     "TYPE_PATTERN",
-    "DeploymentStateName",
     "artifact_key",
     "check_profile",
     "check_type_name",
+    "checked_payload",
     "decode",
     "deployment_key",
     "deployment_prefix",
@@ -100,6 +101,8 @@ _PROFILE_PART = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 _HEADER = 5
 _VERSION_BYTE = bytes([FORMAT_VERSION])
 _ORJSON_OPTS = orjson.OPT_NON_STR_KEYS
+_HEAD = struct.Struct(">BI").unpack_from
+_crc32 = zlib.crc32
 
 
 def frame(payload: bytes) -> bytes:
@@ -110,6 +113,21 @@ def frame(payload: bytes) -> bytes:
 def encode(value: Any) -> bytes:
     """Serialise ``value`` with orjson and frame it."""
     return frame(orjson.dumps(value, option=_ORJSON_OPTS))
+
+
+def checked_payload(data: bytes) -> Optional[bytes]:
+    """Return the JSON payload of a good frame, or ``None`` when the frame fails its check.
+
+    The hot read paths call this and, only on ``None``, :func:`unframe` for the
+    error naming the record (so the name is not formatted on every read).
+    """
+    if len(data) < _HEADER:
+        return None
+    version, crc = _HEAD(data)
+    payload = data[_HEADER:]
+    if version != FORMAT_VERSION or _crc32(payload) != crc:
+        return None
+    return payload if type(payload) is bytes else bytes(payload)
 
 
 def unframe(data: bytes, *, what: str = "value") -> bytes:

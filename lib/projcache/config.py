@@ -3,21 +3,22 @@
 Precedence, lowest first: built-in defaults, the TOML file, environment
 variables, then keyword overrides given to :func:`load_settings`.
 
-==============  =========================  ========  ===================================
-TOML key        environment variable       default   allowed values
-==============  =========================  ========  ===================================
-dir             PROJCACHE_DIR              user dir  a directory path
-map_size        PROJCACHE_MAP_SIZE         8MiB      size >= 64KiB (bytes, KiB, MiB, GiB)
-max_map_size    PROJCACHE_MAX_MAP_SIZE     16GiB     size >= map_size
-durability      PROJCACHE_DURABILITY       full      full, no-metasync, none
-ttl             PROJCACHE_TTL              6h        duration > 0 (seconds, s, m, h, d)
-enabled         PROJCACHE_ENABLED          true      true/false, 1/0, yes/no, on/off
-collections     PROJCACHE_COLLECTIONS      see below folders holding collections
-project_roots   PROJCACHE_PROJECT_ROOTS    none      folders searched for projects
-scan_depth      PROJCACHE_SCAN_DEPTH       4         integer 0..32
-max_file_size   PROJCACHE_MAX_FILE_SIZE    16MiB     size >= 1KiB
-auto_repair     PROJCACHE_AUTO_REPAIR      false     true/false, 1/0, yes/no, on/off
-==============  =========================  ========  ===================================
+=================  ===========================  =========  ===================================
+TOML key           environment variable         default    allowed values
+=================  ===========================  =========  ===================================
+dir                PROJCACHE_DIR                user dir   a directory path
+map_size           PROJCACHE_MAP_SIZE           8MiB       size >= 64KiB (bytes, KiB, MiB, GiB)
+max_map_size       PROJCACHE_MAX_MAP_SIZE       16GiB      size >= map_size
+durability         PROJCACHE_DURABILITY         full       full, no-metasync, none
+ttl                PROJCACHE_TTL                6h         duration > 0 (seconds, s, m, h, d)
+enabled            PROJCACHE_ENABLED            true       true/false, 1/0, yes/no, on/off
+collections        PROJCACHE_COLLECTIONS        see below  folders holding collections
+project_roots      PROJCACHE_PROJECT_ROOTS      none       folders searched for projects
+scan_depth         PROJCACHE_SCAN_DEPTH         4          integer 0..32
+max_file_size      PROJCACHE_MAX_FILE_SIZE      16MiB      size >= 1KiB
+max_artifact_size  PROJCACHE_MAX_ARTIFACT_SIZE  64MiB      size >= 1KiB
+auto_repair        PROJCACHE_AUTO_REPAIR        false      true/false, 1/0, yes/no, on/off
+=================  ===========================  =========  ===================================
 
 ``collections`` defaults to ``~/.skillmeat/collections``.  Folder lists are a
 TOML array of strings, or in the environment separated by ``os.pathsep``
@@ -70,6 +71,7 @@ ENV_VARS = {
     "project_roots": "PROJCACHE_PROJECT_ROOTS",
     "scan_depth": "PROJCACHE_SCAN_DEPTH",
     "max_file_size": "PROJCACHE_MAX_FILE_SIZE",
+    "max_artifact_size": "PROJCACHE_MAX_ARTIFACT_SIZE",
     "auto_repair": "PROJCACHE_AUTO_REPAIR",
 }
 DEFAULT_COLLECTIONS = "~/.skillmeat/collections"
@@ -103,6 +105,9 @@ class Settings:
         project_roots: folders searched for projects (folders with ``.claude/``).
         scan_depth: how many folder levels below a project root are searched.
         max_file_size: source files larger than this are not read (an error is recorded).
+        max_artifact_size: an artifact (a skill folder, a deployed copy) whose files
+            hold more bytes than this is not hashed (an error is recorded); its walk
+            also stops after 10,000 entries.
         auto_repair: when opening finds the cache damaged, repair it (moving the
             damaged files aside) instead of raising :class:`CacheCorruptError`.
     """
@@ -117,6 +122,7 @@ class Settings:
     project_roots: tuple[str, ...] = ()
     scan_depth: int = 4
     max_file_size: int = 16 * 1024**2
+    max_artifact_size: int = 64 * 1024**2
     auto_repair: bool = False
 
     def __post_init__(self) -> None:
@@ -148,6 +154,11 @@ class Settings:
             raise ConfigError(
                 f"max_file_size (PROJCACHE_MAX_FILE_SIZE) must be at least 1KiB; "
                 f"got {self.max_file_size}"
+            )
+        if self.max_artifact_size < 1024:
+            raise ConfigError(
+                f"max_artifact_size (PROJCACHE_MAX_ARTIFACT_SIZE) must be at least 1KiB; "
+                f"got {self.max_artifact_size}"
             )
 
 
@@ -238,24 +249,47 @@ def parse_paths(key: str, value: Any, env: Mapping[str, str]) -> tuple[str, ...]
     return tuple(paths)
 
 
+def _is_file(path: Path) -> bool:
+    """``path.is_file()``, but a location we may not look into is a ConfigError.
+
+    ``Path.is_file`` raises ``PermissionError`` when a folder on the way cannot
+    be searched; silently ignoring the file would apply other settings than
+    the user wrote, so the config error names the location instead.
+    """
+    try:
+        return path.is_file()
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot read config file {path}: {exc.strerror or exc}",
+            hint="Make the config file and its folder readable by you, "
+            "or point PROJCACHE_CONFIG at another file.",
+        ) from exc
+
+
 def _config_file(env: Mapping[str, str]) -> Optional[Path]:
     explicit = env.get("PROJCACHE_CONFIG")
     if explicit:
         path = _expand_home(explicit, env)
-        if not path.is_file():
+        if not _is_file(path):
             raise ConfigError(f"PROJCACHE_CONFIG names {path}, which is not a file")
         return path
     xdg = env.get("XDG_CONFIG_HOME")
     base = Path(xdg) if xdg else Path(env.get("HOME", str(Path.home()))) / ".config"
     path = base / "projcache" / "config.toml"
-    return path if path.is_file() else None
+    return path if _is_file(path) else None
 
 
 def _read_file(path: Path) -> dict[str, Any]:
     try:
         with path.open("rb") as handle:
             data = tomllib.load(handle)
-    except (OSError, tomllib.TOMLDecodeError) as exc:
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot read config file {path}: {exc.strerror or exc}",
+            hint="Make the config file and its folder readable by you, "
+            "or point PROJCACHE_CONFIG at another file.",
+        ) from exc
+    except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"cannot read config file {path}: {exc}") from exc
     table = data.get("cache", {})
     if not isinstance(table, dict):
@@ -325,5 +359,8 @@ def load_settings(env: Optional[Mapping[str, str]] = None, **overrides: Any) -> 
         project_roots=parse_paths("project_roots", raw.get("project_roots", ()), env),
         scan_depth=parse_int("scan_depth", raw.get("scan_depth", Settings.scan_depth)),
         max_file_size=parse_size("max_file_size", raw.get("max_file_size", Settings.max_file_size)),
+        max_artifact_size=parse_size(
+            "max_artifact_size", raw.get("max_artifact_size", Settings.max_artifact_size)
+        ),
         auto_repair=parse_bool("auto_repair", raw.get("auto_repair", False)),
     )

@@ -13,21 +13,25 @@ telling the user what to do about it::
     │   └── ProjectNotFound             exit 4
     ├── CacheClosedError                exit 3  the cache was used after close()
     ├── SourceFileError (ValueError)    exit 12 a source file or folder is unreadable or malformed
+    │   ├── SourceOutsideRootError      exit 12 a symlink (or ``..`` path) leads outside its root
+    │   └── SourceTooLargeError         exit 12 a source exceeds a size limit (files, bytes, YAML)
     ├── ServerError                     exit 13 the HTTP server cannot bind or must not serve
     └── StorageError                    exit 5  an LMDB failure without a better class
         ├── CacheNotFoundError          exit 5  read-only open of a directory without a cache
         ├── CacheAlreadyOpenError       exit 5  same directory opened twice incompatibly
         ├── CacheBusyError              exit 11 reader slots exhausted, lock unavailable
         ├── CacheFullError              exit 6  map reached the configured maximum
-        ├── DiskFullError               exit 6  the filesystem is out of space (ENOSPC)
+        ├── DiskFullError               exit 6  no space: ENOSPC, EDQUOT, EFBIG (ulimit -f)
         ├── CachePermissionError        exit 8  (PermissionError) cannot write the directory
+        │   └── UnsafeCacheDirError     exit 8  another user could write the folder or its files
         ├── ReadOnlyCacheError          exit 8  write on a cache opened read-only
         ├── SchemaVersionError          exit 9  written by a newer projcache
         └── CacheCorruptError           exit 7  the environment or a record is damaged
             └── CorruptRecordError      exit 7  one value's frame failed its check
 
 Low-level ``lmdb.Error`` instances are translated in exactly one place,
-:func:`translate_lmdb_error`, through the table ``_LMDB_TABLE``.
+:func:`translate_lmdb_error`, through the table ``_LMDB_TABLE``; ``OSError``
+met on the cache's own files by :func:`translate_os_error`.
 """
 
 from __future__ import annotations
@@ -61,8 +65,12 @@ __all__ = [
     "SchemaVersionError",
     "ServerError",
     "SourceFileError",
+    "SourceOutsideRootError",
+    "SourceTooLargeError",
     "StorageError",
+    "UnsafeCacheDirError",
     "translate_lmdb_error",
+    "translate_os_error",
 ]
 
 logger = logging.getLogger(__name__)
@@ -121,6 +129,35 @@ class SourceFileError(ProjcacheError, ValueError):
     def __init__(self, message: str, *, path: str = "", hint: Optional[str] = None) -> None:
         super().__init__(message, hint=hint)
         self.path = path
+
+
+class SourceOutsideRootError(SourceFileError):
+    """A source path resolves outside its collection or project folder; it was not read.
+
+    Raised for a symlink (a ``SKILL.md``, a skill folder, a file inside one, a
+    manifest, a deployed copy) whose target lies outside the root, and for a
+    path that climbs out with ``..``.  ``target`` is where it leads.
+    """
+
+    default_hint = (
+        "Sources may only link inside their own collection or project folder: copy the "
+        "target in, or remove the link, then run `projcache refresh` again."
+    )
+
+    def __init__(
+        self, message: str, *, path: str = "", target: str = "", hint: Optional[str] = None
+    ) -> None:
+        super().__init__(message, path=path, hint=hint)
+        self.target = target
+
+
+class SourceTooLargeError(SourceFileError):
+    """A source exceeds a size limit: a file, an artifact's files, or its decoded front matter."""
+
+    default_hint = (
+        "Raise PROJCACHE_MAX_FILE_SIZE or PROJCACHE_MAX_ARTIFACT_SIZE if the source is meant "
+        "to be this large; an expanding YAML front matter must be rewritten."
+    )
 
 
 class ServerError(ProjcacheError):
@@ -210,6 +247,23 @@ class CachePermissionError(StorageError, PermissionError):
     default_hint = "Check the permissions of the cache directory, or choose another one."
 
 
+class UnsafeCacheDirError(CachePermissionError):
+    """The cache folder or its files could be changed by another user, so it is not used.
+
+    Refused: a folder not owned by you (or root), a folder group- or
+    world-writable (unless it is sticky and yours, like a private ``/tmp``
+    subfolder), a ``data.mdb`` writable by others, and a ``data.mdb``,
+    ``lock.mdb`` or ``grow.lock`` that is a symlink, not a regular file,
+    hard-linked elsewhere or owned by another user.  Nothing in the folder is
+    opened, written or removed.
+    """
+
+    default_hint = (
+        "Use a cache folder only you can write (projcache creates it 0700): set "
+        "PROJCACHE_DIR or --cache-dir, or fix the owner/mode and remove planted files."
+    )
+
+
 class ReadOnlyCacheError(StorageError):
     """A write was attempted on a cache opened read-only."""
 
@@ -256,6 +310,58 @@ _LMDB_TABLE: dict[str, tuple[type[ProjcacheError], str]] = {
 
 
 _NEARLY_FULL_BYTES = 1024 * 1024
+# "No room for this write": the filesystem is full (ENOSPC), the user's quota is
+# used up (EDQUOT), or the file may not grow past the process's RLIMIT_FSIZE
+# (EFBIG, ``ulimit -f`` with SIGXFSZ ignored).  All three are the disk-full class.
+_DISK_FULL_CODES = frozenset(
+    code for code in (errno.ENOSPC, getattr(errno, "EDQUOT", None), errno.EFBIG) if code
+)
+
+
+def _at_file_size_limit(path: str) -> bool:
+    """True when the cache's data file reached this process's RLIMIT_FSIZE (``ulimit -f``).
+
+    LMDB reports the short write the kernel allows up to the limit as EIO;
+    the file then ends exactly at the limit.
+    """
+    try:
+        import resource
+    except ImportError:  # pragma: no cover - not POSIX
+        return False
+    soft, _hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    if soft == resource.RLIM_INFINITY:
+        return False
+    try:
+        return os.stat(os.path.join(path, "data.mdb")).st_size >= soft
+    except OSError:
+        return False
+
+
+def _disk_full(code: int, where: str) -> DiskFullError:
+    if code == errno.EFBIG:
+        return DiskFullError(
+            f"the cache's data file may not grow any further{where}: {os.strerror(code)}",
+            hint="Raise the file size limit (`ulimit -f`), or move the cache with PROJCACHE_DIR.",
+        )
+    if code == getattr(errno, "EDQUOT", -1):
+        return DiskFullError(f"disk quota exceeded on the device holding the cache{where}")
+    return DiskFullError(f"no space left on the device holding the cache{where}")
+
+
+def translate_os_error(exc: OSError, *, path: str = "") -> ProjcacheError:
+    """Return the projcache exception for an ``OSError`` met on the cache's own files.
+
+    A full disk, quota or file size limit is :class:`DiskFullError` (exit 6),
+    a refused access :class:`CachePermissionError` (exit 8), anything else a
+    :class:`StorageError` carrying the system's text.
+    """
+    where = f" ({path})" if path else ""
+    code = exc.errno or 0
+    if code in _DISK_FULL_CODES:
+        return _disk_full(code, where)
+    if code in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return CachePermissionError(f"permission denied on the cache{where}: {exc.strerror}")
+    return StorageError(f"cannot use the cache's files{where}: {exc.strerror or exc}")
 
 
 def _nearly_full(path: str) -> bool:
@@ -276,8 +382,10 @@ def translate_lmdb_error(exc: lmdb.Error, *, path: str = "") -> ProjcacheError:
     where = f" ({path})" if path else ""
     code = getattr(exc, "code", 0)
     # LMDB reports a short write as EIO; on a filesystem with no room left, that is a full disk.
-    if code == errno.ENOSPC or (code == errno.EIO and path and _nearly_full(path)):
-        return DiskFullError(f"no space left on the device holding the cache{where}")
+    if code in _DISK_FULL_CODES or (code == errno.EIO and path and _nearly_full(path)):
+        return _disk_full(code, where)
+    if code == errno.EIO and path and _at_file_size_limit(path):
+        return _disk_full(errno.EFBIG, where)
     if code in (errno.EACCES, errno.EPERM, errno.EROFS):
         return CachePermissionError(f"permission denied on the cache{where}: {exc}")
     for klass in type(exc).__mro__:

@@ -150,11 +150,8 @@ def delete_project(txn: Txn, repos: Repositories, project_id: str) -> bool:
 
 
 def _deployments_of(txn: Txn, repos: Repositories, project_id: str) -> list[Deployment]:
-    model = repos.deployments.model
-    return [
-        model.model_validate_json(payload)
-        for _key, payload in repos.deployments.scan_project(txn, project_id)
-    ]
+    load = repos.deployments.load
+    return [load(payload) for _key, payload in repos.deployments.scan_project(txn, project_id)]
 
 
 def put_deployment(txn: Txn, repos: Repositories, deployment: Deployment) -> Deployment:

@@ -75,8 +75,19 @@ class CacheQueries:
         self._check_open()
         # The same lookup as ArtifactRepository.get_payload, minus the per-call
         # closure and read() retry loop: this is the hottest path of the CLI.
-        raw = self._storage.get("artifacts", codec.encode_key(key, what="artifact key"))
-        payload = None if raw is None else codec.unframe(raw, what=f"artifacts[{key!r}]")
+        # A plain encode, with encode_key's checks only when they would fail.
+        try:
+            raw_key = key.encode()
+        except UnicodeEncodeError:
+            raw_key = b""
+        if not raw_key or len(raw_key) > codec.MAX_KEY_BYTES or b"\x00" in raw_key:
+            raw_key = codec.encode_key(key, what="artifact key")
+        raw = self._storage.get("artifacts", raw_key)
+        payload = None
+        if raw is not None:
+            payload = codec.checked_payload(raw)
+            if payload is None:
+                payload = codec.unframe(raw, what=f"artifacts[{key!r}]")
         if payload is None:
             # Stored keys were validated on write, so only a miss can be malformed;
             # checking here keeps the validation off the hit path.
@@ -89,7 +100,7 @@ class CacheQueries:
     def get_artifact(self, key: str) -> Optional[Artifact]:
         """Return the artifact with ``key`` (``<collection>/<type>/<name>``), or ``None``."""
         payload = self.get_artifact_json(key)
-        return None if payload is None else self._repos.artifacts.model.model_validate_json(payload)
+        return None if payload is None else self._repos.artifacts.load(payload)
 
     def list_artifacts(
         self,
@@ -102,9 +113,9 @@ class CacheQueries:
         Filters use indexes (tag and type facets, the collection key prefix);
         records are read in pages of short read transactions.
         """
-        model = self._repos.artifacts.model
+        load = self._repos.artifacts.load
         for payload in self.iter_artifacts_json(type, collection, tag):
-            yield model.model_validate_json(payload)
+            yield load(payload)
 
     def iter_artifacts_json(
         self,
@@ -119,9 +130,7 @@ class CacheQueries:
 
     def list_projects(self) -> list[Project]:
         """Return every project, in id order."""
-        model = self._repos.projects.model
-        payloads = self._read(lambda txn: list(self._repos.projects.scan_payloads(txn)))
-        return [model.model_validate_json(p) for _k, p in payloads]
+        return self._read(lambda txn: list(self._repos.projects.scan(txn)))
 
     def get_project(self, project_id: str) -> Optional[Project]:
         """Return the project with ``project_id``, or ``None``."""
@@ -174,9 +183,9 @@ class CacheQueries:
         ``deployments-by-artifact`` index; a project filter is a key-prefix scan.
         None of them scans everything.
         """
-        model = self._repos.deployments.model
+        load = self._repos.deployments.load
         payloads = self.list_deployments_json(project, state, artifact=artifact, profile=profile)
-        return [model.model_validate_json(p) for p in payloads]
+        return [load(p) for p in payloads]
 
     def list_deployments_json(
         self,
@@ -220,12 +229,13 @@ class CacheQueries:
         page, total = self.search_json(
             query, type, project, limit, offset, collection=collection, tag=tag
         )
-        artifact_model = self._repos.artifacts.model
+        load = self._repos.artifacts.load
         hits = []
         for key, score, payload in page:
-            artifact = artifact_model.model_validate_json(payload)
+            artifact = load(payload)
+            # Built from a stored (validated) record and the index's score: nothing to check.
             hits.append(
-                SearchHit(
+                SearchHit.model_construct(
                     key=key, name=artifact.name, type=artifact.type, score=score, artifact=artifact
                 )
             )
@@ -280,9 +290,7 @@ class CacheQueries:
 
     def list_collections(self) -> list[Collection]:
         """Return every collection read by a refresh, in name order."""
-        model = self._repos.collections.model
-        payloads = self._read(lambda txn: list(self._repos.collections.scan_payloads(txn)))
-        return [model.model_validate_json(p) for _k, p in payloads]
+        return self._read(lambda txn: list(self._repos.collections.scan(txn)))
 
     def get_collection(self, name: str) -> Optional[Collection]:
         """Return the collection named ``name``, or ``None``."""

@@ -279,7 +279,12 @@ class _Refresher:
             return
         previous, stored = self._stored(unit, old)
         read = read_collection(
-            path, previous, full=self.full, cap=self.ctx.settings.max_file_size, stored=stored
+            path,
+            previous,
+            full=self.full,
+            cap=self.ctx.settings.max_file_size,
+            stored=stored,
+            max_bytes=self.ctx.settings.max_artifact_size,
         )
         tracker = read.tracker
         assert tracker is not None
@@ -357,7 +362,13 @@ class _Refresher:
                 logger.info("project %s at %s is gone; removed it", old.name, path)
             return
         previous = self._fingerprints(unit)
-        read = read_project(path, previous, full=self.full, cap=self.ctx.settings.max_file_size)
+        read = read_project(
+            path,
+            previous,
+            full=self.full,
+            cap=self.ctx.settings.max_file_size,
+            max_bytes=self.ctx.settings.max_artifact_size,
+        )
         tracker = read.tracker
         assert tracker is not None
         self.counts.sources_checked += tracker.checked
@@ -445,14 +456,11 @@ def _known(ctx: RefreshContext) -> tuple[dict[str, Collection], dict[str, Projec
     repos = ctx.repos()
 
     def body(txn: Txn) -> tuple[dict[str, Collection], dict[str, Project]]:
-        cmodel, pmodel = repos.collections.model, repos.projects.model
         collections = {}
-        for _key, payload in repos.collections.scan_payloads(txn):
-            record = cmodel.model_validate_json(payload)
+        for record in repos.collections.scan(txn):
             collections[record.path] = record
         projects = {}
-        for _key, payload in repos.projects.scan_payloads(txn):
-            project = pmodel.model_validate_json(payload)
+        for project in repos.projects.scan(txn):
             projects[project.id] = project
         return collections, projects
 

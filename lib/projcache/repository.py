@@ -7,9 +7,10 @@ checks the frame (:func:`projcache.codec.unframe`) before decoding.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any, Generic, Optional, TypeVar
+from typing import TYPE_CHECKING, Any, Callable, Generic, Optional, TypeVar
 
 from . import codec
 from .storage import Txn
@@ -30,6 +31,7 @@ __all__ = [
     "Repositories",
     "SourceRepository",
     "TokenIndex",
+    "UnitStaleness",
 ]
 
 M = TypeVar("M", bound="BaseModel")
@@ -58,6 +60,7 @@ class _RecordRepository(Generic[M]):
     def __init__(self, db: Any):
         self.db = db
         self._model: Optional[type[M]] = None
+        self._loader: Optional[Callable[[bytes], M]] = None
 
     @property
     def model(self) -> type[M]:
@@ -72,17 +75,33 @@ class _RecordRepository(Generic[M]):
     def _key(self, key: str) -> bytes:
         return codec.encode_key(key, what=f"{self.db_name} key")
 
+    def load(self, payload: bytes) -> M:
+        """Build the model from a stored record's JSON (frame already checked).
+
+        Records were validated when written, so this does not validate again
+        (see :func:`projcache.models.from_stored_json`); verify still does.
+        """
+        loader = self._loader
+        if loader is None:
+            from .models import from_stored_json
+
+            loader = self._loader = functools.partial(from_stored_json, self.model)
+        return loader(payload)
+
     def get_payload(self, txn: Txn, key: str) -> Optional[bytes]:
         """Return the record's JSON bytes (frame checked), or ``None``."""
         raw = txn.get(self._key(key), db=self.db)
         if raw is None:
             return None
-        return codec.unframe(raw, what=f"{self.db_name}[{key!r}]")
+        payload = codec.checked_payload(raw)
+        return (
+            payload if payload is not None else codec.unframe(raw, what=f"{self.db_name}[{key!r}]")
+        )
 
     def get(self, txn: Txn, key: str) -> Optional[M]:
         """Return the record as a model, or ``None``."""
         payload = self.get_payload(txn, key)
-        return None if payload is None else self.model.model_validate_json(payload)
+        return None if payload is None else self.load(payload)
 
     def put_model(self, txn: Txn, key: str, record: M) -> None:
         """Store ``record`` under ``key`` (overwrites)."""
@@ -96,7 +115,7 @@ class _RecordRepository(Generic[M]):
         if raw is None:
             return None
         payload = codec.unframe(raw, what=f"{self.db_name}[{raw_key!r}]")
-        return self.model.model_validate_json(payload)
+        return self.load(payload)
 
     def delete(self, txn: Txn, key: str) -> bool:
         """Remove the record; return whether it existed."""
@@ -110,7 +129,10 @@ class _RecordRepository(Generic[M]):
             if limit is not None and count >= limit:
                 return
             text = key.decode("utf-8")
-            yield text, codec.unframe(raw, what=f"{self.db_name}[{text!r}]")
+            payload = codec.checked_payload(raw)
+            if payload is None:  # the error names the record; formatted only then
+                payload = codec.unframe(raw, what=f"{self.db_name}[{text!r}]")
+            yield text, payload
 
     def scan_keys(self, txn: Txn, prefix: str = "") -> Iterator[str]:
         """Yield the keys starting with ``prefix`` in key order (values are not read)."""
@@ -139,7 +161,76 @@ class ArtifactRepository(_RecordRepository["Artifact"]):
         self.put_model(txn, artifact.key, artifact)
 
 
-class ProjectRepository(_RecordRepository["Project"]):
+class UnitStaleness:
+    """ "Every unit is stale", recorded as one ``meta`` key instead of a flag per record.
+
+    Invalidating everything writes ``meta["units_stale"]`` (O(1)); reads of
+    projects and collections show ``stale=True`` while it is there.  The first
+    write of a unit after it turns the mark into per-record flags (O(units),
+    once) and drops it, so a unit written later is never covered by an older
+    mark.  Absent key (every cache before 0.2): nothing pending.
+    """
+
+    KEY = "units_stale"
+
+    def __init__(self, meta: MetaRepository):
+        self.meta = meta
+        self.units: list[_UnitRepository[Any]] = []
+
+    def pending(self, txn: Txn) -> bool:
+        """Tell whether an invalidate-all is waiting to be applied to the records."""
+        return txn.get(self.KEY.encode(), db=self.meta.db) is not None
+
+    def mark(self, txn: Txn) -> None:
+        """Mark every unit stale (one write)."""
+        self.meta.put(txn, self.KEY, True)
+
+    def settle(self, txn: Txn) -> None:
+        """Write the pending mark into every unit record, then drop it."""
+        if not txn.delete(self.KEY.encode(), db=self.meta.db):
+            return
+        for repo in self.units:
+            for key, payload in list(repo.scan_payloads(txn)):
+                record = repo.load(payload)
+                if not record.stale:
+                    repo.put_model(txn, key, record.model_copy(update={"stale": True}))
+
+
+class _UnitRepository(_RecordRepository[M]):
+    """Projects and collections: records whose ``stale`` flag may be set by a pending mark."""
+
+    def __init__(self, db: Any, staleness: UnitStaleness):
+        super().__init__(db)
+        self.staleness = staleness
+        staleness.units.append(self)
+
+    def _marked(self, record: M) -> M:
+        if getattr(record, "stale", True):
+            return record
+        return record.model_copy(update={"stale": True})
+
+    def get(self, txn: Txn, key: str) -> Optional[M]:
+        """Return the record as a model (stale while an invalidate-all is pending), or ``None``."""
+        record = super().get(txn, key)
+        if record is not None and self.staleness.pending(txn):
+            return self._marked(record)
+        return record
+
+    def scan(self, txn: Txn) -> Iterator[M]:
+        """Yield every record as a model in key order, as :meth:`get` shows it."""
+        pending = self.staleness.pending(txn)
+        for _key, payload in self.scan_payloads(txn):
+            record = self.load(payload)
+            yield self._marked(record) if pending else record
+
+    def put_model(self, txn: Txn, key: str, record: M) -> None:
+        """Store ``record`` under ``key`` (overwrites), after settling a pending mark."""
+        if self.staleness.pending(txn):
+            self.staleness.settle(txn)
+        super().put_model(txn, key, record)
+
+
+class ProjectRepository(_UnitRepository["Project"]):
     """``projects``: project id -> Project."""
 
     db_name = "projects"
@@ -150,7 +241,7 @@ class ProjectRepository(_RecordRepository["Project"]):
         self.put_model(txn, project.id, project)
 
 
-class CollectionRepository(_RecordRepository["Collection"]):
+class CollectionRepository(_UnitRepository["Collection"]):
     """``collections``: collection name -> Collection."""
 
     db_name = "collections"
@@ -255,7 +346,13 @@ class DeploymentRepository(_RecordRepository["Deployment"]):
         """Yield ``(raw key, JSON bytes)`` of one project's deployments (a prefix scan), or all."""
         prefix = codec.deployment_prefix(project_id) if project_id else b""
         for key, raw in _scan(txn, self.db, prefix):
-            yield key, codec.unframe(raw, what=f"deployments[{key!r}]")
+            payload = codec.checked_payload(raw)
+            yield (
+                key,
+                payload
+                if payload is not None
+                else codec.unframe(raw, what=f"deployments[{key!r}]"),
+            )
 
 
 class MetaRepository:
@@ -461,11 +558,12 @@ class Repositories:
 
     def __init__(self, dbs: dict[str, Any]):
         self.meta = MetaRepository(dbs["meta"])
-        self.projects = ProjectRepository(dbs["projects"])
+        self.staleness = UnitStaleness(self.meta)
+        self.projects = ProjectRepository(dbs["projects"], self.staleness)
         self.artifacts = ArtifactRepository(dbs["artifacts"])
         self.deployments = DeploymentRepository(dbs["deployments"])
         self.sources = SourceRepository(dbs["sources"])
-        self.collections = CollectionRepository(dbs["collections"])
+        self.collections = CollectionRepository(dbs["collections"], self.staleness)
         self.tokens = TokenIndex(dbs["search-tokens"], dbs["artifact-terms"])
         self.facets = FacetIndex(dbs["artifact-facets"])
         self.deployment_index = DeploymentIndex(

@@ -32,11 +32,9 @@ def collect_stats(storage: Storage, repos: Repositories, hits: int, misses: int)
         }
         now = utcnow()
         ttl = storage.settings.ttl_seconds
-        model = repos.projects.model
         refreshed: list[datetime] = []
         stale = 0
-        for _key, payload in repos.projects.scan_payloads(txn):
-            project = model.model_validate_json(payload)
+        for project in repos.projects.scan(txn):
             if project.refreshed_at is not None:
                 refreshed.append(project.refreshed_at)
             if project.is_stale(ttl, now):

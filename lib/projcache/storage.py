@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Any, Callable, ClassVar, Optional, TypeVar
 
 import lmdb
 
+from . import cachedir
 from .config import Settings
 from .errors import (
     CacheAlreadyOpenError,
@@ -47,6 +48,7 @@ from .errors import (
     ReadOnlyCacheError,
     StorageError,
     translate_lmdb_error,
+    translate_os_error,
 )
 from .mapguard import MapGuard
 
@@ -164,8 +166,11 @@ class Storage:
             CacheNotFoundError: ``readonly`` and no cache exists there.
             CacheAlreadyOpenError: already open read-only here, and a writer is asked for.
             CachePermissionError: the directory cannot be created or opened.
+            UnsafeCacheDirError: another user could write the folder or its files.
         """
         path = Path(os.path.abspath(os.fspath(path)))
+        if path.is_dir():
+            cachedir.check_folder(path)  # before anything else looks inside (see _open_env)
         if not (path / "data.mdb").exists():
             if readonly and (path.is_dir() or not os.path.lexists(path)):
                 raise CacheNotFoundError(f"no cache in {path}")
@@ -227,6 +232,18 @@ class Storage:
                 "LMDB's locks do not work there",
                 hint="Point PROJCACHE_DIR at a local disk.",
             )
+        # Another user's writable folder, or a planted lock.mdb/data.mdb link, is
+        # refused before LMDB opens (and writes) anything; see projcache.cachedir.
+        cachedir.check_folder(self.path)
+        created = [] if self.readonly else cachedir.prepare_files(self.path, MAX_READERS)
+        try:
+            env, dbs = self._open_checked_env()
+        except BaseException:
+            cachedir.remove_created(created)
+            raise
+        return env, dbs
+
+    def _open_checked_env(self) -> tuple[lmdb.Environment, dict[str, Any]]:
         sync, metasync = self._durability_flags[self.settings.durability]
         options: dict[str, Any] = {
             "map_size": self.settings.map_size,
@@ -439,10 +456,8 @@ class Storage:
                     raise translate_lmdb_error(exc, path=str(self.path)) from exc
                 except OSError as exc:
                     self._abort(txn)
-                    if exc.errno == errno.ENOSPC:
-                        raise translate_lmdb_error(
-                            lmdb.DiskError(str(exc), errno.ENOSPC), path=str(self.path)
-                        ) from exc
+                    if exc.errno in (errno.ENOSPC, errno.EFBIG, getattr(errno, "EDQUOT", 0)):
+                        raise translate_os_error(exc, path=str(self.path)) from exc
                     raise
                 except BaseException:
                     self._abort(txn)
@@ -467,7 +482,11 @@ class Storage:
         if fcntl is None:  # pragma: no cover
             yield
             return
-        fd = os.open(self.path / "grow.lock", os.O_RDWR | os.O_CREAT, 0o600)
+        flags = os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+        try:
+            fd = os.open(self.path / "grow.lock", flags, 0o600)
+        except OSError as exc:
+            raise translate_os_error(exc, path=str(self.path)) from exc
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
             yield
@@ -528,12 +547,40 @@ class Storage:
         return min(st.st_size, st.st_blocks * 512) if st.st_blocks else st.st_size
 
     def copy(self, dest: Path, compact: bool) -> None:
-        """Copy the environment into the existing empty directory ``dest`` (consistent snapshot)."""
-        env = self._live_env()
-        self._guard.enter_read()  # the copy reads through its own read transaction
+        """Copy the environment into the existing empty directory ``dest`` (consistent snapshot).
+
+        The copy is private like the cache: ``data.mdb`` is created 0600 by us
+        (LMDB's own ``mdb_env_copy`` would create it 0644, readable by every
+        local user), never through a symlink, and removed again if the copy fails.
+        """
+        target = dest / "data.mdb"
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
         try:
-            env.copy(str(dest), compact=compact)
-        except lmdb.Error as exc:
-            raise translate_lmdb_error(exc, path=str(dest)) from exc
+            fd = os.open(target, flags | getattr(os, "O_CLOEXEC", 0), 0o600)
+        except FileExistsError as exc:
+            raise StorageError(f"{target} already exists; choose an empty directory") from exc
+        except PermissionError as exc:
+            raise CachePermissionError(f"cannot write the backup {target}") from exc
+        except OSError as exc:
+            raise translate_os_error(exc, path=str(dest)) from exc
+        done = False
+        try:
+            os.fchmod(fd, 0o600)  # whatever the umask
+            env = self._live_env()
+            self._guard.enter_read()  # the copy reads through its own read transaction
+            try:
+                env.copyfd(fd, compact=compact)
+            except lmdb.Error as exc:
+                raise translate_lmdb_error(exc, path=str(dest)) from exc
+            finally:
+                self._guard.exit_read()
+            try:
+                os.fsync(fd)
+            except OSError as exc:
+                raise translate_os_error(exc, path=str(dest)) from exc
+            done = True
         finally:
-            self._guard.exit_read()
+            os.close(fd)
+            if not done:
+                with contextlib.suppress(OSError):
+                    os.unlink(target)

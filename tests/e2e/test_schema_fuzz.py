@@ -88,7 +88,7 @@ def api_schema(fuzzed_server: ServerProcess) -> Any:
 @pytest.fixture(scope="module")
 def job_id(fuzzed_server: ServerProcess) -> str:
     """The id of a refresh job the server knows (it ran before the fuzzing)."""
-    response = httpx.post(f"{fuzzed_server.url}/api/v1/cache/refresh", timeout=30)
+    response = httpx.post(f"{fuzzed_server.url}/api/v1/cache/refresh", json={}, timeout=30)
     assert response.status_code == 202, response.text
     return str(response.json()["id"])
 

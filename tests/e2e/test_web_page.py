@@ -19,10 +19,12 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import http.server
 import os
 import re
 import shutil
 import struct
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -538,3 +540,125 @@ def test_screenshot(page: Page, make_site: Callable[..., Site], tmp_path: Path) 
     shot = tmp_path / "web-page.png"
     page.screenshot(path=str(shot))
     assert _png_size(shot) == (1280, 800)
+
+
+# -- the trust boundary (issue 12 items 11-14, issue 17 item 10) ----------------------------
+
+
+def test_page_loads_only_its_own_files_under_its_csp(browser: Browser, site: Site) -> None:
+    """The page works under its Content-Security-Policy, which the browser enforces.
+
+    Every request goes to the server itself; an injected inline script is refused.
+    """
+    context = browser.new_context(viewport=VIEWPORT)
+    page = context.new_page()
+    requested: list[str] = []
+    refused: list[str] = []
+    page.on("request", lambda request: requested.append(request.url))
+    page.on("console", lambda m: refused.append(m.text) if "Content Security" in m.text else None)
+    try:
+        answer = page.goto(site.url)
+        assert answer is not None
+        assert "script-src 'self'" in answer.headers["content-security-policy"]
+        assert answer.headers["x-frame-options"] == "DENY"
+        expect(shown_keys(page)).to_have_text(site.artifact_keys())
+        assert refused == []  # the page itself breaks no rule
+        assert all(url.startswith(site.url) or url.startswith("data:") for url in requested)
+        injected = page.evaluate(
+            """() => { const s = document.createElement("script");
+                       s.textContent = "window.injected = 1"; document.head.append(s);
+                       return window.injected === 1; }"""
+        )
+        assert injected is False
+        assert any("inline script" in text for text in refused), refused
+    finally:
+        context.close()
+
+
+def test_docs_pages_are_gone_and_the_schema_stays(page: Page, site: Site) -> None:
+    """No Swagger UI that would load a CDN (blank offline): /docs is a JSON 404, the schema 200."""
+    requested: list[str] = []
+    page.on("request", lambda request: requested.append(request.url))
+    for path in ("docs", "redoc"):
+        answer = page.goto(f"{site.url}{path}")
+        assert answer is not None and answer.status == 404
+        assert answer.json()["error"] == "NotFound"
+    schema = page.goto(f"{site.url}openapi.json")
+    assert schema is not None and schema.status == 200
+    assert f"/{API}/refresh" in schema.json()["paths"]
+    assert all(url.startswith(site.url) for url in requested), requested
+
+
+@contextlib.contextmanager
+def other_site() -> Iterator[str]:
+    """A plain HTML page served on another port of 127.0.0.1 (another origin); its URL."""
+
+    class Page(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            body = b"<!doctype html><p>another site</p>"
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *_args: Any) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Page)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_another_origin_cannot_invalidate_or_refresh(
+    browser: Browser, make_site: Callable[..., Site]
+) -> None:
+    """A page of another origin sends the simple POSTs a browser allows without asking.
+
+    The page (an attacker's, served by another local HTTP server, so no private-network
+    rule of the browser steps in) posts ``text/plain``; the server refuses them and
+    nothing changes.
+    """
+    site = make_site("--access-log")
+    generation = site.api("status")["generation"]
+    context = browser.new_context(viewport=VIEWPORT)
+    page = context.new_page()
+    try:
+        with other_site() as attacker:
+            page.goto(attacker)
+        for endpoint, body in (("invalidate", ""), ("refresh", "{}")):
+            # Opaque either way; the answer's status is in the server's access log.
+            page.evaluate(
+                """([url, body]) => fetch(url, {method: "POST", mode: "no-cors", body})
+                                      .then(() => "sent", () => "failed")""",
+                [f"{site.url}{API}/{endpoint}", body],
+            )
+    finally:
+        context.close()
+    log = site.served.log_text()
+    for endpoint in ("invalidate", "refresh"):
+        assert re.search(rf'"POST /{API}/{endpoint} HTTP/1.1" 403', log), log[-2000:]
+    assert site.api("status")["generation"] == generation
+    assert site.api("status")["refresher"]["job"] is None
+
+
+def test_a_rebound_name_gets_421(browser: Browser, site: Site) -> None:
+    """DNS rebinding: a name that resolves to 127.0.0.1 does not get the page or the data."""
+    port = site.url.rstrip("/").rsplit(":", 1)[1]
+    rebinding = browser.browser_type.launch(
+        executable_path=CHROMIUM,
+        args=[*CHROMIUM_ARGS, "--host-resolver-rules=MAP rebind.test 127.0.0.1"],
+    )
+    try:
+        page = rebinding.new_page()
+        for path in ("", f"{API}/artifacts"):
+            answer = page.goto(f"http://rebind.test:{port}/{path}")
+            assert answer is not None and answer.status == 421, path
+            assert answer.json()["error"] == "HostNotAllowed"
+    finally:
+        rebinding.close()

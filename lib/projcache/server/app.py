@@ -35,8 +35,10 @@ from ..errors import (
     NotFoundError,
     ProjcacheError,
     ReadOnlyCacheError,
+    ServerError,
 )
-from .jobs import RefreshJobs
+from .guard import DEFAULT_MAX_BODY_BYTES, SECURITY_HEADERS, Refusal, TrustBoundary, parse_host
+from .jobs import DEFAULT_MAX_QUEUED, RefreshJobs
 from .refresher import BackgroundRefresher
 from .routes import build_router
 from .schemas import ErrorBody
@@ -62,11 +64,20 @@ class ServerOptions:
         refresh_interval: seconds between background passes over stale sources;
             ``None`` turns the TTL refresher off.
         watch: also refresh on file changes (watchfiles).
+        allowed_hosts: ``Host`` values answered besides the loopback names
+            (``localhost``, ``127.0.0.1``, ``[::1]``) on the bound port: ``name``
+            (any port) or ``name:port``.  Any other Host gets 421 (DNS rebinding).
+        max_body_bytes: the largest request body accepted (413 beyond it).
+        max_queued_jobs: refresh jobs that may wait at once (429 beyond it;
+            a request equal to a waiting one joins it instead).
     """
 
     api_key: Optional[str] = None
     refresh_interval: Optional[float] = None
     watch: bool = False
+    allowed_hosts: tuple[str, ...] = ()
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    max_queued_jobs: int = DEFAULT_MAX_QUEUED
 
 
 _STATUS: tuple[tuple[type[ProjcacheError], int], ...] = (
@@ -94,6 +105,11 @@ def _error(status: int, body: ErrorBody, headers: Optional[dict[str, str]] = Non
 
 
 def _install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(Refusal)
+    async def refused(_request: Request, exc: Refusal) -> JSONResponse:
+        body = ErrorBody(error=exc.error, message=exc.message, hint=exc.hint)
+        return _error(exc.status, body, headers=exc.headers)
+
     @app.exception_handler(ProjcacheError)
     async def projcache_error(_request: Request, exc: ProjcacheError) -> JSONResponse:
         status = error_status(exc)
@@ -130,7 +146,12 @@ def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(Exception)
     async def crash(_request: Request, exc: Exception) -> JSONResponse:
         logger.exception("unexpected error while answering a request")
-        return _error(500, ErrorBody(error="InternalError", message="internal server error"))
+        # This answer is sent from outside the TrustBoundary middleware: add its headers here.
+        return _error(
+            500,
+            ErrorBody(error="InternalError", message="internal server error"),
+            headers=dict(SECURITY_HEADERS),
+        )
 
 
 def _api_key_check(api_key: str) -> Callable[[Optional[str]], None]:
@@ -152,7 +173,13 @@ def create_app(cache: ProjectCache, options: Optional[ServerOptions] = None) -> 
     application's lifespan and stop with it.
     """
     options = options or ServerOptions()
-    jobs = RefreshJobs(cache)
+    for entry in options.allowed_hosts:
+        if parse_host(entry) is None:
+            raise ServerError(
+                f"not a host name or host:port: {entry!r}",
+                hint="Give --allowed-host a name (cache.lan) or a name and port (cache.lan:8080).",
+            )
+    jobs = RefreshJobs(cache, max_queued=options.max_queued_jobs)
     refresher = BackgroundRefresher(cache, jobs, options.refresh_interval, options.watch)
 
     @contextlib.asynccontextmanager
@@ -171,6 +198,10 @@ def create_app(cache: ProjectCache, options: Optional[ServerOptions] = None) -> 
         "projcache cache. List endpoints send an ETag; send it back in If-None-Match "
         "to get 304 while nothing changed.",
         lifespan=lifespan,
+        # Swagger UI and ReDoc load their files from a CDN (blank offline) and run inline
+        # scripts (refused by the page's Content-Security-Policy): the schema stays.
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.cache = cache
     app.state.jobs = jobs
@@ -193,4 +224,10 @@ def create_app(cache: ProjectCache, options: Optional[ServerOptions] = None) -> 
         return FileResponse(STATIC / "index.html", headers={"Cache-Control": "no-cache"})
 
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    app.add_middleware(
+        TrustBoundary,
+        routes=app.router.routes,
+        allowed_hosts=options.allowed_hosts,
+        max_body_bytes=options.max_body_bytes,
+    )
     return app

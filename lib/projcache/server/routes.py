@@ -49,7 +49,20 @@ if TYPE_CHECKING:
 __all__ = ["build_router"]
 
 _ERRORS: dict[int | str, dict[str, Any]] = {
+    421: {"model": ErrorBody, "description": "The Host header names another server."},
     422: {"model": ErrorBody, "description": "Invalid parameters."},
+}
+# What the TrustBoundary middleware answers a request that changes the cache.
+_WRITE: dict[int | str, dict[str, Any]] = {
+    403: {"model": ErrorBody, "description": "Sent by another site (Origin, Sec-Fetch-Site)."},
+    413: {"model": ErrorBody, "description": "The body is larger than the limit."},
+    415: {"model": ErrorBody, "description": "Not sent as Content-Type: application/json."},
+}
+_QUEUE_FULL: dict[int | str, dict[str, Any]] = {
+    429: {
+        "model": ErrorBody,
+        "description": "Too many different refresh jobs are waiting; see Retry-After.",
+    },
 }
 _NOT_FOUND: dict[int | str, dict[str, Any]] = {
     404: {"model": ErrorBody, "description": "No such project, artifact, collection or job."},
@@ -330,7 +343,7 @@ def build_router(
         "/refresh",
         status_code=202,
         response_model=RefreshJob,
-        responses=_NOT_FOUND,
+        responses={**_NOT_FOUND, **_WRITE, **_QUEUE_FULL},
         summary="Start a refresh job",
     )
     def start_refresh(body: Optional[RefreshRequest] = None) -> Response:
@@ -350,7 +363,7 @@ def build_router(
     @router.post(
         "/invalidate",
         response_model=InvalidateResult,
-        responses=_NOT_FOUND,
+        responses={**_NOT_FOUND, **_WRITE},
         summary="Mark a project, a collection or everything stale",
     )
     def invalidate(body: Optional[InvalidateRequest] = None) -> InvalidateResult:

@@ -43,7 +43,7 @@ def facts_reader(base: str, main: Optional[str], cap: int) -> Reader:
         facts: dict[str, Any] = {"hash": hash_tree(scan), "mtime_ns": scan.mtime_ns}
         if main is not None:
             path = os.path.join(base, main)
-            raw = read_capped(path, cap)
+            raw = read_capped(path, cap, scan.within)
             try:
                 text = raw.decode("utf-8")
             except UnicodeDecodeError as exc:

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple, Optional
 
 from ..errors import InvalidRecordError
 from .artifacts import artifact_reader, build_artifact, build_mcp_server
+from .fileio import DEFAULT_MAX_ARTIFACT_SIZE
 from .layout import default_path, find_by_layout
 from .manifests import (
     COLLECTION_LOCK,
@@ -109,15 +110,17 @@ def read_collection(
     full: bool,
     cap: int,
     stored: Optional[Stored] = None,
+    max_bytes: int = DEFAULT_MAX_ARTIFACT_SIZE,
 ) -> CollectionRead:
     """Read the collection at ``path`` (resolved) given the fingerprints of the last refresh.
 
     With ``stored`` (what the cache holds for this folder), artifacts whose
     inputs did not change since are kept rather than rebuilt (see :class:`Stored`).
+    ``max_bytes`` bounds one artifact's files (links out of ``path`` are refused).
     """
     from ..models import Artifact, validate
 
-    tracker = SourceTracker(path, previous, full)
+    tracker = SourceTracker(path, previous, full, max_bytes=max_bytes)
     manifest = tracker.read(
         COLLECTION_TOML, manifest_reader(read_collection_toml, cap), kind="manifest"
     )
@@ -156,7 +159,7 @@ def read_collection(
             )
             continue
         wanted[(entry["type"], entry["name"])] = (relative, entry)
-    found, problems = find_by_layout(path)
+    found, problems = find_by_layout(path, tracker.root)
     for problem in problems:
         tracker.error(path, problem)
     managed_paths = {relative for relative, _entry in wanted.values()}

@@ -4,6 +4,17 @@ Every read of a user's file goes through :func:`open_source`, so the rule
 "an unchanged source is never opened" can be checked by counting its calls.
 Reads are capped: a file larger than the cap is an error recorded for its
 source, never a reason to load gigabytes.
+
+Sources come from the internet, so a source never reaches outside its root
+(:class:`SourceRoot`: the collection folder, or the project folder).  A
+symlink whose target lies inside the root is followed as SkillMeat follows
+it (so content hashes stay equal to ``compute_content_hash``); one whose
+target lies outside is not read: :class:`~projcache.errors.SourceOutsideRootError`
+names the link and its target.  Walks are bounded too: at most
+:data:`MAX_TREE_ENTRIES` entries and ``max_bytes`` bytes of files per
+artifact (:class:`~projcache.errors.SourceTooLargeError` beyond), so a folder
+that is huge (or a link to ``/``) costs a few thousand ``stat`` calls, not a
+walk of the disk.
 """
 
 from __future__ import annotations
@@ -12,13 +23,31 @@ import hashlib
 import os
 import stat
 from collections.abc import Iterator
-from typing import BinaryIO, NamedTuple
+from typing import BinaryIO, NamedTuple, Optional
 
-from ..errors import SourceFileError
+from ..errors import SourceFileError, SourceOutsideRootError, SourceTooLargeError
 
-__all__ = ["FileStat", "TreeScan", "open_source", "read_capped", "scan_tree", "stat_file"]
+__all__ = [
+    "DEFAULT_MAX_ARTIFACT_SIZE",
+    "MAX_TREE_ENTRIES",
+    "FileStat",
+    "SourceRoot",
+    "TreeScan",
+    "open_source",
+    "read_capped",
+    "scan_tree",
+    "stat_file",
+]
 
 _CHUNK = 1 << 16
+
+#: Most entries (files, folders, links) one artifact's walk looks at.  A skill
+#: has tens of files; ten thousand is far beyond any real one and still a
+#: walk of well under a second.
+MAX_TREE_ENTRIES = 10_000
+
+#: Most bytes of files one artifact may hold (``max_artifact_size``'s default).
+DEFAULT_MAX_ARTIFACT_SIZE = 64 * 1024**2
 
 
 # FileStat and TreeScan are named tuples, not frozen dataclasses: a refresh
@@ -36,6 +65,87 @@ class FileStat(NamedTuple):
     def of(cls, result: os.stat_result) -> FileStat:
         """Build from an ``os.stat`` result."""
         return cls(result.st_mtime_ns, result.st_size, result.st_ino)
+
+
+class SourceRoot:
+    """The folder a unit's sources must stay inside, and the limits of one artifact's walk.
+
+    ``path`` is a collection folder or a project folder.  Paths checked are
+    ``path + "/" + relative``; the folders between the root and the source are
+    ``lstat``-ed once per :class:`SourceRoot` (one refresh of one unit), and
+    ``realpath`` runs only for the links met, so a tree without links costs
+    no extra system call.
+    """
+
+    __slots__ = ("_checked", "_given", "max_bytes", "max_entries", "path", "prefix")
+
+    def __init__(
+        self,
+        path: str,
+        *,
+        max_bytes: int = DEFAULT_MAX_ARTIFACT_SIZE,
+        max_entries: int = MAX_TREE_ENTRIES,
+    ) -> None:
+        self._given = path.rstrip("/") + "/" if path.rstrip("/") else "/"
+        self.path = os.path.realpath(path)
+        self.prefix = self.path if self.path.endswith("/") else self.path + "/"
+        self.max_bytes = max_bytes
+        self.max_entries = max_entries
+        self._checked: set[str] = set()
+
+    def contains(self, real: str) -> bool:
+        """Tell whether the resolved path ``real`` is the root or lies below it."""
+        return real == self.path or real.startswith(self.prefix)
+
+    def check_link(self, link: str) -> None:
+        """Raise unless the symlink (or path) ``link`` resolves inside the root.
+
+        Raises:
+            SourceOutsideRootError: naming ``link`` and where it leads.
+        """
+        try:
+            target = os.path.realpath(link)
+        except (OSError, ValueError) as exc:  # (3.13+ may raise on loops)
+            raise SourceFileError(f"{link}: cannot resolve: {exc}", path=link) from exc
+        if not self.contains(target):
+            raise SourceOutsideRootError(
+                f"{link}: a link to {target}, outside {self.path}; not read",
+                path=link,
+                target=target,
+            )
+
+    def check_parents(self, path: str) -> None:
+        """Raise unless every folder between the root and ``path`` stays inside the root.
+
+        A ``..`` part, or a folder on the way that is a link leading out, is
+        refused.  ``path`` itself is not checked (the caller ``lstat``-s it).
+
+        Raises:
+            SourceOutsideRootError: the first folder (or ``path``) that leads out.
+        """
+        if path.startswith(self._given):
+            relative = path[len(self._given) :]
+        elif path.startswith(self.prefix):
+            relative = path[len(self.prefix) :]
+        else:
+            self.check_link(path)  # not spelled below the root: judge where it leads
+            return
+        parts = relative.split("/")
+        if ".." in parts:
+            self.check_link(path)
+            return
+        folder = path[: len(path) - len(relative)]
+        for part in parts[:-1]:
+            folder += part
+            if folder not in self._checked:
+                try:
+                    is_link = stat.S_ISLNK(os.lstat(folder).st_mode)
+                except OSError:
+                    is_link = False  # missing: the stat of ``path`` will say so
+                if is_link:
+                    self.check_link(folder)
+                self._checked.add(folder)
+            folder += "/"
 
 
 def open_source(path: str) -> BinaryIO:
@@ -66,18 +176,26 @@ def stat_file(path: str) -> FileStat | None:
     return FileStat.of(result)
 
 
-def read_capped(path: str, cap: int) -> bytes:
-    """Read a whole source file of at most ``cap`` bytes.
+def read_capped(path: str, cap: int, root: Optional[SourceRoot] = None) -> bytes:
+    """Read a whole source file of at most ``cap`` bytes, never from outside ``root``.
 
     Raises:
-        SourceFileError: unreadable, or larger than ``cap`` (the message says so).
+        SourceOutsideRootError: ``path`` (or a folder on its way) is a link out of ``root``.
+        SourceTooLargeError: larger than ``cap`` (the message says so).
+        SourceFileError: unreadable.
     """
     try:
+        if root is not None:
+            root.check_parents(path)
+            if os.path.islink(path):
+                root.check_link(path)
         # Checked first: opening a FIFO would block until someone writes to it.
         regular = stat.S_ISREG(os.stat(path).st_mode)
         if regular:
             with open_source(path) as handle:
                 data = handle.read(cap + 1)
+    except SourceFileError:
+        raise
     except OSError as exc:
         raise SourceFileError(f"{path}: cannot read: {_describe(exc)}", path=path) from exc
     except ValueError as exc:  # an embedded NUL in the path
@@ -85,7 +203,7 @@ def read_capped(path: str, cap: int) -> bytes:
     if not regular:
         raise SourceFileError(f"{path}: cannot read: not a regular file", path=path)
     if len(data) > cap:
-        raise SourceFileError(
+        raise SourceTooLargeError(
             f"{path}: larger than the {cap}-byte limit for source files; not read",
             path=path,
             hint="Raise PROJCACHE_MAX_FILE_SIZE if the file is meant to be this large.",
@@ -100,6 +218,8 @@ class TreeScan(NamedTuple):
     files: tuple[tuple[tuple[str, ...], FileStat], ...]
     is_dir: bool
     inode: int
+    #: The root the scan stayed in, and the byte limit hashing the files keeps to.
+    within: Optional[SourceRoot] = None
 
     @property
     def signature(self) -> str:
@@ -131,50 +251,111 @@ class TreeScan(NamedTuple):
             yield relative, os.path.join(self.root, relative) if parts else self.root
 
 
-def _walk(root: str, prefix: tuple[str, ...], out: list[tuple[tuple[str, ...], FileStat]]) -> None:
-    with os.scandir(root) as entries:
-        for entry in entries:
-            parts = (*prefix, entry.name)
-            # Like pathlib's rglob: never descend through a symlinked directory
-            # (so loops cannot trap us), but a symlink to a file counts as a file.
-            if entry.is_dir(follow_symlinks=False):
-                _walk(entry.path, parts, out)
-                continue
-            try:
-                result = entry.stat(follow_symlinks=True)
-            except FileNotFoundError:
-                continue  # dangling symlink, or removed meanwhile: pathlib skips it too
-            if stat.S_ISREG(result.st_mode):
-                out.append((parts, FileStat(result.st_mtime_ns, result.st_size, result.st_ino)))
+class _Walk:
+    """One bounded walk: the root it must stay in, and what it has met so far."""
+
+    __slots__ = ("bytes", "confined", "entries", "files", "root", "top")
+
+    def __init__(self, top: str, root: SourceRoot, confined: bool) -> None:
+        self.top = top
+        self.root = root
+        self.confined = confined
+        self.entries = 0
+        self.bytes = 0
+        self.files: list[tuple[tuple[str, ...], FileStat]] = []
+
+    def too_large(self, what: str) -> SourceTooLargeError:
+        return SourceTooLargeError(
+            f"{self.top}: {what}; not read",
+            path=self.top,
+            hint="Raise PROJCACHE_MAX_ARTIFACT_SIZE if the artifact is meant to be this large, "
+            "or remove what does not belong in it.",
+        )
+
+    def add(self, parts: tuple[str, ...], info: FileStat) -> None:
+        self.bytes += info.size
+        if self.bytes > self.root.max_bytes:
+            raise self.too_large(
+                f"its files hold more than the {self.root.max_bytes}-byte limit for one artifact"
+            )
+        self.files.append((parts, info))
+
+    def walk(self, folder: str, prefix: tuple[str, ...]) -> None:
+        with os.scandir(folder) as entries:
+            for entry in entries:
+                self.entries += 1
+                if self.entries > self.root.max_entries:
+                    raise self.too_large(
+                        f"holds more than {self.root.max_entries} files and folders"
+                    )
+                parts = (*prefix, entry.name)
+                # Like pathlib's rglob: never descend through a symlinked directory
+                # (so loops cannot trap us), but a symlink to a file counts as a file.
+                if entry.is_dir(follow_symlinks=False):
+                    self.walk(entry.path, parts)
+                    continue
+                if self.confined and entry.is_symlink():
+                    # Judged before anything is read: a link out of the root is an
+                    # error even when it points at a folder (which rglob would skip).
+                    self.root.check_link(entry.path)
+                try:
+                    result = entry.stat(follow_symlinks=True)
+                except FileNotFoundError:
+                    continue  # dangling symlink, or removed meanwhile: pathlib skips it too
+                if stat.S_ISREG(result.st_mode):
+                    self.add(parts, FileStat(result.st_mtime_ns, result.st_size, result.st_ino))
 
 
-def scan_tree(path: str) -> TreeScan | None:
+_UNCONFINED = SourceRoot("/")
+
+
+def scan_tree(path: str, root: Optional[SourceRoot] = None) -> TreeScan | None:
     """Stat every regular file under ``path`` (or ``path`` itself if it is a file).
 
     Returns ``None`` when nothing exists at ``path``.  Files are ordered as
-    ``sorted(Path(path).rglob("*"))`` orders them: by path parts.
+    ``sorted(Path(path).rglob("*"))`` orders them: by path parts.  Without a
+    ``root`` links are not judged (nothing is read here, only stat-ed) but the
+    walk is bounded all the same (:data:`MAX_TREE_ENTRIES`,
+    :data:`DEFAULT_MAX_ARTIFACT_SIZE`); whoever then reads the files must
+    scan with a root.
 
     Raises:
+        SourceOutsideRootError: ``path``, a folder on its way or a link below it
+            resolves outside ``root``.
+        SourceTooLargeError: more than ``root.max_entries`` entries or
+            ``root.max_bytes`` bytes of files.
         SourceFileError: a directory or file cannot be listed or stat'ed.
     """
     try:
-        result = os.stat(path)
+        if root is not None:
+            root.check_parents(path)
+        # lstat, not stat: for the usual plain file or folder it is the same
+        # single system call, and it shows a link before anything follows it.
+        result = os.lstat(path)
+        if stat.S_ISLNK(result.st_mode):
+            if root is not None:
+                root.check_link(path)
+            result = os.stat(path)
     except (FileNotFoundError, NotADirectoryError):
         return None
+    except SourceFileError:
+        raise
     except OSError as exc:
         raise SourceFileError(f"{path}: cannot stat: {_describe(exc)}", path=path) from exc
     except ValueError as exc:  # an embedded NUL in the path
         raise SourceFileError(f"{path!r}: not a usable path: {exc}", path=path) from exc
+    walk = _Walk(path, root or _UNCONFINED, root is not None)
     if stat.S_ISREG(result.st_mode):
         info = FileStat(result.st_mtime_ns, result.st_size, result.st_ino)
-        return TreeScan(path, (((), info),), False, result.st_ino)
+        walk.add((), info)
+        return TreeScan(path, (((), info),), False, result.st_ino, root)
     if not stat.S_ISDIR(result.st_mode):
         raise SourceFileError(f"{path}: neither a file nor a directory", path=path)
-    files: list[tuple[tuple[str, ...], FileStat]] = []
     try:
-        _walk(path, (), files)
+        walk.walk(path, ())
     except OSError as exc:
         where = exc.filename or path
         raise SourceFileError(f"{where}: cannot list: {_describe(exc)}", path=path) from exc
+    files = walk.files
     files.sort()  # by path parts (unique, so the stats are never compared)
-    return TreeScan(path, tuple(files), True, result.st_ino)
+    return TreeScan(path, tuple(files), True, result.st_ino, root)

@@ -24,6 +24,10 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from typing import Optional
+
+from ..errors import SourceFileError
+from .fileio import SourceRoot
 
 __all__ = [
     "LAYOUT",
@@ -117,12 +121,43 @@ def _valid_name(name: str) -> bool:
     return 0 < size <= 200 and "\x00" not in name
 
 
-def _name_of(rule: LayoutRule, directory: str, entry_name: str, is_dir: bool) -> str | None:
+def _leads_out(path: str, root: Optional[SourceRoot]) -> bool:
+    """Tell whether the symlink ``path`` resolves outside ``root``."""
+    if root is None:
+        return False
+    try:
+        root.check_link(path)
+    except SourceFileError:
+        return True
+    return False
+
+
+def _name_of(
+    rule: LayoutRule, directory: str, entry_name: str, is_dir: bool, leads_out: bool = False
+) -> str | None:
     """The artifact name ``entry_name`` stands for under ``rule``, or ``None`` if not its shape.
+
+    An entry that is a symlink leading out of the source root (``leads_out``) is
+    named by its name alone, whatever it points at: reading it then reports it.
 
     Raises:
         ValueError: the entry has the rule's name but not its shape (the message says why).
     """
+    stem, suffix = os.path.splitext(entry_name)
+    if rule.shape == "md":
+        if not entry_name.endswith(".md"):
+            return None
+        if is_dir and not leads_out:
+            raise ValueError(
+                f"{os.path.join(directory, entry_name)}: a folder, not a Markdown file"
+            )
+        return entry_name[:-3]
+    if rule.shape == "script":
+        return stem if not is_dir and suffix in ORCHESTRATION_SUFFIXES and stem else None
+    if leads_out:
+        if rule.shape == "dir" and not is_dir and suffix in ORCHESTRATION_SUFFIXES:
+            return None  # an orchestration script's name (the "script" rule takes it)
+        return entry_name if rule.shape in ("skill", "dir") or is_dir else stem
     if rule.shape == "skill":
         if not is_dir:
             return None
@@ -130,44 +165,43 @@ def _name_of(rule: LayoutRule, directory: str, entry_name: str, is_dir: bool) ->
         if not os.path.lexists(f"{directory}/{entry_name}/SKILL.md"):
             raise ValueError(f"{os.path.join(directory, entry_name)}: no SKILL.md")
         return entry_name
-    if rule.shape == "md":
-        if not entry_name.endswith(".md"):
-            return None
-        if is_dir:
-            raise ValueError(
-                f"{os.path.join(directory, entry_name)}: a folder, not a Markdown file"
-            )
-        return entry_name[:-3]
     if rule.shape == "dir":
         return entry_name if is_dir else None
-    if rule.shape == "script":
-        stem, suffix = os.path.splitext(entry_name)
-        return stem if not is_dir and suffix in ORCHESTRATION_SUFFIXES and stem else None
-    return entry_name if is_dir else os.path.splitext(entry_name)[0]
+    return entry_name if is_dir else stem
 
 
-def find_by_layout(base: str) -> tuple[list[LayoutItem], list[str]]:
-    """List the artifacts under ``base`` by layout; return them and the problems met."""
+def find_by_layout(
+    base: str, root: Optional[SourceRoot] = None
+) -> tuple[list[LayoutItem], list[str]]:
+    """List the artifacts under ``base`` by layout; return them and the problems met.
+
+    An entry that is a symlink leading out of ``root`` is listed whatever it
+    points at, so that reading it reports it (and keeps the last good data)
+    instead of the artifact quietly disappearing.
+    """
     items: list[LayoutItem] = []
     problems: list[str] = []
     seen: set[tuple[str, str]] = set()
-    listed: dict[str, list[tuple[str, bool]] | None] = {}
+    listed: dict[str, list[tuple[str, bool, bool]] | None] = {}
     for rule in LAYOUT:
         directory = os.path.join(base, rule.folder)
         if rule.folder not in listed:
             try:
                 with os.scandir(directory) as entries:
-                    listed[rule.folder] = sorted((e.name, e.is_dir()) for e in entries)
+                    listed[rule.folder] = sorted(
+                        (e.name, e.is_dir(), e.is_symlink()) for e in entries
+                    )
             except (FileNotFoundError, NotADirectoryError):
                 listed[rule.folder] = None
             except OSError as exc:
                 listed[rule.folder] = None
                 problems.append(f"{directory}: cannot list: {exc.strerror or exc}")
-        for entry_name, is_dir in listed[rule.folder] or ():
+        for entry_name, is_dir, is_link in listed[rule.folder] or ():
             if entry_name.startswith("."):
                 continue
+            leads_out = is_link and _leads_out(f"{directory}/{entry_name}", root)
             try:
-                name = _name_of(rule, directory, entry_name, is_dir)
+                name = _name_of(rule, directory, entry_name, is_dir, leads_out)
             except ValueError as exc:
                 problems.append(str(exc))
                 continue

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, Optional
 from ..codec import project_id_for_path
 from ..errors import InvalidRecordError
 from .artifacts import artifact_reader, build_artifact, hash_reader
+from .fileio import DEFAULT_MAX_ARTIFACT_SIZE
 from .layout import default_path, find_by_layout
 from .manifests import (
     DEPLOYED_TOML,
@@ -95,14 +96,22 @@ class ProjectRead:
 
 
 def read_project(
-    path: str, previous: Mapping[str, KnownFingerprint], *, full: bool, cap: int
+    path: str,
+    previous: Mapping[str, KnownFingerprint],
+    *,
+    full: bool,
+    cap: int,
+    max_bytes: int = DEFAULT_MAX_ARTIFACT_SIZE,
 ) -> ProjectRead:
-    """Read the project at ``path`` (resolved) given the fingerprints of the last refresh."""
+    """Read the project at ``path`` (resolved) given the fingerprints of the last refresh.
+
+    ``max_bytes`` bounds one artifact's files (links out of ``path`` are refused).
+    """
     from ..models import Artifact, Deployment, validate
 
     project_id = project_id_for_path(path)
     claude = os.path.join(path, _CLAUDE)
-    tracker = SourceTracker(path, previous, full)
+    tracker = SourceTracker(path, previous, full, max_bytes=max_bytes)
     meta = tracker.read(
         f"{_CLAUDE}/{PROJECT_TOML}", manifest_reader(read_project_toml, cap), kind="manifest"
     )
@@ -161,7 +170,7 @@ def read_project(
                 continue
             result.deployments[(key, profile)] = deployment
 
-    found, problems = find_by_layout(claude)
+    found, problems = find_by_layout(claude, tracker.root)
     for problem in problems:
         tracker.error(claude, problem)
     collection = local_collection(project_id)

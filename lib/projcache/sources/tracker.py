@@ -22,7 +22,7 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, Optional
 
 from ..errors import SourceFileError
-from .fileio import TreeScan, scan_tree
+from .fileio import DEFAULT_MAX_ARTIFACT_SIZE, SourceRoot, TreeScan, scan_tree
 
 if TYPE_CHECKING:
     from ..models import KnownFingerprint, SourceError
@@ -47,8 +47,17 @@ def printable(text: str) -> str:
 class SourceTracker:
     """Fingerprints of one unit: the previous ones, the new ones, errors and counts."""
 
-    def __init__(self, base: str, previous: Mapping[str, KnownFingerprint], full: bool):
+    def __init__(
+        self,
+        base: str,
+        previous: Mapping[str, KnownFingerprint],
+        full: bool,
+        *,
+        max_bytes: int = DEFAULT_MAX_ARTIFACT_SIZE,
+    ):
         self.base = base
+        # Every source of the unit stays inside its folder (links out are errors).
+        self.root = SourceRoot(base, max_bytes=max_bytes)
         self.previous = previous
         self.full = full
         # Fresh reads are Fingerprint models; unchanged sources keep their previous object.
@@ -97,7 +106,7 @@ class SourceTracker:
         old = self.previous.get(relative)
         self.checked += 1
         try:
-            scan = scan_tree(path)
+            scan = scan_tree(path, self.root)
         except SourceFileError as exc:
             return self._keep(relative, old, exc)
         if scan is None:

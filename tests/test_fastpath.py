@@ -1,0 +1,200 @@
+"""The CLI fast path answers like the Typer app, byte for byte (issue 15, item 2).
+
+Every hot command (``get``, ``search``, ``list artifacts``, ``list deployments``,
+``show``/``stats``, with ``--json``) is run twice in this process: through
+:func:`projcache_cli.fastpath.main` (the console script: fast path, else the
+Typer app) and through the Typer app alone; stdout, stderr and the exit code
+must be identical.  Arguments the fast path leaves to Typer (help, errors,
+tables, odd spellings) are in the same list, so the fallback is covered too.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from projcache import ProjectCache
+from projcache.config import Settings
+from projcache_cli import fastpath
+
+
+@pytest.fixture(scope="module")
+def cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A cache with artifacts, two projects and deployments in two states."""
+    root = tmp_path_factory.mktemp("fastpath")
+    path = root / "cache"
+    with ProjectCache.open(settings=Settings(cache_dir=path)) as cache:
+        cache.put_artifacts(
+            [
+                {
+                    "name": f"tool-{i}",
+                    "type": ("skill", "command", "agent")[i % 3],
+                    "collection": "default" if i % 2 else "team",
+                    "description": f"Merge pdf files number {i}" if i % 4 else "Review code",
+                    "tags": ["pdf", "docs"] if i % 2 else ["review"],
+                    "content_hash": f"{i:064x}",
+                    "updated_at": "2026-01-02T03:04:05Z",
+                }
+                for i in range(12)
+            ]
+        )
+        cache.put_projects(
+            [
+                {"name": "webapp", "path": str(root / "webapp")},
+                {"name": "api", "path": str(root / "api")},
+            ]
+        )
+        [web, api] = sorted(cache.list_projects(), key=lambda p: p.name, reverse=True)
+        cache.put_deployments(
+            [
+                {
+                    "project_id": web.id,
+                    "artifact_key": "default/command/tool-1",
+                    "content_hash": f"{1:064x}",
+                    "local_hash": f"{1:064x}",
+                },
+                {
+                    "project_id": web.id,
+                    "artifact_key": "team/skill/tool-0",
+                    "content_hash": "0" * 64,
+                    "local_hash": "f" * 64,
+                },
+                {
+                    "project_id": api.id,
+                    "artifact_key": "default/agent/tool-5",
+                    "content_hash": "e" * 64,
+                },
+            ]
+        )
+    return path
+
+
+def _cases(cache_dir: Path) -> list[list[str]]:
+    d = ["--cache-dir", str(cache_dir)]
+    return [
+        d + ["get", "--json", "default/command/tool-1"],
+        d + ["get", "team/skill/tool-0", "--json"],
+        [f"--cache-dir={cache_dir}", "get", "--json", "team/agent/tool-2"],
+        d + ["get", "--json", "default/skill/missing"],  # not cached: exit 4
+        d + ["get", "--json", "not-a-key"],  # malformed
+        d + ["get", "default/command/tool-1"],  # a table: Typer
+        d + ["get", "--json"],  # missing argument: usage error
+        d + ["search", "--json", "pdf"],
+        d + ["search", "merge", "pdf", "--json"],  # two positionals: Typer's error
+        d + ["search", "--json", "merge pdf", "--limit", "2", "--offset=1"],
+        d + ["search", "--json", "pdf", "-n", "3", "-t", "command"],
+        d + ["search", "--json", "pdf", "--collection", "team", "--tag", "pdf"],
+        d + ["search", "--json", "pdf", "--project", "webapp"],
+        d + ["search", "--json", "pdf", "--project", "nowhere"],  # not found
+        d + ["search", "--json", "pdf", "--type", "Bogus!"],  # bad type (no type name)
+        d + ["search", "--json", "pdf", "--limit", "-1"],  # below min
+        d + ["search", "--json", "pdf", "--limit", "x"],  # not a number
+        d + ["search", "--json", "   "],  # empty query
+        d + ["search", "--json", "pdf", "--limit", "1", "--limit", "2"],  # repeated
+        d + ["search", "--json", "pdf", "--bogus"],  # unknown option
+        d + ["list", "artifacts", "--json"],
+        d + ["list", "artifacts", "--json", "--type", "skill", "--collection", "team"],
+        d + ["list", "artifacts", "--json", "--tag", "pdf"],
+        d + ["list", "artifacts", "--json", "--project", "webapp", "--state", "modified"],
+        d + ["list", "artifacts", "--json", "--outdated"],
+        d + ["list", "deployments", "--json"],
+        d + ["list", "deployments", "--json", "-p", "api"],
+        d + ["list", "deployments", "--json", "--state", "modified", "--type", "skill"],
+        d + ["list", "deployments", "--json", "--type", "Nope!"],
+        d + ["list", "deployments", "--json", "--profile", "claude_code"],
+        d + ["list", "deployments", "--json", "--state", "nope"],
+        d + ["show", "--json"],
+        d + ["stats", "--json"],
+        d + ["show", "--json", "--help"],
+        d + ["--version"],
+        d + ["--debug", "get", "--json", "default/command/tool-1"],
+        ["--cache-dir", str(cache_dir.parent / "absent"), "get", "--json", "a/skill/b"],
+    ]
+
+
+def _run(capsysbinary: Any, monkeypatch: pytest.MonkeyPatch, argv: list[str], fast: bool) -> Any:
+    monkeypatch.setattr(sys, "argv", ["projcache", *argv])
+    code: Any = 0
+    try:
+        if fast:
+            fastpath.main()
+        else:
+            from projcache_cli.root import main  # the Typer app alone
+
+            main()
+    except SystemExit as exc:
+        code = exc.code
+    out = capsysbinary.readouterr()
+    return (0 if code is None else code), out.out, out.err
+
+
+def test_fast_path_output_identical(
+    cache_dir: Path, capsysbinary: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Same stdout bytes, stderr and exit code with and without the fast path, every case."""
+    monkeypatch.delenv("PROJCACHE_DIR", raising=False)
+    answered = 0
+    for argv in _cases(cache_dir):
+        answered += fastpath.dispatch(argv) == 0
+        capsysbinary.readouterr()
+        fast = _run(capsysbinary, monkeypatch, argv, fast=True)
+        slow = _run(capsysbinary, monkeypatch, argv, fast=False)
+        assert fast == slow, argv
+    assert answered == 19  # the simple cases really took the fast path
+
+
+def test_fast_path_honours_cache_dir_envvar(
+    cache_dir: Path, capsysbinary: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``PROJCACHE_DIR`` names the cache as it does for the Typer app's ``--cache-dir``."""
+    monkeypatch.setenv("PROJCACHE_DIR", str(cache_dir))
+    argv = ["get", "--json", "default/command/tool-1"]
+    assert fastpath.dispatch(argv) == 0
+    capsysbinary.readouterr()
+    assert _run(capsysbinary, monkeypatch, argv, True) == _run(
+        capsysbinary, monkeypatch, argv, False
+    )
+
+
+def test_table_matches_typer_options() -> None:
+    """The Typer commands' option names and defaults are the command table's."""
+    import typer.main
+
+    from projcache_cli.root import app
+
+    group = typer.main.get_command(app)
+    for words, command in fastpath.COMMANDS.items():
+        node: Any = group
+        for word in words:
+            node = node.commands[word]  # type: ignore[union-attr]
+        params = {p.name: p for p in node.params}
+        for name, option in command.options.items():
+            assert tuple(params[name].opts) == option.flags, (words, name)
+            assert params[name].default == option.default, (words, name)
+        for name in command.arguments:
+            assert params[name].required
+
+
+def test_hot_commands_import_no_cli_framework(cache_dir: Path) -> None:
+    """A fast ``get --json`` never imports typer, click, rich or pydantic."""
+    code = (
+        "import sys; from projcache_cli import fastpath\n"
+        "rc = fastpath.dispatch(sys.argv[1:])\n"
+        "heavy = sorted(m for m in ('typer', 'click', 'rich', 'pydantic') if m in sys.modules)\n"
+        "print(rc, heavy, file=sys.stderr)\n"
+    )
+    for argv in (
+        ["get", "--json", "default/command/tool-1"],
+        ["search", "--json", "pdf"],
+        ["list", "artifacts", "--json", "--tag", "pdf"],
+    ):
+        done = subprocess.run(
+            [sys.executable, "-c", code, "--cache-dir", str(cache_dir), *argv],
+            capture_output=True,
+            check=True,
+        )
+        assert done.stderr.decode().strip().splitlines()[-1] == "0 []", argv

@@ -1,0 +1,202 @@
+"""Records read back without re-validation equal the validated models (issue 15, item 1).
+
+:func:`projcache.models.from_stored_json` builds a model from a stored record's
+JSON without running pydantic's validators; these tests generate records,
+store them and compare what every read API returns with
+``model_validate_json`` of the same bytes: equal values, the same classes
+(nested models included), aware datetimes, the same ``model_fields_set`` and
+the same JSON when dumped again.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from pydantic import BaseModel
+
+from projcache import ProjectCache
+from projcache.config import Settings
+from projcache.models import (
+    Artifact,
+    Collection,
+    Deployment,
+    Project,
+    SourceError,
+    from_stored_json,
+)
+
+_text = st.text(
+    alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00/"),
+    min_size=1,
+    max_size=12,
+)
+_free = st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=30)
+_times = st.one_of(
+    st.none(),
+    st.datetimes(
+        min_value=datetime(1971, 1, 1),
+        max_value=datetime(2200, 1, 1),
+        timezones=st.sampled_from(
+            [timezone.utc, timezone(timedelta(hours=5, minutes=30)), timezone(timedelta(hours=-8))]
+        ),
+    ),
+    st.datetimes(min_value=datetime(1971, 1, 1), max_value=datetime(2200, 1, 1)),  # naive
+)
+_json = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**53), 2**53) | _free,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(_free, inner, max_size=3),
+    max_leaves=8,
+)
+_errors = st.lists(st.builds(SourceError, path=_free, message=_free), max_size=3)
+
+
+def _artifacts() -> st.SearchStrategy[dict[str, Any]]:
+    return st.fixed_dictionaries(
+        {
+            "name": _text,
+            "type": st.sampled_from(["skill", "command", "agent", "hook", "mcp"]),
+            "collection": _text,
+        },
+        optional={
+            "path": _free,
+            "title": st.none() | _free,
+            "description": _free,
+            "tags": st.lists(_text, max_size=4),
+            "version": st.none() | _free,
+            "content_hash": st.none() | _free,
+            "front_matter": st.dictionaries(_free, _json, max_size=4),
+            "managed": st.booleans(),
+            "updated_at": _times,
+        },
+    )
+
+
+def _same(model: type[BaseModel], payload: bytes, built: BaseModel) -> None:
+    """``built`` is exactly what validating ``payload`` gives."""
+    expected = model.model_validate_json(payload)
+    assert type(built) is model
+    assert built == expected
+    assert built.model_fields_set == expected.model_fields_set
+    assert built.model_dump_json() == expected.model_dump_json()
+    assert built.model_dump() == expected.model_dump()
+    for name in model.model_fields:
+        mine, theirs = getattr(built, name), getattr(expected, name)
+        assert type(mine) is type(theirs) or isinstance(mine, datetime), name
+        if isinstance(theirs, list):
+            assert [type(x) for x in mine] == [type(x) for x in theirs], name
+        if isinstance(theirs, datetime):
+            assert mine.utcoffset() == theirs.utcoffset(), name
+
+
+@pytest.fixture
+def cache(tmp_path: Path) -> Any:
+    with ProjectCache.open(settings=Settings(cache_dir=tmp_path / "cache")) as opened:
+        yield opened
+
+
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(records=st.lists(_artifacts(), min_size=1, max_size=6))
+def test_artifacts_read_back_equal_validated_models(cache: Any, records: list[Any]) -> None:
+    """get_artifact, list_artifacts and search give the validated model, field for field."""
+    cache.clear()
+    stored = {Artifact.model_validate(r).key: r for r in records}
+    cache.put_artifacts(list(stored.values()))
+    for key in stored:
+        payload = cache.get_artifact_json(key)
+        _same(Artifact, payload, cache.get_artifact(key))
+    listed = list(cache.list_artifacts())
+    assert [a.key for a in listed] == sorted(stored)
+    for artifact in listed:
+        _same(Artifact, cache.get_artifact_json(artifact.key), artifact)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    project=st.fixed_dictionaries(
+        {"name": _text, "path": _text.map(lambda p: "/x/" + p)},
+        optional={
+            "refreshed_at": _times,
+            "stale": st.booleans(),
+            "errors": _errors,
+            "description": _free,
+        },
+    ),
+    collection=st.fixed_dictionaries(
+        {"name": _text, "path": _free},
+        optional={"refreshed_at": _times, "errors": _errors, "artifact_count": st.integers(0)},
+    ),
+)
+def test_nested_models_are_model_instances(project: Any, collection: Any) -> None:
+    """Lists of sub-models (errors) come back as SourceError instances, equal to validation's."""
+    for model, data in ((Project, project), (Collection, collection)):
+        payload = model.model_validate(data).model_dump_json().encode()
+        built = from_stored_json(model, payload)
+        _same(model, payload, built)
+        assert all(type(e) is SourceError for e in built.errors)  # type: ignore[attr-defined]
+
+
+def test_projects_and_deployments_read_back_equal(cache: Any, tmp_path: Path) -> None:
+    """get_project, list_projects and list_deployments return the validated models."""
+    path = str(tmp_path / "proj")
+    cache.put_projects(
+        [
+            {
+                "name": "p",
+                "path": path,
+                "refreshed_at": "2026-01-02T03:04:05.123456Z",
+                "errors": [{"path": "a", "message": "b"}],
+            }
+        ]
+    )
+    cache.put_artifacts([{"name": "a", "type": "skill", "collection": "c"}])
+    project = cache.list_projects()[0]
+    cache.put_deployments(
+        [
+            {
+                "project_id": project.id,
+                "artifact_key": "c/skill/a",
+                "deployed_at": "2026-01-02T03:04:05+02:00",
+            }
+        ]
+    )
+    [payload] = cache.list_deployments_json(project.id)
+    _same(Deployment, payload, cache.list_deployments(project.id)[0])
+    stored = project.model_dump_json().encode()
+    _same(Project, stored, project)
+    _same(Project, stored, cache.get_project(project.id))
+    assert type(project.errors[0]) is SourceError
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        b'{"name": "a", "type": "skill", "collection": "c"}',  # fields missing: defaults
+        b'{"key": "c/skill/a", "name": "a", "type": "skill", "collection": "c", "x": 1}',
+        b"[1, 2]",
+    ],
+)
+def test_other_shapes_go_through_validation(payload: bytes) -> None:
+    """A payload that is not exactly what the model writes is validated (defaults, errors)."""
+    try:
+        expected: Any = Artifact.model_validate_json(payload)
+    except ValueError as exc:
+        with pytest.raises(type(exc)):
+            from_stored_json(Artifact, payload)
+        return
+    assert from_stored_json(Artifact, payload) == expected
+
+
+def test_unparsable_datetime_goes_through_validation() -> None:
+    """A datetime in a form fromisoformat does not read is left to pydantic."""
+    record = Artifact(name="a", type="skill", collection="c").model_dump()
+    record["updated_at"] = "2026-01-02T03:04:05.1Z"  # one fractional digit
+    payload = orjson.dumps(record)
+    assert from_stored_json(Artifact, payload) == Artifact.model_validate_json(payload)
