@@ -326,6 +326,9 @@ def budgets(run: Run) -> list[dict[str, Any]]:
             row["engines"]["projcache"] / row["raw_json"],
             2.0,
         )
+    from report_perf import perf_budgets  # issue 15's rows (bench/report_perf.py)
+
+    perf_budgets(run, size, add)
     return rows
 
 

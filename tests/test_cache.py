@@ -121,7 +121,7 @@ class TestArtifacts:
         cache.put_artifacts([make_artifact("pdf", tags=["new"])])
         assert [a.key for a in cache.list_artifacts(tag="new")] == ["default/skill/pdf"]
         assert list(cache.list_artifacts(tag="old")) == []
-        assert cache.verify().ok
+        assert cache.verify(deep=True).ok
 
 
 class TestListing:
@@ -197,12 +197,12 @@ class TestProjectsAndDeployments:
         cache.delete_artifact("default/skill/pdf")
         assert [d.state for d in cache.list_deployments(project="shop")] == ["missing"]
         assert cache.list_deployments(state="outdated") == []
-        assert cache.verify().ok
+        assert cache.verify(deep=True).ok
         # Nothing of "default" left: its deployments come from a collection the cache
         # does not know, which is not a removal.
         cache.delete_artifact("default/skill/xlsx")
         assert [d.state for d in cache.list_deployments(project="shop")] == ["unknown-collection"]
-        assert cache.verify().ok
+        assert cache.verify(deep=True).ok
 
     def test_deployments_of_one_artifact_through_its_index(
         self, cache: ProjectCache, make_artifact: Factory, make_project: Factory, tmp_path: Path
@@ -272,7 +272,7 @@ class TestProjectsAndDeployments:
         cache.put_deployments([{"project_id": i, "artifact_key": "default/skill/a"} for i in ids])
         cache.delete_project(ids[0])
         assert [d.project_id for d in cache.list_deployments()] == [ids[1]]
-        assert cache.verify().ok
+        assert cache.verify(deep=True).ok
         with pytest.raises(ProjectNotFound):
             cache.delete_project(ids[0])
         assert cache.delete_deployment(ids[1], "default/skill/a") is True

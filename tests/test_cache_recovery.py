@@ -148,7 +148,7 @@ def unit_invariants(cache: ProjectCache) -> list[str]:
 
 def assert_clean(cache: ProjectCache) -> None:
     """Assert verify finds nothing and every per-unit invariant holds."""
-    findings = [f"{f.kind} {f.db} {f.key}: {f.message}" for f in cache.verify().findings]
+    findings = [f"{f.kind} {f.db} {f.key}: {f.message}" for f in cache.verify(deep=True).findings]
     assert findings == [], "verify findings:\n" + "\n".join(findings)
     problems = unit_invariants(cache)
     assert problems == [], "\n".join(problems)
@@ -803,6 +803,8 @@ YAML_CONTENTS: dict[str, bytes] = {
     "scalar-front-matter": front("just text"),
     "unhashable-key": front("? [a, b]\n: c"),
     "duplicate-anchor-bomb": front("a: &a [*a]"),
+    # A 2 KiB string aliased 200 times: under 4 KiB on disk, 400 KiB decoded.
+    "scalar-alias-bomb": front(f"big: &s {'q' * 2048}\nbomb: [{', '.join(['*s'] * 200)}]"),
     "over-cap": front("name: pdf", "x" * (HOSTILE_CAP + 100)),
 }
 TOML_CONTENTS: dict[str, bytes] = {
@@ -1040,12 +1042,21 @@ class HostileCase:
         return f"{self.target}-{self.kind}"
 
 
+YAML_FOR_EVERY_TARGET = (
+    "binary-garbage",
+    "billion-laughs",
+    "scalar-alias-bomb",
+    "python-object",
+    "over-cap",
+)
+
+
 def _hostile_cases() -> list[HostileCase]:
     cases = [HostileCase("skill", kind, content) for kind, content in YAML_CONTENTS.items()]
     file_kinds = [kind for kind in FILE_KINDS if kind not in FOLDER_KINDS]
     cases += [HostileCase("skill", kind) for kind in file_kinds]
     for target in ("unmanaged-skill", "command", "local-skill"):
-        for kind in ("binary-garbage", "billion-laughs", "python-object", "over-cap"):
+        for kind in YAML_FOR_EVERY_TARGET:
             cases.append(HostileCase(target, kind, YAML_CONTENTS[kind]))
         cases += [HostileCase(target, kind) for kind in file_kinds]
     for target in ("skill-folder", "deployed-folder", "local-skill-folder"):
@@ -2061,7 +2072,7 @@ class TestVerifyLayers:
         before = (copy / "data.mdb").read_bytes()
         copy_settings = dataclasses.replace(p2_seeded.settings, cache_dir=copy)
         with ProjectCache.open(settings=copy_settings) as damaged:
-            report = damaged.verify()
+            report = damaged.verify(deep=True)
             assert [f.model_dump() for f in report.findings] == [
                 {
                     "kind": "file",
@@ -2083,7 +2094,7 @@ class TestVerifyLayers:
         # Verify (without repair) changed nothing on disk; the original is untouched.
         assert (copy / "data.mdb").read_bytes() == before
         with ProjectCache.open(settings=p2_seeded.settings) as cache:
-            assert cache.verify().ok
+            assert cache.verify(deep=True).ok
 
     @pytest.mark.parametrize(
         ("db", "suffix", "damage", "message"),
@@ -2139,7 +2150,7 @@ class TestVerifyLayers:
 
         _p2_tamper(p2_world.cache_dir, corrupt)
         with ProjectCache.open(settings=p2_world.settings) as cache:
-            report = cache.verify()
+            report = cache.verify(deep=True)
             expected = [
                 ("frame", db, key.decode(), message or f"{db}[{key.decode()!r}]: CRC32 mismatch")
             ]
@@ -2156,7 +2167,7 @@ class TestVerifyLayers:
             assert [(f.kind, f.db, f.key, f.message) for f in report.findings] == expected
             repaired = cache.verify(repair=True)
             assert repaired.ok and repaired.repaired == len(expected)
-            assert cache.verify().ok
+            assert cache.verify(deep=True).ok
         assert _p2_snapshot(p2_world.settings) == before
 
     @pytest.mark.parametrize(
@@ -2192,12 +2203,12 @@ class TestVerifyLayers:
         before = _p2_snapshot(p2_world.settings)
         _p2_tamper(p2_world.cache_dir, lambda txn, dbs: txn.put(key, frame(payload), db=dbs[db]))
         with ProjectCache.open(settings=p2_world.settings) as cache:
-            report = cache.verify()
+            report = cache.verify(deep=True)
             assert [(f.kind, f.db, f.key, f.message, f.repairable) for f in report.findings] == [
                 ("model", db, key.decode(), message, True)
             ]
             assert cache.verify(repair=True).ok
-            assert cache.verify().ok
+            assert cache.verify(deep=True).ok
         assert _p2_snapshot(p2_world.settings) == before
 
     @pytest.mark.parametrize("case", list(_P2_INDEX_CASES))
@@ -2222,7 +2233,7 @@ class TestVerifyLayers:
 
         _p2_tamper(p2_seeded.cache_dir, damage)
         with ProjectCache.open(settings=p2_seeded.settings) as cache:
-            report = cache.verify()
+            report = cache.verify(deep=True)
             found = sorted((f.kind, f.db, f.key, f.message) for f in report.findings)
             assert found == sorted(
                 ("index", db, key.format(pid=pid), message.format(pid=pid))
@@ -2230,7 +2241,7 @@ class TestVerifyLayers:
             )
             repaired = cache.verify(repair=True)
             assert repaired.ok and repaired.repaired == len(expected)
-            assert cache.verify().findings == []
+            assert cache.verify(deep=True).findings == []
             assert [(d.project_id, d.state) for d in cache.list_deployments()] == [(pid, "current")]
         assert {db: _p2_rows(p2_seeded.cache_dir, db) for db in _P2_DERIVED} == intact
 
@@ -2239,7 +2250,7 @@ class TestVerifyLayers:
         folder = p2_world.collection.artifact_path("skill", "pdf")
         (folder / "SKILL.md").write_text("---\nname: pdf\ndescription: Edited.\n---\n# pdf\n")
         with ProjectCache.open(settings=p2_world.settings) as cache:
-            assert cache.verify().ok
+            assert cache.verify(deep=True).ok
             report = cache.verify(sources=True)
             assert [f.model_dump() for f in report.findings] == [
                 {
@@ -2259,7 +2270,7 @@ class TestVerifyLayers:
     def test_cli_verify_exit_codes_and_json_shape(self, p2_seeded: _P2Seeded) -> None:
         """`verify` exits 0 clean and 1 with findings; --json carries the whole report."""
         where = ["--cache-dir", str(p2_seeded.cache_dir)]
-        clean = _p2_cli([*where, "verify"])
+        clean = _p2_cli([*where, "verify", "--deep"])
         assert clean.exit_code == 0, clean.output
         assert clean.stdout.splitlines() == [
             "checked: artifact-facets 5, artifact-terms 3, artifacts 3, collections 0, "
@@ -2272,7 +2283,7 @@ class TestVerifyLayers:
             p2_seeded.cache_dir,
             lambda txn, dbs: _p2_flip_last_byte(txn, dbs["artifacts"], b"default/skill/docx"),
         )
-        found = _p2_cli([*where, "verify", "--json"])
+        found = _p2_cli([*where, "verify", "--deep", "--json"])
         assert found.exit_code == 1, found.output
         data = json.loads(found.stdout)
         assert sorted(data) == [
@@ -2336,7 +2347,7 @@ class TestRepair:
         _p2_tamper(p2_seeded.cache_dir, empty)
         with ProjectCache.open(settings=p2_seeded.settings) as cache:
             assert cache.search("pdf").total == 0
-            report = cache.verify()
+            report = cache.verify(deep=True)
             missing = sum(len(rows) for rows in intact.values())
             assert len(report.findings) == missing
             assert {f.kind for f in report.findings} == {"index"}
@@ -2368,7 +2379,7 @@ class TestRepair:
             assert pdf is not None and pdf.description == "Extract quokka text from PDF files."
             assert cache.search("quokka").total == 1
             assert [d.state for d in cache.list_deployments()] == ["current"]
-            assert cache.verify().ok
+            assert cache.verify(deep=True).ok
         assert _p2_snapshot(p2_world.settings) == before
         assert (
             logging.WARNING,
@@ -2414,7 +2425,7 @@ class TestRepair:
             assert report.lost == dict.fromkeys(counts, 0)
             # The same handle now works on the rebuilt environment.
             assert cache.get_artifact(_P2_DIRECT_KEY) is not None
-            assert cache.verify().ok
+            assert cache.verify(deep=True).ok
         assert lmdb.verify.verify(str(p2_world.cache_dir)) == []
         assert _p2_snapshot(p2_world.settings) == before
         kept = sum(counts.values())
@@ -2462,7 +2473,7 @@ class TestRepair:
             del expected[victim.decode()]
             assert survivors == expected
             assert cache.search("rec3").total == 1
-            assert cache.verify().ok
+            assert cache.verify(deep=True).ok
         # The lost record is still in the files kept aside (nothing discarded silently).
         moved = Path(report.moved_to or "")
         assert victim in dict(_p2_rows(moved, "artifacts"))
@@ -2509,7 +2520,7 @@ class TestRepair:
             for key in doomed:
                 del expected[key.decode()]
             assert {a.key: a for a in cache.list_artifacts()} == expected
-            assert cache.verify().ok
+            assert cache.verify(deep=True).ok
         assert (Path(report.moved_to) / "data.mdb").read_bytes() == damaged
         assert (
             logging.WARNING,
@@ -2536,7 +2547,7 @@ class TestRepair:
         assert problems[0] == f"main/artifacts DB: leaf page {pgno} node 0 header out of bounds"
         script = str(Path(sys.executable).parent / "projcache")
         where = [script, "--cache-dir", str(cache_settings.cache_dir)]
-        found = _p2_run([*where, "verify"])
+        found = _p2_run([*where, "verify", "--deep"])
         assert found.returncode == 1, (found.returncode, found.stderr[-2000:])
         assert f"file: data.mdb: {problems[0]}" in found.stdout.splitlines()
         repaired = _p2_run([*where, "verify", "--repair"])
@@ -2546,7 +2557,7 @@ class TestRepair:
         # Five records were in the damaged file and none came back: "lost 0" would be silent.
         assert "carried over 0 record(s), lost 0" not in repaired.stdout.splitlines()
         with ProjectCache.open(settings=cache_settings) as cache:
-            assert cache.verify().ok
+            assert cache.verify(deep=True).ok
 
     def test_cli_verify_repair_rebuilds_an_unopenable_cache(self, p2_world: _P2World) -> None:
         """Garbage over the meta pages: `verify --repair` keeps the files, rebuilds from source."""
@@ -2571,7 +2582,7 @@ class TestRepair:
             # Everything with a source is back; the record without one is gone.
             assert _p2_keys(cache) == _P2_WORLD_KEYS
             assert [d.state for d in cache.list_deployments()] == ["current"]
-            assert cache.verify().ok
+            assert cache.verify(deep=True).ok
 
     def test_move_aside_never_reuses_a_name(
         self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
@@ -2636,7 +2647,7 @@ class TestOpeningDamaged:
         with ProjectCache.open(settings=settings) as cache:
             assert _p2_keys(cache) == _P2_WORLD_KEYS
             assert cache.search("quokka").total == 1
-            assert cache.verify().ok
+            assert cache.verify(deep=True).ok
         (moved,) = _p2_corrupt_dirs(p2_world.cache_dir)
         assert (moved / "data.mdb").is_file()
         (opened,) = _p2_records(caplog, "projcache.cache")
@@ -2781,7 +2792,7 @@ _P2_PERM_SCRIPT = textwrap.dedent(
             attempt("list", lambda: [a.key for a in cache.list_artifacts()])
             attempt("get", lambda: cache.get_artifact("default/skill/pdf").name)
             attempt("search", lambda: cache.search("pdf").total)
-            attempt("verify", lambda: cache.verify().ok)
+            attempt("verify", lambda: cache.verify(deep=True).ok)
             attempt("put", lambda: cache.put_artifacts(
                 [{"name": "new", "type": "skill", "collection": "default"}]))
             attempt("delete", lambda: cache.delete_artifact("default/skill/pdf"))
@@ -2973,7 +2984,7 @@ _P2_FILL_SCRIPT = textwrap.dedent(
             "message": str(error), "hint": error.hint, "exit_code": error.exit_code}
         out["read_back"] = len(list(cache.iter_artifacts_json(collection="fill")))
         out["failed_batch_visible"] = cache.search(f"unique{batches}x0").total
-        report = cache.verify()
+        report = cache.verify(deep=True)
         out["verify_when_full"] = [report.ok, [f.message for f in report.findings]]
         if method == "rlimit":
             resource.setrlimit(resource.RLIMIT_FSIZE, (hard, hard))
@@ -3084,7 +3095,7 @@ class TestFullDisk:
         assert result["after"] is True
         with ProjectCache.open(settings=settings, readonly=True) as cache:
             assert len(list(cache.iter_artifacts_json())) == result["batches"] * 10 + 2
-            assert cache.verify().ok
+            assert cache.verify(deep=True).ok
 
     def test_a_full_disk_is_a_disk_full_error_with_a_hint(
         self, p2_small_fs: tuple[str, Path]
@@ -3216,7 +3227,7 @@ class TestFullDisk:
             assert info.value.exit_code == 6
             assert isinstance(info.value, StorageError)
             assert len(list(cache.iter_artifacts_json())) == batches * 10
-            assert cache.verify().ok
+            assert cache.verify(deep=True).ok
 
 
 # -- 10. messages and logs -------------------------------------------------------------------

@@ -69,7 +69,7 @@ def test_verify_clean_cache_exits_zero(seeded: Path) -> None:
 def test_verify_with_findings_exits_one_and_repair_fixes(seeded: Path) -> None:
     """A damaged index gives exit 1 with the finding; --repair fixes it and exits 0."""
     _break_index(seeded)
-    result = runner.invoke(app, ["--cache-dir", str(seeded), "verify", "--json"])
+    result = runner.invoke(app, ["--cache-dir", str(seeded), "verify", "--deep", "--json"])
     assert result.exit_code == 1
     report = json.loads(result.stdout)
     assert report["ok"] is False

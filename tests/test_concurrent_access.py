@@ -516,7 +516,7 @@ def _assert_every_batch_committed(cache: ProjectCache, root: str, load: Load) ->
         deployments = cache.list_deployments(project=f"{root}/w{n}/deployments")
         assert {d.version for d in deployments} == {f"g{load.batches - 1}/{load.batches}"}
         assert len(deployments) == load.batches
-    assert cache.verify().ok
+    assert cache.verify(deep=True).ok
 
 
 def _run_batches(tmp_path: Path, method: str, load: Load) -> None:
@@ -703,7 +703,7 @@ def _run_flips(tmp_path: Path, method: str, readers: int, generations: int) -> N
         assert len(cache.list_deployments(project=project_path)) == FLIP_COUNTS[generations % 2]
         project = cache.find_project(project_path)
         assert project.description == _flip_description(generations, FLIP_COUNTS[generations % 2])
-        assert cache.verify().ok
+        assert cache.verify(deep=True).ok
     same = sum(report["same_generation"] for report in read.values())
     print(
         f"{method}: {generations} refreshes, {readers} readers x {sum(seen.values())} counts "
@@ -900,7 +900,7 @@ class TestKilledReaders:
             children.wait_for("ok", list(live.pids))
             assert _reader_rows(env) == []
             assert env.reader_check() == 0
-            assert cache.verify().ok
+            assert cache.verify(deep=True).ok
         print(f"{method}: {SLOTS - 1} readers killed, {SLOTS - 1} slots reclaimed on open")
 
     def test_an_opener_waits_until_a_reading_process_frees_dead_slots(self, tmp_path: Path) -> None:
@@ -1074,7 +1074,7 @@ def _run_growth(tmp_path: Path, method: str, batches: int, writers: int, readers
         # Not necessarily the grower's last size: the meta page records the map size
         # of whoever committed last, which LMDB lets be any size holding the data.
         assert stats.map_size >= stats.used_bytes > TINY_MAP
-        assert cache.verify().ok
+        assert cache.verify(deep=True).ok
     print(
         f"{method}: map {TINY_MAP} -> {sizes[-1]} ({len(set(sizes)) - 1} growths) under "
         f"{writers} small writers x {[r['batches'] for r in small.values()]} batches and "
@@ -1221,7 +1221,7 @@ def _run_load(tmp_path: Path, method: str, load: Load, slots: Optional[int]) -> 
             for i in range(load.batches):
                 assert _check_batch_search(cache, n, i, load.per_batch) == load.per_batch + 1
         assert stats.map_size > TINY_MAP
-        report = cache.verify()
+        report = cache.verify(deep=True)
         assert report.ok, report.findings
     print(
         f"{method}, {slots or storage_module.MAX_READERS} slots: "

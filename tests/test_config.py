@@ -109,6 +109,7 @@ class TestEnvironment:
             "scan_depth": "PROJCACHE_SCAN_DEPTH",
             "max_file_size": "PROJCACHE_MAX_FILE_SIZE",
             "max_artifact_size": "PROJCACHE_MAX_ARTIFACT_SIZE",
+            "max_manifest_size": "PROJCACHE_MAX_MANIFEST_SIZE",
             "auto_repair": "PROJCACHE_AUTO_REPAIR",
         }
 

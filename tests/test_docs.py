@@ -147,9 +147,13 @@ def _row(body: str, label: str) -> Optional[str]:
 
 def _toml_value(text: str) -> Any:
     """A documented value as TOML would read it (``4``, ``true``, ``[]``), else the text."""
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:  # pragma: no cover - Python < 3.11
+        import tomli as tomllib
     try:
-        return config.tomllib.loads(f"v = {text}")["v"]
-    except config.tomllib.TOMLDecodeError:
+        return tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
         return text
 
 

@@ -76,42 +76,42 @@ def cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def _cases(cache_dir: Path) -> list[list[str]]:
     d = ["--cache-dir", str(cache_dir)]
     return [
-        d + ["get", "--json", "default/command/tool-1"],
-        d + ["get", "team/skill/tool-0", "--json"],
+        [*d, "get", "--json", "default/command/tool-1"],
+        [*d, "get", "team/skill/tool-0", "--json"],
         [f"--cache-dir={cache_dir}", "get", "--json", "team/agent/tool-2"],
-        d + ["get", "--json", "default/skill/missing"],  # not cached: exit 4
-        d + ["get", "--json", "not-a-key"],  # malformed
-        d + ["get", "default/command/tool-1"],  # a table: Typer
-        d + ["get", "--json"],  # missing argument: usage error
-        d + ["search", "--json", "pdf"],
-        d + ["search", "merge", "pdf", "--json"],  # two positionals: Typer's error
-        d + ["search", "--json", "merge pdf", "--limit", "2", "--offset=1"],
-        d + ["search", "--json", "pdf", "-n", "3", "-t", "command"],
-        d + ["search", "--json", "pdf", "--collection", "team", "--tag", "pdf"],
-        d + ["search", "--json", "pdf", "--project", "webapp"],
-        d + ["search", "--json", "pdf", "--project", "nowhere"],  # not found
-        d + ["search", "--json", "pdf", "--type", "Bogus!"],  # bad type (no type name)
-        d + ["search", "--json", "pdf", "--limit", "-1"],  # below min
-        d + ["search", "--json", "pdf", "--limit", "x"],  # not a number
-        d + ["search", "--json", "   "],  # empty query
-        d + ["search", "--json", "pdf", "--limit", "1", "--limit", "2"],  # repeated
-        d + ["search", "--json", "pdf", "--bogus"],  # unknown option
-        d + ["list", "artifacts", "--json"],
-        d + ["list", "artifacts", "--json", "--type", "skill", "--collection", "team"],
-        d + ["list", "artifacts", "--json", "--tag", "pdf"],
-        d + ["list", "artifacts", "--json", "--project", "webapp", "--state", "modified"],
-        d + ["list", "artifacts", "--json", "--outdated"],
-        d + ["list", "deployments", "--json"],
-        d + ["list", "deployments", "--json", "-p", "api"],
-        d + ["list", "deployments", "--json", "--state", "modified", "--type", "skill"],
-        d + ["list", "deployments", "--json", "--type", "Nope!"],
-        d + ["list", "deployments", "--json", "--profile", "claude_code"],
-        d + ["list", "deployments", "--json", "--state", "nope"],
-        d + ["show", "--json"],
-        d + ["stats", "--json"],
-        d + ["show", "--json", "--help"],
-        d + ["--version"],
-        d + ["--debug", "get", "--json", "default/command/tool-1"],
+        [*d, "get", "--json", "default/skill/missing"],  # not cached: exit 4
+        [*d, "get", "--json", "not-a-key"],  # malformed
+        [*d, "get", "default/command/tool-1"],  # a table: Typer
+        [*d, "get", "--json"],  # missing argument: usage error
+        [*d, "search", "--json", "pdf"],
+        [*d, "search", "merge", "pdf", "--json"],  # two positionals: Typer's error
+        [*d, "search", "--json", "merge pdf", "--limit", "2", "--offset=1"],
+        [*d, "search", "--json", "pdf", "-n", "3", "-t", "command"],
+        [*d, "search", "--json", "pdf", "--collection", "team", "--tag", "pdf"],
+        [*d, "search", "--json", "pdf", "--project", "webapp"],
+        [*d, "search", "--json", "pdf", "--project", "nowhere"],  # not found
+        [*d, "search", "--json", "pdf", "--type", "Bogus!"],  # bad type (no type name)
+        [*d, "search", "--json", "pdf", "--limit", "-1"],  # below min
+        [*d, "search", "--json", "pdf", "--limit", "x"],  # not a number
+        [*d, "search", "--json", "   "],  # empty query
+        [*d, "search", "--json", "pdf", "--limit", "1", "--limit", "2"],  # repeated
+        [*d, "search", "--json", "pdf", "--bogus"],  # unknown option
+        [*d, "list", "artifacts", "--json"],
+        [*d, "list", "artifacts", "--json", "--type", "skill", "--collection", "team"],
+        [*d, "list", "artifacts", "--json", "--tag", "pdf"],
+        [*d, "list", "artifacts", "--json", "--project", "webapp", "--state", "modified"],
+        [*d, "list", "artifacts", "--json", "--outdated"],
+        [*d, "list", "deployments", "--json"],
+        [*d, "list", "deployments", "--json", "-p", "api"],
+        [*d, "list", "deployments", "--json", "--state", "modified", "--type", "skill"],
+        [*d, "list", "deployments", "--json", "--type", "Nope!"],
+        [*d, "list", "deployments", "--json", "--profile", "claude_code"],
+        [*d, "list", "deployments", "--json", "--state", "nope"],
+        [*d, "show", "--json"],
+        [*d, "stats", "--json"],
+        [*d, "show", "--json", "--help"],
+        [*d, "--version"],
+        [*d, "--debug", "get", "--json", "default/command/tool-1"],
         ["--cache-dir", str(cache_dir.parent / "absent"), "get", "--json", "a/skill/b"],
     ]
 
@@ -198,3 +198,17 @@ def test_hot_commands_import_no_cli_framework(cache_dir: Path) -> None:
             check=True,
         )
         assert done.stderr.decode().strip().splitlines()[-1] == "0 []", argv
+
+
+def test_list_artifacts_json_is_streamed_in_chunks(tmp_path: Path) -> None:
+    """The listing is written a chunk at a time, and the chunks make the same JSON array."""
+    with ProjectCache.open(settings=Settings(cache_dir=tmp_path / "c")) as cache:
+        cache.put_artifacts(
+            [{"name": f"n{i:04}", "type": "skill", "collection": "c"} for i in range(700)]
+        )
+        writes: list[bytes] = []
+        fastpath.stream_artifacts(cache, None, None, None, None, None, writes.append)
+        expected = b"[" + b",".join(cache.iter_artifacts_json()) + b"]\n"
+    assert len(writes) >= 4  # "[", three chunks of at most 256 records, "]"
+    assert max(len(w) for w in writes) < len(expected) / 2
+    assert b"".join(writes) == expected

@@ -135,6 +135,8 @@ class TestHost:
         body = assert_error(response, 421, "HostNotAllowed")
         assert "--allowed-host" in body["hint"]
         assert "default/skill" not in response.text
+        # A body it may be sending is not read: the connection is closed, not reused.
+        assert response.headers["connection"] == "close"
 
     def test_a_foreign_host_cannot_write(self, client: TestClient, filled: ProjectCache) -> None:
         """The check comes before anything else: a rebound page's POST changes nothing."""

@@ -182,7 +182,7 @@ class TestProfiles:
             (".agents", "codex", "skills/alpha")
         }
         assert len(codex) == 2
-        assert cache.verify().ok
+        assert cache.verify(deep=True).ok
 
     def test_edited_codex_copy_is_modified_in_its_profile_only(
         self, cache: ProjectCache, world: World
@@ -343,7 +343,7 @@ class TestStatesAndFields:
         assert [d.artifact_key for d in cache.list_deployments(state="conflict")] == [
             "default/skill/alpha"
         ]
-        assert cache.verify().ok
+        assert cache.verify(deep=True).ok
 
     def test_deleted_deployed_file_is_missing(self, cache: ProjectCache, world: World) -> None:
         """SkillMeat says Synced; projcache keeps missing (documented in status.py)."""
@@ -404,14 +404,14 @@ class TestStatesAndFields:
         world.refresh(cache)
         found = states(cache, project=str(world.proj2))
         assert found[("proj2", "team/skill/beta", "codex")] == "unknown-collection"
-        assert cache.verify().ok
+        assert cache.verify(deep=True).ok
         import shutil
 
         shutil.rmtree(world.collection)
         report = cache.refresh()  # no roots configured: the known folders are re-checked
         assert report.collections_removed == 1
         assert set(states(cache).values()) == {"unknown-collection"}
-        assert cache.verify().ok
+        assert cache.verify(deep=True).ok
 
 
 # --- the schema-2 -> 3 step ---------------------------------------------------------------------
@@ -443,14 +443,14 @@ class TestMigration:
         cache_dir = tmp_path / "v2"
         load_dump(FIXTURES / "schema2-cache-0.1.0.json", cache_dir)
         with ProjectCache.open(cache_dir) as cache:
-            before = cache.verify()
+            before = cache.verify(deep=True)
             assert not before.ok  # schema-2 keys are not what this code reads
             storage = cache._storage  # type: ignore[attr-defined]
             moved = storage.write(lambda txn: migrate_deployment_keys(txn, storage.dbs))
             assert moved == 13
             again = storage.write(lambda txn: migrate_deployment_keys(txn, storage.dbs))
             assert again == 0
-            report = cache.verify()
+            report = cache.verify(deep=True)
             assert report.ok, report.findings
             deployments = cache.list_deployments()
             assert len(deployments) == 13

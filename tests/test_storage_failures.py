@@ -82,7 +82,7 @@ def test_disk_full_on_commit_is_a_clear_error_and_commits_nothing(
     assert cache.get_artifact("default/skill/before") is not None
     cache.put_artifacts([make_artifact("after")])
     assert cache.get_artifact("default/skill/after") is not None
-    assert cache.verify().ok
+    assert cache.verify(deep=True).ok
 
 
 def test_full_reader_table_runs_reader_check_then_reports_busy(

@@ -88,7 +88,7 @@ def test_readers_in_threads_survive_map_growth_by_a_writer_thread(tmp_path: Path
         _check_in_threads(read, write)
         assert cache.stats().map_size > start_size
         assert cache.stats().counts["artifacts"] == BATCHES * BATCH_SIZE
-        assert cache.verify().ok
+        assert cache.verify(deep=True).ok
 
 
 def test_stats_in_threads_during_map_growth_by_a_writer_thread(tmp_path: Path) -> None:

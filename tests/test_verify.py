@@ -62,7 +62,7 @@ def _tamper(open_env: Callable[[], lmdb.Environment], db: str, fn: Callable[...,
 def test_a_healthy_cache_verifies_clean(seeded: Settings) -> None:
     """A cache written only through the facade has no findings in any layer."""
     with ProjectCache.open(settings=seeded) as cache:
-        report = cache.verify()
+        report = cache.verify(deep=True)
     assert report.ok and report.findings == []
     assert report.checked["artifacts"] == 3
     assert report.checked["search-tokens"] > 0
@@ -82,7 +82,7 @@ def test_flipped_byte_is_a_frame_finding_and_never_returned(
     with ProjectCache.open(settings=seeded) as cache:
         with pytest.raises(CorruptRecordError, match="CRC32"):
             cache.get_artifact("default/skill/docx")
-        report = cache.verify()
+        report = cache.verify(deep=True)
         assert not report.ok
         assert [(f.kind, f.db, f.key) for f in report.findings] == [
             ("frame", "artifacts", "default/skill/docx")
@@ -91,7 +91,7 @@ def test_flipped_byte_is_a_frame_finding_and_never_returned(
         assert repaired.ok and repaired.repaired == 1
         assert cache.get_artifact("default/skill/docx") is None
         assert cache.search("docx").total == 0
-        assert cache.verify().ok
+        assert cache.verify(deep=True).ok
 
 
 def test_valid_frame_with_invalid_record_is_a_model_finding(
@@ -104,10 +104,10 @@ def test_valid_frame_with_invalid_record_is_a_model_finding(
         lambda txn, db: txn.put(b"default/skill/docx", encode({"name": 3}), db=db),
     )
     with ProjectCache.open(settings=seeded) as cache:
-        kinds = {(f.kind, f.key) for f in cache.verify().findings}
+        kinds = {(f.kind, f.key) for f in cache.verify(deep=True).findings}
         assert ("model", "default/skill/docx") in kinds
         assert cache.verify(repair=True).ok
-        assert cache.verify().findings == []
+        assert cache.verify(deep=True).findings == []
 
 
 def test_missing_and_dangling_postings_are_index_findings(
@@ -122,14 +122,14 @@ def test_missing_and_dangling_postings_are_index_findings(
     _tamper(raw_env, "search-tokens", damage)
     with ProjectCache.open(settings=seeded) as cache:
         assert cache.search("pdf").total == 0  # the damage is visible to search
-        messages = sorted(f.message for f in cache.verify().findings)
+        messages = sorted(f.message for f in cache.verify(deep=True).findings)
         assert messages == [
             "dangling entry -> default/skill/nothing (fields 0x1)",
             "missing entry -> default/skill/pdf (fields 0x9)",
         ]
         assert cache.verify(repair=True).repaired == 2
         assert cache.search("pdf").total == 1
-        assert cache.verify().ok
+        assert cache.verify(deep=True).ok
 
 
 def test_wrong_deployment_state_and_orphan_deployment(
@@ -150,12 +150,12 @@ def test_wrong_deployment_state_and_orphan_deployment(
 
     _tamper(raw_env, "deployments", damage)
     with ProjectCache.open(settings=seeded) as cache:
-        messages = " | ".join(f.message for f in cache.verify().findings)
+        messages = " | ".join(f.message for f in cache.verify(deep=True).findings)
         assert "rule says current" in messages
         assert "does not exist" in messages
         assert cache.verify(repair=True).ok
         assert [d.state for d in cache.list_deployments()] == ["current"]
-        assert cache.verify().ok
+        assert cache.verify(deep=True).ok
 
 
 def test_file_layer_findings_rebuild_the_environment(
@@ -179,7 +179,7 @@ def test_file_layer_findings_rebuild_the_environment(
         assert sorted(a.key for a in cache.list_artifacts()) == before
     monkeypatch.undo()
     with ProjectCache.open(settings=seeded) as cache:
-        assert cache.verify().ok
+        assert cache.verify(deep=True).ok
 
 
 def test_file_layer_runs_lmdb_verify_on_a_private_copy(seeded: Settings, tmp_path: Path) -> None:
@@ -201,7 +201,7 @@ class TestPageCountDrift:
         damage = "main/artifacts DB: walked 3 entries, record says 4"
         monkeypatch.setattr(lmdb.verify, "verify", lambda path: iter([drift, damage]))
         with ProjectCache.open(settings=seeded) as cache:
-            report = cache.verify()
+            report = cache.verify(deep=True)
         messages = [f.message for f in report.findings]
         assert any(damage in m for m in messages)
         assert not any("dup sub-trees" in m for m in messages)
@@ -212,4 +212,4 @@ class TestPageCountDrift:
         drift = "main/search-tokens DB: walked 2 branch pages (5 with dup sub-trees), record says 6"
         monkeypatch.setattr(lmdb.verify, "verify", lambda path: iter([drift]))
         with ProjectCache.open(settings=seeded) as cache:
-            assert cache.verify().ok
+            assert cache.verify(deep=True).ok

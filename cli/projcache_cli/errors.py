@@ -10,6 +10,8 @@ import typer
 
 from projcache.errors import ProjcacheError
 
+from .output import inert
+
 __all__ = ["EXIT_FINDINGS", "EXIT_OK", "EXIT_USAGE", "cli_errors"]
 
 EXIT_OK = 0
@@ -31,7 +33,7 @@ def cli_errors(debug: bool) -> Iterator[None]:
         if debug:
             logger.exception("command failed")
         # typer.echo flushes; a bare print() to a captured stderr may never show.
-        typer.echo(f"error: {exc}", err=True)
+        typer.echo(f"error: {inert(exc)}", err=True)  # messages may quote source text
         if exc.hint:
-            typer.echo(f"hint: {exc.hint}", err=True)
+            typer.echo(f"hint: {inert(exc.hint)}", err=True)
         raise typer.Exit(code=exc.exit_code) from None

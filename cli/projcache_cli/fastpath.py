@@ -23,7 +23,7 @@ import logging
 import os
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Optional
+from typing import TYPE_CHECKING, Any, Callable, Optional
 
 import orjson
 
@@ -44,6 +44,8 @@ __all__ = [
     "main",
     "search_document",
     "show_document",
+    "stream_artifacts",
+    "write_stdout",
 ]
 
 FLAG, TEXT, COUNT = "flag", "text", "count"
@@ -124,6 +126,7 @@ COMMANDS: dict[tuple[str, ...], Command] = {
 }
 
 _GLOBAL_CACHE_DIR = "--cache-dir"
+_CHUNK = 256  # records per write of a streamed listing
 
 
 def flags(command: str, name: str) -> tuple[str, ...]:
@@ -164,6 +167,58 @@ def artifact_payloads(
         }
         payloads = [p for p in payloads if orjson.loads(p)["key"] in keys]
     return payloads
+
+
+def stream_artifacts(
+    cache: ProjectCache,
+    type_: Optional[str],
+    collection: Optional[str],
+    tag: Optional[str],
+    project: Optional[str],
+    state: Optional[str],
+    write: Callable[[bytes], None],
+) -> None:
+    """Write what ``list artifacts --json`` prints, a chunk of records at a time.
+
+    The same bytes as ``[`` + :func:`artifact_payloads` joined by ``,`` + ``]``, in
+    memory bounded by one chunk plus the deployment filter's keys, so a listing
+    of a million records streams.  Filters are checked before the first byte is
+    written; a record failing its check midway ends the output early (the error
+    goes to stderr, as for any command).
+    """
+    from projcache.queries import check_type
+
+    check_type(type_)
+    keys: Optional[set[str]] = None
+    if project is not None or state is not None:
+        keys = {
+            orjson.loads(p)["artifact_key"]
+            for p in cache.list_deployments_json(project, state)  # type: ignore[arg-type]
+        }
+    records = cache.iter_artifacts_json(type_, collection, tag)
+    if keys is not None:
+        wanted = keys
+        records = (p for p in records if orjson.loads(p)["key"] in wanted)
+    write(b"[")
+    separator = b""
+    chunk: list[bytes] = []
+    for payload in records:
+        chunk.append(payload)
+        if len(chunk) >= _CHUNK:
+            write(separator + b",".join(chunk))
+            separator, chunk = b",", []
+    if chunk:
+        write(separator + b",".join(chunk))
+    write(b"]\n")
+
+
+def write_stdout(data: bytes) -> None:
+    """Write bytes to stdout as they are (a text-only stream gets them decoded)."""
+    buffer = getattr(sys.stdout, "buffer", None)
+    if buffer is not None:
+        buffer.write(data)
+    else:  # a test runner's capture
+        sys.stdout.write(data.decode("utf-8"))
 
 
 def deployment_records(
@@ -318,23 +373,45 @@ def _answer(words: tuple[str, ...], values: dict[str, Any], cache: ProjectCache)
             tag=values["tag"],
         )
         return _dumps(search_document(query, total, values["offset"], page))
-    if words == ("list", "artifacts"):
-        state = "outdated" if values["outdated"] else values["state_"]
-        payloads = artifact_payloads(
-            cache,
-            values["type_"],
-            values["collection"],
-            values["tag"],
-            values["project"],
-            state,
-        )
-        return b"[" + b",".join(payloads) + b"]\n"
     if words == ("list", "deployments"):
         state = "outdated" if values["outdated"] else values["state_"]
         return _dumps(
             deployment_records(cache, values["project"], state, values["type_"], values["profile"])
         )
     return _dumps(show_document(cache))
+
+
+def _stream_list(values: dict[str, Any], cache: ProjectCache) -> Optional[int]:
+    """``list artifacts --json``, streamed; an error before the first byte falls back."""
+    from projcache.errors import ProjcacheError
+
+    started = False
+
+    def write(data: bytes) -> None:
+        nonlocal started
+        started = True
+        write_stdout(data)
+
+    state = "outdated" if values["outdated"] else values["state_"]
+    try:
+        stream_artifacts(
+            cache,
+            values["type_"],
+            values["collection"],
+            values["tag"],
+            values["project"],
+            state,
+            write,
+        )
+    except ProjcacheError as exc:
+        if not started:
+            return None  # the Typer app reports it, identically
+        sys.stdout.flush()
+        # What the Typer app's error handler prints (cli/projcache_cli/errors.py).
+        sys.stderr.write(f"error: {exc}\n" + (f"hint: {exc.hint}\n" if exc.hint else ""))
+        return int(exc.exit_code)
+    sys.stdout.flush()
+    return 0
 
 
 def _dumps(data: Any) -> bytes:
@@ -365,6 +442,8 @@ def dispatch(argv: list[str]) -> Optional[int]:
     try:
         if cache.direct is not None:
             return None  # the Typer app prints the source-direct warning
+        if words == ("list", "artifacts"):
+            return _stream_list(values, cache)
         data = _answer(words, values, cache)
     except Exception:
         return None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from typing import Optional
 
 import orjson
@@ -10,8 +11,15 @@ import typer
 from projcache.codec import DEPLOYMENT_STATES
 
 from .errors import cli_errors
-from .fastpath import artifact_payloads, default, deployment_records, flags
-from .output import ago, emit_json, emit_json_bytes, emit_table
+from .fastpath import (
+    artifact_payloads,
+    default,
+    deployment_records,
+    flags,
+    stream_artifacts,
+    write_stdout,
+)
+from .output import ago, emit_json, emit_table, inert
 from .state import open_cache, state_of
 
 __all__ = ["list_app"]
@@ -60,10 +68,11 @@ def list_artifacts(
     state = state_of(ctx)
     wanted_state = "outdated" if outdated else state_
     with cli_errors(state.debug), open_cache(state, readonly=True, fallback=True) as cache:
+        if as_json:  # streamed: a million records in constant memory
+            stream_artifacts(cache, type_, collection, tag, project, wanted_state, write_stdout)
+            sys.stdout.flush()
+            return
         payloads = artifact_payloads(cache, type_, collection, tag, project, wanted_state)
-    if as_json:
-        emit_json_bytes(payloads, array=True)
-        return
     rows = []
     for payload in payloads:
         record = orjson.loads(payload)
@@ -115,7 +124,7 @@ def list_projects(
     emit_table(("name", "id", "path", "deployed", "refreshed", "errors"), rows)
     for project in projects:
         for error in project.errors:
-            typer.echo(f"error: {project.name}: {error.message}", err=True)
+            typer.echo(f"error: {inert(project.name)}: {inert(error.message)}", err=True)
     typer.echo(f"{len(rows)} project(s)")
 
 

@@ -1,7 +1,18 @@
-"""Output helpers: JSON for machines, rich tables for people (rich imported only when used)."""
+"""Output helpers: JSON for machines, rich tables for people (rich imported only when used).
+
+Text that comes from sources (names, descriptions, paths, error messages) is
+printed through :func:`inert`: a name holding ``ESC [ 2 J``, a BEL, a carriage
+return, a newline or U+202E (right-to-left override) must show as visible
+escapes, not clear the screen, hide text, forge a table row or reverse what
+follows.  Tables build their cells as rich ``Text``, so ``[bold]`` in a name is
+printed as written, not read as markup.  ``--json`` output is not escaped: it
+keeps the exact strings (JSON escapes the C0 controls itself).
+"""
 
 from __future__ import annotations
 
+import logging
+import re
 import sys
 from collections.abc import Iterable, Sequence
 from datetime import datetime, timezone
@@ -9,7 +20,54 @@ from typing import Any, Optional
 
 import orjson
 
-__all__ = ["ago", "emit_json", "emit_json_bytes", "emit_table", "human_bytes", "is_terminal"]
+__all__ = [
+    "InertFormatter",
+    "ago",
+    "emit_json",
+    "emit_json_bytes",
+    "emit_table",
+    "human_bytes",
+    "inert",
+    "is_terminal",
+]
+
+# Every character a terminal may act on or that changes how others are shown:
+# Unicode categories Cc (C0, DEL, C1), Cf (bidi overrides and isolates,
+# zero-width characters, soft hyphen, BOM...), Zl and Zp (line and paragraph
+# separators) and Cs (lone surrogates, from undecodable file names).  The class
+# is spelled out (computed from unicodedata) so that importing this module
+# does not scan the Unicode table.
+_UNSAFE = re.compile(
+    r"[\x00-\x1f\x7f-\x9f\u00ad\u0600-\u0605\u061c\u06dd\u070f\u0890\u0891\u08e2\u180e"
+    r"\u200b-\u200f\u2028-\u202e\u2060-\u2064\u2066-\u206f\ud800-\udfff\ufeff\ufff9-\ufffb"
+    r"\U000110bd\U000110cd\U00013430-\U00013438\U0001bca0-\U0001bca3\U0001d173-\U0001d17a"
+    r"\U000e0001\U000e0020-\U000e007f]"
+)
+_NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def _escape(match: re.Match[str]) -> str:
+    char = match.group()
+    named = _NAMED.get(char)
+    if named is not None:
+        return named
+    code = ord(char)
+    if code < 0x100:
+        return f"\\x{code:02x}"
+    return f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"
+
+
+def inert(text: object) -> str:
+    """``text`` with every control, bidi and invisible format character shown as an escape.
+
+    ``"evil\x1b[2J"`` becomes ``"evil\\x1b[2J"``, a newline ``"\\n"``, U+202E
+    ``"\\u202e"``.  Plain text (the usual case) is returned as it is, after one
+    regex search.  Use it for every piece of text from sources printed for people.
+    """
+    value = text if isinstance(text, str) else str(text)
+    if _UNSAFE.search(value) is None:
+        return value
+    return _UNSAFE.sub(_escape, value)
 
 
 def is_terminal(stream: Any = None) -> bool:
@@ -17,6 +75,15 @@ def is_terminal(stream: Any = None) -> bool:
     stream = sys.stdout if stream is None else stream
     isatty = getattr(stream, "isatty", None)
     return bool(isatty and isatty())
+
+
+class InertFormatter(logging.Formatter):
+    """A log formatter that prints each message :func:`inert` (log lines quote source text)."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        """Format ``record`` with its message escaped (a traceback after it is left as is)."""
+        record.message = inert(record.message)
+        return super().formatMessage(record)
 
 
 def _write(data: bytes) -> None:
@@ -46,15 +113,20 @@ def emit_json_bytes(payloads: Iterable[bytes], *, array: bool) -> None:
 def emit_table(
     columns: Sequence[str], rows: Iterable[Sequence[Any]], *, title: Optional[str] = None
 ) -> None:
-    """Print a table (rows not wrapped when not on a terminal, so it pipes well)."""
+    """Print a table (rows not wrapped when not on a terminal, so it pipes well).
+
+    Cells are made :func:`inert` and added as plain ``Text`` (never read as rich
+    markup), so each record stays one row whatever its text holds.
+    """
     from rich.console import Console
     from rich.table import Table
+    from rich.text import Text
 
     table = Table(title=title, show_edge=False, header_style="bold", pad_edge=False)
     for column in columns:
         table.add_column(column, overflow="fold")
     for row in rows:
-        table.add_row(*("" if cell is None else str(cell) for cell in row))
+        table.add_row(*(Text("" if cell is None else inert(cell)) for cell in row))
     # Piped output is not wrapped at 80 columns: each row stays on one line for grep.
     Console(width=None if is_terminal() else 250).print(table)
 

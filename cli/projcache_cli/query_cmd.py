@@ -9,7 +9,7 @@ import typer
 
 from .errors import EXIT_USAGE, cli_errors
 from .fastpath import default, flags, search_document
-from .output import emit_json, emit_json_bytes, emit_table
+from .output import emit_json, emit_json_bytes, emit_table, inert
 from .state import open_cache, state_of
 
 __all__ = ["register"]
@@ -35,14 +35,15 @@ def get(
         emit_json_bytes([payload], array=False)
         return
     record = orjson.loads(payload)
+    # Every value comes from a source: printed inert (escapes, never control sequences).
     for field in ("key", "type", "title", "description", "version", "resolved_version"):
         if record.get(field):
-            typer.echo(f"{field + ':':<18}{record[field]}")
+            typer.echo(f"{field + ':':<18}{inert(record[field])}")
     if record.get("tags"):
-        typer.echo(f"{'tags:':<18}{', '.join(record['tags'])}")
+        typer.echo(f"{'tags:':<18}{inert(', '.join(record['tags']))}")
     for field in ("path", "upstream", "content_hash", "updated_at"):
         if record.get(field):
-            typer.echo(f"{field + ':':<18}{record[field]}")
+            typer.echo(f"{field + ':':<18}{inert(record[field])}")
     typer.echo(f"{'managed:':<18}{'yes' if record.get('managed') else 'no'}")
 
 

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any, Callable, Optional
 import typer
 
 from .errors import EXIT_FINDINGS, EXIT_OK, cli_errors
-from .output import emit_json, is_terminal
+from .output import emit_json, inert, is_terminal
 from .state import open_cache, state_of
 
 if TYPE_CHECKING:
@@ -36,7 +36,7 @@ def _print_report(report: RefreshReport, as_json: bool) -> None:
         return
     typer.echo(_summary(report))
     for error in report.errors:
-        typer.echo(f"error: {error.message}", err=True)
+        typer.echo(f"error: {inert(error.message)}", err=True)
 
 
 def _run_with_progress(run: Callable[[Any], RefreshReport]) -> RefreshReport:
@@ -49,14 +49,14 @@ def _run_with_progress(run: Callable[[Any], RefreshReport]) -> RefreshReport:
         TextColumn("refreshing"),
         BarColumn(),
         MofNCompleteColumn(),
-        TextColumn("{task.description}", style="dim"),
+        TextColumn("{task.description}", style="dim", markup=False),
         console=Console(stderr=True),
         transient=True,
     ) as bar:
         task = bar.add_task("", total=None)
 
         def progress(done: int, total: int, label: str) -> None:
-            bar.update(task, completed=done, total=total, description=Path(label).name)
+            bar.update(task, completed=done, total=total, description=inert(Path(label).name))
 
         return run(progress)
 

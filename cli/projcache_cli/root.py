@@ -10,6 +10,7 @@ import typer
 
 from . import maintenance_cmd, query_cmd, refresh_cmd, serve_cmd, show_cmd, verify_cmd
 from .list_cmd import list_app
+from .output import InertFormatter
 from .state import CliState
 
 __all__ = ["app", "main"]
@@ -50,10 +51,9 @@ def root(
     ),
 ) -> None:
     """Manage the projcache cache."""
-    logging.basicConfig(
-        level=logging.DEBUG if debug else logging.WARNING,
-        format="%(levelname)s %(name)s: %(message)s",
-    )
+    handler = logging.StreamHandler()
+    handler.setFormatter(InertFormatter("%(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=logging.DEBUG if debug else logging.WARNING, handlers=[handler])
     if not debug:
         # These commands print each bad source or finding themselves; the warning would repeat it.
         for name in ("sources.tracker", "verify", "direct", "recovery"):

@@ -8,7 +8,7 @@ import typer
 
 from .errors import cli_errors
 from .fastpath import default, flags, show_document
-from .output import ago, emit_json, human_bytes
+from .output import ago, emit_json, human_bytes, inert
 from .state import open_cache, state_of
 
 __all__ = ["register"]
@@ -60,7 +60,7 @@ def show(
     ]
     typer.echo("\n".join(lines))
     for error in errors:
-        typer.echo(f"  {error['kind']} {error['name']}: {error['message']}")
+        typer.echo(f"  {error['kind']} {inert(error['name'])}: {inert(error['message'])}")
 
 
 def register(app: typer.Typer) -> None:

@@ -2,13 +2,39 @@
 
 from __future__ import annotations
 
+import sys
+from typing import Any, Callable
+
 import orjson
 import typer
 
 from .errors import EXIT_FINDINGS, EXIT_OK, cli_errors
+from .output import inert, is_terminal
 from .state import open_cache, state_of
 
 __all__ = ["register"]
+
+
+def _with_progress(run: Callable[[Any], Any], label: str) -> Any:
+    """Run ``run(progress)`` under a progress bar on stderr when it is a terminal."""
+    if not is_terminal(sys.stderr):
+        return run(None)
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    with Progress(
+        TextColumn(label),
+        BarColumn(),
+        MofNCompleteColumn(),
+        console=Console(stderr=True),
+        transient=True,
+    ) as bar:
+        task = bar.add_task("", total=None)
+
+        def progress(done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total)
+
+        return run(progress)
 
 
 def verify(
@@ -19,12 +45,19 @@ def verify(
     sources: bool = typer.Option(
         False, "--sources", help="Also compare every source fingerprint with the files now."
     ),
+    deep: bool = typer.Option(
+        False,
+        "--deep",
+        help="Also check the file's pages, validate every record and recompute every index.",
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
 ) -> None:
-    """Check the file, every record and index; exit 0 when clean, 1 when problems were found.
+    """Check every stored value's CRC and the cache's structure; exit 0 when clean, 1 when not.
 
-    With --repair: rebuild indexes, drop bad records and re-read their sources;
-    a damaged environment is moved aside (kept) and rebuilt.
+    With --deep: also walk the file's pages, validate every record and
+    recompute every index (about 20 times slower). With --repair (always
+    deep): rebuild indexes, drop bad records and re-read their sources; a
+    damaged environment is moved aside (kept) and rebuilt.
     """
     from projcache import load_settings
     from projcache.errors import CacheCorruptError, CorruptRecordError
@@ -34,7 +67,13 @@ def verify(
     with cli_errors(state.debug):
         try:
             with open_cache(state, readonly=not repair) as cache:
-                report = cache.verify(repair=repair, sources=sources)
+                full = deep or repair or sources
+                report = _with_progress(
+                    lambda progress: cache.verify(
+                        repair=repair, sources=sources, deep=deep, progress=progress
+                    ),
+                    "verifying (deep)" if full else "verifying",
+                )
         except CacheCorruptError as exc:
             if not repair or isinstance(exc, CorruptRecordError):
                 raise
@@ -53,7 +92,7 @@ def verify(
         )
         for finding in report.findings:
             where = f" {finding.key}" if finding.key else ""
-            typer.echo(f"{finding.kind}: {finding.db}{where}: {finding.message}")
+            typer.echo(f"{finding.kind}: {finding.db}{inert(where)}: {inert(finding.message)}")
         if report.repaired:
             typer.echo(f"repaired {report.repaired} finding(s)")
         if report.moved_to:
@@ -67,7 +106,7 @@ def verify(
                     f"end, so at least {lost} were lost"
                 )
             for problem in report.problems:
-                typer.echo(f"salvage: {problem}")
+                typer.echo(f"salvage: {inert(problem)}")
         typer.echo("ok" if report.ok else f"{len(report.findings)} problem(s) found")
     raise typer.Exit(EXIT_OK if report.ok else EXIT_FINDINGS)
 

@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from .errors import ProjcacheError as ProjcacheError
     from .errors import ProjectNotFound as ProjectNotFound
     from .errors import ReadOnlyCacheError as ReadOnlyCacheError
+    from .errors import RecordTooLargeError as RecordTooLargeError
     from .errors import SchemaVersionError as SchemaVersionError
     from .errors import ServerError as ServerError
     from .errors import SourceFileError as SourceFileError
@@ -77,6 +78,7 @@ __all__ = [
     "ProjectCache",
     "ProjectNotFound",
     "ReadOnlyCacheError",
+    "RecordTooLargeError",
     "RefreshReport",
     "SchemaVersionError",
     "SearchHit",

@@ -452,7 +452,11 @@ class ProjectCache(CacheQueries):
 
         self._check_writable()
         ctx = RefreshContext(
-            read=self._read, write=self._write, repos=lambda: self._repos, settings=self.settings
+            read=self._read,
+            write=self._write,
+            repos=lambda: self._repos,
+            settings=self.settings,
+            reserve=self._storage.reserve,
         )
         return run_refresh(
             ctx,
@@ -520,20 +524,37 @@ class ProjectCache(CacheQueries):
         self._check_open()
         return collect_stats(self._storage, self._repos, self._hits, self._misses)
 
-    def verify(self, repair: bool = False, sources: bool = False) -> VerifyReport:
-        """Check the file, every frame, record and index; optionally the sources on disk.
+    def verify(
+        self,
+        repair: bool = False,
+        sources: bool = False,
+        *,
+        deep: bool = False,
+        progress: Optional[Callable[[int, int], None]] = None,
+    ) -> VerifyReport:
+        """Check the cache; by default quickly, with ``deep`` (or ``repair``/``sources``) fully.
 
-        With ``repair`` every repairable finding is fixed: indexes rebuilt,
-        bad records dropped and re-read from source, and a damaged environment
-        moved aside (kept for inspection) and rebuilt from what still reads and
-        from source.  Cost: reads the whole cache (and copies it once).
+        The quick check (:func:`projcache.quickverify.quick_verify`) reads every
+        stored value once: frame and CRC32 of each, key shapes, index sizes.
+        The deep check also walks the file's pages (``lmdb.verify`` on a copy),
+        validates every record against its model and recomputes every index;
+        ``sources`` also compares every source fingerprint with the file now.
+        With ``repair`` (always deep) every repairable finding is fixed: indexes
+        rebuilt, bad records dropped and re-read from source, and a damaged
+        environment moved aside (kept for inspection) and rebuilt from what
+        still reads and from source.  ``progress(done, total)`` is called as
+        values are checked.
         """
         from .recovery import verify_cache
 
         self._check_open()
         if repair:
             self._check_writable()
-        return verify_cache(self, repair=repair, sources=sources)
+        if not (deep or repair or sources):
+            from .quickverify import quick_verify
+
+            return quick_verify(self._storage, progress)
+        return verify_cache(self, repair=repair, sources=sources, progress=progress)
 
     def backup(self, dest: Union[str, Path], compact: bool = True) -> Path:
         """Write a consistent copy of the cache into directory ``dest``; return its path.

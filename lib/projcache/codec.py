@@ -10,7 +10,9 @@ A stored value is a *frame*::
 
 Every read checks the format byte and the CRC before the payload is used, so a
 flipped bit surfaces as :class:`~projcache.errors.CorruptRecordError`, never as
-garbage.  Values are never pickled.
+garbage.  Values are never pickled.  No frame holds more than
+:data:`MAX_RECORD_BYTES` of payload: a larger record is refused with
+:class:`~projcache.errors.RecordTooLargeError` before anything is written.
 
 Keys are UTF-8 strings.  LMDB refuses keys longer than 511 bytes (and
 dupsort values of the same size); the encoders enforce that with
@@ -19,7 +21,6 @@ dupsort values of the same size); the encoders enforce that with
 
 from __future__ import annotations
 
-import hashlib
 import re
 import struct
 import zlib
@@ -27,7 +28,7 @@ from typing import Any, Literal, Optional, get_args
 
 import orjson
 
-from .errors import CorruptRecordError, InvalidRecordError, KeyTooLongError
+from .errors import CorruptRecordError, InvalidRecordError, KeyTooLongError, RecordTooLargeError
 
 __all__ = [
     "ARTIFACT_TYPES",
@@ -35,6 +36,7 @@ __all__ = [
     "DEPLOYMENT_STATES",
     "FORMAT_VERSION",
     "MAX_KEY_BYTES",
+    "MAX_RECORD_BYTES",
     "SEPARATOR",
     "TYPE_PATTERN",
     "artifact_key",
@@ -55,6 +57,10 @@ __all__ = [
 
 FORMAT_VERSION = 1
 MAX_KEY_BYTES = 511
+#: The largest payload one stored value may have (64 MiB).  Real records are a
+#: few KiB; the largest legitimate ones are a manifest's parsed entries, kept
+#: in its fingerprint and bounded by ``max_file_size`` (16 MiB by default).
+MAX_RECORD_BYTES = 64 * 1024**2
 SEPARATOR = b"\x00"
 # The artifact types SkillMeat 0.74.0 knows (skillmeat/core/artifact_detection.py,
 # ArtifactType, in its order): the one list every other list of types
@@ -106,7 +112,16 @@ _crc32 = zlib.crc32
 
 
 def frame(payload: bytes) -> bytes:
-    """Wrap JSON ``payload`` bytes in a frame (format byte + CRC32)."""
+    """Wrap JSON ``payload`` bytes in a frame (format byte + CRC32).
+
+    Raises:
+        RecordTooLargeError: ``payload`` is longer than :data:`MAX_RECORD_BYTES`.
+    """
+    if len(payload) > MAX_RECORD_BYTES:
+        raise RecordTooLargeError(
+            f"a record of {len(payload)} bytes is larger than the {MAX_RECORD_BYTES}-byte "
+            "limit for one stored value; not written"
+        )
     return _VERSION_BYTE + zlib.crc32(payload).to_bytes(4, "big") + payload
 
 
@@ -247,6 +262,8 @@ def project_id_for_path(path: str) -> str:
     A hash rather than the path itself keeps ids short, fixed-width and free of
     the separator byte, so deployment keys stay well under the key limit.
     """
+    import hashlib  # here: loading OpenSSL is a visible part of a cold CLI call's start
+
     return hashlib.sha256(path.encode("utf-8", "surrogateescape")).hexdigest()[:16]
 
 

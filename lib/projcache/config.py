@@ -3,9 +3,12 @@
 Precedence, lowest first: built-in defaults, the TOML file, environment
 variables, then keyword overrides given to :func:`load_settings`.
 
-=================  ===========================  =========  ===================================
 TOML key           environment variable         default    allowed values
 =================  ===========================  =========  ===================================
+=======
+=================  ===========================  =========  ====================================
+TOML key           environment variable         default    allowed values
+=================  ===========================  =========  ====================================
 dir                PROJCACHE_DIR                user dir   a directory path
 map_size           PROJCACHE_MAP_SIZE           8MiB       size >= 64KiB (bytes, KiB, MiB, GiB)
 max_map_size       PROJCACHE_MAX_MAP_SIZE       16GiB      size >= map_size
@@ -17,8 +20,10 @@ project_roots      PROJCACHE_PROJECT_ROOTS      none       folders searched for 
 scan_depth         PROJCACHE_SCAN_DEPTH         4          integer 0..32
 max_file_size      PROJCACHE_MAX_FILE_SIZE      16MiB      size >= 1KiB
 max_artifact_size  PROJCACHE_MAX_ARTIFACT_SIZE  64MiB      size >= 1KiB
+=======
+max_manifest_size  PROJCACHE_MAX_MANIFEST_SIZE  256MiB     size >= 1KiB
 auto_repair        PROJCACHE_AUTO_REPAIR        false      true/false, 1/0, yes/no, on/off
-=================  ===========================  =========  ===================================
+=================  ===========================  =========  ====================================
 
 ``collections`` defaults to ``~/.skillmeat/collections``.  Folder lists are a
 TOML array of strings, or in the environment separated by ``os.pathsep``
@@ -42,11 +47,6 @@ from pathlib import Path
 from typing import Any, Optional
 
 from .errors import ConfigError
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover - exercised on Python < 3.11 only
-    import tomli as tomllib
 
 __all__ = ["DURABILITY_MODES", "Settings", "default_cache_dir", "load_settings"]
 
@@ -72,6 +72,7 @@ ENV_VARS = {
     "scan_depth": "PROJCACHE_SCAN_DEPTH",
     "max_file_size": "PROJCACHE_MAX_FILE_SIZE",
     "max_artifact_size": "PROJCACHE_MAX_ARTIFACT_SIZE",
+    "max_manifest_size": "PROJCACHE_MAX_MANIFEST_SIZE",
     "auto_repair": "PROJCACHE_AUTO_REPAIR",
 }
 DEFAULT_COLLECTIONS = "~/.skillmeat/collections"
@@ -108,6 +109,9 @@ class Settings:
         max_artifact_size: an artifact (a skill folder, a deployed copy) whose files
             hold more bytes than this is not hashed (an error is recorded); its walk
             also stops after 10,000 entries.
+        max_manifest_size: what ``max_file_size`` is for manifests (``collection.toml``,
+            ``collection.lock``, a project's ``.skillmeat-*.toml``), which list every
+            artifact and so grow with a collection (60,000 entries pass 16 MiB).
         auto_repair: when opening finds the cache damaged, repair it (moving the
             damaged files aside) instead of raising :class:`CacheCorruptError`.
     """
@@ -123,6 +127,7 @@ class Settings:
     scan_depth: int = 4
     max_file_size: int = 16 * 1024**2
     max_artifact_size: int = 64 * 1024**2
+    max_manifest_size: int = 256 * 1024**2
     auto_repair: bool = False
 
     def __post_init__(self) -> None:
@@ -159,6 +164,11 @@ class Settings:
             raise ConfigError(
                 f"max_artifact_size (PROJCACHE_MAX_ARTIFACT_SIZE) must be at least 1KiB; "
                 f"got {self.max_artifact_size}"
+            )
+        if self.max_manifest_size < 1024:
+            raise ConfigError(
+                f"max_manifest_size (PROJCACHE_MAX_MANIFEST_SIZE) must be at least 1KiB; "
+                f"got {self.max_manifest_size}"
             )
 
 
@@ -280,6 +290,11 @@ def _config_file(env: Mapping[str, str]) -> Optional[Path]:
 
 
 def _read_file(path: Path) -> dict[str, Any]:
+    # Imported here: a cold CLI call without a config file never pays for the TOML parser.
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:  # pragma: no cover - exercised on Python < 3.11 only
+        import tomli as tomllib
     try:
         with path.open("rb") as handle:
             data = tomllib.load(handle)
@@ -361,6 +376,9 @@ def load_settings(env: Optional[Mapping[str, str]] = None, **overrides: Any) -> 
         max_file_size=parse_size("max_file_size", raw.get("max_file_size", Settings.max_file_size)),
         max_artifact_size=parse_size(
             "max_artifact_size", raw.get("max_artifact_size", Settings.max_artifact_size)
+        ),
+        max_manifest_size=parse_size(
+            "max_manifest_size", raw.get("max_manifest_size", Settings.max_manifest_size)
         ),
         auto_repair=parse_bool("auto_repair", raw.get("auto_repair", False)),
     )

@@ -7,7 +7,8 @@ telling the user what to do about it::
     ProjcacheError                      exit 3  (any other failure)
     ├── ConfigError (ValueError)        exit 10 invalid setting, names key and allowed values
     ├── InvalidRecordError (ValueError) exit 2  a caller's record or key is invalid
-    │   └── KeyTooLongError             exit 2  key exceeds LMDB's 511-byte key limit
+    │   ├── KeyTooLongError             exit 2  key exceeds LMDB's 511-byte key limit
+    │   └── RecordTooLargeError         exit 2  one encoded record exceeds MAX_RECORD_BYTES
     ├── NotFoundError (KeyError)        exit 4
     │   ├── ArtifactNotFound            exit 4
     │   └── ProjectNotFound             exit 4
@@ -62,6 +63,7 @@ __all__ = [
     "ProjcacheError",
     "ProjectNotFound",
     "ReadOnlyCacheError",
+    "RecordTooLargeError",
     "SchemaVersionError",
     "ServerError",
     "SourceFileError",
@@ -113,6 +115,18 @@ class KeyTooLongError(InvalidRecordError):
     """An encoded key is longer than LMDB's key limit (511 bytes)."""
 
     default_hint = "Use shorter collection, artifact or project names."
+
+
+class RecordTooLargeError(InvalidRecordError):
+    """One encoded record is larger than :data:`projcache.codec.MAX_RECORD_BYTES`; not written.
+
+    The write (its whole transaction) is refused, so nothing stored changes.
+    """
+
+    default_hint = (
+        "Make the record smaller (a description or front matter this large is a mistake "
+        "or an attack); refresh refuses such sources before they get here."
+    )
 
 
 class SourceFileError(ProjcacheError, ValueError):

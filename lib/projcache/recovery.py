@@ -15,7 +15,7 @@ import sys
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Optional
+from typing import TYPE_CHECKING, Any, Callable, Optional
 
 import orjson
 
@@ -206,7 +206,13 @@ def _refresh_known(cache: ProjectCache, folders: tuple[set[str], set[str]]) -> N
         cache.refresh(collections=extra_c, projects=extra_p, full=True)
 
 
-def verify_cache(cache: ProjectCache, *, repair: bool, sources: bool) -> VerifyReport:
+def verify_cache(
+    cache: ProjectCache,
+    *,
+    repair: bool,
+    sources: bool,
+    progress: Optional[Callable[[int, int], None]] = None,
+) -> VerifyReport:
     """Verify ``cache``; with ``repair`` fix every repairable finding, however deep.
 
     * index findings: derived indexes rebuilt from the records;
@@ -221,7 +227,9 @@ def verify_cache(cache: ProjectCache, *, repair: bool, sources: bool) -> VerifyR
 
     folders = _source_folders(cache) if repair else (set(), set())
     try:
-        report = run_verify(cache._storage, cache._repos, repair=repair, sources=sources)
+        report = run_verify(
+            cache._storage, cache._repos, repair=repair, sources=sources, progress=progress
+        )
     except CacheCorruptError as exc:
         finding = Finding(
             kind="file", db="data.mdb", message=f"the environment cannot be read: {exc}"

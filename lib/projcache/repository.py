@@ -8,7 +8,6 @@ checks the frame (:func:`projcache.codec.unframe`) before decoding.
 from __future__ import annotations
 
 import functools
-import hashlib
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, Callable, Generic, Optional, TypeVar
 
@@ -288,6 +287,8 @@ class SourceRepository(_RecordRepository["Fingerprint"]):
         raw = self.unit_prefix(unit) + relative.encode("utf-8", "surrogateescape")
         if len(raw) > codec.MAX_KEY_BYTES:
             # Deep paths past LMDB's key limit are keyed by their digest instead.
+            import hashlib  # rare: not loaded for the read paths
+
             raw = self.unit_prefix(unit) + b"#" + hashlib.sha256(raw).hexdigest().encode()
         return raw
 

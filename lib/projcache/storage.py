@@ -498,6 +498,40 @@ class Storage:
         with self._growth_lock():
             self._guard.exclusive(lambda: self._resize(size_before))
 
+    def reserve(self, extra: int) -> None:
+        """Grow the map ahead of a big write so it is not replayed at every doubling.
+
+        A write that fills the map is aborted and replayed after the map
+        doubled; for one huge transaction (the first refresh of a big
+        collection) that replays the whole transaction several times.  This
+        grows the map once, geometrically (doubling until it holds the pages in
+        use plus ``extra`` bytes, capped at ``max_map_size``), before the write
+        begins.  The map is only address space: a larger one costs no disk.
+        Must be called with no transaction open in this thread.
+        """
+        if self.readonly or extra <= 0:
+            return
+        info = self.info()
+        needed = (info["last_pgno"] + 1) * self.page_size() + extra
+        size = info["map_size"]
+        if needed <= size:
+            return
+        target = size
+        while target < needed:
+            target *= 2
+        target = min(target, self.settings.max_map_size)
+        if target <= size:
+            return  # at the limit already: the write itself reports CacheFullError
+        logger.info("growing the map of %s from %d to %d bytes ahead of a write", self.path,
+                    size, target)  # fmt: skip
+        with self._write_lock, self._growth_lock():
+            self._guard.exclusive(lambda: self._resize_to(target))
+
+    def _resize_to(self, target: int) -> None:
+        self.env.set_mapsize(0)  # adopt a size another process committed
+        if self.env.info()["map_size"] < target:
+            self.env.set_mapsize(target)
+
     def _resize(self, size_before: int) -> None:
         self.env.set_mapsize(0)  # adopt a size another process committed
         # set_mapsize(0) adopts the size recorded by the last *commit*, which

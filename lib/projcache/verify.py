@@ -21,7 +21,7 @@ import re
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Optional
+from typing import TYPE_CHECKING, Any, Callable, Optional
 
 import lmdb.verify
 from pydantic import BaseModel, ValidationError
@@ -110,6 +110,7 @@ class _Checker:
         self.repos = repos
         self.models = models
         self.file_findings: list[Finding] = []
+        self.progress: Optional[Callable[[int, int], None]] = None
         self.reset()
 
     def reset(self) -> None:
@@ -127,12 +128,16 @@ class _Checker:
 
     def records(self, txn: Txn) -> None:
         dbs = self.storage.dbs
+        total = sum(int(txn.stat(dbs[db])["entries"]) for db in _RECORDS)
+        done = 0
         for db, model_name in _RECORDS.items():
             model = getattr(self.models, model_name)
             cursor = txn.cursor(dbs[db])
             count = 0
             for raw_key, raw in cursor.iternext():
                 count += 1
+                if self.progress is not None and (done + count) % 1024 == 0:
+                    self.progress(done + count, total)
                 try:
                     payload = codec.unframe(raw, what=f"{db}[{_text(raw_key)!r}]")
                 except CorruptRecordError as exc:
@@ -158,6 +163,7 @@ class _Checker:
                     continue
                 self.good[db][raw_key.decode("utf-8", "surrogateescape")] = record
             self.checked[db] = count
+            done += count
         for raw_key, raw in txn.cursor(dbs["meta"]).iternext():
             try:
                 codec.decode(raw, what=f"meta[{_text(raw_key)!r}]")
@@ -289,7 +295,11 @@ def _check_sources(fingerprints: list[Any]) -> list[tuple[str, str]]:
 
 
 def run_verify(
-    storage: Storage, repos: Repositories, repair: bool = False, sources: bool = False
+    storage: Storage,
+    repos: Repositories,
+    repair: bool = False,
+    sources: bool = False,
+    progress: Optional[Callable[[int, int], None]] = None,
 ) -> VerifyReport:
     """Run every layer of checks; with ``repair``, fix what is repairable in one transaction.
 
@@ -300,6 +310,7 @@ def run_verify(
     from .models import VerifyReport
 
     checker = _Checker(storage, repos)
+    checker.progress = progress
     for problem in _check_file(storage):
         checker.add("file", "data.mdb", None, problem)
     checker.file_findings = list(checker.findings)

@@ -176,6 +176,9 @@ CLI_CASES = [
 def _clean_env(home: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PROJCACHE_", "SKILLMEAT_"))}
     env["XDG_CONFIG_HOME"] = str(home)  # no user config file
+    # An installed package has its bytecode (pip compiles it); with this set, every cold call
+    # would compile projcache's modules again while the baselines (C extensions) compile nothing.
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
     return env
 
 

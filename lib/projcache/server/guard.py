@@ -342,15 +342,16 @@ class TrustBoundary:
             f"the request body is too large ({size}; the limit is {self.max_body_bytes} bytes)",
             "Request bodies of this API are small JSON objects; send only the fields "
             "the endpoint takes.",
-            # The rest of the body is not read: the connection cannot be reused.
-            headers={"Connection": "close"},
         )
 
     async def _refuse(self, refusal: Refusal, send: Send) -> None:
+        extra = {"Connection": "close", **refusal.headers}
         headers = [
             (b"content-type", b"application/json"),
             (b"content-length", str(len(refusal.body())).encode()),
-            *((k.lower().encode(), v.encode()) for k, v in refusal.headers.items()),
+            # A body the request may still be sending is not read: the connection is not
+            # reused, so the server does not read (and discard) it either.
+            *((k.lower().encode(), v.encode()) for k, v in extra.items()),
         ]
         await send({"type": "http.response.start", "status": refusal.status, "headers": headers})
         await send({"type": "http.response.body", "body": refusal.body()})

@@ -21,7 +21,7 @@ import os
 from datetime import datetime, timezone
 from typing import Any, Optional
 
-from ..errors import SourceFileError
+from ..errors import InvalidRecordError, SourceFileError
 from .fileio import TreeScan, read_capped
 from .frontmatter import first_paragraph, parse_markdown
 from .hashing import hash_tree
@@ -114,7 +114,17 @@ def build_artifact(
     lock: Optional[dict[str, Any]] = None,
     managed: bool = True,
 ) -> dict[str, Any]:
-    """Merge file facts with manifest and lock entries into Artifact fields."""
+    """Merge file facts with manifest and lock entries into Artifact fields.
+
+    Raises:
+        InvalidRecordError: ``facts`` lack the front matter they had when read
+            (see :meth:`~projcache.sources.tracker.SourceTracker.complete`).
+    """
+    if "front_matter" not in facts and facts.get("front_matter_in_record"):
+        raise InvalidRecordError(
+            "its front matter is neither stored nor readable now; it is read again by the "
+            "next refresh that can read it"
+        )
     entry = entry or {}
     lock = lock or {}
     front = facts.get("front_matter") or {}

@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping, Set
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, NamedTuple, Optional
+from typing import TYPE_CHECKING, Any, Callable, NamedTuple, Optional
 
 from ..errors import InvalidRecordError
 from .artifacts import artifact_reader, build_artifact, build_mcp_server
@@ -25,12 +25,12 @@ from .manifests import (
     read_collection_lock,
     read_collection_toml,
 )
-from .tracker import SourceTracker
+from .tracker import FrontMatterLookup, SourceTracker
 
 if TYPE_CHECKING:
     from ..models import Artifact, KnownFingerprint
 
-__all__ = ["ArtifactInputs", "CollectionRead", "Stored", "read_collection"]
+__all__ = ["ArtifactInputs", "CollectionRead", "Stored", "StoredFrontMatter", "read_collection"]
 
 
 @dataclass(frozen=True)
@@ -73,6 +73,7 @@ class CollectionRead:
     artifacts: dict[str, Artifact] = field(default_factory=dict)
     tracker: Optional[SourceTracker] = None
     kept: dict[str, ArtifactInputs] = field(default_factory=dict)
+    cap: int = 16 * 1024**2  # max_file_size, for reading a kept artifact's main file again
 
     def build(self, spec: ArtifactInputs) -> Artifact:
         """Build and validate the Artifact record of ``spec`` (e.g. one of :attr:`kept`).
@@ -82,6 +83,12 @@ class CollectionRead:
         """
         from ..models import Artifact, validate
 
+        if self.tracker is not None and "front_matter" not in spec.facts:
+            # A kept artifact whose record vanished meanwhile: its fingerprint has no
+            # front matter (the record held it), so its main file is read again.
+            reader = artifact_reader(self.path, spec.relative, self.cap)
+            facts = self.tracker.complete(spec.relative, reader, spec.facts, None)
+            spec = spec._replace(facts=facts or spec.facts)
         fields = build_artifact(
             collection=self.name,
             type_=spec.type_,
@@ -93,6 +100,14 @@ class CollectionRead:
             managed=spec.entry is not None,
         )
         return validate(Artifact, fields)
+
+
+#: Gives the front matter of the stored artifact record of a key (``None`` if none).
+StoredFrontMatter = Callable[[str], Optional[dict[str, Any]]]
+
+
+def _lookup(stored: Optional[StoredFrontMatter], key: str) -> Optional[FrontMatterLookup]:
+    return None if stored is None else (lambda: stored(key))
 
 
 def _usable_name(name: str) -> bool:
@@ -111,21 +126,29 @@ def read_collection(
     cap: int,
     stored: Optional[Stored] = None,
     max_bytes: int = DEFAULT_MAX_ARTIFACT_SIZE,
+    stored_front_matter: Optional[StoredFrontMatter] = None,
+    manifest_cap: Optional[int] = None,
 ) -> CollectionRead:
     """Read the collection at ``path`` (resolved) given the fingerprints of the last refresh.
 
     With ``stored`` (what the cache holds for this folder), artifacts whose
     inputs did not change since are kept rather than rebuilt (see :class:`Stored`).
-    ``max_bytes`` bounds one artifact's files (links out of ``path`` are refused).
+    ``cap`` bounds each file read, ``manifest_cap`` (default: ``cap``) the manifests,
+    which list every artifact and so grow with the collection. ``max_bytes`` bounds one
+    artifact's files (links out of ``path`` are refused).
+    ``stored_front_matter(key)`` gives the front matter of the stored artifact
+    record ``key`` (fingerprints do not keep it); without it, an artifact
+    rebuilt from unchanged files reads its main file again.
     """
     from ..models import Artifact, validate
 
     tracker = SourceTracker(path, previous, full, max_bytes=max_bytes)
+    mcap = cap if manifest_cap is None else manifest_cap
     manifest = tracker.read(
-        COLLECTION_TOML, manifest_reader(read_collection_toml, cap), kind="manifest"
+        COLLECTION_TOML, manifest_reader(read_collection_toml, mcap), kind="manifest"
     )
     lockfile = tracker.read(
-        COLLECTION_LOCK, manifest_reader(read_collection_lock, cap), kind="manifest"
+        COLLECTION_LOCK, manifest_reader(read_collection_lock, mcap), kind="manifest"
     )
     for data in (manifest, lockfile):
         for problem in (data or {}).get("problems", []):
@@ -183,10 +206,11 @@ def read_collection(
         else frozenset()
     )
     reused = tracker.reused
-    result = CollectionRead(name=name, path=path, fields={}, tracker=tracker)
+    result = CollectionRead(name=name, path=path, fields={}, tracker=tracker, cap=cap)
     prefix = path if path.endswith("/") else path + "/"
     for (type_, artifact_name), (relative, entry) in sorted(wanted.items()):
-        facts = tracker.read(relative, artifact_reader(path, relative, cap), kind="facts")
+        reader = artifact_reader(path, relative, cap)
+        facts = tracker.read(relative, reader, kind="facts")
         if facts is None:
             if entry is not None and not os.path.lexists(prefix + relative):
                 tracker.error(
@@ -195,6 +219,12 @@ def read_collection(
                     f"({type_}) is listed at {relative}, which does not exist",
                 )
             continue
+        key = f"{name}/{type_}/{artifact_name}"  # a stored key has exactly these three parts
+        kept = relative in reused and key in keys
+        if not kept:  # to be built: facts reused from a fingerprint need their front matter
+            facts = tracker.complete(relative, reader, facts, _lookup(stored_front_matter, key))
+            if facts is None:
+                continue
         spec = ArtifactInputs(
             type_,
             artifact_name,
@@ -203,8 +233,7 @@ def read_collection(
             entry,
             lock_entries.get(f"{artifact_name}::{type_}"),
         )
-        key = f"{name}/{type_}/{artifact_name}"  # a stored key has exactly these three parts
-        if relative in reused and key in keys:
+        if kept:
             result.kept[key] = spec
             continue
         try:

@@ -3,8 +3,12 @@
 The front matter is the block between a first line ``---`` and the next
 ``---`` line.  Aliases of lists and mappings are refused: an "alias bomb" (a few lines that expand
 to billions of nodes) is harmless to PyYAML, which shares the nodes, but not
-to anything that later walks or serialises the result.  Values are made
-JSON-able here, since they are stored as JSON.
+to anything that later walks or serialises the result.  Aliases of scalars
+are allowed (they are common and cheap) but the *decoded* front matter is
+bounded: at most :data:`MAX_FRONT_MATTER_SIZE` characters of text once every
+alias is expanded (one 64 KiB string aliased 1,600 times is refused, not
+stored as a 105 MB record).  Values are made JSON-able here, since they are
+stored as JSON.
 """
 
 from __future__ import annotations
@@ -17,12 +21,46 @@ from typing import Any
 
 import yaml
 
-from ..errors import SourceFileError
+from ..errors import SourceFileError, SourceTooLargeError
 
-__all__ = ["MarkdownDoc", "first_paragraph", "parse_markdown", "to_jsonable"]
+__all__ = [
+    "MAX_FRONT_MATTER_SIZE",
+    "MarkdownDoc",
+    "first_paragraph",
+    "parse_markdown",
+    "to_jsonable",
+]
 
 _FENCE = re.compile(r"^---[ \t]*$")
 _MAX_DEPTH = 32
+
+#: Most characters of text (keys and values, aliases expanded) one decoded
+#: front matter may hold.  Real ones are well under 4 KiB.
+MAX_FRONT_MATTER_SIZE = 256 * 1024
+# What a number, boolean, null or empty container counts for against that limit.
+_SCALAR_COST = 8
+
+
+class _Budget:
+    """What is left of a size limit while a value is converted."""
+
+    __slots__ = ("left", "limit")
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.left = limit
+
+    def spend(self, amount: int) -> None:
+        self.left -= amount
+        if self.left < 0:
+            raise _OverBudget(self.limit)
+
+
+class _OverBudget(ValueError):
+    """The decoded value is larger than its limit."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"expands to more than {limit} characters once aliases are expanded")
 
 
 # libyaml's parser when PyYAML has it (10x faster); the pure-Python one otherwise.
@@ -37,15 +75,25 @@ class MarkdownDoc:
     body: str = ""
 
 
-def to_jsonable(value: Any, depth: int = 0, seen: set[int] | None = None) -> Any:
+def to_jsonable(
+    value: Any, depth: int = 0, seen: set[int] | None = None, *, limit: int | None = None
+) -> Any:
     """Turn parsed YAML/TOML into what JSON holds (dates become ISO text, keys text).
 
     PyYAML builds an aliased node once and shares it, so a container met twice
     means an alias: refused, because expanding it is how an alias bomb explodes.
+    With ``limit``, the result may hold at most that many characters of text
+    (every occurrence of an aliased string counts).
 
     Raises:
-        ValueError: aliases, or nesting deeper than 32 levels.
+        ValueError: aliases, nesting deeper than 32 levels, or more than ``limit``.
     """
+    return _convert(value, depth, seen, None if limit is None else _Budget(limit))
+
+
+def _convert(value: Any, depth: int, seen: set[int] | None, budget: _Budget | None) -> Any:
+    if budget is not None:
+        budget.spend(len(value) if isinstance(value, (str, bytes)) else _SCALAR_COST)
     if depth > _MAX_DEPTH:
         raise ValueError(f"nested deeper than {_MAX_DEPTH} levels")
     if isinstance(value, (dict, list, tuple, set)):
@@ -54,9 +102,15 @@ def to_jsonable(value: Any, depth: int = 0, seen: set[int] | None = None) -> Any
             raise ValueError("aliases (*name) are not allowed")
         seen.add(id(value))
         if isinstance(value, dict):
-            return {str(k): to_jsonable(v, depth + 1, seen) for k, v in value.items()}
+            out: dict[str, Any] = {}
+            for k, v in value.items():
+                key = str(k)
+                if budget is not None:
+                    budget.spend(len(key))
+                out[key] = _convert(v, depth + 1, seen, budget)
+            return out
         items = sorted(value, key=repr) if isinstance(value, set) else value
-        return [to_jsonable(v, depth + 1, seen) for v in items]
+        return [_convert(v, depth + 1, seen, budget) for v in items]
     if isinstance(value, (datetime.date, datetime.datetime)):
         return value.isoformat()
     if isinstance(value, bytes):
@@ -92,7 +146,7 @@ def parse_markdown(text: str, path: str) -> MarkdownDoc:
     block = "".join(lines[1:end])
     try:
         data = yaml.load(block, Loader=_LOADER)  # a safe loader: no arbitrary objects
-        data = to_jsonable(data)
+        data = to_jsonable(data, limit=MAX_FRONT_MATTER_SIZE)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" (line {mark.line + 2})" if mark is not None else ""
@@ -102,6 +156,13 @@ def parse_markdown(text: str, path: str) -> MarkdownDoc:
         ) from exc
     except RecursionError as exc:
         raise SourceFileError(f"{path}: front matter is nested too deeply", path=path) from exc
+    except _OverBudget as exc:
+        raise SourceTooLargeError(
+            f"{path}: front matter {exc}; not stored",
+            path=path,
+            hint="Rewrite the front matter without aliases that repeat large text; "
+            "it describes the artifact and should be a few KiB.",
+        ) from exc
     except ValueError as exc:
         raise SourceFileError(f"{path}: front matter: {exc}", path=path) from exc
     except Exception as exc:

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, Optional
 from ..codec import project_id_for_path
 from ..errors import InvalidRecordError
 from .artifacts import artifact_reader, build_artifact, hash_reader
+from .collection import StoredFrontMatter
 from .fileio import DEFAULT_MAX_ARTIFACT_SIZE
 from .layout import default_path, find_by_layout
 from .manifests import (
@@ -33,7 +34,7 @@ from .manifests import (
     read_project_manifest,
     read_project_toml,
 )
-from .tracker import SourceTracker
+from .tracker import FrontMatterLookup, SourceTracker
 
 if TYPE_CHECKING:
     from ..models import Artifact, Deployment, KnownFingerprint
@@ -78,6 +79,10 @@ def _local_time(text: Optional[str]) -> Optional[datetime | str]:
     return value.astimezone() if value.tzinfo is None else value
 
 
+def _bind(stored: StoredFrontMatter, key: str) -> FrontMatterLookup:
+    return lambda: stored(key)
+
+
 def local_collection(project_id: str) -> str:
     """The pseudo-collection holding a project's own, unmanaged artifacts."""
     return f"@{project_id}"
@@ -102,26 +107,31 @@ def read_project(
     full: bool,
     cap: int,
     max_bytes: int = DEFAULT_MAX_ARTIFACT_SIZE,
+    stored_front_matter: StoredFrontMatter | None = None,
+    manifest_cap: Optional[int] = None,
 ) -> ProjectRead:
     """Read the project at ``path`` (resolved) given the fingerprints of the last refresh.
 
-    ``max_bytes`` bounds one artifact's files (links out of ``path`` are refused).
+    ``cap`` bounds each file read, ``manifest_cap`` (default: ``cap``) the manifests.
+    ``max_bytes`` bounds one artifact's files (links out of ``path`` are refused);
+    ``stored_front_matter`` as for :func:`~projcache.sources.collection.read_collection`.
     """
     from ..models import Artifact, Deployment, validate
 
     project_id = project_id_for_path(path)
     claude = os.path.join(path, _CLAUDE)
     tracker = SourceTracker(path, previous, full, max_bytes=max_bytes)
+    mcap = cap if manifest_cap is None else manifest_cap
     meta = tracker.read(
-        f"{_CLAUDE}/{PROJECT_TOML}", manifest_reader(read_project_toml, cap), kind="manifest"
+        f"{_CLAUDE}/{PROJECT_TOML}", manifest_reader(read_project_toml, mcap), kind="manifest"
     )
     project_manifest = tracker.read(
-        PROJECT_MANIFEST, manifest_reader(read_project_manifest, cap), kind="manifest"
+        PROJECT_MANIFEST, manifest_reader(read_project_manifest, mcap), kind="manifest"
     )
     deployed_files = []
     for root in profile_roots(path):
         data = tracker.read(
-            f"{root}/{DEPLOYED_TOML}", manifest_reader(read_deployed_toml, cap), kind="manifest"
+            f"{root}/{DEPLOYED_TOML}", manifest_reader(read_deployed_toml, mcap), kind="manifest"
         )
         if data is not None:
             deployed_files.append((root, data))
@@ -177,20 +187,23 @@ def read_project(
     for item in found:
         if item.relative in covered:
             continue
-        facts = tracker.read(
-            f"{_CLAUDE}/{item.relative}", artifact_reader(claude, item.relative, cap), kind="facts"
-        )
+        relative = f"{_CLAUDE}/{item.relative}"
+        reader = artifact_reader(claude, item.relative, cap)
+        facts = tracker.read(relative, reader, kind="facts")
+        key = f"{collection}/{item.type}/{item.name}"
+        lookup = None if stored_front_matter is None else _bind(stored_front_matter, key)
+        facts = tracker.complete(relative, reader, facts, lookup)
         if facts is None:
             continue
-        fields = build_artifact(
-            collection=collection,
-            type_=item.type,
-            name=item.name,
-            path=os.path.join(claude, item.relative),
-            facts=facts,
-            managed=False,
-        )
         try:
+            fields = build_artifact(
+                collection=collection,
+                type_=item.type,
+                name=item.name,
+                path=os.path.join(claude, item.relative),
+                facts=facts,
+                managed=False,
+            )
             artifact = validate(Artifact, fields)
             deployment = validate(
                 Deployment,

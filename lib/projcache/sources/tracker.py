@@ -27,13 +27,19 @@ from .fileio import DEFAULT_MAX_ARTIFACT_SIZE, SourceRoot, TreeScan, scan_tree
 if TYPE_CHECKING:
     from ..models import KnownFingerprint, SourceError
 
-__all__ = ["RACY_WINDOW_NS", "SourceTracker", "printable"]
+__all__ = ["RACY_WINDOW_NS", "FrontMatterLookup", "SourceTracker", "printable"]
 
 logger = logging.getLogger(__name__)
 
 RACY_WINDOW_NS = 2_000_000_000
 
 Reader = Callable[[TreeScan], "dict[str, Any]"]
+#: Looks up the front matter of the artifact record already stored (``None`` if none is).
+FrontMatterLookup = Callable[[], "Optional[dict[str, Any]]"]
+
+# Marks facts whose front matter was left out of the fingerprint: it is stored
+# once, in the artifact record built from them (issue 12: not in both).
+_IN_RECORD = "front_matter_in_record"
 
 
 def printable(text: str) -> str:
@@ -93,14 +99,21 @@ class SourceTracker:
             self._last_read_ns = int(read_at.timestamp() * 1e9)
         return old.mtime_ns + RACY_WINDOW_NS < self._last_read_ns
 
-    def read(self, relative: str, reader: Reader, *, kind: str) -> Optional[dict[str, Any]]:
+    def read(
+        self, relative: str, reader: Reader, *, kind: str, force: bool = False
+    ) -> Optional[dict[str, Any]]:
         """Return the data of the source at ``relative``: re-read only when it changed.
 
         ``kind`` names what ``reader`` extracts; data kept by a reader of
         another kind is not reused (the same folder may be a deployed copy,
         only hashed, and later a local artifact, whose front matter is needed).
         ``None`` when nothing is there, or when it failed and there is no
-        previous data (the error is recorded either way it fails).
+        previous data (the error is recorded either way it fails).  ``force``
+        re-reads even an unchanged source.
+
+        Data of kind ``facts`` is returned whole when read, but its
+        ``front_matter`` is not kept in the fingerprint (the artifact record
+        holds it): reused facts lack it, and :meth:`complete` puts it back.
         """
         path = self._prefix + relative
         old = self.previous.get(relative)
@@ -123,6 +136,7 @@ class SourceTracker:
             and old.inode == inode
             and old.signature == signature
             and old.data.get("kind") == kind
+            and not force
             and self._trusted(old)
         ):
             self.current[relative] = old
@@ -146,11 +160,40 @@ class SourceTracker:
             signature=signature,
             read_at=self._read_at,
         )
-        # ``data`` goes in as the reader made it (JSON-able), unvalidated, as before.
+        # ``data`` goes in as the reader made it (JSON-able), unvalidated, as before,
+        # except the front matter of facts, which the artifact record holds.
+        kept = data
+        if kind == "facts" and "front_matter" in data:
+            kept = {k: v for k, v in data.items() if k != "front_matter"}
+            kept[_IN_RECORD] = True
         self.current[relative] = new.model_copy(
-            update={"data": data, "content_hash": data.get("hash")}
+            update={"data": kept, "content_hash": data.get("hash")}
         )
         return data
+
+    def complete(
+        self,
+        relative: str,
+        reader: Reader,
+        facts: Optional[dict[str, Any]],
+        stored: Optional[FrontMatterLookup],
+    ) -> Optional[dict[str, Any]]:
+        """``facts`` with their front matter, for building an artifact record from them.
+
+        Facts reused from a fingerprint lack it: it comes from the record stored
+        (``stored``), else the source is read again.  Facts that are last good
+        data of a source failing now, with no record stored, stay without it
+        (building from them is refused: nothing stored can be lost).
+        """
+        if facts is None or "front_matter" in facts or not facts.get(_IN_RECORD):
+            return facts
+        front = stored() if stored is not None else None
+        if front is not None:
+            return {**facts, "front_matter": front}
+        if relative in self.reused:
+            self.checked -= 1  # the same source, looked at again
+            return self.read(relative, reader, kind="facts", force=True)
+        return facts
 
     def _keep(
         self, relative: str, old: Optional[KnownFingerprint], exc: SourceFileError
