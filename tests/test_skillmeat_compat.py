@@ -462,6 +462,52 @@ class TestMigration:
             assert webapp[("webapp", "default/command/review-pr", "claude_code")] == "modified"
 
 
+    def test_schema2_fixture_of_main_is_migrated(self, tmp_path: Path) -> None:
+        """The step on tests/fixtures/schema2 (written by 0.1.0, search's v3 fixture),
+        on the raw environment as a schema migration sees it."""
+        from projcache import codec
+        from projcache.migrations_profiles import migrate_deployment_keys
+        from projcache.models import Deployment
+
+        fixture = FIXTURES / "schema2" / "data.mdb"
+        if not fixture.exists():  # pragma: no cover - only before search's fixture landed
+            pytest.fail(f"{fixture} is missing")
+        (tmp_path / "c").mkdir()
+        (tmp_path / "c" / "data.mdb").write_bytes(fixture.read_bytes())
+        env = lmdb.open(str(tmp_path / "c"), max_dbs=32, map_size=64 * 1024 * 1024)
+        try:
+            with env.begin(write=True) as txn:
+                dbs = {
+                    name: env.open_db(name.encode(), txn=txn, dupsort=dupsort)
+                    for name, dupsort in DATABASES.items()
+                }
+                before = {bytes(k) for k, _v in txn.cursor(dbs["deployments"]).iternext()}
+                assert before and all(k.count(b"\x00") == 1 for k in before)
+                assert migrate_deployment_keys(txn, dbs) == len(before)
+            with env.begin() as txn:
+                after = {
+                    bytes(k): Deployment.model_validate_json(codec.unframe(bytes(v)))
+                    for k, v in txn.cursor(dbs["deployments"]).iternext()
+                }
+                assert set(after) == {k + b"\x00claude_code" for k in before}
+                assert {d.profile for d in after.values()} == {"claude_code"}
+                by_state = {
+                    (bytes(k).decode(), bytes(v))
+                    for k, v in txn.cursor(dbs["deployments-by-state"]).iternext()
+                }
+                assert by_state == {(d.state, k) for k, d in after.items()}
+                by_artifact = {
+                    (bytes(k).decode(), bytes(v))
+                    for k, v in txn.cursor(dbs["deployments-by-artifact"]).iternext()
+                }
+                assert by_artifact == {
+                    (d.artifact_key, d.project_id.encode() + b"\x00claude_code")
+                    for d in after.values()
+                }
+        finally:
+            env.close()
+
+
 # --- the compatibility page ----------------------------------------------------------------------
 
 
