@@ -461,7 +461,6 @@ class TestMigration:
             assert webapp[("webapp", "default/skill/code-review", "claude_code")] == "outdated"
             assert webapp[("webapp", "default/command/review-pr", "claude_code")] == "modified"
 
-
     def test_schema2_fixture_of_main_is_migrated(self, tmp_path: Path) -> None:
         """The step on tests/fixtures/schema2 (written by 0.1.0, search's v3 fixture),
         on the raw environment as a schema migration sees it."""
