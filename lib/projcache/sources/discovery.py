@@ -66,6 +66,8 @@ def is_project(path: str) -> bool:
     folder (a project deployed only to codex has ``.agents/`` alone), or a
     ``.skillmeat/manifest.toml`` (``skillmeat init``).
     """
+    if os.path.isdir(os.path.join(path, ".claude")):
+        return True  # the common case, one stat (a refresh asks this for every project)
     try:
         with os.scandir(path) as entries:
             hidden = [e.path for e in entries if e.name.startswith(".") and e.is_dir()]
