@@ -16,7 +16,8 @@
                               apart from .venv) and run tests/interop against it
 
 Each task first makes ``.venv`` (once, and again when pyproject.toml changes)
-and installs the project with its ``dev`` extra into it.
+and installs the project into it: ``demo`` the package alone, every other task
+with its ``dev`` extra (test, lint, typing and benchmark tools).
 """
 
 from __future__ import annotations
@@ -41,19 +42,33 @@ def _run(*args: str) -> None:
         sys.exit(result.returncode)
 
 
-def ensure_venv() -> None:
-    """Create .venv and install the project (editable, with dev extras) if out of date."""
+def _installed() -> tuple[str, str]:
+    """(pyproject digest, extra) the venv was installed with; ("", "") when never."""
+    if not STAMP.exists():
+        return "", ""
+    digest, newline, extra = STAMP.read_text().partition("\n")
+    # A stamp without an extra was written when every task installed the dev extra.
+    return digest, extra.strip() if newline else "dev"
+
+
+def ensure_venv(extra: str = "dev") -> None:
+    """Create .venv and install the project (editable) with ``extra`` if out of date.
+
+    ``demo`` asks for no extra (the package alone); the other tasks for ``dev`` (the
+    test, lint, typing and benchmark tools).  An install with ``dev`` serves both.
+    """
     if sys.version_info < (3, 9):  # noqa: UP036 - tasks.py may be run by any python3
         sys.exit(f"projcache needs Python 3.9 or newer; this is {sys.version.split()[0]}")
     digest = hashlib.sha256((ROOT / "pyproject.toml").read_bytes()).hexdigest()
-    if STAMP.exists() and STAMP.read_text() == digest:
+    installed_digest, installed_extra = _installed()
+    if installed_digest == digest and installed_extra in (extra, "dev"):
         return
     if not (BIN / "python").exists():
         print(f"+ creating {VENV}", flush=True)
         venv.EnvBuilder(with_pip=True, clear=True).create(VENV)
     _run(str(BIN / "python"), "-m", "pip", "install", "-q", "--upgrade", "pip")
-    _run(str(BIN / "python"), "-m", "pip", "install", "-q", "-e", ".[dev]")
-    STAMP.write_text(digest)
+    _run(str(BIN / "python"), "-m", "pip", "install", "-q", "-e", f".[{extra}]" if extra else ".")
+    STAMP.write_text(f"{digest}\n{extra}")
 
 
 EXAMPLES = ROOT / "lib" / "projcache" / "examples"
@@ -223,8 +238,9 @@ def main(argv: list[str]) -> None:
     if not argv or argv[0] not in tasks:
         print(__doc__)
         sys.exit(2)
-    ensure_venv()
     name, extra = argv[0], argv[1:]
+    # The demo needs the package only (a few MB, seconds); every other task the dev tools.
+    ensure_venv("" if name == "demo" else "dev")
     if name == "demo":
         task_demo()
     elif name == "test":

@@ -651,9 +651,12 @@ SECRET = "root:x:0:0:quokka-secret-outside-the-tree"  # content that must never 
 
 @pytest.fixture
 def hostile_settings(tree_settings: Settings) -> Settings:
-    """Tree settings with a 4 KiB cap on source files and 16 KiB on one artifact."""
+    """Tree settings with a 4 KiB cap on source files and manifests, 16 KiB on one artifact."""
     return dataclasses.replace(
-        tree_settings, max_file_size=HOSTILE_CAP, max_artifact_size=HOSTILE_ARTIFACT_CAP
+        tree_settings,
+        max_file_size=HOSTILE_CAP,
+        max_manifest_size=HOSTILE_CAP,
+        max_artifact_size=HOSTILE_ARTIFACT_CAP,
     )
 
 
@@ -2514,7 +2517,9 @@ class TestRepair:
             report = cache.verify(repair=True)
             assert report.findings
             assert {(f.kind, f.db) for f in report.findings} == {("file", "data.mdb")}
-            assert report.ok and report.moved_to is not None
+            # Records were lost: never "ok" (issue 12 item 9), though every finding was repaired.
+            assert not report.ok and report.moved_to is not None
+            assert report.repaired == len(report.findings)
             assert report.salvaged["artifacts"] == 60 - len(doomed)
             assert report.lost["artifacts"] == len(doomed)
             for key in doomed:
@@ -2551,11 +2556,12 @@ class TestRepair:
         assert found.returncode == 1, (found.returncode, found.stderr[-2000:])
         assert f"file: data.mdb: {problems[0]}" in found.stdout.splitlines()
         repaired = _p2_run([*where, "verify", "--repair"])
-        assert repaired.returncode == 0, (repaired.returncode, repaired.stderr[-2000:])
+        # Five records were in the damaged file and none came back: not "ok", exit 1.
+        assert repaired.returncode == 1, (repaired.returncode, repaired.stderr[-2000:])
         (moved,) = _p2_corrupt_dirs(cache_settings.cache_dir)
         assert f"damaged files kept in {moved}" in repaired.stdout.splitlines()
-        # Five records were in the damaged file and none came back: "lost 0" would be silent.
-        assert "carried over 0 record(s), lost 0" not in repaired.stdout.splitlines()
+        assert "carried over 0 record(s), lost 5" in repaired.stdout.splitlines()
+        assert "ok" not in repaired.stdout.splitlines()
         with ProjectCache.open(settings=cache_settings) as cache:
             assert cache.verify(deep=True).ok
 
@@ -2564,10 +2570,12 @@ class TestRepair:
         garbage = _p2_garbage_over_metas(p2_world.cache_dir)
         where = ["--cache-dir", str(p2_world.cache_dir)]
         result = _p2_cli([*where, "verify", "--repair", "--json"], env=p2_world.cli_env())
-        assert result.exit_code == 0, result.output
+        # Nothing of the file could be read, so what was lost is unknown: never "ok".
+        assert result.exit_code == 1, result.output
         data = json.loads(result.stdout)
         (moved,) = _p2_corrupt_dirs(p2_world.cache_dir)
-        assert data["ok"] is True and data["repaired"] == 1
+        assert data["ok"] is False and data["repaired"] == 1
+        assert data["lost_complete"] is False
         assert data["moved_to"] == str(moved)
         assert (moved / "data.mdb").read_bytes()[: len(garbage)] == garbage
         (finding,) = data["findings"]
@@ -2814,6 +2822,11 @@ class _P2Shared:
     cache_dir: Path
     collection: Path
 
+    @property
+    def tmp(self) -> Path:
+        """A temp folder anyone may write (mode 1777, like /tmp), inside ``base``."""
+        return self.base / "tmp"
+
     def run(self, mode: str, *args: str) -> Any:
         """Run the permission script as the unprivileged user; return the finished process."""
         drop = _P2_IS_ROOT and not _P2_PRIVILEGE_DROP.startswith("subprocess")
@@ -2824,6 +2837,9 @@ class _P2Shared:
             "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
             "HOME": str(self.base),
             "XDG_CONFIG_HOME": str(self.base / "no-config"),
+            # The child's own temp folder (verify snapshots through it): the system's /tmp
+            # need not be writable by the unprivileged user the child runs as.
+            "TMPDIR": str(self.tmp),
         }
         argv = ["-c", _P2_PERM_SCRIPT, "drop" if drop else "keep", mode, *args]
         return _p2_script(argv, env=env, cwd=str(self.base), **kwargs)
@@ -2851,6 +2867,8 @@ def p2_shared() -> Iterator[_P2Shared]:
             c.put_projects([{"name": "shop", "path": str(base / "shop")}])
         for path in [base, *base.rglob("*")]:
             path.chmod(0o755 if path.is_dir() else 0o644)
+        (base / "tmp").mkdir()
+        (base / "tmp").chmod(0o1777)
         if not _P2_IS_ROOT:
             for path in cache_dir.iterdir():
                 path.chmod(0o444)
@@ -2875,7 +2893,7 @@ def _p2_denied(path: Path) -> dict[str, Any]:
 def _p2_denied_lines(shared: _P2Shared) -> list[str]:
     """The stderr lines of a CLI write to a cache opened read-only for lack of rights."""
     return [
-        f"WARNING projcache.cache: cannot write {shared.cache_dir}; opened it read-only",
+        f"warning: cannot write {shared.cache_dir}; opened it read-only",
         f"error: cannot write the cache in {shared.cache_dir}: permission denied "
         "(opened read-only)",
         "hint: Check the permissions of the cache directory, or choose another one.",
@@ -2925,6 +2943,15 @@ class TestPermissions:
             "WARNING",
             f"cannot write {p2_shared.cache_dir}; opened it read-only",
         ] in result["logs"]
+
+    def test_the_child_has_a_temp_folder_it_may_write(self, p2_shared: _P2Shared) -> None:
+        """Self-contained: the system's /tmp need not be writable by the unprivileged child.
+
+        verify() snapshots through the temp folder; with /tmp not world-writable, the
+        child (run as nobody) failed. It gets TMPDIR, a 1777 folder inside ``base``.
+        """
+        assert stat.S_IMODE(p2_shared.tmp.stat().st_mode) == 0o1777
+        assert p2_shared.lib()["ops"]["verify"] == {"value": True}
 
     def test_refresh_and_repair_of_a_write_denied_cache_raise_permission_error(
         self, p2_shared: _P2Shared
@@ -3374,3 +3401,170 @@ class TestMessagesAndLogs:
             "cli", str(p2_shared.cache_dir), *where, "refresh", "-c", str(p2_shared.collection)
         )
         assert (done.returncode, done.stderr.splitlines()) == (8, _p2_denied_lines(p2_shared))
+
+
+# == repair that never lies (issue 12 item 9) ================================================
+#
+# A cache filled only from folders named on the command line (`refresh --collection DIR
+# --project DIR`, the way the docs show), then one byte of a meta page flipped.  The
+# configuration knows none of those folders, so a rebuild "from the configured roots"
+# re-reads nothing: 0.1.0 said "ok" with 0 of N artifacts.
+
+_NL_SKILLS = 40
+
+
+@dataclass
+class _NeverLies:
+    cache_dir: Path
+    collection: CollectionBuilder
+    project: ProjectBuilder
+    settings: Settings
+
+    def cli(self, *args: str) -> Any:
+        """Run the CLI in a child process, with no config and no configured roots."""
+        env = {k: v for k, v in os.environ.items() if not k.startswith("PROJCACHE_")}
+        env.update(PROJCACHE_COLLECTIONS="", XDG_CONFIG_HOME=os.devnull)
+        return subprocess.run(
+            [
+                str(Path(sys.executable).parent / "projcache"),
+                "--cache-dir",
+                str(self.cache_dir),
+                *args,
+            ],
+            capture_output=True,
+            text=True,
+            stdin=subprocess.DEVNULL,
+            env=env,
+            timeout=300,
+            check=False,
+        )
+
+    def counts(self) -> dict[str, int]:
+        with ProjectCache.open(settings=self.settings, readonly=True) as cache:
+            return cache.counts()
+
+    def flip_meta(self, which: str, offset: int) -> int:
+        """Flip one byte of the ``committed`` or ``older`` meta page; return its page number."""
+        data = self.cache_dir / "data.mdb"
+        head = data.read_bytes()[:8192]
+        txnids = [struct.unpack_from("=Q", head, page * 4096 + 144)[0] for page in (0, 1)]
+        committed = 0 if txnids[0] > txnids[1] else 1
+        page = committed if which == "committed" else 1 - committed
+        with data.open("r+b") as handle:
+            handle.seek(page * 4096 + offset)
+            byte = handle.read(1)[0]
+            handle.seek(page * 4096 + offset)
+            handle.write(bytes([byte ^ 0xFF]))
+        return page
+
+
+@pytest.fixture
+def never_lies(tmp_path: Path) -> _NeverLies:
+    """A cache refreshed by the CLI from a collection and a project named on the command line."""
+    collection = CollectionBuilder(tmp_path / "src", "big")
+    for i in range(_NL_SKILLS):
+        collection.skill(f"s{i:02d}", front_matter={"name": f"s{i:02d}", "description": f"n {i}"})
+    collection.write()
+    project = ProjectBuilder(tmp_path / "src", "shop")
+    project.deploy(collection, "skill", "s01")
+    project.write()
+    cache_dir = tmp_path / "cache"
+    settings = Settings(cache_dir=cache_dir, collection_roots=(), project_roots=())
+    world = _NeverLies(cache_dir, collection, project, settings)
+    done = world.cli(
+        "refresh", "--collection", str(collection.path), "--project", str(project.path)
+    )
+    assert done.returncode == 0, done.stderr
+    assert world.counts()["artifacts"] == _NL_SKILLS
+    return world
+
+
+class TestRepairNeverLies:
+    """Repair keeps what the file still holds, re-reads every remembered root, and never says
+    "ok" with fewer records than before."""
+
+    @pytest.mark.parametrize("which", ["committed", "older"])
+    @pytest.mark.parametrize("offset", [16, 40], ids=["magic", "page-size"])
+    def test_a_flipped_meta_byte_keeps_every_record(
+        self, never_lies: _NeverLies, which: str, offset: int
+    ) -> None:
+        """The other meta page (or the damaged one, repaired) brings back N of N: exit 0, ok."""
+        before = never_lies.counts()
+        never_lies.flip_meta(which, offset)
+        done = never_lies.cli("verify", "--repair")
+        assert done.returncode == 0, done.stdout + done.stderr
+        lines = done.stdout.splitlines()
+        assert lines[-1] == "ok"
+        (moved,) = _p2_corrupt_dirs(never_lies.cache_dir)
+        assert f"damaged files kept in {moved}" in lines
+        assert any(line.endswith(", lost 0") for line in lines), lines
+        after = never_lies.counts()
+        assert {k: after[k] for k in RECORD_COUNTS} == {k: before[k] for k in RECORD_COUNTS}
+
+    def test_a_broken_root_pointer_rebuilds_from_the_remembered_roots(
+        self, never_lies: _NeverLies
+    ) -> None:
+        """The last commit's tree is unreachable: records come from the state one commit
+        earlier plus every remembered source folder; since what the last commit held cannot
+        be known, repair does not claim "ok" (exit 1) although every record is back."""
+        before = never_lies.counts()
+        never_lies.flip_meta("committed", 16 + 24 + 48 + 40 + 2)  # the main tree's root page
+        done = never_lies.cli("verify", "--repair")
+        assert done.returncode == 1, done.stdout + done.stderr
+        assert "ok" not in done.stdout.splitlines()
+        after = never_lies.counts()
+        assert {k: after[k] for k in RECORD_COUNTS} == {k: before[k] for k in RECORD_COUNTS}
+
+    def test_records_that_cannot_come_back_are_counted_and_repair_fails(
+        self, never_lies: _NeverLies
+    ) -> None:
+        """A record with no source, written in the last commit, whose leaf page is then
+        destroyed: exit 1, "lost 1", the damaged copy kept (and still holding the record)."""
+        with ProjectCache.open(settings=never_lies.settings) as cache:
+            cache.put_artifacts([{"name": "orphan", "type": "skill", "collection": "direct"}])
+        before = never_lies.counts()
+        path = never_lies.cache_dir / "data.mdb"
+        data = path.read_bytes()
+        psize, root = _p2_db_root_page(data, "artifacts")
+        (leaf,) = [
+            pgno
+            for pgno in _p2_branch_children(data, psize, root)
+            if b"direct/skill/orphan" in _p2_leaf_keys(data, psize, pgno)
+        ]
+        with path.open("r+b") as handle:
+            handle.seek(leaf * psize)
+            handle.write(bytes(range(256)) * (psize // 256))
+        damaged = path.read_bytes()
+        done = never_lies.cli("verify", "--repair", "--json")
+        assert done.returncode == 1, done.stdout + done.stderr
+        report = json.loads(done.stdout)
+        assert report["ok"] is False
+        assert report["lost"]["artifacts"] == 1 and report["lost_complete"] is True
+        moved = Path(report["moved_to"])
+        assert (moved / "data.mdb").read_bytes() == damaged  # kept as it was, for inspection
+        after = never_lies.counts()
+        assert after["artifacts"] == before["artifacts"] - 1
+
+    def test_the_cache_remembers_its_roots_in_meta_and_a_side_file(
+        self, never_lies: _NeverLies
+    ) -> None:
+        """source_roots() lists the folders given to refresh; roots.json is 0600 and is read
+        without opening the cache (it survives damage to data.mdb)."""
+        from projcache.roots import SourceRoots, read_side_file
+
+        expected = SourceRoots(
+            collections=(str(never_lies.collection.path),), projects=(str(never_lies.project.path),)
+        )
+        with ProjectCache.open(settings=never_lies.settings) as cache:
+            assert cache.source_roots() == expected
+        side = never_lies.cache_dir / "roots.json"
+        assert stat.S_IMODE(side.stat().st_mode) == 0o600
+        assert json.loads(side.read_text()) == {
+            "collections": [str(never_lies.collection.path)],
+            "projects": [str(never_lies.project.path)],
+        }
+        (never_lies.cache_dir / "data.mdb").write_bytes(b"\0" * 8192)  # wreck the cache
+        assert read_side_file(never_lies.cache_dir) == expected
+
+
+RECORD_COUNTS = ("collections", "projects", "artifacts", "deployments")

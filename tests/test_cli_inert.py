@@ -52,8 +52,8 @@ def hostile(cache_settings: Settings, make_artifact: Callable[..., dict[str, Any
 
 
 def run(cache_dir: Path, *args: str) -> Any:
-    """Invoke the CLI on ``cache_dir``."""
-    return runner.invoke(app, ["--cache-dir", str(cache_dir), *args])
+    """Invoke the CLI on ``cache_dir`` (250 columns: tables cut descriptions to the width)."""
+    return runner.invoke(app, ["--cache-dir", str(cache_dir), *args], env={"COLUMNS": "250"})
 
 
 def assert_inert(text: str) -> None:

@@ -1905,18 +1905,27 @@ class TestSourceDirectCli:
         monkeypatch: pytest.MonkeyPatch,
         damage: str,
     ) -> None:
-        """On a cache that cannot be opened, read commands answer from source after one warning."""
+        """On a cache that cannot be opened, read commands answer from source after one warning.
+
+        The answer is degraded: exit 20 (issue 17), a hint line after the warning, and
+        `degraded`/`degraded_reason` added to an object-shaped JSON (search).
+        """
         cache_dir = tmp_path / "broken"
         base = Settings(cache_dir=cache_dir)
         _P2_UNUSABLE[damage](base, tmp_path, monkeypatch)
         for args in (("list", "deployments", "--json"), ("search", "s", "--json")):
             expected = _p2_cli(refreshed, *args)
             result = _p2_cli(cache_dir, *args)
-            assert result.exit_code == 0, result.output
-            assert json.loads(result.stdout) == json.loads(expected.stdout)
-            (line,) = _p2_lines(result.stderr)
+            assert result.exit_code == 20, result.output
+            answer = json.loads(result.stdout)
+            if isinstance(answer, dict):
+                assert answer.pop("degraded") is True
+                assert str(cache_dir) in answer.pop("degraded_reason")
+            assert answer == json.loads(expected.stdout)
+            line, hint = _p2_lines(result.stderr)
             assert line.startswith(f"warning: the cache in {cache_dir} ")
             assert line.endswith(_P2_SUFFIX)
+            assert hint.startswith("hint: ")
 
     def test_missing_key_exits_4_after_the_warning(
         self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
@@ -1957,7 +1966,7 @@ class TestSourceDirectCli:
     def test_installed_cli_prints_one_warning_line(
         self, tmp_path: Path, _p2_tree: Path, damage: str
     ) -> None:
-        """In a real process (logging configured) stderr holds exactly one line: the warning."""
+        """In a real process (logging configured) stderr holds one warning (and a hint)."""
         cache_dir = tmp_path / "cache"
         env = {
             k: v
@@ -1977,8 +1986,11 @@ class TestSourceDirectCli:
             env=env,
             timeout=60,
         )
-        assert result.returncode == 0, result.stderr
+        # Switched off on purpose: a plain answer; a damaged cache: degraded (exit 20 + hint).
+        disabled = damage == "PROJCACHE_ENABLED=false"
+        assert result.returncode == (0 if disabled else 20), result.stderr
         assert len(json.loads(result.stdout)) == 14
-        (line,) = _p2_lines(result.stderr)
+        line, *hint = _p2_lines(result.stderr)
         assert line.startswith("warning: ")
         assert line.endswith(_P2_SUFFIX)
+        assert len(hint) == (0 if disabled else 1)

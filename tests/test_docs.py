@@ -162,6 +162,14 @@ def plain_env(tmp_path: Path) -> dict[str, str]:
     """An environment with a home folder and nothing else: only built-in defaults apply."""
     home = tmp_path / "home"
     home.mkdir()
+    # A SkillMeat user's home, for the README's "Use it on your SkillMeat collection":
+    # the example collection where SkillMeat keeps collections, the projects under ~/code.
+    shutil.copytree(
+        EXAMPLES / "collections" / "default",
+        home / ".skillmeat" / "collections" / "default",
+        symlinks=True,
+    )
+    shutil.copytree(EXAMPLES / "projects", home / "code", symlinks=True)
     return {"HOME": str(home)}
 
 
@@ -338,6 +346,7 @@ class TestCliReference:
 
         text = read(CACHE_DOCS / "cli.md")
         codes = {cli_errors.EXIT_OK, cli_errors.EXIT_FINDINGS, cli_errors.EXIT_USAGE}
+        codes.add(cli_errors.EXIT_DEGRADED)
         codes |= {cls.exit_code for cls in error_classes()}
         for code in sorted(codes):
             assert re.search(rf"^\| {code} \|", text, re.M), f"exit code {code} not in cli.md"
@@ -574,6 +583,14 @@ def sandbox(tmp_path: Path) -> Iterator[tuple[Path, dict[str, str]]]:
     }
     home = tmp_path / "home"
     home.mkdir()
+    # A SkillMeat user's home, for the README's "Use it on your SkillMeat collection":
+    # the example collection where SkillMeat keeps collections, the projects under ~/code.
+    shutil.copytree(
+        EXAMPLES / "collections" / "default",
+        home / ".skillmeat" / "collections" / "default",
+        symlinks=True,
+    )
+    shutil.copytree(EXAMPLES / "projects", home / "code", symlinks=True)
     env.update(
         HOME=str(home),
         XDG_CACHE_HOME=str(tmp_path / "xdg-cache"),

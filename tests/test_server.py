@@ -2131,3 +2131,85 @@ class TestServeProcess:
         code = served.stop(signal.SIGTERM)
         assert code == 0, "".join(served.stderr)
         assert "Traceback" not in "".join(served.stderr)
+
+
+# -- one listing = one snapshot over HTTP (issue 12 item 10) -----------------------------------
+
+
+class TestListingSnapshot:
+    """GET /artifacts?limit=1000 answers from one read snapshot, whatever a writer does."""
+
+    N = 600  # more than two 256-record pages
+
+    def _generation(self, gen: int) -> list[dict[str, Any]]:
+        return [
+            {"name": f"a{i:04d}", "type": "skill", "collection": "c", "version": f"{gen}.0.0"}
+            for i in range(self.N)
+        ]
+
+    @pytest.fixture
+    def big(self, tmp_path: Path) -> Iterator[ProjectCache]:
+        settings = Settings(cache_dir=tmp_path / "big-cache", map_size=64 * 1024**2)
+        with ProjectCache.open(settings=settings) as cache:
+            cache.put_artifacts(self._generation(1))
+            yield cache
+
+    def _versions(self, client: TestClient) -> dict[str, int]:
+        response = client.get(f"{API}/artifacts", params={"limit": 1000})
+        assert response.status_code == 200, response.text
+        counts: dict[str, int] = {}
+        for item in response.json()["items"]:
+            counts[item["version"]] = counts.get(item["version"], 0) + 1
+        return counts
+
+    def test_a_write_between_pages_is_not_in_the_response(
+        self, big: ProjectCache, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """Deterministic: a write committed after page 1 was read is not in the answer."""
+        from projcache.repository import ArtifactRepository
+
+        original = ArtifactRepository.scan_payloads
+        calls: list[int] = []
+
+        second = self._generation(2)
+
+        def scan(repo: ArtifactRepository, *args: Any, **kwargs: Any) -> Iterator[Any]:
+            rows = list(original(repo, *args, **kwargs))
+            calls.append(len(rows))
+            if len(calls) == 1:
+                big.put_artifacts(second)
+            return iter(rows)
+
+        monkeypatch.setattr(ArtifactRepository, "scan_payloads", scan)
+        with TestClient(create_app(big), base_url="http://127.0.0.1") as client:
+            assert self._versions(client) == {"1.0.0": self.N}
+            assert len(calls) >= 3
+            assert self._versions(client) == {"2.0.0": self.N}
+
+    def test_a_concurrent_writer_never_shows_a_mix(self, big: ProjectCache) -> None:
+        """A writer replaces all N records per transaction; 2 s of requests: never a mix."""
+        stop = threading.Event()
+        written: list[int] = []
+
+        def writer() -> None:
+            gen = 2
+            while not stop.is_set():
+                big.put_artifacts(self._generation(gen))
+                written.append(gen)
+                gen += 1
+
+        thread = threading.Thread(target=writer, daemon=True)
+        mixed = responses = 0
+        with TestClient(create_app(big), base_url="http://127.0.0.1") as client:
+            thread.start()
+            try:
+                deadline = time.monotonic() + 2.0
+                while time.monotonic() < deadline or responses < 5:
+                    counts = self._versions(client)
+                    responses += 1
+                    mixed += len(counts) > 1 or sum(counts.values()) != self.N
+            finally:
+                stop.set()
+                thread.join(timeout=30)
+        assert written, "the writer never committed"
+        assert mixed == 0, f"{mixed} of {responses} responses mixed two generations"

@@ -315,8 +315,8 @@ class TestCrossSiteWrites:
 
     def test_the_page_sends_json(self) -> None:
         """The web page's POSTs carry the JSON type (its browser test runs them for real)."""
-        script = (STATIC / "app.js").read_text(encoding="utf-8")
-        posts = re.findall(r'method: "POST"[^}]*}', script)
+        scripts = "".join(p.read_text(encoding="utf-8") for p in sorted(STATIC.glob("*.js")))
+        posts = re.findall(r'method: "POST"[^}]*}', scripts)
         assert posts and all('"Content-Type": "application/json"' in p for p in posts)
 
 

@@ -19,7 +19,6 @@ functions below for both.
 
 from __future__ import annotations
 
-import logging
 import os
 import sys
 from pathlib import Path
@@ -78,7 +77,7 @@ class Command:
 
 _JSON = Option(("--json",), False, FLAG)
 _TYPE = Option(("--type", "-t"), None, TEXT)
-_COLLECTION = Option(("--collection",), None, TEXT)
+_COLLECTION = Option(("--collection", "-c"), None, TEXT)
 _TAG = Option(("--tag",), None, TEXT)
 _STATE = Option(("--state",), None, TEXT)
 _OUTDATED = Option(("--outdated",), False, FLAG)
@@ -346,10 +345,10 @@ def _parse(
 
 
 def _configure_logging() -> None:
-    # What the Typer app's root callback does without --debug.
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    for name in ("sources.tracker", "verify", "direct", "recovery"):
-        logging.getLogger(f"projcache.{name}").setLevel(logging.ERROR)
+    # What the Typer app's root callback does without --debug: one `warning: …` style.
+    from .output import configure_logging
+
+    configure_logging(False)
 
 
 def _answer(words: tuple[str, ...], values: dict[str, Any], cache: ProjectCache) -> bytes:

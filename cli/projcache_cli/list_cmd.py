@@ -8,9 +8,8 @@ from typing import Optional
 import orjson
 import typer
 
-from projcache.codec import DEPLOYMENT_STATES
-
-from .errors import cli_errors
+from .completion import complete_collection, complete_project
+from .errors import CliGroup, cli_errors
 from .fastpath import (
     artifact_payloads,
     default,
@@ -19,18 +18,40 @@ from .fastpath import (
     stream_artifacts,
     write_stdout,
 )
+from .names import display_key, project_names
 from .output import ago, emit_json, emit_table, inert
-from .state import open_cache, state_of
+from .state import exit_if_degraded, open_cache, state_of
 
 __all__ = ["list_app"]
 
 list_app = typer.Typer(
     name="list",
+    cls=CliGroup,
     help="List artifacts, projects or deployments.",
     no_args_is_help=True,
 )
 
-_STATE_HELP = f"Only this deployment state: {', '.join(DEPLOYMENT_STATES)}."
+
+def _choices(values: tuple[str, ...]) -> str:
+    return ", ".join(values[:-1]) + " or " + values[-1] if len(values) > 1 else values[0]
+
+
+def type_help() -> str:
+    """``--type``'s help, naming every artifact type."""
+    from projcache.codec import ARTIFACT_TYPES
+
+    return f"Only this artifact type: {_choices(tuple(ARTIFACT_TYPES))}."
+
+
+def state_help(what: str = "Only this deployment state") -> str:
+    """``--state``'s help, naming every deployment state."""
+    from projcache.queries import _STATES
+
+    return f"{what}: {_choices(tuple(_STATES))}."
+
+
+TYPE_HELP = type_help()
+STATE_HELP = state_help()
 _PROFILE_HELP = "Only deployments to this SkillMeat deployment profile (claude_code, codex, ...)."
 _A, _D = "list artifacts", "list deployments"  # their entries in the command table
 
@@ -38,11 +59,12 @@ _A, _D = "list artifacts", "list deployments"  # their entries in the command ta
 @list_app.command("artifacts")
 def list_artifacts(
     ctx: typer.Context,
-    type_: Optional[str] = typer.Option(
-        default(_A, "type_"), *flags(_A, "type_"), help="Only this artifact type."
-    ),
+    type_: Optional[str] = typer.Option(default(_A, "type_"), *flags(_A, "type_"), help=TYPE_HELP),
     collection: Optional[str] = typer.Option(
-        default(_A, "collection"), *flags(_A, "collection"), help="Only this collection."
+        default(_A, "collection"),
+        *flags(_A, "collection"),
+        help="Only this collection (name).",
+        autocompletion=complete_collection,
     ),
     tag: Optional[str] = typer.Option(
         default(_A, "tag"), *flags(_A, "tag"), help="Only artifacts with this tag."
@@ -51,11 +73,12 @@ def list_artifacts(
         default(_A, "project"),
         *flags(_A, "project"),
         help="Only artifacts deployed in this project (id, name, path).",
+        autocompletion=complete_project,
     ),
     state_: Optional[str] = typer.Option(
         default(_A, "state_"),
         *flags(_A, "state_"),
-        help="Only artifacts with a deployment in this state.",
+        help=state_help("Only artifacts with a deployment in this state"),
     ),
     outdated: bool = typer.Option(
         default(_A, "outdated"), *flags(_A, "outdated"), help="Same as --state outdated."
@@ -67,26 +90,37 @@ def list_artifacts(
     """List artifacts, filtered by type, collection, tag, project and deployment state."""
     state = state_of(ctx)
     wanted_state = "outdated" if outdated else state_
-    with cli_errors(state.debug), open_cache(state, readonly=True, fallback=True) as cache:
+    with cli_errors(state), open_cache(state, readonly=True, fallback=True) as cache:
         if as_json:  # streamed: a million records in constant memory
             stream_artifacts(cache, type_, collection, tag, project, wanted_state, write_stdout)
             sys.stdout.flush()
-            return
-        payloads = artifact_payloads(cache, type_, collection, tag, project, wanted_state)
+        else:
+            payloads = artifact_payloads(cache, type_, collection, tag, project, wanted_state)
+            names = project_names(cache)
+    if as_json:
+        exit_if_degraded(cache)
+        return
     rows = []
     for payload in payloads:
         record = orjson.loads(payload)
         rows.append(
             (
-                record["key"],
+                display_key(record["key"], names),
                 record["type"],
                 record.get("version") or record.get("resolved_version") or "",
                 ", ".join(record.get("tags", [])),
                 "" if record.get("managed") else "local",
+                record.get("description") or record.get("title") or "",
             )
         )
-    emit_table(("key", "type", "version", "tags", ""), rows)
+    emit_table(
+        ("artifact", "type", "version", "tags", "", "description"),
+        rows,
+        optional=("version", "tags", ""),
+        flexible="description",
+    )
     typer.echo(f"{len(rows)} artifact(s)")
+    exit_if_degraded(cache)
 
 
 @list_app.command("projects")
@@ -96,7 +130,7 @@ def list_projects(
 ) -> None:
     """List projects with their freshness and recorded errors."""
     state = state_of(ctx)
-    with cli_errors(state.debug), open_cache(state, readonly=True, fallback=True) as cache:
+    with cli_errors(state), open_cache(state, readonly=True, fallback=True) as cache:
         ttl = cache.settings.ttl_seconds
         projects = cache.list_projects()
         counts = {p.id: len(cache.list_deployments_json(p.id)) for p in projects}
@@ -109,6 +143,7 @@ def list_projects(
             data["age_seconds"] = project.age_seconds()
             out.append(data)
         emit_json(out)
+        exit_if_degraded(cache)
         return
     rows = [
         (
@@ -126,23 +161,25 @@ def list_projects(
         for error in project.errors:
             typer.echo(f"error: {inert(project.name)}: {inert(error.message)}", err=True)
     typer.echo(f"{len(rows)} project(s)")
+    exit_if_degraded(cache)
 
 
 @list_app.command("deployments")
 def list_deployments(
     ctx: typer.Context,
     project: Optional[str] = typer.Option(
-        default(_D, "project"), *flags(_D, "project"), help="Only this project (id, name or path)."
+        default(_D, "project"),
+        *flags(_D, "project"),
+        help="Only this project (id, name or path).",
+        autocompletion=complete_project,
     ),
     state_: Optional[str] = typer.Option(
-        default(_D, "state_"), *flags(_D, "state_"), help=_STATE_HELP
+        default(_D, "state_"), *flags(_D, "state_"), help=STATE_HELP
     ),
     outdated: bool = typer.Option(
         default(_D, "outdated"), *flags(_D, "outdated"), help="Same as --state outdated."
     ),
-    type_: Optional[str] = typer.Option(
-        default(_D, "type_"), *flags(_D, "type_"), help="Only this artifact type."
-    ),
+    type_: Optional[str] = typer.Option(default(_D, "type_"), *flags(_D, "type_"), help=TYPE_HELP),
     profile: Optional[str] = typer.Option(
         default(_D, "profile"), *flags(_D, "profile"), help=_PROFILE_HELP
     ),
@@ -155,23 +192,29 @@ def list_deployments(
 
     state = state_of(ctx)
     wanted_state = "outdated" if outdated else state_
-    with cli_errors(state.debug):
+    with cli_errors(state):
         check_type(type_)
         with open_cache(state, readonly=True, fallback=True) as cache:
             records = deployment_records(cache, project, wanted_state, type_, profile)
             names = {p.id: p.name for p in cache.list_projects()}
     if as_json:
         emit_json(records)
+        exit_if_degraded(cache)
         return
     rows = [
         (
             names.get(r["project"], r["project"]),
-            r["artifact"],
+            display_key(r["artifact"], names),
             r["profile"],
             r["state"],
             r.get("version") or "",
         )
         for r in records
     ]
-    emit_table(("project", "artifact", "profile", "state", "deployed version"), rows)
+    emit_table(
+        ("project", "artifact", "profile", "state", "deployed version"),
+        rows,
+        optional=("deployed version",),
+    )
     typer.echo(f"{len(rows)} deployment(s)")
+    exit_if_degraded(cache)

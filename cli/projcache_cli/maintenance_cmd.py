@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import Optional
 
 import typer
 
+from .completion import complete_collection, complete_project
 from .errors import EXIT_USAGE, cli_errors
 from .output import emit_json, is_terminal
 from .state import open_cache, state_of
@@ -18,16 +20,24 @@ __all__ = ["register"]
 def invalidate(
     ctx: typer.Context,
     project: Optional[str] = typer.Option(
-        None, "--project", "-p", help="Only this project (id, name or path)."
+        None,
+        "--project",
+        "-p",
+        help="Only this project (id, name or path).",
+        autocompletion=complete_project,
     ),
     collection: Optional[str] = typer.Option(
-        None, "--collection", "-c", help="Only this collection (name)."
+        None,
+        "--collection",
+        "-c",
+        help="Only this collection (name).",
+        autocompletion=complete_collection,
     ),
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
 ) -> None:
     """Mark projects and collections stale; data stays readable until the next refresh."""
     state = state_of(ctx)
-    with cli_errors(state.debug), open_cache(state) as cache:
+    with cli_errors(state), open_cache(state) as cache:
         marked = cache.invalidate(project=project, collection=collection)
     if as_json:
         emit_json({"invalidated": marked})
@@ -48,7 +58,7 @@ def clear(
         if not typer.confirm("Remove every record from the cache?", default=False):
             typer.echo("cancelled")
             raise typer.Exit(EXIT_USAGE)
-    with cli_errors(state.debug), open_cache(state) as cache:
+    with cli_errors(state), open_cache(state) as cache:
         cache.clear()
         where = cache.path
     typer.echo(f"cleared {where}")
@@ -63,9 +73,23 @@ def backup(
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
 ) -> None:
     """Write a consistent copy of the cache while others keep reading and writing."""
+    from projcache.errors import InvalidRecordError
+
     state = state_of(ctx)
-    with cli_errors(state.debug), open_cache(state, readonly=True) as cache:
-        target = cache.backup(dest, compact=not no_compact)
+    with cli_errors(state):
+        target_dir = Path(os.path.expanduser(os.fspath(dest)))
+        if os.path.lexists(target_dir) and not target_dir.is_dir():
+            raise InvalidRecordError(
+                f"{dest} is a file; backup writes into a folder",
+                hint="Name an empty or new folder, e.g. backup-$(date +%F).",
+            )
+        if target_dir.is_dir() and any(target_dir.iterdir()):
+            raise InvalidRecordError(
+                f"{dest} is not empty; backup writes into an empty or new folder",
+                hint="Name an empty or new folder (nothing in it is overwritten or removed).",
+            )
+        with open_cache(state, readonly=True) as cache:
+            target = cache.backup(dest, compact=not no_compact)
     size = (target / "data.mdb").stat().st_size
     if as_json:
         emit_json({"backup": str(target), "bytes": size})

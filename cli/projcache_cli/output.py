@@ -21,14 +21,18 @@ from typing import Any, Optional
 import orjson
 
 __all__ = [
+    "CliLogFormatter",
+    "CliLogHandler",
     "InertFormatter",
     "ago",
+    "configure_logging",
     "emit_json",
     "emit_json_bytes",
     "emit_table",
     "human_bytes",
     "inert",
     "is_terminal",
+    "output_width",
 ]
 
 # Every character a terminal may act on or that changes how others are shown:
@@ -68,6 +72,54 @@ def inert(text: object) -> str:
     if _UNSAFE.search(value) is None:
         return value
     return _UNSAFE.sub(_escape, value)
+
+
+class CliLogFormatter(logging.Formatter):
+    """Library log records as the CLI's own lines: ``warning: …``, ``error: …``.
+
+    With ``--debug`` the logger name and level stay visible instead.
+    """
+
+    def __init__(self, debug: bool) -> None:
+        super().__init__("%(levelname)s %(name)s: %(message)s" if debug else None)
+        self.debug = debug
+
+    def format(self, record: logging.LogRecord) -> str:
+        """Format ``record`` as ``<level>: <message>`` unless debugging."""
+        if self.debug:
+            return InertFormatter(self._fmt).format(record)
+        # Log lines quote source text (a bad file's name, a YAML error): made inert.
+        return f"{record.levelname.lower()}: {inert(record.getMessage())}"
+
+
+class CliLogHandler(logging.Handler):
+    """Write log records to the stderr current at the time (a test runner may swap it)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        """Print the formatted record on stderr."""
+        try:
+            sys.stderr.write(self.format(record) + "\n")
+            sys.stderr.flush()
+        except Exception:  # logging must never break the command
+            self.handleError(record)
+
+
+# Loggers whose records the commands print themselves (each bad source, each finding):
+# without --debug the warning would say the same thing a second time.
+_QUIET = ("sources.tracker", "verify", "direct", "recovery", "refresh")
+
+
+def configure_logging(debug: bool) -> None:
+    """Send library log records to stderr in the CLI's ``warning: …`` style (one style)."""
+    root = logging.getLogger()
+    handler = next((h for h in root.handlers if isinstance(h, CliLogHandler)), None)
+    if handler is None:
+        handler = CliLogHandler()
+        root.addHandler(handler)
+    handler.setFormatter(CliLogFormatter(debug))
+    root.setLevel(logging.DEBUG if debug else logging.WARNING)
+    for name in _QUIET:
+        logging.getLogger(f"projcache.{name}").setLevel(logging.NOTSET if debug else logging.ERROR)
 
 
 def is_terminal(stream: Any = None) -> bool:
@@ -110,10 +162,35 @@ def emit_json_bytes(payloads: Iterable[bytes], *, array: bool) -> None:
             _write(payload + b"\n")
 
 
+def output_width() -> int:
+    """Columns available: ``$COLUMNS``, else the terminal's, else 250 when piped.
+
+    Piped output is not wrapped at 80 columns: each row stays on one line for grep.
+    """
+    import os
+    import shutil
+
+    columns = os.environ.get("COLUMNS", "")
+    if columns.isdigit() and int(columns) > 0:
+        return int(columns)
+    if is_terminal():
+        return shutil.get_terminal_size().columns
+    return 250
+
+
 def emit_table(
-    columns: Sequence[str], rows: Iterable[Sequence[Any]], *, title: Optional[str] = None
+    columns: Sequence[str],
+    rows: Iterable[Sequence[Any]],
+    *,
+    title: Optional[str] = None,
+    optional: Sequence[str] = (),
+    flexible: Optional[str] = None,
 ) -> None:
-    """Print a table (rows not wrapped when not on a terminal, so it pipes well).
+    """Print a table that shows what the data holds and what the width allows.
+
+    Columns named in ``optional`` are left out when no row has a value in them.
+    The ``flexible`` column (e.g. a description) is shown only when at least
+    20 characters of it fit next to the others, and is cut with "…" to the width.
 
     Cells are made :func:`inert` and added as plain ``Text`` (never read as rich
     markup), so each record stays one row whatever its text holds.
@@ -122,13 +199,33 @@ def emit_table(
     from rich.table import Table
     from rich.text import Text
 
+    cells = [["" if cell is None else str(cell) for cell in row] for row in rows]
+    keep = [
+        i for i, name in enumerate(columns) if name not in optional or any(row[i] for row in cells)
+    ]
+    width = output_width()
+    room = width
+    if flexible is not None and flexible in columns:
+        index = columns.index(flexible)
+        others = sum(
+            max([len(columns[i]), *(len(row[i]) for row in cells)]) + 3 for i in keep if i != index
+        )
+        if index in keep and (width - others < 20 or not any(row[index] for row in cells)):
+            keep.remove(index)
+        room = width - others
     table = Table(title=title, show_edge=False, header_style="bold", pad_edge=False)
-    for column in columns:
-        table.add_column(column, overflow="fold")
-    for row in rows:
-        table.add_row(*(Text("" if cell is None else inert(cell)) for cell in row))
-    # Piped output is not wrapped at 80 columns: each row stays on one line for grep.
-    Console(width=None if is_terminal() else 250).print(table)
+    for i in keep:
+        if columns[i] == flexible:
+            table.add_column(columns[i], overflow="ellipsis", no_wrap=True, max_width=room)
+        elif i == keep[0]:
+            # The first column names the row (a key, a project): never wrapped, so it can be
+            # copied and grepped; the other columns give way on a narrow terminal.
+            table.add_column(columns[i], no_wrap=True)
+        else:
+            table.add_column(columns[i], overflow="fold")
+    for row in cells:
+        table.add_row(*(Text(inert(row[i])) for i in keep))
+    Console(width=width).print(table)
 
 
 def ago(when: Optional[datetime], now: Optional[datetime] = None) -> str:

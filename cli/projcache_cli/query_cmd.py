@@ -7,36 +7,58 @@ from typing import Optional
 import orjson
 import typer
 
+from .completion import complete_artifact, complete_collection, complete_project
 from .errors import EXIT_USAGE, cli_errors
 from .fastpath import default, flags, search_document
+from .list_cmd import TYPE_HELP
+from .names import display_key, project_names
 from .output import emit_json, emit_json_bytes, emit_table, inert
-from .state import open_cache, state_of
+from .state import exit_if_degraded, mark_degraded, open_cache, state_of
 
 __all__ = ["register"]
 
 
 def get(
     ctx: typer.Context,
-    key: str = typer.Argument(..., help="Artifact key: <collection>/<type>/<name>."),
+    key: str = typer.Argument(
+        ...,
+        help="The artifact: its key <collection>/<type>/<name>, its name when only one "
+        "artifact has it, <type>/<name>, or <project> \u203a <type>/<name>.",
+        autocompletion=complete_artifact,
+    ),
     as_json: bool = typer.Option(
         default("get", "as_json"), *flags("get", "as_json"), help="Print the stored JSON record."
     ),
 ) -> None:
-    """Show one artifact by key (exit 4 when it is not cached)."""
+    """Show one artifact and where it is deployed (exit 4 when it is not cached)."""
     from projcache.errors import ArtifactNotFound
+    from projcache.listing import deployment_view
+
+    from .names import display_key, project_names, resolve_artifact
 
     state = state_of(ctx)
-    with cli_errors(state.debug):
-        with open_cache(state, readonly=True, fallback=True) as cache:
-            payload = cache.get_artifact_json(key)
+    with cli_errors(state), open_cache(state, readonly=True, fallback=True) as cache:
+        payload = cache.get_artifact_json(key) if key.count("/") == 2 else None
+        if payload is None:
+            resolved = resolve_artifact(cache, key)
+            payload = cache.get_artifact_json(resolved)
         if payload is None:
             raise ArtifactNotFound(f"no artifact {key!r} in the cache")
-    if as_json:
-        emit_json_bytes([payload], array=False)
-        return
-    record = orjson.loads(payload)
+        if as_json:
+            emit_json_bytes([payload], array=False)
+            exit_if_degraded(cache)
+            return
+        record = orjson.loads(payload)
+        names = project_names(cache)
+        deployments = [
+            deployment_view(p) for p in cache.list_deployments_json(artifact=record["key"])
+        ]
+    shown = display_key(record["key"], names)
     # Every value comes from a source: printed inert (escapes, never control sequences).
-    for field in ("key", "type", "title", "description", "version", "resolved_version"):
+    typer.echo(f"{'key:':<18}{inert(record['key'])}")
+    if shown != record["key"]:
+        typer.echo(f"{'artifact:':<18}{inert(shown)}")
+    for field in ("type", "title", "description", "version", "resolved_version"):
         if record.get(field):
             typer.echo(f"{field + ':':<18}{inert(record[field])}")
     if record.get("tags"):
@@ -45,23 +67,33 @@ def get(
         if record.get(field):
             typer.echo(f"{field + ':':<18}{inert(record[field])}")
     typer.echo(f"{'managed:':<18}{'yes' if record.get('managed') else 'no'}")
+    if not deployments:
+        typer.echo(f"{'deployed:':<18}nowhere")
+    for n, deployment in enumerate(deployments):
+        project = names.get(deployment["project"], deployment["project"])
+        where = deployment.get("artifact_path") or ""
+        label = "deployed:" if n == 0 else ""
+        typer.echo(f"{label:<18}{inert(project)} ({deployment['state']}) {inert(where)}".rstrip())
+    exit_if_degraded(cache)
 
 
 def search(
     ctx: typer.Context,
     query: str = typer.Argument(..., help="Words to find; the last may be a prefix."),
     type_: Optional[str] = typer.Option(
-        default("search", "type_"), *flags("search", "type_"), help="Only this artifact type."
+        default("search", "type_"), *flags("search", "type_"), help=TYPE_HELP
     ),
     project: Optional[str] = typer.Option(
         default("search", "project"),
         *flags("search", "project"),
         help="Only artifacts deployed in this project (id, name, path).",
+        autocompletion=complete_project,
     ),
     collection: Optional[str] = typer.Option(
         default("search", "collection"),
         *flags("search", "collection"),
-        help="Only this collection.",
+        help="Only this collection (name).",
+        autocompletion=complete_collection,
     ),
     tag: Optional[str] = typer.Option(
         default("search", "tag"), *flags("search", "tag"), help="Only artifacts with this tag."
@@ -84,23 +116,34 @@ def search(
     if not query.strip():
         typer.echo("error: the query is empty", err=True)
         raise typer.Exit(EXIT_USAGE)
-    with cli_errors(state.debug), open_cache(state, readonly=True, fallback=True) as cache:
+    with cli_errors(state), open_cache(state, readonly=True, fallback=True) as cache:
         page, total = cache.search_json(
             query, type_, project, limit, offset, collection=collection, tag=tag
         )
+        names = project_names(cache) if not as_json and total else {}
     if as_json:
-        emit_json(search_document(query, total, offset, page))
+        emit_json(mark_degraded(search_document(query, total, offset, page), cache))
+        exit_if_degraded(cache)
         return
     if total == 0:
         typer.echo(f"no artifacts match {query!r}")
+        exit_if_degraded(cache)
         return
     rows = []
     for key, score, payload in page:
         record = orjson.loads(payload)
-        rows.append((key, record["type"], f"{score:g}", record.get("description", "")[:70]))
+        rows.append(
+            (
+                display_key(key, names),
+                record["type"],
+                f"{score:g}",
+                record.get("description") or record.get("title") or "",
+            )
+        )
     if rows:
-        emit_table(("key", "type", "score", "description"), rows)
+        emit_table(("artifact", "type", "score", "description"), rows, flexible="description")
     typer.echo(f"{len(page)} of {total} match(es)")
+    exit_if_degraded(cache)
 
 
 def register(app: typer.Typer) -> None:

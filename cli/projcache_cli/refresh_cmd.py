@@ -18,23 +18,47 @@ if TYPE_CHECKING:
 __all__ = ["register"]
 
 
-def _summary(report: RefreshReport) -> str:
+def _changes(
+    report: RefreshReport, before: dict[str, int], after: dict[str, int]
+) -> dict[str, int]:
+    """Added and updated counts, from the report and the record counts before and after.
+
+    The report counts records *written*; a written record that did not exist
+    before was added: added = (after - before) + removed.
+    """
+    out: dict[str, int] = {}
+    for what in ("artifacts", "deployments"):
+        written = getattr(report, f"{what}_written")
+        removed = getattr(report, f"{what}_removed")
+        added = min(written, max(0, after.get(what, 0) - before.get(what, 0) + removed))
+        out[f"{what}_added"] = added
+        out[f"{what}_updated"] = written - added
+    return out
+
+
+def _summary(report: RefreshReport, changes: dict[str, int]) -> str:
+    def part(what: str) -> str:
+        return (
+            f"{what} {changes[what + '_added']} added, {changes[what + '_updated']} updated, "
+            f"{getattr(report, what + '_removed')} removed"
+        )
+
     return (
         f"refreshed {report.collections_checked} collection(s), "
         f"{report.projects_checked} project(s): {report.sources_checked} sources checked, "
-        f"{report.sources_changed} re-read; artifacts +{report.artifacts_written} "
-        f"-{report.artifacts_removed}, deployments +{report.deployments_written} "
-        f"-{report.deployments_removed} in {report.duration_seconds:.2f}s"
+        f"{report.sources_changed} re-read; {part('artifacts')}; {part('deployments')} "
+        f"in {report.duration_seconds:.2f}s"
     )
 
 
-def _print_report(report: RefreshReport, as_json: bool) -> None:
+def _print_report(report: RefreshReport, as_json: bool, changes: dict[str, int]) -> None:
     if as_json:
         data = report.model_dump(mode="json")
+        data.update(changes)
         data["ok"] = report.ok
         emit_json(data)
         return
-    typer.echo(_summary(report))
+    typer.echo(_summary(report, changes))
     for error in report.errors:
         typer.echo(f"error: {inert(error.message)}", err=True)
 
@@ -49,14 +73,17 @@ def _run_with_progress(run: Callable[[Any], RefreshReport]) -> RefreshReport:
         TextColumn("refreshing"),
         BarColumn(),
         MofNCompleteColumn(),
+        TextColumn("folders", style="dim"),
         TextColumn("{task.description}", style="dim", markup=False),
         console=Console(stderr=True),
         transient=True,
     ) as bar:
-        task = bar.add_task("", total=None)
+        task = bar.add_task("finding the folders", total=None)
 
         def progress(done: int, total: int, label: str) -> None:
-            bar.update(task, completed=done, total=total, description=inert(Path(label).name))
+            bar.update(
+                task, completed=done, total=total, description=f"reading {inert(Path(label).name)}"
+            )
 
         return run(progress)
 
@@ -87,12 +114,13 @@ def refresh(
     state = state_of(ctx)
     projects = list(project) if project else None
     collections = list(collection) if collection else None
-    with cli_errors(state.debug):
+    with cli_errors(state):
         from projcache.refresh import check_folders
 
         # Before opening: a mistyped folder must not leave an empty cache behind.
         check_folders(collections, projects)
-    with cli_errors(state.debug), open_cache(state) as cache:
+    with cli_errors(state), open_cache(state) as cache:
+        before = cache.counts()
 
         def run(progress: Any) -> RefreshReport:
             return cache.refresh(
@@ -104,17 +132,25 @@ def refresh(
             )
 
         report = _run_with_progress(run)
-        _print_report(report, as_json)
+        after = cache.counts()
+        _print_report(report, as_json, _changes(report, before, after))
         if watch:
             from projcache.watch import watch_and_refresh
 
             typer.echo("watching for changes; press Ctrl-C to stop", err=True)
+            counts = [after]
+
+            def on_report(report: RefreshReport) -> None:
+                now = cache.counts()
+                _print_report(report, as_json, _changes(report, counts[0], now))
+                counts[0] = now
+
             try:
                 watch_and_refresh(
                     cache,
                     collections=collections,
                     projects=projects,
-                    on_report=lambda r: _print_report(r, as_json),
+                    on_report=on_report,
                 )
             except KeyboardInterrupt:
                 typer.echo("stopped", err=True)

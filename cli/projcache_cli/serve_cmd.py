@@ -34,7 +34,7 @@ def serve(
         None,
         "--api-key",
         envvar="PROJCACHE_API_KEY",
-        help="Require this key in the X-API-Key header ($PROJCACHE_API_KEY).",
+        help="Require this key in the X-API-Key header.",
         show_default=False,
     ),
     insecure: bool = typer.Option(
@@ -51,7 +51,7 @@ def serve(
 ) -> None:
     """Serve the cache over HTTP: JSON API under /api/v1/cache/ and a web page at /."""
     state = state_of(ctx)
-    with cli_errors(state.debug):
+    with cli_errors(state):
         try:
             from projcache.server import ServerOptions, check_bind, serve
         except ImportError as exc:

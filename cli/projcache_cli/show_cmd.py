@@ -9,7 +9,7 @@ import typer
 from .errors import cli_errors
 from .fastpath import default, flags, show_document
 from .output import ago, emit_json, human_bytes, inert
-from .state import open_cache, state_of
+from .state import exit_if_degraded, mark_degraded, open_cache, state_of
 
 __all__ = ["register"]
 
@@ -22,7 +22,7 @@ def show(
 ) -> None:
     """Location, size on disk, counts, freshness, recorded errors and hit rate."""
     state = state_of(ctx)
-    with cli_errors(state.debug), open_cache(state, readonly=True, fallback=True) as cache:
+    with cli_errors(state), open_cache(state, readonly=True, fallback=True) as cache:
         if as_json:
             document = show_document(cache)
         stats = cache.stats()
@@ -39,13 +39,15 @@ def show(
         for e in p.errors
     ]
     if as_json:
-        emit_json(document)
+        emit_json(mark_degraded(document, cache))
+        exit_if_degraded(cache)
         return
     counts = stats.counts
     rate = "n/a" if stats.hit_rate is None else f"{stats.hit_rate:.0%}"
     stale_collections = sum(1 for c in collections if c.is_stale(ttl))
     lines = [
-        f"cache:        {stats.path}",
+        f"cache:        {stats.path}"
+        + (" (a throwaway copy read from the sources)" if cache.direct else ""),
         f"size:         {human_bytes(stats.file_bytes)} on disk, "
         f"{human_bytes(stats.used_bytes)} used, map {human_bytes(stats.map_size)}",
         f"schema:       {stats.schema_version}",
@@ -61,6 +63,7 @@ def show(
     typer.echo("\n".join(lines))
     for error in errors:
         typer.echo(f"  {error['kind']} {inert(error['name'])}: {inert(error['message'])}")
+    exit_if_degraded(cache)
 
 
 def register(app: typer.Typer) -> None:

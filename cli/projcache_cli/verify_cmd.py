@@ -5,11 +5,10 @@ from __future__ import annotations
 import sys
 from typing import Any, Callable
 
-import orjson
 import typer
 
 from .errors import EXIT_FINDINGS, EXIT_OK, cli_errors
-from .output import inert, is_terminal
+from .output import emit_json, inert, is_terminal
 from .state import open_cache, state_of
 
 __all__ = ["register"]
@@ -64,7 +63,7 @@ def verify(
     from projcache.recovery import repair_unopenable
 
     state = state_of(ctx)
-    with cli_errors(state.debug):
+    with cli_errors(state):
         try:
             with open_cache(state, readonly=not repair) as cache:
                 full = deep or repair or sources
@@ -82,7 +81,7 @@ def verify(
     if as_json:
         data = report.model_dump(mode="json")
         data["ok"] = report.ok
-        typer.echo(orjson.dumps(data, option=orjson.OPT_INDENT_2).decode())
+        emit_json(data)
     else:
         checked = ", ".join(f"{name} {count}" for name, count in sorted(report.checked.items()))
         typer.echo(

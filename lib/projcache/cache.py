@@ -3,8 +3,8 @@
 Every public mutation is exactly one LMDB write transaction covering the
 records and all their index entries, so readers in any process see all of a
 change or none of it.  Reads never block (LMDB MVCC) and never hold a
-transaction across calls: listings read in pages of short transactions, so a
-slow consumer does not pin old pages and make the file grow.
+transaction across calls; a listing is one read transaction (one snapshot),
+streamed while its iterator is open.
 """
 
 from __future__ import annotations
@@ -53,6 +53,7 @@ if TYPE_CHECKING:
         VerifyReport,
     )
     from .refresh import PathLike, Progress
+    from .roots import SourceRoots
 
 __all__ = ["CacheDisabledError", "ProjectCache", "SearchResults"]
 
@@ -458,14 +459,61 @@ class ProjectCache(CacheQueries):
             settings=self.settings,
             reserve=self._storage.reserve,
         )
-        return run_refresh(
+        given_collections = None if collections is None else list(collections)
+        given_projects = None if projects is None else list(projects)
+        report = run_refresh(
             ctx,
-            collections=None if collections is None else list(collections),
-            projects=None if projects is None else list(projects),
+            collections=given_collections,
+            projects=given_projects,
             full=full,
             stale_only=stale_only,
             progress=progress,
         )
+        if given_collections or given_projects:
+            self._remember_roots(given_collections or [], given_projects or [])
+        return report
+
+    def _remember_roots(self, collections: list[PathLike], projects: list[PathLike]) -> None:
+        """Add folders given to a refresh to the remembered roots (meta and ``roots.json``).
+
+        Only the folders passed explicitly: configured roots live in the
+        config.  A rebuild re-reads all of them (see :mod:`projcache.roots`).
+        """
+        from .roots import META_KEY, SourceRoots, read_side_file, write_side_file
+
+        def resolved(paths: list[PathLike]) -> list[str]:
+            return [os.path.realpath(os.path.expanduser(os.fspath(p))) for p in paths]
+
+        given = SourceRoots.of(resolved(collections), resolved(projects))
+        meta = self._repos.meta
+        stored = self._read(lambda txn: SourceRoots.from_json(meta.get(txn, META_KEY)))
+        merged = stored | given
+        if merged != stored:
+            self._write(lambda txn: meta.put(txn, META_KEY, merged.to_json()))
+        side = read_side_file(self.path)
+        if side | merged != side:
+            try:
+                write_side_file(self.path, side | merged)
+            except OSError as exc:  # the roots are in the cache anyway; warn, do not fail
+                logger.warning("could not write %s/roots.json: %s", self.path, exc)
+
+    def source_roots(self) -> SourceRoots:
+        """Every collection and project folder this cache was ever refreshed from by name.
+
+        The union of what the cache itself remembers (``meta``) and its side
+        file ``<cache_dir>/roots.json``, which survives damage to the data file.
+        A rebuild (``verify(repair=True)`` on a damaged file) re-reads all of
+        them; configured roots (settings) are not listed here.
+        """
+        from .roots import META_KEY, SourceRoots, read_side_file
+
+        self._check_open()
+        meta = self._repos.meta
+        try:
+            stored = self._read(lambda txn: SourceRoots.from_json(meta.get(txn, META_KEY)))
+        except CacheCorruptError:
+            stored = SourceRoots()
+        return stored | read_side_file(self.path)
 
     def invalidate(self, project: Optional[str] = None, collection: Optional[str] = None) -> int:
         """Mark a project (id, name or path), a collection (name), or everything as stale.

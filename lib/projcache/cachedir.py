@@ -9,7 +9,7 @@ would make projcache overwrite any file the user may write, and a planted
 * the folder must be owned by the current user (or root) and not be group-
   or world-writable, unless it is sticky and ours (others may then create
   files in it, but not replace ours);
-* ``data.mdb``, ``lock.mdb`` and ``grow.lock``, where they exist, must be
+* ``data.mdb``, ``lock.mdb``, ``grow.lock`` and ``roots.json``, where they exist, must be
   regular files with one link, owned by us (or root); ``data.mdb`` must not be
   writable by others (a world-writable ``lock.mdb`` is tolerated: it is how
   other users share a cache read-only);
@@ -35,7 +35,7 @@ from .errors import StorageError, UnsafeCacheDirError, translate_os_error
 
 __all__ = ["CACHE_FILES", "check_folder", "lock_file_bytes", "prepare_files", "remove_created"]
 
-CACHE_FILES = ("data.mdb", "lock.mdb", "grow.lock")
+CACHE_FILES = ("data.mdb", "lock.mdb", "grow.lock", "roots.json")
 _NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 _CLOEXEC = getattr(os, "O_CLOEXEC", 0)
 # LMDB's lock file: MDB_txninfo (192 bytes with 64-byte cache lines and Linux
@@ -165,7 +165,10 @@ def prepare_files(path: Path, max_readers: int) -> list[Path]:
                 created.append(file)
             try:
                 if name == "lock.mdb":
-                    size = max(os.fstat(fd).st_size, lock_file_bytes(max_readers))
+                    # Never change the size of a lock file in use: LMDB sizes the reader
+                    # table from it, and a process that mapped a smaller one would scan
+                    # past its mapping.  Only a new (empty) file is given LMDB's size.
+                    size = os.fstat(fd).st_size or lock_file_bytes(max_readers)
                     allocate(fd, size, file)
             finally:
                 os.close(fd)

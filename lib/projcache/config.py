@@ -312,9 +312,18 @@ def _read_file(path: Path) -> dict[str, Any]:
     top = {k: v for k, v in data.items() if k != "cache"}
     unknown = sorted((set(top) | set(table)) - set(ENV_VARS))
     if unknown:
+        import difflib
+
+        near = {k: difflib.get_close_matches(k, list(ENV_VARS), n=1) for k in unknown}
+        suggestions = [f"{k} -> {m[0]}" for k, m in near.items() if m]
         raise ConfigError(
             f"config file {path}: unknown key(s) {', '.join(unknown)}; "
-            f"allowed keys are {', '.join(ENV_VARS)}"
+            f"allowed keys are {', '.join(ENV_VARS)}",
+            hint=(
+                f"Did you mean: {', '.join(suggestions)}? Rename the key in the config file."
+                if suggestions
+                else None
+            ),
         )
     both = sorted(set(top) & set(table))
     if both:

@@ -1,8 +1,9 @@
-"""Listings that read through the narrowest index, in pages of short read transactions.
+"""Listings that read through the narrowest index, each from one read snapshot.
 
-A page is one read transaction; a listing is not one snapshot.  Holding a
-single transaction across a slow consumer would pin old pages (the file grows)
-and keep a reader slot across ``fork()``; see ADR 0003.
+A listing is one read transaction, read a page (``PAGE`` records) at a time
+and streamed (:meth:`~projcache.storage.Storage.stream`): it never mixes two
+writes.  The price: a consumer that stops half-way pins the snapshot's pages
+(the file may grow meanwhile) until the iterator is closed or collected.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ __all__ = ["PAGE", "artifact_payloads", "deployment_payloads", "deployment_view"
 
 T = TypeVar("T")
 PAGE = 256
-Reader = Callable[[Callable[[Txn], T]], T]
+Streamer = Callable[[Callable[[Txn, Any], tuple[list[bytes], Any]], Any], Iterator[bytes]]
 
 
 def _key_matches(key: str, type_: Optional[str], collection: Optional[str]) -> bool:
@@ -31,41 +32,48 @@ def _key_matches(key: str, type_: Optional[str], collection: Optional[str]) -> b
 
 
 def artifact_payloads(
-    read: Reader[object],
+    stream: Streamer,
     repos: Callable[[], Repositories],
     type_: Optional[str],
     collection: Optional[str],
     tag: Optional[str],
 ) -> Iterator[bytes]:
-    """Yield the JSON of matching artifacts in key order.
+    """Yield the JSON of matching artifacts in key order, from one read snapshot.
 
     A tag or type filter reads its facet list; a collection filter alone is a
-    prefix scan of the artifact keys; no filter is a full scan, page by page.
+    prefix scan of the artifact keys; no filter is a full scan.  Records are
+    read ``PAGE`` at a time, all in the same read transaction
+    (:meth:`~projcache.storage.Storage.stream`).
     """
     if tag is not None or type_ is not None:
         facet, value = ("tag", tag) if tag is not None else ("type", type_)
         assert value is not None
-        keys: list[str] = read(lambda txn: list(repos().facets.artifact_keys(txn, facet, value)))  # type: ignore[assignment]
-        keys = [k for k in keys if _key_matches(k, type_, collection)]
-        for start in range(0, len(keys), PAGE):
+
+        def by_facet(
+            txn: Txn, state: tuple[Optional[list[str]], int]
+        ) -> tuple[list[bytes], Optional[tuple[Optional[list[str]], int]]]:
+            keys, start = state
+            if keys is None:
+                keys = [
+                    k
+                    for k in repos().facets.artifact_keys(txn, facet, value)
+                    if _key_matches(k, type_, collection)
+                ]
             batch = keys[start : start + PAGE]
-            payloads: list[Optional[bytes]] = read(  # type: ignore[assignment]
-                lambda txn, b=batch: [repos().artifacts.get_payload(txn, k) for k in b]  # type: ignore[misc]
-            )
-            yield from (p for p in payloads if p is not None)
+            found = [repos().artifacts.get_payload(txn, k) for k in batch]
+            rest = (keys, start + PAGE) if start + PAGE < len(keys) else None
+            return [p for p in found if p is not None], rest
+
+        yield from stream(by_facet, (None, 0))
         return
     prefix = f"{collection}/" if collection is not None else ""
-    start_key = ""
-    while True:
-        page: list[tuple[str, bytes]] = read(  # type: ignore[assignment]
-            lambda txn, s=start_key: list(  # type: ignore[misc]
-                repos().artifacts.scan_payloads(txn, prefix, s, PAGE + 1)
-            )
-        )
-        yield from (payload for _key, payload in page[:PAGE])
-        if len(page) <= PAGE:
-            return
-        start_key = page[PAGE][0]
+
+    def by_key(txn: Txn, start_key: str) -> tuple[list[bytes], Optional[str]]:
+        page = list(repos().artifacts.scan_payloads(txn, prefix, start_key, PAGE + 1))
+        rest = page[PAGE][0] if len(page) > PAGE else None
+        return [payload for _key, payload in page[:PAGE]], rest
+
+    yield from stream(by_key, "")
 
 
 def deployment_payloads(

@@ -467,7 +467,13 @@ class VerifyReport(_Record):
 
     @property
     def ok(self) -> bool:
-        """True when verify found nothing wrong (or repair fixed every finding)."""
+        """True when verify found nothing wrong (or repair fixed every finding).
+
+        Never true after a rebuild that lost records, or that could not read
+        the damaged file to the end (so cannot tell what it lost).
+        """
+        if self.moved_to is not None and (any(self.lost.values()) or not self.lost_complete):
+            return False
         return not self.findings or self.repaired >= len(self.findings)
 
 

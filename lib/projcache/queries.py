@@ -110,8 +110,11 @@ class CacheQueries:
     ) -> Iterator[Artifact]:
         """Yield artifacts in key order, filtered by type, collection and tag.
 
-        Filters use indexes (tag and type facets, the collection key prefix);
-        records are read in pages of short read transactions.
+        Filters use indexes (tag and type facets, the collection key prefix).
+        One call is one snapshot: every record comes from the same read
+        transaction, streamed a page at a time, so a concurrent write is seen
+        entirely or not at all.  Close (or exhaust) the iterator: until then it
+        pins the snapshot's pages.
         """
         load = self._repos.artifacts.load
         for payload in self.iter_artifacts_json(type, collection, tag):
@@ -126,7 +129,9 @@ class CacheQueries:
         """Like :meth:`list_artifacts`, yielding the stored JSON bytes (no models built)."""
         check_type(type)
         self._check_open()
-        yield from listing.artifact_payloads(self._read, lambda: self._repos, type, collection, tag)
+        yield from listing.artifact_payloads(
+            self._storage.stream, lambda: self._repos, type, collection, tag
+        )
 
     def list_projects(self) -> list[Project]:
         """Return every project, in id order."""

@@ -8,10 +8,14 @@ report says how many records were carried over and how many were lost.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import shutil
+import struct
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -26,6 +30,7 @@ if TYPE_CHECKING:
     from .cache import ProjectCache
     from .config import Settings
     from .models import RefreshReport, VerifyReport
+    from .roots import SourceRoots
 
 __all__ = ["RecoveryResult", "move_aside", "rebuild", "repair_unopenable", "verify_cache"]
 
@@ -44,6 +49,10 @@ class RecoveryResult:
     problems: list[str] = field(default_factory=list)
     # False when the damaged file could not be read to the end: ``lost`` is then a floor.
     complete: bool = True
+    # Records per sub-database the damaged cache held (as far as known).
+    expected: dict[str, int] = field(default_factory=dict)
+    # Records the salvage reader reached, readable or not.
+    seen: dict[str, int] = field(default_factory=dict)
     refresh: Optional[RefreshReport] = None
 
     def summary(self) -> str:
@@ -68,7 +77,229 @@ def move_aside(path: Path) -> Path:
     return target
 
 
-def _salvage(aside: Path, result: RecoveryResult) -> list[tuple[str, bytes, bytes]]:
+Record = tuple[str, bytes, bytes]  # (sub-database, key, framed value)
+
+
+@dataclass
+class _Attempt:
+    """What one way of reading the damaged file gave."""
+
+    how: str
+    txnid: int  # the transaction whose state it read (-1: not known)
+    result: RecoveryResult
+    records: list[Record]
+
+
+# LMDB 0.9 on-disk layout (64-bit, host byte order): a 16-byte page header
+# (mp_pgno u64, pad u16, flags u16, lower u16, upper u16), then MDB_meta:
+# magic u32, version u32, address u64, mapsize u64, free MDB_db (48 bytes; its
+# first u32 is the page size), main MDB_db (48 bytes; root page last), last_pg
+# u64, txnid u64.  A named sub-database is a leaf node of the main tree whose
+# data is its MDB_db (entries at byte 32).
+_PAGEHDR = 16
+_META_MAGIC = 0xBEEFC0DE
+_META_PSIZE_AT = _PAGEHDR + 24
+_META_MAIN_ROOT_AT = _PAGEHDR + 24 + 48 + 40
+_META_TXNID_AT = _PAGEHDR + 24 + 2 * 48 + 8
+_META_BYTES = 136
+_P_LEAF = 0x02
+_F_SUBDATA = 0x02
+_DB_BYTES = 48
+_PLAUSIBLE_TXNID = 1 << 48  # a flipped high byte makes a txnid absurd
+
+
+@dataclass
+class _Meta:
+    slot: int
+    psize: int
+    page: bytes
+    magic_ok: bool
+    txnid: int
+
+
+def _page_sizes(head: bytes) -> list[int]:
+    """Candidate page sizes: what meta page 0 says (if sane), then the system's."""
+    sizes = []
+    if len(head) >= _META_PSIZE_AT + 4:
+        (psize,) = struct.unpack_from("=I", head, _META_PSIZE_AT)
+        if 512 <= psize <= 65536 and psize & (psize - 1) == 0:
+            sizes.append(psize)
+    system = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
+    for size in (system, 4096):
+        if size not in sizes:
+            sizes.append(size)
+    return sizes
+
+
+def _read_metas(data: Path) -> list[_Meta]:
+    """Both meta pages, under every plausible page size."""
+    try:
+        with data.open("rb") as handle:
+            head = handle.read(2 * 65536)
+    except OSError:
+        return []
+    metas = []
+    for psize in _page_sizes(head):
+        for slot in (0, 1):
+            page = head[slot * psize : slot * psize + psize]
+            if len(page) < _PAGEHDR + _META_BYTES:
+                continue
+            (magic,) = struct.unpack_from("=I", page, _PAGEHDR)
+            (txnid,) = struct.unpack_from("=Q", page, _META_TXNID_AT)
+            metas.append(_Meta(slot, psize, page, magic == _META_MAGIC, txnid))
+    return metas
+
+
+def _repaired(meta: _Meta, twin: Optional[_Meta]) -> bytes:
+    """``meta``'s page with the fields that never change restored from its twin.
+
+    Magic, data version, page flags and page size are the same in both meta
+    pages of a file; a flipped byte there is repaired exactly.  Pointers and
+    the transaction id cannot be checked this way: a copy with a wrong one
+    just fails to read, and another way wins.
+    """
+    page = bytearray(meta.page)
+    if twin is not None and twin.magic_ok:
+        page[8:16] = twin.page[8:16]  # pad, flags (P_META), lower, upper
+        page[_PAGEHDR : _PAGEHDR + 8] = twin.page[_PAGEHDR : _PAGEHDR + 8]  # magic, version
+        page[_META_PSIZE_AT : _META_PSIZE_AT + 4] = twin.page[_META_PSIZE_AT : _META_PSIZE_AT + 4]
+    struct.pack_into("=Q", page, 0, meta.slot)
+    return bytes(page)
+
+
+def _meta_copies(aside: Path, scratch: Path, metas: list[_Meta]) -> list[tuple[str, int, Path]]:
+    """Copies of the damaged data file in which one meta page wins, for each meta page.
+
+    LMDB keeps two meta pages (pages 0 and 1); the one with the higher
+    transaction id is the committed state, the other the state one commit
+    earlier, whose pages LMDB does not reuse while it is the fallback.  One
+    flipped byte in a meta page makes the whole file unreadable although every
+    record is still there.  py-lmdb 3.0 (LMDB 0.9) has no MDB_PREVSNAPSHOT, so
+    each copy gets the chosen meta page (its constant fields repaired from the
+    other one) written into both slots, the other slot one transaction id
+    lower: LMDB then opens the chosen state.  Returns ``(how, txnid, folder)``.
+    """
+    data = aside / "data.mdb"
+    copies: list[tuple[str, int, Path]] = []
+    seen: set[bytes] = set()
+    for meta in metas:
+        twin = next((m for m in metas if m.psize == meta.psize and m.slot != meta.slot), None)
+        page = _repaired(meta, twin)
+        if page in seen:
+            continue
+        seen.add(page)
+        target = scratch / f"meta{meta.slot}-{meta.psize}"
+        target.mkdir(mode=0o700)
+        shutil.copyfile(data, target / "data.mdb")
+        other = bytearray(page)
+        struct.pack_into("=Q", other, 0, 1 - meta.slot)  # mp_pgno
+        struct.pack_into("=Q", other, _META_TXNID_AT, max(meta.txnid - 1, 0))
+        with (target / "data.mdb").open("r+b") as handle:
+            handle.seek(meta.slot * meta.psize)
+            handle.write(page)
+            handle.seek((1 - meta.slot) * meta.psize)
+            handle.write(bytes(other))
+        copies.append((f"meta page {meta.slot} (txn {meta.txnid})", meta.txnid, target))
+    return copies
+
+
+def _claimed_counts(data: Path, meta: _Meta) -> Optional[dict[str, int]]:
+    """The record counts the state of ``meta`` claims, read from its main tree's leaf page.
+
+    Independent of whether the records themselves still read: this is what
+    "present before the repair" means.  ``None`` when that page cannot be read.
+    """
+    (root,) = struct.unpack_from("=Q", meta.page, _META_MAIN_ROOT_AT)
+    try:
+        size = data.stat().st_size
+        if root < 2 or (root + 1) * meta.psize > size:
+            return None
+        with data.open("rb") as handle:
+            handle.seek(root * meta.psize)
+            page = handle.read(meta.psize)
+    except OSError:
+        return None
+    _pgno, _pad, flags, lower, upper = struct.unpack_from("=QHHHH", page, 0)
+    if not flags & _P_LEAF or not _PAGEHDR <= lower <= upper <= meta.psize:
+        return None
+    counts: dict[str, int] = {}
+    for i in range((lower - _PAGEHDR) // 2):
+        (offset,) = struct.unpack_from("=H", page, _PAGEHDR + 2 * i)
+        if offset + 8 > meta.psize:
+            return None
+        lo, hi, node_flags, ksize = struct.unpack_from("=HHHH", page, offset)
+        start = offset + 8 + ksize
+        if (lo | hi << 16) != _DB_BYTES or not node_flags & _F_SUBDATA:
+            continue
+        if start + _DB_BYTES > meta.psize:
+            return None
+        name = page[offset + 8 : start].decode("utf-8", "replace")
+        (counts[name],) = struct.unpack_from("=Q", page, start + 32)
+    # A wrong root pointer lands on some other page: only the main tree names them all.
+    return counts if all(db in counts for db in (*RECORD_DBS, "meta")) else None
+
+
+def _best_salvage(aside: Path, result: RecoveryResult) -> list[Record]:
+    """Read the damaged file every way there is; keep the way that carries over the most.
+
+    As it is, then through each meta page (see :func:`_meta_copies`).  What was
+    present before is what the newest meta page's state claims; anything the
+    best way does not carry over is counted as lost, and when that state's
+    counts cannot be read while an older state was used, the loss is unknown.
+    """
+    data = aside / "data.mdb"
+    metas = _read_metas(data)
+    plausible = [m for m in metas if m.magic_ok and m.txnid < _PLAUSIBLE_TXNID]
+    newest = max(plausible, key=lambda m: m.txnid, default=None)
+    # As it is, LMDB reads the state of the meta page with the highest txnid.
+    chosen = max((m.txnid for m in metas if m.magic_ok), default=-1)
+    as_is = _Attempt("as it is", chosen, RecoveryResult(aside), [])
+    as_is.records = _salvage(aside, as_is.result)
+    attempts = [as_is]
+    scratch = Path(tempfile.mkdtemp(prefix=".meta-repair-", dir=aside))
+    try:
+        for how, txnid, copy in _meta_copies(aside, scratch, metas):
+            attempt = _Attempt(how, txnid, RecoveryResult(moved_to=aside), [])
+            attempt.records = _salvage(copy, attempt.result)
+            attempts.append(attempt)
+    except OSError as exc:
+        result.problems.append(f"could not copy the data file to try its meta pages: {exc}")
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+    def score(attempt: _Attempt) -> tuple[int, int, int, int]:
+        # The state in which the most records are reached (a bad frame still
+        # counts: the record was there); then one that reads to the end; then
+        # the newest, since an older state undoes the last commit's changes.
+        r = attempt.result
+        clean = r.complete and not r.problems
+        txnid = attempt.txnid if attempt.txnid < _PLAUSIBLE_TXNID else -1
+        return (sum(r.seen.values()), int(clean), txnid, len(attempt.records))
+
+    best = max(attempts, key=score)  # the first of equals: "as it is" first
+    if best is not as_is:
+        logger.warning("read the damaged cache %s through %s", aside, best.how)
+        result.problems.append(f"records read through {best.how}")
+    result.problems.extend(best.result.problems)
+    result.salvaged, result.lost = best.result.salvaged, best.result.lost
+    result.complete = best.result.complete
+    claimed = _claimed_counts(data, newest) if newest is not None else None
+    for db in RECORD_DBS:
+        seen = result.salvaged.get(db, 0) + result.lost.get(db, 0)
+        result.expected[db] = max(seen, claimed.get(db, 0) if claimed else 0)
+        result.lost[db] = max(0, result.expected[db] - result.salvaged.get(db, 0))
+    if claimed is not None:
+        result.complete = True  # what was there before is known exactly
+    elif newest is not None and best.txnid < newest.txnid:
+        result.complete = False
+        result.problems.append(
+            f"the last commit (txn {newest.txnid}) could not be read; "
+            f"records were read from txn {best.txnid}"
+        )
+    return best.records
+
+
+def _salvage(aside: Path, result: RecoveryResult) -> list[Record]:
     """Run the salvage reader in a child process; keep every record it printed."""
     env = dict(os.environ)
     # The child must import this very projcache, wherever it was imported from.
@@ -108,7 +339,8 @@ def _salvage(aside: Path, result: RecoveryResult) -> list[tuple[str, bytes, byte
     for db in RECORD_DBS:
         kept = sum(1 for name, _k, _v in records if name == db)
         result.salvaged[db] = kept
-        expected = max(tally.get("entries", {}).get(db, 0), tally.get("seen", {}).get(db, 0))
+        result.seen[db] = int(tally.get("seen", {}).get(db, 0))
+        expected = max(tally.get("entries", {}).get(db, 0), result.seen[db])
         result.lost[db] = max(0, expected - kept)
     return records
 
@@ -149,22 +381,90 @@ def rebuild(settings: Settings) -> RecoveryResult:
     caller must not hold the cache open.
     """
     from .cache import ProjectCache
+    from .roots import META_KEY, read_side_file
 
     path = Path(settings.cache_dir)
     aside = move_aside(path)
     logger.warning("moved the damaged cache %s aside to %s", path, aside)
     result = RecoveryResult(moved_to=aside)
-    records = _salvage(aside, result)
+    roots = read_side_file(aside)  # written beside data.mdb: it survives damage to it
+    records = _best_salvage(aside, result)
     fresh = replace(settings, auto_repair=False)
     with ProjectCache.open(settings=fresh) as cache:
+        if roots:
+            cache._write(lambda txn: cache._repos.meta.put(txn, META_KEY, roots.to_json()))
         _restore(cache, records)
-        # The configured roots plus every collection and project carried over.
-        result.refresh = cache.refresh(full=True)
+        # The configured roots, every collection and project carried over and every
+        # folder the cache was ever refreshed from by name, re-read from source.
+        _refresh_roots(cache, roots, result)
+        _count_missing(cache, records, result)
     for db, count in result.lost.items():
         if count:
             logger.warning("recovery lost %d %s record(s) of %s", count, db, path)
     logger.warning("recovered %s: %s", path, result.summary())
     return result
+
+
+def _refresh_roots(cache: ProjectCache, roots: SourceRoots, result: RecoveryResult) -> None:
+    """Re-read from source every folder the damaged cache knew that still exists.
+
+    The folders are named explicitly, so this refresh removes nothing it
+    did not re-read: a carried-over project whose folder is gone stays (the
+    next ordinary refresh prunes it).  A repair restores; it does not prune.
+    """
+    from .errors import ProjcacheError
+    from .sources import find_collections, find_projects, is_collection, is_project
+
+    settings = cache.settings
+    collections = set(roots.collections) | set(find_collections(settings.collection_roots))
+    collections |= {c.path for c in cache.list_collections()}
+    projects = set(roots.projects) | set(find_projects(settings.project_roots, settings.scan_depth))
+    projects |= {p.path for p in cache.list_projects()}
+    gone = [c for c in roots.collections if not (os.path.isdir(c) and is_collection(c))]
+    gone += [p for p in roots.projects if not (os.path.isdir(p) and is_project(p))]
+    if gone:
+        result.problems.append(f"{len(gone)} remembered source folder(s) no longer exist")
+    readable_c = sorted(c for c in collections if os.path.isdir(c) and is_collection(c))
+    readable_p = sorted(p for p in projects if os.path.isdir(p) and is_project(p))
+    if not readable_c and not readable_p:
+        return
+    try:
+        result.refresh = cache.refresh(collections=readable_c, projects=readable_p, full=True)
+    except ProjcacheError as exc:
+        result.problems.append(f"re-reading the source folders failed: {exc}")
+
+
+def _count_missing(cache: ProjectCache, records: list[Record], result: RecoveryResult) -> None:
+    """Set ``result.lost`` from what the rebuilt cache holds, compared with before.
+
+    Two checks per sub-database, the larger wins: every record carried over
+    from the damaged file must still be there (a refresh that dropped it lost
+    it), and there must be at least as many records as the damaged cache held
+    (records that could not be read and were not re-read from source are
+    lost).  Fingerprints are only counted: a refresh rewrites them.
+    """
+    wanted: dict[str, list[bytes]] = {db: [] for db in RECORD_DBS}
+    for db, key, _raw in records:
+        if db in wanted and db != "sources":
+            wanted[db].append(key)
+    handles = cache._storage.live_dbs()
+
+    def body(txn: Any) -> dict[str, tuple[int, int]]:
+        return {
+            db: (
+                sum(1 for key in keys if txn.get(key, db=handles[db]) is None),
+                int(txn.stat(handles[db])["entries"]),
+            )
+            for db, keys in wanted.items()
+        }
+
+    after: dict[str, tuple[int, int]] = cache._read(body)
+    for db, (missing, count) in after.items():
+        if missing:
+            result.problems.append(
+                f"{missing} {db} record(s) carried over are gone after the rebuild"
+            )
+        result.lost[db] = max(missing, result.expected.get(db, 0) - count, 0)
 
 
 def _source_folders(cache: ProjectCache) -> tuple[set[str], set[str]]:
@@ -221,11 +521,15 @@ def verify_cache(
     * source findings (``sources``): an incremental refresh;
     * file findings, or an environment that cannot be read: :func:`rebuild`.
     """
-    from .errors import CacheCorruptError
+    from .errors import CacheCorruptError, StorageError
     from .models import Finding, VerifyReport
     from .verify import run_verify
 
-    folders = _source_folders(cache) if repair else (set(), set())
+    folders: tuple[set[str], set[str]] = (set(), set())
+    if repair:
+        # A damaged file: run_verify finds and names it below.
+        with contextlib.suppress(StorageError):
+            folders = _source_folders(cache)
     try:
         report = run_verify(
             cache._storage, cache._repos, repair=repair, sources=sources, progress=progress

@@ -49,7 +49,8 @@ __all__ = ["Progress", "RefreshContext", "check_folders", "run_refresh"]
 
 logger = logging.getLogger(__name__)
 
-# progress(done, total, label): called after each unit.
+# progress(done, total, label): called before each unit (label: the folder being read) and
+# after it (done counts the finished units).
 Progress = Callable[[int, int, str], None]
 PathLike = Union[str, "os.PathLike[str]"]
 
@@ -135,7 +136,11 @@ def _resolve(paths: Iterable[PathLike], check: Callable[[str], bool], what: str)
     for given in paths:
         path = os.path.realpath(os.path.expanduser(os.fspath(given)))
         if not os.path.isdir(path):
-            raise SourceFileError(f"{given}: no such directory", path=path)
+            raise SourceFileError(
+                f"{given}: no such directory",
+                path=path,
+                hint="Check the folder's path: it does not exist (or is not a folder).",
+            )
         if not check(path):
             hint = (
                 "A project folder holds a .claude/ folder, a SkillMeat deployment file "
@@ -570,11 +575,15 @@ def _run_refresh(
     total = len(collection_paths) + len(project_paths)
     done = 0
     for path in collection_paths:
+        if progress is not None:  # before too: a big collection takes most of the time
+            progress(done, total, path)
         refresher.collection(path, known_collections)
         done += 1
         if progress is not None:
             progress(done, total, path)
     for path in project_paths:
+        if progress is not None:
+            progress(done, total, path)
         refresher.project(path, known_projects)
         done += 1
         if progress is not None:

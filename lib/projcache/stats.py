@@ -17,7 +17,7 @@ __all__ = ["collect_stats"]
 def collect_stats(storage: Storage, repos: Repositories, hits: int, misses: int) -> CacheStats:
     """Return counts, sizes, counters and freshness; ``hits``/``misses`` are unsaved deltas.
 
-    Cost: O(1) per sub-database plus one pass over the projects (for freshness).
+    Cost: O(1) per sub-database plus one pass over the projects and collections (freshness).
     """
     from .models import CacheStats, utcnow
 
@@ -39,6 +39,12 @@ def collect_stats(storage: Storage, repos: Repositories, hits: int, misses: int)
                 refreshed.append(project.refreshed_at)
             if project.is_stale(ttl, now):
                 stale += 1
+        # A collection-only refresh is a refresh too: "refreshed: never" after it misled users.
+        collection_model = repos.collections.model
+        for _key, payload in repos.collections.scan_payloads(txn):
+            when = collection_model.model_validate_json(payload).refreshed_at
+            if when is not None:
+                refreshed.append(when)
         created: Optional[str] = repos.meta.get(txn, "created_at")
         return {
             "counts": counts,

@@ -62,6 +62,7 @@ __all__ = ["DATABASES", "Storage", "Txn"]
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
+S = TypeVar("S")
 if TYPE_CHECKING:
     # Transactions are opened with buffers=False, so they hand out bytes.
     Txn = lmdb.Transaction[bytes]
@@ -397,6 +398,77 @@ class Storage:
             if resized:
                 self._adopt_map_size()
         raise CacheBusyError(f"could not get a stable read transaction on {self.path}")
+
+    def stream(
+        self, step: Callable[[Txn, S], tuple[list[T], Optional[S]]], start: S
+    ) -> Iterator[T]:
+        """Yield what ``step`` reads, chunk by chunk, all from one read transaction.
+
+        One call is one snapshot: ``step(txn, state)`` returns a chunk of items
+        and the state to resume from (``None`` when done), and every chunk is
+        read in the same transaction, so a listing never mixes two writes.
+        The map guard's read share is held only while a chunk is read, never
+        between chunks: a slow (or abandoned) consumer pins old pages, like any
+        LMDB reader, but never blocks map growth or a write's abort, and the
+        thread consuming the listing may write meanwhile.
+
+        If this process replaces the map meanwhile (growth; py-lmdb then
+        invalidates open transactions) the transaction is begun again, which is
+        the same snapshot only if nothing was committed in between.
+
+        Raises:
+            CacheBusyError: the map grew and a write committed while the listing
+                was being read, so its snapshot is gone; call again.
+        """
+        txn: Optional[Txn] = None
+        snapshot: Optional[int] = None
+        state: Optional[S] = start
+        try:
+            while state is not None:
+                current: S = state
+                for attempt in range(_RETRIES):
+                    env = self._live_env()
+                    resized = False
+                    fresh = txn is None
+                    self._guard.enter_read()
+                    try:
+                        if txn is None:
+                            txn = env.begin()
+                            if snapshot is None:
+                                snapshot = txn.id()
+                            elif txn.id() != snapshot:
+                                raise CacheBusyError(
+                                    f"the cache in {self.path} changed while a listing was read "
+                                    "and the map grew meanwhile; the listing's snapshot is gone",
+                                    hint="Run the listing again.",
+                                )
+                        items, state = step(txn, current)
+                        break
+                    except lmdb.MapResizedError:
+                        resized, txn = True, None
+                    except lmdb.ReadersFullError as exc:
+                        txn = None
+                        if env.reader_check() == 0 and attempt >= 2:
+                            raise CacheBusyError(
+                                f"all {MAX_READERS} reader slots of {self.path} are in use"
+                            ) from exc
+                    except lmdb.Error as exc:
+                        if fresh:
+                            raise translate_lmdb_error(exc, path=str(self.path)) from exc
+                        # Invalidated between chunks (a resize in another thread, a
+                        # reopen after fork): begin again, same snapshot or error.
+                        txn = None
+                    finally:
+                        self._guard.exit_read()
+                    if resized:
+                        self._adopt_map_size()
+                else:
+                    raise CacheBusyError(f"could not get a stable read transaction on {self.path}")
+                yield from items
+        finally:
+            if txn is not None:
+                with contextlib.suppress(lmdb.Error):
+                    txn.abort()
 
     def get(self, db_name: str, key: bytes) -> Optional[bytes]:
         """Return the raw value of ``key`` in one sub-database (the point-read fast path).

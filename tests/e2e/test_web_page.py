@@ -29,6 +29,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Callable, Optional
+from urllib.parse import quote
 
 import httpx
 import pytest
@@ -145,6 +146,24 @@ class Site:
         """The keys ``GET artifacts`` lists, in its order."""
         return [a["key"] for a in self.api("artifacts", limit=1000, **params)["items"]]
 
+    def names(self) -> dict[str, str]:
+        """Project id -> project name."""
+        return {p["id"]: p["name"] for p in self.api("projects", limit=1000)["items"]}
+
+    def shown(self, **params: Any) -> list[str]:
+        """The keys ``GET artifacts`` lists as the page shows them: a project-only artifact
+        (``@<project id>/agent/researcher``) as ``<project name> \u203a agent/researcher``."""
+        names = self.names()
+        return [display(key, names) for key in self.artifact_keys(**params)]
+
+
+def display(key: str, names: dict[str, str]) -> str:
+    """``key`` as the page (and the CLI) shows it."""
+    if key.startswith("@"):
+        collection, _, rest = key.partition("/")
+        return f"{names[collection[1:]]} \u203a {rest}"
+    return key
+
 
 @pytest.fixture
 def make_site(
@@ -185,12 +204,12 @@ def site(served_examples: Any) -> Site:
 def loaded(page: Page, site: Site) -> Page:
     """Open ``/`` and wait until every artifact the API lists is on the page."""
     page.goto(site.url)
-    expect(page.get_by_test_id("artifacts").locator("li .key")).to_have_text(site.artifact_keys())
+    expect(page.get_by_test_id("artifacts").locator("li .key")).to_have_text(site.shown())
     return page
 
 
 def shown_keys(page: Page) -> Any:
-    """A locator of the shown artifacts' keys (for ``expect(...).to_have_text([...])``)."""
+    """A locator of the shown artifacts' keys, as shown (``Site.shown``), for ``to_have_text``."""
     return page.get_by_test_id("artifacts").locator("li .key")
 
 
@@ -281,7 +300,7 @@ class TestSearchAndFilters:
             f"{narrower['total']} artifact(s)"
         )
         page.get_by_test_id("search").fill("")
-        expect(shown_keys(page)).to_have_text(site.artifact_keys())
+        expect(shown_keys(page)).to_have_text(site.shown())
         expect(page.get_by_test_id("artifact-count")).to_have_text("14 artifact(s)")
 
     def test_no_hits(self, page: Page, site: Site) -> None:
@@ -295,7 +314,7 @@ class TestSearchAndFilters:
         """The type select shows only that type, with search too."""
         loaded(page, site)
         page.get_by_test_id("filter-type").select_option("command")
-        commands = site.artifact_keys(type="command")
+        commands = site.shown(type="command")
         expect(shown_keys(page)).to_have_text(commands)
         expect(page.get_by_test_id("artifact-count")).to_have_text(f"{len(commands)} artifact(s)")
         page.get_by_test_id("search").press_sequentially("review", delay=20)
@@ -308,10 +327,10 @@ class TestSearchAndFilters:
         loaded(page, site)
         projects = {p["name"]: p["id"] for p in site.api("projects")["items"]}
         page.get_by_test_id("filter-project").select_option(label="webapp")
-        expect(shown_keys(page)).to_have_text(site.artifact_keys(project=projects["webapp"]))
+        expect(shown_keys(page)).to_have_text(site.shown(project=projects["webapp"]))
         page.locator(f'[data-project="{projects["api-service"]}"]').click()
         expect(page.get_by_test_id("filter-project")).to_have_value(projects["api-service"])
-        expected = site.artifact_keys(project=projects["api-service"])
+        expected = site.shown(project=projects["api-service"])
         assert "default/command/test-plan" in expected
         expect(shown_keys(page)).to_have_text(expected)
         # Its missing deployments are this project's, so the state filter keeps them.
@@ -319,7 +338,7 @@ class TestSearchAndFilters:
         expect(shown_keys(page)).to_have_text(["default/command/test-plan"])
         page.get_by_test_id("filter-project").select_option("")
         page.get_by_test_id("filter-state").select_option("")
-        expect(shown_keys(page)).to_have_text(site.artifact_keys())
+        expect(shown_keys(page)).to_have_text(site.shown())
 
     def test_state_filter(self, page: Page, site: Site) -> None:
         """The state select shows only artifacts with a deployment in that state."""
@@ -378,7 +397,7 @@ def test_refresh_shows_new_state_without_reload(page: Page, make_site: Callable[
     )
     expect(page.get_by_test_id("refresh")).to_be_enabled()
     expect(page.locator("#refresh-progress")).to_be_hidden()
-    expect(shown_keys(page)).to_have_text(site.artifact_keys())
+    expect(shown_keys(page)).to_have_text(site.shown())
     assert "default/command/release-notes" in site.artifact_keys()
     expect(page.get_by_test_id("artifact-count")).to_have_text("15 artifact(s)")
     expect(page.get_by_test_id("summary")).to_contain_text("15 artifacts")
@@ -456,13 +475,13 @@ def test_api_key_form_unlocks_the_page(page: Page, make_site: Callable[..., Site
 
     page.get_by_label("API key").fill("open-sesame")
     page.get_by_role("button", name="Use").click()
-    expect(shown_keys(page)).to_have_text(site.artifact_keys())
+    expect(shown_keys(page)).to_have_text(site.shown())
     expect(page.get_by_test_id("summary")).to_contain_text("14 artifacts")
     expect(form).to_be_hidden()
     expect(page.locator("#error")).to_be_hidden()
 
     page.reload()  # the key is kept for the tab's session
-    expect(shown_keys(page)).to_have_text(site.artifact_keys())
+    expect(shown_keys(page)).to_have_text(site.shown())
     expect(form).to_be_hidden()
 
 
@@ -491,7 +510,7 @@ def test_reload_revalidates_lists_with_304(page: Page, site: Site) -> None:
 
     def reload() -> None:
         page.reload()
-        expect(shown_keys(page)).to_have_text(site.artifact_keys())
+        expect(shown_keys(page)).to_have_text(site.shown())
 
     seen = len(site.served.log_text())  # the shared server's access log, before the reload
     second = list_responses(page, site, reload)
@@ -520,6 +539,97 @@ def test_reload_revalidates_lists_with_304(page: Page, site: Site) -> None:
         f"/{API}/{LISTS[2]}",
     )
     assert status == 200
+
+
+# -- names and the detail view of one artifact (issue 17 item 9) ----------------------------
+
+
+def csp_violations(page: Page) -> list[str]:
+    """Collect what the page's Content-Security-Policy (the server's) refuses."""
+    violations: list[str] = []
+    page.expose_function("reportViolation", lambda text: violations.append(str(text)))
+    page.add_init_script(
+        """document.addEventListener("securitypolicyviolation",
+           (e) => window.reportViolation(`${e.violatedDirective} ${e.blockedURI}`));"""
+    )
+    return violations
+
+
+def detail_url(site: Site, key: str) -> str:
+    """The bookmarkable address of one artifact."""
+    return f"{site.url}#/artifact/{quote(key, safe='')}"
+
+
+class TestNamesAndDetail:
+    def test_project_only_artifacts_show_the_project_name(self, page: Page, site: Site) -> None:
+        """`notes \u203a skill/meeting-notes`, not `@<hash>/skill/...`; the key on hover."""
+        names = site.names()
+        notes = next(pid for pid, name in names.items() if name == "notes")
+        key = f"@{notes}/skill/meeting-notes"
+        assert key in site.artifact_keys()
+        loaded(page, site)
+        item = page.locator(f'#artifacts li[data-key="{key}"]')
+        expect(item.locator(".key")).to_have_text("notes \u203a skill/meeting-notes")
+        expect(item.locator(".key")).to_have_attribute("title", key)
+        expect(page.get_by_test_id("artifacts")).not_to_contain_text(f"@{notes}")
+
+    def test_bookmarked_detail_view_shows_fields_and_deployments(
+        self, page: Page, site: Site
+    ) -> None:
+        """#/artifact/<key> opened directly: its fields, each deployment's state and path."""
+        violations = csp_violations(page)
+        record = site.api("artifacts/default/skill/code-review")
+        projects = {p["name"]: p for p in site.api("projects")["items"]}
+        answer = page.goto(detail_url(site, "default/skill/code-review"))
+        assert answer is not None
+        assert "style-src 'self'" in answer.headers["content-security-policy"]
+        detail = page.get_by_test_id("detail")
+        expect(detail).to_be_visible()
+        expect(page.get_by_test_id("artifacts")).to_be_hidden()
+        expect(page.get_by_test_id("detail-title")).to_have_text("default/skill/code-review")
+        fields = page.get_by_test_id("detail-fields")
+        expect(fields.locator("[data-field=description]")).to_have_text(record["description"])
+        expect(fields.locator("[data-field=version]")).to_have_text(record["version"])
+        expect(fields.locator("[data-field=path]")).to_have_text(record["path"])
+        rows = page.get_by_test_id("detail-deployments").locator("tbody tr")
+        assert [d["project"] for d in record["deployments"]] == [projects["webapp"]["id"]]
+        expect(rows).to_have_count(1)
+        row = rows.first
+        expect(row.locator("td").first).to_have_text("webapp")
+        expect(row.locator("[data-badge=outdated]")).to_have_text("outdated")
+        expect(row.locator("td.key")).to_have_text(
+            f"{projects['webapp']['path']}/.claude/skills/code-review"
+        )
+        expect(page).to_have_title(re.compile("^default/skill/code-review"))
+        # Back to the lists, and into the detail view again by a click.
+        page.get_by_test_id("back").click()
+        expect(page.get_by_test_id("artifacts")).to_be_visible()
+        expect(detail).to_be_hidden()
+        page.locator('#artifacts li[data-key="default/skill/pdf"] a.name').click()
+        expect(page).to_have_url(detail_url(site, "default/skill/pdf"))
+        expect(page.get_by_test_id("detail-title")).to_have_text("default/skill/pdf")
+        page.go_back()
+        expect(page.get_by_test_id("artifacts")).to_be_visible()
+        assert violations == []
+
+    def test_detail_of_a_project_only_artifact(self, page: Page, site: Site) -> None:
+        """The detail view of a local artifact names its project, not the hash."""
+        notes = next(pid for pid, name in site.names().items() if name == "notes")
+        page.goto(detail_url(site, f"@{notes}/skill/meeting-notes"))
+        expect(page.get_by_test_id("detail-title")).to_have_text("notes \u203a skill/meeting-notes")
+        fields = page.get_by_test_id("detail-fields")
+        expect(fields.locator("[data-field=collection]")).to_have_text("notes (project-only)")
+        expect(fields.locator("[data-field=key]")).to_have_text(f"@{notes}/skill/meeting-notes")
+        row = page.get_by_test_id("detail-deployments").locator("tbody tr")
+        expect(row.locator("td").first).to_have_text("notes")
+
+    def test_unknown_artifact_says_so(self, page: Page, site: Site) -> None:
+        """A bookmark whose artifact is gone: the API's message, no deployments."""
+        page.goto(detail_url(site, "default/skill/gone"))
+        expect(page.locator("#error")).to_have_text(
+            "error: no artifact 'default/skill/gone' in the cache"
+        )
+        expect(page.get_by_test_id("detail-deployments")).to_be_hidden()
 
 
 # -- screenshot ------------------------------------------------------------------------------
@@ -561,7 +671,7 @@ def test_page_loads_only_its_own_files_under_its_csp(browser: Browser, site: Sit
         assert answer is not None
         assert "script-src 'self'" in answer.headers["content-security-policy"]
         assert answer.headers["x-frame-options"] == "DENY"
-        expect(shown_keys(page)).to_have_text(site.artifact_keys())
+        expect(shown_keys(page)).to_have_text(site.shown())
         assert refused == []  # the page itself breaks no rule
         assert all(url.startswith(site.url) or url.startswith("data:") for url in requested)
         injected = page.evaluate(

@@ -6,8 +6,10 @@ The cache is built the way a user's is: SkillMeat source folders on disk
 ``$PROJCACHE_LOAD_SECONDS`` (default 30) with 20 users.  Any failed request
 (error status or a body that does not match the documented shapes, see
 ``locustfile.py``) fails the test.  Requests/s and p50/p95/p99, overall and
-per endpoint, go to ``bench/results/locust-<UTC time>.json`` and
-``bench/results/locust-latest.md`` (another folder: ``$PROJCACHE_LOAD_RESULTS``).
+per endpoint, go to ``bench/results/runs/locust-<UTC time>.json`` and
+``bench/results/runs/locust-latest.md``: a git-ignored folder, so a test run leaves the clone
+clean (another folder: ``$PROJCACHE_LOAD_RESULTS``; results are committed on purpose, by
+copying a run into ``bench/results/``).
 """
 
 from __future__ import annotations
@@ -37,6 +39,8 @@ pytestmark = pytest.mark.skipif(
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
+# Run outputs, ignored by git (.gitignore): the tracked bench/results/ changes only on purpose.
+RUNS = ROOT / "bench" / "results" / "runs"
 USERS = 20
 SPAWN_RATE = 10
 ARTIFACTS = 10_000
@@ -127,7 +131,7 @@ def _markdown(result: dict[str, Any]) -> str:
 
 
 def _write_results(result: dict[str, Any]) -> Path:
-    folder = Path(os.environ.get("PROJCACHE_LOAD_RESULTS") or ROOT / "bench" / "results")
+    folder = Path(os.environ.get("PROJCACHE_LOAD_RESULTS") or RUNS)
     folder.mkdir(parents=True, exist_ok=True)
     stamp = result["started_at"].replace(":", "").replace("-", "")
     path = folder / f"locust-{stamp}.json"

@@ -6,7 +6,14 @@
 const API = "/api/v1/cache";
 const POLL_MS = 250;
 const RELOAD_MS = 10000;
-const state = { apiKey: sessionStorage.getItem("projcache-api-key"), seq: 0, deployments: [] };
+const state = {
+  apiKey: sessionStorage.getItem("projcache-api-key"),
+  seq: 0,
+  detailSeq: 0,
+  deployments: [],
+  projects: new Map(), // id -> project, for names instead of ids
+};
+const SEPARATOR = "\u203a";
 const $ = (id) => document.getElementById(id);
 
 class ApiError extends Error {}
@@ -50,6 +57,21 @@ function ago(iso) {
   if (seconds < 5400) return `${Math.round(seconds / 60)}m ago`;
   if (seconds < 129600) return `${Math.round(seconds / 3600)}h ago`;
   return `${Math.round(seconds / 86400)}d ago`;
+}
+
+// A project-only artifact's key is "@<project id>/<type>/<name>": show the project's name.
+function displayKey(key) {
+  if (key.startsWith("@")) {
+    const slash = key.indexOf("/");
+    const project = state.projects.get(key.slice(1, slash));
+    if (project) return `${project.name} ${SEPARATOR} ${key.slice(slash + 1)}`;
+  }
+  return key;
+}
+
+// The bookmarkable address of one artifact's detail view.
+function artifactHref(key) {
+  return `#/artifact/${encodeURIComponent(key)}`;
 }
 
 function isStale(project) {
@@ -156,11 +178,15 @@ function renderArtifacts(artifacts, total, project, wanted) {
   for (const artifact of shown) {
     const item = el("li");
     item.dataset.key = artifact.key;
-    item.append(el("span", "name", artifact.name), badge("type", artifact.type));
+    const link = el("a", "name", artifact.name);
+    link.href = artifactHref(artifact.key);
+    item.append(link, badge("type", artifact.type));
     for (const [name, profiles] of states.get(artifact.key) || []) {
       if (name !== "current") item.append(stateBadge(name, profiles));
     }
-    item.append(el("div", "key", artifact.key));
+    const key = el("div", "key", displayKey(artifact.key));
+    key.title = artifact.key;
+    item.append(key);
     if (artifact.description) item.append(el("div", "desc", artifact.description));
     list.append(item);
   }
@@ -204,12 +230,112 @@ async function loadAll() {
       fetchAll("/deployments"),
     ]);
     state.deployments = deployments;
+    state.projects = new Map(projects.map((p) => [p.id, p]));
     renderProjects(projects);
     await Promise.all([loadStatus(), loadArtifacts()]);
     showError(null);
   } catch (error) {
     showError(error);
   }
+}
+
+// -- the detail view of one artifact: #/artifact/<key> -----------------------------------
+
+const FIELDS = [
+  ["key", "key"], ["type", "type"], ["collection", "collection"], ["title", "title"],
+  ["description", "description"], ["version", "version"], ["resolved_version", "resolved version"],
+  ["tags", "tags"], ["path", "path"], ["upstream", "upstream"], ["content_hash", "content hash"],
+  ["updated_at", "updated"], ["managed", "managed"],
+];
+
+function fieldText(artifact, name) {
+  const value = artifact[name];
+  if (name === "tags") return value && value.length ? value.join(", ") : "";
+  if (name === "managed") return value ? "yes" : "no (local to its project)";
+  if (name === "collection" && value.startsWith("@")) {
+    const project = state.projects.get(value.slice(1));
+    return project ? `${project.name} (project-only)` : value;
+  }
+  return value === null || value === undefined ? "" : String(value);
+}
+
+function deployedPath(deployment, project) {
+  if (!project) return deployment.artifact_path || "";
+  // The profile's folder (.claude/ unless the deployment names another one).
+  const root = deployment.profile_root || ".claude";
+  return `${project.path}/${root}/${deployment.artifact_path || ""}`;
+}
+
+function renderDetail(artifact) {
+  $("detail-title").textContent = displayKey(artifact.key);
+  const fields = $("detail-fields");
+  fields.replaceChildren();
+  for (const [name, label] of FIELDS) {
+    const text = fieldText(artifact, name);
+    if (!text) continue;
+    const term = el("dt", "", label);
+    const value = el("dd", name === "path" || name === "content_hash" ? "key" : "", text);
+    value.dataset.field = name;
+    fields.append(term, value);
+  }
+  const rows = $("detail-deployments").querySelector("tbody");
+  rows.replaceChildren();
+  for (const d of artifact.deployments) {
+    const project = state.projects.get(d.project);
+    const row = el("tr");
+    row.dataset.project = d.project;
+    const state_ = el("td");
+    state_.append(stateBadge(d.state, [d.profile || "claude_code"]));
+    row.append(
+      el("td", "name", project ? project.name : d.project),
+      state_,
+      el("td", "key", deployedPath(d, project)),
+      el("td", "", d.version || ""),
+      el("td", "", d.deployed_at ? ago(d.deployed_at) : ""),
+    );
+    rows.append(row);
+  }
+  $("detail-deployments").hidden = artifact.deployments.length === 0;
+  $("detail-none").hidden = artifact.deployments.length !== 0;
+}
+
+async function showDetail(key) {
+  const seq = ++state.detailSeq;
+  $("lists").hidden = true;
+  $("detail-view").hidden = false;
+  try {
+    const path = key.split("/").map(encodeURIComponent).join("/");
+    const artifact = await api(`/artifacts/${path}`);
+    if (seq !== state.detailSeq) return;
+    showError(null);
+    renderDetail(artifact);
+  } catch (error) {
+    if (seq !== state.detailSeq) return;
+    $("detail-title").textContent = displayKey(key);
+    $("detail-fields").replaceChildren();
+    $("detail-deployments").hidden = true;
+    $("detail-none").hidden = true;
+    showError(error);
+  }
+}
+
+function route() {
+  const match = location.hash.match(/^#\/artifact\/(.+)$/);
+  if (match) {
+    let key;
+    try {
+      key = decodeURIComponent(match[1]);
+    } catch {
+      key = match[1];
+    }
+    document.title = `${displayKey(key)} · projcache`;
+    return showDetail(key);
+  }
+  ++state.detailSeq;
+  document.title = "projcache";
+  $("detail-view").hidden = true;
+  $("lists").hidden = false;
+  return undefined;
 }
 
 async function refresh() {
@@ -240,6 +366,7 @@ async function refresh() {
     label.textContent = `refreshed: ${r.sources_checked} sources checked, ` +
       `${r.sources_changed} re-read` + (r.errors.length ? `, ${r.errors.length} error(s)` : "");
     await loadAll();
+    if (!$("detail-view").hidden) await route();
   } catch (error) {
     label.textContent = "refresh failed";
     showError(error);
@@ -270,6 +397,11 @@ document.addEventListener("DOMContentLoaded", () => {
     $("api-key-form").hidden = true;
     loadAll();
   });
-  loadAll();
-  setInterval(() => { if (!$("refresh").disabled) loadAll(); }, RELOAD_MS);
+  window.addEventListener("hashchange", route);
+  // The projects first (names for the keys), then the view the address asks for.
+  loadAll().then(route);
+  setInterval(() => {
+    if ($("refresh").disabled) return;
+    loadAll().then(() => { if (!$("detail-view").hidden) route(); });
+  }, RELOAD_MS);
 });
