@@ -716,7 +716,7 @@ class TestGet:
             "hint: Run `projcache list artifacts` to see the keys, or refresh the cache.",
         ]
 
-    @pytest.mark.parametrize("key", ["bad/key", "default/Bogus/pdf", "a/b/c/d", "default//pdf"])
+    @pytest.mark.parametrize("key", ["Bad/key", "default/Bogus/pdf", "a/b/c/d", "default//pdf"])
     def test_malformed_key_exits_2(self, refreshed: Path, key: str) -> None:
         """A key that is not <collection>/<type>/<name> (nor <type>/<name>) is a usage error."""
         result = cli(refreshed, "get", key)
