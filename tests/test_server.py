@@ -756,7 +756,7 @@ class TestRefreshEndpoint:
         report = done["report"]
         RefreshReport.model_validate(report)
         assert (report["collections_checked"], report["projects_checked"]) == (1, 3)
-        assert report["sources_checked"] == 32
+        assert report["sources_checked"] == 35  # each project also checks .skillmeat/manifest.toml
         assert [e["path"] for e in report["errors"]] == [str(examples.joinpath(*BROKEN))]
 
     @pytest.mark.parametrize("ref", ["name", "id", "path"])
@@ -1088,16 +1088,16 @@ class TestErrors:
             ("/artifacts?limit=0", "query.limit"),
             ("/artifacts?limit=1001", "query.limit"),
             ("/artifacts?offset=-1", "query.offset"),
-            ("/artifacts?type=bogus", "query.type"),
+            ("/artifacts?type=Bogus", "query.type"),
             ("/artifacts?state=bogus", "query.state"),
             ("/deployments?state=bogus", "query.state"),
-            ("/deployments?type=bogus", "query.type"),
+            ("/deployments?type=Bogus", "query.type"),
             ("/projects?stale=maybe", "query.stale"),
             ("/projects?limit=x", "query.limit"),
             ("/search?q=", "query.q"),
             ("/search", "query.q"),
             ("/search?q=a&limit=201", "query.limit"),
-            ("/search?q=a&type=bogus", "query.type"),
+            ("/search?q=a&type=Bogus", "query.type"),
             ("/search?q=" + "a" * 501, "query.q"),
             ("/artifacts/default/skill/" + "x" * 600, "path.key"),
         ],

@@ -24,19 +24,23 @@ if TYPE_CHECKING:
 __all__ = ["CacheQueries", "SearchPage", "SearchResults", "check_type"]
 
 T = TypeVar("T")
-_STATES = ("current", "outdated", "modified", "missing")
+_STATES = codec.DEPLOYMENT_STATES
 
 
 def check_type(type_: Optional[str]) -> None:
-    """Refuse an artifact type filter that is not one of the five types.
+    """Refuse an artifact type filter that cannot be a type (see :func:`codec.check_type_name`).
 
     Raises:
-        InvalidRecordError: naming the allowed types.
+        InvalidRecordError: naming the known types.
     """
-    if type_ is not None and type_ not in codec.ARTIFACT_TYPES:
-        raise InvalidRecordError(
-            f"type must be one of {', '.join(codec.ARTIFACT_TYPES)}; got {type_!r}"
-        )
+    if type_ is not None:
+        try:
+            codec.check_type_name(type_)
+        except InvalidRecordError:
+            raise InvalidRecordError(
+                f"type must be a type name like one of {', '.join(codec.ARTIFACT_TYPES)}; "
+                f"got {type_!r}"
+            ) from None
 
 
 class SearchResults(List["SearchHit"]):
@@ -198,16 +202,17 @@ class CacheQueries:
         state: Optional[DeploymentState] = None,
         *,
         artifact: Optional[str] = None,
+        profile: Optional[str] = None,
     ) -> list[Deployment]:
-        """Return deployments, optionally of one project (id, name or path), in one state
-        and of one artifact (its key).
+        """Return deployments, optionally of one project (id, name or path), in one state,
+        of one artifact (its key) and to one deployment profile (``claude_code``, ``codex``...).
 
         A state filter reads the ``deployments-by-state`` index, an artifact filter the
         ``deployments-by-artifact`` index; a project filter is a key-prefix scan.
         None of them scans everything.
         """
         load = self._repos.deployments.load
-        payloads = self.list_deployments_json(project, state, artifact=artifact)
+        payloads = self.list_deployments_json(project, state, artifact=artifact, profile=profile)
         return [load(p) for p in payloads]
 
     def list_deployments_json(
@@ -216,13 +221,18 @@ class CacheQueries:
         state: Optional[DeploymentState] = None,
         *,
         artifact: Optional[str] = None,
+        profile: Optional[str] = None,
     ) -> list[bytes]:
         """Like :meth:`list_deployments`, returning the stored JSON bytes (no models built)."""
         if state is not None and state not in _STATES:
             raise InvalidRecordError(f"state must be one of {', '.join(_STATES)}; got {state!r}")
+        if profile is not None:
+            codec.check_profile(profile)
         project_id = self.find_project(project).id if project is not None else None
         return self._read(
-            lambda txn: listing.deployment_payloads(txn, self._repos, project_id, state, artifact)
+            lambda txn: listing.deployment_payloads(
+                txn, self._repos, project_id, state, artifact, profile
+            )
         )
 
     def search(

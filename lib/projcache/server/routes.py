@@ -290,6 +290,12 @@ def build_router(
         state: Optional[DeploymentStateName] = Query(None, description="e.g. outdated"),
         type: Optional[ArtifactTypeName] = Query(None),
         artifact: Optional[str] = Query(None, max_length=600, description="An artifact key."),
+        profile: Optional[str] = Query(
+            None,
+            max_length=64,
+            pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$",
+            description="A SkillMeat deployment profile, e.g. claude_code or codex.",
+        ),
         limit: int = _LIMIT,
         offset: int = _OFFSET,
     ) -> Response:
@@ -297,7 +303,7 @@ def build_router(
         project = project_id(project)
         if _matches(request, etag):
             return _not_modified(etag)
-        payloads = cache.list_deployments_json(project, state, artifact=artifact)
+        payloads = cache.list_deployments_json(project, state, artifact=artifact, profile=profile)
         views = [deployment_view(p) for p in payloads]
         if type is not None:
             views = [v for v in views if v["type"] == type]
