@@ -12,6 +12,8 @@
                               N <= 1,000, fewer rounds, bench/results/smoke.md; --million)
     python3 tasks.py release  build the sdist and wheel, install each into a clean
                               virtualenv and run the test suite against it
+    python3 tasks.py interop  install skillmeat==0.74.0 into .interop-venv (once; kept
+                              apart from .venv) and run tests/interop against it
 
 Each task first makes ``.venv`` (once, and again when pyproject.toml changes)
 and installs the project into it: ``demo`` the package alone, every other task
@@ -124,7 +126,7 @@ def task_stress(extra: list[str]) -> None:
 # The suites that need nothing but the package and its test extra (tox runs the same).
 PORTABLE_TESTS = [
     "-m",
-    "not slow and not stress and not e2e",
+    "not slow and not stress and not e2e and not interop",
     "--ignore=tests/e2e",
     "--ignore=tests/load",
 ]
@@ -176,6 +178,55 @@ def task_release(extra: list[str]) -> None:
             )
 
 
+SKILLMEAT = "skillmeat==0.74.0"
+INTEROP_VENV = ROOT / ".interop-venv"
+
+
+def ensure_interop_venv() -> Path:
+    """Make ``.interop-venv`` with SkillMeat 0.74.0 (reused when it already has it).
+
+    SkillMeat is large (a web stack and a database layer), so it lives in its own venv,
+    never in ``.venv``.  Exits non-zero, loudly, when it cannot be installed (the package
+    registry unreachable, say): the interop test never skips.
+    """
+    python = INTEROP_VENV / ("Scripts" if os.name == "nt" else "bin") / "python"
+    stamp = INTEROP_VENV / ".skillmeat-installed"
+    if python.exists() and stamp.exists() and stamp.read_text() == SKILLMEAT:
+        return python
+    if not python.exists():
+        print(f"+ creating {INTEROP_VENV}", flush=True)
+        venv.EnvBuilder(with_pip=True, clear=True).create(INTEROP_VENV)
+    print(f"+ {python} -m pip install {SKILLMEAT}", flush=True)
+    result = subprocess.run(
+        [str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check", SKILLMEAT],
+        cwd=ROOT,
+    )
+    if result.returncode != 0:
+        bar = "!" * 78
+        sys.exit(
+            f"{bar}\ninterop: could not install {SKILLMEAT} into {INTEROP_VENV} "
+            f"(pip exit {result.returncode}).\nIs the package registry reachable? The interop "
+            f"test needs the real SkillMeat and does not skip.\n{bar}"
+        )
+    stamp.write_text(SKILLMEAT)
+    return python
+
+
+def task_interop(extra: list[str]) -> None:
+    """tests/interop against the real SkillMeat 0.74.0; prints the agreement table."""
+    python = ensure_interop_venv()
+    env = {**os.environ, "PROJCACHE_SKILLMEAT_PYTHON": str(python)}
+    print("+ pytest -m interop tests/interop", flush=True)
+    result = subprocess.run(
+        [str(BIN / "python"), "-m", "pytest", "-m", "interop", "-p", "no:cacheprovider",
+         "-n", "0", "-s", "tests/interop", *extra],
+        cwd=ROOT,
+        env=env,
+    )  # fmt: skip
+    if result.returncode != 0:
+        sys.exit(result.returncode)
+
+
 def task_bench(extra: list[str]) -> None:
     """The speed suite (tests/benchmarks) and its report; ``--smoke`` is CI's cheap subset."""
     _run(str(BIN / "python"), str(ROOT / "bench" / "run.py"), *extra)
@@ -183,7 +234,7 @@ def task_bench(extra: list[str]) -> None:
 
 def main(argv: list[str]) -> None:
     """Dispatch ``argv[0]`` to a task."""
-    tasks = ("demo", "test", "stress", "lint", "typing", "tox", "release", "bench")
+    tasks = ("demo", "test", "stress", "lint", "typing", "tox", "release", "bench", "interop")
     if not argv or argv[0] not in tasks:
         print(__doc__)
         sys.exit(2)
@@ -205,6 +256,8 @@ def main(argv: list[str]) -> None:
         task_bench(extra)
     elif name == "release":
         task_release(extra)
+    elif name == "interop":
+        task_interop(extra)
     else:
         _run(str(BIN / "tox"), *extra)
 

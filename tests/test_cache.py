@@ -84,14 +84,14 @@ class TestArtifacts:
         with pytest.raises(InvalidRecordError, match="<collection>/<type>/<name>"):
             cache.get_artifact("pdf")
         with pytest.raises(InvalidRecordError, match="type"):
-            cache.get_artifact("default/widget/pdf")
+            cache.get_artifact("default/Widget/pdf")
 
     def test_invalid_record_names_the_field_and_writes_nothing(
         self, cache: ProjectCache, make_artifact: Factory
     ) -> None:
         """One invalid record in a batch aborts the whole batch, naming the field."""
         with pytest.raises(InvalidRecordError, match="field 'type'"):
-            cache.put_artifacts([make_artifact("ok"), make_artifact("bad", type="widget")])
+            cache.put_artifacts([make_artifact("ok"), make_artifact("bad", type="Widget")])
         assert cache.get_artifact("default/skill/ok") is None
 
     def test_overlong_name_raises_key_too_long(
@@ -152,8 +152,8 @@ class TestListing:
 
     def test_unknown_type_filter_is_an_error(self, filled: ProjectCache) -> None:
         """A type outside the five artifact types is a usage error, not an empty list."""
-        with pytest.raises(InvalidRecordError, match="type must be one of"):
-            list(filled.list_artifacts(type="widget"))
+        with pytest.raises(InvalidRecordError, match="type must be a type name like one of"):
+            list(filled.list_artifacts(type="Widget"))
 
 
 class TestProjectsAndDeployments:
@@ -193,9 +193,15 @@ class TestProjectsAndDeployments:
         assert [d.artifact_key for d in cache.list_deployments(state="outdated")] == [
             "default/skill/pdf"
         ]
+        cache.put_artifacts([make_artifact("xlsx")])  # the collection stays known
         cache.delete_artifact("default/skill/pdf")
         assert [d.state for d in cache.list_deployments(project="shop")] == ["missing"]
         assert cache.list_deployments(state="outdated") == []
+        assert cache.verify(deep=True).ok
+        # Nothing of "default" left: its deployments come from a collection the cache
+        # does not know, which is not a removal.
+        cache.delete_artifact("default/skill/xlsx")
+        assert [d.state for d in cache.list_deployments(project="shop")] == ["unknown-collection"]
         assert cache.verify(deep=True).ok
 
     def test_deployments_of_one_artifact_through_its_index(

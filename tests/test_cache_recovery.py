@@ -832,7 +832,7 @@ WRONG_SHAPE = {
 BAD_ENTRIES = {
     "collection.toml": {
         "nameless": '\n[[artifacts]]\nname = 5\ntype = "skill"\n',
-        "bogus-type": '\n[[artifacts]]\nname = "ghost"\ntype = "bogus"\n',
+        "bogus-type": '\n[[artifacts]]\nname = "ghost"\ntype = "Bogus Type"\n',
         "path-outside": '\n[[artifacts]]\nname = "evil"\ntype = "skill"\npath = "../../etc"\n',
         "nul-in-path": (
             '\n[[artifacts]]\nname = "nul"\ntype = "skill"\npath = "skills/nu\\u0000l"\n'
@@ -843,7 +843,7 @@ BAD_ENTRIES = {
         "entry-not-table": '\n[lock.entries]\n"x::skill" = 5\n',
     },
     "deployed.toml": {
-        "bogus-type": '\n[[deployed]]\nartifact_name = "x"\nartifact_type = "bogus"\n',
+        "bogus-type": '\n[[deployed]]\nartifact_name = "x"\nartifact_type = "Bogus Type"\n',
         "bad-date": (
             '\n[[deployed]]\nartifact_name = "auditor"\nartifact_type = "agent"\n'
             'deployed_at = "yesterday"\n'
@@ -1988,7 +1988,7 @@ def _p2_pdf_id(cache_dir: Path) -> int:
 
 
 _P2_ORPHAN = encode({"project_id": "f" * 16, "artifact_key": "default/skill/pdf"})
-_P2_DEP = b"{pid}\x00default/skill/pdf"
+_P2_DEP = b"{pid}\x00default/skill/pdf\x00claude_code"
 # case -> ([(operation, db, key, value)], [(db, finding key, finding message)]);
 # "{pid}" stands for the seeded project's id.
 _P2_INDEX_CASES: dict[str, tuple[list[tuple[str, str, bytes, bytes]], list[tuple[str, str, str]]]]
@@ -2017,39 +2017,71 @@ _P2_INDEX_CASES = {
         ],
     ),
     "deployments-by-artifact-dangling": (
-        [("put", "deployments-by-artifact", b"default/skill/docx", b"{pid}")],
-        [("deployments-by-artifact", "default/skill/docx", "dangling entry -> {pid}")],
+        [("put", "deployments-by-artifact", b"default/skill/docx", b"{pid}\x00claude_code")],
+        [("deployments-by-artifact", "default/skill/docx", "dangling entry -> {pid} claude_code")],
     ),
     "deployments-by-artifact-missing": (
-        [("delete", "deployments-by-artifact", b"default/skill/pdf", b"{pid}")],
-        [("deployments-by-artifact", "default/skill/pdf", "missing entry -> {pid}")],
+        [("delete", "deployments-by-artifact", b"default/skill/pdf", b"{pid}\x00claude_code")],
+        [("deployments-by-artifact", "default/skill/pdf", "missing entry -> {pid} claude_code")],
     ),
     "deployments-by-state-dangling": (
         [("put", "deployments-by-state", b"modified", _P2_DEP)],
-        [("deployments-by-state", "modified", "dangling entry -> {pid} default/skill/pdf")],
+        [
+            (
+                "deployments-by-state",
+                "modified",
+                "dangling entry -> {pid} default/skill/pdf claude_code",
+            )
+        ],
     ),
     "deployments-by-state-missing": (
         [("delete", "deployments-by-state", b"current", _P2_DEP)],
-        [("deployments-by-state", "current", "missing entry -> {pid} default/skill/pdf")],
+        [
+            (
+                "deployments-by-state",
+                "current",
+                "missing entry -> {pid} default/skill/pdf claude_code",
+            )
+        ],
     ),
     "deployment-of-a-missing-project": (
-        [("put", "deployments", b"f" * 16 + b"\x00default/skill/pdf", _P2_ORPHAN)],
+        [("put", "deployments", b"f" * 16 + b"\x00default/skill/pdf\x00claude_code", _P2_ORPHAN)],
         [
             (
                 "deployments",
-                "f" * 16 + "\x00default/skill/pdf",
+                "f" * 16 + "\x00default/skill/pdf\x00claude_code",
                 f"project {'f' * 16} does not exist",
             ),
-            ("deployments-by-artifact", "default/skill/pdf", f"missing entry -> {'f' * 16}"),
-            ("deployments-by-state", "current", f"missing entry -> {'f' * 16} default/skill/pdf"),
+            (
+                "deployments-by-artifact",
+                "default/skill/pdf",
+                f"missing entry -> {'f' * 16} claude_code",
+            ),
+            (
+                "deployments-by-state",
+                "current",
+                f"missing entry -> {'f' * 16} default/skill/pdf claude_code",
+            ),
         ],
     ),
     "wrong-stored-state": (
         [("state", "deployments", _P2_DEP, b"outdated")],
         [
-            ("deployments", "{pid}\x00default/skill/pdf", "state is outdated, rule says current"),
-            ("deployments-by-state", "current", "dangling entry -> {pid} default/skill/pdf"),
-            ("deployments-by-state", "outdated", "missing entry -> {pid} default/skill/pdf"),
+            (
+                "deployments",
+                "{pid}\x00default/skill/pdf\x00claude_code",
+                "state is outdated, rule says current",
+            ),
+            (
+                "deployments-by-state",
+                "current",
+                "dangling entry -> {pid} default/skill/pdf claude_code",
+            ),
+            (
+                "deployments-by-state",
+                "outdated",
+                "missing entry -> {pid} default/skill/pdf claude_code",
+            ),
         ],
     ),
 }
@@ -2123,7 +2155,13 @@ class TestVerifyLayers:
             ),
             pytest.param("collections", b"default", "crc", None, id="collection-crc"),
             pytest.param("projects", b"", "crc", None, id="project-crc"),
-            pytest.param("deployments", b"\x00default/skill/pdf", "crc", None, id="deployment-crc"),
+            pytest.param(
+                "deployments",
+                b"\x00default/skill/pdf\x00claude_code",
+                "crc",
+                None,
+                id="deployment-crc",
+            ),
             pytest.param("sources", b"\x00skills/pdf", "crc", None, id="source-crc"),
         ],
     )
@@ -2155,7 +2193,7 @@ class TestVerifyLayers:
                     (
                         "index",
                         "deployments",
-                        f"{pid}\x00default/skill/pdf",
+                        f"{pid}\x00default/skill/pdf\x00claude_code",
                         f"project {pid} does not exist",
                     )
                 )
@@ -3387,7 +3425,7 @@ class TestMessagesAndLogs:
         assert _p2_records(caplog, "projcache.verify") == [
             (
                 logging.WARNING,
-                "repair dropped deployment ffffffffffffffff\x00default/skill/pdf "
+                "repair dropped deployment ffffffffffffffff\x00default/skill/pdf\x00claude_code "
                 "of a missing project",
             ),
             *[

@@ -195,7 +195,7 @@ class TestRefresh:
         result = cli(cache_dir, *refresh_args(examples))
         assert result.exit_code == 1
         assert result.stdout.startswith(
-            "refreshed 1 collection(s), 3 project(s): 32 sources checked, 29 re-read; "
+            "refreshed 1 collection(s), 3 project(s): 35 sources checked, 29 re-read; "
             f"artifacts {ARTIFACTS} added, 0 updated, 0 removed; "
             f"deployments {DEPLOYMENTS} added, 0 updated, 0 removed in "
         )
@@ -493,7 +493,7 @@ class TestListArtifacts:
     @pytest.mark.parametrize(
         ("args", "code", "message"),
         [
-            (["--type", "bogus"], 2, "error: type must be one of "),
+            (["--type", "Bogus"], 2, "error: type must be a type name like one of "),
             (["--state", "bogus"], 2, "error: state must be one of "),
             (["--project", "nope"], 4, "error: no project 'nope' in the cache"),
         ],
@@ -657,7 +657,7 @@ class TestListDeployments:
         ("args", "code"),
         [
             (["--state", "bogus"], 2),
-            (["--type", "bogus"], 2),
+            (["--type", "Bogus!"], 2),
             (["--project", "nope"], 4),
         ],
     )
@@ -716,7 +716,7 @@ class TestGet:
             "hint: Run `projcache list artifacts` to see the keys, or refresh the cache.",
         ]
 
-    @pytest.mark.parametrize("key", ["bad/key", "default/bogus/pdf", "a/b/c/d", "default//pdf"])
+    @pytest.mark.parametrize("key", ["Bad/key", "default/Bogus/pdf", "a/b/c/d", "default//pdf"])
     def test_malformed_key_exits_2(self, refreshed: Path, key: str) -> None:
         """A key that is not <collection>/<type>/<name> (nor <type>/<name>) is a usage error."""
         result = cli(refreshed, "get", key)
@@ -807,7 +807,7 @@ class TestSearch:
 
     def test_bad_type_and_unknown_project(self, refreshed: Path) -> None:
         """A bad --type is exit 2, an unknown --project exit 4."""
-        assert cli(refreshed, "search", "pdf", "--type", "bogus").exit_code == 2
+        assert cli(refreshed, "search", "pdf", "--type", "Bogus!").exit_code == 2
         unknown = cli(refreshed, "search", "pdf", "--project", "nope")
         assert unknown.exit_code == 4
         assert error_lines(unknown)[0] == "error: no project 'nope' in the cache"

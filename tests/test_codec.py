@@ -252,12 +252,18 @@ class TestArtifactKey:
         with pytest.raises(InvalidRecordError, match="field 'name'"):
             artifact_key("default", "skill", bad)
 
-    @pytest.mark.parametrize("bad", ["", "Skill", "skills", "widget", "skill/x"])
+    @pytest.mark.parametrize("bad", ["", "Skill", "skill/x", "1skill", "a b", "x" * 65, "é"])
     def test_bad_type(self, bad: str) -> None:
-        """A type outside ARTIFACT_TYPES is rejected, and the message lists the allowed types."""
+        """A type that is no plain lowercase name is rejected, and the message names known ones."""
         with pytest.raises(InvalidRecordError, match="field 'type'") as info:
             artifact_key("default", bad, "pdf")
         assert "skill, command, agent, hook, mcp" in str(info.value)
+
+    @pytest.mark.parametrize("future", ["orchestration", "soul", "widget", "agent_pack", "x-y2"])
+    def test_known_and_future_types_are_keys(self, future: str) -> None:
+        """Every SkillMeat 0.74.0 type and a newer one (a plain name) make a key, as declared."""
+        assert artifact_key("default", future, "pdf") == f"default/{future}/pdf"
+        assert parse_artifact_key(f"default/{future}/pdf") == ("default", future, "pdf")
 
     @pytest.mark.parametrize(
         "key",
@@ -269,7 +275,7 @@ class TestArtifactKey:
             "/skill/pdf",
             "default/skill/",
             "default//pdf",
-            "default/widget/pdf",
+            "default/Widget/pdf",
             "default/skill/a\x00b",
         ],
     )
@@ -285,14 +291,23 @@ class TestArtifactKey:
 
 
 class TestDeploymentKey:
-    """``<project id> NUL <artifact key>`` keys."""
+    """``<project id> NUL <artifact key> NUL <profile>`` keys."""
 
     @given(project_id=no_nul_text, artifact=no_nul_text)
     def test_round_trip(self, project_id: str, artifact: str) -> None:
-        """parse_deployment_key inverts deployment_key."""
+        """parse_deployment_key inverts deployment_key (the default profile is claude_code)."""
         key = deployment_key(project_id, artifact)
         assert isinstance(key, bytes)
-        assert parse_deployment_key(key) == (project_id, artifact)
+        assert parse_deployment_key(key) == (project_id, artifact, "claude_code")
+        codex = deployment_key(project_id, artifact, "codex")
+        assert codex != key
+        assert parse_deployment_key(codex) == (project_id, artifact, "codex")
+
+    @pytest.mark.parametrize("bad", ["", "a/b", "a\x00b", ".hidden", "x" * 65, "a b"])
+    def test_bad_profile(self, bad: str) -> None:
+        """A profile that cannot be a key part is rejected by field name."""
+        with pytest.raises(InvalidRecordError, match="field 'profile'"):
+            deployment_key("abc", "default/skill/pdf", bad)
 
     @given(project_id=no_nul_text, artifact=no_nul_text)
     def test_prefix_is_a_prefix(self, project_id: str, artifact: str) -> None:
@@ -310,7 +325,7 @@ class TestDeploymentKey:
     def test_memoryview_key_parses(self) -> None:
         """parse_deployment_key accepts a memoryview, as LMDB cursors return."""
         key = deployment_key("abc", "default/skill/pdf")
-        assert parse_deployment_key(memoryview(key)) == ("abc", "default/skill/pdf")
+        assert parse_deployment_key(memoryview(key)) == ("abc", "default/skill/pdf", "claude_code")
 
     def test_artifact_key_may_not_contain_nul(self) -> None:
         """The artifact part of a deployment key must not contain the NUL separator."""
@@ -326,22 +341,31 @@ class TestDeploymentKey:
             deployment_key(project_id, "default/skill/pdf")
 
     def test_total_length_limit(self) -> None:
-        """The whole deployment key (id, NUL, artifact key) may be 511 bytes, not 512."""
-        assert len(deployment_key("p", "a" * 509)) == 511
+        """The whole deployment key (id, NUL, artifact key, NUL, profile) may be 511 bytes."""
+        assert len(deployment_key("p", "a" * 497)) == 511  # + "\x00claude_code"
         with pytest.raises(KeyTooLongError, match=r"deployment key is 512 bytes"):
-            deployment_key("p", "a" * 510)
+            deployment_key("p", "a" * 498)
 
     def test_total_length_limit_multibyte(self) -> None:
         """The deployment key limit counts UTF-8 bytes, not characters."""
-        assert len(deployment_key("p", "é" * 254 + "a")) == 511
+        assert len(deployment_key("p", "é" * 248 + "a")) == 511
         with pytest.raises(KeyTooLongError):
-            deployment_key("p", "é" * 255)
+            deployment_key("p", "é" * 249)
 
     @pytest.mark.parametrize(
-        "key", [b"", b"no-separator", b"\x00default/skill/pdf", b"abc\x00", b"\x00"]
+        "key",
+        [
+            b"",
+            b"no-separator",
+            b"\x00default/skill/pdf",
+            b"abc\x00",
+            b"\x00",
+            b"abc\x00default/skill/pdf",  # a schema-2 key (no profile): migrated, never read
+            b"abc\x00default/skill/pdf\x00",
+        ],
     )
     def test_parse_rejects_malformed_keys(self, key: bytes) -> None:
-        """A stored deployment key without both parts is reported as corrupt."""
+        """A stored deployment key without all three parts is reported as corrupt."""
         with pytest.raises(CorruptRecordError, match="malformed deployment key"):
             parse_deployment_key(key)
 

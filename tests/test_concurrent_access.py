@@ -652,7 +652,8 @@ def _deployment_count_reader(
         while not stop.is_set():
             before = cache.get_project(project_id)
             deployments = cache.list_deployments(project=project_path)
-            missing = cache.list_deployments(project=project_path, state="missing")
+            # No collection is cached: every deployment is "unknown-collection".
+            missing = cache.list_deployments(project=project_path, state="unknown-collection")
             after = cache.get_project(project_id)
             assert before is not None and after is not None
             counted = len(deployments)

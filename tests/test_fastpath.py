@@ -90,7 +90,7 @@ def _cases(cache_dir: Path) -> list[list[str]]:
         [*d, "search", "--json", "pdf", "--collection", "team", "--tag", "pdf"],
         [*d, "search", "--json", "pdf", "--project", "webapp"],
         [*d, "search", "--json", "pdf", "--project", "nowhere"],  # not found
-        [*d, "search", "--json", "pdf", "--type", "bogus"],  # bad type
+        [*d, "search", "--json", "pdf", "--type", "Bogus!"],  # bad type (no type name)
         [*d, "search", "--json", "pdf", "--limit", "-1"],  # below min
         [*d, "search", "--json", "pdf", "--limit", "x"],  # not a number
         [*d, "search", "--json", "   "],  # empty query
@@ -104,7 +104,8 @@ def _cases(cache_dir: Path) -> list[list[str]]:
         [*d, "list", "deployments", "--json"],
         [*d, "list", "deployments", "--json", "-p", "api"],
         [*d, "list", "deployments", "--json", "--state", "modified", "--type", "skill"],
-        [*d, "list", "deployments", "--json", "--type", "nope"],
+        [*d, "list", "deployments", "--json", "--type", "Nope!"],
+        [*d, "list", "deployments", "--json", "--profile", "claude_code"],
         [*d, "list", "deployments", "--json", "--state", "nope"],
         [*d, "show", "--json"],
         [*d, "stats", "--json"],
@@ -143,7 +144,7 @@ def test_fast_path_output_identical(
         fast = _run(capsysbinary, monkeypatch, argv, fast=True)
         slow = _run(capsysbinary, monkeypatch, argv, fast=False)
         assert fast == slow, argv
-    assert answered == 18  # the simple cases really took the fast path
+    assert answered == 19  # the simple cases really took the fast path
 
 
 def test_fast_path_honours_cache_dir_envvar(

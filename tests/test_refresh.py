@@ -659,9 +659,9 @@ class TestModes:
         report = cache.refresh(full=True)
         assert sorted(opens.paths) == first_opens
         assert report.sources_checked == first.sources_checked
-        # Only sources that are absent (the plain project's TOML files, the ghost's copy)
-        # are checked without being read.
-        assert report.sources_changed == first.sources_changed == report.sources_checked - 3
+        # Only sources that are absent (the plain project's TOML files, the ghost's copy,
+        # each project's .skillmeat/manifest.toml) are checked without being read.
+        assert report.sources_changed == first.sources_changed == report.sources_checked - 5
 
     def test_stale_only_refreshes_invalidated_units(
         self, cache: ProjectCache, world: World, opens: OpenCounter

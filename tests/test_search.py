@@ -358,7 +358,7 @@ class TestFilters:
     def test_invalid_type_rejected(self, filled: ProjectCache) -> None:
         """A ``type`` that is not an artifact type is an error, not an empty result."""
         with pytest.raises(InvalidRecordError):
-            filled.search("pdf", type="skills")
+            filled.search("pdf", type="Skills!")
 
     def test_project(self, filled: ProjectCache, make_project: MakeProject) -> None:
         """``project`` keeps artifacts deployed in that project (by id, name or path)."""

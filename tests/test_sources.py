@@ -764,7 +764,7 @@ type = "skill"
 
 [[artifacts]]
 name = "odd"
-type = "plugin"
+type = "Plug In"
 
 [[artifacts]]
 name = "pdf"
@@ -822,8 +822,8 @@ class TestReadCollectionToml:
         assert len(problems) == 4
         assert "artifact #2 has no valid name (got None)" in problems[0]
         assert "artifact #3 has no valid name (got 'bad/name')" in problems[1]
-        assert "'odd' has type 'plugin'" in problems[2]
-        assert "expected one of skill, command, agent, hook, mcp" in problems[2]
+        assert "'odd' has type 'Plug In'" in problems[2]
+        assert "type name such as skill, command, agent, hook, mcp" in problems[2]
         assert "'pdf' (skill) is listed twice" in problems[3]
         assert all(p.startswith(str(path)) for p in problems)
 
@@ -834,6 +834,7 @@ class TestReadCollectionToml:
         assert data == {
             "collection": {"name": None, "version": None, "description": "", "updated": None},
             "artifacts": [],
+            "mcp_servers": [],
         }
         assert problems == []
 
@@ -962,7 +963,7 @@ artifact_path = "skills/pdf"
 
 [[deployed]]
 artifact_name = "nameless-type"
-artifact_type = "plugin"
+artifact_type = "Plug In"
 
 [[deployed]]
 artifact_type = "skill"
@@ -987,6 +988,9 @@ class TestReadDeployedToml:
                 "local_modifications": True,
                 "version": "1.0.0",
                 "version_lineage": ["0.9.0", "1"],
+                "profile": "claude_code",
+                "profile_root": ".claude",
+                "platform": None,
             },
             {
                 "name": "old",
@@ -998,12 +1002,15 @@ class TestReadDeployedToml:
                 "local_modifications": False,
                 "version": "v2.0.0",
                 "version_lineage": [],
+                "profile": "claude_code",
+                "profile_root": ".claude",
+                "platform": None,
             },
         ]
         assert len(problems) == 5
         assert "'escape' has artifact_path 'skills/../../etc' outside .claude/" in problems[0]
         assert "'absolute' has artifact_path '/etc/passwd' outside .claude/" in problems[1]
-        assert "mine/skill/pdf is listed twice" in problems[2]
+        assert "mine/skill/pdf (claude_code) is listed twice" in problems[2]
         assert "deployment #6 needs artifact_name" in problems[3]
         assert "deployment #7 needs artifact_name" in problems[4]
 
@@ -1672,7 +1679,10 @@ class TestArtifacts:
                 facts_reader(str(base), f"commands/{name}", CAP)(scan)
 
     def test_build_artifact_precedence(self) -> None:
-        """Front matter beats manifest metadata, which beats the body's summary."""
+        """Manifest metadata beats front matter (SkillMeat's precedence), then the body's summary.
+
+        The front matter stays whole in ``front_matter`` (what is on disk now).
+        """
         fields = build_artifact(
             collection="mine",
             type_="skill",
@@ -1695,7 +1705,8 @@ class TestArtifacts:
         artifact = Artifact.model_validate(fields)
         assert artifact.key == "mine/skill/pdf"
         assert artifact.title == "Meta title"
-        assert artifact.description == "from front"
+        assert artifact.description == "meta"
+        assert artifact.front_matter["description"] == "from front"
         assert artifact.tags == ["a", "b", "c"]
         assert artifact.version == "1.0"
         assert (artifact.upstream, artifact.resolved_sha, artifact.resolved_version) == (
@@ -1825,12 +1836,25 @@ class TestDeploymentState:
         dep = deployment(content_hash="a", local_hash="b", version="1.0.0", files_present=False)
         assert deployment_state(dep, artifact(content_hash="c", version="2.0.0")) == "missing"
 
-    def test_modified_beats_outdated(self) -> None:
-        """Local changes win over a newer collection version or hash."""
+    def test_both_changed_is_conflict(self) -> None:
+        """Local changes and a newer collection version or hash: conflict (sync-check's)."""
         dep = deployment(content_hash="a", local_hash="b", version="1.0.0")
-        assert deployment_state(dep, artifact(content_hash="c", version="2.0.0")) == "modified"
+        assert deployment_state(dep, artifact(content_hash="c", version="2.0.0")) == "conflict"
         dep = deployment(content_hash="a", local_hash="b")
-        assert deployment_state(dep, artifact(content_hash="c")) == "modified"
+        assert deployment_state(dep, artifact(content_hash="c")) == "conflict"
+
+    def test_only_local_change_is_modified(self) -> None:
+        """Local changes with the collection as deployed: modified, not conflict."""
+        dep = deployment(content_hash="a", local_hash="b")
+        assert deployment_state(dep, artifact(content_hash="a")) == "modified"
+        dep = deployment(content_hash="a", local_hash="b", version="2.0.0")
+        assert deployment_state(dep, artifact(content_hash="c", version="2.0.0")) == "modified"
+
+    def test_unknown_collection(self) -> None:
+        """No artifact and no trace of its collection: unknown-collection, not missing."""
+        dep = deployment(content_hash="a")
+        assert deployment_state(dep, None, collection_known=False) == "unknown-collection"
+        assert deployment_state(dep, None, collection_known=True) == "missing"
 
     def test_unknown_local_hash_is_not_modified(self) -> None:
         """Without a local hash nothing can be called modified."""

@@ -464,7 +464,7 @@ class TestAtomicWrites:
 
     def test_invalid_record_in_batch_writes_nothing(self, cache: ProjectCache) -> None:
         """A batch with one invalid record raises InvalidRecordError before anything is written."""
-        batch = [*_artifacts("ok", 3), {"name": "bad", "type": "nonsense", "collection": "c"}]
+        batch = [*_artifacts("ok", 3), {"name": "bad", "type": "Non Sense", "collection": "c"}]
         with pytest.raises(InvalidRecordError):
             cache.put_artifacts(batch)
         assert cache.stats().counts["artifacts"] == 0

@@ -116,6 +116,7 @@ COMMANDS: dict[tuple[str, ...], Command] = {
             "state_": _STATE,
             "outdated": _OUTDATED,
             "type_": _TYPE,
+            "profile": Option(("--profile",), None, TEXT),
             "as_json": _JSON,
         },
     ),
@@ -223,14 +224,18 @@ def write_stdout(data: bytes) -> None:
 
 
 def deployment_records(
-    cache: ProjectCache, project: Optional[str], state: Optional[str], type_: Optional[str]
+    cache: ProjectCache,
+    project: Optional[str],
+    state: Optional[str],
+    type_: Optional[str],
+    profile: Optional[str] = None,
 ) -> list[dict[str, Any]]:
     """The deployments ``list deployments`` shows (as :func:`projcache.listing.deployment_view`)."""
     from projcache.listing import deployment_view
     from projcache.queries import check_type
 
     check_type(type_)
-    payloads = cache.list_deployments_json(project, state)  # type: ignore[arg-type]
+    payloads = cache.list_deployments_json(project, state, profile=profile)  # type: ignore[arg-type]
     records = [deployment_view(p) for p in payloads]
     if type_ is not None:
         records = [r for r in records if r["type"] == type_]
@@ -375,7 +380,9 @@ def _answer(words: tuple[str, ...], values: dict[str, Any], cache: ProjectCache)
         return _dumps(document)
     if words == ("list", "deployments"):
         state = "outdated" if values["outdated"] else values["state_"]
-        return _dumps(deployment_records(cache, values["project"], state, values["type_"]))
+        return _dumps(
+            deployment_records(cache, values["project"], state, values["type_"], values["profile"])
+        )
     return _dumps(show_document(cache))
 
 

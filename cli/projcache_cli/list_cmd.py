@@ -52,6 +52,7 @@ def state_help(what: str = "Only this deployment state") -> str:
 
 TYPE_HELP = type_help()
 STATE_HELP = state_help()
+_PROFILE_HELP = "Only deployments to this SkillMeat deployment profile (claude_code, codex, ...)."
 _A, _D = "list artifacts", "list deployments"  # their entries in the command table
 
 
@@ -179,11 +180,14 @@ def list_deployments(
         default(_D, "outdated"), *flags(_D, "outdated"), help="Same as --state outdated."
     ),
     type_: Optional[str] = typer.Option(default(_D, "type_"), *flags(_D, "type_"), help=TYPE_HELP),
+    profile: Optional[str] = typer.Option(
+        default(_D, "profile"), *flags(_D, "profile"), help=_PROFILE_HELP
+    ),
     as_json: bool = typer.Option(
         default(_D, "as_json"), *flags(_D, "as_json"), help="Print a JSON array of deployments."
     ),
 ) -> None:
-    """List deployments with their state (current, outdated, modified, missing)."""
+    """List deployments with their profile and state (current, outdated, modified, ...)."""
     from projcache.queries import check_type
 
     state = state_of(ctx)
@@ -191,7 +195,7 @@ def list_deployments(
     with cli_errors(state):
         check_type(type_)
         with open_cache(state, readonly=True, fallback=True) as cache:
-            records = deployment_records(cache, project, wanted_state, type_)
+            records = deployment_records(cache, project, wanted_state, type_, profile)
             names = {p.id: p.name for p in cache.list_projects()}
     if as_json:
         emit_json(records)
@@ -201,13 +205,14 @@ def list_deployments(
         (
             names.get(r["project"], r["project"]),
             display_key(r["artifact"], names),
+            r["profile"],
             r["state"],
             r.get("version") or "",
         )
         for r in records
     ]
     emit_table(
-        ("project", "artifact", "state", "deployed version"),
+        ("project", "artifact", "profile", "state", "deployed version"),
         rows,
         optional=("deployed version",),
     )

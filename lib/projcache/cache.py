@@ -420,12 +420,16 @@ class ProjectCache(CacheQueries):
 
         return self._put_many("Deployment", deployments, mutations.put_deployment)
 
-    def delete_deployment(self, project_id: str, artifact_key: str) -> bool:
-        """Remove one deployment; return whether it existed."""
+    def delete_deployment(
+        self, project_id: str, artifact_key: str, profile: str = "claude_code"
+    ) -> bool:
+        """Remove one deployment (of ``artifact_key`` to ``profile``); return whether it existed."""
         from . import mutations  # the write side: not loaded by read-only CLI calls
 
         return self._write(
-            lambda txn: mutations.delete_deployment(txn, self._repos, project_id, artifact_key)
+            lambda txn: mutations.delete_deployment(
+                txn, self._repos, project_id, artifact_key, profile
+            )
         )
 
     # -- refresh and maintenance -------------------------------------------------------------

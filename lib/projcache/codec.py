@@ -21,9 +21,10 @@ dupsort values of the same size); the encoders enforce that with
 
 from __future__ import annotations
 
+import re
 import struct
 import zlib
-from typing import Any, Optional
+from typing import Any, Literal, Optional, get_args
 
 import orjson
 
@@ -31,12 +32,17 @@ from .errors import CorruptRecordError, InvalidRecordError, KeyTooLongError, Rec
 
 __all__ = [
     "ARTIFACT_TYPES",
+    "DEFAULT_PROFILE",
+    "DEPLOYMENT_STATES",
     "FORMAT_VERSION",
     "MAX_BODY_CHARS",
     "MAX_KEY_BYTES",
     "MAX_RECORD_BYTES",
     "SEPARATOR",
+    "TYPE_PATTERN",
     "artifact_key",
+    "check_profile",
+    "check_type_name",
     "checked_payload",
     "decode",
     "deployment_key",
@@ -59,7 +65,47 @@ MAX_BODY_CHARS = 2000
 #: in its fingerprint and bounded by ``max_file_size`` (16 MiB by default).
 MAX_RECORD_BYTES = 64 * 1024**2
 SEPARATOR = b"\x00"
-ARTIFACT_TYPES = ("skill", "command", "agent", "hook", "mcp")
+# The artifact types SkillMeat 0.74.0 knows (skillmeat/core/artifact_detection.py,
+# ArtifactType, in its order): the one list every other list of types
+# (models, CLI choices, API parameters, search filters, layouts) derives from.
+# A type not in it (a newer SkillMeat's) is still accepted wherever a type is
+# stored, as long as it is a plain name (see check_type_name).
+ARTIFACT_TYPES = (
+    "skill",
+    "command",
+    "agent",
+    "hook",
+    "mcp",
+    "workflow",
+    "composite",
+    "context_module",
+    "template",
+    "group",
+    "deployment_set",
+    "context_pack",
+    "bundle",
+    "reviewer_role",
+    "council",
+    "orchestration",
+    "soul",
+    "project_config",
+    "spec_file",
+    "rule_file",
+    "context_file",
+    "progress_template",
+)
+# Every deployment state, in the order listings show them (status.py decides which applies).
+DeploymentStateName = Literal[
+    "current", "outdated", "modified", "conflict", "missing", "unknown-collection"
+]
+DEPLOYMENT_STATES: tuple[str, ...] = get_args(DeploymentStateName)
+# The profile a deployment record without ``deployment_profile_id`` belongs to
+# (SkillMeat's DEFAULT_PROFILE_ID, skillmeat/core/path_resolver.py).
+DEFAULT_PROFILE = "claude_code"
+# What an artifact type may look like (a known one or a newer SkillMeat's).
+TYPE_PATTERN = r"^[a-z][a-z0-9_-]{0,63}$"
+_NAME_PART = re.compile(TYPE_PATTERN)
+_PROFILE_PART = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 
 _HEADER = 5
 _VERSION_BYTE = bytes([FORMAT_VERSION])
@@ -156,13 +202,43 @@ def _check_part(part: str, field: str) -> None:
         raise InvalidRecordError(f"field '{field}' must not contain '/' or NUL: {part!r}")
 
 
+def check_type_name(type_: object) -> str:
+    """Return ``type_`` if it can be an artifact type: a known one or a plain lowercase name.
+
+    Known types are :data:`ARTIFACT_TYPES`; a newer SkillMeat's type is kept as
+    declared when it is 1-64 characters of ``a-z``, ``0-9``, ``_`` or ``-``
+    starting with a letter (no ``/``, no NUL: it is a key part).
+
+    Raises:
+        InvalidRecordError: naming the rule and the known types.
+    """
+    if isinstance(type_, str) and (type_ in ARTIFACT_TYPES or _NAME_PART.fullmatch(type_)):
+        return type_
+    raise InvalidRecordError(
+        f"field 'type' must be a lowercase name like one of {', '.join(ARTIFACT_TYPES[:5])}, "
+        f"...; got {type_!r}"
+    )
+
+
+def check_profile(profile: object) -> str:
+    """Return ``profile`` if it can be a deployment profile id (a key part).
+
+    Raises:
+        InvalidRecordError: it is empty, too long or has characters other than
+            letters, digits, ``_``, ``.`` and ``-``.
+    """
+    if isinstance(profile, str) and _PROFILE_PART.fullmatch(profile):
+        return profile
+    raise InvalidRecordError(
+        "field 'profile' must be 1-64 letters, digits, '_', '.' or '-' "
+        f"(like {DEFAULT_PROFILE!r}); got {profile!r}"
+    )
+
+
 def artifact_key(collection: str, type_: str, name: str) -> str:
     """Build the artifact key ``<collection>/<type>/<name>`` after validating its parts."""
     _check_part(collection, "collection")
-    if type_ not in ARTIFACT_TYPES:
-        raise InvalidRecordError(
-            f"field 'type' must be one of {', '.join(ARTIFACT_TYPES)}; got {type_!r}"
-        )
+    check_type_name(type_)
     _check_part(name, "name")
     return f"{collection}/{type_}/{name}"
 
@@ -199,9 +275,18 @@ def deployment_prefix(project_id: str) -> bytes:
     return encode_key(project_id, what="project id") + SEPARATOR
 
 
-def deployment_key(project_id: str, artifact: str) -> bytes:
-    """Encode a deployment key: ``<project id> NUL <artifact key>``."""
-    key = deployment_prefix(project_id) + encode_key(artifact, what="artifact key")
+def deployment_key(project_id: str, artifact: str, profile: str = DEFAULT_PROFILE) -> bytes:
+    """Encode a deployment key: ``<project id> NUL <artifact key> NUL <profile>``.
+
+    The profile is part of the key: one artifact deployed to two profiles of a
+    project (``.claude/`` and ``.agents/``) is two deployments.
+    """
+    key = (
+        deployment_prefix(project_id)
+        + encode_key(artifact, what="artifact key")
+        + SEPARATOR
+        + check_profile(profile).encode()
+    )
     if len(key) > MAX_KEY_BYTES:
         raise KeyTooLongError(
             f"deployment key is {len(key)} bytes encoded; LMDB allows at most {MAX_KEY_BYTES}"
@@ -209,9 +294,10 @@ def deployment_key(project_id: str, artifact: str) -> bytes:
     return key
 
 
-def parse_deployment_key(key: bytes) -> tuple[str, str]:
-    """Split an encoded deployment key into ``(project id, artifact key)``."""
-    project, sep, artifact = bytes(key).partition(SEPARATOR)
-    if not sep or not project or not artifact:
+def parse_deployment_key(key: bytes) -> tuple[str, str, str]:
+    """Split an encoded deployment key into ``(project id, artifact key, profile)``."""
+    parts = bytes(key).split(SEPARATOR)
+    if len(parts) != 3 or not all(parts):
         raise CorruptRecordError(f"malformed deployment key {bytes(key)!r}")
-    return project.decode("utf-8"), artifact.decode("utf-8")
+    project, artifact, profile = parts
+    return project.decode("utf-8"), artifact.decode("utf-8"), profile.decode("utf-8")

@@ -82,25 +82,38 @@ def deployment_payloads(
     project_id: Optional[str],
     state: Optional[str],
     artifact: Optional[str] = None,
+    profile: Optional[str] = None,
 ) -> list[bytes]:
-    """JSON of the deployments of one project (prefix scan), in one state (index) and/or
-    of one artifact (the ``deployments-by-artifact`` index)."""
+    """JSON of the deployments of one project (prefix scan), in one state (index), of one
+    artifact (the ``deployments-by-artifact`` index) and/or to one profile (a key check)."""
     if artifact is not None:
         out = []
-        for owner in repos.deployment_index.projects_of(txn, artifact):
-            raw = txn.get(codec.deployment_key(owner, artifact), db=repos.deployments.db)
-            if raw is None or (project_id is not None and owner != project_id):
+        for owner, owner_profile in repos.deployment_index.targets_of(txn, artifact):
+            if (project_id is not None and owner != project_id) or (
+                profile is not None and owner_profile != profile
+            ):
+                continue
+            raw = txn.get(
+                codec.deployment_key(owner, artifact, owner_profile), db=repos.deployments.db
+            )
+            if raw is None:
                 continue
             payload = codec.unframe(raw, what="deployment")
             if state is None or orjson.loads(payload)["state"] == state:
                 out.append(payload)
         return out
+    # The profile is the key's last part: filtering on it reads no record.
+    suffix = None if profile is None else codec.SEPARATOR + profile.encode()
     if state is None:
-        return [payload for _key, payload in repos.deployments.scan_project(txn, project_id)]
+        return [
+            payload
+            for key, payload in repos.deployments.scan_project(txn, project_id)
+            if suffix is None or key.endswith(suffix)
+        ]
     prefix = codec.deployment_prefix(project_id) if project_id else b""
     out = []
     for key in repos.deployment_index.keys_in_state(txn, state):
-        if key.startswith(prefix):
+        if key.startswith(prefix) and (suffix is None or key.endswith(suffix)):
             raw = txn.get(key, db=repos.deployments.db)
             if raw is not None:
                 out.append(codec.unframe(raw, what="deployment"))
@@ -111,7 +124,8 @@ def deployment_view(payload: bytes) -> dict[str, Any]:
     """A stored deployment as the CLI and the HTTP API show it.
 
     The record's fields plus top-level ``project``, ``artifact`` (the key),
-    ``name``, ``type`` and ``collection``.
+    ``name``, ``type`` and ``collection``; ``profile`` is the record's (a record
+    written before profiles existed is ``claude_code``'s, in ``.claude``).
     """
     record: dict[str, Any] = orjson.loads(payload)
     collection, type_, name = record["artifact_key"].split("/")
@@ -121,5 +135,7 @@ def deployment_view(payload: bytes) -> dict[str, Any]:
         "name": name,
         "type": type_,
         "collection": collection,
+        "profile": codec.DEFAULT_PROFILE,
+        "profile_root": ".claude",
         **record,
     }

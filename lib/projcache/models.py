@@ -60,9 +60,15 @@ __all__ = [
     "validate",
 ]
 
-ArtifactType = Literal["skill", "command", "agent", "hook", "mcp"]
-DeploymentState = Literal["current", "outdated", "modified", "missing"]
+# Any type codec.check_type_name accepts: the known ones (codec.ARTIFACT_TYPES)
+# and a newer SkillMeat's, kept as declared.
+ArtifactType = Annotated[str, AfterValidator(codec.check_type_name)]
+DeploymentState = codec.DeploymentStateName
 FindingKind = Literal["file", "frame", "model", "index", "source"]
+
+
+def _check_profile(value: str) -> str:
+    return codec.check_profile(value)
 
 
 def _as_utc(value: datetime) -> datetime:
@@ -137,6 +143,7 @@ class Artifact(_Record):
     updated_at: Optional[UtcDatetime] = None
     # The Markdown body, for search only (truncated: see MAX_BODY_CHARS).
     body: str = ""
+    added_at: Optional[UtcDatetime] = None
 
     @model_validator(mode="before")
     @classmethod
@@ -242,6 +249,11 @@ class Collection(_Refreshed):
 class Deployment(_Record):
     """An artifact deployed into a project, with its derived state.
 
+    ``profile`` is the SkillMeat deployment profile (``claude_code``,
+    ``codex``, ...) and part of the key: one artifact deployed to two profiles
+    of a project is two deployments.  ``profile_root`` is the profile's folder
+    in the project (``.claude``, ``.agents``, ...), which ``artifact_path`` is
+    relative to; ``platform`` is SkillMeat's platform name when it wrote one.
     ``content_hash`` is what was deployed; ``local_hash`` is the hash of the
     files in the project as last seen (``None`` when unknown); ``files_present``
     is ``False`` when the deployed files are gone.  ``state`` is computed by
@@ -251,6 +263,9 @@ class Deployment(_Record):
 
     project_id: str
     artifact_key: str
+    profile: Annotated[str, AfterValidator(_check_profile)] = codec.DEFAULT_PROFILE
+    profile_root: str = ".claude"
+    platform: Optional[str] = None
     deployed_at: Optional[UtcDatetime] = None
     artifact_path: str = ""
     content_hash: Optional[str] = None
@@ -262,7 +277,7 @@ class Deployment(_Record):
     @model_validator(mode="after")
     def _check_keys(self) -> Deployment:
         codec.parse_artifact_key(self.artifact_key)
-        codec.deployment_key(self.project_id, self.artifact_key)
+        codec.deployment_key(self.project_id, self.artifact_key, self.profile)
         return self
 
     @property

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from .codec import DEFAULT_PROFILE
 from .errors import InvalidRecordError
 from .repository import Repositories, facet_name, term_name
 from .search import field_terms, name_bucket
@@ -25,10 +26,11 @@ from .status import deployment_state
 from .storage import DATABASES, Txn
 
 if TYPE_CHECKING:
-    from .models import Artifact, Deployment, Project
+    from .models import Artifact, Deployment, DeploymentState, Project
 
 __all__ = [
     "clear_all",
+    "collection_known",
     "delete_artifact",
     "delete_deployment",
     "delete_project",
@@ -37,6 +39,9 @@ __all__ = [
     "put_artifact",
     "put_deployment",
     "put_project",
+    "restate_collection",
+    "restate_deployments_of",
+    "state_of",
     "unindex_artifact",
 ]
 
@@ -77,32 +82,72 @@ def unindex_artifact(txn: Txn, repos: Repositories, artifact: Artifact) -> None:
 def put_artifact(txn: Txn, repos: Repositories, artifact: Artifact) -> None:
     """Insert or replace an artifact, re-index it and re-state its deployments."""
     old = repos.artifacts.get(txn, artifact.key)
+    known = old is not None or collection_known(txn, repos, artifact.key)
     if old is not None:
         unindex_artifact(txn, repos, old)
     repos.artifacts.put(txn, artifact)
     index_artifact(txn, repos, artifact)
-    _restate_deployments_of(txn, repos, artifact.key, artifact)
+    restate_deployments_of(txn, repos, artifact.key, artifact)
+    if not known:
+        restate_collection(txn, repos, artifact.collection)  # it is known from now on
 
 
 def delete_artifact(txn: Txn, repos: Repositories, key: str) -> bool:
-    """Remove an artifact and its index entries; its deployments become ``missing``."""
+    """Remove an artifact and its index entries; its deployments become ``missing``
+    (``unknown-collection`` once nothing of its collection is left)."""
     old = repos.artifacts.get(txn, key)
     if old is None:
         return False
     unindex_artifact(txn, repos, old)
     repos.artifacts.delete(txn, key)
-    _restate_deployments_of(txn, repos, key, None)
+    restate_deployments_of(txn, repos, key, None)
+    if not collection_known(txn, repos, key):
+        restate_collection(txn, repos, old.collection)
     return True
 
 
-def _restate_deployments_of(
+def restate_collection(txn: Txn, repos: Repositories, collection: str) -> None:
+    """Recompute the state of every deployment of an artifact of ``collection`` that is
+    not cached: whether the collection is known decides ``missing`` or
+    ``unknown-collection``.  Called when that changes (its first artifact or record
+    came, its last went)."""
+    prefix = (collection + "/").encode()
+    for raw, _count in list(repos.deployment_index.by_artifact.keys_with_prefix(txn, prefix)):
+        key = raw.decode()
+        if repos.artifacts.get_payload(txn, key) is None:
+            restate_deployments_of(txn, repos, key, None)
+
+
+def collection_known(txn: Txn, repos: Repositories, artifact_key: str) -> bool:
+    """Tell whether the cache holds the collection of ``artifact_key``: its record or an artifact.
+
+    A deployment of an artifact that is not cached is ``missing`` when its
+    collection is known, ``unknown-collection`` otherwise (see :mod:`projcache.status`).
+    """
+    collection = artifact_key.split("/", 1)[0]
+    if repos.collections.get_payload(txn, collection) is not None:
+        return True
+    return next(iter(repos.artifacts.scan_keys(txn, prefix=collection + "/")), None) is not None
+
+
+def state_of(txn: Txn, repos: Repositories, deployment: Deployment) -> DeploymentState:
+    """The state :func:`~projcache.status.deployment_state` gives ``deployment`` in this txn."""
+    artifact = repos.artifacts.get(txn, deployment.artifact_key)
+    known = artifact is not None or collection_known(txn, repos, deployment.artifact_key)
+    return deployment_state(deployment, artifact, collection_known=known)
+
+
+def restate_deployments_of(
     txn: Txn, repos: Repositories, key: str, artifact: Artifact | None
 ) -> None:
-    for project_id in repos.deployment_index.projects_of(txn, key):
-        deployment = repos.deployments.get_for(txn, project_id, key)
+    """Recompute the state of every deployment of ``key`` (``artifact`` is its record or None)."""
+    targets = repos.deployment_index.targets_of(txn, key)
+    known = artifact is not None or not targets or collection_known(txn, repos, key)
+    for project_id, profile in targets:
+        deployment = repos.deployments.get_for(txn, project_id, key, profile)
         if deployment is None:
             continue  # index entry without a record: verify reports it
-        state = deployment_state(deployment, artifact)
+        state = deployment_state(deployment, artifact, collection_known=known)
         if state != deployment.state:
             _store_deployment(txn, repos, deployment.model_copy(update={"state": state}))
 
@@ -117,7 +162,9 @@ def delete_project(txn: Txn, repos: Repositories, project_id: str) -> bool:
     if repos.projects.get_payload(txn, project_id) is None:
         return False
     for deployment in list(_deployments_of(txn, repos, project_id)):
-        delete_deployment(txn, repos, deployment.project_id, deployment.artifact_key)
+        delete_deployment(
+            txn, repos, deployment.project_id, deployment.artifact_key, deployment.profile
+        )
     repos.projects.delete(txn, project_id)
     return True
 
@@ -138,29 +185,34 @@ def put_deployment(txn: Txn, repos: Repositories, deployment: Deployment) -> Dep
             f"invalid Deployment: field 'project_id': project {deployment.project_id!r} "
             "is not in the cache"
         )
-    artifact = repos.artifacts.get(txn, deployment.artifact_key)
-    stored = deployment.model_copy(update={"state": deployment_state(deployment, artifact)})
+    stored = deployment.model_copy(update={"state": state_of(txn, repos, deployment)})
     _store_deployment(txn, repos, stored)
     return stored
 
 
 def _store_deployment(txn: Txn, repos: Repositories, deployment: Deployment) -> None:
-    old = repos.deployments.get_for(txn, deployment.project_id, deployment.artifact_key)
+    project, artifact, profile = deployment.project_id, deployment.artifact_key, deployment.profile
+    old = repos.deployments.get_for(txn, project, artifact, profile)
     if old is not None:
-        repos.deployment_index.remove(txn, old.project_id, old.artifact_key, old.state)
+        repos.deployment_index.remove(txn, project, artifact, old.state, profile)
     repos.deployments.put(txn, deployment)
-    repos.deployment_index.add(
-        txn, deployment.project_id, deployment.artifact_key, deployment.state
-    )
+    repos.deployment_index.add(txn, project, artifact, deployment.state, profile)
 
 
-def delete_deployment(txn: Txn, repos: Repositories, project_id: str, artifact: str) -> bool:
-    """Remove one deployment and its index entries; return whether it existed."""
-    old = repos.deployments.get_for(txn, project_id, artifact)
+def delete_deployment(
+    txn: Txn,
+    repos: Repositories,
+    project_id: str,
+    artifact: str,
+    profile: str = DEFAULT_PROFILE,
+) -> bool:
+    """Remove one deployment (of ``artifact`` to ``profile``) and its index entries;
+    return whether it existed."""
+    old = repos.deployments.get_for(txn, project_id, artifact, profile)
     if old is None:
         return False
-    repos.deployment_index.remove(txn, project_id, artifact, old.state)
-    repos.deployments.delete_for(txn, project_id, artifact)
+    repos.deployment_index.remove(txn, project_id, artifact, old.state, profile)
+    repos.deployments.delete_for(txn, project_id, artifact, profile)
     return True
 
 

@@ -10,6 +10,7 @@ without building pydantic models: the hot paths of the CLI and the server.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
+from itertools import islice
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, List, NamedTuple, Optional, TypeVar
 
@@ -24,19 +25,23 @@ if TYPE_CHECKING:
 __all__ = ["CacheQueries", "SearchPage", "SearchResults", "check_type"]
 
 T = TypeVar("T")
-_STATES = ("current", "outdated", "modified", "missing")
+_STATES = codec.DEPLOYMENT_STATES
 
 
 def check_type(type_: Optional[str]) -> None:
-    """Refuse an artifact type filter that is not one of the five types.
+    """Refuse an artifact type filter that cannot be a type (see :func:`codec.check_type_name`).
 
     Raises:
-        InvalidRecordError: naming the allowed types.
+        InvalidRecordError: naming the known types.
     """
-    if type_ is not None and type_ not in codec.ARTIFACT_TYPES:
-        raise InvalidRecordError(
-            f"type must be one of {', '.join(codec.ARTIFACT_TYPES)}; got {type_!r}"
-        )
+    if type_ is not None:
+        try:
+            codec.check_type_name(type_)
+        except InvalidRecordError:
+            raise InvalidRecordError(
+                f"type must be a type name like one of {', '.join(codec.ARTIFACT_TYPES)}; "
+                f"got {type_!r}"
+            ) from None
 
 
 class SearchResults(List["SearchHit"]):
@@ -152,6 +157,26 @@ class CacheQueries:
             self._storage.stream, lambda: self._repos, type, collection, tag
         )
 
+    def artifact_page_json(self, offset: int = 0, limit: int = 100) -> tuple[int, list[bytes]]:
+        """Return how many artifacts there are and the stored JSON of ``limit`` of them.
+
+        The page starts at ``offset`` in key order.  Both come from one read
+        transaction, so a page and its total never mix two writes.  Skipping
+        ``offset`` records walks their keys (values are not read).
+        """
+        if offset < 0 or limit < 0:
+            raise InvalidRecordError("offset and limit must not be negative")
+        repos = self._repos
+
+        def body(txn: Txn) -> tuple[int, list[bytes]]:
+            total = repos.artifacts.count(txn)
+            first = next(islice(repos.artifacts.scan_keys(txn), offset, None), None)
+            if first is None or limit == 0:
+                return total, []
+            return total, [p for _k, p in repos.artifacts.scan_payloads(txn, "", first, limit)]
+
+        return self._read(body)
+
     def list_projects(self) -> list[Project]:
         """Return every project, in id order."""
         return self._read(lambda txn: list(self._repos.projects.scan(txn)))
@@ -198,16 +223,17 @@ class CacheQueries:
         state: Optional[DeploymentState] = None,
         *,
         artifact: Optional[str] = None,
+        profile: Optional[str] = None,
     ) -> list[Deployment]:
-        """Return deployments, optionally of one project (id, name or path), in one state
-        and of one artifact (its key).
+        """Return deployments, optionally of one project (id, name or path), in one state,
+        of one artifact (its key) and to one deployment profile (``claude_code``, ``codex``...).
 
         A state filter reads the ``deployments-by-state`` index, an artifact filter the
         ``deployments-by-artifact`` index; a project filter is a key-prefix scan.
         None of them scans everything.
         """
         load = self._repos.deployments.load
-        payloads = self.list_deployments_json(project, state, artifact=artifact)
+        payloads = self.list_deployments_json(project, state, artifact=artifact, profile=profile)
         return [load(p) for p in payloads]
 
     def list_deployments_json(
@@ -216,13 +242,18 @@ class CacheQueries:
         state: Optional[DeploymentState] = None,
         *,
         artifact: Optional[str] = None,
+        profile: Optional[str] = None,
     ) -> list[bytes]:
         """Like :meth:`list_deployments`, returning the stored JSON bytes (no models built)."""
         if state is not None and state not in _STATES:
             raise InvalidRecordError(f"state must be one of {', '.join(_STATES)}; got {state!r}")
+        if profile is not None:
+            codec.check_profile(profile)
         project_id = self.find_project(project).id if project is not None else None
         return self._read(
-            lambda txn: listing.deployment_payloads(txn, self._repos, project_id, state, artifact)
+            lambda txn: listing.deployment_payloads(
+                txn, self._repos, project_id, state, artifact, profile
+            )
         )
 
     def search(

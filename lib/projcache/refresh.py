@@ -39,7 +39,6 @@ from .sources import (
     read_collection,
     read_project,
 )
-from .status import deployment_state
 from .storage import Txn
 
 if TYPE_CHECKING:
@@ -144,7 +143,8 @@ def _resolve(paths: Iterable[PathLike], check: Callable[[str], bool], what: str)
             )
         if not check(path):
             hint = (
-                "A project folder holds a .claude/ folder."
+                "A project folder holds a .claude/ folder, a SkillMeat deployment file "
+                "(.agents/.skillmeat-deployed.toml, ...) or .skillmeat/manifest.toml."
                 if what == "project"
                 else "A collection folder holds collection.toml or skills/, commands/, agents/."
             )
@@ -350,7 +350,11 @@ class _Refresher:
                 # The name moved here from a folder that is gone: its records go.
                 self._remove_collection(txn, owner, _collection_unit(owner.path), counts)
             self._sync_artifacts(txn, read.name, read.artifacts, counts, read)
+            new_name = self.repos.collections.get_payload(txn, read.name) is None
             self.repos.collections.put(txn, record)
+            if new_name:
+                # Deployments of its artifacts that are not there are "missing" now.
+                mutations.restate_collection(txn, self.repos, read.name)
             self._sync_sources(txn, unit, previous, tracker.current)
             counts.collections_written += 1
 
@@ -366,10 +370,13 @@ class _Refresher:
     ) -> None:
         repos = self.repos
         keys = list(repos.artifacts.scan_keys(txn, prefix=old.name + "/"))
+        repos.collections.delete(txn, old.name)
         for key in keys:
             mutations.delete_artifact(txn, repos, key)
+        # Its deployments now come from a collection the cache does not know:
+        # "unknown-collection", not "missing".
+        mutations.restate_collection(txn, repos, old.name)
         counts.artifacts_removed += len(keys)
-        repos.collections.delete(txn, old.name)
         if unit is not None:
             repos.sources.delete_unit(txn, unit)
         counts.collections_removed += 1
@@ -423,18 +430,19 @@ class _Refresher:
         counts.projects_written += 1
         self._sync_artifacts(txn, local_collection(read.id), read.artifacts, counts)
         existing = {
-            codec.parse_deployment_key(key)[1]
+            codec.parse_deployment_key(key)[1:]
             for key, _p in repos.deployments.scan_project(txn, read.id)
         }
-        for key, deployment in read.deployments.items():
-            state = deployment_state(deployment, repos.artifacts.get(txn, key))
-            stored = deployment.model_copy(update={"state": state})
-            current = repos.deployments.get_for(txn, read.id, key)
+        for (key, profile), deployment in read.deployments.items():
+            stored = deployment.model_copy(
+                update={"state": mutations.state_of(txn, repos, deployment)}
+            )
+            current = repos.deployments.get_for(txn, read.id, key, profile)
             if current != stored:
                 mutations.put_deployment(txn, repos, stored)
                 counts.deployments_written += 1
-        for key in sorted(existing - set(read.deployments)):
-            mutations.delete_deployment(txn, repos, read.id, key)
+        for key, profile in sorted(existing - set(read.deployments)):
+            mutations.delete_deployment(txn, repos, read.id, key, profile)
             counts.deployments_removed += 1
 
     def _remove_project(self, txn: Txn, project_id: str, unit: str, counts: _Counts) -> None:

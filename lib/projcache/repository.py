@@ -311,28 +311,39 @@ class SourceRepository(_RecordRepository["Fingerprint"]):
 
 
 class DeploymentRepository(_RecordRepository["Deployment"]):
-    """``deployments``: ``<project id> NUL <artifact key>`` -> Deployment."""
+    """``deployments``: ``<project id> NUL <artifact key> NUL <profile>`` -> Deployment."""
 
     db_name = "deployments"
     model_name = "Deployment"
 
-    def get_for(self, txn: Txn, project_id: str, artifact: str) -> Optional[Deployment]:
-        """Return the deployment of ``artifact`` in ``project_id``, or ``None``."""
-        return self._load(txn, codec.deployment_key(project_id, artifact))
+    def get_for(
+        self, txn: Txn, project_id: str, artifact: str, profile: str = codec.DEFAULT_PROFILE
+    ) -> Optional[Deployment]:
+        """Return the deployment of ``artifact`` to ``profile`` in ``project_id``, or ``None``."""
+        return self._load(txn, codec.deployment_key(project_id, artifact, profile))
 
     def put(self, txn: Txn, deployment: Deployment) -> None:
         """Store the deployment record."""
         self._store(
-            txn, codec.deployment_key(deployment.project_id, deployment.artifact_key), deployment
+            txn,
+            codec.deployment_key(
+                deployment.project_id, deployment.artifact_key, deployment.profile
+            ),
+            deployment,
         )
 
-    def delete_for(self, txn: Txn, project_id: str, artifact: str) -> bool:
+    def delete_for(
+        self, txn: Txn, project_id: str, artifact: str, profile: str = codec.DEFAULT_PROFILE
+    ) -> bool:
         """Remove one deployment record; return whether it existed."""
-        return bool(txn.delete(codec.deployment_key(project_id, artifact), db=self.db))
+        return bool(txn.delete(codec.deployment_key(project_id, artifact, profile), db=self.db))
 
-    def exists(self, txn: Txn, project_id: str, artifact: str) -> bool:
-        """Tell whether ``artifact`` is deployed in ``project_id`` (one lookup)."""
-        return txn.get(codec.deployment_key(project_id, artifact), db=self.db) is not None
+    def exists(
+        self, txn: Txn, project_id: str, artifact: str, profile: str = codec.DEFAULT_PROFILE
+    ) -> bool:
+        """Tell whether ``artifact`` is deployed to ``profile`` in ``project_id`` (one lookup)."""
+        key = codec.deployment_key(project_id, artifact, profile)
+        return txn.get(key, db=self.db) is not None
 
     def scan_project(self, txn: Txn, project_id: Optional[str]) -> Iterator[tuple[bytes, bytes]]:
         """Yield ``(raw key, JSON bytes)`` of one project's deployments (a prefix scan), or all."""
@@ -835,27 +846,41 @@ class FacetIndex:
         return len(self.index.facet(txn, facet, value) - self.index.deleted(txn))
 
 
+def target_value(project_id: str, profile: str) -> bytes:
+    """A ``deployments-by-artifact`` value: ``<project id> NUL <profile>``."""
+    return project_id.encode() + codec.SEPARATOR + profile.encode()
+
+
 class DeploymentIndex:
-    """``deployments-by-artifact`` (artifact key -> project ids) and
+    """``deployments-by-artifact`` (artifact key -> ``<project id> NUL <profile>``) and
     ``deployments-by-state`` (state -> deployment keys)."""
 
     def __init__(self, by_artifact: Any, by_state: Any):
         self.by_artifact = _DupIndex(by_artifact)
         self.by_state = _DupIndex(by_state)
 
-    def add(self, txn: Txn, project_id: str, artifact: str, state: str) -> None:
+    def add(self, txn: Txn, project_id: str, artifact: str, state: str, profile: str) -> None:
         """Index one deployment."""
-        self.by_artifact.add(txn, artifact.encode(), project_id.encode())
-        self.by_state.add(txn, state.encode(), codec.deployment_key(project_id, artifact))
+        self.by_artifact.add(txn, artifact.encode(), target_value(project_id, profile))
+        self.by_state.add(txn, state.encode(), codec.deployment_key(project_id, artifact, profile))
 
-    def remove(self, txn: Txn, project_id: str, artifact: str, state: str) -> None:
+    def remove(self, txn: Txn, project_id: str, artifact: str, state: str, profile: str) -> None:
         """Remove one deployment from both indexes."""
-        self.by_artifact.remove(txn, artifact.encode(), project_id.encode())
-        self.by_state.remove(txn, state.encode(), codec.deployment_key(project_id, artifact))
+        self.by_artifact.remove(txn, artifact.encode(), target_value(project_id, profile))
+        key = codec.deployment_key(project_id, artifact, profile)
+        self.by_state.remove(txn, state.encode(), key)
+
+    def targets_of(self, txn: Txn, artifact: str) -> list[tuple[str, str]]:
+        """``(project id, profile)`` of every deployment of ``artifact``."""
+        found = []
+        for raw in self.by_artifact.values(txn, artifact.encode()):
+            project, _sep, profile = raw.partition(codec.SEPARATOR)
+            found.append((project.decode(), profile.decode()))
+        return found
 
     def projects_of(self, txn: Txn, artifact: str) -> list[str]:
-        """Ids of the projects where ``artifact`` is deployed."""
-        return [raw.decode() for raw in self.by_artifact.values(txn, artifact.encode())]
+        """Ids of the projects where ``artifact`` is deployed (to any profile)."""
+        return sorted({project for project, _profile in self.targets_of(txn, artifact)})
 
     def keys_in_state(self, txn: Txn, state: str) -> Iterator[bytes]:
         """Yield the deployment keys currently in ``state``."""

@@ -1,20 +1,44 @@
 """The one rule that gives a deployment its state.
 
+Three hash facts decide it, as in SkillMeat's ``sync-check``
+(``skillmeat/core/sync.py``, ``SyncManager.check_drift``): the hash recorded
+when the artifact was deployed (*deployed*), the hash of the files in the
+project now (*local*) and the artifact's hash in the collection now
+(*collection*).  The project copy *changed* when local differs from deployed;
+the collection *moved on* when its version is newer (both sides semver) or,
+without comparable versions, when its hash differs from deployed.
+
 Precedence, first match wins:
 
-1. ``missing``  -- the artifact is gone from the cache's collection, or the
+1. ``unknown-collection`` -- the artifact is not cached and neither is any
+   artifact or record of its collection: the deployment comes from a
+   collection this cache was not given, so nothing can be said about it (it
+   is *not* a removal);
+2. ``missing``  -- the artifact is gone from its (known) collection, or the
    deployed files are gone from the project;
-2. ``modified`` -- the files in the project differ from what was deployed
-   (local hash known and different from the deployed hash);
-3. ``outdated`` -- the collection moved past the deployed content.  When both
-   sides carry a version that reads as semver, versions decide (``v1.0.0``
-   equals ``1.0.0``; a deployed version newer than the collection's is not
+3. ``conflict`` -- the project copy changed *and* the collection moved on:
+   updating would overwrite local changes, keeping them misses the update;
+4. ``modified`` -- only the project copy changed;
+5. ``outdated`` -- only the collection moved on.  When both sides carry a
+   version that reads as semver, versions decide (``v1.0.0`` equals
+   ``1.0.0``; a deployed version newer than the collection's is not
    outdated).  Otherwise the artifact's current hash differing from the
    deployed hash means outdated;
-4. ``current``  -- otherwise.
+6. ``current``  -- otherwise.
 
-``modified`` wins over ``outdated`` because updating such a deployment would
-overwrite the user's local changes: that is the thing to look at first.
+Differences from SkillMeat 0.74.0, on purpose:
+
+* **Deleted deployed files are** ``missing``.  SkillMeat's ``sync-check``
+  takes a project copy that is gone as unchanged (``current_project_sha``
+  defaults to the deployed hash), so it reports nothing, and ``status``
+  says *Synced*.  A deployment whose files are gone is worth seeing, so
+  projcache keeps ``missing``.
+* An artifact removed from its collection is ``missing`` here, ``removed`` in
+  ``sync-check``.
+* ``sync-check`` checks every deployment against one collection (``-c`` or
+  the first record's ``from_collection``), so a deployment from another
+  collection shows as ``removed`` there; here it is checked against its own
+  ``from_collection``, or is ``unknown-collection`` when that one was not given.
 """
 
 from __future__ import annotations
@@ -25,7 +49,7 @@ from typing import TYPE_CHECKING, Optional, Union
 if TYPE_CHECKING:
     from .models import Artifact, Deployment, DeploymentState
 
-__all__ = ["compare_versions", "deployment_state", "parse_semver"]
+__all__ = ["collection_moved_on", "compare_versions", "deployment_state", "parse_semver"]
 
 # Lenient semver: optional "v", one to three numeric parts, pre-release, build.
 _SEMVER = re.compile(
@@ -70,21 +94,38 @@ def compare_versions(left: str, right: str) -> Optional[int]:
     return (ka > kb) - (ka < kb)
 
 
-def deployment_state(deployment: Deployment, artifact: Optional[Artifact]) -> DeploymentState:
-    """Return the state of ``deployment`` given its artifact as cached now (or ``None``)."""
-    if artifact is None or not deployment.files_present:
-        return "missing"
-    deployed = deployment.content_hash
-    local = deployment.local_hash
-    if deployed is not None and local is not None and local != deployed:
-        return "modified"
+def collection_moved_on(deployment: Deployment, artifact: Artifact) -> bool:
+    """Tell whether the collection's copy of ``artifact`` is past what was deployed."""
     available = artifact.resolved_version or artifact.version
     if deployment.version and available:
         order = compare_versions(available, deployment.version)
         if order is not None:
-            return "outdated" if order > 0 else "current"
+            return order > 0
+    deployed = deployment.content_hash
     if deployed is None:
-        return "current"  # nothing recorded to compare against
-    if artifact.content_hash is not None and artifact.content_hash != deployed:
-        return "outdated"
-    return "current"
+        return False  # nothing recorded to compare against
+    return artifact.content_hash is not None and artifact.content_hash != deployed
+
+
+def deployment_state(
+    deployment: Deployment, artifact: Optional[Artifact], *, collection_known: bool = True
+) -> DeploymentState:
+    """Return the state of ``deployment`` given its artifact as cached now (or ``None``).
+
+    ``collection_known`` tells whether the cache holds the collection of the
+    deployment's artifact key at all (see the module docstring); it only
+    matters when ``artifact`` is ``None``.
+    """
+    if artifact is None:
+        return "missing" if collection_known else "unknown-collection"
+    if not deployment.files_present:
+        return "missing"
+    deployed = deployment.content_hash
+    local = deployment.local_hash
+    changed_here = deployed is not None and local is not None and local != deployed
+    moved_on = collection_moved_on(deployment, artifact)
+    if changed_here and moved_on:
+        return "conflict"
+    if changed_here:
+        return "modified"
+    return "outdated" if moved_on else "current"

@@ -32,7 +32,7 @@ from pydantic import BaseModel, ValidationError
 
 from . import codec, mutations
 from .errors import CorruptRecordError, ProjcacheError
-from .repository import Repositories
+from .repository import Repositories, target_value
 from .status import deployment_state
 from .storage import Storage, Txn
 
@@ -110,7 +110,7 @@ def _key_of(db: str, record: BaseModel) -> Optional[str]:
         return str(record.name)  # type: ignore[attr-defined]
     if db == "sources":
         return None  # keyed by unit and relative path (see SourceRepository)
-    return codec.deployment_key(record.project_id, record.artifact_key).decode()  # type: ignore[attr-defined]
+    return codec.deployment_key(record.project_id, record.artifact_key, record.profile).decode()  # type: ignore[attr-defined]
 
 
 class _Checker:
@@ -184,14 +184,15 @@ class _Checker:
 
     def _points_at_bad_record(self, db: str, key: bytes, value: bytes) -> bool:
         if db == "deployments-by-artifact":
-            value = value + codec.SEPARATOR + key
+            project, _sep, profile = value.partition(codec.SEPARATOR)
+            value = project + codec.SEPARATOR + key + codec.SEPARATOR + profile
         return value in self.bad.get("deployments", ())
 
     def expected_indexes(self) -> dict[str, set[tuple[bytes, bytes]]]:
         deployments: dict[str, Deployment] = self.good["deployments"]
         by_artifact, by_state = set(), set()
         for dkey, dep in deployments.items():
-            by_artifact.add((dep.artifact_key.encode(), dep.project_id.encode()))
+            by_artifact.add((dep.artifact_key.encode(), target_value(dep.project_id, dep.profile)))
             by_state.add((dep.state.encode(), dkey.encode()))
         return {
             "deployments-by-artifact": by_artifact,
@@ -215,12 +216,21 @@ class _Checker:
             self.add("frame", "search-tokens", None, str(exc))
         artifacts = self.good["artifacts"]
         projects = self.good["projects"]
+        known_collections = {key.split("/", 1)[0] for key in artifacts} | {
+            collection.name for collection in self.good.get("collections", {}).values()
+        }
+        known_collections |= {
+            bytes(key).decode("utf-8", "replace").split("/", 1)[0]
+            for key in self.bad.get("artifacts", ())
+        }
         for dkey, dep in self.good["deployments"].items():
             if dep.project_id not in projects:
                 self.add("index", "deployments", dkey, f"project {dep.project_id} does not exist")
             if dep.artifact_key.encode() in self.bad.get("artifacts", ()):
                 continue  # its state is decided once the bad artifact is re-read
-            state = deployment_state(dep, artifacts.get(dep.artifact_key))
+            collection = dep.artifact_key.split("/", 1)[0]
+            known = collection in known_collections
+            state = deployment_state(dep, artifacts.get(dep.artifact_key), collection_known=known)
             if state != dep.state:
                 self.add("index", "deployments", dkey, f"state is {dep.state}, rule says {state}")
 
@@ -286,7 +296,7 @@ def _repair(txn: Txn, storage: Storage, repos: Repositories, checker: _Checker) 
         mutations.index_artifact(txn, repos, artifact)
     repos.index.merge(txn)
     for dkey, dep in checker.good["deployments"].items():
-        repos.deployments.delete_for(txn, dep.project_id, dep.artifact_key)
+        repos.deployments.delete_for(txn, dep.project_id, dep.artifact_key, dep.profile)
         if dep.project_id in projects:
             mutations.put_deployment(txn, repos, dep)
         else:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import zlib
 from collections import Counter
 from datetime import timedelta
-from itertools import islice
 from typing import TYPE_CHECKING, Any, Optional
 
 import orjson
@@ -238,9 +237,8 @@ def build_router(
         if _matches(request, etag):
             return _not_modified(etag)
         if all(f is None for f in (project, state, type, tag, collection)):
-            # No filter: count in O(1) and read only up to the page's end.
-            total = cache.counts()["artifacts"]
-            page = list(islice(cache.iter_artifacts_json(), offset, offset + limit))
+            # No filter: count in O(1) and read only the page, both from one snapshot.
+            total, page = cache.artifact_page_json(offset, limit)
         else:
             payloads = list(cache.iter_artifacts_json(type, collection, tag))
             if project is not None or state is not None:
@@ -290,6 +288,12 @@ def build_router(
         state: Optional[DeploymentStateName] = Query(None, description="e.g. outdated"),
         type: Optional[ArtifactTypeName] = Query(None),
         artifact: Optional[str] = Query(None, max_length=600, description="An artifact key."),
+        profile: Optional[str] = Query(
+            None,
+            max_length=64,
+            pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$",
+            description="A SkillMeat deployment profile, e.g. claude_code or codex.",
+        ),
         limit: int = _LIMIT,
         offset: int = _OFFSET,
     ) -> Response:
@@ -297,7 +301,7 @@ def build_router(
         project = project_id(project)
         if _matches(request, etag):
             return _not_modified(etag)
-        payloads = cache.list_deployments_json(project, state, artifact=artifact)
+        payloads = cache.list_deployments_json(project, state, artifact=artifact, profile=profile)
         views = [deployment_view(p) for p in payloads]
         if type is not None:
             views = [v for v in views if v["type"] == type]

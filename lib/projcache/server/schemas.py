@@ -8,10 +8,12 @@ client, the OpenAPI schema and the schema fuzzer all agree on the shapes.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Dict, List, Literal, Optional
+from typing import Annotated, Any, Dict, List, Literal, Optional
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
+from ..codec import TYPE_PATTERN
+from ..codec import DeploymentStateName as DeploymentStates
 from ..models import Artifact, Deployment, Project, SourceError
 
 # The stored records' fields, repeated in DeploymentItem and ProjectItem (tests keep them
@@ -41,8 +43,9 @@ __all__ = [
     "UnitError",
 ]
 
-DeploymentStateName = Literal["current", "outdated", "modified", "missing"]
-ArtifactTypeName = Literal["skill", "command", "agent", "hook", "mcp"]
+# Both derive from projcache.codec (the one list of states; any type name it accepts).
+DeploymentStateName = DeploymentStates
+ArtifactTypeName = Annotated[str, StringConstraints(pattern=TYPE_PATTERN)]
 
 
 class ErrorBody(BaseModel):
@@ -102,6 +105,9 @@ class DeploymentItem(BaseModel):
     collection: str
     project_id: str
     artifact_key: str
+    profile: str = "claude_code"
+    profile_root: str = ".claude"
+    platform: Optional[str] = None
     deployed_at: Optional[datetime] = None
     artifact_path: str = ""
     content_hash: Optional[str] = None

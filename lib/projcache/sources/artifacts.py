@@ -5,9 +5,14 @@ first paragraph) and is only called when they changed; :func:`build_artifact`
 merges those facts with the collection's manifest and lock entries, which is
 cheap and done on every change of either side.
 
-Precedence for descriptive fields: the artifact's own front matter (what is
-on disk now), then ``[artifacts.metadata]`` of ``collection.toml`` (a
-snapshot SkillMeat took when adding it), then the body's first paragraph.
+Precedence for descriptive fields (title, description, version) is
+SkillMeat's: ``[artifacts.metadata]`` of ``collection.toml`` (the snapshot
+SkillMeat took when adding or updating the artifact, and what ``skillmeat
+list``/``show`` print), then the artifact's own front matter (what is on disk
+now), then the body's first paragraph.  The front matter is kept whole in
+``front_matter``, so an on-disk edit SkillMeat has not taken in yet stays
+visible (and changes the content hash, which makes its deployments
+``outdated``).
 """
 
 from __future__ import annotations
@@ -24,7 +29,7 @@ from .hashing import hash_tree
 from .layout import main_file_of
 from .tracker import Reader
 
-__all__ = ["artifact_reader", "build_artifact", "facts_reader", "hash_reader"]
+__all__ = ["artifact_reader", "build_artifact", "build_mcp_server", "facts_reader", "hash_reader"]
 
 
 def hash_reader() -> Reader:
@@ -135,13 +140,13 @@ def build_artifact(
         "type": type_,
         "collection": collection,
         "path": path,
-        "title": _text(front.get("title")) or _text(meta.get("title")),
-        "description": _text(front.get("description"))
-        or _text(meta.get("description"))
+        "title": _text(meta.get("title")) or _text(front.get("title")),
+        "description": _text(meta.get("description"))
+        or _text(front.get("description"))
         or facts.get("summary")
         or "",
         "tags": _tags(entry.get("tags"), meta.get("tags"), front.get("tags")),
-        "version": _text(front.get("version")) or _text(meta.get("version")),
+        "version": _text(meta.get("version")) or _text(front.get("version")),
         "origin": _text(entry.get("origin")),
         "upstream": _text(entry.get("upstream")) or _text(lock.get("upstream")),
         "resolved_sha": _text(entry.get("resolved_sha")) or _text(lock.get("resolved_sha")),
@@ -152,4 +157,35 @@ def build_artifact(
         "managed": managed,
         "updated_at": updated,
         "body": facts.get("body") or "",
+        # SkillMeat writes `added` with datetime.utcnow(): naive, but UTC.
+        "added_at": _when(entry.get("added")),
+    }
+
+
+def build_mcp_server(*, collection: str, path: str, server: dict[str, Any]) -> dict[str, Any]:
+    """Artifact fields of one ``[[mcp_servers]]`` entry of ``collection.toml`` (type ``mcp``).
+
+    An MCP server has no files in the collection, so no content hash; ``repo``
+    becomes ``upstream``, and the rest stays in ``front_matter`` (environment
+    variable *names* only).
+    """
+    return {
+        "name": server["name"],
+        "type": "mcp",
+        "collection": collection,
+        "path": path,
+        "description": server.get("description") or "",
+        "version": server.get("resolved_version") or server.get("version"),
+        "origin": "github",
+        "upstream": server.get("repo"),
+        "resolved_sha": server.get("resolved_sha"),
+        "resolved_version": server.get("resolved_version"),
+        "front_matter": {
+            key: server[key]
+            for key in ("repo", "version", "env_vars", "status", "installed_at")
+            if server.get(key) not in (None, [], "")
+        },
+        "managed": True,
+        "updated_at": _when(server.get("last_updated")),
+        "added_at": _when(server.get("installed_at")),
     }

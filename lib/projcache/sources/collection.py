@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, NamedTuple, Optional
 
 from ..errors import InvalidRecordError
-from .artifacts import artifact_reader, build_artifact
+from .artifacts import artifact_reader, build_artifact, build_mcp_server
 from .fileio import DEFAULT_MAX_ARTIFACT_SIZE
 from .layout import default_path, find_by_layout
 from .manifests import (
@@ -140,6 +140,8 @@ def read_collection(
     record ``key`` (fingerprints do not keep it); without it, an artifact
     rebuilt from unchanged files reads its main file again.
     """
+    from ..models import Artifact, validate
+
     tracker = SourceTracker(path, previous, full, max_bytes=max_bytes)
     mcap = cap if manifest_cap is None else manifest_cap
     manifest = tracker.read(
@@ -238,6 +240,24 @@ def read_collection(
             artifact = result.build(spec)
         except InvalidRecordError as exc:
             tracker.error(prefix + relative, f"{prefix}{relative}: {exc}")
+            continue
+        result.artifacts[artifact.key] = artifact
+    manifest_path = prefix + COLLECTION_TOML
+    for server in toml.get("mcp_servers", []):
+        key = f"{name}/mcp/{server['name']}"
+        if key in result.artifacts or key in result.kept:
+            tracker.error(
+                manifest_path,
+                f"{manifest_path}: MCP server {server['name']!r} has the name of an mcp "
+                "artifact; the [[artifacts]] entry is kept",
+            )
+            continue
+        try:
+            artifact = validate(
+                Artifact, build_mcp_server(collection=name, path=manifest_path, server=server)
+            )
+        except InvalidRecordError as exc:
+            tracker.error(manifest_path, f"{manifest_path}: {exc}")
             continue
         result.artifacts[artifact.key] = artifact
     result.fields = {

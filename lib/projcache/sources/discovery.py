@@ -2,9 +2,11 @@
 
 Collections: each folder directly under a collections root (by default
 ``~/.skillmeat/collections``) that holds ``collection.toml`` or artifact
-folders.  Projects: folders holding a ``.claude/`` folder, found under project
-roots to a limited depth, skipping ``.git``, ``node_modules``, virtualenvs and
-caches, and never entering the same real folder twice (symlink loops).
+folders.  Projects: folders holding a ``.claude/`` folder, a deployment file of
+any profile (``.agents/.skillmeat-deployed.toml`` for codex, ...) or a
+``.skillmeat/manifest.toml``, found under project roots to a limited depth,
+skipping ``.git``, ``node_modules``, virtualenvs, caches and profile folders,
+and never entering the same real folder twice (symlink loops).
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from collections import deque
 from collections.abc import Iterable
 
 from .layout import LAYOUT_DIRS
-from .manifests import COLLECTION_TOML
+from .manifests import COLLECTION_TOML, DEPLOYED_TOML, PROJECT_MANIFEST
 
 __all__ = ["SKIP_DIRS", "find_collections", "find_projects", "is_collection", "is_project"]
 
@@ -37,7 +39,15 @@ SKIP_DIRS = frozenset(
         ".ruff_cache",
         ".cache",
         "site-packages",
+        # Deployment profile roots (SkillMeat's DEFAULT_PROFILE_ROOTS, and codex's
+        # .agents): what is inside belongs to the project above, never a project.
         ".claude",
+        ".agents",
+        ".codex",
+        ".gemini",
+        ".cursor",
+        ".bob",
+        ".skillmeat",
     }
 )
 
@@ -50,8 +60,29 @@ def is_collection(path: str) -> bool:
 
 
 def is_project(path: str) -> bool:
-    """Tell whether ``path`` is a project: it holds a ``.claude/`` folder."""
-    return os.path.isdir(os.path.join(path, ".claude"))
+    """Tell whether ``path`` is a project folder.
+
+    It holds a ``.claude/`` folder, a SkillMeat deployment file in any hidden
+    folder (a project deployed only to codex has ``.agents/`` alone), or a
+    ``.skillmeat/manifest.toml`` (``skillmeat init``).
+    """
+    if os.path.isdir(os.path.join(path, ".claude")):
+        return True  # the common case, one stat (a refresh asks this for every project)
+    try:
+        with os.scandir(path) as entries:
+            hidden = [e.path for e in entries if e.name.startswith(".") and e.is_dir()]
+    except OSError:
+        return False
+    return _holds_project(path, hidden)
+
+
+def _holds_project(path: str, hidden: list[str]) -> bool:
+    """:func:`is_project` given the hidden sub-folders of ``path`` (already listed)."""
+    if os.path.join(path, ".claude") in hidden:
+        return True
+    if os.path.isfile(os.path.join(path, PROJECT_MANIFEST)):
+        return True
+    return any(os.path.exists(os.path.join(folder, DEPLOYED_TOML)) for folder in hidden)
 
 
 def find_collections(roots: Iterable[str]) -> list[str]:
@@ -106,15 +137,17 @@ def find_projects(roots: Iterable[str], max_depth: int) -> list[str]:
         if identity in visited:
             continue  # a symlink loop, or two roots overlapping
         visited.add(identity)
-        if is_project(folder) and os.path.realpath(folder) != home:
-            found.add(os.path.realpath(folder))
-        if depth >= max_depth:
-            continue
         try:
             with os.scandir(folder) as entries:
-                children = [entry.path for entry in entries if entry.is_dir() and not _skip(entry)]
+                folders = [entry for entry in entries if entry.is_dir()]
         except OSError as exc:
             logger.debug("cannot list %s: %s", folder, exc)
             continue
+        hidden = [entry.path for entry in folders if entry.name.startswith(".")]
+        if _holds_project(folder, hidden) and os.path.realpath(folder) != home:
+            found.add(os.path.realpath(folder))
+        if depth >= max_depth:
+            continue
+        children = [entry.path for entry in folders if not _skip(entry)]
         queue.extend((child, depth + 1) for child in sorted(children))
     return sorted(found)

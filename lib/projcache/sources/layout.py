@@ -1,8 +1,23 @@
-"""Find artifacts by folder layout, in a collection or in a project's ``.claude/``.
+"""Find artifacts by folder layout, in a collection or in a project's profile root.
 
-``skills/<name>/SKILL.md``, ``commands/<name>.md``, ``agents/<name>.md``,
-``hooks/<name>`` and ``mcp/<name>`` (a file or a folder).  Hidden entries are
-skipped; names that are not valid artifact names are reported, not guessed at.
+The layouts are SkillMeat 0.74.0's (``skillmeat/core/artifact.py``,
+``ArtifactManager.add_from_local``/``add_from_github`` for a collection;
+``skillmeat/core/path_resolver.py``, ``DEFAULT_ARTIFACT_PATH_MAP`` and
+``resolve_artifact_path`` for a deployment), one rule per type in
+:data:`LAYOUT`:
+
+* ``skills/<name>/SKILL.md`` (a folder), ``commands/<name>.md``,
+  ``agents/<name>.md``, ``souls/<name>.md`` (a Markdown file);
+* ``hooks/<name>`` and ``mcp/<name>`` (a file or a folder);
+* ``workflows/<name>/`` (a ``workflow``: a folder) and
+  ``workflows/<name>.js|.ts|.py|.sh`` (an ``orchestration`` script: a file);
+* ``composites/<name>/`` (a folder).
+
+Every other type SkillMeat knows (:data:`projcache.codec.ARTIFACT_TYPES`) or a
+newer one is only read where ``collection.toml`` or a deployment record gives
+its path.  Hidden entries are skipped (SkillMeat's ``.<name>.skillmeat-lock``
+files among them); names that are not valid artifact names are reported, not
+guessed at.
 """
 
 from __future__ import annotations
@@ -14,18 +29,50 @@ from typing import Optional
 from ..errors import SourceFileError
 from .fileio import SourceRoot
 
-__all__ = ["LAYOUT_DIRS", "LayoutItem", "default_path", "find_by_layout", "main_file_of"]
+__all__ = [
+    "LAYOUT",
+    "LAYOUT_DIRS",
+    "ORCHESTRATION_SUFFIXES",
+    "LayoutItem",
+    "LayoutRule",
+    "default_path",
+    "find_by_layout",
+    "main_file_of",
+]
 
+
+@dataclass(frozen=True)
+class LayoutRule:
+    """Where artifacts of one type live: a folder and the shape of each entry in it.
+
+    ``shape`` is ``skill`` (a folder holding ``SKILL.md``), ``md`` (a
+    ``<name>.md`` file), ``any`` (a file or a folder), ``dir`` (a folder) or
+    ``script`` (a file ending in one of :data:`ORCHESTRATION_SUFFIXES`).
+    """
+
+    type: str
+    folder: str
+    shape: str
+
+
+LAYOUT = (
+    LayoutRule("skill", "skills", "skill"),
+    LayoutRule("command", "commands", "md"),
+    LayoutRule("agent", "agents", "md"),
+    LayoutRule("hook", "hooks", "any"),
+    LayoutRule("mcp", "mcp", "any"),
+    LayoutRule("workflow", "workflows", "dir"),
+    LayoutRule("orchestration", "workflows", "script"),
+    LayoutRule("soul", "souls", "md"),
+    LayoutRule("composite", "composites", "dir"),
+)
 # artifact type -> folder, in the order results are listed.
-LAYOUT_DIRS = {
-    "skill": "skills",
-    "command": "commands",
-    "agent": "agents",
-    "hook": "hooks",
-    "mcp": "mcp",
-}
-_FILE_TYPES = ("command", "agent")
-_MAIN_NAMES = ("SKILL.md", "README.md", "HOOK.md", "MCP.md")
+LAYOUT_DIRS = {rule.type: rule.folder for rule in LAYOUT}
+# What `skillmeat add orchestration` accepts (skillmeat/cli/commands/artifacts_cmd.py).
+ORCHESTRATION_SUFFIXES = (".js", ".ts", ".py", ".sh")
+_RULES = {rule.type: rule for rule in LAYOUT}
+# A folder's file whose front matter describes it (SkillMeat's manifest names).
+_MAIN_NAMES = ("SKILL.md", "README.md", "HOOK.md", "MCP.md", "SOUL.md", "COMPOSITE.md", "PLUGIN.md")
 
 
 @dataclass(frozen=True)
@@ -38,9 +85,15 @@ class LayoutItem:
 
 
 def default_path(type_: str, name: str) -> str:
-    """Where SkillMeat puts an artifact of ``type_`` named ``name`` (relative)."""
-    folder = LAYOUT_DIRS[type_]
-    return f"{folder}/{name}.md" if type_ in _FILE_TYPES else f"{folder}/{name}"
+    """Where SkillMeat puts an artifact of ``type_`` named ``name`` (relative).
+
+    A type without a layout rule (SkillMeat always writes such an artifact's
+    path) is guessed as ``<type>s/<name>``.
+    """
+    rule = _RULES.get(type_)
+    if rule is None:
+        return f"{type_}s/{name}"
+    return f"{rule.folder}/{name}.md" if rule.shape == "md" else f"{rule.folder}/{name}"
 
 
 def main_file_of(base: str, relative: str) -> str | None:
@@ -79,6 +132,44 @@ def _leads_out(path: str, root: Optional[SourceRoot]) -> bool:
     return False
 
 
+def _name_of(
+    rule: LayoutRule, directory: str, entry_name: str, is_dir: bool, leads_out: bool = False
+) -> str | None:
+    """The artifact name ``entry_name`` stands for under ``rule``, or ``None`` if not its shape.
+
+    An entry that is a symlink leading out of the source root (``leads_out``) is
+    named by its name alone, whatever it points at: reading it then reports it.
+
+    Raises:
+        ValueError: the entry has the rule's name but not its shape (the message says why).
+    """
+    stem, suffix = os.path.splitext(entry_name)
+    if rule.shape == "md":
+        if not entry_name.endswith(".md"):
+            return None
+        if is_dir and not leads_out:
+            raise ValueError(
+                f"{os.path.join(directory, entry_name)}: a folder, not a Markdown file"
+            )
+        return entry_name[:-3]
+    if rule.shape == "script":
+        return stem if not is_dir and suffix in ORCHESTRATION_SUFFIXES and stem else None
+    if leads_out:
+        if rule.shape == "dir" and not is_dir and suffix in ORCHESTRATION_SUFFIXES:
+            return None  # an orchestration script's name (the "script" rule takes it)
+        return entry_name if rule.shape in ("skill", "dir") or is_dir else stem
+    if rule.shape == "skill":
+        if not is_dir:
+            return None
+        # (a plain "/" join: this runs for every skill on every refresh)
+        if not os.path.lexists(f"{directory}/{entry_name}/SKILL.md"):
+            raise ValueError(f"{os.path.join(directory, entry_name)}: no SKILL.md")
+        return entry_name
+    if rule.shape == "dir":
+        return entry_name if is_dir else None
+    return entry_name if is_dir else stem
+
+
 def find_by_layout(
     base: str, root: Optional[SourceRoot] = None
 ) -> tuple[list[LayoutItem], list[str]]:
@@ -91,49 +182,31 @@ def find_by_layout(
     items: list[LayoutItem] = []
     problems: list[str] = []
     seen: set[tuple[str, str]] = set()
-    for type_, folder in LAYOUT_DIRS.items():
-        directory = os.path.join(base, folder)
-        try:
-            with os.scandir(directory) as entries:
-                names = sorted(
-                    (entry.name, entry.is_dir(), entry.is_symlink()) for entry in entries
-                )
-        except (FileNotFoundError, NotADirectoryError):
-            continue
-        except OSError as exc:
-            problems.append(f"{directory}: cannot list: {exc.strerror or exc}")
-            continue
-        for entry_name, is_dir, is_link in names:
+    listed: dict[str, list[tuple[str, bool, bool]] | None] = {}
+    for rule in LAYOUT:
+        directory = os.path.join(base, rule.folder)
+        if rule.folder not in listed:
+            try:
+                with os.scandir(directory) as entries:
+                    listed[rule.folder] = sorted(
+                        (e.name, e.is_dir(), e.is_symlink()) for e in entries
+                    )
+            except (FileNotFoundError, NotADirectoryError):
+                listed[rule.folder] = None
+            except OSError as exc:
+                listed[rule.folder] = None
+                problems.append(f"{directory}: cannot list: {exc.strerror or exc}")
+        for entry_name, is_dir, is_link in listed[rule.folder] or ():
             if entry_name.startswith("."):
                 continue
-            if is_link and _leads_out(f"{directory}/{entry_name}", root):
-                if type_ in _FILE_TYPES:
-                    if not entry_name.endswith(".md"):
-                        continue
-                    name = entry_name[:-3]
-                elif type_ == "skill" or is_dir:
-                    name = entry_name
-                else:
-                    name = os.path.splitext(entry_name)[0]
-            elif type_ == "skill":
-                if not is_dir:
-                    continue
-                name = entry_name
-                # (a plain "/" join: this runs for every skill on every refresh)
-                if not os.path.lexists(f"{directory}/{entry_name}/SKILL.md"):
-                    problems.append(f"{os.path.join(directory, entry_name)}: no SKILL.md")
-                    continue
-            elif type_ in _FILE_TYPES:
-                if not entry_name.endswith(".md"):
-                    continue
-                if is_dir:
-                    problems.append(
-                        f"{os.path.join(directory, entry_name)}: a folder, not a Markdown file"
-                    )
-                    continue
-                name = entry_name[:-3]
-            else:
-                name = entry_name if is_dir else os.path.splitext(entry_name)[0]
+            leads_out = is_link and _leads_out(f"{directory}/{entry_name}", root)
+            try:
+                name = _name_of(rule, directory, entry_name, is_dir, leads_out)
+            except ValueError as exc:
+                problems.append(str(exc))
+                continue
+            if name is None:
+                continue
             if not _valid_name(name):
                 shown = name.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
                 problems.append(
@@ -141,12 +214,12 @@ def find_by_layout(
                     "or is too long; skipped"
                 )
                 continue
-            if (type_, name) in seen:
+            if (rule.type, name) in seen:
                 problems.append(
-                    f"{os.path.join(directory, entry_name)}: another {type_} is already named "
-                    f"{name!r}; skipped"
+                    f"{os.path.join(directory, entry_name)}: another {rule.type} is already "
+                    f"named {name!r}; skipped"
                 )
                 continue
-            seen.add((type_, name))
-            items.append(LayoutItem(type_, name, f"{folder}/{entry_name}"))
+            seen.add((rule.type, name))
+            items.append(LayoutItem(rule.type, name, f"{rule.folder}/{entry_name}"))
     return items, problems

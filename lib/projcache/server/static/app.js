@@ -123,7 +123,7 @@ function renderProjects(projects) {
       item.append(badge("errors", `${project.errors.length} error(s)`,
         project.errors.map((e) => e.message).join("\n")));
     }
-    for (const name of ["outdated", "modified", "missing"]) {
+    for (const name of ["outdated", "modified", "conflict", "missing", "unknown-collection"]) {
       if (project.states[name]) item.append(badge(name, `${project.states[name]} ${name}`));
     }
     item.append(el("div", "key", project.path));
@@ -148,15 +148,25 @@ function renderProjects(projects) {
   select.value = chosen;
 }
 
+// artifact key -> state -> deployment profiles (one per deployment in that state).
 function deploymentStates(project) {
   const byKey = new Map();
   for (const d of state.deployments) {
     if (project && d.project !== project) continue;
     if (!byKey.has(d.artifact)) byKey.set(d.artifact, new Map());
-    const counts = byKey.get(d.artifact);
-    counts.set(d.state, (counts.get(d.state) || 0) + 1);
+    const profiles = byKey.get(d.artifact);
+    if (!profiles.has(d.state)) profiles.set(d.state, []);
+    profiles.get(d.state).push(d.profile || "claude_code");
   }
   return byKey;
+}
+
+function stateBadge(name, profiles) {
+  const count = profiles.length;
+  // The default profile goes unsaid; any other (codex's .agents/, ...) is named.
+  const others = [...new Set(profiles.filter((p) => p !== "claude_code"))];
+  const text = (count > 1 ? `${name} ×${count}` : name) + (others.length ? ` (${others.join(", ")})` : "");
+  return badge(name, text, `profiles: ${profiles.join(", ")}`);
 }
 
 function renderArtifacts(artifacts, total, project, wanted) {
@@ -171,8 +181,8 @@ function renderArtifacts(artifacts, total, project, wanted) {
     const link = el("a", "name", artifact.name);
     link.href = artifactHref(artifact.key);
     item.append(link, badge("type", artifact.type));
-    for (const [name, count] of states.get(artifact.key) || []) {
-      if (name !== "current") item.append(badge(name, count > 1 ? `${name} ×${count}` : name));
+    for (const [name, profiles] of states.get(artifact.key) || []) {
+      if (name !== "current") item.append(stateBadge(name, profiles));
     }
     const key = el("div", "key", displayKey(artifact.key));
     key.title = artifact.key;
@@ -252,7 +262,7 @@ function fieldText(artifact, name) {
 function deployedPath(deployment, project) {
   if (!project) return deployment.artifact_path || "";
   // The profile's folder (.claude/ unless the deployment names another one).
-  const root = deployment.profile_root_dir || ".claude";
+  const root = deployment.profile_root || ".claude";
   return `${project.path}/${root}/${deployment.artifact_path || ""}`;
 }
 
@@ -275,7 +285,7 @@ function renderDetail(artifact) {
     const row = el("tr");
     row.dataset.project = d.project;
     const state_ = el("td");
-    state_.append(badge(d.state, d.state));
+    state_.append(stateBadge(d.state, [d.profile || "claude_code"]));
     row.append(
       el("td", "name", project ? project.name : d.project),
       state_,
