@@ -50,16 +50,20 @@ def test_quick_finds_a_flipped_bit_in_any_framed_value(
     """A CRC mismatch in a record, a project record or meta is a frame finding."""
     _seed(cache, make_artifact, make_project)
     storage = cache._storage
+    pid = cache.list_projects()[0].id.encode()
     with storage.env.begin() as txn:
         good = bytes(txn.get(b"default/skill/a3", db=storage.dbs["artifacts"]))
         other = bytes(txn.get(b"default/skill/a4", db=storage.dbs["artifacts"]))
+        project = bytes(txn.get(pid, db=storage.dbs["projects"]))
     _poke(cache, "artifacts", b"default/skill/a3", good[:-2] + b"X" + good[-1:])
     _poke(cache, "artifacts", b"default/skill/a4", other[:6] + b"\x00" + other[7:])
+    _poke(cache, "projects", pid, project[:6] + b"\x00" + project[7:])
     _poke(cache, "meta", b"junk", b"\x01\x00\x00\x00\x00{}")
     found = {(f.kind, f.db, f.key) for f in cache.verify().findings}
     assert found == {
         ("frame", "artifacts", "default/skill/a3"),
         ("frame", "artifacts", "default/skill/a4"),
+        ("frame", "projects", pid.decode()),
         ("frame", "meta", "junk"),
     }
 
