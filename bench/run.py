@@ -4,6 +4,7 @@
     python bench/run.py --smoke    # sizes 10 and 1,000, fewer rounds; bench/results/smoke.md
     python bench/run.py --million  # adds 1,000,000 artifacts (refresh cases stop at 100,000)
     python bench/run.py --sizes 1000,10000 -- -k search    # pytest arguments after --
+    python bench/run.py --search-only --sizes 100000 --million   # only issue 13's search bench
 
 ``python3 tasks.py bench [--smoke]``, ``make bench`` / ``make bench-smoke`` and
 ``tox -e bench`` all come here.  The run never fails on a ratio: the suite checks
@@ -34,12 +35,22 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--million", action="store_true", help="add 1,000,000 artifacts")
     parser.add_argument("--sizes", help="comma-separated artifact counts (overrides the default)")
     parser.add_argument("--out", type=Path, help="the Markdown report to write")
+    parser.add_argument(
+        "--search-only",
+        action="store_true",
+        help="only bench/search_bench.py (issue 13's search budgets) and its report section",
+    )
     parser.add_argument("pytest_args", nargs="*", help="extra pytest arguments (after --)")
     args = parser.parse_args(argv)
     name = "smoke" if args.smoke else "full"
     sizes = args.sizes or (SMOKE_SIZES if args.smoke else FULL_SIZES)
     out = args.out or (RESULTS / "smoke.md" if args.smoke else HERE / "RESULTS.md")
     RESULTS.mkdir(parents=True, exist_ok=True)
+    search_sizes = [s for s in sizes.split(",") if int(s) >= 1000]
+    if args.million and "1000000" not in search_sizes:
+        search_sizes.append("1000000")
+    if args.search_only:
+        return search_suite(search_sizes, out)
     timings = RESULTS / f"pytest-benchmark-{name}.json"
     facts = RESULTS / f"facts-{name}.json"
     env = {
@@ -95,7 +106,21 @@ def main(argv: list[str]) -> int:
     ]
     if args.smoke:
         report.append("--smoke")
-    return subprocess.run(report, cwd=ROOT, check=False).returncode
+    code = subprocess.run(report, cwd=ROOT, check=False).returncode
+    return code or search_suite(search_sizes, out)
+
+
+def search_suite(sizes: list[str], out: Path) -> int:
+    """bench/search_bench.py at ``sizes`` (N >= 1,000), then its section of the report."""
+    if not sizes:
+        return 0
+    command = [sys.executable, str(HERE / "search_bench.py"), "--sizes", ",".join(sizes)]
+    print("+", shlex.join(command), flush=True)
+    code = subprocess.run(command, cwd=ROOT, check=False).returncode
+    if code != 0:
+        return code
+    section = [sys.executable, str(HERE / "search_report.py"), "--out", str(out)]
+    return subprocess.run(section, cwd=ROOT, check=False).returncode
 
 
 if __name__ == "__main__":

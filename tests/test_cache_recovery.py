@@ -1947,11 +1947,46 @@ def _p2_snapshot(settings: Settings) -> dict[str, Any]:
 
 _P2_DERIVED = [
     "search-tokens",
-    "artifact-facets",
-    "artifact-terms",
+    "search-pending",
+    "artifact-ids",
+    "artifact-keys",
     "deployments-by-artifact",
     "deployments-by-state",
 ]
+
+
+def _p2_view(cache_dir: Path) -> dict[str, Any]:
+    """The derived indexes as plain data that does not depend on which id an artifact got:
+    deployment indexes as raw rows, the search index as ``{bitmap name: artifact keys}``."""
+    from pyroaring import BitMap
+
+    from projcache.repository import decode_bitmap
+
+    keys = {int.from_bytes(k, "big"): v.decode() for k, v in _p2_rows(cache_dir, "artifact-keys")}
+    names: dict[bytes, Any] = {}
+    deleted = BitMap()
+    for key, value in _p2_rows(cache_dir, "search-tokens"):
+        names[key[:-2]] = names.get(key[:-2], BitMap()) | decode_bitmap(value)
+    for key, value in _p2_rows(cache_dir, "search-pending"):
+        if key == b"\xff\x01deleted":
+            deleted = decode_bitmap(value)
+        elif not key.startswith(b"\xff"):
+            names[key] = names.get(key, BitMap()) | decode_bitmap(value)
+    view: dict[str, Any] = {
+        db: _p2_rows(cache_dir, db) for db in ("deployments-by-artifact", "deployments-by-state")
+    }
+    view["search"] = {
+        name: sorted(keys[d] for d in ids - deleted) for name, ids in names.items() if ids - deleted
+    }
+    view["ids"] = sorted(v.decode() for k, v in _p2_rows(cache_dir, "artifact-keys"))
+    return view
+
+
+def _p2_pdf_id(cache_dir: Path) -> int:
+    """The integer id of ``default/skill/pdf``."""
+    return int.from_bytes(dict(_p2_rows(cache_dir, "artifact-ids"))[b"default/skill/pdf"], "big")
+
+
 _P2_ORPHAN = encode({"project_id": "f" * 16, "artifact_key": "default/skill/pdf"})
 _P2_DEP = b"{pid}\x00default/skill/pdf\x00claude_code"
 # case -> ([(operation, db, key, value)], [(db, finding key, finding message)]);
@@ -1959,32 +1994,27 @@ _P2_DEP = b"{pid}\x00default/skill/pdf\x00claude_code"
 _P2_INDEX_CASES: dict[str, tuple[list[tuple[str, str, bytes, bytes]], list[tuple[str, str, str]]]]
 _P2_INDEX_CASES = {
     "search-tokens-dangling": (
-        [("put", "search-tokens", b"ghost", b"default/skill/nothing\x00\x01")],
-        [("search-tokens", "ghost", "dangling entry -> default/skill/nothing (fields 0x1)")],
+        [("bitmap", "search-pending", b"ghost\x00d", b"{pdf}")],
+        [("search-tokens", "ghost (field d)", "dangling id {pdf}")],
     ),
     "search-tokens-missing": (
-        [("delete", "search-tokens", b"pdf", b"default/skill/pdf\x00\x09")],
-        [("search-tokens", "pdf", "missing entry -> default/skill/pdf (fields 0x9)")],
+        [("delete", "search-pending", b"pdf\x00n", b"")],
+        [("search-tokens", "pdf (field n)", "missing id {pdf}")],
     ),
-    "artifact-facets-dangling": (
-        [("put", "artifact-facets", b"tag\x00ghost", b"default/skill/pdf")],
-        [("artifact-facets", "tag\x00ghost", "dangling entry -> default/skill/pdf")],
+    "facet-dangling": (
+        [("bitmap", "search-pending", b"\x01tag\x00ghost", b"{pdf}")],
+        [("search-tokens", "tag=ghost", "dangling id {pdf}")],
     ),
-    "artifact-facets-missing": (
-        [("delete", "artifact-facets", b"type\x00skill", b"default/skill/pdf")],
-        [("artifact-facets", "type\x00skill", "missing entry -> default/skill/pdf")],
+    "facet-missing": (
+        [("delete", "search-pending", b"\x01type\x00command", b"")],
+        [("search-tokens", "type=command", "missing id 0")],
     ),
-    "artifact-terms-dangling": (
-        [("put", "artifact-terms", b"default/skill/ghost", encode({"ghost": 1}))],
-        [("artifact-terms", "default/skill/ghost", "terms of an unknown artifact")],
-    ),
-    "artifact-terms-missing": (
-        [("delete", "artifact-terms", b"default/skill/pdf", b"")],
-        [("artifact-terms", "default/skill/pdf", "artifact has no terms record")],
-    ),
-    "artifact-terms-wrong": (
-        [("put", "artifact-terms", b"default/skill/pdf", encode({"zebra": 1}))],
-        [("artifact-terms", "default/skill/pdf", "terms differ from the fields")],
+    "artifact-ids-dangling": (
+        [("put", "artifact-ids", b"default/skill/ghost", b"\x00\x00\x00\x63")],
+        [
+            ("artifact-ids", "default/skill/ghost", "id 99 maps back to None"),
+            ("artifact-ids", "default/skill/ghost", "id 99 of an unknown artifact"),
+        ],
     ),
     "deployments-by-artifact-dangling": (
         [("put", "deployments-by-artifact", b"default/skill/docx", b"{pid}\x00claude_code")],
@@ -2069,8 +2099,8 @@ class TestVerifyLayers:
         """A page storing a wrong number in a backup copy is a file finding; records still read."""
         with ProjectCache.open(settings=p2_seeded.settings) as cache:
             copy = cache.backup(tmp_path / "copy")
-        pgno = _p2_break_page_header(copy, "search-tokens")
-        expected = f"main/search-tokens DB: page {pgno} stores mp_pgno {_P2_BAD_PGNO}"
+        pgno = _p2_break_page_header(copy, "search-pending")
+        expected = f"main/search-pending DB: page {pgno} stores mp_pgno {_P2_BAD_PGNO}"
         assert lmdb.verify.verify(str(copy)) == [expected]
         before = (copy / "data.mdb").read_bytes()
         copy_settings = dataclasses.replace(p2_seeded.settings, cache_dir=copy)
@@ -2219,14 +2249,24 @@ class TestVerifyLayers:
         self, p2_seeded: _P2Seeded, case: str
     ) -> None:
         """Each derived index and deployment check reports its damage exactly; repair fixes it."""
+        from pyroaring import BitMap
+
+        from projcache.repository import encode_bitmap
+
         operations, expected = _P2_INDEX_CASES[case]
         pid = p2_seeded.pid
-        intact = {db: _p2_rows(p2_seeded.cache_dir, db) for db in _P2_DERIVED}
+        pdf = _p2_pdf_id(p2_seeded.cache_dir)
+        intact = _p2_view(p2_seeded.cache_dir)
 
         def damage(txn: Any, dbs: dict[str, Any]) -> None:
             for operation, db, raw_key, raw_value in operations:
-                key, value = (b.replace(b"{pid}", pid.encode()) for b in (raw_key, raw_value))
-                if operation == "put":
+                key, value = (
+                    b.replace(b"{pid}", pid.encode()).replace(b"{pdf}", str(pdf).encode())
+                    for b in (raw_key, raw_value)
+                )
+                if operation == "bitmap":
+                    txn.put(key, encode_bitmap(BitMap([int(value)])), db=dbs[db])
+                elif operation == "put":
                     txn.put(key, value, db=dbs[db])
                 elif operation == "delete":
                     assert txn.delete(key, value, db=dbs[db])
@@ -2239,14 +2279,14 @@ class TestVerifyLayers:
             report = cache.verify(deep=True)
             found = sorted((f.kind, f.db, f.key, f.message) for f in report.findings)
             assert found == sorted(
-                ("index", db, key.format(pid=pid), message.format(pid=pid))
+                ("index", db, key.format(pid=pid), message.format(pid=pid, pdf=pdf))
                 for db, key, message in expected
             )
             repaired = cache.verify(repair=True)
             assert repaired.ok and repaired.repaired == len(expected)
             assert cache.verify(deep=True).findings == []
             assert [(d.project_id, d.state) for d in cache.list_deployments()] == [(pid, "current")]
-        assert {db: _p2_rows(p2_seeded.cache_dir, db) for db in _P2_DERIVED} == intact
+        assert _p2_view(p2_seeded.cache_dir) == intact
 
     def test_sources_option_reports_an_edited_source_file(self, p2_world: _P2World) -> None:
         """verify(sources=True) names the edited artifact's folder; plain verify does not look."""
@@ -2276,9 +2316,9 @@ class TestVerifyLayers:
         clean = _p2_cli([*where, "verify", "--deep"])
         assert clean.exit_code == 0, clean.output
         assert clean.stdout.splitlines() == [
-            "checked: artifact-facets 5, artifact-terms 3, artifacts 3, collections 0, "
+            "checked: artifact-ids 3, artifact-keys 3, artifacts 3, collections 0, "
             "deployments 1, deployments-by-artifact 1, deployments-by-state 1, projects 1, "
-            "search-tokens 8, sources 0",
+            "search-tokens 17, sources 0",
             "ok",
         ]
         assert clean.stderr == ""
@@ -2339,9 +2379,9 @@ class TestRepair:
     def test_repair_rebuilds_every_derived_index_from_the_records(
         self, p2_seeded: _P2Seeded
     ) -> None:
-        """With all five derived indexes emptied, repair restores them byte for byte."""
+        """With every derived index emptied, repair restores what they say."""
         derived = _P2_DERIVED
-        intact = {db: _p2_rows(p2_seeded.cache_dir, db) for db in derived}
+        intact = _p2_view(p2_seeded.cache_dir)
 
         def empty(txn: Any, dbs: dict[str, Any]) -> None:
             for db in derived:
@@ -2351,13 +2391,20 @@ class TestRepair:
         with ProjectCache.open(settings=p2_seeded.settings) as cache:
             assert cache.search("pdf").total == 0
             report = cache.verify(deep=True)
-            missing = sum(len(rows) for rows in intact.values())
+            # Every artifact lacks its id; every deployment index entry is missing.
+            missing = len(intact["ids"]) + sum(
+                len(intact[db]) for db in ("deployments-by-artifact", "deployments-by-state")
+            )
             assert len(report.findings) == missing
             assert {f.kind for f in report.findings} == {"index"}
-            assert {f.db for f in report.findings} == set(derived)
+            assert {f.db for f in report.findings} == {
+                "artifact-ids",
+                "deployments-by-artifact",
+                "deployments-by-state",
+            }
             assert cache.verify(repair=True).repaired == missing
             assert cache.search("pdf").total == 1
-        assert {db: _p2_rows(p2_seeded.cache_dir, db) for db in derived} == intact
+        assert _p2_view(p2_seeded.cache_dir) == intact
 
     def test_repair_drops_bad_records_and_rereads_them_from_source(
         self, p2_world: _P2World, caplog: pytest.LogCaptureFixture
@@ -2412,12 +2459,12 @@ class TestRepair:
         _p2_capture(caplog)
         before = _p2_snapshot(p2_world.settings)
         counts = {db: len(_p2_rows(p2_world.cache_dir, db)) for db in recovery_module.RECORD_DBS}
-        pgno = _p2_break_page_header(p2_world.cache_dir, "artifact-terms")
+        pgno = _p2_break_page_header(p2_world.cache_dir, "artifact-keys")
         damaged_bytes = (p2_world.cache_dir / "data.mdb").read_bytes()
         with ProjectCache.open(settings=p2_world.settings) as cache:
             report = cache.verify(repair=True)
             assert [(f.kind, f.message) for f in report.findings] == [
-                ("file", f"main/artifact-terms DB: page {pgno} stores mp_pgno {_P2_BAD_PGNO}")
+                ("file", f"main/artifact-keys DB: page {pgno} stores mp_pgno {_P2_BAD_PGNO}")
             ]
             assert report.ok and report.repaired == 1
             moved = Path(report.moved_to or "")
@@ -2458,7 +2505,7 @@ class TestRepair:
             cache_settings.cache_dir,
             lambda txn, dbs: _p2_flip_last_byte(txn, dbs["artifacts"], victim),
         )
-        _p2_break_page_header(cache_settings.cache_dir, "artifact-facets")
+        _p2_break_page_header(cache_settings.cache_dir, "artifact-ids")
         with ProjectCache.open(settings=cache_settings) as cache:
             report = cache.verify(repair=True)
             # The file layer fails first, so records are left to the salvage child,
@@ -3097,7 +3144,7 @@ def _p2_disk_full_lines(method: str, cache_dir: Path) -> tuple[str, str]:
             "Free disk space on the cache's filesystem, or move it with PROJCACHE_DIR.",
         )
     return (
-        f"the cache's data file may not grow any further ({cache_dir}): File too large",
+        f"a cache file may not grow any further ({cache_dir}): File too large",
         "Raise the file size limit (`ulimit -f`), or move the cache with PROJCACHE_DIR.",
     )
 
@@ -3308,7 +3355,7 @@ class TestMessagesAndLogs:
 
     def test_cli_verify_repair_of_file_damage_prints_what_it_kept(self, p2_world: _P2World) -> None:
         """`verify --repair` after page damage prints the finding, where the files went, counts."""
-        pgno = _p2_break_page_header(p2_world.cache_dir, "search-tokens")
+        pgno = _p2_break_page_header(p2_world.cache_dir, "search-pending")
         kept = sum(len(_p2_rows(p2_world.cache_dir, db)) for db in recovery_module.RECORD_DBS)
         where = ["--cache-dir", str(p2_world.cache_dir)]
         result = _p2_cli([*where, "verify", "--repair"], p2_world.cli_env())
@@ -3317,7 +3364,7 @@ class TestMessagesAndLogs:
         lines = result.stdout.splitlines()
         assert lines[0] == "checked: the file only (records are not read from a damaged file)"
         assert lines[1:] == [
-            f"file: data.mdb: main/search-tokens DB: page {pgno} stores mp_pgno {_P2_BAD_PGNO}",
+            f"file: data.mdb: main/search-pending DB: page {pgno} stores mp_pgno {_P2_BAD_PGNO}",
             "repaired 1 finding(s)",
             f"damaged files kept in {moved}",
             f"carried over {kept} record(s), lost 0",
@@ -3342,7 +3389,8 @@ class TestMessagesAndLogs:
                 env=env,
                 check=False,
             )
-            assert done.returncode == 0, done.stderr
+            # Nothing of the file reads, so what was lost is unknown: exit 1, never "ok".
+            assert done.returncode == 1, done.stderr
             outputs.append(done.stderr)
         quiet, loud = outputs
         assert quiet == ""
@@ -3360,11 +3408,13 @@ class TestMessagesAndLogs:
         self, p2_seeded: _P2Seeded, caplog: pytest.LogCaptureFixture
     ) -> None:
         """projcache.verify logs one warning per finding and one per deployment repair drops."""
+        from pyroaring import BitMap
+
         _p2_capture(caplog)
         orphan = deployment_key("f" * 16, "default/skill/pdf")
 
         def damage(txn: Any, dbs: dict[str, Any]) -> None:
-            txn.put(b"ghost", b"default/skill/nothing\x00\x01", db=dbs["search-tokens"])
+            txn.put(b"ghost\x00d", b"\x02" + BitMap([7]).serialize(), db=dbs["search-pending"])
             record = {"project_id": "f" * 16, "artifact_key": "default/skill/pdf"}
             txn.put(orphan, encode(record), db=dbs["deployments"])
 

@@ -34,10 +34,12 @@ def seeded(cache_settings: Settings, make_artifact: Factory) -> Path:
 
 
 def _break_index(cache_dir: Path) -> None:
+    from pyroaring import BitMap
+
     env = lmdb.open(str(cache_dir), max_dbs=32)
-    db = env.open_db(b"search-tokens", dupsort=True)
+    db = env.open_db(b"search-pending")
     with env.begin(write=True) as txn:
-        txn.put(b"ghost", b"default/skill/nothing\x00\x01", db=db)
+        txn.put(b"ghost\x00d", b"\x02" + BitMap([7]).serialize(), db=db)
     env.close()
 
 
@@ -77,8 +79,8 @@ def test_verify_with_findings_exits_one_and_repair_fixes(seeded: Path) -> None:
         {
             "kind": "index",
             "db": "search-tokens",
-            "key": "ghost",
-            "message": "dangling entry -> default/skill/nothing (fields 0x1)",
+            "key": "ghost (field d)",
+            "message": "dangling id 7",
             "repairable": True,
         }
     ]

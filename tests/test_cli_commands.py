@@ -728,12 +728,13 @@ class TestGet:
 
 class TestSearch:
     def test_json_shape(self, refreshed: Path) -> None:
-        """--json: {query, total, offset, hits}; each hit is the stored record plus score."""
+        """--json: {query, total, partial, offset, hits}; each hit is the record plus score."""
         result = cli(refreshed, "search", "pdf", "--json")
         assert result.exit_code == 0, result.output
         assert result.stderr == ""
         data = as_json(result)
-        assert set(data) == {"query", "total", "offset", "hits"}
+        assert set(data) == {"query", "total", "partial", "offset", "hits"}
+        assert data["partial"] == 0
         assert (data["query"], data["total"], data["offset"]) == ("pdf", 1, 0)
         [hit] = data["hits"]
         assert (hit["key"], hit["name"], hit["type"]) == ("default/skill/pdf", "pdf", "skill")

@@ -601,13 +601,28 @@ class TestInvalidValues:
 # -- an unreadable config location (issue 12 item 7) ------------------------------------------
 
 
-def _unprivileged() -> dict[str, Any]:
-    """subprocess.run arguments that drop root to nobody (chmod does not stop root)."""
-    import os
+_AS_NOBODY = """
+import contextlib, io, os, sys, tempfile
+import typer.main
+import projcache_cli.fastpath, projcache_cli.root
+from projcache.config import load_settings
 
-    if os.geteuid() != 0:
-        return {}
-    return {"user": 65534, "group": 65534, "extra_groups": []}
+with tempfile.TemporaryDirectory() as scratch:
+    config = os.path.join(scratch, "config.toml")
+    with open(config, "w") as handle:
+        handle.write('ttl = "1h"\\n')
+    load_settings(env={"PROJCACHE_CONFIG": config, "HOME": scratch})
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+        with contextlib.suppress(SystemExit):
+            projcache_cli.root.app(["--cache-dir", scratch, "show"], standalone_mode=False)
+typer.main.get_command(projcache_cli.root.app)
+if os.geteuid() == 0:  # chmod does not stop root
+    os.setgroups([])
+    os.setgid(65534)
+    os.setuid(65534)
+sys.argv = ["projcache", *sys.argv[1:]]
+projcache_cli.fastpath.main()
+"""
 
 
 @pytest.fixture
@@ -677,15 +692,17 @@ class TestUnreadableConfig:
             for name in ("projcache", "projcache_cli")
         }
         env["PYTHONPATH"] = os.pathsep.join(sorted(package_roots))
+        # The child starts as root, warms up every lazy import with a readable config,
+        # then drops to nobody: nobody may not reach an interpreter that lives under
+        # /root (tox's venvs link to pyenv's there), only the config must be unreadable.
         done = subprocess.run(
-            [sys.executable, "-m", "projcache_cli", "--cache-dir", str(shared_tmp / "c"), "show"],
+            [sys.executable, "-c", _AS_NOBODY, "--cache-dir", str(shared_tmp / "c"), "show"],
             capture_output=True,
             text=True,
             env=env,
             cwd=str(shared_tmp),
             timeout=60,
             check=False,
-            **_unprivileged(),
         )
         assert done.returncode == 10, done.stderr
         assert "Traceback" not in done.stderr

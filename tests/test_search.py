@@ -19,9 +19,20 @@ from hypothesis.stateful import (
 )
 
 from projcache import ProjectCache
+from projcache import repository as repository_module
+from projcache import search as search_module
 from projcache.config import Settings
 from projcache.errors import InvalidRecordError, ProjectNotFound
-from projcache.search import STOP_WORDS, query_words, tokenize
+from projcache.search import (
+    LEVELS,
+    MAX_PREFIX_TERMS,
+    MAX_QUERY_WORDS,
+    STOP_WORDS,
+    field_terms,
+    name_bucket,
+    query_words,
+    stem,
+)
 
 MakeArtifact = Callable[..., dict[str, Any]]
 MakeProject = Callable[..., dict[str, Any]]
@@ -30,6 +41,11 @@ MakeProject = Callable[..., dict[str, Any]]
 def keys(results: Iterable[Any]) -> list[str]:
     """Keys of search hits, in order."""
     return [hit.key for hit in results]
+
+
+def exact(results: Any) -> list[str]:
+    """The keys of the hits matching every word (the first ``total`` of the page)."""
+    return [h.key for h in results][: results.total]
 
 
 def key_of(record: Mapping[str, Any]) -> str:
@@ -49,12 +65,35 @@ class TestMatching:
                 make_artifact("csv-reader", description="Reads tables"),
             ]
         )
-        assert keys(cache.search("pdf reader")) == ["default/skill/pdf-reader"]
-        assert keys(cache.search("reads files")) == ["default/skill/pdf-reader"]
-        assert keys(cache.search("reader")) == [
+        assert exact(cache.search("pdf reader")) == ["default/skill/pdf-reader"]
+        assert cache.search("pdf reader").total == 1
+        assert exact(cache.search("reads files")) == ["default/skill/pdf-reader"]
+        assert sorted(exact(cache.search("reader"))) == [
             "default/skill/csv-reader",
             "default/skill/pdf-reader",
         ]
+
+    def test_partial_matches_fill_the_page_below(
+        self, cache: ProjectCache, make_artifact: MakeArtifact
+    ) -> None:
+        """Artifacts matching some words follow the exact ones, most words first."""
+        cache.put_artifacts(
+            [
+                make_artifact("pdf-reader", description="Reads files"),
+                make_artifact("pdf-writer", description="Writes files"),
+                make_artifact("csv-reader", description="Reads tables"),
+                make_artifact("zip", description="Packs archives"),
+            ]
+        )
+        results = cache.search("pdf reader files")
+        assert results.total == 1
+        assert keys(results)[0] == "default/skill/pdf-reader"
+        assert keys(results)[1] == "default/skill/pdf-writer"  # two of three words
+        assert keys(results)[2] == "default/skill/csv-reader"  # one word
+        assert results.partial == 2
+        assert results.partial_total == 2
+        one = cache.search("pdf reader files", limit=1)
+        assert (keys(one), one.total, one.partial) == (["default/skill/pdf-reader"], 1, 0)
 
     def test_last_word_is_a_prefix(self, cache: ProjectCache, make_artifact: MakeArtifact) -> None:
         """The last word matches any token it starts ("pdf ext" finds "extract")."""
@@ -67,8 +106,8 @@ class TestMatching:
     ) -> None:
         """A word before the last must match a whole token."""
         cache.put_artifacts([make_artifact("pdf-tools", description="Extract text from PDF files")])
-        assert keys(cache.search("ext pdf")) == []
-        assert keys(cache.search("extract pdf")) == ["default/skill/pdf-tools"]
+        assert cache.search("ext pdf").total == 0
+        assert exact(cache.search("extract pdf")) == ["default/skill/pdf-tools"]
 
     def test_matches_camel_case_parts_and_compound(
         self, cache: ProjectCache, make_artifact: MakeArtifact
@@ -77,7 +116,7 @@ class TestMatching:
         cache.put_artifacts([make_artifact("extractPDFText", description="x")])
         expected = ["default/skill/extractPDFText"]
         assert keys(cache.search("pdf")) == expected
-        assert keys(cache.search("text extract")) == expected
+        assert exact(cache.search("text extract")) == expected
         assert keys(cache.search("extractpdftext")) == expected
         assert keys(cache.search("extractPDFText")) == expected
 
@@ -111,24 +150,72 @@ class TestMatching:
         )
         assert keys(cache.search("of and")) == []
         assert cache.search("of and").total == 0
-        assert keys(cache.search("of the")) == ["default/skill/theme-editor"]
+        assert exact(cache.search("of the")) == ["default/skill/theme-editor"]
 
     def test_stop_words_before_the_last_word_are_ignored(
         self, cache: ProjectCache, make_artifact: MakeArtifact
     ) -> None:
         """Stop words in the query do not have to occur in the artifact."""
         cache.put_artifacts([make_artifact("pdf", description="Reads files")])
-        assert keys(cache.search("the reads of pdf")) == ["default/skill/pdf"]
+        assert exact(cache.search("the reads of pdf")) == ["default/skill/pdf"]
 
-    @pytest.mark.parametrize("query", ["zzz", "pdf zzz", "zzz pdf", "pdfx"])
+    @pytest.mark.parametrize("query", ["zzz", "pdfx"])
     def test_unknown_word_finds_nothing(
         self, cache: ProjectCache, make_artifact: MakeArtifact, query: str
     ) -> None:
-        """A word no artifact holds (anywhere in the query) gives no hits."""
+        """A one-word query no artifact holds gives no hits."""
         cache.put_artifacts([make_artifact("pdf")])
         results = cache.search(query)
         assert results == []
         assert results.total == 0
+
+    @pytest.mark.parametrize("query", ["pdf zzz", "zzz pdf"])
+    def test_unknown_word_leaves_partial_matches(
+        self, cache: ProjectCache, make_artifact: MakeArtifact, query: str
+    ) -> None:
+        """A word no artifact holds makes the total 0; the others' matches come as partial."""
+        cache.put_artifacts([make_artifact("pdf")])
+        results = cache.search(query)
+        assert (keys(results), results.total, results.partial) == (["default/skill/pdf"], 0, 1)
+
+    def test_stemming(self, cache: ProjectCache, make_artifact: MakeArtifact) -> None:
+        """Plural and -ing forms find each other, exact forms rank above stems."""
+        cache.put_artifacts(
+            [
+                make_artifact("xlsx", tags=["spreadsheets"], description="Edit workbooks"),
+                make_artifact("sheets", tags=["spreadsheet"], description="Edit sheets"),
+                make_artifact("webapp", description="Testing web apps", body="Run tests"),
+                make_artifact("pdf", description="Merge PDFs and fill forms"),
+            ]
+        )
+        assert keys(cache.search("spreadsheets")) == [
+            "default/skill/xlsx",
+            "default/skill/sheets",
+        ]
+        # A stem is a term too: "spreadsheet" is exact for both (then: shorter name).
+        assert [(h.name, h.score) for h in cache.search("spreadsheet")] == [
+            ("xlsx", 6.0),
+            ("sheets", 6.0),
+        ]
+        assert exact(cache.search("test web app")) == ["default/skill/webapp"]
+        assert exact(cache.search("merge pdf")) == ["default/skill/pdf"]
+        assert exact(cache.search("fill pdf form")) == ["default/skill/pdf"]
+
+    def test_body_is_searched_below_the_other_fields(
+        self, cache: ProjectCache, make_artifact: MakeArtifact
+    ) -> None:
+        """A word of the Markdown body finds the artifact, ranked below a description match."""
+        cache.put_artifacts(
+            [
+                make_artifact("xlsx", description="Spreadsheets", body="Works with Excel files"),
+                make_artifact("charts", description="Charts from Excel data"),
+            ]
+        )
+        assert [(h.name, h.score) for h in cache.search("excel")] == [
+            ("charts", 2.0),
+            ("xlsx", 1.0),
+        ]
+        assert cache.get_artifact("default/skill/xlsx").body == "Works with Excel files"
 
     def test_empty_cache(self, cache: ProjectCache) -> None:
         """Searching an empty cache finds nothing."""
@@ -146,7 +233,7 @@ class TestMatching:
             "default/command/pdf",
             "pdf",
             "command",
-            8.0,
+            9.0,
         )
         assert hit.artifact == cache.get_artifact("default/command/pdf")
 
@@ -155,9 +242,10 @@ class TestRanking:
     """The order of hits and their scores."""
 
     def test_field_order(self, cache: ProjectCache, make_artifact: MakeArtifact) -> None:
-        """A match in the name outranks tags, which outrank title, which outranks description."""
+        """Name outranks title and tags, which outrank description, which outranks the body."""
         cache.put_artifacts(
             [
+                make_artifact("a-body", description="x", body="About pdf"),
                 make_artifact("a-desc", description="Reads pdf"),
                 make_artifact("b-title", title="PDF helper", description="x"),
                 make_artifact("c-tags", tags=["pdf"], description="x"),
@@ -166,10 +254,11 @@ class TestRanking:
         )
         results = cache.search("pdf")
         assert [(h.name, h.score) for h in results] == [
-            ("d-pdf", 8.0),
-            ("c-tags", 4.0),
-            ("b-title", 2.0),
-            ("a-desc", 1.0),
+            ("d-pdf", 9.0),
+            ("c-tags", 6.0),
+            ("b-title", 6.0),
+            ("a-desc", 2.0),
+            ("a-body", 1.0),
         ]
 
     def test_best_field_counts_once_per_word(
@@ -179,7 +268,7 @@ class TestRanking:
         cache.put_artifacts(
             [make_artifact("pdf", tags=["pdf"], title="PDF", description="pdf pdf")]
         )
-        assert [h.score for h in cache.search("pdf")] == [8.0]
+        assert [h.score for h in cache.search("pdf")] == [9.0]
 
     def test_scores_add_up_over_words(
         self, cache: ProjectCache, make_artifact: MakeArtifact
@@ -194,28 +283,24 @@ class TestRanking:
         )
         results = cache.search("pdf ext")
         assert [(h.name, h.score) for h in results] == [
-            ("pdf-extract", 16.0),
-            ("pdf", 12.0),
-            ("reader", 3.0),
+            ("pdf-extract", 16.0),  # name exact 9 + name prefix 7
+            ("pdf", 13.0),  # name exact 9 + tag prefix 4
+            ("reader", 8.0),  # title exact 6 + description 2
         ]
 
-    def test_ties_ordered_by_name_then_key(
+    def test_ties_favour_managed_then_shorter_name_then_older(
         self, cache: ProjectCache, make_artifact: MakeArtifact
     ) -> None:
-        """Equal scores are ordered by name, then by key."""
-        cache.put_artifacts(
-            [
-                make_artifact("zeta", tags=["pdf"]),
-                make_artifact("alpha", tags=["pdf"], collection="team"),
-                make_artifact("alpha", tags=["pdf"], type="agent"),
-                make_artifact("alpha", tags=["pdf"]),
-            ]
-        )
+        """Equal scores: managed first, then the shorter name, then the older artifact."""
+        cache.put_artifacts([make_artifact("zeta-long", tags=["pdf"])])
+        cache.put_artifacts([make_artifact("alpha", tags=["pdf"], collection="team")])
+        cache.put_artifacts([make_artifact("alpha", tags=["pdf"], type="agent", managed=False)])
+        cache.put_artifacts([make_artifact("omega", tags=["pdf"])])
         assert keys(cache.search("pdf")) == [
-            "default/agent/alpha",
-            "default/skill/alpha",
             "team/skill/alpha",
-            "default/skill/zeta",
+            "default/skill/omega",
+            "default/skill/zeta-long",
+            "default/agent/alpha",
         ]
 
 
@@ -244,8 +329,8 @@ class TestFilters:
     def test_collection(self, filled: ProjectCache) -> None:
         """``collection`` keeps artifacts of that collection."""
         assert keys(filled.search("pdf", collection="team")) == [
+            "team/agent/pdf-d",  # equal scores and name lengths: ids follow key order in a batch
             "team/skill/pdf-c",
-            "team/agent/pdf-d",
         ]
 
     def test_tag(self, filled: ProjectCache) -> None:
@@ -377,16 +462,16 @@ class TestIndexMaintenance:
             ]
         )
         assert cache.search("first") == []
-        assert [h.score for h in cache.search("second")] == [1.0]
+        assert [h.score for h in cache.search("second")] == [2.0]
 
     def test_replacement_updates_score(
         self, cache: ProjectCache, make_artifact: MakeArtifact
     ) -> None:
         """A word moving to a better field raises the score."""
         cache.put_artifacts([make_artifact("reader", description="pdf")])
-        assert [h.score for h in cache.search("pdf")] == [1.0]
-        cache.put_artifacts([make_artifact("reader", title="pdf")])
         assert [h.score for h in cache.search("pdf")] == [2.0]
+        cache.put_artifacts([make_artifact("reader", title="pdf")])
+        assert [h.score for h in cache.search("pdf")] == [6.0]
 
     def test_delete(self, cache: ProjectCache, make_artifact: MakeArtifact) -> None:
         """A deleted artifact is no longer found; others still are."""
@@ -430,8 +515,8 @@ class TestQueryPlans:
     ) -> None:
         """A prefix matching several tokens of an artifact scores the best field among them."""
         cache.put_artifacts([make_artifact("x", title="tests", description="test")])
-        assert [h.score for h in cache.search("tes")] == [2.0]
-        assert [h.score for h in cache.search("test")] == [2.0]
+        assert [h.score for h in cache.search("tes")] == [4.0]  # title prefix
+        assert [h.score for h in cache.search("test")] == [6.0]  # title, by stem of "tests"
 
     def test_few_candidates_probe_every_prefix_token(
         self, cache: ProjectCache, make_artifact: MakeArtifact
@@ -446,9 +531,9 @@ class TestQueryPlans:
             ]
         )
         results = cache.search("café pdf", type="agent")
-        assert [(h.key, h.score) for h in results] == [("default/agent/rare-a", 2.0)]
-        assert keys(cache.search("café pdf")) == [
-            "default/agent/rare-a",
+        assert [(h.key, h.score) for h in results] == [("default/agent/rare-a", 4.0)]
+        assert exact(cache.search("café pdf")) == [
+            "default/agent/rare-a",  # equal scores and name lengths: the older first
             "default/skill/rare-b",
         ]
 
@@ -460,8 +545,10 @@ class TestQueryPlans:
             [make_artifact(f"bulk{i}", description="pdf") for i in range(30)]
             + [make_artifact("rare", title="pdfs", description="café")]
         )
-        assert [(h.key, h.score) for h in cache.search("café pdf")] == [("default/skill/rare", 3.0)]
-        assert [(h.key, h.score) for h in cache.search("café p")] == [("default/skill/rare", 3.0)]
+        found = cache.search("café pdf")
+        assert [(h.key, h.score) for h in found][: found.total] == [("default/skill/rare", 8.0)]
+        found = cache.search("café p")
+        assert [(h.key, h.score) for h in found][: found.total] == [("default/skill/rare", 6.0)]
 
     def test_many_tokens_share_the_prefix(
         self, cache: ProjectCache, make_artifact: MakeArtifact
@@ -472,13 +559,11 @@ class TestQueryPlans:
             + [make_artifact("rare", description="café tool7")]
         )
         results = cache.search("café tool", limit=100)
-        assert [(h.key, h.score) for h in results] == [("default/skill/rare", 2.0)]
+        assert [(h.key, h.score) for h in results][: results.total] == [("default/skill/rare", 4.0)]
         assert cache.search("tool1", limit=100).total == 11  # tool1, tool10..tool19
 
 
 # -- "the index finds exactly what a brute-force scan finds" ---------------------------------
-
-WEIGHTS = {"name": 8, "tags": 4, "title": 2, "description": 1}
 
 # Families of words sharing prefixes (test/tests/testing, pdf/pdfs, file/files/filename),
 # camelCase, kebab-case and snake_case words, accents, and stop words.
@@ -529,6 +614,8 @@ records = st.fixed_dictionaries(
         "tags": st.lists(st.sampled_from(TAGS), max_size=3),
         "title": st.one_of(st.none(), phrases),
         "description": phrases,
+        "body": phrases,
+        "managed": st.booleans(),
     }
 )
 
@@ -544,6 +631,8 @@ common_records = st.fixed_dictionaries(
         "tags": st.lists(st.sampled_from(["pdf", "pdfs", "test", "testing"]), max_size=2),
         "title": st.one_of(st.none(), st.lists(st.sampled_from(COMMON), max_size=3).map(" ".join)),
         "description": st.lists(st.sampled_from(COMMON), max_size=4).map(" ".join),
+        "body": st.lists(st.sampled_from(COMMON), max_size=4).map(" ".join),
+        "managed": st.booleans(),
     }
 )
 
@@ -553,6 +642,7 @@ def words_of(stored: Iterable[Mapping[str, Any]]) -> list[str]:
     used = set()
     for record in stored:
         text = [record["name"], *record["tags"], record["title"] or "", record["description"]]
+        text.append(record.get("body", ""))
         used.update(word for phrase in text for word in phrase.split())
     return sorted(used)
 
@@ -603,24 +693,42 @@ def numbered(base: dict[str, Any], count: int) -> list[dict[str, Any]]:
     return [{**base, "name": f"{base['name']}{i}"} for i in range(count)]
 
 
+def ids_of(cache: ProjectCache) -> dict[str, int]:
+    """Artifact key -> integer id, read from the cache (the oracle's last tie-break)."""
+    return cache._read(lambda txn: dict(cache._repos.ids.items(txn)))
+
+
 def brute_force(
     stored: Iterable[Mapping[str, Any]],
     query: str,
     *,
+    ids: Mapping[str, int],
     type: Optional[str] = None,
     collection: Optional[str] = None,
     tag: Optional[str] = None,
     deployed: Optional[set[str]] = None,
     limit: int = 20,
     offset: int = 0,
-) -> tuple[list[tuple[str, float]], int]:
-    """Search ``stored`` by scanning every record, following the documented semantics."""
+) -> tuple[list[tuple[str, float]], int, int]:
+    """Search ``stored`` by scanning every record, following the documented ranking rule.
+
+    Returns ``(page of (key, score), total exact matches, partial hits on the page)``.
+    """
+    stored = list(stored)
     words = query_words(query)
     if not words:
-        return [], 0
-    prefix = words[-1]
-    exact = {w for w in words[:-1] if w not in STOP_WORDS}
-    matches = []
+        return [], 0, 0
+    last = words[-1]
+    chosen: list[str] = []
+    for word in words[:-1]:
+        if word not in STOP_WORDS and word != last and word not in chosen:
+            chosen.append(word)
+    chosen = [*chosen[: MAX_QUERY_WORDS - 1], last]
+    fields_of = {key_of(r): field_terms(r) for r in stored}
+    vocabulary = sorted({t.encode() for f in fields_of.values() for ts in f.values() for t in ts})
+    prefixed = {t.decode() for t in vocabulary if t.startswith(last.encode())}
+    prefixed = set(sorted(prefixed, key=str.encode)[:MAX_PREFIX_TERMS])
+    rows = []
     for record in stored:
         key = key_of(record)
         if type is not None and record["type"] != type:
@@ -631,26 +739,30 @@ def brute_force(
             continue
         if deployed is not None and key not in deployed:
             continue
-        fields = {
-            "name": set(tokenize(record["name"])),
-            "tags": {t for each in record["tags"] for t in tokenize(each)},
-            "title": set(tokenize(record["title"] or "")),
-            "description": set(tokenize(record["description"])),
-        }
-
-        def best(matches_token: Callable[[str], bool], fields: dict[str, set[str]] = fields) -> int:
-            return max(
-                (WEIGHTS[f] for f, toks in fields.items() if any(map(matches_token, toks))),
-                default=0,
-            )
-
-        scores = [best(lambda t, w=w: t == w) for w in exact]
-        scores.append(best(lambda t: t.startswith(prefix)))
-        if all(scores):
-            matches.append((-sum(scores), record["name"], key))
-    matches.sort()
-    page = matches[offset : offset + limit]
-    return [(key, float(-neg)) for neg, _name, key in page], len(matches)
+        fields = fields_of[key]
+        levels = []
+        for word in chosen:
+            best = 0
+            for code, terms in fields.items():
+                kinds = [word in terms, stem(word) in terms]
+                kinds.append(word == last and any(t in prefixed for t in terms))
+                for kind, hit in enumerate(kinds):
+                    if hit:
+                        best = max(best, LEVELS[(code, kind)])
+            levels.append(best)
+        matched = sum(1 for level in levels if level)
+        if not matched:
+            continue
+        managed = record.get("managed", True)
+        rows.append((-matched, -sum(levels), not managed, name_bucket(record["name"]), ids[key]))
+    rows.sort()
+    by_id = {doc: key for key, doc in ids.items()}
+    total = sum(1 for row in rows if -row[0] == len(chosen))
+    if len(chosen) == 1:
+        rows = rows[:total]
+    page = rows[offset : offset + limit]
+    partial = sum(1 for row in page if -row[0] < len(chosen))
+    return [(by_id[row[4]], float(-row[1])) for row in page], total, partial
 
 
 def open_cache(directory: str) -> ProjectCache:
@@ -665,13 +777,24 @@ def check_search(
     deployed: Optional[set[str]] = None,
     project: Optional[str] = None,
 ) -> None:
-    """Assert that ``cache.search`` returns the brute-force page, scores and total."""
-    expected, total = brute_force(stored, **spec, deployed=deployed)
+    """Assert that ``cache.search`` returns the brute-force page, scores, total and partial."""
+    expected, total, partial = brute_force(stored, **spec, ids=ids_of(cache), deployed=deployed)
     results = cache.search(**spec, project=project)
     assert [(h.key, h.score) for h in results] == expected
     assert results.total == total
+    assert results.partial == partial
 
 
+@pytest.fixture(params=["default", "tiers-and-merges"])
+def engine_paths(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Run a test as configured, and again with every set ranked by bitmap tiers and a tail
+    merged into the main bitmaps every few writes (the paths of big caches)."""
+    if request.param != "default":
+        monkeypatch.setattr(search_module, "_SMALL", 1)
+        monkeypatch.setattr(repository_module, "MERGE_AT", 12)
+
+
+@pytest.mark.usefixtures("engine_paths")
 class TestSearchMatchesBruteForce:
     """The index returns exactly what a scan over the records returns."""
 
@@ -731,6 +854,9 @@ class SearchMachine(RuleBasedStateMachine):
         self.history: list[dict[str, Any]] = []  # every record written, for query words
         self.deployed: set[str] = set()
         self.project_id = ""
+        # Small thresholds: rank by bitmap tiers, merge the tail every few writes.
+        self.saved = (search_module._SMALL, repository_module.MERGE_AT)
+        search_module._SMALL, repository_module.MERGE_AT = 4, 24
 
     @initialize()
     def add_project(self) -> None:
@@ -817,6 +943,7 @@ class SearchMachine(RuleBasedStateMachine):
 
     def teardown(self) -> None:
         """Close the cache and remove its directory."""
+        search_module._SMALL, repository_module.MERGE_AT = self.saved
         self.stack.close()
 
 

@@ -417,20 +417,28 @@ class TestStatesAndFields:
 # --- the schema-2 -> 3 step ---------------------------------------------------------------------
 
 
+# The sub-databases of schema 2 (projcache 0.1.0) that are dupsort.
+_V2_DUPSORT = {
+    "search-tokens",
+    "artifact-facets",
+    "deployments-by-artifact",
+    "deployments-by-state",
+}
+
+
 def load_dump(path: Path, cache_dir: Path) -> None:
-    """Write a dump of a schema-2 environment (made by projcache 0.1.0) into ``cache_dir``."""
+    """Write a dump of a schema-2 environment (made by projcache 0.1.0) into ``cache_dir``,
+    exactly as 0.1.0 left it (its sub-databases, its meta, schema version 2)."""
     dump = json.loads(path.read_text())["databases"]
-    with ProjectCache.open(cache_dir):
-        pass  # creates the environment and its sub-databases
-    env = lmdb.open(str(cache_dir), max_dbs=32, subdir=True)
+    cache_dir.mkdir(parents=True)
+    env = lmdb.open(str(cache_dir), max_dbs=32, subdir=True, map_size=64 * 1024 * 1024)
     try:
         with env.begin(write=True) as txn:
-            for name, dupsort in DATABASES.items():
-                db = env.open_db(name.encode(), txn=txn, dupsort=dupsort)
-                txn.drop(db, delete=False)
+            for name, pairs in dump.items():
+                db = env.open_db(name.encode(), txn=txn, dupsort=name in _V2_DUPSORT)
                 if name == "sources":
                     continue  # fingerprints of the machine that made the dump
-                for key, value in dump[name]:
+                for key, value in pairs:
                     txn.put(base64.b64decode(key), base64.b64decode(value), db=db, dupdata=True)
     finally:
         env.close()
@@ -438,16 +446,16 @@ def load_dump(path: Path, cache_dir: Path) -> None:
 
 class TestMigration:
     def test_schema2_cache_of_0_1_0_is_migrated(self, tmp_path: Path) -> None:
+        """Opening a cache 0.1.0 wrote runs the schema 2 -> 3 steps, the profile step among
+        them: every deployment is claude_code's, states follow the current rule, deep
+        verify is clean; running the step again changes nothing."""
         from projcache.migrations_profiles import migrate_deployment_keys
 
         cache_dir = tmp_path / "v2"
         load_dump(FIXTURES / "schema2-cache-0.1.0.json", cache_dir)
         with ProjectCache.open(cache_dir) as cache:
-            before = cache.verify(deep=True)
-            assert not before.ok  # schema-2 keys are not what this code reads
+            assert cache.stats().schema_version == 3
             storage = cache._storage  # type: ignore[attr-defined]
-            moved = storage.write(lambda txn: migrate_deployment_keys(txn, storage.dbs))
-            assert moved == 13
             again = storage.write(lambda txn: migrate_deployment_keys(txn, storage.dbs))
             assert again == 0
             report = cache.verify(deep=True)

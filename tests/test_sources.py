@@ -1664,6 +1664,7 @@ class TestArtifacts:
             "mtime_ns": scan.mtime_ns,
             "front_matter": {"title": "PDF", "tags": ["a"]},
             "summary": "Reads PDFs.",
+            "body": "# PDF\n\nReads PDFs.",
         }
         without_main = facts_reader(str(base), None, CAP)(scan)
         assert set(without_main) == {"hash", "mtime_ns"}

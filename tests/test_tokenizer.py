@@ -9,7 +9,7 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from projcache.search import STOP_WORDS, artifact_terms, query_words, tokenize
+from projcache.search import STOP_WORDS, field_terms, query_words, stem, tokenize
 
 
 def is_word(token: str) -> bool:
@@ -152,39 +152,58 @@ class TestQueryWords:
 
 
 class TestArtifactTerms:
-    """The ``{token: field mask}`` map of an artifact."""
+    """The ``{field code: terms}`` map of an artifact."""
 
-    def test_masks_per_field(self) -> None:
-        """Each field has its bit (name 8, tags 4, title 2, description 1), OR-ed across fields."""
-        terms = artifact_terms(
+    def test_terms_per_field(self) -> None:
+        """Each field code holds its tokens and their stems; tags share ``t`` with the title."""
+        terms = field_terms(
             {
                 "name": "pdf-tools",
-                "tags": ["pdf", "convert"],
+                "tags": ["pdfs", "convert"],
                 "title": "PDF Tools",
-                "description": "Convert the documents",
+                "description": "Converting the documents",
+                "body": "Merges files",
             }
         )
-        assert terms == {"pdf": 14, "tools": 10, "convert": 5, "documents": 1}
-
-    def test_single_field_masks(self) -> None:
-        """A token in one field only carries exactly that field's weight."""
-        terms = artifact_terms(
-            {"name": "alpha", "tags": ["beta"], "title": "gamma", "description": "delta"}
-        )
-        assert terms == {"alpha": 8, "beta": 4, "gamma": 2, "delta": 1}
+        assert terms == {
+            b"n": {"pdf", "tools", "tool"},
+            b"t": {"pdf", "pdfs", "tools", "tool", "convert"},
+            b"d": {"converting", "convert", "documents", "document"},
+            b"b": {"merges", "merg", "files", "file"},
+        }
 
     def test_missing_fields_are_empty(self) -> None:
-        """Absent or ``None`` title, tags and description contribute nothing."""
-        assert artifact_terms({"name": "fastAPI", "title": None, "tags": None}) == {
-            "fast": 8,
-            "api": 8,
-            "fastapi": 8,
+        """Absent or ``None`` title, tags, description and body contribute nothing."""
+        assert field_terms({"name": "fastAPI", "title": None, "tags": None}) == {
+            b"n": {"fast", "api", "fastapi"},
         }
 
     def test_tags_split_and_stop_words_dropped(self) -> None:
         """Tags are tokenized like other text and stop words are never terms."""
-        terms = artifact_terms({"name": "x", "tags": ["web-search", "of"], "description": "the"})
-        assert terms == {"x": 8, "web": 4, "search": 4}
+        terms = field_terms({"name": "x", "tags": ["web-search", "of"], "description": "the"})
+        assert terms == {b"n": {"x"}, b"t": {"web", "search"}}
+
+
+class TestStemming:
+    """The English stemmer, plus acronym plurals."""
+
+    @pytest.mark.parametrize(
+        ("word", "stemmed"),
+        [
+            ("spreadsheets", "spreadsheet"),
+            ("testing", "test"),
+            ("pdfs", "pdf"),
+            ("mcps", "mcp"),
+            ("apis", "api"),
+            ("class", "class"),
+            ("css", "css"),
+            ("données", "données"),
+            ("x1s", "x1s"),
+        ],
+    )
+    def test_stems(self, word: str, stemmed: str) -> None:
+        """Plurals and -ing forms reduce; non-ASCII and digits stay as they are."""
+        assert stem(word) == stemmed
 
 
 class TestTokenizerProperties:
@@ -235,16 +254,17 @@ class TestTokenizerProperties:
             }
         )
     )
-    def test_artifact_terms_masks(self, artifact: dict[str, Any]) -> None:
-        """A term's mask has exactly the bits of the fields whose tokens include it."""
+    def test_field_terms_are_tokens_and_stems(self, artifact: dict[str, Any]) -> None:
+        """A field's terms are exactly its tokens and their stems."""
         fields = {
-            8: set(tokenize(artifact["name"])),
-            4: {t for tag in artifact["tags"] for t in tokenize(tag)},
-            2: set(tokenize(artifact["title"] or "")),
-            1: set(tokenize(artifact["description"])),
+            b"n": tokenize(artifact["name"]),
+            b"t": tokenize(artifact["title"] or "")
+            + [t for tag in artifact["tags"] for t in tokenize(tag)],
+            b"d": tokenize(artifact["description"]),
         }
         expected = {
-            token: sum(bit for bit, tokens in fields.items() if token in tokens)
-            for token in set().union(*fields.values())
+            code: {t for token in tokens for t in (token, stem(token))}
+            for code, tokens in fields.items()
+            if tokens
         }
-        assert artifact_terms(artifact) == expected
+        assert field_terms(artifact) == expected

@@ -113,21 +113,24 @@ def test_valid_frame_with_invalid_record_is_a_model_finding(
 def test_missing_and_dangling_postings_are_index_findings(
     seeded: Settings, raw_env: Callable[[], lmdb.Environment]
 ) -> None:
-    """A removed posting and an invented one are both reported; repair rebuilds the index."""
+    """A removed id and an invented one are both reported; repair rebuilds the index."""
+    from pyroaring import BitMap
 
     def damage(txn: lmdb.Transaction, db: Any) -> None:
-        assert txn.delete(b"pdf", b"default/skill/pdf\x00\x09", db=db)  # name + description
-        txn.put(b"ghost", b"default/skill/nothing\x00\x01", db=db)
+        assert txn.delete(b"pdf\x00n", db=db)  # the name ...
+        assert txn.delete(b"pdf\x00d", db=db)  # ... and the description ("The pdf artifact")
+        txn.put(b"ghost\x00d", b"\x02" + BitMap([7]).serialize(), db=db)
 
-    _tamper(raw_env, "search-tokens", damage)
+    _tamper(raw_env, "search-pending", damage)
     with ProjectCache.open(settings=seeded) as cache:
         assert cache.search("pdf").total == 0  # the damage is visible to search
-        messages = sorted(f.message for f in cache.verify(deep=True).findings)
-        assert messages == [
-            "dangling entry -> default/skill/nothing (fields 0x1)",
-            "missing entry -> default/skill/pdf (fields 0x9)",
+        findings = sorted((f.key, f.message) for f in cache.verify(deep=True).findings)
+        assert findings == [
+            ("ghost (field d)", "dangling id 7"),
+            ("pdf (field d)", "missing id 2"),
+            ("pdf (field n)", "missing id 2"),
         ]
-        assert cache.verify(repair=True).repaired == 2
+        assert cache.verify(repair=True).repaired == 3
         assert cache.search("pdf").total == 1
         assert cache.verify(deep=True).ok
 

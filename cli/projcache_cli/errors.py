@@ -70,7 +70,7 @@ class CliGroup(TyperGroup):
 
 def warn(message: str) -> None:
     """Print ``warning: <message>`` on stderr (the one warning style of the CLI)."""
-    typer.echo(f"warning: {message}", err=True)
+    typer.echo(f"warning: {inert(message)}", err=True)
 
 
 def hint_for(exc: ProjcacheError, cache_dir: Optional[Path]) -> Optional[str]:

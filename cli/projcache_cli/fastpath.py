@@ -142,11 +142,14 @@ def default(command: str, name: str) -> Any:
 
 
 def search_document(
-    query: str, total: int, offset: int, page: list[tuple[str, float, bytes]]
+    query: str, total: int, offset: int, page: list[tuple[str, float, bytes]], partial: int = 0
 ) -> dict[str, Any]:
-    """What ``search --json`` prints: the query, the total, the offset and the hits."""
+    """What ``search --json`` prints: the query, the totals, the offset and the hits.
+
+    ``total`` counts the exact matches; the last ``partial`` hits match only some words.
+    """
     hits = [{**orjson.loads(payload), "key": key, "score": score} for key, score, payload in page]
-    return {"query": query, "total": total, "offset": offset, "hits": hits}
+    return {"query": query, "total": total, "partial": partial, "offset": offset, "hits": hits}
 
 
 def artifact_payloads(
@@ -362,7 +365,7 @@ def _answer(words: tuple[str, ...], values: dict[str, Any], cache: ProjectCache)
         query = values["query"]
         if not query.strip():
             raise _Fallback
-        page, total = cache.search_json(
+        result = cache.search_page_json(
             query,
             values["type_"],
             values["project"],
@@ -371,7 +374,10 @@ def _answer(words: tuple[str, ...], values: dict[str, Any], cache: ProjectCache)
             collection=values["collection"],
             tag=values["tag"],
         )
-        return _dumps(search_document(query, total, values["offset"], page))
+        document = search_document(
+            query, result.total, values["offset"], result.hits, result.partial
+        )
+        return _dumps(document)
     if words == ("list", "deployments"):
         state = "outdated" if values["outdated"] else values["state_"]
         return _dumps(

@@ -117,15 +117,17 @@ def search(
         typer.echo("error: the query is empty", err=True)
         raise typer.Exit(EXIT_USAGE)
     with cli_errors(state), open_cache(state, readonly=True, fallback=True) as cache:
-        page, total = cache.search_json(
+        result = cache.search_page_json(
             query, type_, project, limit, offset, collection=collection, tag=tag
         )
-        names = project_names(cache) if not as_json and total else {}
+        page, total = result.hits, result.total
+        names = project_names(cache) if not as_json and page else {}
     if as_json:
-        emit_json(mark_degraded(search_document(query, total, offset, page), cache))
+        document = search_document(query, total, offset, page, result.partial)
+        emit_json(mark_degraded(document, cache))
         exit_if_degraded(cache)
         return
-    if total == 0:
+    if total == 0 and not page:
         typer.echo(f"no artifacts match {query!r}")
         exit_if_degraded(cache)
         return
@@ -142,7 +144,13 @@ def search(
         )
     if rows:
         emit_table(("artifact", "type", "score", "description"), rows, flexible="description")
-    typer.echo(f"{len(page)} of {total} match(es)")
+    if result.partial:
+        typer.echo(
+            f"{len(page) - result.partial} of {total} match(es) every word; "
+            f"the last {result.partial} match only some"
+        )
+    else:
+        typer.echo(f"{len(page)} of {total} match(es)")
     exit_if_degraded(cache)
 
 

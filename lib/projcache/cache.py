@@ -37,7 +37,7 @@ from .errors import (
 )
 from .queries import CacheQueries, SearchResults
 from .repository import Repositories
-from .schema import SCHEMA_VERSION, ensure_schema, read_schema
+from .schema import SCHEMA_VERSION, MigrationProgress, ensure_schema, read_schema
 from .storage import Storage, Txn
 
 if TYPE_CHECKING:
@@ -116,12 +116,14 @@ class ProjectCache(CacheQueries):
         *,
         settings: Optional[Settings] = None,
         fallback: bool = False,
+        progress: Optional[MigrationProgress] = None,
     ) -> ProjectCache:
         """Open (creating if needed) the cache in ``path``, else the configured directory.
 
         Checks the schema version: a cache written by a newer projcache raises
         :class:`~projcache.errors.SchemaVersionError`; an older one is migrated
-        in place (or emptied, to be rebuilt from source, when no migration exists).
+        in place, in one transaction (or emptied, to be rebuilt from source, when
+        no migration exists); ``progress(step, done, total)`` is told how far.
 
         A directory that is not writable opens read-only: reads work, writes raise
         :class:`~projcache.errors.CachePermissionError` naming the directory.  A
@@ -149,7 +151,7 @@ class ProjectCache(CacheQueries):
                 return open_direct(settings, "the cache is disabled by configuration")
             raise CacheDisabledError("the cache is disabled by configuration")
         try:
-            return cls._open(settings, readonly)
+            return cls._open(settings, readonly, progress)
         except CacheCorruptError as exc:
             if settings.auto_repair and not readonly:
                 from .recovery import rebuild
@@ -158,7 +160,7 @@ class ProjectCache(CacheQueries):
                     "the cache in %s is damaged (%s); repairing it", settings.cache_dir, exc
                 )
                 rebuild(settings)
-                return cls._open(settings, readonly)
+                return cls._open(settings, readonly, progress)
             if fallback:
                 from .direct import open_direct
 
@@ -186,7 +188,9 @@ class ProjectCache(CacheQueries):
             )
 
     @classmethod
-    def _open(cls, settings: Settings, readonly: bool) -> ProjectCache:
+    def _open(
+        cls, settings: Settings, readonly: bool, progress: Optional[MigrationProgress] = None
+    ) -> ProjectCache:
         denied = False
         try:
             storage = Storage.acquire(settings.cache_dir, settings, readonly)
@@ -205,7 +209,7 @@ class ProjectCache(CacheQueries):
                 storage.read(lambda txn: read_schema(txn, meta, storage.path))
             elif storage.read(lambda txn: meta.get(txn, "schema_version")) != SCHEMA_VERSION:
                 # Only then take the writer lock: opening must not wait for a long refresh.
-                storage.write(lambda txn: ensure_schema(txn, meta, storage))
+                storage.write(lambda txn: ensure_schema(txn, cache._repos.meta, storage, progress))
         except BaseException:
             storage.release()
             raise
@@ -350,6 +354,10 @@ class ProjectCache(CacheQueries):
 
         model = getattr(models, model_name)
         records = [models.validate(model, item) for item in items]
+        if model_name == "Artifact":
+            # Key order fills LMDB's pages (appends split full pages) and gives a batch's ids
+            # in key order; a stable sort keeps the last of two records with one key last.
+            records.sort(key=lambda record: record.key)
 
         def body(txn: Txn) -> int:
             for record in records:

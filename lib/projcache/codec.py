@@ -35,6 +35,7 @@ __all__ = [
     "DEFAULT_PROFILE",
     "DEPLOYMENT_STATES",
     "FORMAT_VERSION",
+    "MAX_BODY_CHARS",
     "MAX_KEY_BYTES",
     "MAX_RECORD_BYTES",
     "SEPARATOR",
@@ -57,6 +58,8 @@ __all__ = [
 
 FORMAT_VERSION = 1
 MAX_KEY_BYTES = 511
+# Characters of an artifact's Markdown body kept in its record for search.
+MAX_BODY_CHARS = 2000
 #: The largest payload one stored value may have (64 MiB).  Real records are a
 #: few KiB; the largest legitimate ones are a manifest's parsed entries, kept
 #: in its fingerprint and bounded by ``max_file_size`` (16 MiB by default).

@@ -354,7 +354,7 @@ def _at_file_size_limit(path: str) -> bool:
 def _disk_full(code: int, where: str) -> DiskFullError:
     if code == errno.EFBIG:
         return DiskFullError(
-            f"the cache's data file may not grow any further{where}: {os.strerror(code)}",
+            f"a cache file may not grow any further{where}: {os.strerror(code)}",
             hint="Raise the file size limit (`ulimit -f`), or move the cache with PROJCACHE_DIR.",
         )
     if code == getattr(errno, "EDQUOT", -1):

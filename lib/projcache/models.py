@@ -142,10 +142,16 @@ class Artifact(_Record):
     managed: bool = True
     updated_at: Optional[UtcDatetime] = None
     added_at: Optional[UtcDatetime] = None
+    # The Markdown body, for search only (truncated: see MAX_BODY_CHARS).
+    body: str = ""
 
     @model_validator(mode="before")
     @classmethod
     def _fill_key(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            body = data.get("body")
+            if isinstance(body, str) and len(body) > codec.MAX_BODY_CHARS:
+                data = {**data, "body": body[: codec.MAX_BODY_CHARS]}
         if isinstance(data, dict) and not data.get("key"):
             parts = [data.get(field) for field in ("collection", "type", "name")]
             if all(isinstance(part, str) for part in parts):

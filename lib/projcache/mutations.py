@@ -5,8 +5,10 @@ puts several of them in one transaction publishes all of it or none of it.
 This is the only module that writes records, which keeps the invariants that
 ``verify`` checks in one place:
 
-* ``artifact-terms`` and ``search-tokens`` hold exactly the terms of each artifact;
-* ``artifact-facets`` holds ``type`` and ``tag`` entries of each artifact;
+* every artifact has one integer id (``artifact-ids`` <-> ``artifact-keys``), and
+  that id is listed in exactly the bitmaps its record implies
+  (:func:`index_names`: its terms per field, its type, collection, tags,
+  ``managed`` and name-length facets);
 * every deployment's project exists, its ``state`` follows
   :func:`projcache.status.deployment_state`, and the two deployment indexes
   mirror the deployment records.
@@ -18,8 +20,8 @@ from typing import TYPE_CHECKING, Any
 
 from .codec import DEFAULT_PROFILE
 from .errors import InvalidRecordError
-from .repository import Repositories
-from .search import artifact_terms
+from .repository import Repositories, facet_name, term_name
+from .search import field_terms, name_bucket
 from .status import deployment_state
 from .storage import DATABASES, Txn
 
@@ -33,6 +35,7 @@ __all__ = [
     "delete_deployment",
     "delete_project",
     "index_artifact",
+    "index_names",
     "put_artifact",
     "put_deployment",
     "put_project",
@@ -43,20 +46,37 @@ __all__ = [
 ]
 
 
-def index_artifact(txn: Txn, repos: Repositories, artifact: Artifact) -> None:
-    """Add the artifact's search postings and facet entries (it must not be indexed yet)."""
-    repos.tokens.add(txn, artifact.key, artifact_terms(artifact.model_dump()))
-    repos.facets.add_key(txn, "type", artifact.type, artifact.key)
-    for tag in set(artifact.tags):
-        repos.facets.add_key(txn, "tag", tag, artifact.key)
+def index_names(artifact: Artifact) -> list[bytes]:
+    """The names of every bitmap that lists ``artifact`` (what its record implies)."""
+    names = [
+        term_name(term, code)
+        for code, terms in field_terms(artifact.model_dump()).items()
+        for term in terms
+    ]
+    names.append(facet_name("type", artifact.type))
+    names.append(facet_name("collection", artifact.collection))
+    names.extend(facet_name("tag", tag) for tag in set(artifact.tags))
+    if artifact.managed:
+        names.append(facet_name("managed", "1"))
+    names.append(facet_name("len", f"{name_bucket(artifact.name):02d}"))
+    return names
+
+
+def index_artifact(txn: Txn, repos: Repositories, artifact: Artifact) -> int:
+    """Give the artifact an id and list it in its bitmaps (it must not be indexed yet)."""
+    doc = repos.index.allocate(txn)
+    repos.ids.put(txn, artifact.key, doc)
+    repos.index.add(txn, doc, index_names(artifact))
+    return doc
 
 
 def unindex_artifact(txn: Txn, repos: Repositories, artifact: Artifact) -> None:
-    """Remove the artifact's search postings and facet entries."""
-    repos.tokens.remove(txn, artifact.key)
-    repos.facets.remove_key(txn, "type", artifact.type, artifact.key)
-    for tag in set(artifact.tags):
-        repos.facets.remove_key(txn, "tag", tag, artifact.key)
+    """Unlist the artifact from its bitmaps and forget its id."""
+    doc = repos.ids.id_of(txn, artifact.key)
+    if doc is None:
+        return
+    repos.index.remove(txn, doc, index_names(artifact))
+    repos.ids.delete(txn, artifact.key, doc)
 
 
 def put_artifact(txn: Txn, repos: Repositories, artifact: Artifact) -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, List, Optional, TypeVar
+from typing import TYPE_CHECKING, Callable, List, NamedTuple, Optional, TypeVar
 
 from . import codec, listing
 from .errors import InvalidRecordError, KeyTooLongError, ProjectNotFound
@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from .repository import Repositories
     from .storage import Storage, Txn
 
-__all__ = ["CacheQueries", "SearchResults", "check_type"]
+__all__ = ["CacheQueries", "SearchPage", "SearchResults", "check_type"]
 
 T = TypeVar("T")
 _STATES = codec.DEPLOYMENT_STATES
@@ -44,11 +44,34 @@ def check_type(type_: Optional[str]) -> None:
 
 
 class SearchResults(List["SearchHit"]):
-    """The hits of one page of a search (a list), plus ``total``: all matches."""
+    """The hits of one page of a search (a list), plus counts.
 
-    def __init__(self, hits: Iterable[SearchHit] = (), total: int = 0):
+    ``total`` counts the artifacts matching every word; ``partial`` says how
+    many hits at the end of this page match only some of the words (they fill
+    a page the exact matches do not), ``partial_total`` how many such partial
+    matches exist (counted only when the exact matches do not fill the page).
+    """
+
+    def __init__(
+        self,
+        hits: Iterable[SearchHit] = (),
+        total: int = 0,
+        partial: int = 0,
+        partial_total: int = 0,
+    ):
         super().__init__(hits)
         self.total = total
+        self.partial = partial
+        self.partial_total = partial_total
+
+
+class SearchPage(NamedTuple):
+    """One page of a search as stored JSON: ``hits`` are ``(key, score, JSON bytes)``."""
+
+    hits: list[tuple[str, float, bytes]]
+    total: int
+    partial: int
+    partial_total: int
 
 
 class CacheQueries:
@@ -222,21 +245,26 @@ class CacheQueries:
         *,
         collection: Optional[str] = None,
         tag: Optional[str] = None,
+        fill: bool = True,
     ) -> SearchResults:
-        """Find artifacts by words; every word must match, the last also as a prefix.
+        """Find artifacts by words in their name, title, tags, description and body.
 
-        Returns the page ``[offset, offset + limit)`` ranked by field (name >
-        tags > title > description) then name; ``.total`` counts all matches.
-        ``project`` (id, name or path) keeps artifacts deployed there.
+        Artifacts matching every word come first (``.total`` counts them), ranked
+        by how strongly the words matched (name > title/tags > description >
+        body; exact > stem > prefix, the last word also matching as a prefix),
+        then managed first, shorter name, older first.  When they do not fill
+        the page, artifacts matching most of the words follow (``.partial``).
+        ``project`` (id, name or path) keeps artifacts deployed there; ``fill=False``
+        returns exact matches only.
         """
         from .models import SearchHit
 
-        page, total = self.search_json(
-            query, type, project, limit, offset, collection=collection, tag=tag
+        page = self.search_page_json(
+            query, type, project, limit, offset, collection=collection, tag=tag, fill=fill
         )
         load = self._repos.artifacts.load
         hits = []
-        for key, score, payload in page:
+        for key, score, payload in page.hits:
             artifact = load(payload)
             # Built from a stored (validated) record and the index's score: nothing to check.
             hits.append(
@@ -244,7 +272,7 @@ class CacheQueries:
                     key=key, name=artifact.name, type=artifact.type, score=score, artifact=artifact
                 )
             )
-        return SearchResults(hits, total)
+        return SearchResults(hits, page.total, page.partial, page.partial_total)
 
     def search_json(
         self,
@@ -256,8 +284,27 @@ class CacheQueries:
         *,
         collection: Optional[str] = None,
         tag: Optional[str] = None,
+        fill: bool = True,
     ) -> tuple[list[tuple[str, float, bytes]], int]:
         """Like :meth:`search`, returning ``([(key, score, JSON bytes)], total)`` (no models)."""
+        page = self.search_page_json(
+            query, type, project, limit, offset, collection=collection, tag=tag, fill=fill
+        )
+        return page.hits, page.total
+
+    def search_page_json(
+        self,
+        query: str,
+        type: Optional[str] = None,
+        project: Optional[str] = None,
+        limit: int = 20,
+        offset: int = 0,
+        *,
+        collection: Optional[str] = None,
+        tag: Optional[str] = None,
+        fill: bool = True,
+    ) -> SearchPage:
+        """Like :meth:`search`, returning a :class:`SearchPage` of stored JSON (no models)."""
         from .search import QueryFilters, run_query  # only searches pay for the tokenizer
 
         if limit < 0 or offset < 0:
@@ -267,14 +314,14 @@ class CacheQueries:
         filters = QueryFilters(type=type, collection=collection, tag=tag, project=project_id)
         repos = self._repos
 
-        def body(txn: Txn) -> tuple[list[tuple[str, float, bytes]], int]:
-            page, total = run_query(txn, repos, query, filters, limit, offset)
+        def body(txn: Txn) -> SearchPage:
+            result = run_query(txn, repos, query, filters, limit, offset, fill)
             found = []
-            for key, score in page:
+            for key, score in result.page:
                 payload = repos.artifacts.get_payload(txn, key)
                 if payload is not None:  # index entry without record: verify reports it
                     found.append((key, score, payload))
-            return found, total
+            return SearchPage(found, result.total, result.partial, result.partial_total)
 
         return self._read(body)
 

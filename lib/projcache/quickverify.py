@@ -7,11 +7,12 @@ index, which costs about 20 times a plain scan.  The quick check costs one
 pass over the values, in one read transaction:
 
 * **frame**: the format byte and CRC32 of every value of every framed
-  sub-database (records, ``meta``, ``artifact-terms``);
+  sub-database (records, ``meta``; the search bitmaps carry no CRC and are
+  recomputed by the deep check);
 * **structure**: record keys have the shape of their sub-database (an
   artifact key has three parts, a deployment key holds the separator), the
   schema version is recorded, and the derived indexes hold as many entries as
-  the records imply where that is a count (one terms record per artifact, one
+  the records imply where that is a count (one id each way per artifact, one
   entry per deployment in each deployment index).
 
 What it does not check (the deep check does): that records validate against
@@ -40,7 +41,6 @@ FRAMED = (
     "artifacts",
     "deployments",
     "sources",
-    "artifact-terms",
 )
 _STEP = 4096  # values between two progress calls
 
@@ -108,7 +108,8 @@ def quick_verify(storage: Storage, progress: Optional[Progress] = None) -> Verif
 def _counts(entries: dict[str, int], add: Callable[[str, str, Optional[bytes], str], None]) -> None:
     """Derived indexes whose size the records fix: compare the counts (O(1) each)."""
     pairs = [
-        ("artifact-terms", "artifacts", "terms records"),
+        ("artifact-ids", "artifacts", "ids"),
+        ("artifact-keys", "artifacts", "ids"),
         ("deployments-by-state", "deployments", "entries"),
         ("deployments-by-artifact", "deployments", "entries"),
     ]

@@ -3,34 +3,141 @@
 * No version (a new environment): the current version and ``created_at`` are written.
 * A newer version than this projcache knows: :class:`SchemaVersionError`;
   nothing is touched, so the newer projcache keeps working.
-* An older version: the migrations in ``MIGRATIONS`` run in the same write
-  transaction as the version bump.  Where no migration exists, every record is
-  dropped and ``meta.needs_rebuild`` set: the cache is derived data and the
-  next ``refresh(full=True)`` rebuilds it from the source files.
+* An older version: the steps in :data:`MIGRATIONS` whose from-version is at
+  least the cache's run in order, in the same write transaction as the version
+  bump, so a migration is all or nothing.  Where no step exists for a version,
+  every record is dropped and ``meta.needs_rebuild`` set: the cache is derived
+  data and the next ``refresh(full=True)`` rebuilds it from the source files.
+
+A step is a function of one :class:`Migration`; adding one is one line in
+:data:`MIGRATIONS` (steps of the same from-version run in list order).
 """
 
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING, Any, Callable, Optional
+
+import lmdb
 
 from .errors import CacheNotFoundError, SchemaVersionError
-from .repository import MetaRepository
+from .repository import MetaRepository, Repositories
 from .storage import Txn
 
 if TYPE_CHECKING:
     from .storage import Storage
 
-__all__ = ["MIGRATIONS", "SCHEMA_VERSION", "ensure_schema", "read_schema"]
+__all__ = [
+    "MIGRATIONS",
+    "SCHEMA_VERSION",
+    "Migration",
+    "MigrationProgress",
+    "ensure_schema",
+    "read_schema",
+]
 
 logger = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
-# from-version -> function upgrading a transaction's data to from-version + 1.
-MIGRATIONS: dict[int, Callable[[Txn, MetaRepository], None]] = {}
+# progress(step description, done, total): called while a migration runs.
+MigrationProgress = Callable[[str, int, int], None]
+
+
+@dataclass
+class Migration:
+    """What a migration step works on: one write transaction of one environment."""
+
+    txn: Txn
+    storage: Storage
+    progress: MigrationProgress
+    step: str = ""
+    _dbs: dict[str, Any] = field(default_factory=dict)
+
+    def db(self, name: str) -> Any:
+        """The current handle of sub-database ``name`` (a replaced one once replaced)."""
+        return self._dbs.get(name, self.storage.dbs[name])
+
+    def repos(self) -> Repositories:
+        """Repositories over the current handles."""
+        return Repositories({**self.storage.dbs, **self._dbs})
+
+    def replace(self, name: str) -> None:
+        """Drop ``name`` and create it with the flags this version gives it."""
+        self._dbs[name] = self.storage.replace_db(self.txn, name)
+
+    def drop_old(self, name: str) -> None:
+        """Delete a sub-database this version no longer has, if the cache has it."""
+        try:
+            handle = self.storage.env.open_db(name.encode(), txn=self.txn, create=False)
+        except lmdb.NotFoundError:
+            return
+        except lmdb.IncompatibleError:
+            handle = self.storage.env.open_db(
+                name.encode(), txn=self.txn, create=False, dupsort=True
+            )
+        self.txn.drop(handle, delete=True)
+
+    def report(self, done: int, total: int) -> None:
+        """Tell the progress callback how far the current step is."""
+        self.progress(self.step, done, total)
+
+
+def _drop_v2_index(m: Migration) -> None:
+    """Schema 2 -> 3: the dupsort posting lists and per-artifact terms give way to bitmaps."""
+    if "search-tokens" in m.storage.legacy:
+        m.replace("search-tokens")
+    else:
+        m.txn.drop(m.db("search-tokens"), delete=False)
+    for name in ("artifact-terms", "artifact-facets"):
+        m.drop_old(name)
+    for name in ("search-pending", "artifact-ids", "artifact-keys"):
+        m.txn.drop(m.db(name), delete=False)
+
+
+def _forget_fingerprints(m: Migration) -> None:
+    """Schema 2 -> 3: fingerprints hold no body text, so the next refresh re-reads every file."""
+    m.txn.drop(m.db("sources"), delete=False)
+
+
+def _build_v3_index(m: Migration) -> None:
+    """Schema 2 -> 3: give every artifact an id and list it in its bitmaps."""
+    from . import mutations
+
+    repos = m.repos()
+    total = repos.artifacts.count(m.txn)
+    model = repos.artifacts.model
+    m.report(0, total)
+    done = 0
+    for _key, payload in list(repos.artifacts.scan_payloads(m.txn)):
+        mutations.index_artifact(m.txn, repos, model.model_validate_json(payload))
+        done += 1
+        if done % 1000 == 0:
+            m.report(done, total)
+    repos.index.flush(m.txn)
+    repos.index.merge(m.txn)
+    m.report(done, total)
+
+
+def _key_deployments_by_profile(m: Migration) -> None:
+    """Schema 2 -> 3: deployment keys carry the deployment profile (all ``claude_code``'s)."""
+    from .migrations_profiles import migrate_deployment_keys
+    from .storage import DATABASES
+
+    migrate_deployment_keys(m.txn, {name: m.db(name) for name in DATABASES})
+
+
+# (from-version, what the step does, step).  The version becomes from-version + 1
+# once every step of from-version has run.
+MIGRATIONS: list[tuple[int, str, Callable[[Migration], None]]] = [
+    (2, "drop the schema-2 search index", _drop_v2_index),
+    (2, "forget source fingerprints (bodies are read anew)", _forget_fingerprints),
+    (2, "number the artifacts and build the search bitmaps", _build_v3_index),
+    (2, "key deployments by their deployment profile", _key_deployments_by_profile),
+]
 
 
 def read_schema(txn: Txn, meta: MetaRepository, path: Path) -> int:
@@ -54,7 +161,16 @@ def read_schema(txn: Txn, meta: MetaRepository, path: Path) -> int:
     return int(version)
 
 
-def ensure_schema(txn: Txn, meta: MetaRepository, storage: Storage) -> int:
+def _quiet(_step: str, _done: int, _total: int) -> None:
+    """The default progress callback: says nothing."""
+
+
+def ensure_schema(
+    txn: Txn,
+    meta: MetaRepository,
+    storage: Storage,
+    progress: Optional[MigrationProgress] = None,
+) -> int:
     """Initialise, accept or migrate the schema inside a write transaction; return the version."""
     from . import mutations
 
@@ -68,19 +184,25 @@ def ensure_schema(txn: Txn, meta: MetaRepository, storage: Storage) -> int:
             f"the cache in {storage.path} was written by a newer projcache "
             f"(schema {version}; this one knows up to {SCHEMA_VERSION})"
         )
+    migration = Migration(txn, storage, progress or _quiet)
     while version < SCHEMA_VERSION:
-        migrate = MIGRATIONS.get(version)
-        if migrate is None:
+        steps = [(what, step) for start, what, step in MIGRATIONS if start == version]
+        if not steps:
             logger.warning(
                 "no migration from schema %s; emptying %s for a rebuild from source",
                 version,
                 storage.path,
             )
             mutations.clear_all(txn, storage.dbs)
+            for name in sorted(storage.legacy):
+                migration.replace(name)
             meta.put(txn, "needs_rebuild", True)
             version = SCHEMA_VERSION
             break
-        migrate(txn, meta)
+        for what, step in steps:
+            logger.info("migrating %s from schema %s: %s", storage.path, version, what)
+            migration.step = what
+            step(migration)
         version += 1
     meta.put(txn, "schema_version", version)
     return int(version)

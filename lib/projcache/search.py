@@ -1,49 +1,89 @@
 """Full-text search: the tokenizer, the terms indexed per artifact, and query execution.
 
-Index: ``search-tokens`` maps each token to the keys of the artifacts holding
-it; ``artifact-terms`` maps each artifact to ``{token: field mask}``.  The mask
-says in which fields the token occurs, which is all ranking needs.
+Index (format v3, see docs/cache/storage-format.md): every artifact has a dense
+integer id; each *term* of each *field* maps to a compressed bitmap of the ids
+holding it (:class:`~projcache.repository.BitmapIndex`).  Fields: ``n`` name,
+``t`` title and tags, ``d`` description, ``b`` the Markdown body.  A token is
+indexed as itself and as its English stem, so ``spreadsheets`` is found by
+``spreadsheet`` and the other way round.
 
-Query semantics (what the brute-force tests pin):
+The ranking rule (what the brute-force oracle in tests/test_search.py pins):
 
-* the query is split with :func:`query_words`; every word but the last must
-  occur as a token (AND), stop words among them are ignored;
-* the last word matches any token it is a prefix of (search-as-you-type);
-* score = sum over the words of the weight of the best field the word matched
-  in (name 8 > tags 4 > title 2 > description 1); ties ordered by name, then key;
-* filters (type, collection, tag, project) narrow the matches; ``total`` counts
-  every match, ``limit``/``offset`` select the page.
+* the query is split with :func:`query_words`; stop words are dropped except
+  the last word; at most :data:`MAX_QUERY_WORDS` distinct words count;
+* a word matches an artifact *exactly* (the word is one of its terms), by
+  *stem* (its stem is one of its terms) or, for the last word only, by
+  *prefix* (a term starts with it; the first :data:`MAX_PREFIX_TERMS` terms in
+  byte order);
+* each matched word scores the best level it reaches (:data:`LEVELS`): name
+  exact 9 / stem 8 / prefix 7, title or tags 6 / 5 / 4, description 2, body 1;
+* results that match every word come first (``total`` counts them); when they
+  do not fill the page, results matching fewer words follow (``partial``),
+  most words matched first;
+* within the same number of matched words: higher score first, then managed
+  before unmanaged, shorter name first, then lower id (older artifact) first.
 
-Execution starts from the rarest word (LMDB keeps duplicate counts, so sizing a
-posting list is O(1)) and checks each candidate against its terms record.
+Execution never scores every hit: a small candidate set is scored hit by hit;
+a large one is walked from the highest score down by intersecting per-level
+bitmaps, and the tie-breaks are bitmaps too (managed, name length).
 """
 
 from __future__ import annotations
 
-import heapq
 import re
 import unicodedata
-from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Any, Optional
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import TYPE_CHECKING, Any, Optional
 
-from . import codec
-from .repository import Repositories
-from .storage import Txn
+from pyroaring import BitMap
+
+if TYPE_CHECKING:
+    from .repository import Repositories
+    from .storage import Txn
 
 __all__ = [
-    "FIELD_WEIGHTS",
+    "FIELDS",
+    "LEVELS",
+    "MAX_PREFIX_TERMS",
+    "MAX_QUERY_WORDS",
     "STOP_WORDS",
     "QueryFilters",
-    "artifact_terms",
+    "QueryResult",
+    "artifact_fields",
+    "field_terms",
     "query_words",
     "run_query",
+    "stem",
     "tokenize",
 ]
 
-FIELD_WEIGHTS = {"name": 8, "tags": 4, "title": 2, "description": 1}
-_MASK_WEIGHTS = sorted(FIELD_WEIGHTS.values(), reverse=True)
 MAX_TOKEN_CHARS = 64
+MAX_QUERY_WORDS = 16
+MAX_PREFIX_TERMS = 256
+MAX_NAME_BUCKET = 64
+# Sets at most this large are ranked hit by hit; larger ones by bitmap tiers.
+_SMALL = 48
+
+# Field codes, strongest first: name, title + tags, description, body.
+FIELDS = (b"n", b"t", b"d", b"b")
+# (field, kind) -> level; kind 0 exact, 1 stem, 2 prefix.  Description and body
+# do not tell the kinds apart: a word there is weak evidence however it matched.
+LEVELS: dict[tuple[bytes, int], int] = {
+    (b"n", 0): 9,
+    (b"n", 1): 8,
+    (b"n", 2): 7,
+    (b"t", 0): 6,
+    (b"t", 1): 5,
+    (b"t", 2): 4,
+    (b"d", 0): 2,
+    (b"d", 1): 2,
+    (b"d", 2): 2,
+    (b"b", 0): 1,
+    (b"b", 1): 1,
+    (b"b", 2): 1,
+}
 
 STOP_WORDS = frozenset(
     [
@@ -85,6 +125,7 @@ STOP_WORDS = frozenset(
 )
 
 _RUN = re.compile(r"[^\W_]+")
+_VOWELS = frozenset("aeiouy")
 
 
 def _camel_parts(run: str) -> list[str]:
@@ -144,15 +185,29 @@ def _fold(word: str) -> str:
     return unicodedata.normalize("NFC", "".join(kept))
 
 
-def _words(text: str, *, compounds: bool) -> list[str]:
-    words: list[str] = []
-    for run in _runs(unicodedata.normalize("NFKC", text)):
+@lru_cache(maxsize=1 << 16)
+def _split_run(run: str, compounds: bool) -> tuple[str, ...]:
+    """The words of one letter/digit run (camelCase parts, plus the whole when ``compounds``)."""
+    if run.islower() or not any(c.isupper() for c in run):
+        pieces = [run]
+    elif run[0].isupper() and (len(run) == 1 or run[1:].islower()):
+        pieces = [run]  # "Capitalised": one word
+    else:
         parts = _camel_parts(run)
         pieces = [*parts, run] if compounds and len(parts) > 1 else parts
-        for piece in pieces:
-            # lower() can yield non-letters, so split again after folding.
-            for word in _runs(_fold(piece.lower())):
-                words.append(word[:MAX_TOKEN_CHARS])
+    words: list[str] = []
+    for piece in pieces:
+        # lower() can yield non-letters, so split again after folding.
+        for word in _runs(_fold(piece.lower())):
+            words.append(word[:MAX_TOKEN_CHARS])
+    return tuple(words)
+
+
+def _words(text: str, *, compounds: bool) -> list[str]:
+    runs = _RUN.findall(text) if text.isascii() else _runs(unicodedata.normalize("NFKC", text))
+    words: list[str] = []
+    for run in runs:
+        words.extend(_split_run(run, compounds))
     return words
 
 
@@ -173,30 +228,59 @@ def query_words(query: str) -> list[str]:
     return _words(query, compounds=False)
 
 
-def artifact_terms(artifact: Mapping[str, Any]) -> dict[str, int]:
-    """Return ``{token: field mask}`` for an artifact's searchable fields."""
-    fields = {
-        "name": artifact.get("name") or "",
-        "tags": " ".join(artifact.get("tags") or ()),
-        "title": artifact.get("title") or "",
-        "description": artifact.get("description") or "",
+@lru_cache(maxsize=1)
+def _stemmer() -> Any:
+    import Stemmer  # PyStemmer: the Snowball English (Porter2) stemmer in C (ADR 0010)
+
+    return Stemmer.Stemmer("english")
+
+
+@lru_cache(maxsize=65536)
+def stem(word: str) -> str:
+    """The English (Snowball) stem of a lower-case token; other scripts come back unchanged.
+
+    Snowball keeps the ``s`` of a vowel-less word (``pdfs``, ``mcps``); those
+    are acronym plurals, so a final ``s`` after a consonant is dropped there.
+    """
+    if not word.isascii() or not word.isalpha() or len(word) < 3:
+        return word
+    stemmed: str = _stemmer().stemWord(word)
+    if (
+        stemmed == word
+        and word.endswith("s")
+        and word[-2] != "s"
+        and not _VOWELS.intersection(word[:-1])
+    ):
+        return word[:-1]
+    return stemmed
+
+
+def artifact_fields(artifact: Mapping[str, Any]) -> dict[bytes, str]:
+    """The searchable text of an artifact per field code (name, title + tags, description, body)."""
+    title = artifact.get("title") or ""
+    tags = " ".join(artifact.get("tags") or ())
+    return {
+        b"n": artifact.get("name") or "",
+        b"t": f"{title} {tags}",
+        b"d": artifact.get("description") or "",
+        b"b": artifact.get("body") or "",
     }
-    terms: dict[str, int] = {}
-    for field, text in fields.items():
-        weight = FIELD_WEIGHTS[field]
-        for token in tokenize(text):
-            terms[token] = terms.get(token, 0) | weight
+
+
+def field_terms(artifact: Mapping[str, Any]) -> dict[bytes, set[str]]:
+    """Return ``{field code: terms}``: every token of the field and its stem."""
+    terms: dict[bytes, set[str]] = {}
+    for code, text in artifact_fields(artifact).items():
+        tokens = set(tokenize(text))
+        found = tokens.union([stem(token) for token in tokens])
+        if found:
+            terms[code] = found
     return terms
 
 
-def _best(mask: int) -> int:
-    for weight in _MASK_WEIGHTS:
-        if mask & weight:
-            return weight
-    return 0
-
-
-_BEST = [_best(mask) for mask in range(256)]  # mask byte -> weight of its best field
+def name_bucket(name: str) -> int:
+    """The name-length tie-break bucket of ``name`` (1 .. :data:`MAX_NAME_BUCKET`)."""
+    return max(1, min(len(name), MAX_NAME_BUCKET))
 
 
 @dataclass(frozen=True)
@@ -209,114 +293,264 @@ class QueryFilters:
     project: Optional[str] = None
 
 
-# A posting lookup (B-tree descent) costs about as much as reading this many
-# postings sequentially; it decides between probing candidates and reading a list.
-_PROBE_COST = 8
+@dataclass
+class QueryResult:
+    """One page of a search: ``(artifact key, score)`` pairs, exact total, partial hits on the page.
+
+    ``page`` holds the exact matches first, then (when they run out) partial
+    ones; ``partial`` says how many of the page's hits are partial, and
+    ``partial_total`` how many partial matches exist in all (0 when the exact
+    matches fill the page: it is only counted when needed).
+    """
+
+    page: list[tuple[str, float]] = field(default_factory=list)
+    total: int = 0
+    partial: int = 0
+    partial_total: int = 0
 
 
 class _Word:
-    """One query word: its index tokens and how many postings they hold."""
+    """One query word: per level, the bitmap of the ids whose best level it is."""
 
-    def __init__(self, text: str, tokens: list[bytes], size: int, complete: bool, prefix: bool):
+    def __init__(self, text: str, levels: list[tuple[int, BitMap]]):
         self.text = text
-        self.prefix = prefix
-        self.tokens = tokens
-        self.size = size
-        self.complete = complete  # False when sizing stopped early (prefix words only)
+        self.levels = levels  # (level, ids), levels descending, disjoint
+        self.any = BitMap.union(*(ids for _lvl, ids in levels)) if levels else BitMap()
 
-    def read(self, txn: Txn, repos: Repositories) -> dict[bytes, int]:
-        """Map artifact key -> best field weight over all of the word's postings."""
-        best: dict[bytes, int] = {}
-        postings = repos.tokens.postings
-        for token in self.tokens:
-            for value in postings.values(txn, token):
-                key, weight = value[:-2], _BEST[value[-1]]
-                if weight > best.get(key, 0):
-                    best[key] = weight
-        return best
+    def restricted(self, within: BitMap) -> list[tuple[int, BitMap]]:
+        """The level bitmaps intersected with ``within`` (empty ones dropped), plus level 0."""
+        out = []
+        for level, ids in self.levels:
+            part = ids & within
+            if part:
+                out.append((level, part))
+        rest = within - self.any
+        if rest:
+            out.append((0, rest))
+        return out
 
-
-def _size_words(
-    txn: Txn, repos: Repositories, exact: list[str], prefix: str
-) -> Optional[list[_Word]]:
-    """Size every word (O(1) per token); ``None`` when some exact word has no posting."""
-    postings = repos.tokens.postings
-    words = []
-    for text in exact:
-        size = postings.count(txn, text.encode())
-        if size == 0:
-            return None
-        words.append(_Word(text, [text.encode()], size, True, prefix=False))
-    cap = min((w.size for w in words), default=None)
-    tokens: list[bytes] = []
-    size = 0
-    complete = True
-    for token, count in postings.keys_with_prefix(txn, prefix.encode()):
-        tokens.append(token)
-        size += count
-        if cap is not None and size > cap * _PROBE_COST:
-            complete = False  # far from the rarest: it will be probed, not read
-            break
-    if size == 0:
-        return None
-    words.append(_Word(prefix, tokens, size, complete, prefix=True))
-    return sorted(words, key=lambda w: w.size)
+    def level_of(self, doc: int) -> int:
+        """The level this word reaches in document ``doc`` (0 when it does not match)."""
+        for level, ids in self.levels:
+            if doc in ids:
+                return level
+        return 0
 
 
-def _narrow(
-    txn: Txn, repos: Repositories, found: dict[bytes, int], word: _Word
-) -> dict[bytes, int]:
-    """Keep the keys of ``found`` that also hold ``word``, adding its weight to their score."""
-    if word.complete and word.size <= len(found) * _PROBE_COST * len(word.tokens):
-        other = word.read(txn, repos)
-        return {k: s + other[k] for k, s in found.items() if k in other}
-    narrowed: dict[bytes, int] = {}
-    if word.prefix and (not word.complete or len(word.tokens) > _PROBE_COST):
-        # Many tokens share the prefix: read each candidate's terms record instead.
-        for key, score in found.items():
-            terms = repos.tokens.terms(txn, key.decode("utf-8")) or {}
-            weight = max((_BEST[m] for t, m in terms.items() if t.startswith(word.text)), default=0)
-            if weight:
-                narrowed[key] = score + weight
-        return narrowed
-    cursor = txn.cursor(repos.tokens.postings.db)
-    for key, score in found.items():
-        weight = max(_BEST[repos.tokens.mask_of(cursor, t, key)] for t in word.tokens)
-        if weight:
-            narrowed[key] = score + weight
-    return narrowed
+def _read_word(
+    txn: Txn, repos: Repositories, text: str, prefix: bool, cache: dict[str, dict[bytes, BitMap]]
+) -> _Word:
+    """Read the bitmaps of one query word and split them into disjoint levels."""
+    index = repos.index
+
+    def fields_of(term: str) -> dict[bytes, BitMap]:
+        if term not in cache:
+            cache[term] = index.term_fields(txn, term)
+        return cache[term]
+
+    kinds: list[dict[bytes, BitMap]] = [fields_of(text)]
+    stemmed = stem(text)
+    kinds.append(fields_of(stemmed) if stemmed != text else {})
+    prefixed: dict[bytes, BitMap] = {}
+    if prefix:
+        for term in index.terms_with_prefix(txn, text, MAX_PREFIX_TERMS):
+            for code, found_ids in fields_of(term).items():
+                prefixed[code] = prefixed[code] | found_ids if code in prefixed else found_ids
+    kinds.append(prefixed)
+    levels: dict[int, BitMap] = {}
+    for code in FIELDS:
+        for kind, found in enumerate(kinds):
+            ids = found.get(code)
+            if ids:
+                level = LEVELS[(code, kind)]
+                levels[level] = levels[level] | ids if level in levels else ids
+    taken = BitMap()
+    ordered = []
+    for level in sorted(levels, reverse=True):
+        ids = levels[level] - taken if taken else levels[level]
+        if ids:
+            ordered.append((level, ids))
+            taken |= ids
+    return _Word(text, ordered)
 
 
-def _apply_filters(
-    txn: Txn, repos: Repositories, found: dict[bytes, int], filters: QueryFilters
-) -> dict[bytes, int]:
-    if filters.type is not None or filters.collection is not None:
-        wanted_type = filters.type.encode() if filters.type is not None else None
-        wanted_collection = filters.collection.encode() if filters.collection is not None else None
-        kept = {}
-        for key, score in found.items():
-            collection, type_, _name = key.split(b"/")
-            if (wanted_type is None or type_ == wanted_type) and (
-                wanted_collection is None or collection == wanted_collection
-            ):
-                kept[key] = score
-        found = kept
-    if filters.project is not None:
-        deployed = {
-            codec.parse_deployment_key(k)[1].encode()
-            for k, _v in repos.deployments.scan_project(txn, filters.project)
-        }
-        found = {k: s for k, s in found.items() if k in deployed}
+def _query_terms(query: str) -> list[tuple[str, bool]]:
+    """``(word, is the prefix word)`` for the distinct words that count, in query order."""
+    words = query_words(query)
+    if not words:
+        return []
+    last = words[-1]
+    out: list[tuple[str, bool]] = []
+    seen: set[str] = set()
+    for word in words[:-1]:
+        if word in STOP_WORDS or word in seen or word == last:
+            continue
+        seen.add(word)
+        out.append((word, False))
+    out = out[: MAX_QUERY_WORDS - 1]
+    out.append((last, True))
+    return out
+
+
+def _filter_ids(txn: Txn, repos: Repositories, filters: QueryFilters) -> Optional[BitMap]:
+    """The ids allowed by the filters (``None``: no filter)."""
+    index = repos.index
+    allowed: Optional[BitMap] = None
+
+    def narrow(ids: BitMap) -> None:
+        nonlocal allowed
+        allowed = ids if allowed is None else allowed & ids
+
+    if filters.type is not None:
+        narrow(index.facet(txn, "type", filters.type))
+    if filters.collection is not None:
+        narrow(index.facet(txn, "collection", filters.collection))
     if filters.tag is not None:
-        tag = filters.tag
-        if repos.facets.size(txn, "tag", tag) <= len(found) * _PROBE_COST:
-            tagged = {k.encode() for k in repos.facets.artifact_keys(txn, "tag", tag)}
-            found = {k: s for k, s in found.items() if k in tagged}
-        else:
-            found = {
-                k: s for k, s in found.items() if repos.facets.has(txn, "tag", tag, k.decode())
-            }
-    return found
+        narrow(index.facet(txn, "tag", filters.tag))
+    if filters.project is not None:
+        from . import codec
+
+        deployed = BitMap()
+        for key, _payload in repos.deployments.scan_project(txn, filters.project):
+            doc = repos.ids.id_of(txn, codec.parse_deployment_key(key)[1])
+            if doc is not None:
+                deployed.add(doc)
+        narrow(deployed)
+    return allowed
+
+
+class _Ranker:
+    """Orders a set of ids by (score, managed, shorter name, id) for one query."""
+
+    def __init__(self, txn: Txn, repos: Repositories, words: list[_Word]):
+        self.txn = txn
+        self.repos = repos
+        self.words = words
+        self._managed: Optional[BitMap] = None
+        self._buckets: Optional[list[int]] = None
+        self._bucket_ids: dict[int, BitMap] = {}
+
+    def managed(self) -> BitMap:
+        if self._managed is None:
+            self._managed = self.repos.index.facet(self.txn, "managed", "1")
+        return self._managed
+
+    def buckets(self) -> Iterable[BitMap]:
+        """The ids per name length, shortest first, each read once and only when reached."""
+        if self._buckets is None:
+            self._buckets = self.repos.index.name_buckets(self.txn)
+        for bucket in self._buckets:
+            ids = self._bucket_ids.get(bucket)
+            if ids is None:
+                ids = self._bucket_ids[bucket] = self.repos.index.facet(
+                    self.txn, "len", f"{bucket:02d}"
+                )
+            yield ids
+
+    def take(self, ids: BitMap, start: int, stop: int) -> list[tuple[int, float]]:
+        """Ranks ``start`` .. ``stop`` of ``ids`` as ``(id, score)``."""
+        if start >= stop or start >= len(ids):
+            return []
+        if len(ids) <= _SMALL:
+            return self._by_hit(ids)[start:stop]
+        out: list[tuple[int, float]] = []
+        seen = 0
+        for score, group in self._groups(ids):
+            size = len(group)
+            if seen + size <= start:
+                seen += size
+                continue
+            for doc in self._tie_order(group, max(0, start - seen), stop - seen):
+                out.append((doc, float(score)))
+            seen += size
+            if seen >= stop:
+                break
+        return out
+
+    def _by_hit(self, ids: BitMap) -> list[tuple[int, float]]:
+        managed = self.managed()
+        keys = self.repos.ids
+        rows = []
+        for doc in ids:
+            score = sum(word.level_of(doc) for word in self.words)
+            key = keys.key_of(self.txn, doc) or ""
+            name = key.split("/", 2)[-1]
+            rows.append((-score, doc not in managed, name_bucket(name), doc))
+        rows.sort()
+        return [(row[3], float(-row[0])) for row in rows]
+
+    def _groups(self, ids: BitMap) -> Iterable[tuple[int, BitMap]]:
+        """Yield ``(score, ids with that score)`` from the highest score down, lazily.
+
+        Each score's set is the union, over the combinations of per-word levels
+        adding up to it, of the intersection of those levels' bitmaps; prefix
+        intersections are shared between scores, and combinations that cannot
+        reach the score are never intersected.  High scores come from small
+        bitmaps (names, titles), so a page usually fills before the big
+        body-level bitmaps are touched.
+        """
+        options: list[list[tuple[int, Optional[BitMap]]]] = []
+        for word in self.words:
+            levels: list[tuple[int, Optional[BitMap]]] = list(word.levels)
+            levels.append((0, None))  # unmatched: ``acc - word.any`` (empty for exact sets)
+            options.append(levels)
+        n = len(options)
+        most = [0] * (n + 1)
+        for i in range(n - 1, -1, -1):
+            most[i] = most[i + 1] + options[i][0][0]
+        memo: dict[tuple[int, ...], BitMap] = {(): ids}
+
+        def collect(chosen: tuple[int, ...], need: int, out: list[BitMap]) -> None:
+            i = len(chosen)
+            acc = memo[chosen]
+            if i == n:
+                if need == 0:
+                    out.append(acc)
+                return
+            for level, part in options[i]:
+                rest = need - level
+                if rest < 0 or rest > most[i + 1]:
+                    continue
+                key = (*chosen, level)
+                joined = memo.get(key)
+                if joined is None:
+                    joined = acc - self.words[i].any if part is None else acc & part
+                    memo[key] = joined
+                if joined:
+                    collect(key, rest, out)
+
+        for score in range(most[0], -1, -1):
+            found: list[BitMap] = []
+            collect((), score, found)
+            if found:
+                yield score, found[0] if len(found) == 1 else BitMap.union(*found)
+
+    def _tie_order(self, group: BitMap, start: int, stop: int) -> list[int]:
+        """Ranks ``start`` .. ``stop`` of ``group``: managed first, shorter name, lower id."""
+        if len(group) <= _SMALL:
+            return [doc for doc, _s in self._by_hit(group)][start:stop]
+        managed = self.managed()
+        out: list[int] = []
+        seen = 0
+        for part in (group & managed, group - managed):
+            if not part:
+                continue
+            if seen + len(part) <= start:
+                seen += len(part)
+                continue
+            for ids in self.buckets():
+                sub = part & ids
+                size = len(sub)
+                if not size:
+                    continue
+                if seen + size > start:
+                    lo = max(0, start - seen)
+                    hi = min(size, stop - seen)
+                    out.extend(sub[lo:hi])
+                seen += size
+                if seen >= stop:
+                    return out
+        return out
 
 
 def run_query(
@@ -326,32 +560,87 @@ def run_query(
     filters: QueryFilters,
     limit: int,
     offset: int,
-) -> tuple[list[tuple[str, float]], int]:
-    """Run ``query`` and return ``([(artifact key, score), ...] for the page, total matches)``.
+    fill: bool = True,
+) -> QueryResult:
+    """Run ``query`` and return the page ``[offset, offset + limit)`` (see the module doc).
 
-    Reads the postings of the rarest word, then narrows by each other word in
-    order of size, probing single postings when that is cheaper than reading a
-    whole list; only the page's keys are sorted fully (a heap selects them).
+    With ``fill=False`` the page holds exact matches only (no partial ones after them).
     """
-    words = query_words(query)
-    if not words:
-        return [], 0
-    prefix = words[-1]
-    exact = sorted({w for w in words[:-1] if w not in STOP_WORDS})
-    sized = _size_words(txn, repos, exact, prefix)
-    if sized is None:
-        return [], 0
-    driver, rest = sized[0], sized[1:]
-    found = driver.read(txn, repos)
-    found = _apply_filters(txn, repos, found, filters)
-    for word in rest:
-        if not found:
+    terms = _query_terms(query)
+    if not terms:
+        return QueryResult()
+    cache: dict[str, dict[bytes, BitMap]] = {}
+    words = [_read_word(txn, repos, text, prefix, cache) for text, prefix in terms]
+    allowed = _filter_ids(txn, repos, filters)
+    deleted = repos.index.deleted(txn)
+    ordered = sorted(words, key=lambda w: len(w.any))
+    exact = ordered[0].any
+    if allowed is not None:
+        exact = exact & allowed
+    for word in ordered[1:]:
+        if not exact:
             break
-        found = _narrow(txn, repos, found, word)
-    total = len(found)
-    if limit <= 0 or offset >= total:
-        return [], total
-    ranked = heapq.nsmallest(
-        offset + limit, ((-score, key.rsplit(b"/", 1)[1], key) for key, score in found.items())
-    )
-    return [(key.decode("utf-8"), float(-neg)) for neg, _name, key in ranked[offset:]], total
+        exact = exact & word.any
+    if deleted:
+        exact = exact - deleted
+    total = len(exact)
+    result = QueryResult(total=total)
+    stop = offset + limit
+    ranker = _Ranker(txn, repos, words)
+    hits = ranker.take(exact, offset, stop) if limit > 0 else []
+    if fill and len(words) > 1 and stop > total:
+        partial_hits = _partial(ranker, words, exact, allowed, deleted, offset, stop, total, result)
+        result.partial = len(partial_hits) if limit > 0 else 0
+        hits.extend(partial_hits if limit > 0 else [])
+    keys = repos.ids
+    for doc, score in hits:
+        key = keys.key_of(txn, doc)
+        if key is not None:  # an id without a key: verify reports it
+            result.page.append((key, score))
+    return result
+
+
+def _partial(
+    ranker: _Ranker,
+    words: list[_Word],
+    exact: BitMap,
+    allowed: Optional[BitMap],
+    deleted: BitMap,
+    offset: int,
+    stop: int,
+    total: int,
+    result: QueryResult,
+) -> list[tuple[int, float]]:
+    """The partial matches of ranks ``offset .. stop`` (ranks after the ``total`` exact ones)."""
+    universe = BitMap.union(*(word.any for word in words))
+    if allowed is not None:
+        universe &= allowed
+    universe -= exact
+    if deleted:
+        universe -= deleted
+    result.partial_total = len(universe)
+    if not universe:
+        return []
+    # by_count[c]: ids of the universe matching exactly c of the words seen so far.
+    by_count: list[BitMap] = [universe]
+    for word in words:
+        nxt = [BitMap() for _ in range(len(by_count) + 1)]
+        for count, ids in enumerate(by_count):
+            if not ids:
+                continue
+            hit = ids & word.any
+            nxt[count] |= ids - hit
+            nxt[count + 1] |= hit
+        by_count = nxt
+    out: list[tuple[int, float]] = []
+    seen = total
+    for count in range(len(words) - 1, 0, -1):
+        ids = by_count[count]
+        if not ids:
+            continue
+        if seen + len(ids) > offset:
+            out.extend(ranker.take(ids, max(0, offset - seen), stop - seen))
+        seen += len(ids)
+        if seen >= stop:
+            break
+    return out

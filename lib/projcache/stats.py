@@ -28,7 +28,7 @@ def collect_stats(storage: Storage, repos: Repositories, hits: int, misses: int)
             "artifacts": repos.artifacts.count(txn),
             "deployments": repos.deployments.count(txn),
             "sources": repos.sources.count(txn),
-            "postings": int(txn.stat(repos.tokens.postings.db)["entries"]),
+            "postings": int(txn.stat(repos.index.main)["entries"]),
         }
         now = utcnow()
         ttl = storage.settings.ttl_seconds

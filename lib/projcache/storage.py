@@ -57,7 +57,7 @@ try:  # POSIX only; on other platforms growth is not coordinated across processe
 except ImportError:  # pragma: no cover
     fcntl = None  # type: ignore[assignment]
 
-__all__ = ["DATABASES", "Storage", "Txn"]
+__all__ = ["DATABASES", "Storage", "Txn", "before_commit", "run_before_commit"]
 
 logger = logging.getLogger(__name__)
 
@@ -71,20 +71,47 @@ else:
 
 # name -> dupsort.  The first six are the contract in DESIGN.md, ``collections``
 # holds Collection records; the rest are derived indexes (rebuildable from the
-# records, see verify.py).
+# records, see verify.py).  Format v3: ``search-tokens`` holds bitmaps (it was
+# a dupsort posting list in v2), ``search-pending`` their tail, ``artifact-ids``
+# / ``artifact-keys`` the integer ids.
 DATABASES: dict[str, bool] = {
     "meta": False,
     "projects": False,
     "artifacts": False,
     "deployments": False,
-    "search-tokens": True,
+    "search-tokens": False,
     "sources": False,
     "collections": False,
-    "artifact-terms": False,
-    "artifact-facets": True,
+    "search-pending": False,
+    "artifact-ids": False,
+    "artifact-keys": False,
     "deployments-by-artifact": True,
     "deployments-by-state": True,
 }
+# Sub-databases whose flags changed since schema 2: a v2 cache has them dupsort,
+# and they are opened that way until the migration replaces them.
+_LEGACY_DUPSORT = frozenset({"search-tokens"})
+_NEW_IN_V3 = frozenset({"search-pending", "artifact-ids", "artifact-keys"})
+
+# id(write transaction) -> callbacks run just before it commits (see before_commit).
+_before_commit: dict[int, list[Callable[[], None]]] = {}
+
+
+def before_commit(txn: Txn, callback: Callable[[], None]) -> None:
+    """Run ``callback`` just before ``txn`` commits in :meth:`Storage.write` (once).
+
+    Write-back caches (the bitmap index's tail) use it to write what they
+    gathered during the transaction; an aborted transaction drops them.
+    """
+    _before_commit.setdefault(id(txn), []).append(callback)
+
+
+def run_before_commit(txn: Txn) -> None:
+    """Run and forget ``txn``'s pre-commit callbacks (for code committing a raw transaction)."""
+    for callback in _before_commit.pop(id(txn), ()):
+        callback()
+
+
 MAX_READERS = 1024
 _MAX_DBS = len(DATABASES) + 6  # headroom for future indexes without a format change
 _NETWORK_FS = {"nfs", "nfs4", "cifs", "smb3", "smbfs", "afs", "9p", "fuse.sshfs", "ceph"}
@@ -152,6 +179,7 @@ class Storage:
         self._write_lock = threading.RLock()
         self._guard = MapGuard()
         self._fork_generation = _fork_generation
+        self._replaced: dict[str, Any] = {}
         self.env, self.dbs = self._open_env()
 
     # -- lifecycle ---------------------------------------------------------
@@ -313,24 +341,50 @@ class Storage:
                 delay = min(delay * 2, 0.2)
 
     def _open_dbs(self, env: lmdb.Environment) -> dict[str, Any]:
+        self.legacy: set[str] = set()
         if self.readonly:
             # Without a transaction py-lmdb opens each handle in its own read
             # transaction; a handle opened in a read transaction we pass in is
             # discarded when that transaction ends (seen with py-lmdb 3.0).
-            try:
-                return {
-                    name: env.open_db(name.encode(), dupsort=dupsort, create=False)
-                    for name, dupsort in DATABASES.items()
-                }
-            except lmdb.NotFoundError as exc:
-                raise CacheNotFoundError(
-                    f"{self.path} holds no projcache cache (a sub-database is missing)"
-                ) from exc
+            dbs: dict[str, Any] = {}
+            for name, dupsort in DATABASES.items():
+                try:
+                    dbs[name] = self._open_db(env, None, name, dupsort, create=False)
+                except lmdb.NotFoundError as exc:
+                    if name == "meta" or name not in _NEW_IN_V3:
+                        raise CacheNotFoundError(
+                            f"{self.path} holds no projcache cache (a sub-database is missing)"
+                        ) from exc
+                    # An older cache: its schema check refuses it with a clear message.
+                    dbs[name] = None
+            return dbs
         with env.begin(write=True) as txn:
             return {
-                name: env.open_db(name.encode(), txn=txn, dupsort=dupsort)
+                name: self._open_db(env, txn, name, dupsort, create=True)
                 for name, dupsort in DATABASES.items()
             }
+
+    def _open_db(
+        self, env: lmdb.Environment, txn: Optional[Txn], name: str, dupsort: bool, create: bool
+    ) -> Any:
+        try:
+            return env.open_db(name.encode(), txn=txn, dupsort=dupsort, create=create)
+        except lmdb.IncompatibleError:
+            if name not in _LEGACY_DUPSORT:
+                raise
+            self.legacy.add(name)  # a schema-2 cache: the migration replaces it
+            return env.open_db(name.encode(), txn=txn, dupsort=True, create=False)
+
+    def replace_db(self, txn: Txn, name: str) -> Any:
+        """Drop sub-database ``name`` and create it anew with its v3 flags, inside ``txn``.
+
+        The new handle is installed in :attr:`dbs` (a new dict, so repositories
+        rebuild) only once ``txn`` commits: see :func:`before_commit`.
+        """
+        txn.drop(self.dbs[name], delete=True)
+        handle = self.env.open_db(name.encode(), txn=txn, dupsort=DATABASES[name], create=True)
+        self._replaced[name] = handle
+        return handle
 
     def _live_env(self) -> lmdb.Environment:
         if self._closed:
@@ -513,25 +567,36 @@ class Storage:
                     continue
                 except lmdb.Error as exc:
                     raise translate_lmdb_error(exc, path=str(self.path)) from exc
+                self._replaced = {}
                 try:
                     result = fn(txn)
+                    run_before_commit(txn)
                     txn.commit()
+                    if self._replaced:
+                        self.dbs = {**self.dbs, **self._replaced}
+                        self.legacy.difference_update(self._replaced)
+                        self._replaced = {}
                     return result
                 except lmdb.MapFullError:
+                    _before_commit.pop(id(txn), None)
                     self._abort(txn)
                     self._grow(size_before)
                 except lmdb.MapResizedError:
+                    _before_commit.pop(id(txn), None)
                     self._abort(txn)
                     self._adopt_map_size()
                 except lmdb.Error as exc:
+                    _before_commit.pop(id(txn), None)
                     self._abort(txn)
                     raise translate_lmdb_error(exc, path=str(self.path)) from exc
                 except OSError as exc:
+                    _before_commit.pop(id(txn), None)
                     self._abort(txn)
                     if exc.errno in (errno.ENOSPC, errno.EFBIG, getattr(errno, "EDQUOT", 0)):
                         raise translate_os_error(exc, path=str(self.path)) from exc
                     raise
                 except BaseException:
+                    _before_commit.pop(id(txn), None)
                     self._abort(txn)
                     raise
         raise CacheBusyError(f"the write to {self.path} kept losing the race to grow the map")

@@ -5,9 +5,13 @@
     documentation requires: it proves nothing about a file writers still touch.
 (b) **frame**: every value's format byte and CRC32.
 (c) **model**: every record validates against its model and agrees with its key.
-(d) **index**: postings, terms, facets and both deployment indexes match what
-    the records imply exactly; deployments reference existing projects and
-    carry the state the status rule gives.
+(d) **index**: ``artifact-ids`` and ``artifact-keys`` are a bijection over the
+    artifact records; every id is listed in exactly the bitmaps its record
+    implies (terms per field, type, collection, tags, managed, name length:
+    :func:`projcache.mutations.index_names`), main bitmaps and tail united,
+    deleted ids subtracted; both deployment indexes match the deployments;
+    deployments reference existing projects and carry the state the status
+    rule gives.
 
 ``repair`` deletes records failing (b) or (c) (the next refresh re-reads their
 sources) and rebuilds every derived index from the surviving records, in one
@@ -28,8 +32,7 @@ from pydantic import BaseModel, ValidationError
 
 from . import codec, mutations
 from .errors import CorruptRecordError, ProjcacheError
-from .repository import Repositories, TokenIndex, target_value
-from .search import artifact_terms
+from .repository import Repositories, target_value
 from .status import deployment_state
 from .storage import Storage, Txn
 
@@ -42,8 +45,9 @@ logger = logging.getLogger(__name__)
 
 DERIVED = (
     "search-tokens",
-    "artifact-terms",
-    "artifact-facets",
+    "search-pending",
+    "artifact-ids",
+    "artifact-keys",
     "deployments-by-artifact",
     "deployments-by-state",
 )
@@ -83,10 +87,17 @@ _PAGE_COUNT_DRIFT = re.compile(
 
 
 def _describe(db: str, value: bytes) -> str:
-    """Readable form of an index value (a posting shows its key and field mask)."""
-    if db == "search-tokens" and len(value) > 2 and value[-2:-1] == codec.SEPARATOR:
-        return f"{value[:-2].decode('utf-8', 'replace')} (fields {value[-1]:#x})"
+    """Readable form of an index value."""
     return value.decode("utf-8", "replace").replace("\x00", " ")
+
+
+def _name_text(name: bytes) -> str:
+    """A bitmap name for messages: ``term (field x)`` or ``facet=value``."""
+    if name.startswith(b"\x01"):
+        facet, _, value = name[1:].partition(b"\x00")
+        return f"{facet.decode()}={value.decode('utf-8', 'replace')}"
+    term, _, code = name.partition(b"\x00")
+    return f"{term.decode('utf-8', 'replace')} (field {code.decode('ascii', 'replace')})"
 
 
 def _key_of(db: str, record: BaseModel) -> Optional[str]:
@@ -172,31 +183,18 @@ class _Checker:
                 self.bad.setdefault("meta", set()).add(raw_key)
 
     def _points_at_bad_record(self, db: str, key: bytes, value: bytes) -> bool:
-        if db == "search-tokens":
-            value = value[:-2]  # the posting's artifact key, without NUL and mask
-        if db in ("search-tokens", "artifact-facets"):
-            return value in self.bad.get("artifacts", ())
         if db == "deployments-by-artifact":
             project, _sep, profile = value.partition(codec.SEPARATOR)
             value = project + codec.SEPARATOR + key + codec.SEPARATOR + profile
         return value in self.bad.get("deployments", ())
 
     def expected_indexes(self) -> dict[str, set[tuple[bytes, bytes]]]:
-        artifacts: dict[str, Artifact] = self.good["artifacts"]
         deployments: dict[str, Deployment] = self.good["deployments"]
-        postings, facets, by_artifact, by_state = set(), set(), set(), set()
-        for key, artifact in artifacts.items():
-            for token, mask in artifact_terms(artifact.model_dump()).items():
-                postings.add((token.encode(), TokenIndex.posting(key.encode(), mask)))
-            facets.add((b"type\x00" + artifact.type.encode(), key.encode()))
-            for tag in artifact.tags:
-                facets.add((b"tag\x00" + tag.encode(), key.encode()))
+        by_artifact, by_state = set(), set()
         for dkey, dep in deployments.items():
             by_artifact.add((dep.artifact_key.encode(), target_value(dep.project_id, dep.profile)))
             by_state.add((dep.state.encode(), dkey.encode()))
         return {
-            "search-tokens": postings,
-            "artifact-facets": facets,
             "deployments-by-artifact": by_artifact,
             "deployments-by-state": by_state,
         }
@@ -212,24 +210,11 @@ class _Checker:
                 self.add("index", db, key, f"dangling entry -> {_describe(db, value)}")
             for key, value in sorted(expected - actual):
                 self.add("index", db, key, f"missing entry -> {_describe(db, value)}")
+        try:
+            self.bitmaps(txn)
+        except CorruptRecordError as exc:
+            self.add("frame", "search-tokens", None, str(exc))
         artifacts = self.good["artifacts"]
-        indexed: set[str] = set()
-        for term_key, raw in self.repos.tokens.scan_terms(txn):
-            indexed.add(term_key)
-            artifact = artifacts.get(term_key)
-            try:
-                terms = codec.decode(raw, what=f"artifact-terms[{term_key!r}]")
-            except CorruptRecordError as exc:
-                self.add("frame", "artifact-terms", term_key, str(exc))
-                continue
-            if artifact is None:
-                if term_key.encode() not in self.bad.get("artifacts", ()):
-                    self.add("index", "artifact-terms", term_key, "terms of an unknown artifact")
-            elif terms != artifact_terms(artifact.model_dump()):
-                self.add("index", "artifact-terms", term_key, "terms differ from the fields")
-        self.checked["artifact-terms"] = len(indexed)
-        for unindexed in artifacts.keys() - indexed:
-            self.add("index", "artifact-terms", unindexed, "artifact has no terms record")
         projects = self.good["projects"]
         known_collections = {key.split("/", 1)[0] for key in artifacts} | {
             collection.name for collection in self.good.get("collections", {}).values()
@@ -249,16 +234,67 @@ class _Checker:
             if state != dep.state:
                 self.add("index", "deployments", dkey, f"state is {dep.state}, rule says {state}")
 
+    def bitmaps(self, txn: Txn) -> None:
+        """The v3 invariants: key <-> id bijection, each id in exactly its record's bitmaps."""
+        from pyroaring import BitMap
+
+        artifacts: dict[str, Artifact] = self.good["artifacts"]
+        bad = self.bad.get("artifacts", set())
+        ids = self.repos.ids
+        by_key = dict(ids.items(txn))
+        by_id = dict(ids.reverse_items(txn))
+        self.checked["artifact-ids"] = len(by_key)
+        self.checked["artifact-keys"] = len(by_id)
+        for key, doc in sorted(by_key.items()):
+            if by_id.get(doc) != key:
+                self.add("index", "artifact-ids", key, f"id {doc} maps back to {by_id.get(doc)!r}")
+            if key not in artifacts and key.encode() not in bad:
+                self.add("index", "artifact-ids", key, f"id {doc} of an unknown artifact")
+        for doc, key in sorted(by_id.items()):
+            if by_key.get(key) != doc:
+                self.add("index", "artifact-keys", str(doc), f"-> {key!r}, which has no such id")
+        expected: dict[bytes, BitMap] = {}
+        for key, artifact in artifacts.items():
+            known = by_key.get(key)
+            if known is None:
+                self.add("index", "artifact-ids", key, "artifact has no id")
+                continue
+            for name in mutations.index_names(artifact):
+                expected.setdefault(name, BitMap()).add(known)
+        control = self.repos.index.control(txn)
+        deleted = control["deleted"]
+        live = BitMap(by_id)
+        if deleted & live:
+            self.add("index", "search-pending", "deleted", "deleted ids still have keys")
+        if control["free"] & (live | deleted):
+            self.add("index", "search-pending", "free", "free ids are still in use")
+        ignore = BitMap(by_key[k.decode()] for k in bad if k.decode() in by_key)
+        seen = 0
+        for name, found in self.repos.index.names_of(txn):
+            seen += 1
+            found = found - deleted - ignore
+            wanted = expected.pop(name, BitMap())
+            for doc in found - wanted:
+                self.add("index", "search-tokens", _name_text(name), f"dangling id {doc}")
+            for doc in wanted - found:
+                self.add("index", "search-tokens", _name_text(name), f"missing id {doc}")
+        for name, wanted in sorted(expected.items()):
+            for doc in wanted:
+                self.add("index", "search-tokens", _name_text(name), f"missing id {doc}")
+        self.checked["search-tokens"] = seen
+
 
 def _repair(txn: Txn, storage: Storage, repos: Repositories, checker: _Checker) -> None:
     for db, keys in checker.bad.items():
         for key in keys:
             txn.delete(key, db=storage.dbs[db])
+    repos.index.clear(txn)
     for name in DERIVED:
         txn.drop(storage.dbs[name], delete=False)
     projects = checker.good["projects"]
     for artifact in checker.good["artifacts"].values():
         mutations.index_artifact(txn, repos, artifact)
+    repos.index.merge(txn)
     for dkey, dep in checker.good["deployments"].items():
         repos.deployments.delete_for(txn, dep.project_id, dep.artifact_key, dep.profile)
         if dep.project_id in projects:

@@ -406,14 +406,29 @@ def generate_projects(
 _SIMPLE = re.compile(r"[a-z]{3,}")
 
 
-def _postings(artifacts: list[dict[str, Any]]) -> dict[str, set[int]]:
-    from projcache.search import artifact_terms
+def artifact_terms(record: dict[str, Any]) -> set[str]:
+    """Every term projcache indexes for ``record`` (tokens and their stems, any field)."""
+    from projcache.search import field_terms
 
+    return set().union(*field_terms(record).values())
+
+
+def _postings(artifacts: list[dict[str, Any]]) -> dict[str, set[int]]:
     postings: dict[str, set[int]] = {}
     for index, record in enumerate(artifacts):
         for token in artifact_terms(record):
             postings.setdefault(token, set()).add(index)
     return postings
+
+
+def _stem_safe(postings: dict[str, set[int]]) -> set[str]:
+    """Terms a stemming engine and an exact one match alike: no other term shares their stem."""
+    from projcache.search import stem
+
+    groups: dict[str, set[str]] = {}
+    for term in postings:
+        groups.setdefault(stem(term), set()).add(term)
+    return {t for t in postings if groups.get(stem(t)) == {t} and groups.get(t, {t}) == {t}}
 
 
 def choose_queries(artifacts: list[dict[str, Any]]) -> dict[str, Query]:
@@ -426,10 +441,11 @@ def choose_queries(artifacts: list[dict[str, Any]]) -> dict[str, Query]:
     """
     postings = _postings(artifacts)
     ordered = sorted(postings)
+    safe = _stem_safe(postings)
     usable = set()
     for i, token in enumerate(ordered):
         extended = i + 1 < len(ordered) and ordered[i + 1].startswith(token)
-        if _SIMPLE.fullmatch(token) and not extended:
+        if _SIMPLE.fullmatch(token) and not extended and token in safe:
             usable.add(token)
     by_df = sorted(usable, key=lambda t: (-len(postings[t]), t))
     common = by_df[:12]
@@ -442,8 +458,6 @@ def choose_queries(artifacts: list[dict[str, Any]]) -> dict[str, Query]:
             f"{artifacts[i]['collection']}/{artifacts[i]['type']}/{artifacts[i]['name']}"
             for i in hits
         )
-
-    from projcache.search import artifact_terms
 
     rare_pair: Optional[tuple[str, str]] = None
     common_rare: Optional[tuple[str, str]] = None

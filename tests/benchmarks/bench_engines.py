@@ -365,8 +365,8 @@ class Projcache(Engine):
 
     def search_all(self, query: Query) -> set[str]:
         page, total = self.stores.cache.search_json(query.text, limit=10**9)
-        assert len(page) == total
-        return {key for key, _score, _payload in page}
+        assert len(page) >= total  # the exact matches, then partial ones
+        return {key for key, _score, _payload in page[:total]}
 
     def put_one(self, record: dict[str, Any]) -> None:
         self.stores.cache.put_artifacts([record])

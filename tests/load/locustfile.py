@@ -398,17 +398,33 @@ class CacheUser(HttpUser):
         words = query.split()
 
         def check(body: dict[str, Any]) -> None:
+            from projcache.search import stem
+
             expect(body.get("query") == query, "query not echoed")
-            items = check_page(body, limit, params["offset"])
+            # Exact matches (``total`` of them) come first; the last ``partial`` items of a
+            # page they leave short match only some of the words.
+            partial = body.get("partial", 0)
+            expect(isinstance(partial, int) and partial >= 0, "partial missing")
+            whole = {**body, "items": body["items"][: len(body["items"]) - partial]}
+            items = check_page(whole, limit, params["offset"])
+            expect(len(body["items"]) <= limit, "more items than the limit")
             scores = [item["score"] for item in items]
             expect(scores == sorted(scores, reverse=True), "hits not ordered by score")
-            for item in items:
+            for item in body["items"]:
                 check_artifact(item)
+            for item in items:
                 text = " ".join(
-                    [item["name"], " ".join(item["tags"]), item["title"] or "", item["description"]]
+                    [
+                        item["name"],
+                        " ".join(item["tags"]),
+                        item["title"] or "",
+                        item["description"],
+                        item.get("body") or "",
+                    ]
                 ).lower()
                 for word in words:
-                    expect(word in text, f"hit {item['key']} lacks {word!r}")
+                    found = word in text or stem(word) in text
+                    expect(found, f"hit {item['key']} lacks {word!r}")
                 for field in ("type", "collection"):
                     if field in params:
                         expect(item[field] == params[field], f"{field} filter ignored")

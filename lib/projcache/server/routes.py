@@ -331,12 +331,19 @@ def build_router(
         project = project_id(project)
         if _matches(request, etag):
             return _not_modified(etag)
-        page, total = cache.search_json(
+        result = cache.search_page_json(
             q, type, project, limit, offset, collection=collection, tag=tag
         )
         # A hit is the stored record plus its score, spliced without decoding it.
-        items = [p[:-1] + b',"score":' + orjson.dumps(score) + b"}" for _k, score, p in page]
-        body = _envelope(items, query=q, total=total, limit=limit, offset=offset)
+        items = [p[:-1] + b',"score":' + orjson.dumps(score) + b"}" for _k, score, p in result.hits]
+        body = _envelope(
+            items,
+            query=q,
+            total=result.total,
+            partial=result.partial,
+            limit=limit,
+            offset=offset,
+        )
         return _json(body, etag)
 
     @router.post(

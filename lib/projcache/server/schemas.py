@@ -154,11 +154,17 @@ class SearchHitItem(Artifact):
 
 
 class SearchPage(BaseModel):
-    """One page of search hits, best first; ``total`` counts every match."""
+    """One page of search hits, best first.
+
+    ``total`` counts the artifacts matching every word; the last ``partial``
+    items of the page match only some of the words (they fill a page the
+    exact matches leave short).
+    """
 
     query: str
     items: List[SearchHitItem]
     total: int
+    partial: int = 0
     limit: int
     offset: int
 

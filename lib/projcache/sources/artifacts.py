@@ -21,6 +21,7 @@ import os
 from datetime import datetime, timezone
 from typing import Any, Optional
 
+from ..codec import MAX_BODY_CHARS
 from ..errors import InvalidRecordError, SourceFileError
 from .fileio import TreeScan, read_capped
 from .frontmatter import first_paragraph, parse_markdown
@@ -54,6 +55,7 @@ def facts_reader(base: str, main: Optional[str], cap: int) -> Reader:
             doc = parse_markdown(text, path)
             facts["front_matter"] = doc.front_matter
             facts["summary"] = first_paragraph(doc.body)
+            facts["body"] = doc.body.strip()[:MAX_BODY_CHARS]  # searched, not shown
         return facts
 
     return read
@@ -156,6 +158,7 @@ def build_artifact(
         "updated_at": updated,
         # SkillMeat writes `added` with datetime.utcnow(): naive, but UTC.
         "added_at": _when(entry.get("added")),
+        "body": facts.get("body") or "",
     }
 
 
