@@ -40,7 +40,6 @@ def test_quick_is_clean_and_counts_every_value(
     report = cache.verify(progress=lambda done, total: calls.append((done, total)))
     assert report.ok and report.findings == []
     assert report.checked["artifacts"] == 20
-    assert report.checked["artifact-terms"] == 20
     assert report.checked["deployments"] == 1
     assert calls and calls[-1][0] == calls[-1][1] == sum(report.checked.values())
 
@@ -48,19 +47,19 @@ def test_quick_is_clean_and_counts_every_value(
 def test_quick_finds_a_flipped_bit_in_any_framed_value(
     cache: ProjectCache, make_artifact: Factory, make_project: Factory
 ) -> None:
-    """A CRC mismatch in a record, a terms record or meta is a frame finding."""
+    """A CRC mismatch in a record, a project record or meta is a frame finding."""
     _seed(cache, make_artifact, make_project)
     storage = cache._storage
     with storage.env.begin() as txn:
         good = bytes(txn.get(b"default/skill/a3", db=storage.dbs["artifacts"]))
-        terms = bytes(txn.get(b"default/skill/a4", db=storage.dbs["artifact-terms"]))
+        other = bytes(txn.get(b"default/skill/a4", db=storage.dbs["artifacts"]))
     _poke(cache, "artifacts", b"default/skill/a3", good[:-2] + b"X" + good[-1:])
-    _poke(cache, "artifact-terms", b"default/skill/a4", terms[:6] + b"\x00" + terms[7:])
+    _poke(cache, "artifacts", b"default/skill/a4", other[:6] + b"\x00" + other[7:])
     _poke(cache, "meta", b"junk", b"\x01\x00\x00\x00\x00{}")
     found = {(f.kind, f.db, f.key) for f in cache.verify().findings}
     assert found == {
         ("frame", "artifacts", "default/skill/a3"),
-        ("frame", "artifact-terms", "default/skill/a4"),
+        ("frame", "artifacts", "default/skill/a4"),
         ("frame", "meta", "junk"),
     }
 
@@ -68,18 +67,18 @@ def test_quick_finds_a_flipped_bit_in_any_framed_value(
 def test_quick_finds_structural_damage(
     cache: ProjectCache, make_artifact: Factory, make_project: Factory
 ) -> None:
-    """A malformed key, a missing terms record, a missing deployment index entry."""
+    """A malformed key, a missing artifact id, a missing deployment index entry."""
     _seed(cache, make_artifact, make_project)
     _poke(cache, "artifacts", b"no-slashes", codec.encode({"x": 1}))
     storage = cache._storage
     with storage.env.begin(write=True) as txn:
-        txn.delete(b"default/skill/a7", db=storage.dbs["artifact-terms"])
+        txn.delete(b"default/skill/a7", db=storage.dbs["artifact-ids"])
         cursor = txn.cursor(storage.dbs["deployments-by-state"])
         assert cursor.first()
         cursor.delete()
     found = {(f.kind, f.db) for f in cache.verify().findings}
     assert ("model", "artifacts") in found
-    assert ("index", "artifact-terms") in found
+    assert ("index", "artifact-ids") in found
     assert ("index", "deployments-by-state") in found
 
 

@@ -2154,8 +2154,8 @@ class TestListingSnapshot:
             cache.put_artifacts(self._generation(1))
             yield cache
 
-    def _versions(self, client: TestClient) -> dict[str, int]:
-        response = client.get(f"{API}/artifacts", params={"limit": 1000})
+    def _versions(self, client: TestClient, **filters: str) -> dict[str, int]:
+        response = client.get(f"{API}/artifacts", params={"limit": 1000, **filters})
         assert response.status_code == 200, response.text
         counts: dict[str, int] = {}
         for item in response.json()["items"]:
@@ -2165,7 +2165,11 @@ class TestListingSnapshot:
     def test_a_write_between_pages_is_not_in_the_response(
         self, big: ProjectCache, monkeypatch: pytest.MonkeyPatch
     ) -> None:
-        """Deterministic: a write committed after page 1 was read is not in the answer."""
+        """Deterministic: a write committed after page 1 was read is not in the answer.
+
+        (A filtered listing is streamed 256 records at a time; the unfiltered page is
+        read at once, see test_the_total_and_the_page_come_from_one_snapshot.)
+        """
         from projcache.repository import ArtifactRepository
 
         original = ArtifactRepository.scan_payloads
@@ -2182,9 +2186,39 @@ class TestListingSnapshot:
 
         monkeypatch.setattr(ArtifactRepository, "scan_payloads", scan)
         with TestClient(create_app(big), base_url="http://127.0.0.1") as client:
-            assert self._versions(client) == {"1.0.0": self.N}
+            assert self._versions(client, collection="c") == {"1.0.0": self.N}
             assert len(calls) >= 3
-            assert self._versions(client) == {"2.0.0": self.N}
+            assert self._versions(client, collection="c") == {"2.0.0": self.N}
+
+    def test_the_total_and_the_page_come_from_one_snapshot(
+        self, big: ProjectCache, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """Deterministic: 100 deletes committed right after the total was read change neither."""
+        from projcache.repository import ArtifactRepository
+
+        original = ArtifactRepository.count
+        deleted: list[str] = []
+
+        def delete_some() -> None:
+            for i in range(100):
+                deleted.append(f"c/skill/a{i:04d}")
+                big.delete_artifact(deleted[-1])
+
+        def count(repo: ArtifactRepository, txn: Any) -> int:
+            total = original(repo, txn)
+            if not deleted:  # another thread's write, committed while this read is open
+                writer = threading.Thread(target=delete_some)
+                writer.start()
+                writer.join()
+            return total
+
+        monkeypatch.setattr(ArtifactRepository, "count", count)
+        with TestClient(create_app(big), base_url="http://127.0.0.1") as client:
+            body = client.get(f"{API}/artifacts", params={"limit": 1000}).json()
+            assert len(deleted) == 100
+            assert body["total"] == len(body["items"]) == self.N
+            after = client.get(f"{API}/artifacts", params={"limit": 1000}).json()
+            assert after["total"] == len(after["items"]) == self.N - 100
 
     def test_a_concurrent_writer_never_shows_a_mix(self, big: ProjectCache) -> None:
         """A writer replaces all N records per transaction; 2 s of requests: never a mix."""

@@ -10,7 +10,6 @@ The files written here have the shapes SkillMeat 0.74.0 writes (see
 
 from __future__ import annotations
 
-import base64
 import json
 import re
 import sys
@@ -20,11 +19,12 @@ from pathlib import Path
 from typing import Any
 
 import lmdb
+import orjson
 import pytest
 from typer.testing import CliRunner
 
 import projcache
-from projcache import ProjectCache
+from projcache import ProjectCache, codec
 from projcache.codec import ARTIFACT_TYPES, DEPLOYMENT_STATES
 from projcache.config import Settings
 from projcache.sources import content_hash
@@ -417,57 +417,45 @@ class TestStatesAndFields:
 # --- the schema-2 -> 3 step ---------------------------------------------------------------------
 
 
-# The sub-databases of schema 2 (projcache 0.1.0) that are dupsort.
-_V2_DUPSORT = {
-    "search-tokens",
-    "artifact-facets",
-    "deployments-by-artifact",
-    "deployments-by-state",
-}
-
-
-def load_dump(path: Path, cache_dir: Path) -> None:
-    """Write a dump of a schema-2 environment (made by projcache 0.1.0) into ``cache_dir``,
-    exactly as 0.1.0 left it (its sub-databases, its meta, schema version 2)."""
-    dump = json.loads(path.read_text())["databases"]
-    cache_dir.mkdir(parents=True)
-    env = lmdb.open(str(cache_dir), max_dbs=32, subdir=True, map_size=64 * 1024 * 1024)
-    try:
-        with env.begin(write=True) as txn:
-            for name, pairs in dump.items():
-                db = env.open_db(name.encode(), txn=txn, dupsort=name in _V2_DUPSORT)
-                if name == "sources":
-                    continue  # fingerprints of the machine that made the dump
-                for key, value in pairs:
-                    txn.put(base64.b64decode(key), base64.b64decode(value), db=db, dupdata=True)
-    finally:
-        env.close()
-
-
 class TestMigration:
     def test_schema2_cache_of_0_1_0_is_migrated(self, tmp_path: Path) -> None:
-        """Opening a cache 0.1.0 wrote runs the schema 2 -> 3 steps, the profile step among
-        them: every deployment is claude_code's, states follow the current rule, deep
-        verify is clean; running the step again changes nothing."""
+        """Opening the 0.1.0 cache (tests/fixtures/schema2) runs every schema 2 -> 3 step:
+        each deployment gains the claude_code profile, keeps its state, and verify is clean."""
         from projcache.migrations_profiles import migrate_deployment_keys
 
         cache_dir = tmp_path / "v2"
-        load_dump(FIXTURES / "schema2-cache-0.1.0.json", cache_dir)
+        cache_dir.mkdir()
+        (cache_dir / "data.mdb").write_bytes((FIXTURES / "schema2" / "data.mdb").read_bytes())
+        old = lmdb.open(str(cache_dir), readonly=True, lock=False, max_dbs=32)
+        try:
+            with old.begin() as txn:
+                db = old.open_db(b"deployments", txn=txn, create=False)
+                before = {
+                    bytes(k): orjson.loads(codec.unframe(bytes(v)))["state"]
+                    for k, v in txn.cursor(db).iternext()
+                }
+        finally:
+            old.close()
+        assert before and all(k.count(b"\x00") == 1 for k in before)
         with ProjectCache.open(cache_dir) as cache:
-            assert cache.stats().schema_version == 3
-            storage = cache._storage  # type: ignore[attr-defined]
-            again = storage.write(lambda txn: migrate_deployment_keys(txn, storage.dbs))
-            assert again == 0
             report = cache.verify(deep=True)
             assert report.ok, report.findings
             deployments = cache.list_deployments()
-            assert len(deployments) == 13
+            after = {
+                codec.deployment_key(d.project_id, d.artifact_key, d.profile): d.state
+                for d in deployments
+            }
+            assert set(after) == {k + b"\x00claude_code" for k in before}
+            # The state is decided again by today's rule: 0.1.0 said "modified" where both
+            # copies had changed, which is now "conflict"; nothing else moves.
+            for key, state in before.items():
+                now = after[key + b"\x00claude_code"]
+                assert now == state or (state, now) == ("modified", "conflict"), key
             assert {(d.profile, d.profile_root) for d in deployments} == {
                 ("claude_code", ".claude")
             }
-            webapp = states(cache, project="webapp")
-            assert webapp[("webapp", "default/skill/code-review", "claude_code")] == "outdated"
-            assert webapp[("webapp", "default/command/review-pr", "claude_code")] == "modified"
+            storage = cache._storage  # type: ignore[attr-defined]
+            assert storage.write(lambda txn: migrate_deployment_keys(txn, storage.dbs)) == 0
 
     def test_schema2_fixture_of_main_is_migrated(self, tmp_path: Path) -> None:
         """The step on tests/fixtures/schema2 (written by 0.1.0, search's v3 fixture),

@@ -141,9 +141,9 @@ class Artifact(_Record):
     front_matter: Dict[str, Any] = Field(default_factory=dict)
     managed: bool = True
     updated_at: Optional[UtcDatetime] = None
-    added_at: Optional[UtcDatetime] = None
     # The Markdown body, for search only (truncated: see MAX_BODY_CHARS).
     body: str = ""
+    added_at: Optional[UtcDatetime] = None
 
     @model_validator(mode="before")
     @classmethod

@@ -10,6 +10,7 @@ without building pydantic models: the hot paths of the CLI and the server.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
+from itertools import islice
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, List, NamedTuple, Optional, TypeVar
 
@@ -155,6 +156,26 @@ class CacheQueries:
         yield from listing.artifact_payloads(
             self._storage.stream, lambda: self._repos, type, collection, tag
         )
+
+    def artifact_page_json(self, offset: int = 0, limit: int = 100) -> tuple[int, list[bytes]]:
+        """Return how many artifacts there are and the stored JSON of ``limit`` of them.
+
+        The page starts at ``offset`` in key order.  Both come from one read
+        transaction, so a page and its total never mix two writes.  Skipping
+        ``offset`` records walks their keys (values are not read).
+        """
+        if offset < 0 or limit < 0:
+            raise InvalidRecordError("offset and limit must not be negative")
+        repos = self._repos
+
+        def body(txn: Txn) -> tuple[int, list[bytes]]:
+            total = repos.artifacts.count(txn)
+            first = next(islice(repos.artifacts.scan_keys(txn), offset, None), None)
+            if first is None or limit == 0:
+                return total, []
+            return total, [p for _k, p in repos.artifacts.scan_payloads(txn, "", first, limit)]
+
+        return self._read(body)
 
     def list_projects(self) -> list[Project]:
         """Return every project, in id order."""

@@ -122,21 +122,20 @@ def _build_v3_index(m: Migration) -> None:
     m.report(done, total)
 
 
-def _key_deployments_by_profile(m: Migration) -> None:
-    """Schema 2 -> 3: deployment keys carry the deployment profile (all ``claude_code``'s)."""
+def _profile_deployment_keys(m: Migration) -> None:
+    """Schema 2 -> 3: deployment keys gain their profile (every schema-2 one is claude_code)."""
     from .migrations_profiles import migrate_deployment_keys
-    from .storage import DATABASES
 
-    migrate_deployment_keys(m.txn, {name: m.db(name) for name in DATABASES})
+    migrate_deployment_keys(m.txn, {**m.storage.dbs, **m._dbs})
 
 
 # (from-version, what the step does, step).  The version becomes from-version + 1
 # once every step of from-version has run.
 MIGRATIONS: list[tuple[int, str, Callable[[Migration], None]]] = [
+    (2, "give every deployment its deployment profile", _profile_deployment_keys),
     (2, "drop the schema-2 search index", _drop_v2_index),
     (2, "forget source fingerprints (bodies are read anew)", _forget_fingerprints),
     (2, "number the artifacts and build the search bitmaps", _build_v3_index),
-    (2, "key deployments by their deployment profile", _key_deployments_by_profile),
 ]
 
 

@@ -398,7 +398,7 @@ class CacheUser(HttpUser):
         words = query.split()
 
         def check(body: dict[str, Any]) -> None:
-            from projcache.search import stem
+            from projcache.search import field_terms, stem
 
             expect(body.get("query") == query, "query not echoed")
             # Exact matches (``total`` of them) come first; the last ``partial`` items of a
@@ -422,8 +422,13 @@ class CacheUser(HttpUser):
                         item.get("body") or "",
                     ]
                 ).lower()
+                terms = set().union(*field_terms(item).values())  # tokens and their stems
                 for word in words:
-                    found = word in text or stem(word) in text
+                    found = (
+                        word in text
+                        or stem(word) in terms
+                        or any(term.startswith(word) for term in terms)
+                    )
                     expect(found, f"hit {item['key']} lacks {word!r}")
                 for field in ("type", "collection"):
                     if field in params:

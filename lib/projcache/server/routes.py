@@ -12,7 +12,6 @@ from __future__ import annotations
 import zlib
 from collections import Counter
 from datetime import timedelta
-from itertools import islice
 from typing import TYPE_CHECKING, Any, Optional
 
 import orjson
@@ -238,9 +237,8 @@ def build_router(
         if _matches(request, etag):
             return _not_modified(etag)
         if all(f is None for f in (project, state, type, tag, collection)):
-            # No filter: count in O(1) and read only up to the page's end.
-            total = cache.counts()["artifacts"]
-            page = list(islice(cache.iter_artifacts_json(), offset, offset + limit))
+            # No filter: count in O(1) and read only the page, both from one snapshot.
+            total, page = cache.artifact_page_json(offset, limit)
         else:
             payloads = list(cache.iter_artifacts_json(type, collection, tag))
             if project is not None or state is not None:

@@ -156,9 +156,9 @@ def build_artifact(
         "front_matter": front,
         "managed": managed,
         "updated_at": updated,
+        "body": facts.get("body") or "",
         # SkillMeat writes `added` with datetime.utcnow(): naive, but UTC.
         "added_at": _when(entry.get("added")),
-        "body": facts.get("body") or "",
     }
 
 
