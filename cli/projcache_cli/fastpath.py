@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Optional
 
@@ -43,6 +44,7 @@ __all__ = [
     "main",
     "search_document",
     "show_document",
+    "source_errors",
     "stream_artifacts",
     "write_stdout",
 ]
@@ -242,13 +244,9 @@ def deployment_records(
     return records
 
 
-def show_document(cache: ProjectCache) -> dict[str, Any]:
-    """What ``show --json`` prints: stats, TTL, stale collections and recorded errors."""
-    stats = cache.stats()
-    ttl = cache.settings.ttl_seconds
-    collections = cache.list_collections()
-    projects = cache.list_projects()
-    errors: list[dict[str, Any]] = [
+def source_errors(collections: Iterable[Any], projects: Iterable[Any]) -> list[dict[str, Any]]:
+    """The errors recorded on collections, then projects, as ``show`` lists them."""
+    return [
         {"kind": "collection", "name": c.name, "path": e.path, "message": e.message}
         for c in collections
         for e in c.errors
@@ -257,6 +255,15 @@ def show_document(cache: ProjectCache) -> dict[str, Any]:
         for p in projects
         for e in p.errors
     ]
+
+
+def show_document(cache: ProjectCache) -> dict[str, Any]:
+    """What ``show --json`` prints: stats, TTL, stale collections and recorded errors."""
+    stats = cache.stats()
+    ttl = cache.settings.ttl_seconds
+    collections = cache.list_collections()
+    projects = cache.list_projects()
+    errors = source_errors(collections, projects)
     data = stats.model_dump(mode="json")
     data["hit_rate"] = stats.hit_rate
     data["ttl_seconds"] = ttl

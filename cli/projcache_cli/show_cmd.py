@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import typer
 
 from .errors import cli_errors
-from .fastpath import default, flags, show_document
+from .fastpath import default, flags, show_document, source_errors
 from .output import ago, emit_json, human_bytes, inert
 from .state import exit_if_degraded, mark_degraded, open_cache, state_of
 
@@ -29,15 +27,7 @@ def show(
         ttl = cache.settings.ttl_seconds
         collections = cache.list_collections()
         projects = cache.list_projects()
-    errors: list[dict[str, Any]] = [
-        {"kind": "collection", "name": c.name, "path": e.path, "message": e.message}
-        for c in collections
-        for e in c.errors
-    ] + [
-        {"kind": "project", "name": p.name, "path": e.path, "message": e.message}
-        for p in projects
-        for e in p.errors
-    ]
+    errors = source_errors(collections, projects)
     if as_json:
         emit_json(mark_degraded(document, cache))
         exit_if_degraded(cache)
