@@ -411,3 +411,66 @@ class TestMaintenance:
         with ProjectCache.open(tmp_path / "explicit") as cache:
             assert cache.path == tmp_path / "explicit"
             assert not cache.readonly
+
+
+class TestSecondOpen:
+    """A second handle on a directory open in this process reports what really applies."""
+
+    def test_environment_settings_are_the_first_openers(
+        self, tmp_path: Path, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        """Durability and map sizes come from the shared environment, with a warning."""
+        first = Settings(
+            cache_dir=tmp_path / "c", durability="full", max_map_size=1024**3, map_size=2 * 1024**2
+        )
+        asked = Settings(
+            cache_dir=tmp_path / "c", durability="none", max_map_size=16 * 1024**2, map_size=1024**2
+        )
+        with ProjectCache.open(settings=first) as one:
+            with (
+                caplog.at_level("WARNING", logger="projcache.cache"),
+                ProjectCache.open(settings=asked) as two,
+            ):
+                assert two.settings.durability == "full"
+                assert two.settings.max_map_size == 1024**3
+                assert two.settings.map_size == 2 * 1024**2
+                assert two.stats().max_map_size == one.stats().max_map_size == 1024**3
+            assert any("already open in this process" in r.getMessage() for r in caplog.records)
+            assert "durability='full'" in caplog.text
+            assert one.settings == first
+
+    def test_same_settings_share_silently(
+        self, tmp_path: Path, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        """A second open with the same settings keeps them and says nothing."""
+        settings = Settings(cache_dir=tmp_path / "c")
+        with (
+            ProjectCache.open(settings=settings),
+            caplog.at_level("WARNING"),
+            ProjectCache.open(settings=settings) as two,
+        ):
+            assert two.settings == settings
+        assert "already open" not in caplog.text
+
+    def test_each_handle_judges_staleness_with_its_own_ttl(self, tmp_path: Path) -> None:
+        """The TTL belongs to the handle: stats() counts stale projects by the asker's TTL."""
+        import dataclasses
+        from datetime import timedelta
+
+        from projcache.models import utcnow
+
+        long = Settings(cache_dir=tmp_path / "c", ttl_seconds=6 * 3600.0)
+        short = dataclasses.replace(long, ttl_seconds=60.0)
+        with ProjectCache.open(settings=long) as one, ProjectCache.open(settings=short) as two:
+            one.put_projects(
+                [
+                    {
+                        "path": str(tmp_path / "p"),
+                        "name": "p",
+                        "refreshed_at": utcnow() - timedelta(hours=1),
+                    }
+                ]
+            )
+            assert one.stats().stale_projects == 0
+            assert two.stats().stale_projects == 1
+            assert two.settings.ttl_seconds == 60.0

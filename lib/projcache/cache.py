@@ -62,6 +62,32 @@ logger = logging.getLogger(__name__)
 T = TypeVar("T")
 
 
+# The settings that belong to the LMDB environment, not to a handle: a second open of a
+# directory in this process shares the first opener's environment, so these are its.
+_ENVIRONMENT_SETTINGS = ("map_size", "max_map_size", "durability")
+
+
+def _applied(settings: Settings, storage: Storage) -> Settings:
+    """``settings`` with the environment's own values where a shared environment differs.
+
+    A handle then reports what really applies (``settings.durability``,
+    ``stats().max_map_size``) instead of what it asked for; a warning says so.
+    """
+    differ = {
+        name: getattr(storage.settings, name)
+        for name in _ENVIRONMENT_SETTINGS
+        if getattr(storage.settings, name) != getattr(settings, name)
+    }
+    if not differ:
+        return settings
+    logger.warning(
+        "%s is already open in this process with %s; this handle shares that environment",
+        storage.path,
+        ", ".join(f"{name}={value!r}" for name, value in sorted(differ.items())),
+    )
+    return dataclasses.replace(settings, **differ)
+
+
 class CacheDisabledError(ProjcacheError):
     """The cache is switched off by ``PROJCACHE_ENABLED=false`` (or ``SKILLMEAT_ENABLE_CACHE``)."""
 
@@ -202,7 +228,7 @@ class ProjectCache(CacheQueries):
             denied = True
             logger.warning("cannot write %s; opened it read-only", settings.cache_dir)
         try:
-            cache = cls(storage, settings, readonly=readonly)
+            cache = cls(storage, _applied(settings, storage), readonly=readonly)
             cache._write_denied = denied and not readonly
             meta = cache._repos.meta
             if readonly or denied:
@@ -578,7 +604,9 @@ class ProjectCache(CacheQueries):
         from .stats import collect_stats
 
         self._check_open()
-        return collect_stats(self._storage, self._repos, self._hits, self._misses)
+        return collect_stats(
+            self._storage, self._repos, self._hits, self._misses, self.settings.ttl_seconds
+        )
 
     def verify(
         self,

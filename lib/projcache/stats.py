@@ -14,8 +14,13 @@ if TYPE_CHECKING:
 __all__ = ["collect_stats"]
 
 
-def collect_stats(storage: Storage, repos: Repositories, hits: int, misses: int) -> CacheStats:
+def collect_stats(
+    storage: Storage, repos: Repositories, hits: int, misses: int, ttl_seconds: float
+) -> CacheStats:
     """Return counts, sizes, counters and freshness; ``hits``/``misses`` are unsaved deltas.
+
+    ``ttl_seconds`` is the asking handle's own TTL: two handles on one environment
+    may judge staleness differently, and each sees its own rule.
 
     Cost: O(1) per sub-database plus one pass over the projects and collections (freshness).
     """
@@ -31,7 +36,7 @@ def collect_stats(storage: Storage, repos: Repositories, hits: int, misses: int)
             "postings": int(txn.stat(repos.index.main)["entries"]),
         }
         now = utcnow()
-        ttl = storage.settings.ttl_seconds
+        ttl = ttl_seconds
         refreshed: list[datetime] = []
         stale = 0
         for project in repos.projects.scan(txn):
