@@ -156,3 +156,45 @@ class TestOneListingOneSnapshot:
         cache._storage._grow(cache._storage.info()["map_size"])  # needs every read share back
         assert versions(list(cache.iter_artifacts_json())) == {"3.0.0": N}
         listing.close()
+
+
+class TestFilteredByDeployments:
+    """``project=``/``state=`` listings read their deployments in the listing's snapshot."""
+
+    def test_deployments_moved_during_the_listing_are_not_seen(
+        self, cache: ProjectCache, tmp_path: Path
+    ) -> None:
+        """Deterministic: the project's deployments move to the other half after page 1."""
+        cache.put_projects([{"path": str(tmp_path / "p"), "name": "p"}])
+        (project,) = cache.list_projects()
+        first_half = [f"c/skill/a{i:04d}" for i in range(N // 2)]
+        second_half = [f"c/skill/a{i:04d}" for i in range(N // 2, N)]
+        cache.put_deployments([{"project_id": project.id, "artifact_key": k} for k in first_half])
+        for filters in ({"project": "p"}, {"project": project.id, "state": "current"}):
+            listing = cache.iter_artifacts_json(**filters)  # type: ignore[arg-type]
+            first = next(listing)  # the deployments and page 1 are read
+            for key in first_half:
+                cache.delete_deployment(project.id, key)
+            cache.put_deployments(
+                [{"project_id": project.id, "artifact_key": k} for k in second_half]
+            )
+            keys = [orjson.loads(p)["key"] for p in [first, *listing]]
+            assert keys == first_half, filters
+            after = [orjson.loads(p)["key"] for p in cache.iter_artifacts_json(**filters)]  # type: ignore[arg-type]
+            assert after == second_half
+            # Back to the first half for the next round.
+            for key in second_half:
+                cache.delete_deployment(project.id, key)
+            cache.put_deployments(
+                [{"project_id": project.id, "artifact_key": k} for k in first_half]
+            )
+
+    def test_filters_are_checked_at_the_call(self, cache: ProjectCache) -> None:
+        """An unknown project or state fails before anything is listed."""
+        from projcache.errors import InvalidRecordError, ProjectNotFound
+
+        with pytest.raises(ProjectNotFound):
+            cache.iter_artifacts_json(project="nowhere")
+        with pytest.raises(InvalidRecordError):
+            cache.iter_artifacts_json(state="sideways")  # type: ignore[arg-type]
+        assert len(list(cache.list_artifacts(project=None, state=None))) == N

@@ -163,14 +163,15 @@ def artifact_payloads(
     state: Optional[str],
 ) -> list[bytes]:
     """The stored JSON of the artifacts ``list artifacts`` shows, in key order."""
-    payloads = list(cache.iter_artifacts_json(type_, collection, tag))
-    if project is not None or state is not None:
-        keys = {
-            orjson.loads(p)["artifact_key"]
-            for p in cache.list_deployments_json(project, state)  # type: ignore[arg-type]
-        }
-        payloads = [p for p in payloads if orjson.loads(p)["key"] in keys]
-    return payloads
+    return list(
+        cache.iter_artifacts_json(
+            type_,
+            collection,
+            tag,
+            project=project,
+            state=state,  # type: ignore[arg-type]
+        )
+    )
 
 
 def stream_artifacts(
@@ -187,22 +188,17 @@ def stream_artifacts(
     The same bytes as ``[`` + :func:`artifact_payloads` joined by ``,`` + ``]``, in
     memory bounded by one chunk plus the deployment filter's keys, so a listing
     of a million records streams.  Filters are checked before the first byte is
-    written; a record failing its check midway ends the output early (the error
-    goes to stderr, as for any command).
+    written (``iter_artifacts_json`` checks them at the call); a record failing
+    its check midway ends the output early (the error goes to stderr, as for any
+    command).
     """
-    from projcache.queries import check_type
-
-    check_type(type_)
-    keys: Optional[set[str]] = None
-    if project is not None or state is not None:
-        keys = {
-            orjson.loads(p)["artifact_key"]
-            for p in cache.list_deployments_json(project, state)  # type: ignore[arg-type]
-        }
-    records = cache.iter_artifacts_json(type_, collection, tag)
-    if keys is not None:
-        wanted = keys
-        records = (p for p in records if orjson.loads(p)["key"] in wanted)
+    records = cache.iter_artifacts_json(
+        type_,
+        collection,
+        tag,
+        project=project,
+        state=state,  # type: ignore[arg-type]
+    )
     write(b"[")
     separator = b""
     chunk: list[bytes] = []

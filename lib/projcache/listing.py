@@ -31,19 +31,42 @@ def _key_matches(key: str, type_: Optional[str], collection: Optional[str]) -> b
     )
 
 
+def _only(
+    step: Callable[[Txn, Any], tuple[list[bytes], Any]], wanted: Callable[[Txn], set[str]]
+) -> Callable[[Txn, Any], tuple[list[bytes], Any]]:
+    """``step`` keeping only the artifacts whose key is in ``wanted(txn)``.
+
+    ``wanted`` is read once, in the listing's own transaction (with its first
+    chunk), so the filter and the records come from the same snapshot.
+    """
+
+    def filtered(txn: Txn, state: tuple[Optional[set[str]], Any]) -> tuple[list[bytes], Any]:
+        keys, inner = state
+        if keys is None:
+            keys = wanted(txn)
+        found, rest = step(txn, inner)
+        kept = [payload for payload in found if orjson.loads(payload)["key"] in keys]
+        return kept, (None if rest is None else (keys, rest))
+
+    return filtered
+
+
 def artifact_payloads(
     stream: Streamer,
     repos: Callable[[], Repositories],
     type_: Optional[str],
     collection: Optional[str],
     tag: Optional[str],
+    wanted: Optional[Callable[[Txn], set[str]]] = None,
 ) -> Iterator[bytes]:
     """Yield the JSON of matching artifacts in key order, from one read snapshot.
 
     A tag or type filter reads its facet list; a collection filter alone is a
     prefix scan of the artifact keys; no filter is a full scan.  Records are
     read ``PAGE`` at a time, all in the same read transaction
-    (:meth:`~projcache.storage.Storage.stream`).
+    (:meth:`~projcache.storage.Storage.stream`).  ``wanted(txn)``, when given,
+    names the keys to keep (e.g. the artifacts deployed in a project), read in
+    that same transaction.
     """
     if tag is not None or type_ is not None:
         facet, value = ("tag", tag) if tag is not None else ("type", type_)
@@ -64,7 +87,10 @@ def artifact_payloads(
             rest = (keys, start + PAGE) if start + PAGE < len(keys) else None
             return [p for p in found if p is not None], rest
 
-        yield from stream(by_facet, (None, 0))
+        if wanted is not None:
+            yield from stream(_only(by_facet, wanted), (None, (None, 0)))
+        else:
+            yield from stream(by_facet, (None, 0))
         return
     prefix = f"{collection}/" if collection is not None else ""
 
@@ -73,7 +99,10 @@ def artifact_payloads(
         rest = page[PAGE][0] if len(page) > PAGE else None
         return [payload for _key, payload in page[:PAGE]], rest
 
-    yield from stream(by_key, "")
+    if wanted is not None:
+        yield from stream(_only(by_key, wanted), (None, ""))
+    else:
+        yield from stream(by_key, "")
 
 
 def deployment_payloads(

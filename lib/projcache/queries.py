@@ -14,6 +14,8 @@ from itertools import islice
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, List, NamedTuple, Optional, TypeVar
 
+import orjson
+
 from . import codec, listing
 from .errors import InvalidRecordError, KeyTooLongError, ProjectNotFound
 
@@ -131,17 +133,24 @@ class CacheQueries:
         type: Optional[str] = None,
         collection: Optional[str] = None,
         tag: Optional[str] = None,
+        *,
+        project: Optional[str] = None,
+        state: Optional[DeploymentState] = None,
     ) -> Iterator[Artifact]:
         """Yield artifacts in key order, filtered by type, collection and tag.
 
         Filters use indexes (tag and type facets, the collection key prefix).
-        One call is one snapshot: every record comes from the same read
+        ``project`` (id, name or path) and/or ``state`` keep the artifacts with a
+        deployment there / in that state.  One call is one snapshot: every
+        record, and the deployments a filter reads, come from the same read
         transaction, streamed a page at a time, so a concurrent write is seen
         entirely or not at all.  Close (or exhaust) the iterator: until then it
         pins the snapshot's pages.
         """
         load = self._repos.artifacts.load
-        for payload in self.iter_artifacts_json(type, collection, tag):
+        for payload in self.iter_artifacts_json(
+            type, collection, tag, project=project, state=state
+        ):
             yield load(payload)
 
     def iter_artifacts_json(
@@ -149,12 +158,32 @@ class CacheQueries:
         type: Optional[str] = None,
         collection: Optional[str] = None,
         tag: Optional[str] = None,
+        *,
+        project: Optional[str] = None,
+        state: Optional[DeploymentState] = None,
     ) -> Iterator[bytes]:
-        """Like :meth:`list_artifacts`, yielding the stored JSON bytes (no models built)."""
+        """Like :meth:`list_artifacts`, yielding the stored JSON bytes (no models built).
+
+        The filters are checked at the call, before the first record is read.
+        """
         check_type(type)
         self._check_open()
-        yield from listing.artifact_payloads(
-            self._storage.stream, lambda: self._repos, type, collection, tag
+        if state is not None and state not in _STATES:
+            raise InvalidRecordError(f"state must be one of {', '.join(_STATES)}; got {state!r}")
+        wanted = None
+        if project is not None or state is not None:
+            project_id = self.find_project(project).id if project is not None else None
+            repos = self._repos
+
+            def deployed(txn: Txn) -> set[str]:
+                return {
+                    orjson.loads(payload)["artifact_key"]
+                    for payload in listing.deployment_payloads(txn, repos, project_id, state)
+                }
+
+            wanted = deployed
+        return listing.artifact_payloads(
+            self._storage.stream, lambda: self._repos, type, collection, tag, wanted
         )
 
     def artifact_page_json(self, offset: int = 0, limit: int = 100) -> tuple[int, list[bytes]]:

@@ -240,13 +240,10 @@ def build_router(
             # No filter: count in O(1) and read only the page, both from one snapshot.
             total, page = cache.artifact_page_json(offset, limit)
         else:
-            payloads = list(cache.iter_artifacts_json(type, collection, tag))
-            if project is not None or state is not None:
-                keys = {
-                    orjson.loads(p)["artifact_key"]
-                    for p in cache.list_deployments_json(project, state)
-                }
-                payloads = [p for p in payloads if orjson.loads(p)["key"] in keys]
+            # One snapshot: the records and the deployments the filter reads.
+            payloads = list(
+                cache.iter_artifacts_json(type, collection, tag, project=project, state=state)
+            )
             total = len(payloads)
             page = payloads[offset : offset + limit]
         return _json(_envelope(page, total=total, limit=limit, offset=offset), etag)
