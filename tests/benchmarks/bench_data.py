@@ -294,8 +294,6 @@ def scratch_artifacts(
     They go to collection ``scratch`` as type ``mcp`` with tag ``scratch``, so
     writing them changes no listing, facet or search result the read cases check.
     """
-    from projcache.search import artifact_terms
-
     produced = 0
     for index, record in enumerate(generate_artifacts(count * 3 + 50, seed)):
         fresh = {

@@ -49,6 +49,8 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         sizes = bench_sizes()
         if getattr(metafunc.function, "needs_tree", False):
             sizes = [s for s in sizes if s <= tree_max()]
+        low, high = getattr(metafunc.function, "size_range", (0, float("inf")))
+        sizes = [s for s in sizes if low <= s <= high]
         metafunc.parametrize("size", sizes, scope="session", ids=lambda s: f"N={s}")
 
 

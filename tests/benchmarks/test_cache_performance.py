@@ -104,8 +104,11 @@ def test_search(benchmark: Any, stores: Any, size: int, engine: str, qclass: str
     query = stores.data.queries[qclass]
     page, total = adapter.search(query)
     assert total == len(query.keys)
-    assert len(page) == min(20, total)
-    assert set(page) <= query.keys
+    # The exact matches come first; projcache fills a short page with partial matches
+    # (the other engines return the exact ones only), so only those are compared.
+    exact = min(20, total)
+    assert len(page) >= exact
+    assert set(page[:exact]) <= query.keys
     label(benchmark, f"search {qclass}", size, engine, query=query.text, total=total)
     benchmark(adapter.search, query)
 
@@ -229,7 +232,7 @@ def test_cold_cli(benchmark: Any, stores: Any, size: int, case: str, workspace: 
         found = orjson.loads(done.stdout)
         query = stores.data.queries["common&rare"]
         assert found["total"] == len(query.keys)
-        assert {hit["key"] for hit in found["hits"]} <= query.keys
+        assert {hit["key"] for hit in found["hits"][: found["total"]]} <= query.keys
     label(benchmark, "cold CLI", size, case)
     benchmark.pedantic(call, rounds=rounds(15, 15, size), warmup_rounds=2)
 
