@@ -3,6 +3,7 @@
 
     python3 tasks.py demo     build a cache from the bundled examples and query it
     python3 tasks.py test     run the default test suite in parallel (pytest-xdist), coverage
+    python3 tasks.py e2e      the real-process suites: browser, load, workflow, schema fuzzing
     python3 tasks.py stress   run only the long slow/stress tests (their own CI step)
     python3 tasks.py lint     ruff check + ruff format --check
     python3 tasks.py typing   mypy --strict over lib/ and cli/
@@ -116,6 +117,14 @@ def task_test(extra: list[str]) -> None:
         "--cov-fail-under=90",
         *extra,
     )
+
+
+def task_e2e(extra: list[str]) -> None:
+    """The real-process suites: headless Chromium, Locust, the CLI+API workflow, schemathesis."""
+    _run(
+        str(BIN / "python"), "-m", "pytest", "-n", "auto", "-m", "e2e", "tests/e2e", "tests/load",
+        *extra,
+    )  # fmt: skip
 
 
 def task_stress(extra: list[str]) -> None:
@@ -234,7 +243,18 @@ def task_bench(extra: list[str]) -> None:
 
 def main(argv: list[str]) -> None:
     """Dispatch ``argv[0]`` to a task."""
-    tasks = ("demo", "test", "stress", "lint", "typing", "tox", "release", "bench", "interop")
+    tasks = (
+        "demo",
+        "test",
+        "e2e",
+        "stress",
+        "lint",
+        "typing",
+        "tox",
+        "release",
+        "bench",
+        "interop",
+    )
     if not argv or argv[0] not in tasks:
         print(__doc__)
         sys.exit(2)
@@ -247,6 +267,8 @@ def main(argv: list[str]) -> None:
         task_test(extra)
     elif name == "stress":
         task_stress(extra)
+    elif name == "e2e":
+        task_e2e(extra)
     elif name == "lint":
         _run(str(BIN / "ruff"), "check", ".")
         _run(str(BIN / "ruff"), "format", "--check", ".")

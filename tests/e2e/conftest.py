@@ -53,7 +53,7 @@ StrPath = Union[str, "os.PathLike[str]"]
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Mark every test of tests/e2e and tests/load ``e2e`` (CI's main run; not in tox)."""
+    """Mark every test of tests/e2e and tests/load ``e2e`` (`tasks.py e2e`; not in tox)."""
     for item in items:
         path = Path(item.path).resolve()
         if path.is_relative_to(HERE) or path.is_relative_to(LOAD):
