@@ -2779,7 +2779,9 @@ _P2_PERM_SCRIPT = textwrap.dedent(
     from pathlib import Path
 
     import projcache.cache, projcache.direct, projcache.recovery, projcache.refresh
-    import projcache.stats, projcache.verify
+    import projcache.stats, projcache.verify, projcache.quickverify, projcache.roots
+    import projcache.cachedir, projcache.listing, projcache.mutations, projcache.search
+    import projcache.salvage, projcache.migrations_profiles
     import projcache_cli.root
     from projcache import ProjectCache, models
     from projcache.config import Settings
@@ -2792,12 +2794,15 @@ _P2_PERM_SCRIPT = textwrap.dedent(
     import tempfile
     import typer.main
 
-    warm = {"name": "w", "type": "skill", "collection": "w"}
+    # Words long enough to be stemmed: the stemmer (PyStemmer) is imported on first use.
+    warm = {"name": "warming-records", "type": "skill", "collection": "w",
+            "description": "stemming searches"}
     models.Artifact.model_validate(warm).model_dump_json()
     with tempfile.TemporaryDirectory() as scratch:
         with ProjectCache.open(scratch) as warm_cache:
             warm_cache.put_artifacts([warm])
-            warm_cache.search("w")
+            warm_cache.search("warming searches")
+            list(warm_cache.list_artifacts())
             warm_cache.stats()
         import contextlib, io
 
