@@ -9,7 +9,8 @@ key depends on where the examples were copied.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable
 
@@ -75,9 +76,20 @@ def judge(search: Searcher, judged: Iterable[tuple[str, str]] = JUDGED) -> dict[
     }
 
 
-def fts5_searcher(records: Iterable[Mapping[str, Any]]) -> Searcher:
-    """The baseline: SQLite FTS5 (porter tokenizer) over the same fields, words OR-ed, bm25."""
+@contextmanager
+def fts5_searcher(records: Iterable[Mapping[str, Any]]) -> Iterator[Searcher]:
+    """The baseline: SQLite FTS5 (porter tokenizer) over the same fields, words OR-ed, bm25.
+
+    A context manager: the in-memory database is closed on exit.
+    """
     db = sqlite3.connect(":memory:")
+    try:
+        yield _fts5_search(db, records)
+    finally:
+        db.close()
+
+
+def _fts5_search(db: sqlite3.Connection, records: Iterable[Mapping[str, Any]]) -> Searcher:
     db.execute(
         "CREATE VIRTUAL TABLE docs USING fts5(key UNINDEXED, name, title, tags, description, "
         "body, tokenize='porter unicode61')"
@@ -131,7 +143,9 @@ def judge_examples(directory: Path) -> dict[str, dict[str, Any]]:
         ours = judge(lambda q: [h.key for h in cache.search(q, limit=5)])
     finally:
         cache.close()
-    return {"projcache": ours, "fts5": judge(fts5_searcher(records))}
+    with fts5_searcher(records) as fts5:
+        baseline = judge(fts5)
+    return {"projcache": ours, "fts5": baseline}
 
 
 if __name__ == "__main__":  # pragma: no cover - a manual look at the numbers
