@@ -18,7 +18,7 @@ from projcache import (
 )
 from projcache.config import Settings
 from projcache.errors import CacheClosedError
-from projcache.schema import SCHEMA_VERSION
+from projcache.migrate import SCHEMA_VERSION
 
 Factory = Callable[..., dict[str, Any]]
 

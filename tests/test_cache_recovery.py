@@ -2780,8 +2780,8 @@ _P2_PERM_SCRIPT = textwrap.dedent(
 
     import projcache.cache, projcache.direct, projcache.recovery, projcache.refresh
     import projcache.stats, projcache.verify, projcache.quickverify, projcache.roots
-    import projcache.cachedir, projcache.listing, projcache.mutations, projcache.search
-    import projcache.salvage, projcache.migrations_profiles
+    import projcache.cachedir, projcache.streams, projcache.mutations, projcache.search
+    import projcache.salvage, projcache.migrate_profiles
     import projcache_cli.root
     from projcache import ProjectCache, models
     from projcache.config import Settings

@@ -21,7 +21,7 @@ import typer
 
 import projcache
 from projcache import codec
-from projcache.queries import _STATES
+from projcache.reads import _STATES
 from projcache_cli import app
 from projcache_cli.errors import EXIT_DEGRADED, CliLogFormatter, CliLogHandler
 from projcache_cli.root import hoist_global_options

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from projcache import ProjectCache, schema
+from projcache import ProjectCache, migrate
 from projcache.config import Settings
 from projcache.errors import SchemaVersionError
 
@@ -96,12 +96,12 @@ def test_a_step_is_one_line(monkeypatch: pytest.MonkeyPatch, old_cache: Path) ->
     """Adding a step is one entry of MIGRATIONS; it runs in order, in the same transaction."""
     seen: list[str] = []
 
-    def extra(m: schema.Migration) -> None:
+    def extra(m: migrate.Migration) -> None:
         seen.append(m.step)
         assert m.repos().artifacts.count(m.txn) > 0
 
-    steps = list(schema.MIGRATIONS)
-    monkeypatch.setattr(schema, "MIGRATIONS", [steps[0], (2, "extra step", extra), *steps[1:]])
+    steps = list(migrate.MIGRATIONS)
+    monkeypatch.setattr(migrate, "MIGRATIONS", [steps[0], (2, "extra step", extra), *steps[1:]])
     with ProjectCache.open(old_cache):
         pass
     assert seen == ["extra step"]
@@ -110,10 +110,10 @@ def test_a_step_is_one_line(monkeypatch: pytest.MonkeyPatch, old_cache: Path) ->
 def test_failed_step_leaves_the_old_cache(monkeypatch: pytest.MonkeyPatch, old_cache: Path) -> None:
     """A step that fails aborts the whole migration: the cache stays schema 2."""
 
-    def broken(_m: schema.Migration) -> None:
+    def broken(_m: migrate.Migration) -> None:
         raise RuntimeError("boom")
 
-    monkeypatch.setattr(schema, "MIGRATIONS", [*schema.MIGRATIONS, (2, "broken", broken)])
+    monkeypatch.setattr(migrate, "MIGRATIONS", [*migrate.MIGRATIONS, (2, "broken", broken)])
     with pytest.raises(RuntimeError, match="boom"):
         ProjectCache.open(old_cache)
     monkeypatch.undo()

@@ -64,10 +64,7 @@ from projcache.errors import (
 from projcache.models import RefreshReport
 from projcache.server import ServerOptions, check_bind, create_app, serve
 from projcache.server.app import API_PREFIX, error_status
-from projcache.server.jobs import RefreshJobs
-from projcache.server.refresher import BackgroundRefresher
-from projcache.server.run import is_loopback
-from projcache.server.schemas import (
+from projcache.server.bodies import (
     DEPLOYMENT_FIELDS,
     ArtifactDetail,
     ArtifactPage,
@@ -80,6 +77,9 @@ from projcache.server.schemas import (
     SearchPage,
     StatusBody,
 )
+from projcache.server.jobs import RefreshJobs
+from projcache.server.refresher import BackgroundRefresher
+from projcache.server.run import is_loopback
 from projcache_cli import app as cli_app
 
 with warnings.catch_warnings():

@@ -346,16 +346,16 @@ class TestStatesAndFields:
         assert cache.verify(deep=True).ok
 
     def test_deleted_deployed_file_is_missing(self, cache: ProjectCache, world: World) -> None:
-        """SkillMeat says Synced; projcache keeps missing (documented in status.py)."""
+        """SkillMeat says Synced; projcache keeps missing (documented in deployment_state.py)."""
         world.refresh(cache)
         (world.proj1 / ".claude" / "commands" / "review.md").unlink()
         world.refresh(cache)
         assert states(cache, state="missing") == {
             ("Project One", "default/command/review", "claude_code"): "missing"
         }
-        import projcache.status as status
+        import projcache.deployment_state as rule
 
-        assert "Synced" in (status.__doc__ or "")
+        assert "Synced" in (rule.__doc__ or "")
 
     def test_manifest_metadata_beats_the_front_matter(
         self, cache: ProjectCache, world: World
@@ -421,7 +421,7 @@ class TestMigration:
     def test_schema2_cache_of_0_1_0_is_migrated(self, tmp_path: Path) -> None:
         """Opening the 0.1.0 cache (tests/fixtures/schema2) runs every schema 2 -> 3 step:
         each deployment gains the claude_code profile, keeps its state, and verify is clean."""
-        from projcache.migrations_profiles import migrate_deployment_keys
+        from projcache.migrate_profiles import migrate_deployment_keys
 
         cache_dir = tmp_path / "v2"
         cache_dir.mkdir()
@@ -461,7 +461,7 @@ class TestMigration:
         """The step on tests/fixtures/schema2 (written by 0.1.0, search's v3 fixture),
         on the raw environment as a schema migration sees it."""
         from projcache import codec
-        from projcache.migrations_profiles import migrate_deployment_keys
+        from projcache.migrate_profiles import migrate_deployment_keys
         from projcache.models import Deployment
 
         fixture = FIXTURES / "schema2" / "data.mdb"

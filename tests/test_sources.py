@@ -1,4 +1,4 @@
-"""Tests of the source readers (``projcache.sources``) and deployment state (``projcache.status``).
+"""Tests of the source readers (``projcache.sources``) and ``projcache.deployment_state``.
 
 Everything is built as real files under ``tmp_path``.  Content hashes are
 checked against a reference written here exactly as SkillMeat computes them.
@@ -20,6 +20,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from projcache.deployment_state import compare_versions, deployment_state, parse_semver
 from projcache.errors import SourceFileError, SourceOutsideRootError, SourceTooLargeError
 from projcache.models import Artifact, Deployment, Fingerprint
 from projcache.sources import fileio
@@ -41,7 +42,6 @@ from projcache.sources.manifests import (
     read_project_toml,
 )
 from projcache.sources.tracker import RACY_WINDOW_NS, SourceTracker
-from projcache.status import compare_versions, deployment_state, parse_semver
 
 CAP = 1024 * 1024
 HOUR = 3600.0

@@ -21,7 +21,7 @@ from projcache.errors import (
     ReadOnlyCacheError,
     SchemaVersionError,
 )
-from projcache.schema import SCHEMA_VERSION
+from projcache.migrate import SCHEMA_VERSION
 from projcache.storage import Storage, Txn
 
 TINY_MAP = 64 * 1024

@@ -228,9 +228,9 @@ def deployment_records(
     type_: Optional[str],
     profile: Optional[str] = None,
 ) -> list[dict[str, Any]]:
-    """The deployments ``list deployments`` shows (as :func:`projcache.listing.deployment_view`)."""
-    from projcache.listing import deployment_view
-    from projcache.queries import check_type
+    """The deployments ``list deployments`` shows (as :func:`projcache.streams.deployment_view`)."""
+    from projcache.reads import check_type
+    from projcache.streams import deployment_view
 
     check_type(type_)
     payloads = cache.list_deployments_json(project, state, profile=profile)  # type: ignore[arg-type]

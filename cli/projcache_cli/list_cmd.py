@@ -45,7 +45,7 @@ def type_help() -> str:
 
 def state_help(what: str = "Only this deployment state") -> str:
     """``--state``'s help, naming every deployment state."""
-    from projcache.queries import _STATES
+    from projcache.reads import _STATES
 
     return f"{what}: {_choices(tuple(_STATES))}."
 
@@ -188,7 +188,7 @@ def list_deployments(
     ),
 ) -> None:
     """List deployments with their profile and state (current, outdated, modified, ...)."""
-    from projcache.queries import check_type
+    from projcache.reads import check_type
 
     state = state_of(ctx)
     wanted_state = "outdated" if outdated else state_

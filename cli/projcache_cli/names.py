@@ -43,7 +43,7 @@ def display_key(key: str, names: dict[str, str]) -> str:
 
 
 def _candidates(cache: ProjectCache, type_: Optional[str], name: str) -> list[str]:
-    from projcache.queries import check_type
+    from projcache.reads import check_type
 
     check_type(type_)  # "skil/pdf" is a usage error naming the types, not "not found"
     return [

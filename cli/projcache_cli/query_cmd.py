@@ -32,7 +32,7 @@ def get(
 ) -> None:
     """Show one artifact and where it is deployed (exit 4 when it is not cached)."""
     from projcache.errors import ArtifactNotFound
-    from projcache.listing import deployment_view
+    from projcache.streams import deployment_view
 
     from .names import display_key, project_names, resolve_artifact
 

@@ -35,9 +35,9 @@ from .errors import (
     StorageError,
     translate_os_error,
 )
-from .queries import CacheQueries, SearchResults
+from .migrate import SCHEMA_VERSION, MigrationProgress, ensure_schema, read_schema
+from .reads import CacheReads, SearchResults
 from .repository import Repositories
-from .schema import SCHEMA_VERSION, MigrationProgress, ensure_schema, read_schema
 from .storage import Storage, Txn
 
 if TYPE_CHECKING:
@@ -96,7 +96,7 @@ class CacheDisabledError(ProjcacheError):
     )
 
 
-class ProjectCache(CacheQueries):
+class ProjectCache(CacheReads):
     """A persistent, memory-mapped cache of projects, artifacts and deployments.
 
     Open it with :meth:`open` (preferably as a context manager).  One instance
@@ -392,7 +392,7 @@ class ProjectCache(CacheQueries):
 
         return self._write(body) if records else 0
 
-    # -- writes (queries are in CacheQueries) -----------------------------------
+    # -- writes (queries are in CacheReads) -----------------------------------
 
     def put_artifacts(self, artifacts: Iterable[Union[Artifact, dict[str, Any]]]) -> int:
         """Insert or replace artifacts in one transaction; return how many were written.

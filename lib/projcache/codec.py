@@ -94,7 +94,7 @@ ARTIFACT_TYPES = (
     "context_file",
     "progress_template",
 )
-# Every deployment state, in the order listings show them (status.py decides which applies).
+# Every deployment state, in the order listings show them (deployment_state.py decides which).
 DeploymentStateName = Literal[
     "current", "outdated", "modified", "conflict", "missing", "unknown-collection"
 ]

@@ -257,7 +257,7 @@ class Deployment(_Record):
     ``content_hash`` is what was deployed; ``local_hash`` is the hash of the
     files in the project as last seen (``None`` when unknown); ``files_present``
     is ``False`` when the deployed files are gone.  ``state`` is computed by
-    :func:`projcache.status.deployment_state` whenever the deployment or its
+    :func:`projcache.deployment_state.deployment_state` whenever the deployment or its
     artifact is written; a value passed in is replaced.
     """
 

@@ -10,7 +10,7 @@ This is the only module that writes records, which keeps the invariants that
   (:func:`index_names`: its terms per field, its type, collection, tags,
   ``managed`` and name-length facets);
 * every deployment's project exists, its ``state`` follows
-  :func:`projcache.status.deployment_state`, and the two deployment indexes
+  :func:`projcache.deployment_state.deployment_state`, and the two deployment indexes
   mirror the deployment records.
 """
 
@@ -19,10 +19,10 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from .codec import DEFAULT_PROFILE
+from .deployment_state import deployment_state
 from .errors import InvalidRecordError
 from .repository import Repositories, facet_name, term_name
 from .search import field_terms, name_bucket
-from .status import deployment_state
 from .storage import DATABASES, Txn
 
 if TYPE_CHECKING:
@@ -122,7 +122,7 @@ def collection_known(txn: Txn, repos: Repositories, artifact_key: str) -> bool:
     """Tell whether the cache holds the collection of ``artifact_key``: its record or an artifact.
 
     A deployment of an artifact that is not cached is ``missing`` when its
-    collection is known, ``unknown-collection`` otherwise (see :mod:`projcache.status`).
+    collection is known, ``unknown-collection`` otherwise (see :mod:`projcache.deployment_state`).
     """
     collection = artifact_key.split("/", 1)[0]
     if repos.collections.get_payload(txn, collection) is not None:
@@ -131,7 +131,7 @@ def collection_known(txn: Txn, repos: Repositories, artifact_key: str) -> bool:
 
 
 def state_of(txn: Txn, repos: Repositories, deployment: Deployment) -> DeploymentState:
-    """The state :func:`~projcache.status.deployment_state` gives ``deployment`` in this txn."""
+    """The state :func:`~projcache.deployment_state.deployment_state` gives ``deployment`` here."""
     artifact = repos.artifacts.get(txn, deployment.artifact_key)
     known = artifact is not None or collection_known(txn, repos, deployment.artifact_key)
     return deployment_state(deployment, artifact, collection_known=known)

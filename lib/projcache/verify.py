@@ -31,9 +31,9 @@ import lmdb.verify
 from pydantic import BaseModel, ValidationError
 
 from . import codec, mutations
+from .deployment_state import deployment_state
 from .errors import CorruptRecordError, ProjcacheError
 from .repository import Repositories, target_value
-from .status import deployment_state
 from .storage import Storage, Txn
 
 if TYPE_CHECKING:

@@ -1,7 +1,7 @@
 """The FastAPI application: options, security, error bodies, the web page, lifecycle.
 
 The endpoints themselves are in :mod:`projcache.server.routes`.  Every error
-is answered with an :class:`~projcache.server.schemas.ErrorBody` and a status
+is answered with an :class:`~projcache.server.bodies.ErrorBody` and a status
 code that says what went wrong (404 unknown id, 422 bad parameters, ...);
 a stack trace never reaches a client, it goes to the log.
 """
@@ -37,11 +37,11 @@ from ..errors import (
     ReadOnlyCacheError,
     ServerError,
 )
+from .bodies import ErrorBody
 from .guard import DEFAULT_MAX_BODY_BYTES, SECURITY_HEADERS, Refusal, TrustBoundary, parse_host
 from .jobs import DEFAULT_MAX_QUEUED, RefreshJobs
 from .refresher import BackgroundRefresher
 from .routes import build_router
-from .schemas import ErrorBody
 
 if TYPE_CHECKING:
     from ..cache import ProjectCache

@@ -76,7 +76,7 @@ _RAW_HEADERS = [(k.lower().encode(), v.encode()) for k, v in SECURITY_HEADERS.it
 class Refusal(Exception):
     """A request the server refuses at its trust boundary (or a full job queue).
 
-    Answered as an :class:`~projcache.server.schemas.ErrorBody` with ``status``.
+    Answered as an :class:`~projcache.server.bodies.ErrorBody` with ``status``.
     """
 
     def __init__(

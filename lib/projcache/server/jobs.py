@@ -27,8 +27,8 @@ from typing import TYPE_CHECKING, Optional
 
 from ..errors import NotFoundError, ProjcacheError
 from ..models import utcnow
+from .bodies import ErrorBody, JobProgress, RefreshJob, RefreshRequest
 from .guard import Refusal
-from .schemas import ErrorBody, JobProgress, RefreshJob, RefreshRequest
 
 if TYPE_CHECKING:
     from ..cache import ProjectCache

@@ -19,9 +19,9 @@ from fastapi import APIRouter, Path, Query, Request, Response
 
 from .. import __version__
 from ..errors import ArtifactNotFound, InvalidRecordError
-from ..listing import deployment_view
 from ..models import utcnow
-from .schemas import (
+from ..streams import deployment_view
+from .bodies import (
     ArtifactDetail,
     ArtifactPage,
     ArtifactTypeName,

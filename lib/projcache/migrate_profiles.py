@@ -8,7 +8,7 @@ deployment came from a project's ``.claude/`` folder, SkillMeat's
 profiles is two deployments.  :func:`migrate_deployment_keys` rewrites a
 schema-2 environment's deployments in place, inside the caller's write
 transaction: it is one step of the schema-2 -> 3 migration (wired into
-:data:`projcache.schema.MIGRATIONS` with the other steps of that version).
+:data:`projcache.migrate.MIGRATIONS` with the other steps of that version).
 """
 
 from __future__ import annotations

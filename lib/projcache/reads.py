@@ -1,6 +1,6 @@
 """The read side of :class:`~projcache.cache.ProjectCache`: lookups, listings, search.
 
-A mixin: :class:`CacheQueries` holds every query method, the facade in
+A mixin: :class:`CacheReads` holds every query method, the facade in
 :mod:`projcache.cache` holds lifecycle, writes and maintenance.  Each query
 runs in one short read transaction (listings in pages of them) and never
 blocks on writers.  The ``*_json`` variants return the stored JSON bytes
@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Callable, List, NamedTuple, Optional, TypeVar
 
 import orjson
 
-from . import codec, listing
+from . import codec, streams
 from .errors import InvalidRecordError, KeyTooLongError, ProjectNotFound
 
 if TYPE_CHECKING:
@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from .repository import Repositories
     from .storage import Storage, Txn
 
-__all__ = ["CacheQueries", "SearchPage", "SearchResults", "check_type"]
+__all__ = ["CacheReads", "SearchPage", "SearchResults", "check_type"]
 
 T = TypeVar("T")
 _STATES = codec.DEPLOYMENT_STATES
@@ -77,7 +77,7 @@ class SearchPage(NamedTuple):
     partial_total: int
 
 
-class CacheQueries:
+class CacheReads:
     """Read methods shared by every :class:`~projcache.cache.ProjectCache` handle."""
 
     _storage: Storage
@@ -178,11 +178,11 @@ class CacheQueries:
             def deployed(txn: Txn) -> set[str]:
                 return {
                     orjson.loads(payload)["artifact_key"]
-                    for payload in listing.deployment_payloads(txn, repos, project_id, state)
+                    for payload in streams.deployment_payloads(txn, repos, project_id, state)
                 }
 
             wanted = deployed
-        return listing.artifact_payloads(
+        return streams.artifact_payloads(
             self._storage.stream, lambda: self._repos, type, collection, tag, wanted
         )
 
@@ -280,7 +280,7 @@ class CacheQueries:
             codec.check_profile(profile)
         project_id = self.find_project(project).id if project is not None else None
         return self._read(
-            lambda txn: listing.deployment_payloads(
+            lambda txn: streams.deployment_payloads(
                 txn, self._repos, project_id, state, artifact, profile
             )
         )

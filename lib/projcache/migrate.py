@@ -124,7 +124,7 @@ def _build_v3_index(m: Migration) -> None:
 
 def _profile_deployment_keys(m: Migration) -> None:
     """Schema 2 -> 3: deployment keys gain their profile (every schema-2 one is claude_code)."""
-    from .migrations_profiles import migrate_deployment_keys
+    from .migrate_profiles import migrate_deployment_keys
 
     migrate_deployment_keys(m.txn, {**m.storage.dbs, **m._dbs})
 
