@@ -281,6 +281,82 @@ class TestFirstRefresh:
         assert [h.key for h in cache.search("summarise")] == [f"{local}/command/summarize"]
 
 
+# -- the unchanged collection's short path -------------------------------------------
+
+
+class TestUnchangedCollection:
+    """An unchanged collection is judged from stats and stored bytes; the report is the same."""
+
+    @pytest.fixture
+    def decoded(self, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+        """The path of every stored fingerprint a refresh decodes."""
+        from projcache import models
+
+        paths: list[str] = []
+        original = models.fingerprint_from_json
+
+        def counting(payload: bytes) -> Any:
+            found = original(payload)
+            paths.append(found.path)
+            return found
+
+        monkeypatch.setattr(models, "fingerprint_from_json", counting)
+        return paths
+
+    def test_no_fingerprint_of_an_unchanged_collection_is_decoded(
+        self, cache: ProjectCache, world: World, decoded: list[str]
+    ) -> None:
+        """Every source of the collection is compared as stored bytes; the report is unchanged."""
+        first = cache.refresh()
+        before = cache.get_collection("default")
+        decoded.clear()
+        report = cache.refresh()
+        collection = str(world.collection.path)
+        assert [p for p in decoded if p.startswith(collection)] == []
+        assert report.sources_checked == first.sources_checked
+        assert (report.sources_changed, report.errors, report.artifacts_written) == (0, [], 0)
+        after = cache.get_collection("default")
+        assert before is not None and after is not None
+        assert after.model_dump(exclude={"refreshed_at"}) == before.model_dump(
+            exclude={"refreshed_at"}
+        )
+        assert after.refreshed_at > before.refreshed_at
+
+    def test_an_edit_after_the_short_path_is_still_seen(
+        self, cache: ProjectCache, world: World
+    ) -> None:
+        """A file edited inside a skill folder makes the collection read in full."""
+        cache.refresh()
+        cache.refresh()
+        append(world.collection.artifact_path("skill", "pdf") / "reference.md", "More.\n")
+        report = cache.refresh()
+        assert report.sources_changed == 1
+
+    def test_a_stray_file_in_a_layout_folder(self, cache: ProjectCache, world: World) -> None:
+        """A file no layout rule takes (not a source) leaves the result as a full read's."""
+        (world.collection.path / "skills" / "README.txt").write_text("hi\n", encoding="utf-8")
+        age(world.root)
+        first = cache.refresh()
+        report = cache.refresh()
+        assert (report.sources_checked, report.sources_changed) == (first.sources_checked, 0)
+        assert report.errors == first.errors
+
+    def test_a_layout_folder_turned_into_a_link_out_is_refused(
+        self, cache: ProjectCache, world: World, tree: Path, opens: OpenCounter
+    ) -> None:
+        """``skills/`` replaced by a link out of the collection: nothing beyond it is read."""
+        cache.refresh()
+        outside = tree / "outside"
+        shutil.copytree(world.collection.path / "skills", outside)
+        shutil.rmtree(world.collection.path / "skills")
+        (world.collection.path / "skills").symlink_to(outside, target_is_directory=True)
+        age(world.root)
+        opens.reset()
+        report = cache.refresh()
+        assert not any(path.startswith(str(outside)) for path in opens.paths)
+        assert any("a link to" in e.message for e in report.errors), report.errors
+
+
 # -- incremental refresh ------------------------------------------------------------
 
 

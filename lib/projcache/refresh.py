@@ -38,7 +38,9 @@ from .sources import (
     local_collection,
     read_collection,
     read_project,
+    unchanged_collection,
 )
+from .sources.tracker import SourceTracker
 from .storage import Txn
 
 if TYPE_CHECKING:
@@ -203,7 +205,7 @@ class _Refresher:
 
     def _fingerprints(self, unit: str) -> dict[str, KnownFingerprint]:
         found: dict[str, KnownFingerprint] = self.ctx.read(
-            lambda txn: dict(self.repos.sources.scan_unit(txn, unit))
+            lambda txn: dict(self.repos.sources.scan_unit_raw(txn, unit))
         )
         return found
 
@@ -217,7 +219,7 @@ class _Refresher:
         repos = self.repos
 
         def body(txn: Txn) -> tuple[dict[str, KnownFingerprint], Optional[Stored]]:
-            previous = dict(repos.sources.scan_unit(txn, unit))
+            previous: dict[str, KnownFingerprint] = dict(repos.sources.scan_unit_raw(txn, unit))
             if old is None or self.full:
                 return previous, None
             keys = frozenset(repos.artifacts.scan_keys(txn, prefix=old.name + "/"))
@@ -307,9 +309,20 @@ class _Refresher:
                 logger.info("collection %s at %s is gone; removed it", old.name, path)
             return
         previous, stored = self._stored(unit, old)
+        checker = SourceTracker(
+            path, previous, self.full, max_bytes=self.ctx.settings.max_artifact_size
+        )
+        if old is not None and not self.full and not old.errors and unchanged_collection(checker):
+            # Nothing it is read from changed: its records stay; only refreshed_at moves.
+            self.counts.sources_checked += checker.checked
+            self.touched_collections.append(
+                old.model_copy(update={"refreshed_at": self.now, "stale": False})
+            )
+            return
         read = read_collection(
             path,
             previous,
+            tracker=checker,
             full=self.full,
             cap=self.ctx.settings.max_file_size,
             stored=stored,

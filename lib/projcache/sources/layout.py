@@ -171,13 +171,19 @@ def _name_of(
 
 
 def find_by_layout(
-    base: str, root: Optional[SourceRoot] = None
+    base: str,
+    root: Optional[SourceRoot] = None,
+    entries: Optional[dict[str, os.DirEntry[str]]] = None,
 ) -> tuple[list[LayoutItem], list[str]]:
     """List the artifacts under ``base`` by layout; return them and the problems met.
 
     An entry that is a symlink leading out of ``root`` is listed whatever it
     points at, so that reading it reports it (and keeps the last good data)
-    instead of the artifact quietly disappearing.
+    instead of the artifact quietly disappearing.  With ``entries`` (and a
+    ``root``), the directory entries listed from layout folders that stay
+    inside ``root`` are added to it by relative path (``skills/x``), so that
+    the sources' stat walk can start from them instead of stat-ing each again
+    (:func:`~projcache.sources.fileio.scan_entry`).
     """
     items: list[LayoutItem] = []
     problems: list[str] = []
@@ -187,15 +193,19 @@ def find_by_layout(
         directory = os.path.join(base, rule.folder)
         if rule.folder not in listed:
             try:
-                with os.scandir(directory) as entries:
-                    listed[rule.folder] = sorted(
-                        (e.name, e.is_dir(), e.is_symlink()) for e in entries
-                    )
+                with os.scandir(directory) as found:
+                    listing = list(found)
             except (FileNotFoundError, NotADirectoryError):
                 listed[rule.folder] = None
             except OSError as exc:
                 listed[rule.folder] = None
                 problems.append(f"{directory}: cannot list: {exc.strerror or exc}")
+            else:
+                listed[rule.folder] = sorted((e.name, e.is_dir(), e.is_symlink()) for e in listing)
+                if entries is not None and root is not None and root.check_folder(directory):
+                    folder = rule.folder + "/"
+                    for entry in listing:
+                        entries[folder + entry.name] = entry
         for entry_name, is_dir, is_link in listed[rule.folder] or ():
             if entry_name.startswith("."):
                 continue
