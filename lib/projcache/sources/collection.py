@@ -148,10 +148,10 @@ def unchanged_collection(tracker: SourceTracker) -> bool:
     previous = tracker.previous
     pending = set(previous)
     prefix = tracker.base.rstrip("/") + "/"
+    same = True  # (after a stat that differs, the others are still walked for the full read)
     for name in (COLLECTION_TOML, COLLECTION_LOCK):
         if name in pending:
-            if not tracker.quick(name, "manifest"):
-                return False
+            same = tracker.quick(name, "manifest") and same
             pending.discard(name)
         elif os.path.lexists(prefix + name):
             return False
@@ -174,14 +174,13 @@ def unchanged_collection(tracker: SourceTracker) -> bool:
             relative = f"{folder}/{name}"
             if relative not in pending or entry.is_symlink():
                 return False
-            if not tracker.quick(relative, "facts", entry):
-                return False
+            same = tracker.quick(relative, "facts", entry) and same
             pending.remove(relative)
     for relative in pending:  # managed artifacts outside the layout's folders
-        if not tracker.quick(relative, "facts"):
-            return False
-    tracker.checked = 2 + sources  # the two manifests (read even when absent), each artifact
-    return True
+        same = tracker.quick(relative, "facts") and same
+    if same:
+        tracker.checked = 2 + sources  # the two manifests (read even when absent), each artifact
+    return same
 
 
 def read_collection(
@@ -205,11 +204,14 @@ def read_collection(
     artifact's files (links out of ``path`` are refused).
     ``stored_front_matter(key)`` gives the front matter of the stored artifact
     record ``key`` (fingerprints do not keep it); without it, an artifact
-    rebuilt from unchanged files reads its main file again.
+    rebuilt from unchanged files reads its main file again.  ``tracker``: one
+    made for ``path`` and ``previous`` already (by :func:`unchanged_collection`,
+    whose stat walks it keeps).
     """
     from ..models import Artifact, validate
 
-    tracker = SourceTracker(path, previous, full, max_bytes=max_bytes)
+    if tracker is None:
+        tracker = SourceTracker(path, previous, full, max_bytes=max_bytes)
     mcap = cap if manifest_cap is None else manifest_cap
     manifest = tracker.read(
         COLLECTION_TOML, manifest_reader(read_collection_toml, mcap), kind="manifest"
@@ -249,7 +251,7 @@ def read_collection(
             )
             continue
         wanted[(entry["type"], entry["name"])] = (relative, entry)
-    found, problems = find_by_layout(path, tracker.root, tracker.entries)
+    found, problems = find_by_layout(path, tracker.root, tracker.entries, tracker.scanned)
     for problem in problems:
         tracker.error(path, problem)
     managed_paths = {relative for relative, _entry in wanted.values()}

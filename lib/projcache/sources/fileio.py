@@ -349,7 +349,8 @@ def scan_entry(entry: os.DirEntry[str], root: SourceRoot) -> TreeScan | None:
             result = entry.stat(follow_symlinks=False)
             if stat.S_ISREG(result.st_mode):
                 info = FileStat(result.st_mtime_ns, result.st_size, result.st_ino)
-                _Walk(entry.path, root, True).add((), info)  # the byte limit
+                if info.size > root.max_bytes:
+                    _Walk(entry.path, root, True).add((), info)  # raises as scan_tree does
                 return TreeScan(entry.path, (((), info),), False, result.st_ino, root)
     except FileNotFoundError:
         pass  # removed since it was listed: judged afresh below

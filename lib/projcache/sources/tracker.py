@@ -93,8 +93,11 @@ class SourceTracker:
         self.entries: dict[str, os.DirEntry[str]] = {}
         # A stored fingerprint's "read_at" JSON value -> nanoseconds (one per refresh, mostly).
         self._stamps: dict[bytes, int] = {}
-        # Stat walks made by quick() and not yet used by read() (relative path -> scan).
-        self._scans: dict[str, Optional[TreeScan]] = {}
+        # kind -> the endings of a stored payload whose data is of that kind.
+        self._tails: dict[str, tuple[bytes, bytes]] = {}
+        # Stat walks made by quick() and not yet used by read(): relative path -> the
+        # scan, and the kind it was judged unchanged for (None: not unchanged).
+        self._scans: dict[str, tuple[Optional[TreeScan], Optional[str]]] = {}
         # The unit's folder as the start of a JSON string (no closing quote), for _same_raw.
         self._path_json = orjson.dumps(self._prefix)[:-1] if self._prefix else b'"'
 
@@ -119,7 +122,7 @@ class SourceTracker:
     def _same_raw(
         self,
         payload: bytes,
-        path: str,
+        relative: str,
         scan: TreeScan,
         signature: Optional[str],
         kind: str,
@@ -135,7 +138,7 @@ class SourceTracker:
             # JSON escapes one character at a time: the folder's JSON and the rest's concatenate.
             head = b'{"path":%b%b,"mtime_ns":%d,"size":%d,"inode":%d,"signature":%b,' % (
                 self._path_json,
-                orjson.dumps(path[len(self._prefix) :])[1:],
+                orjson.dumps(relative)[1:],
                 scan.mtime_ns,
                 scan.size,
                 scan.inode,
@@ -146,11 +149,13 @@ class SourceTracker:
         if not payload.startswith(head):
             return False
         # "data" is the last field: its last key (before the front-matter marker) is "kind".
-        tail = b'"kind":"%b"}}' % kind.encode("ascii")
-        if not (
-            payload.endswith(b"," + tail)
-            or payload.endswith(b',"kind":"%b","%b":true}}' % (kind.encode(), _IN_RECORD.encode()))
-        ):
+        tails = self._tails.get(kind)
+        if tails is None:
+            tails = self._tails[kind] = (
+                b',"kind":%b}}' % orjson.dumps(kind),
+                b',"kind":%b,"%b":true}}' % (orjson.dumps(kind), _IN_RECORD.encode()),
+            )
+        if not payload.endswith(tails):
             return False
         start = payload.find(b',"read_at":', len(head))
         end = payload.find(b',"data":{', start)
@@ -186,11 +191,16 @@ class SourceTracker:
             scan = scan_tree(path, self.root) if entry is None else scan_entry(entry, self.root)
         except SourceFileError:
             return False
-        self._scans[relative] = scan
-        if scan is None:
-            return False
-        signature = scan.signature if scan.is_dir else None
-        return self._same_raw(raw, path, scan, signature, kind)
+        same = scan is not None and self._same_raw(
+            raw, relative, scan, scan.signature if scan.is_dir else None, kind
+        )
+        self._scans[relative] = (scan, kind if same else None)
+        return same
+
+    def scanned(self, relative: str) -> Optional[TreeScan]:
+        """The stat walk :meth:`quick` made of ``relative`` and :meth:`read` has not used yet."""
+        found = self._scans.get(relative)
+        return None if found is None else found[0]
 
     def data(self, relative: str) -> dict[str, Any]:
         """The data of a source :meth:`read` returned :data:`NOT_DECODED` for (decoded now)."""
@@ -226,7 +236,11 @@ class SourceTracker:
         self.checked += 1
         entry = self.entries.pop(relative, None)
         if relative in self._scans and not force:
-            scan = self._scans.pop(relative)
+            scan, same_for = self._scans.pop(relative)
+            if same_for == kind and old is not None:  # judged unchanged by quick()
+                self.current[relative] = old
+                self.reused.add(relative)
+                return NOT_DECODED if lazy else old.data
         else:
             try:
                 scan = scan_tree(path, self.root) if entry is None else scan_entry(entry, self.root)
@@ -241,7 +255,7 @@ class SourceTracker:
         if old is not None and not self.full and not force:
             # A stored payload not decoded yet: most unchanged sources end here.
             raw = getattr(old, "payload", None)
-            if raw is not None and self._same_raw(raw, path, scan, signature, kind):
+            if raw is not None and self._same_raw(raw, relative, scan, signature, kind):
                 self.current[relative] = old
                 self.reused.add(relative)
                 return NOT_DECODED if lazy else old.data
