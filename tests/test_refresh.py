@@ -27,8 +27,7 @@ from hypothesis.stateful import (
 )
 
 from factories import CollectionBuilder, ProjectBuilder, age, artifact_relative, set_mtime
-from projcache import ProjectCache
-from projcache import refresh as refresh_module
+from projcache import ProjectCache, refresh_units
 from projcache.config import Settings
 from projcache.errors import ReadOnlyCacheError, SourceFileError
 from projcache.models import RefreshReport
@@ -279,6 +278,38 @@ class TestFirstRefresh:
         assert artifacts[f"{local}/command/summarize"].description == "Summarise a file."
         assert states(cache, world.plain) == dict.fromkeys(artifacts, "current")
         assert [h.key for h in cache.search("summarise")] == [f"{local}/command/summarize"]
+
+
+class TestTally:
+    """The refresh's counts are kept by the report's own field names (no copy of the fields)."""
+
+    def test_every_count_of_the_report_is_tallied(self) -> None:
+        """A fresh tally builds the default report; each int field can be counted."""
+        from projcache.models import utcnow
+        from projcache.refresh_writes import Tally
+
+        now = utcnow()
+        tally = Tally()
+        assert tally.report(now, 0.0) == RefreshReport(started_at=now)
+        counted = {
+            name for name, info in RefreshReport.model_fields.items() if info.annotation is int
+        }
+        assert set(tally.counts) == counted
+        tally.add(**dict.fromkeys(counted, 2))
+        report = tally.report(now, 1.5)
+        assert all(getattr(report, name) == 2 for name in counted)
+        with pytest.raises(KeyError):
+            tally.add(artifacts_writen=1)
+
+    def test_only_writes_of_an_attempt_are_merged(self) -> None:
+        """A committed write attempt adds its written/removed counts, nothing else."""
+        from projcache.refresh_writes import Tally
+
+        total, attempt = Tally(), Tally()
+        attempt.add(artifacts_written=3, deployments_removed=1, sources_checked=7)
+        total.merge_writes(attempt)
+        assert (total["artifacts_written"], total["deployments_removed"]) == (3, 1)
+        assert total["sources_checked"] == 0
 
 
 # -- the unchanged collection's short path -------------------------------------------
@@ -622,7 +653,7 @@ class TestKeptArtifacts:
         cache.refresh()
         before = cache.get_artifact("default/command/lint")
         append(world.collection.artifact_path("agent", "auditor"), "More.\n")
-        original = refresh_module._Refresher._stored
+        original = refresh_units.UnitRefresher._stored
 
         def racing(self: Any, unit: str, old: Any) -> Any:
             found = original(self, unit, old)
@@ -630,7 +661,7 @@ class TestKeptArtifacts:
                 cache.delete_artifact("default/command/lint")  # "another process"
             return found
 
-        monkeypatch.setattr(refresh_module._Refresher, "_stored", racing)
+        monkeypatch.setattr(refresh_units.UnitRefresher, "_stored", racing)
         cache.refresh()
         assert cache.get_artifact("default/command/lint") == before
 
