@@ -493,8 +493,8 @@ class TestListArtifacts:
     @pytest.mark.parametrize(
         ("args", "code", "message"),
         [
-            (["--type", "Bogus"], 2, "error: type must be a type name like one of "),
-            (["--state", "bogus"], 2, "error: state must be one of "),
+            (["--type", "Bogus"], 14, "error: type must be a type name like one of "),
+            (["--state", "bogus"], 14, "error: state must be one of "),
             (["--project", "nope"], 4, "error: no project 'nope' in the cache"),
         ],
     )
@@ -656,13 +656,13 @@ class TestListDeployments:
     @pytest.mark.parametrize(
         ("args", "code"),
         [
-            (["--state", "bogus"], 2),
-            (["--type", "Bogus!"], 2),
+            (["--state", "bogus"], 14),
+            (["--type", "Bogus!"], 14),
             (["--project", "nope"], 4),
         ],
     )
     def test_bad_arguments(self, refreshed: Path, args: list[str], code: int) -> None:
-        """A bad state or type exits 2, an unknown project 4; `error:` on stderr only."""
+        """A bad state or type exits 14 (InvalidArgumentError), an unknown project 4."""
         result = cli(refreshed, "list", "deployments", *args)
         assert result.exit_code == code
         assert result.stdout == ""
@@ -717,10 +717,10 @@ class TestGet:
         ]
 
     @pytest.mark.parametrize("key", ["Bad/key", "default/Bogus/pdf", "a/b/c/d", "default//pdf"])
-    def test_malformed_key_exits_2(self, refreshed: Path, key: str) -> None:
-        """A key that is not <collection>/<type>/<name> (nor <type>/<name>) is a usage error."""
+    def test_malformed_key_exits_14(self, refreshed: Path, key: str) -> None:
+        """A key that is not <collection>/<type>/<name> (nor <type>/<name>) is a bad argument."""
         result = cli(refreshed, "get", key)
-        assert result.exit_code == 2
+        assert result.exit_code == 14
         assert result.stdout == ""
         assert error_lines(result)[0].startswith("error: ")
         assert "Traceback" not in result.stderr
@@ -806,8 +806,8 @@ class TestSearch:
         assert error_lines(result) == ["error: the query is empty"]
 
     def test_bad_type_and_unknown_project(self, refreshed: Path) -> None:
-        """A bad --type is exit 2, an unknown --project exit 4."""
-        assert cli(refreshed, "search", "pdf", "--type", "Bogus!").exit_code == 2
+        """A bad --type is exit 14 (InvalidArgumentError), an unknown --project exit 4."""
+        assert cli(refreshed, "search", "pdf", "--type", "Bogus!").exit_code == 14
         unknown = cli(refreshed, "search", "pdf", "--project", "nope")
         assert unknown.exit_code == 4
         assert error_lines(unknown)[0] == "error: no project 'nope' in the cache"
@@ -927,16 +927,16 @@ class TestBackup:
         assert data == {"backup": str(dest), "bytes": (dest / "data.mdb").stat().st_size}
         assert data["bytes"] > 0
 
-    def test_into_a_directory_holding_a_cache_exits_2(
+    def test_into_a_directory_holding_a_cache_exits_14(
         self, refreshed: Path, tmp_path: Path
     ) -> None:
-        """A destination that is not empty (a cache in it) is refused (exit 2) and left alone."""
+        """A destination that is not empty (a cache in it) is refused (exit 14) and left alone."""
         dest = tmp_path / "backup"
         assert cli(refreshed, "backup", str(dest)).exit_code == 0
         before = (dest / "data.mdb").read_bytes()
         for target in (dest, refreshed):
             result = cli(refreshed, "backup", str(target))
-            assert result.exit_code == 2
+            assert result.exit_code == 14
             assert result.stdout == ""
             assert error_lines(result)[0] == (
                 f"error: {target} is not empty; backup writes into an empty or new folder"

@@ -242,7 +242,7 @@ class TestHints:
         dest.mkdir()
         (dest / "keep.txt").write_text("mine")
         result = run(refreshed, "backup", str(dest))
-        assert result.code == 2
+        assert result.code == 14
         assert "is not empty" in result.err
         assert "hint: Name an empty or new folder" in result.err
         assert sorted(p.name for p in dest.iterdir()) == ["keep.txt"]
@@ -261,7 +261,7 @@ class TestHints:
     def test_ambiguous_name_lists_the_candidates(
         self, refreshed: dict[str, str], tmp_path: Path
     ) -> None:
-        """`get pdf` when two collections have a pdf: exit 2 naming both keys."""
+        """`get pdf` when two collections have a pdf: exit 14 naming both keys."""
         second = tmp_path / "second"
         (second / "skills" / "pdf").mkdir(parents=True)
         (second / "skills" / "pdf" / "SKILL.md").write_text(
@@ -269,7 +269,7 @@ class TestHints:
         )
         assert run(refreshed, "refresh", "-c", str(second)).code == 0
         result = run(refreshed, "get", "pdf")
-        assert result.code == 2
+        assert result.code == 14
         assert "'pdf' names 2 artifacts: default/skill/pdf, second/skill/pdf" in result.err
         assert "hint: Give the full key" in result.err
 

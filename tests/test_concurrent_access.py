@@ -1439,7 +1439,7 @@ def _p2_reference(_p2_settings: Settings, tmp_path: Path) -> dict[str, Any]:
     with ProjectCache.open(settings=settings) as cache:
         report = cache.refresh()
         assert report.errors == []
-        assert cache.direct is None
+        assert cache.direct_reason is None
         return _p2_snapshot(cache)
 
 
@@ -1552,7 +1552,7 @@ class TestSourceDirectMode:
         _p2_check_reference(_p2_reference)
         caplog.set_level(logging.WARNING, logger="projcache.direct")
         with ProjectCache.open(settings=direct_settings, fallback=True) as cache:
-            assert cache.direct is not None
+            assert cache.direct_reason is not None
             snap = _p2_snapshot(cache)
         assert snap == _p2_reference
         assert [r.name for r in _p2_warnings(caplog)] == ["projcache.direct"]
@@ -1564,7 +1564,7 @@ class TestSourceDirectMode:
         """Open, query and close log one WARNING, from ``projcache.direct``, naming the reason."""
         caplog.set_level(logging.WARNING, logger="projcache.direct")
         with ProjectCache.open(settings=direct_settings, fallback=True) as cache:
-            reason = cache.direct
+            reason = cache.direct_reason
             list(cache.list_artifacts())
             cache.search("s")
             cache.get_artifact("default/skill/pdf")
@@ -1620,18 +1620,20 @@ class TestSourceDirectMode:
         make: Callable[[Settings, Path, Any], Settings],
         reason: str,
     ) -> None:
-        """``cache.direct`` is a string saying why the handle reads from source."""
+        """``cache.direct_reason`` is a string saying why the handle reads from source."""
         settings = make(
             dataclasses.replace(_p2_settings, cache_dir=tmp_path / "cache"), tmp_path, monkeypatch
         )
         with ProjectCache.open(settings=settings, fallback=True) as cache:
-            assert isinstance(cache.direct, str)
-            assert cache.direct.startswith(reason.format(dir=settings.cache_dir))
+            assert cache.is_direct
+            assert isinstance(cache.direct_reason, str)
+            assert cache.direct_reason.startswith(reason.format(dir=settings.cache_dir))
 
     def test_direct_is_none_for_a_real_cache(self, _p2_settings: Settings) -> None:
         """A cache that opens normally is no direct handle and has no scratch directory."""
         with ProjectCache.open(settings=_p2_settings, fallback=True) as cache:
-            assert cache.direct is None
+            assert cache.direct_reason is None
+            assert not cache.is_direct
             assert cache._scratch is None
             assert Path(cache.path) == Path(os.path.abspath(_p2_settings.cache_dir))
 
@@ -1756,7 +1758,7 @@ class TestSourceDirectMode:
         """A read-only open with ``fallback`` (what CLI reads do) answers from the sources too."""
         caplog.set_level(logging.WARNING, logger="projcache.direct")
         with ProjectCache.open(settings=direct_settings, readonly=True, fallback=True) as cache:
-            assert cache.direct is not None
+            assert cache.direct_reason is not None
             assert [a.model_dump() for a in cache.list_artifacts()] == _p2_reference["artifacts"]
             assert [d.model_dump() for d in cache.list_deployments()] == _p2_reference[
                 "deployments"
@@ -1776,7 +1778,7 @@ class TestSourceDirectMode:
         settings = load_settings(env)
         assert settings.auto_repair is True
         with ProjectCache.open(settings=settings, fallback=True) as cache:
-            assert cache.direct is None
+            assert cache.direct_reason is None
             assert Path(cache.path) == cache_dir
             assert len(list(cache.list_artifacts())) == 21
 

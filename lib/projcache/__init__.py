@@ -11,7 +11,6 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from .cache import CacheDisabledError as CacheDisabledError
     from .cache import ProjectCache as ProjectCache
     from .cache import SearchResults as SearchResults
     from .config import Settings as Settings
@@ -21,12 +20,14 @@ if TYPE_CHECKING:
     from .errors import CacheBusyError as CacheBusyError
     from .errors import CacheClosedError as CacheClosedError
     from .errors import CacheCorruptError as CacheCorruptError
+    from .errors import CacheDisabledError as CacheDisabledError
     from .errors import CacheFullError as CacheFullError
     from .errors import CacheNotFoundError as CacheNotFoundError
     from .errors import CachePermissionError as CachePermissionError
     from .errors import ConfigError as ConfigError
     from .errors import CorruptRecordError as CorruptRecordError
     from .errors import DiskFullError as DiskFullError
+    from .errors import InvalidArgumentError as InvalidArgumentError
     from .errors import InvalidRecordError as InvalidRecordError
     from .errors import KeyTooLongError as KeyTooLongError
     from .errors import NotFoundError as NotFoundError
@@ -70,6 +71,7 @@ __all__ = [
     "DiskFullError",
     "Finding",
     "Fingerprint",
+    "InvalidArgumentError",
     "InvalidRecordError",
     "KeyTooLongError",
     "NotFoundError",
@@ -97,7 +99,7 @@ __all__ = [
 ]
 
 _HOMES = {
-    **dict.fromkeys(("CacheDisabledError", "ProjectCache", "SearchResults"), "cache"),
+    **dict.fromkeys(("ProjectCache", "SearchResults"), "cache"),
     **dict.fromkeys(("Settings", "load_settings"), "config"),
     **dict.fromkeys(
         (

@@ -9,11 +9,13 @@ streamed while its iterator is open.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import os
+import warnings
 import zlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Optional, TypeVar, Union
 
@@ -23,16 +25,18 @@ from .errors import (
     ArtifactNotFound,
     CacheClosedError,
     CacheCorruptError,
+    CacheDisabledError,
     CacheNotFoundError,
     CachePermissionError,
     CorruptRecordError,
-    InvalidRecordError,
+    InvalidArgumentError,
     NotFoundError,
     ProjcacheError,
     ProjectNotFound,
     ReadOnlyCacheError,
     SchemaVersionError,
     StorageError,
+    as_argument_error,
     translate_os_error,
 )
 from .migrate import SCHEMA_VERSION, MigrationProgress, ensure_schema, read_schema
@@ -43,6 +47,7 @@ from .storage import Storage, Txn
 if TYPE_CHECKING:
     from types import TracebackType
 
+    from .direct import DirectStore
     from .models import (
         Artifact,
         CacheStats,
@@ -52,10 +57,12 @@ if TYPE_CHECKING:
         RefreshReport,
         VerifyReport,
     )
+    from .recovery import CacheAccess, RecoveryResult
     from .refresh import PathLike, Progress
     from .roots import SourceRoots
 
-__all__ = ["CacheDisabledError", "ProjectCache", "SearchResults"]
+# CacheDisabledError lives in errors.py; the import above keeps ``projcache.cache`` importing it.
+__all__ = ["ProjectCache", "SearchResults"]
 
 logger = logging.getLogger(__name__)
 
@@ -88,14 +95,6 @@ def _applied(settings: Settings, storage: Storage) -> Settings:
     return dataclasses.replace(settings, **differ)
 
 
-class CacheDisabledError(ProjcacheError):
-    """The cache is switched off by ``PROJCACHE_ENABLED=false`` (or ``SKILLMEAT_ENABLE_CACHE``)."""
-
-    default_hint = (
-        "Set PROJCACHE_ENABLED=true (and unset SKILLMEAT_ENABLE_CACHE=false) to use the cache."
-    )
-
-
 class ProjectCache(CacheReads):
     """A persistent, memory-mapped cache of projects, artifacts and deployments.
 
@@ -116,9 +115,8 @@ class ProjectCache(CacheReads):
         self._closed = False
         # Set when the directory is not writable and the cache was opened read-only instead.
         self._write_denied = False
-        # Set on a source-direct handle (see projcache.direct).
-        self._direct_reason: Optional[str] = None
-        self._scratch: Optional[Path] = None
+        # The throwaway store of a source-direct handle (see projcache.direct).
+        self._direct: Optional[DirectStore] = None
 
     @property
     def _repos(self) -> Repositories:
@@ -172,9 +170,7 @@ class ProjectCache(CacheReads):
             settings = dataclasses.replace(settings, cache_dir=Path(path))
         if not settings.enabled:
             if fallback:
-                from .direct import open_direct
-
-                return open_direct(settings, "the cache is disabled by configuration")
+                return cls._open_direct(settings, "the cache is disabled by configuration")
             raise CacheDisabledError("the cache is disabled by configuration")
         try:
             return cls._open(settings, readonly, progress)
@@ -185,12 +181,10 @@ class ProjectCache(CacheReads):
                 logger.warning(
                     "the cache in %s is damaged (%s); repairing it", settings.cache_dir, exc
                 )
-                rebuild(settings)
+                rebuild(settings, cls._open_access)
                 return cls._open(settings, readonly, progress)
             if fallback:
-                from .direct import open_direct
-
-                return open_direct(settings, f"the cache in {settings.cache_dir} is damaged")
+                return cls._open_direct(settings, f"the cache in {settings.cache_dir} is damaged")
             if isinstance(exc, CorruptRecordError):
                 raise  # names the record; its hint already says what to run
             where = str(Path(settings.cache_dir).resolve())
@@ -207,9 +201,7 @@ class ProjectCache(CacheReads):
         except (CachePermissionError, StorageError) as exc:
             if not fallback or isinstance(exc, (CacheNotFoundError, SchemaVersionError)):
                 raise
-            from .direct import open_direct
-
-            return open_direct(
+            return cls._open_direct(
                 settings, f"the cache in {settings.cache_dir} cannot be used ({exc})"
             )
 
@@ -241,12 +233,101 @@ class ProjectCache(CacheReads):
             raise
         return cache
 
+    @classmethod
+    def _open_direct(cls, settings: Settings, reason: str) -> ProjectCache:
+        """A source-direct handle: a throwaway store read from the sources (projcache.direct)."""
+        from .direct import DirectStore
+
+        store = DirectStore(settings, reason)
+        try:
+            cache = cls._open(store.settings, False)
+        except BaseException:
+            store.remove()
+            raise
+        cache._direct = store
+        try:
+            store.fill(cache.refresh)
+        except BaseException:
+            cache.close()
+            raise
+        return cache
+
+    @property
+    def direct_reason(self) -> Optional[str]:
+        """Why this handle reads straight from the source files, or ``None`` for a real cache."""
+        return None if self._direct is None else self._direct.reason
+
+    @property
+    def is_direct(self) -> bool:
+        """True when this handle reads straight from the source files (source-direct mode)."""
+        return self._direct is not None
+
     @property
     def direct(self) -> Optional[str]:
-        """Why this handle reads straight from the source files, or ``None`` for a real cache."""
-        return self._direct_reason
+        """Deprecated alias of :attr:`direct_reason` (it reads like a boolean; it is not one).
 
-    def _rebuild(self) -> Any:
+        Use :attr:`is_direct` to test, :attr:`direct_reason` for the reason.
+        """
+        warnings.warn(
+            "ProjectCache.direct is deprecated; use .is_direct or .direct_reason",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return self.direct_reason
+
+    @property
+    def _scratch(self) -> Optional[Path]:
+        """The folder of a source-direct handle's throwaway store (removed on close)."""
+        return None if self._direct is None else self._direct.scratch
+
+    def _access(self) -> CacheAccess:
+        """What recovery needs from this handle (projcache.recovery does not import the facade)."""
+        from .recovery import CacheAccess
+
+        def cached_folders() -> tuple[set[str], set[str]]:
+            return (
+                {c.path for c in self.list_collections()},
+                {p.path for p in self.list_projects()},
+            )
+
+        return CacheAccess(
+            settings=self.settings,
+            read=self._read,
+            write=self._write,
+            repos=lambda: self._repos,
+            storage=lambda: self._storage,
+            refresh=self.refresh,
+            cached_folders=cached_folders,
+        )
+
+    @classmethod
+    @contextlib.contextmanager
+    def _open_access(cls, settings: Settings) -> Iterator[CacheAccess]:
+        """Open a fresh cache for a rebuild and hand recovery access to it."""
+        with cls.open(settings=settings) as cache:
+            yield cache._access()
+
+    @classmethod
+    def repair_unopenable(
+        cls, path: Union[str, Path, None] = None, *, settings: Optional[Settings] = None
+    ) -> VerifyReport:
+        """Rebuild a cache that cannot even be opened; report it as a repaired file finding.
+
+        For ``verify --repair`` when :meth:`open` raises
+        :class:`~projcache.errors.CacheCorruptError`: the damaged files are moved
+        aside (kept), what still reads is carried over and the rest re-read from
+        source, as :meth:`verify` with ``repair`` does for a cache it could open.
+        The directory is ``path``, else the configured one.
+        """
+        from .recovery import repair_unopenable
+
+        if settings is None:
+            settings = load_settings(dir=str(path) if path is not None else None)
+        elif path is not None:
+            settings = dataclasses.replace(settings, cache_dir=Path(path))
+        return repair_unopenable(settings, cls._open_access)
+
+    def _rebuild(self) -> RecoveryResult:
         """Rebuild a damaged environment in place (see :func:`projcache.recovery.rebuild`)."""
         from .errors import CacheBusyError
         from .recovery import rebuild
@@ -260,7 +341,7 @@ class ProjectCache(CacheReads):
             )
         self._storage.release()
         try:
-            return rebuild(self.settings)
+            return rebuild(self.settings, type(self)._open_access)
         finally:
             self._storage = Storage.acquire(self.settings.cache_dir, self.settings, False)
             self._repos_cache = None
@@ -278,10 +359,8 @@ class ProjectCache(CacheReads):
         finally:
             self._closed = True
             self._storage.release()
-            if self._scratch is not None:
-                import shutil
-
-                shutil.rmtree(self._scratch, ignore_errors=True)
+            if self._direct is not None:
+                self._direct.remove()
 
     def __enter__(self) -> ProjectCache:
         return self
@@ -411,11 +490,13 @@ class ProjectCache(CacheReads):
         """Remove an artifact and its index entries; its deployments become ``missing``.
 
         Raises:
+            InvalidArgumentError: ``key`` is not ``<collection>/<type>/<name>`` (an argument).
             ArtifactNotFound: no such artifact.
         """
         from . import mutations  # the write side: not loaded by read-only CLI calls
 
-        codec.parse_artifact_key(key)
+        with as_argument_error():
+            codec.parse_artifact_key(key)
         if not self._write(lambda txn: mutations.delete_artifact(txn, self._repos, key)):
             raise ArtifactNotFound(f"no artifact {key!r} in the cache")
 
@@ -638,7 +719,13 @@ class ProjectCache(CacheReads):
             from .quickverify import quick_verify
 
             return quick_verify(self._storage, progress)
-        return verify_cache(self, repair=repair, sources=sources, progress=progress)
+        return verify_cache(
+            self._access(),
+            repair=repair,
+            sources=sources,
+            rebuild_in_place=self._rebuild,
+            progress=progress,
+        )
 
     def backup(self, dest: Union[str, Path], compact: bool = True) -> Path:
         """Write a consistent copy of the cache into directory ``dest``; return its path.
@@ -646,10 +733,13 @@ class ProjectCache(CacheReads):
         ``dest`` is created if needed and must not already hold a cache.  With
         ``compact`` free pages are omitted (smaller, slower).  Readers and
         writers go on meanwhile (the copy reads one snapshot).
+
+        Raises:
+            InvalidArgumentError: ``dest`` already holds a cache (an argument, not a record).
         """
         target = Path(dest).expanduser().resolve()
         if os.path.lexists(target / "data.mdb"):
-            raise InvalidRecordError(f"{target} already holds a cache; choose an empty directory")
+            raise InvalidArgumentError(f"{target} already holds a cache; choose an empty directory")
         self._check_open()
         missing = [target, *(p for p in target.parents if not p.exists())]
         try:
