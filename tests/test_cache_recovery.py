@@ -1945,14 +1945,7 @@ def _p2_snapshot(settings: Settings) -> dict[str, Any]:
         }
 
 
-_P2_DERIVED = [
-    "search-tokens",
-    "search-pending",
-    "artifact-ids",
-    "artifact-keys",
-    "deployments-by-artifact",
-    "deployments-by-state",
-]
+_P2_DERIVED = [db for db in DATABASES if db != "meta" and db not in recovery_module.RECORD_DBS]
 
 
 def _p2_view(cache_dir: Path) -> dict[str, Any]:

@@ -20,8 +20,7 @@ import pytest
 import typer
 
 import projcache
-from projcache import codec
-from projcache.reads import _STATES
+from projcache import DEPLOYMENT_STATES, codec
 from projcache_cli import app
 from projcache_cli.errors import EXIT_DEGRADED, CliLogFormatter, CliLogHandler
 from projcache_cli.root import hoist_global_options
@@ -463,7 +462,7 @@ class TestConsistency:
                 for type_ in codec.ARTIFACT_TYPES:
                     assert type_ in help_text, (path, type_)
             if "--state" in opts:
-                for state in _STATES:
+                for state in DEPLOYMENT_STATES:
                     assert state in help_text, (path, state)
             envvar = getattr(param, "envvar", None)
             if envvar:

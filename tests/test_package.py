@@ -13,6 +13,7 @@ import pytest
 import projcache
 
 EXPECTED_ALL = [
+    "ARTIFACT_TYPES",
     "Artifact",
     "ArtifactNotFound",
     "CacheAlreadyOpenError",
@@ -26,6 +27,7 @@ EXPECTED_ALL = [
     "CacheStats",
     "ConfigError",
     "CorruptRecordError",
+    "DEPLOYMENT_STATES",
     "Deployment",
     "DiskFullError",
     "Finding",

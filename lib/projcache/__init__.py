@@ -52,8 +52,11 @@ if TYPE_CHECKING:
     from .models import SearchHit as SearchHit
     from .models import SourceError as SourceError
     from .models import VerifyReport as VerifyReport
+    from .vocabulary import ARTIFACT_TYPES as ARTIFACT_TYPES
+    from .vocabulary import DEPLOYMENT_STATES as DEPLOYMENT_STATES
 
 __all__ = [
+    "ARTIFACT_TYPES",
     "Artifact",
     "ArtifactNotFound",
     "CacheAlreadyOpenError",
@@ -67,6 +70,7 @@ __all__ = [
     "CacheStats",
     "ConfigError",
     "CorruptRecordError",
+    "DEPLOYMENT_STATES",
     "Deployment",
     "DiskFullError",
     "Finding",
@@ -101,6 +105,7 @@ __all__ = [
 _HOMES = {
     **dict.fromkeys(("ProjectCache", "SearchResults"), "cache"),
     **dict.fromkeys(("Settings", "load_settings"), "config"),
+    **dict.fromkeys(("ARTIFACT_TYPES", "DEPLOYMENT_STATES"), "vocabulary"),
     **dict.fromkeys(
         (
             "Artifact",

@@ -24,6 +24,7 @@ from .errors import (
     ProjectNotFound,
     as_argument_error,
 )
+from .vocabulary import DEPLOYMENT_STATES
 
 if TYPE_CHECKING:
     from .models import Artifact, Collection, Deployment, DeploymentState, Project, SearchHit
@@ -33,7 +34,7 @@ if TYPE_CHECKING:
 __all__ = ["CacheReads", "SearchPage", "SearchResults", "check_type"]
 
 T = TypeVar("T")
-_STATES = codec.DEPLOYMENT_STATES
+_STATES = DEPLOYMENT_STATES
 
 
 def check_type(type_: Optional[str]) -> None:

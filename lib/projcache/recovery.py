@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any, Callable, ContextManager, Optional
 import orjson
 
 from . import codec
-from .salvage import RECORD_DBS
+from .vocabulary import META_DB, RECORD_DBS
 
 if TYPE_CHECKING:
     from .config import Settings
@@ -283,7 +283,7 @@ def _claimed_counts(data: Path, meta: _Meta) -> Optional[dict[str, int]]:
         name = page[offset + 8 : start].decode("utf-8", "replace")
         (counts[name],) = struct.unpack_from("=Q", page, start + 32)
     # A wrong root pointer lands on some other page: only the main tree names them all.
-    return counts if all(db in counts for db in (*RECORD_DBS, "meta")) else None
+    return counts if all(db in counts for db in (*RECORD_DBS, META_DB)) else None
 
 
 def _best_salvage(aside: Path, result: RecoveryResult) -> list[Record]:
