@@ -55,7 +55,8 @@ if TYPE_CHECKING:
     from .vocabulary import ARTIFACT_TYPES as ARTIFACT_TYPES
     from .vocabulary import DEPLOYMENT_STATES as DEPLOYMENT_STATES
 
-__all__ = [
+# Plain sorted() order (tests/test_package.py), not ruff's constants-first order.
+__all__ = [  # noqa: RUF022
     "ARTIFACT_TYPES",
     "Artifact",
     "ArtifactNotFound",

@@ -31,13 +31,12 @@ import orjson
 from .errors import CorruptRecordError, InvalidRecordError, KeyTooLongError, RecordTooLargeError
 
 # Re-exported: the one list of each lives in vocabulary.py.
-from .vocabulary import ARTIFACT_TYPES, DEPLOYMENT_STATES, DeploymentStateName
+from .vocabulary import ARTIFACT_TYPES, DEPLOYMENT_STATES
 
 __all__ = [
     "ARTIFACT_TYPES",
     "DEFAULT_PROFILE",
     "DEPLOYMENT_STATES",
-    "DeploymentStateName",
     "FORMAT_VERSION",
     "MAX_BODY_CHARS",
     "MAX_KEY_BYTES",
