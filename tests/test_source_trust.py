@@ -17,7 +17,7 @@ from typing import Any
 import lmdb
 import pytest
 
-from factories import CollectionBuilder, ProjectBuilder, age
+from factories import CollectionBuilder, ProjectBuilder, age, with_roots
 from projcache import ProjectCache, RecordTooLargeError
 from projcache import codec as codec_module
 from projcache.config import Settings
@@ -27,22 +27,16 @@ SECRET = "quokkasecret"
 
 
 @pytest.fixture
-def tree(tmp_path: Path) -> Path:
-    """The folder holding ``collections/``, ``projects/`` and ``outside/``."""
-    path = Path(os.path.realpath(tmp_path)) / "tree"
-    (path / "outside").mkdir(parents=True)
-    return path
+def tree(tree: Path) -> Path:
+    """The conftest ``tree``, with an ``outside/`` folder beside the roots."""
+    (tree / "outside").mkdir()
+    return tree
 
 
 @pytest.fixture
 def cache_settings(cache_settings: Settings, tree: Path) -> Settings:
     """The conftest settings with collection and project roots in ``tree``."""
-    return dataclasses.replace(
-        cache_settings,
-        collection_roots=(str(tree / "collections"),),
-        project_roots=(str(tree / "projects"),),
-        durability="none",
-    )
+    return with_roots(cache_settings, tree)
 
 
 @pytest.fixture
