@@ -39,6 +39,17 @@ def cache_settings(cache_settings: Settings, tree: Path) -> Settings:
     return with_roots(cache_settings, tree)
 
 
+def deployed_pdf(tree: Path) -> ProjectBuilder:
+    """A collection ``default`` with skill ``pdf``, deployed in project ``webapp``; written."""
+    collection = CollectionBuilder(tree / "collections", "default")
+    collection.skill("pdf", front_matter={"description": "PDF."})
+    collection.write()
+    project = ProjectBuilder(tree / "projects", "webapp")
+    project.deploy(collection, "skill", "pdf")
+    project.write()
+    return project
+
+
 @pytest.fixture
 def opened(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
     """Every source file a refresh opens, resolved (all reads go through ``open_source``)."""
@@ -113,12 +124,7 @@ class TestLinksOutOfTheRoot:
         self, cache: ProjectCache, tree: Path, opened: list[str], target: str
     ) -> None:
         """A deployed folder replaced by a link out: an error, the last hash kept, no walk."""
-        collection = CollectionBuilder(tree / "collections", "default")
-        collection.skill("pdf", front_matter={"description": "PDF."})
-        collection.write()
-        project = ProjectBuilder(tree / "projects", "webapp")
-        project.deploy(collection, "skill", "pdf")
-        project.write()
+        project = deployed_pdf(tree)
         age(tree)
         assert cache.refresh().errors == []
         [before] = cache.list_deployments()
@@ -184,12 +190,7 @@ class TestBoundedHashing:
         self, cache_settings: Settings, tree: Path, opened: list[str]
     ) -> None:
         """Bytes over the limit are refused before any file of the folder is opened."""
-        collection = CollectionBuilder(tree / "collections", "default")
-        collection.skill("pdf", front_matter={"description": "PDF."})
-        collection.write()
-        project = ProjectBuilder(tree / "projects", "webapp")
-        project.deploy(collection, "skill", "pdf")
-        project.write()
+        project = deployed_pdf(tree)
         deployed = project.deployed_path("skill", "pdf")
         (deployed / "model.bin").write_bytes(b"\0" * 300_000)
         settings = dataclasses.replace(cache_settings, max_artifact_size=256 * 1024)
