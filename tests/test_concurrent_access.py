@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import logging
 import multiprocessing
 import os
 import queue
@@ -50,6 +49,7 @@ from typing import Any, Callable, Optional
 import lmdb
 import pytest
 
+from damage import collect_messages
 from factories import CollectionBuilder, ProjectBuilder, toml_document
 from projcache import ProjectCache
 from projcache import storage as storage_module
@@ -774,15 +774,7 @@ def _busy_reader(ready: Callable[[Any], None], path: str, key: str) -> dict[str,
 
 def _open_and_log(ready: Callable[[Any], None], path: str, key: str) -> dict[str, Any]:
     """Open the cache (running reader_check) and report the storage log and a read."""
-    messages: list[str] = []
-
-    class _Collect(logging.Handler):
-        def emit(self, record: logging.LogRecord) -> None:
-            messages.append(record.getMessage())
-
-    storage_logger = logging.getLogger("projcache.storage")
-    storage_logger.addHandler(_Collect(logging.INFO))
-    storage_logger.setLevel(logging.INFO)
+    messages = collect_messages("projcache.storage")
     with ProjectCache.open(readonly=True, settings=_settings(path)) as cache:
         found = cache.get_artifact(key) is not None
         return {"messages": messages, "found": found, "rows": _reader_rows(cache._storage.env)}

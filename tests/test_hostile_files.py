@@ -343,6 +343,14 @@ def _unlink(path: Path) -> None:
         path.unlink()
 
 
+def _link_to_system_path(path: Path, target: str) -> None:
+    """Replace ``path`` with a symlink to the system's ``target`` (skip where there is none)."""
+    if not os.path.exists(target):
+        pytest.skip(f"no {target} on this system")
+    _unlink(path)
+    os.symlink(target, path, target_is_directory=os.path.isdir(target))
+
+
 def make_fifo(path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Replace the file with a FIFO (opening it for reading would block)."""
     _unlink(path)
@@ -364,10 +372,7 @@ def make_self_symlink(path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 
 def make_proc_mem(path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Replace the file with a symlink to ``/proc/self/mem``: a regular file whose read fails."""
-    if not os.path.exists("/proc/self/mem"):
-        pytest.skip("no /proc/self/mem on this system")
-    _unlink(path)
-    os.symlink("/proc/self/mem", path)
+    _link_to_system_path(path, "/proc/self/mem")
 
 
 def make_unreadable(path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -426,10 +431,7 @@ def link_to_outside_file(path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 
 def link_to_etc_passwd(path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Replace the file with a symlink to ``/etc/passwd`` (the issue's case)."""
-    if not os.path.isfile("/etc/passwd"):
-        pytest.skip("no /etc/passwd on this system")
-    _unlink(path)
-    os.symlink("/etc/passwd", path)
+    _link_to_system_path(path, "/etc/passwd")
 
 
 def link_to_relative_outside(path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -451,10 +453,7 @@ def link_to_outside_folder(path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 
 def link_to_usr_share(path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Replace the folder with a symlink to ``/usr/share`` (665 MB read by 0.1.0)."""
-    if not os.path.isdir("/usr/share"):
-        pytest.skip("no /usr/share on this system")
-    _unlink(path)
-    os.symlink("/usr/share", path, target_is_directory=True)
+    _link_to_system_path(path, "/usr/share")
 
 
 def link_to_filesystem_root(path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
