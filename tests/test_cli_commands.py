@@ -10,7 +10,6 @@ purpose, so every refresh that reads the collection exits 1.
 
 from __future__ import annotations
 
-import inspect
 import json
 import os
 import queue
@@ -26,15 +25,13 @@ from typing import IO, Any
 
 import pytest
 import typer
-from typer.testing import CliRunner, Result
+from typer.testing import Result
 
 import projcache
+from clirun import runner
+from factories import copy_examples
 from projcache import ProjectCache
 from projcache_cli import app, maintenance_cmd
-
-# Click < 8.2 (the newest on Python 3.9) mixes stderr into stdout unless told not to.
-_SEPARATE = "mix_stderr" in inspect.signature(CliRunner.__init__).parameters
-runner = CliRunner(**({"mix_stderr": False} if _SEPARATE else {}))
 
 EXAMPLES = Path(projcache.__file__).parent / "examples"
 PROJECTS = ("webapp", "api-service", "notes")
@@ -59,33 +56,13 @@ COMMANDS = (
 
 # -- fixtures and helpers ----------------------------------------------------------------------
 
-
-@pytest.fixture(autouse=True)
-def _isolated_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """No PROJCACHE_* setting, config file or ~/.skillmeat collection of the user leaks in."""
-    for name in list(os.environ):
-        if name.startswith("PROJCACHE_") or name == "SKILLMEAT_ENABLE_CACHE":
-            monkeypatch.delenv(name)
-    home = tmp_path / "home"
-    home.mkdir()
-    monkeypatch.setenv("HOME", str(home))
-    monkeypatch.setenv("XDG_CONFIG_HOME", str(home / ".config"))
-    monkeypatch.setenv("XDG_CACHE_HOME", str(home / ".cache"))
+pytestmark = pytest.mark.usefixtures("isolated_environment")
 
 
 @pytest.fixture
 def examples(tmp_path: Path) -> Path:
-    """A private copy of the shipped examples, every file dated an hour ago.
-
-    Fingerprints whose mtime lies within 2 s of their reading are re-read next
-    time (``RACY_WINDOW_NS``); old mtimes keep incremental counts exact.
-    """
-    root = tmp_path / "examples"
-    shutil.copytree(EXAMPLES, root, symlinks=True)
-    old = time.time() - 3600
-    for path in [root, *root.rglob("*")]:
-        os.utime(path, (old, old), follow_symlinks=False)
-    return Path(os.path.realpath(root))
+    """A private copy of the shipped examples, every file dated an hour ago."""
+    return copy_examples(tmp_path / "examples")
 
 
 @pytest.fixture
