@@ -1,9 +1,13 @@
 """``invalidate()`` of everything beside SQLite's ``UPDATE`` of every row, interleaved.
 
     python bench/invalidate_interleaved.py CACHE_DIR [--durability full] [--rounds 30]
+    python bench/invalidate_interleaved.py CACHE_DIR --build 1000000   # first, once
 
-Opens an existing cache (any size: invalidating everything is one ``meta`` key, so
-the number of artifacts should not matter), and each round: settles a pending mark
+``--build N`` fills an empty cache with N small artifacts (7 collections, a tag each;
+batches of 20,000 with durability ``none``) and 100 projects: about 10 minutes for
+1,000,000 on a busy 2-core machine.  Otherwise it opens the cache (any size:
+invalidating everything is one ``meta`` key, so the number of artifacts should not
+matter), and each round: settles a pending mark
 (an untimed ``put_projects`` of one project, as the suite's set-up does), times
 ``invalidate()``, then times SQLite (WAL, ``synchronous=FULL`` and ``NORMAL``)
 marking as many project rows stale in one transaction.  The same round also times
@@ -24,13 +28,37 @@ from projcache import ProjectCache
 from projcache.config import Settings
 
 
+def build(path: Path, count: int) -> None:
+    """Fill the cache at ``path`` with ``count`` small artifacts and 100 projects."""
+    with ProjectCache.open(settings=Settings(cache_dir=path, durability="none")) as cache:
+        batch = 20_000
+        for start in range(0, count, batch):
+            cache.put_artifacts(
+                {
+                    "name": f"a{i}",
+                    "type": "skill",
+                    "collection": f"c{i % 7}",
+                    "description": f"artifact {i} tool{i % 97} word{i % 1013}",
+                    "tags": [f"t{i % 31}"],
+                }
+                for i in range(start, min(count, start + batch))
+            )
+        cache.put_projects(
+            {"id": f"p{i}", "name": f"p{i}", "path": f"/tmp/nowhere/p{i}"} for i in range(100)
+        )
+
+
 def main() -> None:
     """Parse the arguments, run the rounds, print the medians."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("cache_dir", type=Path)
     parser.add_argument("--durability", default="full")
     parser.add_argument("--rounds", type=int, default=30)
+    parser.add_argument("--build", type=int, metavar="N", help="fill the cache first")
     args = parser.parse_args()
+    if args.build:
+        build(args.cache_dir, args.build)
+        return
     cache = ProjectCache.open(
         settings=Settings(cache_dir=args.cache_dir, durability=args.durability)
     )
