@@ -13,6 +13,7 @@ import pytest
 import projcache
 
 EXPECTED_ALL = [
+    "ARTIFACT_TYPES",
     "Artifact",
     "ArtifactNotFound",
     "CacheAlreadyOpenError",
@@ -26,6 +27,7 @@ EXPECTED_ALL = [
     "CacheStats",
     "ConfigError",
     "CorruptRecordError",
+    "DEPLOYMENT_STATES",
     "Deployment",
     "DiskFullError",
     "Finding",
@@ -53,7 +55,11 @@ EXPECTED_ALL = [
     "UnsafeCacheDirError",
     "VerifyReport",
     "__version__",
+    "check_folders",
+    "find_collections",
     "load_settings",
+    "repair_unopenable",
+    "watch_and_refresh",
 ]
 
 

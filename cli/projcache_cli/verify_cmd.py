@@ -58,9 +58,8 @@ def verify(
     deep): rebuild indexes, drop bad records and re-read their sources; a
     damaged environment is moved aside (kept) and rebuilt.
     """
-    from projcache import load_settings
+    from projcache import load_settings, repair_unopenable
     from projcache.errors import CacheCorruptError, CorruptRecordError
-    from projcache.recovery import repair_unopenable
 
     state = state_of(ctx)
     with cli_errors(state):

@@ -14,6 +14,8 @@ if TYPE_CHECKING:
     from .cache import CacheDisabledError as CacheDisabledError
     from .cache import ProjectCache as ProjectCache
     from .cache import SearchResults as SearchResults
+    from .codec import ARTIFACT_TYPES as ARTIFACT_TYPES
+    from .codec import DEPLOYMENT_STATES as DEPLOYMENT_STATES
     from .config import Settings as Settings
     from .config import load_settings as load_settings
     from .errors import ArtifactNotFound as ArtifactNotFound
@@ -51,8 +53,13 @@ if TYPE_CHECKING:
     from .models import SearchHit as SearchHit
     from .models import SourceError as SourceError
     from .models import VerifyReport as VerifyReport
+    from .recovery import repair_unopenable as repair_unopenable
+    from .refresh import check_folders as check_folders
+    from .sources.discovery import find_collections as find_collections
+    from .watch import watch_and_refresh as watch_and_refresh
 
-__all__ = [
+__all__ = [  # noqa: RUF022 - plain sorted() order, as tests/test_package.py pins it
+    "ARTIFACT_TYPES",
     "Artifact",
     "ArtifactNotFound",
     "CacheAlreadyOpenError",
@@ -66,6 +73,7 @@ __all__ = [
     "CacheStats",
     "ConfigError",
     "CorruptRecordError",
+    "DEPLOYMENT_STATES",
     "Deployment",
     "DiskFullError",
     "Finding",
@@ -93,12 +101,21 @@ __all__ = [
     "UnsafeCacheDirError",
     "VerifyReport",
     "__version__",
+    "check_folders",
+    "find_collections",
     "load_settings",
+    "repair_unopenable",
+    "watch_and_refresh",
 ]
 
 _HOMES = {
     **dict.fromkeys(("CacheDisabledError", "ProjectCache", "SearchResults"), "cache"),
+    **dict.fromkeys(("ARTIFACT_TYPES", "DEPLOYMENT_STATES"), "codec"),
     **dict.fromkeys(("Settings", "load_settings"), "config"),
+    "check_folders": "refresh",
+    "find_collections": "sources.discovery",
+    "repair_unopenable": "recovery",
+    "watch_and_refresh": "watch",
     **dict.fromkeys(
         (
             "Artifact",

@@ -36,9 +36,10 @@ from .errors import (
     translate_os_error,
 )
 from .migrate import SCHEMA_VERSION, MigrationProgress, ensure_schema, read_schema
-from .reads import CacheReads, SearchResults
+from .reads import SearchResults
 from .repository import Repositories
 from .storage import Storage, Txn
+from .views import CacheViews
 
 if TYPE_CHECKING:
     from types import TracebackType
@@ -96,7 +97,7 @@ class CacheDisabledError(ProjcacheError):
     )
 
 
-class ProjectCache(CacheReads):
+class ProjectCache(CacheViews):
     """A persistent, memory-mapped cache of projects, artifacts and deployments.
 
     Open it with :meth:`open` (preferably as a context manager).  One instance

@@ -253,16 +253,20 @@ class CacheReads:
         *,
         artifact: Optional[str] = None,
         profile: Optional[str] = None,
+        type: Optional[str] = None,
     ) -> list[Deployment]:
         """Return deployments, optionally of one project (id, name or path), in one state,
-        of one artifact (its key) and to one deployment profile (``claude_code``, ``codex``...).
+        of one artifact (its key), to one deployment profile (``claude_code``, ``codex``...)
+        and of one artifact type.
 
         A state filter reads the ``deployments-by-state`` index, an artifact filter the
-        ``deployments-by-artifact`` index; a project filter is a key-prefix scan.
-        None of them scans everything.
+        ``deployments-by-artifact`` index; a project filter is a key-prefix scan; the
+        profile and type filters read the key only.  None of them scans everything.
         """
         load = self._repos.deployments.load
-        payloads = self.list_deployments_json(project, state, artifact=artifact, profile=profile)
+        payloads = self.list_deployments_json(
+            project, state, artifact=artifact, profile=profile, type=type
+        )
         return [load(p) for p in payloads]
 
     def list_deployments_json(
@@ -272,8 +276,10 @@ class CacheReads:
         *,
         artifact: Optional[str] = None,
         profile: Optional[str] = None,
+        type: Optional[str] = None,
     ) -> list[bytes]:
         """Like :meth:`list_deployments`, returning the stored JSON bytes (no models built)."""
+        check_type(type)
         if state is not None and state not in _STATES:
             raise InvalidRecordError(f"state must be one of {', '.join(_STATES)}; got {state!r}")
         if profile is not None:
@@ -281,7 +287,7 @@ class CacheReads:
         project_id = self.find_project(project).id if project is not None else None
         return self._read(
             lambda txn: streams.deployment_payloads(
-                txn, self._repos, project_id, state, artifact, profile
+                txn, self._repos, project_id, state, artifact, profile, type
             )
         )
 

@@ -174,29 +174,40 @@ class UnitError(BaseModel):
 
     kind: Literal["collection", "project"]
     unit: str = Field(description="The collection's name or the project's id.")
+    name: str = Field(description="The collection's or the project's name.")
     path: str
     message: str
 
 
 class StatusBody(BaseModel):
-    """What the cache holds, how fresh it is, and what the server is doing."""
+    """What the cache holds, how fresh it is, and what the server is doing.
+
+    :meth:`projcache.ProjectCache.status_view` (what ``projcache show --json``
+    prints) plus ``refresher``.
+    """
 
     version: str
     cache_dir: str
-    schema_version: int
     generation: str = Field(description="Changes whenever a write commits (the lists' ETag).")
+    read_only: bool
+    schema_version: int
     counts: Dict[str, int] = Field(description="Records per kind (artifacts, projects, ...).")
-    stale_projects: int
-    stale_collections: int
-    ttl_seconds: float
-    newest_refresh: Optional[datetime]
-    oldest_refresh: Optional[datetime]
     file_bytes: int
     used_bytes: int
     map_size: int
+    max_map_size: int
+    hits: int
+    misses: int
+    last_txn_id: int
+    stale_projects: int
+    oldest_refresh: Optional[datetime]
+    newest_refresh: Optional[datetime]
+    created_at: Optional[datetime]
+    hit_rate: Optional[float] = Field(description="hits / (hits + misses); null before any.")
+    ttl_seconds: float
+    stale_collections: int
     errors: List[UnitError]
     refresher: Dict[str, Any] = Field(description="The background refresher's state.")
-    read_only: bool
 
 
 class RefreshRequest(BaseModel):
