@@ -220,25 +220,29 @@ class CacheViews(CacheReads):
         ttl = self.settings.ttl_seconds
         collections = self.list_collections()
         projects = self.list_projects()
-        data: dict[str, Any] = stats.model_dump(mode="json")
+        fields: dict[str, Any] = stats.model_dump(mode="json")
+        errors = [
+            _error("collection", c.name, c.name, e.path, e.message)
+            for c in collections
+            for e in c.errors
+        ] + [_error("project", p.id, p.name, e.path, e.message) for p in projects for e in p.errors]
         data = {
             "version": __version__,
-            "cache_dir": data.pop("path"),
+            "cache_dir": fields.pop("path"),
+            "schema_version": fields.pop("schema_version"),
             "generation": self.generation(),
-            "read_only": self.readonly,
-            **data,
-            "hit_rate": stats.hit_rate,
-            "ttl_seconds": ttl,
+            "counts": fields.pop("counts"),
+            "stale_projects": fields.pop("stale_projects"),
             "stale_collections": sum(1 for c in collections if c.is_stale(ttl)),
-            "errors": [
-                _error("collection", c.name, c.name, e.path, e.message)
-                for c in collections
-                for e in c.errors
-            ]
-            + [
-                _error("project", p.id, p.name, e.path, e.message)
-                for p in projects
-                for e in p.errors
-            ],
+            "ttl_seconds": ttl,
+            "newest_refresh": fields.pop("newest_refresh"),
+            "oldest_refresh": fields.pop("oldest_refresh"),
+            "file_bytes": fields.pop("file_bytes"),
+            "used_bytes": fields.pop("used_bytes"),
+            "map_size": fields.pop("map_size"),
+            "errors": errors,
+            "read_only": self.readonly,
+            **fields,  # max_map_size, hits, misses, last_txn_id, created_at
+            "hit_rate": stats.hit_rate,
         }
         return data

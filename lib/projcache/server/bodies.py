@@ -188,26 +188,26 @@ class StatusBody(BaseModel):
 
     version: str
     cache_dir: str
-    generation: str = Field(description="Changes whenever a write commits (the lists' ETag).")
-    read_only: bool
     schema_version: int
+    generation: str = Field(description="Changes whenever a write commits (the lists' ETag).")
     counts: Dict[str, int] = Field(description="Records per kind (artifacts, projects, ...).")
+    stale_projects: int
+    stale_collections: int
+    ttl_seconds: float
+    newest_refresh: Optional[datetime]
+    oldest_refresh: Optional[datetime]
     file_bytes: int
     used_bytes: int
     map_size: int
+    errors: List[UnitError]
+    refresher: Dict[str, Any] = Field(description="The background refresher's state.")
+    read_only: bool
     max_map_size: int
     hits: int
     misses: int
-    last_txn_id: int
-    stale_projects: int
-    oldest_refresh: Optional[datetime]
-    newest_refresh: Optional[datetime]
-    created_at: Optional[datetime]
     hit_rate: Optional[float] = Field(description="hits / (hits + misses); null before any.")
-    ttl_seconds: float
-    stale_collections: int
-    errors: List[UnitError]
-    refresher: Dict[str, Any] = Field(description="The background refresher's state.")
+    last_txn_id: int
+    created_at: Optional[datetime]
 
 
 class RefreshRequest(BaseModel):

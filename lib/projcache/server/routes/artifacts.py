@@ -2,40 +2,23 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Optional
+from typing import Optional
 
 import orjson
 from fastapi import APIRouter, Depends, Path, Query, Request, Response
 
+from ...cache import ProjectCache
 from ...errors import ArtifactNotFound, InvalidRecordError
 from ...views import page_json
 from ..bodies import ArtifactDetail, ArtifactPage, ArtifactTypeName, DeploymentStateName
-from .common import (
-    CONDITIONAL,
-    LIMIT,
-    NOT_FOUND,
-    OFFSET,
-    cache_of,
-    conditional,
-    etag_of,
-    json_response,
-    project_id,
-)
-
-if TYPE_CHECKING:
-    from ...cache import ProjectCache
+from .common import LIMIT, OFFSET, READ, answer, cache_of, conditional, etag_of, json_response
 
 __all__ = ["router"]
 
 router = APIRouter()
 
 
-@router.get(
-    "/artifacts",
-    response_model=ArtifactPage,
-    responses={**NOT_FOUND, **CONDITIONAL},
-    summary="List artifacts",
-)
+@router.get("/artifacts", response_model=ArtifactPage, responses=READ, summary="List artifacts")
 def list_artifacts(
     request: Request,
     type: Optional[ArtifactTypeName] = Query(None, description="Only this artifact type."),
@@ -52,28 +35,26 @@ def list_artifacts(
     cache: ProjectCache = Depends(cache_of),
 ) -> Response:
     # A page of the stored records (``list artifacts --json`` prints them all).
-    etag = etag_of(cache)
-    project = project_id(cache, project)
-    not_modified = conditional(request, etag)
-    if not_modified is not None:
-        return not_modified
-    if all(f is None for f in (project, state, type, tag, collection)):
-        # No filter: count in O(1) and read only the page, both from one snapshot.
-        total, page = cache.artifact_page_json(offset, limit)
-    else:
-        # One snapshot: the records and the deployments the filter reads.
-        payloads = list(
-            cache.iter_artifacts_json(type, collection, tag, project=project, state=state)
-        )
-        total = len(payloads)
-        page = payloads[offset : offset + limit]
-    return json_response(page_json(page, total=total, limit=limit, offset=offset), etag)
+    def body(project: Optional[str]) -> bytes:
+        if all(f is None for f in (project, state, type, tag, collection)):
+            # No filter: count in O(1) and read only the page, both from one snapshot.
+            total, page = cache.artifact_page_json(offset, limit)
+        else:
+            # One snapshot: the records and the deployments the filter reads.
+            payloads = list(
+                cache.iter_artifacts_json(type, collection, tag, project=project, state=state)
+            )
+            total = len(payloads)
+            page = payloads[offset : offset + limit]
+        return page_json(page, total=total, limit=limit, offset=offset)
+
+    return answer(request, cache, body, project)
 
 
 @router.get(
     "/artifacts/{key:path}",
     response_model=ArtifactDetail,
-    responses={**NOT_FOUND, **CONDITIONAL},
+    responses=READ,
     summary="One artifact and where it is deployed",
 )
 def get_artifact(

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Optional
+from typing import TYPE_CHECKING, Any, Callable, Optional
 
+import orjson
 from fastapi import Query, Request, Response
 
 from ..bodies import ErrorBody
@@ -20,12 +21,15 @@ __all__ = [
     "NOT_FOUND",
     "OFFSET",
     "QUEUE_FULL",
+    "READ",
     "WRITE",
+    "answer",
     "cache_of",
     "conditional",
     "etag_of",
     "jobs_of",
     "json_response",
+    "page_of",
     "project_id",
     "refresher_of",
 ]
@@ -52,6 +56,8 @@ NOT_FOUND: dict[int | str, dict[str, Any]] = {
 CONDITIONAL: dict[int | str, dict[str, Any]] = {
     304: {"description": "Not modified: the If-None-Match ETag is still current."},
 }
+# A read that may name something unknown (404) and answers If-None-Match (304).
+READ = {**NOT_FOUND, **CONDITIONAL}
 LIMIT = Query(50, ge=1, le=1000, description="Page size.")
 OFFSET = Query(0, ge=0, le=10**9, description="Items to skip.")
 _JSON = "application/json"
@@ -106,3 +112,26 @@ def json_response(body: bytes, etag: Optional[str] = None, status: int = 200) ->
 def etag_of(cache: ProjectCache) -> str:
     """The ETag of everything the cache holds now: its generation."""
     return f'"{cache.generation()}"'
+
+
+def answer(
+    request: Request,
+    cache: ProjectCache,
+    build: Callable[[Optional[str]], bytes],
+    project: Optional[str] = None,
+) -> Response:
+    """A conditional read: the JSON ``build(project id)`` makes, with the cache's ETag.
+
+    The ETag is taken first (never newer than the data read after it); an
+    unknown ``project`` is 404 whatever the ETag (looked up before the 304);
+    while ``If-None-Match`` still matches, nothing is built and the answer is 304.
+    """
+    etag = etag_of(cache)
+    found = project_id(cache, project)
+    return conditional(request, etag) or json_response(build(found), etag)
+
+
+def page_of(rows: list[Any], limit: int, offset: int) -> bytes:
+    """``{"items", "total", "limit", "offset"}``: the page of ``rows`` from ``offset``."""
+    page = rows[offset : offset + limit]
+    return orjson.dumps({"items": page, "total": len(rows), "limit": limit, "offset": offset})

@@ -2,26 +2,13 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Optional
+from typing import Optional
 
-import orjson
 from fastapi import APIRouter, Depends, Query, Request, Response
 
+from ...cache import ProjectCache
 from ..bodies import ArtifactTypeName, DeploymentPage, DeploymentStateName
-from .common import (
-    CONDITIONAL,
-    LIMIT,
-    NOT_FOUND,
-    OFFSET,
-    cache_of,
-    conditional,
-    etag_of,
-    json_response,
-    project_id,
-)
-
-if TYPE_CHECKING:
-    from ...cache import ProjectCache
+from .common import LIMIT, OFFSET, READ, answer, cache_of, page_of
 
 __all__ = ["router"]
 
@@ -29,10 +16,7 @@ router = APIRouter()
 
 
 @router.get(
-    "/deployments",
-    response_model=DeploymentPage,
-    responses={**NOT_FOUND, **CONDITIONAL},
-    summary="List deployments",
+    "/deployments", response_model=DeploymentPage, responses=READ, summary="List deployments"
 )
 def list_deployments(
     request: Request,
@@ -51,12 +35,13 @@ def list_deployments(
     cache: ProjectCache = Depends(cache_of),
 ) -> Response:
     # A page of :meth:`ProjectCache.deployment_rows` (``list deployments --json``: all).
-    etag = etag_of(cache)
-    project = project_id(cache, project)
-    not_modified = conditional(request, etag)
-    if not_modified is not None:
-        return not_modified
-    rows = cache.deployment_rows(project, state, type=type, artifact=artifact, profile=profile)
-    page = rows[offset : offset + limit]
-    body = orjson.dumps({"items": page, "total": len(rows), "limit": limit, "offset": offset})
-    return json_response(body, etag)
+    return answer(
+        request,
+        cache,
+        lambda project_id: page_of(
+            cache.deployment_rows(project_id, state, type=type, artifact=artifact, profile=profile),
+            limit,
+            offset,
+        ),
+        project,
+    )

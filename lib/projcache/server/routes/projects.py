@@ -3,17 +3,24 @@
 from __future__ import annotations
 
 import zlib
-from typing import TYPE_CHECKING, Optional
+from typing import Optional
 
 import orjson
 from fastapi import APIRouter, Depends, Path, Query, Request, Response
 
+from ...cache import ProjectCache
 from ..bodies import ProjectDetail, ProjectPage
-from .common import CONDITIONAL, LIMIT, NOT_FOUND, OFFSET, cache_of, conditional, etag_of
-from .common import json_response as _json
-
-if TYPE_CHECKING:
-    from ...cache import ProjectCache
+from .common import (
+    CONDITIONAL,
+    LIMIT,
+    OFFSET,
+    READ,
+    answer,
+    cache_of,
+    conditional,
+    json_response,
+    page_of,
+)
 
 __all__ = ["router"]
 
@@ -33,17 +40,16 @@ def list_projects(
     # A page of :meth:`ProjectCache.project_rows` (``list projects --json`` prints them all).
     generation = cache.generation()
     rows = cache.project_rows(name=name, stale=stale, errors=errors)
-    page = rows[offset : offset + limit]
-    body = orjson.dumps({"items": page, "total": len(rows), "limit": limit, "offset": offset})
+    body = page_of(rows, limit, offset)
     # Staleness moves with the clock, not only with commits: the body is in the tag.
     etag = f'"{generation}-{zlib.crc32(body):08x}"'
-    return conditional(request, etag) or _json(body, etag)
+    return conditional(request, etag) or json_response(body, etag)
 
 
 @router.get(
     "/projects/{project}",
     response_model=ProjectDetail,
-    responses={**NOT_FOUND, **CONDITIONAL},
+    responses=READ,
     summary="One project and its deployments",
 )
 def get_project(
@@ -52,6 +58,4 @@ def get_project(
     cache: ProjectCache = Depends(cache_of),
 ) -> Response:
     # :meth:`ProjectCache.project_view`.
-    etag = etag_of(cache)
-    found = cache.find_project(project)  # an unknown one is 404 whatever the ETag
-    return conditional(request, etag) or _json(orjson.dumps(cache.project_view(found.id)), etag)
+    return answer(request, cache, lambda id_: orjson.dumps(cache.project_view(str(id_))), project)

@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Optional
+from typing import Optional
 
 from fastapi import APIRouter, Depends, Path, Response
 
+from ...cache import ProjectCache
 from ..bodies import InvalidateRequest, InvalidateResult, RefreshJob, RefreshRequest
+from ..jobs import RefreshJobs
 from .common import NOT_FOUND, QUEUE_FULL, WRITE, cache_of, jobs_of, json_response
-
-if TYPE_CHECKING:
-    from ...cache import ProjectCache
-    from ..jobs import RefreshJobs
 
 __all__ = ["router"]
 

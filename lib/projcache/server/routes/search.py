@@ -2,36 +2,20 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Optional
+from typing import Optional
 
 from fastapi import APIRouter, Depends, Query, Request, Response
 
+from ...cache import ProjectCache
 from ..bodies import ArtifactTypeName, SearchPage
-from .common import (
-    CONDITIONAL,
-    NOT_FOUND,
-    OFFSET,
-    cache_of,
-    conditional,
-    etag_of,
-    json_response,
-    project_id,
-)
-
-if TYPE_CHECKING:
-    from ...cache import ProjectCache
+from .common import OFFSET, READ, answer, cache_of
 
 __all__ = ["router"]
 
 router = APIRouter()
 
 
-@router.get(
-    "/search",
-    response_model=SearchPage,
-    responses={**NOT_FOUND, **CONDITIONAL},
-    summary="Find artifacts by words",
-)
+@router.get("/search", response_model=SearchPage, responses=READ, summary="Find artifacts by words")
 def search(
     request: Request,
     q: str = Query(..., min_length=1, max_length=500, description="Words; all must match."),
@@ -44,10 +28,11 @@ def search(
     cache: ProjectCache = Depends(cache_of),
 ) -> Response:
     # :meth:`ProjectCache.search_view_json`.
-    etag = etag_of(cache)
-    project = project_id(cache, project)
-    not_modified = conditional(request, etag)
-    if not_modified is not None:
-        return not_modified
-    body = cache.search_view_json(q, type, project, limit, offset, collection=collection, tag=tag)
-    return json_response(body, etag)
+    return answer(
+        request,
+        cache,
+        lambda project_id: cache.search_view_json(
+            q, type, project_id, limit, offset, collection=collection, tag=tag
+        ),
+        project,
+    )

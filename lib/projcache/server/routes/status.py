@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Optional
+from typing import Optional
 
 import orjson
 from fastapi import APIRouter, Depends, Response
 
+from ...cache import ProjectCache
 from ..bodies import StatusBody
+from ..jobs import RefreshJobs
+from ..refresher import BackgroundRefresher
 from .common import cache_of, jobs_of, json_response, refresher_of
-
-if TYPE_CHECKING:
-    from ...cache import ProjectCache
-    from ..jobs import RefreshJobs
-    from ..refresher import BackgroundRefresher
 
 __all__ = ["router"]
 
