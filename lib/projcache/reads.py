@@ -46,6 +46,11 @@ def check_type(type_: Optional[str]) -> None:
             ) from None
 
 
+def _check_state(state: Optional[str]) -> None:
+    if state is not None and state not in _STATES:
+        raise InvalidRecordError(f"state must be one of {', '.join(_STATES)}; got {state!r}")
+
+
 class SearchResults(List["SearchHit"]):
     """The hits of one page of a search (a list), plus counts.
 
@@ -168,8 +173,7 @@ class CacheReads:
         """
         check_type(type)
         self._check_open()
-        if state is not None and state not in _STATES:
-            raise InvalidRecordError(f"state must be one of {', '.join(_STATES)}; got {state!r}")
+        _check_state(state)
         wanted = None
         if project is not None or state is not None:
             project_id = self.find_project(project).id if project is not None else None
@@ -255,19 +259,17 @@ class CacheReads:
         profile: Optional[str] = None,
         type: Optional[str] = None,
     ) -> list[Deployment]:
-        """Return deployments, optionally of one project (id, name or path), in one state,
-        of one artifact (its key), to one deployment profile (``claude_code``, ``codex``...)
-        and of one artifact type.
+        """Deployments of one project (id, name or path), in one state, of one artifact (its
+        key), to one deployment profile (``claude_code``, ``codex``...), of one artifact type.
 
         A state filter reads the ``deployments-by-state`` index, an artifact filter the
         ``deployments-by-artifact`` index; a project filter is a key-prefix scan; the
         profile and type filters read the key only.  None of them scans everything.
         """
-        load = self._repos.deployments.load
-        payloads = self.list_deployments_json(
+        found = self.list_deployments_json(
             project, state, artifact=artifact, profile=profile, type=type
         )
-        return [load(p) for p in payloads]
+        return [self._repos.deployments.load(p) for p in found]
 
     def list_deployments_json(
         self,
@@ -280,8 +282,7 @@ class CacheReads:
     ) -> list[bytes]:
         """Like :meth:`list_deployments`, returning the stored JSON bytes (no models built)."""
         check_type(type)
-        if state is not None and state not in _STATES:
-            raise InvalidRecordError(f"state must be one of {', '.join(_STATES)}; got {state!r}")
+        _check_state(state)
         if profile is not None:
             codec.check_profile(profile)
         project_id = self.find_project(project).id if project is not None else None
