@@ -24,6 +24,7 @@ from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
 import projcache
+import projcache.errors
 from projcache import ProjectCache
 from projcache.config import Settings
 from projcache.server import create_app
@@ -217,5 +218,5 @@ def test_type_filter_reads_the_key(cache_dir: Path) -> None:
             kept = cache.list_deployments(type=type_)
             assert kept == [d for d in everything if d.artifact_key.split("/")[1] == type_]
         assert cache.list_deployments(type="skill", artifact="default/command/x") == []
-        with pytest.raises(projcache.InvalidRecordError, match="type must be"):
+        with pytest.raises(projcache.errors.InvalidArgumentError, match="type must be"):
             cache.list_deployments(type="Bad Type!")

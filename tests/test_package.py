@@ -32,6 +32,7 @@ EXPECTED_ALL = [
     "DiskFullError",
     "Finding",
     "Fingerprint",
+    "InvalidArgumentError",
     "InvalidRecordError",
     "KeyTooLongError",
     "NotFoundError",
@@ -58,7 +59,6 @@ EXPECTED_ALL = [
     "check_folders",
     "find_collections",
     "load_settings",
-    "repair_unopenable",
     "watch_and_refresh",
 ]
 

@@ -34,7 +34,7 @@ def type_help() -> str:
     """``--type``'s help, naming every artifact type."""
     from projcache import ARTIFACT_TYPES
 
-    return f"Only this artifact type: {_choices(tuple(ARTIFACT_TYPES))}."
+    return f"Only this artifact type: {_choices(ARTIFACT_TYPES)}."
 
 
 def state_help(what: str = "Only this deployment state") -> str:

@@ -31,7 +31,7 @@ def show(
     errors = document["errors"]
     lines = [
         f"cache:        {document['cache_dir']}"
-        + (" (a throwaway copy read from the sources)" if cache.direct else ""),
+        + (" (a throwaway copy read from the sources)" if cache.is_direct else ""),
         f"size:         {human_bytes(document['file_bytes'])} on disk, "
         f"{human_bytes(document['used_bytes'])} used, map {human_bytes(document['map_size'])}",
         f"schema:       {document['schema_version']}",

@@ -11,11 +11,8 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from .cache import CacheDisabledError as CacheDisabledError
     from .cache import ProjectCache as ProjectCache
     from .cache import SearchResults as SearchResults
-    from .codec import ARTIFACT_TYPES as ARTIFACT_TYPES
-    from .codec import DEPLOYMENT_STATES as DEPLOYMENT_STATES
     from .config import Settings as Settings
     from .config import load_settings as load_settings
     from .errors import ArtifactNotFound as ArtifactNotFound
@@ -23,12 +20,14 @@ if TYPE_CHECKING:
     from .errors import CacheBusyError as CacheBusyError
     from .errors import CacheClosedError as CacheClosedError
     from .errors import CacheCorruptError as CacheCorruptError
+    from .errors import CacheDisabledError as CacheDisabledError
     from .errors import CacheFullError as CacheFullError
     from .errors import CacheNotFoundError as CacheNotFoundError
     from .errors import CachePermissionError as CachePermissionError
     from .errors import ConfigError as ConfigError
     from .errors import CorruptRecordError as CorruptRecordError
     from .errors import DiskFullError as DiskFullError
+    from .errors import InvalidArgumentError as InvalidArgumentError
     from .errors import InvalidRecordError as InvalidRecordError
     from .errors import KeyTooLongError as KeyTooLongError
     from .errors import NotFoundError as NotFoundError
@@ -53,12 +52,14 @@ if TYPE_CHECKING:
     from .models import SearchHit as SearchHit
     from .models import SourceError as SourceError
     from .models import VerifyReport as VerifyReport
-    from .recovery import repair_unopenable as repair_unopenable
     from .refresh import check_folders as check_folders
     from .sources.discovery import find_collections as find_collections
+    from .vocabulary import ARTIFACT_TYPES as ARTIFACT_TYPES
+    from .vocabulary import DEPLOYMENT_STATES as DEPLOYMENT_STATES
     from .watch import watch_and_refresh as watch_and_refresh
 
-__all__ = [  # noqa: RUF022 - plain sorted() order, as tests/test_package.py pins it
+# Plain sorted() order (tests/test_package.py), not ruff's constants-first order.
+__all__ = [  # noqa: RUF022
     "ARTIFACT_TYPES",
     "Artifact",
     "ArtifactNotFound",
@@ -78,6 +79,7 @@ __all__ = [  # noqa: RUF022 - plain sorted() order, as tests/test_package.py pin
     "DiskFullError",
     "Finding",
     "Fingerprint",
+    "InvalidArgumentError",
     "InvalidRecordError",
     "KeyTooLongError",
     "NotFoundError",
@@ -104,17 +106,15 @@ __all__ = [  # noqa: RUF022 - plain sorted() order, as tests/test_package.py pin
     "check_folders",
     "find_collections",
     "load_settings",
-    "repair_unopenable",
     "watch_and_refresh",
 ]
 
 _HOMES = {
-    **dict.fromkeys(("CacheDisabledError", "ProjectCache", "SearchResults"), "cache"),
-    **dict.fromkeys(("ARTIFACT_TYPES", "DEPLOYMENT_STATES"), "codec"),
+    **dict.fromkeys(("ProjectCache", "SearchResults"), "cache"),
     **dict.fromkeys(("Settings", "load_settings"), "config"),
+    **dict.fromkeys(("ARTIFACT_TYPES", "DEPLOYMENT_STATES"), "vocabulary"),
     "check_folders": "refresh",
     "find_collections": "sources.discovery",
-    "repair_unopenable": "recovery",
     "watch_and_refresh": "watch",
     **dict.fromkeys(
         (

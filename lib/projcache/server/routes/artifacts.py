@@ -8,7 +8,7 @@ import orjson
 from fastapi import APIRouter, Depends, Path, Query, Request, Response
 
 from ...cache import ProjectCache
-from ...errors import ArtifactNotFound, InvalidRecordError
+from ...errors import ArtifactNotFound, InvalidArgumentError, InvalidRecordError
 from ...views import page_json
 from ..bodies import ArtifactDetail, ArtifactPage, ArtifactTypeName, DeploymentStateName
 from .common import LIMIT, OFFSET, READ, answer, cache_of, conditional, etag_of, json_response
@@ -66,7 +66,7 @@ def get_artifact(
     etag = etag_of(cache)
     try:
         record = cache.artifact_view(key)
-    except InvalidRecordError:
+    except (InvalidArgumentError, InvalidRecordError):  # KeyTooLongError is the latter
         record = None  # a malformed key names no artifact: 404, like any unknown key
     if record is None:
         raise ArtifactNotFound(f"no artifact {key!r} in the cache")
