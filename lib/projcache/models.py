@@ -52,6 +52,7 @@ __all__ = [
     "Fingerprint",
     "KnownFingerprint",
     "Project",
+    "RawFingerprint",
     "RefreshReport",
     "SearchHit",
     "SourceError",
@@ -363,12 +364,81 @@ class StoredFingerprint:
         return f"StoredFingerprint(path={self.path!r}, mtime_ns={self.mtime_ns}, size={self.size})"
 
 
-KnownFingerprint = Union[Fingerprint, StoredFingerprint]
+class RawFingerprint:
+    """A stored fingerprint's JSON payload (frame checked), decoded only when first needed.
+
+    An unchanged refresh compares most fingerprints with a fresh ``stat``
+    straight on these bytes (:class:`~projcache.sources.tracker.SourceTracker`),
+    so it never decodes them; any attribute decodes the whole payload once,
+    with :func:`fingerprint_from_json` (the same outcome as decoding it up front).
+    """
+
+    __slots__ = ("_decoded", "payload")
+
+    def __init__(self, payload: bytes):
+        self.payload = payload
+        self._decoded: Optional[Union[Fingerprint, StoredFingerprint]] = None
+
+    def decoded(self) -> Union[Fingerprint, StoredFingerprint]:
+        """The decoded fingerprint (decoded once).
+
+        Raises:
+            InvalidRecordError: the payload is not a valid Fingerprint.
+        """
+        if self._decoded is None:
+            self._decoded = fingerprint_from_json(self.payload)
+        return self._decoded
+
+    @property
+    def path(self) -> str:
+        """As :attr:`Fingerprint.path`."""
+        return self.decoded().path
+
+    @property
+    def mtime_ns(self) -> int:
+        """As :attr:`Fingerprint.mtime_ns`."""
+        return self.decoded().mtime_ns
+
+    @property
+    def size(self) -> int:
+        """As :attr:`Fingerprint.size`."""
+        return self.decoded().size
+
+    @property
+    def inode(self) -> int:
+        """As :attr:`Fingerprint.inode`."""
+        return self.decoded().inode
+
+    @property
+    def signature(self) -> Optional[str]:
+        """As :attr:`Fingerprint.signature`."""
+        return self.decoded().signature
+
+    @property
+    def content_hash(self) -> Optional[str]:
+        """As :attr:`Fingerprint.content_hash`."""
+        return self.decoded().content_hash
+
+    @property
+    def read_at(self) -> Optional[datetime]:
+        """As :attr:`Fingerprint.read_at`."""
+        return self.decoded().read_at
+
+    @property
+    def data(self) -> Dict[str, Any]:
+        """As :attr:`Fingerprint.data`."""
+        return self.decoded().data
+
+    def __repr__(self) -> str:
+        return f"RawFingerprint({bytes(self.payload[:80])!r}...)"
+
+
+KnownFingerprint = Union[Fingerprint, StoredFingerprint, RawFingerprint]
 
 _FINGERPRINT_KEYS = frozenset(Fingerprint.model_fields)
 
 
-def fingerprint_from_json(payload: bytes) -> KnownFingerprint:
+def fingerprint_from_json(payload: bytes) -> Union[Fingerprint, StoredFingerprint]:
     """Decode a stored Fingerprint's JSON; a :class:`StoredFingerprint` when it is well formed.
 
     Well formed: exactly the keys :class:`Fingerprint` writes, ``data`` an

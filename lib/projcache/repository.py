@@ -18,7 +18,15 @@ from .storage import Txn
 if TYPE_CHECKING:
     from pydantic import BaseModel
 
-    from .models import Artifact, Collection, Deployment, Fingerprint, KnownFingerprint, Project
+    from .models import (
+        Artifact,
+        Collection,
+        Deployment,
+        Fingerprint,
+        KnownFingerprint,
+        Project,
+        RawFingerprint,
+    )
 
 __all__ = [
     "ArtifactRepository",
@@ -283,6 +291,23 @@ class SourceRepository(_RecordRepository["Fingerprint"]):
         for key, raw in _scan(txn, self.db, prefix):
             payload = codec.unframe(raw, what=f"sources[{key!r}]")
             yield key[start:].decode("utf-8", "surrogateescape"), fingerprint_from_json(payload)
+
+    def scan_unit_raw(self, txn: Txn, unit: str) -> Iterator[tuple[str, RawFingerprint]]:
+        """As :meth:`scan_unit`, but each payload (frame checked) is decoded only when used.
+
+        Raises:
+            CorruptRecordError: a frame fails its check (naming the record).
+        """
+        from .models import RawFingerprint
+
+        prefix = self.unit_prefix(unit)
+        start = len(prefix)
+        check = codec.checked_payload
+        for key, raw in _scan(txn, self.db, prefix):
+            payload = check(raw)
+            if payload is None:
+                payload = codec.unframe(raw, what=f"sources[{key!r}]")
+            yield key[start:].decode("utf-8", "surrogateescape"), RawFingerprint(payload)
 
     def source_key(self, unit: str, relative: str) -> bytes:
         """Encode the key of one source of ``unit``."""
