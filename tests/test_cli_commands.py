@@ -335,7 +335,7 @@ class TestShow:
         assert result.exit_code == 0, result.output
         assert result.stderr == ""
         data = as_json(result)
-        assert data["path"] == str(refreshed)
+        assert data["cache_dir"] == str(refreshed)
         assert {k: data["counts"][k] for k in ("collections", "projects")} == {
             "collections": 1,
             "projects": 3,
@@ -501,7 +501,8 @@ class TestListProjects:
             assert project["is_stale"] is False
             assert project["stale"] is False
             assert project["path"] == str(examples / "projects" / name)
-            assert project["age_seconds"] >= 0
+            assert project["expires_at"] > project["refreshed_at"]
+            assert sum(project["states"].values()) == project["deployments"]
         assert projects["notes"]["managed"] is False
         assert projects["webapp"]["managed"] is True
 
@@ -705,15 +706,15 @@ class TestGet:
 
 class TestSearch:
     def test_json_shape(self, refreshed: Path) -> None:
-        """--json: {query, total, partial, offset, hits}; each hit is the record plus score."""
+        """--json: {items, query, total, partial, limit, offset}; an item is record + score."""
         result = cli(refreshed, "search", "pdf", "--json")
         assert result.exit_code == 0, result.output
         assert result.stderr == ""
         data = as_json(result)
-        assert set(data) == {"query", "total", "partial", "offset", "hits"}
+        assert set(data) == {"query", "total", "partial", "limit", "offset", "items"}
         assert data["partial"] == 0
-        assert (data["query"], data["total"], data["offset"]) == ("pdf", 1, 0)
-        [hit] = data["hits"]
+        assert (data["query"], data["total"], data["limit"], data["offset"]) == ("pdf", 1, 20, 0)
+        [hit] = data["items"]
         assert (hit["key"], hit["name"], hit["type"]) == ("default/skill/pdf", "pdf", "skill")
         assert isinstance(hit["score"], float)
         assert hit["score"] > 0
@@ -728,7 +729,7 @@ class TestSearch:
         result = cli(refreshed, "search", "review", "--type", "skill", "--json")
         assert result.exit_code == 0, result.output
         data = as_json(result)
-        assert [hit["key"] for hit in data["hits"]] == ["default/skill/code-review"]
+        assert [hit["key"] for hit in data["items"]] == ["default/skill/code-review"]
         assert data["total"] == 1
 
     @pytest.mark.parametrize("project", ["webapp", "api-service"])
@@ -740,20 +741,20 @@ class TestSearch:
             "webapp": {"default/skill/code-review", "default/command/review-pr"},
             "api-service": {"default/agent/security-auditor"},
         }[project]
-        assert {hit["key"] for hit in as_json(result)["hits"]} == expected
+        assert {hit["key"] for hit in as_json(result)["items"]} == expected
 
     def test_limit_and_offset_page_through_the_total(self, refreshed: Path) -> None:
         """--limit caps the hits, total counts all matches, --offset skips."""
         everything = as_json(cli(refreshed, "search", "review", "--json"))
-        keys = [hit["key"] for hit in everything["hits"]]
+        keys = [hit["key"] for hit in everything["items"]]
         first = as_json(cli(refreshed, "search", "review", "--limit", "1", "--json"))
         assert first["total"] == 3
-        assert [hit["key"] for hit in first["hits"]] == keys[:1]
+        assert [hit["key"] for hit in first["items"]] == keys[:1]
         second = as_json(
             cli(refreshed, "search", "review", "--limit", "1", "--offset", "1", "--json")
         )
         assert (second["offset"], second["total"]) == (1, 3)
-        assert [hit["key"] for hit in second["hits"]] == keys[1:2]
+        assert [hit["key"] for hit in second["items"]] == keys[1:2]
 
     def test_human(self, refreshed: Path) -> None:
         """Without --json: a table and 'N of M match(es)'; no match is not an error."""

@@ -202,9 +202,9 @@ class TestHints:
         env = {**refreshed, "PROJCACHE_DIR": str(tmp_path / "elsewhere")}
         after = run(env, "show", "--json", "--cache-dir", str(cache))
         assert after.code == 0, after.err
-        assert after.json()["path"] == str(cache)
+        assert after.json()["cache_dir"] == str(cache)
         before = run(env, "--cache-dir", str(cache), "show", "--json")
-        assert before.json()["path"] == after.json()["path"]
+        assert before.json()["cache_dir"] == after.json()["cache_dir"]
         assert run(env, "list", "projects", "--debug", "--cache-dir", str(cache)).code == 0
 
     def test_hoisting_leaves_other_words_alone(self) -> None:

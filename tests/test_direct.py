@@ -556,7 +556,7 @@ def comparable(args: tuple[str, ...], stdout: str) -> Any:
     data = json.loads(stdout)
     if args[:2] == ("list", "projects"):
         for project in data:
-            for field in ("refreshed_at", "age_seconds"):
+            for field in ("refreshed_at", "expires_at"):
                 project.pop(field)
     if args[0] == "show":
         keep = ("counts", "errors", "schema_version", "stale_projects", "stale_collections")

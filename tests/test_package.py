@@ -56,7 +56,10 @@ EXPECTED_ALL = [
     "UnsafeCacheDirError",
     "VerifyReport",
     "__version__",
+    "check_folders",
+    "find_collections",
     "load_settings",
+    "watch_and_refresh",
 ]
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
-from typing import Optional
+from typing import Any, Callable, Optional
 
 import typer
 
@@ -17,22 +17,19 @@ from .state import open_cache, state_of
 __all__ = ["register"]
 
 
+def _only(flag: str, short: str, what: str, complete: Callable[..., Any]) -> Any:
+    """An optional ``--project``/``--collection``: the one unit to act on."""
+    return typer.Option(None, flag, short, help=f"Only this {what}.", autocompletion=complete)
+
+
+_PROJECT = _only("--project", "-p", "project (id, name or path)", complete_project)
+_COLLECTION = _only("--collection", "-c", "collection (name)", complete_collection)
+
+
 def invalidate(
     ctx: typer.Context,
-    project: Optional[str] = typer.Option(
-        None,
-        "--project",
-        "-p",
-        help="Only this project (id, name or path).",
-        autocompletion=complete_project,
-    ),
-    collection: Optional[str] = typer.Option(
-        None,
-        "--collection",
-        "-c",
-        help="Only this collection (name).",
-        autocompletion=complete_collection,
-    ),
+    project: Optional[str] = _PROJECT,
+    collection: Optional[str] = _COLLECTION,
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
 ) -> None:
     """Mark projects and collections stale; data stays readable until the next refresh."""

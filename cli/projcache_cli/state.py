@@ -6,6 +6,7 @@ import dataclasses
 from pathlib import Path
 from typing import Any, Optional
 
+import orjson
 import typer
 
 from projcache import ProjectCache
@@ -18,6 +19,7 @@ __all__ = [
     "degraded_reason",
     "exit_if_degraded",
     "mark_degraded",
+    "mark_degraded_json",
     "open_cache",
     "state_of",
 ]
@@ -83,6 +85,14 @@ def mark_degraded(data: dict[str, Any], cache: ProjectCache) -> dict[str, Any]:
         data["degraded"] = True
         data["degraded_reason"] = reason
     return data
+
+
+def mark_degraded_json(body: bytes, cache: ProjectCache) -> bytes:
+    """:func:`mark_degraded` for a JSON object given as bytes (spliced, not decoded)."""
+    reason = degraded_reason(cache)
+    if reason is None:
+        return body
+    return body[:-1] + b',"degraded":true,"degraded_reason":' + orjson.dumps(reason) + b"}"
 
 
 def exit_if_degraded(cache: ProjectCache) -> None:

@@ -52,8 +52,11 @@ if TYPE_CHECKING:
     from .models import SearchHit as SearchHit
     from .models import SourceError as SourceError
     from .models import VerifyReport as VerifyReport
+    from .refresh import check_folders as check_folders
+    from .sources.discovery import find_collections as find_collections
     from .vocabulary import ARTIFACT_TYPES as ARTIFACT_TYPES
     from .vocabulary import DEPLOYMENT_STATES as DEPLOYMENT_STATES
+    from .watch import watch_and_refresh as watch_and_refresh
 
 # Plain sorted() order (tests/test_package.py), not ruff's constants-first order.
 __all__ = [  # noqa: RUF022
@@ -100,13 +103,19 @@ __all__ = [  # noqa: RUF022
     "UnsafeCacheDirError",
     "VerifyReport",
     "__version__",
+    "check_folders",
+    "find_collections",
     "load_settings",
+    "watch_and_refresh",
 ]
 
 _HOMES = {
     **dict.fromkeys(("ProjectCache", "SearchResults"), "cache"),
     **dict.fromkeys(("Settings", "load_settings"), "config"),
     **dict.fromkeys(("ARTIFACT_TYPES", "DEPLOYMENT_STATES"), "vocabulary"),
+    "check_folders": "refresh",
+    "find_collections": "sources.discovery",
+    "watch_and_refresh": "watch",
     **dict.fromkeys(
         (
             "Artifact",

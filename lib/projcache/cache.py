@@ -41,6 +41,7 @@ from .migrate import SCHEMA_VERSION, MigrationProgress, ensure_schema, read_sche
 from .reads import SearchResults
 from .repository import Repositories
 from .storage import Storage, Txn
+from .views import CacheViews
 
 if TYPE_CHECKING:
     from types import TracebackType
@@ -85,7 +86,7 @@ def _applied(settings: Settings, storage: Storage) -> Settings:
     return dataclasses.replace(settings, **differ)
 
 
-class ProjectCache(CacheMaintenance):
+class ProjectCache(CacheMaintenance, CacheViews):
     """A persistent, memory-mapped cache of projects, artifacts and deployments.
 
     Open it with :meth:`open` (preferably as a context manager).  One instance

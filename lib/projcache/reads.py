@@ -53,6 +53,11 @@ def check_type(type_: Optional[str]) -> None:
             ) from None
 
 
+def _check_state(state: Optional[str]) -> None:
+    if state is not None and state not in _STATES:
+        raise InvalidArgumentError(f"state must be one of {', '.join(_STATES)}; got {state!r}")
+
+
 class SearchResults(List["SearchHit"]):
     """The hits of one page of a search (a list), plus counts.
 
@@ -181,8 +186,7 @@ class CacheReads:
         """
         check_type(type)
         self._check_open()
-        if state is not None and state not in _STATES:
-            raise InvalidArgumentError(f"state must be one of {', '.join(_STATES)}; got {state!r}")
+        _check_state(state)
         wanted = None
         if project is not None or state is not None:
             project_id = self.find_project(project).id if project is not None else None
@@ -266,17 +270,19 @@ class CacheReads:
         *,
         artifact: Optional[str] = None,
         profile: Optional[str] = None,
+        type: Optional[str] = None,
     ) -> list[Deployment]:
-        """Return deployments, optionally of one project (id, name or path), in one state,
-        of one artifact (its key) and to one deployment profile (``claude_code``, ``codex``...).
+        """Deployments of one project (id, name or path), in one state, of one artifact (its
+        key), to one deployment profile (``claude_code``, ``codex``...), of one artifact type.
 
         A state filter reads the ``deployments-by-state`` index, an artifact filter the
-        ``deployments-by-artifact`` index; a project filter is a key-prefix scan.
-        None of them scans everything.
+        ``deployments-by-artifact`` index; a project filter is a key-prefix scan; the
+        profile and type filters read the key only.  None of them scans everything.
         """
-        load = self._repos.deployments.load
-        payloads = self.list_deployments_json(project, state, artifact=artifact, profile=profile)
-        return [load(p) for p in payloads]
+        found = self.list_deployments_json(
+            project, state, artifact=artifact, profile=profile, type=type
+        )
+        return [self._repos.deployments.load(p) for p in found]
 
     def list_deployments_json(
         self,
@@ -285,17 +291,18 @@ class CacheReads:
         *,
         artifact: Optional[str] = None,
         profile: Optional[str] = None,
+        type: Optional[str] = None,
     ) -> list[bytes]:
         """Like :meth:`list_deployments`, returning the stored JSON bytes (no models built)."""
-        if state is not None and state not in _STATES:
-            raise InvalidArgumentError(f"state must be one of {', '.join(_STATES)}; got {state!r}")
+        check_type(type)
+        _check_state(state)
         if profile is not None:
             with as_argument_error():
                 codec.check_profile(profile)
         project_id = self.find_project(project).id if project is not None else None
         return self._read(
             lambda txn: streams.deployment_payloads(
-                txn, self._repos, project_id, state, artifact, profile
+                txn, self._repos, project_id, state, artifact, profile, type
             )
         )
 

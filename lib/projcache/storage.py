@@ -20,6 +20,13 @@ Hazards this module exists to contain (each learned from py-lmdb's users):
   ``abort`` waits for every in-flight operation of the environment, so busy
   reader threads can starve it.  :class:`~projcache.mapguard.MapGuard` holds
   reads back during both.
+
+Over 400 lines on purpose: every hazard above is handled by the same object at
+the same moment (a write replays after growth, a read adopts another process's
+growth, a reopen after fork resets the registry and the guard), under one
+write lock and one :class:`MapGuard`; split apart, each piece would need the
+others' private state.  The sub-database names live in :mod:`projcache.vocabulary`,
+the folder checks in :mod:`projcache.cachedir`.
 """
 
 from __future__ import annotations

@@ -191,7 +191,7 @@ def create_app(cache: ProjectCache, options: Optional[ServerOptions] = None) -> 
         guard = [Depends(_api_key_check(options.api_key))]
         unauthorized = {401: {"model": ErrorBody, "description": "Missing or wrong X-API-Key."}}
     app.include_router(
-        build_router(cache, jobs, refresher),
+        build_router(),
         prefix=API_PREFIX,
         dependencies=guard,
         responses=unauthorized,  # type: ignore[arg-type]

@@ -166,10 +166,10 @@ class SourceTracker:
         if read_ns is None:
             if not (stamp.startswith(b'"') and stamp.endswith(b'"')):
                 return False  # null: never trusted
-            from ..models import _parse_utc
+            from ..model_reads import parse_utc
 
             try:
-                read_ns = int(_parse_utc(stamp[1:-1].decode()).timestamp() * 1e9)
+                read_ns = int(parse_utc(stamp[1:-1].decode()).timestamp() * 1e9)
             except (ValueError, UnicodeDecodeError):
                 return False
             self._stamps[stamp] = read_ns
