@@ -205,7 +205,7 @@ def find_by_layout(
             try:
                 with os.scandir(directory) as found:
                     listing = list(found)
-                # (is_dir follows a link: one looping on itself fails here, as a listing)
+                # is_dir() follows links: a link loop raises here (ELOOP), as when listing.
                 listed[rule.folder] = sorted((e.name, e.is_dir(), e.is_symlink()) for e in listing)
             except (FileNotFoundError, NotADirectoryError):
                 listed[rule.folder] = None
