@@ -37,7 +37,6 @@ import signal
 import threading
 import time
 import traceback
-import warnings
 from collections import Counter
 from collections.abc import Iterator
 from multiprocessing.context import BaseContext
@@ -49,7 +48,7 @@ from typing import Any, Callable, Optional
 import lmdb
 import pytest
 
-from damage import collect_messages
+from children import collect_messages, fork_allowed
 from factories import CollectionBuilder, ProjectBuilder, toml_document
 from projcache import ProjectCache
 from projcache import storage as storage_module
@@ -69,22 +68,6 @@ SLOTS = 8  # reader slots of a small reader table (see the module docstring)
 def _settings(path: str, **overrides: Any) -> Settings:
     """Settings for the cache in ``path``, starting from a 64 KiB map (so writes grow it)."""
     return Settings(cache_dir=Path(path), **{"map_size": TINY_MAP, **overrides})
-
-
-@contextlib.contextmanager
-def _fork_allowed() -> Iterator[None]:
-    """Silence only CPython 3.12+'s warning about fork() in a multi-threaded process.
-
-    pytest-xdist workers run helper threads; the children started here open
-    their own cache and never touch locks those threads might hold.
-    """
-    with warnings.catch_warnings():
-        warnings.filterwarnings(
-            "ignore",
-            message=r".*multi-threaded, use of fork\(\) may lead to deadlocks",
-            category=DeprecationWarning,
-        )
-        yield
 
 
 def _run_reporting(
@@ -168,7 +151,7 @@ class _Children:
         process = self.ctx.Process(  # type: ignore[attr-defined]
             target=_run_reporting, args=(self._reports, name, target, args), name=name
         )
-        with _fork_allowed():
+        with fork_allowed():
             process.start()
         self.processes[name] = process
         return process
