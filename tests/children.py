@@ -1,4 +1,4 @@
-"""Helpers for tests whose children are other processes (fork or spawn).
+"""Helpers for tests whose children are other processes (fork or spawn) or threads.
 
 Kept light on purpose: a spawned child imports its test module, and with it this
 one, so nothing here pulls in the CLI.
@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import time
 import warnings
 from collections.abc import Iterator
+from typing import Callable
 
-__all__ = ["collect_messages", "fork_allowed"]
+__all__ = ["collect_messages", "fork_allowed", "wait_for"]
 
 
 @contextlib.contextmanager
@@ -42,3 +44,13 @@ def collect_messages(logger: str) -> list[str]:
     target.addHandler(_Collect(logging.INFO))
     target.setLevel(logging.INFO)
     return messages
+
+
+def wait_for(predicate: Callable[[], bool], timeout: float = 10.0) -> bool:
+    """Poll ``predicate`` until it holds or ``timeout`` seconds pass; return whether it held."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.02)
+    return predicate()
