@@ -13,7 +13,8 @@ queue, so a failure in a child fails the test with the child's own traceback
 calls the ``ready`` callable it gets as its first argument.
 
 Every test builds its cache in its own ``tmp_path`` and shares nothing else, so
-the module runs under ``pytest -n auto``.  Long variants carry ``stress``.
+the module runs under ``pytest -n auto``.  Long variants carry ``stress``, and so do the
+``[spawn]`` variants of the short tests (see ``SHORT_METHODS``).
 
 Keeping a small reader table: LMDB sizes the reader table of ``lock.mdb``
 when the first process opens the environment, and later processes adopt that
@@ -59,6 +60,10 @@ from projcache.errors import CacheBusyError
 TINY_MAP = 64 * 1024
 JOIN_TIMEOUT = 120.0
 START_METHODS = ["spawn", "fork"]
+# The short tests fork in the default run (the harder case: a child inherits the parent's
+# open environment); their [spawn] variants, whose 10-17 children each import projcache
+# afresh (7-16 s a test on two busy cores), run in the stress step (`tasks.py stress`).
+SHORT_METHODS = [pytest.param("spawn", marks=pytest.mark.stress), "fork"]
 SLOTS = 8  # reader slots of a small reader table (see the module docstring)
 
 
@@ -532,7 +537,7 @@ def _run_batches(tmp_path: Path, method: str, load: Load) -> None:
 class TestConcurrentBatches:
     """Writers and readers in several processes: commits are whole, visible and durable."""
 
-    @pytest.mark.parametrize("method", START_METHODS)
+    @pytest.mark.parametrize("method", SHORT_METHODS)
     def test_readers_never_see_half_a_batch(self, tmp_path: Path, method: str) -> None:
         """3 writers x 12 batches against 2 readers: nothing torn, every commit present after."""
         _run_batches(tmp_path, method, Load(writers=3, readers=2, batches=12, per_batch=6))
@@ -689,7 +694,7 @@ def _run_flips(tmp_path: Path, method: str, readers: int, generations: int) -> N
 class TestRefreshUnderReaders:
     """A refresh publishes a project and its deployments together, to every process."""
 
-    @pytest.mark.parametrize("method", START_METHODS)
+    @pytest.mark.parametrize("method", SHORT_METHODS)
     def test_deployment_count_is_always_one_version(self, tmp_path: Path, method: str) -> None:
         """40 refreshes flipping 10/30 deployments; 2 readers only ever count 10 or 30."""
         _run_flips(tmp_path, method, readers=2, generations=40)
@@ -805,7 +810,7 @@ def _seeded_cache(path: str) -> str:
 class TestKilledReaders:
     """Slots of SIGKILLed readers are reclaimed: by a read finding the table full, and on open."""
 
-    @pytest.mark.parametrize("method", START_METHODS)
+    @pytest.mark.parametrize("method", SHORT_METHODS)
     def test_a_read_reclaims_a_table_full_of_killed_readers(
         self, tmp_path: Path, method: str
     ) -> None:
@@ -840,7 +845,7 @@ class TestKilledReaders:
             assert cache.get_artifact(key) is not None
         print(f"{method}: {SLOTS} readers killed in a {SLOTS}-slot table, {SLOTS} reclaimed")
 
-    @pytest.mark.parametrize("method", START_METHODS)
+    @pytest.mark.parametrize("method", SHORT_METHODS)
     def test_open_reclaims_slots_of_killed_readers(self, tmp_path: Path, method: str) -> None:
         """SLOTS - 1 readers killed leave one free slot; the next open clears the rest.
 
@@ -1052,7 +1057,7 @@ def _run_growth(tmp_path: Path, method: str, batches: int, writers: int, readers
 class TestGrowthUnderLoad:
     """The map grows in one process while others read and write; nobody notices."""
 
-    @pytest.mark.parametrize("method", START_METHODS)
+    @pytest.mark.parametrize("method", SHORT_METHODS)
     def test_growth_by_one_writer_under_readers_and_writers(
         self, tmp_path: Path, method: str
     ) -> None:
