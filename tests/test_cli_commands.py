@@ -335,7 +335,7 @@ class TestShow:
         assert result.exit_code == 0, result.output
         assert result.stderr == ""
         data = as_json(result)
-        assert data["path"] == str(refreshed)
+        assert data["cache_dir"] == str(refreshed)
         assert {k: data["counts"][k] for k in ("collections", "projects")} == {
             "collections": 1,
             "projects": 3,
@@ -470,8 +470,8 @@ class TestListArtifacts:
     @pytest.mark.parametrize(
         ("args", "code", "message"),
         [
-            (["--type", "Bogus"], 2, "error: type must be a type name like one of "),
-            (["--state", "bogus"], 2, "error: state must be one of "),
+            (["--type", "Bogus"], 14, "error: type must be a type name like one of "),
+            (["--state", "bogus"], 14, "error: state must be one of "),
             (["--project", "nope"], 4, "error: no project 'nope' in the cache"),
         ],
     )
@@ -501,7 +501,8 @@ class TestListProjects:
             assert project["is_stale"] is False
             assert project["stale"] is False
             assert project["path"] == str(examples / "projects" / name)
-            assert project["age_seconds"] >= 0
+            assert project["expires_at"] > project["refreshed_at"]
+            assert sum(project["states"].values()) == project["deployments"]
         assert projects["notes"]["managed"] is False
         assert projects["webapp"]["managed"] is True
 
@@ -633,13 +634,13 @@ class TestListDeployments:
     @pytest.mark.parametrize(
         ("args", "code"),
         [
-            (["--state", "bogus"], 2),
-            (["--type", "Bogus!"], 2),
+            (["--state", "bogus"], 14),
+            (["--type", "Bogus!"], 14),
             (["--project", "nope"], 4),
         ],
     )
     def test_bad_arguments(self, refreshed: Path, args: list[str], code: int) -> None:
-        """A bad state or type exits 2, an unknown project 4; `error:` on stderr only."""
+        """A bad state or type exits 14 (InvalidArgumentError), an unknown project 4."""
         result = cli(refreshed, "list", "deployments", *args)
         assert result.exit_code == code
         assert result.stdout == ""
@@ -694,10 +695,10 @@ class TestGet:
         ]
 
     @pytest.mark.parametrize("key", ["Bad/key", "default/Bogus/pdf", "a/b/c/d", "default//pdf"])
-    def test_malformed_key_exits_2(self, refreshed: Path, key: str) -> None:
-        """A key that is not <collection>/<type>/<name> (nor <type>/<name>) is a usage error."""
+    def test_malformed_key_exits_14(self, refreshed: Path, key: str) -> None:
+        """A key that is not <collection>/<type>/<name> (nor <type>/<name>) is a bad argument."""
         result = cli(refreshed, "get", key)
-        assert result.exit_code == 2
+        assert result.exit_code == 14
         assert result.stdout == ""
         assert error_lines(result)[0].startswith("error: ")
         assert "Traceback" not in result.stderr
@@ -705,15 +706,15 @@ class TestGet:
 
 class TestSearch:
     def test_json_shape(self, refreshed: Path) -> None:
-        """--json: {query, total, partial, offset, hits}; each hit is the record plus score."""
+        """--json: {items, query, total, partial, limit, offset}; an item is record + score."""
         result = cli(refreshed, "search", "pdf", "--json")
         assert result.exit_code == 0, result.output
         assert result.stderr == ""
         data = as_json(result)
-        assert set(data) == {"query", "total", "partial", "offset", "hits"}
+        assert set(data) == {"query", "total", "partial", "limit", "offset", "items"}
         assert data["partial"] == 0
-        assert (data["query"], data["total"], data["offset"]) == ("pdf", 1, 0)
-        [hit] = data["hits"]
+        assert (data["query"], data["total"], data["limit"], data["offset"]) == ("pdf", 1, 20, 0)
+        [hit] = data["items"]
         assert (hit["key"], hit["name"], hit["type"]) == ("default/skill/pdf", "pdf", "skill")
         assert isinstance(hit["score"], float)
         assert hit["score"] > 0
@@ -728,7 +729,7 @@ class TestSearch:
         result = cli(refreshed, "search", "review", "--type", "skill", "--json")
         assert result.exit_code == 0, result.output
         data = as_json(result)
-        assert [hit["key"] for hit in data["hits"]] == ["default/skill/code-review"]
+        assert [hit["key"] for hit in data["items"]] == ["default/skill/code-review"]
         assert data["total"] == 1
 
     @pytest.mark.parametrize("project", ["webapp", "api-service"])
@@ -740,20 +741,20 @@ class TestSearch:
             "webapp": {"default/skill/code-review", "default/command/review-pr"},
             "api-service": {"default/agent/security-auditor"},
         }[project]
-        assert {hit["key"] for hit in as_json(result)["hits"]} == expected
+        assert {hit["key"] for hit in as_json(result)["items"]} == expected
 
     def test_limit_and_offset_page_through_the_total(self, refreshed: Path) -> None:
         """--limit caps the hits, total counts all matches, --offset skips."""
         everything = as_json(cli(refreshed, "search", "review", "--json"))
-        keys = [hit["key"] for hit in everything["hits"]]
+        keys = [hit["key"] for hit in everything["items"]]
         first = as_json(cli(refreshed, "search", "review", "--limit", "1", "--json"))
         assert first["total"] == 3
-        assert [hit["key"] for hit in first["hits"]] == keys[:1]
+        assert [hit["key"] for hit in first["items"]] == keys[:1]
         second = as_json(
             cli(refreshed, "search", "review", "--limit", "1", "--offset", "1", "--json")
         )
         assert (second["offset"], second["total"]) == (1, 3)
-        assert [hit["key"] for hit in second["hits"]] == keys[1:2]
+        assert [hit["key"] for hit in second["items"]] == keys[1:2]
 
     def test_human(self, refreshed: Path) -> None:
         """Without --json: a table and 'N of M match(es)'; no match is not an error."""
@@ -783,8 +784,8 @@ class TestSearch:
         assert error_lines(result) == ["error: the query is empty"]
 
     def test_bad_type_and_unknown_project(self, refreshed: Path) -> None:
-        """A bad --type is exit 2, an unknown --project exit 4."""
-        assert cli(refreshed, "search", "pdf", "--type", "Bogus!").exit_code == 2
+        """A bad --type is exit 14 (InvalidArgumentError), an unknown --project exit 4."""
+        assert cli(refreshed, "search", "pdf", "--type", "Bogus!").exit_code == 14
         unknown = cli(refreshed, "search", "pdf", "--project", "nope")
         assert unknown.exit_code == 4
         assert error_lines(unknown)[0] == "error: no project 'nope' in the cache"
@@ -904,16 +905,16 @@ class TestBackup:
         assert data == {"backup": str(dest), "bytes": (dest / "data.mdb").stat().st_size}
         assert data["bytes"] > 0
 
-    def test_into_a_directory_holding_a_cache_exits_2(
+    def test_into_a_directory_holding_a_cache_exits_14(
         self, refreshed: Path, tmp_path: Path
     ) -> None:
-        """A destination that is not empty (a cache in it) is refused (exit 2) and left alone."""
+        """A destination that is not empty (a cache in it) is refused (exit 14) and left alone."""
         dest = tmp_path / "backup"
         assert cli(refreshed, "backup", str(dest)).exit_code == 0
         before = (dest / "data.mdb").read_bytes()
         for target in (dest, refreshed):
             result = cli(refreshed, "backup", str(target))
-            assert result.exit_code == 2
+            assert result.exit_code == 14
             assert result.stdout == ""
             assert error_lines(result)[0] == (
                 f"error: {target} is not empty; backup writes into an empty or new folder"

@@ -21,9 +21,8 @@ from typer.testing import Result
 from clirun import runner
 from factories import CollectionBuilder, ProjectBuilder, age
 from projcache import ProjectCache
-from projcache.cache import CacheDisabledError
 from projcache.config import Settings, load_settings
-from projcache.errors import CacheCorruptError, StorageError
+from projcache.errors import CacheCorruptError, CacheDisabledError, StorageError
 from projcache_cli import app
 
 SUFFIX = "; answering straight from the source files (slower)"
@@ -198,7 +197,7 @@ def reference(tree_settings: Settings, tmp_path: Path) -> dict[str, Any]:
     with ProjectCache.open(settings=settings) as cache:
         report = cache.refresh()
         assert report.errors == []
-        assert cache.direct is None
+        assert cache.direct_reason is None
         return snapshot(cache)
 
 
@@ -311,7 +310,7 @@ class TestSourceDirectMode:
         check_reference(reference)
         caplog.set_level(logging.WARNING, logger="projcache.direct")
         with ProjectCache.open(settings=direct_settings, fallback=True) as cache:
-            assert cache.direct is not None
+            assert cache.direct_reason is not None
             snap = snapshot(cache)
         assert snap == reference
         assert [r.name for r in warning_records(caplog)] == ["projcache.direct"]
@@ -323,7 +322,7 @@ class TestSourceDirectMode:
         """Open, query and close log one WARNING, from ``projcache.direct``, naming the reason."""
         caplog.set_level(logging.WARNING, logger="projcache.direct")
         with ProjectCache.open(settings=direct_settings, fallback=True) as cache:
-            reason = cache.direct
+            reason = cache.direct_reason
             list(cache.list_artifacts())
             cache.search("s")
             cache.get_artifact("default/skill/pdf")
@@ -379,18 +378,20 @@ class TestSourceDirectMode:
         make: Callable[[Settings, Path, Any], Settings],
         reason: str,
     ) -> None:
-        """``cache.direct`` is a string saying why the handle reads from source."""
+        """``cache.direct_reason`` is a string saying why the handle reads from source."""
         settings = make(
             dataclasses.replace(tree_settings, cache_dir=tmp_path / "cache"), tmp_path, monkeypatch
         )
         with ProjectCache.open(settings=settings, fallback=True) as cache:
-            assert isinstance(cache.direct, str)
-            assert cache.direct.startswith(reason.format(dir=settings.cache_dir))
+            assert cache.is_direct
+            assert isinstance(cache.direct_reason, str)
+            assert cache.direct_reason.startswith(reason.format(dir=settings.cache_dir))
 
     def test_direct_is_none_for_a_real_cache(self, tree_settings: Settings) -> None:
         """A cache that opens normally is no direct handle and has no scratch directory."""
         with ProjectCache.open(settings=tree_settings, fallback=True) as cache:
-            assert cache.direct is None
+            assert cache.direct_reason is None
+            assert not cache.is_direct
             assert cache._scratch is None
             assert Path(cache.path) == Path(os.path.abspath(tree_settings.cache_dir))
 
@@ -513,7 +514,7 @@ class TestSourceDirectMode:
         """A read-only open with ``fallback`` (what CLI reads do) answers from the sources too."""
         caplog.set_level(logging.WARNING, logger="projcache.direct")
         with ProjectCache.open(settings=direct_settings, readonly=True, fallback=True) as cache:
-            assert cache.direct is not None
+            assert cache.direct_reason is not None
             assert [a.model_dump() for a in cache.list_artifacts()] == reference["artifacts"]
             assert [d.model_dump() for d in cache.list_deployments()] == reference["deployments"]
         assert [r.name for r in warning_records(caplog)] == ["projcache.direct"]
@@ -531,7 +532,7 @@ class TestSourceDirectMode:
         settings = load_settings(env)
         assert settings.auto_repair is True
         with ProjectCache.open(settings=settings, fallback=True) as cache:
-            assert cache.direct is None
+            assert cache.direct_reason is None
             assert Path(cache.path) == cache_dir
             assert len(list(cache.list_artifacts())) == 21
 
@@ -555,7 +556,7 @@ def comparable(args: tuple[str, ...], stdout: str) -> Any:
     data = json.loads(stdout)
     if args[:2] == ("list", "projects"):
         for project in data:
-            for field in ("refreshed_at", "age_seconds"):
+            for field in ("refreshed_at", "expires_at"):
                 project.pop(field)
     if args[0] == "show":
         keep = ("counts", "errors", "schema_version", "stale_projects", "stale_collections")

@@ -19,7 +19,7 @@ import pytest
 
 from projcache import ProjectCache
 from projcache.config import Settings
-from projcache_cli import fastpath
+from projcache_cli import fastargs, fastpath
 
 
 @pytest.fixture(scope="module")
@@ -167,7 +167,7 @@ def test_table_matches_typer_options() -> None:
     from projcache_cli.root import app
 
     group = typer.main.get_command(app)
-    for words, command in fastpath.COMMANDS.items():
+    for words, command in fastargs.COMMANDS.items():
         node: Any = group
         for word in words:
             node = node.commands[word]  # type: ignore[union-attr]

@@ -34,8 +34,7 @@ from factories import (
     set_mtime,
     with_roots,
 )
-from projcache import ProjectCache
-from projcache import refresh as refresh_module
+from projcache import ProjectCache, refresh_units
 from projcache.config import Settings
 from projcache.errors import ReadOnlyCacheError, SourceFileError
 from projcache.models import RefreshReport
@@ -273,6 +272,114 @@ class TestFirstRefresh:
         assert artifacts[f"{local}/command/summarize"].description == "Summarise a file."
         assert states(cache, world.plain) == dict.fromkeys(artifacts, "current")
         assert [h.key for h in cache.search("summarise")] == [f"{local}/command/summarize"]
+
+
+class TestTally:
+    """The refresh's counts are kept by the report's own field names (no copy of the fields)."""
+
+    def test_every_count_of_the_report_is_tallied(self) -> None:
+        """A fresh tally builds the default report; each int field can be counted."""
+        from projcache.models import utcnow
+        from projcache.refresh_writes import Tally
+
+        now = utcnow()
+        tally = Tally()
+        assert tally.report(now, 0.0) == RefreshReport(started_at=now)
+        counted = {
+            name for name, info in RefreshReport.model_fields.items() if info.annotation is int
+        }
+        assert set(tally.counts) == counted
+        tally.add(**dict.fromkeys(counted, 2))
+        report = tally.report(now, 1.5)
+        assert all(getattr(report, name) == 2 for name in counted)
+        with pytest.raises(KeyError):
+            tally.add(artifacts_writen=1)
+
+    def test_only_writes_of_an_attempt_are_merged(self) -> None:
+        """A committed write attempt adds its written/removed counts, nothing else."""
+        from projcache.refresh_writes import Tally
+
+        total, attempt = Tally(), Tally()
+        attempt.add(artifacts_written=3, deployments_removed=1, sources_checked=7)
+        total.merge_writes(attempt)
+        assert (total["artifacts_written"], total["deployments_removed"]) == (3, 1)
+        assert total["sources_checked"] == 0
+
+
+# -- the unchanged collection's short path -------------------------------------------
+
+
+class TestUnchangedCollection:
+    """An unchanged collection is judged from stats and stored bytes; the report is the same."""
+
+    @pytest.fixture
+    def decoded(self, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+        """The path of every stored fingerprint a refresh decodes."""
+        from projcache import models
+
+        paths: list[str] = []
+        original = models.fingerprint_from_json
+
+        def counting(payload: bytes) -> Any:
+            found = original(payload)
+            paths.append(found.path)
+            return found
+
+        monkeypatch.setattr(models, "fingerprint_from_json", counting)
+        return paths
+
+    def test_no_fingerprint_of_an_unchanged_collection_is_decoded(
+        self, cache: ProjectCache, world: World, decoded: list[str]
+    ) -> None:
+        """Every source of the collection is compared as stored bytes; the report is unchanged."""
+        first = cache.refresh()
+        before = cache.get_collection("default")
+        decoded.clear()
+        report = cache.refresh()
+        collection = str(world.collection.path)
+        assert [p for p in decoded if p.startswith(collection)] == []
+        assert report.sources_checked == first.sources_checked
+        assert (report.sources_changed, report.errors, report.artifacts_written) == (0, [], 0)
+        after = cache.get_collection("default")
+        assert before is not None and after is not None
+        assert after.model_dump(exclude={"refreshed_at"}) == before.model_dump(
+            exclude={"refreshed_at"}
+        )
+        assert after.refreshed_at > before.refreshed_at
+
+    def test_an_edit_after_the_short_path_is_still_seen(
+        self, cache: ProjectCache, world: World
+    ) -> None:
+        """A file edited inside a skill folder makes the collection read in full."""
+        cache.refresh()
+        cache.refresh()
+        append(world.collection.artifact_path("skill", "pdf") / "reference.md", "More.\n")
+        report = cache.refresh()
+        assert report.sources_changed == 1
+
+    def test_a_stray_file_in_a_layout_folder(self, cache: ProjectCache, world: World) -> None:
+        """A file no layout rule takes (not a source) leaves the result as a full read's."""
+        (world.collection.path / "skills" / "README.txt").write_text("hi\n", encoding="utf-8")
+        age(world.root)
+        first = cache.refresh()
+        report = cache.refresh()
+        assert (report.sources_checked, report.sources_changed) == (first.sources_checked, 0)
+        assert report.errors == first.errors
+
+    def test_a_layout_folder_turned_into_a_link_out_is_refused(
+        self, cache: ProjectCache, world: World, tree: Path, opens: OpenCounter
+    ) -> None:
+        """``skills/`` replaced by a link out of the collection: nothing beyond it is read."""
+        cache.refresh()
+        outside = tree / "outside"
+        shutil.copytree(world.collection.path / "skills", outside)
+        shutil.rmtree(world.collection.path / "skills")
+        (world.collection.path / "skills").symlink_to(outside, target_is_directory=True)
+        age(world.root)
+        opens.reset()
+        report = cache.refresh()
+        assert not any(path.startswith(str(outside)) for path in opens.paths)
+        assert any("a link to" in e.message for e in report.errors), report.errors
 
 
 # -- incremental refresh ------------------------------------------------------------
@@ -540,7 +647,7 @@ class TestKeptArtifacts:
         cache.refresh()
         before = cache.get_artifact("default/command/lint")
         append(world.collection.artifact_path("agent", "auditor"), "More.\n")
-        original = refresh_module._Refresher._stored
+        original = refresh_units.UnitRefresher._stored
 
         def racing(self: Any, unit: str, old: Any) -> Any:
             found = original(self, unit, old)
@@ -548,7 +655,7 @@ class TestKeptArtifacts:
                 cache.delete_artifact("default/command/lint")  # "another process"
             return found
 
-        monkeypatch.setattr(refresh_module._Refresher, "_stored", racing)
+        monkeypatch.setattr(refresh_units.UnitRefresher, "_stored", racing)
         cache.refresh()
         assert cache.get_artifact("default/command/lint") == before
 

@@ -31,7 +31,14 @@ from projcache.sources.discovery import (
     is_collection,
     is_project,
 )
-from projcache.sources.fileio import SourceRoot, TreeScan, read_capped, scan_tree, stat_file
+from projcache.sources.fileio import (
+    SourceRoot,
+    TreeScan,
+    read_capped,
+    scan_entry,
+    scan_tree,
+    stat_file,
+)
 from projcache.sources.frontmatter import first_paragraph, parse_markdown, to_jsonable
 from projcache.sources.hashing import content_hash, hash_tree
 from projcache.sources.layout import LayoutItem, default_path, find_by_layout, main_file_of
@@ -408,6 +415,55 @@ class TestStatFile:
         """A directory is not a regular file."""
         with pytest.raises(SourceFileError, match="not a regular file"):
             stat_file(str(tmp_path))
+
+
+class TestScanEntry:
+    """``scan_entry`` (from a layout folder's listing) agrees with ``scan_tree`` on every kind."""
+
+    def test_same_as_scan_tree(self, make_tree: Callable[..., Path]) -> None:
+        """Folders, files and links inside the root scan alike; a link out is refused alike."""
+        outside = make_tree("outside", {"secret.md": "secret", "dir/x.md": "x"})
+        root = make_tree(
+            "col",
+            {
+                "skills/pdf/SKILL.md": "pdf",
+                "skills/pdf/sub/ref.md": "ref",
+                "skills/shared/SKILL.md": "s",
+                "skills/plain.md": "plain",
+            },
+        )
+        (root / "skills" / "linked").symlink_to(root / "skills" / "shared")
+        (root / "skills" / "evil.md").symlink_to(outside / "secret.md")
+        (root / "skills" / "evil-dir").symlink_to(outside / "dir", target_is_directory=True)
+        (root / "skills" / "dangling.md").symlink_to(root / "absent.md")
+        os.mkfifo(root / "skills" / "fifo.md")
+        within = SourceRoot(str(root))
+        assert within.check_folder(str(root / "skills"))
+        with os.scandir(root / "skills") as listing:
+            entries = sorted(listing, key=lambda entry: entry.name)
+        assert len(entries) == 8
+        for entry in entries:
+            try:
+                expected: object = scan_tree(entry.path, within)
+            except SourceFileError as exc:
+                expected = (type(exc), str(exc))
+            try:
+                got: object = scan_entry(entry, within)
+            except SourceFileError as exc:
+                got = (type(exc), str(exc))
+            assert got == expected, entry.name
+
+    def test_check_folder_refuses_a_folder_that_leads_out(
+        self, make_tree: Callable[..., Path]
+    ) -> None:
+        """A layout folder that is a link out of the root fails the check."""
+        outside = make_tree("outside", {"pdf/SKILL.md": "secret"})
+        root = make_tree("col", {"collection.toml": ""})
+        (root / "skills").symlink_to(outside, target_is_directory=True)
+        (root / "agents").mkdir()
+        within = SourceRoot(str(root))
+        assert not within.check_folder(str(root / "skills"))
+        assert within.check_folder(str(root / "agents"))
 
 
 class TestScanTree:

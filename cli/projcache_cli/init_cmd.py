@@ -174,7 +174,7 @@ def init(
     .agents/). An existing config file is kept unless --force is given; its
     other keys are carried over.
     """
-    from projcache.sources.discovery import find_collections
+    from projcache import find_collections
 
     state = state_of(ctx)
     with cli_errors(state):
@@ -254,7 +254,7 @@ def init(
 
 def _check(path: Path) -> None:
     """Load ``path`` as projcache would; on any error remove it (the old file stays)."""
-    from projcache.config import load_settings
+    from projcache import load_settings
 
     try:
         load_settings(env={**os.environ, "PROJCACHE_CONFIG": str(path)})

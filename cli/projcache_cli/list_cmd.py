@@ -10,14 +10,8 @@ import typer
 
 from .completion import complete_collection, complete_project
 from .errors import CliGroup, cli_errors
-from .fastpath import (
-    artifact_payloads,
-    default,
-    deployment_records,
-    flags,
-    stream_artifacts,
-    write_stdout,
-)
+from .fastargs import default, flags
+from .fastpath import deployment_rows, stream_artifacts, write_stdout
 from .names import display_key, project_names
 from .output import ago, emit_json, emit_table, inert
 from .state import exit_if_degraded, open_cache, state_of
@@ -38,16 +32,16 @@ def _choices(values: tuple[str, ...]) -> str:
 
 def type_help() -> str:
     """``--type``'s help, naming every artifact type."""
-    from projcache.codec import ARTIFACT_TYPES
+    from projcache import ARTIFACT_TYPES
 
-    return f"Only this artifact type: {_choices(tuple(ARTIFACT_TYPES))}."
+    return f"Only this artifact type: {_choices(ARTIFACT_TYPES)}."
 
 
 def state_help(what: str = "Only this deployment state") -> str:
     """``--state``'s help, naming every deployment state."""
-    from projcache.reads import _STATES
+    from projcache import DEPLOYMENT_STATES
 
-    return f"{what}: {_choices(tuple(_STATES))}."
+    return f"{what}: {_choices(DEPLOYMENT_STATES)}."
 
 
 TYPE_HELP = type_help()
@@ -95,7 +89,15 @@ def list_artifacts(
             stream_artifacts(cache, type_, collection, tag, project, wanted_state, write_stdout)
             sys.stdout.flush()
         else:
-            payloads = artifact_payloads(cache, type_, collection, tag, project, wanted_state)
+            payloads = list(
+                cache.iter_artifacts_json(
+                    type_,
+                    collection,
+                    tag,
+                    project=project,
+                    state=wanted_state,  # type: ignore[arg-type]
+                )
+            )
             names = project_names(cache)
     if as_json:
         exit_if_degraded(cache)
@@ -131,36 +133,27 @@ def list_projects(
     """List projects with their freshness and recorded errors."""
     state = state_of(ctx)
     with cli_errors(state), open_cache(state, readonly=True, fallback=True) as cache:
-        ttl = cache.settings.ttl_seconds
-        projects = cache.list_projects()
-        counts = {p.id: len(cache.list_deployments_json(p.id)) for p in projects}
+        rows = cache.project_rows()  # what GET /api/v1/cache/projects pages through
     if as_json:
-        out = []
-        for project in projects:
-            data = project.model_dump(mode="json")
-            data["deployments"] = counts[project.id]
-            data["is_stale"] = project.is_stale(ttl)
-            data["age_seconds"] = project.age_seconds()
-            out.append(data)
-        emit_json(out)
+        emit_json(rows)
         exit_if_degraded(cache)
         return
-    rows = [
+    table = [
         (
-            p.name,
-            p.id,
-            p.path,
-            counts[p.id],
-            ago(p.refreshed_at) + (" (stale)" if p.is_stale(ttl) else ""),
-            len(p.errors) or "",
+            p["name"],
+            p["id"],
+            p["path"],
+            p["deployments"],
+            ago(p["refreshed_at"]) + (" (stale)" if p["is_stale"] else ""),
+            len(p["errors"]) or "",
         )
-        for p in projects
+        for p in rows
     ]
-    emit_table(("name", "id", "path", "deployed", "refreshed", "errors"), rows)
-    for project in projects:
-        for error in project.errors:
-            typer.echo(f"error: {inert(project.name)}: {inert(error.message)}", err=True)
-    typer.echo(f"{len(rows)} project(s)")
+    emit_table(("name", "id", "path", "deployed", "refreshed", "errors"), table)
+    for project in rows:
+        for error in project["errors"]:
+            typer.echo(f"error: {inert(project['name'])}: {inert(error['message'])}", err=True)
+    typer.echo(f"{len(table)} project(s)")
     exit_if_degraded(cache)
 
 
@@ -188,15 +181,11 @@ def list_deployments(
     ),
 ) -> None:
     """List deployments with their profile and state (current, outdated, modified, ...)."""
-    from projcache.reads import check_type
-
     state = state_of(ctx)
-    wanted_state = "outdated" if outdated else state_
-    with cli_errors(state):
-        check_type(type_)
-        with open_cache(state, readonly=True, fallback=True) as cache:
-            records = deployment_records(cache, project, wanted_state, type_, profile)
-            names = {p.id: p.name for p in cache.list_projects()}
+    options = {"project": project, "state_": state_, "outdated": outdated, "type_": type_}
+    with cli_errors(state), open_cache(state, readonly=True, fallback=True) as cache:
+        records = deployment_rows(cache, {**options, "profile": profile})
+        names = project_names(cache)
     if as_json:
         emit_json(records)
         exit_if_degraded(cache)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
-from typing import Optional
+from typing import Any, Callable, Optional
 
 import typer
 
@@ -17,22 +17,19 @@ from .state import open_cache, state_of
 __all__ = ["register"]
 
 
+def _only(flag: str, short: str, what: str, complete: Callable[..., Any]) -> Any:
+    """An optional ``--project``/``--collection``: the one unit to act on."""
+    return typer.Option(None, flag, short, help=f"Only this {what}.", autocompletion=complete)
+
+
+_PROJECT = _only("--project", "-p", "project (id, name or path)", complete_project)
+_COLLECTION = _only("--collection", "-c", "collection (name)", complete_collection)
+
+
 def invalidate(
     ctx: typer.Context,
-    project: Optional[str] = typer.Option(
-        None,
-        "--project",
-        "-p",
-        help="Only this project (id, name or path).",
-        autocompletion=complete_project,
-    ),
-    collection: Optional[str] = typer.Option(
-        None,
-        "--collection",
-        "-c",
-        help="Only this collection (name).",
-        autocompletion=complete_collection,
-    ),
+    project: Optional[str] = _PROJECT,
+    collection: Optional[str] = _COLLECTION,
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
 ) -> None:
     """Mark projects and collections stale; data stays readable until the next refresh."""
@@ -73,18 +70,18 @@ def backup(
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
 ) -> None:
     """Write a consistent copy of the cache while others keep reading and writing."""
-    from projcache.errors import InvalidRecordError
+    from projcache.errors import InvalidArgumentError
 
     state = state_of(ctx)
     with cli_errors(state):
         target_dir = Path(os.path.expanduser(os.fspath(dest)))
         if os.path.lexists(target_dir) and not target_dir.is_dir():
-            raise InvalidRecordError(
+            raise InvalidArgumentError(
                 f"{dest} is a file; backup writes into a folder",
                 hint="Name an empty or new folder, e.g. backup-$(date +%F).",
             )
         if target_dir.is_dir() and any(target_dir.iterdir()):
-            raise InvalidRecordError(
+            raise InvalidArgumentError(
                 f"{dest} is not empty; backup writes into an empty or new folder",
                 hint="Name an empty or new folder (nothing in it is overwritten or removed).",
             )

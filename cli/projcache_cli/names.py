@@ -14,8 +14,7 @@ from typing import TYPE_CHECKING, Optional
 
 import orjson
 
-from projcache import codec
-from projcache.errors import ArtifactNotFound, InvalidRecordError
+from projcache.errors import ArtifactNotFound, InvalidArgumentError
 
 if TYPE_CHECKING:
     from projcache import ProjectCache
@@ -43,9 +42,8 @@ def display_key(key: str, names: dict[str, str]) -> str:
 
 
 def _candidates(cache: ProjectCache, type_: Optional[str], name: str) -> list[str]:
-    from projcache.reads import check_type
-
-    check_type(type_)  # "skil/pdf" is a usage error naming the types, not "not found"
+    # iter_artifacts_json checks the type at the call: "skil/pdf" is a usage error
+    # naming the types, not "not found".
     return [
         record["key"]
         for record in map(orjson.loads, cache.iter_artifacts_json(type_))
@@ -58,10 +56,10 @@ def resolve_artifact(cache: ProjectCache, ref: str) -> str:
 
     Raises:
         ArtifactNotFound: nothing has that key or name.
-        InvalidRecordError: a name matches several artifacts (the message lists their keys).
+        InvalidArgumentError: a name matches several artifacts (the message lists their keys).
     """
     if ref.count("/") >= 2 and not _DISPLAYED.match(ref):
-        codec.parse_artifact_key(ref)  # a malformed key is a usage error (exit 2)
+        cache.get_artifact_json(ref)  # a malformed key is a bad argument (exit 14)
         return ref  # a key: looked up as it is (a miss says "not cached")
     names = project_names(cache)
     displayed = _DISPLAYED.match(ref)
@@ -89,7 +87,7 @@ def resolve_artifact(cache: ProjectCache, ref: str) -> str:
                 hint="Run `projcache search WORDS` or `projcache list artifacts` to find it.",
             )
     shown = ", ".join(display_key(key, names) for key in sorted(found))
-    raise InvalidRecordError(
+    raise InvalidArgumentError(
         f"{ref!r} names {len(found)} artifacts: {shown}",
         hint="Give the full key (<collection>/<type>/<name>) of the one you mean.",
     )

@@ -228,10 +228,15 @@ def emit_table(
     Console(width=width).print(table)
 
 
-def ago(when: Optional[datetime], now: Optional[datetime] = None) -> str:
-    """``"42s ago"``, ``"5m ago"``, ``"3h ago"``, ``"2d ago"`` or ``"never"``."""
+def ago(when: Optional[datetime | str], now: Optional[datetime] = None) -> str:
+    """``"42s ago"``, ``"5m ago"``, ``"3h ago"``, ``"2d ago"`` or ``"never"``.
+
+    ``when`` may be an ISO 8601 string, as the JSON views carry it.
+    """
     if when is None:
         return "never"
+    if isinstance(when, str):  # fromisoformat reads "Z" only from Python 3.11
+        when = datetime.fromisoformat(when.replace("Z", "+00:00"))
     seconds = max(0, int(((now or datetime.now(timezone.utc)) - when).total_seconds()))
     for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
         if seconds >= size:

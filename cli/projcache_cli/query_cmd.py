@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Any, Optional
 
 import orjson
 import typer
 
 from .completion import complete_artifact, complete_collection, complete_project
 from .errors import EXIT_USAGE, cli_errors
-from .fastpath import default, flags, search_document
+from .fastargs import default, flags
+from .fastpath import search_json
 from .list_cmd import TYPE_HELP
 from .names import display_key, project_names
-from .output import emit_json, emit_json_bytes, emit_table, inert
-from .state import exit_if_degraded, mark_degraded, open_cache, state_of
+from .output import emit_json_bytes, emit_table, inert
+from .state import exit_if_degraded, mark_degraded_json, open_cache, state_of
 
 __all__ = ["register"]
 
@@ -32,9 +33,8 @@ def get(
 ) -> None:
     """Show one artifact and where it is deployed (exit 4 when it is not cached)."""
     from projcache.errors import ArtifactNotFound
-    from projcache.streams import deployment_view
 
-    from .names import display_key, project_names, resolve_artifact
+    from .names import resolve_artifact
 
     state = state_of(ctx)
     with cli_errors(state), open_cache(state, readonly=True, fallback=True) as cache:
@@ -48,11 +48,12 @@ def get(
             emit_json_bytes([payload], array=False)
             exit_if_degraded(cache)
             return
-        record = orjson.loads(payload)
         names = project_names(cache)
-        deployments = [
-            deployment_view(p) for p in cache.list_deployments_json(artifact=record["key"])
-        ]
+        # What GET /api/v1/cache/artifacts/{key} sends: the record plus its deployments.
+        record = cache.artifact_view(orjson.loads(payload)["key"])
+        if record is None:  # deleted since: as if never found
+            raise ArtifactNotFound(f"no artifact {key!r} in the cache")
+        deployments = record["deployments"]
     shown = display_key(record["key"], names)
     # Every value comes from a source: printed inert (escapes, never control sequences).
     typer.echo(f"{'key:':<18}{inert(record['key'])}")
@@ -116,17 +117,18 @@ def search(
     if not query.strip():
         typer.echo("error: the query is empty", err=True)
         raise typer.Exit(EXIT_USAGE)
+    options: dict[str, Any] = {"query": query, "type_": type_, "project": project}
+    options.update(collection=collection, tag=tag, limit=limit, offset=offset)
     with cli_errors(state), open_cache(state, readonly=True, fallback=True) as cache:
+        if as_json:  # what GET /api/v1/cache/search sends, too
+            emit_json_bytes([mark_degraded_json(search_json(cache, options), cache)], array=False)
+            exit_if_degraded(cache)
+            return
         result = cache.search_page_json(
             query, type_, project, limit, offset, collection=collection, tag=tag
         )
         page, total = result.hits, result.total
-        names = project_names(cache) if not as_json and page else {}
-    if as_json:
-        document = search_document(query, total, offset, page, result.partial)
-        emit_json(mark_degraded(document, cache))
-        exit_if_degraded(cache)
-        return
+        names = project_names(cache) if page else {}
     if total == 0 and not page:
         typer.echo(f"no artifacts match {query!r}")
         exit_if_degraded(cache)

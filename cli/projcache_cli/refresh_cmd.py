@@ -13,7 +13,7 @@ from .output import emit_json, inert, is_terminal
 from .state import open_cache, state_of
 
 if TYPE_CHECKING:
-    from projcache.models import RefreshReport
+    from projcache import RefreshReport
 
 __all__ = ["register"]
 
@@ -115,7 +115,7 @@ def refresh(
     projects = list(project) if project else None
     collections = list(collection) if collection else None
     with cli_errors(state):
-        from projcache.refresh import check_folders
+        from projcache import check_folders
 
         # Before opening: a mistyped folder must not leave an empty cache behind.
         check_folders(collections, projects)
@@ -135,7 +135,7 @@ def refresh(
         after = cache.counts()
         _print_report(report, as_json, _changes(report, before, after))
         if watch:
-            from projcache.watch import watch_and_refresh
+            from projcache import watch_and_refresh
 
             typer.echo("watching for changes; press Ctrl-C to stop", err=True)
             counts = [after]

@@ -6,6 +6,7 @@ import dataclasses
 from pathlib import Path
 from typing import Any, Optional
 
+import orjson
 import typer
 
 from projcache import ProjectCache
@@ -18,6 +19,7 @@ __all__ = [
     "degraded_reason",
     "exit_if_degraded",
     "mark_degraded",
+    "mark_degraded_json",
     "open_cache",
     "state_of",
 ]
@@ -53,10 +55,10 @@ def open_cache(state: CliState, readonly: bool = False, fallback: bool = False) 
     (with a hint when the cache itself needs attention).
     """
     cache = ProjectCache.open(state.cache_dir, readonly=readonly, fallback=fallback)
-    if cache.direct is not None:
-        warn(f"{cache.direct}; answering straight from the source files (slower)")
+    if cache.direct_reason is not None:
+        warn(f"{cache.direct_reason}; answering straight from the source files (slower)")
         if degraded_reason(cache) is not None:
-            hint = hint_for(StorageError(cache.direct), state.cache_dir)
+            hint = hint_for(StorageError(cache.direct_reason), state.cache_dir)
             typer.echo(
                 f"hint: {hint or 'Run `projcache verify` to see what is wrong with the cache.'}",
                 err=True,
@@ -70,7 +72,7 @@ def degraded_reason(cache: ProjectCache) -> Optional[str]:
     A source-direct answer because the cache is switched off by configuration
     is the configured behaviour, not a degraded one.
     """
-    reason = cache.direct
+    reason = cache.direct_reason
     if reason is None or reason == _DISABLED:
         return None
     return reason
@@ -83,6 +85,14 @@ def mark_degraded(data: dict[str, Any], cache: ProjectCache) -> dict[str, Any]:
         data["degraded"] = True
         data["degraded_reason"] = reason
     return data
+
+
+def mark_degraded_json(body: bytes, cache: ProjectCache) -> bytes:
+    """:func:`mark_degraded` for a JSON object given as bytes (spliced, not decoded)."""
+    reason = degraded_reason(cache)
+    if reason is None:
+        return body
+    return body[:-1] + b',"degraded":true,"degraded_reason":' + orjson.dumps(reason) + b"}"
 
 
 def exit_if_degraded(cache: ProjectCache) -> None:

@@ -2,25 +2,27 @@
 
 Records are validated when they are written.  :func:`validate` turns pydantic's
 ``ValidationError`` into :class:`~projcache.errors.InvalidRecordError` naming the
-first bad field, so callers deal with one exception hierarchy.
+first bad field, so callers deal with one exception hierarchy.  Reading them back
+without validating again is :mod:`projcache.model_reads` (``from_stored_json`` is
+re-exported here).
+
+Over 400 lines on purpose: it is the one page that lists every field of every
+record and report (storage-format.md and api-reference.md mirror it field by
+field, and tests check the docs against it); each model is short.
 """
 
 from __future__ import annotations
 
-import functools
 from datetime import datetime, timezone
 from typing import (
     Annotated,
     Any,
-    Callable,
     Dict,
     List,
     Literal,
     Optional,
     TypeVar,
     Union,
-    get_args,
-    get_origin,
 )
 
 import orjson
@@ -34,8 +36,9 @@ from pydantic import (
     model_validator,
 )
 
-from . import codec
+from . import codec, vocabulary
 from .errors import InvalidRecordError
+from .model_reads import as_utc, from_stored_json, parse_utc
 
 __all__ = [
     "Artifact",
@@ -49,6 +52,7 @@ __all__ = [
     "Fingerprint",
     "KnownFingerprint",
     "Project",
+    "RawFingerprint",
     "RefreshReport",
     "SearchHit",
     "SourceError",
@@ -63,7 +67,7 @@ __all__ = [
 # Any type codec.check_type_name accepts: the known ones (codec.ARTIFACT_TYPES)
 # and a newer SkillMeat's, kept as declared.
 ArtifactType = Annotated[str, AfterValidator(codec.check_type_name)]
-DeploymentState = codec.DeploymentStateName
+DeploymentState = vocabulary.DeploymentStateName
 FindingKind = Literal["file", "frame", "model", "index", "source"]
 
 
@@ -71,13 +75,8 @@ def _check_profile(value: str) -> str:
     return codec.check_profile(value)
 
 
-def _as_utc(value: datetime) -> datetime:
-    """Read a naive datetime as UTC (SkillMeat's TOML often omits the offset)."""
-    return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value
-
-
 # Aware datetimes only, so freshness arithmetic never mixes naive and aware values.
-UtcDatetime = Annotated[datetime, AfterValidator(_as_utc)]
+UtcDatetime = Annotated[datetime, AfterValidator(as_utc)]
 # Tags are index keys (see repository.FacetIndex), so they are bounded well under 511 bytes.
 Tag = Annotated[str, StringConstraints(min_length=1, max_length=100)]
 
@@ -365,20 +364,81 @@ class StoredFingerprint:
         return f"StoredFingerprint(path={self.path!r}, mtime_ns={self.mtime_ns}, size={self.size})"
 
 
-KnownFingerprint = Union[Fingerprint, StoredFingerprint]
+class RawFingerprint:
+    """A stored fingerprint's JSON payload (frame checked), decoded only when first needed.
+
+    An unchanged refresh compares most fingerprints with a fresh ``stat``
+    straight on these bytes (:class:`~projcache.sources.tracker.SourceTracker`),
+    so it never decodes them; any attribute decodes the whole payload once,
+    with :func:`fingerprint_from_json` (the same outcome as decoding it up front).
+    """
+
+    __slots__ = ("_decoded", "payload")
+
+    def __init__(self, payload: bytes):
+        self.payload = payload
+        self._decoded: Optional[Union[Fingerprint, StoredFingerprint]] = None
+
+    def decoded(self) -> Union[Fingerprint, StoredFingerprint]:
+        """The decoded fingerprint (decoded once).
+
+        Raises:
+            InvalidRecordError: the payload is not a valid Fingerprint.
+        """
+        if self._decoded is None:
+            self._decoded = fingerprint_from_json(self.payload)
+        return self._decoded
+
+    @property
+    def path(self) -> str:
+        """As :attr:`Fingerprint.path`."""
+        return self.decoded().path
+
+    @property
+    def mtime_ns(self) -> int:
+        """As :attr:`Fingerprint.mtime_ns`."""
+        return self.decoded().mtime_ns
+
+    @property
+    def size(self) -> int:
+        """As :attr:`Fingerprint.size`."""
+        return self.decoded().size
+
+    @property
+    def inode(self) -> int:
+        """As :attr:`Fingerprint.inode`."""
+        return self.decoded().inode
+
+    @property
+    def signature(self) -> Optional[str]:
+        """As :attr:`Fingerprint.signature`."""
+        return self.decoded().signature
+
+    @property
+    def content_hash(self) -> Optional[str]:
+        """As :attr:`Fingerprint.content_hash`."""
+        return self.decoded().content_hash
+
+    @property
+    def read_at(self) -> Optional[datetime]:
+        """As :attr:`Fingerprint.read_at`."""
+        return self.decoded().read_at
+
+    @property
+    def data(self) -> Dict[str, Any]:
+        """As :attr:`Fingerprint.data`."""
+        return self.decoded().data
+
+    def __repr__(self) -> str:
+        return f"RawFingerprint({bytes(self.payload[:80])!r}...)"
+
+
+KnownFingerprint = Union[Fingerprint, StoredFingerprint, RawFingerprint]
 
 _FINGERPRINT_KEYS = frozenset(Fingerprint.model_fields)
 
 
-@functools.lru_cache(maxsize=256)
-def _parse_utc(text: str) -> datetime:
-    # Cached: every source read in one refresh shares that refresh's read time.
-    # fromisoformat before Python 3.11 does not take the "Z" pydantic writes.
-    value = datetime.fromisoformat(text[:-1] + "+00:00" if text.endswith("Z") else text)
-    return _as_utc(value)
-
-
-def fingerprint_from_json(payload: bytes) -> KnownFingerprint:
+def fingerprint_from_json(payload: bytes) -> Union[Fingerprint, StoredFingerprint]:
     """Decode a stored Fingerprint's JSON; a :class:`StoredFingerprint` when it is well formed.
 
     Well formed: exactly the keys :class:`Fingerprint` writes, ``data`` an
@@ -399,7 +459,7 @@ def fingerprint_from_json(payload: bytes) -> KnownFingerprint:
                 raw["inode"],
                 raw["signature"],
                 raw["content_hash"],
-                None if read_at is None else _parse_utc(read_at),
+                None if read_at is None else parse_utc(read_at),
                 raw["data"],
             )
     except (ValueError, TypeError, AttributeError):
@@ -506,112 +566,3 @@ class CacheStats(_Record):
         """Hits over lookups, or ``None`` before the first lookup."""
         total = self.hits + self.misses
         return self.hits / total if total else None
-
-
-# -- reading stored records without validating them again --------------------------------
-
-_Convert = Callable[[Any], Any]
-_SET_DICT = object.__setattr__
-
-
-def _converter(annotation: Any) -> Optional[_Convert]:
-    """How to turn a field's JSON value into what validation would give (``None``: as is).
-
-    Only datetimes and nested models differ from their JSON form; strings,
-    numbers, booleans, literals, lists of those and free-form dicts are kept.
-    """
-    origin = get_origin(annotation)
-    if origin is Annotated:
-        return _converter(get_args(annotation)[0])
-    if annotation is datetime:
-        return _parse_utc
-    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        model: type[BaseModel] = annotation
-        return lambda value: _trusted(model, value)
-    if origin is Union:
-        inner = [arg for arg in get_args(annotation) if arg is not type(None)]
-        if len(inner) == 1:
-            convert = _converter(inner[0])
-            if convert is not None:
-                fn = convert
-                return lambda value: None if value is None else fn(value)
-            return None
-        if any(_converter(arg) is not None for arg in inner):
-            raise TypeError(f"no trusted reader for {annotation!r}")
-        return None
-    if origin in (list, List):
-        convert = _converter(get_args(annotation)[0])
-        if convert is not None:
-            item = convert
-            return lambda value: [item(v) for v in value]
-        return None
-    if origin in (dict, Dict):
-        if _converter(get_args(annotation)[1]) is not None:
-            raise TypeError(f"no trusted reader for {annotation!r}")
-        return None
-    return None
-
-
-class _Plan:
-    """What :func:`_trusted` needs to know about one model, worked out once."""
-
-    __slots__ = ("converters", "fields")
-
-    def __init__(self, model: type[BaseModel]):
-        self.fields = frozenset(model.model_fields)
-        self.converters = tuple(
-            (name, convert)
-            for name, info in model.model_fields.items()
-            if (convert := _converter(info.annotation)) is not None
-        )
-
-
-@functools.cache
-def _plan(model: type[BaseModel]) -> _Plan:
-    return _Plan(model)
-
-
-class _NotTrusted(Exception):
-    """A stored value does not have the exact shape its model writes: validate it instead."""
-
-
-def _trusted(model: type[M], raw: Any) -> M:
-    """Build ``model`` from a decoded JSON object its own ``model_dump_json`` wrote.
-
-    The result is what ``model_validate`` gives for that JSON (same field values,
-    nested models as model instances, aware datetimes, every field in
-    ``model_fields_set``), without running the validators again.
-
-    Raises:
-        _NotTrusted: the keys are not exactly the model's fields, or a datetime
-            is not in the form pydantic writes.
-    """
-    plan = _plan(model)
-    if type(raw) is not dict or raw.keys() != plan.fields:
-        raise _NotTrusted
-    try:
-        for name, convert in plan.converters:
-            raw[name] = convert(raw[name])
-    except (ValueError, TypeError, AttributeError, KeyError) as exc:
-        raise _NotTrusted from exc
-    record = model.__new__(model)
-    _SET_DICT(record, "__dict__", raw)
-    _SET_DICT(record, "__pydantic_fields_set__", set(plan.fields))
-    _SET_DICT(record, "__pydantic_extra__", None)
-    _SET_DICT(record, "__pydantic_private__", None)
-    return record
-
-
-def from_stored_json(model: type[M], payload: bytes) -> M:
-    """Build ``model`` from a stored record's JSON (its frame already CRC-checked).
-
-    Records are validated when they are written, so a read builds the model
-    without validating again (several times cheaper): the result equals what
-    ``model.model_validate_json(payload)`` gives.  A payload of another shape
-    (a field missing or extra, written by another version) goes through
-    pydantic, so defaults are filled and errors are pydantic's.
-    """
-    try:
-        return _trusted(model, orjson.loads(payload))
-    except (_NotTrusted, orjson.JSONDecodeError):
-        return model.model_validate_json(payload)

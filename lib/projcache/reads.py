@@ -17,7 +17,14 @@ from typing import TYPE_CHECKING, Callable, List, NamedTuple, Optional, TypeVar
 import orjson
 
 from . import codec, streams
-from .errors import InvalidRecordError, KeyTooLongError, ProjectNotFound
+from .errors import (
+    InvalidArgumentError,
+    InvalidRecordError,
+    KeyTooLongError,
+    ProjectNotFound,
+    as_argument_error,
+)
+from .vocabulary import DEPLOYMENT_STATES
 
 if TYPE_CHECKING:
     from .models import Artifact, Collection, Deployment, DeploymentState, Project, SearchHit
@@ -27,23 +34,28 @@ if TYPE_CHECKING:
 __all__ = ["CacheReads", "SearchPage", "SearchResults", "check_type"]
 
 T = TypeVar("T")
-_STATES = codec.DEPLOYMENT_STATES
+_STATES = DEPLOYMENT_STATES
 
 
 def check_type(type_: Optional[str]) -> None:
     """Refuse an artifact type filter that cannot be a type (see :func:`codec.check_type_name`).
 
     Raises:
-        InvalidRecordError: naming the known types.
+        InvalidArgumentError: naming the known types (a filter is an argument).
     """
     if type_ is not None:
         try:
             codec.check_type_name(type_)
         except InvalidRecordError:
-            raise InvalidRecordError(
+            raise InvalidArgumentError(
                 f"type must be a type name like one of {', '.join(codec.ARTIFACT_TYPES)}; "
                 f"got {type_!r}"
             ) from None
+
+
+def _check_state(state: Optional[str]) -> None:
+    if state is not None and state not in _STATES:
+        raise InvalidArgumentError(f"state must be one of {', '.join(_STATES)}; got {state!r}")
 
 
 class SearchResults(List["SearchHit"]):
@@ -97,6 +109,10 @@ class CacheReads:
         """Return the stored JSON bytes of one artifact, or ``None`` (no model is built).
 
         The frame's CRC is checked; this is the hot path of ``projcache get --json``.
+
+        Raises:
+            InvalidArgumentError: ``key`` cannot be an artifact key (an argument).
+            KeyTooLongError: ``key`` is over LMDB's 511-byte limit.
         """
         self._check_open()
         # The same lookup as ArtifactRepository.get_payload, minus the per-call
@@ -107,7 +123,8 @@ class CacheReads:
         except UnicodeEncodeError:
             raw_key = b""
         if not raw_key or len(raw_key) > codec.MAX_KEY_BYTES or b"\x00" in raw_key:
-            raw_key = codec.encode_key(key, what="artifact key")
+            with as_argument_error():
+                raw_key = codec.encode_key(key, what="artifact key")
         raw = self._storage.get("artifacts", raw_key)
         payload = None
         if raw is not None:
@@ -117,7 +134,8 @@ class CacheReads:
         if payload is None:
             # Stored keys were validated on write, so only a miss can be malformed;
             # checking here keeps the validation off the hit path.
-            codec.parse_artifact_key(key)
+            with as_argument_error():
+                codec.parse_artifact_key(key)
             self._misses += 1
         else:
             self._hits += 1
@@ -168,8 +186,7 @@ class CacheReads:
         """
         check_type(type)
         self._check_open()
-        if state is not None and state not in _STATES:
-            raise InvalidRecordError(f"state must be one of {', '.join(_STATES)}; got {state!r}")
+        _check_state(state)
         wanted = None
         if project is not None or state is not None:
             project_id = self.find_project(project).id if project is not None else None
@@ -194,7 +211,7 @@ class CacheReads:
         ``offset`` records walks their keys (values are not read).
         """
         if offset < 0 or limit < 0:
-            raise InvalidRecordError("offset and limit must not be negative")
+            raise InvalidArgumentError("offset and limit must not be negative")
         repos = self._repos
 
         def body(txn: Txn) -> tuple[int, list[bytes]]:
@@ -253,17 +270,19 @@ class CacheReads:
         *,
         artifact: Optional[str] = None,
         profile: Optional[str] = None,
+        type: Optional[str] = None,
     ) -> list[Deployment]:
-        """Return deployments, optionally of one project (id, name or path), in one state,
-        of one artifact (its key) and to one deployment profile (``claude_code``, ``codex``...).
+        """Deployments of one project (id, name or path), in one state, of one artifact (its
+        key), to one deployment profile (``claude_code``, ``codex``...), of one artifact type.
 
         A state filter reads the ``deployments-by-state`` index, an artifact filter the
-        ``deployments-by-artifact`` index; a project filter is a key-prefix scan.
-        None of them scans everything.
+        ``deployments-by-artifact`` index; a project filter is a key-prefix scan; the
+        profile and type filters read the key only.  None of them scans everything.
         """
-        load = self._repos.deployments.load
-        payloads = self.list_deployments_json(project, state, artifact=artifact, profile=profile)
-        return [load(p) for p in payloads]
+        found = self.list_deployments_json(
+            project, state, artifact=artifact, profile=profile, type=type
+        )
+        return [self._repos.deployments.load(p) for p in found]
 
     def list_deployments_json(
         self,
@@ -272,16 +291,18 @@ class CacheReads:
         *,
         artifact: Optional[str] = None,
         profile: Optional[str] = None,
+        type: Optional[str] = None,
     ) -> list[bytes]:
         """Like :meth:`list_deployments`, returning the stored JSON bytes (no models built)."""
-        if state is not None and state not in _STATES:
-            raise InvalidRecordError(f"state must be one of {', '.join(_STATES)}; got {state!r}")
+        check_type(type)
+        _check_state(state)
         if profile is not None:
-            codec.check_profile(profile)
+            with as_argument_error():
+                codec.check_profile(profile)
         project_id = self.find_project(project).id if project is not None else None
         return self._read(
             lambda txn: streams.deployment_payloads(
-                txn, self._repos, project_id, state, artifact, profile
+                txn, self._repos, project_id, state, artifact, profile, type
             )
         )
 
@@ -358,7 +379,7 @@ class CacheReads:
         from .search import QueryFilters, run_query  # only searches pay for the tokenizer
 
         if limit < 0 or offset < 0:
-            raise InvalidRecordError("limit and offset must not be negative")
+            raise InvalidArgumentError("limit and offset must not be negative")
         check_type(type)
         project_id = self.find_project(project).id if project is not None else None
         filters = QueryFilters(type=type, collection=collection, tag=tag, project=project_id)

@@ -18,7 +18,15 @@ from .storage import Txn
 if TYPE_CHECKING:
     from pydantic import BaseModel
 
-    from .models import Artifact, Collection, Deployment, Fingerprint, KnownFingerprint, Project
+    from .models import (
+        Artifact,
+        Collection,
+        Deployment,
+        Fingerprint,
+        KnownFingerprint,
+        Project,
+        RawFingerprint,
+    )
 
 __all__ = [
     "ArtifactRepository",
@@ -284,6 +292,23 @@ class SourceRepository(_RecordRepository["Fingerprint"]):
             payload = codec.unframe(raw, what=f"sources[{key!r}]")
             yield key[start:].decode("utf-8", "surrogateescape"), fingerprint_from_json(payload)
 
+    def scan_unit_raw(self, txn: Txn, unit: str) -> Iterator[tuple[str, RawFingerprint]]:
+        """As :meth:`scan_unit`, but each payload (frame checked) is decoded only when used.
+
+        Raises:
+            CorruptRecordError: a frame fails its check (naming the record).
+        """
+        from .models import RawFingerprint
+
+        prefix = self.unit_prefix(unit)
+        start = len(prefix)
+        check = codec.checked_payload
+        for key, raw in _scan(txn, self.db, prefix):
+            payload = check(raw)
+            if payload is None:
+                payload = codec.unframe(raw, what=f"sources[{key!r}]")
+            yield key[start:].decode("utf-8", "surrogateescape"), RawFingerprint(payload)
+
     def source_key(self, unit: str, relative: str) -> bytes:
         """Encode the key of one source of ``unit``."""
         raw = self.unit_prefix(unit) + relative.encode("utf-8", "surrogateescape")
@@ -297,6 +322,10 @@ class SourceRepository(_RecordRepository["Fingerprint"]):
     def put_for(self, txn: Txn, unit: str, relative: str, fingerprint: Fingerprint) -> None:
         """Store the fingerprint of one source of ``unit``."""
         self._store(txn, self.source_key(unit, relative), fingerprint)
+
+    def put_raw(self, txn: Txn, raw_key: bytes, fingerprint: Fingerprint) -> None:
+        """Store a fingerprint under a key as stored (a rebuild carries salvaged ones over)."""
+        self._store(txn, raw_key, fingerprint)
 
     def delete_for(self, txn: Txn, unit: str, relative: str) -> bool:
         """Forget one source of ``unit``; return whether it was known."""

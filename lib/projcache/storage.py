@@ -20,6 +20,13 @@ Hazards this module exists to contain (each learned from py-lmdb's users):
   ``abort`` waits for every in-flight operation of the environment, so busy
   reader threads can starve it.  :class:`~projcache.mapguard.MapGuard` holds
   reads back during both.
+
+Over 400 lines on purpose: every hazard above is handled by the same object at
+the same moment (a write replays after growth, a read adopts another process's
+growth, a reopen after fork resets the registry and the guard), under one
+write lock and one :class:`MapGuard`; split apart, each piece would need the
+others' private state.  The sub-database names live in :mod:`projcache.vocabulary`,
+the folder checks in :mod:`projcache.cachedir`.
 """
 
 from __future__ import annotations
@@ -51,6 +58,7 @@ from .errors import (
     translate_os_error,
 )
 from .mapguard import MapGuard
+from .vocabulary import DATABASES
 
 try:  # POSIX only; on other platforms growth is not coordinated across processes.
     import fcntl
@@ -69,25 +77,7 @@ if TYPE_CHECKING:
 else:
     Txn = lmdb.Transaction
 
-# name -> dupsort.  The first six are the contract in DESIGN.md, ``collections``
-# holds Collection records; the rest are derived indexes (rebuildable from the
-# records, see verify.py).  Format v3: ``search-tokens`` holds bitmaps (it was
-# a dupsort posting list in v2), ``search-pending`` their tail, ``artifact-ids``
-# / ``artifact-keys`` the integer ids.
-DATABASES: dict[str, bool] = {
-    "meta": False,
-    "projects": False,
-    "artifacts": False,
-    "deployments": False,
-    "search-tokens": False,
-    "sources": False,
-    "collections": False,
-    "search-pending": False,
-    "artifact-ids": False,
-    "artifact-keys": False,
-    "deployments-by-artifact": True,
-    "deployments-by-state": True,
-}
+# name -> dupsort, written out once in vocabulary.py (re-exported here).
 # Sub-databases whose flags changed since schema 2: a v2 cache has them dupsort,
 # and they are opened that way until the migration replaces them.
 _LEGACY_DUPSORT = frozenset({"search-tokens"})

@@ -17,7 +17,7 @@ from . import codec
 from .repository import Repositories
 from .storage import Txn
 
-__all__ = ["PAGE", "artifact_payloads", "deployment_payloads", "deployment_view"]
+__all__ = ["PAGE", "artifact_payloads", "deployment_counts", "deployment_payloads"]
 
 T = TypeVar("T")
 PAGE = 256
@@ -105,6 +105,17 @@ def artifact_payloads(
         yield from stream(by_key, "")
 
 
+def _of_type(type_: Optional[str]) -> Callable[[bytes], bool]:
+    """Whether a deployment key's artifact is of ``type_`` (any, for ``None``): reads no record.
+
+    A key is ``<project id> NUL <collection>/<type>/<name> NUL <profile>``.
+    """
+    if type_ is None:
+        return lambda key: True
+    wanted = type_.encode()
+    return lambda key: bytes(key).split(codec.SEPARATOR)[1].split(b"/")[1] == wanted
+
+
 def deployment_payloads(
     txn: Txn,
     repos: Repositories,
@@ -112,10 +123,14 @@ def deployment_payloads(
     state: Optional[str],
     artifact: Optional[str] = None,
     profile: Optional[str] = None,
+    type_: Optional[str] = None,
 ) -> list[bytes]:
     """JSON of the deployments of one project (prefix scan), in one state (index), of one
-    artifact (the ``deployments-by-artifact`` index) and/or to one profile (a key check)."""
+    artifact (the ``deployments-by-artifact`` index), to one profile and/or of one artifact
+    type (both read from the key, not the record)."""
     if artifact is not None:
+        if type_ is not None and artifact.split("/")[1:2] != [type_]:
+            return []
         out = []
         for owner, owner_profile in repos.deployment_index.targets_of(txn, artifact):
             if (project_id is not None and owner != project_id) or (
@@ -133,38 +148,33 @@ def deployment_payloads(
         return out
     # The profile is the key's last part: filtering on it reads no record.
     suffix = None if profile is None else codec.SEPARATOR + profile.encode()
+    typed = _of_type(type_)
     if state is None:
         return [
             payload
             for key, payload in repos.deployments.scan_project(txn, project_id)
-            if suffix is None or key.endswith(suffix)
+            if (suffix is None or key.endswith(suffix)) and typed(key)
         ]
     prefix = codec.deployment_prefix(project_id) if project_id else b""
     out = []
     for key in repos.deployment_index.keys_in_state(txn, state):
-        if key.startswith(prefix) and (suffix is None or key.endswith(suffix)):
+        if key.startswith(prefix) and (suffix is None or key.endswith(suffix)) and typed(key):
             raw = txn.get(key, db=repos.deployments.db)
             if raw is not None:
                 out.append(codec.unframe(raw, what="deployment"))
     return out
 
 
-def deployment_view(payload: bytes) -> dict[str, Any]:
-    """A stored deployment as the CLI and the HTTP API show it.
+def deployment_counts(txn: Txn, repos: Repositories) -> dict[str, dict[str, int]]:
+    """Deployments per project id and state, from the ``deployments-by-state`` index alone.
 
-    The record's fields plus top-level ``project``, ``artifact`` (the key),
-    ``name``, ``type`` and ``collection``; ``profile`` is the record's (a record
-    written before profiles existed is ``claude_code``'s, in ``.claude``).
+    One pass over the index's keys (no record is read): the cost is one key
+    per deployment, whatever the number of projects.
     """
-    record: dict[str, Any] = orjson.loads(payload)
-    collection, type_, name = record["artifact_key"].split("/")
-    return {
-        "project": record["project_id"],
-        "artifact": record["artifact_key"],
-        "name": name,
-        "type": type_,
-        "collection": collection,
-        "profile": codec.DEFAULT_PROFILE,
-        "profile_root": ".claude",
-        **record,
-    }
+    counts: dict[str, dict[str, int]] = {}
+    for state in codec.DEPLOYMENT_STATES:
+        for key in repos.deployment_index.keys_in_state(txn, state):
+            project_id = bytes(key).split(codec.SEPARATOR, 1)[0].decode()
+            per_state = counts.setdefault(project_id, {})
+            per_state[state] = per_state.get(state, 0) + 1
+    return counts

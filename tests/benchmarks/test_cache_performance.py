@@ -232,7 +232,7 @@ def test_cold_cli(benchmark: Any, stores: Any, size: int, case: str, workspace: 
         found = orjson.loads(done.stdout)
         query = stores.data.queries["common&rare"]
         assert found["total"] == len(query.keys)
-        assert {hit["key"] for hit in found["hits"][: found["total"]]} <= query.keys
+        assert {hit["key"] for hit in found["items"][: found["total"]]} <= query.keys
     label(benchmark, "cold CLI", size, case)
     benchmark.pedantic(call, rounds=rounds(15, 15, size), warmup_rounds=2)
 

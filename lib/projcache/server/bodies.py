@@ -13,8 +13,8 @@ from typing import Annotated, Any, Dict, List, Literal, Optional
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from ..codec import TYPE_PATTERN
-from ..codec import DeploymentStateName as DeploymentStates
 from ..models import Artifact, Deployment, Project, SourceError
+from ..vocabulary import DeploymentStateName as DeploymentStates
 
 # The stored records' fields, repeated in DeploymentItem and ProjectItem (tests keep them
 # in step).
@@ -174,12 +174,17 @@ class UnitError(BaseModel):
 
     kind: Literal["collection", "project"]
     unit: str = Field(description="The collection's name or the project's id.")
+    name: str = Field(description="The collection's or the project's name.")
     path: str
     message: str
 
 
 class StatusBody(BaseModel):
-    """What the cache holds, how fresh it is, and what the server is doing."""
+    """What the cache holds, how fresh it is, and what the server is doing.
+
+    :meth:`projcache.ProjectCache.status_view` (what ``projcache show --json``
+    prints) plus ``refresher``.
+    """
 
     version: str
     cache_dir: str
@@ -197,6 +202,12 @@ class StatusBody(BaseModel):
     errors: List[UnitError]
     refresher: Dict[str, Any] = Field(description="The background refresher's state.")
     read_only: bool
+    max_map_size: int
+    hits: int
+    misses: int
+    hit_rate: Optional[float] = Field(description="hits / (hits + misses); null before any.")
+    last_txn_id: int
+    created_at: Optional[datetime]
 
 
 class RefreshRequest(BaseModel):

@@ -6,7 +6,7 @@ fingerprints; :mod:`projcache.refresh` decides what to write.
 
 from __future__ import annotations
 
-from .collection import CollectionRead, Stored, read_collection
+from .collection import CollectionRead, Stored, read_collection, unchanged_collection
 from .discovery import find_collections, find_projects, is_collection, is_project
 from .hashing import content_hash
 from .project import ProjectRead, local_collection, read_project
@@ -23,4 +23,5 @@ __all__ = [
     "local_collection",
     "read_collection",
     "read_project",
+    "unchanged_collection",
 ]

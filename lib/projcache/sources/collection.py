@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Callable, NamedTuple, Optional
 from ..errors import InvalidRecordError
 from .artifacts import artifact_reader, build_artifact, build_mcp_server
 from .fileio import DEFAULT_MAX_ARTIFACT_SIZE
-from .layout import default_path, find_by_layout
+from .layout import LAYOUT_DIRS, default_path, find_by_layout
 from .manifests import (
     COLLECTION_LOCK,
     COLLECTION_TOML,
@@ -25,12 +25,19 @@ from .manifests import (
     read_collection_lock,
     read_collection_toml,
 )
-from .tracker import FrontMatterLookup, SourceTracker
+from .tracker import NOT_DECODED, FrontMatterLookup, SourceTracker
 
 if TYPE_CHECKING:
     from ..models import Artifact, KnownFingerprint
 
-__all__ = ["ArtifactInputs", "CollectionRead", "Stored", "StoredFrontMatter", "read_collection"]
+__all__ = [
+    "ArtifactInputs",
+    "CollectionRead",
+    "Stored",
+    "StoredFrontMatter",
+    "read_collection",
+    "unchanged_collection",
+]
 
 
 @dataclass(frozen=True)
@@ -83,6 +90,8 @@ class CollectionRead:
         """
         from ..models import Artifact, validate
 
+        if spec.facts is NOT_DECODED and self.tracker is not None:
+            spec = spec._replace(facts=self.tracker.data(spec.relative))
         if self.tracker is not None and "front_matter" not in spec.facts:
             # A kept artifact whose record vanished meanwhile: its fingerprint has no
             # front matter (the record held it), so its main file is read again.
@@ -118,6 +127,62 @@ def _usable_name(name: str) -> bool:
     return 0 < size <= 200 and "/" not in name and "\x00" not in name and name[0] != "@"
 
 
+# The layout's folders, each once (two rules share ``workflows``).
+_LAYOUT_FOLDERS = tuple(dict.fromkeys(LAYOUT_DIRS.values()))
+
+
+def unchanged_collection(tracker: SourceTracker) -> bool:
+    """Tell whether nothing :func:`read_collection` looks at changed, from stats alone.
+
+    True when the manifest and the lock are as stored (or absent both times),
+    every entry of the layout's folders is a source stored last time whose stat
+    walk matches its stored fingerprint (trusted, same kind), and so does every
+    other stored source (artifacts ``collection.toml`` places elsewhere).  Then
+    reading the collection would re-read nothing and find what it found last
+    time, so the caller keeps the stored records; ``tracker.checked`` is set to
+    what :func:`read_collection` would count.  Fingerprints are compared as
+    stored bytes (none is decoded); the stat walks made are kept in ``tracker``
+    for :func:`read_collection` when the answer is False.  Anything unusual (a
+    link, a file no rule takes, a failure) answers False: the full read decides.
+    """
+    previous = tracker.previous
+    pending = set(previous)
+    prefix = tracker.base.rstrip("/") + "/"
+    same = True  # (after a stat that differs, the others are still walked for the full read)
+    for name in (COLLECTION_TOML, COLLECTION_LOCK):
+        if name in pending:
+            same = tracker.quick(name, "manifest") and same
+            pending.discard(name)
+        elif os.path.lexists(prefix + name):
+            return False
+    sources = len(pending)
+    for folder in _LAYOUT_FOLDERS:
+        directory = prefix + folder
+        try:
+            with os.scandir(directory) as listing:
+                entries = list(listing)
+        except (FileNotFoundError, NotADirectoryError):
+            continue
+        except OSError:
+            return False
+        if entries and not tracker.root.check_folder(directory):
+            return False
+        for entry in entries:
+            name = entry.name
+            if name.startswith("."):
+                continue
+            relative = f"{folder}/{name}"
+            if relative not in pending or entry.is_symlink():
+                return False
+            same = tracker.quick(relative, "facts", entry) and same
+            pending.remove(relative)
+    for relative in pending:  # managed artifacts outside the layout's folders
+        same = tracker.quick(relative, "facts") and same
+    if same:
+        tracker.checked = 2 + sources  # the two manifests (read even when absent), each artifact
+    return same
+
+
 def read_collection(
     path: str,
     previous: Mapping[str, KnownFingerprint],
@@ -128,6 +193,7 @@ def read_collection(
     max_bytes: int = DEFAULT_MAX_ARTIFACT_SIZE,
     stored_front_matter: Optional[StoredFrontMatter] = None,
     manifest_cap: Optional[int] = None,
+    tracker: Optional[SourceTracker] = None,
 ) -> CollectionRead:
     """Read the collection at ``path`` (resolved) given the fingerprints of the last refresh.
 
@@ -138,11 +204,14 @@ def read_collection(
     artifact's files (links out of ``path`` are refused).
     ``stored_front_matter(key)`` gives the front matter of the stored artifact
     record ``key`` (fingerprints do not keep it); without it, an artifact
-    rebuilt from unchanged files reads its main file again.
+    rebuilt from unchanged files reads its main file again.  ``tracker``: one
+    made for ``path`` and ``previous`` already (by :func:`unchanged_collection`,
+    whose stat walks it keeps).
     """
     from ..models import Artifact, validate
 
-    tracker = SourceTracker(path, previous, full, max_bytes=max_bytes)
+    if tracker is None:
+        tracker = SourceTracker(path, previous, full, max_bytes=max_bytes)
     mcap = cap if manifest_cap is None else manifest_cap
     manifest = tracker.read(
         COLLECTION_TOML, manifest_reader(read_collection_toml, mcap), kind="manifest"
@@ -182,7 +251,7 @@ def read_collection(
             )
             continue
         wanted[(entry["type"], entry["name"])] = (relative, entry)
-    found, problems = find_by_layout(path, tracker.root)
+    found, problems = find_by_layout(path, tracker.root, tracker.entries, tracker.scanned)
     for problem in problems:
         tracker.error(path, problem)
     managed_paths = {relative for relative, _entry in wanted.values()}
@@ -210,7 +279,7 @@ def read_collection(
     prefix = path if path.endswith("/") else path + "/"
     for (type_, artifact_name), (relative, entry) in sorted(wanted.items()):
         reader = artifact_reader(path, relative, cap)
-        facts = tracker.read(relative, reader, kind="facts")
+        facts = tracker.read(relative, reader, kind="facts", lazy=True)
         if facts is None:
             if entry is not None and not os.path.lexists(prefix + relative):
                 tracker.error(
@@ -222,6 +291,8 @@ def read_collection(
         key = f"{name}/{type_}/{artifact_name}"  # a stored key has exactly these three parts
         kept = relative in reused and key in keys
         if not kept:  # to be built: facts reused from a fingerprint need their front matter
+            if facts is NOT_DECODED:
+                facts = tracker.data(relative)
             facts = tracker.complete(relative, reader, facts, _lookup(stored_front_matter, key))
             if facts is None:
                 continue

@@ -35,6 +35,7 @@ __all__ = [
     "TreeScan",
     "open_source",
     "read_capped",
+    "scan_entry",
     "scan_tree",
     "stat_file",
 ]
@@ -113,6 +114,18 @@ class SourceRoot:
                 path=link,
                 target=target,
             )
+
+    def check_folder(self, folder: str) -> bool:
+        """Tell whether ``folder`` and every folder above it (up to the root) stay inside.
+
+        Entries listed from a folder that passed lie below the root unless
+        they are links themselves (see :func:`scan_entry`).
+        """
+        try:
+            self.check_parents(folder.rstrip("/") + "/-")
+        except SourceFileError:
+            return False
+        return True
 
     def check_parents(self, path: str) -> None:
         """Raise unless every folder between the root and ``path`` stays inside the root.
@@ -307,6 +320,41 @@ class _Walk:
 
 
 _UNCONFINED = SourceRoot("/")
+
+
+def scan_entry(entry: os.DirEntry[str], root: SourceRoot) -> TreeScan | None:
+    """:func:`scan_tree` of an entry listed from a folder that passed ``check_folder``.
+
+    The listing already tells a plain folder or file apart (no ``lstat`` of
+    the entry itself) and gives a folder's inode; anything else (a link, a
+    FIFO, ...) goes through :func:`scan_tree` and its rules, so what is
+    refused there is refused here.
+    """
+    try:
+        if entry.is_dir(follow_symlinks=False):
+            walk = _Walk(entry.path, root, True)
+            try:
+                walk.walk(entry.path, ())
+            except FileNotFoundError:
+                return scan_tree(entry.path, root)  # gone (or replaced) since it was listed
+            except OSError as exc:
+                where = exc.filename or entry.path
+                raise SourceFileError(
+                    f"{where}: cannot list: {_describe(exc)}", path=entry.path
+                ) from exc
+            files = walk.files
+            files.sort()
+            return TreeScan(entry.path, tuple(files), True, entry.inode(), root)
+        if not entry.is_symlink():
+            result = entry.stat(follow_symlinks=False)
+            if stat.S_ISREG(result.st_mode):
+                info = FileStat(result.st_mtime_ns, result.st_size, result.st_ino)
+                if info.size > root.max_bytes:
+                    _Walk(entry.path, root, True).add((), info)  # raises as scan_tree does
+                return TreeScan(entry.path, (((), info),), False, result.st_ino, root)
+    except FileNotFoundError:
+        pass  # removed since it was listed: judged afresh below
+    return scan_tree(entry.path, root)
 
 
 def scan_tree(path: str, root: Optional[SourceRoot] = None) -> TreeScan | None:

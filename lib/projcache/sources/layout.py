@@ -24,10 +24,10 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Optional
+from typing import Callable, Optional
 
 from ..errors import SourceFileError
-from .fileio import SourceRoot
+from .fileio import SourceRoot, TreeScan
 
 __all__ = [
     "LAYOUT",
@@ -72,6 +72,7 @@ LAYOUT_DIRS = {rule.type: rule.folder for rule in LAYOUT}
 ORCHESTRATION_SUFFIXES = (".js", ".ts", ".py", ".sh")
 _RULES = {rule.type: rule for rule in LAYOUT}
 # A folder's file whose front matter describes it (SkillMeat's manifest names).
+_SKILL_MAIN = ("SKILL.md",)
 _MAIN_NAMES = ("SKILL.md", "README.md", "HOOK.md", "MCP.md", "SOUL.md", "COMPOSITE.md", "PLUGIN.md")
 
 
@@ -133,12 +134,18 @@ def _leads_out(path: str, root: Optional[SourceRoot]) -> bool:
 
 
 def _name_of(
-    rule: LayoutRule, directory: str, entry_name: str, is_dir: bool, leads_out: bool = False
+    rule: LayoutRule,
+    directory: str,
+    entry_name: str,
+    is_dir: bool,
+    leads_out: bool = False,
+    has_main: bool = False,
 ) -> str | None:
     """The artifact name ``entry_name`` stands for under ``rule``, or ``None`` if not its shape.
 
     An entry that is a symlink leading out of the source root (``leads_out``) is
     named by its name alone, whatever it points at: reading it then reports it.
+    ``has_main``: a skill folder is known to hold ``SKILL.md`` (not looked up again).
 
     Raises:
         ValueError: the entry has the rule's name but not its shape (the message says why).
@@ -162,7 +169,7 @@ def _name_of(
         if not is_dir:
             return None
         # (a plain "/" join: this runs for every skill on every refresh)
-        if not os.path.lexists(f"{directory}/{entry_name}/SKILL.md"):
+        if not has_main and not os.path.lexists(f"{directory}/{entry_name}/SKILL.md"):
             raise ValueError(f"{os.path.join(directory, entry_name)}: no SKILL.md")
         return entry_name
     if rule.shape == "dir":
@@ -171,13 +178,22 @@ def _name_of(
 
 
 def find_by_layout(
-    base: str, root: Optional[SourceRoot] = None
+    base: str,
+    root: Optional[SourceRoot] = None,
+    entries: Optional[dict[str, os.DirEntry[str]]] = None,
+    scanned: Optional[Callable[[str], Optional[TreeScan]]] = None,
 ) -> tuple[list[LayoutItem], list[str]]:
     """List the artifacts under ``base`` by layout; return them and the problems met.
 
     An entry that is a symlink leading out of ``root`` is listed whatever it
     points at, so that reading it reports it (and keeps the last good data)
-    instead of the artifact quietly disappearing.
+    instead of the artifact quietly disappearing.  With ``entries`` (and a
+    ``root``), the directory entries listed from layout folders that stay
+    inside ``root`` are added to it by relative path (``skills/x``), so that
+    the sources' stat walk can start from them instead of stat-ing each again
+    (:func:`~projcache.sources.fileio.scan_entry`).  ``scanned(relative)`` gives a
+    stat walk made of that entry already, if any: a skill folder whose walk holds
+    ``SKILL.md`` is not looked up again.
     """
     items: list[LayoutItem] = []
     problems: list[str] = []
@@ -187,21 +203,31 @@ def find_by_layout(
         directory = os.path.join(base, rule.folder)
         if rule.folder not in listed:
             try:
-                with os.scandir(directory) as entries:
-                    listed[rule.folder] = sorted(
-                        (e.name, e.is_dir(), e.is_symlink()) for e in entries
-                    )
+                with os.scandir(directory) as found:
+                    listing = list(found)
             except (FileNotFoundError, NotADirectoryError):
                 listed[rule.folder] = None
             except OSError as exc:
                 listed[rule.folder] = None
                 problems.append(f"{directory}: cannot list: {exc.strerror or exc}")
+            else:
+                listed[rule.folder] = sorted((e.name, e.is_dir(), e.is_symlink()) for e in listing)
+                if entries is not None and root is not None and root.check_folder(directory):
+                    folder = rule.folder + "/"
+                    for entry in listing:
+                        entries[folder + entry.name] = entry
         for entry_name, is_dir, is_link in listed[rule.folder] or ():
             if entry_name.startswith("."):
                 continue
             leads_out = is_link and _leads_out(f"{directory}/{entry_name}", root)
+            has_main = False
+            if scanned is not None and rule.shape == "skill" and is_dir:
+                walked = scanned(f"{rule.folder}/{entry_name}")
+                has_main = walked is not None and any(
+                    parts == _SKILL_MAIN for parts, _info in walked.files
+                )
             try:
-                name = _name_of(rule, directory, entry_name, is_dir, leads_out)
+                name = _name_of(rule, directory, entry_name, is_dir, leads_out, has_main)
             except ValueError as exc:
                 problems.append(str(exc))
                 continue

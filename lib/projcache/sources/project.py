@@ -180,7 +180,9 @@ def read_project(
                 continue
             result.deployments[(key, profile)] = deployment
 
-    found, problems = find_by_layout(claude, tracker.root)
+    listed: dict[str, os.DirEntry[str]] = {}
+    found, problems = find_by_layout(claude, tracker.root, listed)
+    tracker.entries.update((f"{_CLAUDE}/{relative}", entry) for relative, entry in listed.items())
     for problem in problems:
         tracker.error(claude, problem)
     collection = local_collection(project_id)

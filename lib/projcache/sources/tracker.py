@@ -16,18 +16,21 @@ changing.  Like git's "racy" entries, a fingerprint whose mtime is within
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections.abc import Callable, Mapping
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, Optional
 
+import orjson
+
 from ..errors import SourceFileError
-from .fileio import DEFAULT_MAX_ARTIFACT_SIZE, SourceRoot, TreeScan, scan_tree
+from .fileio import DEFAULT_MAX_ARTIFACT_SIZE, SourceRoot, TreeScan, scan_entry, scan_tree
 
 if TYPE_CHECKING:
     from ..models import KnownFingerprint, SourceError
 
-__all__ = ["RACY_WINDOW_NS", "FrontMatterLookup", "SourceTracker", "printable"]
+__all__ = ["NOT_DECODED", "RACY_WINDOW_NS", "FrontMatterLookup", "SourceTracker", "printable"]
 
 logger = logging.getLogger(__name__)
 
@@ -40,6 +43,11 @@ FrontMatterLookup = Callable[[], "Optional[dict[str, Any]]"]
 # Marks facts whose front matter was left out of the fingerprint: it is stored
 # once, in the artifact record built from them (issue 12: not in both).
 _IN_RECORD = "front_matter_in_record"
+
+#: What :meth:`SourceTracker.read` with ``lazy=True`` returns for a source whose
+#: stored data was not decoded (compared by identity; :meth:`SourceTracker.data`
+#: decodes it).  Never to be modified.
+NOT_DECODED: dict[str, Any] = {}
 
 
 def printable(text: str) -> str:
@@ -80,6 +88,18 @@ class SourceTracker:
         self._read_at = datetime.fromtimestamp(self.read_ns / 1e9, tz=timezone.utc)
         self._last_read_at: Optional[datetime] = None
         self._last_read_ns = 0
+        # Directory entries listed by find_by_layout (relative path -> entry): the stat
+        # walk of such a source starts from its entry (fileio.scan_entry).
+        self.entries: dict[str, os.DirEntry[str]] = {}
+        # A stored fingerprint's "read_at" JSON value -> nanoseconds (one per refresh, mostly).
+        self._stamps: dict[bytes, int] = {}
+        # kind -> the endings of a stored payload whose data is of that kind.
+        self._tails: dict[str, tuple[bytes, bytes]] = {}
+        # Stat walks made by quick() and not yet used by read(): relative path -> the
+        # scan, and the kind it was judged unchanged for (None: not unchanged).
+        self._scans: dict[str, tuple[Optional[TreeScan], Optional[str]]] = {}
+        # The unit's folder as the start of a JSON string (no closing quote), for _same_raw.
+        self._path_json = orjson.dumps(self._prefix)[:-1] if self._prefix else b'"'
 
     def error(self, path: str, message: str) -> None:
         """Record a problem with ``path`` (logged once here)."""
@@ -99,8 +119,101 @@ class SourceTracker:
             self._last_read_ns = int(read_at.timestamp() * 1e9)
         return old.mtime_ns + RACY_WINDOW_NS < self._last_read_ns
 
+    def _same_raw(
+        self,
+        payload: bytes,
+        relative: str,
+        scan: TreeScan,
+        signature: Optional[str],
+        kind: str,
+    ) -> bool:
+        """Tell, from a stored fingerprint's JSON bytes, that the source is unchanged and trusted.
+
+        True only when the payload is exactly what :class:`~projcache.models.Fingerprint`
+        writes for this path and stat (the same bytes, so the same values), its data
+        is of ``kind`` and its ``read_at`` makes it trusted: what the decoded
+        comparison would say.  False means "not known here" (the caller decodes).
+        """
+        try:
+            # JSON escapes one character at a time: the folder's JSON and the rest's concatenate.
+            head = b'{"path":%b%b,"mtime_ns":%d,"size":%d,"inode":%d,"signature":%b,' % (
+                self._path_json,
+                orjson.dumps(relative)[1:],
+                scan.mtime_ns,
+                scan.size,
+                scan.inode,
+                b"null" if signature is None else b'"%b"' % signature.encode("ascii"),
+            )
+        except (TypeError, UnicodeEncodeError):  # (a path with undecodable bytes)
+            return False
+        if not payload.startswith(head):
+            return False
+        # "data" is the last field: its last key (before the front-matter marker) is "kind".
+        tails = self._tails.get(kind)
+        if tails is None:
+            tails = self._tails[kind] = (
+                b',"kind":%b}}' % orjson.dumps(kind),
+                b',"kind":%b,"%b":true}}' % (orjson.dumps(kind), _IN_RECORD.encode()),
+            )
+        if not payload.endswith(tails):
+            return False
+        start = payload.find(b',"read_at":', len(head))
+        end = payload.find(b',"data":{', start)
+        if start < 0 or end < 0:
+            return False
+        stamp = payload[start + 11 : end]
+        read_ns = self._stamps.get(stamp)
+        if read_ns is None:
+            if not (stamp.startswith(b'"') and stamp.endswith(b'"')):
+                return False  # null: never trusted
+            from ..model_reads import parse_utc
+
+            try:
+                read_ns = int(parse_utc(stamp[1:-1].decode()).timestamp() * 1e9)
+            except (ValueError, UnicodeDecodeError):
+                return False
+            self._stamps[stamp] = read_ns
+        return scan.mtime_ns + RACY_WINDOW_NS < read_ns
+
+    def quick(self, relative: str, kind: str, entry: Optional[os.DirEntry[str]] = None) -> bool:
+        """Tell whether the source at ``relative`` is unchanged, from its stored bytes alone.
+
+        Nothing is counted or recorded: this only looks (the stat walk it makes
+        is kept for :meth:`read`).  False also when the source is gone, fails,
+        is new, or cannot be judged without decoding its fingerprint.
+        """
+        old = self.previous.get(relative)
+        raw = getattr(old, "payload", None)
+        if raw is None or self.full:
+            return False
+        path = self._prefix + relative
+        try:
+            scan = scan_tree(path, self.root) if entry is None else scan_entry(entry, self.root)
+        except SourceFileError:
+            return False
+        same = scan is not None and self._same_raw(
+            raw, relative, scan, scan.signature if scan.is_dir else None, kind
+        )
+        self._scans[relative] = (scan, kind if same else None)
+        return same
+
+    def scanned(self, relative: str) -> Optional[TreeScan]:
+        """The stat walk :meth:`quick` made of ``relative`` and :meth:`read` has not used yet."""
+        found = self._scans.get(relative)
+        return None if found is None else found[0]
+
+    def data(self, relative: str) -> dict[str, Any]:
+        """The data of a source :meth:`read` returned :data:`NOT_DECODED` for (decoded now)."""
+        return self.current[relative].data
+
     def read(
-        self, relative: str, reader: Reader, *, kind: str, force: bool = False
+        self,
+        relative: str,
+        reader: Reader,
+        *,
+        kind: str,
+        force: bool = False,
+        lazy: bool = False,
     ) -> Optional[dict[str, Any]]:
         """Return the data of the source at ``relative``: re-read only when it changed.
 
@@ -114,20 +227,38 @@ class SourceTracker:
         Data of kind ``facts`` is returned whole when read, but its
         ``front_matter`` is not kept in the fingerprint (the artifact record
         holds it): reused facts lack it, and :meth:`complete` puts it back.
+
+        With ``lazy``, a source found unchanged from its stored bytes alone
+        returns :data:`NOT_DECODED` instead of its data (see :meth:`data`).
         """
         path = self._prefix + relative
         old = self.previous.get(relative)
         self.checked += 1
-        try:
-            scan = scan_tree(path, self.root)
-        except SourceFileError as exc:
-            return self._keep(relative, old, exc)
+        entry = self.entries.pop(relative, None)
+        if relative in self._scans and not force:
+            scan, same_for = self._scans.pop(relative)
+            if same_for == kind and old is not None:  # judged unchanged by quick()
+                self.current[relative] = old
+                self.reused.add(relative)
+                return NOT_DECODED if lazy else old.data
+        else:
+            try:
+                scan = scan_tree(path, self.root) if entry is None else scan_entry(entry, self.root)
+            except SourceFileError as exc:
+                return self._keep(relative, old, exc)
         if scan is None:
             return None
         # Compared as plain values: building a (validated) Fingerprint for every
         # unchanged source would cost more than the stat that decided it.
         mtime_ns, size, inode = scan.mtime_ns, scan.size, scan.inode
         signature = scan.signature if scan.is_dir else None
+        if old is not None and not self.full and not force:
+            # A stored payload not decoded yet: most unchanged sources end here.
+            raw = getattr(old, "payload", None)
+            if raw is not None and self._same_raw(raw, relative, scan, signature, kind):
+                self.current[relative] = old
+                self.reused.add(relative)
+                return NOT_DECODED if lazy else old.data
         if (
             old is not None
             and not self.full

@@ -1,0 +1,156 @@
+"""Unchanged and 1%-changed refresh against the raw-lmdb floor, interleaved round by round.
+
+    python bench/refresh_interleaved.py SIZE build [--dir DIR]     # once: tree, cache, floor
+    python bench/refresh_interleaved.py SIZE time [--rounds 5] [--cli]
+
+``build`` writes the suite's source tree for SIZE artifacts (``bench_data``, same seed),
+refreshes a projcache cache from it and rebuilds the floor
+(``tests/benchmarks/bench_refresh_floor.py``), all kept under ``--dir`` (default
+``/tmp/projcache-refresh``).  ``time`` alternates, each round: floor unchanged,
+projcache unchanged, then 1% of the main files rewritten (new bytes, an old mtime,
+as ``SourceTree.change`` does), floor, projcache: the machine's slow spells hit both
+alike.  It prints the medians and the median of the per-round ratios.  ``--cli``
+times ``projcache refresh --json`` (a fresh process, configured by environment
+variables) instead of ``ProjectCache.refresh``, unchanged only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent / "tests" / "benchmarks"))
+
+
+class Tree:
+    """The collections, projects and main files of a tree written by ``build``."""
+
+    def __init__(self, root: Path, size: int) -> None:
+        self.root = root / f"tree-{size}"
+        self.collections = sorted((self.root / "collections").iterdir())
+        self.projects = sorted((self.root / "projects").iterdir())
+        self.main = [Path(p) for p in json.loads((root / f"main-{size}.json").read_text())]
+        self.cursor_file = root / f"cursor-{size}"
+        self.cursor = int(self.cursor_file.read_text()) if self.cursor_file.exists() else 0
+
+    def change(self, count: int) -> None:
+        """Rewrite the next ``count`` main files (an old mtime: not "racy")."""
+        when = time.time_ns() - 1800 * 10**9 + self.cursor
+        for _ in range(count):
+            path = self.main[self.cursor % len(self.main)]
+            self.cursor += 1
+            path.write_text(path.read_text() + f"\nchanged {self.cursor}\n")
+            os.utime(path, ns=(when, when))
+        self.cursor_file.write_text(str(self.cursor))
+
+
+def build(root: Path, size: int) -> None:
+    """Write the tree, refresh a cache from it, rebuild the floor."""
+    from bench_data import build_dataset, write_source_tree
+    from bench_refresh_floor import RefreshFloor
+
+    from projcache import ProjectCache
+    from projcache.config import Settings
+
+    data = build_dataset(size)
+    tree = write_source_tree(root / f"tree-{size}", data.artifacts, max(1, min(100, size // 1000)))
+    (root / f"main-{size}.json").write_text(json.dumps([str(p) for p in tree.main_files]))
+    with ProjectCache.open(settings=Settings(cache_dir=root / f"cache-{size}")) as cache:
+        report = cache.refresh(collections=tree.collections, projects=tree.projects)
+        assert report.ok, report.errors
+    floor = RefreshFloor(root / f"floor-{size}", tree)  # type: ignore[arg-type]
+    floor.rebuild()
+    floor.close()
+
+
+def timed(call: Any) -> tuple[float, Any]:
+    """Seconds ``call()`` took, and what it returned."""
+    started = time.perf_counter()
+    result = call()
+    return time.perf_counter() - started, result
+
+
+def main() -> None:
+    """Parse the arguments; build or time."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("size", type=int)
+    parser.add_argument("what", choices=("build", "time"))
+    parser.add_argument("--dir", type=Path, default=Path("/tmp/projcache-refresh"))
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--cli", action="store_true")
+    args = parser.parse_args()
+    root, size = args.dir, args.size
+    root.mkdir(parents=True, exist_ok=True)
+    if args.what == "build":
+        build(root, size)
+        return
+    from bench_refresh_floor import RefreshFloor
+
+    from projcache import ProjectCache
+    from projcache.config import Settings
+
+    tree = Tree(root, size)
+    floor = RefreshFloor(root / f"floor-{size}", tree)  # type: ignore[arg-type]
+    env = {
+        **os.environ,
+        "PROJCACHE_DIR": str(root / f"cache-{size}"),
+        "PROJCACHE_COLLECTIONS": str(tree.root / "collections"),
+        "PROJCACHE_PROJECT_ROOTS": str(tree.root / "projects"),
+    }
+    command = [str(Path(sys.executable).with_name("projcache")), "refresh", "--json"]
+    times: dict[str, list[float]] = {}
+    count = max(1, size // 100)
+    if args.cli:
+        subprocess.run(command, env=env, capture_output=True, check=True)
+        floor.refresh()
+        for _ in range(args.rounds):
+            times.setdefault("floor unchanged", []).append(timed(floor.refresh)[0])
+            took, done = timed(
+                lambda: subprocess.run(command, env=env, capture_output=True, check=True)
+            )
+            assert json.loads(done.stdout)["sources_changed"] == 0
+            times.setdefault("`projcache refresh --json` unchanged", []).append(took)
+    else:
+        cache = ProjectCache.open(settings=Settings(cache_dir=root / f"cache-{size}"))
+
+        def refresh() -> Any:
+            return cache.refresh(collections=tree.collections, projects=tree.projects)
+
+        refresh()
+        floor.refresh()  # both catch up first
+        for _ in range(args.rounds):
+            times.setdefault("floor unchanged", []).append(timed(floor.refresh)[0])
+            took, report = timed(refresh)
+            assert report.sources_changed == 0, report
+            times.setdefault("projcache unchanged", []).append(took)
+            tree.change(count)
+            took, changed = timed(floor.refresh)
+            assert changed == count
+            times.setdefault("floor 1%", []).append(took)
+            took, report = timed(refresh)
+            assert report.sources_changed == count, report
+            times.setdefault("projcache 1%", []).append(took)
+        cache.close()
+    floor.close()
+    print(f"N={size}, {args.rounds} interleaved rounds:")
+    for name, values in times.items():
+        print(f"  {name:40} median {statistics.median(values):8.3f} s")
+    for case in ("unchanged", "1%"):
+        mine = [v for k, v in times.items() if not k.startswith("floor") and k.endswith(case)]
+        if mine:
+            ratios = [a / b for a, b in zip(mine[0], times[f"floor {case}"])]
+            print(
+                f"  {case}: median of per-round ratios {statistics.median(ratios):.2f}x the floor"
+            )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,154 @@
+"""Build models from stored JSON without validating them again: the read side of the records.
+
+Records are validated when they are written (:func:`projcache.models.validate`),
+and a stored value's CRC vouches for its bytes, so a read can build the model
+straight from the decoded JSON, several times cheaper than ``model_validate_json``.
+:func:`from_stored_json` does that for a payload of exactly the shape the model
+writes and falls back to pydantic for anything else.  Nothing here imports the
+models: they import this module (and re-export :func:`from_stored_json`).
+"""
+
+from __future__ import annotations
+
+import functools
+from datetime import datetime, timezone
+from typing import (
+    Annotated,
+    Any,
+    Callable,
+    Dict,
+    List,
+    Optional,
+    TypeVar,
+    Union,
+    get_args,
+    get_origin,
+)
+
+import orjson
+from pydantic import BaseModel
+
+__all__ = ["as_utc", "from_stored_json", "parse_utc"]
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def as_utc(value: datetime) -> datetime:
+    """Read a naive datetime as UTC (SkillMeat's TOML often omits the offset)."""
+    return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value
+
+
+@functools.lru_cache(maxsize=256)
+def parse_utc(text: str) -> datetime:
+    """Parse a datetime as pydantic writes it (``...Z`` or an offset); naive means UTC."""
+    # Cached: every source read in one refresh shares that refresh's read time.
+    # fromisoformat before Python 3.11 does not take the "Z" pydantic writes.
+    value = datetime.fromisoformat(text[:-1] + "+00:00" if text.endswith("Z") else text)
+    return as_utc(value)
+
+
+_Convert = Callable[[Any], Any]
+_SET_DICT = object.__setattr__
+
+
+def _converter(annotation: Any) -> Optional[_Convert]:
+    """How to turn a field's JSON value into what validation would give (``None``: as is).
+
+    Only datetimes and nested models differ from their JSON form; strings,
+    numbers, booleans, literals, lists of those and free-form dicts are kept.
+    """
+    origin = get_origin(annotation)
+    if origin is Annotated:
+        return _converter(get_args(annotation)[0])
+    if annotation is datetime:
+        return parse_utc
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        model: type[BaseModel] = annotation
+        return lambda value: _trusted(model, value)
+    if origin is Union:
+        inner = [arg for arg in get_args(annotation) if arg is not type(None)]
+        if len(inner) == 1:
+            convert = _converter(inner[0])
+            if convert is not None:
+                fn = convert
+                return lambda value: None if value is None else fn(value)
+            return None
+        if any(_converter(arg) is not None for arg in inner):
+            raise TypeError(f"no trusted reader for {annotation!r}")
+        return None
+    if origin in (list, List):
+        convert = _converter(get_args(annotation)[0])
+        if convert is not None:
+            item = convert
+            return lambda value: [item(v) for v in value]
+        return None
+    if origin in (dict, Dict):
+        if _converter(get_args(annotation)[1]) is not None:
+            raise TypeError(f"no trusted reader for {annotation!r}")
+        return None
+    return None
+
+
+class _Plan:
+    """What :func:`_trusted` needs to know about one model, worked out once."""
+
+    __slots__ = ("converters", "fields")
+
+    def __init__(self, model: type[BaseModel]):
+        self.fields = frozenset(model.model_fields)
+        self.converters = tuple(
+            (name, convert)
+            for name, info in model.model_fields.items()
+            if (convert := _converter(info.annotation)) is not None
+        )
+
+
+@functools.cache
+def _plan(model: type[BaseModel]) -> _Plan:
+    return _Plan(model)
+
+
+class _NotTrusted(Exception):
+    """A stored value does not have the exact shape its model writes: validate it instead."""
+
+
+def _trusted(model: type[M], raw: Any) -> M:
+    """Build ``model`` from a decoded JSON object its own ``model_dump_json`` wrote.
+
+    The result is what ``model_validate`` gives for that JSON (same field values,
+    nested models as model instances, aware datetimes, every field in
+    ``model_fields_set``), without running the validators again.
+
+    Raises:
+        _NotTrusted: the keys are not exactly the model's fields, or a datetime
+            is not in the form pydantic writes.
+    """
+    plan = _plan(model)
+    if type(raw) is not dict or raw.keys() != plan.fields:
+        raise _NotTrusted
+    try:
+        for name, convert in plan.converters:
+            raw[name] = convert(raw[name])
+    except (ValueError, TypeError, AttributeError, KeyError) as exc:
+        raise _NotTrusted from exc
+    record = model.__new__(model)
+    _SET_DICT(record, "__dict__", raw)
+    _SET_DICT(record, "__pydantic_fields_set__", set(plan.fields))
+    _SET_DICT(record, "__pydantic_extra__", None)
+    _SET_DICT(record, "__pydantic_private__", None)
+    return record
+
+
+def from_stored_json(model: type[M], payload: bytes) -> M:
+    """Build ``model`` from a stored record's JSON (its frame already CRC-checked).
+
+    Records are validated when they are written, so a read builds the model
+    without validating again (several times cheaper): the result equals what
+    ``model.model_validate_json(payload)`` gives.  A payload of another shape
+    (a field missing or extra, written by another version) goes through
+    pydantic, so defaults are filled and errors are pydantic's.
+    """
+    try:
+        return _trusted(model, orjson.loads(payload))
+    except (_NotTrusted, orjson.JSONDecodeError):
+        return model.model_validate_json(payload)

@@ -1,0 +1,298 @@
+"""One unit of a refresh: read a collection or a project folder, then write what changed.
+
+:class:`UnitRefresher` is what :func:`projcache.refresh.run_refresh` calls per
+folder.  A collection first goes through the short path
+(:func:`~projcache.sources.unchanged_collection`: stats and stored bytes only);
+otherwise the folder is read (:mod:`projcache.sources`) and, when anything
+differs, its records, index entries and fingerprints change in one write
+transaction (:mod:`projcache.refresh_writes`).  Unchanged units are only
+collected here; :meth:`UnitRefresher.touch` moves their ``refreshed_at`` in one
+transaction at the end.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import TYPE_CHECKING, Any, Callable, Optional
+
+from . import codec, mutations
+from .refresh_writes import (
+    Tally,
+    apply_project,
+    remove_collection,
+    remove_project,
+    sync_artifacts,
+    sync_sources,
+)
+from .sources import (
+    Stored,
+    is_collection,
+    is_project,
+    read_collection,
+    read_project,
+    unchanged_collection,
+)
+from .sources.tracker import SourceTracker
+
+if TYPE_CHECKING:
+    from .models import Collection, KnownFingerprint, Project
+    from .refresh import RefreshContext
+    from .repository import Repositories
+    from .storage import Txn
+
+__all__ = ["UnitRefresher", "collection_unit", "project_unit"]
+
+logger = logging.getLogger(__name__)
+
+# Upper estimates of what one artifact (record, terms, postings, facets) and one source
+# fingerprint take in the file, for sizing the map ahead of a big write; measured at
+# ~3.1 KiB per artifact all told at 100,000 (bench/RESULTS.md).  Over-estimating only
+# reserves address space.
+_BYTES_PER_ARTIFACT = 8 * 1024
+_BYTES_PER_SOURCE = 1024
+
+
+def collection_unit(path: str) -> str:
+    """The ``sources`` unit of the collection folder at ``path``."""
+    return "c:" + codec.project_id_for_path(path)
+
+
+def project_unit(project_id: str) -> str:
+    """The ``sources`` unit of a project."""
+    return "p:" + project_id
+
+
+class UnitRefresher:
+    """Refreshes units one by one, tallying into :attr:`tally` (the report's counts)."""
+
+    def __init__(self, ctx: RefreshContext, full: bool):
+        from .models import utcnow
+
+        self.ctx = ctx
+        self.full = full
+        self.now = utcnow()
+        self.tally = Tally()
+        self.touched_collections: list[Collection] = []
+        self.touched_projects: list[Project] = []
+
+    @property
+    def repos(self) -> Repositories:
+        """The cache's repositories (looked up afresh: a map resize may replace them)."""
+        return self.ctx.repos()
+
+    def usable(self, paths: list[str], what: str) -> list[str]:
+        """Drop (and report) folders whose path is not valid UTF-8: records hold text."""
+        from .models import SourceError
+        from .sources.tracker import printable
+
+        kept = []
+        for path in paths:
+            try:
+                path.encode("utf-8")
+            except UnicodeEncodeError:
+                shown = printable(path)
+                message = f"{shown}: the {what} folder's path is not valid UTF-8; not cached"
+                logger.warning("%s", message)
+                self.tally.errors.append(SourceError(path=shown, message=message))
+                continue
+            kept.append(path)
+        return kept
+
+    def _fingerprints(self, unit: str) -> dict[str, KnownFingerprint]:
+        found: dict[str, KnownFingerprint] = self.ctx.read(
+            lambda txn: dict(self.repos.sources.scan_unit_raw(txn, unit))
+        )
+        return found
+
+    def _stored(
+        self, unit: str, old: Optional[Collection]
+    ) -> tuple[dict[str, KnownFingerprint], Optional[Stored]]:
+        """The unit's fingerprints and (unless ``full``) the keys of ``old``'s artifacts.
+
+        Both come from one read transaction, so they describe the same state.
+        """
+        repos = self.repos
+
+        def body(txn: Txn) -> tuple[dict[str, KnownFingerprint], Optional[Stored]]:
+            previous: dict[str, KnownFingerprint] = dict(repos.sources.scan_unit_raw(txn, unit))
+            if old is None or self.full:
+                return previous, None
+            keys = frozenset(repos.artifacts.scan_keys(txn, prefix=old.name + "/"))
+            return previous, Stored(old.name, keys)
+
+        found: tuple[dict[str, KnownFingerprint], Optional[Stored]] = self.ctx.read(body)
+        return found
+
+    def _stored_front_matter(self, key: str) -> Optional[dict[str, Any]]:
+        """The front matter of the artifact record stored under ``key`` (``None``: no record).
+
+        Fingerprints do not keep it (it is stored once, in the record), so an
+        artifact rebuilt from unchanged files takes it from here.
+        """
+        import orjson
+
+        payload = self.ctx.read(lambda txn: self.repos.artifacts.get_payload(txn, key))
+        if payload is None:
+            return None
+        front = orjson.loads(payload).get("front_matter")
+        return front if isinstance(front, dict) else {}
+
+    # -- collections ---------------------------------------------------------------
+
+    def collection(self, path: str, known: dict[str, Collection]) -> None:
+        """Refresh the collection folder at ``path`` (``known``: stored records by path)."""
+        from .models import Collection, validate
+
+        unit = collection_unit(path)
+        old = known.get(path)
+        self.tally.add(collections_checked=1)
+        if not os.path.isdir(path) or not is_collection(path):
+            if old is not None:
+                gone = old
+                self._write_counted(
+                    lambda txn, tally: remove_collection(txn, self.repos, gone, unit, tally)
+                )
+                logger.info("collection %s at %s is gone; removed it", old.name, path)
+            return
+        settings = self.ctx.settings
+        previous, stored = self._stored(unit, old)
+        checker = SourceTracker(path, previous, self.full, max_bytes=settings.max_artifact_size)
+        if old is not None and not self.full and not old.errors and unchanged_collection(checker):
+            # Nothing it is read from changed: its records stay; only refreshed_at moves.
+            self.tally.add(sources_checked=checker.checked)
+            self.touched_collections.append(
+                old.model_copy(update={"refreshed_at": self.now, "stale": False})
+            )
+            return
+        read = read_collection(
+            path,
+            previous,
+            tracker=checker,
+            full=self.full,
+            cap=settings.max_file_size,
+            stored=stored,
+            max_bytes=settings.max_artifact_size,
+            stored_front_matter=self._stored_front_matter,
+            manifest_cap=settings.max_manifest_size,
+        )
+        tracker = read.tracker
+        assert tracker is not None
+        self.tally.add(sources_checked=tracker.checked, sources_changed=tracker.changed)
+        owner = self.ctx.read(lambda txn: self.repos.collections.get(txn, read.name))
+        if owner is not None and owner.path != path and os.path.isdir(owner.path):
+            message = (
+                f"{path}: collection name {read.name!r} is already used by {owner.path}; "
+                "not cached (rename one of them in its collection.toml)"
+            )
+            logger.warning("%s", message)
+            tracker.error(path, message)
+            self.tally.errors.extend(tracker.errors)
+            return
+        self.tally.errors.extend(tracker.errors)
+        record = validate(Collection, {**read.fields, "refreshed_at": self.now, "stale": False})
+        if (
+            tracker.unchanged
+            and old is not None
+            and old.name == read.name
+            and old.errors == record.errors
+            and not self.full
+        ):
+            self.touched_collections.append(record)
+            return
+
+        def body(txn: Txn, tally: Tally) -> None:
+            repos = self.repos
+            if old is not None and old.name != read.name:
+                remove_collection(txn, repos, old, None, tally)
+            if owner is not None and owner.path != path:
+                # The name moved here from a folder that is gone: its records go.
+                remove_collection(txn, repos, owner, collection_unit(owner.path), tally)
+            sync_artifacts(txn, repos, read.name, read.artifacts, tally, read)
+            new_name = repos.collections.get_payload(txn, read.name) is None
+            repos.collections.put(txn, record)
+            if new_name:
+                # Deployments of its artifacts that are not there are "missing" now.
+                mutations.restate_collection(txn, repos, read.name)
+            sync_sources(txn, repos, unit, previous, tracker.current)
+            tally.add(collections_written=1)
+
+        # One big transaction: size the map for it first, so a first refresh of a large
+        # collection is not replayed at every doubling (linear, not superlinear).
+        self.ctx.reserve(
+            len(read.artifacts) * _BYTES_PER_ARTIFACT + len(tracker.current) * _BYTES_PER_SOURCE
+        )
+        self._write_counted(body)
+
+    # -- projects ------------------------------------------------------------------
+
+    def project(self, path: str, known: dict[str, Project]) -> None:
+        """Refresh the project folder at ``path`` (``known``: stored records by id)."""
+        from .models import Project, validate
+
+        project_id = codec.project_id_for_path(path)
+        unit = project_unit(project_id)
+        old = known.get(project_id)
+        self.tally.add(projects_checked=1)
+        if not is_project(path):
+            if old is not None:
+                self._write_counted(
+                    lambda txn, tally: remove_project(txn, self.repos, project_id, unit, tally)
+                )
+                logger.info("project %s at %s is gone; removed it", old.name, path)
+            return
+        previous = self._fingerprints(unit)
+        settings = self.ctx.settings
+        read = read_project(
+            path,
+            previous,
+            full=self.full,
+            cap=settings.max_file_size,
+            manifest_cap=settings.max_manifest_size,
+            max_bytes=settings.max_artifact_size,
+            stored_front_matter=self._stored_front_matter,
+        )
+        tracker = read.tracker
+        assert tracker is not None
+        self.tally.add(sources_checked=tracker.checked, sources_changed=tracker.changed)
+        self.tally.errors.extend(tracker.errors)
+        record = validate(Project, {**read.fields, "refreshed_at": self.now, "stale": False})
+        if tracker.unchanged and old is not None and old.errors == record.errors and not self.full:
+            self.touched_projects.append(record)
+            return
+
+        def body(txn: Txn, tally: Tally) -> None:
+            apply_project(txn, self.repos, read, record, tally)
+            sync_sources(txn, self.repos, unit, previous, tracker.current)
+
+        self._write_counted(body)
+
+    # -- bookkeeping -----------------------------------------------------------------
+
+    def _write_counted(self, body: Callable[[Txn, Tally], None]) -> None:
+        """Run ``body`` in one write transaction; add its counts once it has committed.
+
+        A body may be replayed (map growth), so each attempt counts afresh.
+        """
+        attempt: list[Tally] = []
+
+        def run(txn: Txn) -> None:
+            attempt[:] = [Tally()]
+            body(txn, attempt[0])
+
+        self.ctx.write(run)
+        self.tally.merge_writes(attempt[0])
+
+    def touch(self) -> None:
+        """Move ``refreshed_at`` of every unchanged unit, all in one transaction."""
+        if not self.touched_collections and not self.touched_projects:
+            return
+        repos = self.repos
+
+        def body(txn: Txn) -> None:
+            for collection in self.touched_collections:
+                repos.collections.put(txn, collection)
+            for project in self.touched_projects:
+                mutations.put_project(txn, repos, project)
+
+        self.ctx.write(body)
