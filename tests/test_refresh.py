@@ -357,6 +357,17 @@ class TestUnchangedCollection:
         report = cache.refresh()
         assert report.sources_changed == 1
 
+    def test_records_are_logged_as_projcache_refresh(
+        self, cache: ProjectCache, world: World, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        """Every module of the refresh logs as ``projcache.refresh`` (what the CLI quiets)."""
+        cache.refresh()
+        shutil.rmtree(world.collection.path)
+        with caplog.at_level("INFO", logger="projcache"):
+            cache.refresh()
+        gone = [r for r in caplog.records if "is gone; removed it" in r.getMessage()]
+        assert [r.name for r in gone] == ["projcache.refresh"]
+
     def test_a_stray_file_in_a_layout_folder(self, cache: ProjectCache, world: World) -> None:
         """A file no layout rule takes (not a source) leaves the result as a full read's."""
         (world.collection.path / "skills" / "README.txt").write_text("hi\n", encoding="utf-8")

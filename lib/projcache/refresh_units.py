@@ -43,7 +43,9 @@ if TYPE_CHECKING:
 
 __all__ = ["UnitRefresher", "collection_unit", "project_unit"]
 
-logger = logging.getLogger(__name__)
+# The refresh logs under one name, "projcache.refresh", whichever of its modules speaks:
+# what users (and the CLI, which prints these records itself) configure for it keeps working.
+logger = logging.getLogger("projcache.refresh")
 
 # Upper estimates of what one artifact (record, terms, postings, facets) and one source
 # fingerprint take in the file, for sizing the map ahead of a big write; measured at

@@ -31,7 +31,9 @@ __all__ = [
     "sync_sources",
 ]
 
-logger = logging.getLogger(__name__)
+# The refresh logs under one name, "projcache.refresh", whichever of its modules speaks:
+# what users (and the CLI, which prints these records itself) configure for it keeps working.
+logger = logging.getLogger("projcache.refresh")
 
 
 def _counted_fields() -> tuple[str, ...]:

@@ -205,13 +205,14 @@ def find_by_layout(
             try:
                 with os.scandir(directory) as found:
                     listing = list(found)
+                # is_dir() follows links: a link loop raises here (ELOOP), as when listing.
+                listed[rule.folder] = sorted((e.name, e.is_dir(), e.is_symlink()) for e in listing)
             except (FileNotFoundError, NotADirectoryError):
                 listed[rule.folder] = None
             except OSError as exc:
                 listed[rule.folder] = None
                 problems.append(f"{directory}: cannot list: {exc.strerror or exc}")
             else:
-                listed[rule.folder] = sorted((e.name, e.is_dir(), e.is_symlink()) for e in listing)
                 if entries is not None and root is not None and root.check_folder(directory):
                     folder = rule.folder + "/"
                     for entry in listing:
