@@ -2,7 +2,8 @@
 the open-environment guard.
 
 Plain helpers live apart: builders of trees and caches in ``factories.py``, the
-CLI runner in ``clirun.py``, raw-LMDB damage in ``damage.py``.
+CLI runner in ``clirun.py``, raw-LMDB damage in ``damage.py``, helpers for tests with
+child processes in ``children.py``.
 """
 
 from __future__ import annotations

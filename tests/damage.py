@@ -183,20 +183,6 @@ def log_records(caplog: pytest.LogCaptureFixture, logger: str) -> list[tuple[int
     return [(r.levelno, r.getMessage()) for r in caplog.records if r.name == logger]
 
 
-def collect_messages(logger: str) -> list[str]:
-    """From now on, every message of ``logger`` at INFO and above (in a child, without caplog)."""
-    messages: list[str] = []
-
-    class _Collect(logging.Handler):
-        def emit(self, record: logging.LogRecord) -> None:
-            messages.append(record.getMessage())
-
-    target = logging.getLogger(logger)
-    target.addHandler(_Collect(logging.INFO))
-    target.setLevel(logging.INFO)
-    return messages
-
-
 def capture_logs(caplog: pytest.LogCaptureFixture) -> None:
     """Let caplog see the INFO records of verify, recovery and the cache."""
     # The CLI's root callback raises these loggers to ERROR; set them back for this test.

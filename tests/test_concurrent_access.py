@@ -13,7 +13,8 @@ queue, so a failure in a child fails the test with the child's own traceback
 calls the ``ready`` callable it gets as its first argument.
 
 Every test builds its cache in its own ``tmp_path`` and shares nothing else, so
-the module runs under ``pytest -n auto``.  Long variants carry ``stress``.
+the module runs under ``pytest -n auto``.  Long variants carry ``stress``, and so do the
+``[spawn]`` variants of the short tests (see ``SHORT_METHODS``).
 
 Keeping a small reader table: LMDB sizes the reader table of ``lock.mdb``
 when the first process opens the environment, and later processes adopt that
@@ -37,7 +38,6 @@ import signal
 import threading
 import time
 import traceback
-import warnings
 from collections import Counter
 from collections.abc import Iterator
 from multiprocessing.context import BaseContext
@@ -49,7 +49,7 @@ from typing import Any, Callable, Optional
 import lmdb
 import pytest
 
-from damage import collect_messages
+from children import collect_messages, fork_allowed
 from factories import CollectionBuilder, ProjectBuilder, toml_document
 from projcache import ProjectCache
 from projcache import storage as storage_module
@@ -60,6 +60,10 @@ from projcache.errors import CacheBusyError
 TINY_MAP = 64 * 1024
 JOIN_TIMEOUT = 120.0
 START_METHODS = ["spawn", "fork"]
+# The short tests fork in the default run (the harder case: a child inherits the parent's
+# open environment); their [spawn] variants, whose 10-17 children each import projcache
+# afresh (7-16 s a test on two busy cores), run in the stress step (`tasks.py stress`).
+SHORT_METHODS = [pytest.param("spawn", marks=pytest.mark.stress), "fork"]
 SLOTS = 8  # reader slots of a small reader table (see the module docstring)
 
 
@@ -69,22 +73,6 @@ SLOTS = 8  # reader slots of a small reader table (see the module docstring)
 def _settings(path: str, **overrides: Any) -> Settings:
     """Settings for the cache in ``path``, starting from a 64 KiB map (so writes grow it)."""
     return Settings(cache_dir=Path(path), **{"map_size": TINY_MAP, **overrides})
-
-
-@contextlib.contextmanager
-def _fork_allowed() -> Iterator[None]:
-    """Silence only CPython 3.12+'s warning about fork() in a multi-threaded process.
-
-    pytest-xdist workers run helper threads; the children started here open
-    their own cache and never touch locks those threads might hold.
-    """
-    with warnings.catch_warnings():
-        warnings.filterwarnings(
-            "ignore",
-            message=r".*multi-threaded, use of fork\(\) may lead to deadlocks",
-            category=DeprecationWarning,
-        )
-        yield
 
 
 def _run_reporting(
@@ -168,7 +156,7 @@ class _Children:
         process = self.ctx.Process(  # type: ignore[attr-defined]
             target=_run_reporting, args=(self._reports, name, target, args), name=name
         )
-        with _fork_allowed():
+        with fork_allowed():
             process.start()
         self.processes[name] = process
         return process
@@ -549,7 +537,7 @@ def _run_batches(tmp_path: Path, method: str, load: Load) -> None:
 class TestConcurrentBatches:
     """Writers and readers in several processes: commits are whole, visible and durable."""
 
-    @pytest.mark.parametrize("method", START_METHODS)
+    @pytest.mark.parametrize("method", SHORT_METHODS)
     def test_readers_never_see_half_a_batch(self, tmp_path: Path, method: str) -> None:
         """3 writers x 12 batches against 2 readers: nothing torn, every commit present after."""
         _run_batches(tmp_path, method, Load(writers=3, readers=2, batches=12, per_batch=6))
@@ -706,7 +694,7 @@ def _run_flips(tmp_path: Path, method: str, readers: int, generations: int) -> N
 class TestRefreshUnderReaders:
     """A refresh publishes a project and its deployments together, to every process."""
 
-    @pytest.mark.parametrize("method", START_METHODS)
+    @pytest.mark.parametrize("method", SHORT_METHODS)
     def test_deployment_count_is_always_one_version(self, tmp_path: Path, method: str) -> None:
         """40 refreshes flipping 10/30 deployments; 2 readers only ever count 10 or 30."""
         _run_flips(tmp_path, method, readers=2, generations=40)
@@ -822,7 +810,7 @@ def _seeded_cache(path: str) -> str:
 class TestKilledReaders:
     """Slots of SIGKILLed readers are reclaimed: by a read finding the table full, and on open."""
 
-    @pytest.mark.parametrize("method", START_METHODS)
+    @pytest.mark.parametrize("method", SHORT_METHODS)
     def test_a_read_reclaims_a_table_full_of_killed_readers(
         self, tmp_path: Path, method: str
     ) -> None:
@@ -857,7 +845,7 @@ class TestKilledReaders:
             assert cache.get_artifact(key) is not None
         print(f"{method}: {SLOTS} readers killed in a {SLOTS}-slot table, {SLOTS} reclaimed")
 
-    @pytest.mark.parametrize("method", START_METHODS)
+    @pytest.mark.parametrize("method", SHORT_METHODS)
     def test_open_reclaims_slots_of_killed_readers(self, tmp_path: Path, method: str) -> None:
         """SLOTS - 1 readers killed leave one free slot; the next open clears the rest.
 
@@ -1069,7 +1057,7 @@ def _run_growth(tmp_path: Path, method: str, batches: int, writers: int, readers
 class TestGrowthUnderLoad:
     """The map grows in one process while others read and write; nobody notices."""
 
-    @pytest.mark.parametrize("method", START_METHODS)
+    @pytest.mark.parametrize("method", SHORT_METHODS)
     def test_growth_by_one_writer_under_readers_and_writers(
         self, tmp_path: Path, method: str
     ) -> None:

@@ -8,13 +8,10 @@ child fails the test with the child's own traceback.
 
 from __future__ import annotations
 
-import contextlib
 import multiprocessing
 import os
 import signal
 import traceback
-import warnings
-from collections.abc import Iterator
 from multiprocessing.context import BaseContext
 from pathlib import Path
 from typing import Any, Callable
@@ -22,7 +19,7 @@ from typing import Any, Callable
 import lmdb
 import pytest
 
-from damage import collect_messages
+from children import collect_messages, fork_allowed
 from projcache import ProjectCache
 from projcache.config import Settings
 
@@ -58,27 +55,11 @@ def _settings(path: str, **overrides: Any) -> Settings:
     return Settings(cache_dir=Path(path), **{"map_size": TINY_MAP, **overrides})
 
 
-@contextlib.contextmanager
-def _fork_allowed() -> Iterator[None]:
-    """Silence only CPython 3.12+'s warning about fork() in a multi-threaded process.
-
-    pytest-xdist workers run helper threads; the children started here only
-    touch the cache and exit, so the deadlock the warning is about cannot happen.
-    """
-    with warnings.catch_warnings():
-        warnings.filterwarnings(
-            "ignore",
-            message=r".*multi-threaded, use of fork\(\) may lead to deadlocks",
-            category=DeprecationWarning,
-        )
-        yield
-
-
 def _run_child(ctx: BaseContext, target: Callable[..., None], *args: Any) -> Any:
     """Run ``target(*args, results)`` in a child process and return the value it reports."""
     results = ctx.Queue()
     process = ctx.Process(target=target, args=(*args, results))  # type: ignore[attr-defined]
-    with _fork_allowed():
+    with fork_allowed():
         process.start()
     try:
         status, value = results.get(timeout=JOIN_TIMEOUT)

@@ -54,8 +54,7 @@ from projcache.errors import (
     CorruptRecordError,
 )
 from projcache.models import VerifyReport
-from projcache.salvage import RECORD_DBS
-from projcache.storage import DATABASES
+from projcache.vocabulary import DERIVED_DBS
 
 REPAIR_HINT = (
     "Run `projcache verify --repair` (the damaged files are kept aside), "
@@ -64,8 +63,6 @@ REPAIR_HINT = (
 CORRUPT_NAME = re.compile(r"^cache\.corrupt-\d{8}T\d{6}Z(-\d+)?$")
 
 
-# The derived sub-databases: everything but the records and the meta table.
-DERIVED = [db for db in DATABASES if db not in RECORD_DBS and db != "meta"]
 RECORD_COUNTS = ("collections", "projects", "artifacts", "deployments")
 
 
@@ -79,7 +76,7 @@ class TestRepair:
         self, seeded_cache: Seeded
     ) -> None:
         """With every derived index emptied, repair restores what they say."""
-        derived = DERIVED
+        derived = DERIVED_DBS
         intact = index_view(seeded_cache.cache_dir)
 
         def empty(txn: Any, dbs: dict[str, Any]) -> None:

@@ -39,6 +39,7 @@ import pytest
 from typer.testing import Result
 
 import projcache
+from children import wait_for
 from clirun import runner
 from factories import CollectionBuilder, ProjectBuilder, age, copy_examples
 from projcache import ProjectCache
@@ -170,16 +171,6 @@ def client(filled: ProjectCache) -> Iterator[TestClient]:
 def make_client(app: Any, **kwargs: Any) -> TestClient:
     """A test client that sends the Host of a server bound to 127.0.0.1:8765."""
     return TestClient(app, base_url=BASE_URL, **kwargs)
-
-
-def wait_for(predicate: Callable[[], bool], timeout: float = 10.0) -> bool:
-    """Poll ``predicate`` until it holds or ``timeout`` seconds pass; return whether it held."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.02)
-    return predicate()
 
 
 def finished(client: TestClient, job_id: str, timeout: float = 15.0) -> dict[str, Any]:

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import shutil
 import threading
-import time
 from pathlib import Path
-from typing import Callable
 
 import pytest
 
+from children import wait_for
 from projcache import ProjectCache
 from projcache.config import Settings
 from projcache.errors import SourceFileError
@@ -25,15 +24,6 @@ def tree(tmp_path: Path) -> Path:
     target = tmp_path / "examples"
     shutil.copytree(EXAMPLES, target, symlinks=True)
     return target
-
-
-def _wait(predicate: Callable[[], bool], timeout: float = 15.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return False
 
 
 def test_watched_folders_default_to_everything_cached(cache: ProjectCache, tree: Path) -> None:
@@ -80,7 +70,7 @@ def test_a_change_refreshes_the_collection(cache_settings: Settings, tree: Path)
                     "description: Watched change.",
                 )
                 skill.write_text(text + f"\n<!-- {attempt} -->\n")
-                if _wait(described, timeout=0.5):
+                if wait_for(described, timeout=0.5):
                     break
             assert described()
             assert reports and reports[-1].collections_checked == 1
