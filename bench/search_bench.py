@@ -100,7 +100,7 @@ def median_us(fn: Callable[[], Any], budget: float = 0.4, most: int = 300) -> fl
 
 def choose_queries(records: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     """One query per class, picked from the data (deterministically)."""
-    from projcache.search import field_terms, stem
+    from projcache.terms import field_terms, stem
 
     df: dict[str, int] = {}
     for record in records:

@@ -1960,7 +1960,7 @@ def _p2_view(cache_dir: Path) -> dict[str, Any]:
     deployment indexes as raw rows, the search index as ``{bitmap name: artifact keys}``."""
     from pyroaring import BitMap
 
-    from projcache.repository import decode_bitmap
+    from projcache.postings import decode_bitmap
 
     keys = {int.from_bytes(k, "big"): v.decode() for k, v in _p2_rows(cache_dir, "artifact-keys")}
     names: dict[bytes, Any] = {}
@@ -2251,7 +2251,7 @@ class TestVerifyLayers:
         """Each derived index and deployment check reports its damage exactly; repair fixes it."""
         from pyroaring import BitMap
 
-        from projcache.repository import encode_bitmap
+        from projcache.postings import encode_bitmap
 
         operations, expected = _P2_INDEX_CASES[case]
         pid = p2_seeded.pid

@@ -19,20 +19,12 @@ from hypothesis.stateful import (
 )
 
 from projcache import ProjectCache
-from projcache import repository as repository_module
+from projcache import postings as postings_module
 from projcache import search as search_module
 from projcache.config import Settings
 from projcache.errors import InvalidRecordError, ProjectNotFound
-from projcache.search import (
-    LEVELS,
-    MAX_PREFIX_TERMS,
-    MAX_QUERY_WORDS,
-    STOP_WORDS,
-    field_terms,
-    name_bucket,
-    query_words,
-    stem,
-)
+from projcache.search import LEVELS, MAX_PREFIX_TERMS, MAX_QUERY_WORDS
+from projcache.terms import STOP_WORDS, field_terms, name_bucket, query_words, stem
 
 MakeArtifact = Callable[..., dict[str, Any]]
 MakeProject = Callable[..., dict[str, Any]]
@@ -791,7 +783,7 @@ def engine_paths(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
     merged into the main bitmaps every few writes (the paths of big caches)."""
     if request.param != "default":
         monkeypatch.setattr(search_module, "_SMALL", 1)
-        monkeypatch.setattr(repository_module, "MERGE_AT", 12)
+        monkeypatch.setattr(postings_module, "MERGE_AT", 12)
 
 
 @pytest.mark.usefixtures("engine_paths")
@@ -855,8 +847,8 @@ class SearchMachine(RuleBasedStateMachine):
         self.deployed: set[str] = set()
         self.project_id = ""
         # Small thresholds: rank by bitmap tiers, merge the tail every few writes.
-        self.saved = (search_module._SMALL, repository_module.MERGE_AT)
-        search_module._SMALL, repository_module.MERGE_AT = 4, 24
+        self.saved = (search_module._SMALL, postings_module.MERGE_AT)
+        search_module._SMALL, postings_module.MERGE_AT = 4, 24
 
     @initialize()
     def add_project(self) -> None:
@@ -943,7 +935,7 @@ class SearchMachine(RuleBasedStateMachine):
 
     def teardown(self) -> None:
         """Close the cache and remove its directory."""
-        search_module._SMALL, repository_module.MERGE_AT = self.saved
+        search_module._SMALL, postings_module.MERGE_AT = self.saved
         self.stack.close()
 
 

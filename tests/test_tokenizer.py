@@ -9,7 +9,7 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from projcache.search import STOP_WORDS, field_terms, query_words, stem, tokenize
+from projcache.terms import STOP_WORDS, field_terms, query_words, stem, tokenize
 
 
 def is_word(token: str) -> bool:

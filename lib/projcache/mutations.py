@@ -21,9 +21,10 @@ from typing import TYPE_CHECKING, Any
 from .codec import DEFAULT_PROFILE
 from .deployment_state import deployment_state
 from .errors import InvalidRecordError
-from .repository import Repositories, facet_name, term_name
-from .search import field_terms, name_bucket
+from .postings import facet_name, term_name
+from .repository import Repositories
 from .storage import DATABASES, Txn
+from .terms import field_terms, name_bucket
 
 if TYPE_CHECKING:
     from .models import Artifact, Deployment, DeploymentState, Project
