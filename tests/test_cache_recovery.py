@@ -59,7 +59,7 @@ from typer.testing import CliRunner
 from factories import CollectionBuilder, ProjectBuilder, age, toml_document
 from projcache import ProjectCache
 from projcache import recovery as recovery_module
-from projcache.codec import deployment_key, encode, frame
+from projcache.codec import deployment_key, encode, frame, unframe
 from projcache.config import Settings, load_settings
 from projcache.errors import (
     CacheCorruptError,
@@ -2271,7 +2271,7 @@ class TestVerifyLayers:
                 elif operation == "delete":
                     assert txn.delete(key, value, db=dbs[db])
                 else:  # "state": rewrite the record's state, keeping a valid frame
-                    old = txn.get(key, db=dbs[db])[5:]
+                    old = unframe(txn.get(key, db=dbs[db]))
                     txn.put(key, frame(old.replace(b'"current"', b'"' + value + b'"')), db=dbs[db])
 
         _p2_tamper(p2_seeded.cache_dir, damage)

@@ -428,6 +428,23 @@ class TestPaging:
 class TestIndexMaintenance:
     """The index follows replacements and deletions."""
 
+    def test_a_record_with_its_body_is_stored_deflated(
+        self, cache: ProjectCache, make_artifact: MakeArtifact
+    ) -> None:
+        """An artifact with a long body takes well under its JSON on disk, and reads back whole."""
+        from projcache import codec
+
+        body = "# Sheets\n\n" + " ".join(f"Fill the spreadsheet row {i}." for i in range(80))
+        cache.put_artifacts([make_artifact("sheets", description="Edits tables", body=body)])
+        payload = cache.get_artifact_json("default/skill/sheets")
+        assert payload is not None
+        stored = cache._storage.get("artifacts", b"default/skill/sheets")
+        assert stored is not None and stored[0] == codec.COMPRESSED_FORMAT
+        assert len(stored) < len(payload) // 2
+        artifact = cache.get_artifact("default/skill/sheets")
+        assert artifact is not None and artifact.body == body[: codec.MAX_BODY_CHARS]
+        assert keys(cache.search("spreadsheet row")) == ["default/skill/sheets"]
+
     def test_replacement_forgets_old_words(
         self, cache: ProjectCache, make_artifact: MakeArtifact
     ) -> None:

@@ -11,7 +11,7 @@ import pytest
 
 from projcache import CorruptRecordError, ProjectCache
 from projcache import verify as verify_module
-from projcache.codec import deployment_key, encode, frame
+from projcache.codec import deployment_key, encode, frame, unframe
 from projcache.config import Settings
 
 Factory = Callable[..., dict[str, Any]]
@@ -143,7 +143,7 @@ def test_wrong_deployment_state_and_orphan_deployment(
     def damage(txn: lmdb.Transaction, db: Any) -> None:
         key = next(k for k, _ in txn.cursor(db))
         value = txn.get(key, db=db)
-        txn.put(key, frame(value[5:].replace(b'"current"', b'"outdated"')), db=db)
+        txn.put(key, frame(unframe(value).replace(b'"current"', b'"outdated"')), db=db)
         orphan = deployment_key("f" * 16, "default/skill/pdf")
         txn.put(
             orphan,
