@@ -428,6 +428,47 @@ class TestPaging:
 class TestIndexMaintenance:
     """The index follows replacements and deletions."""
 
+    @pytest.mark.parametrize("merged", [False, True])
+    def test_an_update_keeps_the_id_and_relists_only_what_changed(
+        self,
+        cache: ProjectCache,
+        make_artifact: MakeArtifact,
+        monkeypatch: pytest.MonkeyPatch,
+        merged: bool,
+    ) -> None:
+        """A replaced artifact keeps its id; words it lost stop matching, new ones match, in
+        the tail (a recent write) as in the main bitmaps (after a merge)."""
+        monkeypatch.setattr(postings_module, "MERGE_AT", 1 if merged else 4096)
+        cache.put_artifacts(
+            [make_artifact("pdf", description="Reads invoices", tags=["old"])]
+            + [make_artifact(f"other-{i}", description="Reads invoices") for i in range(3)]
+        )
+        before = ids_of(cache)["default/skill/pdf"]
+        pending = cache._read(lambda txn: cache._repos.index.control(txn)["pending"])
+        assert (before in pending) is not merged
+        cache.put_artifacts([make_artifact("pdf", description="Reads receipts", tags=["new"])])
+        assert ids_of(cache)["default/skill/pdf"] == before
+        assert "default/skill/pdf" not in keys(cache.search("invoices"))
+        assert keys(cache.search("receipts")) == ["default/skill/pdf"]
+        assert cache.search("pdf", tag="old") == []
+        assert keys(cache.search("pdf", tag="new")) == ["default/skill/pdf"]
+        cache.delete_artifact("default/skill/pdf")
+        assert cache.search("receipts") == [] and cache.search("pdf") == []
+        assert cache.verify(deep=True).ok
+
+    def test_an_update_of_what_is_not_indexed_writes_no_bitmap(
+        self, cache: ProjectCache, make_artifact: MakeArtifact, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """Changing a field the index does not read (the version) leaves every bitmap alone
+        (no tombstone, no new id: the merged bitmaps and the tail are as they were)."""
+        monkeypatch.setattr(postings_module, "MERGE_AT", 1)
+        cache.put_artifacts([make_artifact("pdf", description="Reads invoices")])
+        dump = cache._storage.read(lambda txn: list(cache._repos.index.names_of(txn)))
+        cache.put_artifacts([make_artifact("pdf", description="Reads invoices", version="9.9")])
+        after = cache._storage.read(lambda txn: list(cache._repos.index.names_of(txn)))
+        assert after == dump
+        assert keys(cache.search("invoices")) == ["default/skill/pdf"]
+
     def test_a_record_with_its_body_is_stored_deflated(
         self, cache: ProjectCache, make_artifact: MakeArtifact
     ) -> None:

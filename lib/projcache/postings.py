@@ -340,9 +340,9 @@ class BitmapIndex:
         A pending id leaves the tail at once and is free again; a merged id is
         marked deleted and freed by the next merge.
         """
-        pending = self._touch(txn, _PENDING)
+        pending = self._load(txn, _PENDING)
         if doc in pending:
-            pending.remove(doc)
+            self._touch(txn, _PENDING).remove(doc)
             for name in names:
                 self._touch(txn, name).discard(doc)
             self._touch(txn, _FREE).add(doc)
@@ -352,6 +352,40 @@ class BitmapIndex:
 
         listed = sorted(n.decode("utf-8", "surrogateescape") for n in names)
         txn.put(_TOMB + doc.to_bytes(4, "big"), orjson.dumps(listed), db=self.pending)
+
+    def relist(self, txn: Txn, doc: int, removed: Iterable[bytes], added: Iterable[bytes]) -> None:
+        """Change the names a live id is listed under (an update: the id stays).
+
+        ``added`` go to the tail.  A merged id is then listed partly in the tail,
+        which :meth:`merge` folds in like any addition (a later delete's
+        tombstone names both, and a merge applies removals after additions).
+        A merged id leaves the main block of each of ``removed`` at once: one
+        value of at most 8 KiB per name, whatever the size of the cache.
+        """
+        merged = doc not in self._load(txn, _PENDING)
+        dirty = self._writer(txn).dirty
+        for name in added:
+            self._load(txn, name).add(doc)
+            dirty.add(name)
+        block = (doc >> CHUNK_BITS).to_bytes(2, "big")
+        for name in removed:
+            tail = self._load(txn, name)
+            if doc in tail:
+                tail.discard(doc)
+                dirty.add(name)
+            if not merged:
+                continue
+            key = name + block
+            stored = txn.get(key, db=self.main)
+            if stored is None:
+                continue
+            ids = decode_bitmap(stored, what=f"search-tokens[{key!r}]")
+            if doc in ids:
+                ids.discard(doc)
+                if ids:
+                    txn.put(key, encode_bitmap(ids), db=self.main)
+                else:
+                    txn.delete(key, db=self.main)
 
     def flush(self, txn: Txn) -> None:
         """Write the changed tail values; merge the tail when it has grown too large."""

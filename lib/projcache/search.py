@@ -24,7 +24,8 @@ The ranking rule (what the brute-force oracle in tests/test_search.py pins):
   do not fill the page, results matching fewer words follow (``partial``),
   most words matched first;
 * within the same number of matched words: higher score first, then managed
-  before unmanaged, shorter name first, then lower id (older artifact) first.
+  before unmanaged, shorter name first, then lower id first (the artifact first
+  written earlier: an update keeps its id).
 
 Execution never scores every hit: a small candidate set is scored hit by hit;
 a large one is walked from the highest score down by intersecting per-level
