@@ -96,8 +96,10 @@ def _runs(text: str) -> list[str]:
     Python's ``\\w`` does not count combining marks (Devanagari vowel signs, Hebrew
     points), so a regex alone would cut such words apart.
     """
-    if text.isascii():
-        return _RUN.findall(text)
+    if text.isascii() or not any(
+        unicodedata.category(char)[0] == "M" for char in set(text) if not char.isascii()
+    ):
+        return _RUN.findall(text)  # without combining marks, \w is letters and digits
     runs: list[str] = []
     current: list[str] = []
     for char in text:
@@ -149,9 +151,26 @@ def _split_run(run: str, compounds: bool) -> tuple[str, ...]:
     return tuple(words)
 
 
+# Where camelCase splits an ASCII run (see _camel_parts): lower or digit before upper,
+# or an acronym's last capital before a lower-case letter.
+_LOWER_TO_UPPER = re.compile(r"[a-z0-9][A-Z]")
+_ACRONYM_END = re.compile(r"[A-Z][A-Z][a-z]")
+_ASCII_WORD = re.compile(r"[a-z0-9]+")  # _RUN on lower-case ASCII, a cheaper class
+
+
 def _words(text: str, *, compounds: bool) -> list[str]:
-    runs = _RUN.findall(text) if text.isascii() else _runs(unicodedata.normalize("NFKC", text))
-    words: list[str] = []
+    if text.isascii():
+        if _LOWER_TO_UPPER.search(text) is None and _ACRONYM_END.search(text) is None:
+            # No run needs splitting: lower-casing the whole text gives the same words
+            # in one C call instead of one call per run (most prose takes this path).
+            words: list[str] = _ASCII_WORD.findall(text.lower())
+            if words and max(map(len, words)) > MAX_TOKEN_CHARS:
+                words = [word[:MAX_TOKEN_CHARS] for word in words]
+            return words
+        runs = _RUN.findall(text)
+    else:
+        runs = _runs(unicodedata.normalize("NFKC", text))
+    words = []
     for run in runs:
         words.extend(_split_run(run, compounds))
     return words
@@ -217,7 +236,8 @@ def field_terms(artifact: Mapping[str, Any]) -> dict[bytes, set[str]]:
     """Return ``{field code: terms}``: every token of the field and its stem."""
     terms: dict[bytes, set[str]] = {}
     for code, text in artifact_fields(artifact).items():
-        tokens = set(tokenize(text))
+        tokens = set(_words(text, compounds=True))
+        tokens -= STOP_WORDS
         found = tokens.union([stem(token) for token in tokens])
         if found:
             terms[code] = found
