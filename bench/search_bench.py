@@ -539,6 +539,9 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--sizes", default="10000,100000")
     parser.add_argument("--engines", default="projcache,sqlite-fts5,tantivy")
     parser.add_argument("--out", type=Path, default=HERE / "results")
+    parser.add_argument(
+        "--keep", action="store_true", help="keep the built stores (their folder is printed)"
+    )
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
     for size in [int(s) for s in args.sizes.split(",") if s]:
@@ -546,7 +549,10 @@ def main(argv: list[str]) -> int:
         try:
             result = run_size(size, root, args.engines.split(","))
         finally:
-            shutil.rmtree(root, ignore_errors=True)
+            if args.keep:
+                print(f"kept the stores of {size:,} in {root}", file=sys.stderr)
+            else:
+                shutil.rmtree(root, ignore_errors=True)
         result["ratios"] = ratios(result)
         path = args.out / f"search-{size}.json"
         path.write_text(json.dumps(result, indent=2) + "\n")
