@@ -48,22 +48,38 @@ def encode_bitmap(ids: Any) -> bytes:
     return _BITMAP_FORMAT + bytes(ids.serialize())
 
 
-def decode_bitmap(raw: bytes, *, what: str = "bitmap") -> Any:
+_bitmap_type: Any = None  # pyroaring.BitMap, imported on first use (point reads never need it)
+
+
+def _bitmaps() -> Any:
+    global _bitmap_type
+    if _bitmap_type is None:
+        from pyroaring import BitMap
+
+        _bitmap_type = BitMap
+    return _bitmap_type
+
+
+def decode_bitmap(raw: bytes, *, what: Any = "bitmap") -> Any:
     """Check the format byte and deserialize a bitmap value.
+
+    ``what`` names the value in an error: a string, or a key (bytes) formatted
+    only when there is an error (searches decode dozens of values per query).
 
     Raises:
         CorruptRecordError: unknown format byte or bytes that are no bitmap.
     """
-    from pyroaring import BitMap
-
+    if raw[:1] == _BITMAP_FORMAT:
+        try:
+            return _bitmaps().deserialize(raw[1:])
+        except (ValueError, OverflowError) as exc:
+            problem = f"damaged bitmap ({exc})"
+    else:
+        problem = "not a bitmap value"
     from .errors import CorruptRecordError
 
-    if not raw or raw[:1] != _BITMAP_FORMAT:
-        raise CorruptRecordError(f"{what}: not a bitmap value")
-    try:
-        return BitMap.deserialize(raw[1:])
-    except (ValueError, OverflowError) as exc:
-        raise CorruptRecordError(f"{what}: damaged bitmap ({exc})") from exc
+    name = what if isinstance(what, str) else f"bitmap {bytes(what)!r}"
+    raise CorruptRecordError(f"{name}: {problem}")
 
 
 def facet_name(facet: str, value: str) -> bytes:
@@ -157,8 +173,7 @@ class BitmapIndex:
     # -- reading -----------------------------------------------------------
 
     def _main(self, txn: Txn, name: bytes) -> Any:
-        from pyroaring import BitMap
-
+        bitmap = _bitmaps()
         cursor = txn.cursor(self.main)
         found = []
         if cursor.set_range(name):
@@ -166,19 +181,17 @@ class BitmapIndex:
             for key, raw in cursor.iternext():
                 if len(key) != size or not key.startswith(name):
                     break
-                found.append(decode_bitmap(raw, what=f"search-tokens[{key!r}]"))
+                found.append(decode_bitmap(raw, what=key))
         if not found:
-            return BitMap()
-        return found[0] if len(found) == 1 else BitMap.union(*found)
+            return bitmap()
+        return found[0] if len(found) == 1 else bitmap.union(*found)
 
     def _tail(self, txn: Txn, name: bytes) -> Any:
-        from pyroaring import BitMap
-
         cache = self._cache
         if cache is not None and cache.txn is txn and name in cache.values:
             return cache.values[name]
         raw = txn.get(name, db=self.pending)
-        return BitMap() if raw is None else decode_bitmap(raw, what=f"search-pending[{name!r}]")
+        return _bitmaps()() if raw is None else decode_bitmap(raw, what=name)
 
     def get(self, txn: Txn, name: bytes) -> Any:
         """The ids under ``name`` (main and tail; deleted ids not subtracted)."""
@@ -214,26 +227,53 @@ class BitmapIndex:
 
     def term_fields(self, txn: Txn, term: str) -> dict[bytes, Any]:
         """``{field code: ids}`` of one term (main and tail)."""
-        from pyroaring import BitMap
+        return self._fields(txn, term.encode() + codec.SEPARATOR, 0).get(term, {})
 
-        prefix = term.encode() + codec.SEPARATOR
-        parts: dict[bytes, list[Any]] = {}
-        for db in (self.main, self.pending):
-            size = len(prefix) + (3 if db is self.main else 1)
-            for key, raw in _scan(txn, db, prefix):
-                if len(key) != size:
-                    continue
-                parts.setdefault(key[len(prefix) : len(prefix) + 1], []).append(
-                    decode_bitmap(raw, what=f"{key!r}")
-                )
+    def prefix_fields(self, txn: Txn, prefix: str, limit: int) -> dict[str, dict[bytes, Any]]:
+        """``{term: {field code: ids}}`` of the first ``limit`` distinct terms starting with
+        ``prefix``, in byte order (main and tail): one pass over each sub-database."""
+        return self._fields(txn, prefix.encode(), limit)
+
+    def _fields(self, txn: Txn, prefix: bytes, limit: int) -> dict[str, dict[bytes, Any]]:
+        """The bitmaps of the terms whose names start with ``prefix`` (at most ``limit``
+        distinct terms, 0: no limit), read in one range scan per sub-database."""
+        bitmap = _bitmaps()
+        parts: dict[bytes, dict[bytes, list[Any]]] = {}
+        sep = codec.SEPARATOR
+        for db, suffix in ((self.main, 3), (self.pending, 1)):
+            cursor = txn.cursor(db)
+            if not cursor.set_range(prefix):
+                continue
+            distinct = 0
+            last = b""
+            for key, raw in cursor.iternext():
+                if not key.startswith(prefix):
+                    break
+                cut = key.find(sep, len(prefix) - 1 if prefix.endswith(sep) else len(prefix))
+                if cut < 0 or len(key) != cut + 1 + suffix:
+                    continue  # a longer name (or a control key) sharing the prefix
+                term = key[:cut]
+                if term != last:
+                    last = term
+                    distinct += 1
+                    if limit and distinct > limit:
+                        break
+                fields = parts.setdefault(term, {})
+                fields.setdefault(key[cut + 1 : cut + 2], []).append(decode_bitmap(raw, what=key))
         cache = self._cache
         if cache is not None and cache.txn is txn:  # a write reading its own changes
-            for code in (b"n", b"t", b"d", b"b"):
-                name = prefix + code
-                if name in cache.values:
+            for name in cache.values:
+                if name.startswith(prefix) and name[-2:-1] == sep and name[-1:] in b"ntdb":
+                    term = name[:-2]
                     main = self._main(txn, name)
-                    parts[code] = [main | cache.values[name]]
-        return {code: (p[0] if len(p) == 1 else BitMap.union(*p)) for code, p in parts.items()}
+                    parts.setdefault(term, {})[name[-1:]] = [main | cache.values[name]]
+        terms = sorted(parts)[:limit] if limit else sorted(parts)
+        return {
+            term.decode(): {
+                code: (p[0] if len(p) == 1 else bitmap.union(*p)) for code, p in parts[term].items()
+            }
+            for term in terms
+        }
 
     def terms_with_prefix(self, txn: Txn, prefix: str, limit: int) -> list[str]:
         """The first ``limit`` distinct terms starting with ``prefix``, in byte order."""

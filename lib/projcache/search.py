@@ -146,14 +146,16 @@ def _read_word(
             cache[term] = index.term_fields(txn, term)
         return cache[term]
 
+    prefixed: dict[bytes, BitMap] = {}
+    if prefix:  # one scan reads the word's own bitmaps and those of the terms it begins
+        for term, fields in index.prefix_fields(txn, text, MAX_PREFIX_TERMS).items():
+            cache.setdefault(term, fields)
+            for code, found_ids in fields.items():
+                prefixed[code] = prefixed[code] | found_ids if code in prefixed else found_ids
+        cache.setdefault(text, {})
     kinds: list[dict[bytes, BitMap]] = [fields_of(text)]
     stemmed = stem(text)
     kinds.append(fields_of(stemmed) if stemmed != text else {})
-    prefixed: dict[bytes, BitMap] = {}
-    if prefix:
-        for term in index.terms_with_prefix(txn, text, MAX_PREFIX_TERMS):
-            for code, found_ids in fields_of(term).items():
-                prefixed[code] = prefixed[code] | found_ids if code in prefixed else found_ids
     kinds.append(prefixed)
     levels: dict[int, BitMap] = {}
     for code in FIELDS:
