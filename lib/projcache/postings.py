@@ -428,74 +428,98 @@ class BitmapIndex:
                     txn.delete(key, db=self.main)
 
     def flush(self, txn: Txn) -> None:
-        """Write the changed tail values; merge the tail when it has grown too large."""
+        """Write the changed tail values, or merge them with the tail into the main bitmaps
+        when the tail would grow past :data:`MERGE_AT` entries (a large batch is merged
+        straight from memory: its tail values are never written and read back)."""
         cache = self._cache
         if cache is None or cache.txn is not txn:
             return
-        for name in cache.dirty:
-            ids = cache.values[name]
+        self._cache = None
+        changed = {name: cache.values[name] for name in cache.dirty}
+        if int(txn.stat(self.pending)["entries"]) + len(changed) > MERGE_AT:
+            self._merge(txn, changed)
+            return
+        for name, ids in changed.items():
             if ids:
                 txn.put(name, encode_bitmap(ids), db=self.pending)
             else:
                 txn.delete(name, db=self.pending)
-        self._cache = None
-        if int(txn.stat(self.pending)["entries"]) > MERGE_AT:
-            self.merge(txn)
 
     def merge(self, txn: Txn) -> int:
         """Fold the tail into the main bitmaps and purge deleted ids; return names touched."""
-        import orjson
-        from pyroaring import BitMap
+        cache = self._cache
+        changed: dict[bytes, Any] = {}
+        if cache is not None and cache.txn is txn:
+            changed = {name: cache.values[name] for name in cache.dirty}
+        self._cache = None
+        return self._merge(txn, changed)
 
-        self.flush(txn) if self._cache is not None and self._cache.txn is txn else None
+    def _merge(self, txn: Txn, changed: dict[bytes, Any]) -> int:
+        """:meth:`merge`, with ``changed`` the tail values this transaction changed in memory
+        (they replace the stored ones)."""
+        import orjson
+
+        bitmap = _bitmaps()
         additions: dict[bytes, Any] = {}
         removals: dict[bytes, Any] = {}
-        deleted = BitMap()
         tombs: list[bytes] = []
+        stored_names: set[bytes] = set()
+        deleted = changed.get(_DELETED)
+        free = changed.get(_FREE)
         for key, raw in _scan(txn, self.pending):
             key = bytes(key)
             if key.startswith(_TOMB):
                 doc = int.from_bytes(key[len(_TOMB) :], "big")
                 for name in orjson.loads(raw):
-                    removals.setdefault(name.encode("utf-8", "surrogateescape"), BitMap()).add(doc)
+                    removals.setdefault(name.encode("utf-8", "surrogateescape"), bitmap()).add(doc)
                 tombs.append(key)
             elif key == _DELETED:
-                deleted = decode_bitmap(raw)
+                deleted = decode_bitmap(raw, what=key) if deleted is None else deleted
+            elif key == _FREE:
+                free = decode_bitmap(raw, what=key) if free is None else free
             elif not key.startswith(_CONTROL):
-                additions[key] = decode_bitmap(raw)
+                stored_names.add(key)
+                if key not in changed:
+                    additions[key] = decode_bitmap(raw, what=key)
+        for name, ids in changed.items():
+            if ids and not name.startswith(_CONTROL):
+                additions[name] = ids
         touched = 0
         for name in sorted(set(additions) | set(removals)):
-            plus = additions.get(name, BitMap())
-            minus = removals.get(name, BitMap())
+            plus = additions.get(name) or bitmap()
+            minus = removals.get(name) or bitmap()
             both = plus | minus
             first, last = both.min() >> CHUNK_BITS, both.max() >> CHUNK_BITS
             for block in range(first, last + 1):
                 if first == last:
                     add, drop = plus, minus
                 else:
-                    span = BitMap()
+                    span = bitmap()
                     span.add_range(block << CHUNK_BITS, (block + 1) << CHUNK_BITS)
                     add, drop = plus & span, minus & span
                     if not add and not drop:
                         continue
                 key = name + block.to_bytes(2, "big")
                 stored = txn.get(key, db=self.main)
-                ids = BitMap() if stored is None else decode_bitmap(stored)
+                ids = bitmap() if stored is None else decode_bitmap(stored, what=key)
                 ids |= add
                 ids -= drop
                 if ids:
                     txn.put(key, encode_bitmap(ids), db=self.main)
                 else:
                     txn.delete(key, db=self.main)
-            txn.delete(name, db=self.pending)
             touched += 1
+        for name in stored_names:
+            txn.delete(name, db=self.pending)
         for key in tombs:
             txn.delete(key, db=self.pending)
-        free = self._tail(txn, _FREE) | deleted
+        free = (free or bitmap()) | (deleted or bitmap())
         txn.delete(_DELETED, db=self.pending)
         txn.delete(_PENDING, db=self.pending)
         if free:
             txn.put(_FREE, encode_bitmap(free), db=self.pending)
+        else:
+            txn.delete(_FREE, db=self.pending)
         return touched
 
     def clear(self, txn: Txn) -> None:
