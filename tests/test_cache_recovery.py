@@ -34,6 +34,7 @@ import re
 import shutil
 import signal
 import stat
+import string
 import struct
 import subprocess
 import sys
@@ -2544,7 +2545,9 @@ class TestRepair:
                         "name": f"rec{i:02d}",
                         "type": "skill",
                         "collection": "direct",
-                        "description": f"record {i} " + "w" * 300,
+                        # random letters: deflated frames must still fill several leaves
+                        "description": f"record {i} "
+                        + "".join(random.Random(i).choices(string.ascii_letters, k=300)),
                     }
                     for i in range(60)
                 ]
