@@ -1,7 +1,13 @@
-"""Shared fixtures: caches in ``tmp_path``, record factories, the open-environment guard."""
+"""Shared fixtures: caches in ``tmp_path``, record factories, source trees, seeded caches,
+the open-environment guard.
+
+Plain helpers live apart: builders of trees and caches in ``factories.py``, the
+CLI runner in ``clirun.py``, raw-LMDB damage in ``damage.py``.
+"""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Callable
@@ -9,6 +15,7 @@ from typing import Any, Callable
 import pytest
 from hypothesis import HealthCheck, settings
 
+from factories import DIRECT, CollectionBuilder, ProjectBuilder, Seeded, ShopWorld, with_roots
 from projcache import ProjectCache
 from projcache import storage as storage_module
 from projcache.config import Settings
@@ -38,6 +45,23 @@ def _no_environment_left_open() -> Iterator[None]:
         pytest.fail(
             f"test left {len(leaked)} LMDB environment(s) open: {[str(s.path) for s in leaked]}"
         )
+
+
+@pytest.fixture
+def isolated_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """No PROJCACHE_* setting, config file or ~/.skillmeat collection of the user leaks in.
+
+    A module whose every test runs the CLI or the server names it once:
+    ``pytestmark = pytest.mark.usefixtures("isolated_environment")``.
+    """
+    for name in list(os.environ):
+        if name.startswith("PROJCACHE_") or name == "SKILLMEAT_ENABLE_CACHE":
+            monkeypatch.delenv(name)
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(home / ".config"))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(home / ".cache"))
 
 
 @pytest.fixture
@@ -81,3 +105,61 @@ def make_project(tmp_path: Path) -> Callable[..., dict[str, Any]]:
         return record
 
     return make
+
+
+@pytest.fixture
+def tree(tmp_path: Path) -> Path:
+    """The folder holding ``collections/`` and ``projects/`` (apart from the cache)."""
+    path = Path(os.path.realpath(tmp_path)) / "tree"
+    path.mkdir()
+    return path
+
+
+@pytest.fixture
+def tree_settings(cache_settings: Settings, tree: Path) -> Settings:
+    """The ``cache_settings`` with collection and project roots in ``tree``."""
+    return with_roots(cache_settings, tree)
+
+
+@pytest.fixture
+def seeded_cache(
+    cache_settings: Settings,
+    make_artifact: Callable[..., dict[str, Any]],
+    make_project: Callable[..., dict[str, Any]],
+) -> Seeded:
+    """A closed cache of three artifacts, one project and one (current) deployment."""
+    with ProjectCache.open(settings=cache_settings) as cache:
+        cache.put_artifacts(
+            [
+                make_artifact("pdf", tags=["docs"], content_hash="h"),
+                make_artifact("docx", tags=["docs"]),
+                make_artifact("review", type="command"),
+            ]
+        )
+        cache.put_projects([make_project("shop")])
+        pid = cache.find_project("shop").id
+        cache.put_deployments(
+            [{"project_id": pid, "artifact_key": "default/skill/pdf", "content_hash": "h"}]
+        )
+    return Seeded(settings=cache_settings, pid=pid)
+
+
+@pytest.fixture
+def shop(tree: Path, tree_settings: Settings) -> ShopWorld:
+    """A real tree refreshed into a closed cache, plus one artifact that has no source."""
+    collection = CollectionBuilder(tree / "collections", "default")
+    collection.skill(
+        "pdf",
+        front_matter={"name": "pdf", "description": "Extract quokka text from PDF files."},
+        tags=["docs"],
+    )
+    collection.skill("notes")
+    collection.command("lint")
+    collection.write()
+    project = ProjectBuilder(tree / "projects", "shop")
+    project.deploy(collection, "skill", "pdf")
+    project.write()
+    with ProjectCache.open(settings=tree_settings) as cache:
+        assert cache.refresh().ok
+        cache.put_artifacts([DIRECT])
+    return ShopWorld(root=tree, settings=tree_settings, collection=collection, project=project)

@@ -10,6 +10,7 @@ SkillMeat computes them.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
@@ -22,19 +23,29 @@ from typing import Any, Optional, Union
 
 import yaml
 
+import projcache
 from projcache.codec import project_id_for_path
+from projcache.config import Settings
 from projcache.sources import content_hash, local_collection
 
 __all__ = [
+    "DIRECT",
+    "DIRECT_KEY",
+    "EXAMPLES",
     "FOLDERS",
+    "WORLD_KEYS",
     "CollectionBuilder",
     "ProjectBuilder",
+    "Seeded",
+    "ShopWorld",
     "age",
     "artifact_relative",
+    "copy_examples",
     "markdown",
     "set_mtime",
     "toml_document",
     "toml_value",
+    "with_roots",
     "write_artifact",
 ]
 
@@ -432,3 +443,84 @@ class ProjectBuilder:
                 self.deployed_text(), encoding="utf-8"
             )
         return self.path
+
+
+# -- the shipped examples -------------------------------------------------------------------------
+
+EXAMPLES = Path(projcache.__file__).parent / "examples"
+
+
+def copy_examples(target: Path) -> Path:
+    """Copy the shipped examples to ``target``, every file dated an hour ago; return its real path.
+
+    Fingerprints whose mtime lies within 2 s of their reading are re-read next
+    time (``RACY_WINDOW_NS``); old mtimes keep incremental counts exact.
+    """
+    shutil.copytree(EXAMPLES, target, symlinks=True)
+    old = time.time() - 3600
+    for path in [target, *target.rglob("*")]:
+        os.utime(path, (old, old), follow_symlinks=False)
+    return Path(os.path.realpath(target))
+
+
+# -- caches built from these trees ---------------------------------------------------------------
+
+
+def with_roots(settings: Settings, tree: Path) -> Settings:
+    """``settings`` with collection and project roots in ``tree``, and no fsync (tests only)."""
+    return dataclasses.replace(
+        settings,
+        collection_roots=(str(tree / "collections"),),
+        project_roots=(str(tree / "projects"),),
+        durability="none",
+    )
+
+
+# An artifact put straight into the cache: no source file says what it should be.
+DIRECT = {
+    "name": "direct",
+    "type": "agent",
+    "collection": "manual",
+    "description": "Put straight into the cache; no source file.",
+}
+DIRECT_KEY = "manual/agent/direct"
+# The artifacts of :class:`ShopWorld`'s collection.
+WORLD_KEYS = ["default/command/lint", "default/skill/notes", "default/skill/pdf"]
+
+
+@dataclasses.dataclass
+class ShopWorld:
+    """A collection ``default`` (pdf, notes, lint), a project ``shop`` deploying pdf, a cache."""
+
+    root: Path
+    settings: Settings
+    collection: CollectionBuilder
+    project: ProjectBuilder
+
+    @property
+    def cache_dir(self) -> Path:
+        """The cache's directory."""
+        return Path(self.settings.cache_dir)
+
+    def cli_env(self) -> dict[str, Optional[str]]:
+        """Environment for a CLI run that finds this world's roots and no user config."""
+        return {
+            "PROJCACHE_COLLECTIONS": str(self.root / "collections"),
+            "PROJCACHE_PROJECT_ROOTS": str(self.root / "projects"),
+            "PROJCACHE_CONFIG": None,
+            "PROJCACHE_AUTO_REPAIR": None,
+            "XDG_CONFIG_HOME": str(self.root / "no-config"),
+        }
+
+
+@dataclasses.dataclass
+class Seeded:
+    """A closed cache written through the facade: three artifacts, one project, one deployment."""
+
+    settings: Settings
+    pid: str
+
+    @property
+    def cache_dir(self) -> Path:
+        """The cache's directory."""
+        return Path(self.settings.cache_dir)

@@ -11,6 +11,7 @@ import pytest
 from projcache import (
     ArtifactNotFound,
     CacheDisabledError,
+    InvalidArgumentError,
     InvalidRecordError,
     KeyTooLongError,
     ProjectCache,
@@ -80,11 +81,15 @@ class TestArtifacts:
         assert stats.hit_rate == pytest.approx(2 / 3)
 
     def test_malformed_key_is_rejected(self, cache: ProjectCache) -> None:
-        """A key without three parts or with an unknown type raises InvalidRecordError."""
-        with pytest.raises(InvalidRecordError, match="<collection>/<type>/<name>"):
+        """A key without three parts or with a bad type is a bad argument, not a bad record."""
+        with pytest.raises(InvalidArgumentError, match="<collection>/<type>/<name>"):
             cache.get_artifact("pdf")
-        with pytest.raises(InvalidRecordError, match="type"):
+        with pytest.raises(InvalidArgumentError, match="type"):
             cache.get_artifact("default/Widget/pdf")
+        with pytest.raises(InvalidArgumentError, match="<collection>/<type>/<name>"):
+            cache.delete_artifact("pdf")
+        with pytest.raises(InvalidArgumentError, match="must not be empty"):
+            cache.get_artifact("")
 
     def test_invalid_record_names_the_field_and_writes_nothing(
         self, cache: ProjectCache, make_artifact: Factory
@@ -152,7 +157,7 @@ class TestListing:
 
     def test_unknown_type_filter_is_an_error(self, filled: ProjectCache) -> None:
         """A type outside the five artifact types is a usage error, not an empty list."""
-        with pytest.raises(InvalidRecordError, match="type must be a type name like one of"):
+        with pytest.raises(InvalidArgumentError, match="type must be a type name like one of"):
             list(filled.list_artifacts(type="Widget"))
 
 
@@ -280,7 +285,7 @@ class TestProjectsAndDeployments:
 
     def test_unknown_state_filter_is_an_error(self, cache: ProjectCache) -> None:
         """Only the four documented states are accepted as filters."""
-        with pytest.raises(InvalidRecordError, match="state must be one of"):
+        with pytest.raises(InvalidArgumentError, match="state must be one of"):
             cache.list_deployments(state="stale")  # type: ignore[arg-type]
 
 
@@ -342,7 +347,7 @@ class TestMaintenance:
         dest = cache.backup(tmp_path / "backup")
         with ProjectCache.open(dest, readonly=True) as copy:
             assert copy.get_artifact("default/skill/a") is not None
-        with pytest.raises(InvalidRecordError, match="already holds a cache"):
+        with pytest.raises(InvalidArgumentError, match="already holds a cache"):
             cache.backup(dest)
 
     @pytest.mark.parametrize("compact", [True, False])
@@ -378,7 +383,7 @@ class TestMaintenance:
             dest = tmp_path / f"dest{n}"
             dest.mkdir()
             (dest / "data.mdb").symlink_to(target)
-            with pytest.raises(InvalidRecordError, match="already holds a cache"):
+            with pytest.raises(InvalidArgumentError, match="already holds a cache"):
                 cache.backup(dest)
         assert victim.read_text() == "precious"
         assert not elsewhere.exists()
@@ -474,3 +479,55 @@ class TestSecondOpen:
             assert one.stats().stale_projects == 0
             assert two.stats().stale_projects == 1
             assert two.settings.ttl_seconds == 60.0
+
+
+class TestSourceDirectNames:
+    """``direct_reason`` and ``is_direct`` say what ``.direct`` (now deprecated) mixed up."""
+
+    def test_a_real_cache_is_not_direct(self, cache: ProjectCache) -> None:
+        """A cache that opened normally: no reason, not direct."""
+        assert cache.direct_reason is None
+        assert cache.is_direct is False
+
+    def test_a_disabled_cache_answers_from_source_and_says_why(
+        self, cache_settings: Settings
+    ) -> None:
+        """With the cache off, ``fallback`` gives a direct handle naming the reason."""
+        import dataclasses
+
+        settings = dataclasses.replace(cache_settings, enabled=False)
+        with ProjectCache.open(settings=settings, fallback=True) as cache:
+            assert cache.is_direct is True
+            assert cache.direct_reason == "the cache is disabled by configuration"
+
+    def test_direct_is_a_deprecated_alias_of_direct_reason(self, cache_settings: Settings) -> None:
+        """Reading ``.direct`` warns (DeprecationWarning) and still gives the reason."""
+        import dataclasses
+
+        settings = dataclasses.replace(cache_settings, enabled=False)
+        cache = ProjectCache.open(settings=settings, fallback=True)
+        try:
+            with pytest.warns(DeprecationWarning, match="direct_reason"):
+                assert cache.direct == cache.direct_reason
+        finally:
+            cache.close()
+
+
+class TestRepairUnopenable:
+    """``ProjectCache.repair_unopenable`` rebuilds a cache that cannot be opened."""
+
+    def test_a_cache_with_garbage_for_a_data_file_is_rebuilt(
+        self, cache_settings: Settings, make_artifact: Factory
+    ) -> None:
+        """The damaged folder is moved aside and a fresh, openable cache takes its place."""
+        with ProjectCache.open(settings=cache_settings) as cache:
+            cache.put_artifacts([make_artifact("pdf")])
+        data = Path(cache_settings.cache_dir) / "data.mdb"
+        data.write_bytes(b"\x00garbage" * 4096)
+        report = ProjectCache.repair_unopenable(settings=cache_settings)
+        assert report.repaired == 1
+        assert [f.kind for f in report.findings] == ["file"]
+        assert report.moved_to is not None and Path(report.moved_to).is_dir()
+        assert (Path(report.moved_to) / "data.mdb").read_bytes().startswith(b"\x00garbage")
+        with ProjectCache.open(settings=cache_settings, readonly=True) as cache:
+            assert cache.verify().ok

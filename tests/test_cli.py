@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import inspect
 import json
 import subprocess
 import sys
@@ -12,17 +11,14 @@ from typing import Any, Callable
 import lmdb
 import pytest
 import typer
-from typer.testing import CliRunner
 
 import projcache
+from clirun import runner
 from projcache import ProjectCache
 from projcache.config import Settings
 from projcache_cli import app
 
 Factory = Callable[..., dict[str, Any]]
-# Click < 8.2 (the newest on Python 3.9) mixes stderr into stdout unless told not to.
-_SEPARATE = "mix_stderr" in inspect.signature(CliRunner.__init__).parameters
-runner = CliRunner(**({"mix_stderr": False} if _SEPARATE else {}))
 
 
 @pytest.fixture

@@ -10,7 +10,6 @@ purpose, so every refresh that reads the collection exits 1.
 
 from __future__ import annotations
 
-import inspect
 import json
 import os
 import queue
@@ -26,15 +25,13 @@ from typing import IO, Any
 
 import pytest
 import typer
-from typer.testing import CliRunner, Result
+from typer.testing import Result
 
 import projcache
+from clirun import runner
+from factories import copy_examples
 from projcache import ProjectCache
 from projcache_cli import app, maintenance_cmd
-
-# Click < 8.2 (the newest on Python 3.9) mixes stderr into stdout unless told not to.
-_SEPARATE = "mix_stderr" in inspect.signature(CliRunner.__init__).parameters
-runner = CliRunner(**({"mix_stderr": False} if _SEPARATE else {}))
 
 EXAMPLES = Path(projcache.__file__).parent / "examples"
 PROJECTS = ("webapp", "api-service", "notes")
@@ -59,33 +56,13 @@ COMMANDS = (
 
 # -- fixtures and helpers ----------------------------------------------------------------------
 
-
-@pytest.fixture(autouse=True)
-def _isolated_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """No PROJCACHE_* setting, config file or ~/.skillmeat collection of the user leaks in."""
-    for name in list(os.environ):
-        if name.startswith("PROJCACHE_") or name == "SKILLMEAT_ENABLE_CACHE":
-            monkeypatch.delenv(name)
-    home = tmp_path / "home"
-    home.mkdir()
-    monkeypatch.setenv("HOME", str(home))
-    monkeypatch.setenv("XDG_CONFIG_HOME", str(home / ".config"))
-    monkeypatch.setenv("XDG_CACHE_HOME", str(home / ".cache"))
+pytestmark = pytest.mark.usefixtures("isolated_environment")
 
 
 @pytest.fixture
 def examples(tmp_path: Path) -> Path:
-    """A private copy of the shipped examples, every file dated an hour ago.
-
-    Fingerprints whose mtime lies within 2 s of their reading are re-read next
-    time (``RACY_WINDOW_NS``); old mtimes keep incremental counts exact.
-    """
-    root = tmp_path / "examples"
-    shutil.copytree(EXAMPLES, root, symlinks=True)
-    old = time.time() - 3600
-    for path in [root, *root.rglob("*")]:
-        os.utime(path, (old, old), follow_symlinks=False)
-    return Path(os.path.realpath(root))
+    """A private copy of the shipped examples, every file dated an hour ago."""
+    return copy_examples(tmp_path / "examples")
 
 
 @pytest.fixture
@@ -493,8 +470,8 @@ class TestListArtifacts:
     @pytest.mark.parametrize(
         ("args", "code", "message"),
         [
-            (["--type", "Bogus"], 2, "error: type must be a type name like one of "),
-            (["--state", "bogus"], 2, "error: state must be one of "),
+            (["--type", "Bogus"], 14, "error: type must be a type name like one of "),
+            (["--state", "bogus"], 14, "error: state must be one of "),
             (["--project", "nope"], 4, "error: no project 'nope' in the cache"),
         ],
     )
@@ -656,13 +633,13 @@ class TestListDeployments:
     @pytest.mark.parametrize(
         ("args", "code"),
         [
-            (["--state", "bogus"], 2),
-            (["--type", "Bogus!"], 2),
+            (["--state", "bogus"], 14),
+            (["--type", "Bogus!"], 14),
             (["--project", "nope"], 4),
         ],
     )
     def test_bad_arguments(self, refreshed: Path, args: list[str], code: int) -> None:
-        """A bad state or type exits 2, an unknown project 4; `error:` on stderr only."""
+        """A bad state or type exits 14 (InvalidArgumentError), an unknown project 4."""
         result = cli(refreshed, "list", "deployments", *args)
         assert result.exit_code == code
         assert result.stdout == ""
@@ -717,10 +694,10 @@ class TestGet:
         ]
 
     @pytest.mark.parametrize("key", ["Bad/key", "default/Bogus/pdf", "a/b/c/d", "default//pdf"])
-    def test_malformed_key_exits_2(self, refreshed: Path, key: str) -> None:
-        """A key that is not <collection>/<type>/<name> (nor <type>/<name>) is a usage error."""
+    def test_malformed_key_exits_14(self, refreshed: Path, key: str) -> None:
+        """A key that is not <collection>/<type>/<name> (nor <type>/<name>) is a bad argument."""
         result = cli(refreshed, "get", key)
-        assert result.exit_code == 2
+        assert result.exit_code == 14
         assert result.stdout == ""
         assert error_lines(result)[0].startswith("error: ")
         assert "Traceback" not in result.stderr
@@ -806,8 +783,8 @@ class TestSearch:
         assert error_lines(result) == ["error: the query is empty"]
 
     def test_bad_type_and_unknown_project(self, refreshed: Path) -> None:
-        """A bad --type is exit 2, an unknown --project exit 4."""
-        assert cli(refreshed, "search", "pdf", "--type", "Bogus!").exit_code == 2
+        """A bad --type is exit 14 (InvalidArgumentError), an unknown --project exit 4."""
+        assert cli(refreshed, "search", "pdf", "--type", "Bogus!").exit_code == 14
         unknown = cli(refreshed, "search", "pdf", "--project", "nope")
         assert unknown.exit_code == 4
         assert error_lines(unknown)[0] == "error: no project 'nope' in the cache"
@@ -927,16 +904,16 @@ class TestBackup:
         assert data == {"backup": str(dest), "bytes": (dest / "data.mdb").stat().st_size}
         assert data["bytes"] > 0
 
-    def test_into_a_directory_holding_a_cache_exits_2(
+    def test_into_a_directory_holding_a_cache_exits_14(
         self, refreshed: Path, tmp_path: Path
     ) -> None:
-        """A destination that is not empty (a cache in it) is refused (exit 2) and left alone."""
+        """A destination that is not empty (a cache in it) is refused (exit 14) and left alone."""
         dest = tmp_path / "backup"
         assert cli(refreshed, "backup", str(dest)).exit_code == 0
         before = (dest / "data.mdb").read_bytes()
         for target in (dest, refreshed):
             result = cli(refreshed, "backup", str(target))
-            assert result.exit_code == 2
+            assert result.exit_code == 14
             assert result.stdout == ""
             assert error_lines(result)[0] == (
                 f"error: {target} is not empty; backup writes into an empty or new folder"

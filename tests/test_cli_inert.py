@@ -7,7 +7,6 @@ visible escapes, one row per record, and ``--json`` keeps the exact strings.
 
 from __future__ import annotations
 
-import inspect
 import json
 import logging
 import re
@@ -15,15 +14,12 @@ from pathlib import Path
 from typing import Any, Callable
 
 import pytest
-from typer.testing import CliRunner
 
+from clirun import runner
 from projcache import ProjectCache
 from projcache.config import Settings
 from projcache_cli import app
 from projcache_cli.output import InertFormatter, inert
-
-_SEPARATE = "mix_stderr" in inspect.signature(CliRunner.__init__).parameters
-runner = CliRunner(**({"mix_stderr": False} if _SEPARATE else {}))
 
 # Clears the screen, rings the bell, returns to column 0, starts a new line,
 # reverses what follows, and asks rich for bold text.

@@ -20,8 +20,7 @@ import pytest
 import typer
 
 import projcache
-from projcache import codec
-from projcache.reads import _STATES
+from projcache import DEPLOYMENT_STATES, codec
 from projcache_cli import app
 from projcache_cli.errors import EXIT_DEGRADED, CliLogFormatter, CliLogHandler
 from projcache_cli.root import hoist_global_options
@@ -242,7 +241,7 @@ class TestHints:
         dest.mkdir()
         (dest / "keep.txt").write_text("mine")
         result = run(refreshed, "backup", str(dest))
-        assert result.code == 2
+        assert result.code == 14
         assert "is not empty" in result.err
         assert "hint: Name an empty or new folder" in result.err
         assert sorted(p.name for p in dest.iterdir()) == ["keep.txt"]
@@ -261,7 +260,7 @@ class TestHints:
     def test_ambiguous_name_lists_the_candidates(
         self, refreshed: dict[str, str], tmp_path: Path
     ) -> None:
-        """`get pdf` when two collections have a pdf: exit 2 naming both keys."""
+        """`get pdf` when two collections have a pdf: exit 14 naming both keys."""
         second = tmp_path / "second"
         (second / "skills" / "pdf").mkdir(parents=True)
         (second / "skills" / "pdf" / "SKILL.md").write_text(
@@ -269,7 +268,7 @@ class TestHints:
         )
         assert run(refreshed, "refresh", "-c", str(second)).code == 0
         result = run(refreshed, "get", "pdf")
-        assert result.code == 2
+        assert result.code == 14
         assert "'pdf' names 2 artifacts: default/skill/pdf, second/skill/pdf" in result.err
         assert "hint: Give the full key" in result.err
 
@@ -463,7 +462,7 @@ class TestConsistency:
                 for type_ in codec.ARTIFACT_TYPES:
                     assert type_ in help_text, (path, type_)
             if "--state" in opts:
-                for state in _STATES:
+                for state in DEPLOYMENT_STATES:
                     assert state in help_text, (path, state)
             envvar = getattr(param, "envvar", None)
             if envvar:

@@ -157,19 +157,24 @@ def _toml_value(text: str) -> Any:
         return text
 
 
-@pytest.fixture
-def plain_env(tmp_path: Path) -> dict[str, str]:
-    """An environment with a home folder and nothing else: only built-in defaults apply."""
-    home = tmp_path / "home"
+def skillmeat_home(home: Path) -> Path:
+    """Make ``home`` a SkillMeat user's home, for the README's "Use it on your SkillMeat
+    collection": the example collection where SkillMeat keeps collections, the projects
+    under ~/code.  Returns ``home``."""
     home.mkdir()
-    # A SkillMeat user's home, for the README's "Use it on your SkillMeat collection":
-    # the example collection where SkillMeat keeps collections, the projects under ~/code.
     shutil.copytree(
         EXAMPLES / "collections" / "default",
         home / ".skillmeat" / "collections" / "default",
         symlinks=True,
     )
     shutil.copytree(EXAMPLES / "projects", home / "code", symlinks=True)
+    return home
+
+
+@pytest.fixture
+def plain_env(tmp_path: Path) -> dict[str, str]:
+    """An environment with a home folder and nothing else: only built-in defaults apply."""
+    home = skillmeat_home(tmp_path / "home")
     return {"HOME": str(home)}
 
 
@@ -581,16 +586,7 @@ def sandbox(tmp_path: Path) -> Iterator[tuple[Path, dict[str, str]]]:
         for k, v in os.environ.items()
         if not k.startswith(("PROJCACHE_", "SKILLMEAT_", "XDG_"))
     }
-    home = tmp_path / "home"
-    home.mkdir()
-    # A SkillMeat user's home, for the README's "Use it on your SkillMeat collection":
-    # the example collection where SkillMeat keeps collections, the projects under ~/code.
-    shutil.copytree(
-        EXAMPLES / "collections" / "default",
-        home / ".skillmeat" / "collections" / "default",
-        symlinks=True,
-    )
-    shutil.copytree(EXAMPLES / "projects", home / "code", symlinks=True)
+    home = skillmeat_home(tmp_path / "home")
     env.update(
         HOME=str(home),
         XDG_CACHE_HOME=str(tmp_path / "xdg-cache"),

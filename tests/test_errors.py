@@ -18,6 +18,7 @@ from projcache.errors import (
     CachePermissionError,
     ConfigError,
     DiskFullError,
+    InvalidArgumentError,
     InvalidRecordError,
     KeyTooLongError,
     NotFoundError,
@@ -115,6 +116,7 @@ class TestTree:
         [
             (ConfigError, ValueError),
             (InvalidRecordError, ValueError),
+            (InvalidArgumentError, ValueError),
             (NotFoundError, KeyError),
             (ArtifactNotFound, KeyError),
             (ProjectNotFound, KeyError),
@@ -124,6 +126,71 @@ class TestTree:
     def test_builtin_bases(self, cls: type[ProjcacheError], builtin: type[Exception]) -> None:
         """Classes whose meaning matches a builtin also subclass it."""
         assert issubclass(cls, builtin)
+
+
+class TestHttpStatus:
+    """``http_status`` lives beside ``exit_code`` on every class; the server only reads it."""
+
+    @pytest.mark.parametrize("cls", EXCEPTIONS, ids=lambda c: c.__name__)
+    def test_every_class_states_both(self, cls: type[ProjcacheError]) -> None:
+        """Each class says its own exit code and HTTP status (not left to a table elsewhere)."""
+        assert "exit_code" in vars(cls), cls
+        assert "http_status" in vars(cls), cls
+        assert type(cls.http_status) is int and 400 <= cls.http_status <= 599
+
+    @pytest.mark.parametrize("cls", EXCEPTIONS, ids=lambda c: c.__name__)
+    def test_api_reference_gives_the_true_status(self, cls: type[ProjcacheError]) -> None:
+        """The error table of api-reference.md shows each class's exit code and HTTP status."""
+        text = (Path(__file__).parent.parent / "docs/cache/api-reference.md").read_text()
+        row = re.search(rf"^\| `{cls.__name__}` \|[^|]*\| (\d+) \| (\d+) \|", text, re.M)
+        assert row is not None, cls
+        assert (int(row.group(1)), int(row.group(2))) == (cls.exit_code, cls.http_status)
+
+    def test_the_server_answers_with_the_class_status(self) -> None:
+        """``error_status`` is the class attribute: a subclass without its own entry inherits."""
+        pytest.importorskip("fastapi")
+        from projcache.server.app import error_status
+
+        class Custom(CacheBusyError):
+            """A caller's own subclass."""
+
+        for cls in EXCEPTIONS:
+            assert error_status(cls("x")) == cls.http_status
+        assert error_status(Custom("x")) == 503
+        import projcache.server.app as app
+
+        assert not hasattr(app, "_STATUS")
+
+
+class TestInvalidArgument:
+    """Bad arguments and bad records are told apart."""
+
+    def test_it_has_its_own_exit_code(self) -> None:
+        """No other class shares exit 14."""
+        assert InvalidArgumentError.exit_code == 14
+        assert [c for c in EXCEPTIONS if c.exit_code == 14] == [InvalidArgumentError]
+
+    def test_it_is_no_invalid_record_error(self) -> None:
+        """An argument error is not caught as a record error, nor the other way round."""
+        assert not issubclass(InvalidArgumentError, InvalidRecordError)
+        assert not issubclass(InvalidRecordError, InvalidArgumentError)
+
+    def test_as_argument_error_turns_a_record_check_into_an_argument_error(self) -> None:
+        """The codec's checks raise InvalidRecordError; on an argument it becomes one."""
+        from projcache import codec
+
+        wanted = "artifact key must look like"
+        with pytest.raises(InvalidArgumentError, match=wanted), errors.as_argument_error():
+            codec.parse_artifact_key("nope")
+        with pytest.raises(KeyTooLongError), errors.as_argument_error():
+            codec.encode_key("x" * 600)
+
+    def test_cache_disabled_error_lives_in_errors(self) -> None:
+        """``CacheDisabledError`` is defined in projcache.errors, importable from projcache."""
+        import projcache
+
+        assert errors.CacheDisabledError.__module__ == "projcache.errors"
+        assert projcache.CacheDisabledError is errors.CacheDisabledError
 
 
 class TestMessagesAndHints:

@@ -191,10 +191,10 @@ class TestFilteredByDeployments:
 
     def test_filters_are_checked_at_the_call(self, cache: ProjectCache) -> None:
         """An unknown project or state fails before anything is listed."""
-        from projcache.errors import InvalidRecordError, ProjectNotFound
+        from projcache.errors import InvalidArgumentError, ProjectNotFound
 
         with pytest.raises(ProjectNotFound):
             cache.iter_artifacts_json(project="nowhere")
-        with pytest.raises(InvalidRecordError):
+        with pytest.raises(InvalidArgumentError):
             cache.iter_artifacts_json(state="sideways")  # type: ignore[arg-type]
         assert len(list(cache.list_artifacts(project=None, state=None))) == N

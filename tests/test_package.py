@@ -13,6 +13,7 @@ import pytest
 import projcache
 
 EXPECTED_ALL = [
+    "ARTIFACT_TYPES",
     "Artifact",
     "ArtifactNotFound",
     "CacheAlreadyOpenError",
@@ -26,10 +27,12 @@ EXPECTED_ALL = [
     "CacheStats",
     "ConfigError",
     "CorruptRecordError",
+    "DEPLOYMENT_STATES",
     "Deployment",
     "DiskFullError",
     "Finding",
     "Fingerprint",
+    "InvalidArgumentError",
     "InvalidRecordError",
     "KeyTooLongError",
     "NotFoundError",

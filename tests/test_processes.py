@@ -9,7 +9,6 @@ child fails the test with the child's own traceback.
 from __future__ import annotations
 
 import contextlib
-import logging
 import multiprocessing
 import os
 import signal
@@ -23,6 +22,7 @@ from typing import Any, Callable
 import lmdb
 import pytest
 
+from damage import collect_messages
 from projcache import ProjectCache
 from projcache.config import Settings
 
@@ -191,15 +191,7 @@ def _hold_read_transaction_child(path: str, release: Any, results: Any) -> None:
 def _open_and_report_child(path: str, results: Any) -> None:
     """Open the cache (running reader_check) and report its log and the reader table after."""
     try:
-        messages: list[str] = []
-
-        class _Collect(logging.Handler):
-            def emit(self, record: logging.LogRecord) -> None:
-                messages.append(record.getMessage())
-
-        storage_logger = logging.getLogger("projcache.storage")
-        storage_logger.addHandler(_Collect(logging.INFO))
-        storage_logger.setLevel(logging.INFO)
+        messages = collect_messages("projcache.storage")
         with ProjectCache.open(settings=_settings(path)) as cache:
             env = cache._storage.env
             report = {

@@ -26,7 +26,14 @@ from hypothesis.stateful import (
     run_state_machine_as_test,
 )
 
-from factories import CollectionBuilder, ProjectBuilder, age, artifact_relative, set_mtime
+from factories import (
+    CollectionBuilder,
+    ProjectBuilder,
+    age,
+    artifact_relative,
+    set_mtime,
+    with_roots,
+)
 from projcache import ProjectCache
 from projcache import refresh as refresh_module
 from projcache.config import Settings
@@ -66,22 +73,9 @@ def opens(monkeypatch: pytest.MonkeyPatch) -> OpenCounter:
 
 
 @pytest.fixture
-def tree(tmp_path: Path) -> Path:
-    """The folder holding ``collections/`` and ``projects/`` (apart from the cache)."""
-    path = Path(os.path.realpath(tmp_path)) / "tree"
-    path.mkdir()
-    return path
-
-
-@pytest.fixture
 def cache_settings(cache_settings: Settings, tree: Path) -> Settings:
     """The conftest settings, with collection and project roots in ``tree``."""
-    return dataclasses.replace(
-        cache_settings,
-        collection_roots=(str(tree / "collections"),),
-        project_roots=(str(tree / "projects"),),
-        durability="none",
-    )
+    return with_roots(cache_settings, tree)
 
 
 @dataclass

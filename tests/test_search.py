@@ -22,7 +22,7 @@ from projcache import ProjectCache
 from projcache import postings as postings_module
 from projcache import search as search_module
 from projcache.config import Settings
-from projcache.errors import InvalidRecordError, ProjectNotFound
+from projcache.errors import InvalidArgumentError, ProjectNotFound
 from projcache.search import LEVELS, MAX_PREFIX_TERMS, MAX_QUERY_WORDS
 from projcache.terms import STOP_WORDS, field_terms, name_bucket, query_words, stem
 
@@ -349,7 +349,7 @@ class TestFilters:
 
     def test_invalid_type_rejected(self, filled: ProjectCache) -> None:
         """A ``type`` that is not an artifact type is an error, not an empty result."""
-        with pytest.raises(InvalidRecordError):
+        with pytest.raises(InvalidArgumentError):
             filled.search("pdf", type="Skills!")
 
     def test_project(self, filled: ProjectCache, make_project: MakeProject) -> None:
@@ -419,9 +419,9 @@ class TestPaging:
 
     def test_negative_limit_or_offset_rejected(self, five: ProjectCache) -> None:
         """Negative ``limit`` or ``offset`` is invalid."""
-        with pytest.raises(InvalidRecordError):
+        with pytest.raises(InvalidArgumentError):
             five.search("pdf", limit=-1)
-        with pytest.raises(InvalidRecordError):
+        with pytest.raises(InvalidArgumentError):
             five.search("pdf", offset=-1)
 
 

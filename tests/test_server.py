@@ -15,7 +15,6 @@ subprocess.
 from __future__ import annotations
 
 import builtins
-import inspect
 import os
 import queue
 import re
@@ -37,10 +36,11 @@ from urllib.parse import urljoin
 import httpx
 import orjson
 import pytest
-from typer.testing import CliRunner, Result
+from typer.testing import Result
 
 import projcache
-from factories import CollectionBuilder, ProjectBuilder, age
+from clirun import runner
+from factories import CollectionBuilder, ProjectBuilder, age, copy_examples
 from projcache import ProjectCache
 from projcache.config import Settings
 from projcache.errors import (
@@ -98,38 +98,11 @@ PROJECTS = ("webapp", "api-service", "notes")
 ARTIFACTS = 14
 DEPLOYMENTS = 13
 BROKEN = ("collections", "default", "agents", "broken-agent.md")
-# Click < 8.2 (Python 3.9) mixes stderr into stdout unless told not to.
-_SEPARATE = "mix_stderr" in inspect.signature(CliRunner.__init__).parameters
-runner = CliRunner(**({"mix_stderr": False} if _SEPARATE else {}))
 
 
 # -- fixtures and helpers ----------------------------------------------------------------------
 
-
-@pytest.fixture(autouse=True)
-def _isolated_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """No PROJCACHE_* setting, config file or ~/.skillmeat collection of the user leaks in."""
-    for name in list(os.environ):
-        if name.startswith("PROJCACHE_") or name == "SKILLMEAT_ENABLE_CACHE":
-            monkeypatch.delenv(name)
-    home = tmp_path / "home"
-    home.mkdir()
-    monkeypatch.setenv("HOME", str(home))
-    monkeypatch.setenv("XDG_CONFIG_HOME", str(home / ".config"))
-    monkeypatch.setenv("XDG_CACHE_HOME", str(home / ".cache"))
-
-
-def copy_examples(target: Path) -> Path:
-    """Copy the shipped examples to ``target``, every file dated an hour ago; return its real path.
-
-    Fingerprints whose mtime lies within 2 s of their reading are re-read next
-    time (``RACY_WINDOW_NS``); old mtimes keep incremental counts exact.
-    """
-    shutil.copytree(EXAMPLES, target, symlinks=True)
-    old = time.time() - 3600
-    for path in [target, *target.rglob("*")]:
-        os.utime(path, (old, old), follow_symlinks=False)
-    return Path(os.path.realpath(target))
+pytestmark = pytest.mark.usefixtures("isolated_environment")
 
 
 def refresh_examples(cache: ProjectCache, examples: Path) -> RefreshReport:

@@ -234,7 +234,7 @@ class TestProfiles:
             ("review", "claude_code"),
         ]
         bad = runner.invoke(app, [*base, "--profile", "a/b"])
-        assert bad.exit_code == 2
+        assert bad.exit_code == 14  # InvalidArgumentError: a bad --profile filter
 
     def test_http_api_shows_and_filters_profiles(self, cache: ProjectCache, world: World) -> None:
         pytest.importorskip("fastapi")

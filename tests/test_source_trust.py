@@ -17,7 +17,7 @@ from typing import Any
 import lmdb
 import pytest
 
-from factories import CollectionBuilder, ProjectBuilder, age
+from factories import CollectionBuilder, ProjectBuilder, age, with_roots
 from projcache import ProjectCache, RecordTooLargeError
 from projcache import codec as codec_module
 from projcache.config import Settings
@@ -27,22 +27,27 @@ SECRET = "quokkasecret"
 
 
 @pytest.fixture
-def tree(tmp_path: Path) -> Path:
-    """The folder holding ``collections/``, ``projects/`` and ``outside/``."""
-    path = Path(os.path.realpath(tmp_path)) / "tree"
-    (path / "outside").mkdir(parents=True)
-    return path
+def tree(tree: Path) -> Path:
+    """The conftest ``tree``, with an ``outside/`` folder beside the roots."""
+    (tree / "outside").mkdir()
+    return tree
 
 
 @pytest.fixture
 def cache_settings(cache_settings: Settings, tree: Path) -> Settings:
     """The conftest settings with collection and project roots in ``tree``."""
-    return dataclasses.replace(
-        cache_settings,
-        collection_roots=(str(tree / "collections"),),
-        project_roots=(str(tree / "projects"),),
-        durability="none",
-    )
+    return with_roots(cache_settings, tree)
+
+
+def deployed_pdf(tree: Path) -> ProjectBuilder:
+    """A collection ``default`` with skill ``pdf``, deployed in project ``webapp``; written."""
+    collection = CollectionBuilder(tree / "collections", "default")
+    collection.skill("pdf", front_matter={"description": "PDF."})
+    collection.write()
+    project = ProjectBuilder(tree / "projects", "webapp")
+    project.deploy(collection, "skill", "pdf")
+    project.write()
+    return project
 
 
 @pytest.fixture
@@ -121,12 +126,7 @@ class TestLinksOutOfTheRoot:
         self, cache: ProjectCache, tree: Path, opened: list[str], target: str
     ) -> None:
         """A deployed folder replaced by a link out: an error, the last hash kept, no walk."""
-        collection = CollectionBuilder(tree / "collections", "default")
-        collection.skill("pdf", front_matter={"description": "PDF."})
-        collection.write()
-        project = ProjectBuilder(tree / "projects", "webapp")
-        project.deploy(collection, "skill", "pdf")
-        project.write()
+        project = deployed_pdf(tree)
         age(tree)
         assert cache.refresh().errors == []
         [before] = cache.list_deployments()
@@ -192,12 +192,7 @@ class TestBoundedHashing:
         self, cache_settings: Settings, tree: Path, opened: list[str]
     ) -> None:
         """Bytes over the limit are refused before any file of the folder is opened."""
-        collection = CollectionBuilder(tree / "collections", "default")
-        collection.skill("pdf", front_matter={"description": "PDF."})
-        collection.write()
-        project = ProjectBuilder(tree / "projects", "webapp")
-        project.deploy(collection, "skill", "pdf")
-        project.write()
+        project = deployed_pdf(tree)
         deployed = project.deployed_path("skill", "pdf")
         (deployed / "model.bin").write_bytes(b"\0" * 300_000)
         settings = dataclasses.replace(cache_settings, max_artifact_size=256 * 1024)

@@ -1367,8 +1367,13 @@ class TestFindCollections:
 # --------------------------------------------------------------------------- tracker
 
 
+Reader = Callable[[TreeScan], dict[str, Any]]
+# A reader that records each path it reads, and that list.
+Counting = tuple[Reader, list[str]]
+
+
 @pytest.fixture
-def counting_reader() -> tuple[Callable[[TreeScan], dict[str, Any]], list[str]]:
+def counting_reader() -> Counting:
     """A reader returning the file's text (or names in a folder), counting its calls."""
     calls: list[str] = []
 
@@ -1386,14 +1391,22 @@ def failing_reader(scan: TreeScan) -> dict[str, Any]:
     raise SourceFileError(f"{scan.root}: broken on purpose", path=scan.root)
 
 
+def read_once(root: Path, relative: str, reader: Reader) -> SourceTracker:
+    """A tracker with no kept fingerprints that has read ``relative`` once."""
+    tracker = SourceTracker(str(root), {}, full=False)
+    tracker.read(relative, reader, kind="test")
+    return tracker
+
+
+def tracker_after(root: Path, first: SourceTracker, full: bool = False) -> SourceTracker:
+    """The tracker of the next refresh: it keeps ``first``'s fingerprints."""
+    return SourceTracker(str(root), dict(first.current), full=full)
+
+
 class TestSourceTracker:
     """``SourceTracker`` re-reads only what changed and keeps the last good data."""
 
-    def test_first_read_calls_the_reader(
-        self,
-        tmp_path: Path,
-        counting_reader: tuple[Callable[[TreeScan], dict[str, Any]], list[str]],
-    ) -> None:
+    def test_first_read_calls_the_reader(self, tmp_path: Path, counting_reader: Counting) -> None:
         """With no previous fingerprint the reader runs and a fingerprint is kept."""
         reader, calls = counting_reader
         path = write(tmp_path / "a.toml", "one", age=HOUR)
@@ -1414,16 +1427,13 @@ class TestSourceTracker:
         assert not tracker.unchanged
 
     def test_unchanged_source_is_not_re_read(
-        self,
-        tmp_path: Path,
-        counting_reader: tuple[Callable[[TreeScan], dict[str, Any]], list[str]],
+        self, tmp_path: Path, counting_reader: Counting
     ) -> None:
         """A source whose trusted stat is unchanged returns its kept data without reading."""
         reader, calls = counting_reader
         write(tmp_path / "a.toml", "one", age=HOUR)
-        first = SourceTracker(str(tmp_path), {}, full=False)
-        first.read("a.toml", reader, kind="test")
-        second = SourceTracker(str(tmp_path), dict(first.current), full=False)
+        first = read_once(tmp_path, "a.toml", reader)
+        second = tracker_after(tmp_path, first)
         assert second.read("a.toml", reader, kind="test") == {
             "text": "one",
             "hash": hashlib.sha256(b"one").hexdigest(),
@@ -1441,8 +1451,7 @@ class TestSourceTracker:
         skill = tmp_path / "skills" / "pdf"
         write(skill / "SKILL.md", "x", age=HOUR)
         write(skill / "ref" / "notes.md", "y", age=HOUR)
-        first = SourceTracker(str(tmp_path), {}, full=False)
-        first.read("skills/pdf", hash_reader(), kind="test")
+        first = read_once(tmp_path, "skills/pdf", hash_reader())
         opened: list[str] = []
         real = fileio.open_source
 
@@ -1451,73 +1460,55 @@ class TestSourceTracker:
             return real(path)
 
         monkeypatch.setattr(fileio, "open_source", counting)
-        second = SourceTracker(str(tmp_path), dict(first.current), full=False)
+        second = tracker_after(tmp_path, first)
         assert second.read("skills/pdf", hash_reader(), kind="test") == {
             "hash": skillmeat_hash(skill),
             "kind": "test",
         }
         assert opened == []
 
-    def test_full_refresh_re_reads(
-        self,
-        tmp_path: Path,
-        counting_reader: tuple[Callable[[TreeScan], dict[str, Any]], list[str]],
-    ) -> None:
+    def test_full_refresh_re_reads(self, tmp_path: Path, counting_reader: Counting) -> None:
         """``full=True`` re-reads even unchanged, trusted sources."""
         reader, calls = counting_reader
         write(tmp_path / "a.toml", "one", age=HOUR)
-        first = SourceTracker(str(tmp_path), {}, full=False)
-        first.read("a.toml", reader, kind="test")
-        second = SourceTracker(str(tmp_path), dict(first.current), full=True)
+        first = read_once(tmp_path, "a.toml", reader)
+        second = tracker_after(tmp_path, first, full=True)
         second.read("a.toml", reader, kind="test")
         assert len(calls) == 2
 
-    def test_changed_file_is_re_read(
-        self,
-        tmp_path: Path,
-        counting_reader: tuple[Callable[[TreeScan], dict[str, Any]], list[str]],
-    ) -> None:
+    def test_changed_file_is_re_read(self, tmp_path: Path, counting_reader: Counting) -> None:
         """New content (with a new stat) is read again."""
         reader, calls = counting_reader
         path = write(tmp_path / "a.toml", "one", age=HOUR)
-        first = SourceTracker(str(tmp_path), {}, full=False)
-        first.read("a.toml", reader, kind="test")
+        first = read_once(tmp_path, "a.toml", reader)
         write(path, "two!", age=HOUR / 2)
-        second = SourceTracker(str(tmp_path), dict(first.current), full=False)
+        second = tracker_after(tmp_path, first)
         data = second.read("a.toml", reader, kind="test")
         assert data is not None and data["text"] == "two!"
         assert len(calls) == 2
         assert second.changed == 1
 
     def test_folder_change_deep_inside_is_noticed(
-        self,
-        tmp_path: Path,
-        counting_reader: tuple[Callable[[TreeScan], dict[str, Any]], list[str]],
+        self, tmp_path: Path, counting_reader: Counting
     ) -> None:
         """Adding an old file deep in a folder changes its signature, so it is re-read."""
         reader, calls = counting_reader
         skill = tmp_path / "skills" / "pdf"
         write(skill / "SKILL.md", "x", age=HOUR)
-        first = SourceTracker(str(tmp_path), {}, full=False)
-        first.read("skills/pdf", reader, kind="test")
+        first = read_once(tmp_path, "skills/pdf", reader)
         assert first.current["skills/pdf"].signature is not None
         write(skill / "deep" / "er" / "old.md", "copied with its mtime", age=2 * HOUR)
-        second = SourceTracker(str(tmp_path), dict(first.current), full=False)
+        second = tracker_after(tmp_path, first)
         data = second.read("skills/pdf", reader, kind="test")
         assert data is not None and data["names"] == ["SKILL.md", "deep/er/old.md"]
         assert len(calls) == 2
 
-    def test_racy_fingerprint_is_re_read(
-        self,
-        tmp_path: Path,
-        counting_reader: tuple[Callable[[TreeScan], dict[str, Any]], list[str]],
-    ) -> None:
+    def test_racy_fingerprint_is_re_read(self, tmp_path: Path, counting_reader: Counting) -> None:
         """A file modified within 2 s of being read is not trusted next time."""
         reader, calls = counting_reader
         write(tmp_path / "a.toml", "fresh")  # mtime is now: racy
-        first = SourceTracker(str(tmp_path), {}, full=False)
-        first.read("a.toml", reader, kind="test")
-        second = SourceTracker(str(tmp_path), dict(first.current), full=False)
+        first = read_once(tmp_path, "a.toml", reader)
+        second = tracker_after(tmp_path, first)
         second.read("a.toml", reader, kind="test")
         assert len(calls) == 2
         assert second.changed == 1
@@ -1528,7 +1519,7 @@ class TestSourceTracker:
     def test_racy_window_boundary(
         self,
         tmp_path: Path,
-        counting_reader: tuple[Callable[[TreeScan], dict[str, Any]], list[str]],
+        counting_reader: Counting,
         read_after_s: float,
         re_read: bool,
     ) -> None:
@@ -1536,8 +1527,7 @@ class TestSourceTracker:
         assert RACY_WINDOW_NS == 2_000_000_000
         reader, calls = counting_reader
         write(tmp_path / "a.toml", "x", age=HOUR)
-        first = SourceTracker(str(tmp_path), {}, full=False)
-        first.read("a.toml", reader, kind="test")
+        first = read_once(tmp_path, "a.toml", reader)
         old = first.current["a.toml"]
         mtime = datetime.fromtimestamp(old.mtime_ns / 1e9, tz=timezone.utc)
         shifted = old.model_copy(update={"read_at": mtime + timedelta(seconds=read_after_s)})
@@ -1546,15 +1536,12 @@ class TestSourceTracker:
         assert len(calls) == (2 if re_read else 1)
 
     def test_fingerprint_without_read_time_is_not_trusted(
-        self,
-        tmp_path: Path,
-        counting_reader: tuple[Callable[[TreeScan], dict[str, Any]], list[str]],
+        self, tmp_path: Path, counting_reader: Counting
     ) -> None:
         """A stored fingerprint with no ``read_at`` is always re-read."""
         reader, calls = counting_reader
         write(tmp_path / "a.toml", "x", age=HOUR)
-        first = SourceTracker(str(tmp_path), {}, full=False)
-        first.read("a.toml", reader, kind="test")
+        first = read_once(tmp_path, "a.toml", reader)
         unknown = first.current["a.toml"].model_copy(update={"read_at": None})
         SourceTracker(str(tmp_path), {"a.toml": unknown}, full=False).read(
             "a.toml", reader, kind="test"
@@ -1562,17 +1549,14 @@ class TestSourceTracker:
         assert len(calls) == 2
 
     def test_failing_reader_keeps_previous_data(
-        self,
-        tmp_path: Path,
-        counting_reader: tuple[Callable[[TreeScan], dict[str, Any]], list[str]],
+        self, tmp_path: Path, counting_reader: Counting
     ) -> None:
         """When a changed source fails to read, the last good data and fingerprint stay."""
         reader, _calls = counting_reader
         path = write(tmp_path / "a.toml", "good", age=HOUR)
-        first = SourceTracker(str(tmp_path), {}, full=False)
-        first.read("a.toml", reader, kind="test")
+        first = read_once(tmp_path, "a.toml", reader)
         write(path, "broken now", age=HOUR / 2)
-        second = SourceTracker(str(tmp_path), dict(first.current), full=False)
+        second = tracker_after(tmp_path, first)
         data = second.read("a.toml", failing_reader, kind="test")
         assert data is not None and data["text"] == "good"
         assert second.current["a.toml"] is first.current["a.toml"]
@@ -1603,20 +1587,15 @@ class TestSourceTracker:
         assert tracker.failed == 1
         assert "neither a file nor a directory" in tracker.errors[0].message
 
-    def test_missing_source_and_vanished(
-        self,
-        tmp_path: Path,
-        counting_reader: tuple[Callable[[TreeScan], dict[str, Any]], list[str]],
-    ) -> None:
+    def test_missing_source_and_vanished(self, tmp_path: Path, counting_reader: Counting) -> None:
         """A source gone since last time returns ``None`` and is listed as vanished."""
         reader, calls = counting_reader
         path = write(tmp_path / "a.toml", "x", age=HOUR)
         write(tmp_path / "b.toml", "y", age=HOUR)
-        first = SourceTracker(str(tmp_path), {}, full=False)
-        first.read("a.toml", reader, kind="test")
+        first = read_once(tmp_path, "a.toml", reader)
         first.read("b.toml", reader, kind="test")
         path.unlink()
-        second = SourceTracker(str(tmp_path), dict(first.current), full=False)
+        second = tracker_after(tmp_path, first)
         assert second.read("a.toml", reader, kind="test") is None
         assert second.read("b.toml", reader, kind="test") is not None
         assert second.read("never.toml", reader, kind="test") is None
@@ -1627,8 +1606,7 @@ class TestSourceTracker:
     def test_previous_fingerprint_model_round_trip(self, tmp_path: Path) -> None:
         """Fingerprints survive a dump/validate round trip and are still trusted."""
         write(tmp_path / "a.toml", "x", age=HOUR)
-        first = SourceTracker(str(tmp_path), {}, full=False)
-        first.read("a.toml", hash_reader(), kind="test")
+        first = read_once(tmp_path, "a.toml", hash_reader())
         stored = Fingerprint.model_validate(first.current["a.toml"].model_dump(mode="json"))
         calls: list[int] = []
 

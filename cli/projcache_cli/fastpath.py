@@ -448,7 +448,7 @@ def dispatch(argv: list[str]) -> Optional[int]:
     except Exception:
         return None
     try:
-        if cache.direct is not None:
+        if cache.is_direct:
             return None  # the Typer app prints the source-direct warning
         if words == ("list", "artifacts"):
             return _stream_list(values, cache)

@@ -38,16 +38,16 @@ def _choices(values: tuple[str, ...]) -> str:
 
 def type_help() -> str:
     """``--type``'s help, naming every artifact type."""
-    from projcache.codec import ARTIFACT_TYPES
+    from projcache import ARTIFACT_TYPES
 
-    return f"Only this artifact type: {_choices(tuple(ARTIFACT_TYPES))}."
+    return f"Only this artifact type: {_choices(ARTIFACT_TYPES)}."
 
 
 def state_help(what: str = "Only this deployment state") -> str:
     """``--state``'s help, naming every deployment state."""
-    from projcache.reads import _STATES
+    from projcache import DEPLOYMENT_STATES
 
-    return f"{what}: {_choices(tuple(_STATES))}."
+    return f"{what}: {_choices(DEPLOYMENT_STATES)}."
 
 
 TYPE_HELP = type_help()

@@ -73,18 +73,18 @@ def backup(
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
 ) -> None:
     """Write a consistent copy of the cache while others keep reading and writing."""
-    from projcache.errors import InvalidRecordError
+    from projcache.errors import InvalidArgumentError
 
     state = state_of(ctx)
     with cli_errors(state):
         target_dir = Path(os.path.expanduser(os.fspath(dest)))
         if os.path.lexists(target_dir) and not target_dir.is_dir():
-            raise InvalidRecordError(
+            raise InvalidArgumentError(
                 f"{dest} is a file; backup writes into a folder",
                 hint="Name an empty or new folder, e.g. backup-$(date +%F).",
             )
         if target_dir.is_dir() and any(target_dir.iterdir()):
-            raise InvalidRecordError(
+            raise InvalidArgumentError(
                 f"{dest} is not empty; backup writes into an empty or new folder",
                 hint="Name an empty or new folder (nothing in it is overwritten or removed).",
             )

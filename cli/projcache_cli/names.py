@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Optional
 import orjson
 
 from projcache import codec
-from projcache.errors import ArtifactNotFound, InvalidRecordError
+from projcache.errors import ArtifactNotFound, InvalidArgumentError, as_argument_error
 
 if TYPE_CHECKING:
     from projcache import ProjectCache
@@ -58,10 +58,11 @@ def resolve_artifact(cache: ProjectCache, ref: str) -> str:
 
     Raises:
         ArtifactNotFound: nothing has that key or name.
-        InvalidRecordError: a name matches several artifacts (the message lists their keys).
+        InvalidArgumentError: a name matches several artifacts (the message lists their keys).
     """
     if ref.count("/") >= 2 and not _DISPLAYED.match(ref):
-        codec.parse_artifact_key(ref)  # a malformed key is a usage error (exit 2)
+        with as_argument_error():  # a malformed key is a bad argument (exit 14)
+            codec.parse_artifact_key(ref)
         return ref  # a key: looked up as it is (a miss says "not cached")
     names = project_names(cache)
     displayed = _DISPLAYED.match(ref)
@@ -89,7 +90,7 @@ def resolve_artifact(cache: ProjectCache, ref: str) -> str:
                 hint="Run `projcache search WORDS` or `projcache list artifacts` to find it.",
             )
     shown = ", ".join(display_key(key, names) for key in sorted(found))
-    raise InvalidRecordError(
+    raise InvalidArgumentError(
         f"{ref!r} names {len(found)} artifacts: {shown}",
         hint="Give the full key (<collection>/<type>/<name>) of the one you mean.",
     )

@@ -37,7 +37,7 @@ def show(
     stale_collections = sum(1 for c in collections if c.is_stale(ttl))
     lines = [
         f"cache:        {stats.path}"
-        + (" (a throwaway copy read from the sources)" if cache.direct else ""),
+        + (" (a throwaway copy read from the sources)" if cache.is_direct else ""),
         f"size:         {human_bytes(stats.file_bytes)} on disk, "
         f"{human_bytes(stats.used_bytes)} used, map {human_bytes(stats.map_size)}",
         f"schema:       {stats.schema_version}",

@@ -53,10 +53,10 @@ def open_cache(state: CliState, readonly: bool = False, fallback: bool = False) 
     (with a hint when the cache itself needs attention).
     """
     cache = ProjectCache.open(state.cache_dir, readonly=readonly, fallback=fallback)
-    if cache.direct is not None:
-        warn(f"{cache.direct}; answering straight from the source files (slower)")
+    if cache.direct_reason is not None:
+        warn(f"{cache.direct_reason}; answering straight from the source files (slower)")
         if degraded_reason(cache) is not None:
-            hint = hint_for(StorageError(cache.direct), state.cache_dir)
+            hint = hint_for(StorageError(cache.direct_reason), state.cache_dir)
             typer.echo(
                 f"hint: {hint or 'Run `projcache verify` to see what is wrong with the cache.'}",
                 err=True,
@@ -70,7 +70,7 @@ def degraded_reason(cache: ProjectCache) -> Optional[str]:
     A source-direct answer because the cache is switched off by configuration
     is the configured behaviour, not a degraded one.
     """
-    reason = cache.direct
+    reason = cache.direct_reason
     if reason is None or reason == _DISABLED:
         return None
     return reason

@@ -58,9 +58,8 @@ def verify(
     deep): rebuild indexes, drop bad records and re-read their sources; a
     damaged environment is moved aside (kept) and rebuilt.
     """
-    from projcache import load_settings
+    from projcache import ProjectCache
     from projcache.errors import CacheCorruptError, CorruptRecordError
-    from projcache.recovery import repair_unopenable
 
     state = state_of(ctx)
     with cli_errors(state):
@@ -76,8 +75,7 @@ def verify(
         except CacheCorruptError as exc:
             if not repair or isinstance(exc, CorruptRecordError):
                 raise
-            settings = load_settings(dir=str(state.cache_dir) if state.cache_dir else None)
-            report = repair_unopenable(settings)
+            report = ProjectCache.repair_unopenable(state.cache_dir)
     if as_json:
         data = report.model_dump(mode="json")
         data["ok"] = report.ok

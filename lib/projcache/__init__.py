@@ -11,7 +11,6 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from .cache import CacheDisabledError as CacheDisabledError
     from .cache import ProjectCache as ProjectCache
     from .cache import SearchResults as SearchResults
     from .config import Settings as Settings
@@ -21,12 +20,14 @@ if TYPE_CHECKING:
     from .errors import CacheBusyError as CacheBusyError
     from .errors import CacheClosedError as CacheClosedError
     from .errors import CacheCorruptError as CacheCorruptError
+    from .errors import CacheDisabledError as CacheDisabledError
     from .errors import CacheFullError as CacheFullError
     from .errors import CacheNotFoundError as CacheNotFoundError
     from .errors import CachePermissionError as CachePermissionError
     from .errors import ConfigError as ConfigError
     from .errors import CorruptRecordError as CorruptRecordError
     from .errors import DiskFullError as DiskFullError
+    from .errors import InvalidArgumentError as InvalidArgumentError
     from .errors import InvalidRecordError as InvalidRecordError
     from .errors import KeyTooLongError as KeyTooLongError
     from .errors import NotFoundError as NotFoundError
@@ -51,8 +52,12 @@ if TYPE_CHECKING:
     from .models import SearchHit as SearchHit
     from .models import SourceError as SourceError
     from .models import VerifyReport as VerifyReport
+    from .vocabulary import ARTIFACT_TYPES as ARTIFACT_TYPES
+    from .vocabulary import DEPLOYMENT_STATES as DEPLOYMENT_STATES
 
-__all__ = [
+# Plain sorted() order (tests/test_package.py), not ruff's constants-first order.
+__all__ = [  # noqa: RUF022
+    "ARTIFACT_TYPES",
     "Artifact",
     "ArtifactNotFound",
     "CacheAlreadyOpenError",
@@ -66,10 +71,12 @@ __all__ = [
     "CacheStats",
     "ConfigError",
     "CorruptRecordError",
+    "DEPLOYMENT_STATES",
     "Deployment",
     "DiskFullError",
     "Finding",
     "Fingerprint",
+    "InvalidArgumentError",
     "InvalidRecordError",
     "KeyTooLongError",
     "NotFoundError",
@@ -97,8 +104,9 @@ __all__ = [
 ]
 
 _HOMES = {
-    **dict.fromkeys(("CacheDisabledError", "ProjectCache", "SearchResults"), "cache"),
+    **dict.fromkeys(("ProjectCache", "SearchResults"), "cache"),
     **dict.fromkeys(("Settings", "load_settings"), "config"),
+    **dict.fromkeys(("ARTIFACT_TYPES", "DEPLOYMENT_STATES"), "vocabulary"),
     **dict.fromkeys(
         (
             "Artifact",

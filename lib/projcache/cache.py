@@ -1,5 +1,10 @@
 """``ProjectCache``: the facade that users hold.
 
+This module holds its lifecycle (open, source-direct fallback, rebuild,
+close) and the transaction plumbing; the methods come in layers of mixins:
+reads (:mod:`projcache.reads`), writes (:mod:`projcache.writes`), refresh
+and maintenance (:mod:`projcache.maintenance`).
+
 Every public mutation is exactly one LMDB write transaction covering the
 records and all their index entries, so readers in any process see all of a
 change or none of it.  Reads never block (LMDB MVCC) and never hold a
@@ -9,53 +14,45 @@ streamed while its iterator is open.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
-import os
+import warnings
 import zlib
-from collections.abc import Iterable
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Optional, TypeVar, Union
 
-from . import codec
 from .config import Settings, load_settings
 from .errors import (
-    ArtifactNotFound,
     CacheClosedError,
     CacheCorruptError,
+    CacheDisabledError,
     CacheNotFoundError,
     CachePermissionError,
     CorruptRecordError,
-    InvalidRecordError,
-    NotFoundError,
     ProjcacheError,
-    ProjectNotFound,
     ReadOnlyCacheError,
     SchemaVersionError,
     StorageError,
-    translate_os_error,
 )
+from .maintenance import CacheMaintenance
 from .migrate import SCHEMA_VERSION, MigrationProgress, ensure_schema, read_schema
-from .reads import CacheReads, SearchResults
+from .reads import SearchResults
 from .repository import Repositories
 from .storage import Storage, Txn
 
 if TYPE_CHECKING:
     from types import TracebackType
 
+    from .direct import DirectStore
     from .models import (
-        Artifact,
-        CacheStats,
-        Collection,
-        Deployment,
-        Project,
-        RefreshReport,
         VerifyReport,
     )
-    from .refresh import PathLike, Progress
-    from .roots import SourceRoots
+    from .recovery import CacheAccess, RecoveryResult
 
-__all__ = ["CacheDisabledError", "ProjectCache", "SearchResults"]
+# CacheDisabledError lives in errors.py; the import above keeps ``projcache.cache`` importing it.
+__all__ = ["ProjectCache", "SearchResults"]
 
 logger = logging.getLogger(__name__)
 
@@ -88,15 +85,7 @@ def _applied(settings: Settings, storage: Storage) -> Settings:
     return dataclasses.replace(settings, **differ)
 
 
-class CacheDisabledError(ProjcacheError):
-    """The cache is switched off by ``PROJCACHE_ENABLED=false`` (or ``SKILLMEAT_ENABLE_CACHE``)."""
-
-    default_hint = (
-        "Set PROJCACHE_ENABLED=true (and unset SKILLMEAT_ENABLE_CACHE=false) to use the cache."
-    )
-
-
-class ProjectCache(CacheReads):
+class ProjectCache(CacheMaintenance):
     """A persistent, memory-mapped cache of projects, artifacts and deployments.
 
     Open it with :meth:`open` (preferably as a context manager).  One instance
@@ -116,9 +105,8 @@ class ProjectCache(CacheReads):
         self._closed = False
         # Set when the directory is not writable and the cache was opened read-only instead.
         self._write_denied = False
-        # Set on a source-direct handle (see projcache.direct).
-        self._direct_reason: Optional[str] = None
-        self._scratch: Optional[Path] = None
+        # The throwaway store of a source-direct handle (see projcache.direct).
+        self._direct: Optional[DirectStore] = None
 
     @property
     def _repos(self) -> Repositories:
@@ -172,9 +160,7 @@ class ProjectCache(CacheReads):
             settings = dataclasses.replace(settings, cache_dir=Path(path))
         if not settings.enabled:
             if fallback:
-                from .direct import open_direct
-
-                return open_direct(settings, "the cache is disabled by configuration")
+                return cls._open_direct(settings, "the cache is disabled by configuration")
             raise CacheDisabledError("the cache is disabled by configuration")
         try:
             return cls._open(settings, readonly, progress)
@@ -185,12 +171,10 @@ class ProjectCache(CacheReads):
                 logger.warning(
                     "the cache in %s is damaged (%s); repairing it", settings.cache_dir, exc
                 )
-                rebuild(settings)
+                rebuild(settings, cls._open_access)
                 return cls._open(settings, readonly, progress)
             if fallback:
-                from .direct import open_direct
-
-                return open_direct(settings, f"the cache in {settings.cache_dir} is damaged")
+                return cls._open_direct(settings, f"the cache in {settings.cache_dir} is damaged")
             if isinstance(exc, CorruptRecordError):
                 raise  # names the record; its hint already says what to run
             where = str(Path(settings.cache_dir).resolve())
@@ -207,9 +191,7 @@ class ProjectCache(CacheReads):
         except (CachePermissionError, StorageError) as exc:
             if not fallback or isinstance(exc, (CacheNotFoundError, SchemaVersionError)):
                 raise
-            from .direct import open_direct
-
-            return open_direct(
+            return cls._open_direct(
                 settings, f"the cache in {settings.cache_dir} cannot be used ({exc})"
             )
 
@@ -241,12 +223,81 @@ class ProjectCache(CacheReads):
             raise
         return cache
 
+    @classmethod
+    def _open_direct(cls, settings: Settings, reason: str) -> ProjectCache:
+        """A source-direct handle: a throwaway store read from the sources (projcache.direct)."""
+        from .direct import DirectStore
+
+        store = DirectStore(settings, reason)
+        try:
+            cache = cls._open(store.settings, False)
+        except BaseException:
+            store.remove()
+            raise
+        cache._direct = store
+        try:
+            store.fill(cache.refresh)
+        except BaseException:
+            cache.close()
+            raise
+        return cache
+
+    @property
+    def direct_reason(self) -> Optional[str]:
+        """Why this handle reads straight from the source files, or ``None`` for a real cache."""
+        return None if self._direct is None else self._direct.reason
+
+    @property
+    def is_direct(self) -> bool:
+        """True when this handle reads straight from the source files (source-direct mode)."""
+        return self._direct is not None
+
     @property
     def direct(self) -> Optional[str]:
-        """Why this handle reads straight from the source files, or ``None`` for a real cache."""
-        return self._direct_reason
+        """Deprecated alias of :attr:`direct_reason` (it reads like a boolean; it is not one).
 
-    def _rebuild(self) -> Any:
+        Use :attr:`is_direct` to test, :attr:`direct_reason` for the reason.
+        """
+        warnings.warn(
+            "ProjectCache.direct is deprecated; use .is_direct or .direct_reason",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return self.direct_reason
+
+    @property
+    def _scratch(self) -> Optional[Path]:
+        """The folder of a source-direct handle's throwaway store (removed on close)."""
+        return None if self._direct is None else self._direct.scratch
+
+    @classmethod
+    @contextlib.contextmanager
+    def _open_access(cls, settings: Settings) -> Iterator[CacheAccess]:
+        """Open a fresh cache for a rebuild and hand recovery access to it."""
+        with cls.open(settings=settings) as cache:
+            yield cache._access()
+
+    @classmethod
+    def repair_unopenable(
+        cls, path: Union[str, Path, None] = None, *, settings: Optional[Settings] = None
+    ) -> VerifyReport:
+        """Rebuild a cache that cannot even be opened; report it as a repaired file finding.
+
+        For ``verify --repair`` when :meth:`open` raises
+        :class:`~projcache.errors.CacheCorruptError`: the damaged files are moved
+        aside (kept), what still reads is carried over and the rest re-read from
+        source, as :meth:`verify` with ``repair`` does for a cache it could open.
+        The directory is ``path``, else the configured one.
+        """
+        from .recovery import repair_unopenable
+
+        if settings is None:
+            settings = load_settings(dir=str(path) if path is not None else None)
+        elif path is not None:
+            settings = dataclasses.replace(settings, cache_dir=Path(path))
+        return repair_unopenable(settings, cls._open_access)
+
+    def _rebuild(self) -> RecoveryResult:
         """Rebuild a damaged environment in place (see :func:`projcache.recovery.rebuild`)."""
         from .errors import CacheBusyError
         from .recovery import rebuild
@@ -260,7 +311,7 @@ class ProjectCache(CacheReads):
             )
         self._storage.release()
         try:
-            return rebuild(self.settings)
+            return rebuild(self.settings, type(self)._open_access)
         finally:
             self._storage = Storage.acquire(self.settings.cache_dir, self.settings, False)
             self._repos_cache = None
@@ -278,10 +329,8 @@ class ProjectCache(CacheReads):
         finally:
             self._closed = True
             self._storage.release()
-            if self._scratch is not None:
-                import shutil
-
-                shutil.rmtree(self._scratch, ignore_errors=True)
+            if self._direct is not None:
+                self._direct.remove()
 
     def __enter__(self) -> ProjectCache:
         return self
@@ -371,295 +420,3 @@ class ProjectCache(CacheReads):
         self._hits -= hits
         self._misses -= misses
         return result
-
-    def _put_many(
-        self, model_name: str, items: Iterable[Any], put: Callable[[Txn, Repositories, Any], Any]
-    ) -> int:
-        """Validate every item as ``model_name``, then ``put`` them all in one transaction."""
-        from . import models
-
-        model = getattr(models, model_name)
-        records = [models.validate(model, item) for item in items]
-        if model_name == "Artifact":
-            # Key order fills LMDB's pages (appends split full pages) and gives a batch's ids
-            # in key order; a stable sort keeps the last of two records with one key last.
-            records.sort(key=lambda record: record.key)
-
-        def body(txn: Txn) -> int:
-            for record in records:
-                put(txn, self._repos, record)
-            return len(records)
-
-        return self._write(body) if records else 0
-
-    # -- writes (queries are in CacheReads) -----------------------------------
-
-    def put_artifacts(self, artifacts: Iterable[Union[Artifact, dict[str, Any]]]) -> int:
-        """Insert or replace artifacts in one transaction; return how many were written.
-
-        Every record is validated before anything is written; the search index,
-        facets and the states of their deployments are updated in the same transaction.
-
-        Raises:
-            InvalidRecordError: a record is invalid (nothing is written).
-        """
-        from . import mutations  # the write side: not loaded by read-only CLI calls
-
-        return self._put_many("Artifact", artifacts, mutations.put_artifact)
-
-    def delete_artifact(self, key: str) -> None:
-        """Remove an artifact and its index entries; its deployments become ``missing``.
-
-        Raises:
-            ArtifactNotFound: no such artifact.
-        """
-        from . import mutations  # the write side: not loaded by read-only CLI calls
-
-        codec.parse_artifact_key(key)
-        if not self._write(lambda txn: mutations.delete_artifact(txn, self._repos, key)):
-            raise ArtifactNotFound(f"no artifact {key!r} in the cache")
-
-    def put_projects(self, projects: Iterable[Union[Project, dict[str, Any]]]) -> int:
-        """Insert or replace projects in one transaction; return how many were written."""
-        from . import mutations  # the write side: not loaded by read-only CLI calls
-
-        return self._put_many("Project", projects, mutations.put_project)
-
-    def delete_project(self, project_id: str) -> None:
-        """Remove a project and all its deployments in one transaction.
-
-        Raises:
-            ProjectNotFound: no such project.
-        """
-        from . import mutations  # the write side: not loaded by read-only CLI calls
-
-        if not self._write(lambda txn: mutations.delete_project(txn, self._repos, project_id)):
-            raise ProjectNotFound(f"no project {project_id!r} in the cache")
-
-    def put_deployments(self, deployments: Iterable[Union[Deployment, dict[str, Any]]]) -> int:
-        """Insert or replace deployments in one transaction, computing each one's state.
-
-        Raises:
-            InvalidRecordError: a record is invalid or names a project not in the cache.
-        """
-        from . import mutations  # the write side: not loaded by read-only CLI calls
-
-        return self._put_many("Deployment", deployments, mutations.put_deployment)
-
-    def delete_deployment(
-        self, project_id: str, artifact_key: str, profile: str = "claude_code"
-    ) -> bool:
-        """Remove one deployment (of ``artifact_key`` to ``profile``); return whether it existed."""
-        from . import mutations  # the write side: not loaded by read-only CLI calls
-
-        return self._write(
-            lambda txn: mutations.delete_deployment(
-                txn, self._repos, project_id, artifact_key, profile
-            )
-        )
-
-    # -- refresh and maintenance -------------------------------------------------------------
-
-    def refresh(
-        self,
-        collections: Optional[Iterable[PathLike]] = None,
-        projects: Optional[Iterable[PathLike]] = None,
-        full: bool = False,
-        stale_only: bool = False,
-        *,
-        progress: Optional[Progress] = None,
-    ) -> RefreshReport:
-        """Bring the cache up to date with the files on disk; return what was done.
-
-        Without ``collections`` and ``projects``, refreshes the configured
-        collection and project roots plus everything already cached (a cached
-        folder that is gone is removed).  Given either, refreshes just those
-        folders.  Only sources whose stat changed are re-read, unless ``full``;
-        ``stale_only`` skips collections and projects that are still fresh.
-        A bad file never aborts: it is reported in the result and on its
-        project or collection, whose last good data is kept.
-
-        Raises:
-            SourceFileError: a folder given is not a collection or project.
-            ReadOnlyCacheError: the cache is open read-only.
-        """
-        from .refresh import RefreshContext, run_refresh
-
-        self._check_writable()
-        ctx = RefreshContext(
-            read=self._read,
-            write=self._write,
-            repos=lambda: self._repos,
-            settings=self.settings,
-            reserve=self._storage.reserve,
-        )
-        given_collections = None if collections is None else list(collections)
-        given_projects = None if projects is None else list(projects)
-        report = run_refresh(
-            ctx,
-            collections=given_collections,
-            projects=given_projects,
-            full=full,
-            stale_only=stale_only,
-            progress=progress,
-        )
-        if given_collections or given_projects:
-            self._remember_roots(given_collections or [], given_projects or [])
-        return report
-
-    def _remember_roots(self, collections: list[PathLike], projects: list[PathLike]) -> None:
-        """Add folders given to a refresh to the remembered roots (meta and ``roots.json``).
-
-        Only the folders passed explicitly: configured roots live in the
-        config.  A rebuild re-reads all of them (see :mod:`projcache.roots`).
-        """
-        from .roots import META_KEY, SourceRoots, read_side_file, write_side_file
-
-        def resolved(paths: list[PathLike]) -> list[str]:
-            return [os.path.realpath(os.path.expanduser(os.fspath(p))) for p in paths]
-
-        given = SourceRoots.of(resolved(collections), resolved(projects))
-        meta = self._repos.meta
-        stored = self._read(lambda txn: SourceRoots.from_json(meta.get(txn, META_KEY)))
-        merged = stored | given
-        if merged != stored:
-            self._write(lambda txn: meta.put(txn, META_KEY, merged.to_json()))
-        side = read_side_file(self.path)
-        if side | merged != side:
-            try:
-                write_side_file(self.path, side | merged)
-            except OSError as exc:  # the roots are in the cache anyway; warn, do not fail
-                logger.warning("could not write %s/roots.json: %s", self.path, exc)
-
-    def source_roots(self) -> SourceRoots:
-        """Every collection and project folder this cache was ever refreshed from by name.
-
-        The union of what the cache itself remembers (``meta``) and its side
-        file ``<cache_dir>/roots.json``, which survives damage to the data file.
-        A rebuild (``verify(repair=True)`` on a damaged file) re-reads all of
-        them; configured roots (settings) are not listed here.
-        """
-        from .roots import META_KEY, SourceRoots, read_side_file
-
-        self._check_open()
-        meta = self._repos.meta
-        try:
-            stored = self._read(lambda txn: SourceRoots.from_json(meta.get(txn, META_KEY)))
-        except CacheCorruptError:
-            stored = SourceRoots()
-        return stored | read_side_file(self.path)
-
-    def invalidate(self, project: Optional[str] = None, collection: Optional[str] = None) -> int:
-        """Mark a project (id, name or path), a collection (name), or everything as stale.
-
-        Returns how many were marked.  Data stays readable until the next
-        refresh replaces it; ``refresh(stale_only=True)`` re-reads just these.
-        """
-        from . import mutations  # the write side: not loaded by read-only CLI calls
-
-        repos = self._repos
-        if project is None and collection is None:
-            # Everything: one meta key, whatever the number of units (see UnitStaleness).
-            def count(txn: Txn) -> int:
-                return repos.projects.count(txn) + repos.collections.count(txn)
-
-            if not self._read(count):
-                return 0
-
-            def mark_all(txn: Txn) -> int:
-                units = repos.projects.count(txn) + repos.collections.count(txn)
-                if units:
-                    repos.staleness.mark(txn)
-                return units
-
-            return self._write(mark_all)
-        projects = [self.find_project(project)] if project is not None else []
-        collections: list[Collection] = []
-        if collection is not None:
-            found = self.get_collection(collection)
-            if found is None:
-                raise NotFoundError(
-                    f"no collection {collection!r} in the cache",
-                    hint="Run `projcache show` to see the cached collections.",
-                )
-            collections = [found]
-
-        def body(txn: Txn) -> int:
-            for target in projects:
-                mutations.put_project(txn, repos, target.model_copy(update={"stale": True}))
-            for record in collections:
-                repos.collections.put(txn, record.model_copy(update={"stale": True}))
-            return len(projects) + len(collections)
-
-        return self._write(body) if projects or collections else 0
-
-    def clear(self) -> None:
-        """Remove every record and index entry in one transaction (schema and counters stay)."""
-        from . import mutations  # the write side: not loaded by read-only CLI calls
-
-        self._write(lambda txn: mutations.clear_all(txn, self._storage.dbs))
-
-    def stats(self) -> CacheStats:
-        """Counts, bytes, map size, hit/miss counters and freshness (one pass over projects)."""
-        from .stats import collect_stats
-
-        self._check_open()
-        return collect_stats(
-            self._storage, self._repos, self._hits, self._misses, self.settings.ttl_seconds
-        )
-
-    def verify(
-        self,
-        repair: bool = False,
-        sources: bool = False,
-        *,
-        deep: bool = False,
-        progress: Optional[Callable[[int, int], None]] = None,
-    ) -> VerifyReport:
-        """Check the cache; by default quickly, with ``deep`` (or ``repair``/``sources``) fully.
-
-        The quick check (:func:`projcache.quickverify.quick_verify`) reads every
-        stored value once: frame and CRC32 of each, key shapes, index sizes.
-        The deep check also walks the file's pages (``lmdb.verify`` on a copy),
-        validates every record against its model and recomputes every index;
-        ``sources`` also compares every source fingerprint with the file now.
-        With ``repair`` (always deep) every repairable finding is fixed: indexes
-        rebuilt, bad records dropped and re-read from source, and a damaged
-        environment moved aside (kept for inspection) and rebuilt from what
-        still reads and from source.  ``progress(done, total)`` is called as
-        values are checked.
-        """
-        from .recovery import verify_cache
-
-        self._check_open()
-        if repair:
-            self._check_writable()
-        if not (deep or repair or sources):
-            from .quickverify import quick_verify
-
-            return quick_verify(self._storage, progress)
-        return verify_cache(self, repair=repair, sources=sources, progress=progress)
-
-    def backup(self, dest: Union[str, Path], compact: bool = True) -> Path:
-        """Write a consistent copy of the cache into directory ``dest``; return its path.
-
-        ``dest`` is created if needed and must not already hold a cache.  With
-        ``compact`` free pages are omitted (smaller, slower).  Readers and
-        writers go on meanwhile (the copy reads one snapshot).
-        """
-        target = Path(dest).expanduser().resolve()
-        if os.path.lexists(target / "data.mdb"):
-            raise InvalidRecordError(f"{target} already holds a cache; choose an empty directory")
-        self._check_open()
-        missing = [target, *(p for p in target.parents if not p.exists())]
-        try:
-            target.mkdir(mode=0o700, parents=True, exist_ok=True)
-            # A backup is as private as the cache: the folder (and every folder
-            # created for it) 0700 whatever the umask, the data file 0600.
-            for folder in missing:
-                if folder.is_dir() and folder.stat().st_uid == os.geteuid():
-                    folder.chmod(0o700)
-        except OSError as exc:
-            raise translate_os_error(exc, path=str(target)) from exc
-        self._storage.copy(target, compact=compact)
-        return target

@@ -31,11 +31,14 @@ from __future__ import annotations
 import re
 import struct
 import zlib
-from typing import Any, Literal, Optional, get_args
+from typing import Any, Optional
 
 import orjson
 
 from .errors import CorruptRecordError, InvalidRecordError, KeyTooLongError, RecordTooLargeError
+
+# Re-exported: the one list of each lives in vocabulary.py.
+from .vocabulary import ARTIFACT_TYPES, DEPLOYMENT_STATES
 
 __all__ = [
     "ARTIFACT_TYPES",
@@ -92,40 +95,6 @@ MAX_BODY_CHARS = 2000
 #: in its fingerprint and bounded by ``max_file_size`` (16 MiB by default).
 MAX_RECORD_BYTES = 64 * 1024**2
 SEPARATOR = b"\x00"
-# The artifact types SkillMeat 0.74.0 knows (skillmeat/core/artifact_detection.py,
-# ArtifactType, in its order): the one list every other list of types
-# (models, CLI choices, API parameters, search filters, layouts) derives from.
-# A type not in it (a newer SkillMeat's) is still accepted wherever a type is
-# stored, as long as it is a plain name (see check_type_name).
-ARTIFACT_TYPES = (
-    "skill",
-    "command",
-    "agent",
-    "hook",
-    "mcp",
-    "workflow",
-    "composite",
-    "context_module",
-    "template",
-    "group",
-    "deployment_set",
-    "context_pack",
-    "bundle",
-    "reviewer_role",
-    "council",
-    "orchestration",
-    "soul",
-    "project_config",
-    "spec_file",
-    "rule_file",
-    "context_file",
-    "progress_template",
-)
-# Every deployment state, in the order listings show them (deployment_state.py decides which).
-DeploymentStateName = Literal[
-    "current", "outdated", "modified", "conflict", "missing", "unknown-collection"
-]
-DEPLOYMENT_STATES: tuple[str, ...] = get_args(DeploymentStateName)
 # The profile a deployment record without ``deployment_profile_id`` belongs to
 # (SkillMeat's DEFAULT_PROFILE_ID, skillmeat/core/path_resolver.py).
 DEFAULT_PROFILE = "claude_code"

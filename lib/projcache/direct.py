@@ -14,47 +14,60 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+import shutil
 import stat
 import tempfile
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Callable
 
 if TYPE_CHECKING:
-    from .cache import ProjectCache
     from .config import Settings
 
-__all__ = ["open_direct"]
+__all__ = ["DirectStore"]
 
 logger = logging.getLogger(__name__)
 
 
-def open_direct(settings: Settings, reason: str) -> ProjectCache:
-    """Read the configured sources into a throwaway store and return a handle on it.
+class DirectStore:
+    """The throwaway store behind a source-direct handle: its folder, settings and reason.
 
-    The folders the cache remembers having been refreshed from (its side file
-    ``roots.json``, see :mod:`projcache.roots`) are read too.
+    The facade (:meth:`ProjectCache.open <projcache.cache.ProjectCache.open>` with
+    ``fallback``) makes one, opens a cache on :attr:`settings`, calls :meth:`fill`
+    with that cache's ``refresh`` and :meth:`remove` on close; this module never
+    imports the facade.
+
+    Attributes:
+        reason: why the handle reads straight from the source files.
+        scratch: the temporary folder holding the store.
+        settings: the caller's settings pointed at ``scratch`` (durability ``none``,
+            no auto-repair: the store is rebuilt on every open anyway).
     """
-    from .cache import ProjectCache
 
-    logger.warning("%s; answering straight from the source files (slower)", reason)
-    scratch = Path(tempfile.mkdtemp(prefix="projcache-direct-"))
-    private = dataclasses.replace(
-        settings, cache_dir=scratch, enabled=True, durability="none", auto_repair=False
-    )
-    cache = ProjectCache.open(settings=private)
-    cache._direct_reason = reason
-    cache._scratch = scratch
-    try:
-        cache.refresh(full=True)
-        collections, projects = _remembered(settings.cache_dir)
+    def __init__(self, settings: Settings, reason: str) -> None:
+        logger.warning("%s; answering straight from the source files (slower)", reason)
+        self.reason = reason
+        self.scratch = Path(tempfile.mkdtemp(prefix="projcache-direct-"))
+        self._origin = settings
+        self.settings = dataclasses.replace(
+            settings, cache_dir=self.scratch, enabled=True, durability="none", auto_repair=False
+        )
+
+    def fill(self, refresh: Callable[..., Any]) -> None:
+        """Read the configured sources, and the folders the cache remembers, through ``refresh``.
+
+        The folders the cache remembers having been refreshed from (its side file
+        ``roots.json``, see :mod:`projcache.roots`) are read too.
+        """
+        refresh(full=True)
+        collections, projects = _remembered(self._origin.cache_dir)
         if collections or projects:
             # The folders the cache was refreshed from by name, from the side file that
             # survives damage to data.mdb: the answer covers what the cache held.
-            cache.refresh(collections=collections, projects=projects, full=True)
-    except BaseException:
-        cache.close()
-        raise
-    return cache
+            refresh(collections=collections, projects=projects, full=True)
+
+    def remove(self) -> None:
+        """Delete the store's folder (idempotent)."""
+        shutil.rmtree(self.scratch, ignore_errors=True)
 
 
 def _remembered(cache_dir: Path) -> tuple[list[str], list[str]]:

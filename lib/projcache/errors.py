@@ -1,12 +1,15 @@
 """The exception tree of projcache.
 
 Every error the library raises on purpose derives from :class:`ProjcacheError`.
-Each class carries the exit code the CLI uses for it and a *hint*: one sentence
-telling the user what to do about it::
+Each class carries, side by side, the exit code the CLI uses for it
+(``exit_code``), the HTTP status the server answers with (``http_status``) and
+a *hint*: one sentence telling the user what to do about it::
 
     ProjcacheError                      exit 3  (any other failure)
+    ├── CacheDisabledError              exit 3  the feature flag switched the cache off
     ├── ConfigError (ValueError)        exit 10 invalid setting, names key and allowed values
-    ├── InvalidRecordError (ValueError) exit 2  a caller's record or key is invalid
+    ├── InvalidArgumentError (ValueError) exit 14 a bad argument to a call: filter, limit, key
+    ├── InvalidRecordError (ValueError) exit 2  a caller's record is invalid
     │   ├── KeyTooLongError             exit 2  key exceeds LMDB's 511-byte key limit
     │   └── RecordTooLargeError         exit 2  one encoded record exceeds MAX_RECORD_BYTES
     ├── NotFoundError (KeyError)        exit 4
@@ -33,13 +36,19 @@ telling the user what to do about it::
 Low-level ``lmdb.Error`` instances are translated in exactly one place,
 :func:`translate_lmdb_error`, through the table ``_LMDB_TABLE``; ``OSError``
 met on the cache's own files by :func:`translate_os_error`.
+
+Over 400 lines because the whole tree is meant to be read in one place: each
+class is a few lines (docstring, exit code, HTTP status, hint) and splitting
+them would scatter the exit-code table that the CLI and the docs follow.
 """
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import logging
 import os
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, ClassVar, Optional
 
 if TYPE_CHECKING:
@@ -51,12 +60,14 @@ __all__ = [
     "CacheBusyError",
     "CacheClosedError",
     "CacheCorruptError",
+    "CacheDisabledError",
     "CacheFullError",
     "CacheNotFoundError",
     "CachePermissionError",
     "ConfigError",
     "CorruptRecordError",
     "DiskFullError",
+    "InvalidArgumentError",
     "InvalidRecordError",
     "KeyTooLongError",
     "NotFoundError",
@@ -71,6 +82,7 @@ __all__ = [
     "SourceTooLargeError",
     "StorageError",
     "UnsafeCacheDirError",
+    "as_argument_error",
     "translate_lmdb_error",
     "translate_os_error",
 ]
@@ -83,10 +95,12 @@ class ProjcacheError(Exception):
 
     Attributes:
         exit_code: the CLI's exit status for this class of error.
+        http_status: the HTTP status the server answers this class of error with.
         hint: what the user can do about it (may be empty).
     """
 
     exit_code: ClassVar[int] = 3
+    http_status: ClassVar[int] = 500
     default_hint: ClassVar[str] = ""
 
     def __init__(self, message: str, *, hint: Optional[str] = None) -> None:
@@ -102,18 +116,51 @@ class ConfigError(ProjcacheError, ValueError):
     """A setting has an invalid value; the message names the key and allowed values."""
 
     exit_code = 10
+    http_status = 422
     default_hint = "Fix the environment variable or the config file entry named above."
 
 
+class CacheDisabledError(ProjcacheError):
+    """The cache is switched off by ``PROJCACHE_ENABLED=false`` (or ``SKILLMEAT_ENABLE_CACHE``)."""
+
+    exit_code = 3
+    http_status = 500
+    default_hint = (
+        "Set PROJCACHE_ENABLED=true (and unset SKILLMEAT_ENABLE_CACHE=false) to use the cache."
+    )
+
+
+class InvalidArgumentError(ProjcacheError, ValueError):
+    """An argument of a call is invalid; the message names it and what it may be.
+
+    Arguments, not records: an unknown type, state or profile filter, a negative
+    ``limit`` or ``offset``, a malformed key given to look up or delete a record,
+    a backup target that is not an empty folder.  A record (or a key inside one)
+    that cannot be stored is an :class:`InvalidRecordError`.
+    """
+
+    exit_code = 14
+    http_status = 422
+    default_hint = "Check the value named above; `projcache <command> --help` lists the choices."
+
+
 class InvalidRecordError(ProjcacheError, ValueError):
-    """A record, key or argument given by the caller is invalid; the message names the field."""
+    """A record given by the caller cannot be stored; the message names the field.
+
+    Records, not arguments: a field a model rejects, a key part with ``/`` or
+    NUL, a deployment of a project not in the cache.  A bad argument of a call
+    is an :class:`InvalidArgumentError`.
+    """
 
     exit_code = 2
+    http_status = 422
 
 
 class KeyTooLongError(InvalidRecordError):
     """An encoded key is longer than LMDB's key limit (511 bytes)."""
 
+    exit_code = 2
+    http_status = 422
     default_hint = "Use shorter collection, artifact or project names."
 
 
@@ -122,6 +169,9 @@ class RecordTooLargeError(InvalidRecordError):
 
     The write (its whole transaction) is refused, so nothing stored changes.
     """
+
+    exit_code = 2
+    http_status = 422
 
     default_hint = (
         "Make the record smaller (a description or front matter this large is a mistake "
@@ -138,6 +188,7 @@ class SourceFileError(ProjcacheError, ValueError):
     """
 
     exit_code = 12
+    http_status = 500
     default_hint = "Fix or remove the file named above, then run `projcache refresh` again."
 
     def __init__(self, message: str, *, path: str = "", hint: Optional[str] = None) -> None:
@@ -152,6 +203,9 @@ class SourceOutsideRootError(SourceFileError):
     manifest, a deployed copy) whose target lies outside the root, and for a
     path that climbs out with ``..``.  ``target`` is where it leads.
     """
+
+    exit_code = 12
+    http_status = 500
 
     default_hint = (
         "Sources may only link inside their own collection or project folder: copy the "
@@ -168,6 +222,9 @@ class SourceOutsideRootError(SourceFileError):
 class SourceTooLargeError(SourceFileError):
     """A source exceeds a size limit: a file, an artifact's files, or its decoded front matter."""
 
+    exit_code = 12
+    http_status = 500
+
     default_hint = (
         "Raise PROJCACHE_MAX_FILE_SIZE or PROJCACHE_MAX_ARTIFACT_SIZE if the source is meant "
         "to be this large; an expanding YAML front matter must be rewritten."
@@ -178,6 +235,7 @@ class ServerError(ProjcacheError):
     """The HTTP server cannot start: the address is in use or may not be served as asked."""
 
     exit_code = 13
+    http_status = 500
     default_hint = "Choose another --port, or stop the program that holds this one."
 
 
@@ -185,6 +243,7 @@ class NotFoundError(ProjcacheError, KeyError):
     """A record that the caller asked for by key does not exist."""
 
     exit_code = 4
+    http_status = 404
 
     def __str__(self) -> str:
         # KeyError.__str__ would repr() the message; keep it readable.
@@ -194,17 +253,26 @@ class NotFoundError(ProjcacheError, KeyError):
 class ArtifactNotFound(NotFoundError):
     """No artifact with the given key is in the cache."""
 
+    exit_code = 4
+    http_status = 404
+
     default_hint = "Run `projcache list artifacts` to see the keys, or refresh the cache."
 
 
 class ProjectNotFound(NotFoundError):
     """No project with the given id, name or path is in the cache."""
 
+    exit_code = 4
+    http_status = 404
+
     default_hint = "Run `projcache list projects` to see the known projects."
 
 
 class CacheClosedError(ProjcacheError):
     """The cache was used after :meth:`ProjectCache.close`."""
+
+    exit_code = 3
+    http_status = 500
 
     default_hint = "Open the cache again with ProjectCache.open()."
 
@@ -213,6 +281,7 @@ class StorageError(ProjcacheError):
     """An LMDB failure that no more specific class describes."""
 
     exit_code = 5
+    http_status = 500
     default_hint = (
         "Run `projcache verify`; if the error persists, report it with the LMDB message above."
     )
@@ -221,11 +290,17 @@ class StorageError(ProjcacheError):
 class CacheNotFoundError(StorageError):
     """A read-only open found no cache in the directory."""
 
+    exit_code = 5
+    http_status = 500
+
     default_hint = "Run `projcache refresh` to create the cache, or check --cache-dir."
 
 
 class CacheAlreadyOpenError(StorageError):
     """The directory is already open in this process in an incompatible mode."""
+
+    exit_code = 5
+    http_status = 500
 
     default_hint = "Reuse the ProjectCache that is already open, or close it first."
 
@@ -234,6 +309,7 @@ class CacheBusyError(StorageError):
     """The cache cannot serve another reader or writer right now."""
 
     exit_code = 11
+    http_status = 503
     default_hint = "Too many processes use the cache at once; retry, or close idle readers."
 
 
@@ -241,6 +317,7 @@ class CacheFullError(StorageError):
     """The map reached the configured maximum size."""
 
     exit_code = 6
+    http_status = 507
     default_hint = (
         "Raise PROJCACHE_MAX_MAP_SIZE (or max_map_size in the config file), "
         "or run `projcache clear` and refresh."
@@ -251,6 +328,7 @@ class DiskFullError(StorageError):
     """The filesystem holding the cache has no space left; nothing partial was committed."""
 
     exit_code = 6
+    http_status = 507
     default_hint = "Free disk space on the cache's filesystem, or move it with PROJCACHE_DIR."
 
 
@@ -258,6 +336,7 @@ class CachePermissionError(StorageError, PermissionError):
     """The cache directory or its files cannot be written (or read)."""
 
     exit_code = 8
+    http_status = 409
     default_hint = "Check the permissions of the cache directory, or choose another one."
 
 
@@ -272,6 +351,9 @@ class UnsafeCacheDirError(CachePermissionError):
     opened, written or removed.
     """
 
+    exit_code = 8
+    http_status = 409
+
     default_hint = (
         "Use a cache folder only you can write (projcache creates it 0700): set "
         "PROJCACHE_DIR or --cache-dir, or fix the owner/mode and remove planted files."
@@ -282,6 +364,7 @@ class ReadOnlyCacheError(StorageError):
     """A write was attempted on a cache opened read-only."""
 
     exit_code = 8
+    http_status = 409
     default_hint = "Open the cache with readonly=False to change it."
 
 
@@ -289,6 +372,7 @@ class SchemaVersionError(StorageError):
     """The cache was written by a newer projcache with an unknown schema."""
 
     exit_code = 9
+    http_status = 500
     default_hint = "Upgrade projcache, or point PROJCACHE_DIR at another directory."
 
 
@@ -296,11 +380,33 @@ class CacheCorruptError(StorageError):
     """The LMDB environment or its contents are damaged."""
 
     exit_code = 7
+    http_status = 500
     default_hint = "Run `projcache verify --repair`."
 
 
 class CorruptRecordError(CacheCorruptError):
     """A stored value failed its frame check (format byte or CRC32); it is never returned."""
+
+    exit_code = 7
+    http_status = 500
+
+
+@contextlib.contextmanager
+def as_argument_error() -> Iterator[None]:
+    """Inside this block, a record check failing on a caller's argument is an argument error.
+
+    The key and name checks of :mod:`projcache.codec` serve records and
+    arguments alike and raise :class:`InvalidRecordError`; where they check an
+    argument (a key to look up, a type filter) this turns that into an
+    :class:`InvalidArgumentError` with the same message.  A key that is too long
+    stays a :class:`KeyTooLongError` (the limit is the same for both).
+    """
+    try:
+        yield
+    except KeyTooLongError:
+        raise
+    except InvalidRecordError as exc:
+        raise InvalidArgumentError(exc.message) from None
 
 
 # One table from py-lmdb's exception class names to ours.  Names rather than

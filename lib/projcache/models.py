@@ -34,7 +34,7 @@ from pydantic import (
     model_validator,
 )
 
-from . import codec
+from . import codec, vocabulary
 from .errors import InvalidRecordError
 
 __all__ = [
@@ -63,7 +63,7 @@ __all__ = [
 # Any type codec.check_type_name accepts: the known ones (codec.ARTIFACT_TYPES)
 # and a newer SkillMeat's, kept as declared.
 ArtifactType = Annotated[str, AfterValidator(codec.check_type_name)]
-DeploymentState = codec.DeploymentStateName
+DeploymentState = vocabulary.DeploymentStateName
 FindingKind = Literal["file", "frame", "model", "index", "source"]
 
 

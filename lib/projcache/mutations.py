@@ -23,8 +23,9 @@ from .deployment_state import deployment_state
 from .errors import InvalidRecordError
 from .postings import facet_name
 from .repository import Repositories
-from .storage import DATABASES, Txn
+from .storage import Txn
 from .terms import field_terms, name_bucket
+from .vocabulary import DATABASES, META_DB
 
 if TYPE_CHECKING:
     from .models import Artifact, Deployment, DeploymentState, Project
@@ -261,5 +262,5 @@ def delete_deployment(
 def clear_all(txn: Txn, dbs: dict[str, Any]) -> None:
     """Empty every sub-database except ``meta`` (schema version and creation time stay)."""
     for name in DATABASES:
-        if name != "meta":
+        if name != META_DB:
             txn.drop(dbs[name], delete=False)

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any, Callable, Optional
 
 from . import codec
 from .errors import CorruptRecordError
+from .vocabulary import META_DB, RECORD_DBS
 
 if TYPE_CHECKING:
     from .models import Finding, VerifyReport
@@ -33,15 +34,8 @@ if TYPE_CHECKING:
 
 __all__ = ["FRAMED", "quick_verify"]
 
-#: Sub-databases whose values are frames (format byte + CRC32 + JSON).
-FRAMED = (
-    "meta",
-    "projects",
-    "collections",
-    "artifacts",
-    "deployments",
-    "sources",
-)
+#: Sub-databases whose values are frames (format byte + CRC32 + JSON): meta and the records.
+FRAMED = (META_DB, *RECORD_DBS)
 _STEP = 4096  # values between two progress calls
 
 Progress = Callable[[int, int], None]

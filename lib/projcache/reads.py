@@ -17,7 +17,14 @@ from typing import TYPE_CHECKING, Callable, List, NamedTuple, Optional, TypeVar
 import orjson
 
 from . import codec, streams
-from .errors import InvalidRecordError, KeyTooLongError, ProjectNotFound
+from .errors import (
+    InvalidArgumentError,
+    InvalidRecordError,
+    KeyTooLongError,
+    ProjectNotFound,
+    as_argument_error,
+)
+from .vocabulary import DEPLOYMENT_STATES
 
 if TYPE_CHECKING:
     from .models import Artifact, Collection, Deployment, DeploymentState, Project, SearchHit
@@ -27,20 +34,20 @@ if TYPE_CHECKING:
 __all__ = ["CacheReads", "SearchPage", "SearchResults", "check_type"]
 
 T = TypeVar("T")
-_STATES = codec.DEPLOYMENT_STATES
+_STATES = DEPLOYMENT_STATES
 
 
 def check_type(type_: Optional[str]) -> None:
     """Refuse an artifact type filter that cannot be a type (see :func:`codec.check_type_name`).
 
     Raises:
-        InvalidRecordError: naming the known types.
+        InvalidArgumentError: naming the known types (a filter is an argument).
     """
     if type_ is not None:
         try:
             codec.check_type_name(type_)
         except InvalidRecordError:
-            raise InvalidRecordError(
+            raise InvalidArgumentError(
                 f"type must be a type name like one of {', '.join(codec.ARTIFACT_TYPES)}; "
                 f"got {type_!r}"
             ) from None
@@ -97,6 +104,10 @@ class CacheReads:
         """Return the stored JSON bytes of one artifact, or ``None`` (no model is built).
 
         The frame's CRC is checked; this is the hot path of ``projcache get --json``.
+
+        Raises:
+            InvalidArgumentError: ``key`` cannot be an artifact key (an argument).
+            KeyTooLongError: ``key`` is over LMDB's 511-byte limit.
         """
         self._check_open()
         # The same lookup as ArtifactRepository.get_payload, minus the per-call
@@ -107,7 +118,8 @@ class CacheReads:
         except UnicodeEncodeError:
             raw_key = b""
         if not raw_key or len(raw_key) > codec.MAX_KEY_BYTES or b"\x00" in raw_key:
-            raw_key = codec.encode_key(key, what="artifact key")
+            with as_argument_error():
+                raw_key = codec.encode_key(key, what="artifact key")
         raw = self._storage.get("artifacts", raw_key)
         payload = None
         if raw is not None:
@@ -117,7 +129,8 @@ class CacheReads:
         if payload is None:
             # Stored keys were validated on write, so only a miss can be malformed;
             # checking here keeps the validation off the hit path.
-            codec.parse_artifact_key(key)
+            with as_argument_error():
+                codec.parse_artifact_key(key)
             self._misses += 1
         else:
             self._hits += 1
@@ -169,7 +182,7 @@ class CacheReads:
         check_type(type)
         self._check_open()
         if state is not None and state not in _STATES:
-            raise InvalidRecordError(f"state must be one of {', '.join(_STATES)}; got {state!r}")
+            raise InvalidArgumentError(f"state must be one of {', '.join(_STATES)}; got {state!r}")
         wanted = None
         if project is not None or state is not None:
             project_id = self.find_project(project).id if project is not None else None
@@ -194,7 +207,7 @@ class CacheReads:
         ``offset`` records walks their keys (values are not read).
         """
         if offset < 0 or limit < 0:
-            raise InvalidRecordError("offset and limit must not be negative")
+            raise InvalidArgumentError("offset and limit must not be negative")
         repos = self._repos
 
         def body(txn: Txn) -> tuple[int, list[bytes]]:
@@ -275,9 +288,10 @@ class CacheReads:
     ) -> list[bytes]:
         """Like :meth:`list_deployments`, returning the stored JSON bytes (no models built)."""
         if state is not None and state not in _STATES:
-            raise InvalidRecordError(f"state must be one of {', '.join(_STATES)}; got {state!r}")
+            raise InvalidArgumentError(f"state must be one of {', '.join(_STATES)}; got {state!r}")
         if profile is not None:
-            codec.check_profile(profile)
+            with as_argument_error():
+                codec.check_profile(profile)
         project_id = self.find_project(project).id if project is not None else None
         return self._read(
             lambda txn: streams.deployment_payloads(
@@ -358,7 +372,7 @@ class CacheReads:
         from .search import QueryFilters, run_query  # only searches pay for the tokenizer
 
         if limit < 0 or offset < 0:
-            raise InvalidRecordError("limit and offset must not be negative")
+            raise InvalidArgumentError("limit and offset must not be negative")
         check_type(type)
         project_id = self.find_project(project).id if project is not None else None
         filters = QueryFilters(type=type, collection=collection, tag=tag, project=project_id)

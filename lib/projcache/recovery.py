@@ -4,6 +4,14 @@ Used by ``verify(repair=True)`` when the file layer fails and when opening
 finds the environment unusable (``auto_repair``).  Nothing is discarded
 silently: the damaged directory is kept, renamed with a timestamp, and the
 report says how many records were carried over and how many were lost.
+
+This module sits below the facade and never imports it: :class:`~projcache.cache.ProjectCache`
+hands over what recovery needs as a :class:`CacheAccess` (and an opener of fresh
+ones for a rebuild).
+
+Over 400 lines because reading a damaged LMDB file is one subject: the meta-page
+layout, the copies that try each meta page, the salvage child's output and the
+counts of what was kept and lost belong together and are tested together.
 """
 
 from __future__ import annotations
@@ -19,24 +27,63 @@ import tempfile
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Optional
+from typing import TYPE_CHECKING, Any, Callable, ContextManager, Optional
 
 import orjson
 
 from . import codec
-from .salvage import RECORD_DBS
+from .vocabulary import META_DB, RECORD_DBS
 
 if TYPE_CHECKING:
-    from .cache import ProjectCache
     from .config import Settings
     from .models import RefreshReport, VerifyReport
+    from .repository import Repositories
     from .roots import SourceRoots
+    from .storage import Storage, Txn
 
-__all__ = ["RecoveryResult", "move_aside", "rebuild", "repair_unopenable", "verify_cache"]
+__all__ = [
+    "CacheAccess",
+    "RecoveryResult",
+    "move_aside",
+    "rebuild",
+    "repair_unopenable",
+    "verify_cache",
+]
 
 logger = logging.getLogger(__name__)
 
 _SALVAGE_TIMEOUT = 600.0
+
+
+@dataclass(frozen=True)
+class CacheAccess:
+    """What recovery needs from an open cache, handed over by the facade.
+
+    :meth:`ProjectCache.verify <projcache.cache.ProjectCache.verify>` builds one
+    from its own transactions and repositories, so this module never imports
+    (or reaches into) the facade.
+
+    Attributes:
+        settings: the settings the cache was opened with.
+        read: run a callable in one read transaction.
+        write: run a callable in one write transaction (the cache must be writable).
+        repos: the repositories of the live environment (they change after ``fork()``).
+        storage: the live :class:`~projcache.storage.Storage` (it changes after a rebuild).
+        refresh: :meth:`ProjectCache.refresh <projcache.cache.ProjectCache.refresh>`.
+        cached_folders: the folders of every cached collection and of every cached project.
+    """
+
+    settings: Settings
+    read: Callable[[Callable[[Txn], Any]], Any]
+    write: Callable[[Callable[[Txn], Any]], Any]
+    repos: Callable[[], Repositories]
+    storage: Callable[[], Storage]
+    refresh: Callable[..., RefreshReport]
+    cached_folders: Callable[[], tuple[set[str], set[str]]]
+
+
+# Opens a fresh cache with the given settings, yielding access to it and closing it after.
+Opener = Callable[["Settings"], ContextManager[CacheAccess]]
 
 
 @dataclass
@@ -236,7 +283,7 @@ def _claimed_counts(data: Path, meta: _Meta) -> Optional[dict[str, int]]:
         name = page[offset + 8 : start].decode("utf-8", "replace")
         (counts[name],) = struct.unpack_from("=Q", page, start + 32)
     # A wrong root pointer lands on some other page: only the main tree names them all.
-    return counts if all(db in counts for db in (*RECORD_DBS, "meta")) else None
+    return counts if all(db in counts for db in (*RECORD_DBS, META_DB)) else None
 
 
 def _best_salvage(aside: Path, result: RecoveryResult) -> list[Record]:
@@ -345,11 +392,11 @@ def _salvage(aside: Path, result: RecoveryResult) -> list[Record]:
     return records
 
 
-def _restore(cache: ProjectCache, records: list[tuple[str, bytes, bytes]]) -> None:
+def _restore(cache: CacheAccess, records: list[tuple[str, bytes, bytes]]) -> None:
     """Write the salvaged records through the normal mutations (indexes rebuilt with them)."""
     from . import models, mutations
 
-    repos = cache._repos
+    repos = cache.repos()
     by_db: dict[str, list[tuple[bytes, Any]]] = {db: [] for db in RECORD_DBS}
     for db, key, raw in records:
         model = getattr(models, RECORD_DBS[db])
@@ -367,20 +414,20 @@ def _restore(cache: ProjectCache, records: list[tuple[str, bytes, bytes]]) -> No
             if deployment.project_id in projects:
                 mutations.put_deployment(txn, repos, deployment)
         for key, fingerprint in by_db["sources"]:
-            repos.sources._store(txn, key, fingerprint)
+            repos.sources.put_raw(txn, key, fingerprint)
 
-    cache._write(body)
+    cache.write(body)
 
 
-def rebuild(settings: Settings) -> RecoveryResult:
+def rebuild(settings: Settings, open_fresh: Opener) -> RecoveryResult:
     """Move the damaged cache in ``settings.cache_dir`` aside and build a fresh one.
 
     Every record that still reads and validates is carried over, then the
     configured roots and every carried-over collection and project are re-read
     from source (``full``), so what came from files is exact again.  The
-    caller must not hold the cache open.
+    caller must not hold the cache open; ``open_fresh(settings)`` opens the new,
+    empty one (the facade passes its own opener: this module does not import it).
     """
-    from .cache import ProjectCache
     from .roots import META_KEY, read_side_file
 
     path = Path(settings.cache_dir)
@@ -390,9 +437,10 @@ def rebuild(settings: Settings) -> RecoveryResult:
     roots = read_side_file(aside)  # written beside data.mdb: it survives damage to it
     records = _best_salvage(aside, result)
     fresh = replace(settings, auto_repair=False)
-    with ProjectCache.open(settings=fresh) as cache:
+    with open_fresh(fresh) as cache:
         if roots:
-            cache._write(lambda txn: cache._repos.meta.put(txn, META_KEY, roots.to_json()))
+            meta = cache.repos().meta
+            cache.write(lambda txn: meta.put(txn, META_KEY, roots.to_json()))
         _restore(cache, records)
         # The configured roots, every collection and project carried over and every
         # folder the cache was ever refreshed from by name, re-read from source.
@@ -405,7 +453,7 @@ def rebuild(settings: Settings) -> RecoveryResult:
     return result
 
 
-def _refresh_roots(cache: ProjectCache, roots: SourceRoots, result: RecoveryResult) -> None:
+def _refresh_roots(cache: CacheAccess, roots: SourceRoots, result: RecoveryResult) -> None:
     """Re-read from source every folder the damaged cache knew that still exists.
 
     The folders are named explicitly, so this refresh removes nothing it
@@ -416,10 +464,11 @@ def _refresh_roots(cache: ProjectCache, roots: SourceRoots, result: RecoveryResu
     from .sources import find_collections, find_projects, is_collection, is_project
 
     settings = cache.settings
+    cached_collections, cached_projects = cache.cached_folders()
     collections = set(roots.collections) | set(find_collections(settings.collection_roots))
-    collections |= {c.path for c in cache.list_collections()}
+    collections |= cached_collections
     projects = set(roots.projects) | set(find_projects(settings.project_roots, settings.scan_depth))
-    projects |= {p.path for p in cache.list_projects()}
+    projects |= cached_projects
     gone = [c for c in roots.collections if not (os.path.isdir(c) and is_collection(c))]
     gone += [p for p in roots.projects if not (os.path.isdir(p) and is_project(p))]
     if gone:
@@ -434,7 +483,7 @@ def _refresh_roots(cache: ProjectCache, roots: SourceRoots, result: RecoveryResu
         result.problems.append(f"re-reading the source folders failed: {exc}")
 
 
-def _count_missing(cache: ProjectCache, records: list[Record], result: RecoveryResult) -> None:
+def _count_missing(cache: CacheAccess, records: list[Record], result: RecoveryResult) -> None:
     """Set ``result.lost`` from what the rebuilt cache holds, compared with before.
 
     Two checks per sub-database, the larger wins: every record carried over
@@ -447,7 +496,7 @@ def _count_missing(cache: ProjectCache, records: list[Record], result: RecoveryR
     for db, key, _raw in records:
         if db in wanted and db != "sources":
             wanted[db].append(key)
-    handles = cache._storage.live_dbs()
+    handles = cache.storage().live_dbs()
 
     def body(txn: Any) -> dict[str, tuple[int, int]]:
         return {
@@ -458,7 +507,7 @@ def _count_missing(cache: ProjectCache, records: list[Record], result: RecoveryR
             for db, keys in wanted.items()
         }
 
-    after: dict[str, tuple[int, int]] = cache._read(body)
+    after: dict[str, tuple[int, int]] = cache.read(body)
     for db, (missing, count) in after.items():
         if missing:
             result.problems.append(
@@ -467,11 +516,11 @@ def _count_missing(cache: ProjectCache, records: list[Record], result: RecoveryR
         result.lost[db] = max(missing, result.expected.get(db, 0) - count, 0)
 
 
-def _source_folders(cache: ProjectCache) -> tuple[set[str], set[str]]:
+def _source_folders(cache: CacheAccess) -> tuple[set[str], set[str]]:
     """Folders of every unit with fingerprints: a dropped record's sources are still known."""
     from .errors import CorruptRecordError
 
-    repos = cache._repos
+    repos = cache.repos()
 
     def body(txn: Any) -> tuple[set[str], set[str]]:
         collections: set[str] = set()
@@ -489,17 +538,18 @@ def _source_folders(cache: ProjectCache) -> tuple[set[str], set[str]]:
             (collections if unit.startswith(b"c:") else projects).add(base)
         return collections, projects
 
-    found: tuple[set[str], set[str]] = cache._read(body)
+    found: tuple[set[str], set[str]] = cache.read(body)
     return found
 
 
-def _refresh_known(cache: ProjectCache, folders: tuple[set[str], set[str]]) -> None:
+def _refresh_known(cache: CacheAccess, folders: tuple[set[str], set[str]]) -> None:
     """Re-read from source: the configured roots, every cached unit and ``folders``."""
     from .sources import is_collection, is_project
 
     cache.refresh(full=True)
     collections, projects = folders
-    known = {c.path for c in cache.list_collections()} | {p.path for p in cache.list_projects()}
+    cached_collections, cached_projects = cache.cached_folders()
+    known = cached_collections | cached_projects
     extra_c = sorted(c for c in collections - known if os.path.isdir(c) and is_collection(c))
     extra_p = sorted(p for p in projects - known if os.path.isdir(p) and is_project(p))
     if extra_c or extra_p:
@@ -507,10 +557,11 @@ def _refresh_known(cache: ProjectCache, folders: tuple[set[str], set[str]]) -> N
 
 
 def verify_cache(
-    cache: ProjectCache,
+    cache: CacheAccess,
     *,
     repair: bool,
     sources: bool,
+    rebuild_in_place: Callable[[], RecoveryResult],
     progress: Optional[Callable[[int, int], None]] = None,
 ) -> VerifyReport:
     """Verify ``cache``; with ``repair`` fix every repairable finding, however deep.
@@ -519,7 +570,8 @@ def verify_cache(
     * frame and model findings: the bad records dropped, then their sources
       re-read (a full refresh of the cached collections and projects);
     * source findings (``sources``): an incremental refresh;
-    * file findings, or an environment that cannot be read: :func:`rebuild`.
+    * file findings, or an environment that cannot be read: ``rebuild_in_place()``
+      (the facade releases its environment and runs :func:`rebuild`).
     """
     from .errors import CacheCorruptError, StorageError
     from .models import Finding, VerifyReport
@@ -532,7 +584,7 @@ def verify_cache(
             folders = _source_folders(cache)
     try:
         report = run_verify(
-            cache._storage, cache._repos, repair=repair, sources=sources, progress=progress
+            cache.storage(), cache.repos(), repair=repair, sources=sources, progress=progress
         )
     except CacheCorruptError as exc:
         finding = Finding(
@@ -542,7 +594,7 @@ def verify_cache(
     if not repair or not report.findings:
         return report
     if any(f.kind == "file" for f in report.findings):
-        result = cache._rebuild()
+        result = rebuild_in_place()
         return report.model_copy(
             update={
                 "repaired": len(report.findings),
@@ -562,11 +614,15 @@ def verify_cache(
     return report.model_copy(update={"repaired": report.repaired + source_findings})
 
 
-def repair_unopenable(settings: Settings) -> VerifyReport:
-    """Rebuild a cache that cannot even be opened; report it as a repaired file finding."""
+def repair_unopenable(settings: Settings, open_fresh: Opener) -> VerifyReport:
+    """Rebuild a cache that cannot even be opened; report it as a repaired file finding.
+
+    ``open_fresh`` as for :func:`rebuild`; callers use
+    :meth:`ProjectCache.repair_unopenable <projcache.cache.ProjectCache.repair_unopenable>`.
+    """
     from .models import Finding, VerifyReport
 
-    result = rebuild(settings)
+    result = rebuild(settings, open_fresh)
     finding = Finding(
         kind="file",
         db="data.mdb",

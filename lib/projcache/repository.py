@@ -282,6 +282,10 @@ class SourceRepository(_RecordRepository["Fingerprint"]):
         """Store the fingerprint of one source of ``unit``."""
         self._store(txn, self.source_key(unit, relative), fingerprint)
 
+    def put_raw(self, txn: Txn, raw_key: bytes, fingerprint: Fingerprint) -> None:
+        """Store a fingerprint under a key as stored (a rebuild carries salvaged ones over)."""
+        self._store(txn, raw_key, fingerprint)
+
     def delete_for(self, txn: Txn, unit: str, relative: str) -> bool:
         """Forget one source of ``unit``; return whether it was known."""
         return bool(txn.delete(self.source_key(unit, relative), db=self.db))

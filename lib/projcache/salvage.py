@@ -15,16 +15,11 @@ from typing import Any
 
 import orjson
 
+from .vocabulary import RECORD_DBS
+
 __all__ = ["RECORD_DBS", "main", "salvage"]
 
-# Records only: derived indexes are rebuilt from these, never salvaged.
-RECORD_DBS = {
-    "collections": "Collection",
-    "projects": "Project",
-    "artifacts": "Artifact",
-    "deployments": "Deployment",
-    "sources": "Fingerprint",
-}
+# Records only (RECORD_DBS, from vocabulary.py): derived indexes are rebuilt, never salvaged.
 
 
 def _emit(data: dict[str, Any]) -> None:

@@ -51,6 +51,7 @@ from .errors import (
     translate_os_error,
 )
 from .mapguard import MapGuard
+from .vocabulary import DATABASES
 
 try:  # POSIX only; on other platforms growth is not coordinated across processes.
     import fcntl
@@ -69,25 +70,7 @@ if TYPE_CHECKING:
 else:
     Txn = lmdb.Transaction
 
-# name -> dupsort.  The first six are the contract in DESIGN.md, ``collections``
-# holds Collection records; the rest are derived indexes (rebuildable from the
-# records, see verify.py).  Format v3: ``search-tokens`` holds bitmaps (it was
-# a dupsort posting list in v2), ``search-pending`` their tail, ``artifact-ids``
-# / ``artifact-keys`` the integer ids.
-DATABASES: dict[str, bool] = {
-    "meta": False,
-    "projects": False,
-    "artifacts": False,
-    "deployments": False,
-    "search-tokens": False,
-    "sources": False,
-    "collections": False,
-    "search-pending": False,
-    "artifact-ids": False,
-    "artifact-keys": False,
-    "deployments-by-artifact": True,
-    "deployments-by-state": True,
-}
+# name -> dupsort, written out once in vocabulary.py (re-exported here).
 # Sub-databases whose flags changed since schema 2: a v2 cache has them dupsort,
 # and they are opened that way until the migration replaces them.
 _LEGACY_DUPSORT = frozenset({"search-tokens"})

@@ -35,6 +35,7 @@ from .deployment_state import deployment_state
 from .errors import CorruptRecordError, ProjcacheError
 from .repository import Repositories, target_value
 from .storage import Storage, Txn
+from .vocabulary import DERIVED_DBS, RECORD_DBS
 
 if TYPE_CHECKING:
     from .models import Artifact, Deployment, Finding, VerifyReport
@@ -43,16 +44,8 @@ __all__ = ["DERIVED", "run_verify"]
 
 logger = logging.getLogger(__name__)
 
-DERIVED = (
-    "search-tokens",
-    "search-pending",
-    "artifact-ids",
-    "artifact-keys",
-    "deployments-by-artifact",
-    "deployments-by-state",
-)
-_RECORDS = {"projects": "Project", "artifacts": "Artifact", "deployments": "Deployment",
-            "sources": "Fingerprint", "collections": "Collection"}  # fmt: skip
+# The derived indexes (vocabulary.DERIVED_DBS), exported under the name callers know.
+DERIVED = DERIVED_DBS
 
 
 def _text(raw_key: bytes) -> str:
@@ -129,7 +122,7 @@ class _Checker:
         self.findings: list[Finding] = list(self.file_findings)
         self.checked: dict[str, int] = {}
         self.bad: dict[str, set[bytes]] = {}
-        self.good: dict[str, dict[str, Any]] = {name: {} for name in _RECORDS}
+        self.good: dict[str, dict[str, Any]] = {name: {} for name in RECORD_DBS}
 
     def add(self, kind: str, db: str, key: Any, message: str, repairable: bool = True) -> None:
         text = key.decode("utf-8", "replace") if isinstance(key, bytes) else key
@@ -139,9 +132,9 @@ class _Checker:
 
     def records(self, txn: Txn) -> None:
         dbs = self.storage.dbs
-        total = sum(int(txn.stat(dbs[db])["entries"]) for db in _RECORDS)
+        total = sum(int(txn.stat(dbs[db])["entries"]) for db in RECORD_DBS)
         done = 0
-        for db, model_name in _RECORDS.items():
+        for db, model_name in RECORD_DBS.items():
             model = getattr(self.models, model_name)
             cursor = txn.cursor(dbs[db])
             count = 0

@@ -25,18 +25,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .. import __version__
-from ..errors import (
-    CacheBusyError,
-    CacheFullError,
-    CachePermissionError,
-    ConfigError,
-    DiskFullError,
-    InvalidRecordError,
-    NotFoundError,
-    ProjcacheError,
-    ReadOnlyCacheError,
-    ServerError,
-)
+from ..errors import ProjcacheError, ServerError
 from .bodies import ErrorBody
 from .guard import DEFAULT_MAX_BODY_BYTES, SECURITY_HEADERS, Refusal, TrustBoundary, parse_host
 from .jobs import DEFAULT_MAX_QUEUED, RefreshJobs
@@ -80,24 +69,13 @@ class ServerOptions:
     max_queued_jobs: int = DEFAULT_MAX_QUEUED
 
 
-_STATUS: tuple[tuple[type[ProjcacheError], int], ...] = (
-    (NotFoundError, 404),
-    (InvalidRecordError, 422),
-    (ConfigError, 422),
-    (ReadOnlyCacheError, 409),
-    (CachePermissionError, 409),
-    (CacheBusyError, 503),
-    (CacheFullError, 507),
-    (DiskFullError, 507),
-)
-
-
 def error_status(exc: ProjcacheError) -> int:
-    """The HTTP status for one of the library's errors (500 for the rest)."""
-    for cls, status in _STATUS:
-        if isinstance(exc, cls):
-            return status
-    return 500
+    """The HTTP status for one of the library's errors: its class's ``http_status``.
+
+    Each error class says its own status beside its exit code (see
+    :mod:`projcache.errors`); anything without a more specific one is 500.
+    """
+    return exc.http_status
 
 
 def _error(status: int, body: ErrorBody, headers: Optional[dict[str, str]] = None) -> JSONResponse:

@@ -13,8 +13,8 @@ from typing import Annotated, Any, Dict, List, Literal, Optional
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from ..codec import TYPE_PATTERN
-from ..codec import DeploymentStateName as DeploymentStates
 from ..models import Artifact, Deployment, Project, SourceError
+from ..vocabulary import DeploymentStateName as DeploymentStates
 
 # The stored records' fields, repeated in DeploymentItem and ProjectItem (tests keep them
 # in step).

@@ -18,7 +18,7 @@ import orjson
 from fastapi import APIRouter, Path, Query, Request, Response
 
 from .. import __version__
-from ..errors import ArtifactNotFound, InvalidRecordError
+from ..errors import ArtifactNotFound, InvalidArgumentError, InvalidRecordError
 from ..models import utcnow
 from ..streams import deployment_view
 from .bodies import (
@@ -261,7 +261,7 @@ def build_router(
         etag = etag_of()
         try:
             payload = cache.get_artifact_json(key)
-        except InvalidRecordError:
+        except (InvalidArgumentError, InvalidRecordError):  # KeyTooLongError is the latter
             payload = None  # a malformed key names no artifact: 404, like any unknown key
         if payload is None:
             raise ArtifactNotFound(f"no artifact {key!r} in the cache")

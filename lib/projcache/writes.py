@@ -1,0 +1,119 @@
+"""The write side of :class:`~projcache.cache.ProjectCache`: put and delete records.
+
+A mixin, like :class:`~projcache.reads.CacheReads`: every method validates
+first, then makes exactly one write transaction through
+:mod:`projcache.mutations` (the only writer of records), so readers see all of
+a change or none of it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any, Callable, TypeVar, Union
+
+from . import codec
+from .errors import ArtifactNotFound, ProjectNotFound, as_argument_error
+from .reads import CacheReads
+
+if TYPE_CHECKING:
+    from .models import Artifact, Deployment, Project
+    from .repository import Repositories
+    from .storage import Txn
+
+__all__ = ["CacheWrites"]
+
+T = TypeVar("T")
+
+
+class CacheWrites(CacheReads):
+    """Write methods shared by every :class:`~projcache.cache.ProjectCache` handle."""
+
+    if TYPE_CHECKING:
+
+        def _write(self, fn: Callable[[Txn], T]) -> T: ...
+
+    def _put_many(
+        self, model_name: str, items: Iterable[Any], put: Callable[[Txn, Repositories, Any], Any]
+    ) -> int:
+        """Validate every item as ``model_name``, then ``put`` them all in one transaction."""
+        from . import models
+
+        model = getattr(models, model_name)
+        records = [models.validate(model, item) for item in items]
+        if model_name == "Artifact":
+            # Key order fills LMDB's pages (appends split full pages) and gives a batch's ids
+            # in key order; a stable sort keeps the last of two records with one key last.
+            records.sort(key=lambda record: record.key)
+
+        def body(txn: Txn) -> int:
+            for record in records:
+                put(txn, self._repos, record)
+            return len(records)
+
+        return self._write(body) if records else 0
+
+    def put_artifacts(self, artifacts: Iterable[Union[Artifact, dict[str, Any]]]) -> int:
+        """Insert or replace artifacts in one transaction; return how many were written.
+
+        Every record is validated before anything is written; the search index,
+        facets and the states of their deployments are updated in the same transaction.
+
+        Raises:
+            InvalidRecordError: a record is invalid (nothing is written).
+        """
+        from . import mutations  # the write side: not loaded by read-only CLI calls
+
+        return self._put_many("Artifact", artifacts, mutations.put_artifact)
+
+    def delete_artifact(self, key: str) -> None:
+        """Remove an artifact and its index entries; its deployments become ``missing``.
+
+        Raises:
+            InvalidArgumentError: ``key`` is not ``<collection>/<type>/<name>`` (an argument).
+            ArtifactNotFound: no such artifact.
+        """
+        from . import mutations  # the write side: not loaded by read-only CLI calls
+
+        with as_argument_error():
+            codec.parse_artifact_key(key)
+        if not self._write(lambda txn: mutations.delete_artifact(txn, self._repos, key)):
+            raise ArtifactNotFound(f"no artifact {key!r} in the cache")
+
+    def put_projects(self, projects: Iterable[Union[Project, dict[str, Any]]]) -> int:
+        """Insert or replace projects in one transaction; return how many were written."""
+        from . import mutations  # the write side: not loaded by read-only CLI calls
+
+        return self._put_many("Project", projects, mutations.put_project)
+
+    def delete_project(self, project_id: str) -> None:
+        """Remove a project and all its deployments in one transaction.
+
+        Raises:
+            ProjectNotFound: no such project.
+        """
+        from . import mutations  # the write side: not loaded by read-only CLI calls
+
+        if not self._write(lambda txn: mutations.delete_project(txn, self._repos, project_id)):
+            raise ProjectNotFound(f"no project {project_id!r} in the cache")
+
+    def put_deployments(self, deployments: Iterable[Union[Deployment, dict[str, Any]]]) -> int:
+        """Insert or replace deployments in one transaction, computing each one's state.
+
+        Raises:
+            InvalidRecordError: a record is invalid or names a project not in the cache.
+        """
+        from . import mutations  # the write side: not loaded by read-only CLI calls
+
+        return self._put_many("Deployment", deployments, mutations.put_deployment)
+
+    def delete_deployment(
+        self, project_id: str, artifact_key: str, profile: str = "claude_code"
+    ) -> bool:
+        """Remove one deployment (of ``artifact_key`` to ``profile``); return whether it existed."""
+        from . import mutations  # the write side: not loaded by read-only CLI calls
+
+        return self._write(
+            lambda txn: mutations.delete_deployment(
+                txn, self._repos, project_id, artifact_key, profile
+            )
+        )
