@@ -10,6 +10,10 @@ records and all their index entries, so readers in any process see all of a
 change or none of it.  Reads never block (LMDB MVCC) and never hold a
 transaction across calls; a listing is one read transaction (one snapshot),
 streamed while its iterator is open.
+
+A little over 400 lines on purpose: opening, the source-direct fallback, the
+rebuild of a damaged environment and closing are one state machine (which
+storage, which settings, which mode) and are read together.
 """
 
 from __future__ import annotations

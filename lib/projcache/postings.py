@@ -8,6 +8,11 @@ bitmaps (``search-tokens``, the main bitmaps by block of 65,536 ids, and
 repositories (:mod:`projcache.repository`) they work inside a transaction they
 are given and know nothing of consistency between sub-databases
 (:mod:`projcache.mutations`).  The format is in docs/cache/storage-format.md.
+
+Over 400 lines on purpose: :class:`BitmapIndex`'s main blocks, tail, merge
+and id reuse keep one invariant (every id is in exactly the bitmaps its record
+implies, whether in a block or in the tail), which is easier to check when it
+lives in one class.
 """
 
 from __future__ import annotations

@@ -3,6 +3,11 @@
 Repositories know key encodings and value frames, nothing about consistency
 between sub-databases: that is :mod:`projcache.mutations`' job.  Every read
 checks the frame (:func:`projcache.codec.unframe`) before decoding.
+
+Over 400 lines on purpose: one small repository per sub-database (eight of them,
+each a few dozen lines) kept side by side, because their key encodings must
+agree with each other and with docs/cache/storage-format.md, and that is
+checked by reading them together.
 """
 
 from __future__ import annotations

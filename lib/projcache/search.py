@@ -30,6 +30,11 @@ The ranking rule (what the brute-force oracle in tests/test_search.py pins):
 Execution never scores every hit: a small candidate set is scored hit by hit;
 a large one is walked from the highest score down by intersecting per-level
 bitmaps, and the tie-breaks are bitmaps too (managed, name length).
+
+Over 400 lines on purpose: the rule above and the code that executes it (the
+ranker's levels and its tie-break bitmaps, the partial fill) are read and
+changed together with the brute-force oracle that pins them; the tokenizer and
+the terms of an artifact already live in :mod:`projcache.terms`.
 """
 
 from __future__ import annotations

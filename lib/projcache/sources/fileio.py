@@ -15,6 +15,9 @@ names the link and its target.  Walks are bounded too: at most
 artifact (:class:`~projcache.errors.SourceTooLargeError` beyond), so a folder
 that is huge (or a link to ``/``) costs a few thousand ``stat`` calls, not a
 walk of the disk.
+
+A little over 400 lines on purpose: the root check, the bounded walks and the
+one opener share the rule about links and limits, so they stay in one module.
 """
 
 from __future__ import annotations
