@@ -18,6 +18,7 @@ from typing import Any, Callable
 import orjson
 
 from projcache import ProjectCache
+from projcache.codec import unframe
 from projcache.config import Settings
 
 COMMON = [
@@ -91,7 +92,7 @@ def main() -> None:
 
         def raw() -> Any:
             with env.begin(db=db) as txn:
-                return orjson.loads((txn.get(raw_key) or b"")[5:])
+                return orjson.loads(unframe(txn.get(raw_key) or b""))
 
         floor = per_call_us(raw, 200_000)
         fast = per_call_us(lambda: orjson.loads(cache.get_artifact_json(key) or b""), 200_000)

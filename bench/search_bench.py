@@ -100,7 +100,7 @@ def median_us(fn: Callable[[], Any], budget: float = 0.4, most: int = 300) -> fl
 
 def choose_queries(records: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     """One query per class, picked from the data (deterministically)."""
-    from projcache.search import field_terms, stem
+    from projcache.terms import field_terms, stem
 
     df: dict[str, int] = {}
     for record in records:
@@ -478,7 +478,8 @@ def run_size(size: int, root: Path, engines: list[str]) -> dict[str, Any]:
             engine.fill = False
         cycle = iter(range(10**9))
         result["read_us"] = median_us(lambda: engine.read(keys[next(cycle) % len(keys)]))
-        rounds = 5 if cls is TantivyEngine else 40
+        # 200 writes: enough for the tail to reach MERGE_AT, so merges count in the mean bytes
+        rounds = 5 if cls is TantivyEngine else 200
         fresh = new_records(size, rounds, "w")
         before = written_bytes()
         times = []
@@ -539,6 +540,9 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--sizes", default="10000,100000")
     parser.add_argument("--engines", default="projcache,sqlite-fts5,tantivy")
     parser.add_argument("--out", type=Path, default=HERE / "results")
+    parser.add_argument(
+        "--keep", action="store_true", help="keep the built stores (their folder is printed)"
+    )
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
     for size in [int(s) for s in args.sizes.split(",") if s]:
@@ -546,7 +550,10 @@ def main(argv: list[str]) -> int:
         try:
             result = run_size(size, root, args.engines.split(","))
         finally:
-            shutil.rmtree(root, ignore_errors=True)
+            if args.keep:
+                print(f"kept the stores of {size:,} in {root}", file=sys.stderr)
+            else:
+                shutil.rmtree(root, ignore_errors=True)
         result["ratios"] = ratios(result)
         path = args.out / f"search-{size}.json"
         path.write_text(json.dumps(result, indent=2) + "\n")

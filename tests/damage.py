@@ -208,7 +208,7 @@ def index_view(cache_dir: Path) -> dict[str, Any]:
     deployment indexes as raw rows, the search index as ``{bitmap name: artifact keys}``."""
     from pyroaring import BitMap
 
-    from projcache.repository import decode_bitmap
+    from projcache.postings import decode_bitmap
 
     keys = {int.from_bytes(k, "big"): v.decode() for k, v in raw_rows(cache_dir, "artifact-keys")}
     names: dict[bytes, Any] = {}

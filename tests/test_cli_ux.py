@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shlex
 import shutil
 import subprocess
 import time
@@ -529,7 +530,12 @@ class TestCompletion:
         assert not (tmp_path / "cache").exists()
 
     def test_show_completion_prints_a_script(self, env: dict[str, str]) -> None:
-        """Typer's --show-completion is enabled."""
-        result = run({**env, "SHELL": "/bin/bash"}, "--show-completion", "bash")
-        assert result.code == 0, result.err
-        assert "_PROJCACHE_COMPLETE" in result.out
+        """Typer's --show-completion prints the script of the shell it runs in."""
+        # Typer detects the shell from the process's parents, so run it from a bash as a
+        # user does (`; exit $?` keeps bash from exec-ing it, which would hide the parent).
+        line = shlex.join([*projcache_command(), "--show-completion"]) + "; exit $?"
+        done = subprocess.run(
+            ["bash", "-c", line], env=env, capture_output=True, text=True, timeout=120
+        )
+        assert done.returncode == 0, done.stderr
+        assert "_PROJCACHE_COMPLETE" in done.stdout

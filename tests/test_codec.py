@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import random
 import re
 import zlib
 from typing import Any
@@ -15,16 +16,21 @@ from hypothesis import strategies as st
 from projcache import codec
 from projcache.codec import (
     ARTIFACT_TYPES,
+    COMPRESS_AT,
+    COMPRESSED_FORMAT,
     FORMAT_VERSION,
+    FRAME_DICTIONARY,
     MAX_KEY_BYTES,
     SEPARATOR,
     artifact_key,
+    checked_payload,
     decode,
     deployment_key,
     deployment_prefix,
     encode,
     encode_key,
     frame,
+    frame_intact,
     parse_artifact_key,
     parse_deployment_key,
     project_id_for_path,
@@ -82,7 +88,45 @@ class TestFrame:
         assert data[1:5] == zlib.crc32(payload).to_bytes(4, "big")
         assert data[5:] == payload
 
-    @given(payload=st.binary())
+    def test_large_payload_is_deflated(self) -> None:
+        """A payload of COMPRESS_AT bytes or more that deflates well is stored as format 3:
+        CRC32 of the stored bytes, then a raw deflate stream with the preset dictionary."""
+        payload = b'{"key":"c/skill/s","body":"' + b"read the spreadsheet, " * 40 + b'"}'
+        assert len(payload) >= COMPRESS_AT
+        data = frame(payload)
+        assert data[0] == COMPRESSED_FORMAT == 3
+        assert len(data) < len(payload) // 2
+        assert data[1:5] == zlib.crc32(data[5:]).to_bytes(4, "big")
+        unpacker = zlib.decompressobj(-15, FRAME_DICTIONARY)
+        assert unpacker.decompress(data[5:]) == payload and unpacker.eof
+        assert unframe(data) == checked_payload(data) == payload
+        assert frame_intact(data)
+
+    def test_small_or_incompressible_payload_stays_plain(self) -> None:
+        """Below COMPRESS_AT, or when deflating saves less than an eighth, format 1."""
+        assert frame(b'{"a":1}')[0] == FORMAT_VERSION
+        noise = random.Random(7).randbytes(2 * COMPRESS_AT)
+        assert frame(noise)[0] == FORMAT_VERSION
+        assert unframe(frame(noise)) == noise
+
+    def test_damaged_deflate_stream_is_reported(self) -> None:
+        """A format-3 frame whose CRC matches but whose stream is cut is corrupt, by name."""
+        packed = frame(b"x" * (2 * COMPRESS_AT))[5:-2]
+        data = bytes([COMPRESSED_FORMAT]) + zlib.crc32(packed).to_bytes(4, "big") + packed
+        assert frame_intact(data)  # what quick verify checks: the bytes are as written
+        assert checked_payload(data) is None
+        with pytest.raises(CorruptRecordError, match=r"^sources/x: damaged deflate stream"):
+            unframe(data, what="sources/x")
+
+    def test_flipped_bit_in_deflated_frame(self) -> None:
+        """A flipped bit of a deflated frame fails its CRC before anything is inflated."""
+        data = bytearray(frame(b"abc " * COMPRESS_AT))
+        data[len(data) // 2] ^= 0x10
+        assert not frame_intact(bytes(data)) and checked_payload(bytes(data)) is None
+        with pytest.raises(CorruptRecordError, match="CRC32 mismatch"):
+            unframe(bytes(data))
+
+    @given(payload=st.binary(max_size=4 * COMPRESS_AT) | st.text().map(lambda t: (t * 20).encode()))
     def test_frame_unframe_round_trip(self, payload: bytes) -> None:
         """Any bytes payload comes back unchanged from unframe(frame(payload))."""
         assert unframe(frame(payload)) == payload
@@ -120,9 +164,13 @@ class TestFrame:
         with pytest.raises(CorruptRecordError, match=rf"frame too short \({length} bytes\)"):
             unframe(frame(b"")[:length])
 
-    @given(version=st.integers(min_value=0, max_value=255).filter(lambda v: v != FORMAT_VERSION))
+    @given(
+        version=st.integers(min_value=0, max_value=255).filter(
+            lambda v: v not in (FORMAT_VERSION, COMPRESSED_FORMAT)
+        )
+    )
     def test_wrong_format_byte(self, version: int) -> None:
-        """A frame whose CRC is right but whose format byte is not 1 is rejected by name."""
+        """A frame whose CRC is right but whose format byte is not 1 or 3 is rejected by name."""
         data = bytes([version]) + frame(b"[]")[1:]
         with pytest.raises(CorruptRecordError, match=f"unknown frame format byte {version:#04x}"):
             unframe(data)

@@ -13,8 +13,10 @@ import dataclasses
 import json
 import logging
 import os
+import random
 import re
 import stat
+import string
 import struct
 import subprocess
 import sys
@@ -240,7 +242,9 @@ class TestRepair:
                         "name": f"rec{i:02d}",
                         "type": "skill",
                         "collection": "direct",
-                        "description": f"record {i} " + "w" * 300,
+                        # random letters: deflated frames must still fill several leaves
+                        "description": f"record {i} "
+                        + "".join(random.Random(i).choices(string.ascii_letters, k=300)),
                     }
                     for i in range(60)
                 ]

@@ -363,7 +363,7 @@ class TestUnchangedCollection:
         """Every module of the refresh logs as ``projcache.refresh`` (what the CLI quiets)."""
         cache.refresh()
         shutil.rmtree(world.collection.path)
-        with caplog.at_level("INFO", logger="projcache"):
+        with caplog.at_level("INFO", logger="projcache.refresh"):
             cache.refresh()
         gone = [r for r in caplog.records if "is gone; removed it" in r.getMessage()]
         assert [r.name for r in gone] == ["projcache.refresh"]

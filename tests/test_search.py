@@ -19,20 +19,12 @@ from hypothesis.stateful import (
 )
 
 from projcache import ProjectCache
-from projcache import repository as repository_module
+from projcache import postings as postings_module
 from projcache import search as search_module
 from projcache.config import Settings
 from projcache.errors import InvalidArgumentError, ProjectNotFound
-from projcache.search import (
-    LEVELS,
-    MAX_PREFIX_TERMS,
-    MAX_QUERY_WORDS,
-    STOP_WORDS,
-    field_terms,
-    name_bucket,
-    query_words,
-    stem,
-)
+from projcache.search import LEVELS, MAX_PREFIX_TERMS, MAX_QUERY_WORDS
+from projcache.terms import STOP_WORDS, field_terms, name_bucket, query_words, stem
 
 MakeArtifact = Callable[..., dict[str, Any]]
 MakeProject = Callable[..., dict[str, Any]]
@@ -436,6 +428,64 @@ class TestPaging:
 class TestIndexMaintenance:
     """The index follows replacements and deletions."""
 
+    @pytest.mark.parametrize("merged", [False, True])
+    def test_an_update_keeps_the_id_and_relists_only_what_changed(
+        self,
+        cache: ProjectCache,
+        make_artifact: MakeArtifact,
+        monkeypatch: pytest.MonkeyPatch,
+        merged: bool,
+    ) -> None:
+        """A replaced artifact keeps its id; words it lost stop matching, new ones match, in
+        the tail (a recent write) as in the main bitmaps (after a merge)."""
+        monkeypatch.setattr(postings_module, "MERGE_AT", 1 if merged else 4096)
+        cache.put_artifacts(
+            [make_artifact("pdf", description="Reads invoices", tags=["old"])]
+            + [make_artifact(f"other-{i}", description="Reads invoices") for i in range(3)]
+        )
+        before = ids_of(cache)["default/skill/pdf"]
+        pending = cache._read(lambda txn: cache._repos.index.control(txn)["pending"])
+        assert (before in pending) is not merged
+        cache.put_artifacts([make_artifact("pdf", description="Reads receipts", tags=["new"])])
+        assert ids_of(cache)["default/skill/pdf"] == before
+        assert "default/skill/pdf" not in keys(cache.search("invoices"))
+        assert keys(cache.search("receipts")) == ["default/skill/pdf"]
+        assert cache.search("pdf", tag="old") == []
+        assert keys(cache.search("pdf", tag="new")) == ["default/skill/pdf"]
+        cache.delete_artifact("default/skill/pdf")
+        assert cache.search("receipts") == [] and cache.search("pdf") == []
+        assert cache.verify(deep=True).ok
+
+    def test_an_update_of_what_is_not_indexed_writes_no_bitmap(
+        self, cache: ProjectCache, make_artifact: MakeArtifact, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """Changing a field the index does not read (the version) leaves every bitmap alone
+        (no tombstone, no new id: the merged bitmaps and the tail are as they were)."""
+        monkeypatch.setattr(postings_module, "MERGE_AT", 1)
+        cache.put_artifacts([make_artifact("pdf", description="Reads invoices")])
+        dump = cache._storage.read(lambda txn: list(cache._repos.index.names_of(txn)))
+        cache.put_artifacts([make_artifact("pdf", description="Reads invoices", version="9.9")])
+        after = cache._storage.read(lambda txn: list(cache._repos.index.names_of(txn)))
+        assert after == dump
+        assert keys(cache.search("invoices")) == ["default/skill/pdf"]
+
+    def test_a_record_with_its_body_is_stored_deflated(
+        self, cache: ProjectCache, make_artifact: MakeArtifact
+    ) -> None:
+        """An artifact with a long body takes well under its JSON on disk, and reads back whole."""
+        from projcache import codec
+
+        body = "# Sheets\n\n" + " ".join(f"Fill the spreadsheet row {i}." for i in range(80))
+        cache.put_artifacts([make_artifact("sheets", description="Edits tables", body=body)])
+        payload = cache.get_artifact_json("default/skill/sheets")
+        assert payload is not None
+        stored = cache._storage.get("artifacts", b"default/skill/sheets")
+        assert stored is not None and stored[0] == codec.COMPRESSED_FORMAT
+        assert len(stored) < len(payload) // 2
+        artifact = cache.get_artifact("default/skill/sheets")
+        assert artifact is not None and artifact.body == body[: codec.MAX_BODY_CHARS]
+        assert keys(cache.search("spreadsheet row")) == ["default/skill/sheets"]
+
     def test_replacement_forgets_old_words(
         self, cache: ProjectCache, make_artifact: MakeArtifact
     ) -> None:
@@ -791,7 +841,7 @@ def engine_paths(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
     merged into the main bitmaps every few writes (the paths of big caches)."""
     if request.param != "default":
         monkeypatch.setattr(search_module, "_SMALL", 1)
-        monkeypatch.setattr(repository_module, "MERGE_AT", 12)
+        monkeypatch.setattr(postings_module, "MERGE_AT", 12)
 
 
 @pytest.mark.usefixtures("engine_paths")
@@ -855,8 +905,8 @@ class SearchMachine(RuleBasedStateMachine):
         self.deployed: set[str] = set()
         self.project_id = ""
         # Small thresholds: rank by bitmap tiers, merge the tail every few writes.
-        self.saved = (search_module._SMALL, repository_module.MERGE_AT)
-        search_module._SMALL, repository_module.MERGE_AT = 4, 24
+        self.saved = (search_module._SMALL, postings_module.MERGE_AT)
+        search_module._SMALL, postings_module.MERGE_AT = 4, 24
 
     @initialize()
     def add_project(self) -> None:
@@ -943,7 +993,7 @@ class SearchMachine(RuleBasedStateMachine):
 
     def teardown(self) -> None:
         """Close the cache and remove its directory."""
-        search_module._SMALL, repository_module.MERGE_AT = self.saved
+        search_module._SMALL, postings_module.MERGE_AT = self.saved
         self.stack.close()
 
 

@@ -80,7 +80,9 @@ def largest_value(cache_dir: Path) -> int:
 
 
 def values_holding(cache_dir: Path, needle: bytes) -> dict[str, int]:
-    """How many values of each sub-database contain ``needle``."""
+    """How many values of each sub-database contain ``needle`` (deflated frames inflated)."""
+    from projcache.codec import checked_payload
+
     env = lmdb.open(str(cache_dir), max_dbs=64, readonly=True, lock=False)
     try:
         found: dict[str, int] = {}
@@ -88,7 +90,7 @@ def values_holding(cache_dir: Path, needle: bytes) -> dict[str, int]:
             for name, _ in txn.cursor():
                 db = env.open_db(name, txn=txn, create=False)
                 for _key, value in txn.cursor(db=db):
-                    if needle in value:
+                    if needle in (checked_payload(value) or value):
                         found[name.decode()] = found.get(name.decode(), 0) + 1
         return found
     finally:

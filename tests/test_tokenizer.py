@@ -9,7 +9,7 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from projcache.search import STOP_WORDS, field_terms, query_words, stem, tokenize
+from projcache.terms import STOP_WORDS, field_terms, query_words, stem, tokenize
 
 
 def is_word(token: str) -> bool:
@@ -268,3 +268,29 @@ class TestTokenizerProperties:
             if tokens
         }
         assert field_terms(artifact) == expected
+
+
+@given(
+    text=st.text(alphabet="aAbBzZ09 _-.'\n", max_size=40)
+    | st.text(alphabet=st.characters(exclude_categories=("Cs",)), max_size=30),
+    compounds=st.booleans(),
+)
+def test_whole_text_paths_split_like_run_by_run(text: str, compounds: bool) -> None:
+    """The whole-text fast paths (ASCII prose without camelCase; text without combining marks)
+    give the words of the run-by-run split they stand for."""
+    from projcache import terms
+
+    source = text if text.isascii() else unicodedata.normalize("NFKC", text)
+    runs: list[str] = []
+    current: list[str] = []
+    for char in source:  # the reference: letters and digits, marks joining the run before
+        kind = unicodedata.category(char)[0]
+        if kind in "LN" or (kind == "M" and current):
+            current.append(char)
+        elif current:
+            runs.append("".join(current))
+            current = []
+    if current:
+        runs.append("".join(current))
+    expected = [word for run in runs for word in terms._split_run(run, compounds)]
+    assert terms._words(text, compounds=compounds) == expected

@@ -32,7 +32,7 @@ from damage import (
 from factories import Seeded, ShopWorld
 from projcache import CorruptRecordError, ProjectCache
 from projcache import verify as verify_module
-from projcache.codec import deployment_key, encode, frame
+from projcache.codec import deployment_key, encode, frame, unframe
 
 Factory = Callable[..., dict[str, Any]]
 
@@ -118,7 +118,7 @@ def test_wrong_deployment_state_and_orphan_deployment(seeded_cache: Seeded) -> N
     def damage(txn: lmdb.Transaction, db: Any) -> None:
         key = next(k for k, _ in txn.cursor(db))
         value = txn.get(key, db=db)
-        txn.put(key, frame(value[5:].replace(b'"current"', b'"outdated"')), db=db)
+        txn.put(key, frame(unframe(value).replace(b'"current"', b'"outdated"')), db=db)
         orphan = deployment_key("f" * 16, "default/skill/pdf")
         txn.put(
             orphan,
@@ -459,7 +459,7 @@ class TestVerifyLayers:
         """Each derived index and deployment check reports its damage exactly; repair fixes it."""
         from pyroaring import BitMap
 
-        from projcache.repository import encode_bitmap
+        from projcache.postings import encode_bitmap
 
         operations, expected = INDEX_CASES[case]
         pid = seeded_cache.pid
@@ -479,7 +479,7 @@ class TestVerifyLayers:
                 elif operation == "delete":
                     assert txn.delete(key, value, db=dbs[db])
                 else:  # "state": rewrite the record's state, keeping a valid frame
-                    old = txn.get(key, db=dbs[db])[5:]
+                    old = unframe(txn.get(key, db=dbs[db]))
                     txn.put(key, frame(old.replace(b'"current"', b'"' + value + b'"')), db=dbs[db])
 
         tamper(seeded_cache.cache_dir, damage)

@@ -38,8 +38,8 @@ from .errors import (
 )
 from .maintenance import CacheMaintenance
 from .migrate import SCHEMA_VERSION, MigrationProgress, ensure_schema, read_schema
-from .reads import SearchResults
 from .repository import Repositories
+from .search_reads import SearchResults
 from .storage import Storage, Txn
 from .views import CacheViews
 

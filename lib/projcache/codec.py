@@ -8,6 +8,13 @@ A stored value is a *frame*::
     |        | the payload      |                      |
     +--------+------------------+----------------------+
 
+A payload of :data:`COMPRESS_AT` bytes or more is stored deflated when that
+saves at least an eighth of it: format byte ``0x03``, then the CRC32 of the
+stored (deflated) bytes, then a raw deflate stream made with the preset
+dictionary :data:`FRAME_DICTIONARY`.  LMDB packs values into 4 KiB pages, and
+records of about a kilobyte (an artifact with its body) filled half a page
+each; deflated they take about 40% of their JSON (docs/cache/storage-format.md).
+
 Every read checks the format byte and the CRC before the payload is used, so a
 flipped bit surfaces as :class:`~projcache.errors.CorruptRecordError`, never as
 garbage.  Values are never pickled.  No frame holds more than
@@ -35,9 +42,12 @@ from .vocabulary import ARTIFACT_TYPES, DEPLOYMENT_STATES
 
 __all__ = [
     "ARTIFACT_TYPES",
+    "COMPRESSED_FORMAT",
+    "COMPRESS_AT",
     "DEFAULT_PROFILE",
     "DEPLOYMENT_STATES",
     "FORMAT_VERSION",
+    "FRAME_DICTIONARY",
     "MAX_BODY_CHARS",
     "MAX_KEY_BYTES",
     "MAX_RECORD_BYTES",
@@ -53,6 +63,7 @@ __all__ = [
     "encode",
     "encode_key",
     "frame",
+    "frame_intact",
     "parse_artifact_key",
     "parse_deployment_key",
     "project_id_for_path",
@@ -60,6 +71,22 @@ __all__ = [
 ]
 
 FORMAT_VERSION = 1
+COMPRESSED_FORMAT = 3  # (0x02 is the bitmap frame of projcache.postings)
+COMPRESS_AT = 512
+# The preset dictionary of deflated frames: the records' field names and the
+# usual JSON around them, so that a small record need not spell them out.
+# Part of the format: changing it needs a new format byte.
+FRAME_DICTIONARY = (
+    b'{"project_id":"","artifact_key":"","profile":"claude_code","profile_root":"",'
+    b'"platform":"","deployed_at":"","artifact_path":"","local_hash":"","files_present":'
+    b'"refreshed_at":"","stale":false,"errors":[],"id":"","mtime_ns":,"size":,"inode":,'
+    b'"signature":null,"read_at":"","data":{"hash":"","kind":"facts","summary":"",'
+    b'"front_matter_in_record":true,"body":"# '
+    b'{"key":"","name":"","type":"skill","collection":"","path":"/home/",".md","title":null,'
+    b'"description":"","tags":[],"version":null,"origin":"github","upstream":null,'
+    b'"resolved_sha":null,"resolved_version":null,"content_hash":"","front_matter":{},'
+    b'"managed":true,"updated_at":"T00:00:00Z","body":"# \\n\\n","added_at":null}'
+)
 MAX_KEY_BYTES = 511
 # Characters of an artifact's Markdown body kept in its record for search.
 MAX_BODY_CHARS = 2000
@@ -78,6 +105,8 @@ _PROFILE_PART = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 
 _HEADER = 5
 _VERSION_BYTE = bytes([FORMAT_VERSION])
+_COMPRESSED_BYTE = bytes([COMPRESSED_FORMAT])
+_DICT = FRAME_DICTIONARY
 _ORJSON_OPTS = orjson.OPT_NON_STR_KEYS
 _HEAD = struct.Struct(">BI").unpack_from
 _crc32 = zlib.crc32
@@ -94,7 +123,24 @@ def frame(payload: bytes) -> bytes:
             f"a record of {len(payload)} bytes is larger than the {MAX_RECORD_BYTES}-byte "
             "limit for one stored value; not written"
         )
+    if len(payload) >= COMPRESS_AT:
+        packer = zlib.compressobj(6, zlib.DEFLATED, -15, 9, zlib.Z_DEFAULT_STRATEGY, _DICT)
+        packed = packer.compress(payload) + packer.flush()
+        if len(packed) <= len(payload) - len(payload) // 8:
+            return _COMPRESSED_BYTE + zlib.crc32(packed).to_bytes(4, "big") + packed
     return _VERSION_BYTE + zlib.crc32(payload).to_bytes(4, "big") + payload
+
+
+def _inflate(packed: bytes) -> Optional[bytes]:
+    """The payload of a deflated frame's body, or ``None`` when it is not a whole stream."""
+    unpacker = zlib.decompressobj(-15, FRAME_DICTIONARY)
+    try:
+        payload = unpacker.decompress(packed, MAX_RECORD_BYTES + 1)
+    except zlib.error:
+        return None
+    if not unpacker.eof or unpacker.unused_data or len(payload) > MAX_RECORD_BYTES:
+        return None
+    return payload
 
 
 def encode(value: Any) -> bytes:
@@ -112,9 +158,22 @@ def checked_payload(data: bytes) -> Optional[bytes]:
         return None
     version, crc = _HEAD(data)
     payload = data[_HEADER:]
-    if version != FORMAT_VERSION or _crc32(payload) != crc:
+    if _crc32(payload) != crc:
         return None
-    return payload if type(payload) is bytes else bytes(payload)
+    if version == FORMAT_VERSION:
+        return payload if type(payload) is bytes else bytes(payload)
+    return _inflate(bytes(payload)) if version == COMPRESSED_FORMAT else None
+
+
+def frame_intact(data: bytes) -> bool:
+    """Tell whether a frame has a known format byte and its CRC32 matches (nothing inflated).
+
+    What quick verify checks: the stored bytes are the ones written.
+    """
+    if len(data) < _HEADER:
+        return False
+    version, crc = _HEAD(data)
+    return version in (FORMAT_VERSION, COMPRESSED_FORMAT) and _crc32(data[_HEADER:]) == crc
 
 
 def unframe(data: bytes, *, what: str = "value") -> bytes:
@@ -126,12 +185,17 @@ def unframe(data: bytes, *, what: str = "value") -> bytes:
     """
     if len(data) < _HEADER:
         raise CorruptRecordError(f"{what}: frame too short ({len(data)} bytes)")
-    if data[0] != FORMAT_VERSION:
+    if data[0] not in (FORMAT_VERSION, COMPRESSED_FORMAT):
         raise CorruptRecordError(f"{what}: unknown frame format byte {data[0]:#04x}")
     payload = data[_HEADER:]
     if zlib.crc32(payload) != int.from_bytes(data[1:_HEADER], "big"):
         raise CorruptRecordError(f"{what}: CRC32 mismatch")
-    return bytes(payload)
+    if data[0] == FORMAT_VERSION:
+        return bytes(payload)
+    inflated = _inflate(bytes(payload))
+    if inflated is None:
+        raise CorruptRecordError(f"{what}: damaged deflate stream")
+    return inflated
 
 
 def decode(data: bytes, *, what: str = "value") -> Any:

@@ -77,7 +77,7 @@ def _check_profile(value: str) -> str:
 
 # Aware datetimes only, so freshness arithmetic never mixes naive and aware values.
 UtcDatetime = Annotated[datetime, AfterValidator(as_utc)]
-# Tags are index keys (see repository.FacetIndex), so they are bounded well under 511 bytes.
+# Tags are index keys (see postings.FacetIndex), so they are bounded well under 511 bytes.
 Tag = Annotated[str, StringConstraints(min_length=1, max_length=100)]
 
 M = TypeVar("M", bound=BaseModel)

@@ -73,12 +73,12 @@ def quick_verify(storage: Storage, progress: Optional[Progress] = None) -> Verif
         entries = {name: int(txn.stat(db)["entries"]) for name, db in dbs.items()}
         total = sum(entries[name] for name in present)
         done = 0
-        check = codec.checked_payload
+        intact = codec.frame_intact
         for name in present:
             count = 0
             for key, value in txn.cursor(dbs[name]).iternext():
                 count += 1
-                if check(value) is None:
+                if not intact(value):
                     try:
                         codec.unframe(value, what=f"{name}[{key.decode('utf-8', 'replace')!r}]")
                     except CorruptRecordError as exc:

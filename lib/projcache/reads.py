@@ -1,7 +1,9 @@
-"""The read side of :class:`~projcache.cache.ProjectCache`: lookups, listings, search.
+"""The read side of :class:`~projcache.cache.ProjectCache`: lookups and listings.
 
-A mixin: :class:`CacheReads` holds every query method, the facade in
-:mod:`projcache.cache` holds lifecycle, writes and maintenance.  Each query
+A mixin: :class:`CacheReads` holds the lookups and listings (search is
+:class:`~projcache.search_reads.CacheSearch`, the JSON views
+:class:`~projcache.views.CacheViews`); the facade in :mod:`projcache.cache`
+holds lifecycle, and the other mixins writes and maintenance.  Each query
 runs in one short read transaction (listings in pages of them) and never
 blocks on writers.  The ``*_json`` variants return the stored JSON bytes
 without building pydantic models: the hot paths of the CLI and the server.
@@ -9,10 +11,10 @@ without building pydantic models: the hot paths of the CLI and the server.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from itertools import islice
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, List, NamedTuple, Optional, TypeVar
+from typing import TYPE_CHECKING, Callable, Optional, TypeVar
 
 import orjson
 
@@ -27,11 +29,11 @@ from .errors import (
 from .vocabulary import DEPLOYMENT_STATES
 
 if TYPE_CHECKING:
-    from .models import Artifact, Collection, Deployment, DeploymentState, Project, SearchHit
+    from .models import Artifact, Collection, Deployment, DeploymentState, Project
     from .repository import Repositories
     from .storage import Storage, Txn
 
-__all__ = ["CacheReads", "SearchPage", "SearchResults", "check_type"]
+__all__ = ["CacheReads", "check_type"]
 
 T = TypeVar("T")
 _STATES = DEPLOYMENT_STATES
@@ -56,37 +58,6 @@ def check_type(type_: Optional[str]) -> None:
 def _check_state(state: Optional[str]) -> None:
     if state is not None and state not in _STATES:
         raise InvalidArgumentError(f"state must be one of {', '.join(_STATES)}; got {state!r}")
-
-
-class SearchResults(List["SearchHit"]):
-    """The hits of one page of a search (a list), plus counts.
-
-    ``total`` counts the artifacts matching every word; ``partial`` says how
-    many hits at the end of this page match only some of the words (they fill
-    a page the exact matches do not), ``partial_total`` how many such partial
-    matches exist (counted only when the exact matches do not fill the page).
-    """
-
-    def __init__(
-        self,
-        hits: Iterable[SearchHit] = (),
-        total: int = 0,
-        partial: int = 0,
-        partial_total: int = 0,
-    ):
-        super().__init__(hits)
-        self.total = total
-        self.partial = partial
-        self.partial_total = partial_total
-
-
-class SearchPage(NamedTuple):
-    """One page of a search as stored JSON: ``hits`` are ``(key, score, JSON bytes)``."""
-
-    hits: list[tuple[str, float, bytes]]
-    total: int
-    partial: int
-    partial_total: int
 
 
 class CacheReads:
@@ -305,96 +276,6 @@ class CacheReads:
                 txn, self._repos, project_id, state, artifact, profile, type
             )
         )
-
-    def search(
-        self,
-        query: str,
-        type: Optional[str] = None,
-        project: Optional[str] = None,
-        limit: int = 20,
-        offset: int = 0,
-        *,
-        collection: Optional[str] = None,
-        tag: Optional[str] = None,
-        fill: bool = True,
-    ) -> SearchResults:
-        """Find artifacts by words in their name, title, tags, description and body.
-
-        Artifacts matching every word come first (``.total`` counts them), ranked
-        by how strongly the words matched (name > title/tags > description >
-        body; exact > stem > prefix, the last word also matching as a prefix),
-        then managed first, shorter name, older first.  When they do not fill
-        the page, artifacts matching most of the words follow (``.partial``).
-        ``project`` (id, name or path) keeps artifacts deployed there; ``fill=False``
-        returns exact matches only.
-        """
-        from .models import SearchHit
-
-        page = self.search_page_json(
-            query, type, project, limit, offset, collection=collection, tag=tag, fill=fill
-        )
-        load = self._repos.artifacts.load
-        hits = []
-        for key, score, payload in page.hits:
-            artifact = load(payload)
-            # Built from a stored (validated) record and the index's score: nothing to check.
-            hits.append(
-                SearchHit.model_construct(
-                    key=key, name=artifact.name, type=artifact.type, score=score, artifact=artifact
-                )
-            )
-        return SearchResults(hits, page.total, page.partial, page.partial_total)
-
-    def search_json(
-        self,
-        query: str,
-        type: Optional[str] = None,
-        project: Optional[str] = None,
-        limit: int = 20,
-        offset: int = 0,
-        *,
-        collection: Optional[str] = None,
-        tag: Optional[str] = None,
-        fill: bool = True,
-    ) -> tuple[list[tuple[str, float, bytes]], int]:
-        """Like :meth:`search`, returning ``([(key, score, JSON bytes)], total)`` (no models)."""
-        page = self.search_page_json(
-            query, type, project, limit, offset, collection=collection, tag=tag, fill=fill
-        )
-        return page.hits, page.total
-
-    def search_page_json(
-        self,
-        query: str,
-        type: Optional[str] = None,
-        project: Optional[str] = None,
-        limit: int = 20,
-        offset: int = 0,
-        *,
-        collection: Optional[str] = None,
-        tag: Optional[str] = None,
-        fill: bool = True,
-    ) -> SearchPage:
-        """Like :meth:`search`, returning a :class:`SearchPage` of stored JSON (no models)."""
-        from .search import QueryFilters, run_query  # only searches pay for the tokenizer
-
-        if limit < 0 or offset < 0:
-            raise InvalidArgumentError("limit and offset must not be negative")
-        check_type(type)
-        project_id = self.find_project(project).id if project is not None else None
-        filters = QueryFilters(type=type, collection=collection, tag=tag, project=project_id)
-        repos = self._repos
-
-        def body(txn: Txn) -> SearchPage:
-            result = run_query(txn, repos, query, filters, limit, offset, fill)
-            found = []
-            for key, score in result.page:
-                payload = repos.artifacts.get_payload(txn, key)
-                if payload is not None:  # index entry without record: verify reports it
-                    found.append((key, score, payload))
-            return SearchPage(found, result.total, result.partial, result.partial_total)
-
-        return self._read(body)
 
     def counts(self) -> dict[str, int]:
         """Records per kind: collections, projects, artifacts, deployments, sources (O(1) each)."""

@@ -1,8 +1,11 @@
-"""Full-text search: the tokenizer, the terms indexed per artifact, and query execution.
+"""Full-text search: query execution and ranking over the v3 bitmap index.
+
+The words and terms (tokenizer, stemmer, the terms of an artifact) are in
+:mod:`projcache.terms`, which the write path imports without this module.
 
 Index (format v3, see docs/cache/storage-format.md): every artifact has a dense
 integer id; each *term* of each *field* maps to a compressed bitmap of the ids
-holding it (:class:`~projcache.repository.BitmapIndex`).  Fields: ``n`` name,
+holding it (:class:`~projcache.postings.BitmapIndex`).  Fields: ``n`` name,
 ``t`` title and tags, ``d`` description, ``b`` the Markdown body.  A token is
 indexed as itself and as its English stem, so ``spreadsheets`` is found by
 ``spreadsheet`` and the other way round.
@@ -21,7 +24,8 @@ The ranking rule (what the brute-force oracle in tests/test_search.py pins):
   do not fill the page, results matching fewer words follow (``partial``),
   most words matched first;
 * within the same number of matched words: higher score first, then managed
-  before unmanaged, shorter name first, then lower id (older artifact) first.
+  before unmanaged, shorter name first, then lower id first (the artifact first
+  written earlier: an update keeps its id).
 
 Execution never scores every hit: a small candidate set is scored hit by hit;
 a large one is walked from the highest score down by intersecting per-level
@@ -30,14 +34,13 @@ bitmaps, and the tie-breaks are bitmaps too (managed, name length).
 
 from __future__ import annotations
 
-import re
-import unicodedata
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from functools import lru_cache
-from typing import TYPE_CHECKING, Any, Optional
+from typing import TYPE_CHECKING, Optional
 
 from pyroaring import BitMap
+
+from .terms import STOP_WORDS, name_bucket, query_words, stem
 
 if TYPE_CHECKING:
     from .repository import Repositories
@@ -48,21 +51,13 @@ __all__ = [
     "LEVELS",
     "MAX_PREFIX_TERMS",
     "MAX_QUERY_WORDS",
-    "STOP_WORDS",
     "QueryFilters",
     "QueryResult",
-    "artifact_fields",
-    "field_terms",
-    "query_words",
     "run_query",
-    "stem",
-    "tokenize",
 ]
 
-MAX_TOKEN_CHARS = 64
 MAX_QUERY_WORDS = 16
 MAX_PREFIX_TERMS = 256
-MAX_NAME_BUCKET = 64
 # Sets at most this large are ranked hit by hit; larger ones by bitmap tiers.
 _SMALL = 48
 
@@ -84,203 +79,6 @@ LEVELS: dict[tuple[bytes, int], int] = {
     (b"b", 1): 1,
     (b"b", 2): 1,
 }
-
-STOP_WORDS = frozenset(
-    [
-        "a",
-        "an",
-        "and",
-        "are",
-        "as",
-        "at",
-        "be",
-        "but",
-        "by",
-        "for",
-        "from",
-        "has",
-        "have",
-        "if",
-        "in",
-        "into",
-        "is",
-        "it",
-        "its",
-        "of",
-        "on",
-        "or",
-        "that",
-        "the",
-        "their",
-        "then",
-        "there",
-        "these",
-        "this",
-        "to",
-        "was",
-        "were",
-        "will",
-        "with",
-    ]
-)
-
-_RUN = re.compile(r"[^\W_]+")
-_VOWELS = frozenset("aeiouy")
-
-
-def _camel_parts(run: str) -> list[str]:
-    """Split one alphanumeric run at camelCase boundaries (``extractPDFText`` -> 3 parts)."""
-    parts: list[str] = []
-    start = 0
-    for i in range(1, len(run)):
-        prev, cur = run[i - 1], run[i]
-        nxt = run[i + 1] if i + 1 < len(run) else ""
-        lower_to_upper = cur.isupper() and (prev.islower() or prev.isdigit())
-        acronym_end = cur.isupper() and prev.isupper() and nxt.islower()
-        if lower_to_upper or acronym_end:
-            parts.append(run[start:i])
-            start = i
-    parts.append(run[start:])
-    return parts
-
-
-def _runs(text: str) -> list[str]:
-    """Maximal runs of letters and digits; combining marks stay with the letter before them.
-
-    Python's ``\\w`` does not count combining marks (Devanagari vowel signs, Hebrew
-    points), so a regex alone would cut such words apart.
-    """
-    if text.isascii():
-        return _RUN.findall(text)
-    runs: list[str] = []
-    current: list[str] = []
-    for char in text:
-        kind = unicodedata.category(char)[0]
-        if kind in "LN" or (kind == "M" and current):
-            current.append(char)
-        elif current:
-            runs.append("".join(current))
-            current = []
-    if current:
-        runs.append("".join(current))
-    return runs
-
-
-def _fold(word: str) -> str:
-    """Drop diacritics from Latin letters (``é`` -> ``e``), as SQLite FTS5's unicode61 does.
-
-    Marks on other scripts are kept: there they are vowels, not decoration.
-    """
-    if word.isascii():
-        return word
-    kept: list[str] = []
-    latin_base = False
-    for char in unicodedata.normalize("NFKD", word):
-        if unicodedata.combining(char):
-            if latin_base:
-                continue
-        else:
-            latin_base = char < "\u0250"  # Basic Latin up to Latin Extended-B
-        kept.append(char)
-    return unicodedata.normalize("NFC", "".join(kept))
-
-
-@lru_cache(maxsize=1 << 16)
-def _split_run(run: str, compounds: bool) -> tuple[str, ...]:
-    """The words of one letter/digit run (camelCase parts, plus the whole when ``compounds``)."""
-    if run.islower() or not any(c.isupper() for c in run):
-        pieces = [run]
-    elif run[0].isupper() and (len(run) == 1 or run[1:].islower()):
-        pieces = [run]  # "Capitalised": one word
-    else:
-        parts = _camel_parts(run)
-        pieces = [*parts, run] if compounds and len(parts) > 1 else parts
-    words: list[str] = []
-    for piece in pieces:
-        # lower() can yield non-letters, so split again after folding.
-        for word in _runs(_fold(piece.lower())):
-            words.append(word[:MAX_TOKEN_CHARS])
-    return tuple(words)
-
-
-def _words(text: str, *, compounds: bool) -> list[str]:
-    runs = _RUN.findall(text) if text.isascii() else _runs(unicodedata.normalize("NFKC", text))
-    words: list[str] = []
-    for run in runs:
-        words.extend(_split_run(run, compounds))
-    return words
-
-
-def tokenize(text: str) -> list[str]:
-    """Return the index tokens of ``text``: lower-cased, stop words removed, in order.
-
-    Splits on anything not a letter or digit (so kebab-case and snake_case
-    split) and at camelCase boundaries; a camelCase word is also kept whole
-    (``FastAPI`` gives ``fast``, ``api`` and ``fastapi``).  Unicode-aware: NFKC
-    normalised, combining marks kept inside words, diacritics of Latin letters
-    dropped (``café`` and ``cafe`` are the same token).
-    """
-    return [w for w in _words(text, compounds=True) if w not in STOP_WORDS]
-
-
-def query_words(query: str) -> list[str]:
-    """Split a query into words the way the indexer splits text (stop words kept)."""
-    return _words(query, compounds=False)
-
-
-@lru_cache(maxsize=1)
-def _stemmer() -> Any:
-    import Stemmer  # PyStemmer: the Snowball English (Porter2) stemmer in C (ADR 0010)
-
-    return Stemmer.Stemmer("english")
-
-
-@lru_cache(maxsize=65536)
-def stem(word: str) -> str:
-    """The English (Snowball) stem of a lower-case token; other scripts come back unchanged.
-
-    Snowball keeps the ``s`` of a vowel-less word (``pdfs``, ``mcps``); those
-    are acronym plurals, so a final ``s`` after a consonant is dropped there.
-    """
-    if not word.isascii() or not word.isalpha() or len(word) < 3:
-        return word
-    stemmed: str = _stemmer().stemWord(word)
-    if (
-        stemmed == word
-        and word.endswith("s")
-        and word[-2] != "s"
-        and not _VOWELS.intersection(word[:-1])
-    ):
-        return word[:-1]
-    return stemmed
-
-
-def artifact_fields(artifact: Mapping[str, Any]) -> dict[bytes, str]:
-    """The searchable text of an artifact per field code (name, title + tags, description, body)."""
-    title = artifact.get("title") or ""
-    tags = " ".join(artifact.get("tags") or ())
-    return {
-        b"n": artifact.get("name") or "",
-        b"t": f"{title} {tags}",
-        b"d": artifact.get("description") or "",
-        b"b": artifact.get("body") or "",
-    }
-
-
-def field_terms(artifact: Mapping[str, Any]) -> dict[bytes, set[str]]:
-    """Return ``{field code: terms}``: every token of the field and its stem."""
-    terms: dict[bytes, set[str]] = {}
-    for code, text in artifact_fields(artifact).items():
-        tokens = set(tokenize(text))
-        found = tokens.union([stem(token) for token in tokens])
-        if found:
-            terms[code] = found
-    return terms
-
-
-def name_bucket(name: str) -> int:
-    """The name-length tie-break bucket of ``name`` (1 .. :data:`MAX_NAME_BUCKET`)."""
-    return max(1, min(len(name), MAX_NAME_BUCKET))
 
 
 @dataclass(frozen=True)
@@ -348,14 +146,16 @@ def _read_word(
             cache[term] = index.term_fields(txn, term)
         return cache[term]
 
+    prefixed: dict[bytes, BitMap] = {}
+    if prefix:  # one scan reads the word's own bitmaps and those of the terms it begins
+        for term, fields in index.prefix_fields(txn, text, MAX_PREFIX_TERMS).items():
+            cache.setdefault(term, fields)
+            for code, found_ids in fields.items():
+                prefixed[code] = prefixed[code] | found_ids if code in prefixed else found_ids
+        cache.setdefault(text, {})
     kinds: list[dict[bytes, BitMap]] = [fields_of(text)]
     stemmed = stem(text)
     kinds.append(fields_of(stemmed) if stemmed != text else {})
-    prefixed: dict[bytes, BitMap] = {}
-    if prefix:
-        for term in index.terms_with_prefix(txn, text, MAX_PREFIX_TERMS):
-            for code, found_ids in fields_of(term).items():
-                prefixed[code] = prefixed[code] | found_ids if code in prefixed else found_ids
     kinds.append(prefixed)
     levels: dict[int, BitMap] = {}
     for code in FIELDS:

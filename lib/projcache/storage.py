@@ -65,7 +65,7 @@ try:  # POSIX only; on other platforms growth is not coordinated across processe
 except ImportError:  # pragma: no cover
     fcntl = None  # type: ignore[assignment]
 
-__all__ = ["DATABASES", "Storage", "Txn", "before_commit", "run_before_commit"]
+__all__ = ["DATABASES", "Storage", "Txn", "before_commit", "run_before_commit", "scan"]
 
 logger = logging.getLogger(__name__)
 
@@ -100,6 +100,20 @@ def run_before_commit(txn: Txn) -> None:
     """Run and forget ``txn``'s pre-commit callbacks (for code committing a raw transaction)."""
     for callback in _before_commit.pop(id(txn), ()):
         callback()
+
+
+def scan(
+    txn: Txn, db: Any, prefix: bytes = b"", start: bytes = b""
+) -> Iterator[tuple[bytes, bytes]]:
+    """Yield ``(key, value)`` of ``db`` for keys starting with ``prefix``, from ``start`` on."""
+    cursor = txn.cursor(db)
+    first = max(prefix, start)
+    if not (cursor.set_range(first) if first else cursor.first()):
+        return
+    for key, value in cursor.iternext():
+        if prefix and not key.startswith(prefix):
+            return
+        yield key, value
 
 
 MAX_READERS = 1024

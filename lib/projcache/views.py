@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, Optional
 import orjson
 
 from . import codec, streams
-from .reads import CacheReads
+from .search_reads import CacheSearch
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -67,7 +67,7 @@ def _error(kind: str, unit: str, name: str, path: str, message: str) -> dict[str
     return {"kind": kind, "unit": unit, "name": name, "path": path, "message": message}
 
 
-class CacheViews(CacheReads):
+class CacheViews(CacheSearch):
     """The JSON views of :class:`~projcache.cache.ProjectCache` (see the module docstring)."""
 
     settings: Settings

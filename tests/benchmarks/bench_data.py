@@ -406,7 +406,7 @@ _SIMPLE = re.compile(r"[a-z]{3,}")
 
 def artifact_terms(record: dict[str, Any]) -> set[str]:
     """Every term projcache indexes for ``record`` (tokens and their stems, any field)."""
-    from projcache.search import field_terms
+    from projcache.terms import field_terms
 
     return set().union(*field_terms(record).values())
 
@@ -421,7 +421,7 @@ def _postings(artifacts: list[dict[str, Any]]) -> dict[str, set[int]]:
 
 def _stem_safe(postings: dict[str, set[int]]) -> set[str]:
     """Terms a stemming engine and an exact one match alike: no other term shares their stem."""
-    from projcache.search import stem
+    from projcache.terms import stem
 
     groups: dict[str, set[str]] = {}
     for term in postings:

@@ -398,7 +398,7 @@ class CacheUser(HttpUser):
         words = query.split()
 
         def check(body: dict[str, Any]) -> None:
-            from projcache.search import field_terms, stem
+            from projcache.terms import field_terms, stem
 
             expect(body.get("query") == query, "query not echoed")
             # Exact matches (``total`` of them) come first; the last ``partial`` items of a

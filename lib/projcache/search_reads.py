@@ -1,0 +1,145 @@
+"""The search methods of :class:`~projcache.cache.ProjectCache` (the engine is :mod:`.search`).
+
+A mixin over :class:`~projcache.reads.CacheReads`: ``search`` builds models,
+``search_page_json`` / ``search_json`` return the stored JSON of each hit.
+Each search is one read transaction.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, List, NamedTuple, Optional
+
+from .errors import InvalidArgumentError
+from .reads import CacheReads, check_type
+
+if TYPE_CHECKING:
+    from .models import SearchHit
+    from .storage import Txn
+
+__all__ = ["CacheSearch", "SearchPage", "SearchResults"]
+
+
+class SearchResults(List["SearchHit"]):
+    """The hits of one page of a search (a list), plus counts.
+
+    ``total`` counts the artifacts matching every word; ``partial`` says how
+    many hits at the end of this page match only some of the words (they fill
+    a page the exact matches do not), ``partial_total`` how many such partial
+    matches exist (counted only when the exact matches do not fill the page).
+    """
+
+    def __init__(
+        self,
+        hits: Iterable[SearchHit] = (),
+        total: int = 0,
+        partial: int = 0,
+        partial_total: int = 0,
+    ):
+        super().__init__(hits)
+        self.total = total
+        self.partial = partial
+        self.partial_total = partial_total
+
+
+class SearchPage(NamedTuple):
+    """One page of a search as stored JSON: ``hits`` are ``(key, score, JSON bytes)``."""
+
+    hits: list[tuple[str, float, bytes]]
+    total: int
+    partial: int
+    partial_total: int
+
+
+class CacheSearch(CacheReads):
+    """Search methods shared by every :class:`~projcache.cache.ProjectCache` handle."""
+
+    def search(
+        self,
+        query: str,
+        type: Optional[str] = None,
+        project: Optional[str] = None,
+        limit: int = 20,
+        offset: int = 0,
+        *,
+        collection: Optional[str] = None,
+        tag: Optional[str] = None,
+        fill: bool = True,
+    ) -> SearchResults:
+        """Find artifacts by words in their name, title, tags, description and body.
+
+        Artifacts matching every word come first (``.total`` counts them), ranked
+        by how strongly the words matched (name > title/tags > description >
+        body; exact > stem > prefix, the last word also matching as a prefix),
+        then managed first, shorter name, older first.  When they do not fill
+        the page, artifacts matching most of the words follow (``.partial``).
+        ``project`` (id, name or path) keeps artifacts deployed there; ``fill=False``
+        returns exact matches only.
+        """
+        from .models import SearchHit
+
+        page = self.search_page_json(
+            query, type, project, limit, offset, collection=collection, tag=tag, fill=fill
+        )
+        load = self._repos.artifacts.load
+        hits = []
+        for key, score, payload in page.hits:
+            artifact = load(payload)
+            # Built from a stored (validated) record and the index's score: nothing to check.
+            hits.append(
+                SearchHit.model_construct(
+                    key=key, name=artifact.name, type=artifact.type, score=score, artifact=artifact
+                )
+            )
+        return SearchResults(hits, page.total, page.partial, page.partial_total)
+
+    def search_json(
+        self,
+        query: str,
+        type: Optional[str] = None,
+        project: Optional[str] = None,
+        limit: int = 20,
+        offset: int = 0,
+        *,
+        collection: Optional[str] = None,
+        tag: Optional[str] = None,
+        fill: bool = True,
+    ) -> tuple[list[tuple[str, float, bytes]], int]:
+        """Like :meth:`search`, returning ``([(key, score, JSON bytes)], total)`` (no models)."""
+        page = self.search_page_json(
+            query, type, project, limit, offset, collection=collection, tag=tag, fill=fill
+        )
+        return page.hits, page.total
+
+    def search_page_json(
+        self,
+        query: str,
+        type: Optional[str] = None,
+        project: Optional[str] = None,
+        limit: int = 20,
+        offset: int = 0,
+        *,
+        collection: Optional[str] = None,
+        tag: Optional[str] = None,
+        fill: bool = True,
+    ) -> SearchPage:
+        """Like :meth:`search`, returning a :class:`SearchPage` of stored JSON (no models)."""
+        from .search import QueryFilters, run_query  # only searches pay for the tokenizer
+
+        if limit < 0 or offset < 0:
+            raise InvalidArgumentError("limit and offset must not be negative")
+        check_type(type)
+        project_id = self.find_project(project).id if project is not None else None
+        filters = QueryFilters(type=type, collection=collection, tag=tag, project=project_id)
+        repos = self._repos
+
+        def body(txn: Txn) -> SearchPage:
+            result = run_query(txn, repos, query, filters, limit, offset, fill)
+            found = []
+            for key, score in result.page:
+                payload = repos.artifacts.get_payload(txn, key)
+                if payload is not None:  # index entry without record: verify reports it
+                    found.append((key, score, payload))
+            return SearchPage(found, result.total, result.partial, result.partial_total)
+
+        return self._read(body)

@@ -1,0 +1,249 @@
+"""The words of search: tokenizer, stemmer, and the terms an artifact is indexed under.
+
+Shared by the write path (:mod:`projcache.mutations` indexes :func:`field_terms`)
+and the query side (:mod:`projcache.search` splits a query with
+:func:`query_words`); the index format is in docs/cache/storage-format.md.
+Fields: ``n`` name, ``t`` title and tags, ``d`` description, ``b`` the Markdown
+body.  A token is indexed as itself and as its English stem, so
+``spreadsheets`` is found by ``spreadsheet`` and the other way round.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections.abc import Mapping
+from functools import lru_cache
+from typing import Any
+
+__all__ = [
+    "MAX_NAME_BUCKET",
+    "MAX_TOKEN_CHARS",
+    "STOP_WORDS",
+    "artifact_fields",
+    "field_terms",
+    "name_bucket",
+    "query_words",
+    "stem",
+    "tokenize",
+]
+
+MAX_TOKEN_CHARS = 64
+MAX_NAME_BUCKET = 64
+
+STOP_WORDS = frozenset(
+    [
+        "a",
+        "an",
+        "and",
+        "are",
+        "as",
+        "at",
+        "be",
+        "but",
+        "by",
+        "for",
+        "from",
+        "has",
+        "have",
+        "if",
+        "in",
+        "into",
+        "is",
+        "it",
+        "its",
+        "of",
+        "on",
+        "or",
+        "that",
+        "the",
+        "their",
+        "then",
+        "there",
+        "these",
+        "this",
+        "to",
+        "was",
+        "were",
+        "will",
+        "with",
+    ]
+)
+
+_RUN = re.compile(r"[^\W_]+")
+_VOWELS = frozenset("aeiouy")
+
+
+def _camel_parts(run: str) -> list[str]:
+    """Split one alphanumeric run at camelCase boundaries (``extractPDFText`` -> 3 parts)."""
+    parts: list[str] = []
+    start = 0
+    for i in range(1, len(run)):
+        prev, cur = run[i - 1], run[i]
+        nxt = run[i + 1] if i + 1 < len(run) else ""
+        lower_to_upper = cur.isupper() and (prev.islower() or prev.isdigit())
+        acronym_end = cur.isupper() and prev.isupper() and nxt.islower()
+        if lower_to_upper or acronym_end:
+            parts.append(run[start:i])
+            start = i
+    parts.append(run[start:])
+    return parts
+
+
+def _runs(text: str) -> list[str]:
+    """Maximal runs of letters and digits; combining marks stay with the letter before them.
+
+    Python's ``\\w`` does not count combining marks (Devanagari vowel signs, Hebrew
+    points), so a regex alone would cut such words apart.
+    """
+    if text.isascii() or not any(
+        unicodedata.category(char)[0] == "M" for char in set(text) if not char.isascii()
+    ):
+        return _RUN.findall(text)  # without combining marks, \w is letters and digits
+    runs: list[str] = []
+    current: list[str] = []
+    for char in text:
+        kind = unicodedata.category(char)[0]
+        if kind in "LN" or (kind == "M" and current):
+            current.append(char)
+        elif current:
+            runs.append("".join(current))
+            current = []
+    if current:
+        runs.append("".join(current))
+    return runs
+
+
+def _fold(word: str) -> str:
+    """Drop diacritics from Latin letters (``é`` -> ``e``), as SQLite FTS5's unicode61 does.
+
+    Marks on other scripts are kept: there they are vowels, not decoration.
+    """
+    if word.isascii():
+        return word
+    kept: list[str] = []
+    latin_base = False
+    for char in unicodedata.normalize("NFKD", word):
+        if unicodedata.combining(char):
+            if latin_base:
+                continue
+        else:
+            latin_base = char < "\u0250"  # Basic Latin up to Latin Extended-B
+        kept.append(char)
+    return unicodedata.normalize("NFC", "".join(kept))
+
+
+@lru_cache(maxsize=1 << 16)
+def _split_run(run: str, compounds: bool) -> tuple[str, ...]:
+    """The words of one letter/digit run (camelCase parts, plus the whole when ``compounds``)."""
+    if run.islower() or not any(c.isupper() for c in run):
+        pieces = [run]
+    elif run[0].isupper() and (len(run) == 1 or run[1:].islower()):
+        pieces = [run]  # "Capitalised": one word
+    else:
+        parts = _camel_parts(run)
+        pieces = [*parts, run] if compounds and len(parts) > 1 else parts
+    words: list[str] = []
+    for piece in pieces:
+        # lower() can yield non-letters, so split again after folding.
+        for word in _runs(_fold(piece.lower())):
+            words.append(word[:MAX_TOKEN_CHARS])
+    return tuple(words)
+
+
+# Where camelCase splits an ASCII run (see _camel_parts): lower or digit before upper,
+# or an acronym's last capital before a lower-case letter.
+_LOWER_TO_UPPER = re.compile(r"[a-z0-9][A-Z]")
+_ACRONYM_END = re.compile(r"[A-Z][A-Z][a-z]")
+_ASCII_WORD = re.compile(r"[a-z0-9]+")  # _RUN on lower-case ASCII, a cheaper class
+
+
+def _words(text: str, *, compounds: bool) -> list[str]:
+    if text.isascii():
+        if _LOWER_TO_UPPER.search(text) is None and _ACRONYM_END.search(text) is None:
+            # No run needs splitting: lower-casing the whole text gives the same words
+            # in one C call instead of one call per run (most prose takes this path).
+            words: list[str] = _ASCII_WORD.findall(text.lower())
+            if words and max(map(len, words)) > MAX_TOKEN_CHARS:
+                words = [word[:MAX_TOKEN_CHARS] for word in words]
+            return words
+        runs = _RUN.findall(text)
+    else:
+        runs = _runs(unicodedata.normalize("NFKC", text))
+    words = []
+    for run in runs:
+        words.extend(_split_run(run, compounds))
+    return words
+
+
+def tokenize(text: str) -> list[str]:
+    """Return the index tokens of ``text``: lower-cased, stop words removed, in order.
+
+    Splits on anything not a letter or digit (so kebab-case and snake_case
+    split) and at camelCase boundaries; a camelCase word is also kept whole
+    (``FastAPI`` gives ``fast``, ``api`` and ``fastapi``).  Unicode-aware: NFKC
+    normalised, combining marks kept inside words, diacritics of Latin letters
+    dropped (``café`` and ``cafe`` are the same token).
+    """
+    return [w for w in _words(text, compounds=True) if w not in STOP_WORDS]
+
+
+def query_words(query: str) -> list[str]:
+    """Split a query into words the way the indexer splits text (stop words kept)."""
+    return _words(query, compounds=False)
+
+
+@lru_cache(maxsize=1)
+def _stemmer() -> Any:
+    import Stemmer  # PyStemmer: the Snowball English (Porter2) stemmer in C (ADR 0010)
+
+    return Stemmer.Stemmer("english")
+
+
+@lru_cache(maxsize=65536)
+def stem(word: str) -> str:
+    """The English (Snowball) stem of a lower-case token; other scripts come back unchanged.
+
+    Snowball keeps the ``s`` of a vowel-less word (``pdfs``, ``mcps``); those
+    are acronym plurals, so a final ``s`` after a consonant is dropped there.
+    """
+    if not word.isascii() or not word.isalpha() or len(word) < 3:
+        return word
+    stemmed: str = _stemmer().stemWord(word)
+    if (
+        stemmed == word
+        and word.endswith("s")
+        and word[-2] != "s"
+        and not _VOWELS.intersection(word[:-1])
+    ):
+        return word[:-1]
+    return stemmed
+
+
+def artifact_fields(artifact: Mapping[str, Any]) -> dict[bytes, str]:
+    """The searchable text of an artifact per field code (name, title + tags, description, body)."""
+    title = artifact.get("title") or ""
+    tags = " ".join(artifact.get("tags") or ())
+    return {
+        b"n": artifact.get("name") or "",
+        b"t": f"{title} {tags}",
+        b"d": artifact.get("description") or "",
+        b"b": artifact.get("body") or "",
+    }
+
+
+def field_terms(artifact: Mapping[str, Any]) -> dict[bytes, set[str]]:
+    """Return ``{field code: terms}``: every token of the field and its stem."""
+    terms: dict[bytes, set[str]] = {}
+    for code, text in artifact_fields(artifact).items():
+        tokens = set(_words(text, compounds=True))
+        tokens -= STOP_WORDS
+        found = tokens.union([stem(token) for token in tokens])
+        if found:
+            terms[code] = found
+    return terms
+
+
+def name_bucket(name: str) -> int:
+    """The name-length tie-break bucket of ``name`` (1 .. :data:`MAX_NAME_BUCKET`)."""
+    return max(1, min(len(name), MAX_NAME_BUCKET))
