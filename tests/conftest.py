@@ -8,6 +8,7 @@ child processes in ``children.py``.
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -46,6 +47,30 @@ def _no_environment_left_open() -> Iterator[None]:
         pytest.fail(
             f"test left {len(leaked)} LMDB environment(s) open: {[str(s.path) for s in leaked]}"
         )
+
+
+def _projcache_levels() -> dict[str, int]:
+    manager = logging.Logger.manager
+    return {
+        name: logger.level
+        for name, logger in list(manager.loggerDict.items())
+        if isinstance(logger, logging.Logger) and name.startswith("projcache")
+    }
+
+
+@pytest.fixture(autouse=True)
+def _logger_levels_restored() -> Iterator[None]:
+    """Put the level of every ``projcache*`` logger back after each test.
+
+    The CLI's root callback quiets those loggers (ERROR) for the whole process, so
+    without this a test's ``caplog.at_level("INFO", logger="projcache")`` saw no INFO
+    record of ``projcache.refresh`` whenever an in-process CLI test ran before it in
+    the same worker.
+    """
+    before = _projcache_levels()
+    yield
+    for name in _projcache_levels():
+        logging.getLogger(name).setLevel(before.get(name, logging.NOTSET))
 
 
 @pytest.fixture
