@@ -128,8 +128,11 @@ def task_e2e(extra: list[str]) -> None:
 
 
 def task_stress(extra: list[str]) -> None:
-    """Only the long ``slow`` and ``stress`` tests (growth, crash, kill and load variants)."""
+    """The long ``slow``/``stress`` tests, then the ``generated`` ones with all their examples."""
     _run(str(BIN / "python"), "-m", "pytest", "-n", "auto", "-m", "slow or stress", *extra)
+    # The costly generated tests again, drawing all their examples (a quarter by default).
+    os.environ["PROJCACHE_THOROUGH"] = "1"
+    _run(str(BIN / "python"), "-m", "pytest", "-n", "auto", "-m", "generated", *extra)
 
 
 # The suites that need nothing but the package and its test extra (tox runs the same).

@@ -28,7 +28,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from damage import assert_clean
-from factories import CollectionBuilder, ProjectBuilder, age, toml_document
+from factories import CollectionBuilder, ProjectBuilder, age, examples, toml_document
 from projcache import ProjectCache
 from projcache.config import Settings
 from projcache.models import RefreshReport, SourceError
@@ -759,7 +759,7 @@ class TestSymlinkLoops:
 
 # -- generated hostile files (hypothesis) ----------------------------------------------------
 
-GENERATED_EXAMPLES = 100
+GENERATED_EXAMPLES = examples(100)
 # The hypothesis settings of every generated-file test: each example refreshes a real cache.
 GENERATED = settings(
     max_examples=GENERATED_EXAMPLES,
@@ -958,6 +958,7 @@ def restore(cache: ProjectCache, path: Path, good: bytes, baseline: dict[str, An
     assert diff == [], "the good file back, the cache is not as before:\n" + "\n".join(diff)
 
 
+@pytest.mark.generated
 class TestGeneratedHostileFiles:
     """Hypothesis-generated TOML and front matter: never a crash, never a mix of old and new."""
 

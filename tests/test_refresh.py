@@ -31,6 +31,7 @@ from factories import (
     ProjectBuilder,
     age,
     artifact_relative,
+    examples,
     set_mtime,
     with_roots,
 )
@@ -1271,6 +1272,7 @@ class RefreshMachine(RuleBasedStateMachine):
         assert_same(snapshot(self.c, self.corrupt), expected)
 
 
+@pytest.mark.generated
 def test_incremental_refresh_equals_full_rebuild(tmp_path: Path) -> None:
     """After any sequence of edits, an incremental refresh leaves what a full rebuild builds."""
 
@@ -1280,7 +1282,7 @@ def test_incremental_refresh_equals_full_rebuild(tmp_path: Path) -> None:
     run_state_machine_as_test(
         Machine,
         settings=settings(
-            max_examples=25,
+            max_examples=examples(25),
             stateful_step_count=12,
             deadline=None,
             suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],

@@ -18,6 +18,7 @@ from hypothesis.stateful import (
     rule,
 )
 
+from factories import examples
 from projcache import ProjectCache
 from projcache import postings as postings_module
 from projcache import search as search_module
@@ -844,11 +845,12 @@ def engine_paths(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
         monkeypatch.setattr(postings_module, "MERGE_AT", 12)
 
 
+@pytest.mark.generated
 @pytest.mark.usefixtures("engine_paths")
 class TestSearchMatchesBruteForce:
     """The index returns exactly what a scan over the records returns."""
 
-    @settings(max_examples=100)
+    @settings(max_examples=examples(100))
     @given(
         st.lists(records, max_size=12),
         st.one_of(st.none(), st.tuples(records, st.integers(10, 30))),
@@ -870,7 +872,7 @@ class TestSearchMatchesBruteForce:
             for spec in specs:
                 check_search(cache, model.values(), spec)
 
-    @settings(max_examples=100)
+    @settings(max_examples=examples(100))
     @given(
         st.lists(st.tuples(common_records, st.integers(2, 30)), min_size=1, max_size=3),
         st.lists(records, min_size=1, max_size=8),
@@ -998,7 +1000,8 @@ class SearchMachine(RuleBasedStateMachine):
 
 
 TestSearchMachine = SearchMachine.TestCase
-TestSearchMachine.settings = settings(max_examples=80, stateful_step_count=30)
+TestSearchMachine.settings = settings(max_examples=examples(80), stateful_step_count=30)
+TestSearchMachine.pytestmark = [pytest.mark.generated]
 
 
 def test_latin_diacritics_fold_but_other_scripts_keep_their_marks(
