@@ -131,7 +131,7 @@ def task_stress(extra: list[str]) -> None:
     """The long ``slow``/``stress`` tests, then the ``generated`` ones with all their examples."""
     _run(str(BIN / "python"), "-m", "pytest", "-n", "auto", "-m", "slow or stress", *extra)
     # The costly generated tests again, drawing all their examples (a quarter by default).
-    os.environ["PROJCACHE_THOROUGH"] = "1"
+    os.environ["TESTS_THOROUGH"] = "1"
     _run(str(BIN / "python"), "-m", "pytest", "-n", "auto", "-m", "generated", *extra)
 
 

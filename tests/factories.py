@@ -29,13 +29,13 @@ from projcache.config import Settings
 from projcache.sources import content_hash, local_collection
 
 #: Set by ``tasks.py stress`` (a CI step): the costly generated tests draw all their examples.
-THOROUGH = os.environ.get("PROJCACHE_THOROUGH", "") == "1"
+THOROUGH = os.environ.get("TESTS_THOROUGH", "") == "1"
 
 
 def examples(full: int) -> int:
     """How many examples a costly generated test (marked ``generated``) draws.
 
-    All ``full`` of them in the thorough run (``PROJCACHE_THOROUGH=1``, which
+    All ``full`` of them in the thorough run (``TESTS_THOROUGH=1``, which
     ``tasks.py stress`` sets), a quarter (at least 10) in the default run, so
     that the default run stays short and CI still runs every example.
     """
