@@ -30,6 +30,18 @@ def projcache_command() -> list[str]:
     return [str(script)] if script.exists() else [sys.executable, "-m", "projcache_cli"]
 
 
+def spawn_piped(args: list[str], env: Mapping[str, str]) -> subprocess.Popen[str]:
+    """Start ``args`` without stdin, its stdout and stderr as text pipes for the caller to read."""
+    return subprocess.Popen(
+        args,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=dict(env),
+    )
+
+
 def isolated_env(home: Path, extra: Optional[Mapping[str, str]] = None) -> dict[str, str]:
     """This process's environment without ``PROJCACHE_*``, ``HOME`` moved to ``home``.
 

@@ -32,6 +32,7 @@ from clirun import runner
 from factories import copy_examples
 from projcache import ProjectCache
 from projcache_cli import app, maintenance_cmd
+from served import spawn_piped
 
 EXAMPLES = Path(projcache.__file__).parent / "examples"
 PROJECTS = ("webapp", "api-service", "notes")
@@ -1104,14 +1105,7 @@ class Watch:
     """A `refresh --watch` subprocess whose stdout and stderr lines are read by two threads."""
 
     def __init__(self, args: list[str], env: dict[str, str]) -> None:
-        self.proc = subprocess.Popen(
-            args,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            env=env,
-        )
+        self.proc = spawn_piped(args, env)
         self.out: queue.Queue[str] = queue.Queue()
         self.err: queue.Queue[str] = queue.Queue()
         self.threads = [

@@ -87,23 +87,24 @@ class TestInert:
 class TestCommands:
     """Each command that prints source text, against a cache holding hostile records."""
 
-    def test_list_artifacts(self, hostile: Path) -> None:
-        """One row per record; escapes visible; ``[bold]`` printed as written."""
-        result = run(hostile, "list", "artifacts")
+    @pytest.mark.parametrize(
+        ("args", "escaped"),
+        [
+            # list: escapes visible, ``[bold]`` printed as written
+            (["list", "artifacts"], "\\x1b[2J\\x07evil\\r\\nfake-row\\u202etxt.exe[bold]x"),
+            # search: the description shown escaped
+            (["search", "quokka"], "\\x1b]0;pwned"),
+        ],
+        ids=["list-artifacts", "search"],
+    )
+    def test_one_row_per_record(self, hostile: Path, args: list[str], escaped: str) -> None:
+        """A table prints one row per record, with the hostile text escaped."""
+        result = run(hostile, *args)
         assert result.exit_code == 0, result.output
         assert_inert(result.stdout)
         rows = [line for line in result.stdout.splitlines() if "default/skill/" in line]
         assert len(rows) == 2
-        assert "\\x1b[2J\\x07evil\\r\\nfake-row\\u202etxt.exe[bold]x" in result.stdout
-
-    def test_search(self, hostile: Path) -> None:
-        """Search results: one row per hit, the description shown escaped."""
-        result = run(hostile, "search", "quokka")
-        assert result.exit_code == 0, result.output
-        assert_inert(result.stdout)
-        rows = [line for line in result.stdout.splitlines() if "default/skill/" in line]
-        assert len(rows) == 2
-        assert "\\x1b]0;pwned" in result.stdout
+        assert escaped in result.stdout
 
     def test_get(self, hostile: Path) -> None:
         """``get`` prints every field escaped."""

@@ -36,6 +36,7 @@ from urllib.parse import urljoin
 import httpx
 import orjson
 import pytest
+from pydantic import BaseModel
 from typer.testing import Result
 
 import projcache
@@ -82,6 +83,7 @@ from projcache.server.jobs import RefreshJobs
 from projcache.server.refresher import BackgroundRefresher
 from projcache.server.run import is_loopback
 from projcache_cli import app as cli_app
+from served import spawn_piped
 
 with warnings.catch_warnings():
     # Starlette >= 1.x prefers httpx2 for its TestClient and warns when it finds only httpx
@@ -464,6 +466,17 @@ def library_artifact_keys(cache: ProjectCache, params: dict[str, str]) -> list[s
     return [a.key for a in found]
 
 
+def fetch_page(
+    client: TestClient, path: str, params: dict[str, str], model: type[BaseModel]
+) -> dict[str, Any]:
+    """``GET /api/v1/<path>`` answered 200 with a body of ``model``'s shape; the body."""
+    response = client.get(f"{API}/{path}", params=params)
+    assert response.status_code == 200, response.text
+    page: dict[str, Any] = response.json()
+    model.model_validate(page)
+    return page
+
+
 class TestArtifacts:
     @pytest.mark.parametrize(("params", "options"), ARTIFACT_FILTERS)
     def test_filters_match_the_library_and_the_cli(
@@ -475,10 +488,7 @@ class TestArtifacts:
         options: list[str],
     ) -> None:
         """Each filter gives the library's artifacts, as `list artifacts --json` prints them."""
-        response = client.get(f"{API}/artifacts", params=params)
-        assert response.status_code == 200
-        page = response.json()
-        ArtifactPage.model_validate(page)
+        page = fetch_page(client, "artifacts", params, ArtifactPage)
         expected = library_artifact_keys(filled, params)
         assert expected, "a filter that matches nothing proves little"
         assert [i["key"] for i in page["items"]] == expected
@@ -568,10 +578,7 @@ class TestDeployments:
         self, client: TestClient, cache_dir: Path, params: dict[str, str], options: list[str]
     ) -> None:
         """Each filter answers exactly the items of `projcache list deployments --json`."""
-        response = client.get(f"{API}/deployments", params=params)
-        assert response.status_code == 200
-        page = response.json()
-        DeploymentPage.model_validate(page)
+        page = fetch_page(client, "deployments", params, DeploymentPage)
         expected = cli_json(cache_dir, "list", "deployments", *options, "--json")
         assert expected
         assert page["items"] == expected
@@ -641,10 +648,7 @@ class TestSearch:
         options: list[str],
     ) -> None:
         """Items are `cache.search`'s hits in order (record + score), as `search --json` prints."""
-        response = client.get(f"{API}/search", params=params)
-        assert response.status_code == 200
-        page = response.json()
-        SearchPage.model_validate(page)
+        page = fetch_page(client, "search", params, SearchPage)
         limit, offset = int(params.get("limit", 20)), int(params.get("offset", 0))
         hits = filled.search(
             params["q"],
@@ -1998,14 +2002,7 @@ class ServerProcess:
         }
         env.update(HOME=str(home), XDG_CONFIG_HOME=str(home / ".config"), PYTHONUNBUFFERED="1")
         command = [sys.executable, "-m", "projcache_cli", "--cache-dir", str(cache_dir), "serve"]
-        self.proc = subprocess.Popen(
-            [*command, "--port", "0", *options],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            env=env,
-        )
+        self.proc = spawn_piped([*command, "--port", "0", *options], env)
         self.lines: queue.Queue[str] = queue.Queue()
         self.stderr: list[str] = []
         self._reader = threading.Thread(target=self._read, daemon=True)
