@@ -185,19 +185,26 @@ def _expand_home(text: str, env: Mapping[str, str]) -> Path:
     return Path(text).expanduser()
 
 
+def _number_and_unit(
+    key: str, value: Any, number: str, units: Mapping[str, float], expected: str
+) -> tuple[str, float]:
+    """Split ``value`` into its digits and its unit's factor; ``expected`` words the error."""
+    match = re.fullmatch(rf"\s*({number})\s*([A-Za-z]*)\s*", str(value))
+    if not match or match.group(2).lower() not in units:
+        raise ConfigError(f"{_label(key)} must be {expected}; got {value!r}")
+    return match.group(1), units[match.group(2).lower()]
+
+
 def parse_size(key: str, value: Any) -> int:
     """Parse a byte size such as ``8388608``, ``"64MiB"`` or ``"1 GiB"``."""
     if isinstance(value, bool):
         raise ConfigError(f"{_label(key)} must be a size like 64MiB; got {value!r}")
     if isinstance(value, int):
         return value
-    match = re.fullmatch(r"\s*(\d+)\s*([A-Za-z]*)\s*", str(value))
-    if not match or match.group(2).lower() not in _SIZE_UNITS:
-        raise ConfigError(
-            f"{_label(key)} must be a size in bytes or with a unit (KiB, MiB, GiB, TiB); "
-            f"got {value!r}"
-        )
-    return int(match.group(1)) * _SIZE_UNITS[match.group(2).lower()]
+    digits, factor = _number_and_unit(
+        key, value, r"\d+", _SIZE_UNITS, "a size in bytes or with a unit (KiB, MiB, GiB, TiB)"
+    )
+    return int(digits) * int(factor)
 
 
 def parse_duration(key: str, value: Any) -> float:
@@ -206,13 +213,14 @@ def parse_duration(key: str, value: Any) -> float:
         raise ConfigError(f"{_label(key)} must be a duration like 6h; got {value!r}")
     if isinstance(value, (int, float)):
         return float(value)
-    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([A-Za-z]*)\s*", str(value))
-    if not match or match.group(2).lower() not in _TIME_UNITS:
-        raise ConfigError(
-            f"{_label(key)} must be a duration in seconds or with a unit (s, m, h, d); "
-            f"got {value!r}"
-        )
-    return float(match.group(1)) * _TIME_UNITS[match.group(2).lower()]
+    digits, factor = _number_and_unit(
+        key,
+        value,
+        r"\d+(?:\.\d+)?",
+        _TIME_UNITS,
+        "a duration in seconds or with a unit (s, m, h, d)",
+    )
+    return float(digits) * factor
 
 
 def parse_bool(key: str, value: Any) -> bool:
@@ -259,6 +267,15 @@ def parse_paths(key: str, value: Any, env: Mapping[str, str]) -> tuple[str, ...]
     return tuple(paths)
 
 
+def _unreadable(path: Path, exc: OSError) -> ConfigError:
+    """The error for a config file (or a folder on its way) that cannot be read."""
+    return ConfigError(
+        f"cannot read config file {path}: {exc.strerror or exc}",
+        hint="Make the config file and its folder readable by you, "
+        "or point PROJCACHE_CONFIG at another file.",
+    )
+
+
 def _is_file(path: Path) -> bool:
     """``path.is_file()``, but a location we may not look into is a ConfigError.
 
@@ -269,11 +286,7 @@ def _is_file(path: Path) -> bool:
     try:
         return path.is_file()
     except OSError as exc:
-        raise ConfigError(
-            f"cannot read config file {path}: {exc.strerror or exc}",
-            hint="Make the config file and its folder readable by you, "
-            "or point PROJCACHE_CONFIG at another file.",
-        ) from exc
+        raise _unreadable(path, exc) from exc
 
 
 def _config_file(env: Mapping[str, str]) -> Optional[Path]:
@@ -299,11 +312,7 @@ def _read_file(path: Path) -> dict[str, Any]:
         with path.open("rb") as handle:
             data = tomllib.load(handle)
     except OSError as exc:
-        raise ConfigError(
-            f"cannot read config file {path}: {exc.strerror or exc}",
-            hint="Make the config file and its folder readable by you, "
-            "or point PROJCACHE_CONFIG at another file.",
-        ) from exc
+        raise _unreadable(path, exc) from exc
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"cannot read config file {path}: {exc}") from exc
     table = data.get("cache", {})
