@@ -163,7 +163,7 @@ _SQL_SEARCH = (
     "(total,) = conn.execute('SELECT count(*) FROM fts WHERE fts MATCH ?', "
     "(sys.argv[2],)).fetchone()\n"
     "hits = [{**orjson.loads(j), 'key': k} for k, j in rows]\n"
-    "sys.stdout.buffer.write(orjson.dumps({'total': total, 'hits': hits}) + b'\\n')\n"
+    "sys.stdout.buffer.write(orjson.dumps({'total': total, 'items': hits}) + b'\\n')\n"
 )
 CLI_CASES = [
     "python -c pass",
