@@ -201,9 +201,8 @@ def parse_size(key: str, value: Any) -> int:
         raise ConfigError(f"{_label(key)} must be a size like 64MiB; got {value!r}")
     if isinstance(value, int):
         return value
-    digits, factor = _number_and_unit(
-        key, value, r"\d+", _SIZE_UNITS, "a size in bytes or with a unit (KiB, MiB, GiB, TiB)"
-    )
+    expected = "a size in bytes or with a unit (KiB, MiB, GiB, TiB)"
+    digits, factor = _number_and_unit(key, value, r"\d+", _SIZE_UNITS, expected)
     return int(digits) * int(factor)
 
 
@@ -213,13 +212,8 @@ def parse_duration(key: str, value: Any) -> float:
         raise ConfigError(f"{_label(key)} must be a duration like 6h; got {value!r}")
     if isinstance(value, (int, float)):
         return float(value)
-    digits, factor = _number_and_unit(
-        key,
-        value,
-        r"\d+(?:\.\d+)?",
-        _TIME_UNITS,
-        "a duration in seconds or with a unit (s, m, h, d)",
-    )
+    expected = "a duration in seconds or with a unit (s, m, h, d)"
+    digits, factor = _number_and_unit(key, value, r"\d+(?:\.\d+)?", _TIME_UNITS, expected)
     return float(digits) * factor
 
 
