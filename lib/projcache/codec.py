@@ -112,8 +112,12 @@ _HEAD = struct.Struct(">BI").unpack_from
 _crc32 = zlib.crc32
 
 
-def frame(payload: bytes) -> bytes:
+def frame(payload: bytes, *, deflate: bool = True) -> bytes:
     """Wrap JSON ``payload`` bytes in a frame (format byte + CRC32).
+
+    ``deflate=False`` keeps a payload of any size plain: for values read far
+    more often than written whose reader compares their bytes (a refresh reads
+    every source fingerprint and inflating them cost it more than the CRC check).
 
     Raises:
         RecordTooLargeError: ``payload`` is longer than :data:`MAX_RECORD_BYTES`.
@@ -123,7 +127,7 @@ def frame(payload: bytes) -> bytes:
             f"a record of {len(payload)} bytes is larger than the {MAX_RECORD_BYTES}-byte "
             "limit for one stored value; not written"
         )
-    if len(payload) >= COMPRESS_AT:
+    if deflate and len(payload) >= COMPRESS_AT:
         packer = zlib.compressobj(6, zlib.DEFLATED, -15, 9, zlib.Z_DEFAULT_STRATEGY, _DICT)
         packed = packer.compress(payload) + packer.flush()
         if len(packed) <= len(payload) - len(payload) // 8:
