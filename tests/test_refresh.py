@@ -34,6 +34,7 @@ from factories import (
     examples,
     set_mtime,
     with_roots,
+    write_artifact,
 )
 from projcache import ProjectCache, refresh_units
 from projcache.config import Settings
@@ -305,6 +306,111 @@ class TestTally:
         total.merge_writes(attempt)
         assert (total["artifacts_written"], total["deployments_removed"]) == (3, 1)
         assert total["sources_checked"] == 0
+
+
+# -- a collection in which only some sources changed ---------------------------------
+
+
+class TestChangedCollection:
+    """Only sources changed: the layout's folders are not listed again; records as a rebuild's."""
+
+    @pytest.fixture
+    def team(self, tree: Path) -> CollectionBuilder:
+        """A collection whose every artifact is listed in collection.toml, one path twice."""
+        team = CollectionBuilder(tree / "collections", "team")
+        team.skill("pdf", files={"reference.md": "# Reference\n"}, tags=["pdf"])
+        team.skill("notes", body="# Notes\n\nMinutes.\n")
+        team.command("lint", tags=["quality"])
+        team.command("commit")
+        team.agent("auditor")
+        # The same file listed twice, under two names: both are built from it.
+        team.entries[("command", "lint-alias")] = {
+            **team.entries[("command", "lint")],
+            "name": "lint-alias",
+        }
+        team.write()
+        age(tree)
+        return team
+
+    @pytest.fixture
+    def listings(self, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+        """The folders ``find_by_layout`` lists during the test."""
+        calls: list[str] = []
+        original = collection_module.find_by_layout
+
+        def counting(base: str, *args: Any, **kwargs: Any) -> Any:
+            calls.append(base)
+            return original(base, *args, **kwargs)
+
+        monkeypatch.setattr(collection_module, "find_by_layout", counting)
+        return calls
+
+    def rebuilt(self, cache_settings: Settings, tmp_path: Path) -> dict[str, Any]:
+        """What a cache built from nothing out of the same tree holds."""
+        fresh = dataclasses.replace(cache_settings, cache_dir=tmp_path / "rebuilt")
+        with ProjectCache.open(settings=fresh) as other:
+            other.refresh()
+            return snapshot(other, set())
+
+    def test_edits_read_only_the_changed_entries(
+        self,
+        cache: ProjectCache,
+        cache_settings: Settings,
+        team: CollectionBuilder,
+        listings: list[str],
+        opens: OpenCounter,
+        tmp_path: Path,
+    ) -> None:
+        """Two edited artifacts: only their files are opened, no layout folder is listed."""
+        cache.refresh()
+        listings.clear()
+        opens.reset()
+        lint = team.artifact_path("command", "lint")
+        append(lint, "One more line.\n")
+        append(team.artifact_path("skill", "pdf") / "reference.md", "More.\n")
+        report = cache.refresh()
+        assert listings == []
+        assert report.errors == []
+        assert (report.sources_changed, report.artifacts_written) == (2, 3)
+        assert {os.path.dirname(p) for p in opens.paths} == {
+            str(lint.parent),
+            str(team.artifact_path("skill", "pdf")),
+        }
+        for name in ("lint", "lint-alias"):
+            artifact = cache.get_artifact(f"team/command/{name}")
+            assert artifact is not None and artifact.content_hash == content_hash(lint)
+        assert_same(snapshot(cache, set()), self.rebuilt(cache_settings, tmp_path))
+
+    @pytest.mark.parametrize("change", ["no SKILL.md", "file to folder", "gone", "new"])
+    def test_a_change_the_layout_sees_reads_it_in_full(
+        self,
+        cache: ProjectCache,
+        cache_settings: Settings,
+        team: CollectionBuilder,
+        listings: list[str],
+        tmp_path: Path,
+        change: str,
+    ) -> None:
+        """A change the layout judges differently lists the folders; the result is a rebuild's."""
+        cache.refresh()
+        listings.clear()
+        if change == "no SKILL.md":
+            (team.artifact_path("skill", "notes") / "SKILL.md").unlink()
+        elif change == "file to folder":
+            lint = team.artifact_path("command", "lint")
+            lint.unlink()
+            lint.mkdir()
+            (lint / "x.md").write_text("# x\n", encoding="utf-8")
+        elif change == "gone":
+            shutil.rmtree(team.artifact_path("skill", "notes"))
+        else:
+            write_artifact(team.path, "command", "stray")
+        report = cache.refresh()
+        assert listings == [str(team.path)]
+        assert (report.errors == []) is (change == "new")
+        # (a file that fails to read keeps its last good record; a rebuild has none)
+        failing = {"team/command/lint", "team/command/lint-alias"} if "folder" in change else set()
+        assert_same(snapshot(cache, failing), self.rebuilt(cache_settings, tmp_path))
 
 
 # -- the unchanged collection's short path -------------------------------------------

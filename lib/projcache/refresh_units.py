@@ -31,7 +31,7 @@ from .sources import (
     is_project,
     read_collection,
     read_project,
-    unchanged_collection,
+    survey_collection,
 )
 from .sources.tracker import SourceTracker
 
@@ -160,13 +160,16 @@ class UnitRefresher:
         settings = self.ctx.settings
         previous, stored = self._stored(unit, old)
         checker = SourceTracker(path, previous, self.full, max_bytes=settings.max_artifact_size)
-        if old is not None and not self.full and not old.errors and unchanged_collection(checker):
-            # Nothing it is read from changed: its records stay; only refreshed_at moves.
-            self.tally.add(sources_checked=checker.checked)
-            self.touched_collections.append(
-                old.model_copy(update={"refreshed_at": self.now, "stale": False})
-            )
-            return
+        changed = None
+        if old is not None and not self.full and not old.errors:
+            changed = survey_collection(checker)
+            if changed is not None and not changed:
+                # Nothing it is read from changed: its records stay; only refreshed_at moves.
+                self.tally.add(sources_checked=checker.checked)
+                self.touched_collections.append(
+                    old.model_copy(update={"refreshed_at": self.now, "stale": False})
+                )
+                return
         read = read_collection(
             path,
             previous,
@@ -177,6 +180,7 @@ class UnitRefresher:
             max_bytes=settings.max_artifact_size,
             stored_front_matter=self._stored_front_matter,
             manifest_cap=settings.max_manifest_size,
+            changed=changed,
         )
         tracker = read.tracker
         assert tracker is not None

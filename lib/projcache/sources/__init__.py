@@ -6,7 +6,13 @@ fingerprints; :mod:`projcache.refresh` decides what to write.
 
 from __future__ import annotations
 
-from .collection import CollectionRead, Stored, read_collection, unchanged_collection
+from .collection import (
+    CollectionRead,
+    Stored,
+    read_collection,
+    survey_collection,
+    unchanged_collection,
+)
 from .discovery import find_collections, find_projects, is_collection, is_project
 from .hashing import content_hash
 from .project import ProjectRead, local_collection, read_project
@@ -23,5 +29,6 @@ __all__ = [
     "local_collection",
     "read_collection",
     "read_project",
+    "survey_collection",
     "unchanged_collection",
 ]

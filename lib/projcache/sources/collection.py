@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Callable, NamedTuple, Optional
 from ..errors import InvalidRecordError
 from .artifacts import artifact_reader, build_artifact, build_mcp_server
 from .fileio import DEFAULT_MAX_ARTIFACT_SIZE
-from .layout import LAYOUT_DIRS, default_path, find_by_layout
+from .layout import LAYOUT_DIRS, LayoutItem, default_path, find_by_layout
 from .manifests import (
     COLLECTION_LOCK,
     COLLECTION_TOML,
@@ -36,6 +36,7 @@ __all__ = [
     "Stored",
     "StoredFrontMatter",
     "read_collection",
+    "survey_collection",
     "unchanged_collection",
 ]
 
@@ -127,34 +128,40 @@ def _usable_name(name: str) -> bool:
     return 0 < size <= 200 and "/" not in name and "\x00" not in name and name[0] != "@"
 
 
+_MANIFESTS = frozenset((COLLECTION_TOML, COLLECTION_LOCK))
 # The layout's folders, each once (two rules share ``workflows``).
 _LAYOUT_FOLDERS = tuple(dict.fromkeys(LAYOUT_DIRS.values()))
+_SKILLS = LAYOUT_DIRS["skill"]
 
 
-def unchanged_collection(tracker: SourceTracker) -> bool:
-    """Tell whether nothing :func:`read_collection` looks at changed, from stats alone.
+def survey_collection(tracker: SourceTracker) -> Optional[frozenset[str]]:
+    """Tell, from stats alone, which sources of a collection changed, if only sources did.
 
-    True when the manifest and the lock are as stored (or absent both times),
-    every entry of the layout's folders is a source stored last time whose stat
-    walk matches its stored fingerprint (trusted, same kind), and so does every
-    other stored source (artifacts ``collection.toml`` places elsewhere).  Then
-    reading the collection would re-read nothing and find what it found last
-    time, so the caller keeps the stored records; ``tracker.checked`` is set to
-    what :func:`read_collection` would count.  Fingerprints are compared as
-    stored bytes (none is decoded); the stat walks made are kept in ``tracker``
-    for :func:`read_collection` when the answer is False.  Anything unusual (a
-    link, a file no rule takes, a failure) answers False: the full read decides.
+    Every entry of the layout's folders must be a source stored last time (no
+    link, no stray file), the manifest and the lock as stored (or absent both
+    times), and every other stored source (artifacts ``collection.toml`` places
+    elsewhere) is looked at too.  Then the answer is the set of sources whose
+    stat walk differs from their stored fingerprint (gone, failing or
+    changed): empty when nothing :func:`read_collection` looks at changed, so
+    the caller keeps the stored records (``tracker.checked`` is then set to
+    what :func:`read_collection` would count).  ``None``: something else
+    changed or cannot be told here (a new entry, a link, a manifest edited, a
+    folder that cannot be listed); the full read decides.  Fingerprints are
+    compared as stored bytes (none is decoded); the stat walks made are kept in
+    ``tracker`` for :func:`read_collection`.
     """
     previous = tracker.previous
     pending = set(previous)
     prefix = tracker.base.rstrip("/") + "/"
-    same = True  # (after a stat that differs, the others are still walked for the full read)
+    differing: set[str] = set()
+    shape = True  # (after a difference, the others are still walked for the full read)
     for name in (COLLECTION_TOML, COLLECTION_LOCK):
         if name in pending:
-            same = tracker.quick(name, "manifest") and same
+            if not tracker.quick(name, "manifest"):
+                shape = False  # a manifest changed: every artifact may have
             pending.discard(name)
         elif os.path.lexists(prefix + name):
-            return False
+            return None
     sources = len(pending)
     for folder in _LAYOUT_FOLDERS:
         directory = prefix + folder
@@ -164,23 +171,55 @@ def unchanged_collection(tracker: SourceTracker) -> bool:
         except (FileNotFoundError, NotADirectoryError):
             continue
         except OSError:
-            return False
+            return None
         if entries and not tracker.root.check_folder(directory):
-            return False
+            return None
         for entry in entries:
             name = entry.name
             if name.startswith("."):
                 continue
             relative = f"{folder}/{name}"
             if relative not in pending or entry.is_symlink():
-                return False
-            same = tracker.quick(relative, "facts", entry) and same
+                return None
+            if not tracker.quick(relative, "facts", entry):
+                differing.add(relative)
             pending.remove(relative)
     for relative in pending:  # managed artifacts outside the layout's folders
-        same = tracker.quick(relative, "facts") and same
-    if same:
+        if not tracker.quick(relative, "facts"):
+            differing.add(relative)
+    if not shape:
+        return None
+    if not differing:
         tracker.checked = 2 + sources  # the two manifests (read even when absent), each artifact
-    return same
+    return frozenset(differing)
+
+
+def unchanged_collection(tracker: SourceTracker) -> bool:
+    """Tell whether nothing :func:`read_collection` looks at changed (:func:`survey_collection`)."""
+    return survey_collection(tracker) == frozenset()
+
+
+def _same_layout(tracker: SourceTracker, relative: str) -> bool:
+    """Tell whether the layout judges the changed source ``relative`` as it did last time.
+
+    It is still there, still a folder or still a file, and a folder directly
+    in ``skills/`` still holds ``SKILL.md``: so :func:`find_by_layout` would
+    name it and report it (not at all) as last time.
+    """
+    scan = tracker.scanned(relative)
+    old = tracker.previous.get(relative)
+    if scan is None or old is None:
+        return False
+    try:
+        was_folder = old.signature is not None
+    except InvalidRecordError:
+        return False
+    if scan.is_dir != was_folder:
+        return False
+    folder, _slash, rest = relative.partition("/")
+    if scan.is_dir and folder == _SKILLS and rest and "/" not in rest:
+        return any(parts == ("SKILL.md",) for parts, _info in scan.files)
+    return True
 
 
 def read_collection(
@@ -194,6 +233,7 @@ def read_collection(
     stored_front_matter: Optional[StoredFrontMatter] = None,
     manifest_cap: Optional[int] = None,
     tracker: Optional[SourceTracker] = None,
+    changed: Optional[Set[str]] = None,
 ) -> CollectionRead:
     """Read the collection at ``path`` (resolved) given the fingerprints of the last refresh.
 
@@ -206,7 +246,11 @@ def read_collection(
     record ``key`` (fingerprints do not keep it); without it, an artifact
     rebuilt from unchanged files reads its main file again.  ``tracker``: one
     made for ``path`` and ``previous`` already (by :func:`unchanged_collection`,
-    whose stat walks it keeps).
+    whose stat walks it keeps).  ``changed``: the sources :func:`survey_collection`
+    found changed (it answered a set: nothing but sources changed).  When every
+    stored source is an artifact ``collection.toml`` lists and each changed one
+    is judged by the layout as last time (:func:`_same_layout`), the layout's
+    folders are not listed again: they show exactly what they showed then.
     """
     from ..models import Artifact, validate
 
@@ -251,10 +295,21 @@ def read_collection(
             )
             continue
         wanted[(entry["type"], entry["name"])] = (relative, entry)
-    found, problems = find_by_layout(path, tracker.root, tracker.entries, tracker.scanned)
-    for problem in problems:
-        tracker.error(path, problem)
     managed_paths = {relative for relative, _entry in wanted.values()}
+    if (
+        changed is not None
+        and not full
+        and previous.keys() - _MANIFESTS == managed_paths
+        and all(_same_layout(tracker, relative) for relative in changed)
+    ):
+        # Every entry of the layout's folders is a managed artifact's stored source,
+        # each as the layout judged it last time (no problem then: the collection
+        # had no errors): listing them again would add nothing and report nothing.
+        found: list[LayoutItem] = []
+    else:
+        found, problems = find_by_layout(path, tracker.root, tracker.entries, tracker.scanned)
+        for problem in problems:
+            tracker.error(path, problem)
     for item in found:
         if (item.type, item.name) not in wanted and item.relative not in managed_paths:
             wanted[(item.type, item.name)] = (item.relative, None)

@@ -98,6 +98,8 @@ class SourceTracker:
         # Stat walks made by quick() and not yet used by read(): relative path -> the
         # scan, and the kind it was judged unchanged for (None: not unchanged).
         self._scans: dict[str, tuple[Optional[TreeScan], Optional[str]]] = {}
+        # What read() re-read in this refresh, by relative path (front matter included).
+        self._fresh: dict[str, dict[str, Any]] = {}
         # The unit's folder as the start of a JSON string (no closing quote), for _same_raw.
         self._path_json = orjson.dumps(self._prefix)[:-1] if self._prefix else b'"'
 
@@ -231,6 +233,11 @@ class SourceTracker:
         With ``lazy``, a source found unchanged from its stored bytes alone
         returns :data:`NOT_DECODED` instead of its data (see :meth:`data`).
         """
+        fresh = self._fresh.get(relative)
+        if fresh is not None and fresh["kind"] == kind and not force:
+            # Re-read once already in this refresh (a manifest listing one path for
+            # two artifacts): the same source, not checked or re-read twice.
+            return fresh
         path = self._prefix + relative
         old = self.previous.get(relative)
         self.checked += 1
@@ -300,6 +307,7 @@ class SourceTracker:
         self.current[relative] = new.model_copy(
             update={"data": kept, "content_hash": data.get("hash")}
         )
+        self._fresh[relative] = data
         return data
 
     def complete(
