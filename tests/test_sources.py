@@ -453,6 +453,33 @@ class TestScanEntry:
                 got = (type(exc), str(exc))
             assert got == expected, entry.name
 
+    def test_a_folder_scans_alike_when_the_listing_has_another_inode(
+        self, make_tree: Callable[..., Path]
+    ) -> None:
+        """A listing's ``d_ino`` may differ from ``st_ino`` (overlayfs): the scans still agree."""
+
+        class OverlayEntry:
+            """A DirEntry whose ``inode()`` is not the folder's ``st_ino``, as on overlayfs."""
+
+            def __init__(self, entry: os.DirEntry[str]) -> None:
+                self.entry = entry
+
+            def __getattr__(self, name: str) -> Any:
+                return getattr(self.entry, name)
+
+            def inode(self) -> int:
+                return self.entry.inode() + 1_000_003
+
+        root = make_tree("col", {"skills/pdf/SKILL.md": "pdf", "skills/pdf/ref.md": "ref"})
+        within = SourceRoot(str(root))
+        with os.scandir(root / "skills") as listing:
+            (entry,) = list(listing)
+        listed = scan_entry(OverlayEntry(entry), within)  # type: ignore[arg-type]
+        stated = scan_tree(entry.path, within)
+        assert listed is not None and stated is not None
+        assert listed == stated
+        assert listed.signature == stated.signature and listed.inode == fileio.FOLDER_INODE
+
     def test_check_folder_refuses_a_folder_that_leads_out(
         self, make_tree: Callable[..., Path]
     ) -> None:
@@ -495,7 +522,7 @@ class TestScanTree:
         scan = scan_tree(str(root))
         assert scan is not None
         assert scan.is_dir
-        assert scan.inode == os.stat(root).st_ino
+        assert scan.inode == fileio.FOLDER_INODE  # (a folder is described by its files)
         relatives = [relative for relative, _ in scan.paths()]
         assert relatives == ["A.md", "a/b/c.md", "a/x.md", "a-b/x.md", "b.md"]
         assert dict(scan.paths())["a/x.md"] == str(root / "a" / "x.md")

@@ -295,8 +295,9 @@ class Fingerprint(_Record):
 
     ``mtime_ns``, ``size`` and ``inode`` come from one ``stat``; for a
     directory ``signature`` digests the stats of every file under it, so a
-    change anywhere below shows.  ``data`` keeps what was parsed from the
-    source, so an unchanged source is never opened again.
+    change anywhere below shows (its ``inode`` is ``fileio.FOLDER_INODE``).
+    ``data`` keeps what was parsed from the source, so an unchanged source is
+    never opened again.
     """
 
     path: str

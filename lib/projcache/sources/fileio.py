@@ -32,6 +32,7 @@ from ..errors import SourceFileError, SourceOutsideRootError, SourceTooLargeErro
 
 __all__ = [
     "DEFAULT_MAX_ARTIFACT_SIZE",
+    "FOLDER_INODE",
     "MAX_TREE_ENTRIES",
     "FileStat",
     "SourceRoot",
@@ -52,6 +53,13 @@ MAX_TREE_ENTRIES = 10_000
 
 #: Most bytes of files one artifact may hold (``max_artifact_size``'s default).
 DEFAULT_MAX_ARTIFACT_SIZE = 64 * 1024**2
+
+#: The ``inode`` of a folder's scan, whichever way it was found.  A folder is
+#: described by its files (their paths and stats: :attr:`TreeScan.signature`), and
+#: its own inode number is not the same everywhere: a folder found by listing its
+#: parent has the listing's ``d_ino``, one stat-ed by path ``st_ino``, and on
+#: overlayfs those can differ, so the two ways would never agree on a fingerprint.
+FOLDER_INODE = 0
 
 
 # FileStat and TreeScan are named tuples, not frozen dataclasses: a refresh
@@ -233,6 +241,7 @@ class TreeScan(NamedTuple):
     root: str
     files: tuple[tuple[tuple[str, ...], FileStat], ...]
     is_dir: bool
+    #: The file's inode number; :data:`FOLDER_INODE` for a folder.
     inode: int
     #: The root the scan stayed in, and the byte limit hashing the files keeps to.
     within: Optional[SourceRoot] = None
@@ -329,7 +338,7 @@ def scan_entry(entry: os.DirEntry[str], root: SourceRoot) -> TreeScan | None:
     """:func:`scan_tree` of an entry listed from a folder that passed ``check_folder``.
 
     The listing already tells a plain folder or file apart (no ``lstat`` of
-    the entry itself) and gives a folder's inode; anything else (a link, a
+    the entry itself; a folder's inode is :data:`FOLDER_INODE` either way); anything else (a link, a
     FIFO, ...) goes through :func:`scan_tree` and its rules, so what is
     refused there is refused here.
     """
@@ -347,7 +356,7 @@ def scan_entry(entry: os.DirEntry[str], root: SourceRoot) -> TreeScan | None:
                 ) from exc
             files = walk.files
             files.sort()
-            return TreeScan(entry.path, tuple(files), True, entry.inode(), root)
+            return TreeScan(entry.path, tuple(files), True, FOLDER_INODE, root)
         if not entry.is_symlink():
             result = entry.stat(follow_symlinks=False)
             if stat.S_ISREG(result.st_mode):
@@ -409,4 +418,4 @@ def scan_tree(path: str, root: Optional[SourceRoot] = None) -> TreeScan | None:
         raise SourceFileError(f"{where}: cannot list: {_describe(exc)}", path=path) from exc
     files = walk.files
     files.sort()  # by path parts (unique, so the stats are never compared)
-    return TreeScan(path, tuple(files), True, result.st_ino, root)
+    return TreeScan(path, tuple(files), True, FOLDER_INODE, root)
