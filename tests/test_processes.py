@@ -331,3 +331,49 @@ def test_killed_reader_slot_is_reclaimed_on_open(tmp_path: Path) -> None:
         assert reader.pid not in _reader_pids(cache)
         assert cache._storage.env.reader_check() == 0
         assert cache.get_artifact(_key("r", 2)) is not None
+
+
+# -- another process grows the map while this one opens the cache -------------------------
+
+
+def _grow_child(path: str, count: int, results: Any) -> None:
+    """Write ``count`` records (the map grows many times over), then report the map size."""
+    try:
+        with ProjectCache.open(settings=_settings(path)) as cache:
+            cache.put_artifacts(_artifacts("grown", count))
+            size = cache.stats().map_size
+        results.put(("ok", size))
+    except BaseException:
+        results.put(("error", traceback.format_exc()))
+
+
+@pytest.mark.parametrize("readonly", [False, True], ids=["read-write", "read-only"])
+def test_open_adopts_a_map_another_process_grew_meanwhile(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, readonly: bool
+) -> None:
+    """Another process grows the map between LMDB's open and the sub-databases' open.
+
+    The first transaction of the opener then meets ``MDB_MAP_RESIZED``: it adopts the
+    new size (``set_mapsize(0)``) and goes on, instead of failing with ``StorageError``.
+    """
+    from projcache.storage import Storage
+
+    path = str(tmp_path / "cache")
+    with ProjectCache.open(settings=_settings(path)) as cache:
+        cache.put_artifacts(_artifacts("parent", 3))
+    original = Storage._open_waiting_for_a_slot
+    grown: list[int] = []
+
+    def open_then_grow(self: Storage, options: dict[str, Any]) -> lmdb.Environment:
+        env = original(self, options)
+        if not grown:  # (the test's own reopen below must not grow it again)
+            ctx = multiprocessing.get_context("spawn")
+            grown.append(_run_child(ctx, _grow_child, path, 2000))
+        return env
+
+    monkeypatch.setattr(Storage, "_open_waiting_for_a_slot", open_then_grow)
+    with ProjectCache.open(readonly=readonly, settings=_settings(path)) as cache:
+        assert grown and grown[0] > TINY_MAP
+        assert cache.get_artifact(_key("grown", 1999)) is not None
+        assert cache.get_artifact(_key("parent", 2)) is not None
+        assert cache.stats().map_size >= grown[0]

@@ -121,6 +121,9 @@ _MAX_DBS = len(DATABASES) + 6  # headroom for future indexes without a format ch
 _NETWORK_FS = {"nfs", "nfs4", "cifs", "smb3", "smbfs", "afs", "9p", "fuse.sshfs", "ceph"}
 _RETRIES = 64
 _OPEN_SLOT_WAIT = 3.0  # seconds an opener waits for a reader slot
+# Times an opener adopts a map another process grew while it opened (each retry follows
+# a commit of that process that grew the map again: a handful is plenty).
+_OPEN_RESIZE_RETRIES = 5
 
 _registry_lock = threading.Lock()
 _registry: dict[tuple[int, int], Storage] = {}
@@ -345,6 +348,18 @@ class Storage:
                 delay = min(delay * 2, 0.2)
 
     def _open_dbs(self, env: lmdb.Environment) -> dict[str, Any]:
+        # Another process may grow the map between lmdb.open() and the first transaction
+        # here: that transaction then fails with MDB_MAP_RESIZED.  Nothing of this
+        # environment is in use yet (no other transaction, no other thread has it), so
+        # the new size is adopted at once and the handles are opened again.
+        for _attempt in range(_OPEN_RESIZE_RETRIES):
+            try:
+                return self._open_dbs_once(env)
+            except lmdb.MapResizedError:
+                env.set_mapsize(0)
+        return self._open_dbs_once(env)
+
+    def _open_dbs_once(self, env: lmdb.Environment) -> dict[str, Any]:
         self.legacy: set[str] = set()
         if self.readonly:
             # Without a transaction py-lmdb opens each handle in its own read
