@@ -308,6 +308,35 @@ class TestTally:
         assert total["sources_checked"] == 0
 
 
+def test_both_readers_get_one_set_of_limits(
+    cache_settings: Settings, world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Collections and projects are read with the same limits, taken from the settings once."""
+    seen: dict[str, dict[str, Any]] = {}
+    names = refresh_units.ReaderLimits._fields
+
+    def spy(kind: str, reader: Callable[..., Any]) -> Callable[..., Any]:
+        def call(*args: Any, **kwargs: Any) -> Any:
+            seen[kind] = {name: kwargs[name] for name in names}
+            return reader(*args, **kwargs)
+
+        return call
+
+    monkeypatch.setattr(
+        refresh_units, "read_collection", spy("collection", refresh_units.read_collection)
+    )
+    monkeypatch.setattr(refresh_units, "read_project", spy("project", refresh_units.read_project))
+    settings = dataclasses.replace(
+        cache_settings, max_file_size=5000, max_manifest_size=6000, max_artifact_size=7000
+    )
+    with ProjectCache.open(settings=settings) as cache:
+        cache.refresh()
+    assert seen["collection"] == seen["project"]
+    limits = seen["project"]
+    assert (limits["cap"], limits["manifest_cap"], limits["max_bytes"]) == (5000, 6000, 7000)
+    assert callable(limits["stored_front_matter"])
+
+
 # -- a collection in which only some sources changed ---------------------------------
 
 

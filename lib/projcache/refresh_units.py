@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 import os
-from typing import TYPE_CHECKING, Any, Callable, Optional
+from typing import TYPE_CHECKING, Any, Callable, NamedTuple, Optional
 
 from . import codec, mutations
 from .refresh_writes import (
@@ -33,6 +33,7 @@ from .sources import (
     read_project,
     survey_collection,
 )
+from .sources.collection import StoredFrontMatter
 from .sources.tracker import SourceTracker
 
 if TYPE_CHECKING:
@@ -41,7 +42,7 @@ if TYPE_CHECKING:
     from .repository import Repositories
     from .storage import Txn
 
-__all__ = ["UnitRefresher", "collection_unit", "project_unit"]
+__all__ = ["ReaderLimits", "UnitRefresher", "collection_unit", "project_unit"]
 
 # The refresh logs under one name, "projcache.refresh", whichever of its modules speaks:
 # what users (and the CLI, which prints these records itself) configure for it keeps working.
@@ -53,6 +54,18 @@ logger = logging.getLogger("projcache.refresh")
 # reserves address space.
 _BYTES_PER_ARTIFACT = 8 * 1024
 _BYTES_PER_SOURCE = 1024
+
+
+class ReaderLimits(NamedTuple):
+    """What every source reader of a refresh is given, collections and projects alike.
+
+    One value made once from the settings, so the two readers cannot drift apart.
+    """
+
+    cap: int  # max_file_size: one source file
+    manifest_cap: int  # max_manifest_size: collection.toml, .skillmeat-deployed.toml, ...
+    max_bytes: int  # max_artifact_size: all files of one artifact
+    stored_front_matter: StoredFrontMatter  # the front matter of a stored artifact record
 
 
 def collection_unit(path: str) -> str:
@@ -77,6 +90,13 @@ class UnitRefresher:
         self.tally = Tally()
         self.touched_collections: list[Collection] = []
         self.touched_projects: list[Project] = []
+        settings = ctx.settings
+        self.limits = ReaderLimits(
+            cap=settings.max_file_size,
+            manifest_cap=settings.max_manifest_size,
+            max_bytes=settings.max_artifact_size,
+            stored_front_matter=self._stored_front_matter,
+        )
 
     @property
     def repos(self) -> Repositories:
@@ -157,9 +177,8 @@ class UnitRefresher:
                 )
                 logger.info("collection %s at %s is gone; removed it", old.name, path)
             return
-        settings = self.ctx.settings
         previous, stored = self._stored(unit, old)
-        checker = SourceTracker(path, previous, self.full, max_bytes=settings.max_artifact_size)
+        checker = SourceTracker(path, previous, self.full, max_bytes=self.limits.max_bytes)
         changed = None
         if old is not None and not self.full and not old.errors:
             changed = survey_collection(checker)
@@ -175,12 +194,9 @@ class UnitRefresher:
             previous,
             tracker=checker,
             full=self.full,
-            cap=settings.max_file_size,
             stored=stored,
-            max_bytes=settings.max_artifact_size,
-            stored_front_matter=self._stored_front_matter,
-            manifest_cap=settings.max_manifest_size,
             changed=changed,
+            **self.limits._asdict(),
         )
         tracker = read.tracker
         assert tracker is not None
@@ -248,16 +264,7 @@ class UnitRefresher:
                 logger.info("project %s at %s is gone; removed it", old.name, path)
             return
         previous = self._fingerprints(unit)
-        settings = self.ctx.settings
-        read = read_project(
-            path,
-            previous,
-            full=self.full,
-            cap=settings.max_file_size,
-            manifest_cap=settings.max_manifest_size,
-            max_bytes=settings.max_artifact_size,
-            stored_front_matter=self._stored_front_matter,
-        )
+        read = read_project(path, previous, full=self.full, **self.limits._asdict())
         tracker = read.tracker
         assert tracker is not None
         self.tally.add(sources_checked=tracker.checked, sources_changed=tracker.changed)
