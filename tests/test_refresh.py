@@ -505,6 +505,41 @@ class TestUnchangedCollection:
         )
         assert codec.COMPRESSED_FORMAT in {raw[0] for raw in records}
 
+    def test_a_drifted_fingerprint_layout_is_decoded_and_reported(
+        self,
+        cache: ProjectCache,
+        world: World,
+        monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture,
+    ) -> None:
+        """Fingerprints written in another layout: compared decoded (same verdicts), and said.
+
+        The byte comparison reads the layout ``Fingerprint`` writes today; if that ever
+        drifts (here: keys sorted), it must not go on silently deciding nothing.
+        """
+        import orjson
+
+        from projcache.models import Fingerprint
+        from projcache.sources import tracker as tracker_module
+
+        def drifted(self: Fingerprint, **_kwargs: Any) -> str:
+            dumped = self.model_dump(mode="json")
+            return orjson.dumps(dumped, option=orjson.OPT_SORT_KEYS).decode()
+
+        monkeypatch.setattr(Fingerprint, "model_dump_json", drifted)
+        monkeypatch.setattr(tracker_module, "_layout_checked", None, raising=False)
+        first = cache.refresh()
+        lint = world.collection.artifact_path("command", "lint")
+        append(lint, "One more line.\n")
+        old = time.time_ns() - 3600 * 10**9  # (not "racy": trusted by the third refresh)
+        os.utime(lint, ns=(old, old))
+        second = cache.refresh()
+        third = cache.refresh()
+        assert first.errors == second.errors == third.errors == []
+        assert (second.sources_changed, third.sources_changed) == (1, 0)
+        assert second.sources_checked == third.sources_checked == first.sources_checked
+        assert any("no longer have the layout" in r.getMessage() for r in caplog.records)
+
     def test_an_edit_after_the_short_path_is_still_seen(
         self, cache: ProjectCache, world: World
     ) -> None:

@@ -417,6 +417,18 @@ class TestStatFile:
             stat_file(str(tmp_path))
 
 
+def test_stored_fingerprints_have_the_layout_the_byte_comparison_reads() -> None:
+    """``Fingerprint``'s JSON is what ``SourceTracker._same_raw`` reads (checked on a probe).
+
+    Fails when the model's output drifts (a field added, renamed or moved): update
+    ``_same_raw`` then, or every refresh decodes every fingerprint.
+    """
+    from projcache.sources import tracker as tracker_module
+
+    assert tracker_module._probe_layout()
+    assert tracker_module.raw_layout_matches()
+
+
 class TestScanEntry:
     """``scan_entry`` (from a layout folder's listing) agrees with ``scan_tree`` on every kind."""
 

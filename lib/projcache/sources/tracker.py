@@ -11,6 +11,10 @@ Timestamps are coarse (the kernel updates them on a clock tick), so a file
 written in the same tick as it was read could change without its stat
 changing.  Like git's "racy" entries, a fingerprint whose mtime is within
 :data:`RACY_WINDOW_NS` of when it was read is not trusted the next time.
+
+Over 400 lines on purpose: the byte comparison of stored fingerprints
+(:meth:`SourceTracker._same_raw`) and the check of the layout it reads
+(:func:`raw_layout_matches`) stay beside the decoded comparison they must agree with.
 """
 
 from __future__ import annotations
@@ -30,7 +34,14 @@ from .fileio import DEFAULT_MAX_ARTIFACT_SIZE, SourceRoot, TreeScan, scan_entry,
 if TYPE_CHECKING:
     from ..models import KnownFingerprint, SourceError
 
-__all__ = ["NOT_DECODED", "RACY_WINDOW_NS", "FrontMatterLookup", "SourceTracker", "printable"]
+__all__ = [
+    "NOT_DECODED",
+    "RACY_WINDOW_NS",
+    "FrontMatterLookup",
+    "SourceTracker",
+    "printable",
+    "raw_layout_matches",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -48,6 +59,78 @@ _IN_RECORD = "front_matter_in_record"
 #: stored data was not decoded (compared by identity; :meth:`SourceTracker.data`
 #: decodes it).  Never to be modified.
 NOT_DECODED: dict[str, Any] = {}
+
+
+_layout_checked: Optional[bool] = None  # raw_layout_matches(), once per process
+
+
+def raw_layout_matches() -> bool:
+    """Tell whether stored fingerprints have the byte layout the byte comparison reads.
+
+    :meth:`SourceTracker._same_raw` reads a fingerprint's JSON as
+    :class:`~projcache.models.Fingerprint` writes it (its fields in order, ``data``
+    last with ``kind`` its last key).  Checked once per process on a probe
+    fingerprint serialised as the cache stores one: the comparison must say
+    "same" for the probe's own stat and "not same" when any stat value, the
+    signature, the kind or the read time differs.  If the model's output ever
+    drifts from that, this says False, a warning is logged once and every
+    fingerprint is decoded instead (slower, never wrong); ``tests/test_sources.py``
+    fails on it so that the drift is fixed, not lived with.
+    """
+    global _layout_checked
+    if _layout_checked is None:
+        _layout_checked = _probe_layout()
+        if not _layout_checked:
+            logger.warning(
+                "stored fingerprints no longer have the layout the refresh compares as bytes; "
+                "decoding each instead (slower): update SourceTracker._same_raw"
+            )
+    return _layout_checked
+
+
+def _probe_layout() -> bool:
+    from ..models import Fingerprint
+    from .fileio import FileStat
+
+    base, relative = "/probe/unit", 'skills/pr\u00f6be "x"'
+    mtime, size, inode = 1_700_000_000_123_456_789, 4321, 98765
+    stat = FileStat(mtime, size, inode)
+    read_at = datetime.fromtimestamp((mtime + 3 * RACY_WINDOW_NS) / 1e9, tz=timezone.utc)
+    probe = SourceTracker(base, {}, False, check_layout=False)
+    for is_dir, kind, data in (
+        (False, "facts", {"hash": "h", "summary": "s", _IN_RECORD: True}),
+        (True, "facts", {"hash": "h", "summary": "s"}),
+        (False, "manifest", {"parsed": {"kind": "facts"}, "problems": []}),
+    ):
+        scan = TreeScan(base + "/" + relative, (((), stat),), is_dir, inode)
+        signature = scan.signature if is_dir else None
+        fingerprint = Fingerprint(
+            path=base + "/" + relative,
+            mtime_ns=mtime,
+            size=size,
+            inode=inode,
+            signature=signature,
+            content_hash="h",
+            read_at=read_at,
+            data={**data, "kind": kind},
+        )
+        payload = fingerprint.model_dump_json().encode()
+        if not probe._same_raw(payload, relative, scan, signature, kind):
+            return False
+        other = FileStat(mtime + 1, size + 1, inode + 1)
+        different = [
+            (scan._replace(files=(((), other),)), signature, kind),  # another stat
+            (scan, "0" * 32 if is_dir else None, "manifest" if kind == "facts" else "facts"),
+        ]
+        if is_dir:
+            different.append((scan, "0" * 32, kind))  # another signature
+        for changed, sig, as_kind in different:
+            if probe._same_raw(payload, relative, changed, sig, as_kind):
+                return False
+        racy = fingerprint.model_copy(update={"read_at": read_at.replace(year=2000)})
+        if probe._same_raw(racy.model_dump_json().encode(), relative, scan, signature, kind):
+            return False
+    return True
 
 
 def printable(text: str) -> str:
@@ -68,8 +151,11 @@ class SourceTracker:
         full: bool,
         *,
         max_bytes: int = DEFAULT_MAX_ARTIFACT_SIZE,
+        check_layout: bool = True,
     ):
         self.base = base
+        # Whether stored bytes may be compared (raw_layout_matches); else each is decoded.
+        self._bytes_ok = raw_layout_matches() if check_layout else True
         # Every source of the unit stays inside its folder (links out are errors).
         self.root = SourceRoot(base, max_bytes=max_bytes)
         self.previous = previous
@@ -186,7 +272,7 @@ class SourceTracker:
         """
         old = self.previous.get(relative)
         raw = getattr(old, "payload", None)
-        if raw is None or self.full:
+        if raw is None or self.full or not self._bytes_ok:
             return False
         path = self._prefix + relative
         try:
@@ -262,7 +348,11 @@ class SourceTracker:
         if old is not None and not self.full and not force:
             # A stored payload not decoded yet: most unchanged sources end here.
             raw = getattr(old, "payload", None)
-            if raw is not None and self._same_raw(raw, relative, scan, signature, kind):
+            if (
+                raw is not None
+                and self._bytes_ok
+                and self._same_raw(raw, relative, scan, signature, kind)
+            ):
                 self.current[relative] = old
                 self.reused.add(relative)
                 return NOT_DECODED if lazy else old.data
