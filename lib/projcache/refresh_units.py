@@ -127,23 +127,35 @@ class UnitRefresher:
         )
         return found
 
-    def _stored(
-        self, unit: str, old: Optional[Collection]
-    ) -> tuple[dict[str, KnownFingerprint], Optional[Stored]]:
-        """The unit's fingerprints and (unless ``full``) the keys of ``old``'s artifacts.
-
-        Both come from one read transaction, so they describe the same state.
-        """
+    def _stored(self, unit: str) -> tuple[dict[str, KnownFingerprint], int]:
+        """The unit's fingerprints, and the id of the snapshot they were read from."""
         repos = self.repos
 
-        def body(txn: Txn) -> tuple[dict[str, KnownFingerprint], Optional[Stored]]:
-            previous: dict[str, KnownFingerprint] = dict(repos.sources.scan_unit_raw(txn, unit))
-            if old is None or self.full:
-                return previous, None
-            keys = frozenset(repos.artifacts.scan_keys(txn, prefix=old.name + "/"))
-            return previous, Stored(old.name, keys)
+        def body(txn: Txn) -> tuple[dict[str, KnownFingerprint], int]:
+            return dict(repos.sources.scan_unit_raw(txn, unit)), txn.id()
 
-        found: tuple[dict[str, KnownFingerprint], Optional[Stored]] = self.ctx.read(body)
+        found: tuple[dict[str, KnownFingerprint], int] = self.ctx.read(body)
+        return found
+
+    def _stored_keys(self, old: Optional[Collection], snapshot: int) -> Optional[Stored]:
+        """The keys of ``old``'s artifacts as of the fingerprints' snapshot (``None``: unknown).
+
+        Read only for a collection that changed (most do not); the keys must describe
+        the state the fingerprints do, so when another process committed since that
+        snapshot, no stored artifact is vouched for (``None``: every one is built).
+        """
+        if old is None or self.full:
+            return None
+        repos = self.repos
+
+        def body(txn: Txn) -> Optional[Stored]:
+            if txn.id() != snapshot:
+                return None
+            return Stored(
+                old.name, frozenset(repos.artifacts.scan_keys(txn, prefix=old.name + "/"))
+            )
+
+        found: Optional[Stored] = self.ctx.read(body)
         return found
 
     def _stored_front_matter(self, key: str) -> Optional[dict[str, Any]]:
@@ -177,7 +189,7 @@ class UnitRefresher:
                 )
                 logger.info("collection %s at %s is gone; removed it", old.name, path)
             return
-        previous, stored = self._stored(unit, old)
+        previous, snapshot = self._stored(unit)
         checker = SourceTracker(path, previous, self.full, max_bytes=self.limits.max_bytes)
         changed = None
         if old is not None and not self.full and not old.errors:
@@ -189,6 +201,7 @@ class UnitRefresher:
                     old.model_copy(update={"refreshed_at": self.now, "stale": False})
                 )
                 return
+        stored = self._stored_keys(old, snapshot)
         read = read_collection(
             path,
             previous,
