@@ -212,3 +212,50 @@ def test_list_artifacts_json_is_streamed_in_chunks(tmp_path: Path) -> None:
     assert len(writes) >= 4  # "[", three chunks of at most 256 records, "]"
     assert max(len(w) for w in writes) < len(expected) / 2
     assert b"".join(writes) == expected
+
+
+def test_quiet_hot_commands_import_no_logging_or_hashlib(cache_dir: Path) -> None:
+    """A fast ``get``/``search --json`` that logs nothing loads neither logging nor OpenSSL."""
+    code = (
+        "import sys; from projcache_cli import fastpath\n"
+        "rc = fastpath.dispatch(sys.argv[1:])\n"
+        "loaded = sorted(m for m in ('logging', 'hashlib', 'traceback') if m in sys.modules)\n"
+        "print(rc, loaded, file=sys.stderr)\n"
+    )
+    for argv in (["get", "--json", "default/command/tool-1"], ["search", "--json", "pdf"]):
+        done = subprocess.run(
+            [sys.executable, "-c", code, "--cache-dir", str(cache_dir), *argv],
+            capture_output=True,
+            check=True,
+        )
+        assert done.stderr.decode().strip().splitlines()[-1] == "0 []", argv
+
+
+def test_library_warning_on_fast_path_is_in_cli_style(cache_dir: Path) -> None:
+    """A record the library logs during a fast answer is printed as ``warning: …``."""
+    code = (
+        "import sys; from projcache_cli import fastpath\n"
+        "import projcache.cache as cache_module\n"
+        "original = cache_module.ProjectCache.get_artifact_json\n"
+        "def noisy(self, key):\n"
+        "    cache_module.logger.warning('noisy %s', key)\n"
+        "    return original(self, key)\n"
+        "cache_module.ProjectCache.get_artifact_json = noisy\n"
+        "sys.exit(fastpath.dispatch(sys.argv[1:]))\n"
+    )
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            code,
+            "--cache-dir",
+            str(cache_dir),
+            "get",
+            "--json",
+            "team/skill/tool-0",
+        ],
+        capture_output=True,
+        check=True,
+    )
+    assert done.stderr.decode() == "warning: noisy team/skill/tool-0\n"
+    assert done.stdout.startswith(b'{"key":"team/skill/tool-0"')

@@ -26,7 +26,6 @@ from typing import TYPE_CHECKING, Any, Callable, Optional
 import orjson
 
 from .fastargs import Fallback, parse
-from .output import emit_json_bytes
 
 if TYPE_CHECKING:
     from projcache import ProjectCache
@@ -115,7 +114,8 @@ def write_stdout(data: bytes) -> None:
 
 
 def _configure_logging() -> None:
-    # What the Typer app's root callback does without --debug: one `warning: …` style.
+    # What the Typer app's root callback does without --debug: one `warning: …` style.  Run
+    # only when the library first logs (projcache.logs): a quiet call never imports logging.
     from .output import configure_logging
 
     configure_logging(False)
@@ -186,7 +186,17 @@ def dispatch(argv: list[str]) -> Optional[int]:
         return None
     if cache_dir is None:
         cache_dir = os.environ.get("PROJCACHE_DIR") or None  # click ignores an empty envvar
-    _configure_logging()
+    from projcache.logs import on_first_use
+
+    cancel = on_first_use(_configure_logging)
+    code = _run(words, values, cache_dir)
+    if code is None:
+        cancel()  # the Typer app configures logging itself (maybe with --debug)
+    return code
+
+
+def _run(words: tuple[str, ...], values: dict[str, Any], cache_dir: Optional[str]) -> Optional[int]:
+    """Open the cache and answer; ``None`` to fall back (nothing printed then)."""
     from projcache import ProjectCache
 
     try:
@@ -205,7 +215,8 @@ def dispatch(argv: list[str]) -> Optional[int]:
         return None
     finally:
         cache.close()
-    emit_json_bytes([data], array=False)
+    write_stdout(data + b"\n")
+    sys.stdout.flush()
     return 0
 
 
