@@ -200,9 +200,9 @@ def _run(words: tuple[str, ...], values: dict[str, Any], cache_dir: Optional[str
     from projcache import ProjectCache
 
     try:
-        cache = ProjectCache.open(
-            Path(cache_dir) if cache_dir is not None else None, readonly=True, fallback=True
-        )
+        # No source-direct fallback here: a cache that cannot be used (or is disabled) raises,
+        # and the Typer app answers from the sources with its warning and exit code.
+        cache = ProjectCache.open(Path(cache_dir) if cache_dir is not None else None, readonly=True)
     except Exception:
         return None
     try:
