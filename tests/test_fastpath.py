@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 
 from projcache import ProjectCache
@@ -259,3 +260,27 @@ def test_library_warning_on_fast_path_is_in_cli_style(cache_dir: Path) -> None:
     )
     assert done.stderr.decode() == "warning: noisy team/skill/tool-0\n"
     assert done.stdout.startswith(b'{"key":"team/skill/tool-0"')
+
+
+def test_list_deployments_json_is_streamed_in_chunks(tmp_path: Path) -> None:
+    """``list deployments --json`` is written a chunk at a time: the bytes of the whole list."""
+    with ProjectCache.open(settings=Settings(cache_dir=tmp_path / "c")) as cache:
+        cache.put_projects([{"name": "p", "path": str(tmp_path / "p")}])
+        [project] = cache.list_projects()
+        cache.put_deployments(
+            [
+                {
+                    "project_id": project.id,
+                    "artifact_key": f"c/skill/n{i:04}",
+                    "content_hash": f"{i:064x}",
+                }
+                for i in range(700)
+            ]
+        )
+        writes: list[bytes] = []
+        values = {"project": "p", "state_": None, "outdated": False, "type_": None}
+        fastpath.stream_deployments(cache, {**values, "profile": None}, writes.append)
+        expected = orjson.dumps(cache.deployment_rows("p")) + b"\n"
+    assert len(writes) >= 4  # "[", three chunks of at most 256 rows, "]"
+    assert max(len(w) for w in writes) < len(expected) / 2
+    assert b"".join(writes) == expected

@@ -206,3 +206,27 @@ def test_large_facet_listing_walks_keys_like_the_sorted_one(
             monkeypatch.setattr(streams, "SORTED_KEYS", 4096)
             assert sorted_way == expected, filters
             assert walked == expected, filters
+
+
+def test_cli_deployment_listing_streams_in_memory_of_a_chunk(
+    caches: dict[int, ProjectCache],
+) -> None:
+    """``list deployments --json`` (both CLI paths) writes 20,000 rows in the memory of 2,000."""
+    from projcache_cli import fastpath
+
+    values = {"project": None, "state_": None, "outdated": False, "type_": None, "profile": None}
+    peaks = {}
+    for count, cache in caches.items():
+        sizes: list[int] = []
+        write = lambda data, sizes=sizes: sizes.append(len(data))  # noqa: E731
+        fastpath.stream_deployments(cache, values, write)
+        tracemalloc.start()
+        try:
+            tracemalloc.reset_peak()
+            fastpath.stream_deployments(cache, values, write)
+            _current, peaks[count] = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+        whole = orjson.dumps([deployment_view(p) for p in cache.list_deployments_json()])
+        assert sum(sizes) == 2 * (len(whole) + 1)
+    _bounded(peaks)

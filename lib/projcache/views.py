@@ -14,7 +14,9 @@ rows and the status document do): the hot CLI paths (``search``,
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import datetime, timedelta
+from itertools import islice
 from typing import TYPE_CHECKING, Any, Optional
 
 import orjson
@@ -111,6 +113,61 @@ class CacheViews(CacheSearch):
         )
         return [deployment_view(p) for p in payloads]
 
+    def iter_deployment_rows_json(
+        self,
+        project: Optional[str] = None,
+        state: Optional[DeploymentState] = None,
+        *,
+        artifact: Optional[str] = None,
+        profile: Optional[str] = None,
+        type: Optional[str] = None,
+    ) -> Iterator[bytes]:
+        """Yield :meth:`deployment_rows`' rows one at a time as JSON, from one read snapshot.
+
+        What ``list deployments --json`` streams: memory is a chunk of rows,
+        whatever their number.  Filters are checked (and the project looked
+        up) at the call, before the first row is read.  Like every listing
+        (:meth:`~projcache.storage.Storage.stream`), a consumer that stops
+        half-way pins the snapshot until the iterator is closed or collected.
+        """
+        project_id = self._deployment_filter(project, state, profile, type)
+        repos = self._repos
+
+        def step(txn: Txn, at: tuple[Any, Any, int]) -> tuple[list[bytes], Any]:
+            matches, begun_in, done = at
+            if begun_in is not txn:
+                # The first chunk, or the listing's transaction begun again after a map
+                # growth (same snapshot, checked by stream()): start over, skip what was sent.
+                matches = streams.iter_deployment_payloads(
+                    txn, repos, project_id, state, artifact, profile, type
+                )
+                for _ in islice(matches, done):
+                    pass
+            chunk = [
+                orjson.dumps(deployment_view(p), option=orjson.OPT_NON_STR_KEYS)
+                for p in islice(matches, streams.PAGE)
+            ]
+            more = len(chunk) == streams.PAGE
+            return chunk, ((matches, txn, done + len(chunk)) if more else None)
+
+        return self._storage.stream(step, (None, None, 0))
+
+    def _deployment_filter(
+        self,
+        project: Optional[str],
+        state: Optional[str],
+        profile: Optional[str],
+        type: Optional[str],
+    ) -> Optional[str]:
+        """Check a deployment listing's filters (as :meth:`list_deployments_json` does);
+        return the project's id."""
+        check_type(type)
+        check_state(state)
+        if profile is not None:
+            with as_argument_error():
+                codec.check_profile(profile)
+        return self.find_project(project).id if project is not None else None
+
     def deployment_page_json(
         self,
         project: Optional[str] = None,
@@ -130,14 +187,9 @@ class CacheViews(CacheSearch):
         ended before this returns: nothing holds the snapshot while the answer
         is sent.
         """
-        check_type(type)
-        check_state(state)
-        if profile is not None:
-            with as_argument_error():
-                codec.check_profile(profile)
         if limit < 0 or offset < 0:
             raise InvalidArgumentError("offset and limit must not be negative")
-        project_id = self.find_project(project).id if project is not None else None
+        project_id = self._deployment_filter(project, state, profile, type)
         repos = self._repos
 
         def body(txn: Txn) -> tuple[int, list[bytes]]:
