@@ -5,8 +5,11 @@
 
 Prints one JSON object: ``VmHWM`` (peak resident set, KiB) and, at the end,
 ``VmRSS``, ``RssAnon`` and ``RssFile`` (memory-mapped file pages count as
-resident once touched), the peak right after the imports and the open, and
-``RssAnon_peak``: the largest anonymous (heap) RSS sampled between operations.
+resident once touched), the peak right after the imports and the open,
+``RssAnon_peak``: the largest anonymous (heap) RSS sampled between operations, and
+``RssFile_peak``: the largest file-backed RSS sampled while the store is open (the
+touched pages of the memory map; ``RssFile`` at the end is taken after the close,
+when only the mapped libraries are left).
 Engines: ``projcache`` (get_artifact, get_artifact_json, search, search_json),
 ``lmdb`` (raw get + orjson, no search), ``sqlite`` (SELECT + orjson, FTS5 top 20
 plus count).
@@ -20,6 +23,7 @@ from typing import Any
 
 ROUNDS = 5
 PEAK_ANON = [0]  # the largest RssAnon sampled (KiB): the heap, without mapped file pages
+PEAK_FILE = [0]  # the largest RssFile sampled (KiB): mapped pages (data file and libraries)
 
 
 def status() -> dict[str, int]:
@@ -31,6 +35,7 @@ def status() -> dict[str, int]:
             if name in ("VmHWM", "VmRSS", "RssAnon", "RssFile", "RssShmem"):
                 out[name] = int(value.split()[0])
     PEAK_ANON[0] = max(PEAK_ANON[0], out.get("RssAnon", 0))
+    PEAK_FILE[0] = max(PEAK_FILE[0], out.get("RssFile", 0))
     return out
 
 
@@ -103,6 +108,7 @@ def main() -> None:
     result: dict[str, Any] = status()
     result["VmHWM_after_open"] = opened["VmHWM"]
     result["RssAnon_peak"] = PEAK_ANON[0]
+    result["RssFile_peak"] = PEAK_FILE[0]
     print(json.dumps(result))
 
 

@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 
 from projcache import ProjectCache
@@ -210,5 +211,76 @@ def test_list_artifacts_json_is_streamed_in_chunks(tmp_path: Path) -> None:
         fastpath.stream_artifacts(cache, None, None, None, None, None, writes.append)
         expected = b"[" + b",".join(cache.iter_artifacts_json()) + b"]\n"
     assert len(writes) >= 4  # "[", three chunks of at most 256 records, "]"
+    assert max(len(w) for w in writes) < len(expected) / 2
+    assert b"".join(writes) == expected
+
+
+def test_quiet_hot_commands_import_no_logging_or_hashlib(cache_dir: Path) -> None:
+    """A fast ``get``/``search --json`` that logs nothing loads neither logging nor OpenSSL."""
+    code = (
+        "import sys; from projcache_cli import fastpath\n"
+        "rc = fastpath.dispatch(sys.argv[1:])\n"
+        "loaded = sorted(m for m in ('logging', 'hashlib', 'traceback') if m in sys.modules)\n"
+        "print(rc, loaded, file=sys.stderr)\n"
+    )
+    for argv in (["get", "--json", "default/command/tool-1"], ["search", "--json", "pdf"]):
+        done = subprocess.run(
+            [sys.executable, "-c", code, "--cache-dir", str(cache_dir), *argv],
+            capture_output=True,
+            check=True,
+        )
+        assert done.stderr.decode().strip().splitlines()[-1] == "0 []", argv
+
+
+def test_library_warning_on_fast_path_is_in_cli_style(cache_dir: Path) -> None:
+    """A record the library logs during a fast answer is printed as ``warning: …``."""
+    code = (
+        "import sys; from projcache_cli import fastpath\n"
+        "import projcache.cache as cache_module\n"
+        "original = cache_module.ProjectCache.get_artifact_json\n"
+        "def noisy(self, key):\n"
+        "    cache_module.logger.warning('noisy %s', key)\n"
+        "    return original(self, key)\n"
+        "cache_module.ProjectCache.get_artifact_json = noisy\n"
+        "sys.exit(fastpath.dispatch(sys.argv[1:]))\n"
+    )
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            code,
+            "--cache-dir",
+            str(cache_dir),
+            "get",
+            "--json",
+            "team/skill/tool-0",
+        ],
+        capture_output=True,
+        check=True,
+    )
+    assert done.stderr.decode() == "warning: noisy team/skill/tool-0\n"
+    assert done.stdout.startswith(b'{"key":"team/skill/tool-0"')
+
+
+def test_list_deployments_json_is_streamed_in_chunks(tmp_path: Path) -> None:
+    """``list deployments --json`` is written a chunk at a time: the bytes of the whole list."""
+    with ProjectCache.open(settings=Settings(cache_dir=tmp_path / "c")) as cache:
+        cache.put_projects([{"name": "p", "path": str(tmp_path / "p")}])
+        [project] = cache.list_projects()
+        cache.put_deployments(
+            [
+                {
+                    "project_id": project.id,
+                    "artifact_key": f"c/skill/n{i:04}",
+                    "content_hash": f"{i:064x}",
+                }
+                for i in range(700)
+            ]
+        )
+        writes: list[bytes] = []
+        values = {"project": "p", "state_": None, "outdated": False, "type_": None}
+        fastpath.stream_deployments(cache, {**values, "profile": None}, writes.append)
+        expected = orjson.dumps(cache.deployment_rows("p")) + b"\n"
+    assert len(writes) >= 4  # "[", three chunks of at most 256 rows, "]"
     assert max(len(w) for w in writes) < len(expected) / 2
     assert b"".join(writes) == expected

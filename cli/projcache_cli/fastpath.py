@@ -20,13 +20,13 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Optional
 
 import orjson
 
 from .fastargs import Fallback, parse
-from .output import emit_json_bytes
 
 if TYPE_CHECKING:
     from projcache import ProjectCache
@@ -37,6 +37,7 @@ __all__ = [
     "main",
     "search_json",
     "stream_artifacts",
+    "stream_deployments",
     "write_stdout",
 ]
 
@@ -67,6 +68,23 @@ def deployment_rows(cache: ProjectCache, values: dict[str, Any]) -> list[dict[st
     )
 
 
+def stream_deployments(
+    cache: ProjectCache, values: dict[str, Any], write: Callable[[bytes], None]
+) -> None:
+    """Write what ``list deployments --json`` prints, a chunk of rows at a time.
+
+    The JSON array of :meth:`ProjectCache.deployment_rows` (the same bytes as
+    dumping the whole list), from :meth:`ProjectCache.iter_deployment_rows_json`:
+    memory is a chunk, whatever the number of rows.  Filters are checked
+    before the first byte.
+    """
+    state: Any = "outdated" if values["outdated"] else values["state_"]
+    rows = cache.iter_deployment_rows_json(
+        values["project"], state, type=values["type_"], profile=values["profile"]
+    )
+    _write_array(rows, write)
+
+
 def stream_artifacts(
     cache: ProjectCache,
     type_: Optional[str],
@@ -92,10 +110,15 @@ def stream_artifacts(
         project=project,
         state=state,  # type: ignore[arg-type]
     )
+    _write_array(records, write)
+
+
+def _write_array(items: Iterator[bytes], write: Callable[[bytes], None]) -> None:
+    """Write ``items`` (JSON documents) as one JSON array and a newline, a chunk at a time."""
     write(b"[")
     separator = b""
     chunk: list[bytes] = []
-    for payload in records:
+    for payload in items:
         chunk.append(payload)
         if len(chunk) >= _CHUNK:
             write(separator + b",".join(chunk))
@@ -115,7 +138,8 @@ def write_stdout(data: bytes) -> None:
 
 
 def _configure_logging() -> None:
-    # What the Typer app's root callback does without --debug: one `warning: …` style.
+    # What the Typer app's root callback does without --debug: one `warning: …` style.  Run
+    # only when the library first logs (projcache.logs): a quiet call never imports logging.
     from .output import configure_logging
 
     configure_logging(False)
@@ -132,13 +156,14 @@ def _answer(words: tuple[str, ...], values: dict[str, Any], cache: ProjectCache)
         if not values["query"].strip():
             raise Fallback
         return search_json(cache, values)
-    if words == ("list", "deployments"):
-        return _dumps(deployment_rows(cache, values))
     return _dumps(cache.status_view())
 
 
-def _stream_list(values: dict[str, Any], cache: ProjectCache) -> Optional[int]:
-    """``list artifacts --json``, streamed; an error before the first byte falls back."""
+def _stream_list(
+    words: tuple[str, ...], values: dict[str, Any], cache: ProjectCache
+) -> Optional[int]:
+    """``list artifacts|deployments --json``, streamed; an error before the first byte falls
+    back."""
     from projcache.errors import ProjcacheError
 
     started = False
@@ -148,17 +173,19 @@ def _stream_list(values: dict[str, Any], cache: ProjectCache) -> Optional[int]:
         started = True
         write_stdout(data)
 
-    state = "outdated" if values["outdated"] else values["state_"]
     try:
-        stream_artifacts(
-            cache,
-            values["type_"],
-            values["collection"],
-            values["tag"],
-            values["project"],
-            state,
-            write,
-        )
+        if words == ("list", "deployments"):
+            stream_deployments(cache, values, write)
+        else:
+            stream_artifacts(
+                cache,
+                values["type_"],
+                values["collection"],
+                values["tag"],
+                values["project"],
+                "outdated" if values["outdated"] else values["state_"],
+                write,
+            )
     except ProjcacheError as exc:
         if not started:
             return None  # the Typer app reports it, identically
@@ -186,26 +213,37 @@ def dispatch(argv: list[str]) -> Optional[int]:
         return None
     if cache_dir is None:
         cache_dir = os.environ.get("PROJCACHE_DIR") or None  # click ignores an empty envvar
-    _configure_logging()
+    from projcache.logs import on_first_use
+
+    cancel = on_first_use(_configure_logging)
+    code = _run(words, values, cache_dir)
+    if code is None:
+        cancel()  # the Typer app configures logging itself (maybe with --debug)
+    return code
+
+
+def _run(words: tuple[str, ...], values: dict[str, Any], cache_dir: Optional[str]) -> Optional[int]:
+    """Open the cache and answer; ``None`` to fall back (nothing printed then)."""
     from projcache import ProjectCache
 
     try:
-        cache = ProjectCache.open(
-            Path(cache_dir) if cache_dir is not None else None, readonly=True, fallback=True
-        )
+        # No source-direct fallback here: a cache that cannot be used (or is disabled) raises,
+        # and the Typer app answers from the sources with its warning and exit code.
+        cache = ProjectCache.open(Path(cache_dir) if cache_dir is not None else None, readonly=True)
     except Exception:
         return None
     try:
         if cache.is_direct:
             return None  # the Typer app prints the source-direct warning
-        if words == ("list", "artifacts"):
-            return _stream_list(values, cache)
+        if words[0] == "list":
+            return _stream_list(words, values, cache)
         data = _answer(words, values, cache)
     except Exception:
         return None
     finally:
         cache.close()
-    emit_json_bytes([data], array=False)
+    write_stdout(data + b"\n")
+    sys.stdout.flush()
     return 0
 
 

@@ -11,7 +11,7 @@ import typer
 from .completion import complete_collection, complete_project
 from .errors import CliGroup, cli_errors
 from .fastargs import default, flags
-from .fastpath import deployment_rows, stream_artifacts, write_stdout
+from .fastpath import deployment_rows, stream_artifacts, stream_deployments, write_stdout
 from .names import display_key, project_names
 from .output import ago, emit_json, emit_table, inert
 from .state import exit_if_degraded, open_cache, state_of
@@ -183,13 +183,16 @@ def list_deployments(
     """List deployments with their profile and state (current, outdated, modified, ...)."""
     state = state_of(ctx)
     options = {"project": project, "state_": state_, "outdated": outdated, "type_": type_}
-    with cli_errors(state), open_cache(state, readonly=True, fallback=True) as cache:
-        records = deployment_rows(cache, {**options, "profile": profile})
-        names = project_names(cache)
-    if as_json:
-        emit_json(records)
+    values = {**options, "profile": profile}
+    if as_json:  # streamed, a chunk of rows at a time (the same bytes as the fast path)
+        with cli_errors(state), open_cache(state, readonly=True, fallback=True) as cache:
+            stream_deployments(cache, values, write_stdout)
+            sys.stdout.flush()
         exit_if_degraded(cache)
         return
+    with cli_errors(state), open_cache(state, readonly=True, fallback=True) as cache:
+        records = deployment_rows(cache, values)
+        names = project_names(cache)
     rows = [
         (
             names.get(r["project"], r["project"]),

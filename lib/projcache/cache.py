@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import logging
 import warnings
 import zlib
 from collections.abc import Iterator
@@ -40,6 +39,7 @@ from .errors import (
     SchemaVersionError,
     StorageError,
 )
+from .logs import get_logger
 from .maintenance import CacheMaintenance
 from .migrate import SCHEMA_VERSION, MigrationProgress, ensure_schema, read_schema
 from .repository import Repositories
@@ -59,7 +59,7 @@ if TYPE_CHECKING:
 # CacheDisabledError lives in errors.py; the import above keeps ``projcache.cache`` importing it.
 __all__ = ["ProjectCache", "SearchResults"]
 
-logger = logging.getLogger(__name__)
+logger = get_logger(__name__)
 
 T = TypeVar("T")
 

@@ -46,10 +46,11 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import logging
 import os
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, ClassVar, Optional
+
+from .logs import get_logger
 
 if TYPE_CHECKING:
     import lmdb
@@ -87,7 +88,7 @@ __all__ = [
     "translate_os_error",
 ]
 
-logger = logging.getLogger(__name__)
+logger = get_logger(__name__)
 
 
 class ProjcacheError(Exception):

@@ -9,13 +9,13 @@ and backup.
 
 from __future__ import annotations
 
-import logging
 import os
 from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Optional, TypeVar, Union
 
 from .errors import CacheCorruptError, InvalidArgumentError, NotFoundError, translate_os_error
+from .logs import get_logger
 from .writes import CacheWrites
 
 if TYPE_CHECKING:
@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 
 __all__ = ["CacheMaintenance"]
 
-logger = logging.getLogger(__name__)
+logger = get_logger(__name__)
 
 T = TypeVar("T")
 

@@ -15,7 +15,6 @@ A step is a function of one :class:`Migration`; adding one is one line in
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -24,6 +23,7 @@ from typing import TYPE_CHECKING, Any, Callable, Optional
 import lmdb
 
 from .errors import CacheNotFoundError, SchemaVersionError
+from .logs import get_logger
 from .repository import MetaRepository, Repositories
 from .storage import Txn
 
@@ -39,7 +39,7 @@ __all__ = [
     "read_schema",
 ]
 
-logger = logging.getLogger(__name__)
+logger = get_logger(__name__)
 
 SCHEMA_VERSION = 3
 

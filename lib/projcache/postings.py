@@ -17,7 +17,6 @@ lives in one class.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Iterable, Iterator
 from typing import Any, Optional
 
@@ -91,6 +90,8 @@ def facet_name(facet: str, value: str) -> bytes:
     """The bitmap name of ``facet == value`` (facets: type, collection, tag, managed, len)."""
     name = b"\x01" + facet.encode() + codec.SEPARATOR + value.encode("utf-8", "surrogatepass")
     if len(name) > codec.MAX_KEY_BYTES - 2:  # room for the chunk suffix
+        import hashlib  # here: rare, and loading OpenSSL shows in a cold CLI call
+
         name = b"\x01" + facet.encode() + b"\x00#" + hashlib.sha256(name).hexdigest().encode()
     return name
 

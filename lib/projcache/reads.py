@@ -166,7 +166,7 @@ class CacheReads:
             def deployed(txn: Txn) -> set[str]:
                 return {
                     orjson.loads(payload)["artifact_key"]
-                    for payload in streams.deployment_payloads(txn, repos, project_id, state)
+                    for payload in streams.iter_deployment_payloads(txn, repos, project_id, state)
                 }
 
             wanted = deployed

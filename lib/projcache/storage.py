@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import logging
 import os
 import threading
 import time
@@ -57,6 +56,7 @@ from .errors import (
     translate_lmdb_error,
     translate_os_error,
 )
+from .logs import get_logger
 from .mapguard import MapGuard
 from .vocabulary import DATABASES
 
@@ -67,7 +67,7 @@ except ImportError:  # pragma: no cover
 
 __all__ = ["DATABASES", "Storage", "Txn", "before_commit", "run_before_commit", "scan"]
 
-logger = logging.getLogger(__name__)
+logger = get_logger(__name__)
 
 T = TypeVar("T")
 S = TypeVar("S")

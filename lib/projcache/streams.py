@@ -8,7 +8,7 @@ writes.  The price: a consumer that stops half-way pins the snapshot's pages
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any, Callable, Optional, TypeVar
 
 import orjson
@@ -17,10 +17,19 @@ from . import codec
 from .repository import Repositories
 from .storage import Txn
 
-__all__ = ["PAGE", "artifact_payloads", "deployment_counts", "deployment_payloads"]
+__all__ = [
+    "PAGE",
+    "SORTED_KEYS",
+    "artifact_payloads",
+    "deployment_counts",
+    "deployment_payloads",
+    "iter_deployment_payloads",
+    "page_of_stream",
+]
 
 T = TypeVar("T")
 PAGE = 256
+SORTED_KEYS = 4096  # a facet listing holds at most this many keys (see _facet_step)
 Streamer = Callable[[Callable[[Txn, Any], tuple[list[bytes], Any]], Any], Iterator[bytes]]
 
 
@@ -51,6 +60,78 @@ def _only(
     return filtered
 
 
+def _facet_step(
+    repos: Callable[[], Repositories],
+    facet: str,
+    value: str,
+    type_: Optional[str],
+    collection: Optional[str],
+) -> Callable[[Txn, Any], tuple[list[bytes], Any]]:
+    """The paging step of a listing by facet (``type`` or ``tag``), in key order.
+
+    A facet of at most ``SORTED_KEYS`` artifacts is listed from its keys,
+    sorted; a larger one by walking the artifact keys in order (within the
+    collection's prefix, if any) and keeping those whose id is in the facet's
+    bitmap: memory stays a page plus the (compressed) bitmap, not one string
+    per match, at the price of reading every key.
+    """
+    prefix = f"{collection}/".encode() if collection is not None else b""
+
+    def step(txn: Txn, state: tuple[Any, Any]) -> tuple[list[bytes], Any]:
+        plan, position = state
+        facets = repos().facets
+        if plan is None:
+            if facets.size(txn, facet, value) <= SORTED_KEYS:
+                plan = [
+                    k
+                    for k in facets.artifact_keys(txn, facet, value)
+                    if _key_matches(k, type_, collection)
+                ]
+                position = 0
+            else:  # the same set artifact_keys lists, as a bitmap
+                plan = facets.index.facet(txn, facet, value) - facets.index.deleted(txn)
+                position = prefix
+        if isinstance(plan, list):
+            batch = plan[position : position + PAGE]
+            rest = (plan, position + PAGE) if position + PAGE < len(plan) else None
+        else:
+            batch, after = _keys_in(txn, repos(), plan, prefix, position, type_, collection)
+            rest = None if after is None else (plan, after)
+        found = [repos().artifacts.get_payload(txn, k) for k in batch]
+        return [p for p in found if p is not None], rest
+
+    return step
+
+
+def _keys_in(
+    txn: Txn,
+    repos: Repositories,
+    docs: Any,
+    prefix: bytes,
+    start: bytes,
+    type_: Optional[str],
+    collection: Optional[str],
+) -> tuple[list[str], Optional[bytes]]:
+    """Up to ``PAGE`` artifact keys from ``start`` (in key order) whose id is in ``docs``,
+    and the key to resume from (``None`` at the end of ``prefix``)."""
+    cursor = txn.cursor(repos.artifacts.db)
+    if not cursor.set_range(start):
+        return [], None
+    keys: list[str] = []
+    for raw in cursor.iternext(keys=True, values=False):
+        key = bytes(raw)
+        if not key.startswith(prefix):
+            return keys, None
+        if len(keys) == PAGE:
+            return keys, key
+        text = key.decode("utf-8")
+        if _key_matches(text, type_, collection):
+            doc = repos.facets.ids.id_of(txn, text)
+            if doc is not None and doc in docs:
+                keys.append(text)
+    return keys, None
+
+
 def artifact_payloads(
     stream: Streamer,
     repos: Callable[[], Repositories],
@@ -71,26 +152,11 @@ def artifact_payloads(
     if tag is not None or type_ is not None:
         facet, value = ("tag", tag) if tag is not None else ("type", type_)
         assert value is not None
-
-        def by_facet(
-            txn: Txn, state: tuple[Optional[list[str]], int]
-        ) -> tuple[list[bytes], Optional[tuple[Optional[list[str]], int]]]:
-            keys, start = state
-            if keys is None:
-                keys = [
-                    k
-                    for k in repos().facets.artifact_keys(txn, facet, value)
-                    if _key_matches(k, type_, collection)
-                ]
-            batch = keys[start : start + PAGE]
-            found = [repos().artifacts.get_payload(txn, k) for k in batch]
-            rest = (keys, start + PAGE) if start + PAGE < len(keys) else None
-            return [p for p in found if p is not None], rest
-
+        by_facet = _facet_step(repos, facet, value, type_, collection)
         if wanted is not None:
-            yield from stream(_only(by_facet, wanted), (None, (None, 0)))
+            yield from stream(_only(by_facet, wanted), (None, (None, None)))
         else:
-            yield from stream(by_facet, (None, 0))
+            yield from stream(by_facet, (None, None))
         return
     prefix = f"{collection}/" if collection is not None else ""
 
@@ -127,11 +193,27 @@ def deployment_payloads(
 ) -> list[bytes]:
     """JSON of the deployments of one project (prefix scan), in one state (index), of one
     artifact (the ``deployments-by-artifact`` index), to one profile and/or of one artifact
-    type (both read from the key, not the record)."""
+    type (both read from the key, not the record): :func:`iter_deployment_payloads`, listed."""
+    return list(iter_deployment_payloads(txn, repos, project_id, state, artifact, profile, type_))
+
+
+def iter_deployment_payloads(
+    txn: Txn,
+    repos: Repositories,
+    project_id: Optional[str],
+    state: Optional[str],
+    artifact: Optional[str] = None,
+    profile: Optional[str] = None,
+    type_: Optional[str] = None,
+) -> Iterator[bytes]:
+    """Yield what :func:`deployment_payloads` lists, one record at a time, read in ``txn``.
+
+    Consume it before ``txn`` ends; memory is one record whatever the number
+    of matches (a page with its total, :func:`page_of_stream`, keeps only the page).
+    """
     if artifact is not None:
         if type_ is not None and artifact.split("/")[1:2] != [type_]:
-            return []
-        out = []
+            return
         for owner, owner_profile in repos.deployment_index.targets_of(txn, artifact):
             if (project_id is not None and owner != project_id) or (
                 profile is not None and owner_profile != profile
@@ -144,25 +226,38 @@ def deployment_payloads(
                 continue
             payload = codec.unframe(raw, what="deployment")
             if state is None or orjson.loads(payload)["state"] == state:
-                out.append(payload)
-        return out
+                yield payload
+        return
     # The profile is the key's last part: filtering on it reads no record.
     suffix = None if profile is None else codec.SEPARATOR + profile.encode()
     typed = _of_type(type_)
     if state is None:
-        return [
-            payload
-            for key, payload in repos.deployments.scan_project(txn, project_id)
-            if (suffix is None or key.endswith(suffix)) and typed(key)
-        ]
+        for key, payload in repos.deployments.scan_project(txn, project_id):
+            if (suffix is None or key.endswith(suffix)) and typed(key):
+                yield payload
+        return
     prefix = codec.deployment_prefix(project_id) if project_id else b""
-    out = []
     for key in repos.deployment_index.keys_in_state(txn, state):
         if key.startswith(prefix) and (suffix is None or key.endswith(suffix)) and typed(key):
             raw = txn.get(key, db=repos.deployments.db)
             if raw is not None:
-                out.append(codec.unframe(raw, what="deployment"))
-    return out
+                yield codec.unframe(raw, what="deployment")
+
+
+def page_of_stream(items: Iterable[T], offset: int, limit: int) -> tuple[int, list[T]]:
+    """How many ``items`` there are and the ``limit`` of them from ``offset``, in one pass.
+
+    Memory is the page, not the listing: what a paged answer with its total
+    needs from a listing of any length.
+    """
+    total = 0
+    page: list[T] = []
+    end = offset + limit
+    for item in items:
+        if offset <= total < end:
+            page.append(item)
+        total += 1
+    return total, page
 
 
 def deployment_counts(txn: Txn, repos: Repositories) -> dict[str, dict[str, int]]:

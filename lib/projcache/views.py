@@ -14,12 +14,17 @@ rows and the status document do): the hot CLI paths (``search``,
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import datetime, timedelta
+from itertools import islice
 from typing import TYPE_CHECKING, Any, Optional
 
 import orjson
 
 from . import codec, streams
+from .errors import InvalidArgumentError, as_argument_error
+from .reads import _check_state as check_state  # the same message as every listing
+from .reads import check_type
 from .search_reads import CacheSearch
 
 if TYPE_CHECKING:
@@ -107,6 +112,128 @@ class CacheViews(CacheSearch):
             project, state, artifact=artifact, profile=profile, type=type
         )
         return [deployment_view(p) for p in payloads]
+
+    def iter_deployment_rows_json(
+        self,
+        project: Optional[str] = None,
+        state: Optional[DeploymentState] = None,
+        *,
+        artifact: Optional[str] = None,
+        profile: Optional[str] = None,
+        type: Optional[str] = None,
+    ) -> Iterator[bytes]:
+        """Yield :meth:`deployment_rows`' rows one at a time as JSON, from one read snapshot.
+
+        What ``list deployments --json`` streams: memory is a chunk of rows,
+        whatever their number.  Filters are checked (and the project looked
+        up) at the call, before the first row is read.  Like every listing
+        (:meth:`~projcache.storage.Storage.stream`), a consumer that stops
+        half-way pins the snapshot until the iterator is closed or collected.
+        """
+        project_id = self._deployment_filter(project, state, profile, type)
+        repos = self._repos
+
+        def step(txn: Txn, at: tuple[Any, Any, int]) -> tuple[list[bytes], Any]:
+            matches, begun_in, done = at
+            if begun_in is not txn:
+                # The first chunk, or the listing's transaction begun again after a map
+                # growth (same snapshot, checked by stream()): start over, skip what was sent.
+                matches = streams.iter_deployment_payloads(
+                    txn, repos, project_id, state, artifact, profile, type
+                )
+                for _ in islice(matches, done):
+                    pass
+            chunk = [
+                orjson.dumps(deployment_view(p), option=orjson.OPT_NON_STR_KEYS)
+                for p in islice(matches, streams.PAGE)
+            ]
+            more = len(chunk) == streams.PAGE
+            return chunk, ((matches, txn, done + len(chunk)) if more else None)
+
+        return self._storage.stream(step, (None, None, 0))
+
+    def _deployment_filter(
+        self,
+        project: Optional[str],
+        state: Optional[str],
+        profile: Optional[str],
+        type: Optional[str],
+    ) -> Optional[str]:
+        """Check a deployment listing's filters (as :meth:`list_deployments_json` does);
+        return the project's id."""
+        check_type(type)
+        check_state(state)
+        if profile is not None:
+            with as_argument_error():
+                codec.check_profile(profile)
+        return self.find_project(project).id if project is not None else None
+
+    def deployment_page_json(
+        self,
+        project: Optional[str] = None,
+        state: Optional[DeploymentState] = None,
+        *,
+        artifact: Optional[str] = None,
+        profile: Optional[str] = None,
+        type: Optional[str] = None,
+        limit: int = 50,
+        offset: int = 0,
+    ) -> bytes:
+        """One page of :meth:`deployment_rows` as ``{"items", "total", "limit", "offset"}``
+        (what ``GET /deployments`` sends), in memory of one page whatever the total.
+
+        Same filters and errors as :meth:`list_deployments_json`.  The matches
+        are counted and the page kept in one pass of one read transaction,
+        ended before this returns: nothing holds the snapshot while the answer
+        is sent.
+        """
+        if limit < 0 or offset < 0:
+            raise InvalidArgumentError("offset and limit must not be negative")
+        project_id = self._deployment_filter(project, state, profile, type)
+        repos = self._repos
+
+        def body(txn: Txn) -> tuple[int, list[bytes]]:
+            matches = streams.iter_deployment_payloads(
+                txn, repos, project_id, state, artifact, profile, type
+            )
+            return streams.page_of_stream(matches, offset, limit)
+
+        total, page = self._read(body)
+        items = [deployment_view(payload) for payload in page]
+        return orjson.dumps({"items": items, "total": total, "limit": limit, "offset": offset})
+
+    def artifact_listing_page_json(
+        self,
+        type: Optional[str] = None,
+        collection: Optional[str] = None,
+        tag: Optional[str] = None,
+        *,
+        project: Optional[str] = None,
+        state: Optional[DeploymentState] = None,
+        limit: int = 50,
+        offset: int = 0,
+    ) -> bytes:
+        """One page of :meth:`iter_artifacts_json` as ``{"items", "total", "limit", "offset"}``
+        (what ``GET /artifacts`` sends), in memory of one page whatever the total.
+
+        Without a filter the total is a count and only the page is read
+        (:meth:`artifact_page_json`); with one, every match is read once, in
+        one snapshot, to count it, and only the page is kept.  The snapshot
+        ends before this returns.
+        """
+        if limit < 0 or offset < 0:
+            raise InvalidArgumentError("offset and limit must not be negative")
+        if all(f is None for f in (project, state, type, tag, collection)):
+            total, page = self.artifact_page_json(offset, limit)
+        else:
+            matches = self.iter_artifacts_json(type, collection, tag, project=project, state=state)
+            try:
+                total, page = streams.page_of_stream(matches, offset, limit)
+            finally:
+                close = getattr(matches, "close", None)
+                if close is not None:
+                    close()  # an error midway: end the listing's read transaction now
+        return page_json(page, total=total, limit=limit, offset=offset)
 
     def project_rows(
         self,

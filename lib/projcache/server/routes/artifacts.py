@@ -9,7 +9,6 @@ from fastapi import APIRouter, Depends, Path, Query, Request, Response
 
 from ...cache import ProjectCache
 from ...errors import ArtifactNotFound, InvalidArgumentError, InvalidRecordError
-from ...views import page_json
 from ..bodies import ArtifactDetail, ArtifactPage, ArtifactTypeName, DeploymentStateName
 from .common import LIMIT, OFFSET, READ, answer, cache_of, conditional, etag_of, json_response
 
@@ -34,19 +33,12 @@ def list_artifacts(
     offset: int = OFFSET,
     cache: ProjectCache = Depends(cache_of),
 ) -> Response:
-    # A page of the stored records (``list artifacts --json`` prints them all).
+    # A page of the stored records (``list artifacts --json`` prints them all): counted and
+    # sliced in one snapshot, ended before the answer is sent; memory is the page.
     def body(project: Optional[str]) -> bytes:
-        if all(f is None for f in (project, state, type, tag, collection)):
-            # No filter: count in O(1) and read only the page, both from one snapshot.
-            total, page = cache.artifact_page_json(offset, limit)
-        else:
-            # One snapshot: the records and the deployments the filter reads.
-            payloads = list(
-                cache.iter_artifacts_json(type, collection, tag, project=project, state=state)
-            )
-            total = len(payloads)
-            page = payloads[offset : offset + limit]
-        return page_json(page, total=total, limit=limit, offset=offset)
+        return cache.artifact_listing_page_json(
+            type, collection, tag, project=project, state=state, limit=limit, offset=offset
+        )
 
     return answer(request, cache, body, project)
 

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Depends, Query, Request, Response
 
 from ...cache import ProjectCache
 from ..bodies import ArtifactTypeName, DeploymentPage, DeploymentStateName
-from .common import LIMIT, OFFSET, READ, answer, cache_of, page_of
+from .common import LIMIT, OFFSET, READ, answer, cache_of
 
 __all__ = ["router"]
 
@@ -34,14 +34,19 @@ def list_deployments(
     offset: int = OFFSET,
     cache: ProjectCache = Depends(cache_of),
 ) -> Response:
-    # A page of :meth:`ProjectCache.deployment_rows` (``list deployments --json``: all).
+    # A page of :meth:`ProjectCache.deployment_rows` (``list deployments --json``: all), counted
+    # and sliced in one snapshot (:meth:`ProjectCache.deployment_page_json`): memory is the page.
     return answer(
         request,
         cache,
-        lambda project_id: page_of(
-            cache.deployment_rows(project_id, state, type=type, artifact=artifact, profile=profile),
-            limit,
-            offset,
+        lambda project_id: cache.deployment_page_json(
+            project_id,
+            state,
+            type=type,
+            artifact=artifact,
+            profile=profile,
+            limit=limit,
+            offset=offset,
         ),
         project,
     )
