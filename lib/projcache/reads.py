@@ -37,6 +37,7 @@ __all__ = ["CacheReads", "check_type"]
 
 T = TypeVar("T")
 _STATES = DEPLOYMENT_STATES
+_MAX_KEY = codec.MAX_KEY_BYTES
 
 
 def check_type(type_: Optional[str]) -> None:
@@ -66,6 +67,10 @@ class CacheReads:
     _storage: Storage
     _hits: int
     _misses: int
+    _closed: bool
+    # The artifact loader, looked up once (a fork rebuilds the repositories, but
+    # the loader holds no LMDB handle).
+    _load_artifact: Optional[Callable[[bytes], Artifact]] = None
 
     if TYPE_CHECKING:
 
@@ -79,13 +84,17 @@ class CacheReads:
     def get_artifact_json(self, key: str) -> Optional[bytes]:
         """Return the stored JSON bytes of one artifact, or ``None`` (no model is built).
 
+        The body, kept for search, is left out (``"body":""``; see
+        :meth:`get_artifact_body`), so nothing is inflated.
+
         The frame's CRC is checked; this is the hot path of ``projcache get --json``.
 
         Raises:
             InvalidArgumentError: ``key`` cannot be an artifact key (an argument).
             KeyTooLongError: ``key`` is over LMDB's 511-byte limit.
         """
-        self._check_open()
+        if self._closed:
+            self._check_open()
         # The same lookup as ArtifactRepository.get_payload, minus the per-call
         # closure and read() retry loop: this is the hottest path of the CLI.
         # A plain encode, with encode_key's checks only when they would fail.
@@ -93,15 +102,10 @@ class CacheReads:
             raw_key = key.encode()
         except UnicodeEncodeError:
             raw_key = b""
-        if not raw_key or len(raw_key) > codec.MAX_KEY_BYTES or b"\x00" in raw_key:
+        if not raw_key or len(raw_key) > _MAX_KEY or b"\x00" in raw_key:
             with as_argument_error():
                 raw_key = codec.encode_key(key, what="artifact key")
-        raw = self._storage.get("artifacts", raw_key)
-        payload = None
-        if raw is not None:
-            payload = codec.checked_payload(raw)
-            if payload is None:
-                payload = codec.unframe(raw, what=f"artifacts[{key!r}]")
+        payload = self._storage.get_payload("artifacts", raw_key)
         if payload is None:
             # Stored keys were validated on write, so only a miss can be malformed;
             # checking here keeps the validation off the hit path.
@@ -113,9 +117,35 @@ class CacheReads:
         return payload
 
     def get_artifact(self, key: str) -> Optional[Artifact]:
-        """Return the artifact with ``key`` (``<collection>/<type>/<name>``), or ``None``."""
+        """Return the artifact with ``key`` (``<collection>/<type>/<name>``), or ``None``.
+
+        The model is built from the checked JSON without validating it again
+        (:func:`projcache.models.from_stored_json`); its ``body`` is ``""`` (the
+        body is kept for search only: :meth:`get_artifact_body`).
+        """
         payload = self.get_artifact_json(key)
-        return None if payload is None else self._repos.artifacts.load(payload)
+        if payload is None:
+            return None
+        load = self._load_artifact
+        if load is None:
+            load = self._load_artifact = self._repos.artifacts.load
+        return load(payload)
+
+    def get_artifact_body(self, key: str) -> Optional[str]:
+        """Return the Markdown body kept for search of one artifact, or ``None`` when absent.
+
+        Reads and listings leave the body out (``"body": ""``): it is stored apart
+        in the record, deflated, and inflated only here and by the paths that
+        re-index an artifact.
+
+        Raises:
+            InvalidArgumentError: ``key`` cannot be an artifact key.
+        """
+        with as_argument_error():
+            codec.parse_artifact_key(key)
+        repos = self._repos
+        payload = self._read(lambda txn: repos.artifacts.get_whole_payload(txn, key))
+        return None if payload is None else str(orjson.loads(payload)["body"])
 
     def list_artifacts(
         self,
