@@ -61,6 +61,15 @@ def _check_state(state: Optional[str]) -> None:
         raise InvalidArgumentError(f"state must be one of {', '.join(_STATES)}; got {state!r}")
 
 
+def _id_key(ref: str) -> Optional[bytes]:
+    """``ref`` as a project id key, or ``None`` when it cannot be one (a name or a path then)."""
+    try:
+        key = ref.encode()
+    except UnicodeEncodeError:
+        return None
+    return key if 0 < len(key) <= codec.MAX_KEY_BYTES and b"\x00" not in key else None
+
+
 class CacheReads:
     """Read methods shared by every :class:`~projcache.cache.ProjectCache` handle."""
 
@@ -283,7 +292,8 @@ class CacheReads:
         found = self.list_deployments_json(
             project, state, artifact=artifact, profile=profile, type=type
         )
-        return [self._repos.deployments.load(p) for p in found]
+        load = self._repos.deployments.load
+        return [load(p) for p in found]
 
     def list_deployments_json(
         self,
@@ -300,10 +310,29 @@ class CacheReads:
         if profile is not None:
             with as_argument_error():
                 codec.check_profile(profile)
-        project_id = self.find_project(project).id if project is not None else None
+        repos = self._repos
+        id_key = None if project is None else _id_key(project)
+
+        def body(txn: Txn) -> Optional[list[bytes]]:
+            project_id = None
+            if id_key is not None:
+                # The usual reference is the project's id: one key lookup in this
+                # transaction, no model built; anything else resolves below.
+                if txn.get(id_key, db=repos.projects.db) is None:
+                    return None
+                project_id = project
+            return streams.deployment_payloads(
+                txn, repos, project_id, state, artifact, profile, type
+            )
+
+        if project is None or id_key is not None:
+            found = self._read(body)
+            if found is not None:
+                return found
+        project_id = self.find_project(project).id  # type: ignore[arg-type]
         return self._read(
             lambda txn: streams.deployment_payloads(
-                txn, self._repos, project_id, state, artifact, profile, type
+                txn, repos, project_id, state, artifact, profile, type
             )
         )
 
