@@ -12,7 +12,6 @@ checked by reading them together.
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, Callable, Generic, Optional, TypeVar
 
@@ -82,9 +81,9 @@ class _RecordRepository(Generic[M]):
         """
         loader = self._loader
         if loader is None:
-            from .models import from_stored_json
+            from .model_reads import stored_json_loader
 
-            loader = self._loader = functools.partial(from_stored_json, self.model)
+            loader = self._loader = stored_json_loader(self.model)
         return loader(payload)
 
     def get_payload(self, txn: Txn, key: str) -> Optional[bytes]:
