@@ -166,11 +166,11 @@ class TestFrame:
 
     @given(
         version=st.integers(min_value=0, max_value=255).filter(
-            lambda v: v not in (FORMAT_VERSION, COMPRESSED_FORMAT)
+            lambda v: v not in (FORMAT_VERSION, COMPRESSED_FORMAT, codec.RECORD_FORMAT)
         )
     )
     def test_wrong_format_byte(self, version: int) -> None:
-        """A frame whose CRC is right but whose format byte is not 1 or 3 is rejected by name."""
+        """A frame whose CRC is right but whose format byte is not 1, 3 or 4 is rejected by name."""
         data = bytes([version]) + frame(b"[]")[1:]
         with pytest.raises(CorruptRecordError, match=f"unknown frame format byte {version:#04x}"):
             unframe(data)

@@ -15,6 +15,12 @@ dictionary :data:`FRAME_DICTIONARY`.  LMDB packs values into 4 KiB pages, and
 records of about a kilobyte (an artifact with its body) filled half a page
 each; deflated they take about 40% of their JSON (docs/cache/storage-format.md).
 
+An artifact with a Markdown body is a *record frame* (format byte ``0x04``,
+:func:`record_frame`): the record's JSON with ``"body":""`` stored plain, then
+the body deflated.  Reads return the plain part without inflating anything
+(:func:`checked_payload`); the body, kept for search, is inflated only by the
+paths that need it (:func:`unframe`, which returns the whole record).
+
 Every read checks the format byte and the CRC before the payload is used, so a
 flipped bit surfaces as :class:`~projcache.errors.CorruptRecordError`, never as
 garbage.  Values are never pickled.  No frame holds more than
@@ -24,6 +30,10 @@ garbage.  Values are never pickled.  No frame holds more than
 Keys are UTF-8 strings.  LMDB refuses keys longer than 511 bytes (and
 dupsort values of the same size); the encoders enforce that with
 :class:`~projcache.errors.KeyTooLongError` instead of letting LMDB fail.
+
+Over 400 lines on purpose: every byte layout projcache writes (three frame
+formats, the keys) lives here, side by side, so that it can be read against
+docs/cache/storage-format.md in one place.
 """
 
 from __future__ import annotations
@@ -31,7 +41,7 @@ from __future__ import annotations
 import re
 import struct
 import zlib
-from typing import Any, Optional
+from typing import Any, Optional, Union
 
 import orjson
 
@@ -51,6 +61,7 @@ __all__ = [
     "MAX_BODY_CHARS",
     "MAX_KEY_BYTES",
     "MAX_RECORD_BYTES",
+    "RECORD_FORMAT",
     "SEPARATOR",
     "TYPE_PATTERN",
     "artifact_key",
@@ -67,11 +78,13 @@ __all__ = [
     "parse_artifact_key",
     "parse_deployment_key",
     "project_id_for_path",
+    "record_frame",
     "unframe",
 ]
 
 FORMAT_VERSION = 1
 COMPRESSED_FORMAT = 3  # (0x02 is the bitmap frame of projcache.postings)
+RECORD_FORMAT = 4
 COMPRESS_AT = 512
 # The preset dictionary of deflated frames: the records' field names and the
 # usual JSON around them, so that a small record need not spell them out.
@@ -106,9 +119,16 @@ _PROFILE_PART = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 _HEADER = 5
 _VERSION_BYTE = bytes([FORMAT_VERSION])
 _COMPRESSED_BYTE = bytes([COMPRESSED_FORMAT])
+_RECORD_BYTE = bytes([RECORD_FORMAT])
+_KNOWN = (FORMAT_VERSION, COMPRESSED_FORMAT, RECORD_FORMAT)
 _DICT = FRAME_DICTIONARY
 _ORJSON_OPTS = orjson.OPT_NON_STR_KEYS
 _HEAD = struct.Struct(">BI").unpack_from
+# A record frame's header after the CRC: the plain part's length, then where in
+# it the body's empty string ``""`` stands (both 4 bytes, big-endian).
+_RECORD_HEAD = struct.Struct(">II")
+_RECORD_HEADER = _HEADER + _RECORD_HEAD.size
+_record_head = _RECORD_HEAD.unpack_from
 _crc32 = zlib.crc32
 
 
@@ -128,11 +148,41 @@ def frame(payload: bytes, *, deflate: bool = True) -> bytes:
             "limit for one stored value; not written"
         )
     if deflate and len(payload) >= COMPRESS_AT:
-        packer = zlib.compressobj(6, zlib.DEFLATED, -15, 9, zlib.Z_DEFAULT_STRATEGY, _DICT)
-        packed = packer.compress(payload) + packer.flush()
+        packed = _deflate(payload)
         if len(packed) <= len(payload) - len(payload) // 8:
             return _COMPRESSED_BYTE + zlib.crc32(packed).to_bytes(4, "big") + packed
     return _VERSION_BYTE + zlib.crc32(payload).to_bytes(4, "big") + payload
+
+
+def _deflate(data: bytes) -> bytes:
+    packer = zlib.compressobj(6, zlib.DEFLATED, -15, 9, zlib.Z_DEFAULT_STRATEGY, _DICT)
+    return packer.compress(data) + packer.flush()
+
+
+def record_frame(plain: bytes, at: int, body: bytes) -> bytes:
+    """Frame a record whose ``body`` (a JSON string) is kept apart, deflated.
+
+    ``plain`` is the record's JSON with the body's value replaced by the empty
+    string ``""`` at offset ``at``; reads return ``plain`` as it is, never
+    inflating (:func:`checked_payload`), and :func:`unframe` puts ``body`` back.
+    Without a body (``b'""'``) this is a plain ``0x01`` frame of ``plain``, never
+    deflated: what a read returns is stored as it is.
+
+    Raises:
+        RecordTooLargeError: the whole record is longer than :data:`MAX_RECORD_BYTES`.
+        ValueError: ``plain`` has no ``""`` at ``at`` (a caller's bug).
+    """
+    if len(plain) + len(body) - 2 > MAX_RECORD_BYTES:
+        raise RecordTooLargeError(
+            f"a record of {len(plain) + len(body) - 2} bytes is larger than the "
+            f"{MAX_RECORD_BYTES}-byte limit for one stored value; not written"
+        )
+    if plain[at : at + 2] != b'""':
+        raise ValueError(f"no empty string at offset {at} of the record")
+    if body == b'""':
+        return _VERSION_BYTE + zlib.crc32(plain).to_bytes(4, "big") + plain
+    rest = _RECORD_HEAD.pack(len(plain), at) + plain + _deflate(body)
+    return _RECORD_BYTE + zlib.crc32(rest).to_bytes(4, "big") + rest
 
 
 def _inflate(packed: bytes) -> Optional[bytes]:
@@ -152,21 +202,38 @@ def encode(value: Any) -> bytes:
     return frame(orjson.dumps(value, option=_ORJSON_OPTS))
 
 
-def checked_payload(data: bytes) -> Optional[bytes]:
-    """Return the JSON payload of a good frame, or ``None`` when the frame fails its check.
+def checked_payload(data: Union[bytes, memoryview]) -> Optional[bytes]:
+    """Return the JSON a read shows of a good frame, or ``None`` when the frame fails its check.
 
-    The hot read paths call this and, only on ``None``, :func:`unframe` for the
-    error naming the record (so the name is not formatted on every read).
+    ``data`` may be a buffer into the map (a read transaction's ``buffers=True``):
+    the CRC runs over it in place and the result is a copy that outlives the
+    transaction.  A record frame (``0x04``) gives its plain part, the body left
+    out (``"body":""``), without inflating.  The hot read paths call this and,
+    only on ``None``, :func:`unframe` for the error naming the record (so the
+    name is not formatted on every read).
     """
     if len(data) < _HEADER:
         return None
     version, crc = _HEAD(data)
-    payload = data[_HEADER:]
-    if _crc32(payload) != crc:
-        return None
     if version == FORMAT_VERSION:
+        # One copy: slicing bytes copies, slicing a memoryview does not.
+        payload = data[_HEADER:]
+        if _crc32(payload) != crc:
+            return None
         return payload if type(payload) is bytes else bytes(payload)
-    return _inflate(bytes(payload)) if version == COMPRESSED_FORMAT else None
+    view = memoryview(data)[_HEADER:]
+    if _crc32(view) != crc:
+        return None
+    if version == RECORD_FORMAT:
+        if len(view) < _RECORD_HEAD.size:
+            return None
+        size, at = _record_head(view)
+        start = _RECORD_HEAD.size
+        plain = bytes(view[start : start + size])
+        if len(plain) != size or plain[at : at + 2] != b'""':
+            return None
+        return plain
+    return _inflate(bytes(view)) if version == COMPRESSED_FORMAT else None
 
 
 def frame_intact(data: bytes) -> bool:
@@ -177,29 +244,51 @@ def frame_intact(data: bytes) -> bool:
     if len(data) < _HEADER:
         return False
     version, crc = _HEAD(data)
-    return version in (FORMAT_VERSION, COMPRESSED_FORMAT) and _crc32(data[_HEADER:]) == crc
+    return version in _KNOWN and _crc32(memoryview(data)[_HEADER:]) == crc
 
 
-def unframe(data: bytes, *, what: str = "value") -> bytes:
-    """Check a frame and return its JSON payload bytes (no decoding).
+def unframe(data: Union[bytes, memoryview], *, what: str = "value") -> bytes:
+    """Check a frame and return its whole JSON payload bytes (no decoding).
+
+    For a record frame (``0x04``) that is the record with its body put back
+    (inflated): what was written, for the paths that re-index or re-check it.
 
     Raises:
         CorruptRecordError: the frame is short, has an unknown format byte or
-            its CRC32 does not match; ``what`` names the record in the message.
+            its CRC32 does not match, or its deflated part is damaged; ``what``
+            names the record in the message.
     """
+    data = bytes(data)
     if len(data) < _HEADER:
         raise CorruptRecordError(f"{what}: frame too short ({len(data)} bytes)")
-    if data[0] not in (FORMAT_VERSION, COMPRESSED_FORMAT):
+    if data[0] not in _KNOWN:
         raise CorruptRecordError(f"{what}: unknown frame format byte {data[0]:#04x}")
     payload = data[_HEADER:]
     if zlib.crc32(payload) != int.from_bytes(data[1:_HEADER], "big"):
         raise CorruptRecordError(f"{what}: CRC32 mismatch")
     if data[0] == FORMAT_VERSION:
-        return bytes(payload)
-    inflated = _inflate(bytes(payload))
+        return payload
+    if data[0] == RECORD_FORMAT:
+        return _record_whole(payload, what)
+    inflated = _inflate(payload)
     if inflated is None:
         raise CorruptRecordError(f"{what}: damaged deflate stream")
     return inflated
+
+
+def _record_whole(rest: bytes, what: str) -> bytes:
+    """The record of a record frame's body (after the CRC), its body put back."""
+    if len(rest) < _RECORD_HEAD.size:
+        raise CorruptRecordError(f"{what}: record frame too short")
+    size, at = _record_head(rest)
+    start = _RECORD_HEAD.size
+    plain = rest[start : start + size]
+    if len(plain) != size or plain[at : at + 2] != b'""':
+        raise CorruptRecordError(f"{what}: record frame header does not match its record")
+    body = _inflate(rest[start + size :])
+    if body is None:
+        raise CorruptRecordError(f"{what}: damaged deflate stream")
+    return plain[:at] + body + plain[at + 2 :]
 
 
 def decode(data: bytes, *, what: str = "value") -> Any:

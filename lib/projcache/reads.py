@@ -37,6 +37,7 @@ __all__ = ["CacheReads", "check_type"]
 
 T = TypeVar("T")
 _STATES = DEPLOYMENT_STATES
+_MAX_KEY = codec.MAX_KEY_BYTES
 
 
 def check_type(type_: Optional[str]) -> None:
@@ -60,12 +61,25 @@ def _check_state(state: Optional[str]) -> None:
         raise InvalidArgumentError(f"state must be one of {', '.join(_STATES)}; got {state!r}")
 
 
+def _id_key(ref: str) -> Optional[bytes]:
+    """``ref`` as a project id key, or ``None`` when it cannot be one (a name or a path then)."""
+    try:
+        key = ref.encode()
+    except UnicodeEncodeError:
+        return None
+    return key if 0 < len(key) <= codec.MAX_KEY_BYTES and b"\x00" not in key else None
+
+
 class CacheReads:
     """Read methods shared by every :class:`~projcache.cache.ProjectCache` handle."""
 
     _storage: Storage
     _hits: int
     _misses: int
+    _closed: bool
+    # The artifact loader, looked up once (a fork rebuilds the repositories, but
+    # the loader holds no LMDB handle).
+    _load_artifact: Optional[Callable[[bytes], Artifact]] = None
 
     if TYPE_CHECKING:
 
@@ -79,13 +93,17 @@ class CacheReads:
     def get_artifact_json(self, key: str) -> Optional[bytes]:
         """Return the stored JSON bytes of one artifact, or ``None`` (no model is built).
 
+        The body, kept for search, is left out (``"body":""``; see
+        :meth:`get_artifact_body`), so nothing is inflated.
+
         The frame's CRC is checked; this is the hot path of ``projcache get --json``.
 
         Raises:
             InvalidArgumentError: ``key`` cannot be an artifact key (an argument).
             KeyTooLongError: ``key`` is over LMDB's 511-byte limit.
         """
-        self._check_open()
+        if self._closed:
+            self._check_open()
         # The same lookup as ArtifactRepository.get_payload, minus the per-call
         # closure and read() retry loop: this is the hottest path of the CLI.
         # A plain encode, with encode_key's checks only when they would fail.
@@ -93,15 +111,10 @@ class CacheReads:
             raw_key = key.encode()
         except UnicodeEncodeError:
             raw_key = b""
-        if not raw_key or len(raw_key) > codec.MAX_KEY_BYTES or b"\x00" in raw_key:
+        if not raw_key or len(raw_key) > _MAX_KEY or b"\x00" in raw_key:
             with as_argument_error():
                 raw_key = codec.encode_key(key, what="artifact key")
-        raw = self._storage.get("artifacts", raw_key)
-        payload = None
-        if raw is not None:
-            payload = codec.checked_payload(raw)
-            if payload is None:
-                payload = codec.unframe(raw, what=f"artifacts[{key!r}]")
+        payload = self._storage.get_payload("artifacts", raw_key)
         if payload is None:
             # Stored keys were validated on write, so only a miss can be malformed;
             # checking here keeps the validation off the hit path.
@@ -113,9 +126,35 @@ class CacheReads:
         return payload
 
     def get_artifact(self, key: str) -> Optional[Artifact]:
-        """Return the artifact with ``key`` (``<collection>/<type>/<name>``), or ``None``."""
+        """Return the artifact with ``key`` (``<collection>/<type>/<name>``), or ``None``.
+
+        The model is built from the checked JSON without validating it again
+        (:func:`projcache.models.from_stored_json`); its ``body`` is ``""`` (the
+        body is kept for search only: :meth:`get_artifact_body`).
+        """
         payload = self.get_artifact_json(key)
-        return None if payload is None else self._repos.artifacts.load(payload)
+        if payload is None:
+            return None
+        load = self._load_artifact
+        if load is None:
+            load = self._load_artifact = self._repos.artifacts.load
+        return load(payload)
+
+    def get_artifact_body(self, key: str) -> Optional[str]:
+        """Return the Markdown body kept for search of one artifact, or ``None`` when absent.
+
+        Reads and listings leave the body out (``"body": ""``): it is stored apart
+        in the record, deflated, and inflated only here and by the paths that
+        re-index an artifact.
+
+        Raises:
+            InvalidArgumentError: ``key`` cannot be an artifact key.
+        """
+        with as_argument_error():
+            codec.parse_artifact_key(key)
+        repos = self._repos
+        payload = self._read(lambda txn: repos.artifacts.get_whole_payload(txn, key))
+        return None if payload is None else str(orjson.loads(payload)["body"])
 
     def list_artifacts(
         self,
@@ -253,7 +292,8 @@ class CacheReads:
         found = self.list_deployments_json(
             project, state, artifact=artifact, profile=profile, type=type
         )
-        return [self._repos.deployments.load(p) for p in found]
+        load = self._repos.deployments.load
+        return [load(p) for p in found]
 
     def list_deployments_json(
         self,
@@ -270,10 +310,29 @@ class CacheReads:
         if profile is not None:
             with as_argument_error():
                 codec.check_profile(profile)
-        project_id = self.find_project(project).id if project is not None else None
+        repos = self._repos
+        id_key = None if project is None else _id_key(project)
+
+        def body(txn: Txn) -> Optional[list[bytes]]:
+            project_id = None
+            if id_key is not None:
+                # The usual reference is the project's id: one key lookup in this
+                # transaction, no model built; anything else resolves below.
+                if txn.get(id_key, db=repos.projects.db) is None:
+                    return None
+                project_id = project
+            return streams.deployment_payloads(
+                txn, repos, project_id, state, artifact, profile, type
+            )
+
+        if project is None or id_key is not None:
+            found = self._read(body)
+            if found is not None:
+                return found
+        project_id = self.find_project(project).id  # type: ignore[arg-type]
         return self._read(
             lambda txn: streams.deployment_payloads(
-                txn, self._repos, project_id, state, artifact, profile, type
+                txn, repos, project_id, state, artifact, profile, type
             )
         )
 

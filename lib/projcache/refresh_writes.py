@@ -108,7 +108,7 @@ def sync_artifacts(
             except InvalidRecordError as exc:
                 logger.warning("%s: %s", key, exc)
     for key, artifact in desired.items():
-        if repos.artifacts.get_payload(txn, key) != artifact.model_dump_json().encode():
+        if repos.artifacts.get_whole_payload(txn, key) != artifact.model_dump_json().encode():
             mutations.put_artifact(txn, repos, artifact)
             tally.add(artifacts_written=1)
     for key in sorted(existing - desired.keys() - keep.keys()):

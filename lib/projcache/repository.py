@@ -12,7 +12,6 @@ checked by reading them together.
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, Callable, Generic, Optional, TypeVar
 
@@ -44,6 +43,7 @@ __all__ = [
     "Repositories",
     "SourceRepository",
     "UnitStaleness",
+    "artifact_frame",
 ]
 
 M = TypeVar("M", bound="BaseModel")
@@ -81,9 +81,9 @@ class _RecordRepository(Generic[M]):
         """
         loader = self._loader
         if loader is None:
-            from .models import from_stored_json
+            from .model_reads import stored_json_loader
 
-            loader = self._loader = functools.partial(from_stored_json, self.model)
+            loader = self._loader = stored_json_loader(self.model)
         return loader(payload)
 
     def get_payload(self, txn: Txn, key: str) -> Optional[bytes]:
@@ -149,7 +149,14 @@ class _RecordRepository(Generic[M]):
 
 
 class ArtifactRepository(_RecordRepository["Artifact"]):
-    """``artifacts``: artifact key -> Artifact."""
+    """``artifacts``: artifact key -> Artifact.
+
+    The Markdown body (kept for search) is stored apart in the record's frame
+    (:func:`projcache.codec.record_frame`): :meth:`get_payload`,
+    :meth:`scan_payloads` and :meth:`load` give the record with ``"body":""``
+    without inflating anything, while :meth:`get` and :meth:`get_whole_payload`
+    give it whole, for the writes that re-index it.
+    """
 
     db_name = "artifacts"
     model_name = "Artifact"
@@ -157,6 +164,44 @@ class ArtifactRepository(_RecordRepository["Artifact"]):
     def put(self, txn: Txn, artifact: Artifact) -> None:
         """Store the artifact record only (indexes are the caller's job)."""
         self.put_model(txn, artifact.key, artifact)
+
+    def _store(self, txn: Txn, raw_key: bytes, record: Artifact) -> None:
+        txn.put(raw_key, artifact_frame(record), db=self.db)
+
+    def get_whole_payload(self, txn: Txn, key: str) -> Optional[bytes]:
+        """Return the record's whole JSON, its body included, or ``None`` (inflates the body)."""
+        raw = txn.get(self._key(key), db=self.db)
+        return None if raw is None else codec.unframe(raw, what=f"artifacts[{key!r}]")
+
+    def get(self, txn: Txn, key: str) -> Optional[Artifact]:
+        """Return the record as a model with its body (what a re-index needs), or ``None``."""
+        payload = self.get_whole_payload(txn, key)
+        return None if payload is None else self.load(payload)
+
+
+_BODY_VALUE = b'"body":""'
+
+
+def artifact_frame(artifact: Artifact) -> bytes:
+    """The stored frame of an artifact: its record, the body deflated apart when it has one.
+
+    The whole record a read of the frame puts back (:func:`projcache.codec.unframe`)
+    is byte for byte ``artifact.model_dump_json()``: the body's JSON is cut from
+    that dump, not encoded again.
+    """
+    whole = artifact.model_dump_json().encode()
+    if not artifact.body:
+        at = whole.rfind(_BODY_VALUE) + len(_BODY_VALUE) - 2
+        return codec.record_frame(whole, at, b'""')
+    plain = artifact.model_copy(update={"body": ""}).model_dump_json().encode()
+    # The last one: ``body`` comes after every field that can hold a nested object
+    # (tests/test_codec.py checks the field order this relies on).
+    at = plain.rfind(_BODY_VALUE) + len(_BODY_VALUE) - 2
+    tail = plain[at + 2 :]
+    body = whole[at : len(whole) - len(tail)]
+    if whole[:at] != plain[:at] or not whole.endswith(tail) or len(body) < 2:
+        return codec.frame(whole)  # not the shape expected: stored whole, still correct
+    return codec.record_frame(plain, at, body)
 
 
 class UnitStaleness:

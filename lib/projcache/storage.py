@@ -42,7 +42,7 @@ from typing import TYPE_CHECKING, Any, Callable, ClassVar, Optional, TypeVar
 
 import lmdb
 
-from . import cachedir
+from . import cachedir, codec
 from .config import Settings
 from .errors import (
     CacheAlreadyOpenError,
@@ -51,6 +51,7 @@ from .errors import (
     CacheFullError,
     CacheNotFoundError,
     CachePermissionError,
+    CorruptRecordError,
     ReadOnlyCacheError,
     StorageError,
     translate_lmdb_error,
@@ -559,6 +560,52 @@ class Storage:
         finally:
             self._guard.exit_read()
         return self.read(lambda txn: txn.get(key, db=self.dbs[db_name]))
+
+    def get_payload(self, db_name: str, key: bytes) -> Optional[bytes]:
+        """Return the checked JSON of ``key``'s frame in one sub-database, or ``None``.
+
+        The point read of a record (:func:`projcache.codec.checked_payload`): the
+        CRC runs over the value in the map (``buffers=True``), and the one copy
+        made is the JSON returned, which outlives the transaction.  The map
+        guard's share is taken inline (its slow path only while a resize is
+        pending), and on any LMDB error this falls back to :meth:`read`.
+
+        Raises:
+            CorruptRecordError: the frame fails its check (naming the record).
+            CacheClosedError: the storage is closed.
+        """
+        if self._closed or self._fork_generation != _fork_generation:
+            self._live_env()  # raises when closed, reopens after a fork
+        guard = self._guard
+        active = guard._active
+        active.append(None)
+        if guard._resizing:  # a resize is pending: wait for it like any reader
+            active.pop()
+            guard.enter_read()
+        raw: Any = None
+        try:
+            with self.env.begin(db=self.dbs[db_name], buffers=True) as txn:
+                raw = txn.get(key)
+                if raw is None:
+                    return None
+                payload = codec.checked_payload(raw)
+                if payload is not None:
+                    return payload
+                raw = bytes(raw)  # the error below is formatted outside the transaction
+        except lmdb.Error:
+            raw = None
+        finally:
+            active.pop()
+        if raw is None:  # an LMDB error: read() recovers or translates it
+            raw = self.read(lambda txn: txn.get(key, db=self.dbs[db_name]))
+            if raw is None:
+                return None
+            payload = codec.checked_payload(raw)
+            if payload is not None:
+                return payload
+        # The frame failed its check: unframe raises the error naming the record.
+        codec.unframe(raw, what=f"{db_name}[{key.decode('utf-8', 'replace')!r}]")
+        raise CorruptRecordError(f"{db_name}: a frame failed its check")  # pragma: no cover
 
     def write(self, fn: Callable[[Txn], T]) -> T:
         """Run ``fn`` in one write transaction, commit it, and return ``fn``'s result.
