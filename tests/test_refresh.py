@@ -489,7 +489,8 @@ class TestUnchangedCollection:
         """Every fingerprint frame is plain (never deflated), however long its JSON.
 
         Each refresh reads all of them; inflating each one cost an unchanged refresh
-        of 100,000 sources ~15%.  Long records elsewhere are still deflated.
+        of 100,000 sources ~15%.  Artifacts with a body still keep it deflated
+        (record frames).
         """
         from projcache import codec
 
@@ -503,7 +504,7 @@ class TestUnchangedCollection:
         records = cache._read(
             lambda txn: [bytes(v) for _k, v in txn.cursor(db=cache._storage.dbs["artifacts"])]
         )
-        assert codec.COMPRESSED_FORMAT in {raw[0] for raw in records}
+        assert codec.RECORD_FORMAT in {raw[0] for raw in records}
 
     def test_a_drifted_fingerprint_layout_is_decoded_and_reported(
         self,
