@@ -54,9 +54,10 @@ def read_costs(path: Path, records: list[dict[str, Any]], rounds: int) -> dict[s
     sample = records[:: max(1, len(records) // 512)]
     keys = [f"{r['collection']}/{r['type']}/{r['name']}" for r in sample]
     raw_dir = path.parent / "raw"
-    env = lmdb.open(str(raw_dir), map_size=1 << 30, max_dbs=1)
+    # The floor holds every record (not just the ones read), as the cache does.
+    env = lmdb.open(str(raw_dir), map_size=1 << 34, max_dbs=1, sync=False)
     with env.begin(write=True) as txn:
-        for r in sample:
+        for r in records:
             whole = Artifact.model_validate(r).model_dump_json().encode()
             txn.put(f"{r['collection']}/{r['type']}/{r['name']}".encode(), whole)
     times: dict[str, list[float]] = {"raw": [], "json": [], "model": []}

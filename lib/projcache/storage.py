@@ -34,8 +34,10 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import struct
 import threading
 import time
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, ClassVar, Optional, TypeVar
@@ -83,6 +85,11 @@ else:
 # and they are opened that way until the migration replaces them.
 _LEGACY_DUPSORT = frozenset({"search-tokens"})
 _NEW_IN_V3 = frozenset({"search-pending", "artifact-ids", "artifact-keys"})
+
+# The point read's inline check of a plain frame (see codec.checked_payload).
+_FRAME_HEAD = struct.Struct(">BI").unpack_from
+_PLAIN = codec.FORMAT_VERSION
+_crc32 = zlib.crc32
 
 # id(write transaction) -> callbacks run just before it commits (see before_commit).
 _before_commit: dict[int, list[Callable[[], None]]] = {}
@@ -588,6 +595,13 @@ class Storage:
                 raw = txn.get(key)
                 if raw is None:
                     return None
+                # The plain frame inline (the usual case): codec.checked_payload's checks.
+                if len(raw) >= 5:
+                    version, crc = _FRAME_HEAD(raw)
+                    if version == _PLAIN:
+                        view = raw[5:]
+                        if _crc32(view) == crc:
+                            return bytes(view)
                 payload = codec.checked_payload(raw)
                 if payload is not None:
                     return payload
