@@ -24,6 +24,7 @@ from damage import (
     break_page_header,
     flip_last_byte,
     index_view,
+    merge_index,
     pdf_id,
     raw_rows,
     records_snapshot,
@@ -94,11 +95,14 @@ def test_missing_and_dangling_postings_are_index_findings(seeded_cache: Seeded) 
     from pyroaring import BitMap
 
     def damage(txn: lmdb.Transaction, db: Any) -> None:
-        assert txn.delete(b"pdf\x00n", db=db)  # the name ...
-        assert txn.delete(b"pdf\x00d", db=db)  # ... and the description ("The pdf artifact")
-        txn.put(b"ghost\x00d", b"\x02" + BitMap([7]).serialize(), db=db)
+        assert txn.delete(b"pdf\x00n\x00\x00", db=db)  # the name (block 0) ...
+        assert txn.delete(
+            b"pdf\x00d\x00\x00", db=db
+        )  # ... and the description ("The pdf artifact")
+        txn.put(b"ghost\x00d\x00\x00", b"\x02" + BitMap([7]).serialize(), db=db)
 
-    _tamper(seeded_cache, "search-pending", damage)
+    merge_index(seeded_cache.settings)  # the names' ids leave the write log for search-tokens
+    _tamper(seeded_cache, "search-tokens", damage)
     with ProjectCache.open(settings=seeded_cache.settings) as cache:
         assert cache.search("pdf").total == 0  # the damage is visible to search
         findings = sorted((f.key, f.message) for f in cache.verify(deep=True).findings)
@@ -202,19 +206,19 @@ DEP = b"{pid}\x00default/skill/pdf\x00claude_code"
 INDEX_CASES: dict[str, tuple[list[tuple[str, str, bytes, bytes]], list[tuple[str, str, str]]]]
 INDEX_CASES = {
     "search-tokens-dangling": (
-        [("bitmap", "search-pending", b"ghost\x00d", b"{pdf}")],
+        [("bitmap", "search-tokens", b"ghost\x00d\x00\x00", b"{pdf}")],
         [("search-tokens", "ghost (field d)", "dangling id {pdf}")],
     ),
     "search-tokens-missing": (
-        [("delete", "search-pending", b"pdf\x00n", b"")],
+        [("delete", "search-tokens", b"pdf\x00n\x00\x00", b"")],
         [("search-tokens", "pdf (field n)", "missing id {pdf}")],
     ),
     "facet-dangling": (
-        [("bitmap", "search-pending", b"\x01tag\x00ghost", b"{pdf}")],
+        [("bitmap", "search-tokens", b"\x01tag\x00ghost\x00\x00", b"{pdf}")],
         [("search-tokens", "tag=ghost", "dangling id {pdf}")],
     ),
     "facet-missing": (
-        [("delete", "search-pending", b"\x01type\x00command", b"")],
+        [("delete", "search-tokens", b"\x01type\x00command\x00\x00", b"")],
         [("search-tokens", "type=command", "missing id 0")],
     ),
     "artifact-ids-dangling": (
@@ -464,6 +468,7 @@ class TestVerifyLayers:
         operations, expected = INDEX_CASES[case]
         pid = seeded_cache.pid
         pdf = pdf_id(seeded_cache.cache_dir)
+        merge_index(seeded_cache.settings)  # bitmaps in search-tokens, where the cases damage
         intact = index_view(seeded_cache.cache_dir)
 
         def damage(txn: Any, dbs: dict[str, Any]) -> None:
