@@ -94,11 +94,13 @@ def test_missing_and_dangling_postings_are_index_findings(seeded_cache: Seeded) 
     """A removed id and an invented one are both reported; repair rebuilds the index."""
     from pyroaring import BitMap
 
+    from projcache.postings import decode_small, encode_small
+
     def damage(txn: lmdb.Transaction, db: Any) -> None:
-        assert txn.delete(b"pdf\x00n\x00\x00", db=db)  # the name (block 0) ...
-        assert txn.delete(
-            b"pdf\x00d\x00\x00", db=db
-        )  # ... and the description ("The pdf artifact")
+        # "pdf" is a small term: all its fields in one value. Drop the name field ...
+        fields = decode_small(txn.get(b"pdf\x00", db=db))
+        del fields[b"n"], fields[b"d"]  # ... and the description ("The pdf artifact")
+        txn.put(b"pdf\x00", encode_small(fields), db=db)
         txn.put(b"ghost\x00d\x00\x00", b"\x02" + BitMap([7]).serialize(), db=db)
 
     merge_index(seeded_cache.settings)  # the names' ids leave the write log for search-tokens
@@ -210,7 +212,7 @@ INDEX_CASES = {
         [("search-tokens", "ghost (field d)", "dangling id {pdf}")],
     ),
     "search-tokens-missing": (
-        [("delete", "search-tokens", b"pdf\x00n\x00\x00", b"")],
+        [("unlist", "search-tokens", b"pdf\x00", b"n")],
         [("search-tokens", "pdf (field n)", "missing id {pdf}")],
     ),
     "facet-dangling": (
@@ -463,7 +465,7 @@ class TestVerifyLayers:
         """Each derived index and deployment check reports its damage exactly; repair fixes it."""
         from pyroaring import BitMap
 
-        from projcache.postings import encode_bitmap
+        from projcache.postings import decode_small, encode_bitmap, encode_small
 
         operations, expected = INDEX_CASES[case]
         pid = seeded_cache.pid
@@ -479,6 +481,10 @@ class TestVerifyLayers:
                 )
                 if operation == "bitmap":
                     txn.put(key, encode_bitmap(BitMap([int(value)])), db=dbs[db])
+                elif operation == "unlist":  # drop a field of a small term's postings
+                    fields = decode_small(txn.get(key, db=dbs[db]))
+                    del fields[value]
+                    txn.put(key, encode_small(fields), db=dbs[db])
                 elif operation == "put":
                     txn.put(key, value, db=dbs[db])
                 elif operation == "delete":

@@ -158,12 +158,17 @@ class WriteLogMachine(RuleBasedStateMachine):
         self.cache = self.stack.enter_context(open_cache(directory))
         self.model: dict[str, dict[str, Any]] = {}
         self.history: list[dict[str, Any]] = []
-        self.saved = postings_module.MERGE_AT
+        self.saved = (postings_module.MERGE_AT, postings_module.SMALL_POSTINGS)
 
     @rule(merge_at=st.sampled_from([1, 3, 10, 256]))
     def threshold(self, merge_at: int) -> None:
         """Change how many log entries trigger a merge."""
         postings_module.MERGE_AT = merge_at
+
+    @rule(small=st.sampled_from([0, 2, 8, 64]))
+    def small_terms(self, small: int) -> None:
+        """Change up to how many postings a term is stored inline (grown terms move to blocks)."""
+        postings_module.SMALL_POSTINGS = small
 
     @rule(batch=st.lists(records, min_size=1, max_size=4))
     def put(self, batch: list[dict[str, Any]]) -> None:
@@ -218,13 +223,18 @@ class WriteLogMachine(RuleBasedStateMachine):
         assert len(set(ids.values())) == len(ids)
         assert not set(control["free"]) & set(ids.values())
         assert not set(control["deleted"]) & set(ids.values())
+        main = self.cache._read(
+            lambda txn: [bytes(k) for k, _ in txn.cursor(self.cache._repos.index.main)]
+        )
+        inline = {k for k in main if k[:1] != b"\x01" and k.find(b"\x00") == len(k) - 1}
+        assert not {k[: k.find(b"\x00") + 1] for k in main if k not in inline} & inline
 
     def teardown(self) -> None:
         """Check verify once at the end, close and remove the cache."""
         try:
             assert self.cache.verify(deep=True).ok
         finally:
-            postings_module.MERGE_AT = self.saved
+            postings_module.MERGE_AT, postings_module.SMALL_POSTINGS = self.saved
             self.stack.close()
 
 

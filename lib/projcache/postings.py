@@ -20,6 +20,7 @@ from __future__ import annotations
 import bisect
 import hashlib
 import os
+import struct
 from collections.abc import Iterable, Iterator
 from typing import Any, Optional
 
@@ -30,16 +31,21 @@ from .storage import scan as _scan
 __all__ = [
     "CHUNK_BITS",
     "MERGE_AT",
+    "SMALL_POSTINGS",
     "BitmapIndex",
     "FacetIndex",
     "IdRepository",
     "decode_bitmap",
+    "decode_small",
     "encode_bitmap",
+    "encode_small",
     "facet_name",
     "term_name",
 ]
 
 _BITMAP_FORMAT = b"\x02"
+_SMALL_FORMAT = b"\x04"  # a small term's postings, every field in one value (encode_small)
+SMALL_POSTINGS = 64  # a term listing at most this many (id, field) pairs is stored inline
 CHUNK_BITS = 16  # ids per stored bitmap value: 65,536 (one roaring container)
 _CONTROL = b"\xff"
 _LOG = b"\xfe"  # + 8-byte sequence number: one write-log entry (see _pack_entry)
@@ -86,6 +92,43 @@ def decode_bitmap(raw: bytes, *, what: Any = "bitmap") -> Any:
 
     name = what if isinstance(what, str) else f"bitmap {bytes(what)!r}"
     raise CorruptRecordError(f"{name}: {problem}")
+
+
+def encode_small(fields: dict[bytes, Any]) -> bytes:
+    """Frame a small term's postings, all fields in one value: byte 0x04, then per field its
+    code (1 byte), its number of ids (2 bytes) and the ids (4 bytes each, big-endian)."""
+    parts = [_SMALL_FORMAT]
+    for code in sorted(fields):
+        ids = fields[code]
+        if ids:
+            parts.append(code + len(ids).to_bytes(2, "big"))
+            parts.append(struct.pack(f">{len(ids)}I", *ids))
+    return b"".join(parts)
+
+
+def decode_small(raw: bytes, *, what: Any = "postings") -> dict[bytes, Any]:
+    """``{field code: ids}`` of a value written by :func:`encode_small`.
+
+    Raises:
+        CorruptRecordError: not such a value, or cut short.
+    """
+    bitmap = _bitmaps()
+    fields: dict[bytes, Any] = {}
+    at, end = 1, len(raw)
+    if raw[:1] == _SMALL_FORMAT:
+        while at + 3 <= end:
+            count = int.from_bytes(raw[at + 1 : at + 3], "big")
+            stop = at + 3 + 4 * count
+            if stop > end:
+                break
+            fields[raw[at : at + 1]] = bitmap(struct.unpack(f">{count}I", raw[at + 3 : stop]))
+            at = stop
+        if at == end:
+            return fields
+    from .errors import CorruptRecordError
+
+    name = what if isinstance(what, str) else f"postings {bytes(what)!r}"
+    raise CorruptRecordError(f"{name}: not a small-postings value")
 
 
 def facet_name(facet: str, value: str) -> bytes:
@@ -224,6 +267,42 @@ class _Tail:
             else:
                 gone.add(doc)
 
+    def apply_all(self, entries: Iterable[_Entry]) -> None:
+        """Apply many entries in order, faster than one by one: the additions of new ids
+        are gathered in lists first.  That is the same as applying in order because a new
+        id's addition is its first entry in the log (ids are reused only after a merge) and
+        entries of different ids touch different bits."""
+        bitmap = _bitmaps()
+        later: list[_Entry] = []
+        gathered: dict[bytes, list[int]] = {}
+        for entry in entries:
+            op, doc, added, _removed = entry
+            if op != _ADD:
+                later.append(entry)
+                continue
+            self.entries += 1
+            self.added.add(doc)
+            self.deleted.discard(doc)
+            for name in added:
+                docs = gathered.get(name)
+                if docs is None:
+                    gathered[name] = [doc]
+                else:
+                    docs.append(doc)
+        self._sorted = None
+        adds = self.adds
+        for name, docs in gathered.items():
+            ids = adds.get(name)
+            if ids is None:
+                adds[name] = bitmap(docs)
+            else:
+                ids.update(docs)
+            gone = self.removes.get(name)
+            if gone is not None:
+                gone.difference_update(docs)
+        for entry in later:
+            self.apply(entry)
+
     def names(self) -> list[bytes]:
         """Every name the log touches, in byte order."""
         if self._sorted is None:
@@ -299,6 +378,10 @@ class BitmapIndex:
                     break
                 found.append(decode_bitmap(raw, what=key))
         if not found:
+            if name[:1] != b"\x01" and name[-2:-1] == codec.SEPARATOR:  # a term: inline?
+                small = txn.get(name[:-1], db=self.main)
+                if small is not None:
+                    return decode_small(small, what=name[:-1]).get(name[-1:], bitmap())
             return bitmap()
         return found[0] if len(found) == 1 else bitmap.union(*found)
 
@@ -311,10 +394,12 @@ class BitmapIndex:
         tail = _Tail()
         cursor = txn.cursor(self.pending)
         if version is not None and cursor.set_range(_LOG):
+            stored = []
             for key, raw in cursor.iternext():
                 if not key.startswith(_LOG):
                     break
-                tail.apply(_unpack_entry(raw, key))
+                stored.append(_unpack_entry(raw, key))
+            tail.apply_all(stored)
         if version is not None:
             self._seen = (version, tail)
         return tail
@@ -326,10 +411,8 @@ class BitmapIndex:
             return self._stored_tail(txn)
         if cache.tail is None or cache.tail.entries != self._stored_count(txn) + len(cache.entries):
             tail = _Tail()
-            for key, raw in _scan(txn, self.pending, _LOG):
-                tail.apply(_unpack_entry(raw, key))
-            for entry in cache.entries:
-                tail.apply(entry)
+            stored = [_unpack_entry(raw, key) for key, raw in _scan(txn, self.pending, _LOG)]
+            tail.apply_all(stored + cache.entries)
             cache.tail = tail
         return cache.tail
 
@@ -393,7 +476,7 @@ class BitmapIndex:
                 if not key.startswith(prefix):
                     break
                 cut = key.find(sep, start)
-                if cut < 0 or len(key) != cut + 4:
+                if cut < 0 or (len(key) != cut + 4 and len(key) != cut + 1):
                     continue  # a longer name (or a control key) sharing the prefix
                 term = key[:cut]
                 if term != last:
@@ -402,7 +485,12 @@ class BitmapIndex:
                     if limit and distinct > limit:
                         break
                 fields = parts.setdefault(term, {})
-                fields.setdefault(key[cut + 1 : cut + 2], []).append(decode_bitmap(raw, what=key))
+                if len(key) == cut + 1:  # a small term: every field in this one value
+                    for code, ids in decode_small(raw, what=key).items():
+                        fields.setdefault(code, []).append(ids)
+                else:
+                    code = key[cut + 1 : cut + 2]
+                    fields.setdefault(code, []).append(decode_bitmap(raw, what=key))
         merged = {
             term: {code: (p[0] if len(p) == 1 else bitmap.union(*p)) for code, p in f.items()}
             for term, f in parts.items()
@@ -434,7 +522,13 @@ class BitmapIndex:
         """Yield ``(name, ids)`` for every name, merged bitmaps with the log applied (verify)."""
         merged: dict[bytes, Any] = {}
         for key, raw in _scan(txn, self.main):
-            name = bytes(key[:-2])
+            key = bytes(key)
+            if key[:1] != b"\x01" and key.find(codec.SEPARATOR) == len(key) - 1:
+                for code, ids in decode_small(raw, what=f"search-tokens[{key!r}]").items():
+                    name = key + code
+                    merged[name] = merged[name] | ids if name in merged else ids
+                continue
+            name = key[:-2]
             ids = decode_bitmap(raw, what=f"search-tokens[{key!r}]")
             merged[name] = merged[name] | ids if name in merged else ids
         tail = self._tail(txn)
@@ -563,13 +657,25 @@ class BitmapIndex:
         bitmap = _bitmaps()
         tail = _Tail()
         logged = []
+        earlier = []
         for key, raw in _scan(txn, self.pending, _LOG):
-            tail.apply(_unpack_entry(raw, key))
+            earlier.append(_unpack_entry(raw, key))
             logged.append(bytes(key))
-        for entry in entries:
-            tail.apply(entry)
+        tail.apply_all(earlier + entries)
         touched = 0
+        terms: dict[bytes, list[bytes]] = {}
+        blocked: list[bytes] = []
         for name in tail.names():
+            if name[:1] != b"\x01" and name[-2:-1] == codec.SEPARATOR:
+                terms.setdefault(name[:-1], []).append(name)
+            else:
+                blocked.append(name)
+        for key, names in terms.items():
+            if self._merge_small(txn, tail, key, names):
+                touched += len(names)
+            else:
+                blocked.extend(names)
+        for name in blocked:
             plus = tail.adds.get(name) or bitmap()
             minus = tail.removes.get(name) or bitmap()
             both = plus | minus
@@ -605,6 +711,48 @@ class BitmapIndex:
             self._put_free(txn, free | tail.deleted)
         self._put_version(txn, seq + 1)
         return touched
+
+    def _merge_small(self, txn: Txn, tail: _Tail, key: bytes, names: list[bytes]) -> bool:
+        """Merge the log's changes of one term (``key`` = term + NUL) if the term is small
+        (stored inline) or new; return False when its fields are in blocks (the caller merges
+        them name by name).  A small term that grows past :data:`SMALL_POSTINGS` moves to
+        blocks here."""
+        raw = txn.get(key, db=self.main)
+        if raw is None:
+            cursor = txn.cursor(self.main)
+            if cursor.set_range(key) and cursor.key().startswith(key):
+                return False  # in blocks
+            fields: dict[bytes, Any] = {}
+        else:
+            fields = decode_small(raw, what=key)
+        bitmap = _bitmaps()
+        for name in names:
+            code = name[-1:]
+            ids = fields.get(code) or bitmap()
+            gone = tail.removes.get(name)
+            if gone:
+                ids = ids - gone
+            plus = tail.adds.get(name)
+            if plus:
+                ids = ids | plus
+            fields[code] = ids
+        size = sum(len(ids) for ids in fields.values())
+        if size <= SMALL_POSTINGS:
+            if size:
+                txn.put(key, encode_small(fields), db=self.main)
+            elif raw is not None:
+                txn.delete(key, db=self.main)
+            return True
+        if raw is not None:
+            txn.delete(key, db=self.main)
+        for code, ids in fields.items():  # every field to blocks (a new or growing term)
+            for block in sorted({doc >> CHUNK_BITS for doc in ids}):
+                span = bitmap()
+                span.add_range(block << CHUNK_BITS, (block + 1) << CHUNK_BITS)
+                txn.put(
+                    key + code + block.to_bytes(2, "big"), encode_bitmap(ids & span), db=self.main
+                )
+        return True
 
     def clear(self, txn: Txn) -> None:
         """Empty both sub-databases (a rebuild follows)."""
