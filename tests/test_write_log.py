@@ -250,3 +250,22 @@ def test_index_names_of_an_artifact_model_are_what_verify_expects(
     artifact = Artifact.model_validate(make_artifact("pdf", description="Reads PDFs"))
     names = index_names(artifact)
     assert b"pdf\x00n" in names and b"pdf\x00d" in names
+
+
+def test_verify_finds_a_lost_log_entry_and_repair_rebuilds(
+    cache_settings: Settings, make_artifact: MakeArtifact
+) -> None:
+    """A log entry lost outside the library: verify reports the count the version value
+    records against the entries it finds, and the ids left out; repair rebuilds the index."""
+    with ProjectCache.open(settings=cache_settings) as cache:
+        cache.put_artifacts([make_artifact("pdf")])
+        cache.put_artifacts([make_artifact("docx")])
+    [_first, (key, _value)] = log_rows(cache_settings.cache_dir)
+    tamper(cache_settings.cache_dir, lambda txn, dbs: txn.delete(key, db=dbs["search-pending"]))
+    with ProjectCache.open(settings=cache_settings) as cache:
+        findings = {(f.db, f.key, f.message) for f in cache.verify(deep=True).findings}
+        assert ("search-pending", "version", "counts 2 log entries, the log has 1") in findings
+        assert ("search-tokens", "docx (field n)", "missing id 1") in findings
+        assert cache.verify(repair=True).repaired
+        assert cache.verify(deep=True).ok
+        assert [h.key for h in cache.search("docx")] == ["default/skill/docx"]

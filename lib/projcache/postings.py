@@ -409,7 +409,8 @@ class BitmapIndex:
         cache = self._cache
         if cache is None or cache.txn is not txn or not cache.entries:
             return self._stored_tail(txn)
-        if cache.tail is None or cache.tail.entries != self._stored_count(txn) + len(cache.entries):
+        count = self._stored_count(txn)
+        if cache.tail is None or cache.tail.entries != count + len(cache.entries):
             tail = _Tail()
             stored = [_unpack_entry(raw, key) for key, raw in _scan(txn, self.pending, _LOG)]
             tail.apply_all(stored + cache.entries)
@@ -417,14 +418,9 @@ class BitmapIndex:
         return cache.tail
 
     def _stored_count(self, txn: Txn) -> int:
-        cursor = txn.cursor(self.pending)
-        count = 0
-        if cursor.set_range(_LOG):
-            for key in cursor.iternext(keys=True, values=False):
-                if not key.startswith(_LOG):
-                    break
-                count += 1
-        return count
+        """The number of stored log entries (recorded in the version value)."""
+        version = txn.get(_VERSION, db=self.pending)
+        return 0 if version is None else int.from_bytes(version[8:12], "big")
 
     def get(self, txn: Txn, name: bytes) -> Any:
         """The ids under ``name`` (merged bitmaps with the log applied)."""
@@ -543,8 +539,9 @@ class BitmapIndex:
         tail = self._tail(txn)
         raw = txn.get(_FREE, db=self.pending)
         cache = self._cache
-        if cache is not None and cache.txn is txn and cache.free is not None:
-            free = cache.free
+        mine = cache if cache is not None and cache.txn is txn else None
+        if mine is not None and mine.free is not None:
+            free = mine.free
         else:
             free = _bitmaps()() if raw is None else decode_bitmap(raw, what=_FREE)
         return {
@@ -553,6 +550,7 @@ class BitmapIndex:
             "free": free,
             "next": self._next(txn),
             "log": tail.entries,
+            "counted": self._stored_count(txn) + (len(mine.entries) if mine else 0),
         }
 
     # -- writing -----------------------------------------------------------
@@ -619,19 +617,20 @@ class BitmapIndex:
             return
         version = txn.get(_VERSION, db=self.pending)
         seq = 0 if version is None else int.from_bytes(version[:8], "big")
-        stored = self._stored_count(txn)
+        stored = 0 if version is None else int.from_bytes(version[8:12], "big")
         if stored + len(cache.entries) > MERGE_AT:
             self._merge(txn, cache.entries, seq)
             return
         for entry in cache.entries:
             txn.put(_LOG + seq.to_bytes(8, "big"), _pack_entry(*entry), db=self.pending)
             seq += 1
-        self._put_version(txn, seq)
+        self._put_version(txn, seq, stored + len(cache.entries))
 
-    def _put_version(self, txn: Txn, seq: int) -> None:
-        """Record the next sequence number and a fresh random tag (readers key their
-        applied log on it: a new value after every change of the log)."""
-        txn.put(_VERSION, seq.to_bytes(8, "big") + os.urandom(8), db=self.pending)
+    def _put_version(self, txn: Txn, seq: int, count: int) -> None:
+        """Record the next sequence number, the number of log entries and a fresh random
+        tag (readers key their applied log on the value: a new one after every change)."""
+        value = seq.to_bytes(8, "big") + count.to_bytes(4, "big") + os.urandom(8)
+        txn.put(_VERSION, value, db=self.pending)
 
     def _put_free(self, txn: Txn, free: Any) -> None:
         if free:
@@ -709,7 +708,7 @@ class BitmapIndex:
             known = txn.get(_FREE, db=self.pending)
             free = bitmap() if known is None else decode_bitmap(known, what=_FREE)
             self._put_free(txn, free | tail.deleted)
-        self._put_version(txn, seq + 1)
+        self._put_version(txn, seq + 1, 0)
         return touched
 
     def _merge_small(self, txn: Txn, tail: _Tail, key: bytes, names: list[bytes]) -> bool:
@@ -759,7 +758,7 @@ class BitmapIndex:
         self._cache = None
         txn.drop(self.main, delete=False)
         txn.drop(self.pending, delete=False)
-        self._put_version(txn, 0)
+        self._put_version(txn, 0, 0)
 
 
 class FacetIndex:
