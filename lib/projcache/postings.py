@@ -18,6 +18,7 @@ lives in one class.
 from __future__ import annotations
 
 import bisect
+import functools
 import hashlib
 import os
 import struct
@@ -106,6 +107,12 @@ def encode_small(fields: dict[bytes, Any]) -> bytes:
     return b"".join(parts)
 
 
+@functools.cache
+def _ids_struct(count: int) -> struct.Struct:
+    """The layout of ``count`` 4-byte big-endian ids (compiled once per count)."""
+    return struct.Struct(f">{count}I")
+
+
 def decode_small(raw: bytes, *, what: Any = "postings") -> dict[bytes, Any]:
     """``{field code: ids}`` of a value written by :func:`encode_small`.
 
@@ -117,11 +124,12 @@ def decode_small(raw: bytes, *, what: Any = "postings") -> dict[bytes, Any]:
     at, end = 1, len(raw)
     if raw[:1] == _SMALL_FORMAT:
         while at + 3 <= end:
-            count = int.from_bytes(raw[at + 1 : at + 3], "big")
+            count = raw[at + 1] << 8 | raw[at + 2]
             stop = at + 3 + 4 * count
             if stop > end:
                 break
-            fields[raw[at : at + 1]] = bitmap(struct.unpack(f">{count}I", raw[at + 3 : stop]))
+            ids = _ids_struct(count).unpack_from(raw, at + 3)
+            fields[raw[at : at + 1]] = bitmap(ids)
             at = stop
         if at == end:
             return fields
@@ -461,18 +469,20 @@ class BitmapIndex:
         """The bitmaps of the terms whose names start with ``prefix`` (at most ``limit``
         distinct terms, 0: no limit), read in one range scan of the main bitmaps."""
         bitmap = _bitmaps()
-        parts: dict[bytes, dict[bytes, list[Any]]] = {}
+        merged: dict[bytes, dict[bytes, Any]] = {}
         sep = codec.SEPARATOR
         start = len(prefix) - 1 if prefix.endswith(sep) else len(prefix)
         cursor = txn.cursor(self.main)
         if cursor.set_range(prefix):
             distinct = 0
             last = b""
+            fields: dict[bytes, Any] = {}
             for key, raw in cursor.iternext():
                 if not key.startswith(prefix):
                     break
                 cut = key.find(sep, start)
-                if cut < 0 or (len(key) != cut + 4 and len(key) != cut + 1):
+                size = len(key) - cut
+                if cut < 0 or (size != 4 and size != 1):
                     continue  # a longer name (or a control key) sharing the prefix
                 term = key[:cut]
                 if term != last:
@@ -480,17 +490,16 @@ class BitmapIndex:
                     distinct += 1
                     if limit and distinct > limit:
                         break
-                fields = parts.setdefault(term, {})
-                if len(key) == cut + 1:  # a small term: every field in this one value
-                    for code, ids in decode_small(raw, what=key).items():
-                        fields.setdefault(code, []).append(ids)
+                    fields = merged[term] = {}
+                if size == 1:  # a small term: every field in this one value
+                    fields.update(decode_small(raw, what=key))
+                    continue
+                code = key[cut + 1 : cut + 2]
+                ids = decode_bitmap(raw, what=key)
+                if code in fields:
+                    fields[code] |= ids  # the next block of the same field
                 else:
-                    code = key[cut + 1 : cut + 2]
-                    fields.setdefault(code, []).append(decode_bitmap(raw, what=key))
-        merged = {
-            term: {code: (p[0] if len(p) == 1 else bitmap.union(*p)) for code, p in f.items()}
-            for term, f in parts.items()
-        }
+                    fields[code] = ids
         tail = self._tail(txn)
         if tail.entries:
             for name in tail.with_prefix(prefix):
