@@ -11,10 +11,12 @@ tail merges included), then a batch of 1,000 on each (best of ``--batches``
 alternating runs).  ``--keep DIR`` keeps the built stores (and reuses them: the
 records are generated again, the build is skipped).
 
-Before the writes, both engines' files are dropped from the page cache
-(``posix_fadvise(DONTNEED)``), as after a reboot: the build leaves large page-cache
-folios behind, and on Linux 6.x a 4 KiB write into one dirties (and is accounted as)
-the whole folio, which made the bytes per write depend on how the file was last written.
+``--page-cache small`` (the default) first drops both engines' files from the page cache
+(``posix_fadvise(DONTNEED)``) and reads them back 4 KiB at a time without readahead: the
+build leaves large page-cache folios behind, and on Linux 6.x a 4 KiB write into one dirties
+(and is accounted as) the whole folio, so the bytes per write depended on how the file was
+last written.  ``--page-cache asis`` measures right after the build.  ``--lib DIR`` imports
+projcache from another checkout's ``lib`` (before -> after comparisons).
 """
 
 from __future__ import annotations
@@ -43,6 +45,21 @@ def _timed(fn: Callable[[], Any]) -> tuple[float, int]:
     return time.perf_counter() - start, sb.written_bytes() - before
 
 
+def _reload_in_pages(path: Path) -> None:
+    """Drop ``path`` from the page cache, then read it back one 4 KiB page at a time."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_RANDOM)
+        offset, size = 0, os.fstat(fd).st_size
+        while offset < size:
+            os.pread(fd, 4096, offset)
+            offset += 4096
+    finally:
+        os.close(fd)
+
+
 def main(argv: list[str]) -> int:
     """Run the interleaved write cases; print a JSON summary."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -50,7 +67,11 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--rounds", type=int, default=300)
     parser.add_argument("--batches", type=int, default=2)
     parser.add_argument("--keep", type=Path, default=None)
+    parser.add_argument("--page-cache", choices=("small", "asis"), default="small")
+    parser.add_argument("--lib", type=Path, default=None)
     args = parser.parse_args(argv)
+    if args.lib is not None:
+        sys.path.insert(0, str(args.lib))
     root = args.keep or Path(tempfile.mkdtemp(prefix="projcache-writes-"))
     root.mkdir(parents=True, exist_ok=True)
     records = sb.with_bodies(sb.generate_artifacts(args.size))
@@ -63,14 +84,10 @@ def main(argv: list[str]) -> int:
             took = engine.build(records)
             marker.write_text(str(took))
             print(f"{engine.name}: built in {took:.1f} s", file=sys.stderr, flush=True)
-    for path in root.rglob("*"):
-        if path.is_file():
-            fd = os.open(path, os.O_RDONLY)
-            try:
-                os.fsync(fd)
-                os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
-            finally:
-                os.close(fd)
+    if args.page_cache == "small":
+        for path in root.rglob("*"):
+            if path.is_file():
+                _reload_in_pages(path)
     salt = f"i{int(time.time())}"
     fresh = sb.new_records(args.size, args.rounds, salt)
     cases: dict[str, Callable[[Any, dict[str, Any]], Callable[[], Any]]] = {

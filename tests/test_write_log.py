@@ -158,12 +158,21 @@ class WriteLogMachine(RuleBasedStateMachine):
         self.cache = self.stack.enter_context(open_cache(directory))
         self.model: dict[str, dict[str, Any]] = {}
         self.history: list[dict[str, Any]] = []
-        self.saved = (postings_module.MERGE_AT, postings_module.SMALL_POSTINGS)
+        self.saved = (
+            postings_module.MERGE_AT,
+            postings_module.SMALL_POSTINGS,
+            postings_module._FOLD_AT,
+        )
 
     @rule(merge_at=st.sampled_from([1, 3, 10, 256]))
     def threshold(self, merge_at: int) -> None:
         """Change how many log entries trigger a merge."""
         postings_module.MERGE_AT = merge_at
+
+    @rule(fold_at=st.sampled_from([2, 4096]))
+    def fold(self, fold_at: int) -> None:
+        """Change after how many entries a transaction folds them into bitmaps per name."""
+        postings_module._FOLD_AT = fold_at
 
     @rule(small=st.sampled_from([0, 2, 8, 64]))
     def small_terms(self, small: int) -> None:
@@ -234,7 +243,11 @@ class WriteLogMachine(RuleBasedStateMachine):
         try:
             assert self.cache.verify(deep=True).ok
         finally:
-            postings_module.MERGE_AT, postings_module.SMALL_POSTINGS = self.saved
+            (
+                postings_module.MERGE_AT,
+                postings_module.SMALL_POSTINGS,
+                postings_module._FOLD_AT,
+            ) = self.saved
             self.stack.close()
 
 

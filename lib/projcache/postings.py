@@ -53,6 +53,7 @@ _LOG = b"\xfe"  # + 8-byte sequence number: one write-log entry (see _pack_entry
 _FREE = _CONTROL + b"\x03free"  # ids that left every index: reused first
 _NEXT = _CONTROL + b"\x05next"  # the next never-used id (4 bytes big-endian)
 _VERSION = _CONTROL + b"\x06version"  # next log sequence number + 8 random bytes
+_FOLD_AT = 4096  # a transaction's entries kept as a list up to this many (see _WriteCache)
 MERGE_AT = 256  # write-log entries (artifact writes) that trigger a merge into the main bitmaps
 
 
@@ -299,17 +300,45 @@ class _Tail:
                     docs.append(doc)
         self._sorted = None
         adds = self.adds
+        removes = self.removes
         for name, docs in gathered.items():
+            new = bitmap(docs)
             ids = adds.get(name)
             if ids is None:
-                adds[name] = bitmap(docs)
+                adds[name] = new
             else:
-                ids.update(docs)
-            gone = self.removes.get(name)
+                ids |= new
+            gone = removes.get(name)
             if gone is not None:
-                gone.difference_update(docs)
+                gone.difference_update(new)
         for entry in later:
             self.apply(entry)
+
+    def compose(self, later: _Tail) -> None:
+        """Apply ``later`` (the log after this one) on top of this one."""
+        adds, removes = self.adds, self.removes
+        for name, ids in later.removes.items():
+            plus = adds.get(name)
+            if plus is not None:
+                plus.difference_update(ids)
+            gone = removes.get(name)
+            if gone is None:
+                removes[name] = ids.copy()
+            else:
+                gone |= ids
+        for name, ids in later.adds.items():
+            gone = removes.get(name)
+            if gone is not None:
+                gone.difference_update(ids)
+            plus = adds.get(name)
+            if plus is None:
+                adds[name] = ids.copy()
+            else:
+                plus |= ids
+        self.deleted |= later.deleted
+        self.added |= later.added
+        self.entries += later.entries
+        self._sorted = None
 
     def names(self) -> list[bytes]:
         """Every name the log touches, in byte order."""
@@ -347,6 +376,13 @@ class _WriteCache:
         self.free: Any = None  # the free ids, once loaded
         self.free_changed = False
         self.tail: Optional[_Tail] = None  # the log with these entries, if read in the txn
+        # Entries of a long transaction (a migration, a rebuild) folded into bitmaps per name
+        # every _FOLD_AT entries, so that its memory does not grow with ~70 names per write.
+        self.bulk: Optional[_Tail] = None
+
+    def count(self) -> int:
+        """How many log entries this transaction made."""
+        return len(self.entries) + (self.bulk.entries if self.bulk is not None else 0)
 
 
 class BitmapIndex:
@@ -415,15 +451,28 @@ class BitmapIndex:
     def _tail(self, txn: Txn) -> _Tail:
         """The log as this transaction sees it (its own appended entries included)."""
         cache = self._cache
-        if cache is None or cache.txn is not txn or not cache.entries:
+        if cache is None or cache.txn is not txn or not cache.count():
             return self._stored_tail(txn)
         count = self._stored_count(txn)
-        if cache.tail is None or cache.tail.entries != count + len(cache.entries):
-            tail = _Tail()
-            stored = [_unpack_entry(raw, key) for key, raw in _scan(txn, self.pending, _LOG)]
-            tail.apply_all(stored + cache.entries)
-            cache.tail = tail
+        if cache.tail is None or cache.tail.entries != count + cache.count():
+            cache.tail = self._applied(txn, cache.bulk, cache.entries)[0]
         return cache.tail
+
+    def _applied(
+        self, txn: Txn, bulk: Optional[_Tail], entries: list[_Entry]
+    ) -> tuple[_Tail, list[bytes]]:
+        """The stored log, then ``bulk``, then ``entries`` applied; and the stored log's keys."""
+        tail = _Tail()
+        keys = []
+        stored = []
+        for key, raw in _scan(txn, self.pending, _LOG):
+            stored.append(_unpack_entry(raw, key))
+            keys.append(bytes(key))
+        tail.apply_all(stored)
+        if bulk is not None:
+            tail.compose(bulk)
+        tail.apply_all(entries)
+        return tail, keys
 
     def _stored_count(self, txn: Txn) -> int:
         """The number of stored log entries (recorded in the version value)."""
@@ -559,7 +608,7 @@ class BitmapIndex:
             "free": free,
             "next": self._next(txn),
             "log": tail.entries,
-            "counted": self._stored_count(txn) + (len(mine.entries) if mine else 0),
+            "counted": self._stored_count(txn) + (mine.count() if mine else 0),
         }
 
     # -- writing -----------------------------------------------------------
@@ -597,6 +646,11 @@ class BitmapIndex:
         cache.entries.append(entry)
         if cache.tail is not None:
             cache.tail.apply(entry)
+        if len(cache.entries) >= max(_FOLD_AT, MERGE_AT + 1):  # flush will merge
+            if cache.bulk is None:
+                cache.bulk = _Tail()
+            cache.bulk.apply_all(cache.entries)
+            cache.entries = []
 
     def add(self, txn: Txn, doc: int, names: Iterable[bytes]) -> None:
         """List a new id under every one of ``names`` (one log entry)."""
@@ -622,13 +676,13 @@ class BitmapIndex:
         self._cache = None
         if cache.free_changed:
             self._put_free(txn, cache.free)
-        if not cache.entries:
+        if not cache.count():
             return
         version = txn.get(_VERSION, db=self.pending)
         seq = 0 if version is None else int.from_bytes(version[:8], "big")
         stored = 0 if version is None else int.from_bytes(version[8:12], "big")
-        if stored + len(cache.entries) > MERGE_AT:
-            self._merge(txn, cache.entries, seq)
+        if cache.bulk is not None or stored + len(cache.entries) > MERGE_AT:
+            self._merge(txn, cache.bulk, cache.entries, seq)
             return
         for entry in cache.entries:
             txn.put(_LOG + seq.to_bytes(8, "big"), _pack_entry(*entry), db=self.pending)
@@ -651,25 +705,20 @@ class BitmapIndex:
         """Fold the log into the main bitmaps and free deleted ids; return names touched."""
         cache = self._cache
         entries: list[_Entry] = []
+        bulk = None
         if cache is not None and cache.txn is txn:
-            entries = cache.entries
+            entries, bulk = cache.entries, cache.bulk
             if cache.free_changed:
                 self._put_free(txn, cache.free)
         self._cache = None
         version = txn.get(_VERSION, db=self.pending)
         seq = 0 if version is None else int.from_bytes(version[:8], "big")
-        return self._merge(txn, entries, seq)
+        return self._merge(txn, bulk, entries, seq)
 
-    def _merge(self, txn: Txn, entries: list[_Entry], seq: int) -> int:
-        """:meth:`merge`, with ``entries`` this transaction's log entries (in memory)."""
+    def _merge(self, txn: Txn, bulk: Optional[_Tail], entries: list[_Entry], seq: int) -> int:
+        """:meth:`merge`, with ``bulk`` and ``entries`` this transaction's log (in memory)."""
         bitmap = _bitmaps()
-        tail = _Tail()
-        logged = []
-        earlier = []
-        for key, raw in _scan(txn, self.pending, _LOG):
-            earlier.append(_unpack_entry(raw, key))
-            logged.append(bytes(key))
-        tail.apply_all(earlier + entries)
+        tail, logged = self._applied(txn, bulk, entries)
         touched = 0
         terms: dict[bytes, list[bytes]] = {}
         blocked: list[bytes] = []
