@@ -485,7 +485,7 @@ class BitmapIndex:
 
     def deleted(self, txn: Txn) -> Any:
         """Ids deleted since the last merge (already gone from every name's answer)."""
-        return self._tail(txn).deleted
+        return self._tail(txn).deleted.copy()  # the applied log is kept: hand out a copy
 
     def facet(self, txn: Txn, facet: str, value: str) -> Any:
         """Ids with ``facet == value``."""
