@@ -774,14 +774,15 @@ class BitmapIndex:
         (stored inline) or new; return False when its fields are in blocks (the caller merges
         them name by name).  A small term that grows past :data:`SMALL_POSTINGS` moves to
         blocks here."""
-        raw = txn.get(key, db=self.main)
-        if raw is None:
-            cursor = txn.cursor(self.main)
-            if cursor.set_range(key) and cursor.key().startswith(key):
+        cursor = txn.cursor(self.main)  # one lookup: the inline value, a block, or nothing
+        raw = None
+        if cursor.set_range(key):
+            found = cursor.key()
+            if found == key:
+                raw = cursor.value()
+            elif found.startswith(key):
                 return False  # in blocks
-            fields: dict[bytes, Any] = {}
-        else:
-            fields = decode_small(raw, what=key)
+        fields: dict[bytes, Any] = {} if raw is None else decode_small(raw, what=key)
         bitmap = _bitmaps()
         for name in names:
             code = name[-1:]
