@@ -64,6 +64,7 @@ def main(argv: list[str]) -> int:
     """Run the interleaved write cases; print a JSON summary."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", type=int, default=100_000)
+    # 300: the writes alone pass MERGE_AT (256 log entries), so a merge counts in their bytes
     parser.add_argument("--rounds", type=int, default=300)
     parser.add_argument("--batches", type=int, default=2)
     parser.add_argument("--keep", type=Path, default=None)
