@@ -282,3 +282,28 @@ def test_verify_finds_a_lost_log_entry_and_repair_rebuilds(
         assert cache.verify(repair=True).repaired
         assert cache.verify(deep=True).ok
         assert [h.key for h in cache.search("docx")] == ["default/skill/docx"]
+
+
+def test_verify_finds_a_term_stored_both_inline_and_in_blocks(
+    cache_settings: Settings, make_artifact: MakeArtifact
+) -> None:
+    """A small term that also has a block value (never written so) is a finding; repair
+    rebuilds it one way."""
+    from pyroaring import BitMap
+
+    from projcache.postings import encode_bitmap
+
+    with ProjectCache.open(settings=cache_settings) as cache:
+        cache.put_artifacts([make_artifact("pdf")])
+        cache._write(lambda txn: cache._repos.index.merge(txn))
+        pdf = cache._read(lambda txn: cache._repos.ids.id_of(txn, "default/skill/pdf"))
+    block = encode_bitmap(BitMap([pdf]))
+    tamper(
+        cache_settings.cache_dir,
+        lambda txn, dbs: txn.put(b"pdf\x00n\x00\x00", block, db=dbs["search-tokens"]),
+    )
+    with ProjectCache.open(settings=cache_settings) as cache:
+        findings = [(f.db, f.key, f.message) for f in cache.verify(deep=True).findings]
+        assert findings == [("search-tokens", "pdf", "stored both inline and in blocks")]
+        assert cache.verify(repair=True).repaired
+        assert cache.verify(deep=True).ok

@@ -591,6 +591,19 @@ class BitmapIndex:
         for name in sorted(merged):
             yield name, merged[name]
 
+    def mixed_terms(self, txn: Txn) -> list[str]:
+        """Terms stored both inline (small) and in blocks: never written so (verify)."""
+        sep = codec.SEPARATOR
+        inline: set[bytes] = set()
+        blocked: set[bytes] = set()
+        cursor = txn.cursor(self.main)
+        for key in cursor.iternext(keys=True, values=False):
+            if key[:1] == b"\x01":
+                continue
+            cut = key.find(sep)
+            (inline if cut == len(key) - 1 else blocked).add(key[:cut])
+        return sorted(t.decode("utf-8", "replace") for t in inline & blocked)
+
     def control(self, txn: Txn) -> dict[str, Any]:
         """The allocator state: deleted, pending (new since the merge) and free ids, the next
         id, and the log's length (verify)."""
