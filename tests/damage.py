@@ -205,29 +205,31 @@ def records_snapshot(settings: Settings) -> dict[str, Any]:
 
 def index_view(cache_dir: Path) -> dict[str, Any]:
     """The derived indexes as plain data that does not depend on which id an artifact got:
-    deployment indexes as raw rows, the search index as ``{bitmap name: artifact keys}``."""
-    from pyroaring import BitMap
-
-    from projcache.postings import decode_bitmap
+    deployment indexes as raw rows, the search index as ``{bitmap name: artifact keys}``
+    (main bitmaps with the write log applied)."""
+    from projcache.postings import BitmapIndex
 
     keys = {int.from_bytes(k, "big"): v.decode() for k, v in raw_rows(cache_dir, "artifact-keys")}
-    names: dict[bytes, Any] = {}
-    deleted = BitMap()
-    for key, value in raw_rows(cache_dir, "search-tokens"):
-        names[key[:-2]] = names.get(key[:-2], BitMap()) | decode_bitmap(value)
-    for key, value in raw_rows(cache_dir, "search-pending"):
-        if key == b"\xff\x01deleted":
-            deleted = decode_bitmap(value)
-        elif not key.startswith(b"\xff"):
-            names[key] = names.get(key, BitMap()) | decode_bitmap(value)
+    env, dbs = open_raw(cache_dir)
+    try:
+        with env.begin() as txn:
+            index = BitmapIndex(dbs["search-tokens"], dbs["search-pending"])
+            names = dict(index.names_of(txn))
+    finally:
+        env.close()
     view: dict[str, Any] = {
         db: raw_rows(cache_dir, db) for db in ("deployments-by-artifact", "deployments-by-state")
     }
-    view["search"] = {
-        name: sorted(keys[d] for d in ids - deleted) for name, ids in names.items() if ids - deleted
-    }
+    view["search"] = {name: sorted(keys[d] for d in ids) for name, ids in names.items() if ids}
     view["ids"] = sorted(v.decode() for k, v in raw_rows(cache_dir, "artifact-keys"))
     return view
+
+
+def merge_index(settings: Settings) -> None:
+    """Fold a closed cache's write log into its main bitmaps (``search-tokens``), so that a
+    test can damage a name's stored bitmap."""
+    with ProjectCache.open(settings=settings) as cache:
+        cache._write(lambda txn: cache._repos.index.merge(txn))
 
 
 def pdf_id(cache_dir: Path) -> int:

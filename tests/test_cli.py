@@ -33,9 +33,9 @@ def _break_index(cache_dir: Path) -> None:
     from pyroaring import BitMap
 
     env = lmdb.open(str(cache_dir), max_dbs=32)
-    db = env.open_db(b"search-pending")
+    db = env.open_db(b"search-tokens")
     with env.begin(write=True) as txn:
-        txn.put(b"ghost\x00d", b"\x02" + BitMap([7]).serialize(), db=db)
+        txn.put(b"ghost\x00d\x00\x00", b"\x02" + BitMap([7]).serialize(), db=db)
     env.close()
 
 

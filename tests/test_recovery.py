@@ -578,7 +578,9 @@ class TestMessagesAndLogs:
         orphan = deployment_key("f" * 16, "default/skill/pdf")
 
         def damage(txn: Any, dbs: dict[str, Any]) -> None:
-            txn.put(b"ghost\x00d", b"\x02" + BitMap([7]).serialize(), db=dbs["search-pending"])
+            txn.put(
+                b"ghost\x00d\x00\x00", b"\x02" + BitMap([7]).serialize(), db=dbs["search-tokens"]
+            )
             record = {"project_id": "f" * 16, "artifact_key": "default/skill/pdf"}
             txn.put(orphan, encode(record), db=dbs["deployments"])
 

@@ -24,6 +24,7 @@ from damage import (
     break_page_header,
     flip_last_byte,
     index_view,
+    merge_index,
     pdf_id,
     raw_rows,
     records_snapshot,
@@ -93,12 +94,17 @@ def test_missing_and_dangling_postings_are_index_findings(seeded_cache: Seeded) 
     """A removed id and an invented one are both reported; repair rebuilds the index."""
     from pyroaring import BitMap
 
-    def damage(txn: lmdb.Transaction, db: Any) -> None:
-        assert txn.delete(b"pdf\x00n", db=db)  # the name ...
-        assert txn.delete(b"pdf\x00d", db=db)  # ... and the description ("The pdf artifact")
-        txn.put(b"ghost\x00d", b"\x02" + BitMap([7]).serialize(), db=db)
+    from projcache.postings import decode_small, encode_small
 
-    _tamper(seeded_cache, "search-pending", damage)
+    def damage(txn: lmdb.Transaction, db: Any) -> None:
+        # "pdf" is a small term: all its fields in one value. Drop the name field ...
+        fields = decode_small(txn.get(b"pdf\x00", db=db))
+        del fields[b"n"], fields[b"d"]  # ... and the description ("The pdf artifact")
+        txn.put(b"pdf\x00", encode_small(fields), db=db)
+        txn.put(b"ghost\x00d\x00\x00", b"\x02" + BitMap([7]).serialize(), db=db)
+
+    merge_index(seeded_cache.settings)  # the names' ids leave the write log for search-tokens
+    _tamper(seeded_cache, "search-tokens", damage)
     with ProjectCache.open(settings=seeded_cache.settings) as cache:
         assert cache.search("pdf").total == 0  # the damage is visible to search
         findings = sorted((f.key, f.message) for f in cache.verify(deep=True).findings)
@@ -202,19 +208,19 @@ DEP = b"{pid}\x00default/skill/pdf\x00claude_code"
 INDEX_CASES: dict[str, tuple[list[tuple[str, str, bytes, bytes]], list[tuple[str, str, str]]]]
 INDEX_CASES = {
     "search-tokens-dangling": (
-        [("bitmap", "search-pending", b"ghost\x00d", b"{pdf}")],
+        [("bitmap", "search-tokens", b"ghost\x00d\x00\x00", b"{pdf}")],
         [("search-tokens", "ghost (field d)", "dangling id {pdf}")],
     ),
     "search-tokens-missing": (
-        [("delete", "search-pending", b"pdf\x00n", b"")],
+        [("unlist", "search-tokens", b"pdf\x00", b"n")],
         [("search-tokens", "pdf (field n)", "missing id {pdf}")],
     ),
     "facet-dangling": (
-        [("bitmap", "search-pending", b"\x01tag\x00ghost", b"{pdf}")],
+        [("bitmap", "search-tokens", b"\x01tag\x00ghost\x00\x00", b"{pdf}")],
         [("search-tokens", "tag=ghost", "dangling id {pdf}")],
     ),
     "facet-missing": (
-        [("delete", "search-pending", b"\x01type\x00command", b"")],
+        [("delete", "search-tokens", b"\x01type\x00command\x00\x00", b"")],
         [("search-tokens", "type=command", "missing id 0")],
     ),
     "artifact-ids-dangling": (
@@ -459,11 +465,12 @@ class TestVerifyLayers:
         """Each derived index and deployment check reports its damage exactly; repair fixes it."""
         from pyroaring import BitMap
 
-        from projcache.postings import encode_bitmap
+        from projcache.postings import decode_small, encode_bitmap, encode_small
 
         operations, expected = INDEX_CASES[case]
         pid = seeded_cache.pid
         pdf = pdf_id(seeded_cache.cache_dir)
+        merge_index(seeded_cache.settings)  # bitmaps in search-tokens, where the cases damage
         intact = index_view(seeded_cache.cache_dir)
 
         def damage(txn: Any, dbs: dict[str, Any]) -> None:
@@ -474,6 +481,10 @@ class TestVerifyLayers:
                 )
                 if operation == "bitmap":
                     txn.put(key, encode_bitmap(BitMap([int(value)])), db=dbs[db])
+                elif operation == "unlist":  # drop a field of a small term's postings
+                    fields = decode_small(txn.get(key, db=dbs[db]))
+                    del fields[value]
+                    txn.put(key, encode_small(fields), db=dbs[db])
                 elif operation == "put":
                     txn.put(key, value, db=dbs[db])
                 elif operation == "delete":

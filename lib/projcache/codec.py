@@ -83,7 +83,7 @@ __all__ = [
 ]
 
 FORMAT_VERSION = 1
-COMPRESSED_FORMAT = 3  # (0x02 is the bitmap frame of projcache.postings)
+COMPRESSED_FORMAT = 3  # (0x02 and 0x05 are the bitmap and small-term frames of projcache.postings)
 RECORD_FORMAT = 4
 COMPRESS_AT = 512
 # The preset dictionary of deflated frames: the records' field names and the

@@ -17,6 +17,10 @@ lives in one class.
 
 from __future__ import annotations
 
+import bisect
+import functools
+import os
+import struct
 from collections.abc import Iterable, Iterator
 from typing import Any, Optional
 
@@ -27,24 +31,29 @@ from .storage import scan as _scan
 __all__ = [
     "CHUNK_BITS",
     "MERGE_AT",
+    "SMALL_POSTINGS",
     "BitmapIndex",
     "FacetIndex",
     "IdRepository",
     "decode_bitmap",
+    "decode_small",
     "encode_bitmap",
+    "encode_small",
     "facet_name",
     "term_name",
 ]
 
 _BITMAP_FORMAT = b"\x02"
+_SMALL_FORMAT = b"\x05"  # a small term's postings, every field in one value (encode_small)
+SMALL_POSTINGS = 64  # a term listing at most this many (id, field) pairs is stored inline
 CHUNK_BITS = 16  # ids per stored bitmap value: 65,536 (one roaring container)
 _CONTROL = b"\xff"
-_DELETED = _CONTROL + b"\x01deleted"  # ids removed from the records, still in main bitmaps
-_PENDING = _CONTROL + b"\x02pending"  # ids whose postings are all in the pending tail
+_LOG = b"\xfe"  # + 8-byte sequence number: one write-log entry (see _pack_entry)
 _FREE = _CONTROL + b"\x03free"  # ids that left every index: reused first
-_TOMB = _CONTROL + b"\x04"  # + id: the names a deleted id is still listed under
 _NEXT = _CONTROL + b"\x05next"  # the next never-used id (4 bytes big-endian)
-MERGE_AT = 4096  # pending entries that trigger a merge into the main bitmaps
+_VERSION = _CONTROL + b"\x06version"  # next log sequence number + 8 random bytes
+_FOLD_AT = 4096  # a transaction's entries kept as a list up to this many (see _WriteCache)
+MERGE_AT = 256  # write-log entries (artifact writes) that trigger a merge into the main bitmaps
 
 
 def encode_bitmap(ids: Any) -> bytes:
@@ -84,6 +93,50 @@ def decode_bitmap(raw: bytes, *, what: Any = "bitmap") -> Any:
 
     name = what if isinstance(what, str) else f"bitmap {bytes(what)!r}"
     raise CorruptRecordError(f"{name}: {problem}")
+
+
+def encode_small(fields: dict[bytes, Any]) -> bytes:
+    """Frame a small term's postings, all fields in one value: byte 0x05, then per field its
+    code (1 byte), its number of ids (2 bytes) and the ids (4 bytes each, big-endian)."""
+    parts = [_SMALL_FORMAT]
+    for code in sorted(fields):
+        ids = fields[code]
+        if ids:
+            parts.append(code + len(ids).to_bytes(2, "big"))
+            parts.append(struct.pack(f">{len(ids)}I", *ids))
+    return b"".join(parts)
+
+
+@functools.cache
+def _ids_struct(count: int) -> struct.Struct:
+    """The layout of ``count`` 4-byte big-endian ids (compiled once per count)."""
+    return struct.Struct(f">{count}I")
+
+
+def decode_small(raw: bytes, *, what: Any = "postings") -> dict[bytes, Any]:
+    """``{field code: ids}`` of a value written by :func:`encode_small`.
+
+    Raises:
+        CorruptRecordError: not such a value, or cut short.
+    """
+    bitmap = _bitmaps()
+    fields: dict[bytes, Any] = {}
+    at, end = 1, len(raw)
+    if raw[:1] == _SMALL_FORMAT:
+        while at + 3 <= end:
+            count = raw[at + 1] << 8 | raw[at + 2]
+            stop = at + 3 + 4 * count
+            if stop > end:
+                break
+            ids = _ids_struct(count).unpack_from(raw, at + 3)
+            fields[raw[at : at + 1]] = bitmap(ids)
+            at = stop
+        if at == end:
+            return fields
+    from .errors import CorruptRecordError
+
+    name = what if isinstance(what, str) else f"postings {bytes(what)!r}"
+    raise CorruptRecordError(f"{name}: not a small-postings value")
 
 
 def facet_name(facet: str, value: str) -> bytes:
@@ -145,28 +198,208 @@ class IdRepository:
             yield int.from_bytes(raw, "big"), key.decode("utf-8", "replace")
 
 
+# One write-log entry: (op, id, names added, names removed); ops below.
+_Entry = tuple[bytes, int, list[bytes], list[bytes]]
+_ADD = b"a"  # a new id, listed under its names
+_UPDATE = b"u"  # a live id gains and loses names
+_DELETE = b"d"  # an id leaves all its names (freed by the merge that purges it)
+
+
+def _pack_entry(op: bytes, doc: int, added: list[bytes], removed: list[bytes]) -> bytes:
+    """A log value: op, 4-byte id, the added names, 0xfe, the removed names.
+
+    Names are UTF-8 (or surrogatepass, or hex digests): bytes 0xfe and 0xff never occur
+    in them, so they separate the names without escaping."""
+    return op + doc.to_bytes(4, "big") + b"\xff".join(added) + b"\xfe" + b"\xff".join(removed)
+
+
+def _unpack_entry(raw: bytes, what: bytes) -> _Entry:
+    """Read a log value (see :func:`_pack_entry`).
+
+    Raises:
+        CorruptRecordError: the value is no log entry.
+    """
+    op = raw[:1]
+    plus, sep, minus = raw[5:].partition(b"\xfe")
+    if op not in (_ADD, _UPDATE, _DELETE) or not sep or len(raw) < 5:
+        from .errors import CorruptRecordError
+
+        raise CorruptRecordError(f"search-pending[{what!r}]: not a write-log entry")
+    return (
+        op,
+        int.from_bytes(raw[1:5], "big"),
+        plus.split(b"\xff") if plus else [],
+        minus.split(b"\xff") if minus else [],
+    )
+
+
+class _Tail:
+    """The write log applied in order: per name the ids it gained and lost since the
+    last merge, the ids deleted and the ids added (new) since then."""
+
+    def __init__(self) -> None:
+        bitmap = _bitmaps()
+        self.adds: dict[bytes, Any] = {}
+        self.removes: dict[bytes, Any] = {}
+        self.deleted = bitmap()
+        self.added = bitmap()
+        self.entries = 0
+        self._sorted: Optional[list[bytes]] = None
+
+    def apply(self, entry: _Entry) -> None:
+        """Apply one log entry after the ones already applied."""
+        op, doc, added, removed = entry
+        bitmap = _bitmaps()
+        adds, removes = self.adds, self.removes
+        self.entries += 1
+        self._sorted = None
+        if op == _ADD:
+            self.added.add(doc)
+            self.deleted.discard(doc)
+        elif op == _DELETE:
+            self.deleted.add(doc)
+        for name in added:
+            gone = removes.get(name)
+            if gone is not None:
+                gone.discard(doc)
+            ids = adds.get(name)
+            if ids is None:
+                adds[name] = bitmap([doc])
+            else:
+                ids.add(doc)
+        for name in removed:
+            ids = adds.get(name)
+            if ids is not None:
+                ids.discard(doc)
+            gone = removes.get(name)
+            if gone is None:
+                removes[name] = bitmap([doc])
+            else:
+                gone.add(doc)
+
+    def apply_all(self, entries: Iterable[_Entry]) -> None:
+        """Apply many entries in order, faster than one by one: the additions of new ids
+        are gathered in lists first.  That is the same as applying in order because a new
+        id's addition is its first entry in the log (ids are reused only after a merge) and
+        entries of different ids touch different bits."""
+        bitmap = _bitmaps()
+        later: list[_Entry] = []
+        gathered: dict[bytes, list[int]] = {}
+        for entry in entries:
+            op, doc, added, _removed = entry
+            if op != _ADD:
+                later.append(entry)
+                continue
+            self.entries += 1
+            self.added.add(doc)
+            self.deleted.discard(doc)
+            for name in added:
+                docs = gathered.get(name)
+                if docs is None:
+                    gathered[name] = [doc]
+                else:
+                    docs.append(doc)
+        self._sorted = None
+        adds = self.adds
+        removes = self.removes
+        for name, docs in gathered.items():
+            new = bitmap(docs)
+            ids = adds.get(name)
+            if ids is None:
+                adds[name] = new
+            else:
+                ids |= new
+            gone = removes.get(name)
+            if gone is not None:
+                gone.difference_update(new)
+        for entry in later:
+            self.apply(entry)
+
+    def compose(self, later: _Tail) -> None:
+        """Apply ``later`` (the log after this one) on top of this one."""
+        adds, removes = self.adds, self.removes
+        for name, ids in later.removes.items():
+            plus = adds.get(name)
+            if plus is not None:
+                plus.difference_update(ids)
+            gone = removes.get(name)
+            if gone is None:
+                removes[name] = ids.copy()
+            else:
+                gone |= ids
+        for name, ids in later.adds.items():
+            gone = removes.get(name)
+            if gone is not None:
+                gone.difference_update(ids)
+            plus = adds.get(name)
+            if plus is None:
+                adds[name] = ids.copy()
+            else:
+                plus |= ids
+        self.deleted |= later.deleted
+        self.added |= later.added
+        self.entries += later.entries
+        self._sorted = None
+
+    def names(self) -> list[bytes]:
+        """Every name the log touches, in byte order."""
+        if self._sorted is None:
+            self._sorted = sorted(set(self.adds) | set(self.removes))
+        return self._sorted
+
+    def with_prefix(self, prefix: bytes) -> list[bytes]:
+        """The names starting with ``prefix``, in byte order."""
+        names = self.names()
+        i = bisect.bisect_left(names, prefix)
+        found = []
+        while i < len(names) and names[i].startswith(prefix):
+            found.append(names[i])
+            i += 1
+        return found
+
+    def over(self, name: bytes, main: Any) -> Any:
+        """``main`` (the merged ids of ``name``) as the log leaves it (a new bitmap)."""
+        gone = self.removes.get(name)
+        if gone:
+            main = main - gone
+        plus = self.adds.get(name)
+        if plus:
+            return main | plus
+        return main  # callers pass a bitmap of their own
+
+
 class _WriteCache:
-    """The pending-tail values one write transaction has read or changed (written at commit)."""
+    """What one write transaction appends to the write log (written at commit)."""
 
     def __init__(self, txn: Txn):
         self.txn = txn
-        self.values: dict[bytes, Any] = {}
-        self.dirty: set[bytes] = set()
+        self.entries: list[_Entry] = []
+        self.free: Any = None  # the free ids, once loaded
+        self.free_changed = False
+        self.tail: Optional[_Tail] = None  # the log with these entries, if read in the txn
+        # Entries of a long transaction (a migration, a rebuild) folded into bitmaps per name
+        # every _FOLD_AT entries, so that its memory does not grow with ~70 names per write.
+        self.bulk: Optional[_Tail] = None
+
+    def count(self) -> int:
+        """How many log entries this transaction made."""
+        return len(self.entries) + (self.bulk.entries if self.bulk is not None else 0)
 
 
 class BitmapIndex:
     """Named sets of artifact ids as compressed (roaring) bitmaps: the v3 search index.
 
     ``search-tokens`` holds the *main* bitmaps, one LMDB value per name per
-    block of 65,536 ids (key = name + 2-byte block number), so a write rewrites
-    at most one block of a name.  ``search-pending`` holds the *tail*: recent
-    additions per name, the set of deleted ids not yet purged from the main
-    bitmaps, and the id allocator.  A single write touches only the small tail
-    (a few pages, whatever N is); when the tail has more than :data:`MERGE_AT`
-    entries it is merged into the main bitmaps in the same transaction.
-    Readers see ``main | tail - deleted`` (the caller subtracts
-    :meth:`deleted` once from its candidates).  An id is reused only after a
-    merge removed it from every main bitmap.
+    block of 65,536 ids (key = name + 2-byte block number).  ``search-pending``
+    holds the *write log*: one value per write of an artifact since the last
+    merge (its id and the names it gained and lost), appended under increasing
+    sequence numbers, plus the id allocator.  A single write appends one value
+    (one page, whatever N is and however many terms the artifact has); when the
+    log holds more than :data:`MERGE_AT` entries it is merged into the main
+    bitmaps in the same transaction.  Readers see the main bitmaps with the log
+    applied (:class:`_Tail`, built once per log version and kept by the
+    instance); a deleted id leaves every name in the log at once.  An id is
+    reused only after a merge removed it from every main bitmap.
 
     Names: a term in a field (:func:`term_name`) or a facet (:func:`facet_name`).
     """
@@ -175,6 +408,7 @@ class BitmapIndex:
         self.main = main
         self.pending = pending
         self._cache: Optional[_WriteCache] = None
+        self._seen: Optional[tuple[bytes, _Tail]] = None  # (log version, its tail)
 
     # -- reading -----------------------------------------------------------
 
@@ -189,74 +423,116 @@ class BitmapIndex:
                     break
                 found.append(decode_bitmap(raw, what=key))
         if not found:
+            if name[:1] != b"\x01" and name[-2:-1] == codec.SEPARATOR:  # a term: inline?
+                small = txn.get(name[:-1], db=self.main)
+                if small is not None:
+                    return decode_small(small, what=name[:-1]).get(name[-1:], bitmap())
             return bitmap()
         return found[0] if len(found) == 1 else bitmap.union(*found)
 
-    def _tail(self, txn: Txn, name: bytes) -> Any:
+    def _stored_tail(self, txn: Txn) -> _Tail:
+        """The stored log applied (cached per log version: one lookup when unchanged)."""
+        version = txn.get(_VERSION, db=self.pending)
+        seen = self._seen
+        if seen is not None and version is not None and seen[0] == version:
+            return seen[1]
+        tail = _Tail()
+        cursor = txn.cursor(self.pending)
+        if version is not None and cursor.set_range(_LOG):
+            stored = []
+            for key, raw in cursor.iternext():
+                if not key.startswith(_LOG):
+                    break
+                stored.append(_unpack_entry(raw, key))
+            tail.apply_all(stored)
+        if version is not None:
+            self._seen = (version, tail)
+        return tail
+
+    def _tail(self, txn: Txn) -> _Tail:
+        """The log as this transaction sees it (its own appended entries included)."""
         cache = self._cache
-        if cache is not None and cache.txn is txn and name in cache.values:
-            return cache.values[name]
-        raw = txn.get(name, db=self.pending)
-        return _bitmaps()() if raw is None else decode_bitmap(raw, what=name)
+        if cache is None or cache.txn is not txn or not cache.count():
+            return self._stored_tail(txn)
+        count = self._stored_count(txn)
+        if cache.tail is None or cache.tail.entries != count + cache.count():
+            cache.tail = self._applied(txn, cache.bulk, cache.entries)[0]
+        return cache.tail
+
+    def _applied(
+        self, txn: Txn, bulk: Optional[_Tail], entries: list[_Entry]
+    ) -> tuple[_Tail, list[bytes]]:
+        """The stored log, then ``bulk``, then ``entries`` applied; and the stored log's keys."""
+        tail = _Tail()
+        keys = []
+        stored = []
+        for key, raw in _scan(txn, self.pending, _LOG):
+            stored.append(_unpack_entry(raw, key))
+            keys.append(bytes(key))
+        tail.apply_all(stored)
+        if bulk is not None:
+            tail.compose(bulk)
+        tail.apply_all(entries)
+        return tail, keys
+
+    def _stored_count(self, txn: Txn) -> int:
+        """The number of stored log entries (recorded in the version value)."""
+        version = txn.get(_VERSION, db=self.pending)
+        return 0 if version is None else int.from_bytes(version[8:12], "big")
 
     def get(self, txn: Txn, name: bytes) -> Any:
-        """The ids under ``name`` (main and tail; deleted ids not subtracted)."""
-        main = self._main(txn, name)
-        tail = self._tail(txn, name)
-        return main | tail if tail else main
+        """The ids under ``name`` (merged bitmaps with the log applied)."""
+        return self._tail(txn).over(name, self._main(txn, name))
 
     def deleted(self, txn: Txn) -> Any:
-        """Ids deleted but still listed in main bitmaps: subtract them from any answer."""
-        return self._tail(txn, _DELETED)
+        """Ids deleted since the last merge (already gone from every name's answer)."""
+        return self._tail(txn).deleted.copy()  # the applied log is kept: hand out a copy
 
     def facet(self, txn: Txn, facet: str, value: str) -> Any:
-        """Ids with ``facet == value`` (deleted ids not subtracted)."""
+        """Ids with ``facet == value``."""
         return self.get(txn, facet_name(facet, value))
 
     def name_buckets(self, txn: Txn) -> list[int]:
         """The name-length buckets in use, ascending (their bitmaps are read on demand)."""
         prefix = facet_name("len", "")
         found: set[int] = set()
-        for db in (self.main, self.pending):
-            tail = 0 if db is self.pending else 2
-            cursor = txn.cursor(db)
-            if not cursor.set_range(prefix):
-                continue
+        cursor = txn.cursor(self.main)
+        if cursor.set_range(prefix):
             for key in cursor.iternext(keys=True, values=False):
                 if not key.startswith(prefix):
                     break
-                found.add(int(key[len(prefix) : len(key) - tail]))
-        cache = self._cache
-        if cache is not None and cache.txn is txn:
-            found.update(int(n[len(prefix) :]) for n in cache.values if n.startswith(prefix))
+                found.add(int(key[len(prefix) : len(key) - 2]))
+        tail = self._tail(txn)
+        found.update(int(n[len(prefix) :]) for n in tail.with_prefix(prefix) if n in tail.adds)
         return sorted(found)
 
     def term_fields(self, txn: Txn, term: str) -> dict[bytes, Any]:
-        """``{field code: ids}`` of one term (main and tail)."""
+        """``{field code: ids}`` of one term (merged bitmaps with the log applied)."""
         return self._fields(txn, term.encode() + codec.SEPARATOR, 0).get(term, {})
 
     def prefix_fields(self, txn: Txn, prefix: str, limit: int) -> dict[str, dict[bytes, Any]]:
         """``{term: {field code: ids}}`` of the first ``limit`` distinct terms starting with
-        ``prefix``, in byte order (main and tail): one pass over each sub-database."""
+        ``prefix``, in byte order (merged bitmaps with the log applied)."""
         return self._fields(txn, prefix.encode(), limit)
 
     def _fields(self, txn: Txn, prefix: bytes, limit: int) -> dict[str, dict[bytes, Any]]:
         """The bitmaps of the terms whose names start with ``prefix`` (at most ``limit``
-        distinct terms, 0: no limit), read in one range scan per sub-database."""
+        distinct terms, 0: no limit), read in one range scan of the main bitmaps."""
         bitmap = _bitmaps()
-        parts: dict[bytes, dict[bytes, list[Any]]] = {}
+        merged: dict[bytes, dict[bytes, Any]] = {}
         sep = codec.SEPARATOR
-        for db, suffix in ((self.main, 3), (self.pending, 1)):
-            cursor = txn.cursor(db)
-            if not cursor.set_range(prefix):
-                continue
+        start = len(prefix) - 1 if prefix.endswith(sep) else len(prefix)
+        cursor = txn.cursor(self.main)
+        if cursor.set_range(prefix):
             distinct = 0
             last = b""
+            fields: dict[bytes, Any] = {}
             for key, raw in cursor.iternext():
                 if not key.startswith(prefix):
                     break
-                cut = key.find(sep, len(prefix) - 1 if prefix.endswith(sep) else len(prefix))
-                if cut < 0 or len(key) != cut + 1 + suffix:
+                cut = key.find(sep, start)
+                size = len(key) - cut
+                if cut < 0 or (size != 4 and size != 1):
                     continue  # a longer name (or a control key) sharing the prefix
                 term = key[:cut]
                 if term != last:
@@ -264,70 +540,89 @@ class BitmapIndex:
                     distinct += 1
                     if limit and distinct > limit:
                         break
-                fields = parts.setdefault(term, {})
-                fields.setdefault(key[cut + 1 : cut + 2], []).append(decode_bitmap(raw, what=key))
-        cache = self._cache
-        if cache is not None and cache.txn is txn:  # a write reading its own changes
-            for name in cache.values:
-                if name.startswith(prefix) and name[-2:-1] == sep and name[-1:] in b"ntdb":
-                    term = name[:-2]
-                    main = self._main(txn, name)
-                    parts.setdefault(term, {})[name[-1:]] = [main | cache.values[name]]
-        terms = sorted(parts)[:limit] if limit else sorted(parts)
-        return {
-            term.decode(): {
-                code: (p[0] if len(p) == 1 else bitmap.union(*p)) for code, p in parts[term].items()
-            }
-            for term in terms
-        }
+                    fields = merged[term] = {}
+                if size == 1:  # a small term: every field in this one value
+                    fields.update(decode_small(raw, what=key))
+                    continue
+                code = key[cut + 1 : cut + 2]
+                ids = decode_bitmap(raw, what=key)
+                if code in fields:
+                    fields[code] |= ids  # the next block of the same field
+                else:
+                    fields[code] = ids
+        tail = self._tail(txn)
+        if tail.entries:
+            for name in tail.with_prefix(prefix):
+                cut = name.find(sep, start)
+                if cut < 0 or len(name) != cut + 2:
+                    continue
+                term, code = name[:cut], name[cut + 1 :]
+                fields = merged.setdefault(term, {})
+                fields[code] = tail.over(name, fields.get(code, bitmap()))
+        terms = sorted(merged)
+        result: dict[str, dict[bytes, Any]] = {}
+        for term in terms:
+            fields = {code: ids for code, ids in merged[term].items() if ids}
+            if fields:
+                result[term.decode()] = fields
+                if limit and len(result) >= limit:
+                    break
+        return result
 
     def terms_with_prefix(self, txn: Txn, prefix: str, limit: int) -> list[str]:
         """The first ``limit`` distinct terms starting with ``prefix``, in byte order."""
-        raw_prefix = prefix.encode()
-        found: set[bytes] = set()
-        for db in (self.main, self.pending):
-            cursor = txn.cursor(db)
-            if not cursor.set_range(raw_prefix):
-                continue
-            distinct = 0
-            last = b""
-            for key in cursor.iternext(keys=True, values=False):
-                if not key.startswith(raw_prefix):
-                    break
-                term = key.split(codec.SEPARATOR, 1)[0]
-                if term != last:
-                    last = term
-                    distinct += 1
-                    if distinct > limit:
-                        break
-                    found.add(term)
-        return [t.decode() for t in sorted(found)[:limit]]
+        return list(self._fields(txn, prefix.encode(), limit))
 
     def names_of(self, txn: Txn) -> Iterator[tuple[bytes, Any]]:
-        """Yield ``(name, ids)`` for every name, main and tail united (verify)."""
-        from pyroaring import BitMap
-
+        """Yield ``(name, ids)`` for every name, merged bitmaps with the log applied (verify)."""
         merged: dict[bytes, Any] = {}
         for key, raw in _scan(txn, self.main):
-            name = bytes(key[:-2])
+            key = bytes(key)
+            if key[:1] != b"\x01" and key.find(codec.SEPARATOR) == len(key) - 1:
+                for code, ids in decode_small(raw, what=f"search-tokens[{key!r}]").items():
+                    name = key + code
+                    merged[name] = merged[name] | ids if name in merged else ids
+                continue
+            name = key[:-2]
             ids = decode_bitmap(raw, what=f"search-tokens[{key!r}]")
             merged[name] = merged[name] | ids if name in merged else ids
-        for key, raw in _scan(txn, self.pending):
-            if key.startswith(_CONTROL):
-                continue
-            ids = decode_bitmap(raw, what=f"search-pending[{key!r}]")
-            name = bytes(key)
-            merged[name] = merged[name] | ids if name in merged else ids
+        tail = self._tail(txn)
+        for name in tail.names():
+            merged[name] = tail.over(name, merged.get(name, _bitmaps()()))
         for name in sorted(merged):
-            yield name, merged[name] if merged[name] is not None else BitMap()
+            yield name, merged[name]
+
+    def mixed_terms(self, txn: Txn) -> list[str]:
+        """Terms stored both inline (small) and in blocks: never written so (verify)."""
+        sep = codec.SEPARATOR
+        inline: set[bytes] = set()
+        blocked: set[bytes] = set()
+        cursor = txn.cursor(self.main)
+        for key in cursor.iternext(keys=True, values=False):
+            if key[:1] == b"\x01":
+                continue
+            cut = key.find(sep)
+            (inline if cut == len(key) - 1 else blocked).add(key[:cut])
+        return sorted(t.decode("utf-8", "replace") for t in inline & blocked)
 
     def control(self, txn: Txn) -> dict[str, Any]:
-        """The allocator state: deleted, pending and free ids, next id (verify)."""
+        """The allocator state: deleted, pending (new since the merge) and free ids, the next
+        id, and the log's length (verify)."""
+        tail = self._tail(txn)
+        raw = txn.get(_FREE, db=self.pending)
+        cache = self._cache
+        mine = cache if cache is not None and cache.txn is txn else None
+        if mine is not None and mine.free is not None:
+            free = mine.free
+        else:
+            free = _bitmaps()() if raw is None else decode_bitmap(raw, what=_FREE)
         return {
-            "deleted": self._tail(txn, _DELETED),
-            "pending": self._tail(txn, _PENDING),
-            "free": self._tail(txn, _FREE),
+            "deleted": tail.deleted,
+            "pending": tail.added,
+            "free": free,
             "next": self._next(txn),
+            "log": tail.entries,
+            "counted": self._stored_count(txn) + (mine.count() if mine else 0),
         }
 
     # -- writing -----------------------------------------------------------
@@ -341,160 +636,122 @@ class BitmapIndex:
             before_commit(txn, lambda: self.flush(txn))
         return cache
 
-    def _load(self, txn: Txn, name: bytes) -> Any:
-        cache = self._writer(txn)
-        if name not in cache.values:
-            cache.values[name] = self._tail(txn, name)
-        return cache.values[name]
-
-    def _touch(self, txn: Txn, name: bytes) -> Any:
-        ids = self._load(txn, name)
-        self._writer(txn).dirty.add(name)
-        return ids
-
     def _next(self, txn: Txn) -> int:
         raw = txn.get(_NEXT, db=self.pending)
         return 0 if raw is None else int.from_bytes(raw, "big")
 
     def allocate(self, txn: Txn) -> int:
         """A free id: the smallest reusable one, else a never-used one."""
-        free = self._touch(txn, _FREE)
-        if free:
-            doc = int(free.min())
-            free.remove(doc)
+        cache = self._writer(txn)
+        if cache.free is None:
+            raw = txn.get(_FREE, db=self.pending)
+            cache.free = _bitmaps()() if raw is None else decode_bitmap(raw, what=_FREE)
+        if cache.free:
+            doc = int(cache.free.min())
+            cache.free.remove(doc)
+            cache.free_changed = True
             return doc
         doc = self._next(txn)
         txn.put(_NEXT, (doc + 1).to_bytes(4, "big"), db=self.pending)
         return doc
 
-    def add(self, txn: Txn, doc: int, names: Iterable[bytes]) -> None:
-        """List a new id under every one of ``names`` (in the tail)."""
+    def _append(self, txn: Txn, entry: _Entry) -> None:
         cache = self._writer(txn)
-        values = cache.values
-        names = list(names)
-        for name in names:
-            ids = values.get(name)
-            if ids is None:
-                ids = values[name] = self._tail(txn, name)
-            ids.add(doc)
-        cache.dirty.update(names)
-        self._touch(txn, _PENDING).add(doc)
+        cache.entries.append(entry)
+        if cache.tail is not None:
+            cache.tail.apply(entry)
+        if len(cache.entries) >= max(_FOLD_AT, MERGE_AT + 1):  # flush will merge
+            if cache.bulk is None:
+                cache.bulk = _Tail()
+            cache.bulk.apply_all(cache.entries)
+            cache.entries = []
+
+    def add(self, txn: Txn, doc: int, names: Iterable[bytes]) -> None:
+        """List a new id under every one of ``names`` (one log entry)."""
+        self._append(txn, (_ADD, doc, list(names), []))
 
     def remove(self, txn: Txn, doc: int, names: Iterable[bytes]) -> None:
-        """Unlist id ``doc`` from ``names`` (all the names it is listed under).
-
-        A pending id leaves the tail at once and is free again; a merged id is
-        marked deleted and freed by the next merge.
-        """
-        pending = self._load(txn, _PENDING)
-        if doc in pending:
-            self._touch(txn, _PENDING).remove(doc)
-            for name in names:
-                self._touch(txn, name).discard(doc)
-            self._touch(txn, _FREE).add(doc)
-            return
-        self._touch(txn, _DELETED).add(doc)
-        import orjson
-
-        listed = sorted(n.decode("utf-8", "surrogateescape") for n in names)
-        txn.put(_TOMB + doc.to_bytes(4, "big"), orjson.dumps(listed), db=self.pending)
+        """Unlist id ``doc`` from ``names`` (all the names it is listed under): one log
+        entry; the id is free again after the next merge."""
+        self._append(txn, (_DELETE, doc, [], list(names)))
 
     def relist(self, txn: Txn, doc: int, removed: Iterable[bytes], added: Iterable[bytes]) -> None:
-        """Change the names a live id is listed under (an update: the id stays).
-
-        ``added`` go to the tail.  A merged id is then listed partly in the tail,
-        which :meth:`merge` folds in like any addition (a later delete's
-        tombstone names both, and a merge applies removals after additions).
-        A merged id leaves the main block of each of ``removed`` at once: one
-        value of at most 8 KiB per name, whatever the size of the cache.
-        """
-        merged = doc not in self._load(txn, _PENDING)
-        dirty = self._writer(txn).dirty
-        for name in added:
-            self._load(txn, name).add(doc)
-            dirty.add(name)
-        block = (doc >> CHUNK_BITS).to_bytes(2, "big")
-        for name in removed:
-            tail = self._load(txn, name)
-            if doc in tail:
-                tail.discard(doc)
-                dirty.add(name)
-            if not merged:
-                continue
-            key = name + block
-            stored = txn.get(key, db=self.main)
-            if stored is None:
-                continue
-            ids = decode_bitmap(stored, what=f"search-tokens[{key!r}]")
-            if doc in ids:
-                ids.discard(doc)
-                if ids:
-                    txn.put(key, encode_bitmap(ids), db=self.main)
-                else:
-                    txn.delete(key, db=self.main)
+        """Change the names a live id is listed under (an update: the id stays): one log
+        entry, whatever the size of the cache."""
+        self._append(txn, (_UPDATE, doc, list(added), list(removed)))
 
     def flush(self, txn: Txn) -> None:
-        """Write the changed tail values, or merge them with the tail into the main bitmaps
-        when the tail would grow past :data:`MERGE_AT` entries (a large batch is merged
-        straight from memory: its tail values are never written and read back)."""
+        """Append this transaction's log entries, or merge the log into the main bitmaps
+        when it would grow past :data:`MERGE_AT` entries (a large batch is merged straight
+        from memory: its entries are never written and read back)."""
         cache = self._cache
         if cache is None or cache.txn is not txn:
             return
         self._cache = None
-        changed = {name: cache.values[name] for name in cache.dirty}
-        if int(txn.stat(self.pending)["entries"]) + len(changed) > MERGE_AT:
-            self._merge(txn, changed)
+        if cache.free_changed:
+            self._put_free(txn, cache.free)
+        if not cache.count():
             return
-        for name, ids in changed.items():
-            if ids:
-                txn.put(name, encode_bitmap(ids), db=self.pending)
-            else:
-                txn.delete(name, db=self.pending)
+        version = txn.get(_VERSION, db=self.pending)
+        seq = 0 if version is None else int.from_bytes(version[:8], "big")
+        stored = 0 if version is None else int.from_bytes(version[8:12], "big")
+        if cache.bulk is not None or stored + len(cache.entries) > MERGE_AT:
+            self._merge(txn, cache.bulk, cache.entries, seq)
+            return
+        for entry in cache.entries:
+            txn.put(_LOG + seq.to_bytes(8, "big"), _pack_entry(*entry), db=self.pending)
+            seq += 1
+        self._put_version(txn, seq, stored + len(cache.entries))
+
+    def _put_version(self, txn: Txn, seq: int, count: int) -> None:
+        """Record the next sequence number, the number of log entries and a fresh random
+        tag (readers key their applied log on the value: a new one after every change)."""
+        value = seq.to_bytes(8, "big") + count.to_bytes(4, "big") + os.urandom(8)
+        txn.put(_VERSION, value, db=self.pending)
+
+    def _put_free(self, txn: Txn, free: Any) -> None:
+        if free:
+            txn.put(_FREE, encode_bitmap(free), db=self.pending)
+        else:
+            txn.delete(_FREE, db=self.pending)
 
     def merge(self, txn: Txn) -> int:
-        """Fold the tail into the main bitmaps and purge deleted ids; return names touched."""
+        """Fold the log into the main bitmaps and free deleted ids; return names touched."""
         cache = self._cache
-        changed: dict[bytes, Any] = {}
+        entries: list[_Entry] = []
+        bulk = None
         if cache is not None and cache.txn is txn:
-            changed = {name: cache.values[name] for name in cache.dirty}
+            entries, bulk = cache.entries, cache.bulk
+            if cache.free_changed:
+                self._put_free(txn, cache.free)
         self._cache = None
-        return self._merge(txn, changed)
+        version = txn.get(_VERSION, db=self.pending)
+        seq = 0 if version is None else int.from_bytes(version[:8], "big")
+        return self._merge(txn, bulk, entries, seq)
 
-    def _merge(self, txn: Txn, changed: dict[bytes, Any]) -> int:
-        """:meth:`merge`, with ``changed`` the tail values this transaction changed in memory
-        (they replace the stored ones)."""
-        import orjson
-
+    def _merge(self, txn: Txn, bulk: Optional[_Tail], entries: list[_Entry], seq: int) -> int:
+        """:meth:`merge`, with ``bulk`` and ``entries`` this transaction's log (in memory)."""
         bitmap = _bitmaps()
-        additions: dict[bytes, Any] = {}
-        removals: dict[bytes, Any] = {}
-        tombs: list[bytes] = []
-        stored_names: set[bytes] = set()
-        deleted = changed.get(_DELETED)
-        free = changed.get(_FREE)
-        for key, raw in _scan(txn, self.pending):
-            key = bytes(key)
-            if key.startswith(_TOMB):
-                doc = int.from_bytes(key[len(_TOMB) :], "big")
-                for name in orjson.loads(raw):
-                    removals.setdefault(name.encode("utf-8", "surrogateescape"), bitmap()).add(doc)
-                tombs.append(key)
-            elif key == _DELETED:
-                deleted = decode_bitmap(raw, what=key) if deleted is None else deleted
-            elif key == _FREE:
-                free = decode_bitmap(raw, what=key) if free is None else free
-            elif not key.startswith(_CONTROL):
-                stored_names.add(key)
-                if key not in changed:
-                    additions[key] = decode_bitmap(raw, what=key)
-        for name, ids in changed.items():
-            if ids and not name.startswith(_CONTROL):
-                additions[name] = ids
+        tail, logged = self._applied(txn, bulk, entries)
         touched = 0
-        for name in sorted(set(additions) | set(removals)):
-            plus = additions.get(name) or bitmap()
-            minus = removals.get(name) or bitmap()
+        terms: dict[bytes, list[bytes]] = {}
+        blocked: list[bytes] = []
+        for name in tail.names():
+            if name[:1] != b"\x01" and name[-2:-1] == codec.SEPARATOR:
+                terms.setdefault(name[:-1], []).append(name)
+            else:
+                blocked.append(name)
+        for key, names in terms.items():
+            if self._merge_small(txn, tail, key, names):
+                touched += len(names)
+            else:
+                blocked.extend(names)
+        for name in blocked:
+            plus = tail.adds.get(name) or bitmap()
+            minus = tail.removes.get(name) or bitmap()
             both = plus | minus
+            if not both:
+                continue
             first, last = both.min() >> CHUNK_BITS, both.max() >> CHUNK_BITS
             for block in range(first, last + 1):
                 if first == last:
@@ -508,31 +765,73 @@ class BitmapIndex:
                 key = name + block.to_bytes(2, "big")
                 stored = txn.get(key, db=self.main)
                 ids = bitmap() if stored is None else decode_bitmap(stored, what=key)
-                ids |= add
+                if stored is not None and not (drop and ids.intersect(drop)) and add <= ids:
+                    continue  # e.g. an id added and deleted within the log
                 ids -= drop
+                ids |= add
                 if ids:
                     txn.put(key, encode_bitmap(ids), db=self.main)
-                else:
+                elif stored is not None:
                     txn.delete(key, db=self.main)
             touched += 1
-        for name in stored_names:
-            txn.delete(name, db=self.pending)
-        for key in tombs:
+        for key in logged:
             txn.delete(key, db=self.pending)
-        free = (free or bitmap()) | (deleted or bitmap())
-        txn.delete(_DELETED, db=self.pending)
-        txn.delete(_PENDING, db=self.pending)
-        if free:
-            txn.put(_FREE, encode_bitmap(free), db=self.pending)
-        else:
-            txn.delete(_FREE, db=self.pending)
+        if tail.deleted:
+            known = txn.get(_FREE, db=self.pending)
+            free = bitmap() if known is None else decode_bitmap(known, what=_FREE)
+            self._put_free(txn, free | tail.deleted)
+        self._put_version(txn, seq + 1, 0)
         return touched
+
+    def _merge_small(self, txn: Txn, tail: _Tail, key: bytes, names: list[bytes]) -> bool:
+        """Merge the log's changes of one term (``key`` = term + NUL) if the term is small
+        (stored inline) or new; return False when its fields are in blocks (the caller merges
+        them name by name).  A small term that grows past :data:`SMALL_POSTINGS` moves to
+        blocks here."""
+        cursor = txn.cursor(self.main)  # one lookup: the inline value, a block, or nothing
+        raw = None
+        if cursor.set_range(key):
+            found = cursor.key()
+            if found == key:
+                raw = cursor.value()
+            elif found.startswith(key):
+                return False  # in blocks
+        fields: dict[bytes, Any] = {} if raw is None else decode_small(raw, what=key)
+        bitmap = _bitmaps()
+        for name in names:
+            code = name[-1:]
+            ids = fields.get(code) or bitmap()
+            gone = tail.removes.get(name)
+            if gone:
+                ids = ids - gone
+            plus = tail.adds.get(name)
+            if plus:
+                ids = ids | plus
+            fields[code] = ids
+        size = sum(len(ids) for ids in fields.values())
+        if size <= SMALL_POSTINGS:
+            if size:
+                txn.put(key, encode_small(fields), db=self.main)
+            elif raw is not None:
+                txn.delete(key, db=self.main)
+            return True
+        if raw is not None:
+            txn.delete(key, db=self.main)
+        for code, ids in fields.items():  # every field to blocks (a new or growing term)
+            for block in sorted({doc >> CHUNK_BITS for doc in ids}):
+                span = bitmap()
+                span.add_range(block << CHUNK_BITS, (block + 1) << CHUNK_BITS)
+                txn.put(
+                    key + code + block.to_bytes(2, "big"), encode_bitmap(ids & span), db=self.main
+                )
+        return True
 
     def clear(self, txn: Txn) -> None:
         """Empty both sub-databases (a rebuild follows)."""
         self._cache = None
         txn.drop(self.main, delete=False)
         txn.drop(self.pending, delete=False)
+        self._put_version(txn, 0, 0)
 
 
 class FacetIndex:

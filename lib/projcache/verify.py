@@ -261,6 +261,11 @@ class _Checker:
             self.add("index", "search-pending", "deleted", "deleted ids still have keys")
         if control["free"] & (live | deleted):
             self.add("index", "search-pending", "free", "free ids are still in use")
+        if control["log"] != control["counted"]:
+            message = f"counts {control['counted']} log entries, the log has {control['log']}"
+            self.add("index", "search-pending", "version", message)
+        for term in self.repos.index.mixed_terms(txn):
+            self.add("index", "search-tokens", term, "stored both inline and in blocks")
         ignore = BitMap(by_key[k.decode()] for k in bad if k.decode() in by_key)
         seen = 0
         for name, found in self.repos.index.names_of(txn):

@@ -1,0 +1,309 @@
+"""The search index's write log (format v3, ``search-pending``): layout and invariants.
+
+A write appends one log entry and touches no main bitmap; readers apply the log (kept per
+log version, so a reader sees another handle's writes); random sequences of writes,
+replacements and deletes, merged at random thresholds, leave every id in exactly the
+bitmaps its record implies, ``verify`` clean, and searches equal to the brute-force oracle.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import tempfile
+from pathlib import Path
+from typing import Any, Callable
+
+import pytest
+from hypothesis import settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
+
+from damage import raw_rows, tamper
+from factories import examples
+from projcache import CorruptRecordError, ProjectCache
+from projcache import postings as postings_module
+from projcache.config import Settings
+from projcache.models import Artifact
+from projcache.mutations import index_names
+from projcache.postings import BitmapIndex
+from test_search import check_search, key_of, numbered, open_cache, queries, records
+
+MakeArtifact = Callable[..., dict[str, Any]]
+
+
+def expected_names(cache: ProjectCache) -> dict[bytes, set[int]]:
+    """``{bitmap name: ids}`` as the records imply (computed from the records, not the index)."""
+    ids = cache._read(lambda txn: dict(cache._repos.ids.items(txn)))
+    wanted: dict[bytes, set[int]] = {}
+    for artifact in cache.list_artifacts():
+        for name in index_names(artifact):
+            wanted.setdefault(name, set()).add(ids[artifact.key])
+    return wanted
+
+
+def stored_names(cache: ProjectCache, index: BitmapIndex) -> dict[bytes, set[int]]:
+    """``{bitmap name: ids}`` as ``index`` reads them (main bitmaps with the log applied)."""
+    found = cache._read(lambda txn: list(index.names_of(txn)))
+    return {name: set(ids) for name, ids in found if ids}
+
+
+def fresh_index(cache: ProjectCache) -> BitmapIndex:
+    """A reader that has applied no log yet (as in another process)."""
+    return BitmapIndex(cache._repos.index.main, cache._repos.index.pending)
+
+
+def log_rows(cache_dir: Path) -> list[tuple[bytes, bytes]]:
+    """The write-log entries of a closed cache."""
+    return [(k, v) for k, v in raw_rows(cache_dir, "search-pending") if k[:1] == b"\xfe"]
+
+
+def test_a_single_write_appends_one_log_entry_and_no_bitmap(
+    cache_settings: Settings, make_artifact: MakeArtifact
+) -> None:
+    """Writing, updating and deleting one artifact each append exactly one entry to the log
+    (whatever its number of terms) and leave every main bitmap (``search-tokens``) as it was."""
+    with ProjectCache.open(settings=cache_settings) as cache:
+        cache.put_artifacts(
+            [make_artifact(f"a{i}", description="many words here") for i in range(5)]
+        )
+        cache._write(lambda txn: cache._repos.index.merge(txn))
+    main = raw_rows(cache_settings.cache_dir, "search-tokens")
+    body = " ".join(f"word{i}" for i in range(300))
+    steps = [
+        lambda c: c.put_artifacts([make_artifact("big", description="pdf tools", body=body)]),
+        lambda c: c.put_artifacts([make_artifact("big", description="docx tools", body=body)]),
+        lambda c: c.delete_artifact("default/skill/big"),
+    ]
+    for count, step in enumerate(steps, start=1):
+        with ProjectCache.open(settings=cache_settings) as cache:
+            step(cache)
+        assert len(log_rows(cache_settings.cache_dir)) == count
+        assert raw_rows(cache_settings.cache_dir, "search-tokens") == main
+    op, added, removed = (lambda v: (v[:1], *v[5:].split(b"\xfe")))(
+        log_rows(cache_settings.cache_dir)[1][1]
+    )
+    assert (op, added, removed) == (b"u", b"docx\x00d", b"pdf\x00d")
+
+
+def test_the_log_is_merged_past_merge_at(
+    cache_settings: Settings, make_artifact: MakeArtifact, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Past MERGE_AT entries the write's own transaction folds the log into the main bitmaps
+    and frees the deleted ids (the smallest is reused first)."""
+    monkeypatch.setattr(postings_module, "MERGE_AT", 3)
+    with ProjectCache.open(settings=cache_settings) as cache:
+        for name in ("a", "b", "c"):
+            cache.put_artifacts([make_artifact(name)])
+        cache.delete_artifact("default/skill/a")
+        control = cache._read(lambda txn: cache._repos.index.control(txn))
+        assert control["log"] == 0 and list(control["free"]) == [0]
+        cache.put_artifacts([make_artifact("d")])
+        ids = cache._read(lambda txn: dict(cache._repos.ids.items(txn)))
+        assert ids["default/skill/d"] == 0
+        assert sorted(h.key for h in cache.search("artifact")) == [
+            "default/skill/b",
+            "default/skill/c",
+            "default/skill/d",
+        ]
+    assert len(log_rows(cache_settings.cache_dir)) == 1
+
+
+def test_a_reader_sees_another_handles_writes(
+    cache_settings: Settings, make_artifact: MakeArtifact
+) -> None:
+    """A handle that has read (and kept) the applied log sees writes made through another
+    handle afterwards: a new id, a replaced word and a delete."""
+    with ProjectCache.open(settings=cache_settings) as reader:
+        reader.put_artifacts([make_artifact("pdf", description="reads invoices")])
+        assert [h.key for h in reader.search("invoices")] == ["default/skill/pdf"]
+        with ProjectCache.open(settings=cache_settings) as writer:
+            writer.put_artifacts([make_artifact("docx", description="reads invoices")])
+            assert len(reader.search("invoices")) == 2
+            writer.put_artifacts([make_artifact("pdf", description="reads receipts")])
+            assert [h.key for h in reader.search("invoices")] == ["default/skill/docx"]
+            assert [h.key for h in reader.search("receipts")] == ["default/skill/pdf"]
+            writer.delete_artifact("default/skill/pdf")
+            assert reader.search("receipts") == []
+
+
+def test_a_damaged_log_entry_is_a_corrupt_record(
+    cache_settings: Settings, make_artifact: MakeArtifact
+) -> None:
+    """A log value that is no entry makes searches raise CorruptRecordError, not guess."""
+    with ProjectCache.open(settings=cache_settings) as cache:
+        cache.put_artifacts([make_artifact("pdf")])
+    [(key, _value)] = log_rows(cache_settings.cache_dir)
+
+    def damage(txn: Any, dbs: dict[str, Any]) -> None:
+        txn.put(key, b"zzz", db=dbs["search-pending"])
+        version = bytearray(txn.get(b"\xff\x06version", db=dbs["search-pending"]))
+        version[-1] ^= 1  # a new log version: readers apply the log again
+        txn.put(b"\xff\x06version", bytes(version), db=dbs["search-pending"])
+
+    tamper(cache_settings.cache_dir, damage)
+    with (
+        ProjectCache.open(settings=cache_settings) as cache,
+        pytest.raises(CorruptRecordError, match="write-log entry"),
+    ):
+        cache.search("pdf")
+
+
+class WriteLogMachine(RuleBasedStateMachine):
+    """Random writes, replacements, deletes and merges at a random threshold."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stack = contextlib.ExitStack()
+        directory = self.stack.enter_context(tempfile.TemporaryDirectory())
+        self.cache = self.stack.enter_context(open_cache(directory))
+        self.model: dict[str, dict[str, Any]] = {}
+        self.history: list[dict[str, Any]] = []
+        self.saved = (
+            postings_module.MERGE_AT,
+            postings_module.SMALL_POSTINGS,
+            postings_module._FOLD_AT,
+        )
+
+    @rule(merge_at=st.sampled_from([1, 3, 10, 256]))
+    def threshold(self, merge_at: int) -> None:
+        """Change how many log entries trigger a merge."""
+        postings_module.MERGE_AT = merge_at
+
+    @rule(fold_at=st.sampled_from([2, 4096]))
+    def fold(self, fold_at: int) -> None:
+        """Change after how many entries a transaction folds them into bitmaps per name."""
+        postings_module._FOLD_AT = fold_at
+
+    @rule(small=st.sampled_from([0, 2, 8, 64]))
+    def small_terms(self, small: int) -> None:
+        """Change up to how many postings a term is stored inline (grown terms move to blocks)."""
+        postings_module.SMALL_POSTINGS = small
+
+    @rule(batch=st.lists(records, min_size=1, max_size=4))
+    def put(self, batch: list[dict[str, Any]]) -> None:
+        """Insert or replace a batch (a key twice in one batch: the last one wins)."""
+        self.cache.put_artifacts(batch)
+        for record in batch:
+            self.model[key_of(record)] = record
+        self.history.extend(batch)
+
+    @rule(base=records, count=st.integers(5, 15))
+    def put_many(self, base: dict[str, Any], count: int) -> None:
+        """A batch larger than small thresholds: merged straight from memory."""
+        self.put(numbered(base, count))
+
+    @precondition(lambda self: bool(self.model))
+    @rule(data=st.data(), new=records)
+    def replace(self, data: st.DataObject, new: dict[str, Any]) -> None:
+        """Replace a stored artifact with another record under the same key (same id)."""
+        old = self.model[data.draw(st.sampled_from(sorted(self.model)))]
+        self.put([{**new, **{f: old[f] for f in ("name", "type", "collection")}}])
+
+    @precondition(lambda self: bool(self.model))
+    @rule(data=st.data())
+    def delete(self, data: st.DataObject) -> None:
+        """Delete a stored artifact (its id is freed by the next merge)."""
+        key = data.draw(st.sampled_from(sorted(self.model)))
+        self.cache.delete_artifact(key)
+        del self.model[key]
+
+    @rule()
+    def merge(self) -> None:
+        """Fold the log into the main bitmaps now."""
+        self.cache._write(lambda txn: self.cache._repos.index.merge(txn))
+
+    @rule(data=st.data())
+    def query(self, data: st.DataObject) -> None:
+        """A random query returns the brute-force page, scores and total."""
+        if self.history:
+            check_search(self.cache, self.model.values(), data.draw(queries(self.history)))
+
+    @invariant()
+    def every_id_in_exactly_its_bitmaps(self) -> None:
+        """The kept reader, a fresh reader and the records agree on every bitmap; the log is
+        no longer than the threshold allows; ids are unique and the free ones unused."""
+        wanted = expected_names(self.cache)
+        assert stored_names(self.cache, self.cache._repos.index) == wanted
+        assert stored_names(self.cache, fresh_index(self.cache)) == wanted
+        control = self.cache._read(lambda txn: self.cache._repos.index.control(txn))
+        assert control["log"] <= 256  # the largest threshold drawn
+        ids = self.cache._read(lambda txn: dict(self.cache._repos.ids.items(txn)))
+        assert sorted(ids) == sorted(self.model)
+        assert len(set(ids.values())) == len(ids)
+        assert not set(control["free"]) & set(ids.values())
+        assert not set(control["deleted"]) & set(ids.values())
+        main = self.cache._read(
+            lambda txn: [bytes(k) for k, _ in txn.cursor(self.cache._repos.index.main)]
+        )
+        inline = {k for k in main if k[:1] != b"\x01" and k.find(b"\x00") == len(k) - 1}
+        assert not {k[: k.find(b"\x00") + 1] for k in main if k not in inline} & inline
+
+    def teardown(self) -> None:
+        """Check verify once at the end, close and remove the cache."""
+        try:
+            assert self.cache.verify(deep=True).ok
+        finally:
+            (
+                postings_module.MERGE_AT,
+                postings_module.SMALL_POSTINGS,
+                postings_module._FOLD_AT,
+            ) = self.saved
+            self.stack.close()
+
+
+TestWriteLogMachine = WriteLogMachine.TestCase
+TestWriteLogMachine.settings = settings(max_examples=examples(60), stateful_step_count=25)
+TestWriteLogMachine.pytestmark = [pytest.mark.generated]
+
+
+def test_index_names_of_an_artifact_model_are_what_verify_expects(
+    make_artifact: MakeArtifact,
+) -> None:
+    """The test's expectation uses the same names as the write path (a sanity check)."""
+    artifact = Artifact.model_validate(make_artifact("pdf", description="Reads PDFs"))
+    names = index_names(artifact)
+    assert b"pdf\x00n" in names and b"pdf\x00d" in names
+
+
+def test_verify_finds_a_lost_log_entry_and_repair_rebuilds(
+    cache_settings: Settings, make_artifact: MakeArtifact
+) -> None:
+    """A log entry lost outside the library: verify reports the count the version value
+    records against the entries it finds, and the ids left out; repair rebuilds the index."""
+    with ProjectCache.open(settings=cache_settings) as cache:
+        cache.put_artifacts([make_artifact("pdf")])
+        cache.put_artifacts([make_artifact("docx")])
+    [_first, (key, _value)] = log_rows(cache_settings.cache_dir)
+    tamper(cache_settings.cache_dir, lambda txn, dbs: txn.delete(key, db=dbs["search-pending"]))
+    with ProjectCache.open(settings=cache_settings) as cache:
+        findings = {(f.db, f.key, f.message) for f in cache.verify(deep=True).findings}
+        assert ("search-pending", "version", "counts 2 log entries, the log has 1") in findings
+        assert ("search-tokens", "docx (field n)", "missing id 1") in findings
+        assert cache.verify(repair=True).repaired
+        assert cache.verify(deep=True).ok
+        assert [h.key for h in cache.search("docx")] == ["default/skill/docx"]
+
+
+def test_verify_finds_a_term_stored_both_inline_and_in_blocks(
+    cache_settings: Settings, make_artifact: MakeArtifact
+) -> None:
+    """A small term that also has a block value (never written so) is a finding; repair
+    rebuilds it one way."""
+    from pyroaring import BitMap
+
+    from projcache.postings import encode_bitmap
+
+    with ProjectCache.open(settings=cache_settings) as cache:
+        cache.put_artifacts([make_artifact("pdf")])
+        cache._write(lambda txn: cache._repos.index.merge(txn))
+        pdf = cache._read(lambda txn: cache._repos.ids.id_of(txn, "default/skill/pdf"))
+    block = encode_bitmap(BitMap([pdf]))
+    tamper(
+        cache_settings.cache_dir,
+        lambda txn, dbs: txn.put(b"pdf\x00n\x00\x00", block, db=dbs["search-tokens"]),
+    )
+    with ProjectCache.open(settings=cache_settings) as cache:
+        findings = [(f.db, f.key, f.message) for f in cache.verify(deep=True).findings]
+        assert findings == [("search-tokens", "pdf", "stored both inline and in blocks")]
+        assert cache.verify(repair=True).repaired
+        assert cache.verify(deep=True).ok
