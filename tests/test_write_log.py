@@ -34,8 +34,12 @@ MakeArtifact = Callable[..., dict[str, Any]]
 def expected_names(cache: ProjectCache) -> dict[bytes, set[int]]:
     """``{bitmap name: ids}`` as the records imply (computed from the records, not the index)."""
     ids = cache._read(lambda txn: dict(cache._repos.ids.items(txn)))
+    artifacts = cache._repos.artifacts
+    # The whole records, bodies included (reads leave the body out).
+    whole = cache._read(lambda txn: [artifacts.get(txn, a.key) for a in cache.list_artifacts()])
     wanted: dict[bytes, set[int]] = {}
-    for artifact in cache.list_artifacts():
+    for artifact in whole:
+        assert artifact is not None
         for name in index_names(artifact):
             wanted.setdefault(name, set()).add(ids[artifact.key])
     return wanted
