@@ -836,13 +836,17 @@ def check_search(
     assert results.partial == partial
 
 
-@pytest.fixture(params=["default", "tiers-and-merges"])
+@pytest.fixture(params=["default", "tiers-and-merges", "small-blocks"])
 def engine_paths(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
     """Run a test as configured, and again with every set ranked by bitmap tiers and a tail
-    merged into the main bitmaps every few writes (the paths of big caches)."""
+    merged into the main bitmaps every few writes (the paths of big caches); with
+    ``small-blocks`` the main bitmaps are also cut into blocks of 4 ids, so a few dozen
+    records span many blocks as a million do (the multi-block reads of a query)."""
     if request.param != "default":
         monkeypatch.setattr(search_module, "_SMALL", 1)
         monkeypatch.setattr(postings_module, "MERGE_AT", 12)
+    if request.param == "small-blocks":
+        monkeypatch.setattr(postings_module, "CHUNK_BITS", 2)
 
 
 @pytest.mark.generated
