@@ -264,9 +264,25 @@ class BitmapIndex:
         ``prefix``, in byte order (main and tail): one pass over each sub-database."""
         return self._fields(txn, prefix.encode(), limit)
 
-    def _fields(self, txn: Txn, prefix: bytes, limit: int) -> dict[str, dict[bytes, Any]]:
+    def term_blocks(self, txn: Txn, term: str) -> dict[bytes, list[Any]]:
+        """Like :meth:`term_fields`, each field's blocks and tail not united (a list of bitmaps).
+
+        A query unites a word's bitmaps once per ranking level, in one C call,
+        rather than once per field and again per level (at a million ids each
+        union of a common term costs 10-20 µs).
+        """
+        return self._fields(txn, term.encode() + codec.SEPARATOR, 0, united=False).get(term, {})
+
+    def prefix_blocks(self, txn: Txn, prefix: str, limit: int) -> dict[str, dict[bytes, list[Any]]]:
+        """Like :meth:`prefix_fields`, each field's blocks and tail not united."""
+        return self._fields(txn, prefix.encode(), limit, united=False)
+
+    def _fields(
+        self, txn: Txn, prefix: bytes, limit: int, united: bool = True
+    ) -> dict[str, dict[bytes, Any]]:
         """The bitmaps of the terms whose names start with ``prefix`` (at most ``limit``
-        distinct terms, 0: no limit), read in one range scan per sub-database."""
+        distinct terms, 0: no limit), read in one range scan per sub-database
+        (``united=False``: a list of bitmaps per field, see :meth:`term_blocks`)."""
         bitmap = _bitmaps()
         parts: dict[bytes, dict[bytes, list[Any]]] = {}
         sep = codec.SEPARATOR
@@ -298,6 +314,8 @@ class BitmapIndex:
                     main = self._main(txn, name)
                     parts.setdefault(term, {})[name[-1:]] = [main | cache.values[name]]
         terms = sorted(parts)[:limit] if limit else sorted(parts)
+        if not united:
+            return {term.decode(): parts[term] for term in terms}
         return {
             term.decode(): {
                 code: (p[0] if len(p) == 1 else bitmap.union(*p)) for code, p in parts[term].items()

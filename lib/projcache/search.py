@@ -171,40 +171,51 @@ class _Word:
 
     def level_of(self, doc: int) -> int:
         """The level this word reaches in document ``doc`` (0 when it does not match)."""
-        for level, parts in zip(self.level_numbers, self._parts):
-            for ids in parts:
-                if doc in ids:
+        for i, level in enumerate(self.level_numbers):
+            parts = self._parts[i]
+            if len(parts) > 4:  # a common word's blocks: unite them once for all the hits
+                if doc in self._union(i):
                     return level
+            elif any(doc in ids for ids in parts):
+                return level
         return 0
 
 
 def _read_word(
-    txn: Txn, repos: Repositories, text: str, prefix: bool, cache: dict[str, dict[bytes, BitMap]]
+    txn: Txn,
+    repos: Repositories,
+    text: str,
+    prefix: bool,
+    cache: dict[str, dict[bytes, list[BitMap]]],
 ) -> _Word:
-    """Read the bitmaps of one query word, grouped by the level each gives (see :class:`_Word`)."""
+    """Read the bitmaps of one query word, grouped by the level each gives (see :class:`_Word`).
+
+    The bitmaps stay as read (one per block of ids and field, plus the tail):
+    each level unites its own in one call, when the ranker needs it.
+    """
     index = repos.index
 
-    def fields_of(term: str) -> dict[bytes, BitMap]:
+    def fields_of(term: str) -> dict[bytes, list[BitMap]]:
         if term not in cache:
-            cache[term] = index.term_fields(txn, term)
+            cache[term] = index.term_blocks(txn, term)
         return cache[term]
 
     prefixed: dict[bytes, list[BitMap]] = {}
     if prefix:  # one scan reads the word's own bitmaps and those of the terms it begins
-        for term, fields in index.prefix_fields(txn, text, MAX_PREFIX_TERMS).items():
+        for term, fields in index.prefix_blocks(txn, text, MAX_PREFIX_TERMS).items():
             cache.setdefault(term, fields)
             for code, found_ids in fields.items():
-                prefixed.setdefault(code, []).append(found_ids)
+                prefixed.setdefault(code, []).extend(found_ids)
         cache.setdefault(text, {})
-    kinds: list[dict[bytes, BitMap]] = [fields_of(text)]
+    kinds: list[dict[bytes, list[BitMap]]] = [fields_of(text)]
     stemmed = stem(text)
     kinds.append(fields_of(stemmed) if stemmed != text else {})
     levels: dict[int, list[BitMap]] = {}
     for code in FIELDS:
         for kind, found in enumerate(kinds):
-            ids = found.get(code)
-            if ids:
-                levels.setdefault(LEVELS[(code, kind)], []).append(ids)
+            parts = found.get(code)
+            if parts:
+                levels.setdefault(LEVELS[(code, kind)], []).extend(parts)
         parts = prefixed.get(code)
         if parts:
             # A term's exact or stem bitmap is also among its prefix terms' bitmaps:
@@ -427,7 +438,7 @@ def run_query(
     terms = _query_terms(query)
     if not terms:
         return QueryResult()
-    cache: dict[str, dict[bytes, BitMap]] = {}
+    cache: dict[str, dict[bytes, list[BitMap]]] = {}
     words = [_read_word(txn, repos, text, prefix, cache) for text, prefix in terms]
     allowed = _filter_ids(txn, repos, filters)
     deleted = repos.index.deleted(txn)
