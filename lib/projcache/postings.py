@@ -209,19 +209,34 @@ class BitmapIndex:
         nxt = self._next(txn)
         return ((nxt - 1) >> CHUNK_BITS) + 1 if nxt else 0
 
-    def get_dense(self, txn: Txn, name: bytes, blocks: int) -> Any:
-        """Like :meth:`get`, for a name listed in most blocks (``blocks``: :meth:`block_count`).
+    @staticmethod
+    def blocks_of(ids: Iterable[int]) -> list[int]:
+        """The blocks holding ``ids``, ascending."""
+        return sorted({doc >> CHUNK_BITS for doc in ids})
+
+    def get_dense(self, txn: Txn, name: bytes, blocks: Iterable[int]) -> Any:
+        """Like :meth:`get`, reading only the main ``blocks`` (``range(block_count)``: all).
 
         The block keys are looked up with one ``getmulti`` (in C) rather than
         walked with a cursor in Python: a facet such as ``type`` or a name
         length has a value in each of the 16 blocks of a million ids.
         """
-        bitmap = _bitmaps()
-        keys = [name + block.to_bytes(2, "big") for block in range(blocks)]
+        found, tail = self.dense_parts(txn, name, blocks)
+        if tail:
+            found.append(tail)
+        if not found:
+            return _bitmaps()()
+        return found[0] if len(found) == 1 else _bitmaps().union(*found)
+
+    def dense_parts(self, txn: Txn, name: bytes, blocks: Iterable[int]) -> tuple[list[Any], Any]:
+        """:meth:`get_dense` not united: ``(bitmaps of the main blocks, the tail)``.
+
+        The blocks are disjoint (each holds its own 65,536 ids); the tail may
+        repeat ids of a block.
+        """
+        keys = [name + block.to_bytes(2, "big") for block in blocks]
         found = [decode_bitmap(raw, what=key) for key, raw in txn.cursor(self.main).getmulti(keys)]
-        main = (found[0] if len(found) == 1 else bitmap.union(*found)) if found else bitmap()
-        tail = self._tail(txn, name)
-        return main | tail if tail else main
+        return found, self._tail(txn, name)
 
     def deleted(self, txn: Txn) -> Any:
         """Ids deleted but still listed in main bitmaps: subtract them from any answer."""

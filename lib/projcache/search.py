@@ -251,7 +251,7 @@ def _filter_ids(txn: Txn, repos: Repositories, filters: QueryFilters) -> Optiona
         nonlocal allowed
         allowed = ids if allowed is None else allowed & ids
 
-    blocks = index.block_count(txn)
+    blocks = range(index.block_count(txn))
     if filters.type is not None:
         narrow(index.get_dense(txn, facet_name("type", filters.type), blocks))
     if filters.collection is not None:
@@ -279,8 +279,8 @@ class _Ranker:
         self.words = words
         self._managed: Optional[BitMap] = None
         self._buckets: Optional[list[int]] = None
-        self._bucket_ids: dict[int, BitMap] = {}
-        self._blocks = repos.index.block_count(txn)
+        self._bucket_ids: dict[int, list[BitMap]] = {}
+        self._blocks = range(repos.index.block_count(txn))
 
     def managed(self) -> BitMap:
         if self._managed is None:
@@ -288,18 +288,21 @@ class _Ranker:
             self._managed = self.repos.index.get_dense(self.txn, name, self._blocks)
         return self._managed
 
-    def buckets(self) -> Iterable[BitMap]:
-        """The ids per name length, shortest first, each read once and only when reached."""
+    def buckets(self) -> Iterable[list[BitMap]]:
+        """Per name length, shortest first: its disjoint bitmaps (one per block, or one for
+        blocks and tail together when it has a tail), not united: a count is a sum over
+        them, and most buckets are only counted.  Each is read once and only when reached."""
         if self._buckets is None:
             self._buckets = self.repos.index.name_buckets(self.txn)
         for bucket in self._buckets:
-            ids = self._bucket_ids.get(bucket)
-            if ids is None:
+            parts = self._bucket_ids.get(bucket)
+            if parts is None:
                 name = facet_name("len", f"{bucket:02d}")
-                ids = self._bucket_ids[bucket] = self.repos.index.get_dense(
-                    self.txn, name, self._blocks
-                )
-            yield ids
+                blocks, tail = self.repos.index.dense_parts(self.txn, name, self._blocks)
+                if tail:  # it may repeat ids of the blocks: unite them
+                    blocks = [BitMap.union(tail, *blocks)]
+                parts = self._bucket_ids[bucket] = blocks
+            yield parts
 
     def take(self, ids: BitMap, start: int, stop: int) -> list[tuple[int, float]]:
         """Ranks ``start`` .. ``stop`` of ``ids`` as ``(id, score)``."""
@@ -322,7 +325,10 @@ class _Ranker:
         return out
 
     def _by_hit(self, ids: BitMap) -> list[tuple[int, float]]:
-        managed = self.managed()
+        managed = self._managed
+        if managed is None:  # a few hits: the blocks of ``managed`` they are in suffice
+            index = self.repos.index
+            managed = index.get_dense(self.txn, facet_name("managed", "1"), index.blocks_of(ids))
         keys = self.repos.ids
         rows = []
         for doc in ids:
@@ -404,13 +410,13 @@ class _Ranker:
             if seen + left <= start:
                 seen += left
                 continue
-            for ids in self.buckets():
-                size = part.intersection_cardinality(ids)
+            for bucket in self.buckets():
+                size = sum(part.intersection_cardinality(ids) for ids in bucket)
                 if not size:
                     continue
                 left -= size
                 if seen + size > start:
-                    sub = part & ids
+                    sub = part & (bucket[0] if len(bucket) == 1 else BitMap.union(*bucket))
                     lo = max(0, start - seen)
                     hi = min(size, stop - seen)
                     out.extend(sub[lo:hi])
