@@ -326,9 +326,13 @@ class _Ranker:
 
     def _by_hit(self, ids: BitMap) -> list[tuple[int, float]]:
         managed = self._managed
-        if managed is None:  # a few hits: the blocks of ``managed`` they are in suffice
+        if managed is None:
             index = self.repos.index
-            managed = index.get_dense(self.txn, facet_name("managed", "1"), index.blocks_of(ids))
+            blocks = index.blocks_of(ids)
+            if 4 * len(blocks) > len(self._blocks):  # hits all over: read it all, once
+                managed = self.managed()
+            else:  # a few hits: the blocks of ``managed`` they are in suffice
+                managed = index.get_dense(self.txn, facet_name("managed", "1"), blocks)
         keys = self.repos.ids
         rows = []
         for doc in ids:
