@@ -844,7 +844,10 @@ def engine_paths(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
     records span many blocks as a million do (the multi-block reads of a query)."""
     if request.param != "default":
         monkeypatch.setattr(search_module, "_SMALL", 1)
+        monkeypatch.setattr(search_module, "_SMALL_GROUP", 1)
         monkeypatch.setattr(postings_module, "MERGE_AT", 12)
+    if request.param == "tiers-and-merges":  # the words whole, not cut down to the matches
+        monkeypatch.setattr(search_module, "_RESTRICT", 0)
     if request.param == "small-blocks":
         monkeypatch.setattr(postings_module, "CHUNK_BITS", 2)
 
@@ -911,8 +914,8 @@ class SearchMachine(RuleBasedStateMachine):
         self.deployed: set[str] = set()
         self.project_id = ""
         # Small thresholds: rank by bitmap tiers, merge the tail every few writes.
-        self.saved = (search_module._SMALL, postings_module.MERGE_AT)
-        search_module._SMALL, postings_module.MERGE_AT = 4, 24
+        self.saved = (search_module._SMALL, search_module._SMALL_GROUP, postings_module.MERGE_AT)
+        search_module._SMALL, search_module._SMALL_GROUP, postings_module.MERGE_AT = 4, 4, 24
 
     @initialize()
     def add_project(self) -> None:
@@ -999,7 +1002,7 @@ class SearchMachine(RuleBasedStateMachine):
 
     def teardown(self) -> None:
         """Close the cache and remove its directory."""
-        search_module._SMALL, postings_module.MERGE_AT = self.saved
+        search_module._SMALL, search_module._SMALL_GROUP, postings_module.MERGE_AT = self.saved
         self.stack.close()
 
 
