@@ -75,7 +75,8 @@ _SMALL = 48
 # microsecond) rather than by walking the name-length bitmaps (at a million ids each costs
 # 16 block reads, and a small group's ids may be spread over dozens of lengths).
 _SMALL_GROUP = 256
-# Exact matches at most this many are ranked with the words cut down to them.
+# Exact matches at most this many (and more than _SMALL) are ranked with the words cut
+# down to them (a cut costs a few microseconds per block bitmap of each word).
 _RESTRICT = 512
 
 # Field codes, strongest first: name, title + tags, description, body.
@@ -511,7 +512,7 @@ def run_query(
     result = QueryResult(total=total)
     stop = offset + limit
     ranker = _Ranker(txn, repos, words)
-    if limit > 0 and total <= _RESTRICT:
+    if limit > 0 and _SMALL < total <= _RESTRICT:  # (up to _SMALL are ranked hit by hit)
         restricted = [word.restricted(exact) for word in words]
         hits = ranker.with_words(restricted).take(exact, offset, stop)
     else:
