@@ -193,13 +193,14 @@ class _Word:
 
     def level_of(self, doc: int) -> int:
         """The level this word reaches in document ``doc`` (0 when it does not match)."""
-        for i, level in enumerate(self.level_numbers):
-            parts = self._parts[i]
+        for i, (level, parts) in enumerate(zip(self.level_numbers, self._parts)):
             if len(parts) > 4:  # a common word's blocks: unite them once for all the hits
                 if doc in self._union(i):
                     return level
-            elif any(doc in ids for ids in parts):
-                return level
+            else:
+                for ids in parts:
+                    if doc in ids:
+                        return level
         return 0
 
 
