@@ -2,6 +2,8 @@
 
     python bench/search_bench.py --sizes 10000,100000      # JSON to bench/results/search-N.json
     python bench/search_bench.py --sizes 1000000           # the million (build ~ minutes)
+    python bench/search_bench.py --sizes 1000000 --search-only --store /tmp/s1m
+        # search cases only, on stores built once under /tmp/s1m/<N>/ and reused by later runs
 
 For each size, the same records (tests/benchmarks/bench_data.py's generator plus a
 Markdown-like body per artifact) are loaded into
@@ -436,28 +438,52 @@ def new_records(size: int, count: int, salt: str) -> list[dict[str, Any]]:
     return fresh
 
 
-def run_size(size: int, root: Path, engines: list[str]) -> dict[str, Any]:
-    """Build every engine at ``size`` and measure every case; return the results."""
-    t0 = time.perf_counter()
-    records = with_bodies(generate_artifacts(size))
-    gen_s = time.perf_counter() - t0
-    raw = sum(len(orjson.dumps(r)) for r in records)
-    queries = choose_queries(records)
+def run_size(
+    size: int, root: Path, engines: list[str], search_only: bool = False
+) -> dict[str, Any]:
+    """Build every engine at ``size`` and measure every case; return the results.
+
+    An engine whose store already exists under ``root`` is opened, not rebuilt
+    (``--store``); with ``search_only`` the write cases are skipped, so the
+    stores stay as built and a later run measures the same data.  The records'
+    raw size and the chosen queries are kept in ``root/meta.json`` beside the
+    stores: a run whose stores all exist does not generate the records at all.
+    """
+    meta_path = root / "meta.json"
+    meta: dict[str, Any] = json.loads(meta_path.read_text()) if meta_path.exists() else {}
+    classes = [cls for cls in ENGINES if cls.name in engines]
+    need_build = any(not cls(root).path.exists() for cls in classes)
+    records: list[dict[str, Any]] = []
+    gen_s: Optional[float] = None
+    if need_build or not meta or not search_only:
+        t0 = time.perf_counter()
+        records = with_bodies(generate_artifacts(size))
+        gen_s = time.perf_counter() - t0
+        print(f"  {size:>9,} generated in {gen_s:.1f}s", file=sys.stderr, flush=True)
+    if not meta:
+        meta = {
+            "raw_json_bytes": sum(len(orjson.dumps(r)) for r in records),
+            "queries": choose_queries(records),
+        }
+        root.mkdir(parents=True, exist_ok=True)
+        meta_path.write_text(json.dumps(meta, indent=2) + "\n")
+    queries: dict[str, dict[str, Any]] = meta["queries"]
     out: dict[str, Any] = {
         "size": size,
-        "raw_json_bytes": raw,
+        "raw_json_bytes": meta["raw_json_bytes"],
         "generate_s": gen_s,
         "queries": queries,
         "engines": {},
     }
-    keys = [artifact_key(records[(i * 7919) % size]) for i in range(64)]
-    for cls in ENGINES:
-        if cls.name not in engines:
-            continue
+    for cls in classes:
         engine = cls(root)
         result: dict[str, Any] = {}
         gc.collect()
-        result["build_s"] = engine.build(records)
+        if engine.path.exists():
+            engine.open()
+            result["build_s"] = None  # built by an earlier run (--store)
+        else:
+            result["build_s"] = engine.build(records)
         result["bytes"] = engine.bytes()
         result["search_us"] = {}
         result["totals"] = {}
@@ -476,41 +502,50 @@ def run_size(size: int, root: Path, engines: list[str]) -> dict[str, Any]:
                 for label, spec in queries.items()
             }
             engine.fill = False
-        cycle = iter(range(10**9))
-        result["read_us"] = median_us(lambda: engine.read(keys[next(cycle) % len(keys)]))
-        # 300 writes: more than MERGE_AT (256) log entries, so a merge counts in the mean bytes
-        rounds = 5 if cls is TantivyEngine else 300
-        fresh = new_records(size, rounds, "w")
-        before = written_bytes()
-        times = []
-        for r in fresh:
-            s = time.perf_counter()
-            engine.put([r])
-            times.append(time.perf_counter() - s)
-        result["write_us"] = statistics.median(times) * 1e6
-        result["write_bytes"] = (written_bytes() - before) / len(fresh)
-        times = []
-        for r in fresh:
-            changed = {**r, "description": r["description"] + " updated"}
-            s = time.perf_counter()
-            engine.put([changed])
-            times.append(time.perf_counter() - s)
-        result["update_us"] = statistics.median(times) * 1e6
-        times = []
-        for r in fresh:
-            s = time.perf_counter()
-            engine.delete(artifact_key(r))
-            times.append(time.perf_counter() - s)
-        result["delete_us"] = statistics.median(times) * 1e6
-        batch = new_records(size, 1000, "b")
-        s = time.perf_counter()
-        engine.put(batch)
-        result["batch1000_ms"] = (time.perf_counter() - s) * 1000
+        if not search_only:
+            measure_writes(engine, records, result)
         engine.close()
         out["engines"][cls.name] = result
-        print(f"  {size:>9,} {cls.name:<12} build {result['build_s']:.1f}s "
+        build = "reused" if result["build_s"] is None else f"{result['build_s']:.1f}s"
+        print(f"  {size:>9,} {cls.name:<12} build {build} "
               f"bytes {result['bytes'] / 2**20:.1f} MiB", file=sys.stderr, flush=True)  # fmt: skip
     return out
+
+
+def measure_writes(engine: Any, records: list[dict[str, Any]], result: dict[str, Any]) -> None:
+    """Point read, durable single write / update / delete, a batch of 1,000 (into ``result``)."""
+    size = len(records)
+    keys = [artifact_key(records[(i * 7919) % size]) for i in range(64)]
+    cycle = iter(range(10**9))
+    result["read_us"] = median_us(lambda: engine.read(keys[next(cycle) % len(keys)]))
+    # 300 writes: more than MERGE_AT (256) log entries, so a merge counts in the mean bytes
+    rounds = 5 if isinstance(engine, TantivyEngine) else 300
+    fresh = new_records(size, rounds, "w")
+    before = written_bytes()
+    times = []
+    for r in fresh:
+        s = time.perf_counter()
+        engine.put([r])
+        times.append(time.perf_counter() - s)
+    result["write_us"] = statistics.median(times) * 1e6
+    result["write_bytes"] = (written_bytes() - before) / len(fresh)
+    times = []
+    for r in fresh:
+        changed = {**r, "description": r["description"] + " updated"}
+        s = time.perf_counter()
+        engine.put([changed])
+        times.append(time.perf_counter() - s)
+    result["update_us"] = statistics.median(times) * 1e6
+    times = []
+    for r in fresh:
+        s = time.perf_counter()
+        engine.delete(artifact_key(r))
+        times.append(time.perf_counter() - s)
+    result["delete_us"] = statistics.median(times) * 1e6
+    batch = new_records(size, 1000, "b")
+    s = time.perf_counter()
+    engine.put(batch)
+    result["batch1000_ms"] = (time.perf_counter() - s) * 1000
 
 
 def ratios(result: dict[str, Any]) -> dict[str, Any]:
@@ -530,7 +565,8 @@ def ratios(result: dict[str, Any]) -> dict[str, Any]:
     out["bytes_vs_raw_json"] = ours["bytes"] / result["raw_json_bytes"]
     if fts:
         for case in ("write_us", "update_us", "delete_us", "batch1000_ms", "read_us"):
-            out[f"{case}_vs_fts5"] = ours[case] / fts[case]
+            if case in ours and case in fts:  # not with --search-only
+                out[f"{case}_vs_fts5"] = ours[case] / fts[case]
     return out
 
 
@@ -543,14 +579,26 @@ def main(argv: list[str]) -> int:
     parser.add_argument(
         "--keep", action="store_true", help="keep the built stores (their folder is printed)"
     )
+    parser.add_argument(
+        "--store",
+        type=Path,
+        help="build the stores under STORE/<N>/ once and reuse them in later runs (kept)",
+    )
+    parser.add_argument(
+        "--search-only", action="store_true", help="only the search cases (stores stay as built)"
+    )
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
     for size in [int(s) for s in args.sizes.split(",") if s]:
-        root = Path(tempfile.mkdtemp(prefix=f"projcache-search-{size}-"))
+        if args.store is not None:
+            root = args.store / str(size)
+            root.mkdir(parents=True, exist_ok=True)
+        else:
+            root = Path(tempfile.mkdtemp(prefix=f"projcache-search-{size}-"))
         try:
-            result = run_size(size, root, args.engines.split(","))
+            result = run_size(size, root, args.engines.split(","), args.search_only)
         finally:
-            if args.keep:
+            if args.keep or args.store is not None:
                 print(f"kept the stores of {size:,} in {root}", file=sys.stderr)
             else:
                 shutil.rmtree(root, ignore_errors=True)

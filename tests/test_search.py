@@ -836,13 +836,20 @@ def check_search(
     assert results.partial == partial
 
 
-@pytest.fixture(params=["default", "tiers-and-merges"])
+@pytest.fixture(params=["default", "tiers-and-merges", "small-blocks"])
 def engine_paths(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
     """Run a test as configured, and again with every set ranked by bitmap tiers and a tail
-    merged into the main bitmaps every few writes (the paths of big caches)."""
+    merged into the main bitmaps every few writes (the paths of big caches); with
+    ``small-blocks`` the main bitmaps are also cut into blocks of 4 ids, so a few dozen
+    records span many blocks as a million do (the multi-block reads of a query)."""
     if request.param != "default":
         monkeypatch.setattr(search_module, "_SMALL", 1)
+        monkeypatch.setattr(search_module, "_SMALL_GROUP", 1)
         monkeypatch.setattr(postings_module, "MERGE_AT", 12)
+    if request.param == "tiers-and-merges":  # the words whole, not cut down to the matches
+        monkeypatch.setattr(search_module, "_RESTRICT", 0)
+    if request.param == "small-blocks":
+        monkeypatch.setattr(postings_module, "CHUNK_BITS", 2)
 
 
 @pytest.mark.generated
@@ -907,8 +914,8 @@ class SearchMachine(RuleBasedStateMachine):
         self.deployed: set[str] = set()
         self.project_id = ""
         # Small thresholds: rank by bitmap tiers, merge the tail every few writes.
-        self.saved = (search_module._SMALL, postings_module.MERGE_AT)
-        search_module._SMALL, postings_module.MERGE_AT = 4, 24
+        self.saved = (search_module._SMALL, search_module._SMALL_GROUP, postings_module.MERGE_AT)
+        search_module._SMALL, search_module._SMALL_GROUP, postings_module.MERGE_AT = 4, 4, 24
 
     @initialize()
     def add_project(self) -> None:
@@ -995,7 +1002,7 @@ class SearchMachine(RuleBasedStateMachine):
 
     def teardown(self) -> None:
         """Close the cache and remove its directory."""
-        search_module._SMALL, postings_module.MERGE_AT = self.saved
+        search_module._SMALL, search_module._SMALL_GROUP, postings_module.MERGE_AT = self.saved
         self.stack.close()
 
 

@@ -29,7 +29,12 @@ The ranking rule (what the brute-force oracle in tests/test_search.py pins):
 
 Execution never scores every hit: a small candidate set is scored hit by hit;
 a large one is walked from the highest score down by intersecting per-level
-bitmaps, and the tie-breaks are bitmaps too (managed, name length).
+bitmaps, and the tie-breaks are bitmaps too (managed, name length).  At a
+million ids one operation on a common word's bitmap costs tens of
+microseconds, so a word's levels are united only when the walk reaches them,
+a small set of matches first cuts every bitmap down to itself, name-length
+buckets are counted before any is intersected, and a small group's ties are
+broken from its keys.
 
 Over 400 lines on purpose: the rule above and the code that executes it (the
 ranker's levels and its tie-break bitmaps, the partial fill) are read and
@@ -45,6 +50,7 @@ from typing import TYPE_CHECKING, Optional
 
 from pyroaring import BitMap
 
+from .postings import facet_name
 from .terms import STOP_WORDS, name_bucket, query_words, stem
 
 if TYPE_CHECKING:
@@ -65,6 +71,13 @@ MAX_QUERY_WORDS = 16
 MAX_PREFIX_TERMS = 256
 # Sets at most this large are ranked hit by hit; larger ones by bitmap tiers.
 _SMALL = 48
+# Ties among at most this many ids are broken from their keys (one lookup each, about a
+# microsecond) rather than by walking the name-length bitmaps (at a million ids each costs
+# 16 block reads, and a small group's ids may be spread over dozens of lengths).
+_SMALL_GROUP = 256
+# Exact matches at most this many (and more than _SMALL) are ranked with the words cut
+# down to them (a cut costs a few microseconds per block bitmap of each word).
+_RESTRICT = 512
 
 # Field codes, strongest first: name, title + tags, description, body.
 FIELDS = (b"n", b"t", b"d", b"b")
@@ -113,70 +126,125 @@ class QueryResult:
 
 
 class _Word:
-    """One query word: per level, the bitmap of the ids whose best level it is."""
+    """One query word: the bitmaps it reaches per level; its disjoint level sets, lazily.
 
-    def __init__(self, text: str, levels: list[tuple[int, BitMap]]):
+    At a million artifacts one operation on a common word's bitmap (16 blocks
+    of 65,536 ids) costs 10-40 µs, so nothing is computed before it is needed:
+    ``any`` (every id the word matches) is one multi-way union, and the set of
+    ids whose *best* level is a given one is only computed when the ranker
+    reaches that level, which the top tiers of a page usually never do for
+    the description and body levels.
+    """
+
+    def __init__(self, text: str, by_level: dict[int, list[BitMap]]):
         self.text = text
-        self.levels = levels  # (level, ids), levels descending, disjoint
-        self.any = BitMap.union(*(ids for _lvl, ids in levels)) if levels else BitMap()
+        self.level_numbers = sorted(by_level, reverse=True)
+        self._parts = [by_level[level] for level in self.level_numbers]
+        self._unions: dict[int, BitMap] = {}
+        self._reached: list[BitMap] = []  # [i]: ids reaching level i or a higher one
+        self._best: dict[int, BitMap] = {}
+        self._any: Optional[BitMap] = None
 
-    def restricted(self, within: BitMap) -> list[tuple[int, BitMap]]:
-        """The level bitmaps intersected with ``within`` (empty ones dropped), plus level 0."""
-        out = []
-        for level, ids in self.levels:
-            part = ids & within
-            if part:
-                out.append((level, part))
-        rest = within - self.any
-        if rest:
-            out.append((0, rest))
-        return out
+    def _union(self, i: int) -> BitMap:
+        found = self._unions.get(i)
+        if found is None:
+            parts = self._parts[i]
+            found = self._unions[i] = parts[0] if len(parts) == 1 else BitMap.union(*parts)
+        return found
+
+    def _reached_at(self, i: int) -> BitMap:
+        while len(self._reached) <= i:
+            j = len(self._reached)
+            here = self._union(j)
+            self._reached.append(self._reached[j - 1] | here if j else here)
+        return self._reached[i]
+
+    def best(self, i: int) -> BitMap:
+        """The ids whose best level is ``level_numbers[i]`` (disjoint for different ``i``)."""
+        found = self._best.get(i)
+        if found is None:
+            here = self._union(i)
+            found = self._best[i] = here - self._reached_at(i - 1) if i else here
+        return found
+
+    @property
+    def any(self) -> BitMap:
+        """Every id the word matches (at any level)."""
+        if self._any is None:
+            if len(self._reached) == len(self._parts) and self._reached:
+                self._any = self._reached[-1]
+            else:
+                parts = [ids for level in self._parts for ids in level]
+                if not parts:
+                    self._any = BitMap()
+                else:
+                    self._any = parts[0] if len(parts) == 1 else BitMap.union(*parts)
+        return self._any
+
+    def restricted(self, within: BitMap) -> _Word:
+        """This word seen only inside ``within`` (a small set: each of its bitmaps is cut down
+        to it, so no level of a common word is ever united whole)."""
+        levels: dict[int, list[BitMap]] = {}
+        for level, parts in zip(self.level_numbers, self._parts):
+            kept = [cut for cut in (within & ids for ids in parts) if cut]
+            if kept:
+                levels[level] = kept
+        return _Word(self.text, levels)
 
     def level_of(self, doc: int) -> int:
         """The level this word reaches in document ``doc`` (0 when it does not match)."""
-        for level, ids in self.levels:
-            if doc in ids:
-                return level
+        for i, (level, parts) in enumerate(zip(self.level_numbers, self._parts)):
+            if len(parts) > 4:  # a common word's blocks: unite them once for all the hits
+                if doc in self._union(i):
+                    return level
+            else:
+                for ids in parts:
+                    if doc in ids:
+                        return level
         return 0
 
 
 def _read_word(
-    txn: Txn, repos: Repositories, text: str, prefix: bool, cache: dict[str, dict[bytes, BitMap]]
+    txn: Txn,
+    repos: Repositories,
+    text: str,
+    prefix: bool,
+    cache: dict[str, dict[bytes, list[BitMap]]],
 ) -> _Word:
-    """Read the bitmaps of one query word and split them into disjoint levels."""
+    """Read the bitmaps of one query word, grouped by the level each gives (see :class:`_Word`).
+
+    The bitmaps stay as read (one per block of ids and field, plus the tail):
+    each level unites its own in one call, when the ranker needs it.
+    """
     index = repos.index
 
-    def fields_of(term: str) -> dict[bytes, BitMap]:
+    def fields_of(term: str) -> dict[bytes, list[BitMap]]:
         if term not in cache:
-            cache[term] = index.term_fields(txn, term)
+            cache[term] = index.term_blocks(txn, term)
         return cache[term]
 
-    prefixed: dict[bytes, BitMap] = {}
+    prefixed: dict[bytes, list[BitMap]] = {}
     if prefix:  # one scan reads the word's own bitmaps and those of the terms it begins
-        for term, fields in index.prefix_fields(txn, text, MAX_PREFIX_TERMS).items():
+        for term, fields in index.prefix_blocks(txn, text, MAX_PREFIX_TERMS).items():
             cache.setdefault(term, fields)
             for code, found_ids in fields.items():
-                prefixed[code] = prefixed[code] | found_ids if code in prefixed else found_ids
+                prefixed.setdefault(code, []).extend(found_ids)
         cache.setdefault(text, {})
-    kinds: list[dict[bytes, BitMap]] = [fields_of(text)]
+    kinds: list[dict[bytes, list[BitMap]]] = [fields_of(text)]
     stemmed = stem(text)
     kinds.append(fields_of(stemmed) if stemmed != text else {})
-    kinds.append(prefixed)
-    levels: dict[int, BitMap] = {}
+    levels: dict[int, list[BitMap]] = {}
     for code in FIELDS:
         for kind, found in enumerate(kinds):
-            ids = found.get(code)
-            if ids:
-                level = LEVELS[(code, kind)]
-                levels[level] = levels[level] | ids if level in levels else ids
-    taken = BitMap()
-    ordered = []
-    for level in sorted(levels, reverse=True):
-        ids = levels[level] - taken if taken else levels[level]
-        if ids:
-            ordered.append((level, ids))
-            taken |= ids
-    return _Word(text, ordered)
+            parts = found.get(code)
+            if parts:
+                levels.setdefault(LEVELS[(code, kind)], []).extend(parts)
+        parts = prefixed.get(code)
+        if parts:
+            # A term's exact or stem bitmap is also among its prefix terms' bitmaps:
+            # a level's union takes it once however many times it is listed.
+            levels.setdefault(LEVELS[(code, 2)], []).extend(parts)
+    return _Word(text, levels)
 
 
 def _query_terms(query: str) -> list[tuple[str, bool]]:
@@ -206,12 +274,13 @@ def _filter_ids(txn: Txn, repos: Repositories, filters: QueryFilters) -> Optiona
         nonlocal allowed
         allowed = ids if allowed is None else allowed & ids
 
+    blocks = range(index.block_count(txn))
     if filters.type is not None:
-        narrow(index.facet(txn, "type", filters.type))
+        narrow(index.get_dense(txn, facet_name("type", filters.type), blocks))
     if filters.collection is not None:
-        narrow(index.facet(txn, "collection", filters.collection))
+        narrow(index.get_dense(txn, facet_name("collection", filters.collection), blocks))
     if filters.tag is not None:
-        narrow(index.facet(txn, "tag", filters.tag))
+        narrow(index.get_dense(txn, facet_name("tag", filters.tag), blocks))
     if filters.project is not None:
         from . import codec
 
@@ -233,24 +302,38 @@ class _Ranker:
         self.words = words
         self._managed: Optional[BitMap] = None
         self._buckets: Optional[list[int]] = None
-        self._bucket_ids: dict[int, BitMap] = {}
+        self._bucket_ids: dict[int, list[BitMap]] = {}
+        self._blocks = range(repos.index.block_count(txn))
+
+    def with_words(self, words: list[_Word]) -> _Ranker:
+        """A ranker of other words (the same query's, restricted) sharing the name-length
+        bitmaps read so far (the dict is shared; ``managed`` and the bucket list are copied)."""
+        other = _Ranker.__new__(_Ranker)
+        other.__dict__.update(self.__dict__)
+        other.words = words
+        return other
 
     def managed(self) -> BitMap:
         if self._managed is None:
-            self._managed = self.repos.index.facet(self.txn, "managed", "1")
+            name = facet_name("managed", "1")
+            self._managed = self.repos.index.get_dense(self.txn, name, self._blocks)
         return self._managed
 
-    def buckets(self) -> Iterable[BitMap]:
-        """The ids per name length, shortest first, each read once and only when reached."""
+    def buckets(self) -> Iterable[list[BitMap]]:
+        """Per name length, shortest first: its disjoint bitmaps (one per block, or one for
+        blocks and tail together when it has a tail), not united: a count is a sum over
+        them, and most buckets are only counted.  Each is read once and only when reached."""
         if self._buckets is None:
             self._buckets = self.repos.index.name_buckets(self.txn)
         for bucket in self._buckets:
-            ids = self._bucket_ids.get(bucket)
-            if ids is None:
-                ids = self._bucket_ids[bucket] = self.repos.index.facet(
-                    self.txn, "len", f"{bucket:02d}"
-                )
-            yield ids
+            parts = self._bucket_ids.get(bucket)
+            if parts is None:
+                name = facet_name("len", f"{bucket:02d}")
+                blocks, tail = self.repos.index.dense_parts(self.txn, name, self._blocks)
+                if tail:  # it may repeat ids of the blocks: unite them
+                    blocks = [BitMap.union(tail, *blocks)]
+                parts = self._bucket_ids[bucket] = blocks
+            yield parts
 
     def take(self, ids: BitMap, start: int, stop: int) -> list[tuple[int, float]]:
         """Ranks ``start`` .. ``stop`` of ``ids`` as ``(id, score)``."""
@@ -272,8 +355,20 @@ class _Ranker:
                 break
         return out
 
+    def _managed_for(self, ids: BitMap) -> BitMap:
+        """``managed``, or the part of it covering the blocks of ``ids``."""
+        managed = self._managed
+        if managed is None:
+            index = self.repos.index
+            blocks = index.blocks_of(ids)
+            if 4 * len(blocks) > len(self._blocks):  # ids all over: read it all, once
+                managed = self.managed()
+            else:  # a few ids: the blocks of ``managed`` they are in suffice
+                managed = index.get_dense(self.txn, facet_name("managed", "1"), blocks)
+        return managed
+
     def _by_hit(self, ids: BitMap) -> list[tuple[int, float]]:
-        managed = self.managed()
+        managed = self._managed_for(ids)
         keys = self.repos.ids
         rows = []
         for doc in ids:
@@ -283,6 +378,17 @@ class _Ranker:
             rows.append((-score, doc not in managed, name_bucket(name), doc))
         rows.sort()
         return [(row[3], float(-row[0])) for row in rows]
+
+    def _by_key(self, ids: BitMap) -> list[int]:
+        """``ids`` (of one score) in tie-break order, their name lengths read from their keys."""
+        managed = self._managed_for(ids)
+        keys = self.repos.ids
+        rows = []
+        for doc in ids:
+            key = keys.key_of(self.txn, doc) or ""
+            rows.append((doc not in managed, name_bucket(key.split("/", 2)[-1]), doc))
+        rows.sort()
+        return [row[2] for row in rows]
 
     def _groups(self, ids: BitMap) -> Iterable[tuple[int, BitMap]]:
         """Yield ``(score, ids with that score)`` from the highest score down, lazily.
@@ -294,9 +400,12 @@ class _Ranker:
         bitmaps (names, titles), so a page usually fills before the big
         body-level bitmaps are touched.
         """
-        options: list[list[tuple[int, Optional[BitMap]]]] = []
+        # Per word: (level, index of the level in the word) and (0, None): unmatched.
+        options: list[list[tuple[int, Optional[int]]]] = []
         for word in self.words:
-            levels: list[tuple[int, Optional[BitMap]]] = list(word.levels)
+            levels: list[tuple[int, Optional[int]]] = list(
+                zip(word.level_numbers, range(len(word.level_numbers)))
+            )
             levels.append((0, None))  # unmatched: ``acc - word.any`` (empty for exact sets)
             options.append(levels)
         n = len(options)
@@ -312,14 +421,15 @@ class _Ranker:
                 if need == 0:
                     out.append(acc)
                 return
-            for level, part in options[i]:
+            word = self.words[i]
+            for level, which in options[i]:
                 rest = need - level
                 if rest < 0 or rest > most[i + 1]:
                     continue
                 key = (*chosen, level)
                 joined = memo.get(key)
                 if joined is None:
-                    joined = acc - self.words[i].any if part is None else acc & part
+                    joined = acc - word.any if which is None else acc & word.best(which)
                     memo[key] = joined
                 if joined:
                     collect(key, rest, out)
@@ -331,30 +441,41 @@ class _Ranker:
                 yield score, found[0] if len(found) == 1 else BitMap.union(*found)
 
     def _tie_order(self, group: BitMap, start: int, stop: int) -> list[int]:
-        """Ranks ``start`` .. ``stop`` of ``group``: managed first, shorter name, lower id."""
-        if len(group) <= _SMALL:
-            return [doc for doc, _s in self._by_hit(group)][start:stop]
+        """Ranks ``start`` .. ``stop`` of ``group``: managed first, shorter name, lower id.
+
+        Counts come before sets: a name-length bucket holding none of the group
+        (or only ranks before ``start``) costs one intersection count in C, and
+        only the buckets that hold the page's hits are intersected.
+        """
+        if len(group) <= _SMALL_GROUP:
+            return self._by_key(group)[start:stop]
         managed = self.managed()
+        in_managed = group.intersection_cardinality(managed)
+        # All managed (the default) or none: one part.
+        whole = in_managed in (0, len(group))
+        parts = [group] if whole else [group & managed, group - managed]
         out: list[int] = []
         seen = 0
-        for part in (group & managed, group - managed):
-            if not part:
+        for part in parts:
+            left = len(part)
+            if seen + left <= start:
+                seen += left
                 continue
-            if seen + len(part) <= start:
-                seen += len(part)
-                continue
-            for ids in self.buckets():
-                sub = part & ids
-                size = len(sub)
+            for bucket in self.buckets():
+                size = sum(part.intersection_cardinality(ids) for ids in bucket)
                 if not size:
                     continue
+                left -= size
                 if seen + size > start:
+                    sub = part & (bucket[0] if len(bucket) == 1 else BitMap.union(*bucket))
                     lo = max(0, start - seen)
                     hi = min(size, stop - seen)
                     out.extend(sub[lo:hi])
                 seen += size
                 if seen >= stop:
                     return out
+                if not left:  # every id of the part placed: the longer names hold none
+                    break
         return out
 
 
@@ -374,7 +495,7 @@ def run_query(
     terms = _query_terms(query)
     if not terms:
         return QueryResult()
-    cache: dict[str, dict[bytes, BitMap]] = {}
+    cache: dict[str, dict[bytes, list[BitMap]]] = {}
     words = [_read_word(txn, repos, text, prefix, cache) for text, prefix in terms]
     allowed = _filter_ids(txn, repos, filters)
     deleted = repos.index.deleted(txn)
@@ -392,7 +513,11 @@ def run_query(
     result = QueryResult(total=total)
     stop = offset + limit
     ranker = _Ranker(txn, repos, words)
-    hits = ranker.take(exact, offset, stop) if limit > 0 else []
+    if limit > 0 and _SMALL < total <= _RESTRICT:  # (up to _SMALL are ranked hit by hit)
+        restricted = [word.restricted(exact) for word in words]
+        hits = ranker.with_words(restricted).take(exact, offset, stop)
+    else:
+        hits = ranker.take(exact, offset, stop) if limit > 0 else []
     if fill and len(words) > 1 and stop > total:
         partial_hits = _partial(ranker, words, exact, allowed, deleted, offset, stop, total, result)
         result.partial = len(partial_hits) if limit > 0 else 0
