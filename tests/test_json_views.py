@@ -220,3 +220,36 @@ def test_type_filter_reads_the_key(cache_dir: Path) -> None:
         assert cache.list_deployments(type="skill", artifact="default/command/x") == []
         with pytest.raises(projcache.errors.InvalidArgumentError, match="type must be"):
             cache.list_deployments(type="Bad Type!")
+
+
+def test_deployment_rows_resume_in_a_transaction_begun_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Rows streamed across a re-begun read transaction (a map growth) resume where they were."""
+    with ProjectCache.open(settings=Settings(cache_dir=tmp_path / "c")) as cache:
+        cache.put_projects([{"name": "p", "path": str(tmp_path / "p")}])
+        [project] = cache.list_projects()
+        cache.put_deployments(
+            [
+                {"project_id": project.id, "artifact_key": f"c/skill/n{i:04}", "content_hash": "0"}
+                for i in range(700)
+            ]
+        )
+        whole = orjson.dumps(cache.deployment_rows())
+        assert b"[" + b",".join(cache.iter_deployment_rows_json()) + b"]" == whole
+        storage: Any = cache._storage
+        begun: list[int] = []
+
+        def stream(step: Any, state: Any) -> Iterator[bytes]:
+            # What Storage.stream does after a map growth: a new transaction (same snapshot,
+            # nothing was written) for the next chunk.
+            while state is not None:
+                with storage.env.begin() as txn:
+                    begun.append(1)
+                    items, state = step(txn, state)
+                yield from items
+
+        monkeypatch.setattr(storage, "stream", stream)
+        again = b"[" + b",".join(cache.iter_deployment_rows_json()) + b"]"
+    assert len(begun) == 3  # 700 rows: chunks of 256, 256, 188
+    assert again == whole

@@ -167,7 +167,8 @@ def test_listing_errors_before_the_first_byte_are_error_responses(
 def test_large_facet_listing_walks_keys_like_the_sorted_one(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Past ``SORTED_KEYS`` a type/tag listing walks the keys: same records, same order."""
+    """Past ``SORTED_KEYS`` (and the walk ratio) a type/tag listing walks the keys: same records,
+    same order."""
     from projcache import streams
 
     with ProjectCache.open(settings=Settings(cache_dir=tmp_path / "c")) as cache:
@@ -202,8 +203,10 @@ def test_large_facet_listing_walks_keys_like_the_sorted_one(
             ]
             sorted_way = [orjson.loads(p)["key"] for p in cache.iter_artifacts_json(**filters)]
             monkeypatch.setattr(streams, "SORTED_KEYS", 3)
+            monkeypatch.setattr(streams, "WALK_RATIO", 10**6)  # walk whatever the share
             walked = [orjson.loads(p)["key"] for p in cache.iter_artifacts_json(**filters)]
             monkeypatch.setattr(streams, "SORTED_KEYS", 4096)
+            monkeypatch.setattr(streams, "WALK_RATIO", 4)
             assert sorted_way == expected, filters
             assert walked == expected, filters
 

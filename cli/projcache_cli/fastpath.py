@@ -216,10 +216,12 @@ def dispatch(argv: list[str]) -> Optional[int]:
     from projcache.logs import on_first_use
 
     cancel = on_first_use(_configure_logging)
-    code = _run(words, values, cache_dir)
-    if code is None:
-        cancel()  # the Typer app configures logging itself (maybe with --debug)
-    return code
+    try:
+        return _run(words, values, cache_dir)
+    finally:
+        # Answered, or left to the Typer app, which configures logging itself (maybe with
+        # --debug): a hook left behind would undo that in a process that runs both.
+        cancel()
 
 
 def _run(words: tuple[str, ...], values: dict[str, Any], cache_dir: Optional[str]) -> Optional[int]:

@@ -20,6 +20,7 @@ from .storage import Txn
 __all__ = [
     "PAGE",
     "SORTED_KEYS",
+    "WALK_RATIO",
     "artifact_payloads",
     "deployment_counts",
     "deployment_payloads",
@@ -29,7 +30,8 @@ __all__ = [
 
 T = TypeVar("T")
 PAGE = 256
-SORTED_KEYS = 4096  # a facet listing holds at most this many keys (see _facet_step)
+SORTED_KEYS = 4096  # a facet listing of more matches may walk the keys (see _facet_step)
+WALK_RATIO = 4  # ... when the matches are at least 1/WALK_RATIO of all artifacts
 Streamer = Callable[[Callable[[Txn, Any], tuple[list[bytes], Any]], Any], Iterator[bytes]]
 
 
@@ -69,11 +71,12 @@ def _facet_step(
 ) -> Callable[[Txn, Any], tuple[list[bytes], Any]]:
     """The paging step of a listing by facet (``type`` or ``tag``), in key order.
 
-    A facet of at most ``SORTED_KEYS`` artifacts is listed from its keys,
-    sorted; a larger one by walking the artifact keys in order (within the
-    collection's prefix, if any) and keeping those whose id is in the facet's
-    bitmap: memory stays a page plus the (compressed) bitmap, not one string
-    per match, at the price of reading every key.
+    A facet of at most ``SORTED_KEYS`` artifacts, or of fewer than one in
+    ``WALK_RATIO`` of all artifacts, is listed from its keys, sorted; a larger
+    one by walking the artifact keys in order (within the collection's prefix,
+    if any) and keeping those of the type (read from the key) or whose id is in
+    the tag's bitmap: memory stays a page plus the (compressed) bitmap, not one
+    string per match, at the price of stepping over the keys that do not match.
     """
     prefix = f"{collection}/".encode() if collection is not None else b""
 
@@ -81,13 +84,19 @@ def _facet_step(
         plan, position = state
         facets = repos().facets
         if plan is None:
-            if facets.size(txn, facet, value) <= SORTED_KEYS:
+            size = facets.size(txn, facet, value)
+            # Walk only when the facet is big and a large part of all artifacts: at most
+            # WALK_RATIO keys stepped over per match, so the walk costs little beside reading
+            # the records, and a listing of (nearly) everything holds no key list at all.
+            if size <= SORTED_KEYS or size * WALK_RATIO < repos().artifacts.count(txn):
                 plan = [
                     k
                     for k in facets.artifact_keys(txn, facet, value)
                     if _key_matches(k, type_, collection)
                 ]
                 position = 0
+            elif facet == "type":
+                plan, position = True, prefix  # the key names the type: no bitmap needed
             else:  # the same set artifact_keys lists, as a bitmap
                 plan = facets.index.facet(txn, facet, value) - facets.index.deleted(txn)
                 position = prefix
@@ -112,8 +121,9 @@ def _keys_in(
     type_: Optional[str],
     collection: Optional[str],
 ) -> tuple[list[str], Optional[bytes]]:
-    """Up to ``PAGE`` artifact keys from ``start`` (in key order) whose id is in ``docs``,
-    and the key to resume from (``None`` at the end of ``prefix``)."""
+    """Up to ``PAGE`` artifact keys from ``start`` (in key order) whose id is in ``docs``
+    (``True``: every key of the type), and the key to resume from (``None`` at the end of
+    ``prefix``)."""
     cursor = txn.cursor(repos.artifacts.db)
     if not cursor.set_range(start):
         return [], None
@@ -126,6 +136,9 @@ def _keys_in(
             return keys, key
         text = key.decode("utf-8")
         if _key_matches(text, type_, collection):
+            if docs is True:
+                keys.append(text)
+                continue
             doc = repos.facets.ids.id_of(txn, text)
             if doc is not None and doc in docs:
                 keys.append(text)
