@@ -281,16 +281,7 @@ def test_whole_text_paths_split_like_run_by_run(text: str, compounds: bool) -> N
     from projcache import terms
 
     source = text if text.isascii() else unicodedata.normalize("NFKC", text)
-    runs: list[str] = []
-    current: list[str] = []
-    for char in source:  # the reference: letters and digits, marks joining the run before
-        kind = unicodedata.category(char)[0]
-        if kind in "LN" or (kind == "M" and current):
-            current.append(char)
-        elif current:
-            runs.append("".join(current))
-            current = []
-    if current:
-        runs.append("".join(current))
+    # The reference: letters and digits character by character, marks joining the run before.
+    runs = terms._runs_by_char(source)
     expected = [word for run in runs for word in terms._split_run(run, compounds)]
     assert terms._words(text, compounds=compounds) == expected

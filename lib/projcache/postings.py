@@ -501,30 +501,26 @@ class BitmapIndex:
         walked with a cursor in Python: a facet such as ``type`` or a name
         length has a value in each of the 16 blocks of a million ids.
         """
-        found, tail = self.dense_parts(txn, name, blocks)
-        if tail:
-            found.append(tail)
+        found = self.dense_parts(txn, name, blocks)
         if not found:
             return _bitmaps()()
         return found[0] if len(found) == 1 else _bitmaps().union(*found)
 
-    def dense_parts(self, txn: Txn, name: bytes, blocks: Iterable[int]) -> tuple[list[Any], Any]:
-        """:meth:`get_dense` not united: ``(bitmaps of the main blocks, extra ids)``.
+    def dense_parts(self, txn: Txn, name: bytes, blocks: Iterable[int]) -> list[Any]:
+        """:meth:`get_dense` not united: the bitmaps of the main ``blocks``, disjoint.
 
-        The blocks are disjoint (each holds its own 65,536 ids).  When the write
-        log touches ``name`` the blocks come back united with the log applied, as
-        one bitmap; the second item (ids that may repeat the blocks') is then empty.
+        When the write log touches ``name`` they come back united with the log
+        applied, as one bitmap (the log may remove ids as well as add them; ids it
+        adds outside ``blocks`` may come along: callers only test membership).
         """
         keys = [name + block.to_bytes(2, "big") for block in blocks]
         found = [decode_bitmap(raw, what=key) for key, raw in txn.cursor(self.main).getmulti(keys)]
-        bitmap = _bitmaps()
         tail = self._tail(txn)
         if name in tail.adds or name in tail.removes:
-            # The log may remove ids as well as add them: apply it to the blocks united
-            # (ids it adds outside ``blocks`` may come along; callers only test membership).
+            bitmap = _bitmaps()
             base = bitmap() if not found else found[0] if len(found) == 1 else bitmap.union(*found)
             found = [tail.over(name, base)]
-        return found, bitmap()
+        return found
 
     def deleted(self, txn: Txn) -> Any:
         """Ids deleted since the last merge (already gone from every name's answer)."""

@@ -321,7 +321,7 @@ class _Ranker:
 
     def buckets(self) -> Iterable[list[BitMap]]:
         """Per name length, shortest first: its disjoint bitmaps (one per block, or one for
-        blocks and tail together when it has a tail), not united: a count is a sum over
+        them all when the write log touches it), not united: a count is a sum over
         them, and most buckets are only counted.  Each is read once and only when reached."""
         if self._buckets is None:
             self._buckets = self.repos.index.name_buckets(self.txn)
@@ -329,10 +329,9 @@ class _Ranker:
             parts = self._bucket_ids.get(bucket)
             if parts is None:
                 name = facet_name("len", f"{bucket:02d}")
-                blocks, tail = self.repos.index.dense_parts(self.txn, name, self._blocks)
-                if tail:  # it may repeat ids of the blocks: unite them
-                    blocks = [BitMap.union(tail, *blocks)]
-                parts = self._bucket_ids[bucket] = blocks
+                parts = self._bucket_ids[bucket] = self.repos.index.dense_parts(
+                    self.txn, name, self._blocks
+                )
             yield parts
 
     def take(self, ids: BitMap, start: int, stop: int) -> list[tuple[int, float]]:

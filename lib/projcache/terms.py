@@ -100,6 +100,11 @@ def _runs(text: str) -> list[str]:
         unicodedata.category(char)[0] == "M" for char in set(text) if not char.isascii()
     ):
         return _RUN.findall(text)  # without combining marks, \w is letters and digits
+    return _runs_by_char(text)
+
+
+def _runs_by_char(text: str) -> list[str]:
+    """:func:`_runs` character by character (the path for text with combining marks)."""
     runs: list[str] = []
     current: list[str] = []
     for char in text:
