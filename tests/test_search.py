@@ -480,8 +480,10 @@ class TestIndexMaintenance:
 
         body = "# Sheets\n\n" + " ".join(f"Fill the spreadsheet row {i}." for i in range(80))
         cache.put_artifacts([make_artifact("sheets", description="Edits tables", body=body)])
-        whole = codec.unframe(cache._storage.get("artifacts", b"default/skill/sheets") or b"")
-        stored = cache._storage.get("artifacts", b"default/skill/sheets")
+        stored = cache._read(
+            lambda txn: txn.get(b"default/skill/sheets", db=cache._storage.dbs["artifacts"])
+        )
+        whole = codec.unframe(stored or b"")
         assert stored is not None and stored[0] == codec.RECORD_FORMAT
         assert len(stored) < len(whole) // 2
         assert cache.get_artifact_body("default/skill/sheets") == body[: codec.MAX_BODY_CHARS]

@@ -551,23 +551,6 @@ class Storage:
                 with contextlib.suppress(lmdb.Error):
                     txn.abort()
 
-    def get(self, db_name: str, key: bytes) -> Optional[bytes]:
-        """Return the raw value of ``key`` in one sub-database (the point-read fast path).
-
-        One lookup without the cost of a callable; on any LMDB error it falls
-        back to :meth:`read`, which recovers or translates.
-        """
-        env = self._live_env()
-        self._guard.enter_read()
-        try:
-            with env.begin(db=self.dbs[db_name]) as txn:
-                return txn.get(key)
-        except lmdb.Error:
-            pass
-        finally:
-            self._guard.exit_read()
-        return self.read(lambda txn: txn.get(key, db=self.dbs[db_name]))
-
     def get_payload(self, db_name: str, key: bytes) -> Optional[bytes]:
         """Return the checked JSON of ``key``'s frame in one sub-database, or ``None``.
 
