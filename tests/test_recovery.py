@@ -339,6 +339,32 @@ class TestRepair:
             assert [d.state for d in cache.list_deployments()] == ["current"]
             assert cache.verify(deep=True).ok
 
+    def test_a_salvage_reader_that_crashes_still_counts_what_it_printed(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """A reader killed by a wild pointer prints no tally: what it printed was still reached.
+
+        Counting such records as unseen let an older, emptier meta page's state win the
+        salvage (it "reached" as many records: none) and every record was reported lost.
+        """
+        printed = [
+            json.dumps({"db": "artifacts", "key": f"k{i}".encode().hex(), "value": "00"})
+            for i in range(3)
+        ]
+        output = ("\n".join(printed) + '\n{"db": "artif').encode()  # cut short by the crash
+
+        def crashed(*args: Any, **kwargs: Any) -> subprocess.CompletedProcess[bytes]:
+            return subprocess.CompletedProcess(args, -11, stdout=output, stderr=b"")
+
+        monkeypatch.setattr(recovery_module.subprocess, "run", crashed)
+        result = recovery_module.RecoveryResult(moved_to=tmp_path)
+        records = recovery_module._salvage(tmp_path, result)
+        assert [key for _db, key, _value in records] == [b"k0", b"k1", b"k2"]
+        assert result.seen["artifacts"] == 3
+        assert result.salvaged["artifacts"] == 3
+        assert not result.complete
+        assert "the salvage reader stopped with status -11" in result.problems
+
     def test_move_aside_never_reuses_a_name(
         self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     ) -> None:

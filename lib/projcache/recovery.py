@@ -386,7 +386,9 @@ def _salvage(aside: Path, result: RecoveryResult) -> list[Record]:
     for db in RECORD_DBS:
         kept = sum(1 for name, _k, _v in records if name == db)
         result.salvaged[db] = kept
-        result.seen[db] = int(tally.get("seen", {}).get(db, 0))
+        # A reader that crashed (a wild pointer on a damaged page) prints no tally,
+        # yet it reached every record it printed: those count as seen.
+        result.seen[db] = max(kept, int(tally.get("seen", {}).get(db, 0)))
         expected = max(tally.get("entries", {}).get(db, 0), result.seen[db])
         result.lost[db] = max(0, expected - kept)
     return records
