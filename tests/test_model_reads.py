@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 import orjson
 import pytest
@@ -22,6 +22,7 @@ from pydantic import BaseModel
 
 from projcache import ProjectCache
 from projcache.config import Settings
+from projcache.model_reads import stored_json_list_loader
 from projcache.models import (
     Artifact,
     Collection,
@@ -205,3 +206,94 @@ def test_unparsable_datetime_goes_through_validation() -> None:
     record["updated_at"] = "2026-01-02T03:04:05.1Z"  # one fractional digit
     payload = orjson.dumps(record)
     assert from_stored_json(Artifact, payload) == Artifact.model_validate_json(payload)
+
+
+_deployments = st.fixed_dictionaries(
+    {"project_id": _text, "artifact_key": st.just("c/skill/a")},
+    optional={
+        "profile": st.sampled_from(["claude_code", "codex"]),
+        "platform": st.none() | _free,
+        "deployed_at": _times,
+        "content_hash": st.none() | _free,
+        "local_hash": st.none() | _free,
+        "files_present": st.booleans(),
+        "version": st.none() | _free,
+        "state": st.sampled_from(["current", "modified", "outdated", "missing"]),
+    },
+)
+
+
+@settings(max_examples=40, deadline=None)
+@given(records=st.lists(_deployments, min_size=1, max_size=5))
+def test_list_loader_builds_what_validation_gives(records: list[dict[str, Any]]) -> None:
+    """``stored_json_list_loader`` builds, record by record, what validating each payload gives."""
+    payloads = [Deployment.model_validate(r).model_dump_json().encode() for r in records]
+    built = stored_json_list_loader(Deployment)(payloads)
+    assert len(built) == len(payloads)
+    for payload, model in zip(payloads, built):
+        _same(Deployment, payload, model)
+
+
+def test_list_loader_validates_other_shapes_in_place() -> None:
+    """A payload of another shape among good ones is validated; an invalid one raises pydantic's."""
+    good = Deployment(project_id="p", artifact_key="c/skill/a").model_dump_json().encode()
+    old = b'{"project_id": "p", "artifact_key": "c/skill/b"}'  # fields missing: defaults
+    late = orjson.loads(good)
+    late["deployed_at"] = "2026-01-02T03:04:05.1Z"  # a form fromisoformat does not read
+    odd = orjson.dumps(late)
+    built = stored_json_list_loader(Deployment)([good, old, odd, good])
+    assert built == [Deployment.model_validate_json(p) for p in (good, old, odd, good)]
+    with pytest.raises(ValueError):
+        stored_json_list_loader(Deployment)([good, b'{"project_id": "p"}'])
+    with pytest.raises(ValueError):
+        stored_json_list_loader(Deployment)([b"[1"])
+
+
+class _Mutable(BaseModel):
+    name: str
+    when: Optional[datetime] = None
+
+
+def test_fields_set_is_shared_only_by_frozen_models() -> None:
+    """Frozen models share one fields set (nothing adds to it); a mutable model gets its own."""
+    payload = _Mutable(name="a").model_dump_json().encode()
+    first, second = stored_json_list_loader(_Mutable)([payload, payload])
+    first.name = "b"
+    assert first.model_fields_set is not second.model_fields_set
+    assert from_stored_json(_Mutable, payload).model_fields_set == {"name", "when"}
+    assert first.when is None and second.name == "a"
+    good = Deployment(project_id="p", artifact_key="c/skill/a").model_dump_json().encode()
+    one, two = stored_json_list_loader(Deployment)([good, good])
+    copied = one.model_copy(update={"version": "2"})
+    assert copied.version == "2" and two.model_fields_set == set(Deployment.model_fields)
+
+
+@pytest.mark.parametrize("offset", [2, 5, 40, -1])
+def test_a_damaged_deployment_in_a_project_listing_is_refused(
+    cache: Any, tmp_path: Path, offset: int
+) -> None:
+    """A project's listing checks each frame: one flipped bit raises, naming the record."""
+    from projcache.errors import CorruptRecordError
+
+    cache.put_projects([{"name": "p", "path": str(tmp_path / "p")}])
+    cache.put_artifacts([{"name": n, "type": "skill", "collection": "c"} for n in "abc"])
+    project = cache.list_projects()[0]
+    cache.put_deployments(
+        [{"project_id": project.id, "artifact_key": f"c/skill/{n}"} for n in "abc"]
+    )
+    assert [d.artifact_key for d in cache.list_deployments(project.id)] == [
+        "c/skill/a",
+        "c/skill/b",
+        "c/skill/c",
+    ]
+    storage = cache._storage
+    with storage.env.begin(write=True, db=storage.dbs["deployments"]) as txn:
+        key = next(k for k, _v in txn.cursor() if b"c/skill/b" in k)
+        value = bytearray(txn.get(key))
+        value[offset] ^= 0x01
+        txn.put(key, bytes(value))
+    for listing in (cache.list_deployments, cache.list_deployments_json):
+        with pytest.raises(CorruptRecordError, match="c/skill/b"):
+            listing(project.id)
+        with pytest.raises(CorruptRecordError, match="c/skill/b"):
+            listing("p")  # by name: resolved, then the same scan

@@ -289,11 +289,13 @@ class CacheReads:
         ``deployments-by-artifact`` index; a project filter is a key-prefix scan; the
         profile and type filters read the key only.  None of them scans everything.
         """
+        from .model_reads import stored_json_list_loader
+
+        load_all = stored_json_list_loader(self._repos.deployments.model)
         found = self.list_deployments_json(
             project, state, artifact=artifact, profile=profile, type=type
         )
-        load = self._repos.deployments.load
-        return [load(p) for p in found]
+        return load_all(found)
 
     def list_deployments_json(
         self,
@@ -312,29 +314,29 @@ class CacheReads:
                 codec.check_profile(profile)
         repos = self._repos
         id_key = None if project is None else _id_key(project)
+        # Without filters besides the project: one loop over a key-prefix scan.
+        plain = state is None and artifact is None and profile is None and type is None
 
-        def body(txn: Txn) -> Optional[list[bytes]]:
-            project_id = None
-            if id_key is not None:
-                # The usual reference is the project's id: one key lookup in this
-                # transaction, no model built; anything else resolves below.
-                if txn.get(id_key, db=repos.projects.db) is None:
-                    return None
-                project_id = project
+        def listing(txn: Txn, project_id: Optional[str]) -> list[bytes]:
+            if plain:
+                return streams.project_deployments(txn, repos, project_id)
             return streams.deployment_payloads(
                 txn, repos, project_id, state, artifact, profile, type
             )
+
+        def body(txn: Txn) -> Optional[list[bytes]]:
+            # The usual reference is the project's id: one key lookup in this
+            # transaction, no model built; anything else resolves below.
+            if id_key is not None and txn.get(id_key, db=repos.projects.db) is None:
+                return None
+            return listing(txn, project)
 
         if project is None or id_key is not None:
             found = self._read(body)
             if found is not None:
                 return found
         project_id = self.find_project(project).id  # type: ignore[arg-type]
-        return self._read(
-            lambda txn: streams.deployment_payloads(
-                txn, repos, project_id, state, artifact, profile, type
-            )
-        )
+        return self._read(lambda txn: listing(txn, project_id))
 
     def counts(self) -> dict[str, int]:
         """Records per kind: collections, projects, artifacts, deployments, sources (O(1) each)."""
