@@ -431,7 +431,7 @@ class _Ranker:
                     joined = acc - word.any if which is None else acc & word.best(which)
                     memo[key] = joined
                 if joined:
-                    collect(key, rest, out)
+                    collect(key, rest, out)  # noqa: F821 (deleted when the walk ends)
 
         try:
             for score in range(most[0], -1, -1):
