@@ -96,9 +96,11 @@ def _bounded(peaks: dict[int, int]) -> None:
         ("collection=c", True),
         ("tag=t", True),
         ("type=skill&limit=7&offset=1990", True),
-        # The project filter holds the set of keys deployed in the project (one string per
-        # deployed artifact): bounded by the project's size, not by the page.
-        ("project=p", False),
+        # A project's artifacts are walked from its deployments (in artifact key order),
+        # with no set of the keys deployed there.
+        ("project=p", True),
+        ("project=p&type=skill&tag=t&collection=c", True),
+        ("project=p&state=current&limit=7&offset=1990", True),
     ],
 )
 def test_filtered_artifact_listing_memory_is_a_page(
@@ -233,3 +235,70 @@ def test_cli_deployment_listing_streams_in_memory_of_a_chunk(
         whole = orjson.dumps([deployment_view(p) for p in cache.list_deployments_json()])
         assert sum(sizes) == 2 * (len(whole) + 1)
     _bounded(peaks)
+
+
+@pytest.fixture
+def mixed(tmp_path: Path) -> Iterator[ProjectCache]:
+    """Artifacts in two collections and types, deployed to one or two profiles, in several
+    states, some deployments of artifacts the cache does not hold."""
+    with ProjectCache.open(settings=Settings(cache_dir=tmp_path / "cache")) as cache:
+        cache.put_artifacts(
+            [
+                {
+                    "name": f"a{i:02}",
+                    "type": ("skill", "command", "agent")[i % 3],
+                    "collection": ("c", "d")[i % 2],
+                    "tags": ["t"] if i % 4 else ["u"],
+                    "content_hash": "h" if i % 5 else "other",
+                }
+                for i in range(40)
+            ]
+        )
+        cache.put_projects(
+            [{"name": n, "path": str(tmp_path / n)} for n in ("p", "q", "empty")]
+        )
+        ids = {p.name: p.id for p in cache.list_projects()}
+        deployments = []
+        for i in range(0, 44, 2):
+            key = f"{('c', 'd')[i % 2]}/{('skill', 'command', 'agent')[i % 3]}/a{i:02}"
+            for profile in ("claude_code", "codex")[: 1 + i % 2 + (i % 6 == 0)]:
+                deployments.append(
+                    {
+                        "project_id": ids["p"],
+                        "artifact_key": key,
+                        "profile": profile,
+                        "content_hash": "h",
+                        "local_hash": "h" if profile == "codex" or i % 3 else "x",
+                    }
+                )
+        deployments.append({"project_id": ids["q"], "artifact_key": "c/skill/a00"})
+        cache.put_deployments(deployments)
+        yield cache
+
+
+@pytest.mark.parametrize("project", ["p", "q", "empty"])
+@pytest.mark.parametrize("state", [None, "current", "modified", "outdated", "missing"])
+@pytest.mark.parametrize(
+    "filters",
+    [{}, {"type": "skill"}, {"collection": "d"}, {"tag": "t"}, {"type": "agent", "tag": "u"}],
+)
+def test_a_project_listing_is_the_artifacts_deployed_there(
+    mixed: ProjectCache, project: str, state: Any, filters: dict[str, str]
+) -> None:
+    """``project=`` keeps each matching artifact with a deployment there (in ``state``) once,
+    in key order: what filtering every artifact by the project's deployments gives."""
+    deployed = {
+        d.artifact_key
+        for d in mixed.list_deployments(project)
+        if state is None or d.state == state
+    }
+    expected = [
+        orjson.dumps(a.model_dump(mode="json"))
+        for a in mixed.list_artifacts(**filters)
+        if a.key in deployed
+    ]
+    found = list(mixed.iter_artifacts_json(**filters, project=project, state=state))
+    assert [orjson.loads(p) for p in found] == [orjson.loads(p) for p in expected]
+    assert [a.key for a in mixed.list_artifacts(**filters, project=project, state=state)] == [
+        orjson.loads(p)["key"] for p in expected
+    ]

@@ -197,9 +197,20 @@ class CacheReads:
         check_type(type)
         self._check_open()
         _check_state(state)
+        if project is not None:
+            # Walked from the project's deployments, in memory of a page (no key set).
+            return streams.project_artifact_payloads(
+                self._storage.stream,
+                lambda: self._repos,
+                self.find_project(project).id,
+                state,
+                type,
+                collection,
+                tag,
+            )
         wanted = None
-        if project is not None or state is not None:
-            project_id = self.find_project(project).id if project is not None else None
+        if state is not None:
+            project_id = None
             repos = self._repos
 
             def deployed(txn: Txn) -> set[str]:

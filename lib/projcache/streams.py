@@ -28,6 +28,7 @@ __all__ = [
     "deployment_payloads",
     "iter_deployment_payloads",
     "page_of_stream",
+    "project_artifact_payloads",
     "project_deployments",
 ]
 
@@ -188,6 +189,71 @@ def artifact_payloads(
         yield from stream(_only(by_key, wanted), (None, ""))
     else:
         yield from stream(by_key, "")
+
+
+def project_artifact_payloads(
+    stream: Streamer,
+    repos: Callable[[], Repositories],
+    project_id: str,
+    state: Optional[str],
+    type_: Optional[str],
+    collection: Optional[str],
+    tag: Optional[str],
+) -> Iterator[bytes]:
+    """Yield the JSON of the artifacts deployed in a project, in key order, from one snapshot.
+
+    What :func:`artifact_payloads` with ``wanted`` = the project's deployed keys
+    lists, in memory of a page whatever the project holds: a project's
+    deployment keys (``<project id> NUL <artifact key> NUL <profile>``) come in
+    artifact key order, so the project's deployments are walked ``PAGE``
+    artifacts at a time and each artifact is read by its key.  An artifact is
+    listed once however many profiles it is deployed to, if one of its
+    deployments is in ``state`` (any, for ``None``) and it passes the type and
+    collection filters (read from the key) and the tag filter (the tag's bitmap).
+    """
+    prefix = codec.deployment_prefix(project_id)
+    wanted_state = None if state is None else state.encode()
+
+    def step(
+        txn: Txn, position: tuple[bytes, Optional[str], Any]
+    ) -> tuple[list[bytes], Optional[tuple[bytes, Optional[str], Any]]]:
+        start, last, tagged = position
+        current = repos()
+        if tag is not None and tagged is None:
+            index = current.facets.index
+            tagged = index.facet(txn, "tag", tag) - index.deleted(txn)
+        cursor = txn.cursor(current.deployments.db)
+        found: list[bytes] = []
+        if not cursor.set_range(start):
+            return found, None
+        for raw_key, raw in cursor.iternext():
+            key = bytes(raw_key)
+            if not key.startswith(prefix):
+                break
+            _project, artifact_key, _profile = codec.parse_deployment_key(key)
+            if artifact_key == last:
+                continue  # listed already (deployed to another profile too)
+            if len(found) == PAGE:
+                return found, (key, last, tagged)
+            if wanted_state is not None:
+                payload = codec.checked_payload(raw)
+                if payload is None:
+                    payload = codec.unframe(raw, what=f"deployments[{key!r}]")
+                if orjson.loads(payload)["state"].encode() != wanted_state:
+                    continue
+            if not _key_matches(artifact_key, type_, collection):
+                continue
+            if tagged is not None:
+                doc = current.facets.ids.id_of(txn, artifact_key)
+                if doc is None or doc not in tagged:
+                    continue
+            record = current.artifacts.get_payload(txn, artifact_key)
+            if record is not None:
+                found.append(record)
+                last = artifact_key
+        return found, None
+
+    yield from stream(step, (prefix, None, None))
 
 
 def _of_type(type_: Optional[str]) -> Callable[[bytes], bool]:
