@@ -254,9 +254,7 @@ def mixed(tmp_path: Path) -> Iterator[ProjectCache]:
                 for i in range(40)
             ]
         )
-        cache.put_projects(
-            [{"name": n, "path": str(tmp_path / n)} for n in ("p", "q", "empty")]
-        )
+        cache.put_projects([{"name": n, "path": str(tmp_path / n)} for n in ("p", "q", "empty")])
         ids = {p.name: p.id for p in cache.list_projects()}
         deployments = []
         for i in range(0, 44, 2):
@@ -288,9 +286,7 @@ def test_a_project_listing_is_the_artifacts_deployed_there(
     """``project=`` keeps each matching artifact with a deployment there (in ``state``) once,
     in key order: what filtering every artifact by the project's deployments gives."""
     deployed = {
-        d.artifact_key
-        for d in mixed.list_deployments(project)
-        if state is None or d.state == state
+        d.artifact_key for d in mixed.list_deployments(project) if state is None or d.state == state
     }
     expected = [
         orjson.dumps(a.model_dump(mode="json"))
