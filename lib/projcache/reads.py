@@ -80,6 +80,7 @@ class CacheReads:
     # The artifact loader, looked up once (a fork rebuilds the repositories, but
     # the loader holds no LMDB handle).
     _load_artifact: Optional[Callable[[bytes], Artifact]] = None
+    _load_deployments: Optional[Callable[[list[bytes]], list[Deployment]]] = None
 
     if TYPE_CHECKING:
 
@@ -300,9 +301,13 @@ class CacheReads:
         ``deployments-by-artifact`` index; a project filter is a key-prefix scan; the
         profile and type filters read the key only.  None of them scans everything.
         """
-        from .model_reads import stored_json_list_loader
+        load_all = self._load_deployments
+        if load_all is None:  # (bound once: an import statement per call costs ~5% of a call)
+            from .model_reads import stored_json_list_loader
 
-        load_all = stored_json_list_loader(self._repos.deployments.model)
+            load_all = self._load_deployments = stored_json_list_loader(
+                self._repos.deployments.model
+            )
         found = self.list_deployments_json(
             project, state, artifact=artifact, profile=profile, type=type
         )
