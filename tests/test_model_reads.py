@@ -297,3 +297,15 @@ def test_a_damaged_deployment_in_a_project_listing_is_refused(
             listing(project.id)
         with pytest.raises(CorruptRecordError, match="c/skill/b"):
             listing("p")  # by name: resolved, then the same scan
+
+
+def test_list_loader_checks_every_records_keys() -> None:
+    """After good records, one with as many keys but one renamed is still validated (refused)."""
+    good = Deployment(project_id="p", artifact_key="c/skill/a").model_dump_json().encode()
+    renamed = good.replace(b'"version":', b'"versions":')
+    load_all = stored_json_list_loader(Deployment)
+    assert len(load_all([good, good])) == 2
+    with pytest.raises(ValueError):
+        load_all([good, renamed])
+    shuffled = orjson.dumps(dict(reversed(list(orjson.loads(good).items()))))
+    assert load_all([good, shuffled, good]) == [Deployment.model_validate_json(good)] * 3
