@@ -44,6 +44,7 @@ __all__ = [
     "put_deployment",
     "put_project",
     "reindex_artifact",
+    "relisted_names",
     "restate_collection",
     "restate_deployments_of",
     "state_of",
@@ -58,16 +59,33 @@ def index_names(artifact: Artifact) -> list[bytes]:
 
 def index_names_many(artifacts: Sequence[Artifact]) -> list[list[bytes]]:
     """:func:`index_names` of each artifact, in order (a batch stems each word once)."""
-    texts = [
-        {
-            "name": artifact.name,
-            "title": artifact.title,
-            "tags": artifact.tags,
-            "description": artifact.description,
-            "body": artifact.body,
-        }
-        for artifact in artifacts
-    ]
+    return _names_many(artifacts, _TEXT_FIELDS)
+
+
+# The record fields of the indexed texts, grouped per field code of projcache.terms.
+_FIELD_GROUPS = (("name",), ("title", "tags"), ("description",), ("body",))
+_TEXT_FIELDS = tuple(key for group in _FIELD_GROUPS for key in group)
+
+
+def relisted_names(old: Artifact, artifact: Artifact) -> tuple[set[bytes], set[bytes]]:
+    """The names ``old`` is listed under and ``artifact`` is not, and the other way round.
+
+    Equal to the differences of their :func:`index_names`, but only the texts that
+    changed are tokenized (an edited description leaves the body alone)."""
+    keys = tuple(
+        key
+        for group in _FIELD_GROUPS
+        if any(getattr(old, key) != getattr(artifact, key) for key in group)
+        for key in group
+    )
+    before, after = _names_many([old, artifact], keys)
+    was, now = set(before), set(after)
+    return was - now, now - was
+
+
+def _names_many(artifacts: Sequence[Artifact], keys: tuple[str, ...]) -> list[list[bytes]]:
+    """The facet names of each artifact and the term names of its texts ``keys``."""
+    texts = [{key: getattr(artifact, key) for key in keys} for artifact in artifacts]
     out: list[list[bytes]] = []
     facets: dict[tuple[str, str], bytes] = {}  # a batch shares few types, collections, tags
     for artifact, fields in zip(artifacts, field_terms_many(texts)):
@@ -155,9 +173,12 @@ def reindex_artifact(
         return
     if _indexed_inputs(old) == _indexed_inputs(artifact):
         return
-    before = set(index_names(old))
-    after = set(index_names(artifact) if names is None else names)
-    repos.index.relist(txn, doc, before - after, after - before)
+    if names is None:
+        removed, added = relisted_names(old, artifact)
+    else:
+        before, after = set(index_names(old)), set(names)
+        removed, added = before - after, after - before
+    repos.index.relist(txn, doc, removed, added)
 
 
 def put_artifact(

@@ -44,9 +44,11 @@ class CacheWrites(CacheReads):
             # Key order fills LMDB's pages (appends split full pages) and gives a batch's ids
             # in key order; a stable sort keeps the last of two records with one key last.
             records.sort(key=lambda record: record.key)
-            # Tokenized and stemmed before the transaction, for the whole batch at once:
-            # the writer lock is not held meanwhile, and each distinct word is stemmed once.
-            extra = [(names,) for names in mutations.index_names_many(records)]
+            if len(records) > 1:
+                # A batch is tokenized and stemmed before its transaction, all at once: the
+                # writer lock is not held meanwhile, and each distinct word is stemmed once.
+                # (A single record is not: an update tokenizes only the texts it changed.)
+                extra = [(names,) for names in mutations.index_names_many(records)]
 
         def body(txn: Txn) -> int:
             repos = self._repos
