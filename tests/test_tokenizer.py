@@ -336,3 +336,17 @@ def test_camel_boundary_pattern_is_the_two_rules(text: str) -> None:
 
     rules = re.search(r"[a-z0-9][A-Z]", text) or re.search(r"[A-Z][A-Z][a-z]", text)
     assert (terms._CAMEL_SPLIT.search(text) is not None) == (rules is not None)
+
+
+def test_a_full_stem_table_is_replaced_not_emptied(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The table a batch filled keeps its words when another batch finds the table full
+    (a thread mapping its tokens through it never misses one)."""
+    from projcache import terms
+
+    monkeypatch.setattr(terms, "_STEMS", {})
+    monkeypatch.setattr(terms, "_STEMS_MAX", 3)
+    mine = terms._learn_stems(["sheets", "testing"])
+    other = terms._learn_stems(["pdfs", "forms", "merging"])
+    assert other is not mine
+    assert mine == {"sheets": stem("sheets"), "testing": stem("testing")}
+    assert other == {word: stem(word) for word in ("pdfs", "forms", "merging")}

@@ -244,30 +244,34 @@ def _acronym_plural(word: str, stemmed: str) -> str:
 
 # token -> stem(token) for the write path: a plain dict read with one C call per field
 # (map(dict.__getitem__)) instead of one Python call per token; the words it lacks are
-# stemmed together in one call of the C stemmer (stemWords).  Emptied when it gets full,
-# so its memory stays bounded whatever is written.
+# stemmed together in one call of the C stemmer (stemWords).  Replaced by an empty one when
+# full, so its memory stays bounded whatever is written; never emptied in place, so a thread
+# reading the dict it filled never misses a word another thread's replacement dropped.
 _STEMS: dict[str, str] = {}
 _STEMS_MAX = 1 << 17
 
 
-def _learn_stems(words: Iterable[str]) -> None:
-    """Put the stem of every word of ``words`` into :data:`_STEMS` (as :func:`stem` gives it)."""
+def _learn_stems(words: Iterable[str]) -> dict[str, str]:
+    """Return a stem table holding the stem of every word of ``words`` (as :func:`stem`)."""
+    global _STEMS
+    stems = _STEMS
     words = list(words)
-    missing = [word for word in words if word not in _STEMS]
+    missing = [word for word in words if word not in stems]
     if not missing:
-        return
-    if len(_STEMS) + len(missing) > _STEMS_MAX:
-        _STEMS.clear()  # every word is missing now
+        return stems
+    if len(stems) + len(missing) > _STEMS_MAX:
+        stems = _STEMS = {}
         missing = words
     stemmable = []
     for word in missing:
         if _stemmable(word):
             stemmable.append(word)
         else:
-            _STEMS[word] = word
+            stems[word] = word
     if stemmable:
         for word, stemmed in zip(stemmable, _stemmer().stemWords(stemmable)):
-            _STEMS[word] = _acronym_plural(word, stemmed)
+            stems[word] = _acronym_plural(word, stemmed)
+    return stems
 
 
 def artifact_fields(artifact: Mapping[str, Any]) -> dict[bytes, str]:
@@ -307,8 +311,7 @@ def field_terms_many(artifacts: Sequence[Mapping[str, Any]]) -> list[dict[bytes,
                 fields[code] = tokens
                 distinct |= tokens
         per_artifact.append(fields)
-    _learn_stems(distinct)
-    stem_of = _STEMS.__getitem__
+    stem_of = _learn_stems(distinct).__getitem__
     for fields in per_artifact:
         for code, tokens in fields.items():
             fields[code] = tokens.union(map(stem_of, tokens))
