@@ -11,6 +11,11 @@ tail merges included), then a batch of 1,000 on each (best of ``--batches``
 alternating runs).  ``--keep DIR`` keeps the built stores (and reuses them: the
 records are generated again, the build is skipped).
 
+``--floor`` adds a third engine, raw py-lmdb: the same records as JSON in one unnamed
+database, each write one durable ``put`` (``sync=True, metasync=True``: LMDB's two flushes
+per commit), so the report shows what no LMDB store can go under on this machine beside
+the ratio to FTS5 (``floor`` ratios: projcache / raw-lmdb).
+
 ``--page-cache small`` (the default) first drops both engines' files from the page cache
 (``posix_fadvise(DONTNEED)``) and reads them back 4 KiB at a time without readahead: the
 build leaves large page-cache folios behind, and on Linux 6.x a 4 KiB write into one dirties
@@ -45,6 +50,51 @@ def _timed(fn: Callable[[], Any]) -> tuple[float, int]:
     return time.perf_counter() - start, sb.written_bytes() - before
 
 
+class RawLmdbEngine:
+    """The floor: raw py-lmdb, one durable put (or delete) per operation, no index."""
+
+    name = "raw-lmdb"
+
+    def __init__(self, root: Path):
+        self.path = root / "raw-lmdb"
+        self.env: Any = None
+
+    def build(self, records: list[dict[str, Any]]) -> float:
+        import lmdb
+        import orjson
+
+        start = time.perf_counter()
+        env = lmdb.open(str(self.path), map_size=1 << 36, sync=False)
+        for i in range(0, len(records), 10_000):
+            with env.begin(write=True) as txn:
+                for r in records[i : i + 10_000]:
+                    txn.put(sb.artifact_key(r).encode(), orjson.dumps(r))
+        env.sync(True)
+        env.close()
+        took = time.perf_counter() - start
+        self.open()
+        return took
+
+    def open(self) -> None:
+        import lmdb
+
+        self.env = lmdb.open(str(self.path), map_size=1 << 36, sync=True, metasync=True)
+
+    def put(self, records: list[dict[str, Any]]) -> None:
+        import orjson
+
+        with self.env.begin(write=True) as txn:
+            for r in records:
+                txn.put(sb.artifact_key(r).encode(), orjson.dumps(r))
+
+    def delete(self, key: str) -> None:
+        with self.env.begin(write=True) as txn:
+            txn.delete(key.encode())
+
+    def close(self) -> None:
+        self.env.close()
+
+
 def _reload_in_pages(path: Path) -> None:
     """Drop ``path`` from the page cache, then read it back one 4 KiB page at a time."""
     fd = os.open(path, os.O_RDONLY)
@@ -70,13 +120,16 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--keep", type=Path, default=None)
     parser.add_argument("--page-cache", choices=("small", "asis"), default="small")
     parser.add_argument("--lib", type=Path, default=None)
+    parser.add_argument("--floor", action="store_true", help="also raw py-lmdb (the floor)")
     args = parser.parse_args(argv)
     if args.lib is not None:
         sys.path.insert(0, str(args.lib))
     root = args.keep or Path(tempfile.mkdtemp(prefix="projcache-writes-"))
     root.mkdir(parents=True, exist_ok=True)
     records = sb.with_bodies(sb.generate_artifacts(args.size))
-    engines = [sb.ProjcacheEngine(root), sb.Fts5Engine(root)]
+    engines: list[Any] = [sb.ProjcacheEngine(root), sb.Fts5Engine(root)]
+    if args.floor:
+        engines.append(RawLmdbEngine(root))
     for engine in engines:
         marker = root / f"{engine.name}.built"
         if marker.exists():
@@ -96,13 +149,15 @@ def main(argv: list[str]) -> int:
         "update": lambda e, r: lambda: e.put([{**r, "description": r["description"] + " upd"}]),
         "delete": lambda e, r: lambda: e.delete(sb.artifact_key(r)),
     }
-    out: dict[str, Any] = {"size": args.size, "rounds": args.rounds}
+    out: dict[str, Any] = {"size": args.size, "rounds": args.rounds, "load": os.getloadavg()}
     for case, make in cases.items():
         ratios: list[float] = []
+        floors: list[float] = []
+        over_floor: list[float] = []
         times: dict[str, list[float]] = {e.name: [] for e in engines}
         sent = {e.name: 0 for e in engines}
         for i, record in enumerate(fresh):
-            order = engines if i % 2 == 0 else engines[::-1]
+            order = engines[i % len(engines) :] + engines[: i % len(engines)]
             took = {}
             for engine in order:
                 seconds, written = _timed(make(engine, record))
@@ -110,8 +165,19 @@ def main(argv: list[str]) -> int:
                 times[engine.name].append(seconds)
                 sent[engine.name] += written
             ratios.append(took["projcache"] / took["sqlite-fts5"])
+            if args.floor:
+                floors.append(took["raw-lmdb"] / took["sqlite-fts5"])
+                over_floor.append(took["projcache"] / took["raw-lmdb"])
         out[case] = {
             "ratio_median": statistics.median(ratios),
+            **(
+                {
+                    "floor_vs_fts5_median": statistics.median(floors),
+                    "projcache_vs_floor_median": statistics.median(over_floor),
+                }
+                if args.floor
+                else {}
+            ),
             **{f"{n}_us": statistics.median(t) * 1e6 for n, t in times.items()},
             **{f"{n}_kib_per_op": b / len(fresh) / 1024 for n, b in sent.items()},
         }
@@ -119,7 +185,7 @@ def main(argv: list[str]) -> int:
     best: dict[str, float] = {e.name: float("inf") for e in engines}
     for run in range(args.batches):
         batch = sb.new_records(args.size, 1000, f"{salt}b{run}")
-        for engine in engines if run % 2 == 0 else engines[::-1]:
+        for engine in engines[run % len(engines) :] + engines[: run % len(engines)]:
             seconds, _ = _timed(functools.partial(engine.put, batch))
             best[engine.name] = min(best[engine.name], seconds)
     out["batch1000"] = {
@@ -128,6 +194,7 @@ def main(argv: list[str]) -> int:
     }
     for engine in engines:
         engine.close()
+    out["load_after"] = os.getloadavg()
     print(json.dumps(out, indent=1))
     return 0
 

@@ -285,3 +285,68 @@ def test_whole_text_paths_split_like_run_by_run(text: str, compounds: bool) -> N
     runs = terms._runs_by_char(source)
     expected = [word for run in runs for word in terms._split_run(run, compounds)]
     assert terms._words(text, compounds=compounds) == expected
+
+
+_ARTIFACT = st.fixed_dictionaries(
+    {
+        "name": TEXT,
+        "tags": st.lists(TEXT, max_size=3),
+        "title": st.one_of(st.none(), TEXT),
+        "description": TEXT,
+        "body": st.one_of(st.none(), TEXT, st.text(alphabet="aAbBsSzZ09 -.#\n", max_size=300)),
+    }
+)
+
+
+@settings(max_examples=60)
+@given(st.lists(_ARTIFACT, max_size=6), st.integers(min_value=1, max_value=40))
+def test_field_terms_many_is_field_terms_of_each(
+    artifacts: list[dict[str, Any]], most: int
+) -> None:
+    """A batch gives each artifact the terms it gets alone (tokens and :func:`stem` of each),
+    whatever the size of the stem table (it is emptied when full)."""
+    from projcache import terms
+
+    saved = terms._STEMS_MAX
+    terms._STEMS_MAX = most
+    try:
+        got = terms.field_terms_many(artifacts)
+    finally:
+        terms._STEMS_MAX = saved
+        terms._STEMS.clear()
+    expected = []
+    for artifact in artifacts:
+        fields = terms.artifact_fields(artifact)
+        want = {}
+        for code, text in fields.items():
+            tokens = set(tokenize(text))
+            if tokens:
+                want[code] = tokens | {stem(token) for token in tokens}
+        expected.append(want)
+    assert got == expected
+
+
+@given(st.text(alphabet="aAbBzZ09 _-.\n", max_size=40))
+def test_camel_boundary_pattern_is_the_two_rules(text: str) -> None:
+    """The one-scan camelCase pattern finds a boundary exactly when one of the two rules
+    (lower or digit then upper; an acronym's last capital then lower) does."""
+    import re
+
+    from projcache import terms
+
+    rules = re.search(r"[a-z0-9][A-Z]", text) or re.search(r"[A-Z][A-Z][a-z]", text)
+    assert (terms._CAMEL_SPLIT.search(text) is not None) == (rules is not None)
+
+
+def test_a_full_stem_table_is_replaced_not_emptied(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The table a batch filled keeps its words when another batch finds the table full
+    (a thread mapping its tokens through it never misses one)."""
+    from projcache import terms
+
+    monkeypatch.setattr(terms, "_STEMS", {})
+    monkeypatch.setattr(terms, "_STEMS_MAX", 3)
+    mine = terms._learn_stems(["sheets", "testing"])
+    other = terms._learn_stems(["pdfs", "forms", "merging"])
+    assert other is not mine
+    assert mine == {"sheets": stem("sheets"), "testing": stem("testing")}
+    assert other == {word: stem(word) for word in ("pdfs", "forms", "merging")}

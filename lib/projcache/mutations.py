@@ -16,7 +16,8 @@ This is the only module that writes records, which keeps the invariants that
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, Optional
 
 from .codec import DEFAULT_PROFILE
 from .deployment_state import deployment_state
@@ -24,7 +25,7 @@ from .errors import InvalidRecordError
 from .postings import facet_name
 from .repository import Repositories
 from .storage import Txn
-from .terms import field_terms, name_bucket
+from .terms import MAX_NAME_BUCKET, field_terms_many, name_bucket
 from .vocabulary import DATABASES, META_DB
 
 if TYPE_CHECKING:
@@ -38,10 +39,12 @@ __all__ = [
     "delete_project",
     "index_artifact",
     "index_names",
+    "index_names_many",
     "put_artifact",
     "put_deployment",
     "put_project",
     "reindex_artifact",
+    "relisted_names",
     "restate_collection",
     "restate_deployments_of",
     "state_of",
@@ -51,33 +54,80 @@ __all__ = [
 
 def index_names(artifact: Artifact) -> list[bytes]:
     """The names of every bitmap that lists ``artifact`` (what its record implies)."""
-    text = {
-        "name": artifact.name,
-        "title": artifact.title,
-        "tags": artifact.tags,
-        "description": artifact.description,
-        "body": artifact.body,
-    }
-    names: list[bytes] = []
-    for code, terms in field_terms(text).items():
-        # term_name() of every term in three C calls (terms are letters and digits:
-        # never NUL or 0x01); a batch of 1,000 artifacts has some 70,000 names.
-        end = "\x00" + code.decode() + "\x01"
-        names.extend((end.join(terms) + end).encode().split(b"\x01")[:-1])
-    names.append(facet_name("type", artifact.type))
-    names.append(facet_name("collection", artifact.collection))
-    names.extend(facet_name("tag", tag) for tag in set(artifact.tags))
-    if artifact.managed:
-        names.append(facet_name("managed", "1"))
-    names.append(facet_name("len", f"{name_bucket(artifact.name):02d}"))
-    return names
+    return index_names_many([artifact])[0]
 
 
-def index_artifact(txn: Txn, repos: Repositories, artifact: Artifact) -> int:
-    """Give the artifact an id and list it in its bitmaps (it must not be indexed yet)."""
+def index_names_many(artifacts: Sequence[Artifact]) -> list[list[bytes]]:
+    """:func:`index_names` of each artifact, in order (a batch stems each word once)."""
+    return _names_many(artifacts, _TEXT_FIELDS)
+
+
+# The record fields of the indexed texts, grouped per field code of projcache.terms.
+_FIELD_GROUPS = (("name",), ("title", "tags"), ("description",), ("body",))
+_TEXT_FIELDS = tuple(key for group in _FIELD_GROUPS for key in group)
+
+
+def relisted_names(old: Artifact, artifact: Artifact) -> tuple[set[bytes], set[bytes]]:
+    """The names ``old`` is listed under and ``artifact`` is not, and the other way round.
+
+    Equal to the differences of their :func:`index_names`, but only the texts that
+    changed are tokenized (an edited description leaves the body alone)."""
+    keys = tuple(
+        key
+        for group in _FIELD_GROUPS
+        if any(getattr(old, key) != getattr(artifact, key) for key in group)
+        for key in group
+    )
+    before, after = _names_many([old, artifact], keys)
+    was, now = set(before), set(after)
+    return was - now, now - was
+
+
+def _names_many(artifacts: Sequence[Artifact], keys: tuple[str, ...]) -> list[list[bytes]]:
+    """The facet names of each artifact and the term names of its texts ``keys``."""
+    texts = [{key: getattr(artifact, key) for key in keys} for artifact in artifacts]
+    out: list[list[bytes]] = []
+    facets: dict[tuple[str, str], bytes] = {}  # a batch shares few types, collections, tags
+    for artifact, fields in zip(artifacts, field_terms_many(texts)):
+        names: list[bytes] = []
+        for code, terms in fields.items():
+            # term_name() of every term in three C calls (terms are letters and digits:
+            # never NUL or 0x01); a batch of 1,000 artifacts has some 70,000 names.
+            end = _TERM_ENDS[code]
+            names.extend((end.join(terms) + end).encode().split(b"\x01")[:-1])
+        for facet in (("type", artifact.type), ("collection", artifact.collection)):
+            name = facets.get(facet)
+            if name is None:
+                name = facets[facet] = facet_name(*facet)
+            names.append(name)
+        for tag in set(artifact.tags):
+            name = facets.get(("tag", tag))
+            if name is None:
+                name = facets["tag", tag] = facet_name("tag", tag)
+            names.append(name)
+        if artifact.managed:
+            names.append(_MANAGED)
+        names.append(_LEN_NAMES[name_bucket(artifact.name)])
+        out.append(names)
+    return out
+
+
+_TERM_ENDS = {code: "\x00" + code.decode() + "\x01" for code in (b"n", b"t", b"d", b"b")}
+_MANAGED = facet_name("managed", "1")
+_LEN_NAMES = {
+    bucket: facet_name("len", f"{bucket:02d}") for bucket in range(1, MAX_NAME_BUCKET + 1)
+}
+
+
+def index_artifact(
+    txn: Txn, repos: Repositories, artifact: Artifact, names: Optional[list[bytes]] = None
+) -> int:
+    """Give the artifact an id and list it in its bitmaps (it must not be indexed yet).
+
+    ``names``: its :func:`index_names`, when the caller has them already."""
     doc = repos.index.allocate(txn)
     repos.ids.put(txn, artifact.key, doc)
-    repos.index.add(txn, doc, index_names(artifact))
+    repos.index.add(txn, doc, index_names(artifact) if names is None else names)
     return doc
 
 
@@ -104,7 +154,13 @@ def _indexed_inputs(artifact: Artifact) -> tuple[Any, ...]:
     )
 
 
-def reindex_artifact(txn: Txn, repos: Repositories, old: Artifact, artifact: Artifact) -> None:
+def reindex_artifact(
+    txn: Txn,
+    repos: Repositories,
+    old: Artifact,
+    artifact: Artifact,
+    names: Optional[list[bytes]] = None,
+) -> None:
     """Bring the bitmaps of a replaced artifact from ``old`` to ``artifact``.
 
     The id stays (the artifact keeps its place among equals, see
@@ -113,23 +169,32 @@ def reindex_artifact(txn: Txn, repos: Repositories, old: Artifact, artifact: Art
     """
     doc = repos.ids.id_of(txn, old.key)
     if doc is None:  # an artifact without an id: verify reports it; index it anew
-        index_artifact(txn, repos, artifact)
+        index_artifact(txn, repos, artifact, names)
         return
     if _indexed_inputs(old) == _indexed_inputs(artifact):
         return
-    before, after = set(index_names(old)), set(index_names(artifact))
-    repos.index.relist(txn, doc, before - after, after - before)
+    if names is None:
+        removed, added = relisted_names(old, artifact)
+    else:
+        before, after = set(index_names(old)), set(names)
+        removed, added = before - after, after - before
+    repos.index.relist(txn, doc, removed, added)
 
 
-def put_artifact(txn: Txn, repos: Repositories, artifact: Artifact) -> None:
-    """Insert or replace an artifact, re-index it and re-state its deployments."""
+def put_artifact(
+    txn: Txn, repos: Repositories, artifact: Artifact, names: Optional[list[bytes]] = None
+) -> None:
+    """Insert or replace an artifact, re-index it and re-state its deployments.
+
+    ``names``: the artifact's :func:`index_names`, when the caller computed them
+    already (outside the transaction, for a whole batch at once)."""
     old = repos.artifacts.get(txn, artifact.key)
     known = old is not None or collection_known(txn, repos, artifact.key)
     repos.artifacts.put(txn, artifact)
     if old is not None:
-        reindex_artifact(txn, repos, old, artifact)
+        reindex_artifact(txn, repos, old, artifact, names)
     else:
-        index_artifact(txn, repos, artifact)
+        index_artifact(txn, repos, artifact, names)
     restate_deployments_of(txn, repos, artifact.key, artifact)
     if not known:
         restate_collection(txn, repos, artifact.collection)  # it is known from now on

@@ -14,7 +14,11 @@ Hazards this module exists to contain (each learned from py-lmdb's users):
   ``MapResizedError``; ``set_mapsize(0)`` adopts the new size.
 * Slots of killed readers stay taken until ``reader_check()`` clears them; it
   runs on open and whenever ``ReadersFullError`` is seen.
-* ``writemap`` is off: with it, a full disk kills the process with SIGBUS.
+* ``writemap`` is off: with it, a full disk kills the process with SIGBUS, processes
+  opening one environment with and without it defeat LMDB's durability (LMDB's own
+  warning: the CLI, the server and older versions share caches), and it saves no flush
+  (the data pages are ``msync``-ed, then the meta page: the same two flushes; a durable
+  put measured the same with and without it, docs/cache/performance.md).
 * Threads: ``set_mapsize`` must not race other threads' transactions (a read
   begun meanwhile fails with EINVAL), and py-lmdb 3.0's write-transaction
   ``abort`` waits for every in-flight operation of the environment, so busy

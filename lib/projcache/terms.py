@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from functools import lru_cache
-from typing import Any
+from typing import Any, Optional
 
 __all__ = [
     "MAX_NAME_BUCKET",
@@ -22,6 +22,7 @@ __all__ = [
     "STOP_WORDS",
     "artifact_fields",
     "field_terms",
+    "field_terms_many",
     "name_bucket",
     "query_words",
     "stem",
@@ -157,24 +158,32 @@ def _split_run(run: str, compounds: bool) -> tuple[str, ...]:
 
 
 # Where camelCase splits an ASCII run (see _camel_parts): lower or digit before upper,
-# or an acronym's last capital before a lower-case letter.
-_LOWER_TO_UPPER = re.compile(r"[a-z0-9][A-Z]")
-_ACRONYM_END = re.compile(r"[A-Z][A-Z][a-z]")
-_ASCII_WORD = re.compile(r"[a-z0-9]+")  # _RUN on lower-case ASCII, a cheaper class
+# or an acronym's last capital before a lower-case letter.  Written to start with the
+# capital, so the regex engine skips along to the next capital (4x faster on prose).
+_CAMEL_SPLIT = re.compile(r"[A-Z](?:(?<=[a-z0-9][A-Z])|(?=[A-Z][a-z]))")
+# Lower-case ASCII text with every character but a-z and 0-9 made a space: str.split()
+# then gives the words _RUN would (one C pass, faster than findall).
+_ASCII_SPACES = str.maketrans(
+    {char: " " for char in map(chr, range(128)) if not ("a" <= char <= "z" or "0" <= char <= "9")}
+)
+
+
+def _prose_words(text: str) -> Optional[list[str]]:
+    """The words of ASCII text that no camelCase boundary splits (most prose), else None."""
+    if not text.isascii() or _CAMEL_SPLIT.search(text) is not None:
+        return None
+    # No run needs splitting: lower-casing the whole text gives the same words.
+    words = text.lower().translate(_ASCII_SPACES).split()
+    if len(text) > MAX_TOKEN_CHARS and max(map(len, words), default=0) > MAX_TOKEN_CHARS:
+        words = [word[:MAX_TOKEN_CHARS] for word in words]
+    return words
 
 
 def _words(text: str, *, compounds: bool) -> list[str]:
-    if text.isascii():
-        if _LOWER_TO_UPPER.search(text) is None and _ACRONYM_END.search(text) is None:
-            # No run needs splitting: lower-casing the whole text gives the same words
-            # in one C call instead of one call per run (most prose takes this path).
-            words: list[str] = _ASCII_WORD.findall(text.lower())
-            if words and max(map(len, words)) > MAX_TOKEN_CHARS:
-                words = [word[:MAX_TOKEN_CHARS] for word in words]
-            return words
-        runs = _RUN.findall(text)
-    else:
-        runs = _runs(unicodedata.normalize("NFKC", text))
+    words = _prose_words(text)
+    if words is not None:
+        return words
+    runs = _RUN.findall(text) if text.isascii() else _runs(unicodedata.normalize("NFKC", text))
     words = []
     for run in runs:
         words.extend(_split_run(run, compounds))
@@ -212,9 +221,17 @@ def stem(word: str) -> str:
     Snowball keeps the ``s`` of a vowel-less word (``pdfs``, ``mcps``); those
     are acronym plurals, so a final ``s`` after a consonant is dropped there.
     """
-    if not word.isascii() or not word.isalpha() or len(word) < 3:
+    if not _stemmable(word):
         return word
-    stemmed: str = _stemmer().stemWord(word)
+    return _acronym_plural(word, _stemmer().stemWord(word))
+
+
+def _stemmable(word: str) -> bool:
+    return word.isascii() and word.isalpha() and len(word) >= 3
+
+
+def _acronym_plural(word: str, stemmed: str) -> str:
+    """Snowball's stem of ``word``, with the final ``s`` of a vowel-less word dropped."""
     if (
         stemmed == word
         and word.endswith("s")
@@ -223,6 +240,38 @@ def stem(word: str) -> str:
     ):
         return word[:-1]
     return stemmed
+
+
+# token -> stem(token) for the write path: a plain dict read with one C call per field
+# (map(dict.__getitem__)) instead of one Python call per token; the words it lacks are
+# stemmed together in one call of the C stemmer (stemWords).  Replaced by an empty one when
+# full, so its memory stays bounded whatever is written; never emptied in place, so a thread
+# reading the dict it filled never misses a word another thread's replacement dropped.
+_STEMS: dict[str, str] = {}
+_STEMS_MAX = 1 << 17
+
+
+def _learn_stems(words: Iterable[str]) -> dict[str, str]:
+    """Return a stem table holding the stem of every word of ``words`` (as :func:`stem`)."""
+    global _STEMS
+    stems = _STEMS
+    words = list(words)
+    missing = [word for word in words if word not in stems]
+    if not missing:
+        return stems
+    if len(stems) + len(missing) > _STEMS_MAX:
+        stems = _STEMS = {}
+        missing = words
+    stemmable = []
+    for word in missing:
+        if _stemmable(word):
+            stemmable.append(word)
+        else:
+            stems[word] = word
+    if stemmable:
+        for word, stemmed in zip(stemmable, _stemmer().stemWords(stemmable)):
+            stems[word] = _acronym_plural(word, stemmed)
+    return stems
 
 
 def artifact_fields(artifact: Mapping[str, Any]) -> dict[bytes, str]:
@@ -239,14 +288,34 @@ def artifact_fields(artifact: Mapping[str, Any]) -> dict[bytes, str]:
 
 def field_terms(artifact: Mapping[str, Any]) -> dict[bytes, set[str]]:
     """Return ``{field code: terms}``: every token of the field and its stem."""
-    terms: dict[bytes, set[str]] = {}
-    for code, text in artifact_fields(artifact).items():
-        tokens = set(_words(text, compounds=True))
-        tokens -= STOP_WORDS
-        found = tokens.union([stem(token) for token in tokens])
-        if found:
-            terms[code] = found
-    return terms
+    return field_terms_many([artifact])[0]
+
+
+def field_terms_many(artifacts: Sequence[Mapping[str, Any]]) -> list[dict[bytes, set[str]]]:
+    """:func:`field_terms` of each artifact, in order.
+
+    A batch is tokenized first and each distinct new word stemmed once, in one
+    call of the C stemmer: a batch of 1,000 artifacts has ~50,000 tokens but only
+    a few thousand distinct words.
+    """
+    per_artifact: list[dict[bytes, set[str]]] = []
+    distinct: set[str] = set()
+    for artifact in artifacts:
+        fields: dict[bytes, set[str]] = {}
+        for code, text in artifact_fields(artifact).items():
+            if not text:
+                continue
+            tokens = set(_words(text, compounds=True))
+            tokens -= STOP_WORDS
+            if tokens:
+                fields[code] = tokens
+                distinct |= tokens
+        per_artifact.append(fields)
+    stem_of = _learn_stems(distinct).__getitem__
+    for fields in per_artifact:
+        for code, tokens in fields.items():
+            fields[code] = tokens.union(map(stem_of, tokens))
+    return per_artifact
 
 
 def name_bucket(name: str) -> int:

@@ -17,7 +17,6 @@ from .reads import CacheReads
 
 if TYPE_CHECKING:
     from .models import Artifact, Deployment, Project
-    from .repository import Repositories
     from .storage import Txn
 
 __all__ = ["CacheWrites"]
@@ -32,22 +31,29 @@ class CacheWrites(CacheReads):
 
         def _write(self, fn: Callable[[Txn], T]) -> T: ...
 
-    def _put_many(
-        self, model_name: str, items: Iterable[Any], put: Callable[[Txn, Repositories, Any], Any]
-    ) -> int:
+    def _put_many(self, model_name: str, items: Iterable[Any], put: Callable[..., Any]) -> int:
         """Validate every item as ``model_name``, then ``put`` them all in one transaction."""
         from . import models
 
         model = getattr(models, model_name)
         records = [models.validate(model, item) for item in items]
+        extra: list[tuple[Any, ...]] = [()] * len(records)
         if model_name == "Artifact":
+            from . import mutations
+
             # Key order fills LMDB's pages (appends split full pages) and gives a batch's ids
             # in key order; a stable sort keeps the last of two records with one key last.
             records.sort(key=lambda record: record.key)
+            if len(records) > 1:
+                # A batch is tokenized and stemmed before its transaction, all at once: the
+                # writer lock is not held meanwhile, and each distinct word is stemmed once.
+                # (A single record is not: an update tokenizes only the texts it changed.)
+                extra = [(names,) for names in mutations.index_names_many(records)]
 
         def body(txn: Txn) -> int:
-            for record in records:
-                put(txn, self._repos, record)
+            repos = self._repos
+            for record, more in zip(records, extra):
+                put(txn, repos, record, *more)
             return len(records)
 
         return self._write(body) if records else 0
