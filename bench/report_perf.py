@@ -124,6 +124,25 @@ def perf_budgets(run: Any, size: int, add: Add) -> None:
                 big["RssAnon_peak"] / small["RssAnon_peak"],
                 1.2,
             )
+    # 6b. listings streamed: memory of a page whatever the number of records
+    listed = {r["size"]: r for r in run.fact_rows("listing_memory")}
+    if len(listed) >= 2:
+        # Against a size a tenth as large or less (a tiny listing is less than one chunk).
+        top = max(listed)
+        base = max((s for s in listed if s * 10 <= top), default=min(listed))
+        small, big = listed[base], listed[top]
+        # Below 10,000 artifacts a listing is less than the pages it streams in: no verdict.
+        for what in ("artifacts", "deployments") if base >= 10_000 else ():
+            low, high = small[f"{what}_peak"], big[f"{what}_peak"]
+            add(
+                f"issue 15: every {what[:-1]} listed, streamed (tracemalloc peak), "
+                f"N={top:,} over N={base:,}",
+                "≤ 1.5x (constant memory)",
+                f"{high / 2**20:.2f} MiB for {big[what]:,} vs {low / 2**20:.2f} MiB for "
+                f"{small[what]:,}",
+                high / low if low else None,
+                1.5,
+            )
     # 7. invalidate everything
     mine = run.get("invalidate all", size, "projcache")
     add(
