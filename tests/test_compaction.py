@@ -6,6 +6,7 @@ import os
 import random
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -101,6 +102,9 @@ def never(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_compact_keeps_every_record_and_fills_the_pages(tmp_path: Path, never: None) -> None:
     path = tmp_path / "cache"
     _build(path, _artifacts(3000), batch=300)
+    with ProjectCache.open(settings=Settings(cache_dir=path)) as cache:
+        generation, found = cache.generation(), cache.search_json("excel sheet", limit=5)
+        last = cache.stats().last_txn_id
     before, size = _dump(path), _file(path).st_size
 
     sizes = compaction.compact(path, 1 << 30)
@@ -112,7 +116,14 @@ def test_compact_keeps_every_record_and_fills_the_pages(tmp_path: Path, never: N
     with ProjectCache.open(settings=Settings(cache_dir=path)) as cache:
         report = cache.verify(deep=True)
         assert report.ok, report
-        assert cache.search_json("excel sheet", limit=5)[1] > 0
+        assert cache.search_json("excel sheet", limit=5) == found
+        # The transaction ids go on: an ETag handed out before is never reused.
+        assert cache.generation() == generation
+        cache.put_artifacts(_artifacts(1, seed=9))
+        assert cache.stats().last_txn_id == last + 1
+        assert cache.generation() != generation
+    with ProjectCache.open(settings=Settings(cache_dir=path)) as cache:
+        assert cache.stats().last_txn_id == last + 1
 
 
 def test_scattered_batches_are_compacted_when_the_handle_closes(
@@ -195,7 +206,7 @@ def test_an_interrupted_compaction_leaves_the_cache_as_it_was(
     _build(path, _artifacts(1000), batch=100)
     before = _dump(path)
 
-    def fail(*_args: Any) -> bool:
+    def fail(*_args: Any) -> tuple[int, int]:
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(compaction, "_copy", fail)
@@ -203,3 +214,49 @@ def test_an_interrupted_compaction_leaves_the_cache_as_it_was(
         compaction.compact(path, 1 << 30)
     assert _dump(path) == before
     assert not (path / "compact.tmp").exists()
+
+
+def test_a_process_opening_meanwhile_waits_and_sees_the_new_file(
+    tmp_path: Path, never: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "cache"
+    records = _artifacts(2000)
+    _build(path, records, batch=200)
+    key = f"{records[5]['collection']}/{records[5]['type']}/{records[5]['name']}"
+    child = "\n".join(
+        [
+            "import sys",
+            "from projcache import ProjectCache",
+            "from projcache.config import Settings",
+            "print('ready', flush=True)",
+            "sys.stdin.readline()",
+            "with ProjectCache.open(settings=Settings(cache_dir=sys.argv[1])) as cache:",
+            "    found = cache.get_artifact_json(sys.argv[2]) is not None",
+            "    print(cache.stats().counts['artifacts'], found)",
+        ]
+    )
+    opener = subprocess.Popen(
+        [sys.executable, "-c", child, str(path), key],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
+    )
+    assert opener.stdin is not None and opener.stdout is not None
+    assert opener.stdout.readline() == b"ready\n"
+    copy = compaction._copy
+    inode = _file(path).st_ino
+
+    def copy_while_it_opens(*args: Any) -> Any:
+        assert opener.stdin is not None
+        opener.stdin.write(b"go\n")
+        opener.stdin.flush()
+        time.sleep(0.5)  # the opener is waiting for LMDB's lock byte by now
+        assert opener.poll() is None
+        return copy(*args)
+
+    monkeypatch.setattr(compaction, "_copy", copy_while_it_opens)
+    assert compaction.compact(path, 1 << 30) is not None
+    out, _err = opener.communicate(timeout=60)
+    assert opener.returncode == 0
+    assert out.split() == [b"2000", b"True"]
+    assert _file(path).st_ino != inode

@@ -60,6 +60,9 @@ _NODE_HEADER = 8
 _POINTER = 2
 # LMDB puts a value on overflow pages when its node is larger than this (4 KiB pages).
 _NODE_MAX = 2038
+# LMDB 0.9's meta pages (pages 0 and 1; the layout projcache.recovery reads too): a 16-byte
+# page header (mp_pgno u64 first), then MDB_meta, whose transaction id is at this offset.
+_META_TXNID_AT = 16 + 24 + 2 * 48 + 8
 # struct flock on 64-bit Linux: l_type, l_whence, (pad), l_start, l_len, l_pid, (pad).
 _FLOCK = "@hhqqi4x"
 _WRITE_LOCK = 1  # F_WRLCK on Linux
@@ -149,8 +152,10 @@ def _rewrite(path: Path, map_size: int) -> Optional[tuple[int, int]]:
     work.mkdir(mode=0o700)
     try:
         before = (path / "data.mdb").stat().st_size
-        if not _copy(path, work, map_size):
+        copied = _copy(path, work, map_size)
+        if copied is None:
             return None
+        _continue_txnid(work / "data.mdb", *copied)
         os.replace(work / "data.mdb", path / "data.mdb")
         _fsync_dir(path)
         return before, (path / "data.mdb").stat().st_size
@@ -158,8 +163,12 @@ def _rewrite(path: Path, map_size: int) -> Optional[tuple[int, int]]:
         shutil.rmtree(work, ignore_errors=True)
 
 
-def _copy(path: Path, work: Path, map_size: int) -> bool:
-    """Copy every sub-database in key order into ``work``; tell whether every record came."""
+def _copy(path: Path, work: Path, map_size: int) -> Optional[tuple[int, int]]:
+    """Copy every sub-database in key order into ``work``.
+
+    Returns the source's last transaction id and the page size, or ``None`` when
+    a record did not come.
+    """
     options: dict[str, Any] = {"subdir": True, "max_dbs": len(DATABASES) + 8, "lock": False}
     source = lmdb.open(str(path), readonly=True, **options)
     try:
@@ -169,24 +178,49 @@ def _copy(path: Path, work: Path, map_size: int) -> bool:
                 names = {bytes(key) for key in rtxn.cursor().iternext(values=False)}
                 if names - {name.encode() for name in DATABASES}:
                     logger.warning("%s: not compacted (unknown sub-databases)", path)
-                    return False
+                    return None
                 envs, wtxn = (source, target), target.begin(write=True)
                 try:
                     for name, dupsort in DATABASES.items():
                         if name.encode() in names and not _copy_db(envs, rtxn, wtxn, name, dupsort):
                             logger.warning("%s: not compacted (%s did not copy whole)", path, name)
                             wtxn.abort()
-                            return False
+                            return None
                 except BaseException:
                     wtxn.abort()
                     raise
                 wtxn.commit()
             target.sync(True)
+            psize = int(target.stat()["psize"])
         finally:
             target.close()
+        return int(source.info()["last_txnid"]), psize
     finally:
         source.close()
-    return True
+
+
+def _continue_txnid(data: Path, txnid: int, psize: int) -> None:
+    """Give the copy's state the source's last transaction id, in both meta pages.
+
+    A fresh environment starts counting at 1, but the cache's generation (the
+    HTTP lists' ETag, :meth:`~projcache.cache.ProjectCache.generation`) and the
+    counters' bookkeeping are transaction ids: the compacted file goes on where
+    the old one stopped, so an old ETag is never handed out again for other data.
+    Both meta pages get the copy's state: the slot LMDB writes transaction
+    ``txnid`` to (``txnid & 1``) with ``txnid``, the other with ``txnid - 1``, so
+    the next commit goes to the other slot as LMDB expects.
+    """
+    with data.open("r+b") as handle:
+        pages = [handle.read(psize), handle.read(psize)]
+        newest = max(pages, key=lambda page: struct.unpack_from("=Q", page, _META_TXNID_AT)[0])
+        for slot in (0, 1):
+            page = bytearray(newest)
+            struct.pack_into("=Q", page, 0, slot)  # mp_pgno
+            struct.pack_into("=Q", page, _META_TXNID_AT, txnid if slot == txnid & 1 else txnid - 1)
+            handle.seek(slot * psize)
+            handle.write(page)
+        handle.flush()
+        os.fsync(handle.fileno())
 
 
 def _copy_db(envs: tuple[Any, Any], rtxn: Any, wtxn: Any, name: str, dupsort: bool) -> bool:

@@ -271,7 +271,8 @@ class Storage:
 
         try:
             return compaction.worth_compacting(self.env, self.dbs, self._opened_pages)
-        except lmdb.Error:
+        except Exception as exc:  # an optional saving of space must never fail a close
+            logger.warning("could not size up %s for compaction: %s", self.path, exc)
             return False
 
     def _compact(self, map_size: int) -> None:
@@ -280,7 +281,7 @@ class Storage:
 
         try:
             sizes = compaction.compact(self.path, map_size)
-        except (OSError, lmdb.Error) as exc:  # the file is as it was: only space is lost
+        except Exception as exc:  # the file is as it was (only space is lost): close goes on
             logger.warning("could not compact %s: %s", self.path, exc)
             return
         if sizes is not None:
