@@ -260,3 +260,29 @@ def test_a_process_opening_meanwhile_waits_and_sees_the_new_file(
     assert opener.returncode == 0
     assert out.split() == [b"2000", b"True"]
     assert _file(path).st_ino != inode
+
+
+def test_records_written_in_key_order_fill_their_pages(tmp_path: Path, never: None) -> None:
+    # Records of ~1.2 KiB: three to a page.  A plain put in key order kept two.
+    path = tmp_path / "cache"
+    records = _artifacts(600)
+    for record in records:
+        record["body"] = (record["body"] + " ") * 3
+    with ProjectCache.open(settings=Settings(cache_dir=path, durability="none")) as cache:
+        cache.put_artifacts(records)  # one batch: written in key order
+    env = lmdb.open(str(path), readonly=True, lock=False, max_dbs=32)
+    try:
+        db = env.open_db(b"artifacts", create=False)
+        with env.begin() as txn:
+            leaf_pages = txn.stat(db)["leaf_pages"]
+            pages, room = 1, 0
+            psize = env.stat()["psize"] - 16
+            for key, value in txn.cursor(db):  # greedy packing in key order: the best possible
+                node = 8 + len(key) + len(value)
+                node += node % 2 + 2
+                if room + node > psize:
+                    pages, room = pages + 1, 0
+                room += node
+    finally:
+        env.close()
+    assert leaf_pages == pages

@@ -1,12 +1,13 @@
 """Compaction: the cache's file rewritten with its pages full, when nobody else has it open.
 
 LMDB stores every sub-database as a B-tree in 4 KiB pages and never shrinks its file.
-Records written in key order fill their pages (a first refresh writes each collection
-in key order), but batches of keys spread over the whole key space (``put_artifacts``
-of an import in random order) split pages in the middle, leaving them 50-75% full, and
-each batch copies the pages it touches, whose old copies stay in the file as free
-pages.  At 100,000 artifacts written in batches of 10,000 that is a 191 MiB file for
-122 MiB of full pages (bench/RESULTS.md, "Bytes on disk after the bytes work").
+Records written in key order fill their pages (appended past the last key: see
+``projcache.repository``), but batches of keys spread over the whole key space
+(``put_artifacts`` of an import in random order) split pages in the middle, leaving
+them 50-75% full, and each batch copies the pages it touches, whose old copies stay
+in the file as free pages.  At 100,000 artifacts written in batches of 10,000 that
+is a 191 MiB file for 122 MiB of full pages (bench/RESULTS.md, "Bytes on disk: the
+bytes branch").
 
 :func:`compact` copies every sub-database, in key order, into a new file (every page
 full, no free pages) and renames it over ``data.mdb``.  That is safe only while no
@@ -23,8 +24,8 @@ is in place.  Where OFD locks do not exist (not Linux), nothing is compacted.
 handle closes after writing, and :func:`compact` when it says so: the file grew by at
 least :data:`MIN_GROWTH` while the handle was open and at least :data:`MIN_WASTE` of
 it is free pages or slack in half-empty pages (estimated from the biggest
-sub-databases' sampled record sizes).  A refresh that changed little, or a first
-refresh (already in key order), does not pay for a rewrite.
+sub-databases' sampled record sizes).  A refresh that changed little does not pay
+for a rewrite.
 """
 
 from __future__ import annotations
