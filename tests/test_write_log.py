@@ -241,6 +241,8 @@ class WriteLogMachine(RuleBasedStateMachine):
         )
         inline = {k for k in main if k[:1] != b"\x01" and k.find(b"\x00") == len(k) - 1}
         assert not {k[: k.find(b"\x00") + 1] for k in main if k not in inline} & inline
+        index = self.cache._repos.index
+        assert self.cache._read(lambda txn: index.any_field_problems(txn)) == []
 
     def teardown(self) -> None:
         """Check verify once at the end, close and remove the cache."""
@@ -308,6 +310,98 @@ def test_verify_finds_a_term_stored_both_inline_and_in_blocks(
     )
     with ProjectCache.open(settings=cache_settings) as cache:
         findings = [(f.db, f.key, f.message) for f in cache.verify(deep=True).findings]
-        assert findings == [("search-tokens", "pdf", "stored both inline and in blocks")]
+        assert findings == [
+            ("search-tokens", "pdf", "stored both inline and in blocks"),
+            ("search-tokens", "pdf", "block 0 has no all-fields bitmap"),  # (a block alone)
+        ]
         assert cache.verify(repair=True).repaired
         assert cache.verify(deep=True).ok
+
+
+def _blocked_term_cache(cache: ProjectCache, make_artifact: MakeArtifact, count: int) -> None:
+    """``count`` artifacts sharing the description word ``pdf`` (in blocks past 64), merged."""
+    cache.put_artifacts(
+        [make_artifact(f"a{i}", description="pdf tools", tags=["x"]) for i in range(count)]
+    )
+    cache.put_artifacts([make_artifact("pdf-reader", description="reads files")])
+    cache._write(lambda txn: cache._repos.index.merge(txn))
+
+
+def test_a_term_in_blocks_has_an_all_fields_bitmap_per_block(
+    cache_settings: Settings, make_artifact: MakeArtifact, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A term past SMALL_POSTINGS is stored per field and block, plus per block one
+    all-fields value (``term NUL * block``) holding the union of its fields there: what a
+    query's exact total reads.  Writes through the log and a merge keep it so."""
+    from projcache.postings import decode_bitmap
+
+    monkeypatch.setattr(postings_module, "CHUNK_BITS", 4)  # 16 ids per block: several blocks
+    with ProjectCache.open(settings=cache_settings) as cache:
+        _blocked_term_cache(cache, make_artifact, 70)
+        cache.put_artifacts([make_artifact("a3", description="docx only")])  # pdf leaves a3
+        cache._write(lambda txn: cache._repos.index.merge(txn))
+        ids = cache._read(lambda txn: dict(cache._repos.ids.items(txn)))
+    rows = dict(raw_rows(cache_settings.cache_dir, "search-tokens"))
+    stars = {k[-2:]: set(decode_bitmap(v)) for k, v in rows.items() if k[:-2] == b"pdf\x00*"}
+    fields: dict[bytes, set[int]] = {}
+    for key, value in rows.items():
+        if key[:4] == b"pdf\x00" and len(key) == 7 and key[4:5] != b"*":
+            fields.setdefault(key[-2:], set()).update(decode_bitmap(value))
+    assert len(stars) >= 5 and stars == fields
+    holding = {ids[f"default/skill/a{i}"] for i in range(70) if i != 3}
+    holding.add(ids["default/skill/pdf-reader"])
+    assert set().union(*stars.values()) == holding
+
+
+def test_verify_finds_a_wrong_all_fields_bitmap_and_repair_rebuilds(
+    cache_settings: Settings, make_artifact: MakeArtifact
+) -> None:
+    """An all-fields value that is not the union of its term's fields (or is missing) is an
+    index finding of quick and deep verify; repair writes it again."""
+    from pyroaring import BitMap
+
+    from projcache.postings import encode_bitmap
+
+    with ProjectCache.open(settings=cache_settings) as cache:
+        _blocked_term_cache(cache, make_artifact, 70)
+    wrong = encode_bitmap(BitMap([1]))
+    tamper(
+        cache_settings.cache_dir,
+        lambda txn, dbs: txn.put(b"pdf\x00*\x00\x00", wrong, db=dbs["search-tokens"]),
+    )
+    with ProjectCache.open(settings=cache_settings) as cache:
+        findings = [(f.db, f.key, f.message) for f in cache.verify(deep=True).findings]
+        assert findings == [
+            ("search-tokens", "pdf", "block 0: all-fields bitmap is not its fields' union")
+        ]
+    tamper(
+        cache_settings.cache_dir,
+        lambda txn, dbs: txn.delete(b"pdf\x00*\x00\x00", db=dbs["search-tokens"]),
+    )
+    with ProjectCache.open(settings=cache_settings) as cache:
+        for deep in (False, True):
+            findings = [(f.db, f.key, f.message) for f in cache.verify(deep=deep).findings]
+            assert findings == [("search-tokens", "pdf", "block 0 has no all-fields bitmap")]
+        assert cache.verify(repair=True).repaired
+        assert cache.verify(deep=True).ok
+
+
+def test_searches_without_all_fields_values_read_the_fields(
+    cache_settings: Settings, make_artifact: MakeArtifact
+) -> None:
+    """A cache whose blocks lack their all-fields values (written by an earlier 0.2.0-dev)
+    answers as before: the query counts those blocks' fields instead."""
+    with ProjectCache.open(settings=cache_settings) as cache:
+        _blocked_term_cache(cache, make_artifact, 70)
+        before = [(h.key, h.score) for h in cache.search("pdf", limit=100)]
+        total = cache.search_json("pdf tools")[1]
+
+    def drop_stars(txn: Any, dbs: dict[str, Any]) -> None:
+        for key in [bytes(k) for k, _ in txn.cursor(dbs["search-tokens"])]:
+            if key[-3:-2] == b"*" and key[-4:-3] == b"\x00":
+                txn.delete(key, db=dbs["search-tokens"])
+
+    tamper(cache_settings.cache_dir, drop_stars)
+    with ProjectCache.open(settings=cache_settings) as cache:
+        assert [(h.key, h.score) for h in cache.search("pdf", limit=100)] == before
+        assert cache.search_json("pdf tools")[1] == total == 70

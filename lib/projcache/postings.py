@@ -29,12 +29,14 @@ from .storage import Txn
 from .storage import scan as _scan
 
 __all__ = [
+    "ANY_FIELD",
     "CHUNK_BITS",
     "MERGE_AT",
     "SMALL_POSTINGS",
     "BitmapIndex",
     "FacetIndex",
     "IdRepository",
+    "TermPostings",
     "decode_bitmap",
     "decode_small",
     "encode_bitmap",
@@ -44,6 +46,12 @@ __all__ = [
 ]
 
 _BITMAP_FORMAT = b"\x02"
+# The all-fields code: a term kept in blocks also has, per block, the union of its fields
+# (key term + NUL + "*" + block), written by the merge: a word's exact total reads one
+# value per block instead of one per field and block.  "*" is no field code.
+ANY_FIELD = b"*"
+_FIELD_CODES = (b"b", b"d", b"n", b"t")
+_ANY_SUFFIX = codec.SEPARATOR + ANY_FIELD
 _SMALL_FORMAT = b"\x05"  # a small term's postings, every field in one value (encode_small)
 SMALL_POSTINGS = 64  # a term listing at most this many (id, field) pairs is stored inline
 CHUNK_BITS = 16  # ids per stored bitmap value: 65,536 (one roaring container)
@@ -386,6 +394,24 @@ class _WriteCache:
         return len(self.entries) + (self.bulk.entries if self.bulk is not None else 0)
 
 
+class TermPostings:
+    """One term's postings as a query reads them: every id (all fields) now, fields on demand.
+
+    ``any`` is a list of bitmaps whose union is every id holding the term in any field
+    (the write log applied).  ``fields`` maps a field code to what is known of it: its
+    decoded bitmaps (a small term), and/or the keys of its blocks, read by
+    :meth:`BitmapIndex.field_parts` only when a ranking level needs them.
+    """
+
+    __slots__ = ("any", "fields", "keys", "name")
+
+    def __init__(self, name: bytes):
+        self.name = name  # term + NUL
+        self.any: list[Any] = []
+        self.fields: dict[bytes, list[Any]] = {}  # code -> decoded bitmaps
+        self.keys: dict[bytes, list[bytes]] = {}  # code -> block keys not read yet
+
+
 class BitmapIndex:
     """Named sets of artifact ids as compressed (roaring) bitmaps: the v3 search index.
 
@@ -607,8 +633,11 @@ class BitmapIndex:
                     for code, ids in decode_small(raw, what=key).items():
                         fields.setdefault(code, []).append(ids)
                     continue
+                code = key[cut + 1 : cut + 2]
+                if code == ANY_FIELD:
+                    continue  # the all-fields blocks repeat the fields' ids
                 # One bitmap per block of the same field, united below (or by the caller).
-                fields.setdefault(key[cut + 1 : cut + 2], []).append(decode_bitmap(raw, what=key))
+                fields.setdefault(code, []).append(decode_bitmap(raw, what=key))
         tail = self._tail(txn)
         if tail.entries:
             for name in tail.with_prefix(prefix):
@@ -638,6 +667,163 @@ class BitmapIndex:
                     break
         return result
 
+    def postings(self, txn: Txn, prefix: bytes, limit: int) -> dict[str, TermPostings]:
+        """The terms whose names start with ``prefix`` (``term + NUL``: that one term), at most
+        ``limit`` distinct ones in byte order (0: no limit), as :class:`TermPostings`.
+
+        One scan of the keys; only the all-fields blocks (:data:`ANY_FIELD`) and small
+        terms' values are read: a field's blocks are read when a ranking level needs them
+        (:meth:`field_parts`).  A block without its all-fields value (a cache written
+        before it existed) counts its fields' blocks instead.  Terms left without ids by
+        the write log are left out, as :meth:`prefix_fields` does.
+        """
+        sep = codec.SEPARATOR
+        start = len(prefix) - 1 if prefix.endswith(sep) else len(prefix)
+        found: dict[bytes, TermPostings] = {}
+        cursor = txn.cursor(self.main)
+        if cursor.set_range(prefix):
+            distinct = 0
+            last = b""
+            term: Optional[TermPostings] = None
+            for key in cursor.iternext(keys=True, values=False):
+                if not key.startswith(prefix):
+                    break
+                cut = key.find(sep, start)
+                size = len(key) - cut
+                if cut < 0 or (size != 4 and size != 1):
+                    continue  # a longer name (or a control key) sharing the prefix
+                if key[:cut] != last:
+                    last = key[:cut]
+                    distinct += 1
+                    if limit and distinct > limit:
+                        break
+                    term = found[last] = TermPostings(last + sep)
+                assert term is not None
+                if size == 1:  # a small term: every field in this one value
+                    for code, ids in decode_small(cursor.value(), what=key).items():
+                        term.fields[code] = [ids]
+                        term.any.append(ids)
+                    continue
+                term.keys.setdefault(key[cut + 1 : cut + 2], []).append(key)
+        wanted: list[bytes] = []
+        for term in found.values():
+            stars = term.keys.pop(ANY_FIELD, None)
+            if not term.keys:
+                continue
+            blocks = {key[-2:] for keys in term.keys.values() for key in keys}
+            if stars is not None:
+                wanted.extend(stars)
+                if len(stars) == len(blocks):  # (the merge writes one per block in use)
+                    continue
+                blocks.difference_update(key[-2:] for key in stars)
+            for keys in term.keys.values():  # blocks without their all-fields value
+                wanted.extend(key for key in keys if key[-2:] in blocks)
+        if wanted:
+            values = txn.cursor(self.main).getmulti(wanted)
+            for key, raw in values:
+                cut = key.find(sep, start)
+                found[key[:cut]].any.append(decode_bitmap(raw, what=key))
+        tail = self._tail(txn)
+        if tail.entries:
+            self._apply_tail(txn, tail, prefix, start, found)
+        result: dict[str, TermPostings] = {}
+        for name in sorted(found):
+            term = found[name]
+            if term.any:
+                result[name.decode()] = term
+                if limit and len(result) >= limit:
+                    break
+        return result
+
+    def _apply_tail(
+        self, txn: Txn, tail: _Tail, prefix: bytes, start: int, found: dict[bytes, TermPostings]
+    ) -> None:
+        """The write log on top of :meth:`postings`' terms (``any`` united, fields marked)."""
+        bitmap = _bitmaps()
+        sep = codec.SEPARATOR
+        touched: dict[bytes, list[bytes]] = {}
+        for name in tail.with_prefix(prefix):
+            cut = name.find(sep, start)
+            if cut < 0 or len(name) != cut + 2:
+                continue
+            touched.setdefault(name[:cut], []).append(name)
+        for key, names in touched.items():
+            term = found.get(key)
+            if term is None:
+                term = found[key] = TermPostings(key + sep)
+            base = (
+                bitmap()
+                if not term.any
+                else term.any[0].copy()
+                if len(term.any) == 1
+                else bitmap.union(*term.any)
+            )
+            plus = bitmap()
+            minus = bitmap()
+            for name in names:
+                code = name[-1:]
+                fields = term.fields.get(code)
+                if fields is not None:  # a small term's field: apply the log now
+                    united = fields[0] if len(fields) == 1 else bitmap.union(*fields)
+                    term.fields[code] = [tail.over(name, united)]
+                elif code not in term.keys:
+                    term.keys[code] = []  # a field the log alone gives the term
+                gone = tail.removes.get(name)
+                if gone:
+                    minus |= gone
+                more = tail.adds.get(name)
+                if more:
+                    plus |= more
+            doubt = (minus & base) - plus - tail.deleted  # deleted ids leave every field
+            base -= minus
+            for doc in doubt:  # an update may keep the term in a field the log left alone
+                if self._still_listed(txn, tail, term, doc):
+                    base.add(doc)
+            base |= plus
+            term.any = [base] if base else []
+
+    def _still_listed(self, txn: Txn, tail: _Tail, term: TermPostings, doc: int) -> bool:
+        """Whether a field of ``term`` the log did not take ``doc`` out of still lists it."""
+        block = (doc >> CHUNK_BITS).to_bytes(2, "big")
+        for code in _FIELD_CODES:
+            name = term.name + code
+            gone = tail.removes.get(name)
+            if gone is not None and doc in gone:
+                continue
+            fields = term.fields.get(code)
+            if fields is not None:
+                if any(doc in ids for ids in fields):
+                    return True
+                continue
+            raw = txn.get(name + block, db=self.main)
+            if raw is not None and doc in decode_bitmap(raw, what=name + block):
+                return True
+        return False
+
+    def field_parts(self, txn: Txn, term: TermPostings, code: bytes) -> list[Any]:
+        """The bitmaps of ``term`` in field ``code`` (read now, the log applied; kept)."""
+        fields = term.fields.get(code)
+        if fields is not None:
+            return fields
+        keys = term.keys.get(code)
+        parts = []
+        if keys:
+            values = txn.cursor(self.main).getmulti(keys)
+            parts = [decode_bitmap(raw, what=key) for key, raw in values]
+        name = term.name + code
+        tail = self._tail(txn)
+        if name in tail.adds or name in tail.removes:
+            bitmap = _bitmaps()
+            base = bitmap() if not parts else parts[0] if len(parts) == 1 else bitmap.union(*parts)
+            parts = [tail.over(name, base)]
+        parts = [ids for ids in parts if ids]
+        term.fields[code] = parts
+        return parts
+
+    def field_codes(self, term: TermPostings) -> list[bytes]:
+        """The field codes ``term`` may have ids in (a field the log emptied may be listed)."""
+        return [code for code in _FIELD_CODES if code in term.fields or code in term.keys]
+
     def terms_with_prefix(self, txn: Txn, prefix: str, limit: int) -> list[str]:
         """The first ``limit`` distinct terms starting with ``prefix``, in byte order."""
         return list(self._fields(txn, prefix.encode(), limit))
@@ -653,6 +839,8 @@ class BitmapIndex:
                     merged[name] = merged[name] | ids if name in merged else ids
                 continue
             name = key[:-2]
+            if name[-2:] == _ANY_SUFFIX and name[:1] != b"\x01":
+                continue  # all-fields blocks: see any_field_problems
             ids = decode_bitmap(raw, what=f"search-tokens[{key!r}]")
             merged[name] = merged[name] | ids if name in merged else ids
         tail = self._tail(txn)
@@ -660,6 +848,54 @@ class BitmapIndex:
             merged[name] = tail.over(name, merged.get(name, _bitmaps()()))
         for name in sorted(merged):
             yield name, merged[name]
+
+    def any_field_problems(self, txn: Txn) -> list[tuple[str, str]]:
+        """``(term, problem)`` for every block of a term in blocks whose all-fields value is
+        missing or is not the union of the term's field blocks there (verify)."""
+        sep = codec.SEPARATOR
+        unions: dict[bytes, Any] = {}  # term + NUL + block -> union of its fields
+        stars: dict[bytes, Any] = {}
+        for key, raw in _scan(txn, self.main):
+            key = bytes(key)
+            cut = key.find(sep)
+            if key[:1] == b"\x01" or cut < 0 or len(key) != cut + 4:
+                continue
+            ids = decode_bitmap(raw, what=f"search-tokens[{key!r}]")
+            where = key[: cut + 1] + key[-2:]
+            if key[cut + 1 : cut + 2] == ANY_FIELD:
+                stars[where] = ids
+            else:
+                unions[where] = unions[where] | ids if where in unions else ids
+        problems = []
+        for where in sorted(set(unions) | set(stars)):
+            term = where[:-3].decode("utf-8", "replace")
+            block = int.from_bytes(where[-2:], "big")
+            star, union = stars.get(where), unions.get(where)
+            if star is None:
+                problems.append((term, f"block {block} has no all-fields bitmap"))
+            elif union is None or star != union:
+                message = f"block {block}: all-fields bitmap is not its fields' union"
+                problems.append((term, message))
+        return problems
+
+    def any_field_missing(self, txn: Txn) -> list[tuple[str, int]]:
+        """``(term, block)`` of every block of a term in blocks without its all-fields value:
+        a scan of the keys alone (the quick verify; the deep one also compares the ids)."""
+        sep = codec.SEPARATOR
+        missing = []
+        starred: set[bytes] = set()
+        for key in txn.cursor(self.main).iternext(keys=True, values=False):
+            cut = key.find(sep)
+            if key[:1] == b"\x01" or cut < 0 or len(key) != cut + 4:
+                continue
+            where = key[: cut + 1] + key[-2:]
+            if key[cut + 1 : cut + 2] == ANY_FIELD:  # sorts before the field codes
+                starred.add(where)
+            elif where not in starred:
+                starred.add(where)  # reported once
+                term = key[:cut].decode("utf-8", "replace")
+                missing.append((term, int.from_bytes(key[-2:], "big")))
+        return missing
 
     def mixed_terms(self, txn: Txn) -> list[str]:
         """Terms stored both inline (small) and in blocks: never written so (verify)."""
@@ -815,6 +1051,7 @@ class BitmapIndex:
                 touched += len(names)
             else:
                 blocked.extend(names)
+        changed: set[bytes] = set()  # term + NUL + block whose all-fields value is stale
         for name in blocked:
             plus = tail.adds.get(name) or bitmap()
             minus = tail.removes.get(name) or bitmap()
@@ -842,7 +1079,11 @@ class BitmapIndex:
                     txn.put(key, encode_bitmap(ids), db=self.main)
                 elif stored is not None:
                     txn.delete(key, db=self.main)
+                if name[:1] != b"\x01" and name[-2:-1] == codec.SEPARATOR:
+                    changed.add(name[:-1] + block.to_bytes(2, "big"))
             touched += 1
+        for where in sorted(changed):
+            self._put_any_field(txn, where)
         for key in logged:
             txn.delete(key, db=self.pending)
         if tail.deleted:
@@ -886,7 +1127,8 @@ class BitmapIndex:
             return True
         if raw is not None:
             txn.delete(key, db=self.main)
-        for code, ids in fields.items():  # every field to blocks (a new or growing term)
+        every = bitmap.union(*fields.values())
+        for code, ids in [*fields.items(), (ANY_FIELD, every)]:  # to blocks (a growing term)
             for block in sorted({doc >> CHUNK_BITS for doc in ids}):
                 span = bitmap()
                 span.add_range(block << CHUNK_BITS, (block + 1) << CHUNK_BITS)
@@ -894,6 +1136,21 @@ class BitmapIndex:
                     key + code + block.to_bytes(2, "big"), encode_bitmap(ids & span), db=self.main
                 )
         return True
+
+    def _put_any_field(self, txn: Txn, where: bytes) -> None:
+        """Write the all-fields value of ``where`` (term + NUL + block) from its fields."""
+        parts = []
+        for code in _FIELD_CODES:
+            key = where[:-2] + code + where[-2:]
+            raw = txn.get(key, db=self.main)
+            if raw is not None:
+                parts.append(decode_bitmap(raw, what=key))
+        key = where[:-2] + ANY_FIELD + where[-2:]
+        if parts:
+            every = parts[0] if len(parts) == 1 else _bitmaps().union(*parts)
+            txn.put(key, encode_bitmap(every), db=self.main)
+        else:
+            txn.delete(key, db=self.main)
 
     def clear(self, txn: Txn) -> None:
         """Empty both sub-databases (a rebuild follows)."""

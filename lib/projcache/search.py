@@ -44,13 +44,14 @@ the terms of an artifact already live in :mod:`projcache.terms`.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Optional
 
 from pyroaring import BitMap
 
-from .postings import facet_name
+from .codec import SEPARATOR
+from .postings import TermPostings, facet_name
 from .terms import STOP_WORDS, name_bucket, query_words, stem
 
 if TYPE_CHECKING:
@@ -130,26 +131,50 @@ class _Word:
 
     At a million artifacts one operation on a common word's bitmap (16 blocks
     of 65,536 ids) costs 10-40 µs, so nothing is computed before it is needed:
-    ``any`` (every id the word matches) is one multi-way union, and the set of
-    ids whose *best* level is a given one is only computed when the ranker
-    reaches that level, which the top tiers of a page usually never do for
-    the description and body levels.
+    ``any`` (every id the word matches) is one multi-way union of the terms'
+    all-fields bitmaps, a level's field bitmaps are read from the store only
+    when the ranker reaches the level, and the set of ids whose *best* level
+    is a given one is only computed then, which the top tiers of a page
+    usually never do for the description and body levels.
     """
 
-    def __init__(self, text: str, by_level: dict[int, list[BitMap]]):
+    def __init__(
+        self,
+        text: str,
+        by_level: dict[int, list[BitMap]],
+        refs: Optional[dict[int, list[tuple[TermPostings, bytes]]]] = None,
+        any_parts: Optional[list[BitMap]] = None,
+        load: Optional[Callable[[TermPostings, bytes], list[BitMap]]] = None,
+    ):
         self.text = text
-        self.level_numbers = sorted(by_level, reverse=True)
-        self._parts = [by_level[level] for level in self.level_numbers]
+        numbers = set(by_level) | set(refs or ())
+        self.level_numbers = sorted(numbers, reverse=True)
+        self._loaded: list[Optional[list[BitMap]]] = [by_level.get(n) for n in self.level_numbers]
+        self._refs = [(refs or {}).get(n, []) for n in self.level_numbers]
+        self._load = load
+        self._any_parts = any_parts
         self._unions: dict[int, BitMap] = {}
         self._reached: list[BitMap] = []  # [i]: ids reaching level i or a higher one
         self._best: dict[int, BitMap] = {}
         self._any: Optional[BitMap] = None
 
+    def parts(self, i: int) -> list[BitMap]:
+        """The bitmaps of level ``i`` (read from the store the first time)."""
+        found = self._loaded[i]
+        if found is None:
+            found = []
+            assert self._load is not None
+            for term, code in self._refs[i]:
+                found.extend(self._load(term, code))
+            self._loaded[i] = found
+        return found
+
     def _union(self, i: int) -> BitMap:
         found = self._unions.get(i)
         if found is None:
-            parts = self._parts[i]
-            found = self._unions[i] = parts[0] if len(parts) == 1 else BitMap.union(*parts)
+            parts = self.parts(i)
+            found = BitMap() if not parts else parts[0] if len(parts) == 1 else BitMap.union(*parts)
+            self._unions[i] = found
         return found
 
     def _reached_at(self, i: int) -> BitMap:
@@ -171,29 +196,29 @@ class _Word:
     def any(self) -> BitMap:
         """Every id the word matches (at any level)."""
         if self._any is None:
-            if len(self._reached) == len(self._parts) and self._reached:
-                self._any = self._reached[-1]
+            parts = self._any_parts
+            if parts is None:
+                parts = [ids for i in range(len(self.level_numbers)) for ids in self.parts(i)]
+            if not parts:
+                self._any = BitMap()
             else:
-                parts = [ids for level in self._parts for ids in level]
-                if not parts:
-                    self._any = BitMap()
-                else:
-                    self._any = parts[0] if len(parts) == 1 else BitMap.union(*parts)
+                self._any = parts[0] if len(parts) == 1 else BitMap.union(*parts)
         return self._any
 
     def restricted(self, within: BitMap) -> _Word:
         """This word seen only inside ``within`` (a small set: each of its bitmaps is cut down
         to it, so no level of a common word is ever united whole)."""
         levels: dict[int, list[BitMap]] = {}
-        for level, parts in zip(self.level_numbers, self._parts):
-            kept = [cut for cut in (within & ids for ids in parts) if cut]
+        for i, level in enumerate(self.level_numbers):
+            kept = [cut for cut in (within & ids for ids in self.parts(i)) if cut]
             if kept:
                 levels[level] = kept
         return _Word(self.text, levels)
 
     def level_of(self, doc: int) -> int:
         """The level this word reaches in document ``doc`` (0 when it does not match)."""
-        for i, (level, parts) in enumerate(zip(self.level_numbers, self._parts)):
+        for i, level in enumerate(self.level_numbers):
+            parts = self.parts(i)
             if len(parts) > 4:  # a common word's blocks: unite them once for all the hits
                 if doc in self._union(i):
                     return level
@@ -209,42 +234,41 @@ def _read_word(
     repos: Repositories,
     text: str,
     prefix: bool,
-    cache: dict[str, dict[bytes, list[BitMap]]],
+    cache: dict[str, Optional[TermPostings]],
 ) -> _Word:
-    """Read the bitmaps of one query word, grouped by the level each gives (see :class:`_Word`).
-
-    The bitmaps stay as read (one per block of ids and field, plus the tail):
-    each level unites its own in one call, when the ranker needs it.
-    """
+    """Read one query word: its terms' all-fields bitmaps now, and which field of which term
+    gives each level (see :class:`_Word`; the fields are read when a level is needed)."""
     index = repos.index
 
-    def fields_of(term: str) -> dict[bytes, list[BitMap]]:
+    def term_of(term: str) -> Optional[TermPostings]:
         if term not in cache:
-            cache[term] = index.term_blocks(txn, term)
+            cache[term] = index.postings(txn, term.encode() + SEPARATOR, 0).get(term)
         return cache[term]
 
-    prefixed: dict[bytes, list[BitMap]] = {}
-    if prefix:  # one scan reads the word's own bitmaps and those of the terms it begins
-        for term, fields in index.prefix_blocks(txn, text, MAX_PREFIX_TERMS).items():
-            cache.setdefault(term, fields)
-            for code, found_ids in fields.items():
-                prefixed.setdefault(code, []).extend(found_ids)
-        cache.setdefault(text, {})
-    kinds: list[dict[bytes, list[BitMap]]] = [fields_of(text)]
+    prefixed: list[TermPostings] = []
+    if prefix:  # one scan reads the word's own term and those it begins
+        for term, postings in index.postings(txn, text.encode(), MAX_PREFIX_TERMS).items():
+            prefixed.append(cache.setdefault(term, postings) or postings)
+        cache.setdefault(text, None)
+    kinds: list[Optional[TermPostings]] = [term_of(text)]
     stemmed = stem(text)
-    kinds.append(fields_of(stemmed) if stemmed != text else {})
-    levels: dict[int, list[BitMap]] = {}
+    kinds.append(term_of(stemmed) if stemmed != text else None)
+    refs: dict[int, list[tuple[TermPostings, bytes]]] = {}
+    any_parts: list[BitMap] = []
+    for found in (*kinds, *prefixed):
+        if found is not None:
+            any_parts.extend(found.any)
+    codes = {id(found): index.field_codes(found) for found in (*kinds, *prefixed) if found}
     for code in FIELDS:
         for kind, found in enumerate(kinds):
-            parts = found.get(code)
-            if parts:
-                levels.setdefault(LEVELS[(code, kind)], []).extend(parts)
-        parts = prefixed.get(code)
-        if parts:
+            if found is not None and code in codes[id(found)]:
+                refs.setdefault(LEVELS[(code, kind)], []).append((found, code))
+        for found in prefixed:
             # A term's exact or stem bitmap is also among its prefix terms' bitmaps:
             # a level's union takes it once however many times it is listed.
-            levels.setdefault(LEVELS[(code, 2)], []).extend(parts)
-    return _Word(text, levels)
+            if code in codes[id(found)]:
+                refs.setdefault(LEVELS[(code, 2)], []).append((found, code))
+    return _Word(text, {}, refs, any_parts, lambda term, code: index.field_parts(txn, term, code))
 
 
 def _query_terms(query: str) -> list[tuple[str, bool]]:
@@ -494,7 +518,7 @@ def run_query(
     terms = _query_terms(query)
     if not terms:
         return QueryResult()
-    cache: dict[str, dict[bytes, list[BitMap]]] = {}
+    cache: dict[str, Optional[TermPostings]] = {}
     words = [_read_word(txn, repos, text, prefix, cache) for text, prefix in terms]
     allowed = _filter_ids(txn, repos, filters)
     deleted = repos.index.deleted(txn)
