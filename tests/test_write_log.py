@@ -405,3 +405,60 @@ def test_searches_without_all_fields_values_read_the_fields(
     with ProjectCache.open(settings=cache_settings) as cache:
         assert [(h.key, h.score) for h in cache.search("pdf", limit=100)] == before
         assert cache.search_json("pdf tools")[1] == total == 70
+
+
+def test_tie_break_and_type_facets_are_stored_in_wide_chunks(
+    cache_settings: Settings, make_artifact: MakeArtifact, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``type``, ``managed`` and the name lengths (what a query reads whole) are stored in
+    chunks of 2**WIDE_BITS blocks; terms keep one value per block (a merge rewrites one)."""
+    monkeypatch.setattr(postings_module, "CHUNK_BITS", 2)  # 4 ids per block, 16 per chunk
+    with ProjectCache.open(settings=cache_settings) as cache:
+        cache.put_artifacts([make_artifact(f"a{i:02d}", description="pdf") for i in range(70)])
+        cache._write(lambda txn: cache._repos.index.merge(txn))
+    rows = dict(raw_rows(cache_settings.cache_dir, "search-tokens"))
+
+    def chunks(name: bytes) -> list[int]:
+        found = [k for k in rows if k[:-2] == name]
+        return sorted(int.from_bytes(k[-2:], "big") for k in found)
+
+    assert chunks(b"\x01type\x00skill") == [0, 1, 2, 3, 4]  # ids 0 .. 69
+    assert chunks(b"\x01managed\x001") == [0, 1, 2, 3, 4]
+    assert chunks(b"\x01len\x0003") == [0, 1, 2, 3, 4]
+    assert chunks(b"pdf\x00d") == list(range(18))
+
+
+def test_a_facet_stored_in_blocks_is_rechunked_by_the_next_merge(
+    cache_settings: Settings, make_artifact: MakeArtifact, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A facet in one value per block (a cache of an earlier 0.2.0-dev) reads right and is
+    rewritten in wide chunks by the next merge that touches it."""
+    from pyroaring import BitMap
+
+    from projcache.postings import decode_bitmap, encode_bitmap
+
+    monkeypatch.setattr(postings_module, "CHUNK_BITS", 2)
+    name = b"\x01type\x00skill"
+    with ProjectCache.open(settings=cache_settings) as cache:
+        cache.put_artifacts([make_artifact(f"a{i:02d}", description="pdf") for i in range(40)])
+        cache._write(lambda txn: cache._repos.index.merge(txn))
+
+    def to_blocks(txn: Any, dbs: dict[str, Any]) -> None:
+        db = dbs["search-tokens"]
+        every = BitMap()
+        for key in [bytes(k) for k, _ in txn.cursor(db) if bytes(k)[:-2] == name]:
+            every |= decode_bitmap(txn.get(key, db=db))
+            txn.delete(key, db=db)
+        for block in sorted({doc >> 2 for doc in every}):
+            ids = BitMap(doc for doc in every if doc >> 2 == block)
+            txn.put(name + block.to_bytes(2, "big"), encode_bitmap(ids), db=db)
+
+    tamper(cache_settings.cache_dir, to_blocks)
+    with ProjectCache.open(settings=cache_settings) as cache:
+        assert cache.search_json("pdf", type="skill", limit=50)[1] == 40
+        cache.put_artifacts([make_artifact("late", description="pdf")])
+        cache._write(lambda txn: cache._repos.index.merge(txn))
+        assert cache.search_json("pdf", type="skill", limit=50)[1] == 41
+        assert cache.verify(deep=True).ok
+    keys = [k for k, _ in raw_rows(cache_settings.cache_dir, "search-tokens") if k[:-2] == name]
+    assert sorted(int.from_bytes(k[-2:], "big") for k in keys) == [0, 1, 2]

@@ -33,10 +33,12 @@ __all__ = [
     "CHUNK_BITS",
     "MERGE_AT",
     "SMALL_POSTINGS",
+    "WIDE_BITS",
     "BitmapIndex",
     "FacetIndex",
     "IdRepository",
     "TermPostings",
+    "chunk_bits",
     "decode_bitmap",
     "decode_small",
     "encode_bitmap",
@@ -51,6 +53,13 @@ _BITMAP_FORMAT = b"\x02"
 # value per block instead of one per field and block.  "*" is no field code.
 ANY_FIELD = b"*"
 _FIELD_CODES = (b"b", b"d", b"n", b"t")
+# Facets a query reads whole (the tie-break's name lengths and managed, the type filter):
+# stored in chunks of 2**(CHUNK_BITS + WIDE_BITS) ids (262,144), four blocks per value, so
+# that a tie-break at a million ids reads 4 values per name length instead of 16.  A merge
+# rewrites at most that chunk of each (the name lengths: ~110 KiB per 65,536 ids of
+# chunk): bounded, whatever N is.
+WIDE_BITS = 2
+_WIDE_FACETS = (b"\x01len\x00", b"\x01managed\x00", b"\x01type\x00")
 _ANY_SUFFIX = codec.SEPARATOR + ANY_FIELD
 _SMALL_FORMAT = b"\x05"  # a small term's postings, every field in one value (encode_small)
 SMALL_POSTINGS = 64  # a term listing at most this many (id, field) pairs is stored inline
@@ -155,6 +164,11 @@ def facet_name(facet: str, value: str) -> bytes:
 
         name = b"\x01" + facet.encode() + b"\x00#" + hashlib.sha256(name).hexdigest().encode()
     return name
+
+
+def chunk_bits(name: bytes) -> int:
+    """log2 of the ids per stored value of bitmap ``name`` (wide facets: see WIDE_BITS)."""
+    return CHUNK_BITS + WIDE_BITS if name.startswith(_WIDE_FACETS) else CHUNK_BITS
 
 
 def term_name(term: str, code: bytes) -> bytes:
@@ -403,13 +417,14 @@ class TermPostings:
     :meth:`BitmapIndex.field_parts` only when a ranking level needs them.
     """
 
-    __slots__ = ("any", "fields", "keys", "name")
+    __slots__ = ("any", "blocks", "fields", "keys", "name")
 
     def __init__(self, name: bytes):
         self.name = name  # term + NUL
         self.any: list[Any] = []
         self.fields: dict[bytes, list[Any]] = {}  # code -> decoded bitmaps
         self.keys: dict[bytes, list[bytes]] = {}  # code -> block keys not read yet
+        self.blocks: dict[bytes, Any] = {}  # block key -> its bitmap, read for one id
 
 
 class BitmapIndex:
@@ -539,13 +554,29 @@ class BitmapIndex:
         applied, as one bitmap (the log may remove ids as well as add them; ids it
         adds outside ``blocks`` may come along: callers only test membership).
         """
-        keys = [name + block.to_bytes(2, "big") for block in blocks]
-        found = [decode_bitmap(raw, what=key) for key, raw in txn.cursor(self.main).getmulti(keys)]
+        if name.startswith(_WIDE_FACETS):  # a few values: all of them, whatever their chunking
+            found = self._stored_parts(txn, name)
+        else:
+            keys = [name + block.to_bytes(2, "big") for block in blocks]
+            values = txn.cursor(self.main).getmulti(keys)
+            found = [decode_bitmap(raw, what=key) for key, raw in values]
         tail = self._tail(txn)
         if name in tail.adds or name in tail.removes:
             bitmap = _bitmaps()
             base = bitmap() if not found else found[0] if len(found) == 1 else bitmap.union(*found)
             found = [tail.over(name, base)]
+        return found
+
+    def _stored_parts(self, txn: Txn, name: bytes) -> list[Any]:
+        """Every main value of ``name`` (a blocked name), decoded, in key order."""
+        cursor = txn.cursor(self.main)
+        found = []
+        if cursor.set_range(name):
+            size = len(name) + 2
+            for key, raw in cursor.iternext():
+                if len(key) != size or not key.startswith(name):
+                    break
+                found.append(decode_bitmap(raw, what=key))
         return found
 
     def deleted(self, txn: Txn) -> Any:
@@ -820,6 +851,29 @@ class BitmapIndex:
         term.fields[code] = parts
         return parts
 
+    def field_has(self, txn: Txn, term: TermPostings, code: bytes, doc: int) -> bool:
+        """Whether ``term`` lists ``doc`` in field ``code`` (the log applied), reading at
+        most the one block of ``doc`` (a few hits of a common word need not read it all)."""
+        fields = term.fields.get(code)
+        if fields is not None:
+            return any(doc in ids for ids in fields)
+        name = term.name + code
+        tail = self._tail(txn)
+        gone = tail.removes.get(name)
+        if gone is not None and doc in gone:
+            return False
+        plus = tail.adds.get(name)
+        if plus is not None and doc in plus:
+            return True
+        key = name + (doc >> CHUNK_BITS).to_bytes(2, "big")
+        ids = term.blocks.get(key)
+        if ids is None:
+            if key not in term.keys.get(code, ()):
+                return False
+            raw = txn.get(key, db=self.main)
+            ids = term.blocks[key] = _bitmaps()() if raw is None else decode_bitmap(raw, what=key)
+        return doc in ids
+
     def field_codes(self, term: TermPostings) -> list[bytes]:
         """The field codes ``term`` may have ids in (a field the log emptied may be listed)."""
         return [code for code in _FIELD_CODES if code in term.fields or code in term.keys]
@@ -1058,13 +1112,17 @@ class BitmapIndex:
             both = plus | minus
             if not both:
                 continue
-            first, last = both.min() >> CHUNK_BITS, both.max() >> CHUNK_BITS
+            bits = chunk_bits(name)
+            if bits != CHUNK_BITS and self._rechunk(txn, name, bits, plus, minus):
+                touched += 1
+                continue
+            first, last = both.min() >> bits, both.max() >> bits
             for block in range(first, last + 1):
                 if first == last:
                     add, drop = plus, minus
                 else:
                     span = bitmap()
-                    span.add_range(block << CHUNK_BITS, (block + 1) << CHUNK_BITS)
+                    span.add_range(block << bits, (block + 1) << bits)
                     add, drop = plus & span, minus & span
                     if not add and not drop:
                         continue
@@ -1092,6 +1150,30 @@ class BitmapIndex:
             self._put_free(txn, free | tail.deleted)
         self._put_version(txn, seq + 1, 0)
         return touched
+
+    def _rechunk(self, txn: Txn, name: bytes, bits: int, plus: Any, minus: Any) -> bool:
+        """Merge a wide facet stored in other chunks (by a projcache before WIDE_BITS): read
+        all its values, apply the log, write it in chunks of ``2**bits`` ids.  Return False
+        (nothing done) when every value is already a chunk of that size."""
+        cursor = txn.cursor(self.main)
+        stored: list[tuple[bytes, Any]] = []
+        if cursor.set_range(name):
+            size = len(name) + 2
+            for key, raw in cursor.iternext():
+                if len(key) != size or not key.startswith(name):
+                    break
+                stored.append((bytes(key), decode_bitmap(raw, what=key)))
+        if all(ids.min() >> bits == int.from_bytes(key[-2:], "big") for key, ids in stored if ids):
+            return False
+        bitmap = _bitmaps()
+        every = bitmap.union(bitmap(), *(ids for _key, ids in stored)) - minus | plus
+        for key, _ids in stored:
+            txn.delete(key, db=self.main)
+        for chunk in sorted({doc >> bits for doc in every}):
+            span = bitmap()
+            span.add_range(chunk << bits, (chunk + 1) << bits)
+            txn.put(name + chunk.to_bytes(2, "big"), encode_bitmap(every & span), db=self.main)
+        return True
 
     def _merge_small(self, txn: Txn, tail: _Tail, key: bytes, names: list[bytes]) -> bool:
         """Merge the log's changes of one term (``key`` = term + NUL) if the term is small

@@ -145,6 +145,7 @@ class _Word:
         refs: Optional[dict[int, list[tuple[TermPostings, bytes]]]] = None,
         any_parts: Optional[list[BitMap]] = None,
         load: Optional[Callable[[TermPostings, bytes], list[BitMap]]] = None,
+        has: Optional[Callable[[TermPostings, bytes, int], bool]] = None,
     ):
         self.text = text
         numbers = set(by_level) | set(refs or ())
@@ -152,6 +153,7 @@ class _Word:
         self._loaded: list[Optional[list[BitMap]]] = [by_level.get(n) for n in self.level_numbers]
         self._refs = [(refs or {}).get(n, []) for n in self.level_numbers]
         self._load = load
+        self._has = has
         self._any_parts = any_parts
         self._unions: dict[int, BitMap] = {}
         self._reached: list[BitMap] = []  # [i]: ids reaching level i or a higher one
@@ -216,8 +218,17 @@ class _Word:
         return _Word(self.text, levels)
 
     def level_of(self, doc: int) -> int:
-        """The level this word reaches in document ``doc`` (0 when it does not match)."""
+        """The level this word reaches in document ``doc`` (0 when it does not match).
+
+        A level not read yet is asked block by block (``has``): a few hits of a common
+        word read the blocks they are in, not the word's every block."""
         for i, level in enumerate(self.level_numbers):
+            parts = self._loaded[i]
+            if parts is None and self._has is not None:
+                has = self._has
+                if any(has(term, code, doc) for term, code in self._refs[i]):
+                    return level
+                continue
             parts = self.parts(i)
             if len(parts) > 4:  # a common word's blocks: unite them once for all the hits
                 if doc in self._union(i):
@@ -268,7 +279,14 @@ def _read_word(
             # a level's union takes it once however many times it is listed.
             if code in codes[id(found)]:
                 refs.setdefault(LEVELS[(code, 2)], []).append((found, code))
-    return _Word(text, {}, refs, any_parts, lambda term, code: index.field_parts(txn, term, code))
+    return _Word(
+        text,
+        {},
+        refs,
+        any_parts,
+        lambda term, code: index.field_parts(txn, term, code),
+        lambda term, code, doc: index.field_has(txn, term, code, doc),
+    )
 
 
 def _query_terms(query: str) -> list[tuple[str, bool]]:
