@@ -346,6 +346,7 @@ class _Ranker:
         self._buckets: Optional[list[int]] = None
         self._bucket_ids: dict[int, list[BitMap]] = {}
         self._blocks = range(repos.index.block_count(txn))
+        self.known: dict[int, str] = {}  # id -> key, as read for a tie-break (the page reuses)
 
     def with_words(self, words: list[_Word]) -> _Ranker:
         """A ranker of other words (the same query's, restricted) sharing the name-length
@@ -410,11 +411,12 @@ class _Ranker:
 
     def _by_hit(self, ids: BitMap) -> list[tuple[int, float]]:
         managed = self._managed_for(ids)
-        keys = self.repos.ids
+        key_of = self.repos.ids.key_of
+        known = self.known
         rows = []
         for doc in ids:
             score = sum(word.level_of(doc) for word in self.words)
-            key = keys.key_of(self.txn, doc) or ""
+            key = known[doc] = key_of(self.txn, doc) or ""
             name = key.split("/", 2)[-1]
             rows.append((-score, doc not in managed, name_bucket(name), doc))
         rows.sort()
@@ -423,10 +425,11 @@ class _Ranker:
     def _by_key(self, ids: BitMap) -> list[int]:
         """``ids`` (of one score) in tie-break order, their name lengths read from their keys."""
         managed = self._managed_for(ids)
-        keys = self.repos.ids
+        key_of = self.repos.ids.key_of
+        known = self.known
         rows = []
         for doc in ids:
-            key = keys.key_of(self.txn, doc) or ""
+            key = known[doc] = key_of(self.txn, doc) or ""
             rows.append((doc not in managed, name_bucket(key.split("/", 2)[-1]), doc))
         rows.sort()
         return [row[2] for row in rows]
@@ -563,10 +566,11 @@ def run_query(
         partial_hits = _partial(ranker, words, exact, allowed, deleted, offset, stop, total, result)
         result.partial = len(partial_hits) if limit > 0 else 0
         hits.extend(partial_hits if limit > 0 else [])
-    keys = repos.ids
+    key_of = repos.ids.key_of
+    known = ranker.known
     for doc, score in hits:
-        key = keys.key_of(txn, doc)
-        if key is not None:  # an id without a key: verify reports it
+        key = known.get(doc) or key_of(txn, doc)
+        if key:  # an id without a key: verify reports it
             result.page.append((key, score))
     return result
 
