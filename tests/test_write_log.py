@@ -400,6 +400,7 @@ def test_searches_without_all_fields_values_read_the_fields(
         for key in [bytes(k) for k, _ in txn.cursor(dbs["search-tokens"])]:
             if key[-3:-2] == b"*" and key[-4:-3] == b"\x00":
                 txn.delete(key, db=dbs["search-tokens"])
+        assert txn.delete(b"\xff\x07layout", db=dbs["search-pending"])  # (none then)
 
     tamper(cache_settings.cache_dir, drop_stars)
     with ProjectCache.open(settings=cache_settings) as cache:

@@ -70,6 +70,8 @@ _LOG = b"\xfe"  # + 8-byte sequence number: one write-log entry (see _pack_entry
 _FREE = _CONTROL + b"\x03free"  # ids that left every index: reused first
 _NEXT = _CONTROL + b"\x05next"  # the next never-used id (4 bytes big-endian)
 _VERSION = _CONTROL + b"\x06version"  # next log sequence number + 8 random bytes
+_LAYOUT = _CONTROL + b"\x07layout"  # the index layout a cache was built in (see postings())
+_LAYOUT_NOW = b"\x01"  # 1: every block of a term in blocks has its all-fields value
 _FOLD_AT = 4096  # a transaction's entries kept as a list up to this many (see _WriteCache)
 MERGE_AT = 256  # write-log entries (artifact writes) that trigger a merge into the main bitmaps
 
@@ -427,7 +429,7 @@ class TermPostings:
     :meth:`BitmapIndex.field_parts` only when a ranking level needs them.
     """
 
-    __slots__ = ("any", "blocks", "fields", "keys", "name", "small")
+    __slots__ = ("any", "blocks", "fields", "keys", "listed", "name", "small", "tail")
 
     def __init__(self, name: bytes):
         self.name = name  # term + NUL
@@ -436,6 +438,8 @@ class TermPostings:
         self.keys: dict[bytes, list[bytes]] = {}  # code -> block keys not read yet
         self.blocks: dict[bytes, Any] = {}  # block key -> its bitmap, read for one id
         self.small: dict[bytes, tuple[int, ...]] = {}  # a small term's ids per field
+        self.listed = True  # ``keys`` lists every block key (else a field's keys are unread)
+        self.tail: Optional[_Tail] = None  # the write log as the read saw it
 
 
 class BitmapIndex:
@@ -722,33 +726,49 @@ class BitmapIndex:
         sep = codec.SEPARATOR
         start = len(prefix) - 1 if prefix.endswith(sep) else len(prefix)
         found: dict[bytes, TermPostings] = {}
+        # Written in this layout (see _LAYOUT): every block of a term in blocks has its
+        # all-fields value, so a field's block keys need not be listed: the scan jumps from
+        # a field's first key to the next field.
+        trusted = txn.get(_LAYOUT, db=self.pending) == _LAYOUT_NOW
         cursor = txn.cursor(self.main)
-        if cursor.set_range(prefix):
-            distinct = 0
-            last = b""
-            term: Optional[TermPostings] = None
-            for key in cursor.iternext(keys=True, values=False):
-                if not key.startswith(prefix):
+        more = cursor.set_range(prefix)
+        distinct = 0
+        last = b""
+        term: Optional[TermPostings] = None
+        while more:
+            key = cursor.key()
+            if not key.startswith(prefix):
+                break
+            cut = key.find(sep, start)
+            size = len(key) - cut
+            if cut < 0 or (size != 4 and size != 1):
+                more = cursor.next()
+                continue  # a longer name (or a control key) sharing the prefix
+            if key[:cut] != last:
+                last = key[:cut]
+                distinct += 1
+                if limit and distinct > limit:
                     break
-                cut = key.find(sep, start)
-                size = len(key) - cut
-                if cut < 0 or (size != 4 and size != 1):
-                    continue  # a longer name (or a control key) sharing the prefix
-                if key[:cut] != last:
-                    last = key[:cut]
-                    distinct += 1
-                    if limit and distinct > limit:
-                        break
-                    term = found[last] = TermPostings(last + sep)
-                assert term is not None
-                if size == 1:  # a small term: every field in this one value, one bitmap
-                    small = term.small = small_ids(cursor.value(), what=key)
-                    every = [doc for ids in small.values() for doc in ids]
-                    term.any.append(_bitmaps()(every))
+                term = found[last] = TermPostings(last + sep)
+                term.listed = not trusted
+            assert term is not None
+            if size == 1:  # a small term: every field in this one value, one bitmap
+                small = term.small = small_ids(cursor.value(), what=key)
+                every = [doc for ids in small.values() for doc in ids]
+                term.any.append(_bitmaps()(every))
+            elif trusted:
+                code = key[cut + 1 : cut + 2]
+                if code == ANY_FIELD:
+                    term.any.append(decode_bitmap(cursor.value(), what=key))
+                else:
+                    term.keys[code] = []
+                    more = cursor.set_range(key[: cut + 1] + bytes([key[cut + 1] + 1]))
                     continue
+            else:
                 term.keys.setdefault(key[cut + 1 : cut + 2], []).append(key)
+            more = cursor.next()
         wanted: list[bytes] = []
-        for term in found.values():
+        for term in found.values() if not trusted else ():
             stars = term.keys.pop(ANY_FIELD, None)
             if not term.keys:
                 continue
@@ -768,6 +788,8 @@ class BitmapIndex:
         tail = self._tail(txn)
         if tail.entries:
             self._apply_tail(txn, tail, prefix, start, found)
+        for term in found.values():
+            term.tail = tail
         result: dict[str, TermPostings] = {}
         for name in sorted(found):
             term = found[name]
@@ -858,11 +880,13 @@ class BitmapIndex:
             fields = term.fields[code] = [_bitmaps()(small)]
             return fields
         keys = term.keys.get(code)
+        name = term.name + code
         parts = []
         if keys:
             values = txn.cursor(self.main).getmulti(keys)
             parts = [decode_bitmap(raw, what=key) for key, raw in values]
-        name = term.name + code
+        elif not term.listed:
+            parts = self._stored_parts(txn, name)
         tail = self._tail(txn)
         if name in tail.adds or name in tail.removes:
             bitmap = _bitmaps()
@@ -882,7 +906,7 @@ class BitmapIndex:
         if small is not None:
             return doc in small
         name = term.name + code
-        tail = self._tail(txn)
+        tail = term.tail or self._tail(txn)
         gone = tail.removes.get(name)
         if gone is not None and doc in gone:
             return False
@@ -892,7 +916,7 @@ class BitmapIndex:
         key = name + (doc >> CHUNK_BITS).to_bytes(2, "big")
         ids = term.blocks.get(key)
         if ids is None:
-            if key not in term.keys.get(code, ()):
+            if term.listed and key not in term.keys.get(code, ()):
                 return False
             raw = txn.get(key, db=self.main)
             ids = term.blocks[key] = _bitmaps()() if raw is None else decode_bitmap(raw, what=key)
@@ -1039,6 +1063,8 @@ class BitmapIndex:
             cache.free_changed = True
             return doc
         doc = self._next(txn)
+        if not doc and not txn.get(_LAYOUT, db=self.pending):  # an empty index starts anew
+            txn.put(_LAYOUT, _LAYOUT_NOW, db=self.pending)
         txn.put(_NEXT, (doc + 1).to_bytes(4, "big"), db=self.pending)
         return doc
 
@@ -1268,6 +1294,7 @@ class BitmapIndex:
         txn.drop(self.main, delete=False)
         txn.drop(self.pending, delete=False)
         self._put_version(txn, 0, 0)
+        txn.put(_LAYOUT, _LAYOUT_NOW, db=self.pending)
 
 
 class FacetIndex:

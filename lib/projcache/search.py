@@ -80,6 +80,8 @@ _SMALL_GROUP = 256
 # down to them (a cut costs a few microseconds per block bitmap of each word).
 _RESTRICT = 512
 
+# Up to this many blocks of ids a few hits are scored from their words' whole levels.
+_FEW_BLOCKS = 4
 # Field codes, strongest first: name, title + tags, description, body.
 FIELDS = (b"n", b"t", b"d", b"b")
 # (field, kind) -> level; kind 0 exact, 1 stem, 2 prefix.  Description and body
@@ -279,13 +281,15 @@ def _read_word(
             # a level's union takes it once however many times it is listed.
             if code in codes[id(found)]:
                 refs.setdefault(LEVELS[(code, 2)], []).append((found, code))
+    # Asking a few hits block by block pays once the index spans more than a few blocks.
+    by_block = index.block_count(txn) > _FEW_BLOCKS
     return _Word(
         text,
         {},
         refs,
         any_parts,
         lambda term, code: index.field_parts(txn, term, code),
-        lambda term, code, doc: index.field_has(txn, term, code, doc),
+        (lambda term, code, doc: index.field_has(txn, term, code, doc)) if by_block else None,
     )
 
 
