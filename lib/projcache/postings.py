@@ -896,15 +896,20 @@ class BitmapIndex:
         term.fields[code] = parts
         return parts
 
-    def field_has(self, txn: Txn, term: TermPostings, code: bytes, doc: int) -> bool:
+    def field_has(
+        self, txn: Txn, term: TermPostings, code: bytes, doc: int, by_block: bool = True
+    ) -> bool:
         """Whether ``term`` lists ``doc`` in field ``code`` (the log applied), reading at
-        most the one block of ``doc`` (a few hits of a common word need not read it all)."""
+        most the one block of ``doc`` (a few hits of a common word need not read it all;
+        ``by_block=False``: the field's blocks are read whole, once)."""
         fields = term.fields.get(code)
         if fields is not None:
             return any(doc in ids for ids in fields)
         small = term.small.get(code)
         if small is not None:
             return doc in small
+        if not by_block:
+            return any(doc in ids for ids in self.field_parts(txn, term, code))
         name = term.name + code
         tail = term.tail or self._tail(txn)
         gone = tail.removes.get(name)

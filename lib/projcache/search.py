@@ -289,7 +289,7 @@ def _read_word(
         refs,
         any_parts,
         lambda term, code: index.field_parts(txn, term, code),
-        (lambda term, code, doc: index.field_has(txn, term, code, doc)) if by_block else None,
+        lambda term, code, doc: index.field_has(txn, term, code, doc, by_block),
     )
 
 
