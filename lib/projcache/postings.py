@@ -887,7 +887,7 @@ class BitmapIndex:
             parts = [decode_bitmap(raw, what=key) for key, raw in values]
         elif not term.listed:
             parts = self._stored_parts(txn, name)
-        tail = self._tail(txn)
+        tail = term.tail or self._tail(txn)
         if name in tail.adds or name in tail.removes:
             bitmap = _bitmaps()
             base = bitmap() if not parts else parts[0] if len(parts) == 1 else bitmap.union(*parts)

@@ -148,6 +148,7 @@ class _Word:
         any_parts: Optional[list[BitMap]] = None,
         load: Optional[Callable[[TermPostings, bytes], list[BitMap]]] = None,
         has: Optional[Callable[[TermPostings, bytes, int], bool]] = None,
+        by_block: bool = False,
     ):
         self.text = text
         numbers = set(by_level) | set(refs or ())
@@ -156,11 +157,24 @@ class _Word:
         self._refs = [(refs or {}).get(n, []) for n in self.level_numbers]
         self._load = load
         self._has = has
+        self._by_block = by_block
+        self._sets: dict[int, Optional[frozenset[int]]] = {}
         self._any_parts = any_parts
         self._unions: dict[int, BitMap] = {}
         self._reached: list[BitMap] = []  # [i]: ids reaching level i or a higher one
         self._best: dict[int, BitMap] = {}
         self._any: Optional[BitMap] = None
+
+    def _few(self, i: int) -> Optional[frozenset[int]]:
+        """The ids of level ``i`` as a set when its terms are all small (their ids are
+        tuples: no bitmap is built for a few membership tests), else ``None``."""
+        if i not in self._sets:
+            refs = self._refs[i]
+            few = None
+            if all(code in term.small and code not in term.fields for term, code in refs):
+                few = frozenset(doc for term, code in refs for doc in term.small[code])
+            self._sets[i] = few
+        return self._sets[i]
 
     def parts(self, i: int) -> list[BitMap]:
         """The bitmaps of level ``i`` (read from the store the first time)."""
@@ -226,11 +240,17 @@ class _Word:
         word read the blocks they are in, not the word's every block."""
         for i, level in enumerate(self.level_numbers):
             parts = self._loaded[i]
-            if parts is None and self._has is not None:
-                has = self._has
-                if any(has(term, code, doc) for term, code in self._refs[i]):
-                    return level
-                continue
+            if parts is None:
+                ids = self._few(i)
+                if ids is not None:  # the level's terms are all small: a set of their ids
+                    if doc in ids:
+                        return level
+                    continue
+                if self._has is not None and self._by_block:
+                    has = self._has
+                    if any(has(term, code, doc) for term, code in self._refs[i]):
+                        return level
+                    continue
             parts = self.parts(i)
             if len(parts) > 4:  # a common word's blocks: unite them once for all the hits
                 if doc in self._union(i):
@@ -290,6 +310,7 @@ def _read_word(
         any_parts,
         lambda term, code: index.field_parts(txn, term, code),
         lambda term, code, doc: index.field_has(txn, term, code, doc, by_block),
+        by_block,
     )
 
 
