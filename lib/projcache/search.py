@@ -241,9 +241,9 @@ class _Word:
         for i, level in enumerate(self.level_numbers):
             parts = self._loaded[i]
             if parts is None:
-                ids = self._few(i)
-                if ids is not None:  # the level's terms are all small: a set of their ids
-                    if doc in ids:
+                few = self._few(i)
+                if few is not None:  # the level's terms are all small: a set of their ids
+                    if doc in few:
                         return level
                     continue
                 if self._has is not None and self._by_block:
