@@ -172,7 +172,7 @@ class _Word:
             refs = self._refs[i]
             few = None
             if all(code in term.small and code not in term.fields for term, code in refs):
-                few = frozenset(doc for term, code in refs for doc in term.small[code])
+                few = frozenset().union(*[term.small[code] for term, code in refs])
             self._sets[i] = few
         return self._sets[i]
 
