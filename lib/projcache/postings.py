@@ -624,95 +624,6 @@ class BitmapIndex:
         found.update(int(n[len(prefix) :]) for n in tail.with_prefix(prefix) if n in tail.adds)
         return sorted(found)
 
-    def term_fields(self, txn: Txn, term: str) -> dict[bytes, Any]:
-        """``{field code: ids}`` of one term (merged bitmaps with the log applied)."""
-        return self._fields(txn, term.encode() + codec.SEPARATOR, 0).get(term, {})
-
-    def prefix_fields(self, txn: Txn, prefix: str, limit: int) -> dict[str, dict[bytes, Any]]:
-        """``{term: {field code: ids}}`` of the first ``limit`` distinct terms starting with
-        ``prefix``, in byte order (merged bitmaps with the log applied)."""
-        return self._fields(txn, prefix.encode(), limit)
-
-    def term_blocks(self, txn: Txn, term: str) -> dict[bytes, list[Any]]:
-        """Like :meth:`term_fields`, each field's blocks and tail not united (a list of bitmaps).
-
-        A query unites a word's bitmaps once per ranking level, in one C call,
-        rather than once per field and again per level (at a million ids each
-        union of a common term costs 10-20 µs).
-        """
-        return self._fields(txn, term.encode() + codec.SEPARATOR, 0, united=False).get(term, {})
-
-    def prefix_blocks(self, txn: Txn, prefix: str, limit: int) -> dict[str, dict[bytes, list[Any]]]:
-        """Like :meth:`prefix_fields`, each field's blocks and tail not united."""
-        return self._fields(txn, prefix.encode(), limit, united=False)
-
-    def _fields(
-        self, txn: Txn, prefix: bytes, limit: int, united: bool = True
-    ) -> dict[str, dict[bytes, Any]]:
-        """The bitmaps of the terms whose names start with ``prefix`` (at most ``limit``
-        distinct terms, 0: no limit), read in one range scan of the main bitmaps, the log
-        applied (``united=False``: a list of bitmaps per field, see :meth:`term_blocks`)."""
-        bitmap = _bitmaps()
-        merged: dict[bytes, dict[bytes, list[Any]]] = {}
-        sep = codec.SEPARATOR
-        start = len(prefix) - 1 if prefix.endswith(sep) else len(prefix)
-        cursor = txn.cursor(self.main)
-        if cursor.set_range(prefix):
-            distinct = 0
-            last = b""
-            fields: dict[bytes, list[Any]] = {}
-            for key, raw in cursor.iternext():
-                if not key.startswith(prefix):
-                    break
-                cut = key.find(sep, start)
-                size = len(key) - cut
-                if cut < 0 or (size != 4 and size != 1):
-                    continue  # a longer name (or a control key) sharing the prefix
-                term = key[:cut]
-                if term != last:
-                    last = term
-                    distinct += 1
-                    if limit and distinct > limit:
-                        break
-                    fields = merged[term] = {}
-                if size == 1:  # a small term: every field in this one value
-                    for code, ids in decode_small(raw, what=key).items():
-                        fields.setdefault(code, []).append(ids)
-                    continue
-                code = key[cut + 1 : cut + 2]
-                if code == ANY_FIELD:
-                    continue  # the all-fields blocks repeat the fields' ids
-                # One bitmap per block of the same field, united below (or by the caller).
-                fields.setdefault(code, []).append(decode_bitmap(raw, what=key))
-        tail = self._tail(txn)
-        if tail.entries:
-            for name in tail.with_prefix(prefix):
-                cut = name.find(sep, start)
-                if cut < 0 or len(name) != cut + 2:
-                    continue
-                term, code = name[:cut], name[cut + 1 :]
-                fields = merged.setdefault(term, {})
-                parts = fields.get(code)
-                base = (
-                    bitmap() if not parts else parts[0] if len(parts) == 1 else bitmap.union(*parts)
-                )
-                fields[code] = [tail.over(name, base)]
-        result: dict[str, dict[bytes, Any]] = {}
-        for term in sorted(merged):
-            found: dict[bytes, Any] = {}
-            for code, parts in merged[term].items():
-                parts = [ids for ids in parts if ids]
-                if parts:
-                    if united:
-                        found[code] = parts[0] if len(parts) == 1 else bitmap.union(*parts)
-                    else:
-                        found[code] = parts
-            if found:
-                result[term.decode()] = found
-                if limit and len(result) >= limit:
-                    break
-        return result
-
     def postings(self, txn: Txn, prefix: bytes, limit: int) -> dict[str, TermPostings]:
         """The terms whose names start with ``prefix`` (``term + NUL``: that one term), at most
         ``limit`` distinct ones in byte order (0: no limit), as :class:`TermPostings`.
@@ -721,7 +632,7 @@ class BitmapIndex:
         terms' values are read: a field's blocks are read when a ranking level needs them
         (:meth:`field_parts`).  A block without its all-fields value (a cache written
         before it existed) counts its fields' blocks instead.  Terms left without ids by
-        the write log are left out, as :meth:`prefix_fields` does.
+        the write log are left out.
         """
         sep = codec.SEPARATOR
         start = len(prefix) - 1 if prefix.endswith(sep) else len(prefix)
@@ -934,10 +845,6 @@ class BitmapIndex:
             for code in _FIELD_CODES
             if code in term.fields or code in term.keys or code in term.small
         ]
-
-    def terms_with_prefix(self, txn: Txn, prefix: str, limit: int) -> list[str]:
-        """The first ``limit`` distinct terms starting with ``prefix``, in byte order."""
-        return list(self._fields(txn, prefix.encode(), limit))
 
     def names_of(self, txn: Txn) -> Iterator[tuple[bytes, Any]]:
         """Yield ``(name, ids)`` for every name, merged bitmaps with the log applied (verify)."""

@@ -236,8 +236,10 @@ class _Word:
     def level_of(self, doc: int) -> int:
         """The level this word reaches in document ``doc`` (0 when it does not match).
 
-        A level not read yet is asked block by block (``has``): a few hits of a common
-        word read the blocks they are in, not the word's every block."""
+        A level not read yet is not read whole: when its terms are all small their ids
+        answer as a set; in an index of more than :data:`_FEW_BLOCKS` blocks it is asked
+        block by block (``has``), so a few hits of a common word read the blocks they are
+        in, not the word's every block."""
         for i, level in enumerate(self.level_numbers):
             parts = self._loaded[i]
             if parts is None:
