@@ -7,7 +7,9 @@
 ``projcache`` cache and ``meta.json`` with the query per class).  Each round runs every
 class ``--calls`` times in a fresh process per library, the two libraries in alternating
 order, so a busy machine slows both alike; the table gives the min and the median of the
-per-round medians, and whether both returned the same page and total.
+per-round medians, and whether both returned the same page and total.  ``--before-store``
+gives the old library a store of its own (built by it from the same records) when the two
+versions store the index differently.
 """
 
 from __future__ import annotations
@@ -52,6 +54,11 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--before", type=Path, required=True, help="lib folder of the old code")
     parser.add_argument("--after", type=Path, default=HERE.parent / "lib")
     parser.add_argument("--store", type=Path, required=True)
+    parser.add_argument(
+        "--before-store",
+        type=Path,
+        help="the old library's store when the layout changed (same records; default --store)",
+    )
     parser.add_argument("--rounds", type=int, default=4)
     parser.add_argument("--calls", type=int, default=30)
     parser.add_argument("--fill", action="store_true", help="partial matches fill the page")
@@ -62,12 +69,13 @@ def main(argv: list[str]) -> int:
         print(json.dumps(measure(args.store, args.calls, args.fill)))
         return 0
     libs = {"before": args.before, "after": args.after}
+    stores = {"before": args.before_store or args.store, "after": args.store}
     runs: dict[str, list[dict[str, Any]]] = {name: [] for name in libs}
     for number in range(args.rounds):
         order = list(libs) if number % 2 == 0 else list(libs)[::-1]
         for name in order:
             command = [sys.executable, __file__, "--child", str(libs[name]), "--before", ".",
-                       "--store", str(args.store), "--calls", str(args.calls)]  # fmt: skip
+                       "--store", str(stores[name]), "--calls", str(args.calls)]  # fmt: skip
             if args.fill:
                 command.append("--fill")
             env = {**os.environ, "PYTHONPATH": ""}

@@ -1,11 +1,19 @@
 """Where the bytes of a v3 cache go, per sub-database (like ``mdb_stat``).
 
     python bench/search_bytes.py --size 100000          # build the bench data set, then report
+    python bench/search_bytes.py --size 100000 --batch 100000   # the same records in one batch
+    python bench/search_bytes.py --size 100000 --refresh DIR    # a first refresh of a source tree
     python bench/search_bytes.py --dir PATH              # report an existing cache
 
-Pages = branch + leaf + overflow pages (``txn.stat``); bytes = pages x page size.
-The bench data set is bench/search_bench.py's (records with bodies), built with
-durability ``none`` in batches of 10,000 as the benchmark builds it.
+Pages = branch + leaf + overflow pages (``txn.stat``); bytes = pages x page size;
+"free" is the file's pages no sub-database holds (LMDB's free list and its two meta
+pages).  The bench data set is bench/search_bench.py's (records with bodies), built
+with durability ``none`` in batches of 10,000 as the benchmark builds it (``--batch``
+changes the batch size).  ``--refresh DIR`` instead writes the benchmark suite's
+source tree for ``--size`` artifacts under DIR (``bench_data.write_source_tree``; kept
+and reused) and measures the cache a first ``ProjectCache.refresh`` of it into an
+empty cache leaves: the path of a user's first refresh of a big collection.  Its
+raw JSON is the artifacts' records as stored, bodies included.
 """
 
 from __future__ import annotations
@@ -53,6 +61,7 @@ def report(path: Path, raw_json: int = 0) -> list[dict[str, Any]]:
         print(f"{r['db']:<24}{r['entries']:>10,}{r['branch']:>8,}{r['leaf']:>9,}"
               f"{r['overflow']:>10,}{r['bytes'] / 2**20:>9.1f}")  # fmt: skip
     print(f"{'in use':<24}{'':>37}{total / 2**20:>9.1f}")
+    print(f"{'free':<24}{'':>37}{(file_bytes - total) / 2**20:>9.1f}")
     print(f"{'file (last page)':<24}{'':>37}{file_bytes / 2**20:>9.1f}")
     if raw_json:
         print(f"raw JSON {raw_json / 2**20:.1f} MiB; file / raw JSON {file_bytes / raw_json:.2f}x")
@@ -64,10 +73,14 @@ def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", type=int, default=10_000)
     parser.add_argument("--dir", type=Path)
+    parser.add_argument("--batch", type=int, default=0, help="records per put_artifacts call")
+    parser.add_argument("--refresh", type=Path, help="measure a first refresh of a tree here")
     args = parser.parse_args(argv)
     if args.dir:
         report(args.dir)
         return 0
+    if args.refresh:
+        return first_refresh(args.refresh, args.size)
     from search_bench import ProjcacheEngine, with_bodies
 
     sys.path.insert(0, str(HERE.parent / "tests" / "benchmarks"))
@@ -80,30 +93,68 @@ def main(argv: list[str]) -> int:
     root = Path(tempfile.mkdtemp(prefix="projcache-bytes-"))
     engine = ProjcacheEngine(root)
     start = time.perf_counter()
-    build(engine, records)
+    build(engine, records, args.batch)
     print(f"built {args.size:,} in {time.perf_counter() - start:.1f} s at {engine.path}")
     report(engine.path, raw)
     return 0
 
 
-def build(engine: Any, records: list[dict[str, Any]]) -> None:
-    """The benchmark's build (durability none, batches of 10,000), printing the rate as it goes."""
+def build(engine: Any, records: list[dict[str, Any]], batch: int = 0) -> None:
+    """The benchmark's build (durability none, batches of 10,000 or ``batch``), with its rate."""
     from search_bench import BATCH
 
     from projcache import ProjectCache
     from projcache.config import Settings
 
+    size = batch or BATCH
     settings = Settings(cache_dir=engine.path, durability="none", map_size=1 << 34)
     start = last = time.perf_counter()
     with ProjectCache.open(settings=settings) as cache:
-        for i in range(0, len(records), BATCH):
-            cache.put_artifacts(records[i : i + BATCH])
+        for i in range(0, len(records), size):
+            cache.put_artifacts(records[i : i + size])
             now = time.perf_counter()
-            done = i + BATCH
+            done = i + size
             if done % 100_000 == 0 or done >= len(records):
                 print(f"  {done:>9,} artifacts in {now - start:7.1f} s; last batch "
-                      f"{BATCH / (now - last):,.0f}/s", flush=True)  # fmt: skip
+                      f"{size / (now - last):,.0f}/s", flush=True)  # fmt: skip
             last = now
+
+
+def first_refresh(root: Path, size: int) -> int:
+    """Write (or reuse) the suite's source tree under ``root``, refresh it into an empty cache."""
+    import lmdb
+
+    sys.path.insert(0, str(HERE.parent / "tests" / "benchmarks"))
+    from bench_data import build_dataset, write_source_tree
+
+    from projcache import ProjectCache, codec
+    from projcache.config import Settings
+
+    tree = root / f"tree-{size}"
+    if not tree.exists():
+        start = time.perf_counter()
+        data = build_dataset(size)
+        write_source_tree(tree, data.artifacts, max(1, min(100, size // 1000)))
+        print(f"wrote the source tree in {time.perf_counter() - start:.1f} s", flush=True)
+    cache_dir = Path(tempfile.mkdtemp(prefix="projcache-bytes-refresh-"))
+    start = time.perf_counter()
+    settings = Settings(cache_dir=cache_dir, durability="none")
+    with ProjectCache.open(settings=settings) as cache:
+        done = cache.refresh(
+            collections=sorted((tree / "collections").iterdir()),
+            projects=sorted((tree / "projects").iterdir()),
+        )
+    print(f"first refresh in {time.perf_counter() - start:.1f} s at {cache_dir}", flush=True)
+    if not done.ok:
+        print(done.errors)
+        return 1
+    env = lmdb.open(str(cache_dir), readonly=True, max_dbs=32, lock=False)
+    with env.begin() as txn:
+        db = env.open_db(b"artifacts", txn=txn, create=False)
+        raw = sum(len(codec.unframe(value)) for _key, value in txn.cursor(db))
+    env.close()
+    report(cache_dir, raw)
+    return 0
 
 
 if __name__ == "__main__":

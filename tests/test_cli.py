@@ -36,6 +36,7 @@ def _break_index(cache_dir: Path) -> None:
     db = env.open_db(b"search-tokens")
     with env.begin(write=True) as txn:
         txn.put(b"ghost\x00d\x00\x00", b"\x02" + BitMap([7]).serialize(), db=db)
+        txn.put(b"ghost\x00*\x00\x00", b"\x02" + BitMap([7]).serialize(), db=db)  # all-fields
     env.close()
 
 

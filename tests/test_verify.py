@@ -102,6 +102,7 @@ def test_missing_and_dangling_postings_are_index_findings(seeded_cache: Seeded) 
         del fields[b"n"], fields[b"d"]  # ... and the description ("The pdf artifact")
         txn.put(b"pdf\x00", encode_small(fields), db=db)
         txn.put(b"ghost\x00d\x00\x00", b"\x02" + BitMap([7]).serialize(), db=db)
+        txn.put(b"ghost\x00*\x00\x00", b"\x02" + BitMap([7]).serialize(), db=db)  # its all-fields
 
     merge_index(seeded_cache.settings)  # the names' ids leave the write log for search-tokens
     _tamper(seeded_cache, "search-tokens", damage)
@@ -208,7 +209,10 @@ DEP = b"{pid}\x00default/skill/pdf\x00claude_code"
 INDEX_CASES: dict[str, tuple[list[tuple[str, str, bytes, bytes]], list[tuple[str, str, str]]]]
 INDEX_CASES = {
     "search-tokens-dangling": (
-        [("bitmap", "search-tokens", b"ghost\x00d\x00\x00", b"{pdf}")],
+        [
+            ("bitmap", "search-tokens", b"ghost\x00d\x00\x00", b"{pdf}"),
+            ("bitmap", "search-tokens", b"ghost\x00*\x00\x00", b"{pdf}"),  # its all-fields
+        ],
         [("search-tokens", "ghost (field d)", "dangling id {pdf}")],
     ),
     "search-tokens-missing": (

@@ -241,6 +241,8 @@ class WriteLogMachine(RuleBasedStateMachine):
         )
         inline = {k for k in main if k[:1] != b"\x01" and k.find(b"\x00") == len(k) - 1}
         assert not {k[: k.find(b"\x00") + 1] for k in main if k not in inline} & inline
+        index = self.cache._repos.index
+        assert self.cache._read(lambda txn: index.any_field_problems(txn)) == []
 
     def teardown(self) -> None:
         """Check verify once at the end, close and remove the cache."""
@@ -308,6 +310,156 @@ def test_verify_finds_a_term_stored_both_inline_and_in_blocks(
     )
     with ProjectCache.open(settings=cache_settings) as cache:
         findings = [(f.db, f.key, f.message) for f in cache.verify(deep=True).findings]
-        assert findings == [("search-tokens", "pdf", "stored both inline and in blocks")]
+        assert findings == [
+            ("search-tokens", "pdf", "stored both inline and in blocks"),
+            ("search-tokens", "pdf", "block 0 has no all-fields bitmap"),  # (a block alone)
+        ]
         assert cache.verify(repair=True).repaired
         assert cache.verify(deep=True).ok
+
+
+def _blocked_term_cache(cache: ProjectCache, make_artifact: MakeArtifact, count: int) -> None:
+    """``count`` artifacts sharing the description word ``pdf`` (in blocks past 64), merged."""
+    cache.put_artifacts(
+        [make_artifact(f"a{i}", description="pdf tools", tags=["x"]) for i in range(count)]
+    )
+    cache.put_artifacts([make_artifact("pdf-reader", description="reads files")])
+    cache._write(lambda txn: cache._repos.index.merge(txn))
+
+
+def test_a_term_in_blocks_has_an_all_fields_bitmap_per_block(
+    cache_settings: Settings, make_artifact: MakeArtifact, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A term past SMALL_POSTINGS is stored per field and block, plus per block one
+    all-fields value (``term NUL * block``) holding the union of its fields there: what a
+    query's exact total reads.  Writes through the log and a merge keep it so."""
+    from projcache.postings import decode_bitmap
+
+    monkeypatch.setattr(postings_module, "CHUNK_BITS", 4)  # 16 ids per block: several blocks
+    with ProjectCache.open(settings=cache_settings) as cache:
+        _blocked_term_cache(cache, make_artifact, 70)
+        cache.put_artifacts([make_artifact("a3", description="docx only")])  # pdf leaves a3
+        cache._write(lambda txn: cache._repos.index.merge(txn))
+        ids = cache._read(lambda txn: dict(cache._repos.ids.items(txn)))
+    rows = dict(raw_rows(cache_settings.cache_dir, "search-tokens"))
+    stars = {k[-2:]: set(decode_bitmap(v)) for k, v in rows.items() if k[:-2] == b"pdf\x00*"}
+    fields: dict[bytes, set[int]] = {}
+    for key, value in rows.items():
+        if key[:4] == b"pdf\x00" and len(key) == 7 and key[4:5] != b"*":
+            fields.setdefault(key[-2:], set()).update(decode_bitmap(value))
+    assert len(stars) >= 5 and stars == fields
+    holding = {ids[f"default/skill/a{i}"] for i in range(70) if i != 3}
+    holding.add(ids["default/skill/pdf-reader"])
+    assert set().union(*stars.values()) == holding
+
+
+def test_verify_finds_a_wrong_all_fields_bitmap_and_repair_rebuilds(
+    cache_settings: Settings, make_artifact: MakeArtifact
+) -> None:
+    """An all-fields value that is not the union of its term's fields (or is missing) is an
+    index finding of quick and deep verify; repair writes it again."""
+    from pyroaring import BitMap
+
+    from projcache.postings import encode_bitmap
+
+    with ProjectCache.open(settings=cache_settings) as cache:
+        _blocked_term_cache(cache, make_artifact, 70)
+    wrong = encode_bitmap(BitMap([1]))
+    tamper(
+        cache_settings.cache_dir,
+        lambda txn, dbs: txn.put(b"pdf\x00*\x00\x00", wrong, db=dbs["search-tokens"]),
+    )
+    with ProjectCache.open(settings=cache_settings) as cache:
+        findings = [(f.db, f.key, f.message) for f in cache.verify(deep=True).findings]
+        assert findings == [
+            ("search-tokens", "pdf", "block 0: all-fields bitmap is not its fields' union")
+        ]
+    tamper(
+        cache_settings.cache_dir,
+        lambda txn, dbs: txn.delete(b"pdf\x00*\x00\x00", db=dbs["search-tokens"]),
+    )
+    with ProjectCache.open(settings=cache_settings) as cache:
+        for deep in (False, True):
+            findings = [(f.db, f.key, f.message) for f in cache.verify(deep=deep).findings]
+            assert findings == [("search-tokens", "pdf", "block 0 has no all-fields bitmap")]
+        assert cache.verify(repair=True).repaired
+        assert cache.verify(deep=True).ok
+
+
+def test_searches_without_all_fields_values_read_the_fields(
+    cache_settings: Settings, make_artifact: MakeArtifact
+) -> None:
+    """A cache whose blocks lack their all-fields values (written by an earlier 0.2.0-dev)
+    answers as before: the query counts those blocks' fields instead."""
+    with ProjectCache.open(settings=cache_settings) as cache:
+        _blocked_term_cache(cache, make_artifact, 70)
+        before = [(h.key, h.score) for h in cache.search("pdf", limit=100)]
+        total = cache.search_json("pdf tools")[1]
+
+    def drop_stars(txn: Any, dbs: dict[str, Any]) -> None:
+        for key in [bytes(k) for k, _ in txn.cursor(dbs["search-tokens"])]:
+            if key[-3:-2] == b"*" and key[-4:-3] == b"\x00":
+                txn.delete(key, db=dbs["search-tokens"])
+        assert txn.delete(b"\xff\x07layout", db=dbs["search-pending"])  # (none then)
+
+    tamper(cache_settings.cache_dir, drop_stars)
+    with ProjectCache.open(settings=cache_settings) as cache:
+        assert [(h.key, h.score) for h in cache.search("pdf", limit=100)] == before
+        assert cache.search_json("pdf tools")[1] == total == 70
+
+
+def test_tie_break_and_type_facets_are_stored_in_wide_chunks(
+    cache_settings: Settings, make_artifact: MakeArtifact, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``type``, ``managed`` and the name lengths (what a query reads whole) are stored in
+    chunks of 2**WIDE_BITS blocks; terms keep one value per block (a merge rewrites one)."""
+    monkeypatch.setattr(postings_module, "CHUNK_BITS", 2)  # 4 ids per block, 16 per chunk
+    with ProjectCache.open(settings=cache_settings) as cache:
+        cache.put_artifacts([make_artifact(f"a{i:02d}", description="pdf") for i in range(70)])
+        cache._write(lambda txn: cache._repos.index.merge(txn))
+    rows = dict(raw_rows(cache_settings.cache_dir, "search-tokens"))
+
+    def chunks(name: bytes) -> list[int]:
+        found = [k for k in rows if k[:-2] == name]
+        return sorted(int.from_bytes(k[-2:], "big") for k in found)
+
+    assert chunks(b"\x01type\x00skill") == [0, 1, 2, 3, 4]  # ids 0 .. 69
+    assert chunks(b"\x01managed\x001") == [0, 1, 2, 3, 4]
+    assert chunks(b"\x01len\x0003") == [0, 1, 2, 3, 4]
+    assert chunks(b"pdf\x00d") == list(range(18))
+
+
+def test_a_facet_stored_in_blocks_is_rechunked_by_the_next_merge(
+    cache_settings: Settings, make_artifact: MakeArtifact, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A facet in one value per block (a cache of an earlier 0.2.0-dev) reads right and is
+    rewritten in wide chunks by the next merge that touches it."""
+    from pyroaring import BitMap
+
+    from projcache.postings import decode_bitmap, encode_bitmap
+
+    monkeypatch.setattr(postings_module, "CHUNK_BITS", 2)
+    name = b"\x01type\x00skill"
+    with ProjectCache.open(settings=cache_settings) as cache:
+        cache.put_artifacts([make_artifact(f"a{i:02d}", description="pdf") for i in range(40)])
+        cache._write(lambda txn: cache._repos.index.merge(txn))
+
+    def to_blocks(txn: Any, dbs: dict[str, Any]) -> None:
+        db = dbs["search-tokens"]
+        every = BitMap()
+        for key in [bytes(k) for k, _ in txn.cursor(db) if bytes(k)[:-2] == name]:
+            every |= decode_bitmap(txn.get(key, db=db))
+            txn.delete(key, db=db)
+        for block in sorted({doc >> 2 for doc in every}):
+            ids = BitMap(doc for doc in every if doc >> 2 == block)
+            txn.put(name + block.to_bytes(2, "big"), encode_bitmap(ids), db=db)
+
+    tamper(cache_settings.cache_dir, to_blocks)
+    with ProjectCache.open(settings=cache_settings) as cache:
+        assert cache.search_json("pdf", type="skill", limit=50)[1] == 40
+        cache.put_artifacts([make_artifact("late", description="pdf")])
+        cache._write(lambda txn: cache._repos.index.merge(txn))
+        assert cache.search_json("pdf", type="skill", limit=50)[1] == 41
+        assert cache.verify(deep=True).ok
+    keys = [k for k, _ in raw_rows(cache_settings.cache_dir, "search-tokens") if k[:-2] == name]
+    assert sorted(int.from_bytes(k[-2:], "big") for k in keys) == [0, 1, 2]

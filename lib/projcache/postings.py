@@ -29,21 +29,39 @@ from .storage import Txn
 from .storage import scan as _scan
 
 __all__ = [
+    "ANY_FIELD",
     "CHUNK_BITS",
     "MERGE_AT",
     "SMALL_POSTINGS",
+    "WIDE_BITS",
     "BitmapIndex",
     "FacetIndex",
     "IdRepository",
+    "TermPostings",
+    "chunk_bits",
     "decode_bitmap",
     "decode_small",
     "encode_bitmap",
     "encode_small",
     "facet_name",
+    "small_ids",
     "term_name",
 ]
 
 _BITMAP_FORMAT = b"\x02"
+# The all-fields code: a term kept in blocks also has, per block, the union of its fields
+# (key term + NUL + "*" + block), written by the merge: a word's exact total reads one
+# value per block instead of one per field and block.  "*" is no field code.
+ANY_FIELD = b"*"
+_FIELD_CODES = (b"b", b"d", b"n", b"t")
+# Facets a query reads whole (the tie-break's name lengths and managed, the type filter):
+# stored in chunks of 2**(CHUNK_BITS + WIDE_BITS) ids (262,144), four blocks per value, so
+# that a tie-break at a million ids reads 4 values per name length instead of 16.  A merge
+# rewrites at most that chunk of each (the name lengths: ~110 KiB per 65,536 ids of
+# chunk): bounded, whatever N is.
+WIDE_BITS = 2
+_WIDE_FACETS = (b"\x01len\x00", b"\x01managed\x00", b"\x01type\x00")
+_ANY_SUFFIX = codec.SEPARATOR + ANY_FIELD
 _SMALL_FORMAT = b"\x05"  # a small term's postings, every field in one value (encode_small)
 SMALL_POSTINGS = 64  # a term listing at most this many (id, field) pairs is stored inline
 CHUNK_BITS = 16  # ids per stored bitmap value: 65,536 (one roaring container)
@@ -52,6 +70,8 @@ _LOG = b"\xfe"  # + 8-byte sequence number: one write-log entry (see _pack_entry
 _FREE = _CONTROL + b"\x03free"  # ids that left every index: reused first
 _NEXT = _CONTROL + b"\x05next"  # the next never-used id (4 bytes big-endian)
 _VERSION = _CONTROL + b"\x06version"  # next log sequence number + 8 random bytes
+_LAYOUT = _CONTROL + b"\x07layout"  # the index layout a cache was built in (see postings())
+_LAYOUT_NOW = b"\x01"  # 1: every block of a term in blocks has its all-fields value
 _FOLD_AT = 4096  # a transaction's entries kept as a list up to this many (see _WriteCache)
 MERGE_AT = 256  # write-log entries (artifact writes) that trigger a merge into the main bitmaps
 
@@ -120,7 +140,17 @@ def decode_small(raw: bytes, *, what: Any = "postings") -> dict[bytes, Any]:
         CorruptRecordError: not such a value, or cut short.
     """
     bitmap = _bitmaps()
-    fields: dict[bytes, Any] = {}
+    return {code: bitmap(ids) for code, ids in small_ids(raw, what=what).items()}
+
+
+def small_ids(raw: bytes, *, what: Any = "postings") -> dict[bytes, tuple[int, ...]]:
+    """:func:`decode_small` as tuples of ids, ascending (no bitmap built: a query asks a rare
+    word's few ids whether they hold a document, cheaper with ``in`` on a tuple).
+
+    Raises:
+        CorruptRecordError: not such a value, or cut short.
+    """
+    fields: dict[bytes, tuple[int, ...]] = {}
     at, end = 1, len(raw)
     if raw[:1] == _SMALL_FORMAT:
         while at + 3 <= end:
@@ -128,8 +158,7 @@ def decode_small(raw: bytes, *, what: Any = "postings") -> dict[bytes, Any]:
             stop = at + 3 + 4 * count
             if stop > end:
                 break
-            ids = _ids_struct(count).unpack_from(raw, at + 3)
-            fields[raw[at : at + 1]] = bitmap(ids)
+            fields[raw[at : at + 1]] = _ids_struct(count).unpack_from(raw, at + 3)
             at = stop
         if at == end:
             return fields
@@ -147,6 +176,11 @@ def facet_name(facet: str, value: str) -> bytes:
 
         name = b"\x01" + facet.encode() + b"\x00#" + hashlib.sha256(name).hexdigest().encode()
     return name
+
+
+def chunk_bits(name: bytes) -> int:
+    """log2 of the ids per stored value of bitmap ``name`` (wide facets: see WIDE_BITS)."""
+    return CHUNK_BITS + WIDE_BITS if name.startswith(_WIDE_FACETS) else CHUNK_BITS
 
 
 def term_name(term: str, code: bytes) -> bytes:
@@ -386,6 +420,28 @@ class _WriteCache:
         return len(self.entries) + (self.bulk.entries if self.bulk is not None else 0)
 
 
+class TermPostings:
+    """One term's postings as a query reads them: every id (all fields) now, fields on demand.
+
+    ``any`` is a list of bitmaps whose union is every id holding the term in any field
+    (the write log applied).  ``fields`` maps a field code to what is known of it: its
+    decoded bitmaps (a small term), and/or the keys of its blocks, read by
+    :meth:`BitmapIndex.field_parts` only when a ranking level needs them.
+    """
+
+    __slots__ = ("any", "blocks", "fields", "keys", "listed", "name", "small", "tail")
+
+    def __init__(self, name: bytes):
+        self.name = name  # term + NUL
+        self.any: list[Any] = []
+        self.fields: dict[bytes, list[Any]] = {}  # code -> decoded bitmaps
+        self.keys: dict[bytes, list[bytes]] = {}  # code -> block keys not read yet
+        self.blocks: dict[bytes, Any] = {}  # block key -> its bitmap, read for one id
+        self.small: dict[bytes, tuple[int, ...]] = {}  # a small term's ids per field
+        self.listed = True  # ``keys`` lists every block key (else a field's keys are unread)
+        self.tail: Optional[_Tail] = None  # the write log as the read saw it
+
+
 class BitmapIndex:
     """Named sets of artifact ids as compressed (roaring) bitmaps: the v3 search index.
 
@@ -513,13 +569,29 @@ class BitmapIndex:
         applied, as one bitmap (the log may remove ids as well as add them; ids it
         adds outside ``blocks`` may come along: callers only test membership).
         """
-        keys = [name + block.to_bytes(2, "big") for block in blocks]
-        found = [decode_bitmap(raw, what=key) for key, raw in txn.cursor(self.main).getmulti(keys)]
+        if name.startswith(_WIDE_FACETS):  # a few values: all of them, whatever their chunking
+            found = self._stored_parts(txn, name)
+        else:
+            keys = [name + block.to_bytes(2, "big") for block in blocks]
+            values = txn.cursor(self.main).getmulti(keys)
+            found = [decode_bitmap(raw, what=key) for key, raw in values]
         tail = self._tail(txn)
         if name in tail.adds or name in tail.removes:
             bitmap = _bitmaps()
             base = bitmap() if not found else found[0] if len(found) == 1 else bitmap.union(*found)
             found = [tail.over(name, base)]
+        return found
+
+    def _stored_parts(self, txn: Txn, name: bytes) -> list[Any]:
+        """Every main value of ``name`` (a blocked name), decoded, in key order."""
+        cursor = txn.cursor(self.main)
+        found = []
+        if cursor.set_range(name):
+            size = len(name) + 2
+            for key, raw in cursor.iternext():
+                if len(key) != size or not key.startswith(name):
+                    break
+                found.append(decode_bitmap(raw, what=key))
         return found
 
     def deleted(self, txn: Txn) -> Any:
@@ -552,95 +624,227 @@ class BitmapIndex:
         found.update(int(n[len(prefix) :]) for n in tail.with_prefix(prefix) if n in tail.adds)
         return sorted(found)
 
-    def term_fields(self, txn: Txn, term: str) -> dict[bytes, Any]:
-        """``{field code: ids}`` of one term (merged bitmaps with the log applied)."""
-        return self._fields(txn, term.encode() + codec.SEPARATOR, 0).get(term, {})
+    def postings(self, txn: Txn, prefix: bytes, limit: int) -> dict[str, TermPostings]:
+        """The terms whose names start with ``prefix`` (``term + NUL``: that one term), at most
+        ``limit`` distinct ones in byte order (0: no limit), as :class:`TermPostings`.
 
-    def prefix_fields(self, txn: Txn, prefix: str, limit: int) -> dict[str, dict[bytes, Any]]:
-        """``{term: {field code: ids}}`` of the first ``limit`` distinct terms starting with
-        ``prefix``, in byte order (merged bitmaps with the log applied)."""
-        return self._fields(txn, prefix.encode(), limit)
-
-    def term_blocks(self, txn: Txn, term: str) -> dict[bytes, list[Any]]:
-        """Like :meth:`term_fields`, each field's blocks and tail not united (a list of bitmaps).
-
-        A query unites a word's bitmaps once per ranking level, in one C call,
-        rather than once per field and again per level (at a million ids each
-        union of a common term costs 10-20 µs).
+        One scan of the keys; only the all-fields blocks (:data:`ANY_FIELD`) and small
+        terms' values are read: a field's blocks are read when a ranking level needs them
+        (:meth:`field_parts`).  A block without its all-fields value (a cache written
+        before it existed) counts its fields' blocks instead.  Terms left without ids by
+        the write log are left out.
         """
-        return self._fields(txn, term.encode() + codec.SEPARATOR, 0, united=False).get(term, {})
-
-    def prefix_blocks(self, txn: Txn, prefix: str, limit: int) -> dict[str, dict[bytes, list[Any]]]:
-        """Like :meth:`prefix_fields`, each field's blocks and tail not united."""
-        return self._fields(txn, prefix.encode(), limit, united=False)
-
-    def _fields(
-        self, txn: Txn, prefix: bytes, limit: int, united: bool = True
-    ) -> dict[str, dict[bytes, Any]]:
-        """The bitmaps of the terms whose names start with ``prefix`` (at most ``limit``
-        distinct terms, 0: no limit), read in one range scan of the main bitmaps, the log
-        applied (``united=False``: a list of bitmaps per field, see :meth:`term_blocks`)."""
-        bitmap = _bitmaps()
-        merged: dict[bytes, dict[bytes, list[Any]]] = {}
         sep = codec.SEPARATOR
         start = len(prefix) - 1 if prefix.endswith(sep) else len(prefix)
+        found: dict[bytes, TermPostings] = {}
+        # Written in this layout (see _LAYOUT): every block of a term in blocks has its
+        # all-fields value, so a field's block keys need not be listed: the scan jumps from
+        # a field's first key to the next field.
+        trusted = txn.get(_LAYOUT, db=self.pending) == _LAYOUT_NOW
         cursor = txn.cursor(self.main)
-        if cursor.set_range(prefix):
-            distinct = 0
-            last = b""
-            fields: dict[bytes, list[Any]] = {}
-            for key, raw in cursor.iternext():
-                if not key.startswith(prefix):
+        more = cursor.set_range(prefix)
+        distinct = 0
+        last = b""
+        term: Optional[TermPostings] = None
+        while more:
+            key = cursor.key()
+            if not key.startswith(prefix):
+                break
+            cut = key.find(sep, start)
+            size = len(key) - cut
+            if cut < 0 or (size != 4 and size != 1):
+                more = cursor.next()
+                continue  # a longer name (or a control key) sharing the prefix
+            if key[:cut] != last:
+                last = key[:cut]
+                distinct += 1
+                if limit and distinct > limit:
                     break
-                cut = key.find(sep, start)
-                size = len(key) - cut
-                if cut < 0 or (size != 4 and size != 1):
-                    continue  # a longer name (or a control key) sharing the prefix
-                term = key[:cut]
-                if term != last:
-                    last = term
-                    distinct += 1
-                    if limit and distinct > limit:
-                        break
-                    fields = merged[term] = {}
-                if size == 1:  # a small term: every field in this one value
-                    for code, ids in decode_small(raw, what=key).items():
-                        fields.setdefault(code, []).append(ids)
+                term = found[last] = TermPostings(last + sep)
+                term.listed = not trusted
+            assert term is not None
+            if size == 1:  # a small term: every field in this one value, one bitmap
+                small = term.small = small_ids(cursor.value(), what=key)
+                every = [doc for ids in small.values() for doc in ids]
+                term.any.append(_bitmaps()(every))
+            elif trusted:
+                code = key[cut + 1 : cut + 2]
+                if code == ANY_FIELD:
+                    term.any.append(decode_bitmap(cursor.value(), what=key))
+                else:
+                    term.keys[code] = []
+                    more = cursor.set_range(key[: cut + 1] + bytes([key[cut + 1] + 1]))
                     continue
-                # One bitmap per block of the same field, united below (or by the caller).
-                fields.setdefault(key[cut + 1 : cut + 2], []).append(decode_bitmap(raw, what=key))
+            else:
+                term.keys.setdefault(key[cut + 1 : cut + 2], []).append(key)
+            more = cursor.next()
+        wanted: list[bytes] = []
+        for term in found.values() if not trusted else ():
+            stars = term.keys.pop(ANY_FIELD, None)
+            if not term.keys:
+                continue
+            blocks = {key[-2:] for keys in term.keys.values() for key in keys}
+            if stars is not None:
+                wanted.extend(stars)
+                if len(stars) == len(blocks):  # (the merge writes one per block in use)
+                    continue
+                blocks.difference_update(key[-2:] for key in stars)
+            for keys in term.keys.values():  # blocks without their all-fields value
+                wanted.extend(key for key in keys if key[-2:] in blocks)
+        if wanted:
+            values = txn.cursor(self.main).getmulti(wanted)
+            for key, raw in values:
+                cut = key.find(sep, start)
+                found[key[:cut]].any.append(decode_bitmap(raw, what=key))
         tail = self._tail(txn)
         if tail.entries:
-            for name in tail.with_prefix(prefix):
-                cut = name.find(sep, start)
-                if cut < 0 or len(name) != cut + 2:
-                    continue
-                term, code = name[:cut], name[cut + 1 :]
-                fields = merged.setdefault(term, {})
-                parts = fields.get(code)
-                base = (
-                    bitmap() if not parts else parts[0] if len(parts) == 1 else bitmap.union(*parts)
-                )
-                fields[code] = [tail.over(name, base)]
-        result: dict[str, dict[bytes, Any]] = {}
-        for term in sorted(merged):
-            found: dict[bytes, Any] = {}
-            for code, parts in merged[term].items():
-                parts = [ids for ids in parts if ids]
-                if parts:
-                    if united:
-                        found[code] = parts[0] if len(parts) == 1 else bitmap.union(*parts)
-                    else:
-                        found[code] = parts
-            if found:
-                result[term.decode()] = found
+            self._apply_tail(txn, tail, prefix, start, found)
+        for term in found.values():
+            term.tail = tail
+        result: dict[str, TermPostings] = {}
+        for name in sorted(found):
+            term = found[name]
+            if term.any:
+                result[name.decode()] = term
                 if limit and len(result) >= limit:
                     break
         return result
 
-    def terms_with_prefix(self, txn: Txn, prefix: str, limit: int) -> list[str]:
-        """The first ``limit`` distinct terms starting with ``prefix``, in byte order."""
-        return list(self._fields(txn, prefix.encode(), limit))
+    def _apply_tail(
+        self, txn: Txn, tail: _Tail, prefix: bytes, start: int, found: dict[bytes, TermPostings]
+    ) -> None:
+        """The write log on top of :meth:`postings`' terms (``any`` united, fields marked)."""
+        bitmap = _bitmaps()
+        sep = codec.SEPARATOR
+        touched: dict[bytes, list[bytes]] = {}
+        for name in tail.with_prefix(prefix):
+            cut = name.find(sep, start)
+            if cut < 0 or len(name) != cut + 2:
+                continue
+            touched.setdefault(name[:cut], []).append(name)
+        for key, names in touched.items():
+            term = found.get(key)
+            if term is None:
+                term = found[key] = TermPostings(key + sep)
+            base = (
+                bitmap()
+                if not term.any
+                else term.any[0].copy()
+                if len(term.any) == 1
+                else bitmap.union(*term.any)
+            )
+            plus = bitmap()
+            minus = bitmap()
+            for name in names:
+                code = name[-1:]
+                fields = term.fields.get(code)
+                if fields is None and code in term.small:
+                    fields = [bitmap(term.small[code])]
+                if fields is not None:  # a small term's field: apply the log now
+                    united = fields[0] if len(fields) == 1 else bitmap.union(*fields)
+                    term.fields[code] = [tail.over(name, united)]
+                elif code not in term.keys:
+                    term.keys[code] = []  # a field the log alone gives the term
+                gone = tail.removes.get(name)
+                if gone:
+                    minus |= gone
+                more = tail.adds.get(name)
+                if more:
+                    plus |= more
+            doubt = (minus & base) - plus - tail.deleted  # deleted ids leave every field
+            base -= minus
+            for doc in doubt:  # an update may keep the term in a field the log left alone
+                if self._still_listed(txn, tail, term, doc):
+                    base.add(doc)
+            base |= plus
+            term.any = [base] if base else []
+
+    def _still_listed(self, txn: Txn, tail: _Tail, term: TermPostings, doc: int) -> bool:
+        """Whether a field of ``term`` the log did not take ``doc`` out of still lists it."""
+        block = (doc >> CHUNK_BITS).to_bytes(2, "big")
+        for code in _FIELD_CODES:
+            name = term.name + code
+            gone = tail.removes.get(name)
+            if gone is not None and doc in gone:
+                continue
+            fields = term.fields.get(code)
+            if fields is not None:
+                if any(doc in ids for ids in fields):
+                    return True
+                continue
+            if code in term.small:
+                if doc in term.small[code]:
+                    return True
+                continue
+            raw = txn.get(name + block, db=self.main)
+            if raw is not None and doc in decode_bitmap(raw, what=name + block):
+                return True
+        return False
+
+    def field_parts(self, txn: Txn, term: TermPostings, code: bytes) -> list[Any]:
+        """The bitmaps of ``term`` in field ``code`` (read now, the log applied; kept)."""
+        fields = term.fields.get(code)
+        if fields is not None:
+            return fields
+        small = term.small.get(code)
+        if small is not None:  # (the log's changes to a small term are applied already)
+            fields = term.fields[code] = [_bitmaps()(small)]
+            return fields
+        keys = term.keys.get(code)
+        name = term.name + code
+        parts = []
+        if keys:
+            values = txn.cursor(self.main).getmulti(keys)
+            parts = [decode_bitmap(raw, what=key) for key, raw in values]
+        elif not term.listed:
+            parts = self._stored_parts(txn, name)
+        tail = term.tail or self._tail(txn)
+        if name in tail.adds or name in tail.removes:
+            bitmap = _bitmaps()
+            base = bitmap() if not parts else parts[0] if len(parts) == 1 else bitmap.union(*parts)
+            parts = [tail.over(name, base)]
+        parts = [ids for ids in parts if ids]
+        term.fields[code] = parts
+        return parts
+
+    def field_has(
+        self, txn: Txn, term: TermPostings, code: bytes, doc: int, by_block: bool = True
+    ) -> bool:
+        """Whether ``term`` lists ``doc`` in field ``code`` (the log applied), reading at
+        most the one block of ``doc`` (a few hits of a common word need not read it all;
+        ``by_block=False``: the field's blocks are read whole, once)."""
+        fields = term.fields.get(code)
+        if fields is not None:
+            return any(doc in ids for ids in fields)
+        small = term.small.get(code)
+        if small is not None:
+            return doc in small
+        if not by_block:
+            return any(doc in ids for ids in self.field_parts(txn, term, code))
+        name = term.name + code
+        tail = term.tail or self._tail(txn)
+        gone = tail.removes.get(name)
+        if gone is not None and doc in gone:
+            return False
+        plus = tail.adds.get(name)
+        if plus is not None and doc in plus:
+            return True
+        key = name + (doc >> CHUNK_BITS).to_bytes(2, "big")
+        ids = term.blocks.get(key)
+        if ids is None:
+            if term.listed and key not in term.keys.get(code, ()):
+                return False
+            raw = txn.get(key, db=self.main)
+            ids = term.blocks[key] = _bitmaps()() if raw is None else decode_bitmap(raw, what=key)
+        return doc in ids
+
+    def field_codes(self, term: TermPostings) -> list[bytes]:
+        """The field codes ``term`` may have ids in (a field the log emptied may be listed)."""
+        return [
+            code
+            for code in _FIELD_CODES
+            if code in term.fields or code in term.keys or code in term.small
+        ]
 
     def names_of(self, txn: Txn) -> Iterator[tuple[bytes, Any]]:
         """Yield ``(name, ids)`` for every name, merged bitmaps with the log applied (verify)."""
@@ -653,6 +857,8 @@ class BitmapIndex:
                     merged[name] = merged[name] | ids if name in merged else ids
                 continue
             name = key[:-2]
+            if name[-2:] == _ANY_SUFFIX and name[:1] != b"\x01":
+                continue  # all-fields blocks: see any_field_problems
             ids = decode_bitmap(raw, what=f"search-tokens[{key!r}]")
             merged[name] = merged[name] | ids if name in merged else ids
         tail = self._tail(txn)
@@ -660,6 +866,54 @@ class BitmapIndex:
             merged[name] = tail.over(name, merged.get(name, _bitmaps()()))
         for name in sorted(merged):
             yield name, merged[name]
+
+    def any_field_problems(self, txn: Txn) -> list[tuple[str, str]]:
+        """``(term, problem)`` for every block of a term in blocks whose all-fields value is
+        missing or is not the union of the term's field blocks there (verify)."""
+        sep = codec.SEPARATOR
+        unions: dict[bytes, Any] = {}  # term + NUL + block -> union of its fields
+        stars: dict[bytes, Any] = {}
+        for key, raw in _scan(txn, self.main):
+            key = bytes(key)
+            cut = key.find(sep)
+            if key[:1] == b"\x01" or cut < 0 or len(key) != cut + 4:
+                continue
+            ids = decode_bitmap(raw, what=f"search-tokens[{key!r}]")
+            where = key[: cut + 1] + key[-2:]
+            if key[cut + 1 : cut + 2] == ANY_FIELD:
+                stars[where] = ids
+            else:
+                unions[where] = unions[where] | ids if where in unions else ids
+        problems = []
+        for where in sorted(set(unions) | set(stars)):
+            term = where[:-3].decode("utf-8", "replace")
+            block = int.from_bytes(where[-2:], "big")
+            star, union = stars.get(where), unions.get(where)
+            if star is None:
+                problems.append((term, f"block {block} has no all-fields bitmap"))
+            elif union is None or star != union:
+                message = f"block {block}: all-fields bitmap is not its fields' union"
+                problems.append((term, message))
+        return problems
+
+    def any_field_missing(self, txn: Txn) -> list[tuple[str, int]]:
+        """``(term, block)`` of every block of a term in blocks without its all-fields value:
+        a scan of the keys alone (the quick verify; the deep one also compares the ids)."""
+        sep = codec.SEPARATOR
+        missing = []
+        starred: set[bytes] = set()
+        for key in txn.cursor(self.main).iternext(keys=True, values=False):
+            cut = key.find(sep)
+            if key[:1] == b"\x01" or cut < 0 or len(key) != cut + 4:
+                continue
+            where = key[: cut + 1] + key[-2:]
+            if key[cut + 1 : cut + 2] == ANY_FIELD:  # sorts before the field codes
+                starred.add(where)
+            elif where not in starred:
+                starred.add(where)  # reported once
+                term = key[:cut].decode("utf-8", "replace")
+                missing.append((term, int.from_bytes(key[-2:], "big")))
+        return missing
 
     def mixed_terms(self, txn: Txn) -> list[str]:
         """Terms stored both inline (small) and in blocks: never written so (verify)."""
@@ -721,6 +975,8 @@ class BitmapIndex:
             cache.free_changed = True
             return doc
         doc = self._next(txn)
+        if not doc and not txn.get(_LAYOUT, db=self.pending):  # an empty index starts anew
+            txn.put(_LAYOUT, _LAYOUT_NOW, db=self.pending)
         txn.put(_NEXT, (doc + 1).to_bytes(4, "big"), db=self.pending)
         return doc
 
@@ -815,19 +1071,24 @@ class BitmapIndex:
                 touched += len(names)
             else:
                 blocked.extend(names)
+        changed: set[bytes] = set()  # term + NUL + block whose all-fields value is stale
         for name in blocked:
             plus = tail.adds.get(name) or bitmap()
             minus = tail.removes.get(name) or bitmap()
             both = plus | minus
             if not both:
                 continue
-            first, last = both.min() >> CHUNK_BITS, both.max() >> CHUNK_BITS
+            bits = chunk_bits(name)
+            if bits != CHUNK_BITS and self._rechunk(txn, name, bits, plus, minus):
+                touched += 1
+                continue
+            first, last = both.min() >> bits, both.max() >> bits
             for block in range(first, last + 1):
                 if first == last:
                     add, drop = plus, minus
                 else:
                     span = bitmap()
-                    span.add_range(block << CHUNK_BITS, (block + 1) << CHUNK_BITS)
+                    span.add_range(block << bits, (block + 1) << bits)
                     add, drop = plus & span, minus & span
                     if not add and not drop:
                         continue
@@ -842,7 +1103,11 @@ class BitmapIndex:
                     txn.put(key, encode_bitmap(ids), db=self.main)
                 elif stored is not None:
                     txn.delete(key, db=self.main)
+                if name[:1] != b"\x01" and name[-2:-1] == codec.SEPARATOR:
+                    changed.add(name[:-1] + block.to_bytes(2, "big"))
             touched += 1
+        for where in sorted(changed):
+            self._put_any_field(txn, where)
         for key in logged:
             txn.delete(key, db=self.pending)
         if tail.deleted:
@@ -851,6 +1116,30 @@ class BitmapIndex:
             self._put_free(txn, free | tail.deleted)
         self._put_version(txn, seq + 1, 0)
         return touched
+
+    def _rechunk(self, txn: Txn, name: bytes, bits: int, plus: Any, minus: Any) -> bool:
+        """Merge a wide facet stored in other chunks (by a projcache before WIDE_BITS): read
+        all its values, apply the log, write it in chunks of ``2**bits`` ids.  Return False
+        (nothing done) when every value is already a chunk of that size."""
+        cursor = txn.cursor(self.main)
+        stored: list[tuple[bytes, Any]] = []
+        if cursor.set_range(name):
+            size = len(name) + 2
+            for key, raw in cursor.iternext():
+                if len(key) != size or not key.startswith(name):
+                    break
+                stored.append((bytes(key), decode_bitmap(raw, what=key)))
+        if all(ids.min() >> bits == int.from_bytes(key[-2:], "big") for key, ids in stored if ids):
+            return False
+        bitmap = _bitmaps()
+        every = bitmap.union(bitmap(), *(ids for _key, ids in stored)) - minus | plus
+        for key, _ids in stored:
+            txn.delete(key, db=self.main)
+        for chunk in sorted({doc >> bits for doc in every}):
+            span = bitmap()
+            span.add_range(chunk << bits, (chunk + 1) << bits)
+            txn.put(name + chunk.to_bytes(2, "big"), encode_bitmap(every & span), db=self.main)
+        return True
 
     def _merge_small(self, txn: Txn, tail: _Tail, key: bytes, names: list[bytes]) -> bool:
         """Merge the log's changes of one term (``key`` = term + NUL) if the term is small
@@ -886,7 +1175,8 @@ class BitmapIndex:
             return True
         if raw is not None:
             txn.delete(key, db=self.main)
-        for code, ids in fields.items():  # every field to blocks (a new or growing term)
+        every = bitmap.union(*fields.values())
+        for code, ids in [*fields.items(), (ANY_FIELD, every)]:  # to blocks (a growing term)
             for block in sorted({doc >> CHUNK_BITS for doc in ids}):
                 span = bitmap()
                 span.add_range(block << CHUNK_BITS, (block + 1) << CHUNK_BITS)
@@ -895,12 +1185,28 @@ class BitmapIndex:
                 )
         return True
 
+    def _put_any_field(self, txn: Txn, where: bytes) -> None:
+        """Write the all-fields value of ``where`` (term + NUL + block) from its fields."""
+        parts = []
+        for code in _FIELD_CODES:
+            key = where[:-2] + code + where[-2:]
+            raw = txn.get(key, db=self.main)
+            if raw is not None:
+                parts.append(decode_bitmap(raw, what=key))
+        key = where[:-2] + ANY_FIELD + where[-2:]
+        if parts:
+            every = parts[0] if len(parts) == 1 else _bitmaps().union(*parts)
+            txn.put(key, encode_bitmap(every), db=self.main)
+        else:
+            txn.delete(key, db=self.main)
+
     def clear(self, txn: Txn) -> None:
         """Empty both sub-databases (a rebuild follows)."""
         self._cache = None
         txn.drop(self.main, delete=False)
         txn.drop(self.pending, delete=False)
         self._put_version(txn, 0, 0)
+        txn.put(_LAYOUT, _LAYOUT_NOW, db=self.pending)
 
 
 class FacetIndex:

@@ -13,7 +13,8 @@ pass over the values, in one read transaction:
   artifact key has three parts, a deployment key holds the separator), the
   schema version is recorded, and the derived indexes hold as many entries as
   the records imply where that is a count (one id each way per artifact, one
-  entry per deployment in each deployment index).
+  entry per deployment in each deployment index), and every block of a search term kept
+  in blocks has its all-fields value (a scan of the keys).
 
 What it does not check (the deep check does): that records validate against
 their models, that index entries match the records field by field, deployment
@@ -92,6 +93,13 @@ def quick_verify(storage: Storage, progress: Optional[Progress] = None) -> Verif
         if txn.get(b"schema_version", db=dbs["meta"]) is None:
             add("model", "meta", b"schema_version", "no schema version recorded")
         _counts(entries, add)
+        if "search-tokens" in dbs:
+            from .postings import BitmapIndex
+
+            index = BitmapIndex(dbs["search-tokens"], dbs["search-pending"])
+            for term, block in index.any_field_missing(txn):
+                message = f"block {block} has no all-fields bitmap"
+                add("index", "search-tokens", term.encode(), message)
         if progress is not None:
             progress(done, total)
 

@@ -44,13 +44,14 @@ the terms of an artifact already live in :mod:`projcache.terms`.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Optional
 
 from pyroaring import BitMap
 
-from .postings import facet_name
+from .codec import SEPARATOR
+from .postings import TermPostings, facet_name
 from .terms import STOP_WORDS, name_bucket, query_words, stem
 
 if TYPE_CHECKING:
@@ -79,6 +80,8 @@ _SMALL_GROUP = 256
 # down to them (a cut costs a few microseconds per block bitmap of each word).
 _RESTRICT = 512
 
+# Up to this many blocks of ids a few hits are scored from their words' whole levels.
+_FEW_BLOCKS = 4
 # Field codes, strongest first: name, title + tags, description, body.
 FIELDS = (b"n", b"t", b"d", b"b")
 # (field, kind) -> level; kind 0 exact, 1 stem, 2 prefix.  Description and body
@@ -130,26 +133,66 @@ class _Word:
 
     At a million artifacts one operation on a common word's bitmap (16 blocks
     of 65,536 ids) costs 10-40 µs, so nothing is computed before it is needed:
-    ``any`` (every id the word matches) is one multi-way union, and the set of
-    ids whose *best* level is a given one is only computed when the ranker
-    reaches that level, which the top tiers of a page usually never do for
-    the description and body levels.
+    ``any`` (every id the word matches) is one multi-way union of the terms'
+    all-fields bitmaps, a level's field bitmaps are read from the store only
+    when the ranker reaches the level, and the set of ids whose *best* level
+    is a given one is only computed then, which the top tiers of a page
+    usually never do for the description and body levels.
     """
 
-    def __init__(self, text: str, by_level: dict[int, list[BitMap]]):
+    def __init__(
+        self,
+        text: str,
+        by_level: dict[int, list[BitMap]],
+        refs: Optional[dict[int, list[tuple[TermPostings, bytes]]]] = None,
+        any_parts: Optional[list[BitMap]] = None,
+        load: Optional[Callable[[TermPostings, bytes], list[BitMap]]] = None,
+        has: Optional[Callable[[TermPostings, bytes, int], bool]] = None,
+        by_block: bool = False,
+    ):
         self.text = text
-        self.level_numbers = sorted(by_level, reverse=True)
-        self._parts = [by_level[level] for level in self.level_numbers]
+        numbers = set(by_level) | set(refs or ())
+        self.level_numbers = sorted(numbers, reverse=True)
+        self._loaded: list[Optional[list[BitMap]]] = [by_level.get(n) for n in self.level_numbers]
+        self._refs = [(refs or {}).get(n, []) for n in self.level_numbers]
+        self._load = load
+        self._has = has
+        self._by_block = by_block
+        self._sets: dict[int, Optional[frozenset[int]]] = {}
+        self._any_parts = any_parts
         self._unions: dict[int, BitMap] = {}
         self._reached: list[BitMap] = []  # [i]: ids reaching level i or a higher one
         self._best: dict[int, BitMap] = {}
         self._any: Optional[BitMap] = None
 
+    def _few(self, i: int) -> Optional[frozenset[int]]:
+        """The ids of level ``i`` as a set when its terms are all small (their ids are
+        tuples: no bitmap is built for a few membership tests), else ``None``."""
+        if i not in self._sets:
+            refs = self._refs[i]
+            few = None
+            if all(code in term.small and code not in term.fields for term, code in refs):
+                few = frozenset().union(*[term.small[code] for term, code in refs])
+            self._sets[i] = few
+        return self._sets[i]
+
+    def parts(self, i: int) -> list[BitMap]:
+        """The bitmaps of level ``i`` (read from the store the first time)."""
+        found = self._loaded[i]
+        if found is None:
+            found = []
+            assert self._load is not None
+            for term, code in self._refs[i]:
+                found.extend(self._load(term, code))
+            self._loaded[i] = found
+        return found
+
     def _union(self, i: int) -> BitMap:
         found = self._unions.get(i)
         if found is None:
-            parts = self._parts[i]
-            found = self._unions[i] = parts[0] if len(parts) == 1 else BitMap.union(*parts)
+            parts = self.parts(i)
+            found = BitMap() if not parts else parts[0] if len(parts) == 1 else BitMap.union(*parts)
+            self._unions[i] = found
         return found
 
     def _reached_at(self, i: int) -> BitMap:
@@ -171,29 +214,46 @@ class _Word:
     def any(self) -> BitMap:
         """Every id the word matches (at any level)."""
         if self._any is None:
-            if len(self._reached) == len(self._parts) and self._reached:
-                self._any = self._reached[-1]
+            parts = self._any_parts
+            if parts is None:
+                parts = [ids for i in range(len(self.level_numbers)) for ids in self.parts(i)]
+            if not parts:
+                self._any = BitMap()
             else:
-                parts = [ids for level in self._parts for ids in level]
-                if not parts:
-                    self._any = BitMap()
-                else:
-                    self._any = parts[0] if len(parts) == 1 else BitMap.union(*parts)
+                self._any = parts[0] if len(parts) == 1 else BitMap.union(*parts)
         return self._any
 
     def restricted(self, within: BitMap) -> _Word:
         """This word seen only inside ``within`` (a small set: each of its bitmaps is cut down
         to it, so no level of a common word is ever united whole)."""
         levels: dict[int, list[BitMap]] = {}
-        for level, parts in zip(self.level_numbers, self._parts):
-            kept = [cut for cut in (within & ids for ids in parts) if cut]
+        for i, level in enumerate(self.level_numbers):
+            kept = [cut for cut in (within & ids for ids in self.parts(i)) if cut]
             if kept:
                 levels[level] = kept
         return _Word(self.text, levels)
 
     def level_of(self, doc: int) -> int:
-        """The level this word reaches in document ``doc`` (0 when it does not match)."""
-        for i, (level, parts) in enumerate(zip(self.level_numbers, self._parts)):
+        """The level this word reaches in document ``doc`` (0 when it does not match).
+
+        A level not read yet is not read whole: when its terms are all small their ids
+        answer as a set; in an index of more than :data:`_FEW_BLOCKS` blocks it is asked
+        block by block (``has``), so a few hits of a common word read the blocks they are
+        in, not the word's every block."""
+        for i, level in enumerate(self.level_numbers):
+            parts = self._loaded[i]
+            if parts is None:
+                few = self._few(i)
+                if few is not None:  # the level's terms are all small: a set of their ids
+                    if doc in few:
+                        return level
+                    continue
+                if self._has is not None and self._by_block:
+                    has = self._has
+                    if any(has(term, code, doc) for term, code in self._refs[i]):
+                        return level
+                    continue
+            parts = self.parts(i)
             if len(parts) > 4:  # a common word's blocks: unite them once for all the hits
                 if doc in self._union(i):
                     return level
@@ -209,42 +269,51 @@ def _read_word(
     repos: Repositories,
     text: str,
     prefix: bool,
-    cache: dict[str, dict[bytes, list[BitMap]]],
+    cache: dict[str, Optional[TermPostings]],
 ) -> _Word:
-    """Read the bitmaps of one query word, grouped by the level each gives (see :class:`_Word`).
-
-    The bitmaps stay as read (one per block of ids and field, plus the tail):
-    each level unites its own in one call, when the ranker needs it.
-    """
+    """Read one query word: its terms' all-fields bitmaps now, and which field of which term
+    gives each level (see :class:`_Word`; the fields are read when a level is needed)."""
     index = repos.index
 
-    def fields_of(term: str) -> dict[bytes, list[BitMap]]:
+    def term_of(term: str) -> Optional[TermPostings]:
         if term not in cache:
-            cache[term] = index.term_blocks(txn, term)
+            cache[term] = index.postings(txn, term.encode() + SEPARATOR, 0).get(term)
         return cache[term]
 
-    prefixed: dict[bytes, list[BitMap]] = {}
-    if prefix:  # one scan reads the word's own bitmaps and those of the terms it begins
-        for term, fields in index.prefix_blocks(txn, text, MAX_PREFIX_TERMS).items():
-            cache.setdefault(term, fields)
-            for code, found_ids in fields.items():
-                prefixed.setdefault(code, []).extend(found_ids)
-        cache.setdefault(text, {})
-    kinds: list[dict[bytes, list[BitMap]]] = [fields_of(text)]
+    prefixed: list[TermPostings] = []
+    if prefix:  # one scan reads the word's own term and those it begins
+        for term, postings in index.postings(txn, text.encode(), MAX_PREFIX_TERMS).items():
+            prefixed.append(cache.setdefault(term, postings) or postings)
+        cache.setdefault(text, None)
+    kinds: list[Optional[TermPostings]] = [term_of(text)]
     stemmed = stem(text)
-    kinds.append(fields_of(stemmed) if stemmed != text else {})
-    levels: dict[int, list[BitMap]] = {}
+    kinds.append(term_of(stemmed) if stemmed != text else None)
+    refs: dict[int, list[tuple[TermPostings, bytes]]] = {}
+    any_parts: list[BitMap] = []
+    for found in (*kinds, *prefixed):
+        if found is not None:
+            any_parts.extend(found.any)
+    codes = {id(found): index.field_codes(found) for found in (*kinds, *prefixed) if found}
     for code in FIELDS:
         for kind, found in enumerate(kinds):
-            parts = found.get(code)
-            if parts:
-                levels.setdefault(LEVELS[(code, kind)], []).extend(parts)
-        parts = prefixed.get(code)
-        if parts:
+            if found is not None and code in codes[id(found)]:
+                refs.setdefault(LEVELS[(code, kind)], []).append((found, code))
+        for found in prefixed:
             # A term's exact or stem bitmap is also among its prefix terms' bitmaps:
             # a level's union takes it once however many times it is listed.
-            levels.setdefault(LEVELS[(code, 2)], []).extend(parts)
-    return _Word(text, levels)
+            if code in codes[id(found)]:
+                refs.setdefault(LEVELS[(code, 2)], []).append((found, code))
+    # Asking a few hits block by block pays once the index spans more than a few blocks.
+    by_block = index.block_count(txn) > _FEW_BLOCKS
+    return _Word(
+        text,
+        {},
+        refs,
+        any_parts,
+        lambda term, code: index.field_parts(txn, term, code),
+        lambda term, code, doc: index.field_has(txn, term, code, doc, by_block),
+        by_block,
+    )
 
 
 def _query_terms(query: str) -> list[tuple[str, bool]]:
@@ -304,6 +373,7 @@ class _Ranker:
         self._buckets: Optional[list[int]] = None
         self._bucket_ids: dict[int, list[BitMap]] = {}
         self._blocks = range(repos.index.block_count(txn))
+        self.known: dict[int, str] = {}  # id -> key, as read for a tie-break (the page reuses)
 
     def with_words(self, words: list[_Word]) -> _Ranker:
         """A ranker of other words (the same query's, restricted) sharing the name-length
@@ -368,11 +438,12 @@ class _Ranker:
 
     def _by_hit(self, ids: BitMap) -> list[tuple[int, float]]:
         managed = self._managed_for(ids)
-        keys = self.repos.ids
+        key_of = self.repos.ids.key_of
+        known = self.known
         rows = []
         for doc in ids:
             score = sum(word.level_of(doc) for word in self.words)
-            key = keys.key_of(self.txn, doc) or ""
+            key = known[doc] = key_of(self.txn, doc) or ""
             name = key.split("/", 2)[-1]
             rows.append((-score, doc not in managed, name_bucket(name), doc))
         rows.sort()
@@ -381,10 +452,11 @@ class _Ranker:
     def _by_key(self, ids: BitMap) -> list[int]:
         """``ids`` (of one score) in tie-break order, their name lengths read from their keys."""
         managed = self._managed_for(ids)
-        keys = self.repos.ids
+        key_of = self.repos.ids.key_of
+        known = self.known
         rows = []
         for doc in ids:
-            key = keys.key_of(self.txn, doc) or ""
+            key = known[doc] = key_of(self.txn, doc) or ""
             rows.append((doc not in managed, name_bucket(key.split("/", 2)[-1]), doc))
         rows.sort()
         return [row[2] for row in rows]
@@ -500,7 +572,7 @@ def run_query(
     terms = _query_terms(query)
     if not terms:
         return QueryResult()
-    cache: dict[str, dict[bytes, list[BitMap]]] = {}
+    cache: dict[str, Optional[TermPostings]] = {}
     words = [_read_word(txn, repos, text, prefix, cache) for text, prefix in terms]
     allowed = _filter_ids(txn, repos, filters)
     deleted = repos.index.deleted(txn)
@@ -527,10 +599,11 @@ def run_query(
         partial_hits = _partial(ranker, words, exact, allowed, deleted, offset, stop, total, result)
         result.partial = len(partial_hits) if limit > 0 else 0
         hits.extend(partial_hits if limit > 0 else [])
-    keys = repos.ids
+    key_of = repos.ids.key_of
+    known = ranker.known
     for doc, score in hits:
-        key = keys.key_of(txn, doc)
-        if key is not None:  # an id without a key: verify reports it
+        key = known.get(doc) or key_of(txn, doc)
+        if key:  # an id without a key: verify reports it
             result.page.append((key, score))
     return result
 

@@ -200,6 +200,8 @@ class Storage:
         self._fork_generation = _fork_generation
         self._replaced: dict[str, Any] = {}
         self.env, self.dbs = self._open_env()
+        # The file's size when opened: closing after a big, scattered write compacts it.
+        self._opened_pages = int(self.env.info()["last_pgno"]) + 1
 
     # -- lifecycle ---------------------------------------------------------
 
@@ -259,7 +261,35 @@ class Storage:
             if _registry.get(self._key) is self:
                 del _registry[self._key]
         if self._fork_generation == _fork_generation:
+            compact = self._worth_compacting()
+            map_size = int(self.env.info()["map_size"])
             self.env.close()
+            if compact:
+                self._compact(map_size)
+
+    def _worth_compacting(self) -> bool:
+        """Tell whether this handle's writes left a file worth rewriting (projcache.compaction)."""
+        if self.readonly or self.legacy:
+            return False
+        from . import compaction
+
+        try:
+            return compaction.worth_compacting(self.env, self.dbs, self._opened_pages)
+        except Exception as exc:  # an optional saving of space must never fail a close
+            logger.warning("could not size up %s for compaction: %s", self.path, exc)
+            return False
+
+    def _compact(self, map_size: int) -> None:
+        """Rewrite the closed environment's file with full pages, if nobody else has it open."""
+        from . import compaction
+
+        try:
+            sizes = compaction.compact(self.path, map_size)
+        except Exception as exc:  # the file is as it was (only space is lost): close goes on
+            logger.warning("could not compact %s: %s", self.path, exc)
+            return
+        if sizes is not None:
+            logger.info("compacted %s: %d -> %d bytes", self.path, *sizes)
 
     @property
     def refs(self) -> int:

@@ -266,6 +266,8 @@ class _Checker:
             self.add("index", "search-pending", "version", message)
         for term in self.repos.index.mixed_terms(txn):
             self.add("index", "search-tokens", term, "stored both inline and in blocks")
+        for term, problem in self.repos.index.any_field_problems(txn):
+            self.add("index", "search-tokens", term, problem)
         ignore = BitMap(by_key[k.decode()] for k in bad if k.decode() in by_key)
         seen = 0
         for name, found in self.repos.index.names_of(txn):
