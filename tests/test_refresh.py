@@ -410,6 +410,39 @@ class TestChangedCollection:
             assert artifact is not None and artifact.content_hash == content_hash(lint)
         assert_same(snapshot(cache, set()), self.rebuilt(cache_settings, tmp_path))
 
+    def test_unchanged_entries_get_no_reader(
+        self,
+        cache: ProjectCache,
+        cache_settings: Settings,
+        team: CollectionBuilder,
+        monkeypatch: pytest.MonkeyPatch,
+        tmp_path: Path,
+    ) -> None:
+        """One edited artifact: a reader is made for it alone, the others are kept as stored.
+
+        A collection of thousands of artifacts of which 1% changed must not cost a
+        reader (and a second look) per artifact (issue 15 item 3).
+        """
+        cache.refresh()
+        made: list[str] = []
+        original = collection_module.artifact_reader
+
+        def counting(base: str, relative: str, cap: int) -> Any:
+            made.append(relative)
+            return original(base, relative, cap)
+
+        monkeypatch.setattr(collection_module, "artifact_reader", counting)
+        append(team.artifact_path("skill", "pdf") / "reference.md", "More.\n")
+        report = cache.refresh()
+        assert report.errors == []
+        assert (report.sources_changed, report.artifacts_written) == (1, 1)
+        # (commands/lint.md is listed twice: its second artifact takes the general path,
+        # which returns what the first one reused)
+        assert sorted(made) == ["commands/lint.md", "skills/pdf"]
+        unchanged = cache.refresh()
+        assert unchanged.sources_checked == report.sources_checked
+        assert_same(snapshot(cache, set()), self.rebuilt(cache_settings, tmp_path))
+
     @pytest.mark.parametrize("change", ["no SKILL.md", "file to folder", "gone", "new"])
     def test_a_change_the_layout_sees_reads_it_in_full(
         self,

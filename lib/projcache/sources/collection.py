@@ -333,6 +333,19 @@ def read_collection(
     result = CollectionRead(name=name, path=path, fields={}, tracker=tracker, cap=cap)
     prefix = path if path.endswith("/") else path + "/"
     for (type_, artifact_name), (relative, entry) in sorted(wanted.items()):
+        key = f"{name}/{type_}/{artifact_name}"  # a stored key has exactly these three parts
+        if key in keys and tracker.reuse_judged(relative, "facts"):
+            # Judged unchanged by survey_collection and stored: kept, nothing else to do
+            # (what the general path below does for it, without making a reader).
+            result.kept[key] = ArtifactInputs(
+                type_,
+                artifact_name,
+                relative,
+                NOT_DECODED,
+                entry,
+                lock_entries.get(f"{artifact_name}::{type_}"),
+            )
+            continue
         reader = artifact_reader(path, relative, cap)
         facts = tracker.read(relative, reader, kind="facts", lazy=True)
         if facts is None:
@@ -343,7 +356,6 @@ def read_collection(
                     f"({type_}) is listed at {relative}, which does not exist",
                 )
             continue
-        key = f"{name}/{type_}/{artifact_name}"  # a stored key has exactly these three parts
         kept = relative in reused and key in keys
         if not kept:  # to be built: facts reused from a fingerprint need their front matter
             if facts is NOT_DECODED:
