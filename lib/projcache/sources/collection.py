@@ -334,16 +334,11 @@ def read_collection(
     prefix = path if path.endswith("/") else path + "/"
     for (type_, artifact_name), (relative, entry) in sorted(wanted.items()):
         key = f"{name}/{type_}/{artifact_name}"  # a stored key has exactly these three parts
+        lock = lock_entries.get(f"{artifact_name}::{type_}")
         if key in keys and tracker.reuse_judged(relative, "facts"):
-            # Judged unchanged by survey_collection and stored: kept, nothing else to do
-            # (what the general path below does for it, without making a reader).
+            # Judged unchanged by survey_collection and stored: kept, as below, without a reader.
             result.kept[key] = ArtifactInputs(
-                type_,
-                artifact_name,
-                relative,
-                NOT_DECODED,
-                entry,
-                lock_entries.get(f"{artifact_name}::{type_}"),
+                type_, artifact_name, relative, NOT_DECODED, entry, lock
             )
             continue
         reader = artifact_reader(path, relative, cap)
@@ -363,14 +358,7 @@ def read_collection(
             facts = tracker.complete(relative, reader, facts, _lookup(stored_front_matter, key))
             if facts is None:
                 continue
-        spec = ArtifactInputs(
-            type_,
-            artifact_name,
-            relative,
-            facts,
-            entry,
-            lock_entries.get(f"{artifact_name}::{type_}"),
-        )
+        spec = ArtifactInputs(type_, artifact_name, relative, facts, entry, lock)
         if kept:
             result.kept[key] = spec
             continue
