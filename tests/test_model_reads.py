@@ -309,3 +309,55 @@ def test_list_loader_checks_every_records_keys() -> None:
         load_all([good, renamed])
     shuffled = orjson.dumps(dict(reversed(list(orjson.loads(good).items()))))
     assert load_all([good, shuffled, good]) == [Deployment.model_validate_json(good)] * 3
+
+
+def _variant(payload: bytes, how: str) -> bytes:
+    """``payload`` (a stored deployment) in another shape than the one its model writes."""
+    raw = orjson.loads(payload)
+    if how == "missing":
+        del raw["version"]
+    elif how == "shuffled":
+        raw = dict(reversed(list(raw.items())))
+    elif how == "naive":
+        raw["deployed_at"] = "2026-01-02T03:04:05"
+    elif how == "fraction":
+        raw["deployed_at"] = "2026-01-02T03:04:05.1Z"
+    elif how == "not a date":
+        raw["deployed_at"] = "yesterday"
+    elif how == "array":
+        return b"[1, 2]"
+    return orjson.dumps(raw)
+
+
+_hows = st.sampled_from(
+    ["as is", "missing", "shuffled", "naive", "fraction", "not a date", "array"]
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    records=st.lists(st.tuples(_deployments, _hows), max_size=6),
+    warm=st.booleans(),
+)
+def test_list_loader_batches_equal_validation_record_by_record(
+    records: list[tuple[dict[str, Any], str]], warm: bool
+) -> None:
+    """Any mix of stored and other shapes, the loader warmed up or not: the models (or the
+    error) are what validating each payload in turn gives."""
+    payloads = [
+        _variant(Deployment.model_validate(r).model_dump_json().encode(), how) for r, how in records
+    ]
+    load_all = stored_json_list_loader(Deployment)
+    if warm:  # the batch path is taken once a record of the model's own shape was seen
+        good = Deployment(project_id="p", artifact_key="c/skill/a").model_dump_json().encode()
+        load_all([good])
+    try:
+        expected = [Deployment.model_validate_json(p) for p in payloads]
+    except ValueError as exc:
+        with pytest.raises(type(exc)):
+            load_all(payloads)
+        return
+    built = load_all(iter(payloads))
+    assert built == expected
+    for payload, model in zip(payloads, built):
+        _same(Deployment, payload, model)

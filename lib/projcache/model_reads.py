@@ -12,7 +12,10 @@ from __future__ import annotations
 
 import functools
 import sys
+from collections import deque
 from datetime import datetime, timezone
+from itertools import repeat
+from operator import attrgetter, itemgetter, setitem
 from typing import (
     Annotated,
     Any,
@@ -154,6 +157,12 @@ def _plan(model: type[BaseModel]) -> _Plan:
     return _Plan(model)
 
 
+def _in_order(raw: dict[str, Any], order: tuple[str, ...]) -> dict[str, Any]:
+    """``raw``'s items in the model's field order (what validation gives: the order
+    of ``__dict__`` is the order ``model_dump`` and ``model_dump_json`` write)."""
+    return {name: raw[name] for name in order}
+
+
 class _NotTrusted(Exception):
     """A stored value does not have the exact shape its model writes: validate it instead."""
 
@@ -170,8 +179,12 @@ def _trusted(model: type[M], raw: Any) -> M:
             is not in the form pydantic writes.
     """
     plan = _plan(model)
-    if type(raw) is not dict or (tuple(raw) != plan.order and raw.keys() != plan.fields):
+    if type(raw) is not dict:
         raise _NotTrusted
+    if tuple(raw) != plan.order:
+        if raw.keys() != plan.fields:
+            raise _NotTrusted
+        raw = _in_order(raw, plan.order)
     try:
         for name, convert in plan.converters:
             raw[name] = convert(raw[name])
@@ -207,8 +220,12 @@ def stored_json_loader(model: type[M]) -> Callable[[bytes], M]:
             raw = loads(payload)
         except orjson.JSONDecodeError:
             return validate(payload)
-        if type(raw) is not dict or (tuple(raw) != order and raw.keys() != fields):
+        if type(raw) is not dict:
             return validate(payload)
+        if tuple(raw) != order:
+            if raw.keys() != fields:
+                return validate(payload)
+            raw = _in_order(raw, order)
         try:
             for name, convert in converters:
                 raw[name] = convert(raw[name])
@@ -248,12 +265,15 @@ def stored_json_list_loader(model: type[M]) -> Callable[[Iterable[bytes]], list[
     new, set_dict = _NEW, _SET_DICT
     set_fields, set_extra, set_private = _SET_FIELDS, _SET_EXTRA, _SET_PRIVATE
     load_one = stored_json_loader(model)
+    sink: deque[object] = deque(maxlen=0)  # consume(map(...)): runs it, keeps nothing
+    consume = sink.extend
+    get_tz = attrgetter("tzinfo")
     # The keys of the last record found to be exactly ``order``: orjson hands out
     # the same key objects for the same keys (its key cache), so comparing the next
     # record's keys with these is a comparison by identity, not by value.
     seen: tuple[str, ...] = ()
 
-    def load_all(payloads: Iterable[bytes]) -> list[M]:
+    def load_each(payloads: Iterable[bytes]) -> list[M]:
         nonlocal seen
         found: list[M] = []
         append = found.append
@@ -268,6 +288,8 @@ def stored_json_list_loader(model: type[M]) -> Callable[[Iterable[bytes]], list[
                         seen = keys
                     elif raw.keys() != fields:
                         raise _NotTrusted
+                    else:
+                        raw = _in_order(raw, order)
                 for name in dates:
                     text = raw[name]
                     if text is not None:
@@ -291,6 +313,58 @@ def stored_json_list_loader(model: type[M]) -> Callable[[Iterable[bytes]], list[
             set_extra(record, None)
             set_private(record, None)
             append(record)
+        return found
+
+    def load_all(payloads: Iterable[bytes]) -> list[M]:
+        nonlocal seen
+        batch = payloads if type(payloads) is list else list(payloads)
+        n = len(batch)
+        if not n:
+            return []
+        # The whole batch in C loops (map over builtins: no bytecode per record);
+        # anything unusual (a record that does not decode, another key order, a
+        # datetime not in pydantic's form) goes through load_each, record by record,
+        # so results and errors are load_each's.
+        try:
+            raws = list(map(loads, batch))
+        except orjson.JSONDecodeError:
+            return load_each(batch)
+        if list(map(type, raws)).count(dict) != n:
+            return load_each(batch)
+        # tuple(raw) of a dict is its keys; orjson's key cache makes the comparison
+        # with ``seen`` one of identities.
+        keys = list(map(tuple, raws))
+        if keys.count(seen) != n:
+            if keys.count(order) != n:
+                return load_each(batch)
+            seen = keys[0]
+        try:
+            for name in dates:
+                texts = list(map(itemgetter(name), raws))
+                values: list[Any]
+                stamps: list[datetime]
+                if None in texts:
+                    values = [None if t is None else fromiso(t) for t in texts]
+                    stamps = [v for v in values if v is not None]
+                else:
+                    values = stamps = list(map(fromiso, texts))
+                if None in list(map(get_tz, stamps)):
+                    return load_each(batch)  # a naive time: load_each makes it UTC
+                consume(map(setitem, raws, repeat(name, n), values))
+            for name, convert in converters:
+                values = list(map(convert, map(itemgetter(name), raws)))
+                consume(map(setitem, raws, repeat(name, n), values))
+        except (ValueError, TypeError, AttributeError, KeyError, _NotTrusted):
+            return load_each(batch)
+        found = list(map(new, repeat(model, n)))
+        consume(map(set_dict, found, repeat("__dict__", n), raws))
+        consume(
+            map(set_fields, found, repeat(shared, n))
+            if shared is not None
+            else map(set_fields, found, map(set, repeat(fields, n)))
+        )
+        consume(map(set_extra, found, repeat(None, n)))
+        consume(map(set_private, found, repeat(None, n)))
         return found
 
     return load_all
