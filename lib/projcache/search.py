@@ -583,12 +583,18 @@ def run_query(
     terms = _query_terms(query)
     if not terms:
         return QueryResult()
+    allowed = _filter_ids(txn, repos, filters)
+    small = _read_small(txn, repos, terms)
+    if small is not None:
+        fast = _all_small(txn, repos, small, allowed, limit, offset, fill)
+        if fast is not None:
+            return fast
     cache: dict[str, Optional[TermPostings]] = {}
     read = [_read_terms(txn, repos, text, prefix, cache) for text, prefix in terms]
-    allowed = _filter_ids(txn, repos, filters)
-    fast = _all_small(txn, repos, read, allowed, limit, offset, fill)
-    if fast is not None:
-        return fast
+    if small is None:  # small terms the write log touched (applied by the full read)
+        fast = _all_small(txn, repos, read, allowed, limit, offset, fill)
+        if fast is not None:
+            return fast
     words = [_read_word(txn, repos, text, got) for (text, _prefix), got in zip(terms, read)]
     deleted = repos.index.deleted(txn)
     ordered = sorted(words, key=lambda w: len(w.any))
@@ -666,6 +672,33 @@ def _partial(
         seen += len(ids)
         if seen >= stop:
             break
+    return out
+
+
+def _read_small(
+    txn: Txn, repos: Repositories, terms: list[tuple[str, bool]]
+) -> Optional[list[_WordTerms]]:
+    """:func:`_read_terms` for every word when all their terms are small and the write log
+    touches none of them (a lighter read: no bitmap built), else ``None``."""
+    index = repos.index
+    out: list[_WordTerms] = []
+    for text, prefix in terms:
+        prefixed: list[TermPostings] = []
+        if prefix:
+            scanned = index.small_terms(txn, text.encode(), MAX_PREFIX_TERMS)
+            if scanned is None:
+                return None
+            prefixed = scanned
+        kinds: list[Optional[TermPostings]] = []
+        for word in (text, stem(text)):
+            if kinds and word == text:  # the stem is the word itself
+                kinds.append(None)
+                continue
+            got = index.small_terms(txn, word.encode() + SEPARATOR, 0)
+            if got is None:
+                return None
+            kinds.append(got[0] if got else None)
+        out.append((kinds, prefixed))
     return out
 
 
