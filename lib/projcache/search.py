@@ -694,6 +694,10 @@ def _read_small(
             if kinds and word == text:  # the stem is the word itself
                 kinds.append(None)
                 continue
+            if prefix and word == text:  # the scan read the word's own term (if any)
+                name = text.encode() + SEPARATOR
+                kinds.append(next((t for t in prefixed if t.name == name), None))
+                continue
             got = index.small_terms(txn, word.encode() + SEPARATOR, 0)
             if got is None:
                 return None
@@ -739,7 +743,10 @@ def _all_small(
     matches: list[set[int]] = []  # per word: every id it matches
     for kinds, prefixed in read:
         parts: list[tuple[int, Iterable[int]]] = []
-        for kind, term in (*enumerate(kinds), *((2, term) for term in prefixed)):
+        # A term that is the word (or its stem) as well as one it begins counts as exact or
+        # stem: in every field those levels are at least the prefix level.
+        others = [term for term in prefixed if term not in kinds]
+        for kind, term in (*enumerate(kinds), *((2, term) for term in others)):
             if term is None:
                 continue
             fields = _small_fields(term)
