@@ -34,7 +34,9 @@ million ids one operation on a common word's bitmap costs tens of
 microseconds, so a word's levels are united only when the walk reaches them,
 a small set of matches first cuts every bitmap down to itself, name-length
 buckets are counted before any is intersected, and a small group's ties are
-broken from its keys.
+broken from its keys.  A query whose every term is small (its ids inline, at most
+:data:`~projcache.postings.SMALL_POSTINGS`) skips all that: the page is sorted straight
+from the terms' ids (:func:`_all_small`; two rare words, one hit: 0.6x the general path).
 
 Over 400 lines on purpose: the rule above and the code that executes it (the
 ranker's levels and its tie-break bitmaps, the partial fill) are read and
