@@ -736,8 +736,8 @@ def _all_small(
     """The page straight from the ids of small terms when every term of every word is small.
 
     Such a query touches at most :data:`~projcache.postings.SMALL_POSTINGS` ids per term,
-    so each candidate's level per word is read from the terms' inline ids into a dict and
-    the candidates are sorted by the ranking rule (the same rule as :class:`_Ranker`,
+    so each candidate's level per word is looked up in the terms' inline ids and the
+    candidates are sorted by the ranking rule (the same rule as :class:`_Ranker`,
     without building a bitmap per level).  ``None`` when a term is not small or the
     candidates are too many to rank one by one: the general path answers.
     """
