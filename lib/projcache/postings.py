@@ -710,6 +710,42 @@ class BitmapIndex:
                     break
         return result
 
+    def small_terms(self, txn: Txn, prefix: bytes, limit: int) -> Optional[list[TermPostings]]:
+        """:meth:`postings` when every term it finds is small and the write log touches
+        none of them: the terms in byte order, only ``name`` and ``small`` filled (no
+        bitmap built); ``None`` otherwise (then :meth:`postings` answers)."""
+        sep = codec.SEPARATOR
+        start = len(prefix) - 1 if prefix.endswith(sep) else len(prefix)
+        tail = self._tail(txn)
+        if tail.entries and tail.with_prefix(prefix):
+            return None
+        found: list[TermPostings] = []
+        cursor = txn.cursor(self.main)
+        more = cursor.set_range(prefix)
+        distinct = 0
+        last = b""
+        while more:
+            key = cursor.key()
+            if not key.startswith(prefix):
+                break
+            cut = key.find(sep, start)
+            size = len(key) - cut
+            if cut < 0 or (size != 4 and size != 1):
+                more = cursor.next()
+                continue  # a longer name (or a control key) sharing the prefix
+            if size != 1 or key[:cut] == last:
+                return None  # a term in blocks
+            last = key[:cut]
+            distinct += 1
+            if limit and distinct > limit:
+                break
+            term = TermPostings(last + sep)
+            term.small = small_ids(cursor.value(), what=key)
+            if any(term.small.values()):  # (a term without ids is left out)
+                found.append(term)
+            more = cursor.next()
+        return found
+
     def _apply_tail(
         self, txn: Txn, tail: _Tail, prefix: bytes, start: int, found: dict[bytes, TermPostings]
     ) -> None:
