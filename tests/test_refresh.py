@@ -26,6 +26,7 @@ from hypothesis.stateful import (
     run_state_machine_as_test,
 )
 
+from damage import assert_clean
 from factories import (
     CollectionBuilder,
     ProjectBuilder,
@@ -476,6 +477,139 @@ class TestChangedCollection:
 
 
 # -- the unchanged collection's short path -------------------------------------------
+
+
+class TestBatchedWrites:
+    """Changed units (and the touch) share one write transaction while it stays small."""
+
+    @pytest.fixture
+    def two(self, tree: Path) -> tuple[CollectionBuilder, CollectionBuilder]:
+        """Collections ``alpha`` and ``beta`` and a project deploying from ``alpha``."""
+        built = []
+        for name in ("alpha", "beta"):
+            collection = CollectionBuilder(tree / "collections", name)
+            collection.command("lint", metadata={"description": f"{name} lint v0"})
+            collection.skill("pdf", files={"reference.md": "# Reference\n"})
+            collection.write()
+            built.append(collection)
+        project = ProjectBuilder(tree / "projects", "shop")
+        project.deploy(built[0], "command", "lint")
+        project.write()
+        age(tree)
+        return built[0], built[1]
+
+    @pytest.fixture
+    def commits(self, monkeypatch: pytest.MonkeyPatch) -> list[int]:
+        """One entry per ``Storage.write`` that committed during the test."""
+        from projcache import storage
+
+        done: list[int] = []
+        original = storage.Storage.write
+
+        def counting(self: Any, fn: Callable[[Any], Any]) -> Any:
+            result = original(self, fn)
+            done.append(1)
+            return result
+
+        monkeypatch.setattr(storage.Storage, "write", counting)
+        return done
+
+    @staticmethod
+    def edit(collection: CollectionBuilder, text: str) -> None:
+        append(collection.artifact_path("command", "lint"), f"{text}\n")
+        append(collection.artifact_path("skill", "pdf") / "reference.md", f"{text}\n")
+
+    def test_changed_units_and_the_touch_commit_once(
+        self,
+        tree_settings: Settings,
+        tmp_path: Path,
+        two: tuple[CollectionBuilder, CollectionBuilder],
+        commits: list[int],
+    ) -> None:
+        """Edits in two collections, one unchanged project: one commit, as a rebuild's records."""
+        with ProjectCache.open(settings=tree_settings) as cache:
+            cache.refresh()
+            for collection in two:
+                self.edit(collection, "edited")
+            commits.clear()
+            report = cache.refresh()
+            assert report.errors == []
+            assert (report.sources_changed, report.artifacts_written) == (4, 4)
+            assert (report.collections_written, report.projects_checked) == (2, 1)
+            assert len(commits) == 1
+            incremental = snapshot(cache, set())
+        fresh = dataclasses.replace(tree_settings, cache_dir=tmp_path / "rebuilt")
+        with ProjectCache.open(settings=fresh) as other:
+            other.refresh()
+            assert_same(incremental, snapshot(other, set()))
+
+    def test_a_unit_over_the_bound_commits_alone(
+        self,
+        tree_settings: Settings,
+        two: tuple[CollectionBuilder, CollectionBuilder],
+        commits: list[int],
+        monkeypatch: pytest.MonkeyPatch,
+    ) -> None:
+        """With a bound smaller than any unit each changed unit, and the touch, commits alone."""
+        with ProjectCache.open(settings=tree_settings) as cache:
+            cache.refresh()
+            for collection in two:
+                self.edit(collection, "edited")
+            monkeypatch.setattr(refresh_units, "BATCH_BYTES", 1)
+            commits.clear()
+            report = cache.refresh()
+            assert report.artifacts_written == 4
+            assert len(commits) == 3
+            assert cache.get_artifact("beta/command/lint") is not None
+
+    def test_a_failed_batch_leaves_every_unit_as_before(
+        self,
+        tree_settings: Settings,
+        two: tuple[CollectionBuilder, CollectionBuilder],
+        monkeypatch: pytest.MonkeyPatch,
+    ) -> None:
+        """The batch's transaction fails at its second unit: neither unit changed; the next
+        refresh re-reads both (their fingerprints were in the same transaction)."""
+        with ProjectCache.open(settings=tree_settings) as cache:
+            cache.refresh()
+            before = snapshot(cache, set())
+            for collection in two:
+                self.edit(collection, "edited")
+            original = refresh_units.sync_artifacts
+            calls: list[str] = []
+
+            def failing(txn: Any, repos: Any, name: str, *args: Any) -> None:
+                calls.append(name)
+                if len(calls) == 2:
+                    raise OSError("the disk went away")
+                original(txn, repos, name, *args)
+
+            monkeypatch.setattr(refresh_units, "sync_artifacts", failing)
+            with pytest.raises(OSError, match="went away"):
+                cache.refresh()
+            assert calls == ["alpha", "beta"]
+            assert snapshot(cache, set()) == before
+            assert_clean(cache)
+            monkeypatch.setattr(refresh_units, "sync_artifacts", original)
+            report = cache.refresh()
+            assert (report.sources_changed, report.artifacts_written) == (4, 4)
+
+    def test_a_name_taken_earlier_in_the_refresh_is_still_refused(
+        self, tree_settings: Settings, two: tuple[CollectionBuilder, CollectionBuilder]
+    ) -> None:
+        """A collection renamed to a name a new folder of the same refresh also claims: the
+        rename is committed before the later folder looks the name up, so that one is refused."""
+        alpha, _beta = two
+        with ProjectCache.open(settings=tree_settings) as cache:
+            cache.refresh()
+            alpha.name = "gamma"
+            alpha.write()
+            late = CollectionBuilder(tree_settings.collection_roots[0], "gamma", folder="zeta")
+            late.command("other")
+            late.write()
+            report = cache.refresh()
+            assert [c.name for c in cache.list_collections()] == ["beta", "gamma"]
+            assert any("already used by" in message for message in messages(report))
 
 
 class TestUnchangedCollection:

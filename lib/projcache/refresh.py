@@ -1,4 +1,4 @@
-"""Incremental refresh: stat fingerprints -> re-read changed sources -> one transaction per unit.
+"""Incremental refresh: stat fingerprints -> re-read changed sources -> write units atomically.
 
 The modules: this one resolves the folders and runs the units in order;
 :mod:`projcache.refresh_units` reads one unit and decides what changed;
@@ -6,9 +6,10 @@ The modules: this one resolves the folders and runs the units in order;
 
 A *unit* is a collection folder or a project folder.  Each unit's changes
 (its record, artifacts, deployments and fingerprints) are written in one
-write transaction, so no reader ever sees half a project.  Units in which
-nothing changed cost one ``stat`` per source and share a single small
-transaction that only moves their ``refreshed_at``.  Collections go first:
+write transaction, so no reader ever sees half a project; small units share
+it (:mod:`projcache.refresh_units`: a bounded batch, one durable commit).
+Units in which nothing changed cost one ``stat`` per source; their
+``refreshed_at`` moves in the last batch.  Collections go first:
 deployment states depend on the artifacts they hold.
 
 A malformed or unreadable file never aborts a refresh: its unit keeps the last

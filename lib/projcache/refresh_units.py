@@ -6,8 +6,18 @@ folder.  A collection first goes through the short path
 otherwise the folder is read (:mod:`projcache.sources`) and, when anything
 differs, its records, index entries and fingerprints change in one write
 transaction (:mod:`projcache.refresh_writes`).  Unchanged units are only
-collected here; :meth:`UnitRefresher.touch` moves their ``refreshed_at`` in one
-transaction at the end.
+collected here; :meth:`UnitRefresher.touch` moves their ``refreshed_at`` at the end.
+
+Batching: the writes of several changed units (and the final ``touch``) share one
+write transaction, one durable commit, while their estimated size stays under
+:data:`BATCH_BYTES`; a bigger unit (a first refresh of a big collection) is
+committed alone, as before.  Only a unit whose write nothing read later depends
+on waits in the batch: a collection refreshed in place (same folder, same name,
+no other folder's claim) or a project.  Any other write (a collection that is
+new, renamed, gone, or takes over a name) is committed at once with what
+waits, so every later read of the refresh sees it as before.  A unit's write
+is still all-or-nothing; a crash loses at most the uncommitted batch, and the
+next refresh re-reads it (its fingerprints are written in the same transaction).
 """
 
 from __future__ import annotations
@@ -42,7 +52,7 @@ if TYPE_CHECKING:
     from .repository import Repositories
     from .storage import Txn
 
-__all__ = ["ReaderLimits", "UnitRefresher", "collection_unit", "project_unit"]
+__all__ = ["BATCH_BYTES", "ReaderLimits", "UnitRefresher", "collection_unit", "project_unit"]
 
 # The refresh logs under one name, "projcache.refresh", whichever of its modules speaks:
 # what users (and the CLI, which prints these records itself) configure for it keeps working.
@@ -54,6 +64,11 @@ logger = logging.getLogger("projcache.refresh")
 # reserves address space.
 _BYTES_PER_ARTIFACT = 8 * 1024
 _BYTES_PER_SOURCE = 1024
+
+# The bound on one batch of unit writes (the estimates above): ~2,000 artifacts rewritten.
+# It bounds how long the writer lock is held and how much a crash makes the next refresh
+# redo; a unit bigger than this is written in its own transaction.
+BATCH_BYTES = 16 * 1024**2
 
 
 class ReaderLimits(NamedTuple):
@@ -90,6 +105,9 @@ class UnitRefresher:
         self.tally = Tally()
         self.touched_collections: list[Collection] = []
         self.touched_projects: list[Project] = []
+        # Unit writes waiting for one shared transaction (see the module's docstring).
+        self._pending: list[Callable[[Txn, Tally], None]] = []
+        self._pending_bytes = 0
         settings = ctx.settings
         self.limits = ReaderLimits(
             cap=settings.max_file_size,
@@ -185,7 +203,8 @@ class UnitRefresher:
             if old is not None:
                 gone = old
                 self._write_counted(
-                    lambda txn, tally: remove_collection(txn, self.repos, gone, unit, tally)
+                    lambda txn, tally: remove_collection(txn, self.repos, gone, unit, tally),
+                    now=True,  # its name may be taken by a later folder of this refresh
                 )
                 logger.info("collection %s at %s is gone; removed it", old.name, path)
             return
@@ -252,12 +271,14 @@ class UnitRefresher:
             sync_sources(txn, repos, unit, previous, tracker.current)
             tally.add(collections_written=1)
 
-        # One big transaction: size the map for it first, so a first refresh of a large
-        # collection is not replayed at every doubling (linear, not superlinear).
-        self.ctx.reserve(
-            len(read.artifacts) * _BYTES_PER_ARTIFACT + len(tracker.current) * _BYTES_PER_SOURCE
+        in_place = (
+            old is not None and old.name == read.name and (owner is None or owner.path == path)
         )
-        self._write_counted(body)
+        self._write_counted(
+            body,
+            len(read.artifacts) * _BYTES_PER_ARTIFACT + len(tracker.current) * _BYTES_PER_SOURCE,
+            now=not in_place,
+        )
 
     # -- projects ------------------------------------------------------------------
 
@@ -272,7 +293,8 @@ class UnitRefresher:
         if not is_project(path):
             if old is not None:
                 self._write_counted(
-                    lambda txn, tally: remove_project(txn, self.repos, project_id, unit, tally)
+                    lambda txn, tally: remove_project(txn, self.repos, project_id, unit, tally),
+                    _BYTES_PER_SOURCE,
                 )
                 logger.info("project %s at %s is gone; removed it", old.name, path)
             return
@@ -291,34 +313,69 @@ class UnitRefresher:
             apply_project(txn, self.repos, read, record, tally)
             sync_sources(txn, self.repos, unit, previous, tracker.current)
 
-        self._write_counted(body)
+        # A project's write touches only its own records; deployment states are read
+        # inside the transaction, after the batch's collections were written.
+        self._write_counted(
+            body,
+            len(read.artifacts) * _BYTES_PER_ARTIFACT
+            + (len(read.deployments) + len(tracker.current)) * _BYTES_PER_SOURCE,
+        )
 
     # -- bookkeeping -----------------------------------------------------------------
 
-    def _write_counted(self, body: Callable[[Txn, Tally], None]) -> None:
-        """Run ``body`` in one write transaction; add its counts once it has committed.
+    def _write_counted(
+        self, body: Callable[[Txn, Tally], None], size: int = 0, *, now: bool = False
+    ) -> None:
+        """Queue ``body`` (about ``size`` bytes) for the batch; commit now with ``now``.
 
-        A body may be replayed (map growth), so each attempt counts afresh.
+        Adding ``body`` first commits what waits when the batch would pass
+        :data:`BATCH_BYTES`; a ``body`` over the bound alone is committed alone.
         """
+        if self._pending and self._pending_bytes + size > BATCH_BYTES:
+            self.flush()
+        self._pending.append(body)
+        self._pending_bytes += size
+        if now or self._pending_bytes > BATCH_BYTES:
+            self.flush()
+
+    def flush(self) -> None:
+        """Commit the waiting unit writes in one write transaction; add their counts after.
+
+        The map is sized for the whole batch first, so a first refresh of a large
+        collection is not replayed at every doubling (linear, not superlinear).  A
+        transaction may be replayed (map growth), so each attempt counts afresh.
+        """
+        if not self._pending:
+            return
+        bodies, size = self._pending, self._pending_bytes
+        self._pending, self._pending_bytes = [], 0
+        self.ctx.reserve(size)
         attempt: list[Tally] = []
 
         def run(txn: Txn) -> None:
-            attempt[:] = [Tally()]
-            body(txn, attempt[0])
+            attempt.clear()
+            for body in bodies:
+                attempt.append(Tally())
+                body(txn, attempt[-1])
 
         self.ctx.write(run)
-        self.tally.merge_writes(attempt[0])
+        for tally in attempt:
+            self.tally.merge_writes(tally)
 
     def touch(self) -> None:
-        """Move ``refreshed_at`` of every unchanged unit, all in one transaction."""
-        if not self.touched_collections and not self.touched_projects:
-            return
-        repos = self.repos
+        """Move ``refreshed_at`` of every unchanged unit, and commit the batch with it.
 
-        def body(txn: Txn) -> None:
-            for collection in self.touched_collections:
-                repos.collections.put(txn, collection)
-            for project in self.touched_projects:
-                mutations.put_project(txn, repos, project)
+        The touch joins the last batch: one transaction for both.
+        """
+        if self.touched_collections or self.touched_projects:
+            collections, projects = self.touched_collections, self.touched_projects
 
-        self.ctx.write(body)
+            def body(txn: Txn, _tally: Tally) -> None:
+                repos = self.repos
+                for collection in collections:
+                    repos.collections.put(txn, collection)
+                for project in projects:
+                    mutations.put_project(txn, repos, project)
+
+            self._write_counted(body, (len(collections) + len(projects)) * _BYTES_PER_SOURCE)
+        self.flush()
