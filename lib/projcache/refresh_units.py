@@ -257,12 +257,24 @@ class UnitRefresher:
 
         def body(txn: Txn, tally: Tally) -> None:
             repos = self.repos
+            # The keys read at the fingerprints' snapshot are the ones this transaction sees
+            # when nothing was committed since (a write transaction's id is the last
+            # committed one's plus one) and the name is the same; other units of the batch
+            # never touch this collection's keys (only in-place writes wait in a batch).
+            current = (
+                stored.keys
+                if stored is not None
+                and old is not None
+                and old.name == read.name
+                and txn.id() == snapshot + 1
+                else None
+            )
             if old is not None and old.name != read.name:
                 remove_collection(txn, repos, old, None, tally)
             if owner is not None and owner.path != path:
                 # The name moved here from a folder that is gone: its records go.
                 remove_collection(txn, repos, owner, collection_unit(owner.path), tally)
-            sync_artifacts(txn, repos, read.name, read.artifacts, tally, read)
+            sync_artifacts(txn, repos, read.name, read.artifacts, tally, read, current)
             new_name = repos.collections.get_payload(txn, read.name) is None
             repos.collections.put(txn, record)
             if new_name:

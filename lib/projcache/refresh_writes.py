@@ -9,6 +9,7 @@ is built from it, so there is no second list of counters to keep in step).
 from __future__ import annotations
 
 import logging
+from collections.abc import Set as AbstractSet
 from typing import TYPE_CHECKING, Any, Optional
 
 from . import codec, mutations
@@ -91,14 +92,18 @@ def sync_artifacts(
     desired: dict[str, Any],
     tally: Tally,
     read: Optional[CollectionRead] = None,
+    stored: Optional[AbstractSet[str]] = None,
 ) -> None:
     """Store ``desired`` and drop the collection's other artifacts, except ``read.kept``.
 
     Kept artifacts are left as stored (they are what building them would
     give); one that has vanished since it was looked up (another process)
-    is built after all.
+    is built after all.  ``stored``: the collection's keys as ``txn`` sees them,
+    when the caller knows them already (they are not scanned again).
     """
-    existing = set(repos.artifacts.scan_keys(txn, prefix=collection + "/"))
+    existing = (
+        set(repos.artifacts.scan_keys(txn, prefix=collection + "/")) if stored is None else stored
+    )
     keep = read.kept if read is not None else {}
     if read is not None and not keep.keys() <= existing:
         desired = dict(desired)
