@@ -332,15 +332,22 @@ def read_collection(
     reused = tracker.reused
     result = CollectionRead(name=name, path=path, fields={}, tracker=tracker, cap=cap)
     prefix = path if path.endswith("/") else path + "/"
-    for (type_, artifact_name), (relative, entry) in sorted(wanted.items()):
+    # First, in no order, the artifacts judged unchanged by survey_collection and stored:
+    # kept, as below, without a reader (most of a big collection of which a few changed).
+    # Only the others are sorted and looked at one by one, in key order, as before.
+    rest: list[tuple[tuple[str, str], tuple[str, Optional[dict[str, Any]]]]] = []
+    kept_now, reuse_judged = result.kept, tracker.reuse_judged
+    for wanted_item in wanted.items():
+        (type_, artifact_name), (relative, entry) = wanted_item
         key = f"{name}/{type_}/{artifact_name}"  # a stored key has exactly these three parts
+        if key in keys and reuse_judged(relative, "facts"):
+            lock = lock_entries.get(f"{artifact_name}::{type_}")
+            kept_now[key] = ArtifactInputs(type_, artifact_name, relative, NOT_DECODED, entry, lock)
+        else:
+            rest.append(wanted_item)
+    for (type_, artifact_name), (relative, entry) in sorted(rest):
+        key = f"{name}/{type_}/{artifact_name}"
         lock = lock_entries.get(f"{artifact_name}::{type_}")
-        if key in keys and tracker.reuse_judged(relative, "facts"):
-            # Judged unchanged by survey_collection and stored: kept, as below, without a reader.
-            result.kept[key] = ArtifactInputs(
-                type_, artifact_name, relative, NOT_DECODED, entry, lock
-            )
-            continue
         reader = artifact_reader(path, relative, cap)
         facts = tracker.read(relative, reader, kind="facts", lazy=True)
         if facts is None:
