@@ -287,7 +287,11 @@ def read_collection(
     wanted: dict[tuple[str, str], tuple[str, Optional[dict[str, Any]]]] = {}
     for entry in toml.get("artifacts", []):
         relative = (entry.get("path") or default_path(entry["type"], entry["name"])).strip("/")
-        if relative.startswith("/") or ".." in relative.split("/") or "\x00" in relative:
+        if (
+            relative.startswith("/")
+            or "\x00" in relative
+            or (".." in relative and ".." in relative.split("/"))  # (split only when it may)
+        ):
             tracker.error(
                 os.path.join(path, COLLECTION_TOML),
                 f"{os.path.join(path, COLLECTION_TOML)}: artifact {entry['name']!r} has path "
