@@ -1012,17 +1012,31 @@ class TestKeptArtifacts:
         cache.refresh()
         assert cache.get_artifact("default/command/lint") == before
 
+    @pytest.mark.parametrize("key", ["default/command/lint", "default/skill/pdf"])
     @pytest.mark.parametrize("after", ["_stored", "_stored_keys"])
     def test_kept_artifact_removed_meanwhile_is_rebuilt(
-        self, cache: ProjectCache, world: World, monkeypatch: pytest.MonkeyPatch, after: str
+        self,
+        cache: ProjectCache,
+        world: World,
+        monkeypatch: pytest.MonkeyPatch,
+        after: str,
+        key: str,
     ) -> None:
         """A kept artifact that vanishes between looking and writing is built after all.
 
         Removed after the fingerprints were read (the keys are then read from a later
-        snapshot: none is vouched for) or after the keys were (the write builds it).
+        snapshot: none is vouched for) or after the keys were (the write builds it,
+        with its collection.lock entry: ``pdf``'s ``resolved_sha`` is only there).
         """
+        lock = world.collection.path / "collection.lock"
+        text = lock.read_text(encoding="utf-8")
+        header = '[lock.entries."pdf::skill"]\n'
+        lock.write_text(text.replace(header, header + 'resolved_sha = "0123abcd"\n'), "utf-8")
+        age(world.root)
         cache.refresh()
-        before = cache.get_artifact("default/command/lint")
+        before = cache.get_artifact(key)
+        assert before is not None
+        assert (before.resolved_sha == "0123abcd") == key.endswith("pdf")
         append(world.collection.artifact_path("agent", "auditor"), "More.\n")
         original = getattr(refresh_units.UnitRefresher, after)
         unit = refresh_units.collection_unit(str(world.collection.path))
@@ -1030,13 +1044,13 @@ class TestKeptArtifacts:
         def racing(self: Any, *args: Any) -> Any:
             found = original(self, *args)
             if args[0] == unit or (after == "_stored_keys" and args[0] is not None):
-                cache.delete_artifact("default/command/lint")  # "another process"
+                cache.delete_artifact(key)  # "another process"
             return found
 
         monkeypatch.setattr(refresh_units.UnitRefresher, after, racing)
         report = cache.refresh()
         assert report.errors == []
-        assert cache.get_artifact("default/command/lint") == before
+        assert cache.get_artifact(key) == before
 
     @pytest.mark.parametrize("enabled", [True, False])
     def test_garbage_collector_state_is_restored(

@@ -66,6 +66,13 @@ class ArtifactInputs(NamedTuple):
     lock: Optional[dict[str, Any]]
 
 
+# The ``lock`` of a kept artifact's inputs, looked up only if it is built (CollectionRead.locks):
+# most kept artifacts never are.
+_LOCK_LATER: Any = object()
+# ArtifactInputs without its generated __new__ (a Python call): thousands per changed collection.
+_inputs = tuple.__new__
+
+
 @dataclass
 class CollectionRead:
     """What a collection folder holds now (with last good data where a file failed).
@@ -82,6 +89,8 @@ class CollectionRead:
     tracker: Optional[SourceTracker] = None
     kept: dict[str, ArtifactInputs] = field(default_factory=dict)
     cap: int = 16 * 1024**2  # max_file_size, for reading a kept artifact's main file again
+    # collection.lock's entries ("<name>::<type>" -> entry), for a kept artifact's lock.
+    locks: dict[str, Any] = field(default_factory=dict)
 
     def build(self, spec: ArtifactInputs) -> Artifact:
         """Build and validate the Artifact record of ``spec`` (e.g. one of :attr:`kept`).
@@ -91,6 +100,8 @@ class CollectionRead:
         """
         from ..models import Artifact, validate
 
+        if spec.lock is _LOCK_LATER:
+            spec = spec._replace(lock=self.locks.get(f"{spec.name}::{spec.type_}"))
         if spec.facts is NOT_DECODED and self.tracker is not None:
             spec = spec._replace(facts=self.tracker.data(spec.relative))
         if self.tracker is not None and "front_matter" not in spec.facts:
@@ -334,7 +345,9 @@ def read_collection(
         else frozenset()
     )
     reused = tracker.reused
-    result = CollectionRead(name=name, path=path, fields={}, tracker=tracker, cap=cap)
+    result = CollectionRead(
+        name=name, path=path, fields={}, tracker=tracker, cap=cap, locks=lock_entries
+    )
     prefix = path if path.endswith("/") else path + "/"
     # First, in no order, the artifacts judged unchanged by survey_collection and stored:
     # kept, as below, without a reader (most of a big collection of which a few changed).
@@ -345,8 +358,9 @@ def read_collection(
         (type_, artifact_name), (relative, entry) = wanted_item
         key = f"{name}/{type_}/{artifact_name}"  # a stored key has exactly these three parts
         if key in keys and reuse_judged(relative, "facts"):
-            lock = lock_entries.get(f"{artifact_name}::{type_}")
-            kept_now[key] = ArtifactInputs(type_, artifact_name, relative, NOT_DECODED, entry, lock)
+            kept_now[key] = _inputs(
+                ArtifactInputs, (type_, artifact_name, relative, NOT_DECODED, entry, _LOCK_LATER)
+            )
         else:
             rest.append(wanted_item)
     for (type_, artifact_name), (relative, entry) in sorted(rest):
