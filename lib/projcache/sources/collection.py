@@ -5,6 +5,10 @@ fingerprint and the collection's manifest and lock all matched) is not rebuilt:
 the record the cache already holds for it is what building it would give, so
 it is only *kept* (:attr:`CollectionRead.kept`).  That is what makes an
 unchanged refresh cost little more than its ``stat`` calls.
+
+A little over 400 lines on purpose: the stat-only survey, the full read and the
+rules for keeping a stored artifact judge the same sources by the same layout,
+and a change to one must be read beside the others.
 """
 
 from __future__ import annotations
