@@ -22,6 +22,7 @@ from pydantic import BaseModel
 
 from projcache import ProjectCache
 from projcache.config import Settings
+from projcache.errors import NotFoundError
 from projcache.model_reads import stored_json_list_loader
 from projcache.models import (
     Artifact,
@@ -268,7 +269,7 @@ def test_fields_set_is_shared_only_by_frozen_models() -> None:
     assert copied.version == "2" and two.model_fields_set == set(Deployment.model_fields)
 
 
-@pytest.mark.parametrize("offset", [2, 5, 40, -1])
+@pytest.mark.parametrize("offset", [0, 2, 5, 40, -1])
 def test_a_damaged_deployment_in_a_project_listing_is_refused(
     cache: Any, tmp_path: Path, offset: int
 ) -> None:
@@ -297,6 +298,50 @@ def test_a_damaged_deployment_in_a_project_listing_is_refused(
             listing(project.id)
         with pytest.raises(CorruptRecordError, match="c/skill/b"):
             listing("p")  # by name: resolved, then the same scan
+
+
+@pytest.mark.parametrize("length", [0, 1, 4, 5])
+def test_a_truncated_deployment_in_a_project_listing_is_refused(cache: Any, length: int) -> None:
+    """A frame cut to its first ``length`` bytes (shorter than its head, or an empty
+    payload) raises, naming the record, in both listings, whatever its place."""
+    from projcache.errors import CorruptRecordError
+
+    cache.put_projects([{"id": "p", "name": "p", "path": "/srv/p"}])
+    cache.put_artifacts([{"name": n, "type": "skill", "collection": "c"} for n in "abc"])
+    cache.put_deployments([{"project_id": "p", "artifact_key": f"c/skill/{n}"} for n in "abc"])
+    storage = cache._storage
+    with storage.env.begin(write=True, db=storage.dbs["deployments"]) as txn:
+        key = next(k for k, _v in txn.cursor() if b"c/skill/c" in k)
+        txn.put(key, txn.get(key)[:length])
+    for listing in (cache.list_deployments, cache.list_deployments_json):
+        with pytest.raises(CorruptRecordError, match="c/skill/c"):
+            listing("p")
+
+
+def test_a_project_listing_keeps_to_its_own_keys(cache: Any) -> None:
+    """Project ids that extend one another ("p", "p\x01x", "p1", "pp") list only their
+    own deployments: the scan stops where the next id's keys begin."""
+    ids = ["p", "p\x01", "p\x01x", "p1", "pp", "o"]
+    cache.put_projects([{"id": i, "name": f"n{n}", "path": f"/srv/{n}"} for n, i in enumerate(ids)])
+    names = "abcdef"
+    cache.put_artifacts([{"name": n, "type": "skill", "collection": "c"} for n in names])
+    cache.put_deployments(
+        [
+            {"project_id": i, "artifact_key": f"c/skill/{a}", "deployed_at": "2026-01-02T03:04Z"}
+            for n, i in enumerate(ids)
+            for a in names[: n + 1]
+        ]
+    )
+    for n, project_id in enumerate(ids):
+        built = cache.list_deployments(project_id)
+        assert [(d.project_id, d.artifact_key) for d in built] == [
+            (project_id, f"c/skill/{a}") for a in names[: n + 1]
+        ]
+        payloads = cache.list_deployments_json(project_id)
+        assert built == [Deployment.model_validate_json(p) for p in payloads]
+        assert cache.list_deployments(f"n{n}") == built  # by name: the same listing
+    with pytest.raises(NotFoundError):
+        cache.list_deployments("p\x02")  # between two ids' keys: not a project
 
 
 def test_list_loader_checks_every_records_keys() -> None:
