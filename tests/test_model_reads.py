@@ -406,3 +406,41 @@ def test_list_loader_batches_equal_validation_record_by_record(
     assert built == expected
     for payload, model in zip(payloads, built):
         _same(Deployment, payload, model)
+
+
+@pytest.mark.parametrize(
+    "odd",
+    [
+        b"1",
+        b"null",
+        b"true",
+        b'"deployed_at"',
+        orjson.dumps(list(Deployment.model_fields)),  # an array of exactly the field names
+    ],
+)
+def test_list_loader_refuses_what_validation_refuses_anywhere_in_a_batch(odd: bytes) -> None:
+    """A payload that is not a stored record, first, last or among good ones, gives
+    pydantic's error, as validating it alone does, and never a model."""
+    good = Deployment(project_id="p", artifact_key="c/skill/a").model_dump_json().encode()
+    with pytest.raises(ValueError):
+        Deployment.model_validate_json(odd)
+    load_all = stored_json_list_loader(Deployment)
+    assert len(load_all([good, good])) == 2  # the loader has seen the good keys
+    for batch in ([odd], [odd, good], [good, odd], [good, odd, good]):
+        with pytest.raises(ValueError):
+            load_all(batch)
+
+
+def test_list_loader_keeps_each_records_time_zone_and_nulls() -> None:
+    """Times in UTC, at another offset, naive, and absent, mixed in one batch, come out as
+    validation makes them (aware; naive read as UTC)."""
+    records = [Deployment(project_id="p", artifact_key=f"c/skill/{n}").model_dump() for n in "abcd"]
+    records[0]["deployed_at"] = "2026-01-02T03:04:05Z"
+    records[1]["deployed_at"] = "2026-01-02T03:04:05+02:00"
+    records[2]["deployed_at"] = None
+    payloads = [orjson.dumps(r) for r in records]
+    naive = dict(records[3], deployed_at="2026-01-02T03:04:05")
+    for batch in (payloads, [*payloads, orjson.dumps(naive)], payloads[1:], payloads[2:]):
+        built = stored_json_list_loader(Deployment)(batch)
+        assert built == [Deployment.model_validate_json(p) for p in batch]
+        assert all(d.deployed_at is None or d.deployed_at.utcoffset() is not None for d in built)
