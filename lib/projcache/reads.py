@@ -315,9 +315,8 @@ class CacheReads:
             and profile is None
             and type is None
         ):
-            # The usual call (a project's id, no filter): one read, without the layers
-            # list_deployments_json adds for its other cases (a few records per call, so
-            # per-call costs count; issue 15 item 1).
+            # The usual call (a project's id, no filter): one read, without the layers of
+            # list_deployments_json (a few records per call: per-call costs count).
             id_key = _id_key(project)
             if id_key is not None:
                 repos = self._repos

@@ -4,6 +4,10 @@ A listing is one read transaction, read a page (``PAGE`` records) at a time
 and streamed (:meth:`~projcache.storage.Storage.stream`): it never mixes two
 writes.  The price: a consumer that stops half-way pins the snapshot's pages
 (the file may grow meanwhile) until the iterator is closed or collected.
+
+A little over 400 lines on purpose: every listing's scan and frame check is here, the
+generic streamed ones beside the one-loop forms of the hot listings
+(:func:`project_deployments`) that must list exactly what they list.
 """
 
 from __future__ import annotations
