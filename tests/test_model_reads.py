@@ -22,6 +22,7 @@ from pydantic import BaseModel
 
 from projcache import ProjectCache
 from projcache.config import Settings
+from projcache.errors import NotFoundError
 from projcache.model_reads import stored_json_list_loader
 from projcache.models import (
     Artifact,
@@ -268,7 +269,7 @@ def test_fields_set_is_shared_only_by_frozen_models() -> None:
     assert copied.version == "2" and two.model_fields_set == set(Deployment.model_fields)
 
 
-@pytest.mark.parametrize("offset", [2, 5, 40, -1])
+@pytest.mark.parametrize("offset", [0, 2, 5, 40, -1])
 def test_a_damaged_deployment_in_a_project_listing_is_refused(
     cache: Any, tmp_path: Path, offset: int
 ) -> None:
@@ -297,6 +298,50 @@ def test_a_damaged_deployment_in_a_project_listing_is_refused(
             listing(project.id)
         with pytest.raises(CorruptRecordError, match="c/skill/b"):
             listing("p")  # by name: resolved, then the same scan
+
+
+@pytest.mark.parametrize("length", [0, 1, 4, 5])
+def test_a_truncated_deployment_in_a_project_listing_is_refused(cache: Any, length: int) -> None:
+    """A frame cut to its first ``length`` bytes (shorter than its head, or an empty
+    payload) raises, naming the record, in both listings, whatever its place."""
+    from projcache.errors import CorruptRecordError
+
+    cache.put_projects([{"id": "p", "name": "p", "path": "/srv/p"}])
+    cache.put_artifacts([{"name": n, "type": "skill", "collection": "c"} for n in "abc"])
+    cache.put_deployments([{"project_id": "p", "artifact_key": f"c/skill/{n}"} for n in "abc"])
+    storage = cache._storage
+    with storage.env.begin(write=True, db=storage.dbs["deployments"]) as txn:
+        key = next(k for k, _v in txn.cursor() if b"c/skill/c" in k)
+        txn.put(key, txn.get(key)[:length])
+    for listing in (cache.list_deployments, cache.list_deployments_json):
+        with pytest.raises(CorruptRecordError, match="c/skill/c"):
+            listing("p")
+
+
+def test_a_project_listing_keeps_to_its_own_keys(cache: Any) -> None:
+    """Project ids that extend one another ("p", "p\x01x", "p1", "pp") list only their
+    own deployments: the scan stops where the next id's keys begin."""
+    ids = ["p", "p\x01", "p\x01x", "p1", "pp", "o"]
+    cache.put_projects([{"id": i, "name": f"n{n}", "path": f"/srv/{n}"} for n, i in enumerate(ids)])
+    names = "abcdef"
+    cache.put_artifacts([{"name": n, "type": "skill", "collection": "c"} for n in names])
+    cache.put_deployments(
+        [
+            {"project_id": i, "artifact_key": f"c/skill/{a}", "deployed_at": "2026-01-02T03:04Z"}
+            for n, i in enumerate(ids)
+            for a in names[: n + 1]
+        ]
+    )
+    for n, project_id in enumerate(ids):
+        built = cache.list_deployments(project_id)
+        assert [(d.project_id, d.artifact_key) for d in built] == [
+            (project_id, f"c/skill/{a}") for a in names[: n + 1]
+        ]
+        payloads = cache.list_deployments_json(project_id)
+        assert built == [Deployment.model_validate_json(p) for p in payloads]
+        assert cache.list_deployments(f"n{n}") == built  # by name: the same listing
+    with pytest.raises(NotFoundError):
+        cache.list_deployments("p\x02")  # between two ids' keys: not a project
 
 
 def test_list_loader_checks_every_records_keys() -> None:
@@ -361,3 +406,41 @@ def test_list_loader_batches_equal_validation_record_by_record(
     assert built == expected
     for payload, model in zip(payloads, built):
         _same(Deployment, payload, model)
+
+
+@pytest.mark.parametrize(
+    "odd",
+    [
+        b"1",
+        b"null",
+        b"true",
+        b'"deployed_at"',
+        orjson.dumps(list(Deployment.model_fields)),  # an array of exactly the field names
+    ],
+)
+def test_list_loader_refuses_what_validation_refuses_anywhere_in_a_batch(odd: bytes) -> None:
+    """A payload that is not a stored record, first, last or among good ones, gives
+    pydantic's error, as validating it alone does, and never a model."""
+    good = Deployment(project_id="p", artifact_key="c/skill/a").model_dump_json().encode()
+    with pytest.raises(ValueError):
+        Deployment.model_validate_json(odd)
+    load_all = stored_json_list_loader(Deployment)
+    assert len(load_all([good, good])) == 2  # the loader has seen the good keys
+    for batch in ([odd], [odd, good], [good, odd], [good, odd, good]):
+        with pytest.raises(ValueError):
+            load_all(batch)
+
+
+def test_list_loader_keeps_each_records_time_zone_and_nulls() -> None:
+    """Times in UTC, at another offset, naive, and absent, mixed in one batch, come out as
+    validation makes them (aware; naive read as UTC)."""
+    records = [Deployment(project_id="p", artifact_key=f"c/skill/{n}").model_dump() for n in "abcd"]
+    records[0]["deployed_at"] = "2026-01-02T03:04:05Z"
+    records[1]["deployed_at"] = "2026-01-02T03:04:05+02:00"
+    records[2]["deployed_at"] = None
+    payloads = [orjson.dumps(r) for r in records]
+    naive = dict(records[3], deployed_at="2026-01-02T03:04:05")
+    for batch in (payloads, [*payloads, orjson.dumps(naive)], payloads[1:], payloads[2:]):
+        built = stored_json_list_loader(Deployment)(batch)
+        assert built == [Deployment.model_validate_json(p) for p in batch]
+        assert all(d.deployed_at is None or d.deployed_at.utcoffset() is not None for d in built)

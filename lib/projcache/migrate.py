@@ -15,7 +15,6 @@ A step is a function of one :class:`Migration`; adding one is one line in
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Optional
@@ -47,15 +46,22 @@ SCHEMA_VERSION = 3
 MigrationProgress = Callable[[str, int, int], None]
 
 
-@dataclass
 class Migration:
     """What a migration step works on: one write transaction of one environment."""
 
-    txn: Txn
-    storage: Storage
-    progress: MigrationProgress
-    step: str = ""
-    _dbs: dict[str, Any] = field(default_factory=dict)
+    # A plain class, not a dataclass: building a dataclass compiles its methods when the
+    # module is imported, and every open of a cache imports this module (a cold
+    # ``projcache search --json`` paid ~0.5 ms for it; issue 15 item 2).
+    __slots__ = ("_dbs", "progress", "step", "storage", "txn")
+
+    def __init__(
+        self, txn: Txn, storage: Storage, progress: MigrationProgress, step: str = ""
+    ) -> None:
+        self.txn = txn
+        self.storage = storage
+        self.progress = progress
+        self.step = step
+        self._dbs: dict[str, Any] = {}
 
     def db(self, name: str) -> Any:
         """The current handle of sub-database ``name`` (a replaced one once replaced)."""

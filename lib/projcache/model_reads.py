@@ -261,6 +261,7 @@ def stored_json_list_loader(model: type[M]) -> Callable[[Iterable[bytes]], list[
         if convert is _read_optional_utc and _FROMISO_READS_Z
     )
     converters = tuple((n, c) for n, c in plan.converters if n not in dates)
+    by_name = bool(dates or converters)
     loads, fromiso, utc = orjson.loads, datetime.fromisoformat, timezone.utc
     new, set_dict = _NEW, _SET_DICT
     set_fields, set_extra, set_private = _SET_FIELDS, _SET_EXTRA, _SET_PRIVATE
@@ -329,11 +330,17 @@ def stored_json_list_loader(model: type[M]) -> Callable[[Iterable[bytes]], list[
             raws = list(map(loads, batch))
         except orjson.JSONDecodeError:
             return load_each(batch)
-        if list(map(type, raws)).count(dict) != n:
+        # Every record must be a JSON object.  With a field read by name below (a
+        # datetime or a nested model), that read refuses anything else (TypeError),
+        # so only models without one pay for this check.
+        if not by_name and list(map(type, raws)).count(dict) != n:
             return load_each(batch)
         # tuple(raw) of a dict is its keys; orjson's key cache makes the comparison
         # with ``seen`` one of identities.
-        keys = list(map(tuple, raws))
+        try:
+            keys = list(map(tuple, raws))
+        except TypeError:  # a number, a boolean or null
+            return load_each(batch)
         if keys.count(seen) != n:
             if keys.count(order) != n:
                 return load_each(batch)
@@ -343,12 +350,15 @@ def stored_json_list_loader(model: type[M]) -> Callable[[Iterable[bytes]], list[
                 texts = list(map(itemgetter(name), raws))
                 values: list[Any]
                 stamps: list[datetime]
-                if None in texts:
+                try:
+                    values = stamps = list(map(fromiso, texts))
+                except TypeError:  # a None among them (or a value that is not a string)
                     values = [None if t is None else fromiso(t) for t in texts]
                     stamps = [v for v in values if v is not None]
-                else:
-                    values = stamps = list(map(fromiso, texts))
-                if None in list(map(get_tz, stamps)):
+                # pydantic writes UTC as "Z", which fromisoformat reads as the timezone.utc
+                # singleton: counting it compares identities (``None in`` compares values).
+                zones = list(map(get_tz, stamps))
+                if zones.count(utc) != len(zones) and None in zones:
                     return load_each(batch)  # a naive time: load_each makes it UTC
                 consume(map(setitem, raws, repeat(name, n), values))
             for name, convert in converters:

@@ -308,6 +308,28 @@ class CacheReads:
             load_all = self._load_deployments = stored_json_list_loader(
                 self._repos.deployments.model
             )
+        if (
+            project is not None
+            and state is None
+            and artifact is None
+            and profile is None
+            and type is None
+        ):
+            # The usual call (a project's id, no filter): one read, without the layers of
+            # list_deployments_json (a few records per call: per-call costs count).
+            id_key = _id_key(project)
+            if id_key is not None:
+                repos = self._repos
+                projects = repos.projects.db
+
+                def body(txn: Txn) -> Optional[list[bytes]]:
+                    if txn.get(id_key, db=projects) is None:
+                        return None  # not an id: a name or a path, resolved below
+                    return streams.project_deployments(txn, repos, project, id_key)
+
+                payloads = self._read(body)
+                if payloads is not None:
+                    return load_all(payloads)
         found = self.list_deployments_json(
             project, state, artifact=artifact, profile=profile, type=type
         )

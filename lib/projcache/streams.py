@@ -4,6 +4,10 @@ A listing is one read transaction, read a page (``PAGE`` records) at a time
 and streamed (:meth:`~projcache.storage.Storage.stream`): it never mixes two
 writes.  The price: a consumer that stops half-way pins the snapshot's pages
 (the file may grow meanwhile) until the iterator is closed or collected.
+
+A little over 400 lines on purpose: every listing's scan and frame check is here, the
+generic streamed ones beside the one-loop forms of the hot listings
+(:func:`project_deployments`) that must list exactly what they list.
 """
 
 from __future__ import annotations
@@ -11,6 +15,8 @@ from __future__ import annotations
 import struct
 import zlib
 from collections.abc import Iterable, Iterator
+from itertools import repeat, takewhile
+from operator import itemgetter
 from typing import Any, Callable, Optional, TypeVar
 
 import orjson
@@ -39,6 +45,8 @@ WALK_RATIO = 4  # ... when the matches are at least 1/WALK_RATIO of all artifact
 _FRAME_HEAD = struct.Struct(">BI").unpack_from
 _PLAIN = codec.FORMAT_VERSION
 _crc32 = zlib.crc32
+_VALUE = itemgetter(1)
+_AFTER_HEAD = itemgetter(slice(5, None))  # a frame's payload (a copy: the values are bytes)
 Streamer = Callable[[Callable[[Txn, Any], tuple[list[bytes], Any]], Any], Iterator[bytes]]
 
 
@@ -282,7 +290,9 @@ def deployment_payloads(
     return list(iter_deployment_payloads(txn, repos, project_id, state, artifact, profile, type_))
 
 
-def project_deployments(txn: Txn, repos: Repositories, project_id: Optional[str]) -> list[bytes]:
+def project_deployments(
+    txn: Txn, repos: Repositories, project_id: Optional[str], id_key: Optional[bytes] = None
+) -> list[bytes]:
     """One project's deployments (all of them for ``None``) in key order, read in ``txn``.
 
     What :func:`deployment_payloads` lists without filters, in one loop: the
@@ -292,17 +302,49 @@ def project_deployments(txn: Txn, repos: Repositories, project_id: Optional[str]
     generators the filtered listings stack cost as much as the records did
     (issue 15: models <= 2x raw per record).
 
+    ``id_key`` is ``project_id`` already encoded and checked as a key, when the
+    caller has it.
+
     Raises:
         CorruptRecordError: a frame fails its check (naming the record).
     """
-    prefix = codec.deployment_prefix(project_id) if project_id else b""
+    if id_key is not None:
+        prefix = id_key + codec.SEPARATOR
+    else:
+        prefix = codec.deployment_prefix(project_id) if project_id else b""
     cursor = txn.cursor(repos.deployments.db)
-    found: list[bytes] = []
     if not (cursor.set_range(prefix) if prefix else cursor.first()):
-        return found
+        return []
+    if not prefix:
+        return _checked_each(cursor.iternext(), b"")
+    # The project's keys are exactly those in [prefix, prefix with its last byte + 1)
+    # (the prefix ends in NUL): ``(key, value) < (end,)`` compares the keys, so the scan
+    # and every frame's check run in C loops (map over builtins, no bytecode per record).
+    # A frame that is not plain or fails its CRC sends the batch to _checked_each.
+    items = list(takewhile((prefix[:-1] + b"\x01",).__gt__, cursor.iternext()))
+    raws = list(map(_VALUE, items))
+    payloads = list(map(_AFTER_HEAD, raws))
+    try:
+        heads = list(map(_FRAME_HEAD, raws))
+    except struct.error:  # a frame shorter than its head
+        return _checked_each(items, prefix)
+    if heads == list(zip(repeat(_PLAIN), map(_crc32, payloads))):
+        return payloads
+    return _checked_each(items, prefix)
+
+
+def _checked_each(items: Iterable[tuple[bytes, bytes]], prefix: bytes) -> list[bytes]:
+    """The payloads of ``items`` (key, frame) up to the first key outside ``prefix``, each
+    frame checked (the plain frame inline, as :meth:`~projcache.storage.Storage.get_payload`
+    does).
+
+    Raises:
+        CorruptRecordError: a frame fails its check (naming the record).
+    """
+    found: list[bytes] = []
     append = found.append
     head, plain, crc32, checked = _FRAME_HEAD, _PLAIN, _crc32, codec.checked_payload
-    for key, raw in cursor.iternext():
+    for key, raw in items:
         if not key.startswith(prefix):
             break
         payload: Optional[bytes] = None
