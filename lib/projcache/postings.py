@@ -1077,7 +1077,10 @@ class BitmapIndex:
         stored = 0 if version is None else int.from_bytes(version[8:12], "big")
         carried = self._carried_count(version)
         if cache.bulk is not None or stored - carried + len(cache.entries) > MERGE_AT:
-            self._merge(txn, cache.bulk, cache.entries, seq, full=cache.bulk is not None)
+            # A batch's own merge folds everything: its changes per name are many, and
+            # choosing what to carry would cost it CPU for little.
+            full = cache.bulk is not None or len(cache.entries) > MERGE_AT
+            self._merge(txn, cache.bulk, cache.entries, seq, full=full)
             return
         for entry in cache.entries:
             txn.put(_LOG + seq.to_bytes(8, "big"), _pack_entry(*entry), db=self.pending)
@@ -1202,7 +1205,8 @@ class BitmapIndex:
         rewritten for more than :data:`CARRY_RATIO` bytes per changed id; at most
         :data:`CARRY_PAIRS` changes, the dearest per change first."""
         sep = codec.SEPARATOR
-        found: list[tuple[float, int, bytes]] = []
+        counted: list[tuple[bytes, int, list[bytes]]] = []
+        every_key: list[bytes] = []
         for key, names in groups.items():
             pairs = 0
             wanted: set[bytes] = set()
@@ -1220,12 +1224,19 @@ class BitmapIndex:
                     wanted.add(name + block.to_bytes(2, "big"))
                     if term:
                         wanted.add(key + ANY_FIELD + block.to_bytes(2, "big"))
-            if not pairs or not wanted:
-                continue
+            if pairs:
+                keys = sorted(wanted)
+                counted.append((key, pairs, keys))
+                every_key.extend(keys)
+        # One lookup of every key in C; only the sizes matter.
+        sizes = {bytes(k): len(raw) for k, raw in txn.cursor(self.main).getmulti(sorted(every_key))}
+        found: list[tuple[float, int, bytes]] = []
+        for key, pairs, keys in counted:
             size = 0
-            for _found, raw in txn.cursor(self.main).getmulti(sorted(wanted)):
-                if len(raw) >= _OWN_PAGES:
-                    size += len(raw)
+            for wanted_key in keys:
+                length = sizes.get(wanted_key, 0)
+                if length >= _OWN_PAGES:
+                    size += length
             if size > CARRY_RATIO * pairs:
                 found.append((size / pairs, pairs, key))
         found.sort(reverse=True)
