@@ -20,8 +20,11 @@ the ratio to FTS5 (``floor`` ratios: projcache / raw-lmdb).
 (``posix_fadvise(DONTNEED)``) and reads them back 4 KiB at a time without readahead: the
 build leaves large page-cache folios behind, and on Linux 6.x a 4 KiB write into one dirties
 (and is accounted as) the whole folio, so the bytes per write depended on how the file was
-last written.  ``--page-cache asis`` measures right after the build.  ``--lib DIR`` imports
-projcache from another checkout's ``lib`` (before -> after comparisons).
+last written.  ``--page-cache asis`` measures right after the build.  ``--bytes written``
+counts instead the bytes each engine passed to ``write``/``pwrite`` (``wchar``): the exact
+pages an LMDB commit writes (plus its meta page), whatever the page cache accounts.
+``--lib DIR`` imports projcache from another checkout's ``lib`` (before -> after
+comparisons).
 """
 
 from __future__ import annotations
@@ -43,11 +46,26 @@ sys.path.insert(0, str(HERE))
 import search_bench as sb  # type: ignore[import-not-found]  # noqa: E402
 
 
+def written_chars() -> int:
+    """Bytes this process has passed to write(2)/pwrite(2) (``wchar`` of /proc/self/io)."""
+    try:
+        for line in Path("/proc/self/io").read_text().splitlines():
+            if line.startswith("wchar:"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+_COUNTERS: dict[str, Callable[[], int]] = {"disk": sb.written_bytes, "written": written_chars}
+_counter: Callable[[], int] = sb.written_bytes
+
+
 def _timed(fn: Callable[[], Any]) -> tuple[float, int]:
-    before = sb.written_bytes()
+    before = _counter()
     start = time.perf_counter()
     fn()
-    return time.perf_counter() - start, sb.written_bytes() - before
+    return time.perf_counter() - start, _counter() - before
 
 
 class RawLmdbEngine:
@@ -121,7 +139,16 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--page-cache", choices=("small", "asis"), default="small")
     parser.add_argument("--lib", type=Path, default=None)
     parser.add_argument("--floor", action="store_true", help="also raw py-lmdb (the floor)")
+    parser.add_argument(
+        "--bytes",
+        choices=tuple(_COUNTERS),
+        default="disk",
+        help="disk: write_bytes (what the page cache accounts, whole folios); written: the "
+        "bytes each engine passed to write/pwrite (exact pages of a commit)",
+    )
     args = parser.parse_args(argv)
+    global _counter
+    _counter = _COUNTERS[args.bytes]
     if args.lib is not None:
         sys.path.insert(0, str(args.lib))
     root = args.keep or Path(tempfile.mkdtemp(prefix="projcache-writes-"))

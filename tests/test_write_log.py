@@ -152,6 +152,55 @@ def test_a_damaged_log_entry_is_a_corrupt_record(
         cache.search("pdf")
 
 
+def test_a_write_merge_carries_changes_too_dear_to_fold(
+    cache_settings: Settings, make_artifact: MakeArtifact, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A merge that writes trigger leaves in the log the changes whose stored values would be
+    rewritten for more than CARRY_RATIO bytes per changed id (here: any stored value) and
+    folds the rest (a new term); a deleted id is freed only once its last change is folded.
+    Searches answer the same throughout; an explicit merge folds everything."""
+    with ProjectCache.open(settings=cache_settings) as cache:
+        cache.put_artifacts(
+            [make_artifact(f"a{i:02d}", description="pdf tools") for i in range(70)]
+        )
+        cache._write(lambda txn: cache._repos.index.merge(txn))
+
+    def rows(term: bytes) -> list[tuple[bytes, bytes]]:
+        found = raw_rows(cache_settings.cache_dir, "search-tokens")
+        return [(k, v) for k, v in found if k.startswith(term + b"\x00")]
+
+    before = rows(b"pdf")
+    assert len(before) > 1  # in blocks
+    monkeypatch.setattr(postings_module, "MERGE_AT", 2)
+    monkeypatch.setattr(postings_module, "_OWN_PAGES", 0)
+    monkeypatch.setattr(postings_module, "CARRY_RATIO", 0)
+    with ProjectCache.open(settings=cache_settings) as cache:
+        cache.delete_artifact("default/skill/a00")
+        cache.put_artifacts([make_artifact("new1", description="pdf zebra")])
+        cache.put_artifacts([make_artifact("new2", description="pdf zebra")])  # merges
+        control = cache._read(lambda txn: cache._repos.index.control(txn))
+        assert control["log"] == control["counted"] == 3  # one per id with carried changes
+        assert list(control["deleted"]) == [0] and not control["free"]
+        hits = {h.key for h in cache.search("pdf", limit=100)}
+        assert len(hits) == 71 and "default/skill/a00" not in hits
+        assert {h.key for h in cache.search("zebra")} == {
+            "default/skill/new1",
+            "default/skill/new2",
+        }
+        cache.put_artifacts([make_artifact("new3", description="pdf")])  # carried: no merge
+        assert cache._read(lambda txn: cache._repos.index.control(txn))["log"] == 4
+        assert cache.verify(deep=True).ok
+    assert rows(b"pdf") == before
+    assert rows(b"zebra")  # folded
+    with ProjectCache.open(settings=cache_settings) as cache:
+        cache._write(lambda txn: cache._repos.index.merge(txn))
+        control = cache._read(lambda txn: cache._repos.index.control(txn))
+        assert control["log"] == 0 and list(control["free"]) == [0]
+        assert len(cache.search("pdf", limit=100)) == 72
+        assert cache.verify(deep=True).ok
+    assert rows(b"pdf") != before
+
+
 class WriteLogMachine(RuleBasedStateMachine):
     """Random writes, replacements, deletes and merges at a random threshold."""
 
@@ -166,7 +215,11 @@ class WriteLogMachine(RuleBasedStateMachine):
             postings_module.MERGE_AT,
             postings_module.SMALL_POSTINGS,
             postings_module._FOLD_AT,
+            postings_module._OWN_PAGES,
+            postings_module.CARRY_RATIO,
+            postings_module.CARRY_PAIRS,
         )
+        postings_module.CARRY_PAIRS = 64  # (the log bound below counts on at most 64)
 
     @rule(merge_at=st.sampled_from([1, 3, 10, 256]))
     def threshold(self, merge_at: int) -> None:
@@ -182,6 +235,18 @@ class WriteLogMachine(RuleBasedStateMachine):
     def small_terms(self, small: int) -> None:
         """Change up to how many postings a term is stored inline (grown terms move to blocks)."""
         postings_module.SMALL_POSTINGS = small
+
+    @rule(
+        own=st.sampled_from([0, 2000]),
+        ratio=st.sampled_from([0, 128, 10**6]),
+        pairs=st.sampled_from([0, 4, 64]),
+    )
+    def carrying(self, own: int, ratio: int, pairs: int) -> None:
+        """Change which log changes a merge carries (own=0: every stored value counts as
+        rewritten whole, so small data carries too)."""
+        postings_module._OWN_PAGES = own
+        postings_module.CARRY_RATIO = ratio
+        postings_module.CARRY_PAIRS = pairs
 
     @rule(batch=st.lists(records, min_size=1, max_size=4))
     def put(self, batch: list[dict[str, Any]]) -> None:
@@ -230,7 +295,9 @@ class WriteLogMachine(RuleBasedStateMachine):
         assert stored_names(self.cache, self.cache._repos.index) == wanted
         assert stored_names(self.cache, fresh_index(self.cache)) == wanted
         control = self.cache._read(lambda txn: self.cache._repos.index.control(txn))
-        assert control["log"] <= 256  # the largest threshold drawn
+        # The largest threshold drawn, plus what a merge carries: an entry per id it carries
+        # (a new id that also lost names: two), at most CARRY_PAIRS (name, id) changes.
+        assert control["log"] <= 256 + 2 * 64
         ids = self.cache._read(lambda txn: dict(self.cache._repos.ids.items(txn)))
         assert sorted(ids) == sorted(self.model)
         assert len(set(ids.values())) == len(ids)
@@ -253,6 +320,9 @@ class WriteLogMachine(RuleBasedStateMachine):
                 postings_module.MERGE_AT,
                 postings_module.SMALL_POSTINGS,
                 postings_module._FOLD_AT,
+                postings_module._OWN_PAGES,
+                postings_module.CARRY_RATIO,
+                postings_module.CARRY_PAIRS,
             ) = self.saved
             self.stack.close()
 

@@ -30,6 +30,8 @@ from .storage import scan as _scan
 
 __all__ = [
     "ANY_FIELD",
+    "CARRY_PAIRS",
+    "CARRY_RATIO",
     "CHUNK_BITS",
     "MERGE_AT",
     "SMALL_POSTINGS",
@@ -74,6 +76,16 @@ _LAYOUT = _CONTROL + b"\x07layout"  # the index layout a cache was built in (see
 _LAYOUT_NOW = b"\x01"  # 1: every block of a term in blocks has its all-fields value
 _FOLD_AT = 4096  # a transaction's entries kept as a list up to this many (see _WriteCache)
 MERGE_AT = 256  # write-log entries (artifact writes) that trigger a merge into the main bitmaps
+# A merge triggered by writes folds a name's log changes into its stored values only when
+# that is cheap per change.  A value of at least _OWN_PAGES bytes lives on overflow pages of
+# its own and is rewritten whole for one added id (a common term's block: up to 8 KiB); when
+# the values a name's changes would rewrite hold more than CARRY_RATIO bytes per changed id,
+# the changes stay in the log ("carried") until enough gather, at most CARRY_PAIRS (name, id)
+# changes in all.  Small values share leaf pages and are always folded.  Without this a merge
+# rewrote every common term's newest block every MERGE_AT writes, a cost that grew with N.
+_OWN_PAGES = 2000
+CARRY_RATIO = 128
+CARRY_PAIRS = 8192
 
 
 def encode_bitmap(ids: Any) -> bytes:
@@ -535,6 +547,13 @@ class BitmapIndex:
         """The number of stored log entries (recorded in the version value)."""
         version = txn.get(_VERSION, db=self.pending)
         return 0 if version is None else int.from_bytes(version[8:12], "big")
+
+    @staticmethod
+    def _carried_count(version: Optional[bytes]) -> int:
+        """How many of the stored log entries the last merge carried (see CARRY_RATIO): they
+        do not count towards MERGE_AT.  Recorded after the version's random tag (a version
+        written before carrying existed has none: 0)."""
+        return 0 if version is None or len(version) < 24 else int.from_bytes(version[20:24], "big")
 
     def get(self, txn: Txn, name: bytes) -> Any:
         """The ids under ``name`` (merged bitmaps with the log applied)."""
@@ -1056,18 +1075,25 @@ class BitmapIndex:
         version = txn.get(_VERSION, db=self.pending)
         seq = 0 if version is None else int.from_bytes(version[:8], "big")
         stored = 0 if version is None else int.from_bytes(version[8:12], "big")
-        if cache.bulk is not None or stored + len(cache.entries) > MERGE_AT:
-            self._merge(txn, cache.bulk, cache.entries, seq)
+        carried = self._carried_count(version)
+        if cache.bulk is not None or stored - carried + len(cache.entries) > MERGE_AT:
+            # A batch's own merge folds everything: its changes per name are many, and
+            # choosing what to carry would cost it CPU for little.
+            full = cache.bulk is not None or len(cache.entries) > MERGE_AT
+            self._merge(txn, cache.bulk, cache.entries, seq, full=full)
             return
         for entry in cache.entries:
             txn.put(_LOG + seq.to_bytes(8, "big"), _pack_entry(*entry), db=self.pending)
             seq += 1
-        self._put_version(txn, seq, stored + len(cache.entries))
+        self._put_version(txn, seq, stored + len(cache.entries), carried)
 
-    def _put_version(self, txn: Txn, seq: int, count: int) -> None:
-        """Record the next sequence number, the number of log entries and a fresh random
-        tag (readers key their applied log on the value: a new one after every change)."""
+    def _put_version(self, txn: Txn, seq: int, count: int, carried: int = 0) -> None:
+        """Record the next sequence number, the number of log entries, a fresh random tag
+        (readers key their applied log on the value: a new one after every change) and how
+        many of the entries a merge carried."""
         value = seq.to_bytes(8, "big") + count.to_bytes(4, "big") + os.urandom(8)
+        if carried:
+            value += carried.to_bytes(4, "big")
         txn.put(_VERSION, value, db=self.pending)
 
     def _put_free(self, txn: Txn, free: Any) -> None:
@@ -1088,20 +1114,32 @@ class BitmapIndex:
         self._cache = None
         version = txn.get(_VERSION, db=self.pending)
         seq = 0 if version is None else int.from_bytes(version[:8], "big")
-        return self._merge(txn, bulk, entries, seq)
+        return self._merge(txn, bulk, entries, seq, full=True)
 
-    def _merge(self, txn: Txn, bulk: Optional[_Tail], entries: list[_Entry], seq: int) -> int:
-        """:meth:`merge`, with ``bulk`` and ``entries`` this transaction's log (in memory)."""
+    def _merge(
+        self, txn: Txn, bulk: Optional[_Tail], entries: list[_Entry], seq: int, *, full: bool
+    ) -> int:
+        """:meth:`merge`, with ``bulk`` and ``entries`` this transaction's log (in memory);
+        unless ``full``, the changes not worth a rewrite yet are carried (:meth:`_carry`)."""
         bitmap = _bitmaps()
         tail, logged = self._applied(txn, bulk, entries)
         touched = 0
-        terms: dict[bytes, list[bytes]] = {}
-        blocked: list[bytes] = []
+        groups: dict[bytes, list[bytes]] = {}  # term + NUL (its fields together) or a name
         for name in tail.names():
             if name[:1] != b"\x01" and name[-2:-1] == codec.SEPARATOR:
-                terms.setdefault(name[:-1], []).append(name)
+                groups.setdefault(name[:-1], []).append(name)
             else:
-                blocked.append(name)
+                groups[name] = [name]
+        carry = set() if full else self._carry(txn, tail, groups)
+        terms: dict[bytes, list[bytes]] = {}
+        blocked: list[bytes] = []
+        for key, names in groups.items():
+            if key in carry:
+                continue
+            if key[-1:] == codec.SEPARATOR and key[:1] != b"\x01":
+                terms[key] = names
+            else:
+                blocked.extend(names)
         for key, names in terms.items():
             if self._merge_small(txn, tail, key, names):
                 touched += len(names)
@@ -1146,12 +1184,95 @@ class BitmapIndex:
             self._put_any_field(txn, where)
         for key in logged:
             txn.delete(key, db=self.pending)
-        if tail.deleted:
+        residual = self._residual(tail, [name for key in carry for name in groups[key]])
+        for entry in residual:
+            txn.put(_LOG + seq.to_bytes(8, "big"), _pack_entry(*entry), db=self.pending)
+            seq += 1
+        # A deleted id whose changes are carried is freed by the merge that folds the last
+        # of them (ids are reused only once no stored value lists them).
+        purged = tail.deleted - bitmap(entry[1] for entry in residual if entry[0] == _DELETE)
+        if purged:
             known = txn.get(_FREE, db=self.pending)
             free = bitmap() if known is None else decode_bitmap(known, what=_FREE)
-            self._put_free(txn, free | tail.deleted)
-        self._put_version(txn, seq + 1, 0)
+            self._put_free(txn, free | purged)
+        self._put_version(txn, seq + 1, len(residual), len(residual))
         return touched
+
+    def _carry(self, txn: Txn, tail: _Tail, groups: dict[bytes, list[bytes]]) -> set[bytes]:
+        """The groups (a term's fields, or one facet) whose log changes a merge leaves in the
+        log: those whose stored values of their own pages (at least :data:`_OWN_PAGES` bytes,
+        in the blocks the changes fall in, with a term's all-fields values) would be
+        rewritten for more than :data:`CARRY_RATIO` bytes per changed id; at most
+        :data:`CARRY_PAIRS` changes, the dearest per change first."""
+        sep = codec.SEPARATOR
+        counted: list[tuple[bytes, int, list[bytes]]] = []
+        every_key: list[bytes] = []
+        for key, names in groups.items():
+            pairs = 0
+            wanted: set[bytes] = set()
+            term = key[:1] != b"\x01" and key[-1:] == sep
+            for name in names:
+                plus = tail.adds.get(name)
+                minus = tail.removes.get(name)
+                changed = len(plus or ()) + len(minus or ())
+                if not changed:
+                    continue
+                pairs += changed
+                bits = chunk_bits(name)
+                every: Any = plus | minus if plus and minus else plus or minus
+                for block in {doc >> bits for doc in every}:
+                    wanted.add(name + block.to_bytes(2, "big"))
+                    if term:
+                        wanted.add(key + ANY_FIELD + block.to_bytes(2, "big"))
+            if pairs:
+                keys = sorted(wanted)
+                counted.append((key, pairs, keys))
+                every_key.extend(keys)
+        # One lookup of every key in C; only the sizes matter.
+        sizes = {bytes(k): len(raw) for k, raw in txn.cursor(self.main).getmulti(sorted(every_key))}
+        found: list[tuple[float, int, bytes]] = []
+        for key, pairs, keys in counted:
+            size = 0
+            for wanted_key in keys:
+                length = sizes.get(wanted_key, 0)
+                if length >= _OWN_PAGES:
+                    size += length
+            if size > CARRY_RATIO * pairs:
+                found.append((size / pairs, pairs, key))
+        found.sort(reverse=True)
+        carry: set[bytes] = set()
+        total = 0
+        for _ratio, pairs, key in found:
+            if total + pairs > CARRY_PAIRS:
+                continue
+            total += pairs
+            carry.add(key)
+        return carry
+
+    @staticmethod
+    def _residual(tail: _Tail, names: list[bytes]) -> list[_Entry]:
+        """Log entries that give ``names`` the changes ``tail`` gives them (the carried part
+        of a merged log), one per id (a new id that also lost names: two), in id order."""
+        plus: dict[int, list[bytes]] = {}
+        minus: dict[int, list[bytes]] = {}
+        for name in names:
+            for doc in tail.adds.get(name) or ():
+                plus.setdefault(doc, []).append(name)
+            for doc in tail.removes.get(name) or ():
+                minus.setdefault(doc, []).append(name)
+        entries: list[_Entry] = []
+        later: list[_Entry] = []
+        for doc in sorted(set(plus) | set(minus)):
+            added, removed = plus.get(doc, []), minus.get(doc, [])
+            if doc in tail.deleted:
+                entries.append((_DELETE, doc, added, removed))
+            elif doc in tail.added:  # (apply_all reads an addition's added names only)
+                entries.append((_ADD, doc, added, []))
+                if removed:
+                    later.append((_UPDATE, doc, [], removed))
+            else:
+                entries.append((_UPDATE, doc, added, removed))
+        return entries + later
 
     def _rechunk(self, txn: Txn, name: bytes, bits: int, plus: Any, minus: Any) -> bool:
         """Merge a wide facet stored in other chunks (by a projcache before WIDE_BITS): read

@@ -180,6 +180,7 @@ class ArtifactRepository(_RecordRepository["Artifact"]):
 
 
 _BODY_VALUE = b'"body":""'
+_BODY_KEY = b'"body":'
 
 
 def _put_appending(txn: Txn, db: Any, key: bytes, value: bytes) -> None:
@@ -206,6 +207,16 @@ def artifact_frame(artifact: Artifact) -> bytes:
     if not artifact.body:
         at = whole.rfind(_BODY_VALUE) + len(_BODY_VALUE) - 2
         return codec.record_frame(whole, at, b'""')
+    # The body's JSON, encoded by the serializer that dumped it, is found at the last
+    # ``"body":`` (only ``added_at`` follows it): one dump per record instead of two (a
+    # batch of 1,000 spent ~25 ms dumping a copy without its body).
+    from pydantic_core import to_json  # (writes only: reads never import pydantic here)
+
+    body = to_json(artifact.body)
+    at = whole.rfind(_BODY_KEY + body) + len(_BODY_KEY)
+    if at >= len(_BODY_KEY):
+        end = at + len(body)
+        return codec.record_frame(whole[:at] + b'""' + whole[end:], at, body)
     plain = artifact.model_copy(update={"body": ""}).model_dump_json().encode()
     # The last one: ``body`` comes after every field that can hold a nested object
     # (tests/test_codec.py checks the field order this relies on).
