@@ -5,9 +5,11 @@ The app is mountable in a host CLI: ``host_app.add_typer(projcache_cli.app, name
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
-
+# typing is imported for the type checker only: at run time it costs a cold CLI call ~2.4 ms.
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import Any
+
     from .root import app as app
     from .root import main as main
 

@@ -8,9 +8,12 @@ for pydantic, and nothing here imports typer, rich or yaml.
 from __future__ import annotations
 
 import importlib
-from typing import TYPE_CHECKING, Any
 
+# typing is imported for the type checker only: at run time it costs a cold CLI call ~2.4 ms.
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import Any
+
     from .cache import ProjectCache as ProjectCache
     from .cache import SearchResults as SearchResults
     from .config import Settings as Settings

@@ -41,7 +41,6 @@ from __future__ import annotations
 import re
 import struct
 import zlib
-from typing import Any, Optional, Union
 
 import orjson
 
@@ -49,6 +48,11 @@ from .errors import CorruptRecordError, InvalidRecordError, KeyTooLongError, Rec
 
 # Re-exported: the one list of each lives in vocabulary.py.
 from .vocabulary import ARTIFACT_TYPES, DEPLOYMENT_STATES
+
+# typing is imported for the type checker only: at run time it costs a cold CLI call ~2.4 ms.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Optional, Union
 
 __all__ = [
     "ARTIFACT_TYPES",

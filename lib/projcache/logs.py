@@ -15,10 +15,11 @@ before the first record of any such logger is handled.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Callable, Optional, cast
-
+# typing is imported for the type checker only: at run time it costs a cold CLI call ~2.4 ms.
+TYPE_CHECKING = False
 if TYPE_CHECKING:
     from logging import Logger
+    from typing import Any, Callable, Optional
 
 __all__ = ["get_logger", "on_first_use"]
 
@@ -68,4 +69,4 @@ class _LazyLogger:
 def get_logger(name: str) -> Logger:
     """``logging.getLogger(name)``, fetched (and :mod:`logging` imported) on first use."""
     # Duck-typed: every attribute comes from the real logger.
-    return cast("Logger", _LazyLogger(name))
+    return _LazyLogger(name)  # type: ignore[return-value]

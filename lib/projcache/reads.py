@@ -14,7 +14,6 @@ from __future__ import annotations
 from collections.abc import Iterator
 from itertools import islice
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Optional, TypeVar
 
 import orjson
 
@@ -26,18 +25,19 @@ from .errors import (
     ProjectNotFound,
     as_argument_error,
 )
-from .vocabulary import DEPLOYMENT_STATES
+from .vocabulary import DEPLOYMENT_STATES as _STATES
 
+TYPE_CHECKING = False  # (typing is for the type checker only: a cold CLI call skips it)
 if TYPE_CHECKING:
+    from typing import Callable, Optional, TypeVar
+
     from .models import Artifact, Collection, Deployment, DeploymentState, Project
     from .repository import Repositories
     from .storage import Storage, Txn
 
-__all__ = ["CacheReads", "check_type"]
+    T = TypeVar("T")
 
-T = TypeVar("T")
-_STATES = DEPLOYMENT_STATES
-_MAX_KEY = codec.MAX_KEY_BYTES
+__all__ = ["CacheReads", "check_type"]
 
 
 def check_type(type_: Optional[str]) -> None:
@@ -112,7 +112,7 @@ class CacheReads:
             raw_key = key.encode()
         except UnicodeEncodeError:
             raw_key = b""
-        if not raw_key or len(raw_key) > _MAX_KEY or b"\x00" in raw_key:
+        if not raw_key or len(raw_key) > codec.MAX_KEY_BYTES or b"\x00" in raw_key:
             with as_argument_error():
                 raw_key = codec.encode_key(key, what="artifact key")
         payload = self._storage.get_payload("artifacts", raw_key)
