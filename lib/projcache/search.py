@@ -46,15 +46,15 @@ the terms of an artifact already live in :mod:`projcache.terms`.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, field
-from itertools import groupby
+from itertools import chain, groupby
 from typing import TYPE_CHECKING, Optional
 
 from pyroaring import BitMap
 
 from .codec import SEPARATOR
-from .postings import TermPostings, facet_name
+from .postings import TermPostings, facet_name, small_parts
 from .terms import STOP_WORDS, name_bucket, query_words, stem
 
 if TYPE_CHECKING:
@@ -82,6 +82,9 @@ _SMALL_GROUP = 256
 # Exact matches at most this many (and more than _SMALL) are ranked with the words cut
 # down to them (a cut costs a few microseconds per block bitmap of each word).
 _RESTRICT = 512
+# A small query's (candidate, word) pairs up to this many are scored by searching the word's
+# id lists per candidate; more build a dict of each word's best level per id.
+_SCAN_CELLS = 16
 
 # Up to this many blocks of ids a few hits are scored from their words' whole levels.
 _FEW_BLOCKS = 4
@@ -594,9 +597,11 @@ def run_query(
     cache: dict[str, Optional[TermPostings]] = {}
     read = [_read_terms(txn, repos, text, prefix, cache) for text, prefix in terms]
     if small is None:  # small terms the write log touched (applied by the full read)
-        fast = _all_small(txn, repos, read, allowed, limit, offset, fill)
-        if fast is not None:
-            return fast
+        levels = _small_levels(read)
+        if levels is not None:
+            fast = _all_small(txn, repos, levels, allowed, limit, offset, fill)
+            if fast is not None:
+                return fast
     words = [_read_word(txn, repos, text, got) for (text, _prefix), got in zip(terms, read)]
     deleted = repos.index.deleted(txn)
     ordered = sorted(words, key=lambda w: len(w.any))
@@ -677,136 +682,183 @@ def _partial(
     return out
 
 
+# Per kind (0 exact, 1 stem, 2 prefix): field code -> level (see LEVELS).
+_KIND_LEVELS: tuple[dict[bytes, int], ...] = tuple(
+    {code: LEVELS[(code, kind)] for code in FIELDS} for kind in range(3)
+)
+# The same keyed by the code's byte value (as a stored small value holds it).
+_KIND_BYTES: tuple[dict[int, int], ...] = tuple(
+    {code[0]: level for code, level in levels.items()} for levels in _KIND_LEVELS
+)
+
+# One query word: per level, the lists of ids that reach it (tuples of a small term's
+# field, or bitmaps of a field the write log touched).
+_Levels = dict[int, list[Collection[int]]]
+
+
+def _word_ids(levels: _Levels) -> Iterable[int]:
+    """Every id of a word (repeats included)."""
+    return chain.from_iterable(chain.from_iterable(levels.values()))
+
+
+def _word_best(levels: _Levels, within: Optional[set[int]]) -> dict[int, int]:
+    """One word's best level per id (only the ids of ``within``, if given): the levels are
+    laid over each other from the lowest up, so each id keeps its highest (in C, one dict
+    update per level: a rare word's terms list up to hundreds of ids)."""
+    best: dict[int, int] = {}
+    for level in sorted(levels):
+        ids = chain.from_iterable(levels[level])
+        best.update(dict.fromkeys(ids if within is None else within.intersection(ids), level))
+    return best
+
+
 def _read_small(
     txn: Txn, repos: Repositories, terms: list[tuple[str, bool]]
-) -> Optional[list[_WordTerms]]:
-    """:func:`_read_terms` for every word when all their terms are small and the write log
-    touches none of them (a lighter read: no bitmap built), else ``None``."""
+) -> Optional[list[_Levels]]:
+    """Every query word's ids per level, straight from the stored values of its terms when
+    all of them are small and the write log touches none of them (no bitmap, no
+    :class:`~projcache.postings.TermPostings`), else ``None``."""
     index = repos.index
-    out: list[_WordTerms] = []
+    out: list[_Levels] = []
     for text, prefix in terms:
-        prefixed: list[TermPostings] = []
-        if prefix:
-            scanned = index.small_terms(txn, text.encode(), MAX_PREFIX_TERMS)
-            if scanned is None:
-                return None
-            prefixed = scanned
-        kinds: list[Optional[TermPostings]] = []
-        for word in (text, stem(text)):
-            if kinds and word == text:  # the stem is the word itself
-                kinds.append(None)
-                continue
-            if prefix and word == text:  # the scan read the word's own term (if any)
-                name = text.encode() + SEPARATOR
-                kinds.append(next((t for t in prefixed if t.name == name), None))
-                continue
-            got = index.small_terms(txn, word.encode() + SEPARATOR, 0)
+        parts: _Levels = {}
+        name = text.encode() + SEPARATOR
+        stemmed = stem(text)
+        stem_name = stemmed.encode() + SEPARATOR if stemmed != text else None
+        if prefix:  # one scan: the word's own term, its stem if it begins so, the rest
+            found = index.small_values(txn, text.encode(), MAX_PREFIX_TERMS)
+        else:
+            found = index.small_values(txn, name, 0)
+        if found is None:
+            return None
+        for key, raw in found:
+            kind = 0 if key == name else 1 if key == stem_name else 2
+            if kind == 1:
+                stem_name = None  # read: no lookup of its own
+            small_parts(raw, _KIND_BYTES[kind], parts, what=key)
+        if stem_name is not None:
+            got = index.small_values(txn, stem_name, 0)
             if got is None:
                 return None
-            kinds.append(got[0] if got else None)
-        out.append((kinds, prefixed))
+            for key, raw in got:
+                small_parts(raw, _KIND_BYTES[1], parts, what=key)
+        out.append(parts)
     return out
 
 
-def _small_fields(term: TermPostings) -> Optional[list[tuple[bytes, Iterable[int]]]]:
-    """``(field code, ids)`` of a small term (inline ids, the log applied), else ``None``."""
-    if term.keys or (not term.small and not term.fields):
-        return None
-    out: list[tuple[bytes, Iterable[int]]] = []
-    for code in FIELDS:
-        fields = term.fields.get(code)
-        if fields is not None:  # the write log touched the field: its bitmaps hold the ids
-            out.append((code, fields[0] if len(fields) == 1 else BitMap.union(*fields)))
-            continue
-        ids = term.small.get(code)
-        if ids is not None:
-            out.append((code, ids))
+def _small_levels(read: list[_WordTerms]) -> Optional[list[_Levels]]:
+    """:func:`_read_small`'s answer from terms the general read gave (the write log applied),
+    when every term of every word is small, else ``None``."""
+    out: list[_Levels] = []
+    for kinds, prefixed in read:
+        parts: _Levels = {}
+        for kind, term in (*enumerate(kinds), *((2, term) for term in prefixed)):
+            if term is None:
+                continue
+            if term.keys or (not term.small and not term.fields):
+                return None  # a term in blocks
+            levels = _KIND_LEVELS[kind]
+            for code in FIELDS:
+                got = term.fields.get(code)
+                # A field the write log touched: its bitmaps hold the ids (the log applied).
+                ids = got if got is not None else [term.small[code]] if code in term.small else []
+                if ids:
+                    parts.setdefault(levels[code], []).extend(ids)
+        out.append(parts)
     return out
 
 
 def _all_small(
     txn: Txn,
     repos: Repositories,
-    read: list[_WordTerms],
+    words: list[_Levels],
     allowed: Optional[BitMap],
     limit: int,
     offset: int,
     fill: bool,
 ) -> Optional[QueryResult]:
-    """The page straight from the ids of small terms when every term of every word is small.
+    """The page straight from each word's ids per level, when every term is small.
 
     Such a query touches at most :data:`~projcache.postings.SMALL_POSTINGS` ids per term,
-    so each candidate's level per word is looked up in the terms' inline ids and the
-    candidates are sorted by the ranking rule (the same rule as :class:`_Ranker`,
-    without building a bitmap per level).  ``None`` when a term is not small or the
+    so the candidates (the words' common ids, or all their ids when partial matches
+    may fill the page) are scored from each word's best level per candidate and sorted
+    by the ranking rule (the same rule as :class:`_Ranker`, without a bitmap per level).
+    The tie-break facts (managed, the name's length) are read only for groups of equal
+    score that reach into the page and hold more than one id.  ``None`` when the
     candidates are too many to rank one by one: the general path answers.
     """
-    words: list[list[tuple[int, Iterable[int]]]] = []  # per word: (level, ids), best first
-    matches: list[set[int]] = []  # per word: every id it matches
-    for kinds, prefixed in read:
-        parts: list[tuple[int, Iterable[int]]] = []
-        # A term that is the word (or its stem) as well as one it begins counts as exact or
-        # stem: in every field those levels are at least the prefix level.
-        others = [term for term in prefixed if term not in kinds]
-        for kind, term in (*enumerate(kinds), *((2, term) for term in others)):
-            if term is None:
-                continue
-            fields = _small_fields(term)
-            if fields is None:
-                return None
-            parts.extend((LEVELS[(code, kind)], ids) for code, ids in fields)
-        parts.sort(key=lambda part: -part[0])
-        words.append(parts)
-        matches.append(set().union(*[ids for _level, ids in parts]))
-    index = repos.index
-    deleted = index.deleted(txn)
-    stop = offset + limit
-    exact = set.intersection(*sorted(matches, key=len))
     count = len(words)
     partial = fill and count > 1
-    candidates = set().union(*matches) if partial else exact
+    if partial:
+        candidates = set(chain.from_iterable(_word_ids(levels) for levels in words))
+    else:  # the common ids (an intersection costs the ids the other words list, in C)
+        candidates = set(_word_ids(words[0]))
+        for levels in words[1:]:
+            if not candidates:
+                break
+            candidates = candidates.intersection(_word_ids(levels))
     if allowed is not None:
         candidates = {doc for doc in candidates if doc in allowed}
+    index = repos.index
+    deleted = index.deleted(txn)
     if deleted:
         candidates = {doc for doc in candidates if doc not in deleted}
     if len(candidates) > _SMALL_GROUP:
         return None
-    total = sum(1 for doc in candidates if doc in exact) if partial else len(candidates)
-    result = QueryResult(total=total)
-    if partial and stop > total:
-        result.partial_total = len(candidates) - total
-    else:  # the exact matches fill the page (or there are no partial ones to count)
-        candidates = {doc for doc in candidates if doc in exact} if partial else candidates
-    if limit <= 0 or offset >= len(candidates):
-        return result
     rows = []
-    for doc in candidates:
-        matched = 0
-        score = 0
-        for parts in words:
-            for level, ids in parts:
-                if doc in ids:
-                    matched += 1
+    if len(candidates) * count <= _SCAN_CELLS:  # a few: each word's lists searched per id
+        descending = [sorted(levels.items(), reverse=True) for levels in words]
+        for doc in candidates:
+            missed = 0
+            score = 0
+            for levels_of in descending:
+                level = next((lv for lv, lists in levels_of for ids in lists if doc in ids), 0)
+                if level:
                     score += level
-                    break
-        rows.append((count - matched, -score, doc))
-    managed = index.get_dense(txn, facet_name("managed", "1"), index.blocks_of(candidates))
-    ordered = sorted((missed, score, doc not in managed, doc) for missed, score, doc in rows)
-    # Name lengths come from the keys (a read each): only for the groups of equal
-    # (matched, score, managed) that reach into the page.
+                else:
+                    missed += 1
+            rows.append((missed, -score, doc))
+    else:
+        bests = [_word_best(levels, None if partial else candidates) for levels in words]
+        for doc in candidates:
+            missed = 0
+            score = 0
+            for best in bests:
+                level = best.get(doc, 0)
+                if level:
+                    score += level
+                else:
+                    missed += 1
+            rows.append((missed, -score, doc))
+    total = sum(1 for row in rows if not row[0]) if partial else len(rows)
+    result = QueryResult(total=total)
+    stop = offset + limit
+    if partial and stop > total:
+        result.partial_total = len(rows) - total
+    elif partial:  # the exact matches fill the page: the partial ones are not counted
+        rows = [row for row in rows if not row[0]]
+    if limit <= 0 or offset >= len(rows):
+        return result
+    rows.sort()
     key_of = repos.ids.key_of
-    keys: dict[int, str] = {}
+    managed: Optional[BitMap] = None
     seen = 0
-    for group_of, group in groupby(ordered, key=lambda row: row[:3]):
-        docs = [row[3] for row in group]
+    for (missed, score), group in groupby(rows, key=lambda row: row[:2]):
+        docs = [row[2] for row in group]
         if seen + len(docs) > offset:
-            for doc in docs:
-                keys[doc] = key_of(txn, doc) or ""
-            docs.sort(key=lambda doc: (name_bucket(keys[doc].split("/", 2)[-1]), doc))
+            keys = {doc: key_of(txn, doc) or "" for doc in docs}
+            if len(docs) > 1:  # ties: managed first, shorter name, lower id
+                if managed is None:
+                    blocks = index.blocks_of(candidates)
+                    managed = index.get_dense(txn, facet_name("managed", "1"), blocks)
+                here = managed
+                docs.sort(
+                    key=lambda doc: (doc not in here, name_bucket(keys[doc].split("/", 2)[-1]), doc)
+                )
             for doc in docs[max(0, offset - seen) : stop - seen]:
-                result.partial += 1 if group_of[0] else 0
+                result.partial += 1 if missed else 0
                 if keys[doc]:  # an id without a key: verify reports it
-                    result.page.append((keys[doc], float(-group_of[1])))
+                    result.page.append((keys[doc], float(-score)))
         seen += len(docs)
         if seen >= stop:
             break
