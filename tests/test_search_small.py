@@ -179,3 +179,39 @@ def test_a_page_without_ties_reads_no_tie_break_facts(
         ("default/skill/sarul", 9.0 + 2.0),  # name, description
     ]
     assert read == []
+
+
+@pytest.mark.parametrize("restrict", [0, 512])
+def test_a_words_lowest_level_is_what_its_other_levels_leave(
+    cache: ProjectCache, monkeypatch: pytest.MonkeyPatch, restrict: int
+) -> None:
+    """Ranked by bitmap tiers (whole or cut down to the matches), the ids whose best level
+    is a word's lowest (here the body) are the word's ids no higher level holds: the body's
+    bitmaps are never read, and the page is the one the rule gives."""
+    monkeypatch.setattr(postings_module, "MERGE_AT", 0)  # merged: the term is in blocks
+    monkeypatch.setattr(postings_module, "SMALL_POSTINGS", 0)
+    monkeypatch.setattr(search_module, "_SMALL", 1)  # tiers, not hit by hit
+    monkeypatch.setattr(search_module, "_SMALL_GROUP", 1)
+    monkeypatch.setattr(search_module, "_RESTRICT", restrict)
+    records = [
+        {"name": f"sarul-{i}", "type": "skill", "collection": "default"} for i in range(3)
+    ] + [
+        {"name": f"plain-{i}", "type": "skill", "collection": "default", "body": "a sarul"}
+        for i in range(3)
+    ]
+    cache.put_artifacts(records)
+    read: list[bytes] = []
+    real = BitmapIndex.field_parts
+
+    def spy(self: BitmapIndex, txn: Any, term: Any, code: bytes) -> Any:
+        read.append(code)
+        return real(self, txn, term, code)
+
+    monkeypatch.setattr(BitmapIndex, "field_parts", spy)
+    found = cache.search("sarul")
+    assert [(h.key, h.score) for h in found] == [
+        *((f"default/skill/sarul-{i}", 9.0) for i in range(3)),
+        *((f"default/skill/plain-{i}", 1.0) for i in range(3)),
+    ]
+    assert found.total == 6
+    assert b"n" in read and b"b" not in read

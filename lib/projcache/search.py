@@ -212,8 +212,15 @@ class _Word:
         """The ids whose best level is ``level_numbers[i]`` (disjoint for different ``i``)."""
         found = self._best.get(i)
         if found is None:
-            here = self._union(i)
-            found = self._best[i] = here - self._reached_at(i - 1) if i else here
+            if self._any_parts is not None and i == len(self.level_numbers) - 1:
+                # The lowest level: every id of the word that reaches no higher one.  Its
+                # field bitmaps (a common word's body: 16 big blocks at a million ids) are
+                # never read.
+                found = self.any - self._reached_at(i - 1) if i else self.any
+            else:
+                here = self._union(i)
+                found = here - self._reached_at(i - 1) if i else here
+            self._best[i] = found
         return found
 
     @property
@@ -230,11 +237,19 @@ class _Word:
         return self._any
 
     def restricted(self, within: BitMap) -> _Word:
-        """This word seen only inside ``within`` (a small set: each of its bitmaps is cut down
-        to it, so no level of a common word is ever united whole)."""
+        """This word seen only inside ``within`` (a small set of ids the word matches: each
+        of its bitmaps is cut down to it, so no level of a common word is ever united whole;
+        the lowest level is what the others leave of ``within``, its bitmaps never read)."""
         levels: dict[int, list[BitMap]] = {}
+        last = len(self.level_numbers) - 1
+        placed: list[BitMap] = []
         for i, level in enumerate(self.level_numbers):
-            kept = [cut for cut in (within & ids for ids in self.parts(i)) if cut]
+            if i == last and self._any_parts is not None:
+                rest = within - BitMap.union(*placed) if placed else within
+                kept = [rest] if rest else []
+            else:
+                kept = [cut for cut in (within & ids for ids in self.parts(i)) if cut]
+                placed.extend(kept)
             if kept:
                 levels[level] = kept
         return _Word(self.text, levels)
@@ -440,20 +455,8 @@ class _Ranker:
                 break
         return out
 
-    def _managed_for(self, ids: BitMap) -> BitMap:
-        """``managed``, or the part of it covering the blocks of ``ids``."""
-        managed = self._managed
-        if managed is None:
-            index = self.repos.index
-            blocks = index.blocks_of(ids)
-            if 4 * len(blocks) > len(self._blocks):  # ids all over: read it all, once
-                managed = self.managed()
-            else:  # a few ids: the blocks of ``managed`` they are in suffice
-                managed = index.get_dense(self.txn, facet_name("managed", "1"), blocks)
-        return managed
-
     def _by_hit(self, ids: BitMap) -> list[tuple[int, float]]:
-        managed = self._managed_for(ids)
+        managed = self.managed()  # (stored in a few wide values: read whole, once per query)
         key_of = self.repos.ids.key_of
         known = self.known
         rows = []
@@ -467,7 +470,7 @@ class _Ranker:
 
     def _by_key(self, ids: BitMap) -> list[int]:
         """``ids`` (of one score) in tie-break order, their name lengths read from their keys."""
-        managed = self._managed_for(ids)
+        managed = self.managed()  # (stored in a few wide values: read whole, once per query)
         key_of = self.repos.ids.key_of
         known = self.known
         rows = []
