@@ -47,9 +47,8 @@ the terms of an artifact already live in :mod:`projcache.terms`.
 from __future__ import annotations
 
 from collections.abc import Callable, Collection, Iterable
-from dataclasses import dataclass, field
 from itertools import chain, groupby
-from typing import TYPE_CHECKING, Optional
+from typing import TYPE_CHECKING, NamedTuple, Optional
 
 from pyroaring import BitMap
 
@@ -108,9 +107,12 @@ LEVELS: dict[tuple[bytes, int], int] = {
 }
 
 
-@dataclass(frozen=True)
-class QueryFilters:
-    """Optional filters of a search; ``project`` is a project id."""
+class QueryFilters(NamedTuple):
+    """Optional filters of a search; ``project`` is a project id.
+
+    A named tuple rather than a frozen dataclass: the same value semantics, without the
+    dataclass machinery's compile at import (a cold ``projcache search`` imports this module).
+    """
 
     type: Optional[str] = None
     collection: Optional[str] = None
@@ -118,20 +120,45 @@ class QueryFilters:
     project: Optional[str] = None
 
 
-@dataclass
 class QueryResult:
     """One page of a search: ``(artifact key, score)`` pairs, exact total, partial hits on the page.
 
     ``page`` holds the exact matches first, then (when they run out) partial
     ones; ``partial`` says how many of the page's hits are partial, and
     ``partial_total`` how many partial matches exist in all (0 when the exact
-    matches fill the page: it is only counted when needed).
+    matches fill the page: it is only counted when needed).  A plain class (not a
+    dataclass) for the import time of a cold search.
     """
 
-    page: list[tuple[str, float]] = field(default_factory=list)
-    total: int = 0
-    partial: int = 0
-    partial_total: int = 0
+    __slots__ = ("page", "partial", "partial_total", "total")
+
+    def __init__(
+        self,
+        page: Optional[list[tuple[str, float]]] = None,
+        total: int = 0,
+        partial: int = 0,
+        partial_total: int = 0,
+    ):
+        self.page: list[tuple[str, float]] = [] if page is None else page
+        self.total = total
+        self.partial = partial
+        self.partial_total = partial_total
+
+    def _fields(self) -> tuple[list[tuple[str, float]], int, int, int]:
+        return self.page, self.total, self.partial, self.partial_total
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, QueryResult):
+            return NotImplemented
+        return self._fields() == other._fields()
+
+    __hash__ = None  # type: ignore[assignment]  # mutable, like the dataclass it replaces
+
+    def __repr__(self) -> str:
+        return (
+            f"QueryResult(page={self.page!r}, total={self.total!r}, "
+            f"partial={self.partial!r}, partial_total={self.partial_total!r})"
+        )
 
 
 class _Word:
