@@ -9,10 +9,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from damage import tamper
 from factories import examples
-from projcache import ProjectCache
+from projcache import CorruptRecordError, ProjectCache
 from projcache import postings as postings_module
 from projcache import search as search_module
+from projcache.config import Settings
+from projcache.postings import BitmapIndex, encode_small, small_ids, small_parts
 from projcache.search import QueryResult
 from test_search import open_cache, queries, records
 
@@ -96,6 +99,119 @@ def test_small_path_agrees_with_the_general_path(
             )
         for spec in specs:
             fast = results(cache, spec)
+            with pytest.MonkeyPatch.context() as patch:  # every candidate scored from dicts
+                patch.setattr(search_module, "_SCAN_CELLS", 0)
+                assert results(cache, spec) == fast
             with pytest.MonkeyPatch.context() as patch:
                 patch.setattr(search_module, "_all_small", lambda *args, **kwargs: None)
                 assert results(cache, spec) == fast
+
+
+LEVEL_OF = {ord("n"): 9, ord("t"): 6, ord("d"): 2}  # ("b" left out: skipped)
+
+
+@given(
+    st.dictionaries(
+        st.sampled_from([b"b", b"d", b"n", b"t"]),
+        st.lists(st.integers(0, 2**32 - 1), min_size=1, max_size=70, unique=True).map(sorted),
+    )
+)
+def test_small_parts_are_small_ids_by_level(fields: dict[bytes, list[int]]) -> None:
+    """``small_parts`` files each field's ids under its level, skipping codes without one."""
+    raw = encode_small(fields)
+    parts: dict[int, list[Any]] = {}
+    small_parts(raw, LEVEL_OF, parts)
+    expected: dict[int, list[Any]] = {}
+    for code, ids in small_ids(raw).items():
+        if code[0] in LEVEL_OF:
+            expected.setdefault(LEVEL_OF[code[0]], []).append(ids)
+    assert parts == expected
+
+
+@pytest.mark.parametrize("raw", [b"\x05n\x00\x02\x00\x00\x00\x01", b"\x02zz", b"\x05n"])
+def test_a_damaged_small_value_is_refused_by_the_small_path(
+    cache_settings: Settings, raw: bytes, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A small term's value cut short (or of another format) raises CorruptRecordError."""
+    monkeypatch.setattr(postings_module, "MERGE_AT", 0)  # merged: the terms are stored small
+    with ProjectCache.open(settings=cache_settings) as cache:
+        cache.put_artifacts(
+            [{"name": "sarul", "type": "skill", "collection": "default", "description": "urkrul"}]
+        )
+        assert [h.key for h in cache.search("sarul urkrul")] == ["default/skill/sarul"]
+
+    def damage(txn: Any, dbs: dict[str, Any]) -> None:
+        assert txn.get(b"urkrul\x00", db=dbs["search-tokens"]) is not None
+        txn.put(b"urkrul\x00", raw, db=dbs["search-tokens"])
+
+    tamper(cache_settings.cache_dir, damage)
+    with (
+        ProjectCache.open(settings=cache_settings) as cache,
+        pytest.raises(CorruptRecordError, match="urkrul"),
+    ):
+        cache.search("sarul urkrul")
+
+
+def test_a_page_without_ties_reads_no_tie_break_facts(
+    cache: ProjectCache, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Hits of different scores need neither the managed facet nor name lengths: the small
+    path reads the ``managed`` bitmaps only for a tie group that reaches into the page."""
+    monkeypatch.setattr(postings_module, "MERGE_AT", 2)
+    cache.put_artifacts(
+        [
+            {"name": "sarul", "type": "skill", "collection": "default", "description": "urkrul"},
+            {"name": "urkrul-x", "type": "skill", "collection": "default", "title": "sarul"},
+            {"name": "other", "type": "skill", "collection": "default", "description": "words"},
+        ]
+    )
+    read: list[bytes] = []
+    real = BitmapIndex.get_dense
+
+    def spy(self: BitmapIndex, txn: Any, name: bytes, blocks: Any) -> Any:
+        read.append(name)
+        return real(self, txn, name, blocks)
+
+    monkeypatch.setattr(BitmapIndex, "get_dense", spy)
+    found = cache.search("sarul urkrul")
+    assert [(h.key, h.score) for h in found] == [
+        ("default/skill/urkrul-x", 9.0 + 6.0),  # name, title
+        ("default/skill/sarul", 9.0 + 2.0),  # name, description
+    ]
+    assert read == []
+
+
+@pytest.mark.parametrize("restrict", [0, 512])
+def test_a_words_lowest_level_is_what_its_other_levels_leave(
+    cache: ProjectCache, monkeypatch: pytest.MonkeyPatch, restrict: int
+) -> None:
+    """Ranked by bitmap tiers (whole or cut down to the matches), the ids whose best level
+    is a word's lowest (here the body) are the word's ids no higher level holds: the body's
+    bitmaps are never read, and the page is the one the rule gives."""
+    monkeypatch.setattr(postings_module, "MERGE_AT", 0)  # merged: the term is in blocks
+    monkeypatch.setattr(postings_module, "SMALL_POSTINGS", 0)
+    monkeypatch.setattr(search_module, "_SMALL", 1)  # tiers, not hit by hit
+    monkeypatch.setattr(search_module, "_SMALL_GROUP", 1)
+    monkeypatch.setattr(search_module, "_RESTRICT", restrict)
+    records = [
+        {"name": f"sarul-{i}", "type": "skill", "collection": "default"} for i in range(3)
+    ] + [
+        {"name": f"plain-{i}", "type": "skill", "collection": "default", "body": "a sarul"}
+        for i in range(3)
+    ]
+    cache.put_artifacts(records)
+    read: list[bytes] = []
+    real = BitmapIndex.field_parts
+
+    def spy(self: BitmapIndex, txn: Any, term: Any, code: bytes) -> Any:
+        read.append(code)
+        return real(self, txn, term, code)
+
+    monkeypatch.setattr(BitmapIndex, "field_parts", spy)
+    found = cache.search("sarul")
+    assert [(h.key, h.score) for h in found] == [
+        *((f"default/skill/sarul-{i}", 9.0) for i in range(3)),
+        *((f"default/skill/plain-{i}", 1.0) for i in range(3)),
+    ]
+    assert found.total == 6
+    assert b"n" in read and b"b" not in read

@@ -51,6 +51,7 @@ __all__ = [
     "encode_small",
     "facet_name",
     "small_ids",
+    "small_parts",
     "term_name",
 ]
 
@@ -68,6 +69,9 @@ _FIELD_CODES = (b"b", b"d", b"n", b"t")
 WIDE_BITS = 2
 _WIDE_FACETS = (b"\x01len\x00", b"\x01managed\x00", b"\x01type\x00")
 _ANY_SUFFIX = codec.SEPARATOR + ANY_FIELD
+_AFTER_ANY = bytes(
+    [ANY_FIELD[0] + 1]
+)  # the code byte after ANY_FIELD: past a term's all-fields keys
 _SMALL_FORMAT = b"\x05"  # a small term's postings, every field in one value (encode_small)
 SMALL_POSTINGS = 64  # a term listing at most this many (id, field) pairs is stored inline
 CHUNK_BITS = 16  # ids per stored bitmap value: 65,536 (one roaring container)
@@ -157,6 +161,47 @@ def decode_small(raw: bytes, *, what: Any = "postings") -> dict[bytes, Any]:
     """
     bitmap = _bitmaps()
     return {code: bitmap(ids) for code, ids in small_ids(raw, what=what).items()}
+
+
+_STRUCTS: dict[int, struct.Struct] = {}  # count -> the layout of that many ids
+
+
+def small_parts(
+    raw: bytes, levels: dict[int, int], parts: dict[int, list[Any]], *, what: Any = "postings"
+) -> None:
+    """Append each field's ids of a :func:`encode_small` value to ``parts[levels[its code
+    byte]]``, skipping codes ``levels`` lacks: :func:`small_ids` without the dict per value
+    (a query of rare words decodes a few such values per word).
+
+    Raises:
+        CorruptRecordError: not such a value, or cut short.
+    """
+    at, end = 1, len(raw)
+    if raw[:1] == _SMALL_FORMAT:
+        structs = _STRUCTS
+        while at + 3 <= end:
+            count = raw[at + 1] << 8 | raw[at + 2]
+            stop = at + 3 + 4 * count
+            if stop > end:
+                break
+            level = levels.get(raw[at])
+            if level is not None:
+                layout = structs.get(count)
+                if layout is None:
+                    layout = structs[count] = _ids_struct(count)
+                ids = layout.unpack_from(raw, at + 3)
+                listed = parts.get(level)
+                if listed is None:
+                    parts[level] = [ids]
+                else:
+                    listed.append(ids)
+            at = stop
+        if at == end:
+            return
+    from .errors import CorruptRecordError
+
+    name = what if isinstance(what, str) else f"postings {bytes(what)!r}"
+    raise CorruptRecordError(f"{name}: not a small-postings value")
 
 
 def small_ids(raw: bytes, *, what: Any = "postings") -> dict[bytes, tuple[int, ...]]:
@@ -665,6 +710,8 @@ class BitmapIndex:
         # a field's first key to the next field.
         trusted = txn.get(_LAYOUT, db=self.pending) == _LAYOUT_NOW
         cursor = txn.cursor(self.main)
+        multi: Any = None  # a second cursor for the all-fields blocks, made when needed
+        in_use: Optional[int] = None  # block_count, read when needed
         more = cursor.set_range(prefix)
         distinct = 0
         last = b""
@@ -693,7 +740,21 @@ class BitmapIndex:
             elif trusted:
                 code = key[cut + 1 : cut + 2]
                 if code == ANY_FIELD:
-                    term.any.append(decode_bitmap(cursor.value(), what=key))
+                    # Every all-fields block of the term in one getmulti (in C), then past
+                    # them: a term in blocks has one in each of up to 16 blocks at 1,000,000.
+                    if in_use is None:
+                        in_use = self.block_count(txn)
+                    base = key[:-2]
+                    wanted_keys = [key] + [
+                        base + block.to_bytes(2, "big")
+                        for block in range(int.from_bytes(key[-2:], "big") + 1, in_use)
+                    ]
+                    if multi is None:
+                        multi = txn.cursor(self.main)
+                    for got, raw in multi.getmulti(wanted_keys):
+                        term.any.append(decode_bitmap(raw, what=got))
+                    more = cursor.set_range(base[:-1] + _AFTER_ANY)
+                    continue
                 else:
                     term.keys[code] = []
                     more = cursor.set_range(key[: cut + 1] + bytes([key[cut + 1] + 1]))
@@ -733,40 +794,38 @@ class BitmapIndex:
                     break
         return result
 
-    def small_terms(self, txn: Txn, prefix: bytes, limit: int) -> Optional[list[TermPostings]]:
+    def small_values(
+        self, txn: Txn, prefix: bytes, limit: int
+    ) -> Optional[list[tuple[bytes, bytes]]]:
         """:meth:`postings` when every term it finds is small and the write log touches
-        none of them: the terms in byte order, only ``name`` and ``small`` filled (no
-        bitmap built); ``None`` otherwise (then :meth:`postings` answers)."""
+        none of them: ``(term + NUL, its stored value)`` in byte order (decode the value with
+        :func:`small_ids`), nothing built; ``None`` otherwise (then :meth:`postings` answers).
+
+        A query of rare words reads its terms this way: no :class:`TermPostings` and no
+        bitmap per term (a term without ids is listed: it adds nothing to a query)."""
         sep = codec.SEPARATOR
         start = len(prefix) - 1 if prefix.endswith(sep) else len(prefix)
         tail = self._tail(txn)
         if tail.entries and tail.with_prefix(prefix):
             return None
-        found: list[TermPostings] = []
+        found: list[tuple[bytes, bytes]] = []
         cursor = txn.cursor(self.main)
-        more = cursor.set_range(prefix)
-        distinct = 0
+        if not cursor.set_range(prefix):
+            return found
         last = b""
-        while more:
-            key = cursor.key()
+        for key, value in cursor.iternext():
             if not key.startswith(prefix):
                 break
             cut = key.find(sep, start)
             size = len(key) - cut
             if cut < 0 or (size != 4 and size != 1):
-                more = cursor.next()
                 continue  # a longer name (or a control key) sharing the prefix
             if size != 1 or key[:cut] == last:
                 return None  # a term in blocks
             last = key[:cut]
-            distinct += 1
-            if limit and distinct > limit:
+            if limit and len(found) >= limit:
                 break
-            term = TermPostings(last + sep)
-            term.small = small_ids(cursor.value(), what=key)
-            if any(term.small.values()):  # (a term without ids is left out)
-                found.append(term)
-            more = cursor.next()
+            found.append((key, value))
         return found
 
     def _apply_tail(

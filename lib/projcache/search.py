@@ -46,20 +46,20 @@ the terms of an artifact already live in :mod:`projcache.terms`.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
-from itertools import groupby
+from collections import namedtuple
+from collections.abc import Callable, Collection, Iterable
+from itertools import chain, groupby
 
 from pyroaring import BitMap
 
 from .codec import SEPARATOR
-from .postings import TermPostings, facet_name
+from .postings import TermPostings, facet_name, small_parts
 from .terms import STOP_WORDS, name_bucket, query_words, stem
 
 # typing is imported for the type checker only: at run time it costs a cold CLI call ~2.4 ms.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Optional
+    from typing import NamedTuple, Optional
 
     from .repository import Repositories
     from .storage import Txn
@@ -85,6 +85,9 @@ _SMALL_GROUP = 256
 # Exact matches at most this many (and more than _SMALL) are ranked with the words cut
 # down to them (a cut costs a few microseconds per block bitmap of each word).
 _RESTRICT = 512
+# A small query's (candidate, word) pairs up to this many are scored by searching the word's
+# id lists per candidate; more build a dict of each word's best level per id.
+_SCAN_CELLS = 16
 
 # Up to this many blocks of ids a few hits are scored from their words' whole levels.
 _FEW_BLOCKS = 4
@@ -108,30 +111,65 @@ LEVELS: dict[tuple[bytes, int], int] = {
 }
 
 
-@dataclass(frozen=True)
-class QueryFilters:
-    """Optional filters of a search; ``project`` is a project id."""
+if TYPE_CHECKING:
 
-    type: Optional[str] = None
-    collection: Optional[str] = None
-    tag: Optional[str] = None
-    project: Optional[str] = None
+    class QueryFilters(NamedTuple):
+        """Optional filters of a search; ``project`` is a project id."""
+
+        type: Optional[str] = None
+        collection: Optional[str] = None
+        tag: Optional[str] = None
+        project: Optional[str] = None
+
+else:
+    # A named tuple rather than a frozen dataclass (the same value semantics without the
+    # dataclass compile at import), made by ``collections`` (``typing`` stays out of a cold
+    # ``projcache search``, which imports this module).
+    QueryFilters = namedtuple(
+        "QueryFilters", "type collection tag project", defaults=(None, None, None, None)
+    )
+    QueryFilters.__doc__ = "Optional filters of a search; ``project`` is a project id."
 
 
-@dataclass
 class QueryResult:
     """One page of a search: ``(artifact key, score)`` pairs, exact total, partial hits on the page.
 
     ``page`` holds the exact matches first, then (when they run out) partial
     ones; ``partial`` says how many of the page's hits are partial, and
     ``partial_total`` how many partial matches exist in all (0 when the exact
-    matches fill the page: it is only counted when needed).
+    matches fill the page: it is only counted when needed).  A plain class (not a
+    dataclass) for the import time of a cold search.
     """
 
-    page: list[tuple[str, float]] = field(default_factory=list)
-    total: int = 0
-    partial: int = 0
-    partial_total: int = 0
+    __slots__ = ("page", "partial", "partial_total", "total")
+
+    def __init__(
+        self,
+        page: Optional[list[tuple[str, float]]] = None,
+        total: int = 0,
+        partial: int = 0,
+        partial_total: int = 0,
+    ):
+        self.page: list[tuple[str, float]] = [] if page is None else page
+        self.total = total
+        self.partial = partial
+        self.partial_total = partial_total
+
+    def _fields(self) -> tuple[list[tuple[str, float]], int, int, int]:
+        return self.page, self.total, self.partial, self.partial_total
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, QueryResult):
+            return NotImplemented
+        return self._fields() == other._fields()
+
+    __hash__ = None  # type: ignore[assignment]  # mutable, like the dataclass it replaces
+
+    def __repr__(self) -> str:
+        return (
+            f"QueryResult(page={self.page!r}, total={self.total!r}, "
+            f"partial={self.partial!r}, partial_total={self.partial_total!r})"
+        )
 
 
 class _Word:
@@ -212,8 +250,15 @@ class _Word:
         """The ids whose best level is ``level_numbers[i]`` (disjoint for different ``i``)."""
         found = self._best.get(i)
         if found is None:
-            here = self._union(i)
-            found = self._best[i] = here - self._reached_at(i - 1) if i else here
+            if self._any_parts is not None and i == len(self.level_numbers) - 1:
+                # The lowest level: every id of the word that reaches no higher one.  Its
+                # field bitmaps (a common word's body: 16 big blocks at a million ids) are
+                # never read.
+                found = self.any - self._reached_at(i - 1) if i else self.any
+            else:
+                here = self._union(i)
+                found = here - self._reached_at(i - 1) if i else here
+            self._best[i] = found
         return found
 
     @property
@@ -230,11 +275,19 @@ class _Word:
         return self._any
 
     def restricted(self, within: BitMap) -> _Word:
-        """This word seen only inside ``within`` (a small set: each of its bitmaps is cut down
-        to it, so no level of a common word is ever united whole)."""
+        """This word seen only inside ``within`` (a small set of ids the word matches: each
+        of its bitmaps is cut down to it, so no level of a common word is ever united whole;
+        the lowest level is what the others leave of ``within``, its bitmaps never read)."""
         levels: dict[int, list[BitMap]] = {}
+        last = len(self.level_numbers) - 1
+        placed: list[BitMap] = []
         for i, level in enumerate(self.level_numbers):
-            kept = [cut for cut in (within & ids for ids in self.parts(i)) if cut]
+            if i == last and self._any_parts is not None:
+                rest = within - BitMap.union(*placed) if placed else within
+                kept = [rest] if rest else []
+            else:
+                kept = [cut for cut in (within & ids for ids in self.parts(i)) if cut]
+                placed.extend(kept)
             if kept:
                 levels[level] = kept
         return _Word(self.text, levels)
@@ -441,20 +494,8 @@ class _Ranker:
                 break
         return out
 
-    def _managed_for(self, ids: BitMap) -> BitMap:
-        """``managed``, or the part of it covering the blocks of ``ids``."""
-        managed = self._managed
-        if managed is None:
-            index = self.repos.index
-            blocks = index.blocks_of(ids)
-            if 4 * len(blocks) > len(self._blocks):  # ids all over: read it all, once
-                managed = self.managed()
-            else:  # a few ids: the blocks of ``managed`` they are in suffice
-                managed = index.get_dense(self.txn, facet_name("managed", "1"), blocks)
-        return managed
-
     def _by_hit(self, ids: BitMap) -> list[tuple[int, float]]:
-        managed = self._managed_for(ids)
+        managed = self.managed()  # (stored in a few wide values: read whole, once per query)
         key_of = self.repos.ids.key_of
         known = self.known
         rows = []
@@ -468,7 +509,7 @@ class _Ranker:
 
     def _by_key(self, ids: BitMap) -> list[int]:
         """``ids`` (of one score) in tie-break order, their name lengths read from their keys."""
-        managed = self._managed_for(ids)
+        managed = self.managed()  # (stored in a few wide values: read whole, once per query)
         key_of = self.repos.ids.key_of
         known = self.known
         rows = []
@@ -598,9 +639,11 @@ def run_query(
     cache: dict[str, Optional[TermPostings]] = {}
     read = [_read_terms(txn, repos, text, prefix, cache) for text, prefix in terms]
     if small is None:  # small terms the write log touched (applied by the full read)
-        fast = _all_small(txn, repos, read, allowed, limit, offset, fill)
-        if fast is not None:
-            return fast
+        levels = _small_levels(read)
+        if levels is not None:
+            fast = _all_small(txn, repos, levels, allowed, limit, offset, fill)
+            if fast is not None:
+                return fast
     words = [_read_word(txn, repos, text, got) for (text, _prefix), got in zip(terms, read)]
     deleted = repos.index.deleted(txn)
     ordered = sorted(words, key=lambda w: len(w.any))
@@ -681,136 +724,183 @@ def _partial(
     return out
 
 
+# Per kind (0 exact, 1 stem, 2 prefix): field code -> level (see LEVELS).
+_KIND_LEVELS: tuple[dict[bytes, int], ...] = tuple(
+    {code: LEVELS[(code, kind)] for code in FIELDS} for kind in range(3)
+)
+# The same keyed by the code's byte value (as a stored small value holds it).
+_KIND_BYTES: tuple[dict[int, int], ...] = tuple(
+    {code[0]: level for code, level in levels.items()} for levels in _KIND_LEVELS
+)
+
+# One query word: per level, the lists of ids that reach it (tuples of a small term's
+# field, or bitmaps of a field the write log touched).
+_Levels = dict[int, list[Collection[int]]]
+
+
+def _word_ids(levels: _Levels) -> Iterable[int]:
+    """Every id of a word (repeats included)."""
+    return chain.from_iterable(chain.from_iterable(levels.values()))
+
+
+def _word_best(levels: _Levels, within: Optional[set[int]]) -> dict[int, int]:
+    """One word's best level per id (only the ids of ``within``, if given): the levels are
+    laid over each other from the lowest up, so each id keeps its highest (in C, one dict
+    update per level: a rare word's terms list up to hundreds of ids)."""
+    best: dict[int, int] = {}
+    for level in sorted(levels):
+        ids = chain.from_iterable(levels[level])
+        best.update(dict.fromkeys(ids if within is None else within.intersection(ids), level))
+    return best
+
+
 def _read_small(
     txn: Txn, repos: Repositories, terms: list[tuple[str, bool]]
-) -> Optional[list[_WordTerms]]:
-    """:func:`_read_terms` for every word when all their terms are small and the write log
-    touches none of them (a lighter read: no bitmap built), else ``None``."""
+) -> Optional[list[_Levels]]:
+    """Every query word's ids per level, straight from the stored values of its terms when
+    all of them are small and the write log touches none of them (no bitmap, no
+    :class:`~projcache.postings.TermPostings`), else ``None``."""
     index = repos.index
-    out: list[_WordTerms] = []
+    out: list[_Levels] = []
     for text, prefix in terms:
-        prefixed: list[TermPostings] = []
-        if prefix:
-            scanned = index.small_terms(txn, text.encode(), MAX_PREFIX_TERMS)
-            if scanned is None:
-                return None
-            prefixed = scanned
-        kinds: list[Optional[TermPostings]] = []
-        for word in (text, stem(text)):
-            if kinds and word == text:  # the stem is the word itself
-                kinds.append(None)
-                continue
-            if prefix and word == text:  # the scan read the word's own term (if any)
-                name = text.encode() + SEPARATOR
-                kinds.append(next((t for t in prefixed if t.name == name), None))
-                continue
-            got = index.small_terms(txn, word.encode() + SEPARATOR, 0)
+        parts: _Levels = {}
+        name = text.encode() + SEPARATOR
+        stemmed = stem(text)
+        stem_name = stemmed.encode() + SEPARATOR if stemmed != text else None
+        if prefix:  # one scan: the word's own term, its stem if it begins so, the rest
+            found = index.small_values(txn, text.encode(), MAX_PREFIX_TERMS)
+        else:
+            found = index.small_values(txn, name, 0)
+        if found is None:
+            return None
+        for key, raw in found:
+            kind = 0 if key == name else 1 if key == stem_name else 2
+            if kind == 1:
+                stem_name = None  # read: no lookup of its own
+            small_parts(raw, _KIND_BYTES[kind], parts, what=key)
+        if stem_name is not None:
+            got = index.small_values(txn, stem_name, 0)
             if got is None:
                 return None
-            kinds.append(got[0] if got else None)
-        out.append((kinds, prefixed))
+            for key, raw in got:
+                small_parts(raw, _KIND_BYTES[1], parts, what=key)
+        out.append(parts)
     return out
 
 
-def _small_fields(term: TermPostings) -> Optional[list[tuple[bytes, Iterable[int]]]]:
-    """``(field code, ids)`` of a small term (inline ids, the log applied), else ``None``."""
-    if term.keys or (not term.small and not term.fields):
-        return None
-    out: list[tuple[bytes, Iterable[int]]] = []
-    for code in FIELDS:
-        fields = term.fields.get(code)
-        if fields is not None:  # the write log touched the field: its bitmaps hold the ids
-            out.append((code, fields[0] if len(fields) == 1 else BitMap.union(*fields)))
-            continue
-        ids = term.small.get(code)
-        if ids is not None:
-            out.append((code, ids))
+def _small_levels(read: list[_WordTerms]) -> Optional[list[_Levels]]:
+    """:func:`_read_small`'s answer from terms the general read gave (the write log applied),
+    when every term of every word is small, else ``None``."""
+    out: list[_Levels] = []
+    for kinds, prefixed in read:
+        parts: _Levels = {}
+        for kind, term in (*enumerate(kinds), *((2, term) for term in prefixed)):
+            if term is None:
+                continue
+            if term.keys or (not term.small and not term.fields):
+                return None  # a term in blocks
+            levels = _KIND_LEVELS[kind]
+            for code in FIELDS:
+                got = term.fields.get(code)
+                # A field the write log touched: its bitmaps hold the ids (the log applied).
+                ids = got if got is not None else [term.small[code]] if code in term.small else []
+                if ids:
+                    parts.setdefault(levels[code], []).extend(ids)
+        out.append(parts)
     return out
 
 
 def _all_small(
     txn: Txn,
     repos: Repositories,
-    read: list[_WordTerms],
+    words: list[_Levels],
     allowed: Optional[BitMap],
     limit: int,
     offset: int,
     fill: bool,
 ) -> Optional[QueryResult]:
-    """The page straight from the ids of small terms when every term of every word is small.
+    """The page straight from each word's ids per level, when every term is small.
 
     Such a query touches at most :data:`~projcache.postings.SMALL_POSTINGS` ids per term,
-    so each candidate's level per word is looked up in the terms' inline ids and the
-    candidates are sorted by the ranking rule (the same rule as :class:`_Ranker`,
-    without building a bitmap per level).  ``None`` when a term is not small or the
+    so the candidates (the words' common ids, or all their ids when partial matches
+    may fill the page) are scored from each word's best level per candidate and sorted
+    by the ranking rule (the same rule as :class:`_Ranker`, without a bitmap per level).
+    The tie-break facts (managed, the name's length) are read only for groups of equal
+    score that reach into the page and hold more than one id.  ``None`` when the
     candidates are too many to rank one by one: the general path answers.
     """
-    words: list[list[tuple[int, Iterable[int]]]] = []  # per word: (level, ids), best first
-    matches: list[set[int]] = []  # per word: every id it matches
-    for kinds, prefixed in read:
-        parts: list[tuple[int, Iterable[int]]] = []
-        # A term that is the word (or its stem) as well as one it begins counts as exact or
-        # stem: in every field those levels are at least the prefix level.
-        others = [term for term in prefixed if term not in kinds]
-        for kind, term in (*enumerate(kinds), *((2, term) for term in others)):
-            if term is None:
-                continue
-            fields = _small_fields(term)
-            if fields is None:
-                return None
-            parts.extend((LEVELS[(code, kind)], ids) for code, ids in fields)
-        parts.sort(key=lambda part: -part[0])
-        words.append(parts)
-        matches.append(set().union(*[ids for _level, ids in parts]))
-    index = repos.index
-    deleted = index.deleted(txn)
-    stop = offset + limit
-    exact = set.intersection(*sorted(matches, key=len))
     count = len(words)
     partial = fill and count > 1
-    candidates = set().union(*matches) if partial else exact
+    if partial:
+        candidates = set(chain.from_iterable(_word_ids(levels) for levels in words))
+    else:  # the common ids (an intersection costs the ids the other words list, in C)
+        candidates = set(_word_ids(words[0]))
+        for levels in words[1:]:
+            if not candidates:
+                break
+            candidates = candidates.intersection(_word_ids(levels))
     if allowed is not None:
         candidates = {doc for doc in candidates if doc in allowed}
+    index = repos.index
+    deleted = index.deleted(txn)
     if deleted:
         candidates = {doc for doc in candidates if doc not in deleted}
     if len(candidates) > _SMALL_GROUP:
         return None
-    total = sum(1 for doc in candidates if doc in exact) if partial else len(candidates)
-    result = QueryResult(total=total)
-    if partial and stop > total:
-        result.partial_total = len(candidates) - total
-    else:  # the exact matches fill the page (or there are no partial ones to count)
-        candidates = {doc for doc in candidates if doc in exact} if partial else candidates
-    if limit <= 0 or offset >= len(candidates):
-        return result
     rows = []
-    for doc in candidates:
-        matched = 0
-        score = 0
-        for parts in words:
-            for level, ids in parts:
-                if doc in ids:
-                    matched += 1
+    if len(candidates) * count <= _SCAN_CELLS:  # a few: each word's lists searched per id
+        descending = [sorted(levels.items(), reverse=True) for levels in words]
+        for doc in candidates:
+            missed = 0
+            score = 0
+            for levels_of in descending:
+                level = next((lv for lv, lists in levels_of for ids in lists if doc in ids), 0)
+                if level:
                     score += level
-                    break
-        rows.append((count - matched, -score, doc))
-    managed = index.get_dense(txn, facet_name("managed", "1"), index.blocks_of(candidates))
-    ordered = sorted((missed, score, doc not in managed, doc) for missed, score, doc in rows)
-    # Name lengths come from the keys (a read each): only for the groups of equal
-    # (matched, score, managed) that reach into the page.
+                else:
+                    missed += 1
+            rows.append((missed, -score, doc))
+    else:
+        bests = [_word_best(levels, None if partial else candidates) for levels in words]
+        for doc in candidates:
+            missed = 0
+            score = 0
+            for best in bests:
+                level = best.get(doc, 0)
+                if level:
+                    score += level
+                else:
+                    missed += 1
+            rows.append((missed, -score, doc))
+    total = sum(1 for row in rows if not row[0]) if partial else len(rows)
+    result = QueryResult(total=total)
+    stop = offset + limit
+    if partial and stop > total:
+        result.partial_total = len(rows) - total
+    elif partial:  # the exact matches fill the page: the partial ones are not counted
+        rows = [row for row in rows if not row[0]]
+    if limit <= 0 or offset >= len(rows):
+        return result
+    rows.sort()
     key_of = repos.ids.key_of
-    keys: dict[int, str] = {}
+    managed: Optional[BitMap] = None
     seen = 0
-    for group_of, group in groupby(ordered, key=lambda row: row[:3]):
-        docs = [row[3] for row in group]
+    for (missed, score), group in groupby(rows, key=lambda row: row[:2]):
+        docs = [row[2] for row in group]
         if seen + len(docs) > offset:
-            for doc in docs:
-                keys[doc] = key_of(txn, doc) or ""
-            docs.sort(key=lambda doc: (name_bucket(keys[doc].split("/", 2)[-1]), doc))
+            keys = {doc: key_of(txn, doc) or "" for doc in docs}
+            if len(docs) > 1:  # ties: managed first, shorter name, lower id
+                if managed is None:
+                    blocks = index.blocks_of(candidates)
+                    managed = index.get_dense(txn, facet_name("managed", "1"), blocks)
+                here = managed
+                docs.sort(
+                    key=lambda doc: (doc not in here, name_bucket(keys[doc].split("/", 2)[-1]), doc)
+                )
             for doc in docs[max(0, offset - seen) : stop - seen]:
-                result.partial += 1 if group_of[0] else 0
+                result.partial += 1 if missed else 0
                 if keys[doc]:  # an id without a key: verify reports it
-                    result.page.append((keys[doc], float(-group_of[1])))
+                    result.page.append((keys[doc], float(-score)))
         seen += len(docs)
         if seen >= stop:
             break
