@@ -69,9 +69,8 @@ _FIELD_CODES = (b"b", b"d", b"n", b"t")
 WIDE_BITS = 2
 _WIDE_FACETS = (b"\x01len\x00", b"\x01managed\x00", b"\x01type\x00")
 _ANY_SUFFIX = codec.SEPARATOR + ANY_FIELD
-_AFTER_ANY = bytes(
-    [ANY_FIELD[0] + 1]
-)  # the code byte after ANY_FIELD: past a term's all-fields keys
+# The code byte after ANY_FIELD: past a term's all-fields keys.
+_AFTER_ANY = bytes([ANY_FIELD[0] + 1])
 _SMALL_FORMAT = b"\x05"  # a small term's postings, every field in one value (encode_small)
 SMALL_POSTINGS = 64  # a term listing at most this many (id, field) pairs is stored inline
 CHUNK_BITS = 16  # ids per stored bitmap value: 65,536 (one roaring container)
