@@ -117,14 +117,21 @@ def choose_queries(records: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     rare = [t for t in plain if df[t] <= max(2, n // 5000)]
     mid = [t for t in plain if n // 200 <= df[t] <= n // 20] or plain[10:20]
     rare_set = set(rare)
+    # projcache and FTS5 match a query's last word as a prefix too, Tantivy (no term prefix
+    # outside the prefix class) exactly: a last word that begins another term would give
+    # them different totals (10,000 records once picked "import misa", "misamor" extends it).
+    ordered = sorted(df)
+    extended = {a for a, b in zip(ordered, ordered[1:]) if b.startswith(a)}
     pair: Optional[tuple[str, str]] = None
     common_rare: Optional[str] = None
     for record in records:  # two rare words of one artifact: a query with an answer
         here = sorted(set().union(*field_terms(record).values()) & rare_set)
-        if pair is None and len(here) >= 2:
+        lasts = [t for t in here if t not in extended]
+        if pair is None and len(here) >= 2 and here[1] not in extended:
             pair = (here[0], here[1])
-        if common_rare is None and here and common[0] in set().union(*field_terms(record).values()):
-            common_rare = here[0]
+        terms = set().union(*field_terms(record).values())
+        if common_rare is None and lasts and common[0] in terms:
+            common_rare = lasts[0]
         if pair and common_rare:
             break
     pair = pair or (rare[0], rare[-1])
