@@ -180,6 +180,16 @@ def test_table_matches_typer_options() -> None:
             assert params[name].required
 
 
+def _last_report(cache_dir: Path, code: str, argv: list[str]) -> str:
+    """Run ``code`` in a fresh interpreter with the CLI's ``argv``; its last stderr line."""
+    done = subprocess.run(
+        [sys.executable, "-c", code, "--cache-dir", str(cache_dir), *argv],
+        capture_output=True,
+        check=True,
+    )
+    return done.stderr.decode().strip().splitlines()[-1]
+
+
 def test_hot_commands_import_no_cli_framework(cache_dir: Path) -> None:
     """A fast ``get --json`` never imports typer, click, rich or pydantic."""
     code = (
@@ -193,12 +203,7 @@ def test_hot_commands_import_no_cli_framework(cache_dir: Path) -> None:
         ["search", "--json", "pdf"],
         ["list", "artifacts", "--json", "--tag", "pdf"],
     ):
-        done = subprocess.run(
-            [sys.executable, "-c", code, "--cache-dir", str(cache_dir), *argv],
-            capture_output=True,
-            check=True,
-        )
-        assert done.stderr.decode().strip().splitlines()[-1] == "0 []", argv
+        assert _last_report(cache_dir, code, argv) == "0 []", argv
 
 
 def test_list_artifacts_json_is_streamed_in_chunks(tmp_path: Path) -> None:
@@ -224,12 +229,7 @@ def test_quiet_hot_commands_import_no_logging_or_hashlib(cache_dir: Path) -> Non
         "print(rc, loaded, file=sys.stderr)\n"
     )
     for argv in (["get", "--json", "default/command/tool-1"], ["search", "--json", "pdf"]):
-        done = subprocess.run(
-            [sys.executable, "-c", code, "--cache-dir", str(cache_dir), *argv],
-            capture_output=True,
-            check=True,
-        )
-        assert done.stderr.decode().strip().splitlines()[-1] == "0 []", argv
+        assert _last_report(cache_dir, code, argv) == "0 []", argv
 
 
 def test_hot_commands_import_no_typing(cache_dir: Path) -> None:
@@ -254,12 +254,7 @@ def test_hot_commands_import_no_typing(cache_dir: Path) -> None:
         ["list", "artifacts", "--json", "--tag", "pdf"],
         ["list", "deployments", "--json"],
     ):
-        done = subprocess.run(
-            [sys.executable, "-c", code, "--cache-dir", str(cache_dir), *argv],
-            capture_output=True,
-            check=True,
-        )
-        assert done.stderr.decode().strip().splitlines()[-1] == "0 False", argv
+        assert _last_report(cache_dir, code, argv) == "0 False", argv
 
 
 def test_library_warning_on_fast_path_is_in_cli_style(cache_dir: Path) -> None:

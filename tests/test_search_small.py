@@ -152,6 +152,20 @@ def test_a_damaged_small_value_is_refused_by_the_small_path(
         cache.search("sarul urkrul")
 
 
+def _record_calls(monkeypatch: pytest.MonkeyPatch, method: str, which: int) -> list[Any]:
+    """Wrap ``BitmapIndex.<method>``: every call goes through, and its argument number
+    ``which`` (``self`` is 0) is appended to the returned list."""
+    read: list[Any] = []
+    real = getattr(BitmapIndex, method)
+
+    def spy(*args: Any) -> Any:
+        read.append(args[which])
+        return real(*args)
+
+    monkeypatch.setattr(BitmapIndex, method, spy)
+    return read
+
+
 def test_a_page_without_ties_reads_no_tie_break_facts(
     cache: ProjectCache, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -165,14 +179,7 @@ def test_a_page_without_ties_reads_no_tie_break_facts(
             {"name": "other", "type": "skill", "collection": "default", "description": "words"},
         ]
     )
-    read: list[bytes] = []
-    real = BitmapIndex.get_dense
-
-    def spy(self: BitmapIndex, txn: Any, name: bytes, blocks: Any) -> Any:
-        read.append(name)
-        return real(self, txn, name, blocks)
-
-    monkeypatch.setattr(BitmapIndex, "get_dense", spy)
+    read = _record_calls(monkeypatch, "get_dense", 2)  # the names asked for
     found = cache.search("sarul urkrul")
     assert [(h.key, h.score) for h in found] == [
         ("default/skill/urkrul-x", 9.0 + 6.0),  # name, title
@@ -200,14 +207,7 @@ def test_a_words_lowest_level_is_what_its_other_levels_leave(
         for i in range(3)
     ]
     cache.put_artifacts(records)
-    read: list[bytes] = []
-    real = BitmapIndex.field_parts
-
-    def spy(self: BitmapIndex, txn: Any, term: Any, code: bytes) -> Any:
-        read.append(code)
-        return real(self, txn, term, code)
-
-    monkeypatch.setattr(BitmapIndex, "field_parts", spy)
+    read = _record_calls(monkeypatch, "field_parts", 3)  # the field codes asked for
     found = cache.search("sarul")
     assert [(h.key, h.score) for h in found] == [
         *((f"default/skill/sarul-{i}", 9.0) for i in range(3)),
