@@ -13,8 +13,9 @@ import threading
 import time
 from collections import Counter
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, Optional
 
+import lmdb
 import orjson
 import pytest
 
@@ -147,6 +148,30 @@ class TestOneListingOneSnapshot:
             else:
                 assert versions([first, *rest]) == {"1.0.0": N}
             assert versions(list(cache.iter_artifacts_json(collection="c"))) == {"2.0.0": 3 * N}
+
+    def test_a_listing_whose_snapshot_goes_before_its_first_item_starts_over(
+        self, cache: ProjectCache
+    ) -> None:
+        """A map growth plus a commit while the first chunk is read: nothing was yielded,
+        so the listing starts over in the new snapshot instead of refusing (an HTTP
+        listing answered 503 under load for this)."""
+        storage = cache._storage
+        calls: list[int] = []
+
+        def step(txn: Any, state: int) -> tuple[list[bytes], Optional[int]]:
+            calls.append(txn.id())
+            if len(calls) == 1:
+                # Another thread commits, then py-lmdb reports the map replaced.
+                writer = threading.Thread(target=cache.put_artifacts, args=(generation(7),))
+                writer.start()
+                writer.join(timeout=30)
+                raise lmdb.MapResizedError("simulated growth")
+            return [str(txn.id()).encode()], None
+
+        listed = list(storage.stream(step, 0))
+        assert len(calls) == 2 and calls[1] > calls[0]  # begun again, in a later snapshot
+        assert listed == [str(calls[1]).encode()]
+        assert versions(list(cache.iter_artifacts_json())) == {"7.0.0": N}
 
     def test_an_abandoned_listing_blocks_nothing(self, cache: ProjectCache) -> None:
         """A listing left half-read does not hold writers or map growth back."""

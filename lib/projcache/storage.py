@@ -534,15 +534,18 @@ class Storage:
 
         If this process replaces the map meanwhile (growth; py-lmdb then
         invalidates open transactions) the transaction is begun again, which is
-        the same snapshot only if nothing was committed in between.
+        the same snapshot only if nothing was committed in between.  When it is
+        not, a listing that has yielded nothing yet starts over from ``start`` in
+        the new snapshot (the caller has seen nothing of the old one).
 
         Raises:
-            CacheBusyError: the map grew and a write committed while the listing
-                was being read, so its snapshot is gone; call again.
+            CacheBusyError: the map grew and a write committed after the listing
+                had yielded items, so its snapshot is gone; call again.
         """
         txn: Optional[Txn] = None
         snapshot: Optional[int] = None
         state: Optional[S] = start
+        emitted = False
         try:
             while state is not None:
                 current: S = state
@@ -554,7 +557,9 @@ class Storage:
                     try:
                         if txn is None:
                             txn = env.begin()
-                            if snapshot is None:
+                            if snapshot is None or not emitted:
+                                if snapshot is not None and txn.id() != snapshot:
+                                    current = start  # nothing seen yet: start over
                                 snapshot = txn.id()
                             elif txn.id() != snapshot:
                                 raise CacheBusyError(
@@ -584,6 +589,7 @@ class Storage:
                         self._adopt_map_size()
                 else:
                     raise CacheBusyError(f"could not get a stable read transaction on {self.path}")
+                emitted = emitted or bool(items)
                 yield from items
         finally:
             if txn is not None:
