@@ -653,6 +653,9 @@ VOCABULARY = [
     "a",
 ]
 NAMES = ["pdf", "pdfs", "pdf-tools", "extractPDFText", "web-search", "git_hooks", "test", "tests"]
+# Names of several words, some of them shorter than their tokens together (camelCase; the
+# ligature fi, two tokens' letters in one character): the tie-break's name-length floor.
+NAMES += ["pdfTools", "test-pdf-file", "\ufb01le-test", "file-test"]
 TYPES = ["skill", "command", "agent"]
 COLLECTIONS = ["default", "team"]
 TAGS = ["pdf", "pdfs", "extractPDFText", "web-search", "test", "testing", "the", "Übersicht"]
@@ -848,10 +851,14 @@ def engine_paths(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
         monkeypatch.setattr(search_module, "_SMALL", 1)
         monkeypatch.setattr(search_module, "_SMALL_GROUP", 1)
         monkeypatch.setattr(postings_module, "MERGE_AT", 12)
+        # Terms past a few postings in blocks (a few dozen records cannot reach the real
+        # limit): the multi-block reads of a big cache's words.
+        monkeypatch.setattr(postings_module, "SMALL_POSTINGS", 64)
     if request.param == "tiers-and-merges":  # the words whole, not cut down to the matches
         monkeypatch.setattr(search_module, "_RESTRICT", 0)
     if request.param == "small-blocks":
         monkeypatch.setattr(postings_module, "CHUNK_BITS", 2)
+        monkeypatch.setattr(postings_module, "SMALL_POSTINGS", 8)
 
 
 @pytest.mark.generated
@@ -916,8 +923,14 @@ class SearchMachine(RuleBasedStateMachine):
         self.deployed: set[str] = set()
         self.project_id = ""
         # Small thresholds: rank by bitmap tiers, merge the tail every few writes.
-        self.saved = (search_module._SMALL, search_module._SMALL_GROUP, postings_module.MERGE_AT)
+        self.saved = (
+            search_module._SMALL,
+            search_module._SMALL_GROUP,
+            postings_module.MERGE_AT,
+            postings_module.SMALL_POSTINGS,
+        )
         search_module._SMALL, search_module._SMALL_GROUP, postings_module.MERGE_AT = 4, 4, 24
+        postings_module.SMALL_POSTINGS = 16  # terms past 16 postings in blocks
 
     @initialize()
     def add_project(self) -> None:
@@ -1004,7 +1017,12 @@ class SearchMachine(RuleBasedStateMachine):
 
     def teardown(self) -> None:
         """Close the cache and remove its directory."""
-        search_module._SMALL, search_module._SMALL_GROUP, postings_module.MERGE_AT = self.saved
+        (
+            search_module._SMALL,
+            search_module._SMALL_GROUP,
+            postings_module.MERGE_AT,
+            postings_module.SMALL_POSTINGS,
+        ) = self.saved
         self.stack.close()
 
 

@@ -22,10 +22,10 @@ from typing import TYPE_CHECKING, Any, Optional
 from .codec import DEFAULT_PROFILE
 from .deployment_state import deployment_state
 from .errors import InvalidRecordError
-from .postings import facet_name
+from .postings import ODD_NAMES, facet_name
 from .repository import Repositories
 from .storage import Txn
-from .terms import MAX_NAME_BUCKET, field_terms_many, name_bucket
+from .terms import MAX_NAME_BUCKET, field_terms_many, name_bucket, plain_name
 from .vocabulary import DATABASES, META_DB
 
 if TYPE_CHECKING:
@@ -108,6 +108,8 @@ def _names_many(artifacts: Sequence[Artifact], keys: tuple[str, ...]) -> list[li
         if artifact.managed:
             names.append(_MANAGED)
         names.append(_LEN_NAMES[name_bucket(artifact.name)])
+        if not plain_name(artifact.name):  # (the tie-break's name-length floor skips none)
+            names.append(ODD_NAMES)
         out.append(names)
     return out
 

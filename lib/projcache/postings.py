@@ -38,6 +38,7 @@ __all__ = [
     "CARRY_RATIO",
     "CHUNK_BITS",
     "MERGE_AT",
+    "ODD_NAMES",
     "SMALL_POSTINGS",
     "WIDE_BITS",
     "BitmapIndex",
@@ -72,7 +73,12 @@ _ANY_SUFFIX = codec.SEPARATOR + ANY_FIELD
 # The code byte after ANY_FIELD: past a term's all-fields keys.
 _AFTER_ANY = bytes([ANY_FIELD[0] + 1])
 _SMALL_FORMAT = b"\x05"  # a small term's postings, every field in one value (encode_small)
-SMALL_POSTINGS = 64  # a term listing at most this many (id, field) pairs is stored inline
+# A term listing at most this many (id, field) pairs is stored inline, in one value of at most
+# 1 + 4 * 3 + 4 * 448 = 1,805 bytes: it still shares a leaf page (LMDB puts a value past
+# ~2,000 bytes on overflow pages of its own).  A rare word at 1,000,000 artifacts lists
+# ~200-250 pairs; kept in blocks it cost a search one value per field and 65,536-id block
+# (16 blocks) instead of one lookup.
+SMALL_POSTINGS = 448
 CHUNK_BITS = 16  # ids per stored bitmap value: 65,536 (one roaring container)
 _CONTROL = b"\xff"
 _LOG = b"\xfe"  # + 8-byte sequence number: one write-log entry (see _pack_entry)
@@ -80,7 +86,10 @@ _FREE = _CONTROL + b"\x03free"  # ids that left every index: reused first
 _NEXT = _CONTROL + b"\x05next"  # the next never-used id (4 bytes big-endian)
 _VERSION = _CONTROL + b"\x06version"  # next log sequence number + 8 random bytes
 _LAYOUT = _CONTROL + b"\x07layout"  # the index layout a cache was built in (see postings())
-_LAYOUT_NOW = b"\x01"  # 1: every block of a term in blocks has its all-fields value
+# 1: every block of a term in blocks has its all-fields value; 2: and every artifact whose
+# name is not plain (terms.plain_name) is listed under ODD_NAMES (see odd_names_listed()).
+_LAYOUT_NOW = b"\x02"
+_ALL_FIELDS_LAYOUTS = (b"\x01", b"\x02")
 _FOLD_AT = 4096  # a transaction's entries kept as a list up to this many (see _WriteCache)
 MERGE_AT = 256  # write-log entries (artifact writes) that trigger a merge into the main bitmaps
 # A merge triggered by writes folds a name's log changes into its stored values only when
@@ -246,6 +255,13 @@ def chunk_bits(name: bytes) -> int:
 def term_name(term: str, code: bytes) -> bytes:
     """The bitmap name of ``term`` in field ``code`` (``n``, ``t``, ``d`` or ``b``)."""
     return term.encode() + codec.SEPARATOR + code
+
+
+# The artifacts whose names are not plain (:func:`projcache.terms.plain_name`: non-ASCII, or
+# split at a camelCase boundary): the only ones whose name may be shorter than its matched
+# tokens together, so the tie-break ranks them from their keys and skips, for the others,
+# the name lengths a group's words rule out.  Listed in a cache of layout 2 and later.
+ODD_NAMES = facet_name("name", "odd")
 
 
 class IdRepository:
@@ -665,6 +681,12 @@ class BitmapIndex:
         """Ids deleted since the last merge (already gone from every name's answer)."""
         return self._tail(txn).deleted.copy()  # the applied log is kept: hand out a copy
 
+    def odd_names_listed(self, txn: Txn) -> bool:
+        """Whether :data:`ODD_NAMES` lists every artifact whose name is not plain: the index
+        was built (or rebuilt) in layout 2 or later.  An earlier cache's writes may have left
+        some out, so a query must not count on it there."""
+        return txn.get(_LAYOUT, db=self.pending) == b"\x02"
+
     def facet(self, txn: Txn, facet: str, value: str) -> Any:
         """Ids with ``facet == value``."""
         return self.get(txn, facet_name(facet, value))
@@ -707,7 +729,7 @@ class BitmapIndex:
         # Written in this layout (see _LAYOUT): every block of a term in blocks has its
         # all-fields value, so a field's block keys need not be listed: the scan jumps from
         # a field's first key to the next field.
-        trusted = txn.get(_LAYOUT, db=self.pending) == _LAYOUT_NOW
+        trusted = txn.get(_LAYOUT, db=self.pending) in _ALL_FIELDS_LAYOUTS
         cursor = txn.cursor(self.main)
         multi: Any = None  # a second cursor for the all-fields blocks, made when needed
         in_use: Optional[int] = None  # block_count, read when needed

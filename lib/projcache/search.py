@@ -53,8 +53,8 @@ from itertools import chain, groupby
 from pyroaring import BitMap
 
 from .codec import SEPARATOR
-from .postings import TermPostings, facet_name, small_parts
-from .terms import STOP_WORDS, name_bucket, query_words, stem
+from .postings import ODD_NAMES, TermPostings, facet_name, small_parts
+from .terms import MAX_NAME_BUCKET, STOP_WORDS, name_bucket, query_words, stem
 
 # typing is imported for the type checker only: at run time it costs a cold CLI call ~2.4 ms.
 TYPE_CHECKING = False
@@ -432,6 +432,10 @@ def _filter_ids(txn: Txn, repos: Repositories, filters: QueryFilters) -> Optiona
     return allowed
 
 
+# The levels of a word matched in the name: exact, stem, prefix.
+_NAME_EXACT, _NAME_STEM, _NAME_PREFIX = (LEVELS[(b"n", kind)] for kind in range(3))
+
+
 class _Ranker:
     """Orders a set of ids by (score, managed, shorter name, id) for one query."""
 
@@ -440,8 +444,23 @@ class _Ranker:
         self.repos = repos
         self.words = words
         self._managed: Optional[BitMap] = None
+        self._odd: Optional[BitMap] = None  # ODD_NAMES (None: not read, or not listed)
+        self._odd_read = False
         self._buckets: Optional[list[int]] = None
         self._bucket_ids: dict[int, list[BitMap]] = {}
+        # Per word: (its first character, the fewest characters of a name token matching it
+        # at the name's exact, stem and prefix levels) for the name-length floor of a group.
+        self._floors: list[tuple[str, dict[int, int]]] = [
+            (
+                word.text[:1],
+                {
+                    _NAME_EXACT: len(word.text),
+                    _NAME_STEM: len(stem(word.text)),
+                    _NAME_PREFIX: len(word.text),
+                },
+            )
+            for word in words
+        ]
         self._blocks = range(repos.index.block_count(txn))
         self.known: dict[int, str] = {}  # id -> key, as read for a tie-break (the page reuses)
 
@@ -459,20 +478,50 @@ class _Ranker:
             self._managed = self.repos.index.get_dense(self.txn, name, self._blocks)
         return self._managed
 
-    def buckets(self) -> Iterable[list[BitMap]]:
-        """Per name length, shortest first: its disjoint bitmaps (one per block, or one for
-        them all when the write log touches it), not united: a count is a sum over
-        them, and most buckets are only counted.  Each is read once and only when reached."""
+    def odd(self) -> Optional[BitMap]:
+        """The ids whose names are not plain (:data:`~projcache.postings.ODD_NAMES`), or
+        ``None`` when the index does not list them all (a cache built before layout 2)."""
+        if not self._odd_read:
+            index = self.repos.index
+            if index.odd_names_listed(self.txn):
+                self._odd = index.get_dense(self.txn, ODD_NAMES, self._blocks)
+            self._odd_read = True
+        return self._odd
+
+    def floor(self, levels: tuple[int, ...]) -> int:
+        """The shortest name bucket a plain-named id reaching ``levels`` (one per word) can
+        have.  A word matched in the name (levels 7-9) is matched by a name token at least as
+        long as the word (its stem, at the stem level: a Snowball stem is never longer than
+        its word and keeps its first letter, so a token matching a word begins with the
+        word's first letter).  Words of different first letters are matched by different
+        tokens, which a plain name holds apart, a character at least between two of them:
+        per first letter the longest such word counts, plus one character per extra letter."""
+        longest: dict[str, int] = {}
+        for (first, sizes), level in zip(self._floors, levels):
+            size = sizes.get(level)
+            if size is not None and size > longest.get(first, 0):
+                longest[first] = size
+        if not longest:
+            return 1
+        return max(1, min(sum(longest.values()) + len(longest) - 1, MAX_NAME_BUCKET))
+
+    def buckets(self, floor: int = 1) -> Iterable[tuple[int, list[BitMap]]]:
+        """Per name length from ``floor`` up, shortest first: ``(length, its disjoint bitmaps)``
+        (one per block, or one for them all when the write log touches it), not united: a
+        count is a sum over them, and most buckets are only counted.  Each is read once and
+        only when reached (a bucket under ``floor`` is not read)."""
         if self._buckets is None:
             self._buckets = self.repos.index.name_buckets(self.txn)
         for bucket in self._buckets:
+            if bucket < floor:
+                continue
             parts = self._bucket_ids.get(bucket)
             if parts is None:
                 name = facet_name("len", f"{bucket:02d}")
                 parts = self._bucket_ids[bucket] = self.repos.index.dense_parts(
                     self.txn, name, self._blocks
                 )
-            yield parts
+            yield bucket, parts
 
     def take(self, ids: BitMap, start: int, stop: int) -> list[tuple[int, float]]:
         """Ranks ``start`` .. ``stop`` of ``ids`` as ``(id, score)``."""
@@ -482,12 +531,12 @@ class _Ranker:
             return self._by_hit(ids)[start:stop]
         out: list[tuple[int, float]] = []
         seen = 0
-        for score, group in self._groups(ids):
+        for score, group, floor in self._groups(ids):
             size = len(group)
             if seen + size <= start:
                 seen += size
                 continue
-            for doc in self._tie_order(group, max(0, start - seen), stop - seen):
+            for doc in self._tie_order(group, max(0, start - seen), stop - seen, floor):
                 out.append((doc, float(score)))
             seen += size
             if seen >= stop:
@@ -519,8 +568,9 @@ class _Ranker:
         rows.sort()
         return [row[2] for row in rows]
 
-    def _groups(self, ids: BitMap) -> Iterable[tuple[int, BitMap]]:
-        """Yield ``(score, ids with that score)`` from the highest score down, lazily.
+    def _groups(self, ids: BitMap) -> Iterable[tuple[int, BitMap, int]]:
+        """Yield ``(score, ids with that score, their name floor)`` from the highest score
+        down, lazily (the floor: :meth:`floor` of the level combinations making the score).
 
         Each score's set is the union, over the combinations of per-word levels
         adding up to it, of the intersection of those levels' bitmaps; prefix
@@ -543,12 +593,14 @@ class _Ranker:
             most[i] = most[i + 1] + options[i][0][0]
         memo: dict[tuple[int, ...], BitMap] = {(): ids}
 
-        def collect(chosen: tuple[int, ...], need: int, out: list[BitMap]) -> None:
+        def collect(
+            chosen: tuple[int, ...], need: int, out: list[tuple[BitMap, tuple[int, ...]]]
+        ) -> None:
             i = len(chosen)
             acc = memo[chosen]
             if i == n:
                 if need == 0:
-                    out.append(acc)
+                    out.append((acc, chosen))
                 return
             word = self.words[i]
             for level, which in options[i]:
@@ -565,38 +617,75 @@ class _Ranker:
 
         try:
             for score in range(most[0], -1, -1):
-                found: list[BitMap] = []
+                found: list[tuple[BitMap, tuple[int, ...]]] = []
                 collect((), score, found)
                 if found:
-                    yield score, found[0] if len(found) == 1 else BitMap.union(*found)
+                    floor = min(self.floor(chosen) for _ids, chosen in found)
+                    group = found[0][0] if len(found) == 1 else BitMap.union(*(f[0] for f in found))
+                    yield score, group, floor
         finally:
             # ``collect`` refers to itself: a cycle through its closure that kept
             # ``memo`` and this ranker (every bitmap of the query: tens of MiB of C
             # memory at 1,000,000 ids) alive until the cycle collector ran.
             del collect
 
-    def _tie_order(self, group: BitMap, start: int, stop: int) -> list[int]:
+    def _tie_order(self, group: BitMap, start: int, stop: int, floor: int = 1) -> list[int]:
         """Ranks ``start`` .. ``stop`` of ``group``: managed first, shorter name, lower id.
 
         Counts come before sets: a name-length bucket holding none of the group
         (or only ranks before ``start``) costs one intersection count in C, and
-        only the buckets that hold the page's hits are intersected.
+        only the buckets that hold the page's hits are intersected.  No plain-named id
+        of the group is shorter than ``floor`` (see :meth:`floor`): when the index lists
+        the others (:data:`~projcache.postings.ODD_NAMES`) and they are few, they are
+        ranked from their keys, the rest from bucket ``floor`` up (at a million ids the
+        buckets under it cost ~200 µs to read and count, for nothing).
         """
         if len(group) <= _SMALL_GROUP:
             return self._by_key(group)[start:stop]
+        odd = self.odd() if floor > 1 else None
+        if odd is None:
+            return [row[2] for row in self._walk(group, start, stop, 1)]
+        strange = group & odd if odd else odd
+        if len(strange) > _SMALL_GROUP:
+            return [row[2] for row in self._walk(group, start, stop, 1)]
+        if not strange:
+            return [row[2] for row in self._walk(group, start, stop, floor)]
+        rows = self._walk(group - strange, 0, stop, floor) + self._key_rows(strange)
+        rows.sort()
+        return [row[2] for row in rows[start:stop]]
+
+    def _key_rows(self, ids: BitMap) -> list[tuple[bool, int, int]]:
+        """``(not managed, name bucket, id)`` of ``ids``, their names read from their keys."""
+        managed = self.managed()
+        key_of = self.repos.ids.key_of
+        known = self.known
+        rows = []
+        for doc in ids:
+            key = known[doc] = key_of(self.txn, doc) or ""
+            rows.append((doc not in managed, name_bucket(key.split("/", 2)[-1]), doc))
+        return rows
+
+    def _walk(
+        self, group: BitMap, start: int, stop: int, floor: int
+    ) -> list[tuple[bool, int, int]]:
+        """:meth:`_tie_order`'s ranks ``start`` .. ``stop`` of ``group`` by the bucket
+        bitmaps from ``floor`` up, as ``(not managed, name bucket, id)``."""
         managed = self.managed()
         in_managed = group.intersection_cardinality(managed)
         # All managed (the default) or none: one part.
         whole = in_managed in (0, len(group))
-        parts = [group] if whole else [group & managed, group - managed]
-        out: list[int] = []
+        if whole:
+            parts = [(in_managed == 0, group)]
+        else:
+            parts = [(False, group & managed), (True, group - managed)]
+        out: list[tuple[bool, int, int]] = []
         seen = 0
-        for part in parts:
+        for unmanaged, part in parts:
             left = len(part)
             if seen + left <= start:
                 seen += left
                 continue
-            for bucket in self.buckets():
+            for length, bucket in self.buckets(floor):
                 size = sum(part.intersection_cardinality(ids) for ids in bucket)
                 if not size:
                     continue
@@ -605,7 +694,7 @@ class _Ranker:
                     sub = part & (bucket[0] if len(bucket) == 1 else BitMap.union(*bucket))
                     lo = max(0, start - seen)
                     hi = min(size, stop - seen)
-                    out.extend(sub[lo:hi])
+                    out.extend((unmanaged, length, doc) for doc in sub[lo:hi])
                 seen += size
                 if seen >= stop:
                     return out

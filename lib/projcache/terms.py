@@ -28,6 +28,7 @@ __all__ = [
     "field_terms",
     "field_terms_many",
     "name_bucket",
+    "plain_name",
     "query_words",
     "stem",
     "tokenize",
@@ -320,6 +321,18 @@ def field_terms_many(artifacts: Sequence[Mapping[str, Any]]) -> list[dict[bytes,
         for code, tokens in fields.items():
             fields[code] = tokens.union(map(stem_of, tokens))
     return per_artifact
+
+
+def plain_name(name: str) -> bool:
+    """Whether the tokens of ``name`` are its own lower-cased runs of ASCII letters and digits.
+
+    True for ASCII without a camelCase boundary (the tokenizer's prose path, no compound
+    word): such a name's distinct tokens are disjoint stretches of it, one character apart at
+    least, so it is at least as long as any of its tokens together plus the characters between
+    them.  The search's tie-break counts on that (``terms`` of other names may overlap, or be
+    longer than what they came from: ``fooBar`` gives ``foobar``, NFKC turns ``ﬁ`` into ``fi``).
+    """
+    return name.isascii() and _CAMEL_SPLIT.search(name) is None
 
 
 def name_bucket(name: str) -> int:
