@@ -691,8 +691,9 @@ class BitmapIndex:
         """Ids with ``facet == value``."""
         return self.get(txn, facet_name(facet, value))
 
-    def name_buckets(self, txn: Txn) -> list[int]:
-        """The name-length buckets in use, ascending (their bitmaps are read on demand).
+    def name_buckets(self, txn: Txn, floor: int = 1) -> list[int]:
+        """The name-length buckets in use from ``floor`` up, ascending (their bitmaps are
+        read on demand).
 
         One seek per bucket: after a bucket's first key the cursor jumps past
         its other blocks (a bucket has one key per block of ids).
@@ -700,7 +701,7 @@ class BitmapIndex:
         prefix = facet_name("len", "")
         found: set[int] = set()
         cursor = txn.cursor(self.main)
-        target = prefix
+        target = facet_name("len", f"{floor:02d}") if floor > 1 else prefix
         while cursor.set_range(target):
             key = cursor.key()
             if not key.startswith(prefix):
@@ -711,7 +712,7 @@ class BitmapIndex:
             target = name + b"\xff\xff\xff"
         tail = self._tail(txn)
         found.update(int(n[len(prefix) :]) for n in tail.with_prefix(prefix) if n in tail.adds)
-        return sorted(found)
+        return sorted(bucket for bucket in found if bucket >= floor)
 
     def postings(self, txn: Txn, prefix: bytes, limit: int) -> dict[str, TermPostings]:
         """The terms whose names start with ``prefix`` (``term + NUL``: that one term), at most

@@ -446,7 +446,8 @@ class _Ranker:
         self._managed: Optional[BitMap] = None
         self._odd: Optional[BitMap] = None  # ODD_NAMES (None: not read, or not listed)
         self._odd_read = False
-        self._buckets: Optional[list[int]] = None
+        self._buckets: Optional[list[int]] = None  # the buckets in use from _buckets_from up
+        self._buckets_from = 1
         self._bucket_ids: dict[int, list[BitMap]] = {}
         # Per word: (its first character, the fewest characters of a name token matching it
         # at the name's exact, stem and prefix levels) for the name-length floor of a group.
@@ -483,8 +484,8 @@ class _Ranker:
         ``None`` when the index does not list them all (a cache built before layout 2)."""
         if not self._odd_read:
             index = self.repos.index
-            if index.odd_names_listed(self.txn):
-                self._odd = index.get_dense(self.txn, ODD_NAMES, self._blocks)
+            if index.odd_names_listed(self.txn):  # (few values, or none: one cursor scan)
+                self._odd = index.get(self.txn, ODD_NAMES)
             self._odd_read = True
         return self._odd
 
@@ -510,8 +511,9 @@ class _Ranker:
         (one per block, or one for them all when the write log touches it), not united: a
         count is a sum over them, and most buckets are only counted.  Each is read once and
         only when reached (a bucket under ``floor`` is not read)."""
-        if self._buckets is None:
-            self._buckets = self.repos.index.name_buckets(self.txn)
+        if self._buckets is None or floor < self._buckets_from:
+            self._buckets = self.repos.index.name_buckets(self.txn, floor)
+            self._buckets_from = floor
         for bucket in self._buckets:
             if bucket < floor:
                 continue
@@ -632,9 +634,9 @@ class _Ranker:
     def _tie_order(self, group: BitMap, start: int, stop: int, floor: int = 1) -> list[int]:
         """Ranks ``start`` .. ``stop`` of ``group``: managed first, shorter name, lower id.
 
-        Counts come before sets: a name-length bucket holding none of the group
-        (or only ranks before ``start``) costs one intersection count in C, and
-        only the buckets that hold the page's hits are intersected.  No plain-named id
+        A name-length bucket is cut from the group part by part (one intersection per
+        stored value, in C; a bucket holding none of the group costs as much as a count).
+        No plain-named id
         of the group is shorter than ``floor`` (see :meth:`floor`): when the index lists
         the others (:data:`~projcache.postings.ODD_NAMES`) and they are few, they are
         ranked from their keys, the rest from bucket ``floor`` up (at a million ids the
@@ -686,15 +688,20 @@ class _Ranker:
                 seen += left
                 continue
             for length, bucket in self.buckets(floor):
-                size = sum(part.intersection_cardinality(ids) for ids in bucket)
-                if not size:
+                # The bucket's parts are disjoint and in id order: so are their cuts.
+                cuts = [cut for cut in [part & ids for ids in bucket] if cut]
+                if not cuts:
                     continue
+                size = sum(map(len, cuts))
                 left -= size
                 if seen + size > start:
-                    sub = part & (bucket[0] if len(bucket) == 1 else BitMap.union(*bucket))
                     lo = max(0, start - seen)
                     hi = min(size, stop - seen)
-                    out.extend((unmanaged, length, doc) for doc in sub[lo:hi])
+                    for cut in cuts:  # ranks lo .. hi of the cuts laid end to end
+                        if lo < len(cut) and hi > 0:
+                            out.extend((unmanaged, length, doc) for doc in cut[max(lo, 0) : hi])
+                        lo -= len(cut)
+                        hi -= len(cut)
                 seen += size
                 if seen >= stop:
                     return out
