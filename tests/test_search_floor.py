@@ -181,3 +181,30 @@ def test_a_stem_keeps_its_first_letter_and_is_never_longer(word: str) -> None:
 def test_plain_names(name: str, plain: bool) -> None:
     """Plain: ASCII without a camelCase boundary (the tokenizer's prose path)."""
     assert plain_name(name) is plain
+
+
+@pytest.mark.usefixtures("ranked_by_bitmaps")
+def test_a_bucket_is_decoded_only_up_to_the_chunk_that_fills_the_page(
+    cache: ProjectCache, make_artifact: MakeArtifact, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The parts of a name length are cut in id order: once the page is full the later
+    chunks (later ranks) are not decoded."""
+    monkeypatch.setattr(postings_module, "CHUNK_BITS", 2)  # wide chunks of 16 ids
+    monkeypatch.setattr(postings_module, "MERGE_AT", 0)  # merged: stored, not in the log
+    stored = [make_artifact(f"file-beta-{i:02d}", description="x") for i in range(60)]
+    cache.put_artifacts(stored)
+    decoded: list[bytes] = []
+    real = postings_module.decode_bitmap
+
+    def spy(raw: bytes, *, what: Any = "bitmap") -> Any:
+        if isinstance(what, bytes) and what.startswith(b"\x01len\x00"):
+            decoded.append(bytes(what))
+        return real(raw, what=what)
+
+    monkeypatch.setattr(postings_module, "decode_bitmap", spy)
+    monkeypatch.setattr(search_module, "decode_bitmap", spy, raising=False)
+    found = cache.search("file beta", limit=3)
+    assert [h.key for h in found] == [f"default/skill/file-beta-{i:02d}" for i in range(3)]
+    bucket = postings_module.facet_name("len", "12")
+    assert [key[:-2] for key in decoded] == [bucket]  # 1 of its 4 chunks
+    check_search(cache, stored, {"query": "file beta", "offset": 40})

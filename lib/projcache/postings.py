@@ -665,6 +665,24 @@ class BitmapIndex:
             found = [tail.over(name, base)]
         return found
 
+    def stored_values(self, txn: Txn, name: bytes) -> Optional[list[tuple[bytes, bytes]]]:
+        """The stored ``(key, value)`` pairs of ``name`` in key order, not decoded (decode
+        each with :func:`decode_bitmap` when needed), or ``None`` when the write log touches
+        ``name`` (then :meth:`dense_parts` answers).  For a wide facet a query may not need
+        whole: the tie-break stops at the chunk of a name length that fills its page."""
+        tail = self._tail(txn)
+        if name in tail.adds or name in tail.removes:
+            return None
+        cursor = txn.cursor(self.main)
+        found = []
+        if cursor.set_range(name):
+            size = len(name) + 2
+            for key, raw in cursor.iternext():
+                if len(key) != size or not key.startswith(name):
+                    break
+                found.append((key, raw))
+        return found
+
     def _stored_parts(self, txn: Txn, name: bytes) -> list[Any]:
         """Every main value of ``name`` (a blocked name), decoded, in key order."""
         cursor = txn.cursor(self.main)

@@ -53,13 +53,13 @@ from itertools import chain, groupby
 from pyroaring import BitMap
 
 from .codec import SEPARATOR
-from .postings import ODD_NAMES, TermPostings, facet_name, small_parts
+from .postings import ODD_NAMES, TermPostings, decode_bitmap, facet_name, small_parts
 from .terms import MAX_NAME_BUCKET, STOP_WORDS, name_bucket, query_words, stem
 
 # typing is imported for the type checker only: at run time it costs a cold CLI call ~2.4 ms.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import NamedTuple, Optional
+    from typing import NamedTuple, Optional, Union
 
     from .repository import Repositories
     from .storage import Txn
@@ -448,7 +448,9 @@ class _Ranker:
         self._odd_read = False
         self._buckets: Optional[list[int]] = None  # the buckets in use from _buckets_from up
         self._buckets_from = 1
-        self._bucket_ids: dict[int, list[BitMap]] = {}
+        # Per name length: its parts, each decoded when first reached (a stored value is kept
+        # as ``(key, value)`` until then).
+        self._bucket_ids: dict[int, list[Union[BitMap, tuple[bytes, bytes]]]] = {}
         # Per word: (its first character, the fewest characters of a name token matching it
         # at the name's exact, stem and prefix levels) for the name-length floor of a group.
         self._floors: list[tuple[str, dict[int, int]]] = [
@@ -506,11 +508,11 @@ class _Ranker:
             return 1
         return max(1, min(sum(longest.values()) + len(longest) - 1, MAX_NAME_BUCKET))
 
-    def buckets(self, floor: int = 1) -> Iterable[tuple[int, list[BitMap]]]:
-        """Per name length from ``floor`` up, shortest first: ``(length, its disjoint bitmaps)``
-        (one per block, or one for them all when the write log touches it), not united: a
-        count is a sum over them, and most buckets are only counted.  Each is read once and
-        only when reached (a bucket under ``floor`` is not read)."""
+    def buckets(self, floor: int = 1) -> Iterable[tuple[int, Iterable[BitMap]]]:
+        """Per name length from ``floor`` up, shortest first: ``(length, its disjoint bitmaps
+        in id order)`` (one per chunk of ids, or one for them all when the write log touches
+        it), not united.  Each is read once and only when reached (a bucket under ``floor``
+        is not read), and each part decoded only when the walk asks for it."""
         if self._buckets is None or floor < self._buckets_from:
             self._buckets = self.repos.index.name_buckets(self.txn, floor)
             self._buckets_from = floor
@@ -520,10 +522,22 @@ class _Ranker:
             parts = self._bucket_ids.get(bucket)
             if parts is None:
                 name = facet_name("len", f"{bucket:02d}")
-                parts = self._bucket_ids[bucket] = self.repos.index.dense_parts(
-                    self.txn, name, self._blocks
+                index = self.repos.index
+                stored = index.stored_values(self.txn, name)
+                parts = self._bucket_ids[bucket] = (
+                    list(index.dense_parts(self.txn, name, self._blocks))
+                    if stored is None
+                    else list(stored)
                 )
-            yield bucket, parts
+            yield bucket, self._decoded(parts)
+
+    @staticmethod
+    def _decoded(parts: list[Union[BitMap, tuple[bytes, bytes]]]) -> Iterable[BitMap]:
+        """The bitmaps of ``parts`` in order, each decoded (and kept) when reached."""
+        for i, part in enumerate(parts):
+            if isinstance(part, tuple):
+                part = parts[i] = decode_bitmap(part[1], what=part[0])
+            yield part
 
     def take(self, ids: BitMap, start: int, stop: int) -> list[tuple[int, float]]:
         """Ranks ``start`` .. ``stop`` of ``ids`` as ``(id, score)``."""
@@ -688,11 +702,20 @@ class _Ranker:
                 seen += left
                 continue
             for length, bucket in self.buckets(floor):
-                # The bucket's parts are disjoint and in id order: so are their cuts.
-                cuts = [cut for cut in [part & ids for ids in bucket] if cut]
+                # The bucket's parts are disjoint and in id order: so are their cuts, and once
+                # the cuts so far reach the page's end the later parts (higher ids, later
+                # ranks) are neither read nor cut.
+                cuts = []
+                size = 0
+                for ids in bucket:
+                    cut = part & ids
+                    if cut:
+                        cuts.append(cut)
+                        size += len(cut)
+                        if seen + size >= stop:
+                            break
                 if not cuts:
                     continue
-                size = sum(map(len, cuts))
                 left -= size
                 if seen + size > start:
                     lo = max(0, start - seen)
