@@ -215,3 +215,27 @@ def test_a_words_lowest_level_is_what_its_other_levels_leave(
     ]
     assert found.total == 6
     assert b"n" in read and b"b" not in read
+
+
+def test_a_word_of_a_few_hundred_postings_is_stored_inline(
+    cache_settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Up to SMALL_POSTINGS (448) (id, field) pairs a term is one inline value (a rare word at
+    a million artifacts lists ~240): one lookup and the all-small path, no block values."""
+    from damage import raw_rows
+
+    monkeypatch.setattr(postings_module, "MERGE_AT", 2)  # merged into the stored values
+    with ProjectCache.open(settings=cache_settings) as cache:
+        cache.put_artifacts(
+            [
+                {"name": f"t{i}", "type": "skill", "collection": "default", "description": "zorp"}
+                for i in range(300)
+            ]
+        )
+        cache._write(lambda txn: cache._repos.index.merge(txn))
+    rows = [k for k, _v in raw_rows(cache_settings.cache_dir, "search-tokens")]
+    assert [k for k in rows if k.startswith(b"zorp\x00")] == [b"zorp\x00"]
+    read = _record_calls(monkeypatch, "small_values", 2)
+    with ProjectCache.open(settings=cache_settings) as cache:
+        assert cache.search("zorp", limit=5).total == 300
+    assert read  # the all-small path answered
