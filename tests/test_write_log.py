@@ -533,3 +533,37 @@ def test_a_facet_stored_in_blocks_is_rechunked_by_the_next_merge(
         assert cache.verify(deep=True).ok
     keys = [k for k, _ in raw_rows(cache_settings.cache_dir, "search-tokens") if k[:-2] == name]
     assert sorted(int.from_bytes(k[-2:], "big") for k in keys) == [0, 1, 2]
+
+
+def test_a_merge_decodes_each_value_once(
+    cache_settings: Settings, make_artifact: MakeArtifact, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A batch's merge reads each stored value it rewrites once: a term's all-fields value
+    is its stored value plus what the fields gained (they lost nothing), or the union of
+    the field values just written, not the fields read back.  The values stay right."""
+    monkeypatch.setattr(postings_module, "CHUNK_BITS", 4)  # 16 ids per block: several blocks
+    with ProjectCache.open(settings=cache_settings) as cache:
+        _blocked_term_cache(cache, make_artifact, 70)
+        decoded: list[bytes] = []
+        decode = postings_module.decode_bitmap
+
+        def spy(raw: bytes, *, what: Any = "bitmap") -> Any:
+            decoded.append(bytes(what) if isinstance(what, (bytes, memoryview)) else what)
+            return decode(raw, what=what)
+
+        monkeypatch.setattr(postings_module, "decode_bitmap", spy)
+        monkeypatch.setattr(postings_module, "MERGE_AT", 4)  # each batch below merges
+        batches = [
+            [make_artifact(f"b{i}", description="pdf tools") for i in range(20)],  # gains only
+            [make_artifact(f"a{i}", description="docx only") for i in range(0, 70, 3)],  # loses
+        ]
+        for batch in batches:
+            decoded.clear()
+            cache.put_artifacts(batch)
+            stored = [
+                what for what in decoded if isinstance(what, bytes) and what[:4] == b"pdf\x00"
+            ]
+            assert stored and len(stored) == len(set(stored))
+        index = cache._repos.index
+        assert cache._read(lambda txn: index.any_field_problems(txn)) == []
+        assert cache.verify(deep=True).ok

@@ -21,6 +21,7 @@ import bisect
 import functools
 import os
 import struct
+from collections import defaultdict
 from collections.abc import Iterable, Iterator
 
 from . import codec
@@ -378,21 +379,21 @@ class _Tail:
         entries of different ids touch different bits."""
         bitmap = _bitmaps()
         later: list[_Entry] = []
-        gathered: dict[bytes, list[int]] = {}
+        gathered: defaultdict[bytes, list[int]] = defaultdict(list)  # (2x a dict.get loop)
+        new: list[int] = []
         for entry in entries:
             op, doc, added, _removed = entry
             if op != _ADD:
                 later.append(entry)
                 continue
-            self.entries += 1
-            self.added.add(doc)
-            self.deleted.discard(doc)
+            new.append(doc)
             for name in added:
-                docs = gathered.get(name)
-                if docs is None:
-                    gathered[name] = [doc]
-                else:
-                    docs.append(doc)
+                gathered[name].append(doc)
+        if new:
+            fresh = bitmap(new)
+            self.entries += len(new)
+            self.added |= fresh
+            self.deleted -= fresh
         self._sorted = None
         adds = self.adds
         removes = self.removes
@@ -1109,8 +1110,9 @@ class BitmapIndex:
             cache.entries = []
 
     def add(self, txn: Txn, doc: int, names: Iterable[bytes]) -> None:
-        """List a new id under every one of ``names`` (one log entry)."""
-        self._append(txn, (_ADD, doc, list(names), []))
+        """List a new id under every one of ``names`` (one log entry; a list is kept as it is,
+        not copied: the caller gives it away)."""
+        self._append(txn, (_ADD, doc, names if isinstance(names, list) else list(names), []))
 
     def remove(self, txn: Txn, doc: int, names: Iterable[bytes]) -> None:
         """Unlist id ``doc`` from ``names`` (all the names it is listed under): one log
@@ -1208,17 +1210,28 @@ class BitmapIndex:
             else:
                 blocked.extend(names)
         changed: set[bytes] = set()  # term + NUL + block whose all-fields value is stale
+        # Per such block: the ids its fields gained, whether one lost any, and the field
+        # values just written (an all-fields value that only gains is its old value | gained).
+        gained: dict[bytes, Any] = {}
+        lost: set[bytes] = set()
+        fresh: dict[bytes, Any] = {}
+        adds, removes, main, sep = tail.adds, tail.removes, self.main, codec.SEPARATOR
+        empty = bitmap()
         for name in blocked:
-            plus = tail.adds.get(name) or bitmap()
-            minus = tail.removes.get(name) or bitmap()
-            both = plus | minus
-            if not both:
-                continue
+            plus = adds.get(name) or empty
+            minus = removes.get(name) or empty
+            if not minus:  # most names of a batch only gain ids
+                if not plus:
+                    continue
+                both = plus
+            else:
+                both = plus | minus if plus else minus
             bits = chunk_bits(name)
             if bits != CHUNK_BITS and self._rechunk(txn, name, bits, plus, minus):
                 touched += 1
                 continue
             first, last = both.min() >> bits, both.max() >> bits
+            term = name[:1] != b"\x01" and name[-2:-1] == sep
             for block in range(first, last + 1):
                 if first == last:
                     add, drop = plus, minus
@@ -1228,22 +1241,35 @@ class BitmapIndex:
                     add, drop = plus & span, minus & span
                     if not add and not drop:
                         continue
-                key = name + block.to_bytes(2, "big")
-                stored = txn.get(key, db=self.main)
-                ids = bitmap() if stored is None else decode_bitmap(stored, what=key)
-                if stored is not None and not (drop and ids.intersect(drop)) and add <= ids:
-                    continue  # e.g. an id added and deleted within the log
-                ids -= drop
-                ids |= add
+                suffix = block.to_bytes(2, "big")
+                key = name + suffix
+                stored = txn.get(key, db=main)
+                if stored is None:
+                    ids = add.copy()  # (a log never both adds and removes an id)
+                else:
+                    ids = decode_bitmap(stored, what=key)
+                    if not (drop and ids.intersect(drop)) and add <= ids:
+                        continue  # e.g. an id added and deleted within the log
+                    if drop:
+                        ids -= drop
+                    ids |= add
                 if ids:
-                    txn.put(key, encode_bitmap(ids), db=self.main)
+                    txn.put(key, encode_bitmap(ids), db=main)
                 elif stored is not None:
-                    txn.delete(key, db=self.main)
-                if name[:1] != b"\x01" and name[-2:-1] == codec.SEPARATOR:
-                    changed.add(name[:-1] + block.to_bytes(2, "big"))
+                    txn.delete(key, db=main)
+                if term:
+                    where = name[:-1] + suffix
+                    changed.add(where)
+                    fresh[key] = ids
+                    if drop:
+                        lost.add(where)
+                    elif where in gained:
+                        gained[where] |= add
+                    else:
+                        gained[where] = add.copy()
             touched += 1
         for where in sorted(changed):
-            self._put_any_field(txn, where)
+            self._put_any_field(txn, where, None if where in lost else gained[where], fresh)
         for key in logged:
             txn.delete(key, db=self.pending)
         residual = self._residual(tail, [name for key in carry for name in groups[key]])
@@ -1404,15 +1430,38 @@ class BitmapIndex:
                 )
         return True
 
-    def _put_any_field(self, txn: Txn, where: bytes) -> None:
-        """Write the all-fields value of ``where`` (term + NUL + block) from its fields."""
-        parts = []
-        for code in _FIELD_CODES:
-            key = where[:-2] + code + where[-2:]
+    def _put_any_field(
+        self,
+        txn: Txn,
+        where: bytes,
+        gained: Optional[Any] = None,
+        fresh: Optional[dict[bytes, Any]] = None,
+    ) -> None:
+        """Write the all-fields value of ``where`` (term + NUL + block) from its fields.
+
+        ``gained``: the ids its fields gained, when none lost any: the stored value, if
+        there is one, is then that value | ``gained`` (one value read, not four).
+        ``fresh``: field values just written, by key (not read again)."""
+        key = where[:-2] + ANY_FIELD + where[-2:]
+        if gained is not None:
             raw = txn.get(key, db=self.main)
             if raw is not None:
-                parts.append(decode_bitmap(raw, what=key))
-        key = where[:-2] + ANY_FIELD + where[-2:]
+                every = decode_bitmap(raw, what=key)
+                if not gained <= every:
+                    every |= gained
+                    txn.put(key, encode_bitmap(every), db=self.main)
+                return
+        parts = []
+        for code in _FIELD_CODES:
+            field_key = where[:-2] + code + where[-2:]
+            ids = None if fresh is None else fresh.get(field_key)
+            if ids is not None:
+                if ids:
+                    parts.append(ids)
+                continue
+            raw = txn.get(field_key, db=self.main)
+            if raw is not None:
+                parts.append(decode_bitmap(raw, what=field_key))
         if parts:
             every = parts[0] if len(parts) == 1 else _bitmaps().union(*parts)
             txn.put(key, encode_bitmap(every), db=self.main)
