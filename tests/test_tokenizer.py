@@ -386,3 +386,18 @@ def test_ascii_prose_is_split_as_bytes(text: str) -> None:
 
     assert terms._CAMEL_SPLIT_UTF8.search(text.encode()) is None
     assert terms._utf8_words(text) == [w.encode() for w in terms._words(text, compounds=True)]
+
+
+def test_learning_utf8_stems_looks_up_only_the_words_given(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The UTF-8 stem table is asked about the batch's words only (``set - dict.keys()``
+    walked the whole table, up to 131,072 words, for every single write)."""
+    from projcache import terms
+
+    class Table(dict[bytes, bytes]):
+        def keys(self) -> Any:
+            raise AssertionError("the whole table was walked")
+
+    table = Table({b"sheets": b"sheet"})
+    monkeypatch.setattr(terms, "_STEMS_UTF8", table)
+    stems = terms._learn_utf8_stems({b"sheets", b"testing"})
+    assert stems is table and stems[b"testing"] == stem("testing").encode()

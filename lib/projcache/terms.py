@@ -306,7 +306,7 @@ def _learn_utf8_stems(words: set[bytes]) -> dict[bytes, bytes]:
     """Return a stem table (UTF-8) holding the stem of every word of ``words`` (as :func:`stem`)."""
     global _STEMS_UTF8
     stems = _STEMS_UTF8
-    missing = words - stems.keys()
+    missing = words.difference(stems)  # (set - dict.keys() would walk every key)
     if not missing:
         return stems
     if len(stems) + len(missing) > _STEMS_MAX:
