@@ -1384,10 +1384,12 @@ class BitmapIndex:
                 pairs += changed
                 bits = chunk_bits(name)
                 every: Any = plus | minus if plus and minus else plus or minus
-                for block in {doc >> bits for doc in every}:
-                    wanted.add(name + block.to_bytes(2, "big"))
+                first, last = every.min() >> bits, every.max() >> bits
+                for block in (first,) if first == last else {doc >> bits for doc in every}:
+                    suffix = block.to_bytes(2, "big")
+                    wanted.add(name + suffix)
                     if term:
-                        wanted.add(key + ANY_FIELD + block.to_bytes(2, "big"))
+                        wanted.add(key + ANY_FIELD + suffix)
             if pairs:
                 keys = sorted(wanted)
                 counted.append((key, pairs, keys))
