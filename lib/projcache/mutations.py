@@ -183,14 +183,21 @@ def reindex_artifact(
 
 
 def put_artifact(
-    txn: Txn, repos: Repositories, artifact: Artifact, names: Optional[list[bytes]] = None
+    txn: Txn,
+    repos: Repositories,
+    artifact: Artifact,
+    names: Optional[list[bytes]] = None,
+    *,
+    known_collection: bool = False,
 ) -> None:
     """Insert or replace an artifact, re-index it and re-state its deployments.
 
     ``names``: the artifact's :func:`index_names`, when the caller computed them
-    already (outside the transaction, for a whole batch at once)."""
+    already (outside the transaction, for a whole batch at once).
+    ``known_collection``: the caller knows the cache holds the artifact's collection
+    (it put another artifact of it in this transaction): not looked up again."""
     old = repos.artifacts.get(txn, artifact.key)
-    known = old is not None or collection_known(txn, repos, artifact.key)
+    known = known_collection or old is not None or collection_known(txn, repos, artifact.key)
     repos.artifacts.put(txn, artifact)
     if old is not None:
         reindex_artifact(txn, repos, old, artifact, names)
@@ -209,23 +216,12 @@ def put_artifacts(
 ) -> None:
     """:func:`put_artifact` of each artifact in order, ``names`` their :func:`index_names`.
 
-    The same changes; a batch looks each collection up once: a collection one of its
-    artifacts was put in is known for the next ones."""
+    A batch looks each collection up once: a collection one of its artifacts was put
+    in is known for the next ones."""
     known: set[str] = set()
     for artifact, listed in zip(artifacts, names):
-        key = artifact.key
-        old = repos.artifacts.get(txn, key)
-        collection = artifact.collection
-        fresh = old is None and collection not in known and not collection_known(txn, repos, key)
-        repos.artifacts.put(txn, artifact)
-        known.add(collection)
-        if old is not None:
-            reindex_artifact(txn, repos, old, artifact, listed)
-        else:
-            index_artifact(txn, repos, artifact, listed)
-        restate_deployments_of(txn, repos, key, artifact)
-        if fresh:
-            restate_collection(txn, repos, collection)  # it is known from now on
+        put_artifact(txn, repos, artifact, listed, known_collection=artifact.collection in known)
+        known.add(artifact.collection)
 
 
 def delete_artifact(txn: Txn, repos: Repositories, key: str) -> bool:
