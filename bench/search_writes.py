@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import importlib
 import json
 import os
 import statistics
@@ -140,8 +141,7 @@ class OldProjcacheEngine(sb.ProjcacheEngine):  # type: ignore[misc]
         super().__init__(root)
         self.path = root / "projcache-old"
         self.package = load_package(lib, "projcache_old")
-        importlib_config = __import__("projcache_old.config", fromlist=["Settings"])
-        self.settings = importlib_config.Settings
+        self.settings = importlib.import_module("projcache_old.config").Settings
 
     def build(self, records: list[dict[str, Any]]) -> float:
         settings = self.settings(cache_dir=self.path, durability="none", map_size=1 << 34)
