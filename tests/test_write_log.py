@@ -604,3 +604,39 @@ def test_first_high_reads_the_smallest_ids_container_from_the_header(
     assert first_high(encode_bitmap(ids)) == ids.min() >> 16
     assert first_high(encode_bitmap(BitMap())) is None
     assert first_high(b"\x05" + encode_bitmap(ids)[1:]) is None
+
+
+def test_a_batch_past_merge_at_lists_its_new_ids_per_name(
+    cache_settings: Settings, make_artifact: MakeArtifact, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A batch that merges anyway lists its new artifacts' ids per name in one call
+    (``add_many``), not one log entry each; an update in the same batch, and a key given
+    twice (a new id, then its update), still come after.  The index is what the records
+    imply, for this handle and a fresh reader."""
+    monkeypatch.setattr(postings_module, "MERGE_AT", 4)
+    with ProjectCache.open(settings=cache_settings) as cache:
+        cache.put_artifacts([make_artifact("kept", description="old words")])
+        index = cache._repos.index
+        calls: list[str] = []
+        add, add_many = BitmapIndex.add, BitmapIndex.add_many
+        monkeypatch.setattr(BitmapIndex, "add", lambda *a, **k: calls.append("add") or add(*a, **k))
+        monkeypatch.setattr(
+            BitmapIndex,
+            "add_many",
+            lambda *a, **k: calls.append("add_many") or add_many(*a, **k),
+        )
+        batch = [make_artifact(f"n{i}", description=f"pdf tools word{i}") for i in range(8)]
+        batch += [
+            make_artifact("kept", description="new words"),
+            make_artifact("twice", description="first text"),
+            make_artifact("twice", description="second text wins"),
+        ]
+        cache.put_artifacts(batch)
+        assert calls == ["add_many"]
+        wanted = expected_names(cache)
+        assert stored_names(cache, index) == wanted
+        assert stored_names(cache, fresh_index(cache)) == wanted
+        assert [hit.key for hit in cache.search("wins", fill=False)] == ["default/skill/twice"]
+        assert cache.search("first", fill=False) == []
+        assert cache.search("old", fill=False) == []
+        assert cache.verify(deep=True).ok

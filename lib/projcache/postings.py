@@ -404,7 +404,6 @@ class _Tail:
         are gathered in lists first.  That is the same as applying in order because a new
         id's addition is its first entry in the log (ids are reused only after a merge) and
         entries of different ids touch different bits."""
-        bitmap = _bitmaps()
         later: list[_Entry] = []
         gathered: defaultdict[bytes, list[int]] = defaultdict(list)  # (2x a dict.get loop)
         new: list[int] = []
@@ -416,16 +415,24 @@ class _Tail:
             new.append(doc)
             for name in added:
                 gathered[name].append(doc)
-        if new:
-            fresh = bitmap(new)
-            self.entries += len(new)
+        self.add_new(new, gathered)
+        for entry in later:
+            self.apply(entry)
+
+    def add_new(self, docs: list[int], names: dict[bytes, list[int]]) -> None:
+        """Apply the additions of new ids ``docs``, listed under ``names`` (name -> ids): the
+        same as their log entries in any order (a new id's addition is its first entry)."""
+        bitmap = _bitmaps()
+        if docs:
+            fresh = bitmap(docs)
+            self.entries += len(docs)
             self.added |= fresh
             self.deleted -= fresh
         self._sorted = None
         adds = self.adds
         removes = self.removes
-        for name, docs in gathered.items():
-            new = bitmap(docs)
+        for name, ids_of in names.items():
+            new = bitmap(ids_of)
             ids = adds.get(name)
             if ids is None:
                 adds[name] = new
@@ -434,8 +441,6 @@ class _Tail:
             gone = removes.get(name)
             if gone is not None:
                 gone.difference_update(new)
-        for entry in later:
-            self.apply(entry)
 
     def compose(self, later: _Tail) -> None:
         """Apply ``later`` (the log after this one) on top of this one."""
@@ -1140,6 +1145,17 @@ class BitmapIndex:
         """List a new id under every one of ``names`` (one log entry; a list is kept as it is,
         not copied: the caller gives it away)."""
         self._append(txn, (_ADD, doc, names if isinstance(names, list) else list(names), []))
+
+    def add_many(self, txn: Txn, docs: list[int], names: dict[bytes, list[int]]) -> None:
+        """List new ids ``docs`` under ``names`` (name -> its ids among them): what an
+        :meth:`add` per id does, gathered per name by the caller.  Kept with the
+        transaction's folded entries, so the flush merges it (a batch that large merges
+        anyway; entries appended later apply after it)."""
+        cache = self._writer(txn)
+        if cache.bulk is None:
+            cache.bulk = _Tail()
+        cache.bulk.add_new(docs, names)
+        cache.tail = None  # (rebuilt when read in this transaction)
 
     def remove(self, txn: Txn, doc: int, names: Iterable[bytes]) -> None:
         """Unlist id ``doc`` from ``names`` (all the names it is listed under): one log
