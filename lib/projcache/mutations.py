@@ -12,6 +12,10 @@ This is the only module that writes records, which keeps the invariants that
 * every deployment's project exists, its ``state`` follows
   :func:`projcache.deployment_state.deployment_state`, and the two deployment indexes
   mirror the deployment records.
+
+Over 400 lines on purpose: the names an artifact is indexed under are made here, for a
+single write and for a batch (which lists new ids per name in one go), next to the writes
+that use them, so that both ways keep the invariant above in one place.
 """
 
 from __future__ import annotations
