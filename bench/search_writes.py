@@ -24,13 +24,17 @@ last written.  ``--page-cache asis`` measures right after the build.  ``--bytes 
 counts instead the bytes each engine passed to ``write``/``pwrite`` (``wchar``): the exact
 pages an LMDB commit writes (plus its meta page), whatever the page cache accounts.
 ``--lib DIR`` imports projcache from another checkout's ``lib`` (before -> after
-comparisons).
+comparisons).  ``--old-lib DIR`` instead adds that checkout's projcache as one more engine,
+``projcache-old`` (its own store built from the same records, the package loaded under
+another name), so old and new code alternate operation by operation in one run:
+``vs_old`` ratios are projcache / projcache-old, per pair (median) and for the batch.
 """
 
 from __future__ import annotations
 
 import argparse
 import functools
+import importlib
 import json
 import os
 import statistics
@@ -113,6 +117,47 @@ class RawLmdbEngine:
         self.env.close()
 
 
+def load_package(lib: Path, name: str) -> Any:
+    """Import ``lib/projcache`` as the package ``name`` (its imports are all relative), so a
+    second copy of projcache runs beside the one imported as ``projcache``."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(
+        name, lib / "projcache" / "__init__.py", submodule_search_locations=[str(lib / "projcache")]
+    )
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+class OldProjcacheEngine(sb.ProjcacheEngine):  # type: ignore[misc]
+    """projcache from another checkout (``--old-lib``), on a store of its own."""
+
+    name = "projcache-old"
+
+    def __init__(self, root: Path, lib: Path):
+        super().__init__(root)
+        self.path = root / "projcache-old"
+        self.package = load_package(lib, "projcache_old")
+        self.settings = importlib.import_module("projcache_old.config").Settings
+
+    def build(self, records: list[dict[str, Any]]) -> float:
+        settings = self.settings(cache_dir=self.path, durability="none", map_size=1 << 34)
+        start = time.perf_counter()
+        with self.package.ProjectCache.open(settings=settings) as cache:
+            for i in range(0, len(records), sb.BATCH):
+                cache.put_artifacts(records[i : i + sb.BATCH])
+        took = time.perf_counter() - start
+        self.open()
+        return took
+
+    def open(self) -> None:
+        settings = self.settings(cache_dir=self.path, durability="full", map_size=1 << 34)
+        self.cache = self.package.ProjectCache.open(settings=settings)
+
+
 def _reload_in_pages(path: Path) -> None:
     """Drop ``path`` from the page cache, then read it back one 4 KiB page at a time."""
     fd = os.open(path, os.O_RDONLY)
@@ -138,6 +183,9 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--keep", type=Path, default=None)
     parser.add_argument("--page-cache", choices=("small", "asis"), default="small")
     parser.add_argument("--lib", type=Path, default=None)
+    parser.add_argument(
+        "--old-lib", type=Path, default=None, help="also this checkout's projcache (its lib)"
+    )
     parser.add_argument("--floor", action="store_true", help="also raw py-lmdb (the floor)")
     parser.add_argument(
         "--bytes",
@@ -157,6 +205,9 @@ def main(argv: list[str]) -> int:
     engines: list[Any] = [sb.ProjcacheEngine(root), sb.Fts5Engine(root)]
     if args.floor:
         engines.append(RawLmdbEngine(root))
+    if args.old_lib is not None:
+        engines.append(OldProjcacheEngine(root, args.old_lib.resolve()))
+    old = args.old_lib is not None
     for engine in engines:
         marker = root / f"{engine.name}.built"
         if marker.exists():
@@ -181,6 +232,7 @@ def main(argv: list[str]) -> int:
         ratios: list[float] = []
         floors: list[float] = []
         over_floor: list[float] = []
+        over_old: list[float] = []
         times: dict[str, list[float]] = {e.name: [] for e in engines}
         sent = {e.name: 0 for e in engines}
         for i, record in enumerate(fresh):
@@ -195,6 +247,8 @@ def main(argv: list[str]) -> int:
             if args.floor:
                 floors.append(took["raw-lmdb"] / took["sqlite-fts5"])
                 over_floor.append(took["projcache"] / took["raw-lmdb"])
+            if old:
+                over_old.append(took["projcache"] / took["projcache-old"])
         out[case] = {
             "ratio_median": statistics.median(ratios),
             **(
@@ -205,6 +259,7 @@ def main(argv: list[str]) -> int:
                 if args.floor
                 else {}
             ),
+            **({"vs_old_median": statistics.median(over_old)} if old else {}),
             **{f"{n}_us": statistics.median(t) * 1e6 for n, t in times.items()},
             **{f"{n}_kib_per_op": b / len(fresh) / 1024 for n, b in sent.items()},
         }
@@ -217,6 +272,7 @@ def main(argv: list[str]) -> int:
             best[engine.name] = min(best[engine.name], seconds)
     out["batch1000"] = {
         "ratio": best["projcache"] / best["sqlite-fts5"],
+        **({"vs_old": best["projcache"] / best["projcache-old"]} if old else {}),
         **{f"{n}_ms": s * 1000 for n, s in best.items()},
     }
     for engine in engines:

@@ -441,10 +441,10 @@ class TestAtomicWrites:
         real_put = mutations.put_artifact
         stored: list[str] = []
 
-        def flaky_put(txn: Txn, repos: Any, artifact: Any, *names: Any) -> None:
+        def flaky_put(txn: Txn, repos: Any, artifact: Any, *names: Any, **options: Any) -> None:
             if len(stored) == 2:
                 raise OSError("simulated I/O failure")
-            real_put(txn, repos, artifact, *names)
+            real_put(txn, repos, artifact, *names, **options)
             stored.append(artifact.key)
 
         monkeypatch.setattr(mutations, "put_artifact", flaky_put)

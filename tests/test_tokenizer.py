@@ -350,3 +350,54 @@ def test_a_full_stem_table_is_replaced_not_emptied(monkeypatch: pytest.MonkeyPat
     assert other is not mine
     assert mine == {"sheets": stem("sheets"), "testing": stem("testing")}
     assert other == {word: stem(word) for word in ("pdfs", "forms", "merging")}
+
+
+@settings(max_examples=80)
+@given(st.lists(_ARTIFACT, max_size=6), st.integers(min_value=1, max_value=40))
+def test_utf8_terms_are_the_terms_encoded(artifacts: list[dict[str, Any]], most: int) -> None:
+    """The write path's terms (bytes; ASCII prose split as bytes) are exactly
+    :func:`~projcache.terms.field_terms_many`'s, UTF-8 encoded, whatever the size of the
+    stem tables (both are replaced when full)."""
+    from projcache import terms
+
+    saved = terms._STEMS_MAX
+    terms._STEMS_MAX = most
+    try:
+        got = terms.field_terms_utf8_many(artifacts)
+    finally:
+        terms._STEMS_MAX = saved
+        terms._STEMS.clear()
+        terms._STEMS_UTF8.clear()
+    expected = [
+        {code: {term.encode() for term in words} for code, words in fields.items()}
+        for fields in terms.field_terms_many(artifacts)
+    ]
+    assert got == expected
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["Plain prose, with PUNCTUATION; and digits 42!", "x" * 70 + " Tail", "tab\tnew\nline"],
+)
+def test_ascii_prose_is_split_as_bytes(text: str) -> None:
+    """ASCII prose without a camelCase boundary takes the bytes path, and it splits,
+    lower-cases and cuts long words as the ``str`` path does."""
+    from projcache import terms
+
+    assert terms._CAMEL_SPLIT_UTF8.search(text.encode()) is None
+    assert terms._utf8_words(text) == [w.encode() for w in terms._words(text, compounds=True)]
+
+
+def test_learning_utf8_stems_looks_up_only_the_words_given(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The UTF-8 stem table is asked about the batch's words only (``set - dict.keys()``
+    walked the whole table, up to 131,072 words, for every single write)."""
+    from projcache import terms
+
+    class Table(dict[bytes, bytes]):
+        def keys(self) -> Any:
+            raise AssertionError("the whole table was walked")
+
+    table = Table({b"sheets": b"sheet"})
+    monkeypatch.setattr(terms, "_STEMS_UTF8", table)
+    stems = terms._learn_utf8_stems({b"sheets", b"testing"})
+    assert stems is table and stems[b"testing"] == stem("testing").encode()

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 import pytest
-from hypothesis import settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
@@ -540,3 +540,110 @@ def test_a_facet_stored_in_blocks_is_rechunked_by_the_next_merge(
         assert cache.verify(deep=True).ok
     keys = [k for k, _ in raw_rows(cache_settings.cache_dir, "search-tokens") if k[:-2] == name]
     assert sorted(int.from_bytes(k[-2:], "big") for k in keys) == [0, 1, 2]
+
+
+def test_a_merge_decodes_each_value_once(
+    cache_settings: Settings, make_artifact: MakeArtifact, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A batch's merge decodes no more stored bitmaps than it changes: a term's all-fields
+    value is its stored value plus what the fields gained (they lost nothing), or the union
+    of the field values just written, not the fields read back.  The values stay right."""
+    from pyroaring import BitMap
+
+    decoded: list[bytes] = []
+
+    class Counted(BitMap):  # type: ignore[misc]
+        @classmethod
+        def deserialize(cls, raw: Any) -> Any:
+            decoded.append(bytes(raw))
+            return BitMap.deserialize(raw)
+
+    with ProjectCache.open(settings=cache_settings) as cache:
+        _blocked_term_cache(cache, make_artifact, 70)
+        monkeypatch.setattr(postings_module, "_bitmap_type", Counted)
+        monkeypatch.setattr(postings_module, "MERGE_AT", 4)  # each batch below merges
+        batches = [
+            [  # gains only, in three fields
+                make_artifact(f"pdf-b{i}", title="pdf tools", description="pdf tools")
+                for i in range(20)
+            ],
+            [make_artifact(f"a{i}", description="docx only") for i in range(0, 70, 3)],  # loses
+        ]
+        main = cache._repos.index.main
+
+        def rows() -> dict[bytes, bytes]:
+            return cache._read(lambda txn: {bytes(k): bytes(v) for k, v in txn.cursor(main)})
+
+        for batch in batches:
+            before = rows()
+            decoded.clear()
+            cache.put_artifacts(batch)
+            after = rows()
+            # Each decoded value is a stored one the merge changes (a new block needs none).
+            rewritten = [key for key, value in before.items() if after.get(key) != value]
+            assert decoded and len(decoded) <= len(rewritten)
+        index = cache._repos.index
+        assert cache._read(lambda txn: index.any_field_problems(txn)) == []
+        assert cache.verify(deep=True).ok
+
+
+@settings(max_examples=examples(200))
+@given(
+    start=st.integers(0, (1 << 32) - 200_000),
+    offsets=st.lists(st.integers(0, 199_999), min_size=1, max_size=300),
+    run=st.integers(0, 70_000),
+    optimize=st.booleans(),
+)
+def test_first_high_reads_the_smallest_ids_container_from_the_header(
+    start: int, offsets: list[int], run: int, optimize: bool
+) -> None:
+    """:func:`~projcache.postings.first_high` (how a merge tells a wide facet's chunk
+    without decoding it) is the high 16 bits of the smallest id, for array, bitset and run
+    containers; an empty or foreign value gives None."""
+    from pyroaring import BitMap
+
+    from projcache.postings import encode_bitmap, first_high
+
+    ids = BitMap(start + offset for offset in offsets)
+    ids.add_range(start + 100_000, start + 100_000 + run)
+    if optimize:
+        ids.run_optimize()
+    assert first_high(encode_bitmap(ids)) == ids.min() >> 16
+    assert first_high(encode_bitmap(BitMap())) is None
+    assert first_high(b"\x05" + encode_bitmap(ids)[1:]) is None
+
+
+def test_a_batch_past_merge_at_lists_its_new_ids_per_name(
+    cache_settings: Settings, make_artifact: MakeArtifact, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A batch that merges anyway lists its new artifacts' ids per name in one call
+    (``add_many``), not one log entry each; an update in the same batch, and a key given
+    twice (a new id, then its update), still come after.  The index is what the records
+    imply, for this handle and a fresh reader."""
+    monkeypatch.setattr(postings_module, "MERGE_AT", 4)
+    with ProjectCache.open(settings=cache_settings) as cache:
+        cache.put_artifacts([make_artifact("kept", description="old words")])
+        index = cache._repos.index
+        calls: list[str] = []
+        add, add_many = BitmapIndex.add, BitmapIndex.add_many
+        monkeypatch.setattr(BitmapIndex, "add", lambda *a, **k: calls.append("add") or add(*a, **k))
+        monkeypatch.setattr(
+            BitmapIndex,
+            "add_many",
+            lambda *a, **k: calls.append("add_many") or add_many(*a, **k),
+        )
+        batch = [make_artifact(f"n{i}", description=f"pdf tools word{i}") for i in range(8)]
+        batch += [
+            make_artifact("kept", description="new words"),
+            make_artifact("twice", description="first text"),
+            make_artifact("twice", description="second text wins"),
+        ]
+        cache.put_artifacts(batch)
+        assert calls == ["add_many"]
+        wanted = expected_names(cache)
+        assert stored_names(cache, index) == wanted
+        assert stored_names(cache, fresh_index(cache)) == wanted
+        assert [hit.key for hit in cache.search("wins", fill=False)] == ["default/skill/twice"]
+        assert cache.search("first", fill=False) == []
+        assert cache.search("old", fill=False) == []
+        assert cache.verify(deep=True).ok

@@ -52,7 +52,13 @@ class CacheWrites(CacheReads):
                 # A batch is tokenized and stemmed before its transaction, all at once: the
                 # writer lock is not held meanwhile, and each distinct word is stemmed once.
                 # (A single record is not: an update tokenizes only the texts it changed.)
-                extra = [(names,) for names in mutations.index_names_many(records)]
+                fields = mutations.index_fields_many(records)
+
+                def batch(txn: Txn) -> int:
+                    mutations.put_artifacts(txn, self._repos, records, fields)
+                    return len(records)
+
+                return self._write(batch)
 
         def body(txn: Txn) -> int:
             repos = self._repos
