@@ -444,3 +444,154 @@ def test_list_loader_keeps_each_records_time_zone_and_nulls() -> None:
         built = stored_json_list_loader(Deployment)(batch)
         assert built == [Deployment.model_validate_json(p) for p in batch]
         assert all(d.deployed_at is None or d.deployed_at.utcoffset() is not None for d in built)
+
+
+# -- listings by facet: a page of records read at once, a page of models built at once ----
+
+
+def _tagged(names: str, **extra: Any) -> list[dict[str, Any]]:
+    return [{"name": n, "type": "skill", "collection": "c", "tags": ["t"], **extra} for n in names]
+
+
+def test_a_tag_listing_builds_each_pages_models_in_one_call(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """list_artifacts builds a page's models with the list loader, one call per page (not
+    one per record), and they are what validating each record's JSON gives, in key order."""
+    from projcache import model_reads, streams
+
+    calls: list[int] = []
+    real = model_reads.stored_json_list_loader
+
+    def spy(model: Any) -> Any:
+        load_all = real(model)
+
+        def counted(payloads: list[bytes]) -> list[Any]:
+            calls.append(len(payloads))
+            return load_all(payloads)
+
+        return counted
+
+    monkeypatch.setattr(model_reads, "stored_json_list_loader", spy)
+    monkeypatch.setattr(streams, "PAGE", 4)
+    names = "qwertyuiopasd"  # 13 tagged: pages of 4, 4, 4, 1
+    with ProjectCache.open(settings=Settings(cache_dir=tmp_path / "cache")) as cache:
+        cache.put_artifacts(_tagged(names))
+        cache.put_artifacts([{"name": "z", "type": "skill", "collection": "c", "tags": ["u"]}])
+        listed = list(cache.list_artifacts(tag="t"))
+        assert [a.key for a in listed] == sorted(f"c/skill/{n}" for n in names)
+        for artifact in listed:
+            _same(Artifact, cache.get_artifact_json(artifact.key), artifact)
+    assert [n for n in calls if n != 20] == [4, 4, 4, 1]  # (20: a listing of deployments)
+
+
+def test_a_tag_listing_of_records_with_and_without_a_body(cache: Any) -> None:
+    """Record frames (an artifact with a body) and plain frames in one page: every record is
+    listed as a point read shows it (its body left out), by tag, type and collection."""
+    cache.put_artifacts(_tagged("aceg", body="# Title\n\nsome body text " * 20))
+    cache.put_artifacts(_tagged("bdfh"))
+    keys = [f"c/skill/{n}" for n in "abcdefgh"]
+    for filters in ({"tag": "t"}, {"type": "skill"}, {"tag": "t", "collection": "c"}):
+        assert list(cache.iter_artifacts_json(**filters)) == [
+            cache.get_artifact_json(k) for k in keys
+        ]
+        assert [a.body for a in cache.list_artifacts(**filters)] == [""] * 8
+    assert cache.get_artifact_body("c/skill/a").startswith("# Title")
+
+
+def test_a_tag_listing_sorts_keys_as_text(cache: Any) -> None:
+    """Keys beyond ASCII come in the order of their text (what sorting ``str`` gives), and
+    the collection and type filters keep exactly their own keys."""
+    names = ["zeta", "Émile", "éclair", "ärger", "日本", "\U0001f600smile", "a b", "A"]
+    records = [
+        {"name": n, "type": t, "collection": c, "tags": ["t"]}
+        for n in names
+        for c in ("c", "d")
+        for t in ("skill", "agent")
+    ]
+    cache.put_artifacts(records)
+    every = sorted(f"{r['collection']}/{r['type']}/{r['name']}" for r in records)
+    assert [a.key for a in cache.list_artifacts(tag="t")] == every
+    for filters in ({"collection": "d"}, {"type": "agent"}, {"collection": "c", "type": "skill"}):
+        expected = [
+            k
+            for k in every
+            if k.split("/")[0] == filters.get("collection", k.split("/")[0])
+            and k.split("/")[1] == filters.get("type", k.split("/")[1])
+        ]
+        assert [a.key for a in cache.list_artifacts(tag="t", **filters)] == expected
+        assert [orjson.loads(p)["key"] for p in cache.iter_artifacts_json(tag="t", **filters)] == (
+            expected
+        )
+
+
+@pytest.mark.parametrize(
+    ("where", "how"),
+    [
+        (0, "flip"),
+        (3, "flip"),
+        (40, "flip"),
+        (-1, "flip"),
+        (0, "cut"),
+        (1, "cut"),
+        (4, "cut"),
+        (5, "cut"),
+    ],
+)
+def test_a_damaged_artifact_in_a_facet_listing_is_refused(cache: Any, where: int, how: str) -> None:
+    """One flipped bit (the format byte, the CRC, the JSON) or a frame cut short, anywhere in
+    a page: a listing by tag or type raises, naming the record, models or JSON."""
+    from projcache.errors import CorruptRecordError
+
+    cache.put_artifacts(_tagged("abcde"))
+    storage = cache._storage
+    with storage.env.begin(write=True, db=storage.dbs["artifacts"]) as txn:
+        value = bytearray(txn.get(b"c/skill/c"))
+        if how == "flip":
+            value[where] ^= 0x01
+        else:
+            del value[where:]
+        txn.put(b"c/skill/c", bytes(value))
+    for filters in ({"tag": "t"}, {"type": "skill"}):
+        with pytest.raises(CorruptRecordError, match="c/skill/c"):
+            list(cache.list_artifacts(**filters))
+        with pytest.raises(CorruptRecordError, match="c/skill/c"):
+            list(cache.iter_artifacts_json(**filters))
+
+
+def test_list_artifacts_checks_its_filters_at_the_call(cache: Any) -> None:
+    """Like iter_artifacts_json: a bad type, state or project fails at the call, before
+    anything is iterated."""
+    from projcache.errors import InvalidArgumentError, ProjectNotFound
+
+    with pytest.raises(InvalidArgumentError):
+        cache.list_artifacts(type="skil/pdf")
+    with pytest.raises(InvalidArgumentError):
+        cache.list_artifacts(state="sideways")
+    with pytest.raises(ProjectNotFound):
+        cache.list_artifacts(project="nowhere")
+
+
+def test_closing_a_model_listing_ends_its_read_transaction(
+    cache: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """list_artifacts closed half-way closes the listing under it (its transaction ends)."""
+    from projcache import streams
+
+    monkeypatch.setattr(streams, "PAGE", 2)
+    cache.put_artifacts(_tagged("abcdef"))
+    storage = cache._storage
+    opened: list[Any] = []
+    real = storage.stream
+
+    def stream(*args: Any) -> Any:
+        opened.append(real(*args))
+        return opened[-1]
+
+    monkeypatch.setattr(storage, "stream", stream)
+    for filters in ({"tag": "t"}, {}, {"collection": "c"}):
+        listing = cache.list_artifacts(**filters)
+        assert next(listing).key == "c/skill/a"
+        assert opened[-1].gi_frame is not None  # suspended inside its transaction
+        listing.close()
+        assert opened[-1].gi_frame is None
