@@ -18,16 +18,27 @@ new, renamed, gone, or takes over a name) is committed at once with what
 waits, so every later read of the refresh sees it as before.  A unit's write
 is still all-or-nothing; a crash loses at most the uncommitted batch, and the
 next refresh re-reads it (its fingerprints are written in the same transaction).
+
+Stat summaries (:mod:`projcache.sources.statdigest`): a collection whose walk
+has the digest of the summary stored against its unchanged fingerprints is
+settled by that walk alone; the survey leaves a new summary when it finds
+nothing changed, and a changed collection's write stores one when it can.
+
+Over 400 lines on purpose: a collection's way through a refresh (summary,
+survey, read, batched write) reads top to bottom in :meth:`UnitRefresher.collection`
+and its helpers, which share the unit's snapshot rules.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-from typing import TYPE_CHECKING, Any, Callable, NamedTuple, Optional
+from typing import TYPE_CHECKING, Any, Callable, NamedTuple, Optional, Union
 
 from . import codec, mutations
+from .errors import ProjcacheError
 from .refresh_writes import (
+    STAT_SUMMARY,
     Tally,
     apply_project,
     remove_collection,
@@ -43,13 +54,16 @@ from .sources import (
     read_project,
     survey_collection,
 )
-from .sources.collection import StoredFrontMatter
+from .sources.collection import StoredFrontMatter, walk_collection
+from .sources.fileio import SourceRoot
+from .sources.statdigest import summary_after_read
 from .sources.tracker import SourceTracker
 
 if TYPE_CHECKING:
     from .models import Collection, KnownFingerprint, Project
     from .refresh import RefreshContext
     from .repository import Repositories
+    from .sources.statdigest import StatSummary, StatWalk
     from .storage import Txn
 
 __all__ = ["BATCH_BYTES", "ReaderLimits", "UnitRefresher", "collection_unit", "project_unit"]
@@ -93,6 +107,22 @@ def project_unit(project_id: str) -> str:
     return "p:" + project_id
 
 
+def _summary_record(
+    summary: StatSummary, fingerprints: Union[str, list[tuple[bytes, bytes]]]
+) -> dict[str, Any]:
+    """The ``meta`` value of a stat summary bound to ``fingerprints`` (frames, or their hash)."""
+    from .repository import SourceRepository
+
+    if not isinstance(fingerprints, str):
+        fingerprints = SourceRepository.frames_hash(fingerprints)
+    return {
+        "fingerprints": fingerprints,
+        "digest": summary.digest,
+        "checked": summary.checked,
+        "elsewhere": list(summary.elsewhere),
+    }
+
+
 class UnitRefresher:
     """Refreshes units one by one, tallying into :attr:`tally` (the report's counts)."""
 
@@ -108,6 +138,8 @@ class UnitRefresher:
         # Unit writes waiting for one shared transaction (see the module's docstring).
         self._pending: list[Callable[[Txn, Tally], None]] = []
         self._pending_bytes = 0
+        # Stat summaries of collections the survey found unchanged, stored by the touch.
+        self._summaries: dict[str, dict[str, Any]] = {}
         settings = ctx.settings
         self.limits = ReaderLimits(
             cap=settings.max_file_size,
@@ -145,14 +177,29 @@ class UnitRefresher:
         )
         return found
 
-    def _stored(self, unit: str) -> tuple[dict[str, KnownFingerprint], int]:
-        """The unit's fingerprints, and the id of the snapshot they were read from."""
+    def _stored(
+        self, unit: str, summary: bool
+    ) -> tuple[list[tuple[bytes, bytes]], int, Optional[dict[str, Any]]]:
+        """The unit's fingerprints as stored, the id of their snapshot, and (with ``summary``)
+        its stat summary from the same snapshot (``None``: none usable)."""
         repos = self.repos
+        key = STAT_SUMMARY + unit
 
-        def body(txn: Txn) -> tuple[dict[str, KnownFingerprint], int]:
-            return dict(repos.sources.scan_unit_raw(txn, unit)), txn.id()
+        def body(txn: Txn) -> tuple[list[tuple[bytes, bytes]], int, Optional[dict[str, Any]]]:
+            record = None
+            if summary:
+                try:
+                    record = repos.meta.get(txn, key)
+                except ProjcacheError:
+                    record = None  # a damaged summary is only not used: the survey decides
+            return (
+                repos.sources.unit_frames(txn, unit),
+                txn.id(),
+                record if isinstance(record, dict) else None,
+            )
 
-        found: tuple[dict[str, KnownFingerprint], int] = self.ctx.read(body)
+        found: tuple[list[tuple[bytes, bytes]], int, Optional[dict[str, Any]]]
+        found = self.ctx.read(body)
         return found
 
     def _stored_keys(self, old: Optional[Collection], snapshot: int) -> Optional[Stored]:
@@ -208,10 +255,28 @@ class UnitRefresher:
                 )
                 logger.info("collection %s at %s is gone; removed it", old.name, path)
             return
-        previous, snapshot = self._stored(unit)
-        checker = SourceTracker(path, previous, self.full, max_bytes=self.limits.max_bytes)
+        surveyed = old is not None and not self.full and not old.errors
+        frames, snapshot, summary = self._stored(unit, surveyed)
+        fingerprints = None  # (their hash, when worked out)
+        premade = None
+        if summary is not None and old is not None:
+            fingerprints = self.repos.sources.frames_hash(frames)
+            walk = self._walk_summary(path, summary, fingerprints)
+            if walk is not None and walk.digest is not None:
+                # The walk is the one the survey found unchanged, against the same
+                # fingerprints: its records stay; only refreshed_at moves.
+                self.tally.add(sources_checked=summary["checked"])
+                self.touched_collections.append(
+                    old.model_copy(update={"refreshed_at": self.now, "stale": False})
+                )
+                return
+            premade = None if walk is None else walk.scans
+        previous = self.repos.sources.raw_fingerprints(unit, frames)
+        checker = SourceTracker(
+            path, previous, self.full, max_bytes=self.limits.max_bytes, premade=premade
+        )
         changed = None
-        if old is not None and not self.full and not old.errors:
+        if surveyed and old is not None:
             changed = survey_collection(checker)
             if changed is not None and not changed:
                 # Nothing it is read from changed: its records stay; only refreshed_at moves.
@@ -219,6 +284,12 @@ class UnitRefresher:
                 self.touched_collections.append(
                     old.model_copy(update={"refreshed_at": self.now, "stale": False})
                 )
+                if checker.survey is not None:
+                    self._keep_summary(
+                        unit,
+                        checker.survey.summary(),
+                        fingerprints or self.repos.sources.frames_hash(frames),
+                    )
                 return
         stored = self._stored_keys(old, snapshot)
         read = read_collection(
@@ -282,15 +353,53 @@ class UnitRefresher:
                 mutations.restate_collection(txn, repos, read.name)
             sync_sources(txn, repos, unit, previous, tracker.current)
             tally.add(collections_written=1)
+            # The summary of what was just written, if nothing else was committed since the
+            # fingerprints were read (it vouches for exactly these); else none.
+            if after is not None and txn.id() == snapshot + 1:
+                frames_now = repos.sources.unit_frames(txn, unit)
+                repos.meta.put(txn, STAT_SUMMARY + unit, _summary_record(after, frames_now))
+            else:
+                repos.meta.delete(txn, STAT_SUMMARY + unit)
 
         in_place = (
             old is not None and old.name == read.name and (owner is None or owner.path == path)
         )
+        after = summary_after_read(tracker) if in_place and not record.errors else None
         self._write_counted(
             body,
             len(read.artifacts) * _BYTES_PER_ARTIFACT + len(tracker.current) * _BYTES_PER_SOURCE,
             now=not in_place,
         )
+
+    def _walk_summary(
+        self, path: str, summary: dict[str, Any], fingerprints: str
+    ) -> Optional[StatWalk]:
+        """Walk the collection at ``path`` if its stat summary may tell it unchanged.
+
+        The summary counts only while the unit's fingerprints are byte for byte
+        those it was made against (``fingerprints``: their hash now); then a walk
+        with the same digest is one the survey would find unchanged.  Returns
+        ``None`` when there is nothing to walk for (an outdated or malformed
+        summary); a walk whose digest differs carries ``digest=None`` (its stat
+        walks serve the survey that follows).
+        """
+        digest, checked = summary.get("digest"), summary.get("checked")
+        elsewhere = summary.get("elsewhere")
+        if not (
+            summary.get("fingerprints") == fingerprints
+            and isinstance(digest, str)
+            and isinstance(checked, int)
+            and isinstance(elsewhere, list)
+            and all(isinstance(relative, str) for relative in elsewhere)
+        ):
+            return None
+        root = SourceRoot(path, max_bytes=self.limits.max_bytes)
+        walk = walk_collection(path, root, elsewhere)
+        return walk if walk.digest == digest else walk._replace(digest=None)
+
+    def _keep_summary(self, unit: str, summary: StatSummary, fingerprints: str) -> None:
+        """Store ``summary`` with the touch, bound to the fingerprints ``fingerprints`` hashes."""
+        self._summaries[STAT_SUMMARY + unit] = _summary_record(summary, fingerprints)
 
     # -- projects ------------------------------------------------------------------
 
@@ -381,6 +490,7 @@ class UnitRefresher:
         """
         if self.touched_collections or self.touched_projects:
             collections, projects = self.touched_collections, self.touched_projects
+            summaries = self._summaries
 
             def body(txn: Txn, _tally: Tally) -> None:
                 repos = self.repos
@@ -388,6 +498,8 @@ class UnitRefresher:
                     repos.collections.put(txn, collection)
                 for project in projects:
                     mutations.put_project(txn, repos, project)
+                for key, summary in summaries.items():
+                    repos.meta.put(txn, key, summary)
 
             self._write_counted(body, (len(collections) + len(projects)) * _BYTES_PER_SOURCE)
         self.flush()

@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from .storage import Txn
 
 __all__ = [
+    "STAT_SUMMARY",
     "Tally",
     "apply_project",
     "remove_collection",
@@ -35,6 +36,10 @@ __all__ = [
 # The refresh logs under one name, "projcache.refresh", whichever of its modules speaks:
 # what users (and the CLI, which prints these records itself) configure for it keeps working.
 logger = logging.getLogger("projcache.refresh")
+
+#: ``meta`` key prefix of a collection unit's stat summary (:mod:`projcache.sources.statdigest`),
+#: written by the refresh that found it unchanged, dropped with the unit.
+STAT_SUMMARY = "stat-summary:"
 
 
 def _counted_fields() -> tuple[str, ...]:
@@ -154,6 +159,7 @@ def remove_collection(
     tally.add(artifacts_removed=len(keys), collections_removed=1)
     if unit is not None:
         repos.sources.delete_unit(txn, unit)
+        repos.meta.delete(txn, STAT_SUMMARY + unit)
 
 
 def apply_project(

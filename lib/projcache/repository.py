@@ -33,7 +33,6 @@ if TYPE_CHECKING:
         Fingerprint,
         KnownFingerprint,
         Project,
-        RawFingerprint,
     )
 
 __all__ = [
@@ -366,22 +365,52 @@ class SourceRepository(_RecordRepository["Fingerprint"]):
             payload = codec.unframe(raw, what=f"sources[{key!r}]")
             yield key[start:].decode("utf-8", "surrogateescape"), fingerprint_from_json(payload)
 
-    def scan_unit_raw(self, txn: Txn, unit: str) -> Iterator[tuple[str, RawFingerprint]]:
+    def scan_unit_raw(self, txn: Txn, unit: str) -> Iterator[tuple[str, KnownFingerprint]]:
         """As :meth:`scan_unit`, but each payload (frame checked) is decoded only when used.
+
+        Raises:
+            CorruptRecordError: a frame fails its check (naming the record).
+        """
+        return iter(self.raw_fingerprints(unit, self.unit_frames(txn, unit)).items())
+
+    def unit_frames(self, txn: Txn, unit: str) -> list[tuple[bytes, bytes]]:
+        """Every stored fingerprint of ``unit`` as stored: ``(key, frame)``, nothing checked."""
+        return list(_scan(txn, self.db, self.unit_prefix(unit)))
+
+    def raw_fingerprints(
+        self, unit: str, frames: list[tuple[bytes, bytes]]
+    ) -> dict[str, KnownFingerprint]:
+        """``unit``'s :meth:`unit_frames` by relative path, each frame checked, none decoded.
 
         Raises:
             CorruptRecordError: a frame fails its check (naming the record).
         """
         from .models import RawFingerprint
 
-        prefix = self.unit_prefix(unit)
-        start = len(prefix)
+        start = len(self.unit_prefix(unit))
         check = codec.checked_payload
-        for key, raw in _scan(txn, self.db, prefix):
+        found: dict[str, KnownFingerprint] = {}
+        for key, raw in frames:
             payload = check(raw)
             if payload is None:
                 payload = codec.unframe(raw, what=f"sources[{key!r}]")
-            yield key[start:].decode("utf-8", "surrogateescape"), RawFingerprint(payload)
+            found[key[start:].decode("utf-8", "surrogateescape")] = RawFingerprint(payload)
+        return found
+
+    @staticmethod
+    def frames_hash(frames: list[tuple[bytes, bytes]]) -> str:
+        """A digest of :meth:`unit_frames`: equal digests, byte-identical fingerprints.
+
+        A refresh's stat summary is used only against the fingerprints it was
+        made from; nothing is checked or decoded here.
+        """
+        import hashlib
+
+        digest = hashlib.blake2b(digest_size=16)
+        update = digest.update
+        for key, raw in frames:
+            update(b"%d:%b%d:%b" % (len(key), key, len(raw), raw))
+        return digest.hexdigest()
 
     def source_key(self, unit: str, relative: str) -> bytes:
         """Encode the key of one source of ``unit``."""
@@ -483,6 +512,10 @@ class MetaRepository:
     def put(self, txn: Txn, key: str, value: Any) -> None:
         """Store ``value`` (any JSON value) under ``key``."""
         txn.put(key.encode(), codec.encode(value), db=self.db)
+
+    def delete(self, txn: Txn, key: str) -> bool:
+        """Remove ``key``; return whether it was there."""
+        return bool(txn.delete(key.encode(), db=self.db))
 
     def add(self, txn: Txn, key: str, delta: int) -> int:
         """Add ``delta`` to an integer counter and return the new value."""

@@ -33,6 +33,7 @@ from .fileio import DEFAULT_MAX_ARTIFACT_SIZE, SourceRoot, TreeScan, scan_entry,
 
 if TYPE_CHECKING:
     from ..models import KnownFingerprint, SourceError
+    from .statdigest import Surveyed
 
 __all__ = [
     "NOT_DECODED",
@@ -60,6 +61,9 @@ _IN_RECORD = "front_matter_in_record"
 #: decodes it).  Never to be modified.
 NOT_DECODED: dict[str, Any] = {}
 
+
+# quick()'s "no premade stat walk for this source" (None is one: nothing there).
+_NOT_MADE: Any = object()
 
 _layout_checked: Optional[bool] = None  # raw_layout_matches(), once per process
 
@@ -152,8 +156,12 @@ class SourceTracker:
         *,
         max_bytes: int = DEFAULT_MAX_ARTIFACT_SIZE,
         check_layout: bool = True,
+        premade: Optional[dict[str, Optional[TreeScan]]] = None,
     ):
         self.base = base
+        # Stat walks made just before by the same rules (statdigest.walk_digest), by
+        # relative path: quick() takes them instead of walking the source again.
+        self._premade = premade if premade is not None else {}
         # Whether stored bytes may be compared (raw_layout_matches); else each is decoded.
         self._bytes_ok = raw_layout_matches() if check_layout else True
         # Every source of the unit stays inside its folder (links out are errors).
@@ -188,6 +196,8 @@ class SourceTracker:
         self._fresh: dict[str, dict[str, Any]] = {}
         # The unit's folder as the start of a JSON string (no closing quote), for _same_raw.
         self._path_json = orjson.dumps(self._prefix)[:-1] if self._prefix else b'"'
+        # What a survey that walked the whole unit saw (survey_collection sets it).
+        self.survey: Optional[Surveyed] = None
 
     def error(self, path: str, message: str) -> None:
         """Record a problem with ``path`` (logged once here)."""
@@ -274,11 +284,15 @@ class SourceTracker:
         raw = getattr(old, "payload", None)
         if raw is None or self.full or not self._bytes_ok:
             return False
-        path = self._prefix + relative
-        try:
-            scan = scan_tree(path, self.root) if entry is None else scan_entry(entry, self.root)
-        except SourceFileError:
-            return False
+        scan = self._premade.pop(relative, _NOT_MADE)
+        if scan is _NOT_MADE:
+            try:
+                if entry is None:
+                    scan = scan_tree(self._prefix + relative, self.root)
+                else:
+                    scan = scan_entry(entry, self.root)
+            except SourceFileError:
+                return False
         same = scan is not None and self._same_raw(
             raw, relative, scan, scan.signature if scan.is_dir else None, kind
         )
