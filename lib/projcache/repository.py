@@ -399,18 +399,21 @@ class SourceRepository(_RecordRepository["Fingerprint"]):
 
     @staticmethod
     def frames_hash(frames: list[tuple[bytes, bytes]]) -> str:
-        """A digest of :meth:`unit_frames`: equal digests, byte-identical fingerprints.
+        """A digest of :meth:`unit_frames`: their keys and frame heads (format byte, CRC32).
 
         A refresh's stat summary is used only against the fingerprints it was
-        made from; nothing is checked or decoded here.
+        made from: the same keys, each frame's payload with the same CRC32.
+        Every write of a unit's fingerprints by a refresh replaces or drops its
+        summary in the same transaction, so this only has to tell apart what
+        other writers (repair, migration, an older library) leave; hashing the
+        5-byte heads instead of whole frames keeps it ~0.15 µs a source.  A
+        payload damaged behind an intact head is not noticed here (a summary
+        settles its collection without reading it); ``verify`` checks every CRC.
         """
         import hashlib
 
-        digest = hashlib.blake2b(digest_size=16)
-        update = digest.update
-        for key, raw in frames:
-            update(b"%d:%b%d:%b" % (len(key), key, len(raw), raw))
-        return digest.hexdigest()
+        joined = b"".join([key + raw[:5] for key, raw in frames])
+        return hashlib.blake2b(joined, digest_size=16).hexdigest()
 
     def source_key(self, unit: str, relative: str) -> bytes:
         """Encode the key of one source of ``unit``."""
