@@ -14,7 +14,7 @@ from factories import CollectionBuilder, age, with_roots
 from projcache import ProjectCache, refresh_units
 from projcache.config import Settings
 from projcache.refresh_writes import STAT_SUMMARY
-from projcache.sources.statdigest import stat_digest, stat_part, walk_digest
+from projcache.sources.statdigest import part_hash, stat_part, walk_digest
 
 
 @pytest.fixture
@@ -257,7 +257,7 @@ class TestEveryChangeIsSeen:
                 with pytest.MonkeyPatch.context() as patch:
                     if label == "without":
                         patch.setattr(
-                            refresh_units.UnitRefresher, "_walk_summary", lambda *a, **k: None
+                            refresh_units.StatSummary, "from_json", classmethod(lambda *a: None)
                         )
                     with ProjectCache.open(settings=settings) as cache:
                         report = cache.refresh()
@@ -279,6 +279,50 @@ class TestEveryChangeIsSeen:
         refresh_both()
         assert reports["with"] == reports["without"]
         assert records["with"] == records["without"]
+
+
+class TestChangedFromSummary:
+    """A walk that differs from the summary in a few sources: only those are looked at."""
+
+    def test_an_edit_is_read_without_a_survey(
+        self,
+        cache: ProjectCache,
+        collection: CollectionBuilder,
+        surveys: Surveys,
+        monkeypatch: pytest.MonkeyPatch,
+    ) -> None:
+        """One skill file edited: one source compared, one re-read, no survey of the others."""
+        from projcache.sources.tracker import SourceTracker
+
+        cache.refresh()
+        first = cache.refresh()
+        looked: list[str] = []
+        original = SourceTracker.quick
+
+        def counting(self: SourceTracker, relative: str, *args: Any) -> bool:
+            looked.append(relative)
+            return original(self, relative, *args)
+
+        monkeypatch.setattr(SourceTracker, "quick", counting)
+        _edit_skill_file(collection)
+        surveys.count = 0
+        report = cache.refresh()
+        assert surveys.count == 0
+        assert looked == ["skills/skill-1"]
+        assert (report.sources_changed, report.sources_checked) == (1, first.sources_checked)
+        assert report.artifacts_written == 1
+
+    def test_a_source_that_came_or_went_takes_the_survey(
+        self, cache: ProjectCache, collection: CollectionBuilder, surveys: Surveys
+    ) -> None:
+        """Another set of sources than the summary names: the survey decides."""
+        cache.refresh()
+        cache.refresh()
+        _add_command(collection)
+        surveys.count = 0
+        report = cache.refresh()
+        assert surveys.count == 1 and report.errors == []
+        assert cache.get_artifact("default/command/added") is not None
 
 
 class TestWrittenSummaries:
@@ -329,24 +373,80 @@ class TestWrittenSummaries:
         assert walk.digest == stored["digest"]
 
 
-def test_walk_digest_parts_name_every_source(tmp_path: Path) -> None:
-    """The digest changes with any path or stat, not with the order sources are met."""
-    base = tmp_path / "c"
-    (base / "commands").mkdir(parents=True)
-    (base / "commands" / "a.md").write_text("a", encoding="utf-8")
-    (base / "commands" / "b.md").write_text("b", encoding="utf-8")
-    from projcache.sources.fileio import SourceRoot, scan_tree
+class TestWalk:
+    """The summary's walk sees each source as the survey's stat walk does."""
 
-    walk = walk_digest(str(base), SourceRoot(str(base)), ["collection.toml"], ["commands"], [])
-    a = scan_tree(str(base / "commands" / "a.md"))
-    b = scan_tree(str(base / "commands" / "b.md"))
-    parts = [
-        stat_part("commands/b.md", b),
-        stat_part("collection.toml", None),
-        stat_part("commands/a.md", a),
-    ]
-    assert walk.digest == stat_digest(parts)
-    assert walk.digest != stat_digest(
-        [stat_part("commands/a.md", a), stat_part("commands/b.md", a)]
-    )
-    assert set(walk.scans) == {"collection.toml", "commands/a.md", "commands/b.md"}
+    @pytest.fixture
+    def base(self, tmp_path: Path) -> Path:
+        """A collection folder with every kind of entry a layout folder may hold."""
+        base = tmp_path / "c"
+        skills = base / "skills"
+        (skills / "plain" / "scripts" / "deep").mkdir(parents=True)
+        (skills / "plain" / "SKILL.md").write_text("# S\n", encoding="utf-8")
+        (skills / "plain" / "scripts" / "run.py").write_text("x = 1\n", encoding="utf-8")
+        (skills / "plain" / "scripts" / "deep" / "a.txt").write_text("a", encoding="utf-8")
+        (skills / "plain" / "scripts-b").write_text("b", encoding="utf-8")
+        (skills / "linked").mkdir()
+        (skills / "linked" / "SKILL.md").symlink_to(skills / "plain" / "SKILL.md")
+        (skills / "empty").mkdir()
+        (skills / "fifo").mkdir()
+        os.mkfifo(skills / "fifo" / "pipe")
+        (skills / "fifo" / "SKILL.md").write_text("# F\n", encoding="utf-8")
+        (skills / "big").mkdir()
+        (skills / "big" / "SKILL.md").write_text("x" * 5000, encoding="utf-8")
+        (skills / "n\u00e4me").mkdir()
+        (skills / "n\u00e4me" / "SKILL.md").write_text("# N\n", encoding="utf-8")
+        (base / "commands").mkdir()
+        (base / "commands" / "c.md").write_text("# C\n", encoding="utf-8")
+        (base / "commands" / "large.md").write_text("y" * 5000, encoding="utf-8")
+        return base
+
+    @pytest.mark.parametrize("max_bytes", [1 << 20, 4096])
+    def test_lean_parts_are_the_stat_walks_parts(self, base: Path, max_bytes: int) -> None:
+        """``lean_part`` gives ``stat_part(scan_entry(...))`` or hands the entry over (None)."""
+        from projcache.errors import SourceFileError
+        from projcache.sources.fileio import SourceRoot, scan_entry
+        from projcache.sources.statdigest import lean_part
+
+        root = SourceRoot(str(base), max_bytes=max_bytes)
+        told = handed = 0
+        for folder in ("skills", "commands"):
+            for entry in os.scandir(base / folder):
+                relative = f"{folder}/{entry.name}"
+                part = lean_part(entry, relative, root)
+                try:
+                    scan = scan_entry(entry, root)
+                except SourceFileError:
+                    assert part is None, relative  # (over the limit: scan_entry's error)
+                    handed += 1
+                    continue
+                if part is None:
+                    handed += 1
+                else:
+                    told += 1
+                    assert part == stat_part(relative, scan), relative
+        assert told >= 5 and handed >= 1
+
+    def test_walk_hashes_name_every_source(self, base: Path) -> None:
+        """One hash per source (absent manifests too); any stat change moves the digest."""
+        from projcache.sources.fileio import SourceRoot
+
+        def walk() -> Any:
+            return walk_digest(
+                str(base), SourceRoot(str(base)), ["collection.toml"], ["skills", "commands"], []
+            )
+
+        first = walk()
+        assert first.digest is not None  # (a link inside, to a file inside: followed)
+        assert set(first.hashes) == {
+            "collection.toml",
+            *(f"skills/{p.name}" for p in (base / "skills").iterdir()),
+            "commands/c.md",
+            "commands/large.md",
+        }
+        assert first.hashes["collection.toml"] == part_hash(stat_part("collection.toml", None))
+        assert walk() == first
+        rewrite(base / "skills" / "plain" / "scripts" / "deep" / "a.txt", "b")
+        second = walk()
+        assert second.digest != first.digest
+        assert {r for r in first.hashes if first.hashes[r] != second.hashes[r]} == {"skills/plain"}

@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import logging
 import os
-from typing import TYPE_CHECKING, Any, Callable, NamedTuple, Optional, Union
+from typing import TYPE_CHECKING, Any, Callable, NamedTuple, Optional
 
 from . import codec, mutations
 from .errors import ProjcacheError
@@ -54,16 +54,15 @@ from .sources import (
     read_project,
     survey_collection,
 )
-from .sources.collection import StoredFrontMatter, walk_collection
+from .sources.collection import StoredFrontMatter, survey_changed, walk_collection
 from .sources.fileio import SourceRoot
-from .sources.statdigest import summary_after_read
+from .sources.statdigest import StatSummary, summary_after_read
 from .sources.tracker import SourceTracker
 
 if TYPE_CHECKING:
     from .models import Collection, KnownFingerprint, Project
     from .refresh import RefreshContext
     from .repository import Repositories
-    from .sources.statdigest import StatSummary, StatWalk
     from .storage import Txn
 
 __all__ = ["BATCH_BYTES", "ReaderLimits", "UnitRefresher", "collection_unit", "project_unit"]
@@ -107,22 +106,6 @@ def project_unit(project_id: str) -> str:
     return "p:" + project_id
 
 
-def _summary_record(
-    summary: StatSummary, fingerprints: Union[str, list[tuple[bytes, bytes]]]
-) -> dict[str, Any]:
-    """The ``meta`` value of a stat summary bound to ``fingerprints`` (frames, or their hash)."""
-    from .repository import SourceRepository
-
-    if not isinstance(fingerprints, str):
-        fingerprints = SourceRepository.frames_hash(fingerprints)
-    return {
-        "fingerprints": fingerprints,
-        "digest": summary.digest,
-        "checked": summary.checked,
-        "elsewhere": list(summary.elsewhere),
-    }
-
-
 class UnitRefresher:
     """Refreshes units one by one, tallying into :attr:`tally` (the report's counts)."""
 
@@ -139,7 +122,7 @@ class UnitRefresher:
         self._pending: list[Callable[[Txn, Tally], None]] = []
         self._pending_bytes = 0
         # Stat summaries of collections the survey found unchanged, stored by the touch.
-        self._summaries: dict[str, dict[str, Any]] = {}
+        self._summaries: dict[str, dict[str, object]] = {}
         settings = ctx.settings
         self.limits = ReaderLimits(
             cap=settings.max_file_size,
@@ -256,28 +239,32 @@ class UnitRefresher:
                 logger.info("collection %s at %s is gone; removed it", old.name, path)
             return
         surveyed = old is not None and not self.full and not old.errors
-        frames, snapshot, summary = self._stored(unit, surveyed)
+        frames, snapshot, stored_summary = self._stored(unit, surveyed)
         fingerprints = None  # (their hash, when worked out)
-        premade = None
-        if summary is not None and old is not None:
+        summary = walk = None
+        if stored_summary is not None and old is not None:
             fingerprints = self.repos.sources.frames_hash(frames)
-            walk = self._walk_summary(path, summary, fingerprints)
-            if walk is not None and walk.digest is not None:
-                # The walk is the one the survey found unchanged, against the same
-                # fingerprints: its records stay; only refreshed_at moves.
-                self.tally.add(sources_checked=summary["checked"])
-                self.touched_collections.append(
-                    old.model_copy(update={"refreshed_at": self.now, "stale": False})
-                )
-                return
-            premade = None if walk is None else walk.scans
+            summary = StatSummary.from_json(stored_summary, fingerprints)
+            if summary is not None:
+                root = SourceRoot(path, max_bytes=self.limits.max_bytes)
+                walk = walk_collection(path, root, summary.elsewhere)
+                if walk.digest == summary.digest:
+                    # The walk is the one the survey found unchanged, against the same
+                    # fingerprints: its records stay; only refreshed_at moves.
+                    self.tally.add(sources_checked=summary.checked)
+                    self.touched_collections.append(
+                        old.model_copy(update={"refreshed_at": self.now, "stale": False})
+                    )
+                    return
         previous = self.repos.sources.raw_fingerprints(unit, frames)
-        checker = SourceTracker(
-            path, previous, self.full, max_bytes=self.limits.max_bytes, premade=premade
-        )
+        checker = SourceTracker(path, previous, self.full, max_bytes=self.limits.max_bytes)
         changed = None
         if surveyed and old is not None:
-            changed = survey_collection(checker)
+            if summary is not None and walk is not None:
+                # A few sources differ from the summary: only they are looked at.
+                changed = survey_changed(checker, summary, walk)
+            if changed is None:
+                changed = survey_collection(checker)
             if changed is not None and not changed:
                 # Nothing it is read from changed: its records stay; only refreshed_at moves.
                 self.tally.add(sources_checked=checker.checked)
@@ -285,10 +272,10 @@ class UnitRefresher:
                     old.model_copy(update={"refreshed_at": self.now, "stale": False})
                 )
                 if checker.survey is not None:
-                    self._keep_summary(
-                        unit,
-                        checker.survey.summary(),
-                        fingerprints or self.repos.sources.frames_hash(frames),
+                    if fingerprints is None:
+                        fingerprints = self.repos.sources.frames_hash(frames)
+                    self._summaries[STAT_SUMMARY + unit] = checker.survey.summary().to_json(
+                        fingerprints
                     )
                 return
         stored = self._stored_keys(old, snapshot)
@@ -356,8 +343,8 @@ class UnitRefresher:
             # The summary of what was just written, if nothing else was committed since the
             # fingerprints were read (it vouches for exactly these); else none.
             if after is not None and txn.id() == snapshot + 1:
-                frames_now = repos.sources.unit_frames(txn, unit)
-                repos.meta.put(txn, STAT_SUMMARY + unit, _summary_record(after, frames_now))
+                now_hash = repos.sources.frames_hash(repos.sources.unit_frames(txn, unit))
+                repos.meta.put(txn, STAT_SUMMARY + unit, after.to_json(now_hash))
             else:
                 repos.meta.delete(txn, STAT_SUMMARY + unit)
 
@@ -370,36 +357,6 @@ class UnitRefresher:
             len(read.artifacts) * _BYTES_PER_ARTIFACT + len(tracker.current) * _BYTES_PER_SOURCE,
             now=not in_place,
         )
-
-    def _walk_summary(
-        self, path: str, summary: dict[str, Any], fingerprints: str
-    ) -> Optional[StatWalk]:
-        """Walk the collection at ``path`` if its stat summary may tell it unchanged.
-
-        The summary counts only while the unit's fingerprints are byte for byte
-        those it was made against (``fingerprints``: their hash now); then a walk
-        with the same digest is one the survey would find unchanged.  Returns
-        ``None`` when there is nothing to walk for (an outdated or malformed
-        summary); a walk whose digest differs carries ``digest=None`` (its stat
-        walks serve the survey that follows).
-        """
-        digest, checked = summary.get("digest"), summary.get("checked")
-        elsewhere = summary.get("elsewhere")
-        if not (
-            summary.get("fingerprints") == fingerprints
-            and isinstance(digest, str)
-            and isinstance(checked, int)
-            and isinstance(elsewhere, list)
-            and all(isinstance(relative, str) for relative in elsewhere)
-        ):
-            return None
-        root = SourceRoot(path, max_bytes=self.limits.max_bytes)
-        walk = walk_collection(path, root, elsewhere)
-        return walk if walk.digest == digest else walk._replace(digest=None)
-
-    def _keep_summary(self, unit: str, summary: StatSummary, fingerprints: str) -> None:
-        """Store ``summary`` with the touch, bound to the fingerprints ``fingerprints`` hashes."""
-        self._summaries[STAT_SUMMARY + unit] = _summary_record(summary, fingerprints)
 
     # -- projects ------------------------------------------------------------------
 

@@ -29,7 +29,15 @@ from .manifests import (
     read_collection_lock,
     read_collection_toml,
 )
-from .statdigest import StatWalk, Surveyed, stat_part, walk_digest
+from .statdigest import (
+    StatSummary,
+    StatWalk,
+    Surveyed,
+    changed_sources,
+    part_hash,
+    stat_part,
+    walk_digest,
+)
 from .tracker import NOT_DECODED, FrontMatterLookup, SourceTracker
 
 if TYPE_CHECKING:
@@ -41,6 +49,7 @@ __all__ = [
     "Stored",
     "StoredFrontMatter",
     "read_collection",
+    "survey_changed",
     "survey_collection",
     "unchanged_collection",
     "walk_collection",
@@ -174,18 +183,18 @@ def survey_collection(tracker: SourceTracker) -> Optional[frozenset[str]]:
     pending = set(previous)
     prefix = tracker.base.rstrip("/") + "/"
     differing: set[str] = set()
-    parts: dict[str, str] = {}  # the stat parts of the sources found unchanged
+    parts: dict[str, bytes] = {}  # the stat parts' hashes of the sources found unchanged
     shape = True  # (after a difference, the others are still walked for the full read)
     for name in _MANIFEST_NAMES:
         if name in pending:
             if not tracker.quick(name, "manifest"):
                 shape = False  # a manifest changed: every artifact may have
-            parts[name] = stat_part(name, tracker.scanned(name))
+            parts[name] = part_hash(stat_part(name, tracker.scanned(name)))
             pending.discard(name)
         elif os.path.lexists(prefix + name):
             return None
         else:
-            parts[name] = stat_part(name, None)
+            parts[name] = part_hash(stat_part(name, None))
     sources = len(pending)
     for folder in _LAYOUT_FOLDERS:
         directory = prefix + folder
@@ -206,13 +215,13 @@ def survey_collection(tracker: SourceTracker) -> Optional[frozenset[str]]:
             if relative not in pending or entry.is_symlink():
                 return None
             if tracker.quick(relative, "facts", entry):
-                parts[relative] = stat_part(relative, tracker.scanned(relative))
+                parts[relative] = part_hash(stat_part(relative, tracker.scanned(relative)))
             else:
                 differing.add(relative)
             pending.remove(relative)
     for relative in pending:  # managed artifacts outside the layout's folders
         if tracker.quick(relative, "facts"):
-            parts[relative] = stat_part(relative, tracker.scanned(relative))
+            parts[relative] = part_hash(stat_part(relative, tracker.scanned(relative)))
         else:
             differing.add(relative)
     if not shape:
@@ -231,6 +240,43 @@ def walk_collection(path: str, root: SourceRoot, elsewhere: Iterable[str]) -> St
     left; the digest is ``None`` when the walk meets what only the survey can judge.
     """
     return walk_digest(path, root, _MANIFEST_NAMES, _LAYOUT_FOLDERS, elsewhere)
+
+
+def survey_changed(
+    tracker: SourceTracker, summary: StatSummary, walk: StatWalk
+) -> Optional[frozenset[str]]:
+    """:func:`survey_collection`'s answer from a summary and a walk that differ in a few sources.
+
+    Every source whose part is the summary's is judged unchanged as the survey
+    would have (the summary was made against these very fingerprints); only
+    the others are looked at (:meth:`SourceTracker.quick`).  ``None`` when the
+    walk cannot tell (another set of sources, a manifest changed): then the
+    survey runs.
+    """
+    changed = changed_sources(summary, walk)
+    if changed is None or changed & _MANIFESTS:
+        return None
+    previous = tracker.previous
+    if any(
+        relative not in previous and (relative in changed or relative not in _MANIFESTS)
+        for relative in walk.hashes
+    ):
+        return None  # (only an absent manifest has a part and no fingerprint)
+    parts = dict(walk.hashes)
+    for relative in walk.hashes:
+        if relative in previous and relative not in changed:
+            tracker.judge(relative, "manifest" if relative in _MANIFESTS else "facts")
+    differing = set()
+    for relative in changed:
+        del parts[relative]
+        if tracker.quick(relative, "facts"):
+            parts[relative] = part_hash(stat_part(relative, tracker.scanned(relative)))
+        else:
+            differing.add(relative)
+    tracker.survey = Surveyed(parts, summary.checked, summary.elsewhere)
+    if not differing:
+        tracker.checked = summary.checked
+    return frozenset(differing)
 
 
 def unchanged_collection(tracker: SourceTracker) -> bool:

@@ -62,7 +62,7 @@ _IN_RECORD = "front_matter_in_record"
 NOT_DECODED: dict[str, Any] = {}
 
 
-# quick()'s "no premade stat walk for this source" (None is one: nothing there).
+# A source judged unchanged without a stat walk (judge()); None is one: nothing there.
 _NOT_MADE: Any = object()
 
 _layout_checked: Optional[bool] = None  # raw_layout_matches(), once per process
@@ -156,12 +156,8 @@ class SourceTracker:
         *,
         max_bytes: int = DEFAULT_MAX_ARTIFACT_SIZE,
         check_layout: bool = True,
-        premade: Optional[dict[str, Optional[TreeScan]]] = None,
     ):
         self.base = base
-        # Stat walks made just before by the same rules (statdigest.walk_digest), by
-        # relative path: quick() takes them instead of walking the source again.
-        self._premade = premade if premade is not None else {}
         # Whether stored bytes may be compared (raw_layout_matches); else each is decoded.
         self._bytes_ok = raw_layout_matches() if check_layout else True
         # Every source of the unit stays inside its folder (links out are errors).
@@ -284,15 +280,13 @@ class SourceTracker:
         raw = getattr(old, "payload", None)
         if raw is None or self.full or not self._bytes_ok:
             return False
-        scan = self._premade.pop(relative, _NOT_MADE)
-        if scan is _NOT_MADE:
-            try:
-                if entry is None:
-                    scan = scan_tree(self._prefix + relative, self.root)
-                else:
-                    scan = scan_entry(entry, self.root)
-            except SourceFileError:
-                return False
+        try:
+            if entry is None:
+                scan = scan_tree(self._prefix + relative, self.root)
+            else:
+                scan = scan_entry(entry, self.root)
+        except SourceFileError:
+            return False
         same = scan is not None and self._same_raw(
             raw, relative, scan, scan.signature if scan.is_dir else None, kind
         )
@@ -302,7 +296,16 @@ class SourceTracker:
     def scanned(self, relative: str) -> Optional[TreeScan]:
         """The stat walk :meth:`quick` made of ``relative`` and :meth:`read` has not used yet."""
         found = self._scans.get(relative)
-        return None if found is None else found[0]
+        return None if found is None or found[0] is _NOT_MADE else found[0]
+
+    def judge(self, relative: str, kind: str) -> None:
+        """Take ``relative`` as unchanged for ``kind``, as :meth:`quick` would have judged it.
+
+        For a source a stat summary made against these very fingerprints vouches
+        for (:func:`~projcache.sources.collection.survey_changed`): no stat walk
+        is kept, so :meth:`read` makes one if it needs it after all.
+        """
+        self._scans[relative] = (_NOT_MADE, kind)
 
     def reuse_judged(self, relative: str, kind: str) -> bool:
         """Count and reuse ``relative`` if :meth:`quick` judged it unchanged as ``kind``.
@@ -364,7 +367,11 @@ class SourceTracker:
         old = self.previous.get(relative)
         self.checked += 1
         entry = self.entries.pop(relative, None)
-        if relative in self._scans and not force:
+        made = self._scans.get(relative)
+        if made is not None and made[0] is _NOT_MADE:
+            del self._scans[relative]  # (judged without a stat walk: make one now)
+            made = None
+        if made is not None and not force:
             scan, _same_for = self._scans.pop(relative)  # (not judged unchanged for ``kind``)
         else:
             try:
