@@ -450,3 +450,59 @@ class TestWalk:
         second = walk()
         assert second.digest != first.digest
         assert {r for r in first.hashes if first.hashes[r] != second.hashes[r]} == {"skills/plain"}
+
+
+class TestVerify:
+    """``verify`` checks that a summary bound to its fingerprints says what they say."""
+
+    def test_summaries_a_refresh_writes_verify_clean(
+        self, cache: ProjectCache, collection: CollectionBuilder
+    ) -> None:
+        """Surveyed, then written after a change: no finding either time."""
+        cache.refresh()
+        cache.refresh()
+        assert summary_of(cache, collection.path) is not None
+        assert cache.verify(deep=True).findings == []
+        _edit_skill_file(collection)
+        cache.refresh()
+        assert summary_of(cache, collection.path) is not None
+        assert cache.verify(deep=True).findings == []
+
+    def test_a_bound_summary_that_disagrees_is_found_and_repaired(
+        self, cache: ProjectCache, collection: CollectionBuilder, surveys: Surveys
+    ) -> None:
+        """Other stats under the right fingerprints' hash: an index finding; repair drops it."""
+        import base64
+
+        cache.refresh()
+        cache.refresh()
+        unit = refresh_units.collection_unit(str(collection.path))
+        stored = summary_of(cache, collection.path)
+        hashes = bytearray(base64.b64decode(stored["hashes"]))
+        hashes[0] ^= 0xFF
+        wrong = {**stored, "hashes": base64.b64encode(bytes(hashes)).decode()}
+        cache._write(lambda txn: cache._repos.meta.put(txn, STAT_SUMMARY + unit, wrong))
+        report = cache.verify(deep=True)
+        assert [(f.kind, f.db, f.key) for f in report.findings] == [
+            ("index", "meta", STAT_SUMMARY + unit)
+        ]
+        assert "stat summary holds other stats" in report.findings[0].message
+        cache.verify(repair=True)
+        assert summary_of(cache, collection.path) is None
+        assert cache.verify(deep=True).findings == []
+        surveys.count = 0
+        cache.refresh()
+        assert surveys.count == 1  # (and it leaves a good summary again)
+        assert summary_of(cache, collection.path) is not None
+
+    def test_a_stale_summary_is_no_finding(
+        self, cache: ProjectCache, collection: CollectionBuilder
+    ) -> None:
+        """Bound to other fingerprints, a summary is never used: nothing to report."""
+        cache.refresh()
+        cache.refresh()
+        unit = refresh_units.collection_unit(str(collection.path))
+        stored = summary_of(cache, collection.path)
+        stale = {**stored, "fingerprints": "0" * 32, "hashes": ""}
+        cache._write(lambda txn: cache._repos.meta.put(txn, STAT_SUMMARY + unit, stale))
+        assert cache.verify(deep=True).findings == []

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, Optional
 from . import codec, mutations
 from .errors import InvalidRecordError
 from .sources import CollectionRead, ProjectRead, local_collection
+from .sources.statdigest import STAT_SUMMARY as _STAT_SUMMARY
 
 if TYPE_CHECKING:
     from datetime import datetime
@@ -37,9 +38,8 @@ __all__ = [
 # what users (and the CLI, which prints these records itself) configure for it keeps working.
 logger = logging.getLogger("projcache.refresh")
 
-#: ``meta`` key prefix of a collection unit's stat summary (:mod:`projcache.sources.statdigest`),
-#: written by the refresh that found it unchanged, dropped with the unit.
-STAT_SUMMARY = "stat-summary:"
+# (re-exported: the refresh's writes drop a unit's stat summary with it)
+STAT_SUMMARY = _STAT_SUMMARY
 
 
 def _counted_fields() -> tuple[str, ...]:

@@ -30,7 +30,7 @@ import base64
 import hashlib
 import os
 import stat
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, NamedTuple, Optional
 
 from ..errors import SourceFileError
@@ -39,19 +39,28 @@ from .manifests import COLLECTION_LOCK, COLLECTION_TOML
 from .tracker import RACY_WINDOW_NS
 
 if TYPE_CHECKING:
+    from ..models import KnownFingerprint
     from .tracker import SourceTracker
 
 __all__ = [
+    "STAT_SUMMARY",
     "StatSummary",
     "StatWalk",
     "Surveyed",
     "changed_sources",
+    "disagreement",
+    "fingerprint_part",
     "lean_part",
     "part_hash",
     "stat_part",
     "summary_after_read",
+    "summary_problem",
     "walk_digest",
 ]
+
+#: ``meta`` key prefix of a collection unit's stat summary (written by the refresh that
+#: surveyed or wrote it, dropped with the unit; ``verify`` checks the ones in force).
+STAT_SUMMARY = "stat-summary:"
 
 _MANIFEST_KINDS = frozenset((COLLECTION_TOML, COLLECTION_LOCK))
 
@@ -333,9 +342,44 @@ def summary_after_read(tracker: SourceTracker) -> Optional[StatSummary]:
         kind = "manifest" if relative in _MANIFEST_KINDS else "facts"
         if fingerprint.data.get("kind") != kind:
             return None
-        if fingerprint.signature is not None:
-            text = f"{relative}\0d{fingerprint.signature}"
-        else:
-            text = f"{relative}\0f{fingerprint.mtime_ns}\0{fingerprint.size}\0{fingerprint.inode}"
-        hashes[relative] = part_hash(text)
+        hashes[relative] = part_hash(fingerprint_part(relative, fingerprint))
     return _summarize(hashes, survey.checked, survey.elsewhere)
+
+
+def fingerprint_part(relative: str, fingerprint: KnownFingerprint) -> str:
+    """The :func:`stat_part` of the stat walk a fingerprint was made from."""
+    if fingerprint.signature is not None:
+        return f"{relative}\0d{fingerprint.signature}"
+    return f"{relative}\0f{fingerprint.mtime_ns}\0{fingerprint.size}\0{fingerprint.inode}"
+
+
+def disagreement(summary: StatSummary, fingerprints: dict[str, KnownFingerprint]) -> Optional[str]:
+    """What a summary bound to ``fingerprints`` says that they do not (``None``: nothing).
+
+    The invariant ``verify`` checks: every source's hash is its fingerprint's stat
+    part (the manifests absent from both are parts too), in path order.
+    """
+    hashes = {
+        relative: part_hash(fingerprint_part(relative, f)) for relative, f in fingerprints.items()
+    }
+    for name in _MANIFEST_KINDS - fingerprints.keys():
+        hashes[name] = part_hash(stat_part(name, None))
+    expected = _summarize(hashes, summary.checked, summary.elsewhere)
+    if expected.relatives != summary.relatives:
+        return "names other sources than its fingerprints"
+    if expected.hashes != summary.hashes or expected.digest != summary.digest:
+        return "holds other stats than its fingerprints"
+    return None
+
+
+def summary_problem(
+    value: object, fingerprints_hash: str, fingerprints: Callable[[], dict[str, KnownFingerprint]]
+) -> Optional[str]:
+    """What is wrong with the stored summary ``value`` (``None``: nothing), for ``verify``.
+
+    One not bound to the unit's fingerprints (``fingerprints_hash``: stale,
+    malformed) is never used and is no problem; one that is and disagrees
+    with them (:func:`disagreement`) would let a refresh miss a change.
+    """
+    summary = StatSummary.from_json(value, fingerprints_hash)
+    return None if summary is None else disagreement(summary, fingerprints())
