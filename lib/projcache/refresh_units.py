@@ -163,8 +163,11 @@ class UnitRefresher:
     def _stored(
         self, unit: str, summary: bool
     ) -> tuple[list[tuple[bytes, bytes]], int, Optional[dict[str, Any]]]:
-        """The unit's fingerprints as stored, the id of their snapshot, and (with ``summary``)
-        its stat summary from the same snapshot (``None``: none usable)."""
+        """The unit's fingerprints as stored, their snapshot's id, and maybe its stat summary.
+
+        With ``summary``, the ``meta`` value of its summary in the same snapshot
+        (``None``: none, or not a JSON object, or a damaged frame).
+        """
         repos = self.repos
         key = STAT_SUMMARY + unit
 
