@@ -356,7 +356,7 @@ class TestWrittenSummaries:
         cache.refresh()
         assert surveys.count == 1
 
-    def test_an_edit_of_the_same_stat_is_the_racy_rule_s_business(
+    def test_a_written_summary_is_what_the_next_walk_sees(
         self, cache: ProjectCache, collection: CollectionBuilder
     ) -> None:
         """The written summary's parts are the new fingerprints' stats, as a walk sees them."""
