@@ -32,6 +32,10 @@ def collection(tree: Path) -> CollectionBuilder:
         built.command(f"command-{index}", tags=["t"])
     built.agent("auditor")
     built.command("scratch", managed=False)
+    # A managed artifact outside the layout's folders (its path in collection.toml).
+    built.command("vendored", path="vendor/vendored.md")
+    (built.path / "vendor").mkdir()
+    (built.path / "commands" / "vendored.md").rename(built.path / "vendor" / "vendored.md")
     built.write()
     age(tree)
     return built
@@ -215,6 +219,19 @@ def _replace_file_by_folder(c: CollectionBuilder) -> None:
     age(c.path)
 
 
+def _edit_vendored(c: CollectionBuilder) -> None:
+    rewrite(c.path / "vendor" / "vendored.md", "---\nname: vendored\n---\n# Moved on\n")
+
+
+def _remove_vendored(c: CollectionBuilder) -> None:
+    (c.path / "vendor" / "vendored.md").unlink()
+
+
+def _dangling_lock_link(c: CollectionBuilder) -> None:
+    (c.path / "collection.lock").unlink()
+    (c.path / "collection.lock").symlink_to(c.path / "nowhere.lock")
+
+
 def _touch_folder_only(c: CollectionBuilder) -> None:
     age(c.artifact_path("skill", "skill-2"), seconds=7200)
 
@@ -232,6 +249,9 @@ CHANGES: dict[str, Callable[[CollectionBuilder], None]] = {
     "add a link": _add_link,
     "replace a file by a folder": _replace_file_by_folder,
     "age a folder's files": _touch_folder_only,
+    "edit an artifact outside the layout": _edit_vendored,
+    "remove an artifact outside the layout": _remove_vendored,
+    "collection.lock a dangling link": _dangling_lock_link,
 }
 
 
@@ -369,7 +389,9 @@ class TestWrittenSummaries:
         from projcache.sources.collection import walk_collection
         from projcache.sources.fileio import SourceRoot
 
-        walk = walk_collection(str(collection.path), SourceRoot(str(collection.path)), [])
+        assert stored["elsewhere"] == ["vendor/vendored.md"]
+        root = SourceRoot(str(collection.path))
+        walk = walk_collection(str(collection.path), root, stored["elsewhere"])
         assert walk.digest == stored["digest"]
 
 
