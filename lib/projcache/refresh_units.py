@@ -18,6 +18,15 @@ new, renamed, gone, or takes over a name) is committed at once with what
 waits, so every later read of the refresh sees it as before.  A unit's write
 is still all-or-nothing; a crash loses at most the uncommitted batch, and the
 next refresh re-reads it (its fingerprints are written in the same transaction).
+
+Stat summaries (:mod:`projcache.sources.statdigest`): a collection whose walk
+has the digest of the summary stored against its unchanged fingerprints is
+settled by that walk alone; the survey leaves a new summary when it finds
+nothing changed, and a changed collection's write stores one when it can.
+
+Over 400 lines on purpose: a collection's way through a refresh (summary,
+survey, read, batched write) reads top to bottom in :meth:`UnitRefresher.collection`
+and its helpers, which share the unit's snapshot rules.
 """
 
 from __future__ import annotations
@@ -27,7 +36,9 @@ import os
 from typing import TYPE_CHECKING, Any, Callable, NamedTuple, Optional
 
 from . import codec, mutations
+from .errors import ProjcacheError
 from .refresh_writes import (
+    STAT_SUMMARY,
     Tally,
     apply_project,
     remove_collection,
@@ -43,7 +54,9 @@ from .sources import (
     read_project,
     survey_collection,
 )
-from .sources.collection import StoredFrontMatter
+from .sources.collection import StoredFrontMatter, survey_changed, walk_collection
+from .sources.fileio import SourceRoot
+from .sources.statdigest import StatSummary, summary_after_read
 from .sources.tracker import SourceTracker
 
 if TYPE_CHECKING:
@@ -108,6 +121,8 @@ class UnitRefresher:
         # Unit writes waiting for one shared transaction (see the module's docstring).
         self._pending: list[Callable[[Txn, Tally], None]] = []
         self._pending_bytes = 0
+        # Stat summaries of collections the survey found unchanged, stored by the touch.
+        self._summaries: dict[str, dict[str, object]] = {}
         settings = ctx.settings
         self.limits = ReaderLimits(
             cap=settings.max_file_size,
@@ -145,14 +160,32 @@ class UnitRefresher:
         )
         return found
 
-    def _stored(self, unit: str) -> tuple[dict[str, KnownFingerprint], int]:
-        """The unit's fingerprints, and the id of the snapshot they were read from."""
+    def _stored(
+        self, unit: str, summary: bool
+    ) -> tuple[list[tuple[bytes, bytes]], int, Optional[dict[str, Any]]]:
+        """The unit's fingerprints as stored, their snapshot's id, and maybe its stat summary.
+
+        With ``summary``, the ``meta`` value of its summary in the same snapshot
+        (``None``: none, or not a JSON object, or a damaged frame).
+        """
         repos = self.repos
+        key = STAT_SUMMARY + unit
 
-        def body(txn: Txn) -> tuple[dict[str, KnownFingerprint], int]:
-            return dict(repos.sources.scan_unit_raw(txn, unit)), txn.id()
+        def body(txn: Txn) -> tuple[list[tuple[bytes, bytes]], int, Optional[dict[str, Any]]]:
+            record = None
+            if summary:
+                try:
+                    record = repos.meta.get(txn, key)
+                except ProjcacheError:
+                    record = None  # a damaged summary is only not used: the survey decides
+            return (
+                repos.sources.unit_frames(txn, unit),
+                txn.id(),
+                record if isinstance(record, dict) else None,
+            )
 
-        found: tuple[dict[str, KnownFingerprint], int] = self.ctx.read(body)
+        found: tuple[list[tuple[bytes, bytes]], int, Optional[dict[str, Any]]]
+        found = self.ctx.read(body)
         return found
 
     def _stored_keys(self, old: Optional[Collection], snapshot: int) -> Optional[Stored]:
@@ -208,17 +241,45 @@ class UnitRefresher:
                 )
                 logger.info("collection %s at %s is gone; removed it", old.name, path)
             return
-        previous, snapshot = self._stored(unit)
+        surveyed = old is not None and not self.full and not old.errors
+        frames, snapshot, stored_summary = self._stored(unit, surveyed)
+        fingerprints = None  # (their hash, when worked out)
+        summary = walk = None
+        if stored_summary is not None and old is not None:
+            fingerprints = self.repos.sources.frames_hash(frames)
+            summary = StatSummary.from_json(stored_summary, fingerprints)
+            if summary is not None:
+                root = SourceRoot(path, max_bytes=self.limits.max_bytes)
+                walk = walk_collection(path, root, summary.elsewhere)
+                if walk.digest == summary.digest:
+                    # The walk is the one the survey found unchanged, against the same
+                    # fingerprints: its records stay; only refreshed_at moves.
+                    self.tally.add(sources_checked=summary.checked)
+                    self.touched_collections.append(
+                        old.model_copy(update={"refreshed_at": self.now, "stale": False})
+                    )
+                    return
+        previous = self.repos.sources.raw_fingerprints(unit, frames)
         checker = SourceTracker(path, previous, self.full, max_bytes=self.limits.max_bytes)
         changed = None
-        if old is not None and not self.full and not old.errors:
-            changed = survey_collection(checker)
+        if surveyed and old is not None:
+            if summary is not None and walk is not None:
+                # A few sources differ from the summary: only they are looked at.
+                changed = survey_changed(checker, summary, walk)
+            if changed is None:
+                changed = survey_collection(checker)
             if changed is not None and not changed:
                 # Nothing it is read from changed: its records stay; only refreshed_at moves.
                 self.tally.add(sources_checked=checker.checked)
                 self.touched_collections.append(
                     old.model_copy(update={"refreshed_at": self.now, "stale": False})
                 )
+                if checker.survey is not None:
+                    if fingerprints is None:
+                        fingerprints = self.repos.sources.frames_hash(frames)
+                    self._summaries[STAT_SUMMARY + unit] = checker.survey.summary().to_json(
+                        fingerprints
+                    )
                 return
         stored = self._stored_keys(old, snapshot)
         read = read_collection(
@@ -282,10 +343,18 @@ class UnitRefresher:
                 mutations.restate_collection(txn, repos, read.name)
             sync_sources(txn, repos, unit, previous, tracker.current)
             tally.add(collections_written=1)
+            # The summary of what was just written, if nothing else was committed since the
+            # fingerprints were read (it vouches for exactly these); else none.
+            if after is not None and txn.id() == snapshot + 1:
+                now_hash = repos.sources.frames_hash(repos.sources.unit_frames(txn, unit))
+                repos.meta.put(txn, STAT_SUMMARY + unit, after.to_json(now_hash))
+            else:
+                repos.meta.delete(txn, STAT_SUMMARY + unit)
 
         in_place = (
             old is not None and old.name == read.name and (owner is None or owner.path == path)
         )
+        after = summary_after_read(tracker) if in_place and not record.errors else None
         self._write_counted(
             body,
             len(read.artifacts) * _BYTES_PER_ARTIFACT + len(tracker.current) * _BYTES_PER_SOURCE,
@@ -381,6 +450,7 @@ class UnitRefresher:
         """
         if self.touched_collections or self.touched_projects:
             collections, projects = self.touched_collections, self.touched_projects
+            summaries = self._summaries
 
             def body(txn: Txn, _tally: Tally) -> None:
                 repos = self.repos
@@ -388,6 +458,8 @@ class UnitRefresher:
                     repos.collections.put(txn, collection)
                 for project in projects:
                     mutations.put_project(txn, repos, project)
+                for key, summary in summaries.items():
+                    repos.meta.put(txn, key, summary)
 
             self._write_counted(body, (len(collections) + len(projects)) * _BYTES_PER_SOURCE)
         self.flush()

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, Optional
 from . import codec, mutations
 from .errors import InvalidRecordError
 from .sources import CollectionRead, ProjectRead, local_collection
+from .sources.statdigest import STAT_SUMMARY as _STAT_SUMMARY
 
 if TYPE_CHECKING:
     from datetime import datetime
@@ -24,6 +25,7 @@ if TYPE_CHECKING:
     from .storage import Txn
 
 __all__ = [
+    "STAT_SUMMARY",
     "Tally",
     "apply_project",
     "remove_collection",
@@ -35,6 +37,9 @@ __all__ = [
 # The refresh logs under one name, "projcache.refresh", whichever of its modules speaks:
 # what users (and the CLI, which prints these records itself) configure for it keeps working.
 logger = logging.getLogger("projcache.refresh")
+
+# (re-exported: the refresh's writes drop a unit's stat summary with it)
+STAT_SUMMARY = _STAT_SUMMARY
 
 
 def _counted_fields() -> tuple[str, ...]:
@@ -154,6 +159,7 @@ def remove_collection(
     tally.add(artifacts_removed=len(keys), collections_removed=1)
     if unit is not None:
         repos.sources.delete_unit(txn, unit)
+        repos.meta.delete(txn, STAT_SUMMARY + unit)
 
 
 def apply_project(

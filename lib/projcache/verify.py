@@ -11,7 +11,8 @@
     :func:`projcache.mutations.index_names`), main bitmaps and tail united,
     deleted ids subtracted; both deployment indexes match the deployments;
     deployments reference existing projects and carry the state the status
-    rule gives.
+    rule gives; a refresh's stat summary (``meta``) bound to its unit's
+    fingerprints says what they say (:func:`projcache.sources.statdigest.disagreement`).
 
 ``repair`` deletes records failing (b) or (c) (the next refresh re-reads their
 sources) and rebuilds every derived index from the surviving records, in one
@@ -171,10 +172,30 @@ class _Checker:
             done += count
         for raw_key, raw in txn.cursor(dbs["meta"]).iternext():
             try:
-                codec.decode(raw, what=f"meta[{_text(raw_key)!r}]")
+                value = codec.decode(raw, what=f"meta[{_text(raw_key)!r}]")
             except CorruptRecordError as exc:
                 self.add("frame", "meta", raw_key, str(exc))
                 self.bad.setdefault("meta", set()).add(raw_key)
+                continue
+            if raw_key.startswith(b"stat-summary:"):  # (projcache.sources.statdigest)
+                self.summary(txn, raw_key, value)
+
+    def summary(self, txn: Txn, raw_key: bytes, value: Any) -> None:
+        """A stat summary bound to its unit's fingerprints must say what they say."""
+        from .sources.statdigest import STAT_SUMMARY, summary_problem
+
+        unit = raw_key[len(STAT_SUMMARY) :].decode("utf-8", "surrogateescape")
+        sources = self.repos.sources
+        try:
+            frames = sources.unit_frames(txn, unit)
+            problem = summary_problem(
+                value, sources.frames_hash(frames), lambda: sources.raw_fingerprints(unit, frames)
+            )
+        except (ProjcacheError, ValueError) as exc:  # (a damaged fingerprint: found above)
+            problem = f"cannot be checked against its fingerprints: {exc}".splitlines()[0]
+        if problem is not None:
+            self.add("index", "meta", raw_key, f"stat summary {problem}")
+            self.bad.setdefault("meta", set()).add(raw_key)
 
     def _points_at_bad_record(self, db: str, key: bytes, value: bytes) -> bool:
         if db == "deployments-by-artifact":

@@ -14,13 +14,13 @@ and a change to one must be read beside the others.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Set
+from collections.abc import Iterable, Mapping, Set
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, NamedTuple, Optional
 
 from ..errors import InvalidRecordError
 from .artifacts import artifact_reader, build_artifact, build_mcp_server
-from .fileio import DEFAULT_MAX_ARTIFACT_SIZE
+from .fileio import DEFAULT_MAX_ARTIFACT_SIZE, SourceRoot
 from .layout import LAYOUT_DIRS, LayoutItem, default_path, find_by_layout
 from .manifests import (
     COLLECTION_LOCK,
@@ -28,6 +28,15 @@ from .manifests import (
     manifest_reader,
     read_collection_lock,
     read_collection_toml,
+)
+from .statdigest import (
+    StatSummary,
+    StatWalk,
+    Surveyed,
+    changed_sources,
+    part_hash,
+    stat_part,
+    walk_digest,
 )
 from .tracker import NOT_DECODED, FrontMatterLookup, SourceTracker
 
@@ -40,8 +49,10 @@ __all__ = [
     "Stored",
     "StoredFrontMatter",
     "read_collection",
+    "survey_changed",
     "survey_collection",
     "unchanged_collection",
+    "walk_collection",
 ]
 
 
@@ -143,7 +154,8 @@ def _usable_name(name: str) -> bool:
     return 0 < size <= 200 and "/" not in name and "\x00" not in name and name[0] != "@"
 
 
-_MANIFESTS = frozenset((COLLECTION_TOML, COLLECTION_LOCK))
+_MANIFEST_NAMES = (COLLECTION_TOML, COLLECTION_LOCK)
+_MANIFESTS = frozenset(_MANIFEST_NAMES)
 # The layout's folders, each once (two rules share ``workflows``).
 _LAYOUT_FOLDERS = tuple(dict.fromkeys(LAYOUT_DIRS.values()))
 _SKILLS = LAYOUT_DIRS["skill"]
@@ -163,20 +175,26 @@ def survey_collection(tracker: SourceTracker) -> Optional[frozenset[str]]:
     changed or cannot be told here (a new entry, a link, a manifest edited, a
     folder that cannot be listed); the full read decides.  Fingerprints are
     compared as stored bytes (none is decoded); the stat walks made are kept in
-    ``tracker`` for :func:`read_collection`.
+    ``tracker`` for :func:`read_collection`, and what they saw in ``tracker.survey``
+    when the answer is a set (:mod:`projcache.sources.statdigest`: the next
+    refresh compares :func:`walk_collection`'s digest with its summary).
     """
     previous = tracker.previous
     pending = set(previous)
     prefix = tracker.base.rstrip("/") + "/"
     differing: set[str] = set()
+    parts: dict[str, bytes] = {}  # the stat parts' hashes of the sources found unchanged
     shape = True  # (after a difference, the others are still walked for the full read)
-    for name in (COLLECTION_TOML, COLLECTION_LOCK):
+    for name in _MANIFEST_NAMES:
         if name in pending:
             if not tracker.quick(name, "manifest"):
                 shape = False  # a manifest changed: every artifact may have
+            parts[name] = part_hash(stat_part(name, tracker.scanned(name)))
             pending.discard(name)
         elif os.path.lexists(prefix + name):
             return None
+        else:
+            parts[name] = part_hash(stat_part(name, None))
     sources = len(pending)
     for folder in _LAYOUT_FOLDERS:
         directory = prefix + folder
@@ -196,16 +214,68 @@ def survey_collection(tracker: SourceTracker) -> Optional[frozenset[str]]:
             relative = f"{folder}/{name}"
             if relative not in pending or entry.is_symlink():
                 return None
-            if not tracker.quick(relative, "facts", entry):
+            if tracker.quick(relative, "facts", entry):
+                parts[relative] = part_hash(stat_part(relative, tracker.scanned(relative)))
+            else:
                 differing.add(relative)
             pending.remove(relative)
     for relative in pending:  # managed artifacts outside the layout's folders
-        if not tracker.quick(relative, "facts"):
+        if tracker.quick(relative, "facts"):
+            parts[relative] = part_hash(stat_part(relative, tracker.scanned(relative)))
+        else:
             differing.add(relative)
     if not shape:
         return None
+    # The two manifests (read even when absent), each artifact: what read_collection counts.
+    tracker.survey = Surveyed(parts, 2 + sources, tuple(sorted(pending)))
     if not differing:
-        tracker.checked = 2 + sources  # the two manifests (read even when absent), each artifact
+        tracker.checked = 2 + sources
+    return frozenset(differing)
+
+
+def walk_collection(path: str, root: SourceRoot, elsewhere: Iterable[str]) -> StatWalk:
+    """The stat digest of the collection at ``path``, walked as :func:`survey_collection` walks.
+
+    Compared with a :class:`~projcache.sources.statdigest.StatSummary` the survey
+    left; the digest is ``None`` when the walk meets what only the survey can judge.
+    """
+    return walk_digest(path, root, _MANIFEST_NAMES, _LAYOUT_FOLDERS, elsewhere)
+
+
+def survey_changed(
+    tracker: SourceTracker, summary: StatSummary, walk: StatWalk
+) -> Optional[frozenset[str]]:
+    """:func:`survey_collection`'s answer from a summary and a walk that differ in a few sources.
+
+    Every source whose part is the summary's is judged unchanged as the survey
+    would have (the summary was made against these very fingerprints); only
+    the others are looked at (:meth:`SourceTracker.quick`).  ``None`` when the
+    walk cannot tell (another set of sources, a manifest changed): then the
+    survey runs.
+    """
+    changed = changed_sources(summary, walk)
+    if changed is None or changed & _MANIFESTS:
+        return None
+    previous = tracker.previous
+    if any(
+        relative not in previous and (relative in changed or relative not in _MANIFESTS)
+        for relative in walk.hashes
+    ):
+        return None  # (only an absent manifest has a part and no fingerprint)
+    parts = dict(walk.hashes)
+    for relative in walk.hashes:
+        if relative in previous and relative not in changed:
+            tracker.judge(relative, "manifest" if relative in _MANIFESTS else "facts")
+    differing = set()
+    for relative in changed:
+        del parts[relative]
+        if tracker.quick(relative, "facts"):
+            parts[relative] = part_hash(stat_part(relative, tracker.scanned(relative)))
+        else:
+            differing.add(relative)
+    tracker.survey = Surveyed(parts, summary.checked, summary.elsewhere)
+    if not differing:
+        tracker.checked = summary.checked
     return frozenset(differing)
 
 

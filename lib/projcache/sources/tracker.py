@@ -33,6 +33,7 @@ from .fileio import DEFAULT_MAX_ARTIFACT_SIZE, SourceRoot, TreeScan, scan_entry,
 
 if TYPE_CHECKING:
     from ..models import KnownFingerprint, SourceError
+    from .statdigest import Surveyed
 
 __all__ = [
     "NOT_DECODED",
@@ -60,6 +61,9 @@ _IN_RECORD = "front_matter_in_record"
 #: decodes it).  Never to be modified.
 NOT_DECODED: dict[str, Any] = {}
 
+
+# A source judged unchanged without a stat walk (judge()); None is one: nothing there.
+_NOT_MADE: Any = object()
 
 _layout_checked: Optional[bool] = None  # raw_layout_matches(), once per process
 
@@ -188,6 +192,8 @@ class SourceTracker:
         self._fresh: dict[str, dict[str, Any]] = {}
         # The unit's folder as the start of a JSON string (no closing quote), for _same_raw.
         self._path_json = orjson.dumps(self._prefix)[:-1] if self._prefix else b'"'
+        # What a survey that walked the whole unit saw (survey_collection sets it).
+        self.survey: Optional[Surveyed] = None
 
     def error(self, path: str, message: str) -> None:
         """Record a problem with ``path`` (logged once here)."""
@@ -274,9 +280,11 @@ class SourceTracker:
         raw = getattr(old, "payload", None)
         if raw is None or self.full or not self._bytes_ok:
             return False
-        path = self._prefix + relative
         try:
-            scan = scan_tree(path, self.root) if entry is None else scan_entry(entry, self.root)
+            if entry is None:
+                scan = scan_tree(self._prefix + relative, self.root)
+            else:
+                scan = scan_entry(entry, self.root)
         except SourceFileError:
             return False
         same = scan is not None and self._same_raw(
@@ -288,7 +296,16 @@ class SourceTracker:
     def scanned(self, relative: str) -> Optional[TreeScan]:
         """The stat walk :meth:`quick` made of ``relative`` and :meth:`read` has not used yet."""
         found = self._scans.get(relative)
-        return None if found is None else found[0]
+        return None if found is None or found[0] is _NOT_MADE else found[0]
+
+    def judge(self, relative: str, kind: str) -> None:
+        """Take ``relative`` as unchanged for ``kind``, as :meth:`quick` would have judged it.
+
+        For a source a stat summary made against these very fingerprints vouches
+        for (:func:`~projcache.sources.collection.survey_changed`): no stat walk
+        is kept, so :meth:`read` makes one if it needs it after all.
+        """
+        self._scans[relative] = (_NOT_MADE, kind)
 
     def reuse_judged(self, relative: str, kind: str) -> bool:
         """Count and reuse ``relative`` if :meth:`quick` judged it unchanged as ``kind``.
@@ -350,7 +367,11 @@ class SourceTracker:
         old = self.previous.get(relative)
         self.checked += 1
         entry = self.entries.pop(relative, None)
-        if relative in self._scans and not force:
+        made = self._scans.get(relative)
+        if made is not None and made[0] is _NOT_MADE:
+            del self._scans[relative]  # (judged without a stat walk: make one now)
+            made = None
+        if made is not None and not force:
             scan, _same_for = self._scans.pop(relative)  # (not judged unchanged for ``kind``)
         else:
             try:
