@@ -17,6 +17,10 @@
 ``repair`` deletes records failing (b) or (c) (the next refresh re-reads their
 sources) and rebuilds every derived index from the surviving records, in one
 write transaction.  File-level damage is reported, not repaired here.
+
+Over 400 lines because the index layer (d) checks every derived structure against the
+records in the same read transaction and pass; splitting it per structure would read the
+records once per structure.
 """
 
 from __future__ import annotations
