@@ -32,6 +32,7 @@ from typing import (
 
 import orjson
 from pydantic import BaseModel
+from pydantic_core import SchemaValidator, core_schema
 
 __all__ = [
     "as_utc",
@@ -86,6 +87,7 @@ def _read_optional_utc(text: Optional[str]) -> Optional[datetime]:
 
 
 _FROMISO_READS_Z = sys.version_info >= (3, 11)
+_KNOWN_TIMES = 4096  # stored times a list loader keeps parsed (see stored_json_list_loader)
 _Convert = Callable[[Any], Any]
 _SET_DICT = object.__setattr__
 _NEW = object.__new__
@@ -241,6 +243,39 @@ def stored_json_loader(model: type[M]) -> Callable[[bytes], M]:
     return load
 
 
+_Built = Callable[[List["tuple[dict[str, Any], None, set[str]]"]], List[Any]]
+
+
+def _builder(model: type[BaseModel]) -> Optional[_Built]:
+    """A pydantic-core validator that builds ``model`` instances from ``(__dict__, None,
+    fields set)`` triples as ``model_construct`` does (no validator runs, values taken as
+    they are), or ``None`` where this pydantic-core does not build them that way.
+
+    A model schema over ``any``: pydantic-core makes each instance and sets its
+    ``__dict__``, ``__pydantic_extra__`` (``None``), ``__pydantic_fields_set__`` and
+    ``__pydantic_private__`` (``None``).  Some pydantic-core versions replace a model
+    schema by the class's own (validating) validator when the class has no model
+    validator; a probe tells, and the caller then sets the slots itself.
+    """
+    schema = core_schema.list_schema(core_schema.model_schema(model, core_schema.any_schema()))
+    build: _Built = SchemaValidator(schema).validate_python
+    probe = {"\x00probe": None}  # no model validates to exactly this __dict__
+    fields: set[str] = set()
+    try:
+        (built,) = build([(probe, None, fields)])
+    except ValueError:  # the class's own validator: a tuple is not a model's input
+        return None
+    if (
+        type(built) is not model
+        or built.__dict__ is not probe
+        or built.__pydantic_fields_set__ is not fields
+        or built.__pydantic_extra__ is not None
+        or built.__pydantic_private__ is not None
+    ):
+        return None
+    return build
+
+
 @functools.cache
 def stored_json_list_loader(model: type[M]) -> Callable[[Iterable[bytes]], list[M]]:
     """:func:`stored_json_loader` over many records: one call builds the list of models.
@@ -266,9 +301,15 @@ def stored_json_list_loader(model: type[M]) -> Callable[[Iterable[bytes]], list[
     new, set_dict = _NEW, _SET_DICT
     set_fields, set_extra, set_private = _SET_FIELDS, _SET_EXTRA, _SET_PRIVATE
     load_one = stored_json_loader(model)
+    build = _builder(model)
     sink: deque[object] = deque(maxlen=0)  # consume(map(...)): runs it, keeps nothing
     consume = sink.extend
     get_tz = attrgetter("tzinfo")
+    # The aware datetimes of the stored times already read, by their text: a project's
+    # deployments (and the next listing of it) often share their times, and a dict
+    # lookup costs a fraction of a parse.  Bounded: cleared when it outgrows _KNOWN_TIMES.
+    known: dict[str, datetime] = {}
+    known_get = known.get
     # The keys of the last record found to be exactly ``order``: orjson hands out
     # the same key objects for the same keys (its key cache), so comparing the next
     # record's keys with these is a comparison by identity, not by value.
@@ -347,32 +388,46 @@ def stored_json_list_loader(model: type[M]) -> Callable[[Iterable[bytes]], list[
             seen = keys[0]
         try:
             for name in dates:
-                texts = list(map(itemgetter(name), raws))
-                values: list[Any]
-                stamps: list[datetime]
-                try:
-                    values = stamps = list(map(fromiso, texts))
-                except TypeError:  # a None among them (or a value that is not a string)
-                    values = [None if t is None else fromiso(t) for t in texts]
-                    stamps = [v for v in values if v is not None]
-                # pydantic writes UTC as "Z", which fromisoformat reads as the timezone.utc
-                # singleton: counting it compares identities (``None in`` compares values).
-                zones = list(map(get_tz, stamps))
-                if zones.count(utc) != len(zones) and None in zones:
-                    return load_each(batch)  # a naive time: load_each makes it UTC
+                read = itemgetter(name)
+                values: list[Any] = list(map(known_get, map(read, raws)))
+                # Every time read before (``known`` holds datetimes, of that exact type;
+                # counting types compares identities): nothing to parse.  A null or a
+                # time not seen yet is parsed below; an unhashable value raises TypeError.
+                if list(map(type, values)).count(datetime) != n:
+                    texts = list(map(read, raws))
+                    stamps: list[datetime]
+                    try:
+                        values = stamps = list(map(fromiso, texts))
+                    except TypeError:  # a None among them (or a value that is not a string)
+                        values = [None if t is None else fromiso(t) for t in texts]
+                        stamps = [v for v in values if v is not None]
+                    # pydantic writes UTC as "Z", which fromisoformat reads as the timezone.utc
+                    # singleton: counting it compares identities (``None in`` compares values).
+                    zones = list(map(get_tz, stamps))
+                    if zones.count(utc) != len(zones) and None in zones:
+                        return load_each(batch)  # a naive time: load_each makes it UTC
+                    if len(known) > _KNOWN_TIMES:
+                        known.clear()
+                    # Only aware times (all of them, here) and their exact text: a hit
+                    # gives what fromisoformat gives for that text (datetimes are immutable).
+                    known.update(zip(texts, values))
+                    known.pop(None, None)  # type: ignore[call-overload]
                 consume(map(setitem, raws, repeat(name, n), values))
             for name, convert in converters:
                 values = list(map(convert, map(itemgetter(name), raws)))
                 consume(map(setitem, raws, repeat(name, n), values))
         except (ValueError, TypeError, AttributeError, KeyError, _NotTrusted):
             return load_each(batch)
+        sets: Iterable[set[str]] = (
+            repeat(shared, n) if shared is not None else map(set, repeat(fields, n))
+        )
+        if build is not None:
+            # pydantic-core sets each model's four slots itself: no C call per slot
+            # and record from here (issue 15: list_deployments <= 2x raw per record).
+            return build(list(zip(raws, repeat(None, n), sets)))
         found = list(map(new, repeat(model, n)))
         consume(map(set_dict, found, repeat("__dict__", n), raws))
-        consume(
-            map(set_fields, found, repeat(shared, n))
-            if shared is not None
-            else map(set_fields, found, map(set, repeat(fields, n)))
-        )
+        consume(map(set_fields, found, sets))
         consume(map(set_extra, found, repeat(None, n)))
         consume(map(set_private, found, repeat(None, n)))
         return found
