@@ -6,6 +6,11 @@ straight from the decoded JSON, several times cheaper than ``model_validate_json
 :func:`from_stored_json` does that for a payload of exactly the shape the model
 writes and falls back to pydantic for anything else.  Nothing here imports the
 models: they import this module (and re-export :func:`from_stored_json`).
+
+A little over 400 lines on purpose: the per-record loader and the batch loader
+(its C-loop body, the datetimes it keeps, the pydantic-core builder with its
+probe) make one read path whose shortcuts must agree with each other and with
+validation, so they stay side by side.
 """
 
 from __future__ import annotations
