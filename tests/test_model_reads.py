@@ -462,45 +462,6 @@ def test_a_batch_of_models_is_built_by_pydantic_core_as_model_construct_builds_t
     assert built == Deployment.model_construct(_fields_set=fields, **raw)
 
 
-def test_a_stored_time_read_again_is_not_parsed_again() -> None:
-    """The list loader keeps the times it parsed by their text: a later batch's records
-    with the same text get that datetime (one object), equal to validation's."""
-    records = [
-        Deployment(project_id="p", artifact_key=f"c/skill/{n}", deployed_at=when).model_dump_json()
-        for n, when in zip("abc", ["2026-01-02T03:04:05Z", "2026-01-02T03:04:05Z", None])
-    ]
-    payloads = [r.encode() for r in records]
-    load_all = stored_json_list_loader(Deployment)
-    first, second = load_all(payloads), load_all(payloads[:2])
-    assert second[0].deployed_at is second[1].deployed_at  # one datetime, not two parses
-    assert any(second[0].deployed_at is d.deployed_at for d in first)
-    assert first == [Deployment.model_validate_json(p) for p in payloads]
-    assert second == first[:2]
-
-
-def test_the_parsed_times_kept_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Past its bound the loader's table of parsed times starts again; every batch still
-    equals validation (aware, naive read as UTC, nulls) whatever it holds."""
-    monkeypatch.setattr(model_reads, "_KNOWN_TIMES", 2)
-    load_all = stored_json_list_loader(Deployment)
-    for round_ in range(3):
-        batch = [
-            Deployment(
-                project_id="p",
-                artifact_key=f"c/skill/{n}",
-                deployed_at=f"2026-01-0{n}T03:04:0{round_}Z" if n % 3 else None,
-            )
-            .model_dump_json()
-            .encode()
-            for n in range(1, 8)
-        ]
-        naive = orjson.loads(batch[0])
-        naive["deployed_at"] = naive["deployed_at"][:-1]  # the same time, without its "Z"
-        batch.append(orjson.dumps(naive))
-        for part in (batch, batch[:-1], batch[:-1]):
-            assert load_all(part) == [Deployment.model_validate_json(p) for p in part]
-
-
 # -- listings by facet: a page of records read at once, a page of models built at once ----
 
 

@@ -8,9 +8,9 @@ writes and falls back to pydantic for anything else.  Nothing here imports the
 models: they import this module (and re-export :func:`from_stored_json`).
 
 A little over 400 lines on purpose: the per-record loader and the batch loader
-(its C-loop body, the datetimes it keeps, the pydantic-core builder with its
-probe) make one read path whose shortcuts must agree with each other and with
-validation, so they stay side by side.
+(its C-loop body, the pydantic-core builder with its probe) make one read path
+whose shortcuts must agree with each other and with validation, so they stay
+side by side.
 """
 
 from __future__ import annotations
@@ -92,7 +92,6 @@ def _read_optional_utc(text: Optional[str]) -> Optional[datetime]:
 
 
 _FROMISO_READS_Z = sys.version_info >= (3, 11)
-_KNOWN_TIMES = 4096  # stored times a list loader keeps parsed (see stored_json_list_loader)
 _Convert = Callable[[Any], Any]
 _SET_DICT = object.__setattr__
 _NEW = object.__new__
@@ -310,11 +309,6 @@ def stored_json_list_loader(model: type[M]) -> Callable[[Iterable[bytes]], list[
     sink: deque[object] = deque(maxlen=0)  # consume(map(...)): runs it, keeps nothing
     consume = sink.extend
     get_tz = attrgetter("tzinfo")
-    # The aware datetimes of the stored times already read, by their text: a project's
-    # deployments (and the next listing of it) often share their times, and a dict
-    # lookup costs a fraction of a parse.  Bounded: cleared when it outgrows _KNOWN_TIMES.
-    known: dict[str, datetime] = {}
-    known_get = known.get
     # The keys of the last record found to be exactly ``order``: orjson hands out
     # the same key objects for the same keys (its key cache), so comparing the next
     # record's keys with these is a comparison by identity, not by value.
@@ -393,30 +387,19 @@ def stored_json_list_loader(model: type[M]) -> Callable[[Iterable[bytes]], list[
             seen = keys[0]
         try:
             for name in dates:
-                read = itemgetter(name)
-                values: list[Any] = list(map(known_get, map(read, raws)))
-                # Every time read before (``known`` holds datetimes, of that exact type;
-                # counting types compares identities): nothing to parse.  A null or a
-                # time not seen yet is parsed below; an unhashable value raises TypeError.
-                if list(map(type, values)).count(datetime) != n:
-                    texts = list(map(read, raws))
-                    stamps: list[datetime]
-                    try:
-                        values = stamps = list(map(fromiso, texts))
-                    except TypeError:  # a None among them (or a value that is not a string)
-                        values = [None if t is None else fromiso(t) for t in texts]
-                        stamps = [v for v in values if v is not None]
-                    # pydantic writes UTC as "Z", which fromisoformat reads as the timezone.utc
-                    # singleton: counting it compares identities (``None in`` compares values).
-                    zones = list(map(get_tz, stamps))
-                    if zones.count(utc) != len(zones) and None in zones:
-                        return load_each(batch)  # a naive time: load_each makes it UTC
-                    if len(known) > _KNOWN_TIMES:
-                        known.clear()
-                    # Only aware times (all of them, here) and their exact text: a hit
-                    # gives what fromisoformat gives for that text (datetimes are immutable).
-                    known.update(zip(texts, values))
-                    known.pop(None, None)  # type: ignore[call-overload]
+                texts = list(map(itemgetter(name), raws))
+                values: list[Any]
+                stamps: list[datetime]
+                try:
+                    values = stamps = list(map(fromiso, texts))
+                except TypeError:  # a None among them (or a value that is not a string)
+                    values = [None if t is None else fromiso(t) for t in texts]
+                    stamps = [v for v in values if v is not None]
+                # pydantic writes UTC as "Z", which fromisoformat reads as the timezone.utc
+                # singleton: counting it compares identities (``None in`` compares values).
+                zones = list(map(get_tz, stamps))
+                if zones.count(utc) != len(zones) and None in zones:
+                    return load_each(batch)  # a naive time: load_each makes it UTC
                 consume(map(setitem, raws, repeat(name, n), values))
             for name, convert in converters:
                 values = list(map(convert, map(itemgetter(name), raws)))
