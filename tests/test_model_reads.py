@@ -20,7 +20,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import BaseModel
 
-from projcache import ProjectCache
+from projcache import ProjectCache, model_reads
 from projcache.config import Settings
 from projcache.errors import NotFoundError
 from projcache.model_reads import stored_json_list_loader
@@ -444,6 +444,57 @@ def test_list_loader_keeps_each_records_time_zone_and_nulls() -> None:
         built = stored_json_list_loader(Deployment)(batch)
         assert built == [Deployment.model_validate_json(p) for p in batch]
         assert all(d.deployed_at is None or d.deployed_at.utcoffset() is not None for d in built)
+
+
+def test_a_batch_of_models_is_built_by_pydantic_core_as_model_construct_builds_them() -> None:
+    """The list loader's builder makes each model from (fields, None, fields set) in one
+    pydantic-core call: the very dict and set given, no extra, no private, no validator run
+    (an artifact key no validator would let through is kept)."""
+    build = model_reads._builder(Deployment)
+    assert build is not None
+    raw = Deployment(project_id="p", artifact_key="c/skill/a").model_dump()
+    raw["artifact_key"] = "not a key"
+    fields = set(Deployment.model_fields)
+    (built,) = build([(raw, None, fields)])
+    assert type(built) is Deployment
+    assert built.__dict__ is raw and built.model_fields_set is fields
+    assert built.__pydantic_extra__ is None and built.__pydantic_private__ is None
+    assert built == Deployment.model_construct(_fields_set=fields, **raw)
+
+
+class _Validating:
+    """A stand-in for a pydantic-core validator that validates its input (as the class's own
+    validator does) instead of building models from triples."""
+
+    def __init__(self, schema: Any) -> None:
+        self.model = schema["items_schema"]["cls"]
+
+    def validate_python(self, items: list[Any]) -> list[Any]:
+        return [self.model.model_validate(dict(raw)) for raw, _, _ in items]
+
+
+class _Copying(_Validating):
+    """A stand-in that builds models but from a copy of each dict (not the one given)."""
+
+    def validate_python(self, items: list[Any]) -> list[Any]:
+        return [self.model.model_construct(fields, **raw) for raw, _, fields in items]
+
+
+@pytest.mark.parametrize("stand_in", [_Validating, _Copying])
+def test_the_builder_is_refused_unless_it_builds_from_the_very_triple(
+    monkeypatch: pytest.MonkeyPatch, stand_in: type[_Validating]
+) -> None:
+    """A pydantic-core that validates instead (or builds from copies) fails the probe: no
+    builder, and the loader sets the slots itself, with the same models."""
+    monkeypatch.setattr(model_reads, "SchemaValidator", stand_in)
+    assert model_reads._builder(Deployment) is None
+    assert model_reads._builder(_Mutable) is None
+    good = Deployment(project_id="p", artifact_key="c/skill/a").model_dump_json().encode()
+    fresh = stored_json_list_loader.__wrapped__(Deployment)  # not the cached loader
+    built = fresh([good, good])
+    assert built == [Deployment.model_validate_json(good)] * 2
+    for model in built:
+        _same(Deployment, good, model)
 
 
 # -- listings by facet: a page of records read at once, a page of models built at once ----

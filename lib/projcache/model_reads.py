@@ -6,6 +6,11 @@ straight from the decoded JSON, several times cheaper than ``model_validate_json
 :func:`from_stored_json` does that for a payload of exactly the shape the model
 writes and falls back to pydantic for anything else.  Nothing here imports the
 models: they import this module (and re-export :func:`from_stored_json`).
+
+A little over 400 lines on purpose: the per-record loader and the batch loader
+(its C-loop body, the pydantic-core builder with its probe) make one read path
+whose shortcuts must agree with each other and with validation, so they stay
+side by side.
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ from typing import (
 
 import orjson
 from pydantic import BaseModel
+from pydantic_core import SchemaValidator, core_schema
 
 __all__ = [
     "as_utc",
@@ -241,6 +247,39 @@ def stored_json_loader(model: type[M]) -> Callable[[bytes], M]:
     return load
 
 
+_Built = Callable[[List["tuple[dict[str, Any], None, set[str]]"]], List[Any]]
+
+
+def _builder(model: type[BaseModel]) -> Optional[_Built]:
+    """A pydantic-core validator that builds ``model`` instances from ``(__dict__, None,
+    fields set)`` triples as ``model_construct`` does (no validator runs, values taken as
+    they are), or ``None`` where this pydantic-core does not build them that way.
+
+    A model schema over ``any``: pydantic-core makes each instance and sets its
+    ``__dict__``, ``__pydantic_extra__`` (``None``), ``__pydantic_fields_set__`` and
+    ``__pydantic_private__`` (``None``).  Some pydantic-core versions replace a model
+    schema by the class's own (validating) validator when the class has no model
+    validator; a probe tells, and the caller then sets the slots itself.
+    """
+    schema = core_schema.list_schema(core_schema.model_schema(model, core_schema.any_schema()))
+    build: _Built = SchemaValidator(schema).validate_python
+    probe = {"\x00probe": None}  # no model validates to exactly this __dict__
+    fields: set[str] = set()
+    try:
+        (built,) = build([(probe, None, fields)])
+    except ValueError:  # the class's own validator: a tuple is not a model's input
+        return None
+    if (
+        type(built) is not model
+        or built.__dict__ is not probe
+        or built.__pydantic_fields_set__ is not fields
+        or built.__pydantic_extra__ is not None
+        or built.__pydantic_private__ is not None
+    ):
+        return None
+    return build
+
+
 @functools.cache
 def stored_json_list_loader(model: type[M]) -> Callable[[Iterable[bytes]], list[M]]:
     """:func:`stored_json_loader` over many records: one call builds the list of models.
@@ -266,6 +305,7 @@ def stored_json_list_loader(model: type[M]) -> Callable[[Iterable[bytes]], list[
     new, set_dict = _NEW, _SET_DICT
     set_fields, set_extra, set_private = _SET_FIELDS, _SET_EXTRA, _SET_PRIVATE
     load_one = stored_json_loader(model)
+    build = _builder(model)
     sink: deque[object] = deque(maxlen=0)  # consume(map(...)): runs it, keeps nothing
     consume = sink.extend
     get_tz = attrgetter("tzinfo")
@@ -366,13 +406,16 @@ def stored_json_list_loader(model: type[M]) -> Callable[[Iterable[bytes]], list[
                 consume(map(setitem, raws, repeat(name, n), values))
         except (ValueError, TypeError, AttributeError, KeyError, _NotTrusted):
             return load_each(batch)
+        sets: Iterable[set[str]] = (
+            repeat(shared, n) if shared is not None else map(set, repeat(fields, n))
+        )
+        if build is not None:
+            # pydantic-core sets each model's four slots itself: no C call per slot
+            # and record from here (issue 15: list_deployments <= 2x raw per record).
+            return build(list(zip(raws, repeat(None, n), sets)))
         found = list(map(new, repeat(model, n)))
         consume(map(set_dict, found, repeat("__dict__", n), raws))
-        consume(
-            map(set_fields, found, repeat(shared, n))
-            if shared is not None
-            else map(set_fields, found, map(set, repeat(fields, n)))
-        )
+        consume(map(set_fields, found, sets))
         consume(map(set_extra, found, repeat(None, n)))
         consume(map(set_private, found, repeat(None, n)))
         return found
