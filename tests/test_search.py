@@ -603,6 +603,37 @@ class TestQueryPlans:
         found = cache.search("café p")
         assert [(h.key, h.score) for h in found][: found.total] == [("default/skill/rare", 6.0)]
 
+    def test_a_word_among_its_own_prefix_terms_is_listed_once(
+        self, cache: ProjectCache, make_artifact: MakeArtifact
+    ) -> None:
+        """The last word's own term is also one of the terms it begins: its bitmaps are
+        listed once in the word's ``any`` and once per level (a common word's union took its
+        blocks twice), and the page is unchanged."""
+        monkey = pytest.MonkeyPatch()
+        monkey.setattr(postings_module, "SMALL_POSTINGS", 2)  # in blocks, as a common word
+        try:
+            stored = [make_artifact(f"p{i}", description="project projects") for i in range(4)]
+            stored.append(make_artifact("project-x", title="projects"))
+            cache.put_artifacts(stored)
+            repos = cache._repos
+
+            def word(txn: Any) -> Any:
+                terms = search_module._read_terms(txn, repos, "project", True, {})
+                return search_module._read_word(txn, repos, "project", terms)
+
+            got = cache._read(word)
+            for refs in got._refs:  # per level: each (term, field) once
+                listed = [(id(term), code) for term, code in refs]
+                assert len(listed) == len(set(listed))
+            assert len({id(part) for part in got._any_parts}) == len(got._any_parts)
+            assert got.level_numbers == [9, 7, 6, 4, 2]
+            assert [h.key for h in cache.search("project")][:2] == [
+                "default/skill/project-x",
+                "default/skill/p0",
+            ]
+        finally:
+            monkey.undo()
+
     def test_many_tokens_share_the_prefix(
         self, cache: ProjectCache, make_artifact: MakeArtifact
     ) -> None:

@@ -744,26 +744,48 @@ class BitmapIndex:
 
     def name_buckets(self, txn: Txn, floor: int = 1) -> list[int]:
         """The name-length buckets in use from ``floor`` up, ascending (their bitmaps are
-        read on demand).
+        read on demand)."""
+        return list(self.iter_name_buckets(txn, floor))
+
+    def iter_name_buckets(self, txn: Txn, floor: int = 1) -> Iterator[int]:
+        """:meth:`name_buckets` one at a time: the next bucket is looked for only when asked
+        (a tie-break that fills its page from the first few lengths does not seek past the
+        dozens of longer ones, one cursor seek each).
 
         One seek per bucket: after a bucket's first key the cursor jumps past
         its other blocks (a bucket has one key per block of ids).
         """
         prefix = facet_name("len", "")
-        found: set[int] = set()
+        tail = self._tail(txn)
+        logged = sorted(
+            bucket
+            for bucket in {
+                int(n[len(prefix) :]) for n in tail.with_prefix(prefix) if n in tail.adds
+            }
+            if bucket >= floor
+        )
         cursor = txn.cursor(self.main)
         target = facet_name("len", f"{floor:02d}") if floor > 1 else prefix
+        last = 0
         while cursor.set_range(target):
             key = cursor.key()
             if not key.startswith(prefix):
                 break
             name = key[: len(key) - 2]
-            found.add(int(name[len(prefix) :]))
+            bucket = int(name[len(prefix) :])
             # Past every block key of this bucket (buckets are two digits: 01 .. 64).
             target = name + b"\xff\xff\xff"
-        tail = self._tail(txn)
-        found.update(int(n[len(prefix) :]) for n in tail.with_prefix(prefix) if n in tail.adds)
-        return sorted(bucket for bucket in found if bucket >= floor)
+            while logged and logged[0] < bucket:  # a length only the write log has so far
+                last = logged.pop(0)
+                yield last
+            if logged and logged[0] == bucket:
+                logged.pop(0)
+            if bucket >= floor and bucket > last:
+                last = bucket
+                yield bucket
+        for bucket in logged:
+            if bucket > last:
+                yield bucket
 
     def postings(self, txn: Txn, prefix: bytes, limit: int) -> dict[str, TermPostings]:
         """The terms whose names start with ``prefix`` (``term + NUL``: that one term), at most

@@ -47,7 +47,7 @@ the terms of an artifact already live in :mod:`projcache.terms`.
 from __future__ import annotations
 
 from collections import namedtuple
-from collections.abc import Callable, Collection, Iterable
+from collections.abc import Callable, Collection, Iterable, Iterator
 from itertools import chain, groupby
 
 from pyroaring import BitMap
@@ -360,19 +360,23 @@ def _read_word(txn: Txn, repos: Repositories, text: str, terms: _WordTerms) -> _
     kinds, prefixed = terms
     refs: dict[int, list[tuple[TermPostings, bytes]]] = {}
     any_parts: list[BitMap] = []
+    # The word's own term (or its stem) is also one of the terms it begins: read once (the
+    # cache gives the same object), and listed once in ``any`` and per level, else every
+    # union of a common word's bitmaps would take its 16 blocks twice.
+    distinct: dict[int, TermPostings] = {}
     for found in (*kinds, *prefixed):
-        if found is not None:
+        if found is not None and id(found) not in distinct:
+            distinct[id(found)] = found
             any_parts.extend(found.any)
-    codes = {id(found): index.field_codes(found) for found in (*kinds, *prefixed) if found}
+    codes = {key: index.field_codes(found) for key, found in distinct.items()}
     for code in FIELDS:
-        for kind, found in enumerate(kinds):
-            if found is not None and code in codes[id(found)]:
-                refs.setdefault(LEVELS[(code, kind)], []).append((found, code))
-        for found in prefixed:
-            # A term's exact or stem bitmap is also among its prefix terms' bitmaps:
-            # a level's union takes it once however many times it is listed.
-            if code in codes[id(found)]:
-                refs.setdefault(LEVELS[(code, 2)], []).append((found, code))
+        listed: set[tuple[int, int]] = set()  # (level, term) pairs of this field so far
+        kinded = [(LEVELS[(code, kind)], found) for kind, found in enumerate(kinds)]
+        for level, found in (*kinded, *((LEVELS[(code, 2)], found) for found in prefixed)):
+            if found is None or code not in codes[id(found)] or (level, id(found)) in listed:
+                continue
+            listed.add((level, id(found)))
+            refs.setdefault(level, []).append((found, code))
     # Asking a few hits block by block pays once the index spans more than a few blocks.
     by_block = index.block_count(txn) > _FEW_BLOCKS
     return _Word(
@@ -446,7 +450,10 @@ class _Ranker:
         self._managed: Optional[BitMap] = None
         self._odd: Optional[BitMap] = None  # ODD_NAMES (None: not read, or not listed)
         self._odd_read = False
-        self._buckets: Optional[list[int]] = None  # the buckets in use from _buckets_from up
+        # The buckets in use from _buckets_from up, as far as listed so far (the rest come from
+        # _bucket_iter, one cursor seek each, only when the walk reaches them).
+        self._buckets: Optional[list[int]] = None
+        self._bucket_iter: Optional[Iterator[int]] = None
         self._buckets_from = 1
         # Per name length: its parts, each decoded when first reached (a stored value is kept
         # as ``(key, value)`` until then).
@@ -513,12 +520,7 @@ class _Ranker:
         in id order)`` (one per chunk of ids, or one for them all when the write log touches
         it), not united.  Each is read once and only when reached (a bucket under ``floor``
         is not read), and each part decoded only when the walk asks for it."""
-        if self._buckets is None or floor < self._buckets_from:
-            self._buckets = self.repos.index.name_buckets(self.txn, floor)
-            self._buckets_from = floor
-        for bucket in self._buckets:
-            if bucket < floor:
-                continue
+        for bucket in self._bucket_numbers(floor):
             parts = self._bucket_ids.get(bucket)
             if parts is None:
                 name = facet_name("len", f"{bucket:02d}")
@@ -530,6 +532,28 @@ class _Ranker:
                     else list(stored)
                 )
             yield bucket, self._decoded(parts)
+
+    def _bucket_numbers(self, floor: int) -> Iterator[int]:
+        """The name-length buckets in use from ``floor`` up, ascending, each listed from the
+        index once per query and only when reached (a ranker made by :meth:`with_words`
+        shares the list and the cursor behind it)."""
+        if self._buckets is None or floor < self._buckets_from:
+            self._buckets = []
+            self._bucket_iter = self.repos.index.iter_name_buckets(self.txn, floor)
+            self._buckets_from = floor
+        known = self._buckets
+        i = 0
+        while True:
+            if i == len(known):
+                assert self._bucket_iter is not None
+                found = next(self._bucket_iter, None)
+                if found is None:
+                    return
+                known.append(found)
+            bucket = known[i]
+            i += 1
+            if bucket >= floor:
+                yield bucket
 
     @staticmethod
     def _decoded(parts: list[Union[BitMap, tuple[bytes, bytes]]]) -> Iterable[BitMap]:
