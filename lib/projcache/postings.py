@@ -22,7 +22,7 @@ import functools
 import os
 import struct
 from collections import defaultdict
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Container, Iterable, Iterator
 
 from . import codec
 from .storage import Txn
@@ -787,9 +787,21 @@ class BitmapIndex:
             if bucket > last:
                 yield bucket
 
-    def postings(self, txn: Txn, prefix: bytes, limit: int) -> dict[str, TermPostings]:
+    def postings(
+        self,
+        txn: Txn,
+        prefix: bytes,
+        limit: int,
+        covered: Optional[Callable[[bytes, Container[bytes]], bool]] = None,
+    ) -> dict[str, TermPostings]:
         """The terms whose names start with ``prefix`` (``term + NUL``: that one term), at most
         ``limit`` distinct ones in byte order (0: no limit), as :class:`TermPostings`.
+
+        ``covered(term, earlier)``: whether every id ``term`` lists in a field is listed in the
+        same field by terms of this scan (``earlier``: the terms met before it, in byte order,
+        or later ones the caller's rule vouches for): such a term is left out unread.  When
+        the limit might then let a term in that the full answer leaves out, the scan is made
+        again without ``covered``.
 
         One scan of the keys; only the all-fields blocks (:data:`ANY_FIELD`) and small
         terms' values are read: a field's blocks are read when a ranking level needs them
@@ -810,6 +822,7 @@ class BitmapIndex:
         more = cursor.set_range(prefix)
         distinct = 0
         last = b""
+        skipped: set[bytes] = set()
         term: Optional[TermPostings] = None
         while more:
             key = cursor.key()
@@ -825,6 +838,10 @@ class BitmapIndex:
                 distinct += 1
                 if limit and distinct > limit:
                     break
+                if covered is not None and covered(last, found):
+                    skipped.add(last)  # past every key of this term, none read
+                    more = cursor.set_range(last + sep + b"\xff\xff\xff\xff")
+                    continue
                 term = found[last] = TermPostings(last + sep)
                 term.listed = not trusted
             assert term is not None
@@ -878,6 +895,14 @@ class BitmapIndex:
         tail = self._tail(txn)
         if tail.entries:
             self._apply_tail(txn, tail, prefix, start, found)
+        if skipped:
+            for name in skipped:  # (the log may touch a left-out term: still covered)
+                found.pop(name, None)
+            if limit and len(found) + len(skipped) >= limit:
+                # The limit may cut the terms (in byte order, counting the left-out ones), or
+                # have stopped the scan before a later term that covers one: redo the scan
+                # whole (only a prefix of hundreds of terms gets here).
+                return self.postings(txn, prefix, limit)
         for term in found.values():
             term.tail = tail
         result: dict[str, TermPostings] = {}
