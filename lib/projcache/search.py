@@ -393,20 +393,24 @@ def _read_word(txn: Txn, repos: Repositories, text: str, terms: _WordTerms) -> _
     # The word's own term (or its stem) is also one of the terms it begins: read once (the
     # cache gives the same object), and listed once in ``any`` and per level, else every
     # union of a common word's bitmaps would take its 16 blocks twice.
-    distinct: dict[int, TermPostings] = {}
-    for found in (*kinds, *prefixed):
-        if found is not None and id(found) not in distinct:
-            distinct[id(found)] = found
+    own = {id(found) for found in kinds if found is not None}
+    for found in kinds:
+        if found is not None:
             any_parts.extend(found.any)
-    codes = {key: index.field_codes(found) for key, found in distinct.items()}
+    for found in prefixed:
+        if id(found) not in own:
+            any_parts.extend(found.any)
+    codes = {id(found): index.field_codes(found) for found in (*kinds, *prefixed) if found}
     for code in FIELDS:
-        listed: set[tuple[int, int]] = set()  # (level, term) pairs of this field so far
-        kinded = [(LEVELS[(code, kind)], found) for kind, found in enumerate(kinds)]
-        for level, found in (*kinded, *((LEVELS[(code, 2)], found) for found in prefixed)):
-            if found is None or code not in codes[id(found)] or (level, id(found)) in listed:
-                continue
-            listed.add((level, id(found)))
-            refs.setdefault(level, []).append((found, code))
+        for kind, found in enumerate(kinds):
+            if found is not None and code in codes[id(found)]:
+                refs.setdefault(LEVELS[(code, kind)], []).append((found, code))
+        level = LEVELS[(code, 2)]
+        for found in prefixed:
+            if code in codes[id(found)]:
+                listed = refs.setdefault(level, [])
+                if id(found) not in own or (found, code) not in listed:
+                    listed.append((found, code))
     # Asking a few hits block by block pays once the index spans more than a few blocks.
     by_block = index.block_count(txn) > _FEW_BLOCKS
     return _Word(
