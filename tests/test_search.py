@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import sys
 import tempfile
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -603,6 +604,79 @@ class TestQueryPlans:
         found = cache.search("café p")
         assert [(h.key, h.score) for h in found][: found.total] == [("default/skill/rare", 6.0)]
 
+    def test_a_word_among_its_own_prefix_terms_is_listed_once(
+        self, cache: ProjectCache, make_artifact: MakeArtifact
+    ) -> None:
+        """The last word's own term is also one of the terms it begins: its bitmaps are
+        listed once in the word's ``any`` and once per level (a common word's union took its
+        blocks twice), and the page is unchanged."""
+        monkey = pytest.MonkeyPatch()
+        monkey.setattr(postings_module, "SMALL_POSTINGS", 2)  # in blocks, as a common word
+        try:
+            stored = [make_artifact(f"p{i}", description="project projects") for i in range(4)]
+            stored.append(make_artifact("project-x", title="projects"))
+            cache.put_artifacts(stored)
+            repos = cache._repos
+
+            def word(txn: Any) -> Any:
+                terms = search_module._read_terms(txn, repos, "project", True, {})
+                return search_module._read_word(txn, repos, "project", terms)
+
+            got = cache._read(word)
+            for refs in got._refs:  # per level: each (term, field) once
+                listed = [(id(term), code) for term, code in refs]
+                assert len(listed) == len(set(listed))
+            assert len({id(part) for part in got._any_parts}) == len(got._any_parts)
+            assert got.level_numbers == [9, 7, 6, 4, 2]
+            assert [h.key for h in cache.search("project")][:2] == [
+                "default/skill/project-x",
+                "default/skill/p0",
+            ]
+        finally:
+            monkey.undo()
+
+    def test_a_plural_prefix_term_is_not_read_when_its_stem_is(
+        self, cache: ProjectCache, make_artifact: MakeArtifact, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """``projects`` lists no id in a field that ``project`` (its stem, read in the same
+        prefix scan) does not list there: its blocks are not read, and every page and total
+        stays the oracle's, an artifact holding only ``projectsing`` (whose stem is
+        ``projects``) included."""
+        monkeypatch.setattr(postings_module, "SMALL_POSTINGS", 2)  # in blocks
+        stored = [
+            make_artifact("a1", description="projects"),
+            make_artifact("a2", title="project projects"),
+            make_artifact("a3", description="projectsing"),
+            make_artifact("a4", description="projection projections"),
+            make_artifact("projects-tool", description="x"),
+        ]
+        cache.put_artifacts(stored)
+        cache._write(lambda txn: cache._repos.index.merge(txn))  # stored, not in the write log
+        read: list[bytes] = []
+        real = postings_module.BitmapIndex.postings
+
+        def spy(self: Any, txn: Any, prefix: bytes, limit: int, covered: Any = None) -> Any:
+            extra = () if covered is None else (covered,)
+            found = real(self, txn, prefix, limit, *extra)
+            read.extend(name.encode() for name in found)
+            return found
+
+        monkeypatch.setattr(postings_module.BitmapIndex, "postings", spy)
+        assert stem("projectsing") == "projects"
+        found = cache.search("project")
+        assert b"projects" not in read  # (projections: its stem is project, read)
+        assert b"projectsing" in read
+        assert "default/skill/a3" in [h.key for h in found]
+        for spec in ({"query": "project"}, {"query": "proj"}, {"query": "projects"}):
+            check_search(cache, stored, spec)
+        # Four prefix terms at most: project, projection, projections, projects.  Left out,
+        # projects would take a3 along (projectsing, which covers it, is fifth): the scan
+        # is redone whole and a3 is found through projects.
+        monkeypatch.setattr(search_module, "MAX_PREFIX_TERMS", 4)
+        monkeypatch.setattr(sys.modules[__name__], "MAX_PREFIX_TERMS", 4)  # the oracle's
+        assert "default/skill/a3" in [h.key for h in cache.search("proj")]
+        check_search(cache, stored, {"query": "proj"})
+
     def test_many_tokens_share_the_prefix(
         self, cache: ProjectCache, make_artifact: MakeArtifact
     ) -> None:
@@ -1045,3 +1119,26 @@ def test_latin_diacritics_fold_but_other_scripts_keep_their_marks(
     assert [h.key for h in cache.search("cafe")] == ["default/skill/menu"]
     assert [h.key for h in cache.search("RÉSUMÉ")] == ["default/skill/menu"]
     assert [h.key for h in cache.search("हिन्दी")] == ["default/skill/hindi"]
+
+
+_SUFFIXES = ["ing", "ed", "edly", "ingly", "s", "es", "ness", "ful", "ly", "li", "ation", "tional",
+             "ousli", "lessli", "iveness", "er", "ment", "ence", "able", "ize", "ism", "iti",
+             "ies", "ied", "y", "e", "al", "ion", "ous", "ive", "ate", "ic", "fulli", "bli",
+             "ogi", "ator", "icate", "ative", "alize", "eed", "ss", "us", "sses"]  # fmt: skip
+
+
+@given(
+    st.text(alphabet="abcdefghijklmnopqrstuvwxyz", min_size=1, max_size=9),
+    st.lists(st.sampled_from(_SUFFIXES), max_size=3),
+)
+def test_a_stem_ending_in_s_comes_from_words_that_begin_with_it(
+    base: str, suffixes: list[str]
+) -> None:
+    """What search._plural_covered counts on: when a word's stem ends in ``s`` and the
+    stem's own stem drops just that ``s``, the word begins with its stem (the stem came from
+    cutting a suffix off, not from replacing one)."""
+    word = base + "".join(suffixes)
+    stemmed = stem(word)
+    plural = stemmed != word and len(stemmed) >= 4 and stemmed.endswith("s")
+    if plural and stem(stemmed) == stemmed[:-1]:
+        assert word.startswith(stemmed)

@@ -208,3 +208,52 @@ def test_a_bucket_is_decoded_only_up_to_the_chunk_that_fills_the_page(
     bucket = postings_module.facet_name("len", "12")
     assert [key[:-2] for key in decoded] == [bucket]  # 1 of its 4 chunks
     check_search(cache, stored, {"query": "file beta", "offset": 40})
+
+
+@pytest.mark.usefixtures("ranked_by_bitmaps")
+def test_name_lengths_past_the_page_are_not_listed(
+    cache: ProjectCache, make_artifact: MakeArtifact, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The name lengths in use are listed one at a time, as the walk reaches them: a page
+    filled from the first length never looks for the dozens of longer ones (one cursor seek
+    each at a million ids)."""
+    stored = [make_artifact("file-beta" + "-x" * i, description="d") for i in range(12)]
+    cache.put_artifacts(stored)
+    cache._write(lambda txn: cache._repos.index.merge(txn))  # the lengths stored, not logged
+    drawn: list[int] = []
+    real_list = BitmapIndex.name_buckets
+    real_iter = getattr(BitmapIndex, "iter_name_buckets", None)
+
+    def spy_list(self: BitmapIndex, txn: Any, floor: int = 1) -> list[int]:
+        found = real_list(self, txn, floor)
+        drawn.extend(found)
+        return found
+
+    def spy_iter(self: BitmapIndex, txn: Any, floor: int = 1) -> Any:
+        assert real_iter is not None
+        for bucket in real_iter(self, txn, floor):
+            drawn.append(bucket)
+            yield bucket
+
+    monkeypatch.setattr(BitmapIndex, "name_buckets", spy_list)
+    if real_iter is not None:
+        monkeypatch.setattr(BitmapIndex, "iter_name_buckets", spy_iter)
+    found = cache.search("file beta", limit=1)
+    assert [h.key for h in found] == ["default/skill/file-beta"]
+    assert drawn == [9]  # (the old walk listed all 12 lengths, 9 .. 31)
+    for spec in ({"query": "file beta"}, {"query": "file beta", "offset": 5, "limit": 3}):
+        check_search(cache, stored, spec)
+
+
+def test_name_buckets_lists_the_lengths_the_write_log_adds(
+    cache: ProjectCache, make_artifact: MakeArtifact
+) -> None:
+    """Stored lengths and lengths only the write log holds so far come out in one ascending
+    list, each once, from the floor up."""
+    cache.put_artifacts([make_artifact(name) for name in ("ab", "abcd", "abcdef")])
+    cache._write(lambda txn: cache._repos.index.merge(txn))
+    cache.put_artifacts([make_artifact(name) for name in ("abc", "abcdef-x", "abcd-y")])
+    index = cache._repos.index
+    assert cache._read(lambda txn: index.name_buckets(txn)) == [2, 3, 4, 6, 8]
+    assert cache._read(lambda txn: index.name_buckets(txn, 4)) == [4, 6, 8]
+    assert cache._read(lambda txn: list(index.iter_name_buckets(txn, 5))) == [6, 8]

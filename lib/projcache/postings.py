@@ -22,7 +22,7 @@ import functools
 import os
 import struct
 from collections import defaultdict
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Container, Iterable, Iterator
 
 from . import codec
 from .storage import Txn
@@ -744,30 +744,64 @@ class BitmapIndex:
 
     def name_buckets(self, txn: Txn, floor: int = 1) -> list[int]:
         """The name-length buckets in use from ``floor`` up, ascending (their bitmaps are
-        read on demand).
+        read on demand)."""
+        return list(self.iter_name_buckets(txn, floor))
+
+    def iter_name_buckets(self, txn: Txn, floor: int = 1) -> Iterator[int]:
+        """:meth:`name_buckets` one at a time: the next bucket is looked for only when asked
+        (a tie-break that fills its page from the first few lengths does not seek past the
+        dozens of longer ones, one cursor seek each).
 
         One seek per bucket: after a bucket's first key the cursor jumps past
         its other blocks (a bucket has one key per block of ids).
         """
         prefix = facet_name("len", "")
-        found: set[int] = set()
+        tail = self._tail(txn)
+        logged = sorted(
+            bucket
+            for bucket in {
+                int(n[len(prefix) :]) for n in tail.with_prefix(prefix) if n in tail.adds
+            }
+            if bucket >= floor
+        )
         cursor = txn.cursor(self.main)
         target = facet_name("len", f"{floor:02d}") if floor > 1 else prefix
+        last = 0
         while cursor.set_range(target):
             key = cursor.key()
             if not key.startswith(prefix):
                 break
             name = key[: len(key) - 2]
-            found.add(int(name[len(prefix) :]))
+            bucket = int(name[len(prefix) :])
             # Past every block key of this bucket (buckets are two digits: 01 .. 64).
             target = name + b"\xff\xff\xff"
-        tail = self._tail(txn)
-        found.update(int(n[len(prefix) :]) for n in tail.with_prefix(prefix) if n in tail.adds)
-        return sorted(bucket for bucket in found if bucket >= floor)
+            while logged and logged[0] < bucket:  # a length only the write log has so far
+                last = logged.pop(0)
+                yield last
+            if logged and logged[0] == bucket:
+                logged.pop(0)
+            if bucket >= floor and bucket > last:
+                last = bucket
+                yield bucket
+        for bucket in logged:
+            if bucket > last:
+                yield bucket
 
-    def postings(self, txn: Txn, prefix: bytes, limit: int) -> dict[str, TermPostings]:
+    def postings(
+        self,
+        txn: Txn,
+        prefix: bytes,
+        limit: int,
+        covered: Optional[Callable[[bytes, Container[bytes]], bool]] = None,
+    ) -> dict[str, TermPostings]:
         """The terms whose names start with ``prefix`` (``term + NUL``: that one term), at most
         ``limit`` distinct ones in byte order (0: no limit), as :class:`TermPostings`.
+
+        ``covered(term, earlier)``: whether every id ``term`` lists in a field is listed in the
+        same field by terms of this scan (``earlier``: the terms met before it, in byte order,
+        or later ones the caller's rule vouches for): such a term is left out unread.  When
+        the limit might then let a term in that the full answer leaves out, the scan is made
+        again without ``covered``.
 
         One scan of the keys; only the all-fields blocks (:data:`ANY_FIELD`) and small
         terms' values are read: a field's blocks are read when a ranking level needs them
@@ -788,6 +822,7 @@ class BitmapIndex:
         more = cursor.set_range(prefix)
         distinct = 0
         last = b""
+        skipped: set[bytes] = set()
         term: Optional[TermPostings] = None
         while more:
             key = cursor.key()
@@ -803,6 +838,10 @@ class BitmapIndex:
                 distinct += 1
                 if limit and distinct > limit:
                     break
+                if covered is not None and covered(last, found):
+                    skipped.add(last)  # past every key of this term, none read
+                    more = cursor.set_range(last + sep + b"\xff\xff\xff\xff")
+                    continue
                 term = found[last] = TermPostings(last + sep)
                 term.listed = not trusted
             assert term is not None
@@ -856,6 +895,14 @@ class BitmapIndex:
         tail = self._tail(txn)
         if tail.entries:
             self._apply_tail(txn, tail, prefix, start, found)
+        if skipped:
+            for name in skipped:  # (the log may touch a left-out term: still covered)
+                found.pop(name, None)
+            if limit and len(found) + len(skipped) >= limit:
+                # The limit may cut the terms (in byte order, counting the left-out ones), or
+                # have stopped the scan before a later term that covers one: redo the scan
+                # whole (only a prefix of hundreds of terms gets here).
+                return self.postings(txn, prefix, limit)
         for term in found.values():
             term.tail = tail
         result: dict[str, TermPostings] = {}

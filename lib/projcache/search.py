@@ -47,7 +47,7 @@ the terms of an artifact already live in :mod:`projcache.terms`.
 from __future__ import annotations
 
 from collections import namedtuple
-from collections.abc import Callable, Collection, Iterable
+from collections.abc import Callable, Collection, Container, Iterable, Iterator
 from itertools import chain, groupby
 
 from pyroaring import BitMap
@@ -88,6 +88,10 @@ _RESTRICT = 512
 # A small query's (candidate, word) pairs up to this many are scored by searching the word's
 # id lists per candidate; more build a dict of each word's best level per id.
 _SCAN_CELLS = 16
+
+# A tie-break group part of at most this many ids is tested for disjointness with each
+# name-length chunk before it is cut (at a million ids a chunk holds ~10,000-27,000).
+_DISJOINT_TEST = 16384
 
 # Up to this many blocks of ids a few hits are scored from their words' whole levels.
 _FEW_BLOCKS = 4
@@ -344,13 +348,39 @@ def _read_terms(
 
     prefixed: list[TermPostings] = []
     if prefix:  # one scan reads the word's own term and those it begins
-        for term, postings in index.postings(txn, text.encode(), MAX_PREFIX_TERMS).items():
+        own = {text.encode(), stem(text).encode()}  # read whatever the rule says (term_of)
+
+        def covered(term: bytes, earlier: Container[bytes]) -> bool:
+            return term not in own and _plural_covered(term, earlier)
+
+        scan = index.postings(txn, text.encode(), MAX_PREFIX_TERMS, covered)
+        for term, postings in scan.items():
             prefixed.append(cache.setdefault(term, postings) or postings)
         cache.setdefault(text, None)
     kinds: list[Optional[TermPostings]] = [term_of(text)]
     stemmed = stem(text)
     kinds.append(term_of(stemmed) if stemmed != text else None)
     return kinds, prefixed
+
+
+def _plural_covered(term: bytes, earlier: Container[bytes]) -> bool:
+    """Whether a prefix term adds no id to the terms read before it: ``term`` is its stem
+    plus ``s`` (``projects``: ``project``) and that stem was read.
+
+    An artifact lists ``term`` in a field because a token of the field is ``term`` (then its
+    stem is listed there too) or stems to it.  A Snowball stem ending in ``s`` whose own stem
+    drops just that ``s`` comes only from words that begin with it (``projectsing``: a
+    suffix cut off, never replaced), so that token also begins the query's prefix and is read
+    in the same scan, at the same prefix level (``postings`` redoes the scan whole when its
+    limit may have left that token out).  tests/test_search.py checks the rule on generated
+    words (``test_a_stem_ending_in_s_comes_from_words_that_begin_with_it``)."""
+    if not term.endswith(b"s") or len(term) < 4:
+        return False
+    base = term[:-1]
+    if base not in earlier:
+        return False
+    text = term.decode()
+    return stem(text) == text[:-1]
 
 
 def _read_word(txn: Txn, repos: Repositories, text: str, terms: _WordTerms) -> _Word:
@@ -360,19 +390,27 @@ def _read_word(txn: Txn, repos: Repositories, text: str, terms: _WordTerms) -> _
     kinds, prefixed = terms
     refs: dict[int, list[tuple[TermPostings, bytes]]] = {}
     any_parts: list[BitMap] = []
-    for found in (*kinds, *prefixed):
+    # The word's own term (or its stem) is also one of the terms it begins: read once (the
+    # cache gives the same object), and listed once in ``any`` and per level, else every
+    # union of a common word's bitmaps would take its 16 blocks twice.
+    own = {id(found) for found in kinds if found is not None}
+    for found in kinds:
         if found is not None:
+            any_parts.extend(found.any)
+    for found in prefixed:
+        if id(found) not in own:
             any_parts.extend(found.any)
     codes = {id(found): index.field_codes(found) for found in (*kinds, *prefixed) if found}
     for code in FIELDS:
         for kind, found in enumerate(kinds):
             if found is not None and code in codes[id(found)]:
                 refs.setdefault(LEVELS[(code, kind)], []).append((found, code))
+        level = LEVELS[(code, 2)]
         for found in prefixed:
-            # A term's exact or stem bitmap is also among its prefix terms' bitmaps:
-            # a level's union takes it once however many times it is listed.
             if code in codes[id(found)]:
-                refs.setdefault(LEVELS[(code, 2)], []).append((found, code))
+                listed = refs.setdefault(level, [])
+                if id(found) not in own or (found, code) not in listed:
+                    listed.append((found, code))
     # Asking a few hits block by block pays once the index spans more than a few blocks.
     by_block = index.block_count(txn) > _FEW_BLOCKS
     return _Word(
@@ -446,7 +484,10 @@ class _Ranker:
         self._managed: Optional[BitMap] = None
         self._odd: Optional[BitMap] = None  # ODD_NAMES (None: not read, or not listed)
         self._odd_read = False
-        self._buckets: Optional[list[int]] = None  # the buckets in use from _buckets_from up
+        # The buckets in use from _buckets_from up, as far as listed so far (the rest come from
+        # _bucket_iter, one cursor seek each, only when the walk reaches them).
+        self._buckets: Optional[list[int]] = None
+        self._bucket_iter: Optional[Iterator[int]] = None
         self._buckets_from = 1
         # Per name length: its parts, each decoded when first reached (a stored value is kept
         # as ``(key, value)`` until then).
@@ -513,12 +554,7 @@ class _Ranker:
         in id order)`` (one per chunk of ids, or one for them all when the write log touches
         it), not united.  Each is read once and only when reached (a bucket under ``floor``
         is not read), and each part decoded only when the walk asks for it."""
-        if self._buckets is None or floor < self._buckets_from:
-            self._buckets = self.repos.index.name_buckets(self.txn, floor)
-            self._buckets_from = floor
-        for bucket in self._buckets:
-            if bucket < floor:
-                continue
+        for bucket in self._bucket_numbers(floor):
             parts = self._bucket_ids.get(bucket)
             if parts is None:
                 name = facet_name("len", f"{bucket:02d}")
@@ -530,6 +566,28 @@ class _Ranker:
                     else list(stored)
                 )
             yield bucket, self._decoded(parts)
+
+    def _bucket_numbers(self, floor: int) -> Iterator[int]:
+        """The name-length buckets in use from ``floor`` up, ascending, each listed from the
+        index once per query and only when reached (a ranker made by :meth:`with_words`
+        shares the list and the cursor behind it)."""
+        if self._buckets is None or floor < self._buckets_from:
+            self._buckets = []
+            self._bucket_iter = self.repos.index.iter_name_buckets(self.txn, floor)
+            self._buckets_from = floor
+        known = self._buckets
+        i = 0
+        while True:
+            if i == len(known):
+                assert self._bucket_iter is not None
+                found = next(self._bucket_iter, None)
+                if found is None:
+                    return
+                known.append(found)
+            bucket = known[i]
+            i += 1
+            if bucket >= floor:
+                yield bucket
 
     @staticmethod
     def _decoded(parts: list[Union[BitMap, tuple[bytes, bytes]]]) -> Iterable[BitMap]:
@@ -698,6 +756,7 @@ class _Ranker:
         seen = 0
         for unmanaged, part in parts:
             left = len(part)
+            small_part = left <= _DISJOINT_TEST
             if seen + left <= start:
                 seen += left
                 continue
@@ -708,6 +767,10 @@ class _Ranker:
                 cuts = []
                 size = 0
                 for ids in bucket:
+                    # Most lengths hold none of a group far smaller than them: a disjointness
+                    # test allocates no bitmap (0.6x the cost of an empty cut).
+                    if small_part and part.isdisjoint(ids):
+                        continue
                     cut = part & ids
                     if cut:
                         cuts.append(cut)
