@@ -4,7 +4,7 @@
 ``artifact-keys``); :class:`BitmapIndex` keeps named sets of those ids as roaring
 bitmaps (``search-tokens``, the main bitmaps by block of 65,536 ids, and
 ``search-pending``, the tail of recent writes and the id allocator);
-:class:`FacetIndex` answers facet queries over them.  Like the record
+:class:`FacetIndex` pairs them with the id map for facet listings.  Like the record
 repositories (:mod:`projcache.repository`) they work inside a transaction they
 are given and know nothing of consistency between sub-databases
 (:mod:`projcache.mutations`).  The format is in docs/cache/storage-format.md.
@@ -1648,18 +1648,9 @@ class BitmapIndex:
 
 
 class FacetIndex:
-    """Facet queries over :class:`BitmapIndex` (``type``, ``collection``, ``tag``)."""
+    """The bitmap index and the id map that facet listings (``type``, ``collection``, ``tag``)
+    read together (:mod:`projcache.streams` lists them from the sorted keys)."""
 
     def __init__(self, index: BitmapIndex, ids: IdRepository):
         self.index = index
         self.ids = ids
-
-    def artifact_keys(self, txn: Txn, facet: str, value: str) -> Iterator[str]:
-        """Yield the keys of artifacts having ``facet == value``, in key order."""
-        docs = self.index.facet(txn, facet, value) - self.index.deleted(txn)
-        keys = [self.ids.key_of(txn, doc) for doc in docs]
-        yield from sorted(k for k in keys if k is not None)
-
-    def size(self, txn: Txn, facet: str, value: str) -> int:
-        """Number of artifacts having ``facet == value``."""
-        return len(self.index.facet(txn, facet, value) - self.index.deleted(txn))
