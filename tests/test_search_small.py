@@ -79,17 +79,22 @@ def test_two_rare_words_take_the_small_path(
 
 
 @pytest.mark.generated
+@pytest.mark.parametrize("small", [postings_module.SMALL_POSTINGS, 2])
 @settings(max_examples=examples(100))
 @given(st.lists(records, min_size=1, max_size=12), st.data())
 def test_small_path_agrees_with_the_general_path(
-    batch: list[dict[str, Any]], data: st.DataObject
+    small: int, batch: list[dict[str, Any]], data: st.DataObject
 ) -> None:
-    """Same page, scores, total and partial counts with the small path on and off."""
+    """Same page, scores, total and partial counts with the small path on and off, with and
+    without the partial fill.  With most terms in blocks (``SMALL_POSTINGS`` 2) a query
+    whose last word is rare reads its other words only for the rare word's ids
+    (:func:`search._common_levels`): the same with that path off."""
     specs = data.draw(st.lists(queries(batch), min_size=1, max_size=6))
     cut = data.draw(st.integers(0, len(batch)))
     with tempfile.TemporaryDirectory() as directory, open_cache(directory) as cache:
         with pytest.MonkeyPatch.context() as patch:
             patch.setattr(postings_module, "MERGE_AT", 1)  # merged: small inline terms
+            patch.setattr(postings_module, "SMALL_POSTINGS", small)
             cache.put_artifacts(batch[:cut])
         cache.put_artifacts(batch[cut:])  # then writes only in the log (a small term's
         # fields with the log applied, terms only in the log)
@@ -97,14 +102,51 @@ def test_small_path_agrees_with_the_general_path(
             cache.delete_artifact(
                 f"{batch[-1]['collection']}/{batch[-1]['type']}/{batch[-1]['name']}"
             )
+        off: list[tuple[str, Any]] = [
+            ("_SCAN_CELLS", 0),  # every candidate scored from dicts
+            ("_all_small", lambda *args, **kwargs: None),
+            ("_common_levels", lambda *args: None),
+        ]
         for spec in specs:
-            fast = results(cache, spec)
-            with pytest.MonkeyPatch.context() as patch:  # every candidate scored from dicts
-                patch.setattr(search_module, "_SCAN_CELLS", 0)
-                assert results(cache, spec) == fast
-            with pytest.MonkeyPatch.context() as patch:
-                patch.setattr(search_module, "_all_small", lambda *args, **kwargs: None)
-                assert results(cache, spec) == fast
+            for fill in (True, False):
+                fast = results(cache, {**spec, "fill": fill})
+                for name, value in off:
+                    with pytest.MonkeyPatch.context() as patch:
+                        patch.setattr(search_module, name, value)
+                        assert results(cache, {**spec, "fill": fill}) == fast
+
+
+def test_a_common_word_is_read_only_for_the_rare_words_ids(
+    cache: ProjectCache, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``common rare``: the rare word's few ids are the candidates, and the common word's
+    field values are read only in their blocks (no all-fields bitmap, no term scan); the
+    page follows the rule, and with the partial fill it still counts the partial matches."""
+    monkeypatch.setattr(postings_module, "MERGE_AT", 2)
+    monkeypatch.setattr(postings_module, "SMALL_POSTINGS", 4)  # zorp: in blocks
+    cache.put_artifacts(
+        [{"name": f"zorp-{i}", "type": "skill", "collection": "default"} for i in range(8)]
+        + [
+            {"name": "sarul", "type": "skill", "collection": "default", "body": "zorp"},
+            {"name": "zorp-sarul", "type": "skill", "collection": "default"},
+            {"name": "other", "type": "agent", "collection": "default", "title": "sarul"},
+        ]
+    )
+    cache._write(lambda txn: cache._repos.index.merge(txn))
+    scans = _record_calls(monkeypatch, "postings", 2)
+    blocks = _record_calls(monkeypatch, "term_blocks", 2)
+    found = cache.search("zorp sarul", fill=False)
+    assert [(h.key, h.score) for h in found] == [
+        ("default/skill/zorp-sarul", 9.0 + 9.0),  # both words in the name
+        ("default/skill/sarul", 9.0 + 1.0),  # sarul in the name, zorp in the body
+    ]
+    assert (found.total, found.partial, found.partial_total) == (2, 0, 0)
+    assert scans == [] and blocks == [b"zorp\x00"]
+    filled = cache.search("zorp sarul")  # partial matches fill the page: the general path
+    assert [h.key for h in filled][:2] == [h.key for h in found]
+    assert (filled.total, filled.partial, filled.partial_total) == (2, 9, 9)
+    assert scans
+    assert [h.key for h in cache.search("zorp sarul", limit=1)] == ["default/skill/zorp-sarul"]
 
 
 LEVEL_OF = {ord("n"): 9, ord("t"): 6, ord("d"): 2}  # ("b" left out: skipped)

@@ -314,6 +314,12 @@ class IdRepository:
         raw = txn.get(doc.to_bytes(4, "big"), db=self.by_id)
         return None if raw is None else bytes(raw).decode("utf-8")
 
+    def keys_of(self, txn: Txn, docs: Iterable[int]) -> dict[int, str]:
+        """The keys of ``docs`` (an id without a key is left out), read with one ``getmulti``
+        (in C: a page of search hits costs one call, not one lookup each)."""
+        found = txn.cursor(self.by_id).getmulti([doc.to_bytes(4, "big") for doc in docs])
+        return {int.from_bytes(doc, "big"): bytes(key).decode("utf-8") for doc, key in found}
+
     def put(self, txn: Txn, key: str, doc: int) -> None:
         """Record that ``key`` has id ``doc`` (both directions)."""
         packed = doc.to_bytes(4, "big")
@@ -577,8 +583,9 @@ class BitmapIndex:
 
     # -- reading -----------------------------------------------------------
 
-    def _main(self, txn: Txn, name: bytes) -> Any:
-        bitmap = _bitmaps()
+    def _values(self, txn: Txn, name: bytes) -> list[tuple[bytes, bytes]]:
+        """The stored ``(key, value)`` of each block or chunk of ``name``, in key order (one
+        cursor walk; not decoded)."""
         cursor = txn.cursor(self.main)
         found = []
         if cursor.set_range(name):
@@ -586,7 +593,12 @@ class BitmapIndex:
             for key, raw in cursor.iternext():
                 if len(key) != size or not key.startswith(name):
                     break
-                found.append(decode_bitmap(raw, what=key))
+                found.append((key, raw))
+        return found
+
+    def _main(self, txn: Txn, name: bytes) -> Any:
+        bitmap = _bitmaps()
+        found = [decode_bitmap(raw, what=key) for key, raw in self._values(txn, name)]
         if not found:
             if name[:1] != b"\x01" and name[-2:-1] == codec.SEPARATOR:  # a term: inline?
                 small = txn.get(name[:-1], db=self.main)
@@ -706,27 +718,11 @@ class BitmapIndex:
         tail = self._tail(txn)
         if name in tail.adds or name in tail.removes:
             return None
-        cursor = txn.cursor(self.main)
-        found = []
-        if cursor.set_range(name):
-            size = len(name) + 2
-            for key, raw in cursor.iternext():
-                if len(key) != size or not key.startswith(name):
-                    break
-                found.append((key, raw))
-        return found
+        return self._values(txn, name)
 
     def _stored_parts(self, txn: Txn, name: bytes) -> list[Any]:
         """Every main value of ``name`` (a blocked name), decoded, in key order."""
-        cursor = txn.cursor(self.main)
-        found = []
-        if cursor.set_range(name):
-            size = len(name) + 2
-            for key, raw in cursor.iternext():
-                if len(key) != size or not key.startswith(name):
-                    break
-                found.append(decode_bitmap(raw, what=key))
-        return found
+        return [decode_bitmap(raw, what=key) for key, raw in self._values(txn, name)]
 
     def deleted(self, txn: Txn) -> Any:
         """Ids deleted since the last merge (already gone from every name's answer)."""
@@ -947,6 +943,23 @@ class BitmapIndex:
                 break
             found.append((key, value))
         return found
+
+    def term_blocks(
+        self, txn: Txn, name: bytes, blocks: list[int]
+    ) -> Optional[tuple[Optional[bytes], list[tuple[bytes, bytes]]]]:
+        """One term's stored values for a few ids: its inline small value (or ``None``) and
+        the ``(key, value)`` of each field's block among ``blocks`` that exists (the key ends
+        in the field code and the 2-byte block; the all-fields values left out), read with
+        one ``getmulti``; ``None`` when the write log touches the term (then
+        :meth:`postings` answers).  ``name`` is the term + NUL.  A common word asked about
+        the few ids a rare word gives reads only their blocks: no all-fields value, no
+        :class:`TermPostings`."""
+        tail = self._tail(txn)
+        if tail.entries and tail.with_prefix(name):
+            return None
+        small = txn.get(name, db=self.main)
+        keys = [name + code + block.to_bytes(2, "big") for code in _FIELD_CODES for block in blocks]
+        return small, txn.cursor(self.main).getmulti(keys)
 
     def _apply_tail(
         self, txn: Txn, tail: _Tail, prefix: bytes, start: int, found: dict[bytes, TermPostings]

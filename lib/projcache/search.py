@@ -619,26 +619,25 @@ class _Ranker:
 
     def _by_hit(self, ids: BitMap) -> list[tuple[int, float]]:
         managed = self.managed()  # (stored in a few wide values: read whole, once per query)
-        key_of = self.repos.ids.key_of
-        known = self.known
+        keys = self._keys(ids)
         rows = []
         for doc in ids:
             score = sum(word.level_of(doc) for word in self.words)
-            key = known[doc] = key_of(self.txn, doc) or ""
-            name = key.split("/", 2)[-1]
-            rows.append((-score, doc not in managed, name_bucket(name), doc))
+            rows.append((-score, doc not in managed, name_bucket(keys[doc].split("/", 2)[-1]), doc))
         rows.sort()
         return [(row[3], float(-row[0])) for row in rows]
 
+    def _keys(self, ids: Iterable[int]) -> dict[int, str]:
+        """The keys of ``ids`` (``""`` for an id without one: verify reports it), read with
+        one ``getmulti`` and kept in :attr:`known` for the page."""
+        found = self.repos.ids.keys_of(self.txn, ids)
+        keys = {doc: found.get(doc, "") for doc in ids}
+        self.known.update(keys)
+        return keys
+
     def _by_key(self, ids: BitMap) -> list[int]:
         """``ids`` (of one score) in tie-break order, their name lengths read from their keys."""
-        managed = self.managed()  # (stored in a few wide values: read whole, once per query)
-        key_of = self.repos.ids.key_of
-        known = self.known
-        rows = []
-        for doc in ids:
-            key = known[doc] = key_of(self.txn, doc) or ""
-            rows.append((doc not in managed, name_bucket(key.split("/", 2)[-1]), doc))
+        rows = self._key_rows(ids)
         rows.sort()
         return [row[2] for row in rows]
 
@@ -730,14 +729,9 @@ class _Ranker:
 
     def _key_rows(self, ids: BitMap) -> list[tuple[bool, int, int]]:
         """``(not managed, name bucket, id)`` of ``ids``, their names read from their keys."""
-        managed = self.managed()
-        key_of = self.repos.ids.key_of
-        known = self.known
-        rows = []
-        for doc in ids:
-            key = known[doc] = key_of(self.txn, doc) or ""
-            rows.append((doc not in managed, name_bucket(key.split("/", 2)[-1]), doc))
-        return rows
+        managed = self.managed()  # (stored in a few wide values: read whole, once per query)
+        keys = self._keys(ids)
+        return [(doc not in managed, name_bucket(keys[doc].split("/", 2)[-1]), doc) for doc in ids]
 
     def _walk(
         self, group: BitMap, start: int, stop: int, floor: int
@@ -815,7 +809,18 @@ def run_query(
     allowed = _filter_ids(txn, repos, filters)
     small = _read_small(txn, repos, terms)
     if small is not None:
-        fast = _all_small(txn, repos, small, allowed, limit, offset, fill)
+        fast = None
+        every = [levels for levels in small if levels is not None]
+        if len(every) == len(small):
+            fast = _all_small(txn, repos, every, allowed, limit, offset, fill)
+        else:  # common words beside rare ones: read only for the rare words' few ids
+            levels = _common_levels(txn, repos, terms, small, allowed)
+            if levels is None:
+                small = None  # (the full read applies the write log; _small_levels below)
+            else:
+                fast = _all_small(txn, repos, levels, allowed, limit, offset, False)
+                if fast is not None and fill and len(terms) > 1 and fast.total < offset + limit:
+                    fast = None  # partial matches fill the page: the general path ranks them
         if fast is not None:
             return fast
     cache: dict[str, Optional[TermPostings]] = {}
@@ -851,10 +856,12 @@ def run_query(
         partial_hits = _partial(ranker, words, exact, allowed, deleted, offset, stop, total, result)
         result.partial = len(partial_hits) if limit > 0 else 0
         hits.extend(partial_hits if limit > 0 else [])
-    key_of = repos.ids.key_of
     known = ranker.known
+    missing = [doc for doc, _score in hits if doc not in known]
+    if missing:  # (the tie-break read the keys of the ids it ranked from them)
+        known.update(repos.ids.keys_of(txn, missing))
     for doc, score in hits:
-        key = known.get(doc) or key_of(txn, doc)
+        key = known.get(doc)
         if key:  # an id without a key: verify reports it
             result.page.append((key, score))
     return result
@@ -938,35 +945,96 @@ def _word_best(levels: _Levels, within: Optional[set[int]]) -> dict[int, int]:
 
 def _read_small(
     txn: Txn, repos: Repositories, terms: list[tuple[str, bool]]
-) -> Optional[list[_Levels]]:
+) -> Optional[list[Optional[_Levels]]]:
     """Every query word's ids per level, straight from the stored values of its terms when
-    all of them are small and the write log touches none of them (no bitmap, no
-    :class:`~projcache.postings.TermPostings`), else ``None``."""
-    index = repos.index
-    out: list[_Levels] = []
+    they are small and the write log touches none of them (no bitmap, no
+    :class:`~projcache.postings.TermPostings`); ``None`` in place of a word before the last
+    that has a term in blocks or touched by the log (see :func:`_common_levels`); ``None``
+    when the last word (the prefix word) is such a word."""
+    out: list[Optional[_Levels]] = []
     for text, prefix in terms:
-        parts: _Levels = {}
-        name = text.encode() + SEPARATOR
-        stemmed = stem(text)
-        stem_name = stemmed.encode() + SEPARATOR if stemmed != text else None
-        if prefix:  # one scan: the word's own term, its stem if it begins so, the rest
-            found = index.small_values(txn, text.encode(), MAX_PREFIX_TERMS)
-        else:
-            found = index.small_values(txn, name, 0)
-        if found is None:
+        parts = _small_word(txn, repos, text, prefix)
+        if parts is None and prefix:
             return None
-        for key, raw in found:
-            kind = 0 if key == name else 1 if key == stem_name else 2
-            if kind == 1:
-                stem_name = None  # read: no lookup of its own
-            small_parts(raw, _KIND_BYTES[kind], parts, what=key)
-        if stem_name is not None:
-            got = index.small_values(txn, stem_name, 0)
-            if got is None:
-                return None
-            for key, raw in got:
-                small_parts(raw, _KIND_BYTES[1], parts, what=key)
         out.append(parts)
+    return out
+
+
+def _small_word(txn: Txn, repos: Repositories, text: str, prefix: bool) -> Optional[_Levels]:
+    """One word of :func:`_read_small`: its ids per level, or ``None``."""
+    index = repos.index
+    parts: _Levels = {}
+    name = text.encode() + SEPARATOR
+    stemmed = stem(text)
+    stem_name = stemmed.encode() + SEPARATOR if stemmed != text else None
+    if prefix:  # one scan: the word's own term, its stem if it begins so, the rest
+        found = index.small_values(txn, text.encode(), MAX_PREFIX_TERMS)
+    else:
+        found = index.small_values(txn, name, 0)
+    if found is None:
+        return None
+    for key, raw in found:
+        kind = 0 if key == name else 1 if key == stem_name else 2
+        if kind == 1:
+            stem_name = None  # read: no lookup of its own
+        small_parts(raw, _KIND_BYTES[kind], parts, what=key)
+    if stem_name is not None:
+        got = index.small_values(txn, stem_name, 0)
+        if got is None:
+            return None
+        for key, raw in got:
+            small_parts(raw, _KIND_BYTES[1], parts, what=key)
+    return parts
+
+
+def _common_levels(
+    txn: Txn,
+    repos: Repositories,
+    terms: list[tuple[str, bool]],
+    small: list[Optional[_Levels]],
+    allowed: Optional[BitMap],
+) -> Optional[list[_Levels]]:
+    """:func:`_read_small`'s words with each common word (``None`` there) read for the ids
+    the small words have in common only: per level, those of them its terms list, from the
+    blocks that hold them (see :meth:`~projcache.postings.BitmapIndex.term_blocks`).
+
+    What :func:`_all_small` then ranks with partial matches left out (a common word's other
+    ids are not read).  ``None`` (the general path answers) when a common word's term is
+    touched by the write log, or when the small words share more ids than
+    :func:`_all_small` ranks."""
+    candidates: Optional[set[int]] = None
+    for levels in small:
+        if levels is not None:
+            ids = _word_ids(levels)
+            candidates = set(ids) if candidates is None else candidates.intersection(ids)
+    assert candidates is not None  # (the last word is always small here)
+    if allowed is not None:
+        candidates = {doc for doc in candidates if doc in allowed}
+    if len(candidates) > _SMALL_GROUP:
+        return None
+    index = repos.index
+    docs = sorted(candidates)
+    blocks = index.blocks_of(docs)
+    out: list[_Levels] = []
+    for (text, _prefix), levels in zip(terms, small):
+        if levels is None:
+            levels = {}
+            stemmed = stem(text)
+            for kind, term in enumerate((text, stemmed) if stemmed != text else (text,)):
+                name = term.encode() + SEPARATOR
+                got = index.term_blocks(txn, name, blocks) if docs else (None, [])
+                if got is None:
+                    return None
+                inline, values = got
+                by_code = _KIND_BYTES[kind]
+                if inline is not None:
+                    small_parts(inline, by_code, levels, what=name)
+                for key, raw in values:
+                    ids = decode_bitmap(raw, what=key)
+                    hit = [doc for doc in docs if doc in ids]
+                    if hit:
+                        levels.setdefault(by_code[key[-3]], []).append(hit)
+        out.append(levels)
     return out
 
 

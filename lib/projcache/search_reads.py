@@ -10,6 +10,7 @@ from __future__ import annotations
 import collections
 from collections.abc import Iterable
 
+from .codec import checked_payload
 from .errors import InvalidArgumentError
 from .reads import CacheReads, check_type
 
@@ -148,11 +149,20 @@ class CacheSearch(CacheReads):
 
         def body(txn: Txn) -> SearchPage:
             result = run_query(txn, repos, query, filters, limit, offset, fill)
+            # The page's records in one getmulti (in C; the keys come from the index's own
+            # key db, so they need no checks), each frame CRC-checked as a point read does.
+            keys = [key.encode() for key, _score in result.page]
+            stored = dict(txn.cursor(repos.artifacts.db).getmulti(keys))
             found = []
-            for key, score in result.page:
-                payload = repos.artifacts.get_payload(txn, key)
-                if payload is not None:  # index entry without record: verify reports it
-                    found.append((key, score, payload))
+            for (key, score), raw_key in zip(result.page, keys):
+                raw = stored.get(raw_key)
+                if raw is None:  # index entry without record: verify reports it
+                    continue
+                payload = checked_payload(raw)
+                if payload is None:  # a damaged frame: the error names the record
+                    payload = repos.artifacts.get_payload(txn, key)
+                    assert payload is not None  # (unframe raised: the frame failed its check)
+                found.append((key, score, payload))
             return SearchPage(found, result.total, result.partial, result.partial_total)
 
         return self._read(body)
