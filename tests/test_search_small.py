@@ -208,6 +208,29 @@ def _record_calls(monkeypatch: pytest.MonkeyPatch, method: str, which: int) -> l
     return read
 
 
+def test_a_rare_query_without_filters_reads_no_block_count(
+    cache: ProjectCache, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two rare words and no filter: neither the filters nor the all-small path need the
+    index's block count (one lookup less per query); a type filter still reads it."""
+    monkeypatch.setattr(postings_module, "MERGE_AT", 2)
+    cache.put_artifacts(
+        [
+            {"name": "sarul", "type": "skill", "collection": "default", "description": "urkrul"},
+            {"name": "other", "type": "agent", "collection": "default", "title": "sarul urkrul"},
+        ]
+    )
+    cache._write(lambda txn: cache._repos.index.merge(txn))  # the terms stored inline
+    read = _record_calls(monkeypatch, "block_count", 0)
+    assert [h.key for h in cache.search("sarul urkrul", fill=False)] == [
+        "default/agent/other",  # title twice: 6 + 6
+        "default/skill/sarul",  # name + description: 9 + 2
+    ]
+    assert read == []
+    assert [h.key for h in cache.search("sarul urkrul", type="agent")] == ["default/agent/other"]
+    assert read
+
+
 def test_a_page_without_ties_reads_no_tie_break_facts(
     cache: ProjectCache, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -728,6 +728,12 @@ class BitmapIndex:
         """Ids deleted since the last merge (already gone from every name's answer)."""
         return self._tail(txn).deleted.copy()  # the applied log is kept: hand out a copy
 
+    def deleted_view(self, txn: Txn) -> Any:
+        """:meth:`deleted` without the copy, for a query that only reads it: the bitmap is the
+        applied log's own (kept across transactions until the log changes), so it must not
+        be changed."""
+        return self._tail(txn).deleted
+
     def odd_names_listed(self, txn: Txn) -> bool:
         """Whether :data:`ODD_NAMES` lists every artifact whose name is not plain: the index
         was built (or rebuilt) in layout 2 or later.  An earlier cache's writes may have left

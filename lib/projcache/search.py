@@ -49,6 +49,7 @@ from __future__ import annotations
 from collections import namedtuple
 from collections.abc import Callable, Collection, Container, Iterable, Iterator
 from itertools import chain, groupby
+from operator import itemgetter
 
 from pyroaring import BitMap
 
@@ -444,6 +445,8 @@ def _query_terms(query: str) -> list[tuple[str, bool]]:
 
 def _filter_ids(txn: Txn, repos: Repositories, filters: QueryFilters) -> Optional[BitMap]:
     """The ids allowed by the filters (``None``: no filter)."""
+    if filters == _NO_FILTERS:  # (no lookup of the block count for nothing)
+        return None
     index = repos.index
     allowed: Optional[BitMap] = None
 
@@ -469,6 +472,8 @@ def _filter_ids(txn: Txn, repos: Repositories, filters: QueryFilters) -> Optiona
         narrow(deployed)
     return allowed
 
+
+_NO_FILTERS = QueryFilters()
 
 # The levels of a word matched in the name: exact, stem, prefix.
 _NAME_EXACT, _NAME_STEM, _NAME_PREFIX = (LEVELS[(b"n", kind)] for kind in range(3))
@@ -832,7 +837,7 @@ def run_query(
             if fast is not None:
                 return fast
     words = [_read_word(txn, repos, text, got) for (text, _prefix), got in zip(terms, read)]
-    deleted = repos.index.deleted(txn)
+    deleted = repos.index.deleted_view(txn)
     ordered = sorted(words, key=lambda w: len(w.any))
     exact = ordered[0].any
     if allowed is not None:
@@ -1060,6 +1065,19 @@ def _small_levels(read: list[_WordTerms]) -> Optional[list[_Levels]]:
     return out
 
 
+def _level_in(levels: list[tuple[int, list[Collection[int]]]], doc: int) -> int:
+    """The first (highest) level of ``levels`` (descending) whose lists hold ``doc``, or 0
+    (plain loops: a generator and ``next`` cost more than the few tests they make)."""
+    for level, lists in levels:
+        for ids in lists:
+            if doc in ids:
+                return level
+    return 0
+
+
+_MISSED_SCORE = itemgetter(0, 1)  # a row's (words missed, -score): its tie group
+
+
 def _all_small(
     txn: Txn,
     repos: Repositories,
@@ -1092,7 +1110,7 @@ def _all_small(
     if allowed is not None:
         candidates = {doc for doc in candidates if doc in allowed}
     index = repos.index
-    deleted = index.deleted(txn)
+    deleted = index.deleted_view(txn)
     if deleted:
         candidates = {doc for doc in candidates if doc not in deleted}
     if len(candidates) > _SMALL_GROUP:
@@ -1104,7 +1122,7 @@ def _all_small(
             missed = 0
             score = 0
             for levels_of in descending:
-                level = next((lv for lv, lists in levels_of for ids in lists if doc in ids), 0)
+                level = _level_in(levels_of, doc)
                 if level:
                     score += level
                 else:
@@ -1135,7 +1153,7 @@ def _all_small(
     key_of = repos.ids.key_of
     managed: Optional[BitMap] = None
     seen = 0
-    for (missed, score), group in groupby(rows, key=lambda row: row[:2]):
+    for (missed, score), group in groupby(rows, key=_MISSED_SCORE):
         docs = [row[2] for row in group]
         if seen + len(docs) > offset:
             keys = {doc: key_of(txn, doc) or "" for doc in docs}

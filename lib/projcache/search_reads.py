@@ -17,7 +17,7 @@ from .reads import CacheReads, check_type
 # typing is imported for the type checker only: at run time it costs a cold CLI call ~2.4 ms.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import NamedTuple, Optional
+    from typing import Any, NamedTuple, Optional
 
     from .models import SearchHit
     from .storage import Txn
@@ -63,6 +63,20 @@ else:
     SearchPage.__doc__ = (
         "One page of a search as stored JSON: ``hits`` are ``(key, score, JSON bytes)``."
     )
+
+
+_search: Any = None  # projcache.search, imported by the first search (it loads the tokenizer)
+
+
+def _search_module() -> Any:
+    """:mod:`projcache.search` (imported once: a ``from .search import`` in the method cost
+    each search an import-system lookup)."""
+    global _search
+    if _search is None:
+        from . import search
+
+        _search = search
+    return _search
 
 
 class CacheSearch(CacheReads):
@@ -138,21 +152,24 @@ class CacheSearch(CacheReads):
         fill: bool = True,
     ) -> SearchPage:
         """Like :meth:`search`, returning a :class:`SearchPage` of stored JSON (no models)."""
-        from .search import QueryFilters, run_query  # only searches pay for the tokenizer
-
+        search = _search_module()
         if limit < 0 or offset < 0:
             raise InvalidArgumentError("limit and offset must not be negative")
         check_type(type)
         project_id = self.find_project(project).id if project is not None else None
-        filters = QueryFilters(type=type, collection=collection, tag=tag, project=project_id)
+        filters = search.QueryFilters(type, collection, tag, project_id)
         repos = self._repos
 
         def body(txn: Txn) -> SearchPage:
-            result = run_query(txn, repos, query, filters, limit, offset, fill)
+            result = search.run_query(txn, repos, query, filters, limit, offset, fill)
             # The page's records in one getmulti (in C; the keys come from the index's own
             # key db, so they need no checks), each frame CRC-checked as a point read does.
             keys = [key.encode() for key, _score in result.page]
-            stored = dict(txn.cursor(repos.artifacts.db).getmulti(keys))
+            db = repos.artifacts.db
+            if len(keys) == 1:  # (a lookup costs half a cursor's getmulti of one key)
+                stored = {keys[0]: txn.get(keys[0], db=db)}
+            else:
+                stored = dict(txn.cursor(db).getmulti(keys))
             found = []
             for (key, score), raw_key in zip(result.page, keys):
                 raw = stored.get(raw_key)
