@@ -79,18 +79,26 @@ def test_two_rare_words_take_the_small_path(
 
 
 @pytest.mark.generated
-@pytest.mark.parametrize("small", [postings_module.SMALL_POSTINGS, 2])
+@pytest.mark.parametrize(("small", "bits"), [(postings_module.SMALL_POSTINGS, 16), (2, 2)])
 @settings(max_examples=examples(100))
 @given(st.lists(records, min_size=1, max_size=12), st.data())
 def test_small_path_agrees_with_the_general_path(
-    small: int, batch: list[dict[str, Any]], data: st.DataObject
+    small: int, bits: int, batch: list[dict[str, Any]], data: st.DataObject
 ) -> None:
     """Same page, scores, total and partial counts with the small path on and off, with and
-    without the partial fill.  With most terms in blocks (``SMALL_POSTINGS`` 2) a query
-    whose last word is rare reads its other words only for the rare word's ids
-    (:func:`search._common_levels`): the same with that path off."""
+    without the partial fill.  With most terms in blocks (``SMALL_POSTINGS`` 2) of 4 ids
+    (``CHUNK_BITS`` 2) a query whose last word is rare reads its other words only for the
+    rare word's ids, block by block (:func:`search._common_levels`): the same with that
+    path off."""
     specs = data.draw(st.lists(queries(batch), min_size=1, max_size=6))
     cut = data.draw(st.integers(0, len(batch)))
+    with pytest.MonkeyPatch.context() as blocks:
+        blocks.setattr(postings_module, "CHUNK_BITS", bits)
+        agree(batch, specs, cut, small)
+
+
+def agree(batch: list[dict[str, Any]], specs: list[dict[str, Any]], cut: int, small: int) -> None:
+    """:func:`test_small_path_agrees_with_the_general_path` on one draw."""
     with tempfile.TemporaryDirectory() as directory, open_cache(directory) as cache:
         with pytest.MonkeyPatch.context() as patch:
             patch.setattr(postings_module, "MERGE_AT", 1)  # merged: small inline terms

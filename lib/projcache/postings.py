@@ -674,6 +674,11 @@ class BitmapIndex:
         return ((nxt - 1) >> CHUNK_BITS) + 1 if nxt else 0
 
     @staticmethod
+    def block_bits() -> int:
+        """log2 of the ids per block (``doc >> block_bits()`` is the block of id ``doc``)."""
+        return CHUNK_BITS
+
+    @staticmethod
     def blocks_of(ids: Iterable[int]) -> list[int]:
         """The blocks holding ``ids``, ascending."""
         return sorted({doc >> CHUNK_BITS for doc in ids})

@@ -1018,8 +1018,11 @@ def _common_levels(
     if len(candidates) > _SMALL_GROUP:
         return None
     index = repos.index
-    docs = sorted(candidates)
-    blocks = index.blocks_of(docs)
+    in_block: dict[int, list[int]] = {}  # the candidates per block of ids, ascending
+    bits = index.block_bits()
+    for doc in sorted(candidates):
+        in_block.setdefault(doc >> bits, []).append(doc)
+    blocks = list(in_block)
     out: list[_Levels] = []
     for (text, _prefix), levels in zip(terms, small):
         if levels is None:
@@ -1027,7 +1030,7 @@ def _common_levels(
             stemmed = stem(text)
             for kind, term in enumerate((text, stemmed) if stemmed != text else (text,)):
                 name = term.encode() + SEPARATOR
-                got = index.term_blocks(txn, name, blocks) if docs else (None, [])
+                got = index.term_blocks(txn, name, blocks) if blocks else (None, [])
                 if got is None:
                     return None
                 inline, values = got
@@ -1036,7 +1039,7 @@ def _common_levels(
                     small_parts(inline, by_code, levels, what=name)
                 for key, raw in values:
                     ids = decode_bitmap(raw, what=key)
-                    hit = [doc for doc in docs if doc in ids]
+                    hit = [doc for doc in in_block[int.from_bytes(key[-2:], "big")] if doc in ids]
                     if hit:
                         levels.setdefault(by_code[key[-3]], []).append(hit)
         out.append(levels)
