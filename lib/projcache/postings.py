@@ -316,8 +316,13 @@ class IdRepository:
 
     def keys_of(self, txn: Txn, docs: Iterable[int]) -> dict[int, str]:
         """The keys of ``docs`` (an id without a key is left out), read with one ``getmulti``
-        (in C: a page of search hits costs one call, not one lookup each)."""
-        found = txn.cursor(self.by_id).getmulti([doc.to_bytes(4, "big") for doc in docs])
+        (in C: a page of search hits costs one call, not one lookup each; one id, one lookup)."""
+        packed = [doc.to_bytes(4, "big") for doc in docs]
+        if len(packed) == 1:
+            key = txn.get(packed[0], db=self.by_id)
+            found = [] if key is None else [(packed[0], key)]
+        else:
+            found = txn.cursor(self.by_id).getmulti(packed)
         return {int.from_bytes(doc, "big"): bytes(key).decode("utf-8") for doc, key in found}
 
     def put(self, txn: Txn, key: str, doc: int) -> None:

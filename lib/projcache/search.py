@@ -1153,26 +1153,31 @@ def _all_small(
     if limit <= 0 or offset >= len(rows):
         return result
     rows.sort()
-    key_of = repos.ids.key_of
-    managed: Optional[BitMap] = None
+    # The tie groups that reach into the page (each with its first rank), and their keys in
+    # one getmulti.
+    groups: list[tuple[int, int, int, list[int]]] = []
     seen = 0
     for (missed, score), group in groupby(rows, key=_MISSED_SCORE):
         docs = [row[2] for row in group]
         if seen + len(docs) > offset:
-            keys = {doc: key_of(txn, doc) or "" for doc in docs}
-            if len(docs) > 1:  # ties: managed first, shorter name, lower id
-                if managed is None:
-                    blocks = index.blocks_of(candidates)
-                    managed = index.get_dense(txn, facet_name("managed", "1"), blocks)
-                here = managed
-                docs.sort(
-                    key=lambda doc: (doc not in here, name_bucket(keys[doc].split("/", 2)[-1]), doc)
-                )
-            for doc in docs[max(0, offset - seen) : stop - seen]:
-                result.partial += 1 if missed else 0
-                if keys[doc]:  # an id without a key: verify reports it
-                    result.page.append((keys[doc], float(-score)))
+            groups.append((seen, missed, score, docs))
         seen += len(docs)
         if seen >= stop:
             break
+    found = repos.ids.keys_of(txn, [doc for *_head, docs in groups for doc in docs])
+    managed: Optional[BitMap] = None
+    for seen, missed, score, docs in groups:
+        keys = {doc: found.get(doc, "") for doc in docs}
+        if len(docs) > 1:  # ties: managed first, shorter name, lower id
+            if managed is None:
+                blocks = index.blocks_of(candidates)
+                managed = index.get_dense(txn, facet_name("managed", "1"), blocks)
+            here = managed
+            docs.sort(
+                key=lambda doc: (doc not in here, name_bucket(keys[doc].split("/", 2)[-1]), doc)
+            )
+        for doc in docs[max(0, offset - seen) : stop - seen]:
+            result.partial += 1 if missed else 0
+            if keys[doc]:  # an id without a key: verify reports it
+                result.page.append((keys[doc], float(-score)))
     return result
