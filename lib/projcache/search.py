@@ -956,13 +956,12 @@ def _read_small(
     :class:`~projcache.postings.TermPostings`); ``None`` in place of a word before the last
     that has a term in blocks or touched by the log (see :func:`_common_levels`); ``None``
     when the last word (the prefix word) is such a word."""
-    out: list[Optional[_Levels]] = []
-    for text, prefix in terms:
-        parts = _small_word(txn, repos, text, prefix)
-        if parts is None and prefix:
-            return None
-        out.append(parts)
-    return out
+    # The last word first: the others are read only when it is small (a query of common
+    # words costs one probe, as before the common words had a path of their own).
+    last = _small_word(txn, repos, *terms[-1])
+    if last is None:
+        return None
+    return [_small_word(txn, repos, text, prefix) for text, prefix in terms[:-1]] + [last]
 
 
 def _small_word(txn: Txn, repos: Repositories, text: str, prefix: bool) -> Optional[_Levels]:
