@@ -379,8 +379,10 @@ class CacheReads:
         def listing(txn: Txn, project_id: Optional[str]) -> list[bytes]:
             if plain:
                 return streams.project_deployments(txn, repos, project_id)
-            return streams.deployment_payloads(
-                txn, repos, project_id, state, artifact, profile, type
+            return list(
+                streams.iter_deployment_payloads(
+                    txn, repos, project_id, state, artifact, profile, type
+                )
             )
 
         def body(txn: Txn) -> Optional[list[bytes]]:

@@ -34,14 +34,11 @@ __all__ = [
     "SORTED_KEYS",
     "WALK_RATIO",
     "artifact_pages",
-    "artifact_payloads",
     "deployment_counts",
-    "deployment_payloads",
     "flatten",
     "iter_deployment_payloads",
     "page_of_stream",
     "project_artifact_pages",
-    "project_artifact_payloads",
     "project_deployments",
 ]
 
@@ -265,19 +262,6 @@ def flatten(
             close()
 
 
-def artifact_payloads(
-    stream: PageStreamer,
-    repos: Callable[[], Repositories],
-    type_: Optional[str],
-    collection: Optional[str],
-    tag: Optional[str],
-    wanted: Optional[Callable[[Txn], set[str]]] = None,
-) -> Iterator[bytes]:
-    """Yield the JSON of matching artifacts in key order, from one read snapshot: the
-    items of :func:`artifact_pages`."""
-    return flatten(artifact_pages(stream, repos, type_, collection, tag, wanted))
-
-
 def artifact_pages(
     stream: PageStreamer,
     repos: Callable[[], Repositories],
@@ -316,20 +300,6 @@ def artifact_pages(
     return stream(_in_pages(step), start)
 
 
-def project_artifact_payloads(
-    stream: PageStreamer,
-    repos: Callable[[], Repositories],
-    project_id: str,
-    state: Optional[str],
-    type_: Optional[str],
-    collection: Optional[str],
-    tag: Optional[str],
-) -> Iterator[bytes]:
-    """Yield the JSON of the artifacts deployed in a project, in key order, from one
-    snapshot: the items of :func:`project_artifact_pages`."""
-    return flatten(project_artifact_pages(stream, repos, project_id, state, type_, collection, tag))
-
-
 def project_artifact_pages(
     stream: PageStreamer,
     repos: Callable[[], Repositories],
@@ -342,7 +312,7 @@ def project_artifact_pages(
     """Yield the JSON of the artifacts deployed in a project, in key order, a page at a
     time (none empty), from one snapshot.
 
-    What :func:`artifact_payloads` with ``wanted`` = the project's deployed keys
+    What :func:`artifact_pages` with ``wanted`` = the project's deployed keys
     lists, in memory of a page whatever the project holds: a project's
     deployment keys (``<project id> NUL <artifact key> NUL <profile>``) come in
     artifact key order, so the project's deployments are walked ``PAGE``
@@ -407,27 +377,12 @@ def _of_type(type_: Optional[str]) -> Callable[[bytes], bool]:
     return lambda key: bytes(key).split(codec.SEPARATOR)[1].split(b"/")[1] == wanted
 
 
-def deployment_payloads(
-    txn: Txn,
-    repos: Repositories,
-    project_id: Optional[str],
-    state: Optional[str],
-    artifact: Optional[str] = None,
-    profile: Optional[str] = None,
-    type_: Optional[str] = None,
-) -> list[bytes]:
-    """JSON of the deployments of one project (prefix scan), in one state (index), of one
-    artifact (the ``deployments-by-artifact`` index), to one profile and/or of one artifact
-    type (both read from the key, not the record): :func:`iter_deployment_payloads`, listed."""
-    return list(iter_deployment_payloads(txn, repos, project_id, state, artifact, profile, type_))
-
-
 def project_deployments(
     txn: Txn, repos: Repositories, project_id: Optional[str], id_key: Optional[bytes] = None
 ) -> list[bytes]:
     """One project's deployments (all of them for ``None``) in key order, read in ``txn``.
 
-    What :func:`deployment_payloads` lists without filters, in one loop: the
+    What :func:`iter_deployment_payloads` lists without filters, in one loop: the
     prefix scan and each frame's check (the plain frame inline, as
     :meth:`~projcache.storage.Storage.get_payload` does).
     ``list_deployments(project)`` is a few records, and the layers of
@@ -503,7 +458,9 @@ def iter_deployment_payloads(
     profile: Optional[str] = None,
     type_: Optional[str] = None,
 ) -> Iterator[bytes]:
-    """Yield what :func:`deployment_payloads` lists, one record at a time, read in ``txn``.
+    """Yield the JSON of the deployments of one project (prefix scan), in one state (index),
+    of one artifact (the ``deployments-by-artifact`` index), to one profile and/or of one
+    artifact type (both read from the key, not the record), one at a time, read in ``txn``.
 
     Consume it before ``txn`` ends; memory is one record whatever the number
     of matches (a page with its total, :func:`page_of_stream`, keeps only the page).
