@@ -731,3 +731,29 @@ def test_an_index_of_layout_2_keeps_writing_its_id_maps_at_once(
     with ProjectCache.open(settings=cache_settings) as cache:
         found = {h.key for h in cache.search("artifact", limit=50)}
         assert found == {k.decode() for k in keys}
+
+
+def test_quick_verify_counts_the_waiting_mappings(
+    cache_settings: Settings, make_artifact: MakeArtifact
+) -> None:
+    """Quick verify corrects the stored id maps' counts by the mappings that wait in
+    ``search-pending``: a clean cache passes, and a lost waiting mapping is a count finding."""
+    with ProjectCache.open(settings=cache_settings) as cache:
+        cache.put_artifacts([make_artifact(f"a{i}") for i in range(5)])
+        cache._write(lambda txn: cache._repos.index.merge(txn))
+        cache.put_artifacts([make_artifact("new")])
+        cache.delete_artifact("default/skill/a0")
+        assert cache.verify().ok
+    waiting = b"\xfd" + b"default/skill/new"
+    assert waiting in dict(raw_rows(cache_settings.cache_dir, "search-pending"))
+    tamper(cache_settings.cache_dir, lambda txn, dbs: txn.delete(waiting, db=dbs["search-pending"]))
+    with ProjectCache.open(settings=cache_settings) as cache:
+        found = {(f.kind, f.db) for f in cache.verify().findings}
+        assert ("index", "artifact-ids") in found
+        report = cache.verify(deep=True, repair=True)
+        assert not report.ok or report.repaired
+        assert cache.verify(deep=True).ok and cache.verify().ok
+        ids = cache._read(lambda txn: dict(cache._repos.ids.items(txn)))
+        assert sorted(ids) == [f"default/skill/a{i}" for i in range(1, 5)] + ["default/skill/new"]
+    layout = dict(raw_rows(cache_settings.cache_dir, "search-pending"))[b"\xff\x07layout"]
+    assert layout == b"\x03"  # the repair rebuilt the index in layout 3
