@@ -206,14 +206,13 @@ def records_snapshot(settings: Settings) -> dict[str, Any]:
 def index_view(cache_dir: Path) -> dict[str, Any]:
     """The derived indexes as plain data that does not depend on which id an artifact got:
     deployment indexes as raw rows, the search index as ``{bitmap name: artifact keys}``
-    (main bitmaps with the write log applied)."""
-    from projcache.postings import BitmapIndex
-
-    keys = {int.from_bytes(k, "big"): v.decode() for k, v in raw_rows(cache_dir, "artifact-keys")}
+    (main bitmaps with the write log applied, ids mapped as the mappings that wait in
+    ``search-pending`` say)."""
     env, dbs = open_raw(cache_dir)
     try:
         with env.begin() as txn:
-            index = BitmapIndex(dbs["search-tokens"], dbs["search-pending"])
+            index, ids = _raw_index(dbs)
+            keys = dict(ids.reverse_items(txn))
             names = dict(index.names_of(txn))
     finally:
         env.close()
@@ -221,8 +220,16 @@ def index_view(cache_dir: Path) -> dict[str, Any]:
         db: raw_rows(cache_dir, db) for db in ("deployments-by-artifact", "deployments-by-state")
     }
     view["search"] = {name: sorted(keys[d] for d in ids) for name, ids in names.items() if ids}
-    view["ids"] = sorted(v.decode() for k, v in raw_rows(cache_dir, "artifact-keys"))
+    view["ids"] = sorted(keys.values())
     return view
+
+
+def _raw_index(dbs: dict[str, Any]) -> tuple[Any, Any]:
+    """The bitmap index and id map over raw py-lmdb handles."""
+    from projcache.postings import BitmapIndex, IdRepository
+
+    ids = IdRepository(dbs["artifact-ids"], dbs["artifact-keys"], dbs["search-pending"])
+    return BitmapIndex(dbs["search-tokens"], dbs["search-pending"], ids), ids
 
 
 def merge_index(settings: Settings) -> None:
@@ -234,4 +241,11 @@ def merge_index(settings: Settings) -> None:
 
 def pdf_id(cache_dir: Path) -> int:
     """The integer id of ``default/skill/pdf``."""
-    return int.from_bytes(dict(raw_rows(cache_dir, "artifact-ids"))[b"default/skill/pdf"], "big")
+    env, dbs = open_raw(cache_dir)
+    try:
+        with env.begin() as txn:
+            doc = _raw_index(dbs)[1].id_of(txn, "default/skill/pdf")
+    finally:
+        env.close()
+    assert doc is not None
+    return int(doc)

@@ -42,6 +42,7 @@ from damage import (
     index_view,
     leaf_keys,
     log_records,
+    merge_index,
     raw_rows,
     records_snapshot,
     tamper,
@@ -157,6 +158,7 @@ class TestRepair:
         capture_logs(caplog)
         before = records_snapshot(shop.settings)
         counts = {db: len(raw_rows(shop.cache_dir, db)) for db in recovery_module.RECORD_DBS}
+        merge_index(shop.settings)  # a merge moves the waiting id mappings into the sub-db
         pgno = break_page_header(shop.cache_dir, "artifact-keys")
         damaged_bytes = (shop.cache_dir / "data.mdb").read_bytes()
         with ProjectCache.open(settings=shop.settings) as cache:
@@ -203,6 +205,7 @@ class TestRepair:
             cache_settings.cache_dir,
             lambda txn, dbs: flip_last_byte(txn, dbs["artifacts"], victim),
         )
+        merge_index(cache_settings)  # a merge moves the waiting id mappings into the sub-db
         break_page_header(cache_settings.cache_dir, "artifact-ids")
         with ProjectCache.open(settings=cache_settings) as cache:
             report = cache.verify(repair=True)

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import unicodedata
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from projcache.terms import STOP_WORDS, field_terms, query_words, stem, tokenize
+
+T = TypeVar("T")
 
 
 def is_word(token: str) -> bool:
@@ -298,6 +301,21 @@ _ARTIFACT = st.fixed_dictionaries(
 )
 
 
+def _with_stem_tables_of(most: int, call: Callable[[], T]) -> T:
+    """``call()`` with the stem tables holding at most ``most`` words, then emptied (a
+    hypothesis example must not leave its small tables to the next one)."""
+    from projcache import terms
+
+    saved = terms._STEMS_MAX
+    terms._STEMS_MAX = most
+    try:
+        return call()
+    finally:
+        terms._STEMS_MAX = saved
+        terms._STEMS.clear()
+        terms._STEMS_UTF8.clear()
+
+
 @settings(max_examples=60)
 @given(st.lists(_ARTIFACT, max_size=6), st.integers(min_value=1, max_value=40))
 def test_field_terms_many_is_field_terms_of_each(
@@ -307,13 +325,7 @@ def test_field_terms_many_is_field_terms_of_each(
     whatever the size of the stem table (it is emptied when full)."""
     from projcache import terms
 
-    saved = terms._STEMS_MAX
-    terms._STEMS_MAX = most
-    try:
-        got = terms.field_terms_many(artifacts)
-    finally:
-        terms._STEMS_MAX = saved
-        terms._STEMS.clear()
+    got = _with_stem_tables_of(most, lambda: terms.field_terms_many(artifacts))
     expected = []
     for artifact in artifacts:
         fields = terms.artifact_fields(artifact)
@@ -360,14 +372,7 @@ def test_utf8_terms_are_the_terms_encoded(artifacts: list[dict[str, Any]], most:
     stem tables (both are replaced when full)."""
     from projcache import terms
 
-    saved = terms._STEMS_MAX
-    terms._STEMS_MAX = most
-    try:
-        got = terms.field_terms_utf8_many(artifacts)
-    finally:
-        terms._STEMS_MAX = saved
-        terms._STEMS.clear()
-        terms._STEMS_UTF8.clear()
+    got = _with_stem_tables_of(most, lambda: terms.field_terms_utf8_many(artifacts))
     expected = [
         {code: {term.encode() for term in words} for code, words in fields.items()}
         for fields in terms.field_terms_many(artifacts)

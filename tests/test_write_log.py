@@ -308,6 +308,17 @@ class WriteLogMachine(RuleBasedStateMachine):
         ids = self.cache._read(lambda txn: dict(self.cache._repos.ids.items(txn)))
         assert sorted(ids) == sorted(self.model)
         assert len(set(ids.values())) == len(ids)
+        # Point reads see the mappings that wait in search-pending as verify's view does.
+        repos = self.cache._repos
+        gone = {key_of(r) for r in self.history} - set(ids)
+        assert self.cache._read(lambda txn: {k: repos.ids.id_of(txn, k) for k in ids}) == ids
+        assert self.cache._read(lambda txn: [repos.ids.id_of(txn, k) for k in gone]) == [
+            None
+        ] * len(gone)
+        keys = {doc: key.encode() for key, doc in ids.items()}
+        assert self.cache._read(lambda txn: repos.ids.keys_of(txn, sorted(keys))) == [
+            keys[doc] for doc in sorted(keys)
+        ]
         assert not set(control["free"]) & set(ids.values())
         assert not set(control["deleted"]) & set(ids.values())
         main = self.cache._read(
@@ -322,6 +333,7 @@ class WriteLogMachine(RuleBasedStateMachine):
         """Check verify once at the end, close and remove the cache."""
         try:
             assert self.cache.verify(deep=True).ok
+            assert self.cache.verify().ok  # quick: the id maps' counts with waiting mappings
         finally:
             (
                 postings_module.MERGE_AT,
@@ -647,3 +659,101 @@ def test_a_batch_past_merge_at_lists_its_new_ids_per_name(
         assert cache.search("first", fill=False) == []
         assert cache.search("old", fill=False) == []
         assert cache.verify(deep=True).ok
+
+
+def test_a_single_write_leaves_the_id_maps_to_the_next_merge(
+    cache_settings: Settings, make_artifact: MakeArtifact
+) -> None:
+    """In layout 3 a single write, update or delete dirties neither ``artifact-ids`` nor
+    ``artifact-keys`` (two B-trees fewer per commit): its mappings wait in ``search-pending``
+    and every read sees them; the next merge moves them, and verify (deep and quick) agrees
+    at each step."""
+    with ProjectCache.open(settings=cache_settings) as cache:
+        cache.put_artifacts([make_artifact(f"a{i}", tags=["pdf"]) for i in range(5)])
+        cache._write(lambda txn: cache._repos.index.merge(txn))
+    stored = {
+        db: raw_rows(cache_settings.cache_dir, db) for db in ("artifact-ids", "artifact-keys")
+    }
+    assert len(stored["artifact-ids"]) == 5
+    steps = [
+        lambda c: c.put_artifacts([make_artifact("new", tags=["pdf"])]),
+        lambda c: c.put_artifacts([make_artifact("new", tags=["pdf"], description="docx")]),
+        lambda c: c.delete_artifact("default/skill/a1"),
+        lambda c: c.put_artifacts([make_artifact("a1", tags=["pdf"], description="back")]),
+        lambda c: c.delete_artifact("default/skill/new"),
+        lambda c: c.put_artifacts([make_artifact("new", tags=["pdf"], description="again")]),
+    ]
+    live = {f"default/skill/a{i}" for i in range(5)}
+    for step, (add, drop) in zip(
+        steps,
+        [("new", None), (None, None), (None, "a1"), ("a1", None), (None, "new"), ("new", None)],
+    ):
+        with ProjectCache.open(settings=cache_settings) as cache:
+            step(cache)
+            live |= {f"default/skill/{add}"} if add else set()
+            live -= {f"default/skill/{drop}"} if drop else set()
+            assert {a.key for a in cache.list_artifacts(tag="pdf")} == live
+            assert {h.key for h in cache.search("pdf", limit=50)} == live
+            assert cache.verify(deep=True).ok and cache.verify().ok
+        for db, rows in stored.items():
+            assert raw_rows(cache_settings.cache_dir, db) == rows
+    with ProjectCache.open(settings=cache_settings) as cache:
+        cache._write(lambda txn: cache._repos.index.merge(txn))
+        ids = cache._read(lambda txn: dict(cache._repos.ids.items(txn)))
+        assert sorted(ids) == sorted(live)
+        assert cache.verify(deep=True).ok and cache.verify().ok
+    rows = raw_rows(cache_settings.cache_dir, "artifact-ids")
+    assert sorted(k.decode() for k, _ in rows) == sorted(live)
+    assert {k: int.from_bytes(v, "big") for k, v in rows} == {k.encode(): d for k, d in ids.items()}
+    pending = raw_rows(cache_settings.cache_dir, "search-pending")
+    assert not [k for k, _ in pending if k[:1] in (b"\xfc", b"\xfd")]
+
+
+def test_an_index_of_layout_2_keeps_writing_its_id_maps_at_once(
+    cache_settings: Settings, make_artifact: MakeArtifact
+) -> None:
+    """A cache whose index was built in layout 2 (an earlier 0.2.0-dev library) opens, and a
+    write there puts its mappings straight into ``artifact-ids`` / ``artifact-keys``, as
+    that library reads them (a rebuild by ``verify --repair`` brings it to layout 3)."""
+    with ProjectCache.open(settings=cache_settings) as cache:
+        cache.put_artifacts([make_artifact(f"a{i}") for i in range(3)])
+        cache._write(lambda txn: cache._repos.index.merge(txn))
+    tamper(
+        cache_settings.cache_dir,
+        lambda txn, dbs: txn.put(b"\xff\x07layout", b"\x02", db=dbs["search-pending"]),
+    )
+    with ProjectCache.open(settings=cache_settings) as cache:
+        cache.put_artifacts([make_artifact("new")])
+        cache.delete_artifact("default/skill/a0")
+        assert cache.verify(deep=True).ok and cache.verify().ok
+    keys = sorted(k for k, _ in raw_rows(cache_settings.cache_dir, "artifact-ids"))
+    assert keys == [b"default/skill/a1", b"default/skill/a2", b"default/skill/new"]
+    with ProjectCache.open(settings=cache_settings) as cache:
+        found = {h.key for h in cache.search("artifact", limit=50)}
+        assert found == {k.decode() for k in keys}
+
+
+def test_quick_verify_counts_the_waiting_mappings(
+    cache_settings: Settings, make_artifact: MakeArtifact
+) -> None:
+    """Quick verify corrects the stored id maps' counts by the mappings that wait in
+    ``search-pending``: a clean cache passes, and a lost waiting mapping is a count finding."""
+    with ProjectCache.open(settings=cache_settings) as cache:
+        cache.put_artifacts([make_artifact(f"a{i}") for i in range(5)])
+        cache._write(lambda txn: cache._repos.index.merge(txn))
+        cache.put_artifacts([make_artifact("new")])
+        cache.delete_artifact("default/skill/a0")
+        assert cache.verify().ok
+    waiting = b"\xfd" + b"default/skill/new"
+    assert waiting in dict(raw_rows(cache_settings.cache_dir, "search-pending"))
+    tamper(cache_settings.cache_dir, lambda txn, dbs: txn.delete(waiting, db=dbs["search-pending"]))
+    with ProjectCache.open(settings=cache_settings) as cache:
+        found = {(f.kind, f.db) for f in cache.verify().findings}
+        assert ("index", "artifact-ids") in found
+        report = cache.verify(deep=True, repair=True)
+        assert not report.ok or report.repaired
+        assert cache.verify(deep=True).ok and cache.verify().ok
+        ids = cache._read(lambda txn: dict(cache._repos.ids.items(txn)))
+        assert sorted(ids) == [f"default/skill/a{i}" for i in range(1, 5)] + ["default/skill/new"]
+    layout = dict(raw_rows(cache_settings.cache_dir, "search-pending"))[b"\xff\x07layout"]
+    assert layout == b"\x03"  # the repair rebuilt the index in layout 3

@@ -92,6 +92,12 @@ def quick_verify(storage: Storage, progress: Optional[Progress] = None) -> Verif
             checked[name] = count
         if txn.get(b"schema_version", db=dbs["meta"]) is None:
             add("model", "meta", b"schema_version", "no schema version recorded")
+        if "artifact-ids" in dbs and "search-pending" in dbs:
+            from .postings import IdRepository
+
+            # A single write's mappings wait in search-pending until the next merge.
+            ids = IdRepository(dbs["artifact-ids"], dbs["artifact-keys"], dbs["search-pending"])
+            entries["artifact-ids"], entries["artifact-keys"] = ids.counts(txn)
         _counts(entries, add)
         if "search-tokens" in dbs:
             from .postings import BitmapIndex

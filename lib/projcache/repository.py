@@ -628,8 +628,8 @@ class Repositories:
         self.deployments = DeploymentRepository(dbs["deployments"])
         self.sources = SourceRepository(dbs["sources"])
         self.collections = CollectionRepository(dbs["collections"], self.staleness)
-        self.ids = IdRepository(dbs["artifact-ids"], dbs["artifact-keys"])
-        self.index = BitmapIndex(dbs["search-tokens"], dbs["search-pending"])
+        self.ids = IdRepository(dbs["artifact-ids"], dbs["artifact-keys"], dbs["search-pending"])
+        self.index = BitmapIndex(dbs["search-tokens"], dbs["search-pending"], self.ids)
         self.facets = FacetIndex(self.index, self.ids)
         self.deployment_index = DeploymentIndex(
             dbs["deployments-by-artifact"], dbs["deployments-by-state"]

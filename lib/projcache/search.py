@@ -635,7 +635,7 @@ class _Ranker:
     def _keys(self, ids: Iterable[int]) -> dict[int, str]:
         """The keys of ``ids`` (``""`` for an id without one: verify reports it), read with
         one ``getmulti`` and kept in :attr:`known` for the page."""
-        found = self.repos.ids.keys_of(self.txn, ids)
+        found = self.repos.ids.key_map(self.txn, ids)
         keys = {doc: found.get(doc, "") for doc in ids}
         self.known.update(keys)
         return keys
@@ -864,7 +864,7 @@ def run_query(
     known = ranker.known
     missing = [doc for doc, _score in hits if doc not in known]
     if missing:  # (the tie-break read the keys of the ids it ranked from them)
-        known.update(repos.ids.keys_of(txn, missing))
+        known.update(repos.ids.key_map(txn, missing))
     for doc, score in hits:
         key = known.get(doc)
         if key:  # an id without a key: verify reports it
@@ -1163,7 +1163,7 @@ def _all_small(
         seen += len(docs)
         if seen >= stop:
             break
-    found = repos.ids.keys_of(txn, [doc for *_head, docs in groups for doc in docs])
+    found = repos.ids.key_map(txn, [doc for *_head, docs in groups for doc in docs])
     managed: Optional[BitMap] = None
     for seen, missed, score, docs in groups:
         keys = {doc: found.get(doc, "") for doc in docs}

@@ -53,7 +53,6 @@ _crc32 = zlib.crc32
 _VALUE = itemgetter(1)
 _AFTER_HEAD = itemgetter(slice(5, None))  # a frame's payload (a copy: the values are bytes)
 _VERSION_OF = itemgetter(0)
-_PACK_ID = struct.Struct(">I").pack  # an artifact id's key (postings.IdRepository.pack)
 if TYPE_CHECKING:
     PageStreamer = Callable[
         [Callable[[Txn, Any], tuple[list[list[bytes]], Any]], Any], Iterator[list[bytes]]
@@ -144,7 +143,7 @@ def _sorted_keys(
     as their text does, and the records are read by these same bytes (a decode
     and an encode per match saved, issue 15: list by tag <= 2x raw per record).
     """
-    keys = sorted(map(_VALUE, txn.cursor(repos.facets.ids.by_id).getmulti(map(_PACK_ID, docs))))
+    keys = sorted(repos.facets.ids.keys_of(txn, docs))
     if type_ is None and collection is None:
         return keys
     return [k for k in keys if _key_matches(k.decode("utf-8"), type_, collection)]

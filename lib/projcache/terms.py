@@ -22,7 +22,11 @@ from functools import lru_cache
 # typing is imported for the type checker only: at run time it costs a cold CLI call ~2.4 ms.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Any, Optional
+    from collections.abc import Callable
+    from collections.abc import Set as AbstractSet
+    from typing import Any, Optional, TypeVar
+
+    W = TypeVar("W", str, bytes)  # a token: text, or UTF-8 (the write path)
 
 __all__ = [
     "MAX_NAME_BUCKET",
@@ -337,6 +341,29 @@ def artifact_fields(artifact: Mapping[str, Any]) -> dict[bytes, str]:
     }
 
 
+def _tokens_per_field(
+    artifacts: Sequence[Mapping[str, Any]],
+    words: Callable[[str], Iterable[W]],
+    stops: AbstractSet[W],
+) -> tuple[list[dict[bytes, set[W]]], set[W]]:
+    """Each artifact's tokens per field code (``words`` of the text, less ``stops``), and
+    every distinct token of them all (stemmed once each by the caller)."""
+    per_artifact: list[dict[bytes, set[W]]] = []
+    distinct: set[W] = set()
+    for artifact in artifacts:
+        fields: dict[bytes, set[W]] = {}
+        for code, text in artifact_fields(artifact).items():
+            if not text:
+                continue
+            tokens = set(words(text))
+            tokens -= stops
+            if tokens:
+                fields[code] = tokens
+                distinct |= tokens
+        per_artifact.append(fields)
+    return per_artifact, distinct
+
+
 def field_terms(artifact: Mapping[str, Any]) -> dict[bytes, set[str]]:
     """Return ``{field code: terms}``: every token of the field and its stem."""
     return field_terms_many([artifact])[0]
@@ -349,19 +376,9 @@ def field_terms_many(artifacts: Sequence[Mapping[str, Any]]) -> list[dict[bytes,
     call of the C stemmer: a batch of 1,000 artifacts has ~50,000 tokens but only
     a few thousand distinct words.
     """
-    per_artifact: list[dict[bytes, set[str]]] = []
-    distinct: set[str] = set()
-    for artifact in artifacts:
-        fields: dict[bytes, set[str]] = {}
-        for code, text in artifact_fields(artifact).items():
-            if not text:
-                continue
-            tokens = set(_words(text, compounds=True))
-            tokens -= STOP_WORDS
-            if tokens:
-                fields[code] = tokens
-                distinct |= tokens
-        per_artifact.append(fields)
+    per_artifact, distinct = _tokens_per_field(
+        artifacts, lambda text: _words(text, compounds=True), STOP_WORDS
+    )
     stem_of = _learn_stems(distinct).__getitem__
     for fields in per_artifact:
         for code, tokens in fields.items():
@@ -386,19 +403,7 @@ def field_terms_utf8_many(
 ) -> list[dict[bytes, set[bytes]]]:
     """:func:`field_terms_many` UTF-8 encoded, the write path's form (bitmap names are
     bytes): a batch of 1,000 artifacts with bodies has ~50,000 tokens."""
-    per_artifact: list[dict[bytes, set[bytes]]] = []
-    distinct: set[bytes] = set()
-    for artifact in artifacts:
-        fields: dict[bytes, set[bytes]] = {}
-        for code, text in artifact_fields(artifact).items():
-            if not text:
-                continue
-            tokens = set(_utf8_words(text))
-            tokens -= _STOP_UTF8
-            if tokens:
-                fields[code] = tokens
-                distinct |= tokens
-        per_artifact.append(fields)
+    per_artifact, distinct = _tokens_per_field(artifacts, _utf8_words, _STOP_UTF8)
     stem_of = _learn_utf8_stems(distinct).__getitem__
     for fields in per_artifact:
         for tokens in fields.values():

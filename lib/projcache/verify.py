@@ -5,7 +5,8 @@
     documentation requires: it proves nothing about a file writers still touch.
 (b) **frame**: every value's format byte and CRC32.
 (c) **model**: every record validates against its model and agrees with its key.
-(d) **index**: ``artifact-ids`` and ``artifact-keys`` are a bijection over the
+(d) **index**: ``artifact-ids`` and ``artifact-keys`` (with the mappings that wait in
+    ``search-pending`` for the next merge, layout 3) are a bijection over the
     artifact records; every id is listed in exactly the bitmaps its record
     implies (terms per field, type, collection, tags, managed, name length:
     :func:`projcache.mutations.index_names`), main bitmaps and tail united,
