@@ -757,3 +757,38 @@ def test_quick_verify_counts_the_waiting_mappings(
         assert sorted(ids) == [f"default/skill/a{i}" for i in range(1, 5)] + ["default/skill/new"]
     layout = dict(raw_rows(cache_settings.cache_dir, "search-pending"))[b"\xff\x07layout"]
     assert layout == b"\x03"  # the repair rebuilt the index in layout 3
+
+
+def test_search_pages_name_artifacts_whose_id_maps_wait_in_the_log(
+    cache_settings: Settings, make_artifact: MakeArtifact
+) -> None:
+    """The search's key lookups (``IdRepository.key_map``: one hit, a page, a tie group)
+    read the mappings a single write left in ``search-pending`` (layout 3): an artifact
+    written since the last merge is named on the page by every path that reaches it."""
+    with ProjectCache.open(settings=cache_settings) as cache:
+        cache.put_artifacts(
+            [make_artifact(f"a{i}", description="common words here") for i in range(8)]
+        )
+        cache._write(lambda txn: cache._repos.index.merge(txn))
+        cache.put_artifacts([make_artifact("zebra", description="common words zanzibar")])
+        cache.put_artifacts([make_artifact("yak", description="common words zanzibar")])
+        repos = cache._repos
+        new = cache._read(lambda txn: repos.ids.id_of(txn, "default/skill/zebra"))
+        old = cache._read(lambda txn: repos.ids.id_of(txn, "default/skill/a0"))
+        assert new is not None and old is not None
+        assert cache._read(lambda txn: repos.ids.key_map(txn, [new])) == {
+            new: "default/skill/zebra"
+        }
+        assert cache._read(lambda txn: repos.ids.key_map(txn, [old, new])) == {
+            old: "default/skill/a0",
+            new: "default/skill/zebra",
+        }
+        assert [h.key for h in cache.search("zebra")] == ["default/skill/zebra"]
+        assert sorted(h.key for h in cache.search("zanzibar")) == [
+            "default/skill/yak",
+            "default/skill/zebra",
+        ]
+        both = cache.search("common zanzibar")  # (then the partial matches, ranked below)
+        assert both.total == 2
+        assert sorted(h.key for h in list(both)[:2]) == ["default/skill/yak", "default/skill/zebra"]
+        assert len(cache.search("common words", limit=50)) == 10

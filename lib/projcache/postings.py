@@ -349,15 +349,11 @@ class IdRepository:
             found = txn.cursor(self.by_id).getmulti(packed)
         if len(found) < len(packed) and self.pending is not None:
             known = dict(found)
-            found = [
-                (doc, known.get(doc) or txn.get(_PENDING_ID + doc, db=self.pending))
-                for doc in packed
-            ]
-        return {
-            int.from_bytes(doc, "big"): bytes(key).decode("utf-8")
-            for doc, key in found
-            if key is not None
-        }
+            missing = [doc for doc in packed if doc not in known]
+            waiting = ((doc, txn.get(_PENDING_ID + doc, db=self.pending)) for doc in missing)
+            found = [(doc, key) for doc, key in waiting if key is not None]
+            found.extend(known.items())
+        return {int.from_bytes(doc, "big"): bytes(key).decode("utf-8") for doc, key in found}
 
     def keys_of(self, txn: Txn, docs: Iterable[int]) -> list[bytes]:
         """The UTF-8 keys of ids ``docs`` (live ids, as a bitmap lists them), read with one
