@@ -67,6 +67,20 @@ def summary_of(cache: ProjectCache, path: Path) -> Any:
     return cache._read(lambda txn: cache._repos.meta.get(txn, STAT_SUMMARY + unit))
 
 
+def summarized(cache: ProjectCache, path: Path, refreshes: int = 2) -> Any:
+    """Refresh ``refreshes`` times (the second leaves a summary); the summary of ``path``."""
+    for _ in range(refreshes):
+        cache.refresh()
+    return summary_of(cache, path)
+
+
+def put_summary(cache: ProjectCache, path: Path, value: Any) -> str:
+    """Store ``value`` as the stat summary of the collection folder at ``path``; its key."""
+    key = STAT_SUMMARY + refresh_units.collection_unit(str(path))
+    cache._write(lambda txn: cache._repos.meta.put(txn, key, value))
+    return key
+
+
 def rewrite(path: Path, text: str) -> None:
     """Replace ``path``'s text and move its mtime an hour back (out of the racy window)."""
     path.write_text(text, encoding="utf-8")
@@ -118,15 +132,8 @@ class TestUnchanged:
         self, cache: ProjectCache, collection: CollectionBuilder, surveys: Surveys
     ) -> None:
         """The summary vouches only for the fingerprints it was made from (their hash)."""
-        cache.refresh()
-        cache.refresh()
-        unit = refresh_units.collection_unit(str(collection.path))
-        stored = summary_of(cache, collection.path)
-        cache._write(
-            lambda txn: cache._repos.meta.put(
-                txn, STAT_SUMMARY + unit, {**stored, "fingerprints": "0" * 32}
-            )
-        )
+        stored = summarized(cache, collection.path)
+        put_summary(cache, collection.path, {**stored, "fingerprints": "0" * 32})
         surveys.count = 0
         cache.refresh()
         assert surveys.count == 1
@@ -137,8 +144,7 @@ class TestUnchanged:
     ) -> None:
         """Whatever is stored under the key, the refresh surveys and answers as usual."""
         first = cache.refresh()
-        unit = refresh_units.collection_unit(str(collection.path))
-        cache._write(lambda txn: cache._repos.meta.put(txn, STAT_SUMMARY + unit, value))
+        put_summary(cache, collection.path, value)
         report = cache.refresh()
         assert surveys.count == 1
         assert (report.sources_checked, report.sources_changed) == (first.sources_checked, 0)
@@ -605,19 +611,14 @@ class TestListings:
         self, cache: ProjectCache, collection: CollectionBuilder
     ) -> None:
         """Folders changed in the last 2 s (the collection was just built): no listing yet."""
-        for _ in range(3):
-            cache.refresh()
-        stored = summary_of(cache, collection.path)
+        stored = summarized(cache, collection.path, 3)
         assert stored is not None and "listings" not in stored
 
     def test_listings_that_do_not_hold_are_not_used(
         self, cache: ProjectCache, collection: CollectionBuilder, listable: None
     ) -> None:
         """Another folder stat, odd names, not a list: the folder is listed (the right answer)."""
-        for _ in range(3):
-            cache.refresh()
-        unit = refresh_units.collection_unit(str(collection.path))
-        stored = summary_of(cache, collection.path)
+        stored = summarized(cache, collection.path, 3)
         good = stored["listings"]["skills/skill-1"]
         wrong = {
             "skills/skill-0": "SKILL.md",
@@ -625,8 +626,7 @@ class TestListings:
             "skills/skill-2": [*good[:3], "../skill-1/SKILL.md"],
             "skills/skill-3": [*good[:3], 7],
         }
-        bad = {**stored, "listings": wrong}
-        cache._write(lambda txn: cache._repos.meta.put(txn, STAT_SUMMARY + unit, bad))
+        put_summary(cache, collection.path, {**stored, "listings": wrong})
         report = cache.refresh()
         assert (report.sources_changed, report.errors) == (0, [])
         assert summary_of(cache, collection.path)["listings"] == stored["listings"]
@@ -654,18 +654,13 @@ class TestVerify:
         """Other stats under the right fingerprints' hash: an index finding; repair drops it."""
         import base64
 
-        cache.refresh()
-        cache.refresh()
-        unit = refresh_units.collection_unit(str(collection.path))
-        stored = summary_of(cache, collection.path)
+        stored = summarized(cache, collection.path)
         hashes = bytearray(base64.b64decode(stored["hashes"]))
         hashes[0] ^= 0xFF
         wrong = {**stored, "hashes": base64.b64encode(bytes(hashes)).decode()}
-        cache._write(lambda txn: cache._repos.meta.put(txn, STAT_SUMMARY + unit, wrong))
+        key = put_summary(cache, collection.path, wrong)
         report = cache.verify(deep=True)
-        assert [(f.kind, f.db, f.key) for f in report.findings] == [
-            ("index", "meta", STAT_SUMMARY + unit)
-        ]
+        assert [(f.kind, f.db, f.key) for f in report.findings] == [("index", "meta", key)]
         assert "stat summary holds other stats" in report.findings[0].message
         cache.verify(repair=True)
         assert summary_of(cache, collection.path) is None
@@ -679,10 +674,6 @@ class TestVerify:
         self, cache: ProjectCache, collection: CollectionBuilder
     ) -> None:
         """Bound to other fingerprints, a summary is never used: nothing to report."""
-        cache.refresh()
-        cache.refresh()
-        unit = refresh_units.collection_unit(str(collection.path))
-        stored = summary_of(cache, collection.path)
-        stale = {**stored, "fingerprints": "0" * 32, "hashes": ""}
-        cache._write(lambda txn: cache._repos.meta.put(txn, STAT_SUMMARY + unit, stale))
+        stored = summarized(cache, collection.path)
+        put_summary(cache, collection.path, {**stored, "fingerprints": "0" * 32, "hashes": ""})
         assert cache.verify(deep=True).findings == []
