@@ -2,6 +2,7 @@
 
     python bench/refresh_interleaved.py SIZE build [--dir DIR]     # once: tree, cache, floor
     python bench/refresh_interleaved.py SIZE time [--rounds 5] [--cli]
+    python bench/refresh_interleaved.py 10000,100000 growth [--rounds 5]
 
 ``build`` writes the suite's source tree for SIZE artifacts (``bench_data``, same seed),
 refreshes a projcache cache from it and rebuilds the floor
@@ -12,12 +13,16 @@ as ``SourceTree.change`` does), floor, projcache: the machine's slow spells hit 
 alike.  It prints the medians and the median of the per-round ratios, of the wall
 clock and of the process's CPU time (steadier on a shared machine).  ``--cli``
 times ``projcache refresh --json`` (a fresh process, configured by environment
-variables) instead of ``ProjectCache.refresh``, unchanged only.
+variables) instead of ``ProjectCache.refresh``, unchanged only.  ``growth`` (sizes built
+before) opens each size's cache in one process and alternates their unchanged refreshes
+round by round, printing each size's median wall and CPU time and the growth quotients
+(largest over smallest): the two sizes meet the same load, which separate runs do not.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import statistics
@@ -89,17 +94,52 @@ def timed(call: Any, label: str = "") -> tuple[float, Any]:
     return took, result
 
 
+def growth(root: Path, sizes: list[int], rounds: int) -> None:
+    """Unchanged refreshes of each size's cache, alternating in one process: growth quotients."""
+    from projcache import ProjectCache
+    from projcache.config import Settings
+
+    runs = []
+    for size in sizes:
+        tree = Tree(root, size)
+        cache = ProjectCache.open(settings=Settings(cache_dir=root / f"cache-{size}"))
+        cache.refresh(collections=tree.collections, projects=tree.projects)  # catch up
+        runs.append((size, tree, cache))
+    for _ in range(rounds):
+        for size, tree, cache in runs:
+            call = functools.partial(
+                cache.refresh, collections=tree.collections, projects=tree.projects
+            )
+            took, report = timed(call, str(size))
+            assert report.sources_changed == 0, report
+            CPU.setdefault(f"wall {size}", []).append(took)
+    for _size, _tree, cache in runs:
+        cache.close()
+    print(f"unchanged refresh, {rounds} rounds, sizes alternating in one process:")
+    for size in sizes:
+        wall, cpu = statistics.median(CPU[f"wall {size}"]), statistics.median(CPU[str(size)])
+        print(f"  N={size:>9,}: median wall {wall:8.3f} s, CPU {cpu:8.3f} s")
+    small, large = str(min(sizes)), str(max(sizes))
+    for what, key in (("wall", "wall "), ("CPU", "")):
+        quotient = statistics.median(CPU[key + large]) / statistics.median(CPU[key + small])
+        print(f"  growth {small} -> {large}, {what}: {quotient:.2f}x")
+
+
 def main() -> None:
     """Parse the arguments; build or time."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("size", type=int)
-    parser.add_argument("what", choices=("build", "time"))
+    parser.add_argument("size", help="artifacts; for growth, sizes separated by commas")
+    parser.add_argument("what", choices=("build", "time", "growth"))
     parser.add_argument("--dir", type=Path, default=Path("/tmp/projcache-refresh"))
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--cli", action="store_true")
     args = parser.parse_args()
-    root, size = args.dir, args.size
+    root = args.dir
     root.mkdir(parents=True, exist_ok=True)
+    if args.what == "growth":
+        growth(root, [int(size) for size in args.size.split(",")], args.rounds)
+        return
+    size = int(args.size)
     if args.what == "build":
         build(root, size)
         return

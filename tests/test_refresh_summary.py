@@ -67,11 +67,37 @@ def summary_of(cache: ProjectCache, path: Path) -> Any:
     return cache._read(lambda txn: cache._repos.meta.get(txn, STAT_SUMMARY + unit))
 
 
+def summarized(cache: ProjectCache, path: Path, refreshes: int = 2) -> Any:
+    """Refresh ``refreshes`` times (the second leaves a summary); the summary of ``path``."""
+    for _ in range(refreshes):
+        cache.refresh()
+    return summary_of(cache, path)
+
+
+def put_summary(cache: ProjectCache, path: Path, value: Any) -> str:
+    """Store ``value`` as the stat summary of the collection folder at ``path``; its key."""
+    key = STAT_SUMMARY + refresh_units.collection_unit(str(path))
+    cache._write(lambda txn: cache._repos.meta.put(txn, key, value))
+    return key
+
+
 def rewrite(path: Path, text: str) -> None:
     """Replace ``path``'s text and move its mtime an hour back (out of the racy window)."""
     path.write_text(text, encoding="utf-8")
     when = time.time_ns() - 3600 * 10**9 + 123
     os.utime(path, ns=(when, when))
+
+
+@pytest.fixture
+def listable(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Folders changed 50 ms ago count as settled for their listings (not 2 s): tests wait less.
+
+    Waits that long, so that the folders just built are out of the shortened window.
+    """
+    from projcache.sources import statdigest
+
+    monkeypatch.setattr(statdigest, "_LISTING_WINDOW_NS", 50_000_000)
+    time.sleep(0.06)
 
 
 def artifacts(cache: ProjectCache) -> dict[str, Any]:
@@ -106,15 +132,8 @@ class TestUnchanged:
         self, cache: ProjectCache, collection: CollectionBuilder, surveys: Surveys
     ) -> None:
         """The summary vouches only for the fingerprints it was made from (their hash)."""
-        cache.refresh()
-        cache.refresh()
-        unit = refresh_units.collection_unit(str(collection.path))
-        stored = summary_of(cache, collection.path)
-        cache._write(
-            lambda txn: cache._repos.meta.put(
-                txn, STAT_SUMMARY + unit, {**stored, "fingerprints": "0" * 32}
-            )
-        )
+        stored = summarized(cache, collection.path)
+        put_summary(cache, collection.path, {**stored, "fingerprints": "0" * 32})
         surveys.count = 0
         cache.refresh()
         assert surveys.count == 1
@@ -125,8 +144,7 @@ class TestUnchanged:
     ) -> None:
         """Whatever is stored under the key, the refresh surveys and answers as usual."""
         first = cache.refresh()
-        unit = refresh_units.collection_unit(str(collection.path))
-        cache._write(lambda txn: cache._repos.meta.put(txn, STAT_SUMMARY + unit, value))
+        put_summary(cache, collection.path, value)
         report = cache.refresh()
         assert surveys.count == 1
         assert (report.sources_checked, report.sources_changed) == (first.sources_checked, 0)
@@ -236,6 +254,39 @@ def _touch_folder_only(c: CollectionBuilder) -> None:
     age(c.artifact_path("skill", "skill-2"), seconds=7200)
 
 
+def _add_file_to_skill_keep_folder_mtime(c: CollectionBuilder) -> None:
+    folder = c.artifact_path("skill", "skill-2")
+    before = folder.stat()
+    (folder / "notes.md").write_text("# Notes\n", encoding="utf-8")
+    age(folder / "notes.md")
+    os.utime(folder, ns=(before.st_atime_ns, before.st_mtime_ns))  # (its ctime moves still)
+
+
+def _remove_skill_file_keep_folder_mtime(c: CollectionBuilder) -> None:
+    folder = c.artifact_path("skill", "skill-1")
+    before = folder.stat()
+    (folder / "reference.md").unlink()
+    os.utime(folder, ns=(before.st_atime_ns, before.st_mtime_ns))
+
+
+def _replace_skill_file_by_folder(c: CollectionBuilder) -> None:
+    folder = c.artifact_path("skill", "skill-3")
+    (folder / "reference.md").unlink()
+    (folder / "reference.md").mkdir()
+    (folder / "reference.md" / "part.md").write_text("# Part\n", encoding="utf-8")
+    age(folder)
+
+
+def _replace_skill_folder(c: CollectionBuilder) -> None:
+    folder = c.artifact_path("skill", "skill-0")
+    other = folder.with_name("skill-0.new")
+    shutil.copytree(folder, other)
+    (other / "extra.md").write_text("# Extra\n", encoding="utf-8")
+    shutil.rmtree(folder)
+    other.rename(folder)
+    age(folder)
+
+
 CHANGES: dict[str, Callable[[CollectionBuilder], None]] = {
     "edit a skill's file": _edit_skill_file,
     "edit a command, same size": _edit_command_same_size,
@@ -249,6 +300,10 @@ CHANGES: dict[str, Callable[[CollectionBuilder], None]] = {
     "add a link": _add_link,
     "replace a file by a folder": _replace_file_by_folder,
     "age a folder's files": _touch_folder_only,
+    "add a file to a skill, its folder's mtime put back": _add_file_to_skill_keep_folder_mtime,
+    "remove a skill's file, its folder's mtime put back": _remove_skill_file_keep_folder_mtime,
+    "replace a skill's file by a folder": _replace_skill_file_by_folder,
+    "replace a skill's folder by a copy with one more file": _replace_skill_folder,
     "edit an artifact outside the layout": _edit_vendored,
     "remove an artifact outside the layout": _remove_vendored,
     "collection.lock a dangling link": _dangling_lock_link,
@@ -264,6 +319,7 @@ class TestEveryChangeIsSeen:
         name: str,
         tmp_path: Path,
         collection: CollectionBuilder,
+        listable: None,
     ) -> None:
         """Two caches of one tree, one never using summaries: same reports, same records."""
         roots = [collection.path.parent]
@@ -294,6 +350,8 @@ class TestEveryChangeIsSeen:
 
         refresh_both()
         refresh_both()  # (the one with summaries stores one here)
+        refresh_both()  # (its walk lists the folders of files: the next walk only stats them)
+        time.sleep(0.06)  # (the change lands out of the shortened window)
         CHANGES[name](collection)
         refresh_both()
         refresh_both()
@@ -473,6 +531,106 @@ class TestWalk:
         assert second.digest != first.digest
         assert {r for r in first.hashes if first.hashes[r] != second.hashes[r]} == {"skills/plain"}
 
+    def test_a_walk_through_listings_sees_what_the_walk_sees(
+        self, base: Path, listable: None
+    ) -> None:
+        """Only folders of plain files get a listing; walking through them gives the same hashes."""
+        from projcache.sources.fileio import SourceRoot
+
+        def walk(listings: Any) -> Any:
+            return walk_digest(
+                str(base), SourceRoot(str(base)), [], ["skills", "commands"], [], listings
+            )
+
+        plain = walk(None)
+        first = walk({})
+        assert (first.digest, first.hashes) == (plain.digest, plain.hashes)
+        assert first.relisted and sorted(first.listings) == ["skills/big", "skills/n\u00e4me"]
+        again = walk(first.listings)
+        assert (again.digest, again.hashes, again.relisted) == (plain.digest, plain.hashes, False)
+        time.sleep(0.06)
+        (base / "skills" / "big" / "more.md").write_text("m", encoding="utf-8")
+        changed = walk(first.listings)
+        # (changed just now, within the window: listed, and no listing kept for it)
+        assert changed.relisted and "skills/big" not in changed.listings
+        assert changed.hashes == walk(None).hashes
+        assert changed.hashes["skills/big"] != plain.hashes["skills/big"]
+
+
+class TestListings:
+    """A folder source holding only files is listed once; later walks stat its files by name."""
+
+    @staticmethod
+    def listed_skill_folders(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+        """Record every ``os.scandir`` of a path inside a ``skills/`` folder from now on."""
+        listed: list[str] = []
+        original = os.scandir
+
+        def counting(path: Any = ".") -> Any:
+            if isinstance(path, str) and "/skills/" in path:
+                listed.append(path)
+            return original(path)
+
+        monkeypatch.setattr(os, "scandir", counting)
+        return listed
+
+    def test_a_listed_folder_is_not_listed_again(
+        self,
+        cache: ProjectCache,
+        collection: CollectionBuilder,
+        surveys: Surveys,
+        listable: None,
+        monkeypatch: pytest.MonkeyPatch,
+    ) -> None:
+        """Survey, walk (keeps the listings), walk (lists no skill folder): the same answer."""
+        cache.refresh()
+        second = cache.refresh()  # (the survey leaves the summary)
+        cache.refresh()  # (the first walk keeps the listings with it)
+        stored = summary_of(cache, collection.path)
+        assert sorted(stored["listings"]) == [f"skills/skill-{i}" for i in range(4)]
+        assert stored["listings"]["skills/skill-0"][3:] == ["SKILL.md", "reference.md"]
+        listed = self.listed_skill_folders(monkeypatch)
+        surveys.count = 0
+        report = cache.refresh()
+        assert listed == [] and surveys.count == 0
+        assert (report.sources_checked, report.sources_changed) == (second.sources_checked, 0)
+        assert summary_of(cache, collection.path) == stored  # (nothing to write back)
+
+    def test_an_edit_in_a_listed_folder_is_read(
+        self, cache: ProjectCache, collection: CollectionBuilder, listable: None
+    ) -> None:
+        """The listing spares the listing, not the files' stats: an edit in place is seen."""
+        for _ in range(3):
+            cache.refresh()
+        assert "skills/skill-1" in summary_of(cache, collection.path)["listings"]
+        _edit_skill_file(collection)
+        report = cache.refresh()
+        assert (report.sources_changed, report.artifacts_written) == (1, 1)
+
+    def test_no_listing_is_kept_for_a_folder_changed_within_the_window(
+        self, cache: ProjectCache, collection: CollectionBuilder
+    ) -> None:
+        """Folders changed in the last 2 s (the collection was just built): no listing yet."""
+        stored = summarized(cache, collection.path, 3)
+        assert stored is not None and "listings" not in stored
+
+    def test_listings_that_do_not_hold_are_not_used(
+        self, cache: ProjectCache, collection: CollectionBuilder, listable: None
+    ) -> None:
+        """Another folder stat, odd names, not a list: the folder is listed (the right answer)."""
+        stored = summarized(cache, collection.path, 3)
+        good = stored["listings"]["skills/skill-1"]
+        wrong = {
+            "skills/skill-0": "SKILL.md",
+            "skills/skill-1": [good[0] + 1, *good[1:]],  # (another mtime)
+            "skills/skill-2": [*good[:3], "../skill-1/SKILL.md"],
+            "skills/skill-3": [*good[:3], 7],
+        }
+        put_summary(cache, collection.path, {**stored, "listings": wrong})
+        report = cache.refresh()
+        assert (report.sources_changed, report.errors) == (0, [])
+        assert summary_of(cache, collection.path)["listings"] == stored["listings"]
+
 
 class TestVerify:
     """``verify`` checks that a summary bound to its fingerprints says what they say."""
@@ -496,18 +654,13 @@ class TestVerify:
         """Other stats under the right fingerprints' hash: an index finding; repair drops it."""
         import base64
 
-        cache.refresh()
-        cache.refresh()
-        unit = refresh_units.collection_unit(str(collection.path))
-        stored = summary_of(cache, collection.path)
+        stored = summarized(cache, collection.path)
         hashes = bytearray(base64.b64decode(stored["hashes"]))
         hashes[0] ^= 0xFF
         wrong = {**stored, "hashes": base64.b64encode(bytes(hashes)).decode()}
-        cache._write(lambda txn: cache._repos.meta.put(txn, STAT_SUMMARY + unit, wrong))
+        key = put_summary(cache, collection.path, wrong)
         report = cache.verify(deep=True)
-        assert [(f.kind, f.db, f.key) for f in report.findings] == [
-            ("index", "meta", STAT_SUMMARY + unit)
-        ]
+        assert [(f.kind, f.db, f.key) for f in report.findings] == [("index", "meta", key)]
         assert "stat summary holds other stats" in report.findings[0].message
         cache.verify(repair=True)
         assert summary_of(cache, collection.path) is None
@@ -521,10 +674,6 @@ class TestVerify:
         self, cache: ProjectCache, collection: CollectionBuilder
     ) -> None:
         """Bound to other fingerprints, a summary is never used: nothing to report."""
-        cache.refresh()
-        cache.refresh()
-        unit = refresh_units.collection_unit(str(collection.path))
-        stored = summary_of(cache, collection.path)
-        stale = {**stored, "fingerprints": "0" * 32, "hashes": ""}
-        cache._write(lambda txn: cache._repos.meta.put(txn, STAT_SUMMARY + unit, stale))
+        stored = summarized(cache, collection.path)
+        put_summary(cache, collection.path, {**stored, "fingerprints": "0" * 32, "hashes": ""})
         assert cache.verify(deep=True).findings == []

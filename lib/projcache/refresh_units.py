@@ -250,7 +250,7 @@ class UnitRefresher:
             summary = StatSummary.from_json(stored_summary, fingerprints)
             if summary is not None:
                 root = SourceRoot(path, max_bytes=self.limits.max_bytes)
-                walk = walk_collection(path, root, summary.elsewhere)
+                walk = walk_collection(path, root, summary.elsewhere, summary.listings)
                 if walk.digest == summary.digest:
                     # The walk is the one the survey found unchanged, against the same
                     # fingerprints: its records stay; only refreshed_at moves.
@@ -258,6 +258,9 @@ class UnitRefresher:
                     self.touched_collections.append(
                         old.model_copy(update={"refreshed_at": self.now, "stale": False})
                     )
+                    if walk.relisted:  # (the folders' listings, kept for the next walk)
+                        kept = summary._replace(listings=walk.listings)
+                        self._summaries[STAT_SUMMARY + unit] = kept.to_json(fingerprints)
                     return
         previous = self.repos.sources.raw_fingerprints(unit, frames)
         checker = SourceTracker(path, previous, self.full, max_bytes=self.limits.max_bytes)
@@ -277,7 +280,8 @@ class UnitRefresher:
                 if checker.survey is not None:
                     if fingerprints is None:
                         fingerprints = self.repos.sources.frames_hash(frames)
-                    self._summaries[STAT_SUMMARY + unit] = checker.survey.summary().to_json(
+                    listings = {} if walk is None else walk.complete_listings()
+                    self._summaries[STAT_SUMMARY + unit] = checker.survey.summary(listings).to_json(
                         fingerprints
                     )
                 return
@@ -355,6 +359,8 @@ class UnitRefresher:
             old is not None and old.name == read.name and (owner is None or owner.path == path)
         )
         after = summary_after_read(tracker) if in_place and not record.errors else None
+        if after is not None and walk is not None:
+            after = after._replace(listings=walk.complete_listings())
         self._write_counted(
             body,
             len(read.artifacts) * _BYTES_PER_ARTIFACT + len(tracker.current) * _BYTES_PER_SOURCE,

@@ -34,6 +34,7 @@ from .statdigest import (
     StatWalk,
     Surveyed,
     changed_sources,
+    layout_entries,
     part_hash,
     stat_part,
     walk_digest,
@@ -197,15 +198,8 @@ def survey_collection(tracker: SourceTracker) -> Optional[frozenset[str]]:
             parts[name] = part_hash(stat_part(name, None))
     sources = len(pending)
     for folder in _LAYOUT_FOLDERS:
-        directory = prefix + folder
-        try:
-            with os.scandir(directory) as listing:
-                entries = list(listing)
-        except (FileNotFoundError, NotADirectoryError):
-            continue
-        except OSError:
-            return None
-        if entries and not tracker.root.check_folder(directory):
+        entries = layout_entries(prefix + folder, tracker.root)
+        if entries is None:
             return None
         for entry in entries:
             name = entry.name
@@ -233,13 +227,19 @@ def survey_collection(tracker: SourceTracker) -> Optional[frozenset[str]]:
     return frozenset(differing)
 
 
-def walk_collection(path: str, root: SourceRoot, elsewhere: Iterable[str]) -> StatWalk:
+def walk_collection(
+    path: str,
+    root: SourceRoot,
+    elsewhere: Iterable[str],
+    listings: Optional[Mapping[str, object]] = None,
+) -> StatWalk:
     """The stat digest of the collection at ``path``, walked as :func:`survey_collection` walks.
 
     Compared with a :class:`~projcache.sources.statdigest.StatSummary` the survey
     left; the digest is ``None`` when the walk meets what only the survey can judge.
+    ``listings``: the summary's (folders whose listing still holds are not listed).
     """
-    return walk_digest(path, root, _MANIFEST_NAMES, _LAYOUT_FOLDERS, elsewhere)
+    return walk_digest(path, root, _MANIFEST_NAMES, _LAYOUT_FOLDERS, elsewhere, listings)
 
 
 def survey_changed(

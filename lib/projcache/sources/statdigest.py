@@ -22,6 +22,13 @@ folders) itself and hands anything else to :func:`~projcache.sources.fileio.scan
 a test compares the two on every kind of entry.  Anything the walk cannot
 judge the way the survey would (a link, an entry that fails, a folder that
 cannot be listed) ends it without a digest, and the survey decides.
+
+A summary's *listings* spare the walk most of its listing: a folder source of plain
+files whose own stat is the one recorded holds the files it held then, so only
+their stats are taken (:func:`_listed_part`).
+
+Over 400 lines on purpose: the walk, its listings and the summary's invariants
+must agree with the survey's stat walk part for part, and are read side by side.
 """
 
 from __future__ import annotations
@@ -30,8 +37,9 @@ import base64
 import hashlib
 import os
 import stat
-from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING, NamedTuple, Optional
+import time
+from collections.abc import Callable, Iterable, Mapping
+from typing import TYPE_CHECKING, Any, NamedTuple, Optional
 
 from ..errors import SourceFileError
 from .fileio import SourceRoot, TreeScan, scan_entry, scan_tree
@@ -50,6 +58,7 @@ __all__ = [
     "changed_sources",
     "disagreement",
     "fingerprint_part",
+    "layout_entries",
     "lean_part",
     "part_hash",
     "stat_part",
@@ -71,6 +80,24 @@ _READ_AT_MARGIN_NS = 1_000_000
 
 _HASH_SIZE = 8
 
+# Listings are kept only where folders can be opened and stat-ed relative to a folder's
+# descriptor (every POSIX system; not Windows): the check that makes one usable is one
+# ``fstatat`` per folder and per file, each resolving one or two path components.
+_FD_WALK = (
+    os.stat in os.supports_dir_fd and hasattr(os, "O_DIRECTORY") and hasattr(os, "O_NOFOLLOW")
+)
+_OPEN_FOLDER = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | getattr(os, "O_CLOEXEC", 0)
+
+# A folder's listing is recorded only if the folder's last change (mtime, ctime) is older
+# than this: the kernel's timestamps are coarse, so a change in the same tick as the one
+# recorded could leave them as they were (the racy window of fingerprints, for the same
+# reason).  Its own name so that tests can shorten it without touching fingerprints'.
+_LISTING_WINDOW_NS = RACY_WINDOW_NS
+
+#: A folder source's listing (see :class:`StatSummary`): its folder's ``st_mtime_ns``,
+#: ``st_ctime_ns`` and ``st_ino`` when listed, then the names of its files, sorted.
+Listing = list[Any]
+
 
 class StatSummary(NamedTuple):
     """What a survey that walked a whole collection saw, for the next refresh to compare."""
@@ -84,10 +111,15 @@ class StatSummary(NamedTuple):
     #: The digest of the sources' relative paths (in order), and their parts' hashes.
     relatives: str
     hashes: bytes
+    #: Folder sources holding only files, by relative path: what the walk found in each
+    #: (a :data:`Listing`).  Not bound to the fingerprints: it says what a folder held
+    #: while the folder's own stat was the one it records, which any later walk checks
+    #: first.  Never modified (a shared default).
+    listings: Mapping[str, Listing] = {}
 
     def to_json(self, fingerprints: str) -> dict[str, object]:
         """The ``meta`` value: this summary bound to the fingerprints ``fingerprints`` hashes."""
-        return {
+        value: dict[str, object] = {
             "fingerprints": fingerprints,
             "digest": self.digest,
             "checked": self.checked,
@@ -95,6 +127,9 @@ class StatSummary(NamedTuple):
             "relatives": self.relatives,
             "hashes": base64.b64encode(self.hashes).decode("ascii"),
         }
+        if self.listings:
+            value["listings"] = dict(self.listings)
+        return value
 
     @classmethod
     def from_json(cls, value: object, fingerprints: str) -> Optional[StatSummary]:
@@ -120,7 +155,15 @@ class StatSummary(NamedTuple):
             raw = base64.b64decode(hashes, validate=True)
         except ValueError:
             return None
-        return cls(digest, checked, tuple(elsewhere), relatives, raw)
+        listings = value.get("listings")  # (each one is checked where it is used)
+        return cls(
+            digest,
+            checked,
+            tuple(elsewhere),
+            relatives,
+            raw,
+            listings if isinstance(listings, dict) else {},
+        )
 
 
 def part_hash(part: str) -> bytes:
@@ -152,9 +195,12 @@ class Surveyed(NamedTuple):
     #: Stored sources outside the layout's folders.
     elsewhere: tuple[str, ...]
 
-    def summary(self) -> StatSummary:
-        """The summary of a collection in which the survey found nothing changed."""
-        return _summarize(self.parts, self.checked, self.elsewhere)
+    def summary(self, listings: Mapping[str, Listing] = {}) -> StatSummary:
+        """The summary of a collection in which the survey found nothing changed.
+
+        ``listings``: a complete walk's (:attr:`StatWalk.listings`), if one was made.
+        """
+        return _summarize(self.parts, self.checked, self.elsewhere)._replace(listings=listings)
 
 
 class StatWalk(NamedTuple):
@@ -162,6 +208,15 @@ class StatWalk(NamedTuple):
 
     digest: Optional[str]
     hashes: dict[str, bytes]
+    #: The listings of the folder sources that hold only files (reused or made afresh),
+    #: to be stored with the next summary; empty unless the walk was complete.
+    listings: Mapping[str, Listing] = {}
+    #: Whether :attr:`listings` differ from the ones the walk was given.
+    relisted: bool = False
+
+    def complete_listings(self) -> Mapping[str, Listing]:
+        """:attr:`listings` if the walk went to its end (a digest), else none."""
+        return self.listings if self.digest is not None else {}
 
 
 def stat_part(relative: str, scan: Optional[TreeScan]) -> str:
@@ -190,13 +245,34 @@ def lean_part(entry: os.DirEntry[str], relative: str, root: SourceRoot) -> Optio
         if not entry.is_dir(follow_symlinks=False):
             if entry.is_symlink():
                 return None
-            result = entry.stat(follow_symlinks=False)
-            if not stat.S_ISREG(result.st_mode) or result.st_size > root.max_bytes:
-                return None
-            return f"{relative}\0f{result.st_mtime_ns}\0{result.st_size}\0{result.st_ino}"
-        files: list[tuple[tuple[str, ...], int, int, int]] = []
-        folders: list[tuple[str, tuple[str, ...]]] = [(entry.path, ())]
-        entries = total = 0
+            return _file_part(relative, entry.stat(follow_symlinks=False), root)
+    except OSError:
+        return None
+    found = _folder_files(entry.path, root)
+    return None if found is None else _folder_part(relative, found[0])
+
+
+def _file_part(relative: str, result: os.stat_result, root: SourceRoot) -> Optional[str]:
+    """:func:`stat_part` of a file source from its ``lstat`` (``None``: not a plain file)."""
+    if not stat.S_ISREG(result.st_mode) or result.st_size > root.max_bytes:
+        return None
+    return f"{relative}\0f{result.st_mtime_ns}\0{result.st_size}\0{result.st_ino}"
+
+
+# One file of a folder source: its path's parts under the folder, mtime, size, inode.
+_File = tuple[tuple[str, ...], int, int, int]
+
+
+def _folder_files(path: str, root: SourceRoot) -> Optional[tuple[list[_File], bool]]:
+    """The files under the folder ``path`` and whether it holds nothing else (no folder).
+
+    ``None`` for what only :func:`~projcache.sources.fileio.scan_entry` judges: a
+    link, a failure, a folder over the root's limits.
+    """
+    files: list[_File] = []
+    folders: list[tuple[str, tuple[str, ...]]] = [(path, ())]
+    entries = total = 0
+    try:
         while folders:
             folder, prefix = folders.pop()
             with os.scandir(folder) as listing:
@@ -217,11 +293,99 @@ def lean_part(entry: os.DirEntry[str], relative: str, root: SourceRoot) -> Optio
     if entries > root.max_entries or total > root.max_bytes:
         return None
     files.sort()
+    return files, entries == len(files) and all(len(parts) == 1 for parts, *_ in files)
+
+
+def _folder_part(relative: str, files: list[_File]) -> str:
+    """:func:`stat_part` of a folder source from its files, sorted by path."""
     digest = hashlib.blake2b(digest_size=16)
     for parts, mtime_ns, size, inode in files:
         digest.update("/".join(parts).encode("utf-8", "surrogateescape"))
         digest.update(b"\0%d\0%d\0%d\n" % (mtime_ns, size, inode))
     return f"{relative}\0d{digest.hexdigest()}"
+
+
+def _listed_part(
+    entry: os.DirEntry[str],
+    dfd: int,
+    relative: str,
+    root: SourceRoot,
+    listing: object,
+    trusted_before: int,
+) -> tuple[Optional[str], Optional[Listing]]:
+    """:func:`lean_part` of an entry of the folder open as ``dfd``, through its ``listing``.
+
+    A folder's ``listing`` holds while the folder's own stat is the one recorded:
+    adding, removing or renaming an entry moves its mtime and ctime (POSIX;
+    ctime cannot be set back), replacing the folder moves its inode.  Then its
+    files are only stat-ed by name (an edit in place shows there), each still a
+    plain file; it is not listed again.  Returns the part (``None``: see
+    :func:`lean_part`) and the folder's listing now (``None``: a file, a folder
+    holding more than files, or one changed too recently for its stat to vouch
+    for it: the racy window, as for fingerprints).  A folder is stat-ed before
+    it is listed, so an entry added meanwhile moves the stat recorded, never
+    hides behind it.  Stats are relative to ``dfd``: one or two path components
+    to resolve, not the whole path.
+    """
+    name = entry.name
+    try:
+        folder = os.stat(name, dir_fd=dfd, follow_symlinks=False)
+    except OSError:
+        return lean_part(entry, relative, root), None
+    if not stat.S_ISDIR(folder.st_mode):
+        return _file_part(relative, folder, root), None
+    if (
+        type(listing) is list
+        and len(listing) > 3
+        and listing[0] == folder.st_mtime_ns
+        and listing[1] == folder.st_ctime_ns
+        and listing[2] == folder.st_ino
+        and len(listing) - 3 <= root.max_entries
+    ):
+        digest = hashlib.blake2b(digest_size=16)
+        total = 0
+        for item in listing[3:]:
+            if type(item) is not str or "/" in item or "\0" in item or item in (".", ".."):
+                break  # (not a name a listing records)
+            try:
+                result = os.stat(f"{name}/{item}", dir_fd=dfd, follow_symlinks=False)
+            except OSError:
+                break
+            if not stat.S_ISREG(result.st_mode):
+                break
+            total += result.st_size
+            digest.update(item.encode("utf-8", "surrogateescape"))
+            digest.update(b"\0%d\0%d\0%d\n" % (result.st_mtime_ns, result.st_size, result.st_ino))
+        else:
+            if total <= root.max_bytes:
+                return f"{relative}\0d{digest.hexdigest()}", listing
+    found = _folder_files(entry.path, root)
+    if found is None:
+        return None, None
+    files, flat = found
+    made: Optional[Listing] = None
+    if flat and files and max(folder.st_mtime_ns, folder.st_ctime_ns) < trusted_before:
+        made = [folder.st_mtime_ns, folder.st_ctime_ns, folder.st_ino]
+        made.extend([parts[0] for parts, *_ in files])
+    return _folder_part(relative, files), made
+
+
+def layout_entries(directory: str, root: SourceRoot) -> Optional[list[os.DirEntry[str]]]:
+    """The entries of one of the layout's folders (none if it is missing), as a survey lists them.
+
+    ``None``: the folder cannot be listed, or it leads out of ``root``; only the
+    full read can judge it.
+    """
+    try:
+        with os.scandir(directory) as listing:
+            entries = list(listing)
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+    except OSError:
+        return None
+    if entries and not root.check_folder(directory):
+        return None
+    return entries
 
 
 def walk_digest(
@@ -230,6 +394,7 @@ def walk_digest(
     manifests: Iterable[str],
     folders: Iterable[str],
     elsewhere: Iterable[str],
+    listings: Optional[Mapping[str, object]] = None,
 ) -> StatWalk:
     """Walk the collection folder ``base`` as the survey does: its digest and each part's hash.
 
@@ -237,10 +402,17 @@ def walk_digest(
     ``folders`` is walked, then ``elsewhere``.  The digest is ``None`` when
     something is found that the survey would not have passed (a link, an entry
     that fails, a folder that cannot be listed): the caller then runs the survey.
+    With ``listings`` (a stored summary's), a folder source whose listing still
+    holds is not listed again: its files are stat-ed by name.  The walk's own
+    listings come back in :attr:`StatWalk.listings`.
     """
     prefix = base.rstrip("/") + "/"
     hashes: dict[str, bytes] = {}
     failed = StatWalk(None, hashes)
+    given: Mapping[str, object] = {} if listings is None else listings
+    made: dict[str, Listing] = {}
+    relisted = False
+    trusted_before = time.time_ns() - _LISTING_WINDOW_NS
     try:
         for name in manifests:
             scan = scan_tree(prefix + name, root)
@@ -249,29 +421,42 @@ def walk_digest(
             hashes[name] = part_hash(stat_part(name, scan))
         for folder in folders:
             directory = prefix + folder
-            try:
-                with os.scandir(directory) as listing:
-                    entries = list(listing)
-            except (FileNotFoundError, NotADirectoryError):
-                continue
-            except OSError:
+            entries = layout_entries(directory, root)
+            if entries is None:
                 return failed
-            if entries and not root.check_folder(directory):
-                return failed
-            for entry in entries:
-                name = entry.name
-                if name.startswith("."):
-                    continue
-                if entry.is_symlink():
+            dfd = -1
+            if _FD_WALK and listings is not None and entries:
+                try:
+                    dfd = os.open(directory, _OPEN_FOLDER)
+                except OSError:
                     return failed
-                relative = f"{folder}/{name}"
-                part = lean_part(entry, relative, root)
-                if part is None:
-                    scan = scan_entry(entry, root)
-                    if scan is None:
+            try:
+                for entry in entries:
+                    name = entry.name
+                    if name.startswith("."):
+                        continue
+                    if entry.is_symlink():
                         return failed
-                    part = stat_part(relative, scan)
-                hashes[relative] = part_hash(part)
+                    relative = f"{folder}/{name}"
+                    if dfd >= 0:
+                        old = given.get(relative)
+                        part, listing = _listed_part(
+                            entry, dfd, relative, root, old, trusted_before
+                        )
+                        if listing is not None:
+                            made[relative] = listing
+                            relisted = relisted or listing is not old
+                    else:
+                        part = lean_part(entry, relative, root)
+                    if part is None:
+                        scan = scan_entry(entry, root)
+                        if scan is None:
+                            return failed
+                        part = stat_part(relative, scan)
+                    hashes[relative] = part_hash(part)
+            finally:
+                if dfd >= 0:
+                    os.close(dfd)
         for relative in elsewhere:
             scan = scan_tree(prefix + relative, root)
             if scan is None:
@@ -279,7 +464,8 @@ def walk_digest(
             hashes[relative] = part_hash(stat_part(relative, scan))
     except SourceFileError:
         return failed
-    return StatWalk(_summarize(hashes, 0, ()).digest, hashes)
+    relisted = relisted or len(made) != len(given)
+    return StatWalk(_summarize(hashes, 0, ()).digest, hashes, made, relisted)
 
 
 def changed_sources(summary: StatSummary, walk: StatWalk) -> Optional[frozenset[str]]:
