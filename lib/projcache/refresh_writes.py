@@ -20,7 +20,15 @@ from .sources.statdigest import STAT_SUMMARY as _STAT_SUMMARY
 if TYPE_CHECKING:
     from datetime import datetime
 
-    from .models import Collection, KnownFingerprint, Project, RefreshReport, SourceError
+    from .models import (
+        Collection,
+        Fingerprint,
+        KnownFingerprint,
+        Project,
+        RawFingerprint,
+        RefreshReport,
+        SourceError,
+    )
     from .repository import Repositories
     from .storage import Txn
 
@@ -133,16 +141,59 @@ def sync_sources(
     previous: dict[str, KnownFingerprint],
     current: dict[str, KnownFingerprint],
 ) -> None:
-    """Store the unit's fresh fingerprints and forget the sources no longer read."""
-    from .models import Fingerprint
+    """Store the unit's fresh fingerprints and forget the sources no longer read.
+
+    A fresh fingerprint equal to the stored one but for ``read_at`` is not written
+    again when the stored one is trusted (:func:`_same_but_read_at`):
+    ``refresh(full=True)`` re-reads every source, and rewriting 100,000 equal
+    values dirtied every page of ``sources`` (and their commit).
+    """
+    from .models import Fingerprint, RawFingerprint
 
     sources = repos.sources
     for relative, fingerprint in current.items():
         # Only a fresh read (always a Fingerprint model) differs from the previous one.
-        if previous.get(relative) is not fingerprint and isinstance(fingerprint, Fingerprint):
-            sources.put_for(txn, unit, relative, fingerprint)
+        old = previous.get(relative)
+        if old is fingerprint or not isinstance(fingerprint, Fingerprint):
+            continue
+        if isinstance(old, RawFingerprint) and _same_but_read_at(old, fingerprint):
+            continue
+        sources.put_for(txn, unit, relative, fingerprint)
     for relative in set(previous) - set(current):
         sources.delete_for(txn, unit, relative)
+
+
+_READ_AT = b',"read_at":'
+_DATA = b',"data":'
+# As the stat summaries' margin (statdigest): read_at is stored to the microsecond.
+_TRUST_MARGIN_NS = 1_000_000
+
+
+def _same_but_read_at(old: RawFingerprint, new: Fingerprint) -> bool:
+    """Tell that ``new`` would store what ``old`` holds but for its ``read_at``, and that
+    ``old`` is trusted by its own ``read_at`` (past the racy window): keeping it is then
+    what storing ``new`` gives every later refresh (the same stat, data and trust).
+
+    Byte-wise on the JSON: the first ``,"read_at":`` is the field (a ``"`` inside a
+    string is escaped), and its value (a time or ``null``) holds no ``,``.
+    """
+    from .sources.tracker import RACY_WINDOW_NS
+
+    payload, fresh = old.payload, new.model_dump_json().encode()
+    start, fresh_start = payload.find(_READ_AT), fresh.find(_READ_AT)
+    if start < 0 or payload[:start] != fresh[:fresh_start]:
+        return False
+    end, fresh_end = payload.find(_DATA, start), fresh.find(_DATA, fresh_start)
+    if end < 0 or payload[end:] != fresh[fresh_end:]:
+        return False
+    try:
+        read_at = old.read_at
+    except InvalidRecordError:
+        return False
+    return (
+        read_at is not None
+        and old.mtime_ns + RACY_WINDOW_NS + _TRUST_MARGIN_NS < read_at.timestamp() * 1e9
+    )
 
 
 def remove_collection(
