@@ -12,8 +12,9 @@ slow spell of the machine hits both alike.  Each run reports its wall clock, its
 (user + system: steadier on a shared machine), the time inside write transactions (the
 commits included) and the cyclic collector's collections per generation.  The summary
 prints the medians and the median ratio of the biggest size to the smallest, per lib.
-``--profile OUT`` instead runs the first lib once per size under cProfile
-(``OUT-SIZE.prof``).
+``--mode full`` times ``refresh(full=True)`` into a cache populated once per lib and size
+(the suite's ``test_refresh_full``) instead.  ``--profile OUT`` runs the first lib once per
+size under cProfile instead (``OUT-SIZE.prof``).
 """
 
 from __future__ import annotations
@@ -118,7 +119,8 @@ def run_one(
     lib: str, tree: Path, cache: Path, profile: str = "", mode: str = "first"
 ) -> dict[str, Any]:
     """One first refresh of ``tree`` into the empty ``cache`` with ``lib``, in a fresh process
-    (``mode`` "full": ``refresh(full=True)`` into ``cache`` as it is, kept after)."""
+    (``mode`` "full": ``refresh(full=True)`` into ``cache`` as it is; "keep": a first
+    refresh whose cache is kept)."""
     if mode == "first":
         shutil.rmtree(cache, ignore_errors=True)
     env = {**os.environ, "PYTHONPATH": os.path.abspath(lib)}
@@ -144,6 +146,7 @@ def main() -> None:
     parser.add_argument("--lib", action="append", default=[])
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--profile", default="")
+    parser.add_argument("--mode", choices=("first", "full"), default="first")
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
     if args.what == "build":
@@ -159,7 +162,12 @@ def main() -> None:
     for round_no in range(args.rounds):
         for size in sizes:
             for lib in libs:
-                found = run_one(lib, args.dir / f"tree-{size}", args.dir / "cache")
+                cache = args.dir / "cache"
+                if args.mode == "full":  # a populated cache per lib and size, made once
+                    cache = args.dir / f"full-{size}-{libs.index(lib)}"
+                    if not cache.exists():
+                        run_one(lib, args.dir / f"tree-{size}", cache, mode="keep")
+                found = run_one(lib, args.dir / f"tree-{size}", cache, mode=args.mode)
                 results.setdefault((lib, size), []).append(found)
                 print(f"round {round_no + 1} {lib} {size}: {json.dumps(found)}", flush=True)
     print(f"\n{'lib':40} {'size':>7} {'wall s':>8} {'cpu s':>8} {'write s':>8}")

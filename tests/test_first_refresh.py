@@ -169,3 +169,31 @@ def test_full_refresh_rewrites_fingerprints_read_too_soon_to_trust(
         puts.clear()
         assert cache.refresh(collections=[builder.path], projects=[], full=True).ok
         assert len(puts) == first  # none of them was trusted yet
+
+
+def test_a_big_collections_write_lists_its_new_ids_per_name(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The refresh writes a collection's new and changed artifacts as one batch
+    (``mutations.put_artifacts``): past ``MERGE_AT`` their ids are listed per name in one
+    call, not one write-log entry per artifact; what is stored is what single puts store."""
+    from projcache.postings import MERGE_AT, BitmapIndex
+
+    count = MERGE_AT + 20
+    builder = _collection(tmp_path / "src", count)
+    calls: dict[str, int] = {"add": 0, "add_many": 0}
+    for name in calls:
+        real = getattr(BitmapIndex, name)
+
+        def counted(self: BitmapIndex, *args: Any, _name: str = name, _real: Any = real) -> Any:
+            calls[_name] += 1
+            return _real(self, *args)
+
+        monkeypatch.setattr(BitmapIndex, name, counted)
+    with ProjectCache.open(settings=Settings(cache_dir=tmp_path / "cache")) as cache:
+        report = cache.refresh(collections=[builder.path], projects=[])
+        assert report.ok and report.artifacts_written == count
+        assert calls == {"add": 0, "add_many": 1}
+        hits = cache.search("formats", limit=5)
+        assert hits.total == count
+        assert cache.verify(deep=True).ok
