@@ -8,6 +8,7 @@ is built from it, so there is no second list of counters to keep in step).
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Set as AbstractSet
 from typing import TYPE_CHECKING, Any, Optional
@@ -192,14 +193,23 @@ def _same_but_read_at(old: RawFingerprint, new: Fingerprint) -> bool:
     end, fresh_end = payload.find(_DATA, start), fresh.find(_DATA, fresh_start)
     if end < 0 or payload[end:] != fresh[fresh_end:]:
         return False
+    read_ns = _stamp_ns(bytes(payload[start + len(_READ_AT) : end]))
+    return read_ns is not None and new.mtime_ns + RACY_WINDOW_NS + _TRUST_MARGIN_NS < read_ns
+
+
+@functools.lru_cache(maxsize=64)
+def _stamp_ns(stamp: bytes) -> Optional[int]:
+    """A stored ``read_at`` JSON value as nanoseconds (``None``: null or not a time).
+
+    Cached: the sources of a unit were mostly read in one refresh, at one time."""
+    from .model_reads import parse_utc
+
+    if not (len(stamp) > 2 and stamp[:1] == b'"' and stamp[-1:] == b'"'):
+        return None
     try:
-        read_at = old.read_at
-    except InvalidRecordError:
-        return False
-    return (
-        read_at is not None
-        and old.mtime_ns + RACY_WINDOW_NS + _TRUST_MARGIN_NS < read_at.timestamp() * 1e9
-    )
+        return int(parse_utc(stamp[1:-1].decode()).timestamp() * 1e9)
+    except (ValueError, UnicodeDecodeError):
+        return None
 
 
 def remove_collection(
