@@ -98,3 +98,102 @@ def test_max_manifest_size_is_validated(tmp_path: Path) -> None:
     """Below 1 KiB is refused with the setting's name."""
     with pytest.raises(ConfigError, match="max_manifest_size"):
         Settings(cache_dir=tmp_path, max_manifest_size=10)
+
+
+def _age(root: Path) -> None:
+    """Date every file at one time an hour ago: fingerprints of files that old are trusted."""
+    import os
+
+    old = 1_700_000_000
+    for path in root.rglob("*"):
+        os.utime(path, (old, old))
+
+
+def test_full_refresh_rewrites_only_fingerprints_that_differ(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``refresh(full=True)`` re-reads every source but stores only the fingerprints that
+    changed: an equal one is not written again (it dirtied every page of ``sources``)."""
+    from projcache.repository import SourceRepository
+
+    builder = _collection(tmp_path / "src", 40)
+    _age(builder.path)
+    puts: list[str] = []
+    real_put = SourceRepository.put_for
+
+    def counting_put(self: SourceRepository, txn: Any, unit: str, relative: str, fp: Any) -> None:
+        puts.append(relative)
+        real_put(self, txn, unit, relative, fp)
+
+    monkeypatch.setattr(SourceRepository, "put_for", counting_put)
+    with ProjectCache.open(settings=Settings(cache_dir=tmp_path / "cache")) as cache:
+        assert cache.refresh(collections=[builder.path], projects=[]).ok
+        assert len(puts) > 40  # the first refresh stores every source's fingerprint
+        before = sorted(cache._storage.read(lambda txn: list(txn.cursor(
+            cache._storage.dbs["sources"]).iternext())))  # fmt: skip
+        puts.clear()
+        report = cache.refresh(collections=[builder.path], projects=[], full=True)
+        assert report.ok and report.sources_changed > 40  # every source was read again
+        assert puts == []
+        changed = builder.path / "commands" / "cmd-7.md"
+        changed.write_text(changed.read_text() + "\nmore text\n")
+        _age(builder.path)
+        report = cache.refresh(collections=[builder.path], projects=[], full=True)
+        assert report.ok and puts == ["commands/cmd-7.md"]
+        after = dict(cache._storage.read(lambda txn: list(txn.cursor(
+            cache._storage.dbs["sources"]).iternext())))  # fmt: skip
+        assert len(after) == len(before)
+        assert sum(after[key] != raw for key, raw in before) == 1
+        assert cache.verify(deep=True).ok
+
+
+def test_full_refresh_rewrites_fingerprints_read_too_soon_to_trust(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A stored fingerprint read within the racy window of its file's mtime is not trusted:
+    an equal fresh one (read later, so trusted) is written over it, or it never would be."""
+    from projcache.repository import SourceRepository
+
+    builder = _collection(tmp_path / "src", 5)  # files written just now: racy when read
+    puts: list[str] = []
+    real_put = SourceRepository.put_for
+
+    def counting_put(self: SourceRepository, txn: Any, unit: str, relative: str, fp: Any) -> None:
+        puts.append(relative)
+        real_put(self, txn, unit, relative, fp)
+
+    monkeypatch.setattr(SourceRepository, "put_for", counting_put)
+    with ProjectCache.open(settings=Settings(cache_dir=tmp_path / "cache")) as cache:
+        assert cache.refresh(collections=[builder.path], projects=[]).ok
+        first = len(puts)
+        puts.clear()
+        assert cache.refresh(collections=[builder.path], projects=[], full=True).ok
+        assert len(puts) == first  # none of them was trusted yet
+
+
+def test_a_big_collections_write_lists_its_new_ids_per_name(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The refresh writes a collection's new and changed artifacts as one batch
+    (``mutations.put_artifacts``): past ``MERGE_AT`` their ids are listed per name in one
+    call, not one write-log entry per artifact; what is stored is what single puts store."""
+    from projcache.postings import MERGE_AT, BitmapIndex
+
+    count = MERGE_AT + 20
+    builder = _collection(tmp_path / "src", count)
+    calls: dict[str, int] = {"add": 0, "add_many": 0}
+    for name in calls:
+        real = getattr(BitmapIndex, name)
+
+        def counted(self: BitmapIndex, *args: Any, _name: str = name, _real: Any = real) -> Any:
+            calls[_name] += 1
+            return _real(self, *args)
+
+        monkeypatch.setattr(BitmapIndex, name, counted)
+    with ProjectCache.open(settings=Settings(cache_dir=tmp_path / "cache")) as cache:
+        report = cache.refresh(collections=[builder.path], projects=[])
+        assert report.ok and report.artifacts_written == count
+        assert calls == {"add": 0, "add_many": 1}
+        hits = cache.search("formats", limit=5)
+        assert hits.total == count
+        assert cache.verify(deep=True).ok

@@ -8,6 +8,7 @@ is built from it, so there is no second list of counters to keep in step).
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Set as AbstractSet
 from typing import TYPE_CHECKING, Any, Optional
@@ -20,7 +21,15 @@ from .sources.statdigest import STAT_SUMMARY as _STAT_SUMMARY
 if TYPE_CHECKING:
     from datetime import datetime
 
-    from .models import Collection, KnownFingerprint, Project, RefreshReport, SourceError
+    from .models import (
+        Collection,
+        Fingerprint,
+        KnownFingerprint,
+        Project,
+        RawFingerprint,
+        RefreshReport,
+        SourceError,
+    )
     from .repository import Repositories
     from .storage import Txn
 
@@ -117,10 +126,16 @@ def sync_artifacts(
                 desired[key] = read.build(keep[key])
             except InvalidRecordError as exc:
                 logger.warning("%s: %s", key, exc)
-    for key, artifact in desired.items():
-        if repos.artifacts.get_whole_payload(txn, key) != artifact.model_dump_json().encode():
-            mutations.put_artifact(txn, repos, artifact)
-            tally.add(artifacts_written=1)
+    changed = [
+        artifact
+        for key, artifact in desired.items()
+        if repos.artifacts.get_whole_payload(txn, key) != artifact.model_dump_json().encode()
+    ]
+    if changed:
+        # One batch (what a put of each in turn does): words stemmed once per batch, the
+        # collection looked up once, and past MERGE_AT new ids listed per name in one go.
+        mutations.put_artifacts(txn, repos, changed, mutations.index_fields_many(changed))
+        tally.add(artifacts_written=len(changed))
     for key in sorted(existing - desired.keys() - keep.keys()):
         mutations.delete_artifact(txn, repos, key)
         tally.add(artifacts_removed=1)
@@ -133,16 +148,68 @@ def sync_sources(
     previous: dict[str, KnownFingerprint],
     current: dict[str, KnownFingerprint],
 ) -> None:
-    """Store the unit's fresh fingerprints and forget the sources no longer read."""
-    from .models import Fingerprint
+    """Store the unit's fresh fingerprints and forget the sources no longer read.
+
+    A fresh fingerprint equal to the stored one but for ``read_at`` is not written
+    again when the stored one is trusted (:func:`_same_but_read_at`):
+    ``refresh(full=True)`` re-reads every source, and rewriting 100,000 equal
+    values dirtied every page of ``sources`` (and their commit).
+    """
+    from .models import Fingerprint, RawFingerprint
 
     sources = repos.sources
     for relative, fingerprint in current.items():
         # Only a fresh read (always a Fingerprint model) differs from the previous one.
-        if previous.get(relative) is not fingerprint and isinstance(fingerprint, Fingerprint):
-            sources.put_for(txn, unit, relative, fingerprint)
+        old = previous.get(relative)
+        if old is fingerprint or not isinstance(fingerprint, Fingerprint):
+            continue
+        if isinstance(old, RawFingerprint) and _same_but_read_at(old, fingerprint):
+            continue
+        sources.put_for(txn, unit, relative, fingerprint)
     for relative in set(previous) - set(current):
         sources.delete_for(txn, unit, relative)
+
+
+_READ_AT = b',"read_at":'
+_DATA = b',"data":'
+# As the stat summaries' margin (statdigest): read_at is stored to the microsecond.
+_TRUST_MARGIN_NS = 1_000_000
+
+
+def _same_but_read_at(old: RawFingerprint, new: Fingerprint) -> bool:
+    """Tell that ``new`` would store what ``old`` holds but for its ``read_at``, and that
+    ``old`` is trusted by its own ``read_at`` (past the racy window): keeping it is then
+    what storing ``new`` gives every later refresh (the same stat, data and trust).
+
+    Byte-wise on the JSON: the first ``,"read_at":`` is the field (a ``"`` inside a
+    string is escaped), and its value (a time or ``null``) holds no ``,``.
+    """
+    from .sources.tracker import RACY_WINDOW_NS
+
+    payload, fresh = old.payload, new.model_dump_json().encode()
+    start, fresh_start = payload.find(_READ_AT), fresh.find(_READ_AT)
+    if start < 0 or payload[:start] != fresh[:fresh_start]:
+        return False
+    end, fresh_end = payload.find(_DATA, start), fresh.find(_DATA, fresh_start)
+    if end < 0 or payload[end:] != fresh[fresh_end:]:
+        return False
+    read_ns = _stamp_ns(bytes(payload[start + len(_READ_AT) : end]))
+    return read_ns is not None and new.mtime_ns + RACY_WINDOW_NS + _TRUST_MARGIN_NS < read_ns
+
+
+@functools.lru_cache(maxsize=64)
+def _stamp_ns(stamp: bytes) -> Optional[int]:
+    """A stored ``read_at`` JSON value as nanoseconds (``None``: null or not a time).
+
+    Cached: the sources of a unit were mostly read in one refresh, at one time."""
+    from .model_reads import parse_utc
+
+    if not (len(stamp) > 2 and stamp[:1] == b'"' and stamp[-1:] == b'"'):
+        return None
+    try:
+        return int(parse_utc(stamp[1:-1].decode()).timestamp() * 1e9)
+    except (ValueError, UnicodeDecodeError):
+        return None
 
 
 def remove_collection(
