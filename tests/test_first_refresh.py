@@ -109,23 +109,29 @@ def _age(root: Path) -> None:
         os.utime(path, (old, old))
 
 
-def test_full_refresh_rewrites_only_fingerprints_that_differ(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """``refresh(full=True)`` re-reads every source but stores only the fingerprints that
-    changed: an equal one is not written again (it dirtied every page of ``sources``)."""
+@pytest.fixture
+def puts(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The relative paths of the fingerprints stored from now on (``put_for`` calls)."""
     from projcache.repository import SourceRepository
 
-    builder = _collection(tmp_path / "src", 40)
-    _age(builder.path)
-    puts: list[str] = []
+    stored: list[str] = []
     real_put = SourceRepository.put_for
 
     def counting_put(self: SourceRepository, txn: Any, unit: str, relative: str, fp: Any) -> None:
-        puts.append(relative)
+        stored.append(relative)
         real_put(self, txn, unit, relative, fp)
 
     monkeypatch.setattr(SourceRepository, "put_for", counting_put)
+    return stored
+
+
+def test_full_refresh_rewrites_only_fingerprints_that_differ(
+    tmp_path: Path, puts: list[str]
+) -> None:
+    """``refresh(full=True)`` re-reads every source but stores only the fingerprints that
+    changed: an equal one is not written again (it dirtied every page of ``sources``)."""
+    builder = _collection(tmp_path / "src", 40)
+    _age(builder.path)
     with ProjectCache.open(settings=Settings(cache_dir=tmp_path / "cache")) as cache:
         assert cache.refresh(collections=[builder.path], projects=[]).ok
         assert len(puts) > 40  # the first refresh stores every source's fingerprint
@@ -148,21 +154,11 @@ def test_full_refresh_rewrites_only_fingerprints_that_differ(
 
 
 def test_full_refresh_rewrites_fingerprints_read_too_soon_to_trust(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, puts: list[str]
 ) -> None:
     """A stored fingerprint read within the racy window of its file's mtime is not trusted:
     an equal fresh one (read later, so trusted) is written over it, or it never would be."""
-    from projcache.repository import SourceRepository
-
     builder = _collection(tmp_path / "src", 5)  # files written just now: racy when read
-    puts: list[str] = []
-    real_put = SourceRepository.put_for
-
-    def counting_put(self: SourceRepository, txn: Any, unit: str, relative: str, fp: Any) -> None:
-        puts.append(relative)
-        real_put(self, txn, unit, relative, fp)
-
-    monkeypatch.setattr(SourceRepository, "put_for", counting_put)
     with ProjectCache.open(settings=Settings(cache_dir=tmp_path / "cache")) as cache:
         assert cache.refresh(collections=[builder.path], projects=[]).ok
         first = len(puts)
