@@ -127,7 +127,11 @@ def tree(size: int, data: Any, workspace: Path) -> Any:
     from bench_data import write_source_tree
 
     projects = max(1, min(100, size // 1000))
-    return write_source_tree(workspace / f"tree-{size}", data.artifacts, projects)
+    written = write_source_tree(workspace / f"tree-{size}", data.artifacts, projects)
+    # Flushed before any timing: the kernel's write-back of a fresh tree (~100k files)
+    # would otherwise run during the first refresh cases, more at 100,000 than at 10,000.
+    os.sync()
+    return written
 
 
 @pytest.fixture(scope="session")
@@ -143,6 +147,7 @@ def refreshers(tree: Any, size: int, workspace: Path) -> Iterator[dict[str, Any]
     assert first.ok, first.errors
     floor = RefreshFloor(workspace / f"refresh-floor-{size}", tree)
     floor.rebuild()
+    os.sync()  # (both fsync their commits; the tree's and other pages: not a refresh's cost)
     yield {"projcache": cache, "lmdb": floor, "first": first}
     cache.close()
     floor.close()
