@@ -337,42 +337,38 @@ class IdRepository:
             raw = txn.get(_PENDING_ID + packed, db=self.pending)
         return None if raw is None else bytes(raw).decode("utf-8")
 
-    def key_map(self, txn: Txn, docs: Iterable[int]) -> dict[int, str]:
-        """The keys of ``docs`` by id (an id without a key is left out), read with one
-        ``getmulti`` (in C: a page of search hits costs one call, not one lookup each; one
-        id, one lookup); the ids mapped since the last merge from ``search-pending``."""
+    def _found(self, txn: Txn, docs: Iterable[int]) -> list[tuple[bytes, bytes]]:
+        """``(packed id, UTF-8 key)`` of the ids in ``docs`` that have a key, read with one
+        ``getmulti`` (in C: a page of hits costs one call, not one lookup each; one id, one
+        lookup), then the ids mapped since the last merge from ``search-pending``."""
         packed = list(map(_PACK_ID, docs))
         if len(packed) == 1:
             key = txn.get(packed[0], db=self.by_id)
             found = [] if key is None else [(packed[0], key)]
         else:
             found = txn.cursor(self.by_id).getmulti(packed)
-        if len(found) < len(packed) and self.pending is not None:
-            known = dict(found)
-            missing = [doc for doc in packed if doc not in known]
-            waiting = ((doc, txn.get(_PENDING_ID + doc, db=self.pending)) for doc in missing)
-            found = [(doc, key) for doc, key in waiting if key is not None]
-            found.extend(known.items())
-        return {int.from_bytes(doc, "big"): bytes(key).decode("utf-8") for doc, key in found}
+        if len(found) == len(packed) or self.pending is None:
+            return found
+        known = dict(found)
+        out = []
+        for doc in packed:
+            key = known.get(doc)
+            if key is None:
+                key = txn.get(_PENDING_ID + doc, db=self.pending)
+            if key is not None:
+                out.append((doc, key))
+        return out
+
+    def key_map(self, txn: Txn, docs: Iterable[int]) -> dict[int, str]:
+        """The keys of ``docs`` by id (an id without a key is left out)."""
+        return {
+            int.from_bytes(doc, "big"): bytes(key).decode("utf-8")
+            for doc, key in self._found(txn, docs)
+        }
 
     def keys_of(self, txn: Txn, docs: Iterable[int]) -> list[bytes]:
-        """The UTF-8 keys of ids ``docs`` (live ids, as a bitmap lists them), read with one
-        ``getmulti``; the ids mapped since the last merge from ``search-pending``."""
-        packed = list(map(_PACK_ID, docs))
-        found = txn.cursor(self.by_id).getmulti(packed)
-        if len(found) == len(packed) or self.pending is None:
-            return [value for _key, value in found]
-        known = dict(found)
-        get = txn.get
-        pending = self.pending
-        out = []
-        for key in packed:
-            value = known.get(key)
-            if value is None:
-                value = get(_PENDING_ID + key, db=pending)
-            if value is not None:
-                out.append(value)
-        return out
+        """The UTF-8 keys of ids ``docs`` (live ids, as a bitmap lists them), in their order."""
+        return [key for _doc, key in self._found(txn, docs)]
 
     def _defers(self, txn: Txn) -> bool:
         """Whether this index keeps a write's mappings in ``search-pending`` (layout 3 on)."""

@@ -17,6 +17,7 @@ from . import codec, mutations
 from .errors import InvalidRecordError
 from .sources import CollectionRead, ProjectRead, local_collection
 from .sources.statdigest import STAT_SUMMARY as _STAT_SUMMARY
+from .sources.tracker import RACY_WINDOW_NS
 
 if TYPE_CHECKING:
     from datetime import datetime
@@ -184,8 +185,6 @@ def _same_but_read_at(old: RawFingerprint, new: Fingerprint) -> bool:
     Byte-wise on the JSON: the first ``,"read_at":`` is the field (a ``"`` inside a
     string is escaped), and its value (a time or ``null``) holds no ``,``.
     """
-    from .sources.tracker import RACY_WINDOW_NS
-
     payload, fresh = old.payload, new.model_dump_json().encode()
     start, fresh_start = payload.find(_READ_AT), fresh.find(_READ_AT)
     if start < 0 or payload[:start] != fresh[:fresh_start]:
