@@ -309,3 +309,93 @@ def test_list_deployments_json_is_streamed_in_chunks(tmp_path: Path) -> None:
     assert len(writes) >= 4  # "[", three chunks of at most 256 rows, "]"
     assert max(len(w) for w in writes) < len(expected) / 2
     assert b"".join(writes) == expected
+
+
+def test_hot_reads_leave_write_side_modules_unloaded(cache_dir: Path) -> None:
+    """A fast ``get``/``search --json`` loads neither ``threading`` nor ``fcntl``.
+
+    Both serve writers only (a map resize waits on a condition, a growing writer takes
+    ``grow.lock``) and cost a cold call ~1 ms between them; the storage's locks come from
+    ``_thread``.
+    """
+    code = (
+        "import sys; from projcache_cli import fastpath\n"
+        "rc = fastpath.dispatch(sys.argv[1:])\n"
+        "loaded = sorted(m for m in ('threading', 'fcntl') if m in sys.modules)\n"
+        "print(rc, loaded, file=sys.stderr)\n"
+    )
+    for argv in (["get", "--json", "default/command/tool-1"], ["search", "--json", "pdf"]):
+        assert _last_report(cache_dir, code, argv) == "0 []", argv
+
+
+def test_garbage_collector_off_for_answers_on_for_listings(
+    cache_dir: Path, capsysbinary: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A bounded answer is built with the cyclic collector off, a listing streams with it on,
+    and the collector is as it was afterwards."""
+    import gc
+
+    seen: dict[str, bool] = {}
+    search, stream = fastpath.search_json, fastpath.stream_artifacts
+
+    def spy_search(*args: Any) -> bytes:
+        seen["search"] = gc.isenabled()
+        return search(*args)
+
+    def spy_stream(*args: Any) -> None:
+        seen["list"] = gc.isenabled()
+        stream(*args)
+
+    monkeypatch.setattr(fastpath, "search_json", spy_search)
+    monkeypatch.setattr(fastpath, "stream_artifacts", spy_stream)
+    d = ["--cache-dir", str(cache_dir)]
+    assert gc.isenabled()
+    assert fastpath.dispatch([*d, "search", "--json", "pdf"]) == 0
+    assert gc.isenabled()
+    assert fastpath.dispatch([*d, "list", "artifacts", "--json"]) == 0
+    assert gc.isenabled()
+    capsysbinary.readouterr()
+    assert seen == {"search": False, "list": True}
+
+
+_LOUD_MAIN = (
+    "import sys\n"
+    "from projcache_cli import fastpath\n"
+    "class Loud:\n"
+    "    def __del__(self):\n"
+    "        sys.stderr.write('torn down\\n')\n"
+    "keep = Loud()\n"
+    "{extra}"
+    "sys.argv[0] = 'projcache'\n"
+    "fastpath.main()\n"
+)
+
+
+def test_fast_answer_exits_without_teardown(cache_dir: Path) -> None:
+    """The console script ends after a fast answer without tearing the interpreter down:
+    same output and exit code, no module cleared (an object's ``__del__`` never runs)."""
+    argv = ["--cache-dir", str(cache_dir), "search", "--json", "pdf"]
+    done = subprocess.run(
+        [sys.executable, "-c", _LOUD_MAIN.format(extra=""), *argv],
+        capture_output=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stderr == b""
+    assert orjson.loads(done.stdout)["total"] > 0
+    assert done.stdout.endswith(b"}\n")
+
+
+def test_fast_answer_keeps_exit_handlers(cache_dir: Path) -> None:
+    """With an exit handler registered (a coverage run, a host program) the process exits
+    as usual: the handler runs, then the teardown."""
+    argv = ["--cache-dir", str(cache_dir), "get", "--json", "default/command/tool-1"]
+    extra = "import atexit\natexit.register(lambda: sys.stderr.write('handler\\n'))\n"
+    done = subprocess.run(
+        [sys.executable, "-c", _LOUD_MAIN.format(extra=extra), *argv],
+        capture_output=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stderr == b"handler\ntorn down\n"
+    assert orjson.loads(done.stdout)["key"] == "default/command/tool-1"

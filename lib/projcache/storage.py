@@ -39,9 +39,13 @@ import contextlib
 import errno
 import os
 import struct
-import threading
 import time
 import zlib
+
+# Locks from ``_thread`` (``threading.Lock`` and ``threading.RLock`` are its ``allocate_lock``
+# and ``RLock``): importing ``threading`` costs a cold CLI read ~0.8 ms, and only a map resize
+# needs it (MapGuard's condition).
+from _thread import RLock, allocate_lock
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -70,11 +74,6 @@ from .vocabulary import DATABASES
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any, Callable, ClassVar, Optional, TypeVar
-
-try:  # POSIX only; on other platforms growth is not coordinated across processes.
-    import fcntl
-except ImportError:  # pragma: no cover
-    fcntl = None  # type: ignore[assignment]
 
 __all__ = ["DATABASES", "Storage", "Txn", "before_commit", "run_before_commit", "scan"]
 
@@ -142,7 +141,7 @@ _OPEN_SLOT_WAIT = 3.0  # seconds an opener waits for a reader slot
 # a commit of that process that grew the map again: a handful is plenty).
 _OPEN_RESIZE_RETRIES = 5
 
-_registry_lock = threading.Lock()
+_registry_lock = allocate_lock()
 _registry: dict[tuple[int, int], Storage] = {}
 _fork_generation = 0
 
@@ -150,7 +149,7 @@ _fork_generation = 0
 def _after_fork_in_child() -> None:
     global _fork_generation, _registry_lock
     _fork_generation += 1
-    _registry_lock = threading.Lock()  # a lock held by another thread at fork stays held
+    _registry_lock = allocate_lock()  # a lock held by another thread at fork stays held
 
 
 if hasattr(os, "register_at_fork"):
@@ -200,7 +199,7 @@ class Storage:
         self._key = key
         self._refs = 1
         self._closed = False
-        self._write_lock = threading.RLock()
+        self._write_lock = RLock()
         self._guard = MapGuard()
         self._fork_generation = _fork_generation
         self._replaced: dict[str, Any] = {}
@@ -478,7 +477,7 @@ class Storage:
         # another thread of the parent held at fork time loses its slot here.
         # Called with _registry_lock held.
         logger.debug("fork detected; reopening %s in pid %d", self.path, os.getpid())
-        self._write_lock = threading.RLock()
+        self._write_lock = RLock()
         self._guard = MapGuard()  # its lock may have been held by a parent thread at fork
         with contextlib.suppress(lmdb.Error):
             self.env.close()
@@ -724,7 +723,10 @@ class Storage:
 
     @contextlib.contextmanager
     def _growth_lock(self) -> Iterator[None]:
-        if fcntl is None:  # pragma: no cover
+        # Imported here: only a growing writer locks, so a cold read never loads fcntl.
+        try:  # POSIX only; on other platforms growth is not coordinated across processes.
+            import fcntl
+        except ImportError:  # pragma: no cover
             yield
             return
         flags = os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
