@@ -399,3 +399,42 @@ def test_fast_answer_keeps_exit_handlers(cache_dir: Path) -> None:
     assert done.returncode == 0, done.stderr
     assert done.stderr == b"handler\ntorn down\n"
     assert orjson.loads(done.stdout)["key"] == "default/command/tool-1"
+
+
+def test_cold_get_compiles_no_regular_expression(cache_dir: Path) -> None:
+    """A fast ``get --json`` compiles no regular expression beyond ``import lmdb, orjson``'s.
+
+    The key patterns of :mod:`projcache.codec` (a new type, a profile) are compiled on
+    their first use, which a read never makes.
+    """
+    code = (
+        "import re, sys, lmdb, orjson\n"
+        "seen = []\n"
+        "compile = re.compile\n"
+        "def spy(pattern, flags=0):\n"
+        "    seen.append(pattern)\n"
+        "    return compile(pattern, flags)\n"
+        "re.compile = spy\n"
+        "from projcache_cli import fastpath\n"
+        "rc = fastpath.dispatch(sys.argv[1:])\n"
+        "print(rc, seen, file=sys.stderr)\n"
+    )
+    argv = ["get", "--json", "default/command/tool-1"]
+    assert _last_report(cache_dir, code, argv) == "0 []"
+
+
+def test_type_and_profile_patterns_compile_on_first_use() -> None:
+    """The key-part checks behave the same with their patterns compiled on first use."""
+    from projcache import codec
+    from projcache.errors import InvalidRecordError
+
+    assert codec.check_type_name("skill") == "skill"
+    assert codec.check_type_name("workflow_v2") == "workflow_v2"
+    assert codec.check_profile("claude_code") == "claude_code"
+    assert codec.check_profile("codex.v1") == "codex.v1"
+    for bad in ("Skill", "1x", "a/b", "", "a" * 65, 3):
+        with pytest.raises(InvalidRecordError):
+            codec.check_type_name(bad)
+    for bad in ("", ".x", "a b", "a" * 65, None):
+        with pytest.raises(InvalidRecordError):
+            codec.check_profile(bad)
