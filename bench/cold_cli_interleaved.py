@@ -11,13 +11,16 @@ directory (e.g. one built by ``bench/reads_interleaved.py`` or the benchmark sui
 the query and key are arguments.  Bytecode must be compiled first (``compileall``):
 with ``PYTHONDONTWRITEBYTECODE`` set every call would compile projcache again, so the
 variable is removed from the children's environment.  Prints, per command, the median
-and the best of the per-round ratios against the baseline of the same round.
+and the best of the per-round ratios against the baseline of the same round, for wall
+time and for CPU time (user + system of the child, from ``getrusage``: less disturbed by
+other work on a busy machine than the wall clock).
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -64,22 +67,27 @@ def main(argv: list[str]) -> int:
             print(f"{name} failed: {done.stderr.decode()}", file=sys.stderr)
             return 1
     times: dict[str, list[float]] = {name: [] for name in commands}
+    cpu: dict[str, list[float]] = {name: [] for name in commands}
     for _ in range(args.rounds):
         for name, (command, env) in commands.items():
+            before = resource.getrusage(resource.RUSAGE_CHILDREN)
             started = time.perf_counter()
             subprocess.run(command, env=env, capture_output=True, check=False)
             times[name].append(time.perf_counter() - started)
-    base = times["baseline"]
-    median = statistics.median(base) * 1e3
-    print(f"{args.rounds} interleaved rounds; baseline median {median:.1f} ms")
-    for name, values in times.items():
-        if name == "baseline":
-            continue
-        ratios = [v / b for v, b in zip(values, base)]
-        print(
-            f"{name}: median {statistics.median(values) * 1e3:.1f} ms, "
-            f"ratio median {statistics.median(ratios):.3f}x, min {min(ratios):.3f}x"
-        )
+            after = resource.getrusage(resource.RUSAGE_CHILDREN)
+            cpu[name].append(after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime)
+    for label, measured in (("wall", times), ("cpu", cpu)):
+        base = measured["baseline"]
+        median = statistics.median(base) * 1e3
+        print(f"{args.rounds} interleaved rounds, {label}; baseline median {median:.1f} ms")
+        for name, values in measured.items():
+            if name == "baseline":
+                continue
+            ratios = [v / b for v, b in zip(values, base)]
+            print(
+                f"{name}: median {statistics.median(values) * 1e3:.1f} ms, "
+                f"ratio median {statistics.median(ratios):.3f}x, min {min(ratios):.3f}x"
+            )
     print("load average:", " ".join(f"{x:.2f}" for x in os.getloadavg()))
     return 0
 
