@@ -328,36 +328,6 @@ def test_hot_reads_leave_write_side_modules_unloaded(cache_dir: Path) -> None:
         assert _last_report(cache_dir, code, argv) == "0 []", argv
 
 
-def test_garbage_collector_off_for_answers_on_for_listings(
-    cache_dir: Path, capsysbinary: Any, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """A bounded answer is built with the cyclic collector off, a listing streams with it on,
-    and the collector is as it was afterwards."""
-    import gc
-
-    seen: dict[str, bool] = {}
-    search, stream = fastpath.search_json, fastpath.stream_artifacts
-
-    def spy_search(*args: Any) -> bytes:
-        seen["search"] = gc.isenabled()
-        return search(*args)
-
-    def spy_stream(*args: Any) -> None:
-        seen["list"] = gc.isenabled()
-        stream(*args)
-
-    monkeypatch.setattr(fastpath, "search_json", spy_search)
-    monkeypatch.setattr(fastpath, "stream_artifacts", spy_stream)
-    d = ["--cache-dir", str(cache_dir)]
-    assert gc.isenabled()
-    assert fastpath.dispatch([*d, "search", "--json", "pdf"]) == 0
-    assert gc.isenabled()
-    assert fastpath.dispatch([*d, "list", "artifacts", "--json"]) == 0
-    assert gc.isenabled()
-    capsysbinary.readouterr()
-    assert seen == {"search": False, "list": True}
-
-
 _LOUD_MAIN = (
     "import sys\n"
     "from projcache_cli import fastpath\n"

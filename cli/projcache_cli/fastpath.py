@@ -18,7 +18,6 @@ same the HTTP API sends), asked for by the functions below for both paths.
 
 from __future__ import annotations
 
-import gc
 import os
 import sys
 from collections.abc import Iterator
@@ -220,30 +219,16 @@ def dispatch(argv: list[str]) -> Optional[int]:
     from projcache.logs import on_first_use
 
     cancel = on_first_use(_configure_logging)
-    # No cyclic garbage collection while the modules load and a bounded answer is built:
-    # they make few cycles, and the collections their allocations trigger cost a cold call
-    # ~7M instructions (~4%).  A listing streams with the collector as it was, and so does
-    # the Typer app after a fallback.
-    collecting = gc.isenabled()
-    gc.disable()
     try:
-        return _run(words, values, cache_dir, collecting)
+        return _run(words, values, cache_dir)
     finally:
-        if collecting:
-            gc.enable()
         # Answered, or left to the Typer app, which configures logging itself (maybe with
         # --debug): a hook left behind would undo that in a process that runs both.
         cancel()
 
 
-def _run(
-    words: tuple[str, ...], values: dict[str, Any], cache_dir: Optional[str], collecting: bool
-) -> Optional[int]:
-    """Open the cache and answer; ``None`` to fall back (nothing printed then).
-
-    ``collecting``: whether the cyclic garbage collector was on (a listing turns it back
-    on: its memory must not grow with the number of records).
-    """
+def _run(words: tuple[str, ...], values: dict[str, Any], cache_dir: Optional[str]) -> Optional[int]:
+    """Open the cache and answer; ``None`` to fall back (nothing printed then)."""
     from projcache import ProjectCache
 
     try:
@@ -256,8 +241,6 @@ def _run(
         if cache.is_direct:
             return None  # the Typer app prints the source-direct warning
         if words[0] == "list":
-            if collecting:
-                gc.enable()
             return _stream_list(words, values, cache)
         data = _answer(words, values, cache)
     except Exception:
