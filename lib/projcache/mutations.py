@@ -91,14 +91,24 @@ def relisted_names(old: Artifact, artifact: Artifact) -> tuple[set[bytes], set[b
         if any(getattr(old, key) != getattr(artifact, key) for key in group)
         for key in group
     )
-    before, after = _names_many([old, artifact], keys)
+    # The facets only when what they are made of changed (an edited description or body
+    # leaves them alone: ~2 of the ~6 names made per artifact, and the sets to compare).
+    facets = any(getattr(old, key) != getattr(artifact, key) for key in _FACET_INPUTS)
+    before, after = _names_many([old, artifact], keys, facets=facets)
     was, now = set(before), set(after)
     return was - now, now - was
 
 
-def _names_many(artifacts: Sequence[Artifact], keys: tuple[str, ...]) -> list[list[bytes]]:
-    """The facet names of each artifact and the term names of its texts ``keys``."""
-    return [names_of(indexed) for indexed in _fields_many(artifacts, keys)]
+# What an artifact's facet names are made of (see _fields_many).
+_FACET_INPUTS = ("type", "collection", "tags", "managed", "name")
+
+
+def _names_many(
+    artifacts: Sequence[Artifact], keys: tuple[str, ...], *, facets: bool = True
+) -> list[list[bytes]]:
+    """The facet names of each artifact (unless not ``facets``) and the term names of its
+    texts ``keys``."""
+    return [names_of(indexed) for indexed in _fields_many(artifacts, keys, facets=facets)]
 
 
 def index_fields_many(artifacts: Sequence[Artifact]) -> list[IndexFields]:
@@ -120,22 +130,26 @@ def names_of(indexed: IndexFields) -> list[bytes]:
     return names
 
 
-def _fields_many(artifacts: Sequence[Artifact], keys: tuple[str, ...]) -> list[IndexFields]:
-    """The terms per field code of each artifact's texts ``keys``, and its facet names."""
+def _fields_many(
+    artifacts: Sequence[Artifact], keys: tuple[str, ...], *, facets: bool = True
+) -> list[IndexFields]:
+    """The terms per field code of each artifact's texts ``keys``, and its facet names
+    (none unless ``facets``)."""
     texts = [{key: getattr(artifact, key) for key in keys} for artifact in artifacts]
     out: list[IndexFields] = []
-    facets: dict[tuple[str, str], bytes] = {}  # a batch shares few types, collections, tags
+    if not facets:
+        return [(fields, []) for fields in field_terms_utf8_many(texts)]
     for artifact, fields in zip(artifacts, field_terms_utf8_many(texts)):
         names: list[bytes] = []
         for facet in (("type", artifact.type), ("collection", artifact.collection)):
-            name = facets.get(facet)
+            name = _facet_names.get(facet)
             if name is None:
-                name = facets[facet] = facet_name(*facet)
+                name = _facet_name(*facet)
             names.append(name)
         for tag in set(artifact.tags):
-            name = facets.get(("tag", tag))
+            name = _facet_names.get(("tag", tag))
             if name is None:
-                name = facets["tag", tag] = facet_name("tag", tag)
+                name = _facet_name("tag", tag)
             names.append(name)
         if artifact.managed:
             names.append(_MANAGED)
@@ -144,6 +158,23 @@ def _fields_many(artifacts: Sequence[Artifact], keys: tuple[str, ...]) -> list[I
             names.append(ODD_NAMES)
         out.append((fields, names))
     return out
+
+
+# (facet, value) -> facet_name(facet, value): writes share few types, collections and tags,
+# and a single write made each of its names again.  Replaced by an empty one when full (a
+# thread reading the old one still finds what it held), so its memory stays bounded.
+_facet_names: dict[tuple[str, str], bytes] = {}
+_FACET_NAMES_MAX = 4096
+
+
+def _facet_name(facet: str, value: str) -> bytes:
+    """:func:`~projcache.postings.facet_name`, remembered in :data:`_facet_names`."""
+    global _facet_names
+    names = _facet_names
+    if len(names) >= _FACET_NAMES_MAX:
+        names = _facet_names = {}
+    name = names[facet, value] = facet_name(facet, value)
+    return name
 
 
 def _inverted(pending: list[tuple[int, IndexFields]]) -> dict[bytes, list[int]]:
