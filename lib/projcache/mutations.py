@@ -31,7 +31,13 @@ from .errors import InvalidRecordError
 from .postings import ODD_NAMES, facet_name
 from .repository import Repositories
 from .storage import Txn
-from .terms import MAX_NAME_BUCKET, field_terms_utf8_many, name_bucket, plain_name
+from .terms import (
+    MAX_NAME_BUCKET,
+    field_terms_utf8,
+    field_terms_utf8_many,
+    name_bucket,
+    plain_name,
+)
 from .vocabulary import DATABASES, META_DB
 
 if TYPE_CHECKING:
@@ -67,7 +73,7 @@ __all__ = [
 
 def index_names(artifact: Artifact) -> list[bytes]:
     """The names of every bitmap that lists ``artifact`` (what its record implies)."""
-    return index_names_many([artifact])[0]
+    return names_of(_fields_many((artifact,), _TEXT_FIELDS)[0])
 
 
 def index_names_many(artifacts: Sequence[Artifact]) -> list[list[bytes]]:
@@ -136,10 +142,11 @@ def _fields_many(
     """The terms per field code of each artifact's texts ``keys``, and its facet names
     (none unless ``facets``)."""
     texts = [{key: getattr(artifact, key) for key in keys} for artifact in artifacts]
-    out: list[IndexFields] = []
+    terms = [field_terms_utf8(texts[0])] if len(texts) == 1 else field_terms_utf8_many(texts)
     if not facets:
-        return [(fields, []) for fields in field_terms_utf8_many(texts)]
-    for artifact, fields in zip(artifacts, field_terms_utf8_many(texts)):
+        return [(fields, []) for fields in terms]
+    out: list[IndexFields] = []
+    for artifact, fields in zip(artifacts, terms):
         names: list[bytes] = []
         for facet in (("type", artifact.type), ("collection", artifact.collection)):
             name = _facet_names.get(facet)
