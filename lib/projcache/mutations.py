@@ -90,19 +90,35 @@ def relisted_names(old: Artifact, artifact: Artifact) -> tuple[set[bytes], set[b
     """The names ``old`` is listed under and ``artifact`` is not, and the other way round.
 
     Equal to the differences of their :func:`index_names`, but only the texts that
-    changed are tokenized (an edited description leaves the body alone)."""
+    changed are tokenized (an edited description leaves the body alone), the facet names
+    are made only when what they are made of changed, and the terms are compared per field
+    before any is made a name (an edited description changes a few of its terms)."""
+    was, now = old.__dict__, artifact.__dict__  # (the fields; a frozen model's never change)
     keys = tuple(
         key
         for group in _FIELD_GROUPS
-        if any(getattr(old, key) != getattr(artifact, key) for key in group)
+        if any(was[key] != now[key] for key in group)
         for key in group
     )
-    # The facets only when what they are made of changed (an edited description or body
-    # leaves them alone: ~2 of the ~6 names made per artifact, and the sets to compare).
-    facets = any(getattr(old, key) != getattr(artifact, key) for key in _FACET_INPUTS)
-    before, after = _names_many([old, artifact], keys, facets=facets)
-    was, now = set(before), set(after)
-    return was - now, now - was
+    facets = any(was[key] != now[key] for key in _FACET_INPUTS)
+    (before, names_before), (after, names_after) = _fields_many(
+        (old, artifact), keys, facets=facets
+    )
+    removed, added = set(names_before), set(names_after)
+    removed, added = removed - added, added - removed
+    for code in before.keys() | after.keys():
+        terms_before, terms_after = before.get(code, _NO_TERMS), after.get(code, _NO_TERMS)
+        end = _TERM_ENDS[code]
+        for terms, out in (
+            (terms_before - terms_after, removed),
+            (terms_after - terms_before, added),
+        ):
+            if terms:  # term_name() of each, as names_of() makes them
+                out.update((end.join(terms) + end).split(b"\x01")[:-1])
+    return removed, added
+
+
+_NO_TERMS: frozenset[bytes] = frozenset()
 
 
 # What an artifact's facet names are made of (see _fields_many).
@@ -142,7 +158,8 @@ def _fields_many(
     """The terms per field code of each artifact's texts ``keys``, and its facet names
     (none unless ``facets``)."""
     texts = [{key: getattr(artifact, key) for key in keys} for artifact in artifacts]
-    terms = [field_terms_utf8(texts[0])] if len(texts) == 1 else field_terms_utf8_many(texts)
+    # One or two artifacts (a write, an update's old and new record): each alone.
+    terms = list(map(field_terms_utf8, texts)) if len(texts) <= 2 else field_terms_utf8_many(texts)
     if not facets:
         return [(fields, []) for fields in terms]
     out: list[IndexFields] = []
