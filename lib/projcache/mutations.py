@@ -125,12 +125,9 @@ _NO_TERMS: frozenset[bytes] = frozenset()
 _FACET_INPUTS = ("type", "collection", "tags", "managed", "name")
 
 
-def _names_many(
-    artifacts: Sequence[Artifact], keys: tuple[str, ...], *, facets: bool = True
-) -> list[list[bytes]]:
-    """The facet names of each artifact (unless not ``facets``) and the term names of its
-    texts ``keys``."""
-    return [names_of(indexed) for indexed in _fields_many(artifacts, keys, facets=facets)]
+def _names_many(artifacts: Sequence[Artifact], keys: tuple[str, ...]) -> list[list[bytes]]:
+    """The facet names of each artifact and the term names of its texts ``keys``."""
+    return [names_of(indexed) for indexed in _fields_many(artifacts, keys)]
 
 
 def index_fields_many(artifacts: Sequence[Artifact]) -> list[IndexFields]:
