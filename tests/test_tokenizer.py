@@ -380,6 +380,24 @@ def test_utf8_terms_are_the_terms_encoded(artifacts: list[dict[str, Any]], most:
     assert got == expected
 
 
+@settings(max_examples=80)
+@given(st.lists(_ARTIFACT, min_size=1, max_size=4), st.integers(min_value=1, max_value=40))
+def test_single_utf8_terms_are_the_batch_form_of_one(
+    artifacts: list[dict[str, Any]], most: int
+) -> None:
+    """The single write's :func:`~projcache.terms.field_terms_utf8` gives each artifact the
+    terms :func:`~projcache.terms.field_terms_utf8_many` gives it alone, whatever the size
+    of the stem tables (replaced when full between or during the calls)."""
+    from projcache import terms
+
+    got = _with_stem_tables_of(most, lambda: [terms.field_terms_utf8(a) for a in artifacts])
+    expected = [
+        {code: {term.encode() for term in words} for code, words in fields.items()}
+        for fields in terms.field_terms_many(artifacts)
+    ]
+    assert got == expected
+
+
 @pytest.mark.parametrize(
     "text",
     ["Plain prose, with PUNCTUATION; and digits 42!", "x" * 70 + " Tail", "tab\tnew\nline"],

@@ -31,7 +31,13 @@ from .errors import InvalidRecordError
 from .postings import ODD_NAMES, facet_name
 from .repository import Repositories
 from .storage import Txn
-from .terms import MAX_NAME_BUCKET, field_terms_utf8_many, name_bucket, plain_name
+from .terms import (
+    MAX_NAME_BUCKET,
+    field_terms_utf8,
+    field_terms_utf8_many,
+    name_bucket,
+    plain_name,
+)
 from .vocabulary import DATABASES, META_DB
 
 if TYPE_CHECKING:
@@ -67,7 +73,7 @@ __all__ = [
 
 def index_names(artifact: Artifact) -> list[bytes]:
     """The names of every bitmap that lists ``artifact`` (what its record implies)."""
-    return index_names_many([artifact])[0]
+    return names_of(_fields_many((artifact,), _TEXT_FIELDS)[0])
 
 
 def index_names_many(artifacts: Sequence[Artifact]) -> list[list[bytes]]:
@@ -84,16 +90,39 @@ def relisted_names(old: Artifact, artifact: Artifact) -> tuple[set[bytes], set[b
     """The names ``old`` is listed under and ``artifact`` is not, and the other way round.
 
     Equal to the differences of their :func:`index_names`, but only the texts that
-    changed are tokenized (an edited description leaves the body alone)."""
+    changed are tokenized (an edited description leaves the body alone), the facet names
+    are made only when what they are made of changed, and the terms are compared per field
+    before any is made a name (an edited description changes a few of its terms)."""
+    was, now = old.__dict__, artifact.__dict__  # (the fields; a frozen model's never change)
     keys = tuple(
         key
         for group in _FIELD_GROUPS
-        if any(getattr(old, key) != getattr(artifact, key) for key in group)
+        if any(was[key] != now[key] for key in group)
         for key in group
     )
-    before, after = _names_many([old, artifact], keys)
-    was, now = set(before), set(after)
-    return was - now, now - was
+    facets = any(was[key] != now[key] for key in _FACET_INPUTS)
+    (before, names_before), (after, names_after) = _fields_many(
+        (old, artifact), keys, facets=facets
+    )
+    removed, added = set(names_before), set(names_after)
+    removed, added = removed - added, added - removed
+    for code in before.keys() | after.keys():
+        terms_before, terms_after = before.get(code, _NO_TERMS), after.get(code, _NO_TERMS)
+        end = _TERM_ENDS[code]
+        for terms, out in (
+            (terms_before - terms_after, removed),
+            (terms_after - terms_before, added),
+        ):
+            if terms:  # term_name() of each, as names_of() makes them
+                out.update((end.join(terms) + end).split(b"\x01")[:-1])
+    return removed, added
+
+
+_NO_TERMS: frozenset[bytes] = frozenset()
+
+
+# What an artifact's facet names are made of (see _fields_many).
+_FACET_INPUTS = ("type", "collection", "tags", "managed", "name")
 
 
 def _names_many(artifacts: Sequence[Artifact], keys: tuple[str, ...]) -> list[list[bytes]]:
@@ -120,22 +149,28 @@ def names_of(indexed: IndexFields) -> list[bytes]:
     return names
 
 
-def _fields_many(artifacts: Sequence[Artifact], keys: tuple[str, ...]) -> list[IndexFields]:
-    """The terms per field code of each artifact's texts ``keys``, and its facet names."""
+def _fields_many(
+    artifacts: Sequence[Artifact], keys: tuple[str, ...], *, facets: bool = True
+) -> list[IndexFields]:
+    """The terms per field code of each artifact's texts ``keys``, and its facet names
+    (none unless ``facets``)."""
     texts = [{key: getattr(artifact, key) for key in keys} for artifact in artifacts]
+    # One or two artifacts (a write, an update's old and new record): each alone.
+    terms = list(map(field_terms_utf8, texts)) if len(texts) <= 2 else field_terms_utf8_many(texts)
+    if not facets:
+        return [(fields, []) for fields in terms]
     out: list[IndexFields] = []
-    facets: dict[tuple[str, str], bytes] = {}  # a batch shares few types, collections, tags
-    for artifact, fields in zip(artifacts, field_terms_utf8_many(texts)):
+    for artifact, fields in zip(artifacts, terms):
         names: list[bytes] = []
         for facet in (("type", artifact.type), ("collection", artifact.collection)):
-            name = facets.get(facet)
+            name = _facet_names.get(facet)
             if name is None:
-                name = facets[facet] = facet_name(*facet)
+                name = _facet_name(*facet)
             names.append(name)
         for tag in set(artifact.tags):
-            name = facets.get(("tag", tag))
+            name = _facet_names.get(("tag", tag))
             if name is None:
-                name = facets["tag", tag] = facet_name("tag", tag)
+                name = _facet_name("tag", tag)
             names.append(name)
         if artifact.managed:
             names.append(_MANAGED)
@@ -144,6 +179,23 @@ def _fields_many(artifacts: Sequence[Artifact], keys: tuple[str, ...]) -> list[I
             names.append(ODD_NAMES)
         out.append((fields, names))
     return out
+
+
+# (facet, value) -> facet_name(facet, value): writes share few types, collections and tags,
+# and a single write made each of its names again.  Replaced by an empty one when full (a
+# thread reading the old one still finds what it held), so its memory stays bounded.
+_facet_names: dict[tuple[str, str], bytes] = {}
+_FACET_NAMES_MAX = 4096
+
+
+def _facet_name(facet: str, value: str) -> bytes:
+    """:func:`~projcache.postings.facet_name`, remembered in :data:`_facet_names`."""
+    global _facet_names
+    names = _facet_names
+    if len(names) >= _FACET_NAMES_MAX:
+        names = _facet_names = {}
+    name = names[facet, value] = facet_name(facet, value)
+    return name
 
 
 def _inverted(pending: list[tuple[int, IndexFields]]) -> dict[bytes, list[int]]:

@@ -25,7 +25,7 @@ from collections import defaultdict
 from collections.abc import Callable, Container, Iterable, Iterator
 
 from . import codec
-from .storage import Txn
+from .storage import Txn, before_commit
 from .storage import scan as _scan
 
 # typing is imported for the type checker only: at run time it costs a cold CLI call ~2.4 ms.
@@ -1355,8 +1355,6 @@ class BitmapIndex:
         cache = self._cache
         if cache is None or cache.txn is not txn:
             cache = self._cache = _WriteCache(txn)
-            from .storage import before_commit
-
             before_commit(txn, lambda: self.flush(txn))
         return cache
 

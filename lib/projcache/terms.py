@@ -35,6 +35,7 @@ __all__ = [
     "artifact_fields",
     "field_terms",
     "field_terms_many",
+    "field_terms_utf8",
     "field_terms_utf8_many",
     "name_bucket",
     "plain_name",
@@ -409,6 +410,28 @@ def field_terms_utf8_many(
         for tokens in fields.values():
             tokens.update(list(map(stem_of, tokens)))
     return per_artifact
+
+
+def field_terms_utf8(artifact: Mapping[str, Any]) -> dict[bytes, set[bytes]]:
+    """``field_terms_utf8_many([artifact])[0]``, the single write's form: each token's stem
+    looked up once, field by field (the batch form gathers every distinct token first, then
+    looks each up twice: ~3 us more of a single write's ~35 us of terms)."""
+    stems = _STEMS_UTF8
+    out: dict[bytes, set[bytes]] = {}
+    for code, text in artifact_fields(artifact).items():
+        if not text:
+            continue
+        tokens = set(_utf8_words(text))
+        tokens -= _STOP_UTF8
+        if not tokens:
+            continue
+        found: list[Optional[bytes]] = list(map(stems.get, tokens))
+        if None in found:  # a word not stemmed yet (the table may be replaced: use the new one)
+            stems = _learn_utf8_stems(tokens)
+            found = list(map(stems.__getitem__, tokens))
+        tokens.update(found)  # type: ignore[arg-type]  # (no None left: each has its stem)
+        out[code] = tokens
+    return out
 
 
 _STOP_UTF8 = frozenset(word.encode() for word in STOP_WORDS)
