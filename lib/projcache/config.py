@@ -3,9 +3,6 @@
 Precedence, lowest first: built-in defaults, the TOML file, environment
 variables, then keyword overrides given to :func:`load_settings`.
 
-TOML key           environment variable         default    allowed values
-=================  ===========================  =========  ===================================
-=======
 =================  ===========================  =========  ====================================
 TOML key           environment variable         default    allowed values
 =================  ===========================  =========  ====================================
@@ -20,7 +17,6 @@ project_roots      PROJCACHE_PROJECT_ROOTS      none       folders searched for 
 scan_depth         PROJCACHE_SCAN_DEPTH         4          integer 0..32
 max_file_size      PROJCACHE_MAX_FILE_SIZE      16MiB      size >= 1KiB
 max_artifact_size  PROJCACHE_MAX_ARTIFACT_SIZE  64MiB      size >= 1KiB
-=======
 max_manifest_size  PROJCACHE_MAX_MANIFEST_SIZE  256MiB     size >= 1KiB
 auto_repair        PROJCACHE_AUTO_REPAIR        false      true/false, 1/0, yes/no, on/off
 =================  ===========================  =========  ====================================
