@@ -10,6 +10,7 @@ tables, odd spellings) are in the same list, so the fallback is covered too.
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -408,3 +409,43 @@ def test_type_and_profile_patterns_compile_on_first_use() -> None:
     for bad in ("", ".x", "a b", "a" * 65, None):
         with pytest.raises(InvalidRecordError):
             codec.check_profile(bad)
+
+
+def _into_closed_pipe(code: str, argv: list[str]) -> tuple[int, bytes]:
+    """Run ``code`` with the CLI's ``argv``, stdout a pipe nobody reads: (exit code, stderr)."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # (the reader is gone before the first byte: `| head -c0`)
+    try:
+        done = subprocess.run(
+            [sys.executable, "-c", code, *argv],
+            stdout=write_end,
+            stderr=subprocess.PIPE,
+            check=False,
+        )
+    finally:
+        os.close(write_end)
+    return done.returncode, done.stderr
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [["search", "--json", "pdf"], ["get", "--json", "default/command/tool-1"]],
+    ids=["search", "get"],
+)
+def test_a_reader_gone_ends_a_fast_answer_as_the_typer_app_does(
+    cache_dir: Path, argv: list[str]
+) -> None:
+    """A fast answer into a pipe whose reader left exits 1 with nothing on stderr (no
+    traceback), as the Typer app's answer to the same command does."""
+    full = ["--cache-dir", str(cache_dir), *argv]
+    fast = _into_closed_pipe(
+        "import sys\nfrom projcache_cli import fastpath\nsys.argv[0] = 'projcache'\n"
+        "fastpath.main()\n",
+        full,
+    )
+    typer = _into_closed_pipe(
+        "import sys\nfrom projcache_cli.root import main\nsys.argv[0] = 'projcache'\nmain()\n",
+        full,
+    )
+    assert typer == (1, b"")
+    assert fast == typer

@@ -278,9 +278,16 @@ def main() -> None:
     A fast answer ends the process at once (:func:`_exit`): its output and exit code are
     the Typer app's, without the interpreter's teardown where nothing needs it.
     """
-    code = dispatch(sys.argv[1:])
-    if code is not None:
-        _exit(code)
+    try:
+        code = dispatch(sys.argv[1:])
+        if code is not None:
+            _exit(code)
+    except BrokenPipeError:
+        # The reader went away (`| head -c1`): quietly exit 1, as the Typer app (click)
+        # does.  stdout now points at /dev/null, so the interpreter's last flush of what
+        # is still buffered has nowhere to fail and prints no traceback.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        sys.exit(1)
     from .root import main as typer_main
 
     typer_main()
