@@ -453,6 +453,100 @@ class TestWrittenSummaries:
         assert walk.digest == stored["digest"]
 
 
+class TestPeek:
+    """The summary is checked against a hash of the fingerprints; the frames are read only after."""
+
+    def test_unit_hash_is_the_hash_of_the_units_frames(
+        self, cache: ProjectCache, collection: CollectionBuilder, tree: Path
+    ) -> None:
+        """``unit_hash`` hashes what ``frames_hash(unit_frames)`` does, unit by unit, empty too."""
+        other = CollectionBuilder(tree / "collections", "default-2")  # a longer unit name
+        other.command("only")
+        other.write()
+        age(tree)
+        cache.refresh()
+        sources = cache._repos.sources
+        units = [refresh_units.collection_unit(str(p)) for p in (collection.path, other.path)]
+        for unit in [*units, "c:none"]:
+            frames = cache._read(lambda txn, unit=unit: sources.unit_frames(txn, unit))
+            assert (unit == "c:none") == (frames == [])
+            hashed = cache._read(lambda txn, unit=unit: sources.unit_hash(txn, unit))
+            assert hashed == sources.frames_hash(frames)
+
+    def test_a_settled_collection_reads_no_frames(
+        self,
+        cache: ProjectCache,
+        collection: CollectionBuilder,
+        surveys: Surveys,
+        monkeypatch: pytest.MonkeyPatch,
+    ) -> None:
+        """Summary and walk agree: the fingerprints are hashed in passing, never listed."""
+        from projcache.repository import SourceRepository
+
+        summarized(cache, collection.path)
+        listed: list[str] = []
+        original = SourceRepository.unit_frames
+
+        def counting(self: SourceRepository, txn: Any, unit: str) -> Any:
+            listed.append(unit)
+            return original(self, txn, unit)
+
+        monkeypatch.setattr(SourceRepository, "unit_frames", counting)
+        surveys.count = 0
+        report = cache.refresh()
+        assert (listed, surveys.count, report.sources_changed) == ([], 0, 0)
+        _edit_skill_file(collection)
+        assert cache.refresh().sources_changed == 1
+        assert listed == [refresh_units.collection_unit(str(collection.path))]
+
+    def test_fingerprints_written_after_the_peek_are_not_vouched_for(
+        self,
+        cache: ProjectCache,
+        collection: CollectionBuilder,
+        surveys: Surveys,
+        monkeypatch: pytest.MonkeyPatch,
+    ) -> None:
+        """A fingerprint rewritten during the walk: the survey, not the summary, judges.
+
+        The walk differs from the summary (one edit), so the fingerprints are read
+        after it; they are no longer the ones the summary was checked against, so
+        the summary must not settle the other sources: the rewritten fingerprint
+        (an mtime that is not the file's) is compared with the file and replaced.
+        """
+        import orjson
+
+        from projcache import codec
+        from projcache.models import Fingerprint
+
+        summarized(cache, collection.path)
+        unit = refresh_units.collection_unit(str(collection.path))
+        sources = cache._repos.sources
+        target = collection.main_file("command", "command-2")
+        relative = target.relative_to(collection.path).as_posix()
+        key = sources.source_key(unit, relative)
+        original = refresh_units.walk_collection
+
+        def walk_then_write(*args: Any) -> Any:
+            walk = original(*args)
+
+            def bogus(txn: Any) -> None:
+                raw = txn.get(key, db=sources.db)
+                fields = orjson.loads(codec.unframe(raw))
+                fields["mtime_ns"] += 1
+                sources.put_raw(txn, key, Fingerprint.model_validate(fields))
+
+            cache._write(bogus)
+            return walk
+
+        monkeypatch.setattr(refresh_units, "walk_collection", walk_then_write)
+        _edit_skill_file(collection)
+        surveys.count = 0
+        report = cache.refresh()
+        assert surveys.count == 1 and report.errors == []
+        stored = cache._read(lambda txn: dict(sources.scan_unit(txn, unit)))[relative]
+        assert stored.mtime_ns == target.stat().st_mtime_ns
+
+
 class TestWalk:
     """The summary's walk sees each source as the survey's stat walk does."""
 

@@ -160,6 +160,32 @@ class UnitRefresher:
         )
         return found
 
+    def _summary_record(self, txn: Txn, unit: str) -> Optional[dict[str, Any]]:
+        """``unit``'s stat summary as stored (``None``: none, not an object, damaged)."""
+        try:
+            record = self.repos.meta.get(txn, STAT_SUMMARY + unit)
+        except ProjcacheError:
+            return None  # a damaged summary is only not used: the survey decides
+        return record if isinstance(record, dict) else None
+
+    def _peek(self, unit: str) -> Optional[tuple[dict[str, Any], str]]:
+        """``unit``'s stat summary and the hash of its stored fingerprints, from one snapshot.
+
+        The fingerprints are only hashed (:meth:`SourceRepository.unit_hash`), not
+        kept: an unchanged collection, settled by its summary, needs nothing more.
+        ``None`` when there is no usable summary (nothing is hashed then).
+        """
+        repos = self.repos
+
+        def body(txn: Txn) -> Optional[tuple[dict[str, Any], str]]:
+            record = self._summary_record(txn, unit)
+            if record is None:
+                return None
+            return record, repos.sources.unit_hash(txn, unit)
+
+        found: Optional[tuple[dict[str, Any], str]] = self.ctx.read(body)
+        return found
+
     def _stored(
         self, unit: str, summary: bool
     ) -> tuple[list[tuple[bytes, bytes]], int, Optional[dict[str, Any]]]:
@@ -169,19 +195,13 @@ class UnitRefresher:
         (``None``: none, or not a JSON object, or a damaged frame).
         """
         repos = self.repos
-        key = STAT_SUMMARY + unit
 
         def body(txn: Txn) -> tuple[list[tuple[bytes, bytes]], int, Optional[dict[str, Any]]]:
-            record = None
-            if summary:
-                try:
-                    record = repos.meta.get(txn, key)
-                except ProjcacheError:
-                    record = None  # a damaged summary is only not used: the survey decides
+            record = self._summary_record(txn, unit) if summary else None
             return (
                 repos.sources.unit_frames(txn, unit),
                 txn.id(),
-                record if isinstance(record, dict) else None,
+                record,
             )
 
         found: tuple[list[tuple[bytes, bytes]], int, Optional[dict[str, Any]]]
@@ -242,12 +262,12 @@ class UnitRefresher:
                 logger.info("collection %s at %s is gone; removed it", old.name, path)
             return
         surveyed = old is not None and not self.full and not old.errors
-        frames, snapshot, stored_summary = self._stored(unit, surveyed)
         fingerprints = None  # (their hash, when worked out)
         summary = walk = None
-        if stored_summary is not None and old is not None:
-            fingerprints = self.repos.sources.frames_hash(frames)
-            summary = StatSummary.from_json(stored_summary, fingerprints)
+        peeked = self._peek(unit) if surveyed else None
+        if peeked is not None and old is not None:
+            fingerprints = peeked[1]
+            summary = StatSummary.from_json(peeked[0], fingerprints)
             if summary is not None:
                 root = SourceRoot(path, max_bytes=self.limits.max_bytes)
                 walk = walk_collection(path, root, summary.elsewhere, summary.listings)
@@ -262,6 +282,17 @@ class UnitRefresher:
                         kept = summary._replace(listings=walk.listings)
                         self._summaries[STAT_SUMMARY + unit] = kept.to_json(fingerprints)
                     return
+        # Something differs (or there is no summary to go by): the fingerprints themselves.
+        frames, snapshot, stored_summary = self._stored(unit, summary is not None)
+        if summary is not None and peeked is not None:
+            now_hash = self.repos.sources.frames_hash(frames)
+            if now_hash != peeked[1] or stored_summary != peeked[0]:
+                # Another process wrote this unit between the two reads: the summary and
+                # the walk describe other fingerprints than these; the survey decides.
+                summary = walk = None
+                fingerprints = now_hash
+        elif fingerprints is not None:
+            fingerprints = None  # (the peek's hash, of another snapshot: worked out again)
         previous = self.repos.sources.raw_fingerprints(unit, frames)
         checker = SourceTracker(path, previous, self.full, max_bytes=self.limits.max_bytes)
         changed = None
@@ -350,7 +381,7 @@ class UnitRefresher:
             # The summary of what was just written, if nothing else was committed since the
             # fingerprints were read (it vouches for exactly these); else none.
             if after is not None and txn.id() == snapshot + 1:
-                now_hash = repos.sources.frames_hash(repos.sources.unit_frames(txn, unit))
+                now_hash = repos.sources.unit_hash(txn, unit)
                 repos.meta.put(txn, STAT_SUMMARY + unit, after.to_json(now_hash))
             else:
                 repos.meta.delete(txn, STAT_SUMMARY + unit)
