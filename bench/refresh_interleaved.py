@@ -21,7 +21,8 @@ With ``--old-lib DIR`` (a frozen copy of another version's ``lib``), ``growth`` 
 each library in its own worker process (``PYTHONPATH``), both with every size's cache
 open, and alternates them refresh by refresh (old first in odd rounds, new first in even
 ones): each library's medians and quotients, and the median of the per-round new/old
-ratios of each size.
+ratios of each size.  The old library refreshes ``cache-SIZE-old`` where every size has
+one (``cp -a cache-SIZE cache-SIZE-old``), else the same caches as the new one.
 """
 
 from __future__ import annotations
@@ -130,10 +131,11 @@ def growth(root: Path, sizes: list[int], rounds: int) -> None:
         print(f"  growth {small} -> {large}, {what}: {quotient:.2f}x")
 
 
-def worker(root: Path, sizes: list[int]) -> None:
+def worker(root: Path, sizes: list[int], suffix: str) -> None:
     """``growth --old-lib``'s worker: each size's cache open; one unchanged refresh per line read.
 
     Reads a size per line from stdin and answers ``wall cpu`` (seconds) on stdout.
+    ``suffix``: of the cache folders' names (``cache-SIZE`` + suffix).
     """
     from projcache import ProjectCache
     from projcache.config import Settings
@@ -141,7 +143,8 @@ def worker(root: Path, sizes: list[int]) -> None:
     caches = {}
     for size in sizes:
         tree = Tree(root, size)
-        cache = ProjectCache.open(settings=Settings(cache_dir=root / f"cache-{size}"))
+        folder = root / f"cache-{size}{suffix}"
+        cache = ProjectCache.open(settings=Settings(cache_dir=folder))
         cache.refresh(collections=tree.collections, projects=tree.projects)  # catch up
         caches[size] = (tree, cache)
     print("ready", flush=True)
@@ -161,12 +164,17 @@ def worker(root: Path, sizes: list[int]) -> None:
 def growth_against(root: Path, sizes: list[int], rounds: int, old_lib: Path) -> None:
     """``growth`` for this library and ``old_lib``, each in a worker, alternating refreshes."""
     libs = {"old": old_lib.resolve(), "new": HERE.parent / "lib"}
+    # The old library refreshes copies of the caches when there are (``cache-SIZE-old``,
+    # made with ``cp -a``): sharing one, each library's refresh would follow a commit of
+    # the other's, which a process refreshing again on its own does not see.
+    apart = all((root / f"cache-{size}-old").is_dir() for size in sizes)
     workers = {}
     for name, lib in libs.items():
         env = {**os.environ, "PYTHONPATH": str(lib)}
         command = [sys.executable, __file__, ",".join(map(str, sizes)), "worker"]
+        suffix = "-old" if apart and name == "old" else ""
         workers[name] = subprocess.Popen(
-            [*command, "--dir", str(root)],
+            [*command, "--dir", str(root), f"--cache-suffix={suffix}"],
             env=env,
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
@@ -189,7 +197,8 @@ def growth_against(root: Path, sizes: list[int], rounds: int, old_lib: Path) -> 
         assert proc.stdin is not None
         proc.stdin.close()
         proc.wait()
-    print(f"unchanged refresh, {rounds} rounds, old ({old_lib}) and new alternating:")
+    shared = "" if apart else "; one cache for both"
+    print(f"unchanged refresh, {rounds} rounds, old ({old_lib}) and new alternating{shared}:")
     small, large = min(sizes), max(sizes)
     for name in libs:
         for size in sizes:
@@ -222,11 +231,12 @@ def main() -> None:
     parser.add_argument(
         "--old-lib", type=Path, help="growth: another version's lib, alternating with this one"
     )
+    parser.add_argument("--cache-suffix", default="", help=argparse.SUPPRESS)
     args = parser.parse_args()
     root = args.dir
     root.mkdir(parents=True, exist_ok=True)
     if args.what == "worker":
-        worker(root, [int(size) for size in args.size.split(",")])
+        worker(root, [int(size) for size in args.size.split(",")], args.cache_suffix)
         return
     if args.what == "growth":
         sizes = [int(size) for size in args.size.split(",")]

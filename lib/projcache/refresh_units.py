@@ -84,6 +84,15 @@ _BYTES_PER_SOURCE = 1024
 BATCH_BYTES = 16 * 1024**2
 
 
+class _Peeked(NamedTuple):
+    """What :meth:`UnitRefresher._peek` read of a collection unit, all from one snapshot."""
+
+    record: dict[str, Any]  # its stat summary's ``meta`` value
+    hashed: str  # the frames_hash of its fingerprints
+    frames: Optional[list[tuple[bytes, bytes]]]  # those fingerprints (None: hash known)
+    snapshot: int  # the read transaction's id
+
+
 class ReaderLimits(NamedTuple):
     """What every source reader of a refresh is given, collections and projects alike.
 
@@ -123,6 +132,9 @@ class UnitRefresher:
         self._pending_bytes = 0
         # Stat summaries of collections the survey found unchanged, stored by the touch.
         self._summaries: dict[str, dict[str, object]] = {}
+        # Collections found unchanged: unit -> (the snapshot their fingerprints were read
+        # in, those fingerprints' hash), remembered after the touch (see touch).
+        self._settled: dict[str, tuple[int, str]] = {}
         settings = ctx.settings
         self.limits = ReaderLimits(
             cap=settings.max_file_size,
@@ -168,22 +180,29 @@ class UnitRefresher:
             return None  # a damaged summary is only not used: the survey decides
         return record if isinstance(record, dict) else None
 
-    def _peek(self, unit: str) -> Optional[tuple[dict[str, Any], str]]:
-        """``unit``'s stat summary and the hash of its stored fingerprints, from one snapshot.
+    def _peek(self, unit: str) -> Optional[_Peeked]:
+        """``unit``'s stat summary, the hash of its fingerprints and their snapshot's id.
 
-        The fingerprints are only hashed (:meth:`SourceRepository.unit_hash`), not
-        kept: an unchanged collection, settled by its summary, needs nothing more.
-        ``None`` when there is no usable summary (nothing is hashed then).
+        When this process knows the hash at this very snapshot
+        (:meth:`SourceRepository.known_hash`: its last refresh found the unit
+        unchanged and nothing was committed since), the fingerprints are not read
+        at all; otherwise they are listed and hashed, and handed back too.
+        ``None`` when there is no usable summary (nothing more is read then).
         """
-        repos = self.repos
+        sources = self.repos.sources
 
-        def body(txn: Txn) -> Optional[tuple[dict[str, Any], str]]:
+        def body(txn: Txn) -> Optional[_Peeked]:
             record = self._summary_record(txn, unit)
             if record is None:
                 return None
-            return record, repos.sources.unit_hash(txn, unit)
+            snapshot = txn.id()
+            known = sources.known_hash(unit, snapshot)
+            if known is not None:
+                return _Peeked(record, known, None, snapshot)
+            frames = sources.unit_frames(txn, unit)
+            return _Peeked(record, sources.frames_hash(frames), frames, snapshot)
 
-        found: Optional[tuple[dict[str, Any], str]] = self.ctx.read(body)
+        found: Optional[_Peeked] = self.ctx.read(body)
         return found
 
     def _stored(
@@ -264,10 +283,11 @@ class UnitRefresher:
         surveyed = old is not None and not self.full and not old.errors
         fingerprints = None  # (their hash, when worked out)
         summary = walk = None
+        frames: Optional[list[tuple[bytes, bytes]]] = None
         peeked = self._peek(unit) if surveyed else None
         if peeked is not None and old is not None:
-            fingerprints = peeked[1]
-            summary = StatSummary.from_json(peeked[0], fingerprints)
+            fingerprints, frames, snapshot = peeked.hashed, peeked.frames, peeked.snapshot
+            summary = StatSummary.from_json(peeked.record, fingerprints)
             if summary is not None:
                 root = SourceRoot(path, max_bytes=self.limits.max_bytes)
                 walk = walk_collection(path, root, summary.elsewhere, summary.listings)
@@ -281,18 +301,19 @@ class UnitRefresher:
                     if walk.relisted:  # (the folders' listings, kept for the next walk)
                         kept = summary._replace(listings=walk.listings)
                         self._summaries[STAT_SUMMARY + unit] = kept.to_json(fingerprints)
+                    self._settled[unit] = (snapshot, fingerprints)
                     return
-        # Something differs (or there is no summary to go by): the fingerprints themselves.
-        frames, snapshot, stored_summary = self._stored(unit, summary is not None)
-        if summary is not None and peeked is not None:
-            now_hash = self.repos.sources.frames_hash(frames)
-            if now_hash != peeked[1] or stored_summary != peeked[0]:
-                # Another process wrote this unit between the two reads: the summary and
-                # the walk describe other fingerprints than these; the survey decides.
-                summary = walk = None
+        if frames is None:
+            # No summary to go by, or its hash was known without the frames: read them.
+            frames, now, stored_summary = self._stored(unit, summary is not None)
+            if peeked is not None and now != snapshot:
+                # Committed since the peek (another process): the summary and the walk
+                # hold only if these are the fingerprints and the summary peeked at.
+                now_hash = self.repos.sources.frames_hash(frames)
+                if now_hash != fingerprints or stored_summary != peeked.record:
+                    summary = walk = None  # (the survey decides)
                 fingerprints = now_hash
-        elif fingerprints is not None:
-            fingerprints = None  # (the peek's hash, of another snapshot: worked out again)
+            snapshot = now
         previous = self.repos.sources.raw_fingerprints(unit, frames)
         checker = SourceTracker(path, previous, self.full, max_bytes=self.limits.max_bytes)
         changed = None
@@ -315,6 +336,7 @@ class UnitRefresher:
                     self._summaries[STAT_SUMMARY + unit] = checker.survey.summary(listings).to_json(
                         fingerprints
                     )
+                    self._settled[unit] = (snapshot, fingerprints)
                 return
         stored = self._stored_keys(old, snapshot)
         read = read_collection(
@@ -485,11 +507,13 @@ class UnitRefresher:
 
         The touch joins the last batch: one transaction for both.
         """
+        committed: list[int] = []
         if self.touched_collections or self.touched_projects:
             collections, projects = self.touched_collections, self.touched_projects
             summaries = self._summaries
 
             def body(txn: Txn, _tally: Tally) -> None:
+                committed.append(txn.id())  # (a replayed transaction appends again)
                 repos = self.repos
                 for collection in collections:
                     repos.collections.put(txn, collection)
@@ -500,3 +524,13 @@ class UnitRefresher:
 
             self._write_counted(body, (len(collections) + len(projects)) * _BYTES_PER_SOURCE)
         self.flush()
+        if committed:
+            # The touch committed.  A unit found unchanged in the snapshot just before it
+            # (nothing committed between) has, right after it, the fingerprints it was
+            # found with: nothing in that transaction writes them (a collection is either
+            # settled or written; other units' writes touch their own fingerprints).  The
+            # next refresh in this process that reads that snapshot need not hash them.
+            sources = self.repos.sources
+            for unit, (snapshot, hashed) in self._settled.items():
+                if snapshot + 1 == committed[-1]:
+                    sources.remember_hash(unit, committed[-1], hashed)

@@ -345,6 +345,33 @@ class SourceRepository(_RecordRepository["Fingerprint"]):
     db_name = "sources"
     model_name = "Fingerprint"
 
+    def __init__(self, db: Any):
+        super().__init__(db)
+        # unit -> (id of a committed transaction, frames_hash of the unit's fingerprints
+        # right after it): what this process saw, for a later read of that very snapshot.
+        self._known_hashes: dict[str, tuple[int, str]] = {}
+
+    def known_hash(self, unit: str, snapshot: int) -> Optional[str]:
+        """:meth:`frames_hash` of ``unit``'s fingerprints in the snapshot ``snapshot``, if known.
+
+        Known when :meth:`remember_hash` was told it for that transaction id: a read
+        transaction whose ``txn.id()`` is that id sees the state right after that
+        commit, since every later commit (by any process) takes a higher id.
+        ``None``: not known; hash the frames.
+        """
+        known = self._known_hashes.get(unit)
+        return known[1] if known is not None and known[0] == snapshot else None
+
+    def remember_hash(self, unit: str, committed: int, hashed: str) -> None:
+        """Record that ``unit``'s fingerprints hash to ``hashed`` right after commit ``committed``.
+
+        Only for a transaction that committed and left the unit's fingerprints as
+        hashed (the refresh's touch, which writes none, following the snapshot they
+        were hashed in with no commit between).  Kept in this object only: a
+        process that opens the cache anew, or a map resize, starts without.
+        """
+        self._known_hashes[unit] = (committed, hashed)
+
     @staticmethod
     def unit_prefix(unit: str) -> bytes:
         """The key prefix shared by every source of ``unit``."""
