@@ -23,6 +23,9 @@ Stat summaries (:mod:`projcache.sources.statdigest`): a collection whose walk
 has the digest of the summary stored against its unchanged fingerprints is
 settled by that walk alone; the survey leaves a new summary when it finds
 nothing changed, and a changed collection's write stores one when it can.
+Whether the fingerprints are unchanged is told by their hash, which a handle
+remembers past its touch (:meth:`UnitRefresher.touch`) for the next refresh
+that reads the very snapshot the touch committed: then they are not read at all.
 
 Over 400 lines on purpose: a collection's way through a refresh (summary,
 survey, read, batched write) reads top to bottom in :meth:`UnitRefresher.collection`
