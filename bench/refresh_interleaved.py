@@ -2,7 +2,7 @@
 
     python bench/refresh_interleaved.py SIZE build [--dir DIR]     # once: tree, cache, floor
     python bench/refresh_interleaved.py SIZE time [--rounds 5] [--cli]
-    python bench/refresh_interleaved.py 10000,100000 growth [--rounds 5]
+    python bench/refresh_interleaved.py 10000,100000 growth [--rounds 5] [--old-lib DIR]
 
 ``build`` writes the suite's source tree for SIZE artifacts (``bench_data``, same seed),
 refreshes a projcache cache from it and rebuilds the floor
@@ -17,6 +17,12 @@ variables) instead of ``ProjectCache.refresh``, unchanged only.  ``growth`` (siz
 before) opens each size's cache in one process and alternates their unchanged refreshes
 round by round, printing each size's median wall and CPU time and the growth quotients
 (largest over smallest): the two sizes meet the same load, which separate runs do not.
+With ``--old-lib DIR`` (a frozen copy of another version's ``lib``), ``growth`` runs
+each library in its own worker process (``PYTHONPATH``), both with every size's cache
+open, and alternates them refresh by refresh (old first in odd rounds, new first in even
+ones): each library's medians and quotients, and the median of the per-round new/old
+ratios of each size.  The old library refreshes ``cache-SIZE-old`` where every size has
+one (``cp -a cache-SIZE cache-SIZE-old``), else the same caches as the new one.
 """
 
 from __future__ import annotations
@@ -125,19 +131,119 @@ def growth(root: Path, sizes: list[int], rounds: int) -> None:
         print(f"  growth {small} -> {large}, {what}: {quotient:.2f}x")
 
 
+def worker(root: Path, sizes: list[int], suffix: str) -> None:
+    """``growth --old-lib``'s worker: each size's cache open; one unchanged refresh per line read.
+
+    Reads a size per line from stdin and answers ``wall cpu`` (seconds) on stdout.
+    ``suffix``: of the cache folders' names (``cache-SIZE`` + suffix).
+    """
+    from projcache import ProjectCache
+    from projcache.config import Settings
+
+    caches = {}
+    for size in sizes:
+        tree = Tree(root, size)
+        folder = root / f"cache-{size}{suffix}"
+        cache = ProjectCache.open(settings=Settings(cache_dir=folder))
+        cache.refresh(collections=tree.collections, projects=tree.projects)  # catch up
+        caches[size] = (tree, cache)
+    print("ready", flush=True)
+    for line in sys.stdin:
+        tree, cache = caches[int(line)]
+        call = functools.partial(
+            cache.refresh, collections=tree.collections, projects=tree.projects
+        )
+        cpu = time.process_time()
+        took, report = timed(call)
+        assert report.sources_changed == 0, report
+        print(f"{took} {time.process_time() - cpu}", flush=True)
+    for _tree, cache in caches.values():
+        cache.close()
+
+
+def growth_against(root: Path, sizes: list[int], rounds: int, old_lib: Path) -> None:
+    """``growth`` for this library and ``old_lib``, each in a worker, alternating refreshes."""
+    libs = {"old": old_lib.resolve(), "new": HERE.parent / "lib"}
+    # The old library refreshes copies of the caches when there are (``cache-SIZE-old``,
+    # made with ``cp -a``): sharing one, each library's refresh would follow a commit of
+    # the other's, which a process refreshing again on its own does not see.
+    apart = all((root / f"cache-{size}-old").is_dir() for size in sizes)
+    workers = {}
+    for name, lib in libs.items():
+        env = {**os.environ, "PYTHONPATH": str(lib)}
+        command = [sys.executable, __file__, ",".join(map(str, sizes)), "worker"]
+        suffix = "-old" if apart and name == "old" else ""
+        workers[name] = subprocess.Popen(
+            [*command, "--dir", str(root), f"--cache-suffix={suffix}"],
+            env=env,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+    for proc in workers.values():
+        assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
+    results: dict[tuple[str, int], list[tuple[float, float]]] = {}
+    for number in range(rounds):
+        order = ["old", "new"] if number % 2 == 0 else ["new", "old"]
+        for size in sizes:
+            for name in order:
+                proc = workers[name]
+                assert proc.stdin is not None and proc.stdout is not None
+                proc.stdin.write(f"{size}\n")
+                proc.stdin.flush()
+                wall, cpu = map(float, proc.stdout.readline().split())
+                results.setdefault((name, size), []).append((wall, cpu))
+    for proc in workers.values():
+        assert proc.stdin is not None
+        proc.stdin.close()
+        proc.wait()
+    shared = "" if apart else "; one cache for both"
+    print(f"unchanged refresh, {rounds} rounds, old ({old_lib}) and new alternating{shared}:")
+    small, large = min(sizes), max(sizes)
+    for name in libs:
+        for size in sizes:
+            wall, cpu = (statistics.median(v) for v in zip(*results[(name, size)]))
+            print(f"  {name} N={size:>9,}: median wall {wall:8.3f} s, CPU {cpu:8.3f} s")
+        for what, index in (("wall", 0), ("CPU", 1)):
+            quotient = statistics.median(
+                r[index] for r in results[(name, large)]
+            ) / statistics.median(r[index] for r in results[(name, small)])
+            print(f"  {name} growth {small} -> {large}, {what}: {quotient:.2f}x")
+    for size in sizes:
+        for what, index in (("wall", 0), ("CPU", 1)):
+            ratios = [
+                n[index] / o[index] for n, o in zip(results[("new", size)], results[("old", size)])
+            ]
+            print(
+                f"  N={size:,} new/old {what}:"
+                f" median of per-round ratios {statistics.median(ratios):.3f}"
+            )
+
+
 def main() -> None:
     """Parse the arguments; build or time."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("size", help="artifacts; for growth, sizes separated by commas")
-    parser.add_argument("what", choices=("build", "time", "growth"))
+    parser.add_argument("what", choices=("build", "time", "growth", "worker"))
     parser.add_argument("--dir", type=Path, default=Path("/tmp/projcache-refresh"))
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--cli", action="store_true")
+    parser.add_argument(
+        "--old-lib", type=Path, help="growth: another version's lib, alternating with this one"
+    )
+    parser.add_argument("--cache-suffix", default="", help=argparse.SUPPRESS)
     args = parser.parse_args()
     root = args.dir
     root.mkdir(parents=True, exist_ok=True)
+    if args.what == "worker":
+        worker(root, [int(size) for size in args.size.split(",")], args.cache_suffix)
+        return
     if args.what == "growth":
-        growth(root, [int(size) for size in args.size.split(",")], args.rounds)
+        sizes = [int(size) for size in args.size.split(",")]
+        if args.old_lib is not None:
+            growth_against(root, sizes, args.rounds, args.old_lib)
+        else:
+            growth(root, sizes, args.rounds)
         return
     size = int(args.size)
     if args.what == "build":

@@ -453,6 +453,182 @@ class TestWrittenSummaries:
         assert walk.digest == stored["digest"]
 
 
+def bogus_fingerprint(cache: ProjectCache, unit: str, relative: str) -> None:
+    """Rewrite one stored fingerprint with an mtime 1 ns off the file's (as another writer)."""
+    import orjson
+
+    from projcache import codec
+    from projcache.models import Fingerprint
+
+    sources = cache._repos.sources
+    key = sources.source_key(unit, relative)
+
+    def body(txn: Any) -> None:
+        fields = orjson.loads(codec.unframe(txn.get(key, db=sources.db)))
+        fields["mtime_ns"] += 1
+        sources.put_raw(txn, key, Fingerprint.model_validate(fields))
+
+    cache._write(body)
+
+
+@pytest.fixture
+def listed(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The units whose fingerprints are listed or hashed whole (``unit_frames``, ``unit_hash``)."""
+    from projcache.repository import SourceRepository
+
+    units: list[str] = []
+    for name in ("unit_frames", "unit_hash"):
+        original = getattr(SourceRepository, name)
+
+        def counting(self: SourceRepository, txn: Any, unit: str, original: Any = original) -> Any:
+            units.append(unit)
+            return original(self, txn, unit)
+
+        monkeypatch.setattr(SourceRepository, name, counting)
+    return units
+
+
+class TestPeek:
+    """The summary is checked against a hash of the fingerprints, known or worked out."""
+
+    def test_unit_hash_is_the_hash_of_the_units_frames(
+        self, cache: ProjectCache, collection: CollectionBuilder, tree: Path
+    ) -> None:
+        """``unit_hash`` hashes what ``frames_hash(unit_frames)`` does, unit by unit, empty too."""
+        other = CollectionBuilder(tree / "collections", "default-2")  # a longer unit name
+        other.command("only")
+        other.write()
+        age(tree)
+        cache.refresh()
+        sources = cache._repos.sources
+        units = [refresh_units.collection_unit(str(p)) for p in (collection.path, other.path)]
+        for unit in [*units, "c:none"]:
+            frames = cache._read(lambda txn, unit=unit: sources.unit_frames(txn, unit))
+            assert (unit == "c:none") == (frames == [])
+            hashed = cache._read(lambda txn, unit=unit: sources.unit_hash(txn, unit))
+            assert hashed == sources.frames_hash(frames)
+
+    def test_a_settled_collection_reads_no_frames_again(
+        self,
+        cache: ProjectCache,
+        collection: CollectionBuilder,
+        surveys: Surveys,
+        listed: list[str],
+    ) -> None:
+        """Found unchanged, nothing committed since: the next refresh neither lists nor hashes.
+
+        The hash is known for the snapshot right after the last refresh's touch; an
+        edit still shows in the walk, and then the fingerprints are read.
+        """
+        summarized(cache, collection.path)
+        listed.clear()
+        surveys.count = 0
+        report = cache.refresh()
+        assert (listed, surveys.count, report.sources_changed) == ([], 0, 0)
+        _edit_skill_file(collection)
+        assert cache.refresh().sources_changed == 1
+        assert set(listed) == {refresh_units.collection_unit(str(collection.path))}
+
+    def test_another_handle_hashes_the_fingerprints(
+        self, cache: ProjectCache, collection: CollectionBuilder, listed: list[str]
+    ) -> None:
+        """What one handle remembers is its own: another one (a new process) reads and hashes."""
+        summarized(cache, collection.path)
+        listed.clear()
+        with ProjectCache.open(settings=cache.settings) as other:
+            report = other.refresh()
+        assert (report.sources_changed, report.errors) == (0, [])
+        assert listed == [refresh_units.collection_unit(str(collection.path))]
+
+    def test_a_commit_since_the_last_refresh_makes_it_hash_again(
+        self, cache: ProjectCache, collection: CollectionBuilder, surveys: Surveys
+    ) -> None:
+        """A fingerprint rewritten by another writer after the touch: hashed, the survey judges.
+
+        The remembered hash is for the touch's snapshot only; any commit since moves
+        the snapshot, so the rewritten fingerprint (an mtime not the file's) is seen
+        and replaced.
+        """
+        summarized(cache, collection.path)
+        cache.refresh()  # (settled by the summary; its hash remembered)
+        unit = refresh_units.collection_unit(str(collection.path))
+        target = collection.main_file("command", "command-2")
+        relative = target.relative_to(collection.path).as_posix()
+        bogus_fingerprint(cache, unit, relative)
+        surveys.count = 0
+        report = cache.refresh()
+        assert surveys.count == 1 and report.errors == []
+        sources = cache._repos.sources
+        stored = cache._read(lambda txn: dict(sources.scan_unit(txn, unit)))[relative]
+        assert stored.mtime_ns == target.stat().st_mtime_ns
+
+    def test_a_commit_before_the_touch_is_not_remembered_past(
+        self,
+        cache: ProjectCache,
+        collection: CollectionBuilder,
+        surveys: Surveys,
+        monkeypatch: pytest.MonkeyPatch,
+    ) -> None:
+        """Another writer commits between a unit's reading and the touch: no hash is remembered.
+
+        The fingerprints after the touch are then not the ones found unchanged, so
+        the next refresh hashes them, and the rewritten one is seen and replaced.
+        """
+        summarized(cache, collection.path)
+        unit = refresh_units.collection_unit(str(collection.path))
+        target = collection.main_file("command", "command-2")
+        relative = target.relative_to(collection.path).as_posix()
+        original = refresh_units.UnitRefresher.touch
+
+        def write_then_touch(self: refresh_units.UnitRefresher) -> None:
+            bogus_fingerprint(cache, unit, relative)
+            original(self)
+
+        monkeypatch.setattr(refresh_units.UnitRefresher, "touch", write_then_touch)
+        cache.refresh()
+        monkeypatch.setattr(refresh_units.UnitRefresher, "touch", original)
+        surveys.count = 0
+        report = cache.refresh()
+        assert surveys.count == 1 and report.errors == []
+        sources = cache._repos.sources
+        stored = cache._read(lambda txn: dict(sources.scan_unit(txn, unit)))[relative]
+        assert stored.mtime_ns == target.stat().st_mtime_ns
+
+    def test_fingerprints_written_after_the_peek_are_not_vouched_for(
+        self,
+        cache: ProjectCache,
+        collection: CollectionBuilder,
+        surveys: Surveys,
+        monkeypatch: pytest.MonkeyPatch,
+    ) -> None:
+        """A fingerprint rewritten during the walk: the survey, not the summary, judges.
+
+        The walk differs from the summary (one edit), so the fingerprints are read
+        after it; they are no longer the ones the summary was checked against, so
+        the summary must not settle the other sources: the rewritten fingerprint
+        (an mtime that is not the file's) is compared with the file and replaced.
+        """
+        summarized(cache, collection.path)
+        unit = refresh_units.collection_unit(str(collection.path))
+        sources = cache._repos.sources
+        target = collection.main_file("command", "command-2")
+        relative = target.relative_to(collection.path).as_posix()
+        original = refresh_units.walk_collection
+
+        def walk_then_write(*args: Any) -> Any:
+            walk = original(*args)
+            bogus_fingerprint(cache, unit, relative)
+            return walk
+
+        monkeypatch.setattr(refresh_units, "walk_collection", walk_then_write)
+        _edit_skill_file(collection)
+        surveys.count = 0
+        report = cache.refresh()
+        assert surveys.count == 1 and report.errors == []
+        stored = cache._read(lambda txn: dict(sources.scan_unit(txn, unit)))[relative]
+        assert stored.mtime_ns == target.stat().st_mtime_ns
+
+
 class TestWalk:
     """The summary's walk sees each source as the survey's stat walk does."""
 

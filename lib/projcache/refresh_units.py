@@ -23,6 +23,9 @@ Stat summaries (:mod:`projcache.sources.statdigest`): a collection whose walk
 has the digest of the summary stored against its unchanged fingerprints is
 settled by that walk alone; the survey leaves a new summary when it finds
 nothing changed, and a changed collection's write stores one when it can.
+Whether the fingerprints are unchanged is told by their hash, which a handle
+remembers past its touch (:meth:`UnitRefresher.touch`) for the next refresh
+that reads the very snapshot the touch committed: then they are not read at all.
 
 Over 400 lines on purpose: a collection's way through a refresh (summary,
 survey, read, batched write) reads top to bottom in :meth:`UnitRefresher.collection`
@@ -84,6 +87,15 @@ _BYTES_PER_SOURCE = 1024
 BATCH_BYTES = 16 * 1024**2
 
 
+class _Peeked(NamedTuple):
+    """What :meth:`UnitRefresher._peek` read of a collection unit, all from one snapshot."""
+
+    record: dict[str, Any]  # its stat summary's ``meta`` value
+    hashed: str  # the frames_hash of its fingerprints
+    frames: Optional[list[tuple[bytes, bytes]]]  # those fingerprints (None: hash known)
+    snapshot: int  # the read transaction's id
+
+
 class ReaderLimits(NamedTuple):
     """What every source reader of a refresh is given, collections and projects alike.
 
@@ -123,6 +135,9 @@ class UnitRefresher:
         self._pending_bytes = 0
         # Stat summaries of collections the survey found unchanged, stored by the touch.
         self._summaries: dict[str, dict[str, object]] = {}
+        # Collections found unchanged: unit -> (the snapshot their fingerprints were read
+        # in, those fingerprints' hash), remembered after the touch (see touch).
+        self._settled: dict[str, tuple[int, str]] = {}
         settings = ctx.settings
         self.limits = ReaderLimits(
             cap=settings.max_file_size,
@@ -160,6 +175,39 @@ class UnitRefresher:
         )
         return found
 
+    def _summary_record(self, txn: Txn, unit: str) -> Optional[dict[str, Any]]:
+        """``unit``'s stat summary as stored (``None``: none, not an object, damaged)."""
+        try:
+            record = self.repos.meta.get(txn, STAT_SUMMARY + unit)
+        except ProjcacheError:
+            return None  # a damaged summary is only not used: the survey decides
+        return record if isinstance(record, dict) else None
+
+    def _peek(self, unit: str) -> Optional[_Peeked]:
+        """``unit``'s stat summary, the hash of its fingerprints and their snapshot's id.
+
+        When this process knows the hash at this very snapshot
+        (:meth:`SourceRepository.known_hash`: its last refresh found the unit
+        unchanged and nothing was committed since), the fingerprints are not read
+        at all; otherwise they are listed and hashed, and handed back too.
+        ``None`` when there is no usable summary (nothing more is read then).
+        """
+        sources = self.repos.sources
+
+        def body(txn: Txn) -> Optional[_Peeked]:
+            record = self._summary_record(txn, unit)
+            if record is None:
+                return None
+            snapshot = txn.id()
+            known = sources.known_hash(unit, snapshot)
+            if known is not None:
+                return _Peeked(record, known, None, snapshot)
+            frames = sources.unit_frames(txn, unit)
+            return _Peeked(record, sources.frames_hash(frames), frames, snapshot)
+
+        found: Optional[_Peeked] = self.ctx.read(body)
+        return found
+
     def _stored(
         self, unit: str, summary: bool
     ) -> tuple[list[tuple[bytes, bytes]], int, Optional[dict[str, Any]]]:
@@ -169,19 +217,13 @@ class UnitRefresher:
         (``None``: none, or not a JSON object, or a damaged frame).
         """
         repos = self.repos
-        key = STAT_SUMMARY + unit
 
         def body(txn: Txn) -> tuple[list[tuple[bytes, bytes]], int, Optional[dict[str, Any]]]:
-            record = None
-            if summary:
-                try:
-                    record = repos.meta.get(txn, key)
-                except ProjcacheError:
-                    record = None  # a damaged summary is only not used: the survey decides
+            record = self._summary_record(txn, unit) if summary else None
             return (
                 repos.sources.unit_frames(txn, unit),
                 txn.id(),
-                record if isinstance(record, dict) else None,
+                record,
             )
 
         found: tuple[list[tuple[bytes, bytes]], int, Optional[dict[str, Any]]]
@@ -242,12 +284,13 @@ class UnitRefresher:
                 logger.info("collection %s at %s is gone; removed it", old.name, path)
             return
         surveyed = old is not None and not self.full and not old.errors
-        frames, snapshot, stored_summary = self._stored(unit, surveyed)
         fingerprints = None  # (their hash, when worked out)
         summary = walk = None
-        if stored_summary is not None and old is not None:
-            fingerprints = self.repos.sources.frames_hash(frames)
-            summary = StatSummary.from_json(stored_summary, fingerprints)
+        frames: Optional[list[tuple[bytes, bytes]]] = None
+        peeked = self._peek(unit) if surveyed else None
+        if peeked is not None and old is not None:
+            fingerprints, frames, snapshot = peeked.hashed, peeked.frames, peeked.snapshot
+            summary = StatSummary.from_json(peeked.record, fingerprints)
             if summary is not None:
                 root = SourceRoot(path, max_bytes=self.limits.max_bytes)
                 walk = walk_collection(path, root, summary.elsewhere, summary.listings)
@@ -261,7 +304,19 @@ class UnitRefresher:
                     if walk.relisted:  # (the folders' listings, kept for the next walk)
                         kept = summary._replace(listings=walk.listings)
                         self._summaries[STAT_SUMMARY + unit] = kept.to_json(fingerprints)
+                    self._settled[unit] = (snapshot, fingerprints)
                     return
+        if frames is None:
+            # No summary to go by, or its hash was known without the frames: read them.
+            frames, now, stored_summary = self._stored(unit, summary is not None)
+            if peeked is not None and now != snapshot:
+                # Committed since the peek (another process): the summary and the walk
+                # hold only if these are the fingerprints and the summary peeked at.
+                now_hash = self.repos.sources.frames_hash(frames)
+                if now_hash != fingerprints or stored_summary != peeked.record:
+                    summary = walk = None  # (the survey decides)
+                fingerprints = now_hash
+            snapshot = now
         previous = self.repos.sources.raw_fingerprints(unit, frames)
         checker = SourceTracker(path, previous, self.full, max_bytes=self.limits.max_bytes)
         changed = None
@@ -284,6 +339,7 @@ class UnitRefresher:
                     self._summaries[STAT_SUMMARY + unit] = checker.survey.summary(listings).to_json(
                         fingerprints
                     )
+                    self._settled[unit] = (snapshot, fingerprints)
                 return
         stored = self._stored_keys(old, snapshot)
         read = read_collection(
@@ -350,7 +406,7 @@ class UnitRefresher:
             # The summary of what was just written, if nothing else was committed since the
             # fingerprints were read (it vouches for exactly these); else none.
             if after is not None and txn.id() == snapshot + 1:
-                now_hash = repos.sources.frames_hash(repos.sources.unit_frames(txn, unit))
+                now_hash = repos.sources.unit_hash(txn, unit)
                 repos.meta.put(txn, STAT_SUMMARY + unit, after.to_json(now_hash))
             else:
                 repos.meta.delete(txn, STAT_SUMMARY + unit)
@@ -454,11 +510,13 @@ class UnitRefresher:
 
         The touch joins the last batch: one transaction for both.
         """
+        committed: list[int] = []
         if self.touched_collections or self.touched_projects:
             collections, projects = self.touched_collections, self.touched_projects
             summaries = self._summaries
 
             def body(txn: Txn, _tally: Tally) -> None:
+                committed.append(txn.id())  # (a replayed transaction appends again)
                 repos = self.repos
                 for collection in collections:
                     repos.collections.put(txn, collection)
@@ -469,3 +527,13 @@ class UnitRefresher:
 
             self._write_counted(body, (len(collections) + len(projects)) * _BYTES_PER_SOURCE)
         self.flush()
+        if committed:
+            # The touch committed.  A unit found unchanged in the snapshot just before it
+            # (nothing committed between) has, right after it, the fingerprints it was
+            # found with: nothing in that transaction writes them (a collection is either
+            # settled or written; other units' writes touch their own fingerprints).  The
+            # next refresh in this process that reads that snapshot need not hash them.
+            sources = self.repos.sources
+            for unit, (snapshot, hashed) in self._settled.items():
+                if snapshot + 1 == committed[-1]:
+                    sources.remember_hash(unit, committed[-1], hashed)
