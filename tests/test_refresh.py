@@ -594,6 +594,103 @@ class TestBatchedWrites:
             report = cache.refresh()
             assert (report.sources_changed, report.artifacts_written) == (4, 4)
 
+    def test_a_first_refresh_of_small_collections_commits_once(
+        self,
+        tree_settings: Settings,
+        two: tuple[CollectionBuilder, CollectionBuilder],
+        commits: list[int],
+    ) -> None:
+        """New collections wait in the batch: a first refresh of two small collections and a
+        project is one commit, not one per collection, and stores what a refresh per unit
+        stores."""
+        with ProjectCache.open(settings=tree_settings) as cache:
+            commits.clear()
+            report = cache.refresh()
+            assert report.errors == []
+            assert (report.collections_written, report.artifacts_written) == (2, 4)
+            assert len(commits) == 1
+            batched = snapshot(cache, set())
+            assert [d.state for d in cache.list_deployments()] == ["current"]
+        alone = dataclasses.replace(tree_settings, cache_dir=tree_settings.cache_dir / "alone")
+        with ProjectCache.open(settings=alone) as other:
+            for folder in sorted(Path(tree_settings.collection_roots[0]).iterdir()):
+                other.refresh(collections=[folder], projects=[])
+            other.refresh()
+            assert_same(batched, snapshot(other, set()))
+
+    def test_a_unit_whose_read_fails_leaves_the_units_read_before_committed(
+        self,
+        tree_settings: Settings,
+        two: tuple[CollectionBuilder, CollectionBuilder],
+        monkeypatch: pytest.MonkeyPatch,
+    ) -> None:
+        """``alpha``'s changes wait in the batch when reading ``beta`` raises: they are
+        committed before the error propagates (a unit stays whole), ``beta`` is as before."""
+        with ProjectCache.open(settings=tree_settings) as cache:
+            cache.refresh()
+            lint_before = cache.get_artifact("beta/command/lint")
+            alpha_before = cache.get_artifact("alpha/command/lint")
+            assert lint_before is not None and alpha_before is not None
+            for collection in two:
+                self.edit(collection, "edited")
+            original = refresh_units.read_collection
+
+            def failing(path: str, *args: Any, **kwargs: Any) -> Any:
+                if os.path.basename(path) == "beta":
+                    raise OSError("the folder went away")
+                return original(path, *args, **kwargs)
+
+            monkeypatch.setattr(refresh_units, "read_collection", failing)
+            with pytest.raises(OSError, match="went away"):
+                cache.refresh()
+            assert cache.get_artifact("beta/command/lint") == lint_before
+            alpha_lint = cache.get_artifact("alpha/command/lint")
+            assert alpha_lint is not None and alpha_lint.content_hash != alpha_before.content_hash
+            monkeypatch.setattr(refresh_units, "read_collection", original)
+            report = cache.refresh()
+            # alpha's two changed artifacts were committed: only beta's are written now.
+            assert report.artifacts_written == 2
+            assert cache.get_artifact("alpha/command/lint") == alpha_lint
+            assert_clean(cache)
+
+    def test_a_new_collections_name_waiting_in_the_batch_is_still_refused(
+        self, tree_settings: Settings, tree: Path
+    ) -> None:
+        """Two new folders claim one name in a first refresh: the first one read keeps it even
+        while its write waits in the batch; the other is refused and not cached."""
+        for folder in ("aaa", "bbb"):
+            twin = CollectionBuilder(tree / "collections", "same", folder=folder)
+            twin.command(f"only-{folder}")
+            twin.write()
+        age(tree)
+        with ProjectCache.open(settings=tree_settings) as cache:
+            report = cache.refresh()
+            assert [c.path for c in cache.list_collections()] == [str(tree / "collections" / "aaa")]
+            assert cache.get_artifact("same/command/only-aaa") is not None
+            assert cache.get_artifact("same/command/only-bbb") is None
+            assert any("already used by" in message for message in messages(report))
+
+    def test_collections_are_read_in_the_order_of_their_keys(
+        self, tree_settings: Settings, tree: Path
+    ) -> None:
+        """``default-2`` and ``default-10`` (keys ``default-2/...``) are read and written before
+        ``default`` (keys ``default/...``), so a first refresh appends to the B-trees."""
+        for folder in ("default", "default-10", "default-2"):
+            built = CollectionBuilder(tree / "collections", folder)
+            built.command("lint")
+            built.write()
+        age(tree)
+        seen: list[str] = []
+
+        def progress(_done: int, _total: int, label: str) -> None:
+            if not seen or seen[-1] != label:
+                seen.append(label)
+
+        with ProjectCache.open(settings=tree_settings) as cache:
+            cache.refresh(progress=progress)
+        folders = [os.path.basename(label) for label in seen if "collections" in label]
+        assert folders == ["default-10", "default-2", "default"]
+
     def test_a_name_taken_earlier_in_the_refresh_is_still_refused(
         self, tree_settings: Settings, two: tuple[CollectionBuilder, CollectionBuilder]
     ) -> None:

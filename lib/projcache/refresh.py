@@ -10,7 +10,10 @@ write transaction, so no reader ever sees half a project; small units share
 it (:mod:`projcache.refresh_units`: a bounded batch, one durable commit).
 Units in which nothing changed cost one ``stat`` per source; their
 ``refreshed_at`` moves in the last batch.  Collections go first:
-deployment states depend on the artifacts they hold.
+deployment states depend on the artifacts they hold; among them, the order of
+their keys as far as the folder names tell it (:func:`write_order`).  When a
+unit's read raises (a folder gone mid-read), the units read before it that
+wait in the batch are committed before the error propagates.
 
 A malformed or unreadable file never aborts a refresh: its unit keeps the last
 good data for that file, the error is recorded on the unit's record and in
@@ -40,7 +43,7 @@ if TYPE_CHECKING:
     from .config import Settings
     from .models import Collection, Project, RefreshReport
 
-__all__ = ["Progress", "RefreshContext", "check_folders", "run_refresh"]
+__all__ = ["Progress", "RefreshContext", "check_folders", "run_refresh", "write_order"]
 
 logger = logging.getLogger(__name__)
 
@@ -129,6 +132,35 @@ def check_folders(
     )
 
 
+def write_order(paths: Iterable[str]) -> list[str]:
+    """Collection folders in the order a refresh reads and writes them: by folder name + "/",
+    then path (the order their artifact keys most likely sort in).
+
+    A collection is usually named after its folder, and its artifact keys are
+    ``name/type/artifact``: written in key order, a first refresh appends to the B-trees
+    and fills their pages.  In path order ``default-2`` (keys ``default-2/...``) came
+    after ``default`` and its keys went in front of ``default/...``, splitting half-full
+    pages: at 100,000 artifacts in 21 such collections a quarter of the file was then slack and
+    it was rewritten (compacted) on close (bench/RESULTS.md, first9).  Which of two folders
+    claiming one collection name keeps it follows this order too: the first one read.
+    """
+    return sorted(paths, key=lambda path: (os.path.basename(path) + "/", path))
+
+
+def _commit_waiting(refresher: UnitRefresher) -> None:
+    """Commit the unit writes waiting in the batch when a later unit's read raised.
+
+    Those units were read whole and each is written whole, so committing them keeps
+    the all-or-nothing rule per unit, and the next refresh need not read them again.
+    A failure of this commit is logged; the read's error is the one raised.  (A
+    failed commit of the batch itself leaves nothing waiting: nothing is retried.)
+    """
+    try:
+        refresher.flush()
+    except Exception as exc:
+        logger.warning("refresh: the units read before the error were not committed: %s", exc)
+
+
 def _known(ctx: RefreshContext) -> tuple[dict[str, Collection], dict[str, Project]]:
     repos = ctx.repos()
 
@@ -208,24 +240,28 @@ def _run_refresh(
             or by_id[codec.project_id_for_path(p)].is_stale(ttl)
         ]
     refresher = UnitRefresher(ctx, full)
-    collection_paths = refresher.usable(collection_paths, "collection")
+    collection_paths = write_order(refresher.usable(collection_paths, "collection"))
     project_paths = refresher.usable(project_paths, "project")
     total = len(collection_paths) + len(project_paths)
     done = 0
-    for path in collection_paths:
-        if progress is not None:  # before too: a big collection takes most of the time
-            progress(done, total, path)
-        refresher.collection(path, known_collections)
-        done += 1
-        if progress is not None:
-            progress(done, total, path)
-    for path in project_paths:
-        if progress is not None:
-            progress(done, total, path)
-        refresher.project(path, known_projects)
-        done += 1
-        if progress is not None:
-            progress(done, total, path)
+    try:
+        for path in collection_paths:
+            if progress is not None:  # before too: a big collection takes most of the time
+                progress(done, total, path)
+            refresher.collection(path, known_collections)
+            done += 1
+            if progress is not None:
+                progress(done, total, path)
+        for path in project_paths:
+            if progress is not None:
+                progress(done, total, path)
+            refresher.project(path, known_projects)
+            done += 1
+            if progress is not None:
+                progress(done, total, path)
+    except Exception:
+        _commit_waiting(refresher)
+        raise
     refresher.touch()
     if rebuild:
         ctx.write(lambda txn: ctx.repos().meta.put(txn, "needs_rebuild", False))

@@ -13,9 +13,14 @@ write transaction, one durable commit, while their estimated size stays under
 :data:`BATCH_BYTES`; a bigger unit (a first refresh of a big collection) is
 committed alone, as before.  Only a unit whose write nothing read later depends
 on waits in the batch: a collection refreshed in place (same folder, same name,
-no other folder's claim) or a project.  Any other write (a collection that is
-new, renamed, gone, or takes over a name) is committed at once with what
-waits, so every later read of the refresh sees it as before.  A unit's write
+no other folder's claim), a new collection (a folder not cached before, under a
+name no record holds) or a project; a later folder claiming the name of a new
+collection that waits commits the batch before it looks the name up.  Any other
+write (a collection renamed, gone, or taking over a name) is committed at once
+with what waits, so every later read of the refresh sees it as before.  A first
+refresh of many small collections thus commits once per :data:`BATCH_BYTES`,
+not once per collection (each commit also merges the search index: fewer of
+them rewrite its blocks fewer times).  A unit's write
 is still all-or-nothing; a crash loses at most the uncommitted batch, and the
 next refresh re-reads it (its fingerprints are written in the same transaction).
 
@@ -133,6 +138,8 @@ class UnitRefresher:
         # Unit writes waiting for one shared transaction (see the module's docstring).
         self._pending: list[Callable[[Txn, Tally], None]] = []
         self._pending_bytes = 0
+        # The names of the new collections whose writes wait in the batch.
+        self._pending_names: set[str] = set()
         # Stat summaries of collections the survey found unchanged, stored by the touch.
         self._summaries: dict[str, dict[str, object]] = {}
         # Collections found unchanged: unit -> (the snapshot their fingerprints were read
@@ -354,6 +361,8 @@ class UnitRefresher:
         tracker = read.tracker
         assert tracker is not None
         self.tally.add(sources_checked=tracker.checked, sources_changed=tracker.changed)
+        if read.name in self._pending_names:
+            self.flush()  # a new collection of this name waits: the lookup must see it
         owner = self.ctx.read(lambda txn: self.repos.collections.get(txn, read.name))
         if owner is not None and owner.path != path and os.path.isdir(owner.path):
             message = (
@@ -417,11 +426,14 @@ class UnitRefresher:
         after = summary_after_read(tracker) if in_place and not record.errors else None
         if after is not None and walk is not None:
             after = after._replace(listings=walk.complete_listings())
+        new = old is None and owner is None
         self._write_counted(
             body,
             len(read.artifacts) * _BYTES_PER_ARTIFACT + len(tracker.current) * _BYTES_PER_SOURCE,
-            now=not in_place,
+            now=not (in_place or new),
         )
+        if new and self._pending:  # (not committed already: it waits in the batch)
+            self._pending_names.add(read.name)
 
     # -- projects ------------------------------------------------------------------
 
@@ -492,6 +504,7 @@ class UnitRefresher:
             return
         bodies, size = self._pending, self._pending_bytes
         self._pending, self._pending_bytes = [], 0
+        self._pending_names.clear()
         self.ctx.reserve(size)
         attempt: list[Tally] = []
 
