@@ -215,26 +215,14 @@ class UnitRefresher:
         found: Optional[_Peeked] = self.ctx.read(body)
         return found
 
-    def _stored(
-        self, unit: str, summary: bool
-    ) -> tuple[list[tuple[bytes, bytes]], int, Optional[dict[str, Any]]]:
-        """The unit's fingerprints as stored, their snapshot's id, and maybe its stat summary.
-
-        With ``summary``, the ``meta`` value of its summary in the same snapshot
-        (``None``: none, or not a JSON object, or a damaged frame).
-        """
+    def _stored(self, unit: str) -> tuple[list[tuple[bytes, bytes]], int]:
+        """The unit's fingerprints as stored (``(key, frame)``) and their snapshot's id."""
         repos = self.repos
 
-        def body(txn: Txn) -> tuple[list[tuple[bytes, bytes]], int, Optional[dict[str, Any]]]:
-            record = self._summary_record(txn, unit) if summary else None
-            return (
-                repos.sources.unit_frames(txn, unit),
-                txn.id(),
-                record,
-            )
+        def body(txn: Txn) -> tuple[list[tuple[bytes, bytes]], int]:
+            return repos.sources.unit_frames(txn, unit), txn.id()
 
-        found: tuple[list[tuple[bytes, bytes]], int, Optional[dict[str, Any]]]
-        found = self.ctx.read(body)
+        found: tuple[list[tuple[bytes, bytes]], int] = self.ctx.read(body)
         return found
 
     def _stored_keys(self, old: Optional[Collection], snapshot: int) -> Optional[Stored]:
@@ -315,14 +303,11 @@ class UnitRefresher:
                     return
         if frames is None:
             # No summary to go by, or its hash was known without the frames: read them.
-            frames, now, stored_summary = self._stored(unit, summary is not None)
+            frames, now = self._stored(unit)
             if peeked is not None and now != snapshot:
-                # Committed since the peek (another process): the summary and the walk
-                # hold only if these are the fingerprints and the summary peeked at.
-                now_hash = self.repos.sources.frames_hash(frames)
-                if now_hash != fingerprints or stored_summary != peeked.record:
-                    summary = walk = None  # (the survey decides)
-                fingerprints = now_hash
+                # Committed since the peek (another process): the summary and the walk may
+                # describe other fingerprints than these; the survey decides (rare).
+                summary = walk = fingerprints = None
             snapshot = now
         previous = self.repos.sources.raw_fingerprints(unit, frames)
         checker = SourceTracker(path, previous, self.full, max_bytes=self.limits.max_bytes)
