@@ -223,10 +223,15 @@ def test_list_artifacts_json_is_streamed_in_chunks(tmp_path: Path) -> None:
 
 def test_quiet_hot_commands_import_no_logging_or_hashlib(cache_dir: Path) -> None:
     """A fast ``get``/``search --json`` that logs nothing loads neither logging nor OpenSSL."""
+    _assert_hot_reads_leave_unloaded(cache_dir, ("logging", "hashlib", "traceback"))
+
+
+def _assert_hot_reads_leave_unloaded(cache_dir: Path, modules: tuple[str, ...]) -> None:
+    """A fast ``get``/``search --json`` answers (0) with none of ``modules`` loaded."""
     code = (
         "import sys; from projcache_cli import fastpath\n"
         "rc = fastpath.dispatch(sys.argv[1:])\n"
-        "loaded = sorted(m for m in ('logging', 'hashlib', 'traceback') if m in sys.modules)\n"
+        f"loaded = sorted(m for m in {modules!r} if m in sys.modules)\n"
         "print(rc, loaded, file=sys.stderr)\n"
     )
     for argv in (["get", "--json", "default/command/tool-1"], ["search", "--json", "pdf"]):
@@ -319,14 +324,7 @@ def test_hot_reads_leave_write_side_modules_unloaded(cache_dir: Path) -> None:
     ``grow.lock``) and cost a cold call ~1 ms between them; the storage's locks come from
     ``_thread``.
     """
-    code = (
-        "import sys; from projcache_cli import fastpath\n"
-        "rc = fastpath.dispatch(sys.argv[1:])\n"
-        "loaded = sorted(m for m in ('threading', 'fcntl') if m in sys.modules)\n"
-        "print(rc, loaded, file=sys.stderr)\n"
-    )
-    for argv in (["get", "--json", "default/command/tool-1"], ["search", "--json", "pdf"]):
-        assert _last_report(cache_dir, code, argv) == "0 []", argv
+    _assert_hot_reads_leave_unloaded(cache_dir, ("threading", "fcntl"))
 
 
 _LOUD_MAIN = (

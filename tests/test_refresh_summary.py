@@ -471,6 +471,18 @@ def bogus_fingerprint(cache: ProjectCache, unit: str, relative: str) -> None:
     cache._write(body)
 
 
+def assert_survey_corrects(
+    cache: ProjectCache, surveys: Surveys, unit: str, relative: str, target: Path
+) -> None:
+    """The next refresh surveys the collection once and stores the file's own mtime again."""
+    surveys.count = 0
+    report = cache.refresh()
+    assert surveys.count == 1 and report.errors == []
+    sources = cache._repos.sources
+    stored = cache._read(lambda txn: dict(sources.scan_unit(txn, unit)))[relative]
+    assert stored.mtime_ns == target.stat().st_mtime_ns
+
+
 @pytest.fixture
 def listed(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """The units whose fingerprints are listed or hashed whole (``unit_frames``, ``unit_hash``)."""
@@ -555,12 +567,7 @@ class TestPeek:
         target = collection.main_file("command", "command-2")
         relative = target.relative_to(collection.path).as_posix()
         bogus_fingerprint(cache, unit, relative)
-        surveys.count = 0
-        report = cache.refresh()
-        assert surveys.count == 1 and report.errors == []
-        sources = cache._repos.sources
-        stored = cache._read(lambda txn: dict(sources.scan_unit(txn, unit)))[relative]
-        assert stored.mtime_ns == target.stat().st_mtime_ns
+        assert_survey_corrects(cache, surveys, unit, relative, target)
 
     def test_a_commit_before_the_touch_is_not_remembered_past(
         self,
@@ -587,12 +594,7 @@ class TestPeek:
         monkeypatch.setattr(refresh_units.UnitRefresher, "touch", write_then_touch)
         cache.refresh()
         monkeypatch.setattr(refresh_units.UnitRefresher, "touch", original)
-        surveys.count = 0
-        report = cache.refresh()
-        assert surveys.count == 1 and report.errors == []
-        sources = cache._repos.sources
-        stored = cache._read(lambda txn: dict(sources.scan_unit(txn, unit)))[relative]
-        assert stored.mtime_ns == target.stat().st_mtime_ns
+        assert_survey_corrects(cache, surveys, unit, relative, target)
 
     def test_fingerprints_written_after_the_peek_are_not_vouched_for(
         self,
@@ -610,7 +612,6 @@ class TestPeek:
         """
         summarized(cache, collection.path)
         unit = refresh_units.collection_unit(str(collection.path))
-        sources = cache._repos.sources
         target = collection.main_file("command", "command-2")
         relative = target.relative_to(collection.path).as_posix()
         original = refresh_units.walk_collection
@@ -622,11 +623,7 @@ class TestPeek:
 
         monkeypatch.setattr(refresh_units, "walk_collection", walk_then_write)
         _edit_skill_file(collection)
-        surveys.count = 0
-        report = cache.refresh()
-        assert surveys.count == 1 and report.errors == []
-        stored = cache._read(lambda txn: dict(sources.scan_unit(txn, unit)))[relative]
-        assert stored.mtime_ns == target.stat().st_mtime_ns
+        assert_survey_corrects(cache, surveys, unit, relative, target)
 
 
 class TestWalk:
