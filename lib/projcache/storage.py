@@ -97,6 +97,7 @@ _NEW_IN_V3 = frozenset({"search-pending", "artifact-ids", "artifact-keys"})
 # The point read's inline check of a plain frame (see codec.checked_payload).
 _FRAME_HEAD = struct.Struct(">BI").unpack_from
 _PLAIN = codec.FORMAT_VERSION
+_FAILED = object()  # (get_payload: the read raised, as opposed to a miss)
 _crc32 = zlib.crc32
 
 # id(write transaction) -> callbacks run just before it commits (see before_commit).
@@ -599,10 +600,11 @@ class Storage:
         """Return the checked JSON of ``key``'s frame in one sub-database, or ``None``.
 
         The point read of a record (:func:`projcache.codec.checked_payload`): the
-        CRC runs over the value in the map (``buffers=True``), and the one copy
-        made is the JSON returned, which outlives the transaction.  The map
-        guard's share is taken inline (its slow path only while a resize is
-        pending), and on any LMDB error this falls back to :meth:`read`.
+        value is copied out of the map by the read (a record is small: a copy costs
+        less than a ``buffers=True`` view and the copy of the JSON out of it) and its
+        CRC checked after the transaction ended; a plain frame's JSON is then one more
+        slice.  The map guard's share is taken inline (its slow path only while a
+        resize is pending), and on any LMDB error this falls back to :meth:`read`.
 
         Raises:
             CorruptRecordError: the frame fails its check (naming the record).
@@ -616,34 +618,31 @@ class Storage:
         if guard._resizing:  # a resize is pending: wait for it like any reader
             active.pop()
             guard.enter_read()
-        raw: Any = None
+        raw: Any = _FAILED
         try:
-            with self.env.begin(db=self.dbs[db_name], buffers=True) as txn:
+            txn = self.env.begin(db=self.dbs[db_name])
+            try:
                 raw = txn.get(key)
-                if raw is None:
-                    return None
-                # The plain frame inline (the usual case): codec.checked_payload's checks.
-                if len(raw) >= 5:
-                    version, crc = _FRAME_HEAD(raw)
-                    if version == _PLAIN:
-                        view = raw[5:]
-                        if _crc32(view) == crc:
-                            return bytes(view)
-                payload = codec.checked_payload(raw)
-                if payload is not None:
-                    return payload
-                raw = bytes(raw)  # the error below is formatted outside the transaction
+            finally:
+                txn.abort()  # (ends a read as `with` would, without the context manager)
         except lmdb.Error:
-            raw = None
+            raw = _FAILED
         finally:
             active.pop()
-        if raw is None:  # an LMDB error: read() recovers or translates it
+        if raw is _FAILED:  # an LMDB error: read() recovers or translates it
             raw = self.read(lambda txn: txn.get(key, db=self.dbs[db_name]))
-            if raw is None:
-                return None
-            payload = codec.checked_payload(raw)
-            if payload is not None:
-                return payload
+        if raw is None:
+            return None
+        # The plain frame inline (the usual case): codec.checked_payload's checks.
+        if len(raw) >= 5:
+            version, crc = _FRAME_HEAD(raw)
+            if version == _PLAIN:
+                plain: bytes = raw[5:]
+                if _crc32(plain) == crc:
+                    return plain
+        payload = codec.checked_payload(raw)
+        if payload is not None:
+            return payload
         # The frame failed its check: unframe raises the error naming the record.
         codec.unframe(raw, what=f"{db_name}[{key.decode('utf-8', 'replace')!r}]")
         raise CorruptRecordError(f"{db_name}: a frame failed its check")  # pragma: no cover
