@@ -227,11 +227,15 @@ def test_quiet_hot_commands_import_no_logging_or_hashlib(cache_dir: Path) -> Non
 
 
 def _assert_hot_reads_leave_unloaded(cache_dir: Path, modules: tuple[str, ...]) -> None:
-    """A fast ``get``/``search --json`` answers (0) with none of ``modules`` loaded."""
+    """A fast ``get``/``search --json`` answers (0) and loads none of ``modules`` beyond
+    what ``import lmdb, orjson`` loads (orjson 3.11 on Python 3.9 imports ``uuid``, and
+    through ``platform`` and ``subprocess``, ``threading``: not the CLI's doing)."""
     code = (
-        "import sys; from projcache_cli import fastpath\n"
+        "import sys, lmdb, orjson\n"
+        "before = set(sys.modules)\n"
+        "from projcache_cli import fastpath\n"
         "rc = fastpath.dispatch(sys.argv[1:])\n"
-        f"loaded = sorted(m for m in {modules!r} if m in sys.modules)\n"
+        f"loaded = sorted(m for m in {modules!r} if m in sys.modules and m not in before)\n"
         "print(rc, loaded, file=sys.stderr)\n"
     )
     for argv in (["get", "--json", "default/command/tool-1"], ["search", "--json", "pdf"]):
@@ -340,9 +344,20 @@ _LOUD_MAIN = (
 )
 
 
+def _orjson_loads_threading() -> bool:
+    """Whether ``import lmdb, orjson`` alone loads ``threading`` in this interpreter."""
+    code = "import sys, lmdb, orjson; print('threading' in sys.modules)"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, check=True)
+    return done.stdout.strip() == b"True"
+
+
 def test_fast_answer_exits_without_teardown(cache_dir: Path) -> None:
     """The console script ends after a fast answer without tearing the interpreter down:
-    same output and exit code, no module cleared (an object's ``__del__`` never runs)."""
+    same output and exit code, no module cleared (an object's ``__del__`` never runs).
+
+    Where ``threading`` is loaded anyway (orjson 3.11 on Python 3.9 imports it), a thread
+    might be running: the usual exit, teardown included, with the same output.
+    """
     argv = ["--cache-dir", str(cache_dir), "search", "--json", "pdf"]
     done = subprocess.run(
         [sys.executable, "-c", _LOUD_MAIN.format(extra=""), *argv],
@@ -350,7 +365,7 @@ def test_fast_answer_exits_without_teardown(cache_dir: Path) -> None:
         check=False,
     )
     assert done.returncode == 0, done.stderr
-    assert done.stderr == b""
+    assert done.stderr == (b"torn down\n" if _orjson_loads_threading() else b"")
     assert orjson.loads(done.stdout)["total"] > 0
     assert done.stdout.endswith(b"}\n")
 
