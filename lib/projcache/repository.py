@@ -457,14 +457,9 @@ class SourceRepository(_RecordRepository["Fingerprint"]):
 
         digest = hashlib.blake2b(digest_size=16)
         update = digest.update
-        prefix = self.unit_prefix(unit)
-        cursor = txn.cursor(self.db)
-        if cursor.set_range(prefix):
-            for key, raw in cursor.iternext():
-                if not key.startswith(prefix):
-                    break
-                update(key)
-                update(raw[:5])
+        for key, raw in _scan(txn, self.db, self.unit_prefix(unit)):  # (unit_frames' scan)
+            update(key)
+            update(raw[:5])
         return digest.hexdigest()
 
     def source_key(self, unit: str, relative: str) -> bytes:
