@@ -212,14 +212,16 @@ def test_generated_records_read_back_as_validated_models(
 def test_a_read_survives_an_lmdb_error_on_the_fast_path(
     cache: ProjectCache, make_artifact: MakeArtifact, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """An LMDB error in the buffers=True read falls back to the retrying read path."""
+    """An LMDB error in the one-get read falls back to the retrying read path."""
     cache.put_artifacts([make_artifact("fall")])
     storage = cache._storage
     real = storage.env
+    calls: list[tuple[Any, ...]] = []
 
     class Flaky:
-        def begin(self, **kwargs: Any) -> Any:
-            if kwargs.get("buffers"):
+        def begin(self, *args: Any, **kwargs: Any) -> Any:
+            calls.append(args)
+            if args:  # the fast path names its sub-database positionally
                 raise lmdb.BadRslotError("simulated")
             return real.begin(**kwargs)
 
@@ -229,4 +231,6 @@ def test_a_read_survives_an_lmdb_error_on_the_fast_path(
     monkeypatch.setattr(storage, "env", Flaky())
     assert orjson.loads(cache.get_artifact_json("default/skill/fall") or b"")["name"] == "fall"
     assert cache.get_artifact_json("default/skill/none") is None
+    # Each read tried the fast path once, then read() (which begins without a db).
+    assert [bool(args) for args in calls] == [True, False, True, False]
     assert storage._guard._active == []

@@ -31,8 +31,10 @@ class _EnvProxy:
     def __getattr__(self, name: str) -> Any:
         return getattr(self._env, name)
 
-    def begin(self, **kwargs: Any) -> Any:
+    def begin(self, db: Any = None, **kwargs: Any) -> Any:
         self.begins += 1
+        if db is not None:  # (the point read names its sub-database positionally)
+            kwargs["db"] = db
         return self._on_begin(kwargs, lambda: self._env.begin(**kwargs))
 
     def reader_check(self) -> int:

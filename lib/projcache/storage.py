@@ -620,11 +620,11 @@ class Storage:
             guard.enter_read()
         raw: Any = _FAILED
         try:
-            txn = self.env.begin(db=self.dbs[db_name])
-            try:
-                raw = txn.get(key)
-            finally:
-                txn.abort()  # (ends a read as `with` would, without the context manager)
+            # The transaction is a temporary: CPython frees it as soon as get()
+            # returns, which aborts the read as abort() or `with` would (py-lmdb's
+            # dealloc), before the guard's share is given back below; no context
+            # manager, no abort() call, and `db` positional: ~0.3 us of a ~3 us read.
+            raw = self.env.begin(self.dbs[db_name]).get(key)
         except lmdb.Error:
             raw = _FAILED
         finally:
