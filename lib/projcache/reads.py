@@ -143,7 +143,10 @@ class CacheReads:
             return None
         load = self._load_artifact
         if load is None:
-            load = self._load_artifact = self._repos.artifacts.load
+            from .model_reads import stored_json_loader
+
+            # The loader itself, not the repository's method around it: one call less.
+            load = self._load_artifact = stored_json_loader(self._repos.artifacts.model)
         return load(payload)
 
     def get_artifact_body(self, key: str) -> Optional[str]:
