@@ -91,6 +91,25 @@ class TestArtifacts:
         with pytest.raises(InvalidArgumentError, match="must not be empty"):
             cache.get_artifact("")
 
+    @pytest.mark.parametrize(
+        ("key", "error", "match"),
+        [
+            ("default/skill/p\x00df", InvalidArgumentError, "NUL"),
+            ("default/skill/\udcff", InvalidArgumentError, "not valid Unicode"),
+            ("default/skill/" + "x" * 600, KeyTooLongError, "511"),
+        ],
+    )
+    def test_a_key_that_cannot_be_stored_is_refused_by_the_point_reads(
+        self, cache: ProjectCache, make_artifact: Factory, key: str, error: type, match: str
+    ) -> None:
+        """A NUL byte, a lone surrogate or an overlong key is a bad argument on the hot read
+        path too (which checks the encoded key cheaply and validates only what fails)."""
+        cache.put_artifacts([make_artifact("pdf")])
+        for read in (cache.get_artifact_json, cache.get_artifact):
+            with pytest.raises(error, match=match):
+                read(key)
+        assert cache.get_artifact_json("default/skill/pdf") is not None
+
     def test_invalid_record_names_the_field_and_writes_nothing(
         self, cache: ProjectCache, make_artifact: Factory
     ) -> None:

