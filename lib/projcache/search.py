@@ -1032,7 +1032,9 @@ def _merged(
     while True:
         while True:
             best = max((head[0] for head in heads if head is not None), default=-1)
-            start = [i for i in waiting if walks[i][0] >= best]
+            # (nothing found yet: the walks of the highest bound first)
+            floor = best if best >= 0 else max((walks[i][0] for i in waiting), default=0)
+            start = [i for i in waiting if walks[i][0] >= floor]
             if not start:
                 break
             for i in start:
