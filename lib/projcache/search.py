@@ -49,8 +49,8 @@ from __future__ import annotations
 from bisect import bisect_left
 from collections import namedtuple
 from collections.abc import Callable, Collection, Container, Iterable, Iterator
-from itertools import chain
-from operator import itemgetter
+from itertools import chain, repeat
+from operator import add, itemgetter, neg
 
 from pyroaring import BitMap
 
@@ -1070,13 +1070,15 @@ def _word_ids(levels: _Levels) -> Iterable[int]:
 
 
 def _word_best(levels: _Levels, within: Optional[set[int]]) -> dict[int, int]:
-    """One word's best level per id (only the ids of ``within``, if given): the levels are
-    laid over each other from the lowest up, so each id keeps its highest (in C, one dict
-    update per level: a rare word's terms list up to hundreds of ids)."""
+    """One word's best level per id plus :data:`_WEIGHT` (only the ids of ``within``, if
+    given): the levels are laid over each other from the lowest up, so each id keeps its
+    highest (in C, one dict update per level: a rare word's terms list up to hundreds of
+    ids)."""
     best: dict[int, int] = {}
     for level in sorted(levels):
         ids = chain.from_iterable(levels[level])
-        best.update(dict.fromkeys(ids if within is None else within.intersection(ids), level))
+        weighed = _WEIGHT + level
+        best.update(dict.fromkeys(ids if within is None else within.intersection(ids), weighed))
     return best
 
 
@@ -1209,7 +1211,9 @@ def _level_in(levels: list[tuple[int, list[Collection[int]]]], doc: int) -> int:
     return 0
 
 
-_MISSED_SCORE = itemgetter(0, 1)  # a row's (words missed, -score): its tie group
+_FIRST = itemgetter(0)  # a row's first item: its tie group
+# A matched word adds this plus its level to a row's weight (a score is at most 16 x 9).
+_WEIGHT = 1024
 
 
 def _all_small(
@@ -1247,68 +1251,63 @@ def _all_small(
     deleted = index.deleted_view(txn)
     if deleted:
         candidates = {doc for doc in candidates if doc not in deleted}
-    if len(candidates) > _SMALL_GROUP:
-        return None
-    rows = []
+    if len(candidates) > _SMALL_GROUP:  # (at a million ids two rare words' 371 candidates
+        return None  # scored and sorted here cost 1.2x the general path)
+    # A row: (-(words matched * _WEIGHT + score), id): sorted, the ranking rule's order up to
+    # the tie-break (most words matched, then the highest score).
     if len(candidates) * count <= _SCAN_CELLS:  # a few: each word's lists searched per id
         descending = [sorted(levels.items(), reverse=True) for levels in words]
+        rows = []
         for doc in candidates:
-            missed = 0
-            score = 0
+            total = 0
             for levels_of in descending:
                 level = _level_in(levels_of, doc)
                 if level:
-                    score += level
-                else:
-                    missed += 1
-            rows.append((missed, -score, doc))
-    else:
+                    total += _WEIGHT + level
+            rows.append((-total, doc))
+        rows.sort()
+    else:  # each word's weighted best level per id, added up in C
         bests = [_word_best(levels, None if partial else candidates) for levels in words]
-        for doc in candidates:
-            missed = 0
-            score = 0
-            for best in bests:
-                level = best.get(doc, 0)
-                if level:
-                    score += level
-                else:
-                    missed += 1
-            rows.append((missed, -score, doc))
-    total = sum(1 for row in rows if not row[0]) if partial else len(rows)
+        docs = list(candidates)
+        totals: Iterator[int] = map(bests[0].get, docs, repeat(0))
+        for best in bests[1:]:
+            totals = map(add, totals, map(best.get, docs, repeat(0)))
+        rows = sorted(zip(map(neg, totals), docs))
+    # (rows matching every word: those at or before -count * _WEIGHT)
+    total = bisect_left(rows, (1 - count * _WEIGHT,)) if partial else len(rows)
     result = QueryResult(total=total)
     stop = offset + limit
     if partial and stop > total:
         result.partial_total = len(rows) - total
     elif partial:  # the exact matches fill the page: the partial ones are not counted
-        rows = [row for row in rows if not row[0]]
+        rows = rows[:total]
     if limit <= 0 or offset >= len(rows):
         return result
-    rows.sort()
-    # The rows of the tie groups that reach into the page (a group is its (missed, -score)
-    # prefix: the first row at or after ``(missed, -score)`` begins it, the first at or after
-    # ``(missed, -score + 1)`` ends the next), their keys in one getmulti.
+    # The rows of the tie groups that reach into the page (a group is a row's first item: the
+    # first row at or after ``(item,)`` begins it, the first at or after ``(item + 1,)`` ends
+    # it), their keys in one getmulti.
     last = min(stop, len(rows)) - 1
-    begin = bisect_left(rows, rows[offset][:2])
-    missed, score, _doc = rows[last]
-    part = rows[begin : bisect_left(rows, (missed, score + 1), last)]
-    found = repos.ids.key_map(txn, [row[2] for row in part])
-    if len(set(map(_MISSED_SCORE, part))) < len(part):  # ties: managed first, shorter name
+    begin = bisect_left(rows, (rows[offset][0],))
+    part = rows[begin : bisect_left(rows, (rows[last][0] + 1,), last)]
+    found = repos.ids.key_map(txn, [row[1] for row in part])
+    if len(set(map(_FIRST, part))) < len(part):  # ties: managed first, shorter name
         managed = index.get_dense(
-            txn, facet_name("managed", "1"), index.blocks_of([row[2] for row in part])
+            txn, facet_name("managed", "1"), index.blocks_of([row[1] for row in part])
         )
         ranked = []
-        for missed, score, doc in part:  # (a plain loop: the name's bucket inline)
+        for weighed, doc in part:  # (a plain loop: the name's bucket inline)
             key = found.get(doc, "")
             size = len(key.split("/", 2)[-1])
             bucket = (size or 1) if size < MAX_NAME_BUCKET else MAX_NAME_BUCKET
-            ranked.append((missed, score, doc not in managed, bucket, doc, key))
+            ranked.append((weighed, doc not in managed, bucket, doc, key))
         ranked.sort()
-        page = [(row[0], row[1], row[5]) for row in ranked[offset - begin : stop - begin]]
+        page = [(row[0], row[4]) for row in ranked[offset - begin : stop - begin]]
     else:
-        page = [(missed, score, found.get(doc, "")) for missed, score, doc in part]
+        page = [(weighed, found.get(doc, "")) for weighed, doc in part]
         page = page[offset - begin : stop - begin]
-    for missed, score, key in page:
-        result.partial += 1 if missed else 0
+    for weighed, key in page:
+        matched, score = divmod(-weighed, _WEIGHT)
+        result.partial += 1 if matched < count else 0
         if key:  # an id without a key: verify reports it
-            result.page.append((key, float(-score)))
+            result.page.append((key, float(score)))
     return result
