@@ -37,6 +37,8 @@ buckets are counted before any is intersected, and a small group's ties are
 broken from its keys.  A query whose every term is small (its ids inline, at most
 :data:`~projcache.postings.SMALL_POSTINGS`) skips all that: the page is sorted straight
 from the terms' ids (:func:`_all_small`; two rare words, one hit: 0.6x the general path).
+The partial fill ranks each tier split by the words its ids match, and walks a part only when
+its best possible score reaches the page (:meth:`_Ranker.take_parts`).
 
 Over 400 lines on purpose: the rule above and the code that executes it (the
 ranker's levels and its tie-break bitmaps, the partial fill) are read and
