@@ -23,6 +23,7 @@ import os
 import struct
 from collections import defaultdict
 from collections.abc import Callable, Container, Iterable, Iterator
+from operator import itemgetter
 
 from . import codec
 from .storage import Txn, before_commit
@@ -360,11 +361,16 @@ class IdRepository:
         return out
 
     def key_map(self, txn: Txn, docs: Iterable[int]) -> dict[int, str]:
-        """The keys of ``docs`` by id (an id without a key is left out)."""
-        return {
-            int.from_bytes(doc, "big"): bytes(key).decode("utf-8")
-            for doc, key in self._found(txn, docs)
-        }
+        """The keys of ``docs`` by id (an id without a key is left out).
+
+        When every id has its key (the rule: a bitmap lists live ids) the pairs come back in
+        the order of ``docs`` and are zipped with them, decoded by ``map`` (in C: a page of
+        hits' keys cost ~7,500 instructions each when each id was unpacked in Python)."""
+        docs = docs if isinstance(docs, list) else list(docs)
+        found = self._found(txn, docs)
+        if len(found) == len(docs):
+            return dict(zip(docs, map(_DECODE, map(_VALUE, found))))
+        return {int.from_bytes(doc, "big"): bytes(key).decode("utf-8") for doc, key in found}
 
     def keys_of(self, txn: Txn, docs: Iterable[int]) -> list[bytes]:
         """The UTF-8 keys of ids ``docs`` (live ids, as a bitmap lists them), in their order."""
@@ -473,6 +479,8 @@ class IdRepository:
 
 
 _PACK_ID = struct.Struct(">I").pack
+_VALUE = itemgetter(1)  # a (key, value) pair's value
+_DECODE = bytes.decode  # UTF-8 (read transactions hand out bytes: storage's buffers=False)
 # search-pending keys of the mappings that wait for the next merge (see IdRepository).
 # Below the log (0xfe) and the control values (0xff), so the log's scans never meet them.
 _PENDING_ID = b"\xfc"  # + 4-byte id -> artifact key

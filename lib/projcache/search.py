@@ -37,6 +37,8 @@ buckets are counted before any is intersected, and a small group's ties are
 broken from its keys.  A query whose every term is small (its ids inline, at most
 :data:`~projcache.postings.SMALL_POSTINGS`) skips all that: the page is sorted straight
 from the terms' ids (:func:`_all_small`; two rare words, one hit: 0.6x the general path).
+The partial fill ranks each tier split by the words its ids match, and walks a part only when
+its best possible score reaches the page (:meth:`_Ranker.take_parts`).
 
 Over 400 lines on purpose: the rule above and the code that executes it (the
 ranker's levels and its tie-break bitmaps, the partial fill) are read and
@@ -46,10 +48,11 @@ the terms of an artifact already live in :mod:`projcache.terms`.
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from collections import namedtuple
 from collections.abc import Callable, Collection, Container, Iterable, Iterator
-from itertools import chain, groupby
-from operator import itemgetter
+from itertools import chain, repeat
+from operator import add, itemgetter, neg
 
 from pyroaring import BitMap
 
@@ -93,6 +96,10 @@ _SCAN_CELLS = 16
 # A tie-break group part of at most this many ids is tested for disjointness with each
 # name-length chunk before it is cut (at a million ids a chunk holds ~10,000-27,000).
 _DISJOINT_TEST = 16384
+
+# Queries of at most this many words rank a partial tier split by the words its ids match
+# (up to 2 ** this many parts); longer ones rank each tier whole.
+_MASK_WORDS = 4
 
 # Up to this many blocks of ids a few hits are scored from their words' whole levels.
 _FEW_BLOCKS = 4
@@ -608,9 +615,52 @@ class _Ranker:
             return []
         if len(ids) <= _SMALL:
             return self._by_hit(ids)[start:stop]
+        return self._take_groups(self._groups(ids), start, stop)
+
+    def take_parts(
+        self, parts: list[tuple[frozenset[int], BitMap]], start: int, stop: int
+    ) -> list[tuple[int, float]]:
+        """Ranks ``start`` .. ``stop`` of the union of ``parts``: ``(the indexes of the words
+        every id of the part matches, the ids)``, each id matching no other word (a partial
+        tier, split by the words matched).  A part's ids are scored by its own words only: a
+        word they do not match is never intersected with them, and a part's levels are
+        reached lazily as the walk comes down to them (a common word's levels are not united
+        for a rare word's few partial matches)."""
+        if start >= stop or start >= sum(len(ids) for _words, ids in parts):
+            return []
+        walks = [
+            (
+                sum(max(self.words[i].level_numbers, default=0) for i in words),
+                self._hit_groups(ids, words) if len(ids) <= _SMALL else self._groups(ids, words),
+            )
+            for words, ids in parts
+        ]
+        return self._take_groups(_merged(walks), start, stop)
+
+    def _hit_groups(
+        self, ids: BitMap, matched: frozenset[int]
+    ) -> Iterator[tuple[int, BitMap, int]]:
+        """:meth:`_groups` of a few ids matching the words ``matched`` (and no other), scored
+        hit by hit (:meth:`_Word.level_of`: a common word's levels are not united)."""
+        by_score: dict[int, tuple[list[int], list[int]]] = {}
+        words = list(enumerate(self.words))
+        for doc in ids:
+            levels = tuple(word.level_of(doc) if i in matched else 0 for i, word in words)
+            docs, floors = by_score.setdefault(sum(levels), ([], []))
+            docs.append(doc)
+            floors.append(self.floor(levels))
+        for score in sorted(by_score, reverse=True):
+            docs, floors = by_score[score]
+            yield score, BitMap(docs), min(floors)
+
+    def _take_groups(
+        self, groups: Iterable[tuple[int, BitMap, int]], start: int, stop: int
+    ) -> list[tuple[int, float]]:
+        """Ranks ``start`` .. ``stop`` of the ids of ``groups`` (``(score, ids, floor)``,
+        highest score first), each group in tie order."""
         out: list[tuple[int, float]] = []
         seen = 0
-        for score, group, floor in self._groups(ids):
+        for score, group, floor in groups:
             size = len(group)
             if seen + size <= start:
                 seen += size
@@ -646,9 +696,14 @@ class _Ranker:
         rows.sort()
         return [row[2] for row in rows]
 
-    def _groups(self, ids: BitMap) -> Iterable[tuple[int, BitMap, int]]:
+    def _groups(
+        self, ids: BitMap, matched: Optional[frozenset[int]] = None
+    ) -> Iterator[tuple[int, BitMap, int]]:
         """Yield ``(score, ids with that score, their name floor)`` from the highest score
         down, lazily (the floor: :meth:`floor` of the level combinations making the score).
+        ``matched``: the indexes of the words that every id matches, no other word matching
+        any (a part of a partial tier: those words are never unmatched, the others never
+        matched, and the others' bitmaps are not touched).
 
         Each score's set is the union, over the combinations of per-word levels
         adding up to it, of the intersection of those levels' bitmaps; prefix
@@ -659,11 +714,14 @@ class _Ranker:
         """
         # Per word: (level, index of the level in the word) and (0, None): unmatched.
         options: list[list[tuple[int, Optional[int]]]] = []
-        for word in self.words:
+        for i, word in enumerate(self.words):
             levels: list[tuple[int, Optional[int]]] = list(
                 zip(word.level_numbers, range(len(word.level_numbers)))
             )
-            levels.append((0, None))  # unmatched: ``acc - word.any`` (empty for exact sets)
+            if matched is None:
+                levels.append((0, None))  # unmatched: ``acc - word.any`` (empty for exact sets)
+            elif i not in matched:
+                levels = [(0, -1)]  # known unmatched: every id of ``acc``
             options.append(levels)
         n = len(options)
         most = [0] * (n + 1)
@@ -688,7 +746,10 @@ class _Ranker:
                 key = (*chosen, level)
                 joined = memo.get(key)
                 if joined is None:
-                    joined = acc - word.any if which is None else acc & word.best(which)
+                    if which is None:
+                        joined = acc - word.any
+                    else:
+                        joined = acc if which < 0 else acc & word.best(which)
                     memo[key] = joined
                 if joined:
                     collect(key, rest, out)  # noqa: F821 (deleted when the walk ends)
@@ -813,6 +874,9 @@ def run_query(
         return QueryResult()
     allowed = _filter_ids(txn, repos, filters)
     small = _read_small(txn, repos, terms)
+    # The exact matches' page when _all_small ranked them and partial matches follow (the
+    # general path then ranks only those).
+    exact_page: Optional[QueryResult] = None
     if small is not None:
         fast = None
         every = [levels for levels in small if levels is not None]
@@ -825,7 +889,8 @@ def run_query(
             else:
                 fast = _all_small(txn, repos, levels, allowed, limit, offset, False)
                 if fast is not None and fill and len(terms) > 1 and fast.total < offset + limit:
-                    fast = None  # partial matches fill the page: the general path ranks them
+                    exact_page = fast  # partial matches fill the page: the general path
+                    fast = None  # ranks them (the exact ones stay as ranked here)
         if fast is not None:
             return fast
     cache: dict[str, Optional[TermPostings]] = {}
@@ -852,7 +917,10 @@ def run_query(
     result = QueryResult(total=total)
     stop = offset + limit
     ranker = _Ranker(txn, repos, words)
-    if limit > 0 and _SMALL < total <= _RESTRICT:  # (up to _SMALL are ranked hit by hit)
+    if exact_page is not None and exact_page.total == total:
+        hits: list[tuple[int, float]] = []  # the exact page as _all_small ranked it
+        result.page = exact_page.page
+    elif limit > 0 and _SMALL < total <= _RESTRICT:  # (up to _SMALL are ranked hit by hit)
         restricted = [word.restricted(exact) for word in words]
         hits = ranker.with_words(restricted).take(exact, offset, stop)
     else:
@@ -893,6 +961,8 @@ def _partial(
     result.partial_total = len(universe)
     if not universe:
         return []
+    if len(words) <= _MASK_WORDS:
+        return _partial_by_words(ranker, words, universe, offset, stop, total)
     # by_count[c]: ids of the universe matching exactly c of the words seen so far.
     by_count: list[BitMap] = [universe]
     for word in words:
@@ -918,6 +988,70 @@ def _partial(
     return out
 
 
+def _partial_by_words(
+    ranker: _Ranker, words: list[_Word], universe: BitMap, offset: int, stop: int, total: int
+) -> list[tuple[int, float]]:
+    """:func:`_partial` with each tier split by the words its ids match (at most
+    2 ** :data:`_MASK_WORDS` parts): a common word's levels are then reached only for the
+    ids that match it, as far as the page needs (:meth:`_Ranker.take_parts`)."""
+    # by_words: (indexes of the words matched, ids matching them and none of the others)
+    by_words: list[tuple[frozenset[int], BitMap]] = [(frozenset(), universe)]
+    for i, word in enumerate(words):
+        nxt = []
+        for matched, ids in by_words:
+            hit = ids & word.any
+            if hit:
+                nxt.append((matched | {i}, hit))
+            if len(hit) < len(ids):
+                nxt.append((matched, ids - hit))
+        by_words = nxt
+    out: list[tuple[int, float]] = []
+    seen = total
+    for count in range(len(words) - 1, 0, -1):
+        parts = [(matched, ids) for matched, ids in by_words if len(matched) == count]
+        size = sum(len(ids) for _matched, ids in parts)
+        if not size:
+            continue
+        if seen + size > offset:
+            out.extend(ranker.take_parts(parts, max(0, offset - seen), stop - seen))
+        seen += size
+        if seen >= stop:
+            break
+    return out
+
+
+def _merged(
+    walks: list[tuple[int, Iterator[tuple[int, BitMap, int]]]],
+) -> Iterator[tuple[int, BitMap, int]]:
+    """The ``(score, ids, floor)`` groups of ``walks`` (``(the highest score the walk can
+    give, its groups, highest score first)``) merged by score: one group per score, its ids
+    united, its floor the lowest.  A walk is started only when its bound reaches the best
+    score found so far, and advanced only when its group was handed out and the caller asks
+    for more (a common word's part walks none of its levels while a rare word's part fills
+    the page with higher scores)."""
+    heads: list[Optional[tuple[int, BitMap, int]]] = [None] * len(walks)
+    waiting = list(range(len(walks)))  # the walks not started, by index
+    while True:
+        while True:
+            best = max((head[0] for head in heads if head is not None), default=-1)
+            # (nothing found yet: the walks of the highest bound first)
+            floor = best if best >= 0 else max((walks[i][0] for i in waiting), default=0)
+            start = [i for i in waiting if walks[i][0] >= floor]
+            if not start:
+                break
+            for i in start:
+                heads[i] = next(walks[i][1], None)
+                waiting.remove(i)
+        if best < 0:
+            return
+        at = [i for i, head in enumerate(heads) if head is not None and head[0] == best]
+        groups = [head for head in heads if head is not None and head[0] == best]
+        ids = [group[1] for group in groups]
+        yield best, ids[0] if len(ids) == 1 else BitMap.union(*ids), min(g[2] for g in groups)
+        for i in at:
+            heads[i] = next(walks[i][1], None)
+
+
 # Per kind (0 exact, 1 stem, 2 prefix): field code -> level (see LEVELS).
 _KIND_LEVELS: tuple[dict[bytes, int], ...] = tuple(
     {code: LEVELS[(code, kind)] for code in FIELDS} for kind in range(3)
@@ -938,13 +1072,15 @@ def _word_ids(levels: _Levels) -> Iterable[int]:
 
 
 def _word_best(levels: _Levels, within: Optional[set[int]]) -> dict[int, int]:
-    """One word's best level per id (only the ids of ``within``, if given): the levels are
-    laid over each other from the lowest up, so each id keeps its highest (in C, one dict
-    update per level: a rare word's terms list up to hundreds of ids)."""
+    """One word's best level per id plus :data:`_WEIGHT` (only the ids of ``within``, if
+    given): the levels are laid over each other from the lowest up, so each id keeps its
+    highest (in C, one dict update per level: a rare word's terms list up to hundreds of
+    ids)."""
     best: dict[int, int] = {}
     for level in sorted(levels):
         ids = chain.from_iterable(levels[level])
-        best.update(dict.fromkeys(ids if within is None else within.intersection(ids), level))
+        weighed = _WEIGHT + level
+        best.update(dict.fromkeys(ids if within is None else within.intersection(ids), weighed))
     return best
 
 
@@ -1077,7 +1213,9 @@ def _level_in(levels: list[tuple[int, list[Collection[int]]]], doc: int) -> int:
     return 0
 
 
-_MISSED_SCORE = itemgetter(0, 1)  # a row's (words missed, -score): its tie group
+_FIRST = itemgetter(0)  # a row's first item: its tie group
+# A matched word adds this plus its level to a row's weight (a score is at most 16 x 9).
+_WEIGHT = 1024
 
 
 def _all_small(
@@ -1115,68 +1253,63 @@ def _all_small(
     deleted = index.deleted_view(txn)
     if deleted:
         candidates = {doc for doc in candidates if doc not in deleted}
-    if len(candidates) > _SMALL_GROUP:
-        return None
-    rows = []
+    if len(candidates) > _SMALL_GROUP:  # (at a million ids two rare words' 371 candidates
+        return None  # scored and sorted here cost 1.2x the general path)
+    # A row: (-(words matched * _WEIGHT + score), id): sorted, the ranking rule's order up to
+    # the tie-break (most words matched, then the highest score).
     if len(candidates) * count <= _SCAN_CELLS:  # a few: each word's lists searched per id
         descending = [sorted(levels.items(), reverse=True) for levels in words]
+        rows = []
         for doc in candidates:
-            missed = 0
-            score = 0
+            total = 0
             for levels_of in descending:
                 level = _level_in(levels_of, doc)
                 if level:
-                    score += level
-                else:
-                    missed += 1
-            rows.append((missed, -score, doc))
-    else:
+                    total += _WEIGHT + level
+            rows.append((-total, doc))
+        rows.sort()
+    else:  # each word's weighted best level per id, added up in C
         bests = [_word_best(levels, None if partial else candidates) for levels in words]
-        for doc in candidates:
-            missed = 0
-            score = 0
-            for best in bests:
-                level = best.get(doc, 0)
-                if level:
-                    score += level
-                else:
-                    missed += 1
-            rows.append((missed, -score, doc))
-    total = sum(1 for row in rows if not row[0]) if partial else len(rows)
+        docs = list(candidates)
+        totals: Iterator[int] = map(bests[0].get, docs, repeat(0))
+        for best in bests[1:]:
+            totals = map(add, totals, map(best.get, docs, repeat(0)))
+        rows = sorted(zip(map(neg, totals), docs))
+    # (rows matching every word: those at or before -count * _WEIGHT)
+    total = bisect_left(rows, (1 - count * _WEIGHT,)) if partial else len(rows)
     result = QueryResult(total=total)
     stop = offset + limit
     if partial and stop > total:
         result.partial_total = len(rows) - total
     elif partial:  # the exact matches fill the page: the partial ones are not counted
-        rows = [row for row in rows if not row[0]]
+        rows = rows[:total]
     if limit <= 0 or offset >= len(rows):
         return result
-    rows.sort()
-    # The tie groups that reach into the page (each with its first rank), and their keys in
-    # one getmulti.
-    groups: list[tuple[int, int, int, list[int]]] = []
-    seen = 0
-    for (missed, score), group in groupby(rows, key=_MISSED_SCORE):
-        docs = [row[2] for row in group]
-        if seen + len(docs) > offset:
-            groups.append((seen, missed, score, docs))
-        seen += len(docs)
-        if seen >= stop:
-            break
-    found = repos.ids.key_map(txn, [doc for *_head, docs in groups for doc in docs])
-    managed: Optional[BitMap] = None
-    for seen, missed, score, docs in groups:
-        keys = {doc: found.get(doc, "") for doc in docs}
-        if len(docs) > 1:  # ties: managed first, shorter name, lower id
-            if managed is None:
-                blocks = index.blocks_of(candidates)
-                managed = index.get_dense(txn, facet_name("managed", "1"), blocks)
-            here = managed
-            docs.sort(
-                key=lambda doc: (doc not in here, name_bucket(keys[doc].split("/", 2)[-1]), doc)
-            )
-        for doc in docs[max(0, offset - seen) : stop - seen]:
-            result.partial += 1 if missed else 0
-            if keys[doc]:  # an id without a key: verify reports it
-                result.page.append((keys[doc], float(-score)))
+    # The rows of the tie groups that reach into the page (a group is a row's first item: the
+    # first row at or after ``(item,)`` begins it, the first at or after ``(item + 1,)`` ends
+    # it), their keys in one getmulti.
+    last = min(stop, len(rows)) - 1
+    begin = bisect_left(rows, (rows[offset][0],))
+    part = rows[begin : bisect_left(rows, (rows[last][0] + 1,), last)]
+    found = repos.ids.key_map(txn, [row[1] for row in part])
+    if len(set(map(_FIRST, part))) < len(part):  # ties: managed first, shorter name
+        managed = index.get_dense(
+            txn, facet_name("managed", "1"), index.blocks_of([row[1] for row in part])
+        )
+        ranked = []
+        for weighed, doc in part:  # (a plain loop: the name's bucket inline)
+            key = found.get(doc, "")
+            size = len(key.split("/", 2)[-1])
+            bucket = (size or 1) if size < MAX_NAME_BUCKET else MAX_NAME_BUCKET
+            ranked.append((weighed, doc not in managed, bucket, doc, key))
+        ranked.sort()
+        page = [(row[0], row[4]) for row in ranked[offset - begin : stop - begin]]
+    else:
+        page = [(weighed, found.get(doc, "")) for weighed, doc in part]
+        page = page[offset - begin : stop - begin]
+    for weighed, key in page:
+        matched, score = divmod(-weighed, _WEIGHT)
+        result.partial += 1 if matched < count else 0
+        if key:  # an id without a key: verify reports it
+            result.page.append((key, float(score)))
     return result
