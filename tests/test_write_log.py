@@ -625,6 +625,42 @@ def test_first_high_reads_the_smallest_ids_container_from_the_header(
     assert first_high(b"\x05" + encode_bitmap(ids)[1:]) is None
 
 
+def test_a_batch_past_merge_at_lists_each_stem_of_its_tokens(
+    cache_settings: Settings, make_artifact: MakeArtifact, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A batch past ``MERGE_AT`` gathers its new ids per token and lists each token's stem
+    from them: a stem that is also a token, several tokens of one stem in one artifact or
+    in several, in one field or in several; an update in the batch lists its terms too.
+    The index is what the records imply; and a later batch reuses a freed (lower) id under
+    small terms that already list higher ones."""
+    monkeypatch.setattr(postings_module, "MERGE_AT", 4)
+    with ProjectCache.open(settings=cache_settings) as cache:
+        cache.put_artifacts([make_artifact("kept", description="old words")])
+        texts = [
+            ("connect", "connecting connected connection"),
+            ("connects", "connect and run"),
+            ("running", "runs ran runner"),
+            ("plain", "nothing shared here"),
+            ("kept", "connecting runs"),
+            ("twice", "running twice"),
+        ]
+        cache.put_artifacts([make_artifact(name, description=text) for name, text in texts])
+        index = cache._repos.index
+        wanted = expected_names(cache)
+        assert stored_names(cache, index) == wanted
+        assert stored_names(cache, fresh_index(cache)) == wanted
+        found = {hit.key.rsplit("/", 1)[1] for hit in cache.search("connect", fill=False)}
+        assert found == {"connect", "connects", "kept"}
+        cache.delete_artifact("default/skill/plain")
+        cache._write(index.merge)  # the id of "plain" is free again
+        cache.put_artifacts(
+            [make_artifact(f"later{i}", description=f"connecting shared {i}") for i in range(6)]
+        )
+        wanted = expected_names(cache)
+        assert stored_names(cache, index) == wanted
+        assert stored_names(cache, fresh_index(cache)) == wanted
+
+
 def test_a_batch_past_merge_at_lists_its_new_ids_per_name(
     cache_settings: Settings, make_artifact: MakeArtifact, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -579,9 +579,10 @@ class _Tail:
         for entry in later:
             self.apply(entry)
 
-    def add_new(self, docs: list[int], names: dict[bytes, list[int]]) -> None:
-        """Apply the additions of new ids ``docs``, listed under ``names`` (name -> ids): the
-        same as their log entries in any order (a new id's addition is its first entry)."""
+    def add_new(self, docs: list[int], names: dict[bytes, Any]) -> None:
+        """Apply the additions of new ids ``docs``, listed under ``names`` (name -> ids, a
+        list or a bitmap given away): the same as their log entries in any order (a new id's
+        addition is its first entry)."""
         bitmap = _bitmaps()
         if docs:
             fresh = bitmap(docs)
@@ -592,7 +593,7 @@ class _Tail:
         adds = self.adds
         removes = self.removes
         for name, ids_of in names.items():
-            new = bitmap(ids_of)
+            new = ids_of if type(ids_of) is bitmap else bitmap(ids_of)
             ids = adds.get(name)
             if ids is None:
                 adds[name] = new
@@ -1395,9 +1396,10 @@ class BitmapIndex:
         not copied: the caller gives it away)."""
         self._append(txn, (_ADD, doc, names if isinstance(names, list) else list(names), []))
 
-    def add_many(self, txn: Txn, docs: list[int], names: dict[bytes, list[int]]) -> None:
-        """List new ids ``docs`` under ``names`` (name -> its ids among them): what an
-        :meth:`add` per id does, gathered per name by the caller.  Kept with the
+    def add_many(self, txn: Txn, docs: list[int], names: dict[bytes, Any]) -> None:
+        """List new ids ``docs`` under ``names`` (name -> its ids among them, a list or a
+        bitmap given away): what an :meth:`add` per id does, gathered per name by the
+        caller.  Kept with the
         transaction's folded entries, so the flush merges it (a batch that large merges
         anyway; entries appended later apply after it)."""
         cache = self._writer(txn)
