@@ -359,7 +359,10 @@ def put_artifact(
     cache holds the artifact's collection (it put another artifact of it in this
     transaction): not looked up again.  ``pending``: a new artifact gets its id, and
     ``(id, fields)`` is appended there for the caller to list in its bitmaps
-    (:func:`put_artifacts`) before the transaction commits."""
+    (:func:`put_artifacts`) before the transaction commits, and its id is mapped
+    straight (:meth:`~projcache.postings.IdRepository.put_settled`, the waiting mappings
+    settled before the first: the caller's :meth:`~projcache.postings.BitmapIndex.add_many`
+    makes the transaction merge)."""
     old = repos.artifacts.get(txn, artifact.key)
     known = known_collection or old is not None or collection_known(txn, repos, artifact.key)
     repos.artifacts.put(txn, artifact)
@@ -368,8 +371,13 @@ def put_artifact(
     if old is not None:
         reindex_artifact(txn, repos, old, artifact, names)
     elif pending is not None and fields is not None:
+        if not pending:
+            # The first new id: this transaction merges (add_many).  The merge would move
+            # the waiting id mappings, and the batch's own, anyway: moved now, the batch
+            # maps its new ids straight (a batch of 1,000 wrote 2,000 waiting ones).
+            repos.ids.settle(txn)
         doc = repos.index.allocate(txn)
-        repos.ids.put(txn, artifact.key, doc)
+        repos.ids.put_settled(txn, artifact.key, doc)
         pending.append((doc, fields))
     else:
         index_artifact(txn, repos, artifact, names)
