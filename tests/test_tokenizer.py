@@ -398,6 +398,26 @@ def test_single_utf8_terms_are_the_batch_form_of_one(
     assert got == expected
 
 
+@settings(max_examples=80)
+@given(st.lists(_ARTIFACT, max_size=6), st.integers(min_value=1, max_value=40))
+def test_utf8_tokens_and_their_stems_are_the_terms(
+    artifacts: list[dict[str, Any]], most: int
+) -> None:
+    """:func:`~projcache.terms.field_tokens_utf8_many` gives each field's tokens and a stem
+    table of them all: the tokens and their stems are the field's terms
+    (:func:`~projcache.terms.field_terms_utf8_many`), whatever the size of the stem tables."""
+    from projcache import terms
+
+    tokens, stems = _with_stem_tables_of(most, lambda: terms.field_tokens_utf8_many(artifacts))
+    expected = terms.field_terms_utf8_many(artifacts)
+    got = [
+        {code: words | {stems[word] for word in words} for code, words in fields.items()}
+        for fields in tokens
+    ]
+    assert got == expected
+    assert all(stems[word] == terms.stem(word.decode()).encode() for word in stems)
+
+
 @pytest.mark.parametrize(
     "text",
     ["Plain prose, with PUNCTUATION; and digits 42!", "x" * 70 + " Tail", "tab\tnew\nline"],

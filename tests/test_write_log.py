@@ -625,6 +625,42 @@ def test_first_high_reads_the_smallest_ids_container_from_the_header(
     assert first_high(b"\x05" + encode_bitmap(ids)[1:]) is None
 
 
+def test_a_batch_past_merge_at_lists_each_stem_of_its_tokens(
+    cache_settings: Settings, make_artifact: MakeArtifact, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A batch past ``MERGE_AT`` gathers its new ids per token and lists each token's stem
+    from them: a stem that is also a token, several tokens of one stem in one artifact or
+    in several, in one field or in several; an update in the batch lists its terms too.
+    The index is what the records imply; and a later batch reuses a freed (lower) id under
+    small terms that already list higher ones."""
+    monkeypatch.setattr(postings_module, "MERGE_AT", 4)
+    with ProjectCache.open(settings=cache_settings) as cache:
+        cache.put_artifacts([make_artifact("kept", description="old words")])
+        texts = [
+            ("connect", "connecting connected connection"),
+            ("connects", "connect and run"),
+            ("running", "runs ran runner"),
+            ("plain", "nothing shared here"),
+            ("kept", "connecting runs"),
+            ("twice", "running twice"),
+        ]
+        cache.put_artifacts([make_artifact(name, description=text) for name, text in texts])
+        index = cache._repos.index
+        wanted = expected_names(cache)
+        assert stored_names(cache, index) == wanted
+        assert stored_names(cache, fresh_index(cache)) == wanted
+        found = {hit.key.rsplit("/", 1)[1] for hit in cache.search("connect", fill=False)}
+        assert found == {"connect", "connects", "kept"}
+        cache.delete_artifact("default/skill/plain")
+        cache._write(index.merge)  # the id of "plain" is free again
+        cache.put_artifacts(
+            [make_artifact(f"later{i}", description=f"connecting shared {i}") for i in range(6)]
+        )
+        wanted = expected_names(cache)
+        assert stored_names(cache, index) == wanted
+        assert stored_names(cache, fresh_index(cache)) == wanted
+
+
 def test_a_batch_past_merge_at_lists_its_new_ids_per_name(
     cache_settings: Settings, make_artifact: MakeArtifact, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -792,3 +828,46 @@ def test_search_pages_name_artifacts_whose_id_maps_wait_in_the_log(
         assert both.total == 2
         assert sorted(h.key for h in list(both)[:2]) == ["default/skill/yak", "default/skill/zebra"]
         assert len(cache.search("common words", limit=50)) == 10
+
+
+def test_a_batch_past_merge_at_maps_its_new_ids_straight(
+    cache_settings: Settings, make_artifact: MakeArtifact, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A batch that merges maps its new ids straight into ``artifact-ids`` /
+    ``artifact-keys``, after moving the mappings that waited (a deleted key put again in
+    the batch, a new key of a single write, an update's id); it leaves none waiting, and
+    the maps, search and verify agree with the records."""
+    monkeypatch.setattr(postings_module, "MERGE_AT", 4)
+    with ProjectCache.open(settings=cache_settings) as cache:
+        cache.put_artifacts([make_artifact(f"a{i}", tags=["pdf"]) for i in range(5)])
+        cache._write(lambda txn: cache._repos.index.merge(txn))
+        cache.put_artifacts([make_artifact("single", tags=["pdf"])])  # waits
+        cache.delete_artifact("default/skill/a1")  # waits: the key's id is deleted
+        batch = [make_artifact(f"b{i}", tags=["pdf"]) for i in range(6)]
+        batch += [
+            make_artifact("a1", tags=["pdf"], description="back again"),
+            make_artifact("a2", tags=["pdf"], description="updated"),
+            make_artifact("b0", tags=["pdf"], description="twice"),
+        ]
+        calls: list[str] = []
+        put = postings_module.IdRepository.put
+        monkeypatch.setattr(
+            postings_module.IdRepository,
+            "put",
+            lambda *a, **k: calls.append("put") or put(*a, **k),
+        )
+        cache.put_artifacts(batch)
+        assert calls == []  # (every new id mapped straight)
+        live = {f"default/skill/{n}" for n in ("a0", "a1", "a2", "a3", "a4", "single")}
+        live |= {f"default/skill/b{i}" for i in range(6)}
+        ids = cache._read(lambda txn: dict(cache._repos.ids.items(txn)))
+        assert sorted(ids) == sorted(live)
+        assert len(set(ids.values())) == len(ids)
+        assert {h.key for h in cache.search("pdf", limit=50)} == live
+        assert [h.key for h in cache.search("twice", fill=False)] == ["default/skill/b0"]
+        assert stored_names(cache, cache._repos.index) == expected_names(cache)
+        assert cache.verify(deep=True).ok and cache.verify().ok
+    pending = raw_rows(cache_settings.cache_dir, "search-pending")
+    assert not [k for k, _ in pending if k[:1] in (b"\xfc", b"\xfd")]
+    rows = raw_rows(cache_settings.cache_dir, "artifact-ids")
+    assert {k.decode(): int.from_bytes(v, "big") for k, v in rows} == ids

@@ -21,7 +21,7 @@ that use them, so that both ways keep the invariant above in one place.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Optional
 
 from . import postings
@@ -35,6 +35,7 @@ from .terms import (
     MAX_NAME_BUCKET,
     field_terms_utf8,
     field_terms_utf8_many,
+    field_tokens_utf8_many,
     name_bucket,
     plain_name,
 )
@@ -43,9 +44,10 @@ from .vocabulary import DATABASES, META_DB
 if TYPE_CHECKING:
     from .models import Artifact, Deployment, DeploymentState, Project
 
-# One artifact's index entries before they are names: its terms per field code, and its
-# facet names (see index_fields_many).
-IndexFields = tuple[dict[bytes, set[bytes]], list[bytes]]
+# One artifact's index entries before they are names: its terms per field code, its facet
+# names, and None; or (a batch's, see index_fields_many) its tokens per field code, its
+# facet names and a stem table of those tokens (the terms are the tokens and their stems).
+IndexFields = tuple[dict[bytes, set[bytes]], list[bytes], Optional[Mapping[bytes, bytes]]]
 
 __all__ = [
     "clear_all",
@@ -101,7 +103,7 @@ def relisted_names(old: Artifact, artifact: Artifact) -> tuple[set[bytes], set[b
         for key in group
     )
     facets = any(was[key] != now[key] for key in _FACET_INPUTS)
-    (before, names_before), (after, names_after) = _fields_many(
+    (before, names_before, _), (after, names_after, _) = _fields_many(
         (old, artifact), keys, facets=facets
     )
     removed, added = set(names_before), set(names_after)
@@ -132,16 +134,21 @@ def _names_many(artifacts: Sequence[Artifact], keys: tuple[str, ...]) -> list[li
 
 def index_fields_many(artifacts: Sequence[Artifact]) -> list[IndexFields]:
     """What :func:`index_names` lists of each artifact, not yet made names: its terms per
-    field code and its facet names (:func:`names_of` makes them names; a batch inverts
-    them straight into ids per name, :func:`put_artifacts`)."""
-    return _fields_many(artifacts, _TEXT_FIELDS)
+    field code and its facet names (:func:`names_of` makes them names).  A batch of more
+    than :data:`~projcache.postings.MERGE_AT` artifacts, which :func:`put_artifacts`
+    inverts straight into ids per name (and merges), gets each artifact's tokens and
+    their stem table instead of its terms: each distinct token is stemmed once there."""
+    stemmed = len(artifacts) <= postings.MERGE_AT  # (a smaller batch logs names per entry)
+    return _fields_many(artifacts, _TEXT_FIELDS, stemmed=stemmed)
 
 
 def names_of(indexed: IndexFields) -> list[bytes]:
     """The bitmap names of one artifact's :func:`index_fields_many` entry."""
-    fields, names = indexed
+    fields, names, stems = indexed
     names = list(names)
     for code, terms in fields.items():
+        if stems is not None:  # tokens: the terms are they and their stems
+            terms = terms.union(map(stems.__getitem__, terms))
         # term_name() of every term in two C calls (terms are letters and digits:
         # never NUL or 0x01).
         end = _TERM_ENDS[code]
@@ -150,15 +157,26 @@ def names_of(indexed: IndexFields) -> list[bytes]:
 
 
 def _fields_many(
-    artifacts: Sequence[Artifact], keys: tuple[str, ...], *, facets: bool = True
+    artifacts: Sequence[Artifact],
+    keys: tuple[str, ...],
+    *,
+    facets: bool = True,
+    stemmed: bool = True,
 ) -> list[IndexFields]:
     """The terms per field code of each artifact's texts ``keys``, and its facet names
-    (none unless ``facets``)."""
+    (none unless ``facets``); unless ``stemmed``, more than two artifacts get their tokens
+    and a stem table instead of their terms (see :data:`IndexFields`)."""
     texts = [{key: getattr(artifact, key) for key in keys} for artifact in artifacts]
     # One or two artifacts (a write, an update's old and new record): each alone.
-    terms = list(map(field_terms_utf8, texts)) if len(texts) <= 2 else field_terms_utf8_many(texts)
+    stems: Optional[Mapping[bytes, bytes]] = None
+    if len(texts) <= 2:
+        terms = list(map(field_terms_utf8, texts))
+    elif stemmed:
+        terms = field_terms_utf8_many(texts)
+    else:
+        terms, stems = field_tokens_utf8_many(texts)
     if not facets:
-        return [(fields, []) for fields in terms]
+        return [(fields, [], stems) for fields in terms]
     out: list[IndexFields] = []
     for artifact, fields in zip(artifacts, terms):
         names: list[bytes] = []
@@ -177,7 +195,7 @@ def _fields_many(
         names.append(_LEN_NAMES[name_bucket(artifact.name)])
         if not plain_name(artifact.name):  # (the tie-break's name-length floor skips none)
             names.append(ODD_NAMES)
-        out.append((fields, names))
+        out.append((fields, names, stems))
     return out
 
 
@@ -198,26 +216,59 @@ def _facet_name(facet: str, value: str) -> bytes:
     return name
 
 
-def _inverted(pending: list[tuple[int, IndexFields]]) -> dict[bytes, list[int]]:
-    """The ids per bitmap name of new artifacts ``(id, index fields)``: each term is a name
-    once, not once per artifact (a batch of 1,000 has ~77,000 (name, id) pairs but ~4,000
-    names: 15 ms instead of 40 for the names and the log's gathering)."""
+def _inverted(pending: list[tuple[int, IndexFields]]) -> dict[bytes, Any]:
+    """The ids per bitmap name of new artifacts ``(id, index fields)`` (a list or a bitmap,
+    given away): each term is a name once, not once per artifact (a batch of 1,000 has
+    ~77,000 (name, id) pairs but ~4,000 names).  Entries of tokens (one stem table, from
+    one :func:`index_fields_many`) are gathered per token, and each distinct token's stem
+    then lists the ids of every token it is the stem of (~48,000 (token, id) pairs instead
+    of ~74,000 (term, id) pairs, and no stemmed set per field)."""
     per_code: dict[bytes, defaultdict[bytes, list[int]]] = {
         code: defaultdict(list) for code in _TERM_ENDS
     }
     facets: defaultdict[bytes, list[int]] = defaultdict(list)
-    for doc, (fields, names) in pending:
+    stems: Optional[Mapping[bytes, bytes]] = None
+    for doc, (fields, names, tokens_of) in pending:
+        if tokens_of is not None:
+            stems = tokens_of
+        elif stems is not None:  # (not made by put_artifacts: one index_fields_many call)
+            raise ValueError("index fields of tokens and of terms mixed")
         for code, terms in fields.items():
             docs_of = per_code[code]
             for term in terms:
                 docs_of[term].append(doc)
         for name in names:
             facets[name].append(doc)
-    out: dict[bytes, list[int]] = dict(facets)
+    out: dict[bytes, Any] = dict(facets)
+    from pyroaring import BitMap as bitmap  # (the write side: reads never need it here)
+
     for code, docs_of in per_code.items():
         suffix = _TERM_ENDS[code][:-1]
-        for term, docs in docs_of.items():
-            out[term + suffix] = docs
+        if stems is None:
+            for term, docs in docs_of.items():
+                out[term + suffix] = docs
+            continue
+        stem_of = stems.__getitem__
+        derived: dict[bytes, list[list[int]]] = {}  # stem -> the ids of its other tokens
+        for token, docs in docs_of.items():
+            out[token + suffix] = docs
+            stemmed = stem_of(token)
+            if stemmed != token:
+                found = derived.get(stemmed)
+                if found is None:
+                    derived[stemmed] = [docs]
+                else:
+                    found.append(docs)
+        for stemmed, lists in derived.items():
+            name = stemmed + suffix
+            own = out.get(name)
+            if own is None and len(lists) == 1:
+                out[name] = lists[0]  # (one token per id: a copy of its list is not needed)
+                continue
+            ids = bitmap() if own is None else bitmap(own)
+            for docs in lists:
+                ids.update(docs)
+            out[name] = ids
     return out
 
 
@@ -308,7 +359,10 @@ def put_artifact(
     cache holds the artifact's collection (it put another artifact of it in this
     transaction): not looked up again.  ``pending``: a new artifact gets its id, and
     ``(id, fields)`` is appended there for the caller to list in its bitmaps
-    (:func:`put_artifacts`) before the transaction commits."""
+    (:func:`put_artifacts`) before the transaction commits, and its id is mapped
+    straight (:meth:`~projcache.postings.IdRepository.put_settled`, the waiting mappings
+    settled before the first: the caller's :meth:`~projcache.postings.BitmapIndex.add_many`
+    makes the transaction merge)."""
     old = repos.artifacts.get(txn, artifact.key)
     known = known_collection or old is not None or collection_known(txn, repos, artifact.key)
     repos.artifacts.put(txn, artifact)
@@ -317,8 +371,13 @@ def put_artifact(
     if old is not None:
         reindex_artifact(txn, repos, old, artifact, names)
     elif pending is not None and fields is not None:
+        if not pending:
+            # The first new id: this transaction merges (add_many).  The merge would move
+            # the waiting id mappings, and the batch's own, anyway: moved now, the batch
+            # maps its new ids straight (a batch of 1,000 wrote 2,000 waiting ones).
+            repos.ids.settle(txn)
         doc = repos.index.allocate(txn)
-        repos.ids.put(txn, artifact.key, doc)
+        repos.ids.put_settled(txn, artifact.key, doc)
         pending.append((doc, fields))
     else:
         index_artifact(txn, repos, artifact, names)

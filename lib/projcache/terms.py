@@ -37,6 +37,7 @@ __all__ = [
     "field_terms_many",
     "field_terms_utf8",
     "field_terms_utf8_many",
+    "field_tokens_utf8_many",
     "name_bucket",
     "plain_name",
     "query_words",
@@ -404,12 +405,25 @@ def field_terms_utf8_many(
 ) -> list[dict[bytes, set[bytes]]]:
     """:func:`field_terms_many` UTF-8 encoded, the write path's form (bitmap names are
     bytes): a batch of 1,000 artifacts with bodies has ~50,000 tokens."""
-    per_artifact, distinct = _tokens_per_field(artifacts, _utf8_words, _STOP_UTF8)
-    stem_of = _learn_utf8_stems(distinct).__getitem__
+    per_artifact, stems = field_tokens_utf8_many(artifacts)
+    stem_of = stems.__getitem__
     for fields in per_artifact:
         for tokens in fields.values():
             tokens.update(list(map(stem_of, tokens)))
     return per_artifact
+
+
+def field_tokens_utf8_many(
+    artifacts: Sequence[Mapping[str, Any]],
+) -> tuple[list[dict[bytes, set[bytes]]], Mapping[bytes, bytes]]:
+    """Each artifact's tokens per field code (UTF-8, stop words removed, not stemmed) and a
+    stem table holding the stem of every one of them (:func:`stem`, UTF-8).  A field's
+    terms (:func:`field_terms_utf8_many`) are its tokens and their stems: a batch that
+    lists ids per term stems each distinct token once instead of once per field
+    (:func:`projcache.mutations.index_fields_many`).  The table keeps every entry it has
+    (a full one is replaced, never emptied)."""
+    per_artifact, distinct = _tokens_per_field(artifacts, _utf8_words, _STOP_UTF8)
+    return per_artifact, _learn_utf8_stems(distinct)
 
 
 def field_terms_utf8(artifact: Mapping[str, Any]) -> dict[bytes, set[bytes]]:
