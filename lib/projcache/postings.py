@@ -489,6 +489,20 @@ class IdRepository:
 
 
 _PACK_ID = struct.Struct(">I").pack
+
+
+def _inline_value(cursor: Any, key: bytes) -> tuple[Optional[bytes], bool]:
+    """A term's inline value (``key`` = term + NUL) found by one cursor lookup, or ``None``,
+    and whether the term is stored in blocks instead (its keys follow ``key``)."""
+    if cursor.set_range(key):
+        found = cursor.key()
+        if found == key:
+            return cursor.value(), False
+        if found.startswith(key):
+            return None, True
+    return None, False
+
+
 _VALUE = itemgetter(1)  # a (key, value) pair's value
 _DECODE = bytes.decode  # UTF-8 (read transactions hand out bytes: storage's buffers=False)
 # search-pending keys of the mappings that wait for the next merge (see IdRepository).
@@ -1773,14 +1787,10 @@ class BitmapIndex:
         structs = _STRUCTS
         touched = 0
         for key, names in terms.items():
-            raw = None
-            if cursor.set_range(key):
-                found = cursor.key()
-                if found == key:
-                    raw = cursor.value()
-                elif found.startswith(key):
-                    blocked.extend(names)  # in blocks
-                    continue
+            raw, in_blocks = _inline_value(cursor, key)
+            if in_blocks:
+                blocked.extend(names)
+                continue
             fields: dict[bytes, tuple[int, ...]] = {} if raw is None else small_ids(raw, what=key)
             size = 0
             for name in names:
@@ -1828,13 +1838,9 @@ class BitmapIndex:
         them name by name).  A small term that grows past :data:`SMALL_POSTINGS` moves to
         blocks here."""
         cursor = txn.cursor(self.main)  # one lookup: the inline value, a block, or nothing
-        raw = None
-        if cursor.set_range(key):
-            found = cursor.key()
-            if found == key:
-                raw = cursor.value()
-            elif found.startswith(key):
-                return False  # in blocks
+        raw, in_blocks = _inline_value(cursor, key)
+        if in_blocks:
+            return False
         fields: dict[bytes, Any] = {} if raw is None else decode_small(raw, what=key)
         bitmap = _bitmaps()
         for name in names:
