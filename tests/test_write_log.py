@@ -871,3 +871,16 @@ def test_a_batch_past_merge_at_maps_its_new_ids_straight(
     assert not [k for k, _ in pending if k[:1] in (b"\xfc", b"\xfd")]
     rows = raw_rows(cache_settings.cache_dir, "artifact-ids")
     assert {k.decode(): int.from_bytes(v, "big") for k, v in rows} == ids
+
+
+def test_index_fields_of_tokens_and_of_terms_are_not_mixed() -> None:
+    """_inverted refuses entries of two index_fields_many calls of different kinds (a
+    batch's tokens with a stem table beside one artifact's stemmed terms) with the
+    project's own error, not a wrong inversion."""
+    from projcache.errors import InvalidArgumentError
+    from projcache.mutations import _inverted
+
+    tokens = ({b"n": {b"running"}}, [], {b"running": b"run"})
+    terms = ({b"n": {b"run"}}, [], None)
+    with pytest.raises(InvalidArgumentError, match="mixed"):
+        _inverted([(1, tokens), (2, terms)])

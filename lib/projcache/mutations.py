@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any, Optional
 from . import postings
 from .codec import DEFAULT_PROFILE
 from .deployment_state import deployment_state
-from .errors import InvalidRecordError
+from .errors import InvalidArgumentError, InvalidRecordError
 from .postings import ODD_NAMES, facet_name
 from .repository import Repositories
 from .storage import Txn
@@ -232,7 +232,7 @@ def _inverted(pending: list[tuple[int, IndexFields]]) -> dict[bytes, Any]:
         if tokens_of is not None:
             stems = tokens_of
         elif stems is not None:  # (not made by put_artifacts: one index_fields_many call)
-            raise ValueError("index fields of tokens and of terms mixed")
+            raise InvalidArgumentError("index fields of tokens and of terms mixed")
         for code, terms in fields.items():
             docs_of = per_code[code]
             for term in terms:
