@@ -34,7 +34,7 @@ HERE = Path(__file__).resolve().parent
 # The child: one first refresh; prints one JSON line.  Write transactions are timed by
 # wrapping Storage.write (the facade's only way to write), the collector by gc.callbacks.
 CHILD = r"""
-import gc, json, os, sys, time
+import gc, json, os, resource, sys, time
 from pathlib import Path
 root, cache_dir, profile, full = Path(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4] == "full"
 from projcache import ProjectCache
@@ -97,7 +97,8 @@ size = sum(f.stat().st_size for f in Path(cache_dir).glob("*.mdb"))
 io = dict(line.split(": ") for line in Path("/proc/self/io").read_text().splitlines())
 print(json.dumps({"wall": wall, "cpu": cpu, "write": spent["write"], "writes": spent["writes"],
                   "gc": collected, "phases": phases, "artifacts": report.artifacts_written,
-                  "file": size, "written": int(io["write_bytes"])}))
+                  "file": size, "written": int(io["write_bytes"]),
+                  "maxrss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
 """
 
 

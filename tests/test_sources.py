@@ -10,6 +10,7 @@ import hashlib
 import itertools
 import os
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta, timezone
@@ -787,6 +788,90 @@ class TestToJsonable:
         with pytest.raises(ValueError, match="aliases"):
             to_jsonable({"a": shared, "b": shared})
 
+    def test_text_children_count_against_the_limit(self) -> None:
+        """Text inside a mapping or a list (taken without a call) still spends the limit."""
+        # A container counts 8 (as a number does), then its keys and text.
+        assert to_jsonable({"ab": "cdef"}, limit=8 + 6) == {"ab": "cdef"}
+        with pytest.raises(ValueError, match="more than 13 characters"):
+            to_jsonable({"ab": "cdef"}, limit=8 + 5)
+        assert to_jsonable(["abc", "de"], limit=8 + 5) == ["abc", "de"]
+        with pytest.raises(ValueError, match="more than 12 characters"):
+            to_jsonable(["abc", "de"], limit=8 + 4)
+
+    def test_text_too_deep_is_refused(self) -> None:
+        """Text one level past the depth limit is refused, as any value there."""
+        value: Any = "leaf"
+        for _ in range(33):
+            value = [value]
+        with pytest.raises(ValueError, match="nested deeper than 32"):
+            to_jsonable(value)
+        assert to_jsonable(value[0]) == value[0]  # 32 levels of lists, text at depth 32
+
+    @settings(max_examples=300, deadline=None)
+    @given(
+        st.recursive(
+            st.one_of(
+                st.text(max_size=6),
+                st.integers(min_value=-(2**70), max_value=2**70),
+                st.floats(),
+                st.booleans(),
+                st.none(),
+                st.binary(max_size=4),
+            ),
+            lambda inner: st.one_of(
+                st.lists(inner, max_size=4),
+                st.dictionaries(st.one_of(st.text(max_size=3), st.integers()), inner, max_size=4),
+            ),
+            max_leaves=30,
+        ),
+        st.one_of(st.none(), st.integers(min_value=0, max_value=120)),
+    )
+    def test_same_as_the_plain_walk(self, value: Any, limit: Optional[int]) -> None:
+        """The result (or the error) is what a plain recursive walk gives."""
+        expected: Any
+        try:
+            expected = ("ok", _plain_jsonable(value, 0, [limit]))
+        except ValueError as exc:
+            expected = ("error", str(exc))
+        try:
+            found: Any = ("ok", to_jsonable(value, limit=limit))
+        except ValueError as exc:
+            found = ("error", "too deep" if "nested deeper" in str(exc) else "over the limit")
+        assert found == expected
+
+
+def _plain_jsonable(value: Any, depth: int, left: list[Optional[int]]) -> Any:
+    """``to_jsonable`` written plainly (no aliases here): the oracle of its fast paths."""
+    if left[0] is not None:
+        cost = len(value) if isinstance(value, (str, bytes)) else 8
+        left[0] -= cost
+        if left[0] < 0:
+            raise ValueError("over the limit")
+    if depth > 32:
+        raise ValueError("too deep")
+    if isinstance(value, dict):
+        out = {}
+        for k, v in value.items():
+            if left[0] is not None:
+                left[0] -= len(str(k))
+                if left[0] < 0:
+                    raise ValueError("over the limit")
+            out[str(k)] = _plain_jsonable(v, depth + 1, left)
+        return out
+    if isinstance(value, list):
+        return [_plain_jsonable(v, depth + 1, left) for v in value]
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    if isinstance(value, bool) or value is None or isinstance(value, str):
+        return value
+    if isinstance(value, int):
+        return value if -(2**63) <= value < 2**64 else str(value)
+    if isinstance(value, float):
+        return (
+            value if value == value and value not in (float("inf"), float("-inf")) else str(value)
+        )
+    return str(value)  # pragma: no cover - the strategy makes none of these
+
 
 class TestFirstParagraph:
     """``first_paragraph`` picks the first prose of a Markdown body."""
@@ -932,6 +1017,29 @@ class TestReadCollectionToml:
             "mcp_servers": [],
         }
         assert problems == []
+
+    def test_deep_nesting_in_a_small_thread_stack(self, tmp_path: Path) -> None:
+        """Nesting past the recursion limit is a clear error, even in a thread with a
+        512 KiB stack (tomli's compiled parser recurses on the C stack: ADR 0011)."""
+        depth = 100_000
+        path = write(tmp_path / "collection.toml", "x = " + "[" * depth + "]" * depth + "\n")
+        outcome: list[BaseException] = []
+
+        def read() -> None:
+            try:
+                read_collection_toml(str(path), CAP)
+            except BaseException as exc:  # handed to the test's thread
+                outcome.append(exc)
+
+        before = threading.stack_size(512 * 1024)
+        try:
+            thread = threading.Thread(target=read)
+            thread.start()
+        finally:
+            threading.stack_size(before)
+        thread.join()
+        assert len(outcome) == 1 and isinstance(outcome[0], SourceFileError), outcome
+        assert "nested too deeply" in str(outcome[0])
 
     def test_non_table_entry_is_a_problem(self, tmp_path: Path) -> None:
         """An ``artifacts`` array of non-tables reports each entry."""

@@ -37,7 +37,6 @@ import dataclasses
 import math
 import os
 import re
-import sys
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -298,10 +297,8 @@ def _config_file(env: Mapping[str, str]) -> Optional[Path]:
 
 def _read_file(path: Path) -> dict[str, Any]:
     # Imported here: a cold CLI call without a config file never pays for the TOML parser.
-    if sys.version_info >= (3, 11):
-        import tomllib
-    else:  # pragma: no cover - exercised on Python < 3.11 only
-        import tomli as tomllib
+    import tomli as tomllib  # the manifests' parser (ADR 0011)
+
     try:
         with path.open("rb") as handle:
             data = tomllib.load(handle)

@@ -92,6 +92,12 @@ def to_jsonable(
 
 
 def _convert(value: Any, depth: int, seen: set[int] | None, budget: _Budget | None) -> Any:
+    if type(value) is str:  # the usual value: one identity test, not a chain of isinstance
+        if budget is not None:
+            budget.spend(len(value))
+        if depth > _MAX_DEPTH:
+            raise ValueError(f"nested deeper than {_MAX_DEPTH} levels")
+        return value
     if budget is not None:
         budget.spend(len(value) if isinstance(value, (str, bytes)) else _SCALAR_COST)
     if depth > _MAX_DEPTH:
@@ -101,16 +107,33 @@ def _convert(value: Any, depth: int, seen: set[int] | None, budget: _Budget | No
         if id(value) in seen:
             raise ValueError("aliases (*name) are not allowed")
         seen.add(id(value))
+        # A text child is taken as it is here, without a call: what _convert would do
+        # with it (spend its length; no depth error, since depth + 1 <= _MAX_DEPTH).
+        # A front matter is mostly text: this halved the conversion of a typical one.
+        inline = depth < _MAX_DEPTH
         if isinstance(value, dict):
             out: dict[str, Any] = {}
             for k, v in value.items():
-                key = str(k)
+                key = k if type(k) is str else str(k)
                 if budget is not None:
                     budget.spend(len(key))
-                out[key] = _convert(v, depth + 1, seen, budget)
+                if inline and type(v) is str:
+                    if budget is not None:
+                        budget.spend(len(v))
+                    out[key] = v
+                else:
+                    out[key] = _convert(v, depth + 1, seen, budget)
             return out
         items = sorted(value, key=repr) if isinstance(value, set) else value
-        return [_convert(v, depth + 1, seen, budget) for v in items]
+        found: list[Any] = []
+        for v in items:
+            if inline and type(v) is str:
+                if budget is not None:
+                    budget.spend(len(v))
+                found.append(v)
+            else:
+                found.append(_convert(v, depth + 1, seen, budget))
+        return found
     if isinstance(value, (datetime.date, datetime.datetime)):
         return value.isoformat()
     if isinstance(value, bytes):

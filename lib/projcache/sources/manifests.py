@@ -13,18 +13,16 @@ raises :class:`~projcache.errors.SourceFileError`.
 from __future__ import annotations
 
 import logging
-import sys
 from typing import Any, Callable
+
+# tomli, not the stdlib's tomllib (its copy): tomli's compiled wheels parse a manifest ~3x
+# faster, ~10% of a first refresh (ADR 0011).
+import tomli as tomllib
 
 from ..codec import ARTIFACT_TYPES, DEFAULT_PROFILE, check_profile, check_type_name
 from ..errors import InvalidRecordError, SourceFileError
 from .fileio import TreeScan, read_capped
 from .frontmatter import to_jsonable
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover - exercised on Python < 3.11 only
-    import tomli as tomllib
 
 __all__ = [
     "COLLECTION_LOCK",
