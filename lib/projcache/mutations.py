@@ -75,7 +75,13 @@ __all__ = [
 
 def index_names(artifact: Artifact) -> list[bytes]:
     """The names of every bitmap that lists ``artifact`` (what its record implies)."""
-    return names_of(_fields_many((artifact,), _TEXT_FIELDS)[0])
+    # names_of(_fields_many((artifact,), _TEXT_FIELDS)[0]), name for name, without its
+    # copies (the texts, the facet names): a single write's and delete's names.
+    names = _facet_names_of(artifact)
+    for code, terms in field_terms_utf8(artifact.__dict__).items():
+        end = _TERM_ENDS[code]
+        names.extend((end.join(terms) + end).split(b"\x01")[:-1])
+    return names
 
 
 def index_names_many(artifacts: Sequence[Artifact]) -> list[list[bytes]]:
@@ -177,26 +183,30 @@ def _fields_many(
         terms, stems = field_tokens_utf8_many(texts)
     if not facets:
         return [(fields, [], stems) for fields in terms]
-    out: list[IndexFields] = []
-    for artifact, fields in zip(artifacts, terms):
-        names: list[bytes] = []
-        for facet in (("type", artifact.type), ("collection", artifact.collection)):
-            name = _facet_names.get(facet)
-            if name is None:
-                name = _facet_name(*facet)
-            names.append(name)
-        for tag in set(artifact.tags):
-            name = _facet_names.get(("tag", tag))
-            if name is None:
-                name = _facet_name("tag", tag)
-            names.append(name)
-        if artifact.managed:
-            names.append(_MANAGED)
-        names.append(_LEN_NAMES[name_bucket(artifact.name)])
-        if not plain_name(artifact.name):  # (the tie-break's name-length floor skips none)
-            names.append(ODD_NAMES)
-        out.append((fields, names, stems))
-    return out
+    return [
+        (fields, _facet_names_of(artifact), stems) for artifact, fields in zip(artifacts, terms)
+    ]
+
+
+def _facet_names_of(artifact: Artifact) -> list[bytes]:
+    """The facet names of ``artifact``: its type, collection, tags, managed, name length."""
+    names: list[bytes] = []
+    for facet in (("type", artifact.type), ("collection", artifact.collection)):
+        name = _facet_names.get(facet)
+        if name is None:
+            name = _facet_name(*facet)
+        names.append(name)
+    for tag in set(artifact.tags):
+        name = _facet_names.get(("tag", tag))
+        if name is None:
+            name = _facet_name("tag", tag)
+        names.append(name)
+    if artifact.managed:
+        names.append(_MANAGED)
+    names.append(_LEN_NAMES[name_bucket(artifact.name)])
+    if not plain_name(artifact.name):  # (the tie-break's name-length floor skips none)
+        names.append(ODD_NAMES)
+    return names
 
 
 # (facet, value) -> facet_name(facet, value): writes share few types, collections and tags,
@@ -453,7 +463,11 @@ def collection_known(txn: Txn, repos: Repositories, artifact_key: str) -> bool:
     collection = artifact_key.split("/", 1)[0]
     if repos.collections.get_payload(txn, collection) is not None:
         return True
-    return next(iter(repos.artifacts.scan_keys(txn, prefix=collection + "/")), None) is not None
+    # repos.artifacts.scan_keys(prefix) without its generator and key decoding: one cursor
+    # lookup (every new artifact's write asks).
+    prefix = (collection + "/").encode()
+    cursor = txn.cursor(repos.artifacts.db)
+    return bool(cursor.set_range(prefix)) and cursor.key().startswith(prefix)
 
 
 def state_of(txn: Txn, repos: Repositories, deployment: Deployment) -> DeploymentState:

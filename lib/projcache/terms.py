@@ -429,23 +429,53 @@ def field_tokens_utf8_many(
 def field_terms_utf8(artifact: Mapping[str, Any]) -> dict[bytes, set[bytes]]:
     """``field_terms_utf8_many([artifact])[0]``, the single write's form: each token's stem
     looked up once, field by field (the batch form gathers every distinct token first, then
-    looks each up twice: ~3 us more of a single write's ~35 us of terms)."""
+    looks each up twice: ~3 us more of a single write's ~35 us of terms).
+
+    A token the stem table lacks that :func:`stem` leaves as it is (digits, short or
+    non-ASCII words: ids and numbers in names, new with nearly every write) is its own
+    stem, already among the terms: it is neither learned nor kept in the table (learning
+    one cost a single write ~10 us, and they filled the table, which is then replaced)."""
     stems = _STEMS_UTF8
     out: dict[bytes, set[bytes]] = {}
     for code, text in artifact_fields(artifact).items():
-        if not text:
+        if not text or text == " ":  # (" ": no title, no tags)
             continue
-        tokens = set(_utf8_words(text))
+        tokens = _utf8_word_set(text)
         tokens -= _STOP_UTF8
         if not tokens:
             continue
         found: list[Optional[bytes]] = list(map(stems.get, tokens))
         if None in found:  # a word not stemmed yet (the table may be replaced: use the new one)
-            stems = _learn_utf8_stems(tokens)
-            found = list(map(stems.__getitem__, tokens))
+            # (bytes.isalpha() is ASCII letters only: with the length, _stemmable())
+            learn = {
+                token
+                for token, stemmed in zip(tokens, found)
+                if stemmed is None and len(token) >= 3 and token.isalpha()
+            }
+            table = _learn_utf8_stems(learn) if learn else stems
+            # Each token's stem in the tokens' order, as before: the set grows the same way
+            # (its order is the write log's order of the names).
+            found = [
+                stemmed if stemmed is not None else table[token] if token in learn else token
+                for token, stemmed in zip(tokens, found)
+            ]
         tokens.update(found)  # type: ignore[arg-type]  # (no None left: each has its stem)
         out[code] = tokens
     return out
+
+
+def _utf8_word_set(text: str) -> set[bytes]:
+    """``set(_utf8_words(text))``, built the same way (so its order is the same); long
+    words are looked for among the distinct words only (a body repeats many of them)."""
+    if text.isascii():
+        raw = text.encode()
+        if _CAMEL_SPLIT_UTF8.search(raw) is None:
+            split = raw.translate(_ASCII_WORD_BYTES).split()
+            words = set(split)
+            if len(raw) > MAX_TOKEN_CHARS and max(map(len, words), default=0) > MAX_TOKEN_CHARS:
+                words = {word[:MAX_TOKEN_CHARS] for word in split}
+            return words
+    return {word.encode() for word in _words(text, compounds=True)}
 
 
 _STOP_UTF8 = frozenset(word.encode() for word in STOP_WORDS)
