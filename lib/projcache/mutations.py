@@ -374,7 +374,15 @@ def put_artifact(
     settled before the first: the caller's :meth:`~projcache.postings.BitmapIndex.add_many`
     makes the transaction merge)."""
     old = repos.artifacts.get(txn, artifact.key)
-    known = known_collection or old is not None or collection_known(txn, repos, artifact.key)
+    # Whether the collection was known matters only to deployments of its artifacts
+    # (restate_collection): one lookup finds there are none (the usual case) before the two
+    # that would tell whether it is known.
+    known = (
+        known_collection
+        or old is not None
+        or not _deployed_from(txn, repos, artifact.collection)
+        or collection_known(txn, repos, artifact.key)
+    )
     repos.artifacts.put(txn, artifact)
     if names is None and fields is not None and (old is not None or pending is None):
         names = names_of(fields)
@@ -437,9 +445,17 @@ def delete_artifact(txn: Txn, repos: Repositories, key: str) -> bool:
     unindex_artifact(txn, repos, old)
     repos.artifacts.delete(txn, key)
     restate_deployments_of(txn, repos, key, None)
-    if not collection_known(txn, repos, key):
+    if _deployed_from(txn, repos, old.collection) and not collection_known(txn, repos, key):
         restate_collection(txn, repos, old.collection)
     return True
+
+
+def _deployed_from(txn: Txn, repos: Repositories, collection: str) -> bool:
+    """Whether any deployment is of an artifact of ``collection`` (one cursor lookup):
+    without one, :func:`restate_collection` has nothing to do."""
+    prefix = (collection + "/").encode()
+    cursor = txn.cursor(repos.deployment_index.by_artifact.db)
+    return bool(cursor.set_range(prefix)) and cursor.key().startswith(prefix)
 
 
 def restate_collection(txn: Txn, repos: Repositories, collection: str) -> None:

@@ -211,6 +211,11 @@ def _put_appending(txn: Txn, db: Any, key: bytes, value: bytes) -> None:
         txn.put(key, value, db=db)
 
 
+# pydantic_core.to_json, imported by the first artifact_frame() (an import statement in
+# every call cost a single write ~1 us).
+_to_json: Optional[Callable[[Any], bytes]] = None
+
+
 def artifact_frame(artifact: Artifact) -> bytes:
     """The stored frame of an artifact: its record, the body deflated apart when it has one.
 
@@ -225,9 +230,12 @@ def artifact_frame(artifact: Artifact) -> bytes:
     # The body's JSON, encoded by the serializer that dumped it, is found at the last
     # ``"body":`` (only ``added_at`` follows it): one dump per record instead of two (a
     # batch of 1,000 spent ~25 ms dumping a copy without its body).
-    from pydantic_core import to_json  # (writes only: reads never import pydantic here)
+    global _to_json
+    if _to_json is None:  # (writes only: reads never import pydantic here)
+        from pydantic_core import to_json
 
-    body = to_json(artifact.body)
+        _to_json = to_json
+    body = _to_json(artifact.body)
     at = whole.rfind(_BODY_KEY + body) + len(_BODY_KEY)
     if at >= len(_BODY_KEY):
         end = at + len(body)
