@@ -102,16 +102,24 @@ def relisted_names(old: Artifact, artifact: Artifact) -> tuple[set[bytes], set[b
     are made only when what they are made of changed, and the terms are compared per field
     before any is made a name (an edited description changes a few of its terms)."""
     was, now = old.__dict__, artifact.__dict__  # (the fields; a frozen model's never change)
-    keys = tuple(
-        key
-        for group in _FIELD_GROUPS
-        if any(was[key] != now[key] for key in group)
-        for key in group
-    )
-    facets = any(was[key] != now[key] for key in _FACET_INPUTS)
-    (before, names_before, _), (after, names_after, _) = _fields_many(
-        (old, artifact), keys, facets=facets
-    )
+    # _fields_many((old, artifact), changed keys, facets=...) spelled out: plain loops, no
+    # generator per group, the texts gathered as they are compared (an update's ~2 us).
+    texts_before: dict[str, Any] = {}
+    texts_after: dict[str, Any] = {}
+    for group in _FIELD_GROUPS:
+        for key in group:
+            if was[key] != now[key]:
+                for name in group:  # the whole group (a field code's texts)
+                    texts_before[name] = was[name]
+                    texts_after[name] = now[name]
+                break
+    before, after = field_terms_utf8(texts_before), field_terms_utf8(texts_after)
+    names_before: list[bytes] = []
+    names_after: list[bytes] = []
+    for key in _FACET_INPUTS:
+        if was[key] != now[key]:
+            names_before, names_after = _facet_names_of(old), _facet_names_of(artifact)
+            break
     removed, added = set(names_before), set(names_after)
     removed, added = removed - added, added - removed
     for code in before.keys() | after.keys():
