@@ -505,7 +505,10 @@ def restate_deployments_of(
     txn: Txn, repos: Repositories, key: str, artifact: Artifact | None
 ) -> None:
     """Recompute the state of every deployment of ``key`` (``artifact`` is its record or None)."""
-    targets = repos.deployment_index.targets_of(txn, key)
+    index = repos.deployment_index
+    if not txn.cursor(index.by_artifact.db).set_key(key.encode()):
+        return  # not deployed (most artifacts): one lookup, no list of targets
+    targets = index.targets_of(txn, key)
     known = artifact is not None or not targets or collection_known(txn, repos, key)
     for project_id, profile in targets:
         deployment = repos.deployments.get_for(txn, project_id, key, profile)
