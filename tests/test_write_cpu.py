@@ -259,3 +259,37 @@ def test_a_first_single_write_of_a_collection_restates_its_deployments(
         cache.delete_artifact("far/skill/here")
         assert state() == "unknown-collection"
         assert cache.verify(deep=True).ok
+
+
+@settings(max_examples=80, deadline=None)
+@given(_artifacts())
+def test_packed_index_names_are_index_names_joined(artifact: Artifact) -> None:
+    """:func:`~projcache.mutations.packed_index_names` (a single write's and delete's log
+    entry, made by joins) is :func:`~projcache.mutations.index_names` joined by 0xff."""
+    assert mutations.packed_index_names(artifact) == b"\xff".join(mutations.index_names(artifact))
+
+
+def test_packed_entries_read_back_in_their_transaction(tmp_path: Any, make_artifact: Any) -> None:
+    """A transaction that reads the index after a packed add or delete (the log applied
+    in memory, then folded by the merge) sees the id listed under every one of its names,
+    then under none, as with the names as a list."""
+    from projcache import ProjectCache
+
+    record = Artifact.model_validate(make_artifact("pdf-tools", body="# PDF\n\nExtract tables"))
+    names = mutations.index_names(record)
+    with ProjectCache.open(settings=Settings(cache_dir=tmp_path, durability="none")) as cache:
+        repos = cache._repos
+
+        def put_then_read(txn: Any) -> list[bool]:
+            mutations.put_artifact(txn, repos, record)
+            doc = repos.ids.id_of(txn, record.key)
+            listed = [doc in repos.index.get(txn, name) for name in names]
+            mutations.delete_artifact(txn, repos, record.key)
+            listed += [doc not in repos.index.get(txn, name) for name in names]
+            mutations.put_artifact(txn, repos, record)
+            return listed
+
+        assert all(cache._write(put_then_read))
+        cache._write(lambda txn: repos.index.merge(txn))
+        assert [hit.key for hit in cache.search("extract tables", fill=False)] == [record.key]
+        assert cache.verify(deep=True).ok

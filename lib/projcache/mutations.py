@@ -60,6 +60,7 @@ __all__ = [
     "index_names",
     "index_names_many",
     "names_of",
+    "packed_index_names",
     "put_artifact",
     "put_artifacts",
     "put_deployment",
@@ -87,6 +88,15 @@ def index_names(artifact: Artifact) -> list[bytes]:
 def index_names_many(artifacts: Sequence[Artifact]) -> list[list[bytes]]:
     """:func:`index_names` of each artifact, in order (a batch stems each word once)."""
     return _names_many(artifacts, _TEXT_FIELDS)
+
+
+def packed_index_names(artifact: Artifact) -> bytes:
+    """``b"\\xff".join(index_names(artifact))``: the names as a log entry holds them (see
+    :meth:`~projcache.postings.BitmapIndex.add_packed`), made by joins alone."""
+    parts = _facet_names_of(artifact)
+    for code, terms in field_terms_utf8(artifact.__dict__).items():
+        parts.append(_PACKED_JOINS[code].join(terms) + _TERM_SUFFIXES[code])
+    return b"\xff".join(parts)
 
 
 # The record fields of the indexed texts, grouped per field code of projcache.terms.
@@ -291,6 +301,9 @@ def _inverted(pending: list[tuple[int, IndexFields]]) -> dict[bytes, Any]:
 
 
 _TERM_ENDS = {code: b"\x00" + code + b"\x01" for code in (b"n", b"t", b"d", b"b")}
+# term_name() is term + suffix; joined in a log entry, the suffix and 0xff between terms.
+_TERM_SUFFIXES = {code: b"\x00" + code for code in _TERM_ENDS}
+_PACKED_JOINS = {code: b"\x00" + code + b"\xff" for code in _TERM_ENDS}
 _MANAGED = facet_name("managed", "1")
 _LEN_NAMES = {
     bucket: facet_name("len", f"{bucket:02d}") for bucket in range(1, MAX_NAME_BUCKET + 1)
@@ -305,7 +318,10 @@ def index_artifact(
     ``names``: its :func:`index_names`, when the caller has them already."""
     doc = repos.index.allocate(txn)
     repos.ids.put(txn, artifact.key, doc)
-    repos.index.add(txn, doc, index_names(artifact) if names is None else names)
+    if names is None:
+        repos.index.add_packed(txn, doc, packed_index_names(artifact))
+    else:
+        repos.index.add(txn, doc, names)
     return doc
 
 
@@ -314,7 +330,7 @@ def unindex_artifact(txn: Txn, repos: Repositories, artifact: Artifact) -> None:
     doc = repos.ids.id_of(txn, artifact.key)
     if doc is None:
         return
-    repos.index.remove(txn, doc, index_names(artifact))
+    repos.index.remove_packed(txn, doc, packed_index_names(artifact))
     repos.ids.delete(txn, artifact.key, doc)
 
 
