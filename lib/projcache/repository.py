@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from . import codec
+from .errors import CorruptRecordError
 from .postings import BitmapIndex, FacetIndex, IdRepository
 from .storage import Txn
 from .storage import scan as _scan
@@ -74,6 +75,7 @@ class _RecordRepository(_Typed[M]):
         self.db = db
         self._model: Optional[type[M]] = None
         self._loader: Optional[Callable[[bytes], M]] = None
+        self._key_what = f"{self.db_name} key"  # (formatted once, not per key)
 
     @property
     def model(self) -> type[M]:
@@ -86,7 +88,7 @@ class _RecordRepository(_Typed[M]):
         return self._model
 
     def _key(self, key: str) -> bytes:
-        return codec.encode_key(key, what=f"{self.db_name} key")
+        return codec.encode_key(key, what=self._key_what)
 
     def load(self, payload: bytes) -> M:
         """Build the model from a stored record's JSON (frame already checked).
@@ -186,7 +188,12 @@ class ArtifactRepository(_RecordRepository["Artifact"]):
     def get_whole_payload(self, txn: Txn, key: str) -> Optional[bytes]:
         """Return the record's whole JSON, its body included, or ``None`` (inflates the body)."""
         raw = txn.get(self._key(key), db=self.db)
-        return None if raw is None else codec.unframe(raw, what=f"artifacts[{key!r}]")
+        if raw is None:
+            return None
+        try:  # (the record is named only when its frame fails: formatting it cost ~0.5 us)
+            return codec.unframe(raw)
+        except CorruptRecordError:
+            return codec.unframe(raw, what=f"artifacts[{key!r}]")
 
     def get(self, txn: Txn, key: str) -> Optional[Artifact]:
         """Return the record as a model with its body (what a re-index needs), or ``None``."""
