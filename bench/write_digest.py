@@ -9,7 +9,9 @@ log lists a record's names in the order of Python sets, which hash bytes with th
 with ``os.urandom`` made a counter (the write log's version carries 8 random bytes),
 on its own copy of the store, durability ``none``: ``--ops`` new records written one by
 one, each then updated (a longer description; every third also a new tag, every fifth
-a new body), then every other one deleted; enough operations to merge the write log a
+a new body), then every other one deleted (with a project deploying every seventh record
+and an artifact of a collection that comes and goes: the writes restate deployments);
+enough operations to merge the write log a
 few times (every ``MERGE_AT`` entries).  Then every sub-database is read in key order
 and digested (SHA-256 of each key and value, lengths included); the two libraries'
 digests are printed side by side and the exit status is 1 when any differs.
@@ -47,7 +49,19 @@ def _child(lib: Path, store: Path, work: Path, ops: int) -> dict[str, str]:
     shutil.copy(store / "data.mdb", work / "data.mdb")
     records: list[dict[str, Any]] = sb.new_records(100_000, ops, "digest")
     settings = Settings(cache_dir=work, durability="none", map_size=1 << 34)
+    far = {**records[0], "collection": "far", "name": "far-away"}
     with projcache.ProjectCache.open(settings=settings) as cache:
+        # Deployments of some of the records and of an artifact of a collection the cache
+        # does not hold yet: the writes and deletes restate them.
+        cache.put_projects([{"name": "shop", "path": "/nonexistent/write-digest/shop"}])
+        project = cache.find_project("shop").id
+        cache.put_deployments(
+            [
+                {"project_id": project, "artifact_key": key, "content_hash": "h"}
+                for key in [sb.artifact_key(r) for r in records[::7]] + ["far/skill/gone"]
+            ]
+        )
+        cache.put_artifacts([far])
         for record in records:
             cache.put_artifacts([record])
         for i, record in enumerate(records):
@@ -59,6 +73,7 @@ def _child(lib: Path, store: Path, work: Path, ops: int) -> dict[str, str]:
             cache.put_artifacts([changed])
         for record in records[::2]:
             cache.delete_artifact(sb.artifact_key(record))
+        cache.delete_artifact(sb.artifact_key(far))
     env = lmdb.open(str(work), readonly=True, lock=False, max_dbs=64, subdir=True)
     digests: dict[str, str] = {}
     with env.begin() as txn:
