@@ -460,13 +460,17 @@ def field_terms_utf8(artifact: Mapping[str, Any]) -> dict[bytes, set[bytes]]:
                 for token, stemmed in zip(tokens, found)
                 if stemmed is None and len(token) >= 3 and token.isalpha()
             }
-            table = _learn_ascii_stems(learn) if learn else stems
             # Each token's stem in the tokens' order, as before: the set grows the same way
-            # (its order is the write log's order of the names).
-            found = [
-                stemmed if stemmed is not None else table[token] if token in learn else token
-                for token, stemmed in zip(tokens, found)
-            ]
+            # (its order is the write log's order of the names).  A token that is its own
+            # stem adds nothing to the set, so it is left out, not looked up.
+            if learn:
+                table = _learn_ascii_stems(learn)
+                found = [
+                    stemmed if stemmed is not None else table[token] if token in learn else token
+                    for token, stemmed in zip(tokens, found)
+                ]
+            else:  # (the usual case: numbers and ids of a new name)
+                found = [stemmed for stemmed in found if stemmed is not None]
         tokens.update(found)  # type: ignore[arg-type]  # (no None left: each has its stem)
         out[code] = tokens
     return out
