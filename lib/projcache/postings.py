@@ -1481,9 +1481,8 @@ class BitmapIndex:
 
     def remove(self, txn: Txn, doc: int, names: Iterable[bytes]) -> None:
         """Unlist id ``doc`` from ``names`` (all the names it is listed under): one log
-        entry; the id is free again after the next merge.  A list is kept as it is, not
-        copied: the caller gives it away."""
-        self._append(txn, (_DELETE, doc, [], names if isinstance(names, list) else list(names)))
+        entry; the id is free again after the next merge."""
+        self._append(txn, (_DELETE, doc, [], list(names)))
 
     def relist(self, txn: Txn, doc: int, removed: Iterable[bytes], added: Iterable[bytes]) -> None:
         """Change the names a live id is listed under (an update: the id stays): one log

@@ -8,6 +8,7 @@ a change or none of it.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable
 
 from . import codec
@@ -35,15 +36,18 @@ if TYPE_CHECKING:
 
 
 _mutations_module: Any = None
+_artifact_validator: Any = None  # models.validate of an Artifact (see put_artifacts)
 
 
 def _mutations() -> Any:
     """:mod:`projcache.mutations`, imported on first use (the write side: read-only CLI calls
     never load it); kept here, as an import statement in every single write cost ~1 us."""
-    global _mutations_module
+    global _mutations_module, _artifact_validator
     if _mutations_module is None:
         from . import mutations
+        from .models import Artifact, validate
 
+        _artifact_validator = functools.partial(validate, Artifact)
         _mutations_module = mutations
     return _mutations_module
 
@@ -102,9 +106,7 @@ class CacheWrites(CacheReads):
         if type(artifacts) is list and len(artifacts) == 1:
             # One record (an embedder's single write): validated and put straight, without
             # _put_many's batch machinery (its model lookup, sort and zip: ~3 us of ~200).
-            from .models import Artifact, validate
-
-            record = validate(Artifact, artifacts[0])
+            record = _artifact_validator(artifacts[0])
 
             def single(txn: Txn) -> int:
                 mutations.put_artifact(txn, self._repos, record)
