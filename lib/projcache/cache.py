@@ -415,6 +415,8 @@ class ProjectCache(CacheMaintenance, CacheViews):
     def _write(self, fn: Callable[[Txn], T]) -> T:
         self._check_writable()
         hits, misses = self._hits, self._misses
+        if not hits and not misses:  # (no counters to add: no wrapper around fn)
+            return self._storage.write(fn)
 
         def body(txn: Txn) -> T:
             result = fn(txn)

@@ -103,7 +103,8 @@ def validate(model: type[M], data: Any) -> M:
             return data
         if isinstance(data, BaseModel):
             data = data.model_dump()
-        return model.model_validate(data)
+        # model.model_validate(data) without its Python wrapper (every write validates)
+        return model.__pydantic_validator__.validate_python(data)  # type: ignore[no-any-return]
     except ValidationError as exc:
         first = exc.errors()[0]
         cause = first.get("ctx", {}).get("error")
@@ -151,10 +152,11 @@ class Artifact(_Record):
             body = data.get("body")
             if isinstance(body, str) and len(body) > codec.MAX_BODY_CHARS:
                 data = {**data, "body": body[: codec.MAX_BODY_CHARS]}
-        if isinstance(data, dict) and not data.get("key"):
-            parts = [data.get(field) for field in ("collection", "type", "name")]
-            if all(isinstance(part, str) for part in parts):
-                data = {**data, "key": "/".join(parts)}  # type: ignore[arg-type]
+            if not data.get("key"):
+                # (three names, not a list and all() over a generator: every write validates)
+                collection, type_, name = data.get("collection"), data.get("type"), data.get("name")
+                if isinstance(collection, str) and isinstance(type_, str) and isinstance(name, str):
+                    data = {**data, "key": f"{collection}/{type_}/{name}"}
         return data
 
     @model_validator(mode="after")

@@ -60,6 +60,7 @@ __all__ = [
     "index_names",
     "index_names_many",
     "names_of",
+    "packed_index_names",
     "put_artifact",
     "put_artifacts",
     "put_deployment",
@@ -75,12 +76,27 @@ __all__ = [
 
 def index_names(artifact: Artifact) -> list[bytes]:
     """The names of every bitmap that lists ``artifact`` (what its record implies)."""
-    return names_of(_fields_many((artifact,), _TEXT_FIELDS)[0])
+    # names_of(_fields_many((artifact,), _TEXT_FIELDS)[0]), name for name, without its
+    # copies (the texts, the facet names): a single write's and delete's names.
+    names = _facet_names_of(artifact)
+    for code, terms in field_terms_utf8(artifact.__dict__).items():
+        end = _TERM_ENDS[code]
+        names.extend((end.join(terms) + end).split(b"\x01")[:-1])
+    return names
 
 
 def index_names_many(artifacts: Sequence[Artifact]) -> list[list[bytes]]:
     """:func:`index_names` of each artifact, in order (a batch stems each word once)."""
     return _names_many(artifacts, _TEXT_FIELDS)
+
+
+def packed_index_names(artifact: Artifact) -> bytes:
+    """``b"\\xff".join(index_names(artifact))``: the names as a log entry holds them (see
+    :meth:`~projcache.postings.BitmapIndex.add_packed`), made by joins alone."""
+    parts = _facet_names_of(artifact)
+    for code, terms in field_terms_utf8(artifact.__dict__).items():
+        parts.append(_PACKED_JOINS[code].join(terms) + _TERM_SUFFIXES[code])
+    return b"\xff".join(parts)
 
 
 # The record fields of the indexed texts, grouped per field code of projcache.terms.
@@ -96,16 +112,24 @@ def relisted_names(old: Artifact, artifact: Artifact) -> tuple[set[bytes], set[b
     are made only when what they are made of changed, and the terms are compared per field
     before any is made a name (an edited description changes a few of its terms)."""
     was, now = old.__dict__, artifact.__dict__  # (the fields; a frozen model's never change)
-    keys = tuple(
-        key
-        for group in _FIELD_GROUPS
-        if any(was[key] != now[key] for key in group)
-        for key in group
-    )
-    facets = any(was[key] != now[key] for key in _FACET_INPUTS)
-    (before, names_before, _), (after, names_after, _) = _fields_many(
-        (old, artifact), keys, facets=facets
-    )
+    # _fields_many((old, artifact), changed keys, facets=...) spelled out: plain loops, no
+    # generator per group, the texts gathered as they are compared (an update's ~2 us).
+    texts_before: dict[str, Any] = {}
+    texts_after: dict[str, Any] = {}
+    for group in _FIELD_GROUPS:
+        for key in group:
+            if was[key] != now[key]:
+                for name in group:  # the whole group (a field code's texts)
+                    texts_before[name] = was[name]
+                    texts_after[name] = now[name]
+                break
+    before, after = field_terms_utf8(texts_before), field_terms_utf8(texts_after)
+    names_before: list[bytes] = []
+    names_after: list[bytes] = []
+    for key in _FACET_INPUTS:
+        if was[key] != now[key]:
+            names_before, names_after = _facet_names_of(old), _facet_names_of(artifact)
+            break
     removed, added = set(names_before), set(names_after)
     removed, added = removed - added, added - removed
     for code in before.keys() | after.keys():
@@ -177,26 +201,30 @@ def _fields_many(
         terms, stems = field_tokens_utf8_many(texts)
     if not facets:
         return [(fields, [], stems) for fields in terms]
-    out: list[IndexFields] = []
-    for artifact, fields in zip(artifacts, terms):
-        names: list[bytes] = []
-        for facet in (("type", artifact.type), ("collection", artifact.collection)):
-            name = _facet_names.get(facet)
-            if name is None:
-                name = _facet_name(*facet)
-            names.append(name)
-        for tag in set(artifact.tags):
-            name = _facet_names.get(("tag", tag))
-            if name is None:
-                name = _facet_name("tag", tag)
-            names.append(name)
-        if artifact.managed:
-            names.append(_MANAGED)
-        names.append(_LEN_NAMES[name_bucket(artifact.name)])
-        if not plain_name(artifact.name):  # (the tie-break's name-length floor skips none)
-            names.append(ODD_NAMES)
-        out.append((fields, names, stems))
-    return out
+    return [
+        (fields, _facet_names_of(artifact), stems) for artifact, fields in zip(artifacts, terms)
+    ]
+
+
+def _facet_names_of(artifact: Artifact) -> list[bytes]:
+    """The facet names of ``artifact``: its type, collection, tags, managed, name length."""
+    names: list[bytes] = []
+    for facet in (("type", artifact.type), ("collection", artifact.collection)):
+        name = _facet_names.get(facet)
+        if name is None:
+            name = _facet_name(*facet)
+        names.append(name)
+    for tag in set(artifact.tags):
+        name = _facet_names.get(("tag", tag))
+        if name is None:
+            name = _facet_name("tag", tag)
+        names.append(name)
+    if artifact.managed:
+        names.append(_MANAGED)
+    names.append(_LEN_NAMES[name_bucket(artifact.name)])
+    if not plain_name(artifact.name):  # (the tie-break's name-length floor skips none)
+        names.append(ODD_NAMES)
+    return names
 
 
 # (facet, value) -> facet_name(facet, value): writes share few types, collections and tags,
@@ -273,6 +301,9 @@ def _inverted(pending: list[tuple[int, IndexFields]]) -> dict[bytes, Any]:
 
 
 _TERM_ENDS = {code: b"\x00" + code + b"\x01" for code in (b"n", b"t", b"d", b"b")}
+# term_name() is term + suffix; joined in a log entry, the suffix and 0xff between terms.
+_TERM_SUFFIXES = {code: b"\x00" + code for code in _TERM_ENDS}
+_PACKED_JOINS = {code: b"\x00" + code + b"\xff" for code in _TERM_ENDS}
 _MANAGED = facet_name("managed", "1")
 _LEN_NAMES = {
     bucket: facet_name("len", f"{bucket:02d}") for bucket in range(1, MAX_NAME_BUCKET + 1)
@@ -287,7 +318,10 @@ def index_artifact(
     ``names``: its :func:`index_names`, when the caller has them already."""
     doc = repos.index.allocate(txn)
     repos.ids.put(txn, artifact.key, doc)
-    repos.index.add(txn, doc, index_names(artifact) if names is None else names)
+    if names is None:
+        repos.index.add_packed(txn, doc, packed_index_names(artifact))
+    else:
+        repos.index.add(txn, doc, names)
     return doc
 
 
@@ -296,7 +330,7 @@ def unindex_artifact(txn: Txn, repos: Repositories, artifact: Artifact) -> None:
     doc = repos.ids.id_of(txn, artifact.key)
     if doc is None:
         return
-    repos.index.remove(txn, doc, index_names(artifact))
+    repos.index.remove_packed(txn, doc, packed_index_names(artifact))
     repos.ids.delete(txn, artifact.key, doc)
 
 
@@ -364,7 +398,15 @@ def put_artifact(
     settled before the first: the caller's :meth:`~projcache.postings.BitmapIndex.add_many`
     makes the transaction merge)."""
     old = repos.artifacts.get(txn, artifact.key)
-    known = known_collection or old is not None or collection_known(txn, repos, artifact.key)
+    # Whether the collection was known matters only to deployments of its artifacts
+    # (restate_collection): one lookup finds there are none (the usual case) before the two
+    # that would tell whether it is known.
+    known = (
+        known_collection
+        or old is not None
+        or not _deployed_from(txn, repos, artifact.collection)
+        or collection_known(txn, repos, artifact.key)
+    )
     repos.artifacts.put(txn, artifact)
     if names is None and fields is not None and (old is not None or pending is None):
         names = names_of(fields)
@@ -427,9 +469,17 @@ def delete_artifact(txn: Txn, repos: Repositories, key: str) -> bool:
     unindex_artifact(txn, repos, old)
     repos.artifacts.delete(txn, key)
     restate_deployments_of(txn, repos, key, None)
-    if not collection_known(txn, repos, key):
+    if _deployed_from(txn, repos, old.collection) and not collection_known(txn, repos, key):
         restate_collection(txn, repos, old.collection)
     return True
+
+
+def _deployed_from(txn: Txn, repos: Repositories, collection: str) -> bool:
+    """Whether any deployment is of an artifact of ``collection`` (one cursor lookup):
+    without one, :func:`restate_collection` has nothing to do."""
+    prefix = (collection + "/").encode()
+    cursor = txn.cursor(repos.deployment_index.by_artifact.db)
+    return bool(cursor.set_range(prefix)) and cursor.key().startswith(prefix)
 
 
 def restate_collection(txn: Txn, repos: Repositories, collection: str) -> None:
@@ -453,7 +503,11 @@ def collection_known(txn: Txn, repos: Repositories, artifact_key: str) -> bool:
     collection = artifact_key.split("/", 1)[0]
     if repos.collections.get_payload(txn, collection) is not None:
         return True
-    return next(iter(repos.artifacts.scan_keys(txn, prefix=collection + "/")), None) is not None
+    # repos.artifacts.scan_keys(prefix) without its generator and key decoding: one cursor
+    # lookup (every new artifact's write asks).
+    prefix = (collection + "/").encode()
+    cursor = txn.cursor(repos.artifacts.db)
+    return bool(cursor.set_range(prefix)) and cursor.key().startswith(prefix)
 
 
 def state_of(txn: Txn, repos: Repositories, deployment: Deployment) -> DeploymentState:
@@ -467,7 +521,10 @@ def restate_deployments_of(
     txn: Txn, repos: Repositories, key: str, artifact: Artifact | None
 ) -> None:
     """Recompute the state of every deployment of ``key`` (``artifact`` is its record or None)."""
-    targets = repos.deployment_index.targets_of(txn, key)
+    index = repos.deployment_index
+    if not txn.cursor(index.by_artifact.db).set_key(key.encode()):
+        return  # not deployed (most artifacts): one lookup, no list of targets
+    targets = index.targets_of(txn, key)
     known = artifact is not None or not targets or collection_known(txn, repos, key)
     for project_id, profile in targets:
         deployment = repos.deployments.get_for(txn, project_id, key, profile)

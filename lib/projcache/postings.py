@@ -32,7 +32,7 @@ from .storage import scan as _scan
 # typing is imported for the type checker only: at run time it costs a cold CLI call ~2.4 ms.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Any, Optional
+    from typing import Any, Optional, Union
 
 __all__ = [
     "ANY_FIELD",
@@ -517,6 +517,11 @@ _Entry = tuple[bytes, int, list[bytes], list[bytes]]
 _ADD = b"a"  # a new id, listed under its names
 _UPDATE = b"u"  # a live id gains and loses names
 _DELETE = b"d"  # an id leaves all its names (freed by the merge that purges it)
+# An add's or a delete's entry with its names already joined by 0xff (as a log value holds
+# them): (op, id, joined names).  A single write or delete names its id ~70 times; made
+# straight as one bytes (mutations.packed_index_names), they are not a list of ~70 bytes
+# split out of joined terms and joined again here (see _WriteCache.listed).
+_PackedEntry = tuple[bytes, int, bytes]
 
 
 def _pack_entry(op: bytes, doc: int, added: list[bytes], removed: list[bytes]) -> bytes:
@@ -525,6 +530,15 @@ def _pack_entry(op: bytes, doc: int, added: list[bytes], removed: list[bytes]) -
     Names are UTF-8 (or surrogatepass, or hex digests): bytes 0xfe and 0xff never occur
     in them, so they separate the names without escaping."""
     return op + doc.to_bytes(4, "big") + b"\xff".join(added) + b"\xfe" + b"\xff".join(removed)
+
+
+def _listed(entry: Union[_Entry, _PackedEntry]) -> _Entry:
+    """``entry`` with its names as lists (a packed entry's split)."""
+    if len(entry) == 4:
+        return entry
+    op, doc, packed = entry
+    names = packed.split(b"\xff") if packed else []
+    return (op, doc, names, []) if op == _ADD else (op, doc, [], names)
 
 
 def _unpack_entry(raw: bytes, what: bytes) -> _Entry:
@@ -693,13 +707,21 @@ class _WriteCache:
 
     def __init__(self, txn: Txn):
         self.txn = txn
-        self.entries: list[_Entry] = []
+        self.entries: list[Union[_Entry, _PackedEntry]] = []
+        self.packed = False  # whether entries holds a _PackedEntry (see listed)
         self.free: Any = None  # the free ids, once loaded
         self.free_changed = False
         self.tail: Optional[_Tail] = None  # the log with these entries, if read in the txn
         # Entries of a long transaction (a migration, a rebuild) folded into bitmaps per name
         # every _FOLD_AT entries, so that its memory does not grow with ~70 names per write.
         self.bulk: Optional[_Tail] = None
+
+    def listed(self) -> list[_Entry]:
+        """The entries, each with its names as lists (packed ones split, once)."""
+        if self.packed:
+            self.entries = list(map(_listed, self.entries))
+            self.packed = False
+        return self.entries  # type: ignore[return-value]  # (none packed)
 
     def count(self) -> int:
         """How many log entries this transaction made."""
@@ -805,7 +827,7 @@ class BitmapIndex:
             return self._stored_tail(txn)
         count = self._stored_count(txn)
         if cache.tail is None or cache.tail.entries != count + cache.count():
-            cache.tail = self._applied(txn, cache.bulk, cache.entries)[0]
+            cache.tail = self._applied(txn, cache.bulk, cache.listed())[0]
         return cache.tail
 
     def _applied(
@@ -1419,16 +1441,26 @@ class BitmapIndex:
         txn.put(_NEXT, (doc + 1).to_bytes(4, "big"), db=self.pending)
         return doc
 
-    def _append(self, txn: Txn, entry: _Entry) -> None:
+    def _append(self, txn: Txn, entry: Union[_Entry, _PackedEntry]) -> None:
         cache = self._writer(txn)
         cache.entries.append(entry)
+        if len(entry) == 3:
+            cache.packed = True
         if cache.tail is not None:
-            cache.tail.apply(entry)
+            cache.tail.apply(_listed(entry))
         if len(cache.entries) >= max(_FOLD_AT, MERGE_AT + 1):  # flush will merge
             if cache.bulk is None:
                 cache.bulk = _Tail()
-            cache.bulk.apply_all(cache.entries)
+            cache.bulk.apply_all(cache.listed())
             cache.entries = []
+
+    def add_packed(self, txn: Txn, doc: int, names: bytes) -> None:
+        """:meth:`add` of the names joined by 0xff (one bytes, as the log value holds them)."""
+        self._append(txn, (_ADD, doc, names))
+
+    def remove_packed(self, txn: Txn, doc: int, names: bytes) -> None:
+        """:meth:`remove` of the names joined by 0xff (one bytes, as the log value holds them)."""
+        self._append(txn, (_DELETE, doc, names))
 
     def add(self, txn: Txn, doc: int, names: Iterable[bytes]) -> None:
         """List a new id under every one of ``names`` (one log entry; a list is kept as it is,
@@ -1477,10 +1509,19 @@ class BitmapIndex:
             # A batch's own merge folds everything: its changes per name are many, and
             # choosing what to carry would cost it CPU for little.
             full = cache.bulk is not None or len(cache.entries) > MERGE_AT
-            self._merge(txn, cache.bulk, cache.entries, seq, full=full)
+            self._merge(txn, cache.bulk, cache.listed(), seq, full=full)
             return
         for entry in cache.entries:
-            txn.put(_LOG + seq.to_bytes(8, "big"), _pack_entry(*entry), db=self.pending)
+            if len(entry) == 3:  # a packed add or delete: its names are joined already
+                op, doc, names = entry
+                value = (
+                    op
+                    + doc.to_bytes(4, "big")
+                    + (names + b"\xfe" if op == _ADD else b"\xfe" + names)
+                )
+            else:
+                value = _pack_entry(*entry)
+            txn.put(_LOG + seq.to_bytes(8, "big"), value, db=self.pending)
             seq += 1
         self._put_version(txn, seq, stored + len(cache.entries), carried)
 
@@ -1505,7 +1546,7 @@ class BitmapIndex:
         entries: list[_Entry] = []
         bulk = None
         if cache is not None and cache.txn is txn:
-            entries, bulk = cache.entries, cache.bulk
+            entries, bulk = cache.listed(), cache.bulk
             if cache.free_changed:
                 self._put_free(txn, cache.free)
         self._cache = None

@@ -429,23 +429,67 @@ def field_tokens_utf8_many(
 def field_terms_utf8(artifact: Mapping[str, Any]) -> dict[bytes, set[bytes]]:
     """``field_terms_utf8_many([artifact])[0]``, the single write's form: each token's stem
     looked up once, field by field (the batch form gathers every distinct token first, then
-    looks each up twice: ~3 us more of a single write's ~35 us of terms)."""
+    looks each up twice: ~3 us more of a single write's ~35 us of terms).
+
+    A token the stem table lacks that :func:`stem` leaves as it is (digits, short or
+    non-ASCII words: ids and numbers in names, new with nearly every write) is its own
+    stem, already among the terms: it is neither learned nor kept in the table (learning
+    one cost a single write ~10 us, and they filled the table, which is then replaced)."""
     stems = _STEMS_UTF8
     out: dict[bytes, set[bytes]] = {}
     for code, text in artifact_fields(artifact).items():
-        if not text:
+        if not text or text == " ":  # (" ": no title, no tags)
             continue
-        tokens = set(_utf8_words(text))
+        # set(_utf8_words(text)), built in the same order, its usual path (ASCII prose)
+        # inline; long words looked for among the distinct words only.
+        raw = text.encode() if text.isascii() else None
+        if raw is not None and _CAMEL_SPLIT_UTF8.search(raw) is None:
+            split = raw.translate(_ASCII_WORD_BYTES).split()
+            tokens = set(split)
+            if len(raw) > MAX_TOKEN_CHARS and max(map(len, tokens), default=0) > MAX_TOKEN_CHARS:
+                tokens = {word[:MAX_TOKEN_CHARS] for word in split}
+        else:
+            tokens = {word.encode() for word in _words(text, compounds=True)}
         tokens -= _STOP_UTF8
         if not tokens:
             continue
         found: list[Optional[bytes]] = list(map(stems.get, tokens))
         if None in found:  # a word not stemmed yet (the table may be replaced: use the new one)
-            stems = _learn_utf8_stems(tokens)
-            found = list(map(stems.__getitem__, tokens))
+            # (bytes.isalpha() is ASCII letters only: with the length, _stemmable())
+            learn = {
+                token
+                for token, stemmed in zip(tokens, found)
+                if stemmed is None and len(token) >= 3 and token.isalpha()
+            }
+            # Each token's stem in the tokens' order, as before: the set grows the same way
+            # (its order is the write log's order of the names).  A token that is its own
+            # stem adds nothing to the set, so it is left out, not looked up.
+            if learn:
+                table = _learn_ascii_stems(learn)
+                found = [
+                    stemmed if stemmed is not None else table[token] if token in learn else token
+                    for token, stemmed in zip(tokens, found)
+                ]
+            else:  # (the usual case: numbers and ids of a new name)
+                found = [stemmed for stemmed in found if stemmed is not None]
         tokens.update(found)  # type: ignore[arg-type]  # (no None left: each has its stem)
         out[code] = tokens
     return out
+
+
+def _learn_ascii_stems(words: set[bytes]) -> dict[bytes, bytes]:
+    """:func:`_learn_utf8_stems` of new words of ASCII letters (:func:`_stemmable`): the
+    single write's few new words stemmed straight into the UTF-8 table (its checks and
+    the ``str`` table cost a write with one new word ~5 us)."""
+    global _STEMS_UTF8
+    stems = _STEMS_UTF8
+    if len(stems) + len(words) > _STEMS_MAX:
+        stems = _STEMS_UTF8 = {}
+    texts = [word.decode() for word in words]
+    for word, text, stemmed in zip(words, texts, _stemmer().stemWords(texts)):
+        stemmed = _acronym_plural(text, stemmed)
+        stems[word] = word if stemmed == text else stemmed.encode()
+    return stems
 
 
 _STOP_UTF8 = frozenset(word.encode() for word in STOP_WORDS)
