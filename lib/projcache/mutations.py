@@ -76,13 +76,9 @@ __all__ = [
 
 def index_names(artifact: Artifact) -> list[bytes]:
     """The names of every bitmap that lists ``artifact`` (what its record implies)."""
-    # names_of(_fields_many((artifact,), _TEXT_FIELDS)[0]), name for name, without its
-    # copies (the texts, the facet names): a single write's and delete's names.
-    names = _facet_names_of(artifact)
-    for code, terms in field_terms_utf8(artifact.__dict__).items():
-        end = _TERM_ENDS[code]
-        names.extend((end.join(terms) + end).split(b"\x01")[:-1])
-    return names
+    # names_of(_fields_many(...)), name for name: the packed names split (one join and
+    # one split, no copies of the texts or the facet names).
+    return packed_index_names(artifact).split(b"\xff")
 
 
 def index_names_many(artifacts: Sequence[Artifact]) -> list[list[bytes]]:
@@ -477,8 +473,14 @@ def delete_artifact(txn: Txn, repos: Repositories, key: str) -> bool:
 def _deployed_from(txn: Txn, repos: Repositories, collection: str) -> bool:
     """Whether any deployment is of an artifact of ``collection`` (one cursor lookup):
     without one, :func:`restate_collection` has nothing to do."""
+    return _holds_collection(txn, repos.deployment_index.by_artifact.db, collection)
+
+
+def _holds_collection(txn: Txn, db: Any, collection: str) -> bool:
+    """Whether ``db`` (keyed by artifact key) has a key of ``collection``: one cursor lookup,
+    not a scan's generator and key decoding (every single write and delete asks)."""
     prefix = (collection + "/").encode()
-    cursor = txn.cursor(repos.deployment_index.by_artifact.db)
+    cursor = txn.cursor(db)
     return bool(cursor.set_range(prefix)) and cursor.key().startswith(prefix)
 
 
@@ -503,11 +505,7 @@ def collection_known(txn: Txn, repos: Repositories, artifact_key: str) -> bool:
     collection = artifact_key.split("/", 1)[0]
     if repos.collections.get_payload(txn, collection) is not None:
         return True
-    # repos.artifacts.scan_keys(prefix) without its generator and key decoding: one cursor
-    # lookup (every new artifact's write asks).
-    prefix = (collection + "/").encode()
-    cursor = txn.cursor(repos.artifacts.db)
-    return bool(cursor.set_range(prefix)) and cursor.key().startswith(prefix)
+    return _holds_collection(txn, repos.artifacts.db, collection)
 
 
 def state_of(txn: Txn, repos: Repositories, deployment: Deployment) -> DeploymentState:
